@@ -1,0 +1,14 @@
+//! Tessera configuration: Kratos-compatible YAML/JSON files, environment overrides, and
+//! validation whose every message names the key and where it was set (file and line, or the
+//! environment variable).
+//!
+//! Architecture invariant: this crate reads files and the environment and nothing else; it never
+//! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
+
+pub mod load;
+pub mod model;
+pub mod source;
+pub mod yaml;
+
+pub use load::{ConfigError, Loaded, Location, load, load_str};
+pub use model::*;

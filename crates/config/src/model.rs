@@ -1,0 +1,315 @@
+//! The typed configuration. Field names are Kratos's; every struct refuses unknown keys so a typo
+//! is an error, not a silently ignored setting. Nothing here is skipped when serialising: the
+//! serialised default *is* the list of keys Tessera knows (used for environment overrides).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub dsn: String,
+    pub serve: Serve,
+    pub secrets: Secrets,
+    pub identity: IdentityConfig,
+    pub selfservice: SelfService,
+    pub session: SessionConfig,
+    pub log: LogConfig,
+    pub hashers: Hashers,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Serve {
+    pub public: Endpoint,
+    pub admin: Endpoint,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Endpoint {
+    pub base_url: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    pub default: Vec<String>,
+    pub cookie: Vec<String>,
+    pub cipher: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub default_schema_id: String,
+    pub schemas: Vec<SchemaRef>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig { default_schema_id: "default".into(), schemas: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRef {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfService {
+    pub default_browser_return_url: String,
+    pub allowed_return_urls: Vec<String>,
+    pub methods: Methods,
+    pub flows: Flows,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Methods {
+    pub password: PasswordMethod,
+    pub oidc: OidcMethod,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordMethod {
+    pub enabled: bool,
+    pub config: PasswordMethodConfig,
+}
+
+impl Default for PasswordMethod {
+    fn default() -> Self {
+        PasswordMethod { enabled: true, config: PasswordMethodConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordMethodConfig {
+    pub min_password_length: usize,
+    pub identifier_similarity_check_enabled: bool,
+}
+
+impl Default for PasswordMethodConfig {
+    fn default() -> Self {
+        PasswordMethodConfig { min_password_length: 8, identifier_similarity_check_enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcMethod {
+    pub enabled: bool,
+    pub config: OidcMethodConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcMethodConfig {
+    /// Provider entries are validated by the social sign-in layer, which knows each type's keys.
+    pub providers: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flows {
+    pub login: FlowConfig,
+    pub registration: RegistrationFlowConfig,
+    pub settings: FlowConfig,
+    pub logout: LogoutFlowConfig,
+    pub error: UiUrlConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    pub ui_url: String,
+    pub lifespan: String,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { ui_url: String::new(), lifespan: "1h".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationFlowConfig {
+    pub enabled: bool,
+    pub ui_url: String,
+    pub lifespan: String,
+    pub after: RegistrationAfter,
+}
+
+impl Default for RegistrationFlowConfig {
+    fn default() -> Self {
+        RegistrationFlowConfig {
+            enabled: true,
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            after: RegistrationAfter::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationAfter {
+    pub default_browser_return_url: String,
+    pub password: HookList,
+    pub oidc: HookList,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookList {
+    pub default_browser_return_url: String,
+    pub hooks: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    pub hook: String,
+    #[serde(default)]
+    pub config: Value,
+}
+
+impl HookList {
+    pub fn has(&self, name: &str) -> bool {
+        self.hooks.iter().any(|h| h.hook == name)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogoutFlowConfig {
+    pub after: LogoutAfter,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogoutAfter {
+    pub default_browser_return_url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiUrlConfig {
+    pub ui_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub lifespan: String,
+    pub cookie: SessionCookie,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { lifespan: "24h".into(), cookie: SessionCookie::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionCookie {
+    pub name: String,
+    pub domain: String,
+    pub path: String,
+    pub same_site: String,
+    pub persistent: bool,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        SessionCookie {
+            name: "tessera_session".into(),
+            domain: String::new(),
+            path: "/".into(),
+            same_site: "Lax".into(),
+            persistent: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: String,
+    /// Accepted for Kratos compatibility; Tessera never logs secrets either way.
+    pub leak_sensitive_values: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "text".into(), leak_sensitive_values: false }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hashers {
+    pub algorithm: String,
+    pub argon2: Argon2Config,
+}
+
+impl Default for Hashers {
+    fn default() -> Self {
+        Hashers { algorithm: "argon2".into(), argon2: Argon2Config::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    /// Bytes as a number or a size such as `64MB` / `128MiB` (Kratos writes sizes).
+    pub memory: Value,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Argon2Config { memory: Value::String("64MB".into()), iterations: 2, parallelism: 1 }
+    }
+}
+
+/// Parses `64MB`, `128MiB`, `65536KB` or a plain byte count into KiB.
+pub fn parse_size_kib(v: &Value) -> Result<u32, String> {
+    let bytes: f64 = match v {
+        Value::Number(n) => n.as_f64().ok_or("not a number")?,
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+            let num: f64 = s[..split].parse().map_err(|_| format!("`{s}` is not a size like 64MB"))?;
+            let mult = match s[split..].trim().to_ascii_uppercase().as_str() {
+                "" | "B" => 1.0,
+                "KB" | "K" => 1e3,
+                "KIB" => 1024.0,
+                "MB" | "M" => 1e6,
+                "MIB" => 1048576.0,
+                "GB" | "G" => 1e9,
+                "GIB" => 1073741824.0,
+                other => return Err(format!("unknown size unit `{other}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+            };
+            num * mult
+        }
+        _ => return Err("expected a size such as 64MB".into()),
+    };
+    let kib = (bytes / 1024.0).round();
+    if !(8.0..=4_194_304.0).contains(&kib) {
+        return Err("argon2 memory must be between 8KiB and 4GiB".into());
+    }
+    Ok(kib as u32)
+}

@@ -1,0 +1,128 @@
+//! Kratos's UI message catalogue: each message has a stable numeric id so that UIs can translate
+//! it, a type, a default English text and a machine-readable context. Ids match Kratos's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Text {
+    pub id: u32,
+    pub text: String,
+    #[serde(rename = "type")]
+    pub kind: TextType,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub context: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextType {
+    Info,
+    Error,
+    Success,
+}
+
+fn info(id: u32, text: impl Into<String>, context: Value) -> Text {
+    Text {
+        id,
+        text: text.into(),
+        kind: TextType::Info,
+        context,
+    }
+}
+
+fn error(id: u32, text: impl Into<String>, context: Value) -> Text {
+    Text {
+        id,
+        text: text.into(),
+        kind: TextType::Error,
+        context,
+    }
+}
+
+pub fn login_title() -> Text {
+    info(1010001, "Sign in", Value::Null)
+}
+pub fn registration_title() -> Text {
+    info(1040001, "Sign up", Value::Null)
+}
+pub fn settings_saved() -> Text {
+    Text {
+        id: 1050001,
+        text: "Your changes have been saved!".into(),
+        kind: TextType::Success,
+        context: Value::Null,
+    }
+}
+pub fn label_password() -> Text {
+    info(1070001, "Password", Value::Null)
+}
+/// Label taken from the identity schema's `title` (Kratos 1070002).
+pub fn label_generated(title: &str, name: &str) -> Text {
+    info(1070002, title, json!({ "title": title, "name": name }))
+}
+pub fn label_save() -> Text {
+    info(1070003, "Save", Value::Null)
+}
+pub fn label_id() -> Text {
+    info(1070004, "ID", Value::Null)
+}
+pub fn label_submit() -> Text {
+    info(1070005, "Submit", Value::Null)
+}
+
+pub fn validation_generic(reason: &str) -> Text {
+    error(4000001, reason, json!({ "reason": reason }))
+}
+pub fn missing_property(property: &str) -> Text {
+    error(
+        4000002,
+        format!("Property {property} is missing."),
+        json!({ "property": property }),
+    )
+}
+pub fn min_length(expected: u64, actual: u64) -> Text {
+    error(
+        4000003,
+        format!("length must be >= {expected}, but got {actual}"),
+        json!({ "min_length": expected, "actual_length": actual }),
+    )
+}
+pub fn invalid_format(value: &str, format: &str) -> Text {
+    error(
+        4000004,
+        format!("{value:?} is not valid {format:?}"),
+        json!({ "value": value, "format": format }),
+    )
+}
+pub fn password_policy(reason: &str) -> Text {
+    error(
+        4000005,
+        format!("The password can not be used because {reason}"),
+        json!({ "reason": reason }),
+    )
+}
+pub fn invalid_credentials() -> Text {
+    error(
+        4000006,
+        "The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.",
+        Value::Null,
+    )
+}
+pub fn duplicate_credentials() -> Text {
+    error(
+        4000007,
+        "An account with the same identifier (email, phone, username, ...) exists already.",
+        Value::Null,
+    )
+}
+pub fn inactive_identity() -> Text {
+    error(4000010, "Your account has been disabled.", Value::Null)
+}
+pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
+    error(
+        kind_id,
+        format!("The flow expired {minutes_ago:.2} minutes ago, please try again."),
+        json!({ "expired_at_minutes_ago": minutes_ago }),
+    )
+}

@@ -1,0 +1,135 @@
+//! The UI container every flow carries: the form action, method, nodes and messages. This is the
+//! single source of truth for forms, rendered by the hosted UI and by any custom Kratos UI.
+
+use crate::text::Text;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ui {
+    pub action: String,
+    pub method: String,
+    pub nodes: Vec<Node>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub group: String,
+    pub attributes: Attributes,
+    pub messages: Vec<Text>,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Text>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attributes {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub input_type: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autocomplete: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    pub disabled: bool,
+    pub node_type: String,
+}
+
+impl Node {
+    pub fn input(group: &str, name: &str, input_type: &str, value: Value) -> Node {
+        Node {
+            kind: "input".into(),
+            group: group.into(),
+            attributes: Attributes {
+                name: name.into(),
+                input_type: input_type.into(),
+                value,
+                required: false,
+                autocomplete: None,
+                pattern: None,
+                disabled: false,
+                node_type: "input".into(),
+            },
+            messages: vec![],
+            meta: Meta::default(),
+        }
+    }
+
+    pub fn required(mut self) -> Self {
+        self.attributes.required = true;
+        self
+    }
+
+    pub fn autocomplete(mut self, value: &str) -> Self {
+        self.attributes.autocomplete = Some(value.into());
+        self
+    }
+
+    pub fn label(mut self, label: Text) -> Self {
+        self.meta.label = Some(label);
+        self
+    }
+
+    pub fn csrf(token: &str) -> Node {
+        Node::input(
+            "default",
+            "csrf_token",
+            "hidden",
+            Value::String(token.into()),
+        )
+        .required()
+    }
+}
+
+impl Ui {
+    pub fn new(action: String) -> Ui {
+        Ui {
+            action,
+            method: "POST".into(),
+            nodes: vec![],
+            messages: vec![],
+        }
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.attributes.name == name)
+    }
+
+    /// Clears messages left by a previous submission so a resubmitted form shows only fresh ones.
+    pub fn reset_messages(&mut self) {
+        self.messages.clear();
+        for n in &mut self.nodes {
+            n.messages.clear();
+        }
+    }
+
+    /// Attaches a message to the node with this name, or to the form when there is no such node.
+    pub fn add_message(&mut self, node: Option<&str>, text: Text) {
+        match node.and_then(|name| self.node_mut(name)) {
+            Some(n) => n.messages.push(text),
+            None => self.messages.push(text),
+        }
+    }
+
+    /// Refills inputs with what the user submitted so a failed form keeps their typing (never
+    /// passwords).
+    pub fn set_value(&mut self, name: &str, value: Value) {
+        if let Some(n) = self.node_mut(name)
+            && n.attributes.input_type != "password"
+        {
+            n.attributes.value = value;
+        }
+    }
+}

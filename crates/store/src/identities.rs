@@ -1,0 +1,357 @@
+//! Identity persistence. An identity, its credentials (with their identifiers) and its addresses
+//! are always written together in one transaction.
+
+use crate::{Page, Store, db_err, placeholders};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::{BTreeMap, HashMap};
+use tessera_core::identity::{Credential, Identity, IdentityState, RecoveryAddress, VerifiableAddress};
+use tessera_core::{Error, timefmt};
+use uuid::Uuid;
+
+const PAGE_TOKEN_PREFIX: &str = "tessera/v1/identities/";
+
+fn json_col(row: &AnyRow, col: &str) -> Value {
+    row.try_get::<Option<String>, _>(col)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid, Error> {
+    let s: String = row.try_get(col).map_err(db_err)?;
+    Uuid::parse_str(&s).map_err(|_| Error::internal(format!("corrupt id `{s}` in column {col}")))
+}
+
+fn opt_json(v: &Value) -> Option<String> {
+    if v.is_null() { None } else { Some(v.to_string()) }
+}
+
+/// Encodes the keyset position so clients treat it as opaque.
+pub fn encode_page_token(prefix: &str, last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{prefix}{last}"))
+}
+
+/// Decodes a page token minted by `encode_page_token` with the same prefix; anything else is the
+/// client's mistake, reported as such.
+pub fn decode_page_token(prefix: &str, token: &str) -> Result<String, Error> {
+    let bad = || {
+        Error::bad_request(format!(
+            "The page_token `{token}` is invalid: use the page_token from the Link header of the previous response, unmodified."
+        ))
+        .with_id("invalid_page_token")
+    };
+    let raw = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    text.strip_prefix(prefix).map(String::from).ok_or_else(bad)
+}
+
+impl Store {
+    pub async fn insert_identity(&self, identity: &Identity) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, metadata_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(identity.id.to_string())
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(identity.state_changed_at)
+        .bind(identity.traits.to_string())
+        .bind(opt_json(&identity.metadata_public))
+        .bind(opt_json(&identity.metadata_admin))
+        .bind(identity.created_at)
+        .bind(identity.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        write_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Replaces an identity's fields, credentials and addresses. Fails with not-found when it
+    /// does not exist.
+    pub async fn update_identity(&self, identity: &Identity) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(identity.state_changed_at)
+        .bind(identity.traits.to_string())
+        .bind(opt_json(&identity.metadata_public))
+        .bind(opt_json(&identity.metadata_admin))
+        .bind(identity.updated_at)
+        .bind(identity.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(identity_not_found(identity.id));
+        }
+        let id = identity.id.to_string();
+        for table in ["identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses", "identity_credential_identifiers"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        write_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub async fn delete_identity(&self, id: Uuid) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let sid = id.to_string();
+        // Explicit child deletes keep this correct even where foreign keys are off.
+        for table in ["sessions", "identity_credential_identifiers", "identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
+                .bind(&sid)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1").bind(&sid).execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(identity_not_found(id));
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Loads one identity with its addresses and credentials (callers redact configs).
+    pub async fn get_identity(&self, id: Uuid) -> Result<Identity, Error> {
+        let row = sqlx::query("SELECT * FROM identities WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| identity_not_found(id))?;
+        let mut list = vec![identity_from_row(&row)?];
+        self.load_children(&mut list, true).await?;
+        list.pop().ok_or_else(|| identity_not_found(id))
+    }
+
+    /// Identity owning a credential identifier of the given type (identifiers are stored
+    /// normalised, so the caller passes a normalised value).
+    pub async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> Result<Option<Identity>, Error> {
+        let row = sqlx::query("SELECT identity_id FROM identity_credential_identifiers WHERE type = $1 AND identifier = $2")
+            .bind(kind)
+            .bind(identifier)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(r) => Ok(Some(self.get_identity(uuid_col(&r, "identity_id")?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists identities ordered by id, `page_size` at a time, optionally only the one owning an
+    /// identifier (any credential type).
+    pub async fn list_identities(&self, page_size: usize, page_token: Option<&str>, identifier: Option<&str>) -> Result<Page<Identity>, Error> {
+        let after = match page_token {
+            Some(t) => decode_page_token(PAGE_TOKEN_PREFIX, t)?,
+            None => String::new(),
+        };
+        let limit = page_size as i64 + 1;
+        let rows = match identifier {
+            Some(ident) => sqlx::query(
+                "SELECT i.* FROM identities i WHERE i.id > $1 AND i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = $2) ORDER BY i.id LIMIT $3",
+            )
+            .bind(&after)
+            .bind(ident)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query("SELECT * FROM identities WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(&after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await,
+        }
+        .map_err(db_err)?;
+        let mut items = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > page_size {
+            items.truncate(page_size);
+            items.last().map(|i| encode_page_token(PAGE_TOKEN_PREFIX, &i.id.to_string()))
+        } else {
+            None
+        };
+        self.load_children(&mut items, true).await?;
+        Ok(Page { items, next })
+    }
+
+    pub async fn count_identities(&self) -> Result<i64, Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM identities").fetch_one(&self.pool).await.map_err(db_err)?;
+        row.try_get::<i64, _>("n").map_err(db_err)
+    }
+
+    /// Fills addresses (and credentials when asked) for a batch of identities with one query per
+    /// table, not one per identity.
+    pub(crate) async fn load_children(&self, list: &mut [Identity], with_credentials: bool) -> Result<(), Error> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = list.iter().map(|i| i.id.to_string()).collect();
+        let index: HashMap<Uuid, usize> = list.iter().enumerate().map(|(n, i)| (i.id, n)).collect();
+        let ph = placeholders(1, ids.len());
+
+        let fetch = |sql: String| {
+            let ids = ids.clone();
+            let pool = self.pool.clone();
+            async move {
+                let mut q = sqlx::query(&sql);
+                for id in &ids {
+                    q = q.bind(id.clone());
+                }
+                q.fetch_all(&pool).await.map_err(db_err)
+            }
+        };
+
+        for row in fetch(format!("SELECT * FROM identity_verifiable_addresses WHERE identity_id IN ({ph}) ORDER BY created_at, value")).await? {
+            let owner = uuid_col(&row, "identity_id")?;
+            if let Some(&n) = index.get(&owner) {
+                list[n].verifiable_addresses.push(VerifiableAddress {
+                    id: uuid_col(&row, "id")?,
+                    value: row.try_get("value").map_err(db_err)?,
+                    verified: row.try_get::<i64, _>("verified").map_err(db_err)? != 0,
+                    via: row.try_get("via").map_err(db_err)?,
+                    status: row.try_get("status").map_err(db_err)?,
+                    verified_at: row.try_get("verified_at").map_err(db_err)?,
+                    created_at: row.try_get("created_at").map_err(db_err)?,
+                    updated_at: row.try_get("updated_at").map_err(db_err)?,
+                });
+            }
+        }
+        for row in fetch(format!("SELECT * FROM identity_recovery_addresses WHERE identity_id IN ({ph}) ORDER BY created_at, value")).await? {
+            let owner = uuid_col(&row, "identity_id")?;
+            if let Some(&n) = index.get(&owner) {
+                list[n].recovery_addresses.push(RecoveryAddress {
+                    id: uuid_col(&row, "id")?,
+                    value: row.try_get("value").map_err(db_err)?,
+                    via: row.try_get("via").map_err(db_err)?,
+                    created_at: row.try_get("created_at").map_err(db_err)?,
+                    updated_at: row.try_get("updated_at").map_err(db_err)?,
+                });
+            }
+        }
+        if !with_credentials {
+            return Ok(());
+        }
+        let mut cred_ids: HashMap<String, (usize, String)> = HashMap::new();
+        for row in fetch(format!("SELECT * FROM identity_credentials WHERE identity_id IN ({ph})")).await? {
+            let owner = uuid_col(&row, "identity_id")?;
+            let Some(&n) = index.get(&owner) else { continue };
+            let kind: String = row.try_get("type").map_err(db_err)?;
+            let cred = Credential {
+                kind: kind.clone(),
+                identifiers: vec![],
+                config: json_col(&row, "config"),
+                version: row.try_get("version").map_err(db_err)?,
+                created_at: row.try_get("created_at").map_err(db_err)?,
+                updated_at: row.try_get("updated_at").map_err(db_err)?,
+            };
+            cred_ids.insert(row.try_get("id").map_err(db_err)?, (n, kind.clone()));
+            list[n].credentials.get_or_insert_with(BTreeMap::new).insert(kind, cred);
+        }
+        for row in fetch(format!("SELECT * FROM identity_credential_identifiers WHERE identity_id IN ({ph}) ORDER BY identifier")).await? {
+            let cid: String = row.try_get("credential_id").map_err(db_err)?;
+            if let Some((n, kind)) = cred_ids.get(&cid)
+                && let Some(c) = list[*n].credentials.as_mut().and_then(|m| m.get_mut(kind))
+            {
+                c.identifiers.push(row.try_get("identifier").map_err(db_err)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn identity_not_found(id: Uuid) -> Error {
+    Error::not_found(format!("Identity `{id}` does not exist."))
+}
+
+pub(crate) fn identity_from_row(row: &AnyRow) -> Result<Identity, Error> {
+    let state: String = row.try_get("state").map_err(db_err)?;
+    Ok(Identity {
+        id: uuid_col(row, "id")?,
+        schema_id: row.try_get("schema_id").map_err(db_err)?,
+        schema_url: String::new(),
+        state: IdentityState::parse(&state).unwrap_or(IdentityState::Inactive),
+        state_changed_at: row.try_get("state_changed_at").map_err(db_err)?,
+        traits: json_col(row, "traits"),
+        verifiable_addresses: vec![],
+        recovery_addresses: vec![],
+        metadata_public: json_col(row, "metadata_public"),
+        metadata_admin: json_col(row, "metadata_admin"),
+        credentials: None,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+        organization_id: None,
+    })
+}
+
+async fn write_children(tx: &mut Transaction<'static, Any>, identity: &Identity) -> Result<(), Error> {
+    let id = identity.id.to_string();
+    let now = timefmt::now_ms();
+    if let Some(creds) = &identity.credentials {
+        for (kind, cred) in creds {
+            let cid = Uuid::new_v4().to_string();
+            sqlx::query("INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&cid)
+                .bind(&id)
+                .bind(kind)
+                .bind(if cred.config.is_null() { "{}".to_string() } else { cred.config.to_string() })
+                .bind(cred.version)
+                .bind(cred.created_at)
+                .bind(cred.updated_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            for ident in &cred.identifiers {
+                sqlx::query("INSERT INTO identity_credential_identifiers (id, credential_id, identity_id, type, identifier, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(Uuid::new_v4().to_string())
+                    .bind(&cid)
+                    .bind(&id)
+                    .bind(kind)
+                    .bind(ident)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+    }
+    for a in &identity.verifiable_addresses {
+        sqlx::query("INSERT INTO identity_verifiable_addresses (id, identity_id, via, value, verified, status, verified_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(a.id.to_string())
+            .bind(&id)
+            .bind(&a.via)
+            .bind(&a.value)
+            .bind(i64::from(a.verified))
+            .bind(&a.status)
+            .bind(a.verified_at)
+            .bind(a.created_at)
+            .bind(a.updated_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    for a in &identity.recovery_addresses {
+        sqlx::query("INSERT INTO identity_recovery_addresses (id, identity_id, via, value, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(a.id.to_string())
+            .bind(&id)
+            .bind(&a.via)
+            .bind(&a.value)
+            .bind(a.created_at)
+            .bind(a.updated_at)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}

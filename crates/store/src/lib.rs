@@ -1,0 +1,105 @@
+//! Persistence for identities, sessions and self-service flows, on SQLite (default) or
+//! PostgreSQL through one set of queries.
+//!
+//! Architecture invariant: the store knows nothing about HTTP, flows' business rules or
+//! configuration files. It stores and loads the core model; every write that spans tables runs in
+//! one transaction, so a failure leaves nothing half-written. All instances share state only
+//! through the database.
+
+mod dsn;
+pub mod flows;
+mod identities;
+mod migrations;
+mod sessions;
+
+pub use dsn::{Backend, ParsedDsn, parse_dsn};
+pub use migrations::MigrationStatus;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use std::sync::Once;
+use tessera_core::Error;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+/// Page of results with the key to continue after, for keyset pagination.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl Store {
+    /// Opens a pool for a Kratos-style DSN (`memory`, `sqlite://…`, `postgres://…`).
+    pub async fn connect(dsn: &str) -> Result<Store, Error> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let parsed = parse_dsn(dsn).map_err(Error::bad_request)?;
+        let backend = parsed.backend;
+        let mut opts = AnyPoolOptions::new().max_connections(parsed.max_connections);
+        if parsed.keep_alive {
+            // An in-memory database lives only while a connection to it is open.
+            opts = opts.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    for pragma in [
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&parsed.url).await.map_err(|e| {
+            Error::unavailable(format!("cannot open the database ({}): {e}", parsed.redacted()))
+        })?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Readiness probe: one round trip to the database.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps database errors: uniqueness violations are the caller's conflict, the rest are ours.
+pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return Error::conflict("This identity conflicts with another identity that already exists: one of its identifiers (email, phone, username, …) or addresses is already taken.")
+            .with_id("identity_conflict");
+    }
+    tracing::error!(error = %e, "database error");
+    Error::internal("A database error occurred. The server log has the details.")
+}
+
+/// Builds `$from, $from+1, …` placeholders for an IN list.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
