@@ -7,8 +7,10 @@
 
 pub mod load;
 pub mod model;
+pub mod resolve;
 pub mod source;
 pub mod yaml;
 
 pub use load::{ConfigError, Loaded, Location, load, load_str};
 pub use model::*;
+pub use resolve::{SchemaSource, Settings, resolve};

@@ -1,1 +1,17 @@
+//! The self-service engine: login, registration, settings and logout flows with the password
+//! method, session issuance, and the identity administration rules behind the admin API.
+//!
+//! Architecture invariant: no HTTP types here. Handlers translate requests into calls on
+//! [`Engine`] and its results back into responses; every business rule (CSRF binding, flow
+//! expiry, schema validation, password policy, which identifier belongs to whom) lives here.
+//! Data walks one way: engine → store.
 
+pub mod admin;
+pub mod engine;
+pub mod forms;
+pub mod login;
+pub mod registration;
+pub mod sessions;
+pub mod settings;
+
+pub use engine::{Engine, Outcome, Schemas};

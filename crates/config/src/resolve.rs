@@ -1,0 +1,301 @@
+//! Turns a loaded configuration into the resolved settings the server runs with, checking every
+//! rule that needs more than a type: secrets long enough, URLs that parse, durations, schema ids.
+//! All problems are reported together, each with its key and location.
+
+use crate::load::{ConfigError, Loaded, Problem, problem};
+use crate::model::parse_size_kib;
+use std::path::PathBuf;
+use std::time::Duration;
+use tessera_core::duration;
+use tessera_core::password::Argon2Params;
+use url::Url;
+
+pub const MIN_SECRET_LENGTH: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct SchemaSource {
+    pub id: String,
+    pub url: String,
+    pub base_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dev: bool,
+    pub dsn: String,
+    pub public_base_url: Url,
+    pub admin_base_url: Url,
+    pub public_bind: (String, u16),
+    pub admin_bind: (String, u16),
+    /// First entry signs/encrypts; the rest are accepted for rotation.
+    pub cookie_secrets: Vec<String>,
+    pub cipher_secrets: Vec<String>,
+    pub default_schema_id: String,
+    /// Empty means "use the built-in default schema".
+    pub schemas: Vec<SchemaSource>,
+    pub default_return_url: Url,
+    pub allowed_return_urls: Vec<Url>,
+    pub login_ui_url: Url,
+    pub registration_ui_url: Url,
+    pub settings_ui_url: Url,
+    pub error_ui_url: Url,
+    pub login_lifespan: Duration,
+    pub registration_lifespan: Duration,
+    pub settings_lifespan: Duration,
+    pub session_lifespan: Duration,
+    pub session_cookie_name: String,
+    pub session_cookie_domain: Option<String>,
+    pub session_cookie_path: String,
+    pub session_cookie_same_site: String,
+    pub session_cookie_persistent: bool,
+    pub secure_cookies: bool,
+    pub password_enabled: bool,
+    pub min_password_length: usize,
+    pub identifier_similarity_check: bool,
+    pub registration_enabled: bool,
+    pub session_after_password_registration: bool,
+    pub registration_return_url: Option<Url>,
+    pub logout_return_url: Url,
+    pub argon2: Argon2Params,
+    pub log_level: String,
+    pub log_json: bool,
+}
+
+fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
+        Ok(_) => {
+            problems.push(problem(loaded, key, format!("`{value}` must be an http:// or https:// URL")));
+            None
+        }
+        Err(e) => {
+            problems.push(problem(loaded, key, format!("`{value}` is not a valid URL ({e}); write e.g. https://auth.example.com/")));
+            None
+        }
+    }
+}
+
+fn parse_duration(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Duration {
+    match duration::parse(value) {
+        Ok(d) if d > Duration::ZERO => d,
+        Ok(_) => {
+            problems.push(problem(loaded, key, "must be longer than zero"));
+            Duration::from_secs(3600)
+        }
+        Err(e) => {
+            problems.push(problem(loaded, key, format!("{e}; write e.g. 1h or 30m")));
+            Duration::from_secs(3600)
+        }
+    }
+}
+
+/// Resolves and validates. `generated_secret` is used when no secret is configured in `--dev`.
+pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Result<Settings, ConfigError> {
+    let c = &loaded.config;
+    let mut p = Vec::new();
+
+    let dsn = if c.dsn.trim().is_empty() {
+        if dev {
+            "sqlite://tessera.db?mode=rwc".to_string()
+        } else {
+            p.push(problem(loaded, "dsn", "is required: set e.g. `dsn: sqlite:///var/lib/tessera/db.sqlite?_fk=true` or the DSN environment variable (or use --dev)"));
+            String::new()
+        }
+    } else {
+        c.dsn.trim().to_string()
+    };
+
+    let public_port = if c.serve.public.port == 0 { 4433 } else { c.serve.public.port };
+    let admin_port = if c.serve.admin.port == 0 { 4434 } else { c.serve.admin.port };
+    let default_host = |h: &str, fallback: &str| if h.is_empty() { fallback.to_string() } else { h.to_string() };
+    // Public listens everywhere like Kratos; the unauthenticated admin API stays on loopback
+    // unless the operator exposes it on purpose.
+    let public_host = default_host(&c.serve.public.host, if dev { "127.0.0.1" } else { "0.0.0.0" });
+    let admin_host = default_host(&c.serve.admin.host, "127.0.0.1");
+    let url_host = |h: &str| if h == "0.0.0.0" || h == "::" || h.is_empty() { "127.0.0.1".to_string() } else { h.to_string() };
+
+    let base = |key: &str, v: &str, fallback: String, p: &mut Vec<Problem>| {
+        let raw = if v.is_empty() { fallback } else { v.to_string() };
+        let mut u = parse_url(loaded, key, &raw, p).unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("literal URL"));
+        if !u.path().ends_with('/') {
+            let path = format!("{}/", u.path());
+            u.set_path(&path);
+        }
+        u
+    };
+    let public_base_url = base("serve.public.base_url", &c.serve.public.base_url, format!("http://{}:{public_port}/", url_host(&public_host)), &mut p);
+    let admin_base_url = base("serve.admin.base_url", &c.serve.admin.base_url, format!("http://{}:{admin_port}/", url_host(&admin_host)), &mut p);
+
+    let check_secrets = |key: &str, list: &[String], p: &mut Vec<Problem>| {
+        for (i, s) in list.iter().enumerate() {
+            if s.chars().count() < MIN_SECRET_LENGTH {
+                p.push(problem(loaded, &format!("{key}.{i}"), format!("is {} characters long; secrets must be at least {MIN_SECRET_LENGTH} characters (generate one with `openssl rand -hex 32`)", s.chars().count())));
+            }
+        }
+    };
+    check_secrets("secrets.default", &c.secrets.default, &mut p);
+    check_secrets("secrets.cookie", &c.secrets.cookie, &mut p);
+    check_secrets("secrets.cipher", &c.secrets.cipher, &mut p);
+    let fallback: Vec<String> = if !c.secrets.default.is_empty() {
+        c.secrets.default.clone()
+    } else {
+        generated_secret.map(|s| vec![s.to_string()]).unwrap_or_default()
+    };
+    let cookie_secrets = if c.secrets.cookie.is_empty() { fallback.clone() } else { c.secrets.cookie.clone() };
+    let cipher_secrets = if c.secrets.cipher.is_empty() { fallback.clone() } else { c.secrets.cipher.clone() };
+    if cookie_secrets.is_empty() {
+        p.push(problem(loaded, "secrets.default", "is required: set at least one secret of 16+ characters (e.g. `openssl rand -hex 32`), or run with --dev to generate one"));
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    let mut schemas = Vec::new();
+    for (i, s) in c.identity.schemas.iter().enumerate() {
+        let key = format!("identity.schemas.{i}");
+        if s.id.trim().is_empty() {
+            p.push(problem(loaded, &format!("{key}.id"), "must not be empty"));
+        }
+        if !seen.insert(s.id.clone()) {
+            p.push(problem(loaded, &format!("{key}.id"), format!("schema id `{}` is used twice; ids must be unique", s.id)));
+        }
+        if !(s.url.starts_with("file://") || s.url.starts_with("base64://") || s.url.starts_with("https://") || s.url.starts_with("http://")) {
+            p.push(problem(loaded, &format!("{key}.url"), format!("`{}` must start with file://, base64:// or https://", s.url)));
+        }
+        schemas.push(SchemaSource { id: s.id.clone(), url: s.url.clone(), base_dir: crate::load::base_dir(loaded, &format!("{key}.url")) });
+    }
+    let default_schema_id = c.identity.default_schema_id.clone();
+    if !schemas.is_empty() && !schemas.iter().any(|s| s.id == default_schema_id) {
+        let ids: Vec<&str> = schemas.iter().map(|s| s.id.as_str()).collect();
+        p.push(problem(loaded, "identity.default_schema_id", format!("`{default_schema_id}` is not one of the configured schemas ({})", ids.join(", "))));
+    }
+
+    let join = |path: &str| public_base_url.join(path).expect("relative path joins onto a base URL");
+    let ui = |key: &str, v: &str, path: &str, p: &mut Vec<Problem>| {
+        if v.is_empty() { join(path) } else { parse_url(loaded, key, v, p).unwrap_or_else(|| join(path)) }
+    };
+    let login_ui_url = ui("selfservice.flows.login.ui_url", &c.selfservice.flows.login.ui_url, "ui/login", &mut p);
+    let registration_ui_url = ui("selfservice.flows.registration.ui_url", &c.selfservice.flows.registration.ui_url, "ui/registration", &mut p);
+    let settings_ui_url = ui("selfservice.flows.settings.ui_url", &c.selfservice.flows.settings.ui_url, "ui/settings", &mut p);
+    let error_ui_url = ui("selfservice.flows.error.ui_url", &c.selfservice.flows.error.ui_url, "ui/error", &mut p);
+    let default_return_url = ui("selfservice.default_browser_return_url", &c.selfservice.default_browser_return_url, "ui/welcome", &mut p);
+    let logout_return_url = if c.selfservice.flows.logout.after.default_browser_return_url.is_empty() {
+        default_return_url.clone()
+    } else {
+        ui("selfservice.flows.logout.after.default_browser_return_url", &c.selfservice.flows.logout.after.default_browser_return_url, "ui/login", &mut p)
+    };
+    let after = &c.selfservice.flows.registration.after;
+    let reg_return = [&after.password.default_browser_return_url, &after.default_browser_return_url]
+        .into_iter()
+        .find(|v| !v.is_empty())
+        .and_then(|v| parse_url(loaded, "selfservice.flows.registration.after.default_browser_return_url", v, &mut p));
+    let mut allowed_return_urls = Vec::new();
+    for (i, u) in c.selfservice.allowed_return_urls.iter().enumerate() {
+        if let Some(u) = parse_url(loaded, &format!("selfservice.allowed_return_urls.{i}"), u, &mut p) {
+            allowed_return_urls.push(u);
+        }
+    }
+
+    for (method, list) in [("password", &after.password), ("oidc", &after.oidc)] {
+        for (i, h) in list.hooks.iter().enumerate() {
+            if h.hook != "session" {
+                p.push(problem(loaded, &format!("selfservice.flows.registration.after.{method}.hooks.{i}.hook"), format!("unknown hook `{}`: Tessera runs `session`", h.hook)));
+            }
+        }
+    }
+
+    let login_lifespan = parse_duration(loaded, "selfservice.flows.login.lifespan", &c.selfservice.flows.login.lifespan, &mut p);
+    let registration_lifespan = parse_duration(loaded, "selfservice.flows.registration.lifespan", &c.selfservice.flows.registration.lifespan, &mut p);
+    let settings_lifespan = parse_duration(loaded, "selfservice.flows.settings.lifespan", &c.selfservice.flows.settings.lifespan, &mut p);
+    let session_lifespan = parse_duration(loaded, "session.lifespan", &c.session.lifespan, &mut p);
+
+    let same_site = match c.session.cookie.same_site.to_ascii_lowercase().as_str() {
+        "lax" => "Lax",
+        "strict" => "Strict",
+        "none" => "None",
+        _ => {
+            p.push(problem(loaded, "session.cookie.same_site", "must be Lax, Strict or None"));
+            "Lax"
+        }
+    };
+
+    let memory_kib = match parse_size_kib(&c.hashers.argon2.memory) {
+        Ok(k) => k,
+        Err(e) => {
+            p.push(problem(loaded, "hashers.argon2.memory", e));
+            65536
+        }
+    };
+    let argon2 = Argon2Params { memory: memory_kib, iterations: c.hashers.argon2.iterations, parallelism: c.hashers.argon2.parallelism };
+    if let Err(e) = argon2.validate() {
+        p.push(problem(loaded, "hashers.argon2", e));
+    }
+    if c.hashers.algorithm != "argon2" {
+        p.push(problem(loaded, "hashers.algorithm", format!("`{}` is not supported for new hashes: use argon2 (bcrypt and pbkdf2 hashes still verify on import)", c.hashers.algorithm)));
+    }
+    let min_password_length = c.selfservice.methods.password.config.min_password_length;
+    if min_password_length < 6 {
+        p.push(problem(loaded, "selfservice.methods.password.config.min_password_length", "must be at least 6"));
+    }
+    if !matches!(c.log.format.as_str(), "text" | "json") {
+        p.push(problem(loaded, "log.format", "must be `text` or `json`"));
+    }
+    if !matches!(c.log.level.as_str(), "trace" | "debug" | "info" | "warning" | "warn" | "error" | "fatal" | "panic") {
+        p.push(problem(loaded, "log.level", "must be one of trace, debug, info, warning, error"));
+    }
+
+    if !p.is_empty() {
+        return Err(ConfigError { problems: p });
+    }
+    Ok(Settings {
+        dev,
+        dsn,
+        secure_cookies: public_base_url.scheme() == "https" && !dev,
+        public_base_url,
+        admin_base_url,
+        public_bind: (public_host, public_port),
+        admin_bind: (admin_host, admin_port),
+        cookie_secrets,
+        cipher_secrets,
+        default_schema_id,
+        schemas,
+        default_return_url,
+        allowed_return_urls,
+        login_ui_url,
+        registration_ui_url,
+        settings_ui_url,
+        error_ui_url,
+        login_lifespan,
+        registration_lifespan,
+        settings_lifespan,
+        session_lifespan,
+        session_cookie_name: c.session.cookie.name.clone(),
+        session_cookie_domain: Some(c.session.cookie.domain.clone()).filter(|d| !d.is_empty()),
+        session_cookie_path: c.session.cookie.path.clone(),
+        session_cookie_same_site: same_site.to_string(),
+        session_cookie_persistent: c.session.cookie.persistent,
+        password_enabled: c.selfservice.methods.password.enabled,
+        min_password_length,
+        identifier_similarity_check: c.selfservice.methods.password.config.identifier_similarity_check_enabled,
+        registration_enabled: c.selfservice.flows.registration.enabled,
+        session_after_password_registration: after.password.has("session"),
+        registration_return_url: reg_return,
+        logout_return_url,
+        argon2,
+        log_level: c.log.level.replace("warning", "warn").replace("fatal", "error").replace("panic", "error"),
+        log_json: c.log.format == "json",
+    })
+}
+
+impl Settings {
+    /// A `return_to` is honoured only when it shares scheme, host and port with an allowed URL
+    /// (or the public base URL) and lies under its path — never an open redirect.
+    pub fn is_allowed_return(&self, candidate: &str) -> Option<Url> {
+        let u = Url::parse(candidate).ok()?;
+        let allowed = self.allowed_return_urls.iter().chain(std::iter::once(&self.public_base_url)).chain(std::iter::once(&self.default_return_url));
+        for a in allowed {
+            if a.scheme() == u.scheme() && a.host_str() == u.host_str() && a.port_or_known_default() == u.port_or_known_default() && u.path().starts_with(a.path().trim_end_matches('/')) {
+                return Some(u);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,42 @@
+//! Form nodes derived from the identity schema and helpers for reading submitted bodies.
+
+use serde_json::Value;
+use tessera_core::schema::{IdentitySchema, lookup};
+use tessera_core::text;
+use tessera_core::ui::{Node, Ui};
+
+/// One input per trait, in the schema's order (group `default` on registration, `profile` on
+/// settings, as Kratos).
+pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &Value) {
+    for f in &schema.fields {
+        let name = format!("traits.{}", f.path);
+        let value = lookup(values, &f.path).cloned().unwrap_or(Value::Null);
+        let mut node = Node::input(group, &name, f.input_type(), value);
+        if f.required {
+            node = node.required();
+        }
+        if f.password_identifier {
+            node = node.autocomplete(if f.input_type() == "email" { "email" } else { "username" });
+        }
+        let title = f.title.clone().unwrap_or_else(|| f.path.clone());
+        node = node.label(text::label_generated(&title, &name));
+        ui.nodes.push(node);
+    }
+}
+
+pub fn password_node(group: &str, name: &str, autocomplete: &str) -> Node {
+    Node::input(group, name, "password", Value::Null).required().autocomplete(autocomplete).label(text::label_password())
+}
+
+pub fn submit_node(group: &str, value: &str, label: tessera_core::text::Text) -> Node {
+    Node::input(group, "method", "submit", Value::String(value.into())).label(label)
+}
+
+pub fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get(name).and_then(Value::as_str)
+}
+
+/// Reads the method a submission chose (Kratos's `method` field).
+pub fn method(body: &Value) -> &str {
+    str_field(body, "method").unwrap_or_default()
+}

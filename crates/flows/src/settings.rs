@@ -1,0 +1,114 @@
+//! The settings flow: change password, update profile traits.
+
+use crate::engine::{Engine, Outcome};
+use crate::forms::{self, password_node, str_field, submit_node, trait_nodes};
+use serde_json::Value;
+use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::identity::{CREDENTIAL_PASSWORD, Credential};
+use tessera_core::session::Session;
+use tessera_core::timefmt::now_ms;
+use tessera_core::{Error, ErrorKind, text};
+
+impl Engine {
+    pub async fn init_settings(&self, flow_type: FlowType, request_url: &str, return_to: Option<&str>, session: &Session, csrf: &str) -> Result<Flow, Error> {
+        let return_to = self.check_return_to(return_to)?;
+        let identity = session.identity.clone().ok_or_else(Error::no_session)?;
+        let mut flow = self.new_flow(FlowKind::Settings, flow_type, request_url, return_to, csrf);
+        flow.identity_id = Some(identity.id);
+        let schema = self.schemas.get(&identity.schema_id)?;
+        trait_nodes(&mut flow.ui, schema, "profile", &identity.traits);
+        flow.ui.nodes.push(submit_node("profile", "profile", text::label_save()));
+        if self.settings.password_enabled {
+            flow.ui.nodes.push(password_node("password", "password", "new-password"));
+            flow.ui.nodes.push(submit_node("password", "password", text::label_save()));
+        }
+        self.store.insert_flow(&flow).await?;
+        let mut public = identity;
+        public.credentials = None;
+        flow.identity = serde_json::to_value(public).unwrap_or(Value::Null);
+        Ok(flow)
+    }
+
+    /// Applies a settings submission for the signed-in identity. The flow must belong to it.
+    pub async fn submit_settings(&self, flow_id: &str, body: &Value, csrf_cookie: Option<&str>, session: &Session) -> Result<Outcome, Error> {
+        let mut flow = self.flow_for_submit(FlowKind::Settings, flow_id, body, csrf_cookie).await?;
+        if flow.identity_id != Some(session.identity_id) {
+            return Err(Error::forbidden("This settings flow belongs to another session's identity: start a new settings flow.").with_id("security_identity_mismatch"));
+        }
+        let mut identity = self.store.get_identity(session.identity_id).await?;
+        let schema = self.schemas.get(&identity.schema_id)?;
+        match forms::method(body) {
+            "password" if self.settings.password_enabled => {
+                let password = str_field(body, "password").unwrap_or_default().to_string();
+                let identifiers = schema.extract(&identity.traits).password_identifiers;
+                if password.is_empty() {
+                    flow.ui.add_message(Some("password"), text::missing_property("password"));
+                    return self.settings_invalid(flow, &identity).await;
+                }
+                if let Err(reason) = self.check_password_policy(&password, &identifiers) {
+                    flow.ui.add_message(Some("password"), text::password_policy(&reason));
+                    return self.settings_invalid(flow, &identity).await;
+                }
+                let hasher = self.hasher.clone();
+                let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password)).await.map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+                let now = now_ms();
+                let creds = identity.credentials.get_or_insert_with(Default::default);
+                let created_at = creds.get(CREDENTIAL_PASSWORD).map(|c| c.created_at).unwrap_or(now);
+                creds.insert(
+                    CREDENTIAL_PASSWORD.into(),
+                    Credential { kind: CREDENTIAL_PASSWORD.into(), identifiers, config: serde_json::json!({ "hashed_password": hashed }), version: 0, created_at, updated_at: now },
+                );
+                identity.updated_at = now;
+                self.store.update_identity(&identity).await?;
+            }
+            "profile" => {
+                let traits = body.get("traits").cloned().unwrap_or(Value::Null);
+                for f in &schema.fields {
+                    if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
+                        flow.ui.set_value(&format!("traits.{}", f.path), v.clone());
+                    }
+                }
+                let errors = schema.validate_traits(&traits);
+                if !traits.is_object() || !errors.is_empty() {
+                    for e in errors {
+                        flow.ui.add_message(e.field.as_deref(), e.message);
+                    }
+                    if !traits.is_object() {
+                        flow.ui.messages.push(text::validation_generic("`traits` must be an object of the identity's traits."));
+                    }
+                    return self.settings_invalid(flow, &identity).await;
+                }
+                let updated = self.rebuild_with_traits(&identity, traits)?;
+                if let Err(e) = self.store.update_identity(&updated).await {
+                    if e.kind == ErrorKind::Conflict {
+                        flow.ui.messages.push(text::duplicate_credentials());
+                        return self.settings_invalid(flow, &identity).await;
+                    }
+                    return Err(e);
+                }
+                identity = updated;
+            }
+            _ => {
+                flow.ui.messages.push(text::validation_generic("Unknown settings method: use `profile` or `password`."));
+                return self.settings_invalid(flow, &identity).await;
+            }
+        }
+        flow.state = "success".into();
+        flow.ui.messages.push(text::settings_saved());
+        flow.updated_at = now_ms();
+        self.store.update_flow(&flow).await?;
+        identity.schema_url = self.schema_url(&identity.schema_id);
+        identity.credentials = None;
+        flow.identity = serde_json::to_value(&identity).unwrap_or(Value::Null);
+        let return_to = self.return_to(&flow, None);
+        Ok(Outcome::Completed { flow, identity, session: None, return_to })
+    }
+
+    async fn settings_invalid(&self, mut flow: Flow, identity: &tessera_core::identity::Identity) -> Result<Outcome, Error> {
+        let mut public = identity.clone();
+        public.credentials = None;
+        public.schema_url = self.schema_url(&public.schema_id);
+        flow.identity = serde_json::to_value(public).unwrap_or(Value::Null);
+        self.invalid(flow).await
+    }
+}

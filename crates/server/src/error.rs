@@ -1,0 +1,75 @@
+//! The one place where domain errors become HTTP responses, in Kratos's error shape:
+//! `{"error": {"id", "code", "status", "reason", "message", "details"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tessera_core::{Error, ErrorKind};
+
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Gone => StatusCode::GONE,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Kratos's generic `message` per status; `reason` carries the specific explanation.
+fn message_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request was malformed or contained invalid parameters",
+        401 => "The request could not be authorized",
+        403 => "The requested action was forbidden",
+        404 => "The requested resource could not be found",
+        409 => "The resource could not be created due to a conflict",
+        410 => "The requested resource is no longer available",
+        413 => "The request body is too large",
+        415 => "The request's content type is not supported",
+        503 => "The service is temporarily unavailable",
+        _ => "An internal server error occurred, please contact the system administrator",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.kind);
+        if status.is_server_error() {
+            tracing::error!(reason = %self.0.reason, "request failed");
+        } else {
+            tracing::debug!(reason = %self.0.reason, status = status.as_u16(), "request refused");
+        }
+        let mut body = json!({
+            "code": status.as_u16(),
+            "status": status.canonical_reason().unwrap_or_default(),
+            "reason": self.0.reason,
+            "message": message_of(status),
+        });
+        if let Some(id) = self.0.id {
+            body["id"] = json!(id);
+        }
+        if !self.0.details.is_null() {
+            body["details"] = self.0.details.clone();
+        }
+        (status, Json(json!({ "error": body }))).into_response()
+    }
+}

@@ -1,0 +1,213 @@
+//! `tessera serve` and `tessera migrate sql`.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tessera_config::{Settings, load, resolve};
+use tessera_server::{Listeners, app};
+use tessera_store::Store;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (YAML or JSON); repeat to layer files, later ones win.
+    #[arg(short, long = "config")]
+    config: Vec<PathBuf>,
+    /// Development mode: plain-HTTP cookies, a generated secret, SQLite `./tessera.db`, automatic migrations.
+    #[arg(long)]
+    dev: bool,
+    /// Accepted for Kratos compatibility (Tessera has no courier yet).
+    #[arg(long = "watch-courier")]
+    watch_courier: bool,
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// up (default), down or status.
+    #[arg(value_enum, default_value_t = Direction::Up)]
+    direction: Direction,
+    /// Database DSN; or use -e to read DSN from the environment, or --config.
+    dsn: Option<String>,
+    /// Read the DSN from the DSN environment variable.
+    #[arg(short = 'e', long = "read-from-env")]
+    from_env: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    yes: bool,
+    /// How many migrations `down` reverts.
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+    #[arg(short, long = "config")]
+    config: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Direction {
+    Up,
+    Down,
+    Status,
+}
+
+fn env_map() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// In `--dev`, a secret is generated once and kept in `./tessera.secret` (mode 0600) so sessions
+/// survive restarts.
+fn dev_secret(dir: &Path) -> Result<String> {
+    let path = dir.join("tessera.secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    let secret = tessera_core::crypto::random_token();
+    write_private(&path, &secret).with_context(|| format!("cannot write the generated secret to {}", path.display()))?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+pub fn load_settings(config: &[PathBuf], dev: bool) -> Result<(Settings, Vec<String>)> {
+    let loaded = load(config, &env_map()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let needs_secret = dev && loaded.config.secrets.default.is_empty() && loaded.config.secrets.cookie.is_empty();
+    let secret = if needs_secret { Some(dev_secret(Path::new("."))?) } else { None };
+    let mut settings = resolve(&loaded, dev, secret.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    if dev && config.is_empty() {
+        // The zero-config development server signs users in right after sign-up, like Kratos's
+        // quickstart configuration does.
+        settings.session_after_password_registration = true;
+    }
+    Ok((settings, loaded.warnings))
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let started = Instant::now();
+    let (settings, warnings) = load_settings(&args.config, args.dev)?;
+    init_logging(&settings);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    if args.watch_courier {
+        tracing::warn!("--watch-courier is accepted for Kratos compatibility; Tessera has no courier yet");
+    }
+    if args.dev {
+        tracing::warn!("running in --dev mode: cookies are not marked Secure; never use this in production");
+    }
+    let public = settings.public_base_url.clone();
+    let admin = settings.admin_base_url.clone();
+    let binds = (settings.public_bind.clone(), settings.admin_bind.clone());
+    let engine = app::build_engine(settings, args.dev).await.map_err(|e| anyhow!(e))?;
+    let listeners = Listeners::bind((&binds.0.0, binds.0.1), (&binds.1.0, binds.1.1)).await?;
+    let (pa, aa) = listeners.addrs();
+    println!("Tessera {} is ready in {} ms", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+    println!("  public API: {public}  (listening on {pa})");
+    println!("  admin API:  {admin}  (listening on {aa})");
+    tracing::info!(public = %pa, admin = %aa, "serving");
+
+    let store = engine.store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let cutoff = tessera_core::timefmt::now_ms() - 24 * 3600 * 1000;
+            if let Err(e) = store.delete_expired_flows(cutoff).await {
+                tracing::warn!(error = %e, "could not delete expired flows");
+            }
+        }
+    });
+    tessera_server::serve(engine, listeners, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn migrate(args: MigrateArgs) -> Result<()> {
+    let dsn = match (&args.dsn, args.from_env) {
+        (Some(d), _) => d.clone(),
+        (None, true) => std::env::var("DSN").map_err(|_| anyhow!("-e was given but the DSN environment variable is not set"))?,
+        (None, false) if !args.config.is_empty() => load_settings(&args.config, false).map(|(s, _)| s.dsn).or_else(|_| {
+            let loaded = load(&args.config, &env_map()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+            Ok::<_, anyhow::Error>(loaded.config.dsn)
+        })?,
+        (None, false) => bail!("give the DSN as an argument, or -e to read the DSN environment variable, or --config FILE"),
+    };
+    let store = Store::connect(&dsn).await.map_err(|e| anyhow!(e.reason))?;
+    match args.direction {
+        Direction::Status => {
+            println!("{:<16} {:<24} STATUS", "VERSION", "NAME");
+            for m in store.migration_status().await.map_err(|e| anyhow!(e.reason))? {
+                println!("{:<16} {:<24} {}", m.version, m.name, if m.applied { "Applied" } else { "Pending" });
+            }
+        }
+        Direction::Up => {
+            if !args.yes && !confirm("Apply pending migrations?")? {
+                bail!("aborted; pass --yes to skip the question");
+            }
+            let n = store.migrate_up().await.map_err(|e| anyhow!(e.reason))?;
+            println!("Applied {n} migration(s).");
+        }
+        Direction::Down => {
+            if !args.yes && !confirm(&format!("Revert the newest {} migration(s)? This deletes data.", args.steps))? {
+                bail!("aborted; pass --yes to skip the question");
+            }
+            let n = store.migrate_down(args.steps).await.map_err(|e| anyhow!(e.reason))?;
+            println!("Reverted {n} migration(s).");
+        }
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Cannot ask without a terminal: pass --yes");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
