@@ -40,3 +40,7 @@ pub async fn build_engine(settings: Settings, migrate: bool) -> Result<Engine, S
     let hasher = Hasher::new(settings.argon2.clone());
     Ok(Engine { settings: Arc::new(settings), store, schemas: Arc::new(schemas), hasher: Arc::new(hasher) })
 }
+
+/// Gives tests access to the engine (and its store) of a running server.
+#[derive(Clone)]
+pub struct EngineHandle(pub Engine);

@@ -93,8 +93,8 @@ fn flow_created(st: &AppState, flow: Flow, set: Option<HeaderValue>, headers: &H
 
 /// For a browser that already has a session, Kratos redirects to the return URL instead of
 /// erroring; JSON clients get the error.
-fn already_signed_in(st: &AppState, headers: &HeaderMap, e: Error) -> Response {
-    if e.id == Some("session_already_available") && !wants_json(headers) {
+fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error) -> Response {
+    if e.id == Some("session_already_available") && ft == FlowType::Browser && !wants_json(headers) {
         return Redirect::to(st.engine.settings.default_return_url.as_str()).into_response();
     }
     ApiError(e).into_response()
@@ -115,16 +115,17 @@ async fn init(st: AppState, kind: FlowKind, ft: FlowType, q: HashMap<String, Str
         FlowKind::Settings => match &session {
             Some(s) => e.init_settings(ft, &url, return_to, s, &csrf).await,
             None if ft == FlowType::Browser && !wants_json(&headers) => {
-                let mut to = e.settings.login_ui_url.clone();
-                to.set_query(None);
-                return Ok(Redirect::to(e.settings.public_base_url.join("self-service/login/browser").map(|u| u.to_string()).unwrap_or_default().as_str()).into_response());
+                // Not signed in: sign in first, then come back to settings.
+                let mut to = e.settings.public_base_url.join("self-service/login/browser").map_err(|err| ApiError(Error::internal(err.to_string())))?;
+                to.query_pairs_mut().append_pair("return_to", e.settings.public_base_url.join("self-service/settings/browser").map(|u| u.to_string()).unwrap_or_default().as_str());
+                return Ok(Redirect::to(to.as_str()).into_response());
             }
             None => Err(Error::no_session()),
         },
     };
     match result {
         Ok(flow) => Ok(flow_created(&st, flow, set, &headers)),
-        Err(err) => Ok(already_signed_in(&st, &headers, err)),
+        Err(err) => Ok(already_signed_in(&st, ft, &headers, err)),
     }
 }
 

@@ -1,1 +1,225 @@
+//! Test support: starts the real server (same assembly code as `tessera serve`) on loopback
+//! ports, over a real SQLite file in a fresh directory or a fresh database on the PostgreSQL
+//! server that `scripts/postgres.sh` runs.
+//!
+//! Architecture invariant: only tests depend on this crate; it never fakes a component that the
+//! production binary uses.
 
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Both backends: every storage-touching test runs on each.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh, empty database DSN for a backend. PostgreSQL needs `TESSERA_TEST_POSTGRES_DSN`
+/// (set by `scripts/test.sh`); without it the test fails and says how to run it.
+pub async fn fresh_dsn(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("tessera.db").display()),
+        Backend::Postgres => {
+            let admin = std::env::var("TESSERA_TEST_POSTGRES_DSN").expect(
+                "TESSERA_TEST_POSTGRES_DSN is not set: run the suite with `bash scripts/test.sh`, which starts PostgreSQL and sets it",
+            );
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
+            let mut u = url::Url::parse(&admin).expect("valid TESSERA_TEST_POSTGRES_DSN");
+            u.set_path(&format!("/{name}"));
+            u.to_string()
+        }
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tessera-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+pub struct TestServer {
+    pub public: String,
+    pub admin: String,
+    pub dir: PathBuf,
+    pub backend: Backend,
+    pub engine: tessera_server::app::EngineHandle,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server. `extra_yaml` is appended to a base config (dsn, ports, secrets) and may
+    /// set any other key.
+    pub async fn start(backend: Backend, extra_yaml: &str) -> TestServer {
+        let dir = temp_dir();
+        let dsn = fresh_dsn(backend, &dir).await;
+        Self::start_with(backend, dir, &dsn, extra_yaml).await
+    }
+
+    pub async fn start_with(backend: Backend, dir: PathBuf, dsn: &str, extra_yaml: &str) -> TestServer {
+        let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (pp, ap) = (public.local_addr().expect("addr").port(), admin.local_addr().expect("addr").port());
+        let yaml = format!(
+            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nhashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n{extra_yaml}\n"
+        );
+        let path = dir.join("tessera.yml");
+        std::fs::write(&path, &yaml).expect("write config");
+        let loaded = tessera_config::load(&[path], &HashMap::new()).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
+        let settings = tessera_config::resolve(&loaded, true, None).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let engine = tessera_server::app::build_engine(settings, true).await.unwrap_or_else(|e| panic!("engine: {e}"));
+        let handle = tessera_server::app::EngineHandle(engine.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let listeners = tessera_server::Listeners { public, admin };
+        let task = tokio::spawn(async move {
+            let _ = tessera_server::serve(engine, listeners, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        TestServer {
+            public: format!("http://127.0.0.1:{pp}"),
+            admin: format!("http://127.0.0.1:{ap}"),
+            dir,
+            backend,
+            engine: handle,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    }
+
+    /// Registers through the API flow and returns the response JSON (status must be 200).
+    pub async fn register(&self, email: &str, password: &str) -> Value {
+        let c = Self::client();
+        let flow: Value = c.get(format!("{}/self-service/registration/api", self.public)).send().await.expect("init").json().await.expect("json");
+        let id = flow["id"].as_str().expect("flow id");
+        let resp = c
+            .post(format!("{}/self-service/registration?flow={id}", self.public))
+            .json(&serde_json::json!({"method": "password", "traits": {"email": email}, "password": password}))
+            .send()
+            .await
+            .expect("submit");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, 200, "registration failed: {body}");
+        body
+    }
+
+    /// Logs in through the API flow; returns (status, body).
+    pub async fn login(&self, identifier: &str, password: &str) -> (u16, Value) {
+        let c = Self::client();
+        let flow: Value = c.get(format!("{}/self-service/login/api", self.public)).send().await.expect("init").json().await.expect("json");
+        let id = flow["id"].as_str().expect("flow id");
+        let resp = c
+            .post(format!("{}/self-service/login?flow={id}", self.public))
+            .json(&serde_json::json!({"method": "password", "identifier": identifier, "password": password}))
+            .send()
+            .await
+            .expect("submit");
+        (resp.status().as_u16(), resp.json().await.expect("json"))
+    }
+
+    pub async fn whoami(&self, token: &str) -> (u16, Value) {
+        let resp = Self::client().get(format!("{}/sessions/whoami", self.public)).header("X-Session-Token", token).send().await.expect("whoami");
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A browser: keeps cookies between requests and never follows redirects (tests inspect them).
+pub struct Browser {
+    pub client: reqwest::Client,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Browser { client: TestServer::client(), cookies: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl Browser {
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().expect("lock").get(name).cloned()
+    }
+
+    fn header(&self) -> String {
+        self.cookies.lock().expect("lock").iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn absorb(&self, resp: &reqwest::Response) {
+        let mut jar = self.cookies.lock().expect("lock");
+        for v in resp.headers().get_all("set-cookie") {
+            let Ok(s) = v.to_str() else { continue };
+            let first = s.split(';').next().unwrap_or_default();
+            if let Some((k, val)) = first.split_once('=') {
+                if val.is_empty() || s.contains("Max-Age=0") {
+                    jar.remove(k);
+                } else {
+                    jar.insert(k.to_string(), val.to_string());
+                }
+            }
+        }
+    }
+
+    pub async fn get(&self, url: &str, json: bool) -> reqwest::Response {
+        let mut req = self.client.get(url).header("cookie", self.header());
+        if json {
+            req = req.header("accept", "application/json");
+        }
+        let resp = req.send().await.expect("GET");
+        self.absorb(&resp);
+        resp
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)], json: bool) -> reqwest::Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut req = self.client.post(url).header("cookie", self.header()).header("content-type", "application/x-www-form-urlencoded").body(body);
+        if json {
+            req = req.header("accept", "application/json");
+        }
+        let resp = req.send().await.expect("POST");
+        self.absorb(&resp);
+        resp
+    }
+}
+
+/// Value of the `csrf_token` node of a browser flow.
+pub fn csrf_of(flow: &Value) -> String {
+    flow["ui"]["nodes"].as_array().and_then(|n| n.iter().find(|n| n["attributes"]["name"] == "csrf_token")).and_then(|n| n["attributes"]["value"].as_str()).unwrap_or_default().to_string()
+}
+
+/// All message ids in a flow (form-level and per node).
+pub fn message_ids(flow: &Value) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for m in flow["ui"]["messages"].as_array().into_iter().flatten() {
+        out.push((String::new(), m["id"].as_u64().unwrap_or(0)));
+    }
+    for n in flow["ui"]["nodes"].as_array().into_iter().flatten() {
+        for m in n["messages"].as_array().into_iter().flatten() {
+            out.push((n["attributes"]["name"].as_str().unwrap_or_default().to_string(), m["id"].as_u64().unwrap_or(0)));
+        }
+    }
+    out
+}
