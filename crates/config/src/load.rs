@@ -376,6 +376,18 @@ fn strip_unimplemented(v: &mut Value, prefix: &str, locations: &HashMap<String, 
 }
 
 fn strip_unimplemented_hooks(doc: &mut Value, locations: &HashMap<String, Location>, warnings: &mut Vec<String>) {
+    // Kratos's quickstart hashes new passwords with bcrypt; Tessera always uses argon2id for new
+    // hashes and still verifies (and upgrades) bcrypt ones, so the setting is only a warning.
+    if let Some(h) = doc.pointer_mut("/hashers")
+        && let Some(map) = h.as_object_mut()
+        && map.get("algorithm").and_then(Value::as_str) == Some("bcrypt")
+    {
+        map.remove("algorithm");
+        warnings.push(format!(
+            "`hashers.algorithm: bcrypt` ({}) is ignored: Tessera hashes new passwords with argon2id; existing bcrypt hashes still verify and are upgraded on login",
+            locate(locations, "hashers.algorithm")
+        ));
+    }
     for method in ["password", "oidc"] {
         let key = format!("selfservice.flows.registration.after.{method}.hooks");
         let Some(Value::Array(hooks)) = doc.pointer_mut(&format!("/{}", key.replace('.', "/"))) else {
