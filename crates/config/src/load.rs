@@ -62,7 +62,11 @@ impl std::error::Error for ConfigError {}
 impl ConfigError {
     pub fn single(key: &str, location: Location, message: impl Into<String>) -> Self {
         ConfigError {
-            problems: vec![Problem { key: key.into(), location, message: message.into() }],
+            problems: vec![Problem {
+                key: key.into(),
+                location,
+                message: message.into(),
+            }],
         }
     }
 }
@@ -183,7 +187,10 @@ pub fn load(files: &[PathBuf], env: &HashMap<String, String>) -> Result<Loaded, 
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::single(
                 "",
-                Location::File { path: path.clone(), line: 0 },
+                Location::File {
+                    path: path.clone(),
+                    line: 0,
+                },
                 format!("cannot read the configuration file: {e}"),
             )
         })?;
@@ -193,11 +200,18 @@ pub fn load(files: &[PathBuf], env: &HashMap<String, String>) -> Result<Loaded, 
 }
 
 /// Loads from in-memory documents; `name` stands in for the file path in messages.
-pub fn load_str(name: &str, text: &str, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+pub fn load_str(
+    name: &str,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
     load_docs(&[(PathBuf::from(name), text.to_string())], env)
 }
 
-fn load_docs(docs: &[(PathBuf, String)], env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+fn load_docs(
+    docs: &[(PathBuf, String)],
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
     let mut merged = Value::Object(Map::new());
     let mut locations: HashMap<String, Location> = HashMap::new();
     for (path, text) in docs {
@@ -207,7 +221,14 @@ fn load_docs(docs: &[(PathBuf, String)], env: &HashMap<String, String>) -> Resul
                 | yaml::YamlError::DuplicateKey { line, .. }
                 | yaml::YamlError::Unsupported { line, .. } => *line,
             };
-            ConfigError::single("", Location::File { path: path.clone(), line }, e.to_string())
+            ConfigError::single(
+                "",
+                Location::File {
+                    path: path.clone(),
+                    line,
+                },
+                e.to_string(),
+            )
         })?;
         let value = match value {
             Value::Null => Value::Object(Map::new()),
@@ -215,14 +236,23 @@ fn load_docs(docs: &[(PathBuf, String)], env: &HashMap<String, String>) -> Resul
             _ => {
                 return Err(ConfigError::single(
                     "",
-                    Location::File { path: path.clone(), line: 1 },
+                    Location::File {
+                        path: path.clone(),
+                        line: 1,
+                    },
                     "the configuration must be a mapping of keys (YAML) or an object (JSON)",
                 ));
             }
         };
         // A later file replaces whole subtrees it sets, so drop stale locations below them.
         for (key, line) in lines {
-            locations.insert(key, Location::File { path: path.clone(), line });
+            locations.insert(
+                key,
+                Location::File {
+                    path: path.clone(),
+                    line,
+                },
+            );
         }
         deep_merge(&mut merged, value);
     }
@@ -246,7 +276,13 @@ fn load_docs(docs: &[(PathBuf, String)], env: &HashMap<String, String>) -> Resul
         ConfigError::single(&key, location, explain_serde(&e.inner().to_string()))
     })?;
 
-    Ok(Loaded { config, raw: merged, locations, warnings, files: docs.iter().map(|d| d.0.clone()).collect() })
+    Ok(Loaded {
+        config,
+        raw: merged,
+        locations,
+        warnings,
+        files: docs.iter().map(|d| d.0.clone()).collect(),
+    })
 }
 
 fn deep_merge(into: &mut Value, from: Value) {
@@ -254,7 +290,9 @@ fn deep_merge(into: &mut Value, from: Value) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
                 match a.get_mut(&k) {
-                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        deep_merge(existing, v)
+                    }
                     _ => {
                         a.insert(k, v);
                     }
@@ -309,14 +347,34 @@ fn apply_env(
             Value::Array(_) => match serde_json::from_str::<Value>(raw) {
                 Ok(v @ Value::Array(_)) => v,
                 _ if raw.trim_start().starts_with('[') => {
-                    return Err(ConfigError::single(&key, location, "is not a valid JSON list"));
+                    return Err(ConfigError::single(
+                        &key,
+                        location,
+                        "is not a valid JSON list",
+                    ));
                 }
-                _ => Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_string())).collect()),
+                _ => Value::Array(
+                    raw.split(',')
+                        .map(|s| Value::String(s.trim().to_string()))
+                        .collect(),
+                ),
             },
-            Value::Number(_) | Value::Bool(_) => serde_json::from_str(raw.trim())
-                .map_err(|_| ConfigError::single(&key, location.clone(), format!("`{raw}` is not a valid value here")))?,
-            Value::Object(_) => serde_json::from_str(raw)
-                .map_err(|e| ConfigError::single(&key, location.clone(), format!("is not a valid JSON object: {e}")))?,
+            Value::Number(_) | Value::Bool(_) => {
+                serde_json::from_str(raw.trim()).map_err(|_| {
+                    ConfigError::single(
+                        &key,
+                        location.clone(),
+                        format!("`{raw}` is not a valid value here"),
+                    )
+                })?
+            }
+            Value::Object(_) => serde_json::from_str(raw).map_err(|e| {
+                ConfigError::single(
+                    &key,
+                    location.clone(),
+                    format!("is not a valid JSON object: {e}"),
+                )
+            })?,
             _ => Value::String(raw.clone()),
         };
         crate_set(doc, &key, value);
@@ -348,7 +406,9 @@ fn crate_set(doc: &mut Value, key: &str, value: Value) {
             map.insert((*p).to_string(), value);
             return;
         }
-        cur = map.entry((*p).to_string()).or_insert_with(|| Value::Object(Map::new()));
+        cur = map
+            .entry((*p).to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -358,12 +418,20 @@ fn matches_pattern(pattern: &str, key: &str) -> bool {
     p.len() == k.len() && p.iter().zip(&k).all(|(a, b)| *a == "*" || a == b)
 }
 
-fn strip_unimplemented(v: &mut Value, prefix: &str, locations: &HashMap<String, Location>, warnings: &mut Vec<String>) {
+fn strip_unimplemented(
+    v: &mut Value,
+    prefix: &str,
+    locations: &HashMap<String, Location>,
+    warnings: &mut Vec<String>,
+) {
     let Value::Object(map) = v else { return };
     let keys: Vec<String> = map.keys().cloned().collect();
     for k in keys {
         let key = yaml::join_path(prefix, &k);
-        if ACCEPTED_UNIMPLEMENTED.iter().any(|p| matches_pattern(p, &key)) {
+        if ACCEPTED_UNIMPLEMENTED
+            .iter()
+            .any(|p| matches_pattern(p, &key))
+        {
             map.remove(&k);
             warnings.push(format!(
                 "`{key}` ({}) is a Kratos setting that Tessera does not implement yet; it is ignored",
@@ -375,7 +443,11 @@ fn strip_unimplemented(v: &mut Value, prefix: &str, locations: &HashMap<String, 
     }
 }
 
-fn strip_unimplemented_hooks(doc: &mut Value, locations: &HashMap<String, Location>, warnings: &mut Vec<String>) {
+fn strip_unimplemented_hooks(
+    doc: &mut Value,
+    locations: &HashMap<String, Location>,
+    warnings: &mut Vec<String>,
+) {
     // Kratos's quickstart hashes new passwords with bcrypt; Tessera always uses argon2id for new
     // hashes and still verifies (and upgrades) bcrypt ones, so the setting is only a warning.
     if let Some(h) = doc.pointer_mut("/hashers")
@@ -390,7 +462,8 @@ fn strip_unimplemented_hooks(doc: &mut Value, locations: &HashMap<String, Locati
     }
     for method in ["password", "oidc"] {
         let key = format!("selfservice.flows.registration.after.{method}.hooks");
-        let Some(Value::Array(hooks)) = doc.pointer_mut(&format!("/{}", key.replace('.', "/"))) else {
+        let Some(Value::Array(hooks)) = doc.pointer_mut(&format!("/{}", key.replace('.', "/")))
+        else {
             continue;
         };
         let mut i = 0;
@@ -413,8 +486,16 @@ fn strip_unimplemented_hooks(doc: &mut Value, locations: &HashMap<String, Locati
 
 /// Reports every unknown key at once (serde would stop at the first), with a suggestion when a
 /// known key is one typo away.
-fn find_unknown_keys(v: &Value, known: &Value, prefix: &str, locations: &HashMap<String, Location>, out: &mut Vec<Problem>) {
-    let (Value::Object(map), Value::Object(known_map)) = (v, known) else { return };
+fn find_unknown_keys(
+    v: &Value,
+    known: &Value,
+    prefix: &str,
+    locations: &HashMap<String, Location>,
+    out: &mut Vec<Problem>,
+) {
+    let (Value::Object(map), Value::Object(known_map)) = (v, known) else {
+        return;
+    };
     for (k, child) in map {
         let key = yaml::join_path(prefix, k);
         match known_map.get(k) {
@@ -457,7 +538,11 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 /// Helper for callers that validate semantic rules after loading.
 pub fn problem(loaded: &Loaded, key: &str, message: impl Into<String>) -> Problem {
-    Problem { key: key.to_string(), location: loaded.location(key), message: message.into() }
+    Problem {
+        key: key.to_string(),
+        location: loaded.location(key),
+        message: message.into(),
+    }
 }
 
 /// Resolves a relative `file://` path against the directory of the config file that set it.

@@ -50,7 +50,10 @@ pub struct IdentityConfig {
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { default_schema_id: "default".into(), schemas: vec![] }
+        IdentityConfig {
+            default_schema_id: "default".into(),
+            schemas: vec![],
+        }
     }
 }
 
@@ -86,7 +89,10 @@ pub struct PasswordMethod {
 
 impl Default for PasswordMethod {
     fn default() -> Self {
-        PasswordMethod { enabled: true, config: PasswordMethodConfig::default() }
+        PasswordMethod {
+            enabled: true,
+            config: PasswordMethodConfig::default(),
+        }
     }
 }
 
@@ -99,7 +105,10 @@ pub struct PasswordMethodConfig {
 
 impl Default for PasswordMethodConfig {
     fn default() -> Self {
-        PasswordMethodConfig { min_password_length: 8, identifier_similarity_check_enabled: true }
+        PasswordMethodConfig {
+            min_password_length: 8,
+            identifier_similarity_check_enabled: true,
+        }
     }
 }
 
@@ -136,7 +145,10 @@ pub struct FlowConfig {
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { ui_url: String::new(), lifespan: "1h".into() }
+        FlowConfig {
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+        }
     }
 }
 
@@ -216,7 +228,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { lifespan: "24h".into(), cookie: SessionCookie::default() }
+        SessionConfig {
+            lifespan: "24h".into(),
+            cookie: SessionCookie::default(),
+        }
     }
 }
 
@@ -253,7 +268,11 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: "text".into(), leak_sensitive_values: false }
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+            leak_sensitive_values: false,
+        }
     }
 }
 
@@ -266,7 +285,10 @@ pub struct Hashers {
 
 impl Default for Hashers {
     fn default() -> Self {
-        Hashers { algorithm: "argon2".into(), argon2: Argon2Config::default() }
+        Hashers {
+            algorithm: "argon2".into(),
+            argon2: Argon2Config::default(),
+        }
     }
 }
 
@@ -281,7 +303,11 @@ pub struct Argon2Config {
 
 impl Default for Argon2Config {
     fn default() -> Self {
-        Argon2Config { memory: Value::String("64MB".into()), iterations: 2, parallelism: 1 }
+        Argon2Config {
+            memory: Value::String("64MB".into()),
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -291,8 +317,12 @@ pub fn parse_size_kib(v: &Value) -> Result<u32, String> {
         Value::Number(n) => n.as_f64().ok_or("not a number")?,
         Value::String(s) => {
             let s = s.trim();
-            let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-            let num: f64 = s[..split].parse().map_err(|_| format!("`{s}` is not a size like 64MB"))?;
+            let split = s
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(s.len());
+            let num: f64 = s[..split]
+                .parse()
+                .map_err(|_| format!("`{s}` is not a size like 64MB"))?;
             let mult = match s[split..].trim().to_ascii_uppercase().as_str() {
                 "" | "B" => 1.0,
                 "KB" | "K" => 1e3,
@@ -301,7 +331,11 @@ pub fn parse_size_kib(v: &Value) -> Result<u32, String> {
                 "MIB" => 1048576.0,
                 "GB" | "G" => 1e9,
                 "GIB" => 1073741824.0,
-                other => return Err(format!("unknown size unit `{other}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+                other => {
+                    return Err(format!(
+                        "unknown size unit `{other}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+                    ));
+                }
             };
             num * mult
         }

@@ -65,17 +65,30 @@ fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem
     match Url::parse(value) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
         Ok(_) => {
-            problems.push(problem(loaded, key, format!("`{value}` must be an http:// or https:// URL")));
+            problems.push(problem(
+                loaded,
+                key,
+                format!("`{value}` must be an http:// or https:// URL"),
+            ));
             None
         }
         Err(e) => {
-            problems.push(problem(loaded, key, format!("`{value}` is not a valid URL ({e}); write e.g. https://auth.example.com/")));
+            problems.push(problem(
+                loaded,
+                key,
+                format!("`{value}` is not a valid URL ({e}); write e.g. https://auth.example.com/"),
+            ));
             None
         }
     }
 }
 
-fn parse_duration(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Duration {
+fn parse_duration(
+    loaded: &Loaded,
+    key: &str,
+    value: &str,
+    problems: &mut Vec<Problem>,
+) -> Duration {
     match duration::parse(value) {
         Ok(d) if d > Duration::ZERO => d,
         Ok(_) => {
@@ -90,7 +103,11 @@ fn parse_duration(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Pr
 }
 
 /// Resolves and validates. `generated_secret` is used when no secret is configured in `--dev`.
-pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Result<Settings, ConfigError> {
+pub fn resolve(
+    loaded: &Loaded,
+    dev: bool,
+    generated_secret: Option<&str>,
+) -> Result<Settings, ConfigError> {
     let c = &loaded.config;
     let mut p = Vec::new();
 
@@ -105,26 +122,64 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
         c.dsn.trim().to_string()
     };
 
-    let public_port = if c.serve.public.port == 0 { 4433 } else { c.serve.public.port };
-    let admin_port = if c.serve.admin.port == 0 { 4434 } else { c.serve.admin.port };
-    let default_host = |h: &str, fallback: &str| if h.is_empty() { fallback.to_string() } else { h.to_string() };
+    let public_port = if c.serve.public.port == 0 {
+        4433
+    } else {
+        c.serve.public.port
+    };
+    let admin_port = if c.serve.admin.port == 0 {
+        4434
+    } else {
+        c.serve.admin.port
+    };
+    let default_host = |h: &str, fallback: &str| {
+        if h.is_empty() {
+            fallback.to_string()
+        } else {
+            h.to_string()
+        }
+    };
     // Public listens everywhere like Kratos; the unauthenticated admin API stays on loopback
     // unless the operator exposes it on purpose.
-    let public_host = default_host(&c.serve.public.host, if dev { "127.0.0.1" } else { "0.0.0.0" });
+    let public_host = default_host(
+        &c.serve.public.host,
+        if dev { "127.0.0.1" } else { "0.0.0.0" },
+    );
     let admin_host = default_host(&c.serve.admin.host, "127.0.0.1");
-    let url_host = |h: &str| if h == "0.0.0.0" || h == "::" || h.is_empty() { "127.0.0.1".to_string() } else { h.to_string() };
+    let url_host = |h: &str| {
+        if h == "0.0.0.0" || h == "::" || h.is_empty() {
+            "127.0.0.1".to_string()
+        } else {
+            h.to_string()
+        }
+    };
 
     let base = |key: &str, v: &str, fallback: String, p: &mut Vec<Problem>| {
-        let raw = if v.is_empty() { fallback } else { v.to_string() };
-        let mut u = parse_url(loaded, key, &raw, p).unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("literal URL"));
+        let raw = if v.is_empty() {
+            fallback
+        } else {
+            v.to_string()
+        };
+        let mut u = parse_url(loaded, key, &raw, p)
+            .unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("literal URL"));
         if !u.path().ends_with('/') {
             let path = format!("{}/", u.path());
             u.set_path(&path);
         }
         u
     };
-    let public_base_url = base("serve.public.base_url", &c.serve.public.base_url, format!("http://{}:{public_port}/", url_host(&public_host)), &mut p);
-    let admin_base_url = base("serve.admin.base_url", &c.serve.admin.base_url, format!("http://{}:{admin_port}/", url_host(&admin_host)), &mut p);
+    let public_base_url = base(
+        "serve.public.base_url",
+        &c.serve.public.base_url,
+        format!("http://{}:{public_port}/", url_host(&public_host)),
+        &mut p,
+    );
+    let admin_base_url = base(
+        "serve.admin.base_url",
+        &c.serve.admin.base_url,
+        format!("http://{}:{admin_port}/", url_host(&admin_host)),
+        &mut p,
+    );
 
     let check_secrets = |key: &str, list: &[String], p: &mut Vec<Problem>| {
         for (i, s) in list.iter().enumerate() {
@@ -139,10 +194,20 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
     let fallback: Vec<String> = if !c.secrets.default.is_empty() {
         c.secrets.default.clone()
     } else {
-        generated_secret.map(|s| vec![s.to_string()]).unwrap_or_default()
+        generated_secret
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default()
     };
-    let cookie_secrets = if c.secrets.cookie.is_empty() { fallback.clone() } else { c.secrets.cookie.clone() };
-    let cipher_secrets = if c.secrets.cipher.is_empty() { fallback.clone() } else { c.secrets.cipher.clone() };
+    let cookie_secrets = if c.secrets.cookie.is_empty() {
+        fallback.clone()
+    } else {
+        c.secrets.cookie.clone()
+    };
+    let cipher_secrets = if c.secrets.cipher.is_empty() {
+        fallback.clone()
+    } else {
+        c.secrets.cipher.clone()
+    };
     if cookie_secrets.is_empty() {
         p.push(problem(loaded, "secrets.default", "is required: set at least one secret of 16+ characters (e.g. `openssl rand -hex 32`), or run with --dev to generate one"));
     }
@@ -155,41 +220,124 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
             p.push(problem(loaded, &format!("{key}.id"), "must not be empty"));
         }
         if !seen.insert(s.id.clone()) {
-            p.push(problem(loaded, &format!("{key}.id"), format!("schema id `{}` is used twice; ids must be unique", s.id)));
+            p.push(problem(
+                loaded,
+                &format!("{key}.id"),
+                format!("schema id `{}` is used twice; ids must be unique", s.id),
+            ));
         }
-        if !(s.url.starts_with("file://") || s.url.starts_with("base64://") || s.url.starts_with("https://") || s.url.starts_with("http://")) {
-            p.push(problem(loaded, &format!("{key}.url"), format!("`{}` must start with file://, base64:// or https://", s.url)));
+        if !(s.url.starts_with("file://")
+            || s.url.starts_with("base64://")
+            || s.url.starts_with("https://")
+            || s.url.starts_with("http://"))
+        {
+            p.push(problem(
+                loaded,
+                &format!("{key}.url"),
+                format!("`{}` must start with file://, base64:// or https://", s.url),
+            ));
         }
-        schemas.push(SchemaSource { id: s.id.clone(), url: s.url.clone(), base_dir: crate::load::base_dir(loaded, &format!("{key}.url")) });
+        schemas.push(SchemaSource {
+            id: s.id.clone(),
+            url: s.url.clone(),
+            base_dir: crate::load::base_dir(loaded, &format!("{key}.url")),
+        });
     }
     let default_schema_id = c.identity.default_schema_id.clone();
     if !schemas.is_empty() && !schemas.iter().any(|s| s.id == default_schema_id) {
         let ids: Vec<&str> = schemas.iter().map(|s| s.id.as_str()).collect();
-        p.push(problem(loaded, "identity.default_schema_id", format!("`{default_schema_id}` is not one of the configured schemas ({})", ids.join(", "))));
+        p.push(problem(
+            loaded,
+            "identity.default_schema_id",
+            format!(
+                "`{default_schema_id}` is not one of the configured schemas ({})",
+                ids.join(", ")
+            ),
+        ));
     }
 
-    let join = |path: &str| public_base_url.join(path).expect("relative path joins onto a base URL");
-    let ui = |key: &str, v: &str, path: &str, p: &mut Vec<Problem>| {
-        if v.is_empty() { join(path) } else { parse_url(loaded, key, v, p).unwrap_or_else(|| join(path)) }
+    let join = |path: &str| {
+        public_base_url
+            .join(path)
+            .expect("relative path joins onto a base URL")
     };
-    let login_ui_url = ui("selfservice.flows.login.ui_url", &c.selfservice.flows.login.ui_url, "ui/login", &mut p);
-    let registration_ui_url = ui("selfservice.flows.registration.ui_url", &c.selfservice.flows.registration.ui_url, "ui/registration", &mut p);
-    let settings_ui_url = ui("selfservice.flows.settings.ui_url", &c.selfservice.flows.settings.ui_url, "ui/settings", &mut p);
-    let error_ui_url = ui("selfservice.flows.error.ui_url", &c.selfservice.flows.error.ui_url, "ui/error", &mut p);
-    let default_return_url = ui("selfservice.default_browser_return_url", &c.selfservice.default_browser_return_url, "ui/welcome", &mut p);
-    let logout_return_url = if c.selfservice.flows.logout.after.default_browser_return_url.is_empty() {
+    let ui = |key: &str, v: &str, path: &str, p: &mut Vec<Problem>| {
+        if v.is_empty() {
+            join(path)
+        } else {
+            parse_url(loaded, key, v, p).unwrap_or_else(|| join(path))
+        }
+    };
+    let login_ui_url = ui(
+        "selfservice.flows.login.ui_url",
+        &c.selfservice.flows.login.ui_url,
+        "ui/login",
+        &mut p,
+    );
+    let registration_ui_url = ui(
+        "selfservice.flows.registration.ui_url",
+        &c.selfservice.flows.registration.ui_url,
+        "ui/registration",
+        &mut p,
+    );
+    let settings_ui_url = ui(
+        "selfservice.flows.settings.ui_url",
+        &c.selfservice.flows.settings.ui_url,
+        "ui/settings",
+        &mut p,
+    );
+    let error_ui_url = ui(
+        "selfservice.flows.error.ui_url",
+        &c.selfservice.flows.error.ui_url,
+        "ui/error",
+        &mut p,
+    );
+    let default_return_url = ui(
+        "selfservice.default_browser_return_url",
+        &c.selfservice.default_browser_return_url,
+        "ui/welcome",
+        &mut p,
+    );
+    let logout_return_url = if c
+        .selfservice
+        .flows
+        .logout
+        .after
+        .default_browser_return_url
+        .is_empty()
+    {
         default_return_url.clone()
     } else {
-        ui("selfservice.flows.logout.after.default_browser_return_url", &c.selfservice.flows.logout.after.default_browser_return_url, "ui/login", &mut p)
+        ui(
+            "selfservice.flows.logout.after.default_browser_return_url",
+            &c.selfservice.flows.logout.after.default_browser_return_url,
+            "ui/login",
+            &mut p,
+        )
     };
     let after = &c.selfservice.flows.registration.after;
-    let reg_return = [&after.password.default_browser_return_url, &after.default_browser_return_url]
-        .into_iter()
-        .find(|v| !v.is_empty())
-        .and_then(|v| parse_url(loaded, "selfservice.flows.registration.after.default_browser_return_url", v, &mut p));
+    let reg_return = [
+        &after.password.default_browser_return_url,
+        &after.default_browser_return_url,
+    ]
+    .into_iter()
+    .find(|v| !v.is_empty())
+    .and_then(|v| {
+        parse_url(
+            loaded,
+            "selfservice.flows.registration.after.default_browser_return_url",
+            v,
+            &mut p,
+        )
+    });
     let mut allowed_return_urls = Vec::new();
     for (i, u) in c.selfservice.allowed_return_urls.iter().enumerate() {
-        if let Some(u) = parse_url(loaded, &format!("selfservice.allowed_return_urls.{i}"), u, &mut p) {
+        if let Some(u) = parse_url(
+            loaded,
+            &format!("selfservice.allowed_return_urls.{i}"),
+            u,
+            &mut p,
+        ) {
             allowed_return_urls.push(u);
         }
     }
@@ -197,14 +345,33 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
     for (method, list) in [("password", &after.password), ("oidc", &after.oidc)] {
         for (i, h) in list.hooks.iter().enumerate() {
             if h.hook != "session" {
-                p.push(problem(loaded, &format!("selfservice.flows.registration.after.{method}.hooks.{i}.hook"), format!("unknown hook `{}`: Tessera runs `session`", h.hook)));
+                p.push(problem(
+                    loaded,
+                    &format!("selfservice.flows.registration.after.{method}.hooks.{i}.hook"),
+                    format!("unknown hook `{}`: Tessera runs `session`", h.hook),
+                ));
             }
         }
     }
 
-    let login_lifespan = parse_duration(loaded, "selfservice.flows.login.lifespan", &c.selfservice.flows.login.lifespan, &mut p);
-    let registration_lifespan = parse_duration(loaded, "selfservice.flows.registration.lifespan", &c.selfservice.flows.registration.lifespan, &mut p);
-    let settings_lifespan = parse_duration(loaded, "selfservice.flows.settings.lifespan", &c.selfservice.flows.settings.lifespan, &mut p);
+    let login_lifespan = parse_duration(
+        loaded,
+        "selfservice.flows.login.lifespan",
+        &c.selfservice.flows.login.lifespan,
+        &mut p,
+    );
+    let registration_lifespan = parse_duration(
+        loaded,
+        "selfservice.flows.registration.lifespan",
+        &c.selfservice.flows.registration.lifespan,
+        &mut p,
+    );
+    let settings_lifespan = parse_duration(
+        loaded,
+        "selfservice.flows.settings.lifespan",
+        &c.selfservice.flows.settings.lifespan,
+        &mut p,
+    );
     let session_lifespan = parse_duration(loaded, "session.lifespan", &c.session.lifespan, &mut p);
 
     let same_site = match c.session.cookie.same_site.to_ascii_lowercase().as_str() {
@@ -212,7 +379,11 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
         "strict" => "Strict",
         "none" => "None",
         _ => {
-            p.push(problem(loaded, "session.cookie.same_site", "must be Lax, Strict or None"));
+            p.push(problem(
+                loaded,
+                "session.cookie.same_site",
+                "must be Lax, Strict or None",
+            ));
             "Lax"
         }
     };
@@ -224,7 +395,11 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
             65536
         }
     };
-    let argon2 = Argon2Params { memory: memory_kib, iterations: c.hashers.argon2.iterations, parallelism: c.hashers.argon2.parallelism };
+    let argon2 = Argon2Params {
+        memory: memory_kib,
+        iterations: c.hashers.argon2.iterations,
+        parallelism: c.hashers.argon2.parallelism,
+    };
     if let Err(e) = argon2.validate() {
         p.push(problem(loaded, "hashers.argon2", e));
     }
@@ -233,13 +408,24 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
     }
     let min_password_length = c.selfservice.methods.password.config.min_password_length;
     if min_password_length < 6 {
-        p.push(problem(loaded, "selfservice.methods.password.config.min_password_length", "must be at least 6"));
+        p.push(problem(
+            loaded,
+            "selfservice.methods.password.config.min_password_length",
+            "must be at least 6",
+        ));
     }
     if !matches!(c.log.format.as_str(), "text" | "json") {
         p.push(problem(loaded, "log.format", "must be `text` or `json`"));
     }
-    if !matches!(c.log.level.as_str(), "trace" | "debug" | "info" | "warning" | "warn" | "error" | "fatal" | "panic") {
-        p.push(problem(loaded, "log.level", "must be one of trace, debug, info, warning, error"));
+    if !matches!(
+        c.log.level.as_str(),
+        "trace" | "debug" | "info" | "warning" | "warn" | "error" | "fatal" | "panic"
+    ) {
+        p.push(problem(
+            loaded,
+            "log.level",
+            "must be one of trace, debug, info, warning, error",
+        ));
     }
 
     if !p.is_empty() {
@@ -274,13 +460,23 @@ pub fn resolve(loaded: &Loaded, dev: bool, generated_secret: Option<&str>) -> Re
         session_cookie_persistent: c.session.cookie.persistent,
         password_enabled: c.selfservice.methods.password.enabled,
         min_password_length,
-        identifier_similarity_check: c.selfservice.methods.password.config.identifier_similarity_check_enabled,
+        identifier_similarity_check: c
+            .selfservice
+            .methods
+            .password
+            .config
+            .identifier_similarity_check_enabled,
         registration_enabled: c.selfservice.flows.registration.enabled,
         session_after_password_registration: after.password.has("session"),
         registration_return_url: reg_return,
         logout_return_url,
         argon2,
-        log_level: c.log.level.replace("warning", "warn").replace("fatal", "error").replace("panic", "error"),
+        log_level: c
+            .log
+            .level
+            .replace("warning", "warn")
+            .replace("fatal", "error")
+            .replace("panic", "error"),
         log_json: c.log.format == "json",
     })
 }
@@ -290,9 +486,17 @@ impl Settings {
     /// (or the public base URL) and lies under its path — never an open redirect.
     pub fn is_allowed_return(&self, candidate: &str) -> Option<Url> {
         let u = Url::parse(candidate).ok()?;
-        let allowed = self.allowed_return_urls.iter().chain(std::iter::once(&self.public_base_url)).chain(std::iter::once(&self.default_return_url));
+        let allowed = self
+            .allowed_return_urls
+            .iter()
+            .chain(std::iter::once(&self.public_base_url))
+            .chain(std::iter::once(&self.default_return_url));
         for a in allowed {
-            if a.scheme() == u.scheme() && a.host_str() == u.host_str() && a.port_or_known_default() == u.port_or_known_default() && u.path().starts_with(a.path().trim_end_matches('/')) {
+            if a.scheme() == u.scheme()
+                && a.host_str() == u.host_str()
+                && a.port_or_known_default() == u.port_or_known_default()
+                && u.path().starts_with(a.path().trim_end_matches('/'))
+            {
                 return Some(u);
             }
         }

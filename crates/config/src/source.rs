@@ -41,7 +41,10 @@ pub async fn fetch(url: &str, base_dir: Option<&Path>) -> Result<Vec<u8>, Source
         };
         let bytes = tokio::fs::read(&path)
             .await
-            .map_err(|e| SourceError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| SourceError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         return cap(bytes);
     }
     if url.starts_with("https://") || url.starts_with("http://") {
@@ -49,27 +52,43 @@ pub async fn fetch(url: &str, base_dir: Option<&Path>) -> Result<Vec<u8>, Source
             .timeout(std::time::Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
-            .map_err(|e| SourceError::Http { url: url.into(), reason: e.to_string() })?;
+            .map_err(|e| SourceError::Http {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
         let resp = client
             .get(url)
             .send()
             .await
-            .map_err(|e| SourceError::Http { url: url.into(), reason: e.to_string() })?;
+            .map_err(|e| SourceError::Http {
+                url: url.into(),
+                reason: e.to_string(),
+            })?;
         if !resp.status().is_success() {
-            return Err(SourceError::Http { url: url.into(), reason: format!("HTTP {}", resp.status()) });
+            return Err(SourceError::Http {
+                url: url.into(),
+                reason: format!("HTTP {}", resp.status()),
+            });
         }
-        if resp.content_length().is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES)
+        {
             return Err(SourceError::TooLarge);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| SourceError::Http { url: url.into(), reason: e.to_string() })?;
+        let bytes = resp.bytes().await.map_err(|e| SourceError::Http {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
         return cap(bytes.to_vec());
     }
     Err(SourceError::Scheme(url.to_string()))
 }
 
 fn cap(bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
-    if bytes.len() > MAX_DOCUMENT_BYTES { Err(SourceError::TooLarge) } else { Ok(bytes) }
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        Err(SourceError::TooLarge)
+    } else {
+        Ok(bytes)
+    }
 }

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use tessera_config::{Location, load, load_str, resolve};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 const GOOD: &str = "dsn: memory\nsecrets:\n  default:\n    - 0123456789abcdef0123\n";
@@ -22,21 +25,43 @@ fn unknown_key_names_key_file_and_line_with_suggestion() {
 fn all_unknown_keys_are_reported_at_once() {
     let err = load_str("c.yml", "dsnn: x\nlogg: {}\n", &HashMap::new()).unwrap_err();
     assert_eq!(err.problems.len(), 2);
-    assert_eq!(err.problems[1].location, Location::File { path: "c.yml".into(), line: 2 });
+    assert_eq!(
+        err.problems[1].location,
+        Location::File {
+            path: "c.yml".into(),
+            line: 2
+        }
+    );
 }
 
 #[test]
 fn wrong_type_names_key_and_line() {
-    let err = load_str("t.yml", "dsn: memory\nserve:\n  admin:\n    port: lots\n", &HashMap::new()).unwrap_err();
+    let err = load_str(
+        "t.yml",
+        "dsn: memory\nserve:\n  admin:\n    port: lots\n",
+        &HashMap::new(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("`serve.admin.port` (t.yml:4)") && msg.contains("port number"), "{msg}");
+    assert!(
+        msg.contains("`serve.admin.port` (t.yml:4)") && msg.contains("port number"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn short_secret_is_refused_with_its_line() {
-    let loaded = load_str("t.yml", "dsn: memory\nsecrets:\n  cookie:\n    - tooshort\n", &HashMap::new()).unwrap();
+    let loaded = load_str(
+        "t.yml",
+        "dsn: memory\nsecrets:\n  cookie:\n    - tooshort\n",
+        &HashMap::new(),
+    )
+    .unwrap();
     let err = resolve(&loaded, false, None).unwrap_err().to_string();
-    assert!(err.contains("`secrets.cookie.0` (t.yml:4)") && err.contains("at least 16"), "{err}");
+    assert!(
+        err.contains("`secrets.cookie.0` (t.yml:4)") && err.contains("at least 16"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -44,14 +69,19 @@ fn missing_dsn_and_secret_without_dev() {
     let loaded = load_str("t.yml", "log:\n  level: info\n", &HashMap::new()).unwrap();
     let err = resolve(&loaded, false, None).unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
-    assert!(keys.contains(&"dsn") && keys.contains(&"secrets.default"), "{keys:?}");
+    assert!(
+        keys.contains(&"dsn") && keys.contains(&"secrets.default"),
+        "{keys:?}"
+    );
     // --dev fills both in.
     assert!(resolve(&loaded, true, Some("generated-secret-0123456789")).is_ok());
 }
 
 #[test]
 fn syntax_error_names_the_line() {
-    let err = load_str("bad.yml", "dsn: memory\nserve: [\n", &HashMap::new()).unwrap_err().to_string();
+    let err = load_str("bad.yml", "dsn: memory\nserve: [\n", &HashMap::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("bad.yml:"), "{err}");
 }
 
@@ -63,7 +93,10 @@ fn environment_overrides_like_kratos() {
         ("SECRETS_COOKIE", "cookie-secret-0123456789"),
         ("IDENTITY_SCHEMAS", r#"[{"id":"p","url":"file://p.json"}]"#),
         ("IDENTITY_DEFAULT_SCHEMA_ID", "p"),
-        ("SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSWORD_HOOKS", r#"[{"hook":"session"}]"#),
+        (
+            "SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSWORD_HOOKS",
+            r#"[{"hook":"session"}]"#,
+        ),
     ]);
     let loaded = load_str("t.yml", GOOD, &e).unwrap();
     let s = resolve(&loaded, false, None).unwrap();
@@ -72,8 +105,13 @@ fn environment_overrides_like_kratos() {
     assert_eq!(s.cookie_secrets, vec!["cookie-secret-0123456789"]);
     assert_eq!(s.schemas[0].id, "p");
     assert!(s.session_after_password_registration);
-    let bad = load_str("t.yml", GOOD, &env(&[("SERVE_PUBLIC_PORT", "http")])).unwrap_err().to_string();
-    assert!(bad.contains("environment variable SERVE_PUBLIC_PORT"), "{bad}");
+    let bad = load_str("t.yml", GOOD, &env(&[("SERVE_PUBLIC_PORT", "http")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("environment variable SERVE_PUBLIC_PORT"),
+        "{bad}"
+    );
 }
 
 #[test]
@@ -87,7 +125,10 @@ fn later_files_win() {
     let loaded = load(&[a, b.clone()], &HashMap::new()).unwrap();
     assert_eq!(loaded.config.log.level, "debug");
     assert_eq!(loaded.config.log.format, "json");
-    assert_eq!(loaded.location("log.format"), Location::File { path: b, line: 2 });
+    assert_eq!(
+        loaded.location("log.format"),
+        Location::File { path: b, line: 2 }
+    );
 }
 
 /// Kratos's own quickstart configuration (contrib/quickstart/kratos/email-password/kratos.yml)
@@ -196,13 +237,44 @@ feature_flags:
   use_continue_with_transitions: true
 "#;
     let loaded = load_str("kratos.yml", text, &HashMap::new()).unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.contains("`courier` (kratos.yml:")), "{:?}", loaded.warnings);
-    assert!(loaded.warnings.iter().any(|w| w.contains("show_verification_ui")));
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("`courier` (kratos.yml:")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("show_verification_ui"))
+    );
     assert!(loaded.warnings.iter().any(|w| w.contains("hashers.bcrypt")));
     assert_eq!(loaded.config.selfservice.flows.login.lifespan, "10m");
-    assert!(loaded.config.selfservice.flows.registration.after.password.has("session"));
-    assert!(loaded.warnings.iter().any(|w| w.contains("`hashers.algorithm: bcrypt` (kratos.yml:85)")), "{:?}", loaded.warnings);
+    assert!(
+        loaded
+            .config
+            .selfservice
+            .flows
+            .registration
+            .after
+            .password
+            .has("session")
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("`hashers.algorithm: bcrypt` (kratos.yml:85)")),
+        "{:?}",
+        loaded.warnings
+    );
     let s = resolve(&loaded, false, None).unwrap();
     assert_eq!(s.login_ui_url.as_str(), "http://127.0.0.1:4455/login");
-    assert_eq!(s.cookie_secrets, vec!["PLEASE-CHANGE-ME-I-AM-VERY-INSECURE"]);
+    assert_eq!(
+        s.cookie_secrets,
+        vec!["PLEASE-CHANGE-ME-I-AM-VERY-INSECURE"]
+    );
 }

@@ -6,16 +6,32 @@
 use crate::engine::Engine;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use tessera_core::identity::{CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Credential, Identity, IdentityState, RecoveryAddress, VerifiableAddress, normalize_identifier};
+use tessera_core::identity::{
+    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Credential, Identity, IdentityState, RecoveryAddress,
+    VerifiableAddress, normalize_identifier,
+};
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, password};
 use uuid::Uuid;
 
 /// Fields of an identity body the admin API understands; anything else is refused by name.
 const CREATE_FIELDS: &[&str] = &[
-    "id", "schema_id", "traits", "state", "metadata_public", "metadata_admin", "credentials", "verifiable_addresses", "recovery_addresses",
+    "id",
+    "schema_id",
+    "traits",
+    "state",
+    "metadata_public",
+    "metadata_admin",
+    "credentials",
+    "verifiable_addresses",
+    "recovery_addresses",
     // read-only fields present in exported identities; ignored
-    "schema_url", "created_at", "updated_at", "state_changed_at", "organization_id", "external_id",
+    "schema_url",
+    "created_at",
+    "updated_at",
+    "state_changed_at",
+    "organization_id",
+    "external_id",
 ];
 
 fn field_err(field: &str, msg: impl std::fmt::Display) -> Error {
@@ -26,7 +42,16 @@ impl Engine {
     /// Assembles an identity from traits, deriving credential identifiers and addresses from the
     /// schema. Pure: nothing is written.
     #[allow(clippy::too_many_arguments)]
-    pub fn build_identity(&self, schema_id: &str, traits: Value, state: IdentityState, metadata_public: Value, metadata_admin: Value, hashed_password: Option<String>, id: Option<Uuid>) -> Result<Identity, Error> {
+    pub fn build_identity(
+        &self,
+        schema_id: &str,
+        traits: Value,
+        state: IdentityState,
+        metadata_public: Value,
+        metadata_admin: Value,
+        hashed_password: Option<String>,
+        id: Option<Uuid>,
+    ) -> Result<Identity, Error> {
         let now = now_ms();
         let mut identity = Identity {
             id: id.unwrap_or_else(Uuid::new_v4),
@@ -45,17 +70,31 @@ impl Engine {
             organization_id: None,
         };
         if let Some(h) = hashed_password {
-            identity.credentials.get_or_insert_with(BTreeMap::new).insert(
-                CREDENTIAL_PASSWORD.into(),
-                Credential { kind: CREDENTIAL_PASSWORD.into(), identifiers: vec![], config: serde_json::json!({ "hashed_password": h }), version: 0, created_at: now, updated_at: now },
-            );
+            identity
+                .credentials
+                .get_or_insert_with(BTreeMap::new)
+                .insert(
+                    CREDENTIAL_PASSWORD.into(),
+                    Credential {
+                        kind: CREDENTIAL_PASSWORD.into(),
+                        identifiers: vec![],
+                        config: serde_json::json!({ "hashed_password": h }),
+                        version: 0,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                );
         }
         self.rebuild_with_traits(&identity, traits)
     }
 
     /// Replaces traits and recomputes what derives from them (password identifiers, addresses),
     /// keeping verification state of addresses that stay.
-    pub fn rebuild_with_traits(&self, identity: &Identity, traits: Value) -> Result<Identity, Error> {
+    pub fn rebuild_with_traits(
+        &self,
+        identity: &Identity,
+        traits: Value,
+    ) -> Result<Identity, Error> {
         let schema = self.schemas.get(&identity.schema_id)?;
         let ex = schema.extract(&traits);
         let now = now_ms();
@@ -66,32 +105,46 @@ impl Engine {
             .verifiable
             .iter()
             .map(|(via, value)| {
-                identity.verifiable_addresses.iter().find(|a| &a.via == via && &a.value == value).cloned().unwrap_or(VerifiableAddress {
-                    id: Uuid::new_v4(),
-                    value: value.clone(),
-                    verified: false,
-                    via: via.clone(),
-                    status: "pending".into(),
-                    verified_at: None,
-                    created_at: now,
-                    updated_at: now,
-                })
+                identity
+                    .verifiable_addresses
+                    .iter()
+                    .find(|a| &a.via == via && &a.value == value)
+                    .cloned()
+                    .unwrap_or(VerifiableAddress {
+                        id: Uuid::new_v4(),
+                        value: value.clone(),
+                        verified: false,
+                        via: via.clone(),
+                        status: "pending".into(),
+                        verified_at: None,
+                        created_at: now,
+                        updated_at: now,
+                    })
             })
             .collect();
         out.recovery_addresses = ex
             .recovery
             .iter()
             .map(|(via, value)| {
-                identity.recovery_addresses.iter().find(|a| &a.via == via && &a.value == value).cloned().unwrap_or(RecoveryAddress {
-                    id: Uuid::new_v4(),
-                    value: value.clone(),
-                    via: via.clone(),
-                    created_at: now,
-                    updated_at: now,
-                })
+                identity
+                    .recovery_addresses
+                    .iter()
+                    .find(|a| &a.via == via && &a.value == value)
+                    .cloned()
+                    .unwrap_or(RecoveryAddress {
+                        id: Uuid::new_v4(),
+                        value: value.clone(),
+                        via: via.clone(),
+                        created_at: now,
+                        updated_at: now,
+                    })
             })
             .collect();
-        if let Some(c) = out.credentials.as_mut().and_then(|m| m.get_mut(CREDENTIAL_PASSWORD)) {
+        if let Some(c) = out
+            .credentials
+            .as_mut()
+            .and_then(|m| m.get_mut(CREDENTIAL_PASSWORD))
+        {
             c.identifiers = ex.password_identifiers;
         }
         Ok(out)
@@ -118,7 +171,13 @@ impl Engine {
     pub fn identity_from_body(&self, body: &Value) -> Result<Identity, Error> {
         let obj = body.as_object().ok_or_else(|| Error::bad_request("The identity must be a JSON object such as {\"schema_id\": \"default\", \"traits\": {...}}."))?;
         if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
-            return Err(field_err(unknown, format!("unknown field; known fields are {}", CREATE_FIELDS[..9].join(", "))));
+            return Err(field_err(
+                unknown,
+                format!(
+                    "unknown field; known fields are {}",
+                    CREATE_FIELDS[..9].join(", ")
+                ),
+            ));
         }
         let schema_id = match obj.get("schema_id") {
             None | Some(Value::Null) => self.schemas.default_id.clone(),
@@ -126,18 +185,28 @@ impl Engine {
             Some(_) => return Err(field_err("schema_id", "must be a string")),
         };
         self.schemas.get(&schema_id)?;
-        let traits = obj.get("traits").cloned().unwrap_or(Value::Object(Map::new()));
+        let traits = obj
+            .get("traits")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
         if !traits.is_object() {
             return Err(field_err("traits", "must be an object"));
         }
         let state = match obj.get("state") {
             None | Some(Value::Null) => IdentityState::Active,
-            Some(Value::String(s)) => IdentityState::parse(s).ok_or_else(|| field_err("state", format!("`{s}` is not a state: use active or inactive")))?,
+            Some(Value::String(s)) => IdentityState::parse(s).ok_or_else(|| {
+                field_err(
+                    "state",
+                    format!("`{s}` is not a state: use active or inactive"),
+                )
+            })?,
             Some(_) => return Err(field_err("state", "must be a string")),
         };
         let id = match obj.get("id") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(Uuid::parse_str(s).map_err(|_| Error::invalid_uuid("identity id", s))?),
+            Some(Value::String(s)) => {
+                Some(Uuid::parse_str(s).map_err(|_| Error::invalid_uuid("identity id", s))?)
+            }
             Some(_) => return Err(field_err("id", "must be a UUID string")),
         };
         let meta = |k: &str| -> Result<Value, Error> {
@@ -149,7 +218,15 @@ impl Engine {
         };
         let (metadata_public, metadata_admin) = (meta("metadata_public")?, meta("metadata_admin")?);
         let hashed = self.password_from_body(obj.get("credentials"))?;
-        let mut identity = self.build_identity(&schema_id, traits, state, metadata_public, metadata_admin, hashed, id)?;
+        let mut identity = self.build_identity(
+            &schema_id,
+            traits,
+            state,
+            metadata_public,
+            metadata_admin,
+            hashed,
+            id,
+        )?;
         self.oidc_from_body(obj.get("credentials"), &mut identity)?;
         apply_address_status(obj, &mut identity)?;
         self.validate(&identity)?;
@@ -159,44 +236,91 @@ impl Engine {
     /// Reads `credentials.password.config.{password|hashed_password}`: a plain password is hashed
     /// (no policy check, as Kratos's admin import); an imported hash must be a format we verify.
     fn password_from_body(&self, creds: Option<&Value>) -> Result<Option<String>, Error> {
-        let Some(creds) = creds.filter(|c| !c.is_null()) else { return Ok(None) };
-        let creds = creds.as_object().ok_or_else(|| field_err("credentials", "must be an object"))?;
-        if let Some(k) = creds.keys().find(|k| *k != CREDENTIAL_PASSWORD && *k != CREDENTIAL_OIDC) {
-            return Err(field_err(&format!("credentials.{k}"), "this credential type cannot be imported: use password or oidc"));
+        let Some(creds) = creds.filter(|c| !c.is_null()) else {
+            return Ok(None);
+        };
+        let creds = creds
+            .as_object()
+            .ok_or_else(|| field_err("credentials", "must be an object"))?;
+        if let Some(k) = creds
+            .keys()
+            .find(|k| *k != CREDENTIAL_PASSWORD && *k != CREDENTIAL_OIDC)
+        {
+            return Err(field_err(
+                &format!("credentials.{k}"),
+                "this credential type cannot be imported: use password or oidc",
+            ));
         }
-        let Some(pw) = creds.get(CREDENTIAL_PASSWORD) else { return Ok(None) };
-        let config = pw.get("config").ok_or_else(|| field_err("credentials.password.config", "is required: give `password` or `hashed_password`"))?;
+        let Some(pw) = creds.get(CREDENTIAL_PASSWORD) else {
+            return Ok(None);
+        };
+        let config = pw.get("config").ok_or_else(|| {
+            field_err(
+                "credentials.password.config",
+                "is required: give `password` or `hashed_password`",
+            )
+        })?;
         if let Some(h) = config.get("hashed_password").and_then(Value::as_str) {
-            password::validate_hash_format(h).map_err(|e| field_err("credentials.password.config.hashed_password", e))?;
+            password::validate_hash_format(h)
+                .map_err(|e| field_err("credentials.password.config.hashed_password", e))?;
             return Ok(Some(h.to_string()));
         }
         if let Some(p) = config.get("password").and_then(Value::as_str) {
             if p.is_empty() || p.chars().count() > password::MAX_PASSWORD_LENGTH {
-                return Err(field_err("credentials.password.config.password", "must be between 1 and 1024 characters"));
+                return Err(field_err(
+                    "credentials.password.config.password",
+                    "must be between 1 and 1024 characters",
+                ));
             }
             return Ok(Some(self.hasher.hash(p)));
         }
-        Err(field_err("credentials.password.config", "give `password` (plain text, hashed on import) or `hashed_password` (argon2id, bcrypt or pbkdf2 PHC string)"))
+        Err(field_err(
+            "credentials.password.config",
+            "give `password` (plain text, hashed on import) or `hashed_password` (argon2id, bcrypt or pbkdf2 PHC string)",
+        ))
     }
 
     /// Reads `credentials.oidc.config.providers[]` (`{provider, subject}`) so identities exported
     /// from Kratos keep their social sign-in links.
     fn oidc_from_body(&self, creds: Option<&Value>, identity: &mut Identity) -> Result<(), Error> {
-        let Some(oidc) = creds.and_then(|c| c.get(CREDENTIAL_OIDC)) else { return Ok(()) };
-        let providers = oidc.pointer("/config/providers").and_then(Value::as_array).ok_or_else(|| field_err("credentials.oidc.config.providers", "must be a list of {provider, subject}"))?;
+        let Some(oidc) = creds.and_then(|c| c.get(CREDENTIAL_OIDC)) else {
+            return Ok(());
+        };
+        let providers = oidc
+            .pointer("/config/providers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                field_err(
+                    "credentials.oidc.config.providers",
+                    "must be a list of {provider, subject}",
+                )
+            })?;
         let mut identifiers = Vec::new();
         for (i, p) in providers.iter().enumerate() {
             let get = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
             let (Some(provider), Some(subject)) = (get("provider"), get("subject")) else {
-                return Err(field_err(&format!("credentials.oidc.config.providers.{i}"), "needs non-empty `provider` and `subject`"));
+                return Err(field_err(
+                    &format!("credentials.oidc.config.providers.{i}"),
+                    "needs non-empty `provider` and `subject`",
+                ));
             };
             identifiers.push(format!("{provider}:{subject}"));
         }
         let now = now_ms();
-        identity.credentials.get_or_insert_with(BTreeMap::new).insert(
-            CREDENTIAL_OIDC.into(),
-            Credential { kind: CREDENTIAL_OIDC.into(), identifiers, config: oidc.get("config").cloned().unwrap_or(Value::Null), version: 0, created_at: now, updated_at: now },
-        );
+        identity
+            .credentials
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                CREDENTIAL_OIDC.into(),
+                Credential {
+                    kind: CREDENTIAL_OIDC.into(),
+                    identifiers,
+                    config: oidc.get("config").cloned().unwrap_or(Value::Null),
+                    version: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
+            );
         Ok(())
     }
 
@@ -207,7 +331,11 @@ impl Engine {
     }
 
     /// Loads an identity for output: schema URL set, credential configs only where asked.
-    pub async fn present(&self, id: Uuid, include_credentials: &[String]) -> Result<Identity, Error> {
+    pub async fn present(
+        &self,
+        id: Uuid,
+        include_credentials: &[String],
+    ) -> Result<Identity, Error> {
         let mut identity = self.store.get_identity(id).await?;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.redact_credentials(include_credentials);
@@ -217,7 +345,9 @@ impl Engine {
     /// `PUT /admin/identities/{id}`: replaces traits, state, metadata (and password when given).
     pub async fn replace_identity(&self, id: Uuid, body: &Value) -> Result<Identity, Error> {
         let current = self.store.get_identity(id).await?;
-        let obj = body.as_object().ok_or_else(|| Error::bad_request("The body must be a JSON object."))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Error::bad_request("The body must be a JSON object."))?;
         if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
             return Err(field_err(unknown, "unknown field"));
         }
@@ -227,7 +357,10 @@ impl Engine {
             next.schema_id = s.to_string();
         }
         if let Some(st) = obj.get("state") {
-            let s = st.as_str().and_then(IdentityState::parse).ok_or_else(|| field_err("state", "use active or inactive"))?;
+            let s = st
+                .as_str()
+                .and_then(IdentityState::parse)
+                .ok_or_else(|| field_err("state", "use active or inactive"))?;
             if s != next.state {
                 next.state = s;
                 next.state_changed_at = now_ms();
@@ -238,20 +371,36 @@ impl Engine {
                 if !(v.is_object() || v.is_null()) {
                     return Err(field_err(k, "must be an object or null"));
                 }
-                if k == "metadata_public" { next.metadata_public = v.clone() } else { next.metadata_admin = v.clone() }
+                if k == "metadata_public" {
+                    next.metadata_public = v.clone()
+                } else {
+                    next.metadata_admin = v.clone()
+                }
             }
         }
         if let Some(h) = self.password_from_body(obj.get("credentials"))? {
             let now = now_ms();
             next.credentials.get_or_insert_with(BTreeMap::new).insert(
                 CREDENTIAL_PASSWORD.into(),
-                Credential { kind: CREDENTIAL_PASSWORD.into(), identifiers: vec![], config: serde_json::json!({ "hashed_password": h }), version: 0, created_at: now, updated_at: now },
+                Credential {
+                    kind: CREDENTIAL_PASSWORD.into(),
+                    identifiers: vec![],
+                    config: serde_json::json!({ "hashed_password": h }),
+                    version: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
             );
         }
         let traits = match obj.get("traits") {
             Some(t) if t.is_object() => t.clone(),
             Some(_) => return Err(field_err("traits", "must be an object")),
-            None => return Err(field_err("traits", "is required for PUT; use PATCH to change single fields")),
+            None => {
+                return Err(field_err(
+                    "traits",
+                    "is required for PUT; use PATCH to change single fields",
+                ));
+            }
         };
         let next = self.rebuild_with_traits(&next, traits)?;
         self.validate(&next)?;
@@ -264,9 +413,20 @@ impl Engine {
         let patch: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| Error::bad_request(format!("The body must be a JSON Patch array (RFC 6902) such as [{{\"op\":\"replace\",\"path\":\"/traits/email\",\"value\":\"new@example.com\"}}]: {e}")))?;
         for op in patch.iter() {
             let path = op_path(op);
-            let allowed = ["/traits", "/state", "/metadata_public", "/metadata_admin", "/schema_id"];
-            if !allowed.iter().any(|a| path == *a || path.starts_with(&format!("{a}/"))) {
-                return Err(Error::bad_request(format!("The patch path `{path}` cannot be changed: patch /traits, /state, /metadata_public, /metadata_admin or /schema_id.")));
+            let allowed = [
+                "/traits",
+                "/state",
+                "/metadata_public",
+                "/metadata_admin",
+                "/schema_id",
+            ];
+            if !allowed
+                .iter()
+                .any(|a| path == *a || path.starts_with(&format!("{a}/")))
+            {
+                return Err(Error::bad_request(format!(
+                    "The patch path `{path}` cannot be changed: patch /traits, /state, /metadata_public, /metadata_admin or /schema_id."
+                )));
             }
         }
         let current = self.store.get_identity(id).await?;
@@ -274,7 +434,8 @@ impl Engine {
             "traits": current.traits, "state": current.state.as_str(), "metadata_public": current.metadata_public,
             "metadata_admin": current.metadata_admin, "schema_id": current.schema_id,
         });
-        json_patch::patch(&mut doc, &patch).map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
+        json_patch::patch(&mut doc, &patch)
+            .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
         let mut body = doc.as_object().cloned().unwrap_or_default();
         for k in ["metadata_public", "metadata_admin"] {
             if body.get(k).is_some_and(Value::is_null) {
@@ -300,14 +461,32 @@ fn op_path(op: &json_patch::PatchOperation) -> String {
 
 /// Keeps `verified` / `status` from imported verifiable addresses that match derived ones.
 fn apply_address_status(obj: &Map<String, Value>, identity: &mut Identity) -> Result<(), Error> {
-    let Some(list) = obj.get("verifiable_addresses").filter(|v| !v.is_null()) else { return Ok(()) };
-    let list = list.as_array().ok_or_else(|| field_err("verifiable_addresses", "must be a list"))?;
+    let Some(list) = obj.get("verifiable_addresses").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| field_err("verifiable_addresses", "must be a list"))?;
     for (i, a) in list.iter().enumerate() {
-        let value = a.get("value").and_then(Value::as_str).ok_or_else(|| field_err(&format!("verifiable_addresses.{i}.value"), "is required"))?;
+        let value = a
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| field_err(&format!("verifiable_addresses.{i}.value"), "is required"))?;
         let verified = a.get("verified").and_then(Value::as_bool).unwrap_or(false);
-        if let Some(addr) = identity.verifiable_addresses.iter_mut().find(|x| x.value == normalize_identifier(value)) {
+        if let Some(addr) = identity
+            .verifiable_addresses
+            .iter_mut()
+            .find(|x| x.value == normalize_identifier(value))
+        {
             addr.verified = verified;
-            addr.status = if verified { "completed".into() } else { a.get("status").and_then(Value::as_str).unwrap_or("pending").into() };
+            addr.status = if verified {
+                "completed".into()
+            } else {
+                a.get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("pending")
+                    .into()
+            };
             if verified {
                 addr.verified_at = Some(now_ms());
             }

@@ -27,7 +27,10 @@ impl Schemas {
         self.by_id.get(id).ok_or_else(|| {
             let mut ids: Vec<&str> = self.by_id.keys().map(String::as_str).collect();
             ids.sort();
-            Error::bad_request(format!("Identity schema `{id}` does not exist; configured schemas: {}.", ids.join(", ")))
+            Error::bad_request(format!(
+                "Identity schema `{id}` does not exist; configured schemas: {}.",
+                ids.join(", ")
+            ))
         })
     }
     pub fn default_schema(&self) -> Result<&IdentitySchema, Error> {
@@ -43,7 +46,9 @@ pub struct Engine {
     pub hasher: Arc<Hasher>,
 }
 
-/// What a submission led to.
+/// What a submission led to. One is built per request and moved once, so the size difference
+/// between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outcome {
     /// The flow is done. For login and registration-with-session a session was issued.
@@ -89,7 +94,14 @@ impl Engine {
     }
 
     /// Builds an empty flow of a kind; the method modules add their nodes.
-    pub fn new_flow(&self, kind: FlowKind, flow_type: FlowType, request_url: &str, return_to: Option<String>, csrf: &str) -> Flow {
+    pub fn new_flow(
+        &self,
+        kind: FlowKind,
+        flow_type: FlowType,
+        request_url: &str,
+        return_to: Option<String>,
+        csrf: &str,
+    ) -> Flow {
         let now = now_ms();
         let id = Uuid::new_v4();
         let action = self
@@ -120,7 +132,11 @@ impl Engine {
             identity: Value::Null,
             created_at: now,
             updated_at: now,
-            csrf_token: if flow_type == FlowType::Browser { csrf.to_string() } else { String::new() },
+            csrf_token: if flow_type == FlowType::Browser {
+                csrf.to_string()
+            } else {
+                String::new()
+            },
             identity_id: None,
             internal: Value::Null,
         }
@@ -134,7 +150,10 @@ impl Engine {
             return Err(Error::flow_not_found(id));
         }
         if flow.is_expired_at(now_ms()) {
-            return Err(Error::flow_expired(id, &timefmt::to_rfc3339(flow.expires_at)));
+            return Err(Error::flow_expired(
+                id,
+                &timefmt::to_rfc3339(flow.expires_at),
+            ));
         }
         if kind == FlowKind::Settings
             && let Some(identity_id) = flow.identity_id
@@ -149,21 +168,37 @@ impl Engine {
 
     /// Loads a flow for submission: must exist, not be expired or already used, and — for browser
     /// flows — come with the CSRF token bound to this browser.
-    pub async fn flow_for_submit(&self, kind: FlowKind, id: &str, body: &Value, csrf_cookie: Option<&str>) -> Result<Flow, Error> {
+    pub async fn flow_for_submit(
+        &self,
+        kind: FlowKind,
+        id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Flow, Error> {
         let uuid = Uuid::parse_str(id.trim()).map_err(|_| Error::invalid_uuid("flow id", id))?;
         let (mut flow, csrf_hash) = self.store.get_flow(uuid).await?;
         if flow.kind != kind {
             return Err(Error::flow_not_found(id));
         }
         if flow.is_expired_at(now_ms()) {
-            return Err(Error::flow_expired(id, &timefmt::to_rfc3339(flow.expires_at)));
+            return Err(Error::flow_expired(
+                id,
+                &timefmt::to_rfc3339(flow.expires_at),
+            ));
         }
-        if flow.state == "passed_challenge" || (kind != FlowKind::Settings && flow.state == "success") {
-            return Err(Error::bad_request("This flow was completed already and cannot be submitted again: start a new flow.")
-                .with_id("self_service_flow_completed"));
+        if flow.state == "passed_challenge"
+            || (kind != FlowKind::Settings && flow.state == "success")
+        {
+            return Err(Error::bad_request(
+                "This flow was completed already and cannot be submitted again: start a new flow.",
+            )
+            .with_id("self_service_flow_completed"));
         }
         if flow.flow_type == FlowType::Browser {
-            let submitted = body.get("csrf_token").and_then(Value::as_str).unwrap_or_default();
+            let submitted = body
+                .get("csrf_token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let cookie = csrf_cookie.unwrap_or_default();
             let ok = !submitted.is_empty()
                 && crypto::constant_time_eq(submitted, cookie)
@@ -185,7 +220,11 @@ impl Engine {
     }
 
     /// Issues a session for an identity and returns it with its (only) plaintext token.
-    pub async fn issue_session(&self, identity: &Identity, method: &str) -> Result<(Session, String), Error> {
+    pub async fn issue_session(
+        &self,
+        identity: &Identity,
+        method: &str,
+    ) -> Result<(Session, String), Error> {
         let now = now_ms();
         let token = crypto::random_token();
         let session = Session {
@@ -194,13 +233,19 @@ impl Engine {
             expires_at: now + self.settings.session_lifespan.as_millis() as i64,
             authenticated_at: now,
             authenticator_assurance_level: "aal1".into(),
-            authentication_methods: vec![AuthenticationMethod { method: method.into(), aal: "aal1".into(), completed_at: now }],
+            authentication_methods: vec![AuthenticationMethod {
+                method: method.into(),
+                aal: "aal1".into(),
+                completed_at: now,
+            }],
             issued_at: now,
             identity: Some(identity.clone()),
             devices: vec![],
             identity_id: identity.id,
         };
-        self.store.insert_session(&session, &crypto::token_hash(&token)).await?;
+        self.store
+            .insert_session(&session, &crypto::token_hash(&token))
+            .await?;
         Ok((session, token))
     }
 
@@ -209,7 +254,11 @@ impl Engine {
         if token.is_empty() || token.len() > 256 {
             return Ok(None);
         }
-        let Some(mut s) = self.store.session_by_token_hash(&crypto::token_hash(token)).await? else {
+        let Some(mut s) = self
+            .store
+            .session_by_token_hash(&crypto::token_hash(token))
+            .await?
+        else {
             return Ok(None);
         };
         if !s.is_valid_at(now_ms()) {
@@ -225,7 +274,11 @@ impl Engine {
     }
 
     pub fn schema_url(&self, schema_id: &str) -> String {
-        self.settings.public_base_url.join(&format!("schemas/{}", urlencode(schema_id))).map(|u| u.to_string()).unwrap_or_default()
+        self.settings
+            .public_base_url
+            .join(&format!("schemas/{}", urlencode(schema_id)))
+            .map(|u| u.to_string())
+            .unwrap_or_default()
     }
 
     /// Where a completed browser flow sends the user.

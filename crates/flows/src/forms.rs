@@ -16,7 +16,11 @@ pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &V
             node = node.required();
         }
         if f.password_identifier {
-            node = node.autocomplete(if f.input_type() == "email" { "email" } else { "username" });
+            node = node.autocomplete(if f.input_type() == "email" {
+                "email"
+            } else {
+                "username"
+            });
         }
         let title = f.title.clone().unwrap_or_else(|| f.path.clone());
         node = node.label(text::label_generated(&title, &name));
@@ -25,7 +29,10 @@ pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &V
 }
 
 pub fn password_node(group: &str, name: &str, autocomplete: &str) -> Node {
-    Node::input(group, name, "password", Value::Null).required().autocomplete(autocomplete).label(text::label_password())
+    Node::input(group, name, "password", Value::Null)
+        .required()
+        .autocomplete(autocomplete)
+        .label(text::label_password())
 }
 
 pub fn submit_node(group: &str, value: &str, label: tessera_core::text::Text) -> Node {

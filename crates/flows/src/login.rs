@@ -12,7 +12,15 @@ use tessera_core::{Error, text};
 
 impl Engine {
     /// Starts a login flow. An existing valid session refuses a new login unless `refresh`.
-    pub async fn init_login(&self, flow_type: FlowType, request_url: &str, return_to: Option<&str>, refresh: bool, session: Option<&Session>, csrf: &str) -> Result<Flow, Error> {
+    pub async fn init_login(
+        &self,
+        flow_type: FlowType,
+        request_url: &str,
+        return_to: Option<&str>,
+        refresh: bool,
+        session: Option<&Session>,
+        csrf: &str,
+    ) -> Result<Flow, Error> {
         if session.is_some() && !refresh {
             return Err(Error::session_already_available());
         }
@@ -21,7 +29,10 @@ impl Engine {
         flow.refresh = Some(refresh);
         flow.requested_aal = Some("aal1".into());
         if self.settings.password_enabled {
-            let mut id = Node::input("default", "identifier", "text", Value::Null).required().autocomplete("username").label(text::label_id());
+            let mut id = Node::input("default", "identifier", "text", Value::Null)
+                .required()
+                .autocomplete("username")
+                .label(text::label_id());
             if let Some(s) = session.and_then(|s| s.identity.as_ref()) {
                 let schema = self.schemas.get(&s.schema_id)?;
                 if let Some(first) = schema.extract(&s.traits).password_identifiers.first() {
@@ -29,15 +40,26 @@ impl Engine {
                 }
             }
             flow.ui.nodes.push(id);
-            flow.ui.nodes.push(password_node("password", "password", "current-password"));
-            flow.ui.nodes.push(submit_node("password", "password", text::login_title()));
+            flow.ui
+                .nodes
+                .push(password_node("password", "password", "current-password"));
+            flow.ui
+                .nodes
+                .push(submit_node("password", "password", text::login_title()));
         }
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
-    pub async fn submit_login(&self, flow_id: &str, body: &Value, csrf_cookie: Option<&str>) -> Result<Outcome, Error> {
-        let mut flow = self.flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie).await?;
+    pub async fn submit_login(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Outcome, Error> {
+        let mut flow = self
+            .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
+            .await?;
         if forms::method(body) != "password" || !self.settings.password_enabled {
             flow.ui.messages.push(tessera_core::text::Text {
                 id: 4010002,
@@ -47,13 +69,18 @@ impl Engine {
             });
             return self.invalid(flow).await;
         }
-        let identifier = str_field(body, "identifier").unwrap_or_default().trim().to_string();
+        let identifier = str_field(body, "identifier")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let password = str_field(body, "password").unwrap_or_default().to_string();
-        flow.ui.set_value("identifier", Value::String(identifier.clone()));
+        flow.ui
+            .set_value("identifier", Value::String(identifier.clone()));
         let mut missing = false;
         for (name, value) in [("identifier", &identifier), ("password", &password)] {
             if value.is_empty() {
-                flow.ui.add_message(Some(name), text::missing_property(name));
+                flow.ui
+                    .add_message(Some(name), text::missing_property(name));
                 missing = true;
             }
         }
@@ -61,7 +88,10 @@ impl Engine {
             return self.invalid(flow).await;
         }
 
-        let found = self.store.find_identity_by_identifier(CREDENTIAL_PASSWORD, &normalize_identifier(&identifier)).await?;
+        let found = self
+            .store
+            .find_identity_by_identifier(CREDENTIAL_PASSWORD, &normalize_identifier(&identifier))
+            .await?;
         let hashed = found
             .as_ref()
             .and_then(|i| i.credential(CREDENTIAL_PASSWORD))
@@ -93,7 +123,10 @@ impl Engine {
             return self.invalid(flow).await;
         }
         if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return Err(Error::bad_request("This flow was completed already and cannot be submitted again: start a new flow.").with_id("self_service_flow_completed"));
+            return Err(Error::bad_request(
+                "This flow was completed already and cannot be submitted again: start a new flow.",
+            )
+            .with_id("self_service_flow_completed"));
         }
         if self.hasher.needs_rehash(&hashed) {
             self.upgrade_hash(&identity, &password).await;
@@ -104,7 +137,12 @@ impl Engine {
         let session = self.issue_session(&identity, "password").await?;
         flow.state = "passed_challenge".into();
         let return_to = self.return_to(&flow, None);
-        Ok(Outcome::Completed { flow, identity, session: Some(session), return_to })
+        Ok(Outcome::Completed {
+            flow,
+            identity,
+            session: Some(session),
+            return_to,
+        })
     }
 
     /// Re-hashes an imported bcrypt/pbkdf2 (or weaker argon2) hash with current parameters after
@@ -112,9 +150,15 @@ impl Engine {
     async fn upgrade_hash(&self, identity: &tessera_core::identity::Identity, password: &str) {
         let hasher = self.hasher.clone();
         let pw = password.to_string();
-        let Ok(new_hash) = tokio::task::spawn_blocking(move || hasher.hash(&pw)).await else { return };
+        let Ok(new_hash) = tokio::task::spawn_blocking(move || hasher.hash(&pw)).await else {
+            return;
+        };
         let mut updated = identity.clone();
-        if let Some(c) = updated.credentials.as_mut().and_then(|m| m.get_mut(CREDENTIAL_PASSWORD)) {
+        if let Some(c) = updated
+            .credentials
+            .as_mut()
+            .and_then(|m| m.get_mut(CREDENTIAL_PASSWORD))
+        {
             c.config = serde_json::json!({ "hashed_password": new_hash });
             c.updated_at = now_ms();
         }

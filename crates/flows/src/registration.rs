@@ -10,33 +10,65 @@ use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
 
 impl Engine {
-    pub async fn init_registration(&self, flow_type: FlowType, request_url: &str, return_to: Option<&str>, session: Option<&Session>, csrf: &str) -> Result<Flow, Error> {
+    pub async fn init_registration(
+        &self,
+        flow_type: FlowType,
+        request_url: &str,
+        return_to: Option<&str>,
+        session: Option<&Session>,
+        csrf: &str,
+    ) -> Result<Flow, Error> {
         if !self.settings.registration_enabled {
-            return Err(Error::bad_request("Registration is disabled: selfservice.flows.registration.enabled is false.").with_id("self_service_flow_disabled"));
+            return Err(Error::bad_request(
+                "Registration is disabled: selfservice.flows.registration.enabled is false.",
+            )
+            .with_id("self_service_flow_disabled"));
         }
         if session.is_some() {
             return Err(Error::session_already_available());
         }
         let return_to = self.check_return_to(return_to)?;
-        let mut flow = self.new_flow(FlowKind::Registration, flow_type, request_url, return_to, csrf);
+        let mut flow = self.new_flow(
+            FlowKind::Registration,
+            flow_type,
+            request_url,
+            return_to,
+            csrf,
+        );
         if self.settings.password_enabled {
             let schema = self.schemas.default_schema()?;
             trait_nodes(&mut flow.ui, schema, "password", &Value::Null);
-            flow.ui.nodes.push(password_node("password", "password", "new-password"));
-            flow.ui.nodes.push(submit_node("password", "password", text::registration_title()));
+            flow.ui
+                .nodes
+                .push(password_node("password", "password", "new-password"));
+            flow.ui.nodes.push(submit_node(
+                "password",
+                "password",
+                text::registration_title(),
+            ));
         }
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
-    pub async fn submit_registration(&self, flow_id: &str, body: &Value, csrf_cookie: Option<&str>) -> Result<Outcome, Error> {
-        let mut flow = self.flow_for_submit(FlowKind::Registration, flow_id, body, csrf_cookie).await?;
+    pub async fn submit_registration(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Outcome, Error> {
+        let mut flow = self
+            .flow_for_submit(FlowKind::Registration, flow_id, body, csrf_cookie)
+            .await?;
         if forms::method(body) != "password" || !self.settings.password_enabled {
             flow.ui.messages.push(text::validation_generic("Could not find a strategy to sign you up with. Did you fill out the form correctly?"));
             return self.invalid(flow).await;
         }
         let schema = self.schemas.default_schema()?;
-        let traits = body.get("traits").cloned().unwrap_or(Value::Object(Default::default()));
+        let traits = body
+            .get("traits")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
         for f in &schema.fields {
             if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
                 flow.ui.set_value(&format!("traits.{}", f.path), v.clone());
@@ -45,7 +77,9 @@ impl Engine {
         let password = str_field(body, "password").unwrap_or_default().to_string();
         let mut failed = false;
         if !traits.is_object() {
-            flow.ui.messages.push(text::validation_generic("`traits` must be an object of the identity's traits."));
+            flow.ui.messages.push(text::validation_generic(
+                "`traits` must be an object of the identity's traits.",
+            ));
             return self.invalid(flow).await;
         }
         for e in schema.validate_traits(&traits) {
@@ -54,10 +88,12 @@ impl Engine {
         }
         let identifiers = schema.extract(&traits).password_identifiers;
         if password.is_empty() {
-            flow.ui.add_message(Some("password"), text::missing_property("password"));
+            flow.ui
+                .add_message(Some("password"), text::missing_property("password"));
             failed = true;
         } else if let Err(reason) = self.check_password_policy(&password, &identifiers) {
-            flow.ui.add_message(Some("password"), text::password_policy(&reason));
+            flow.ui
+                .add_message(Some("password"), text::password_policy(&reason));
             failed = true;
         }
         if identifiers.is_empty() && !failed {
@@ -70,8 +106,18 @@ impl Engine {
 
         let hasher = self.hasher.clone();
         let pw = password.clone();
-        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pw)).await.map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
-        let identity = match self.build_identity(&schema.id, traits, IdentityState::Active, Value::Null, Value::Null, Some(hashed), None) {
+        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pw))
+            .await
+            .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+        let identity = match self.build_identity(
+            &schema.id,
+            traits,
+            IdentityState::Active,
+            Value::Null,
+            Value::Null,
+            Some(hashed),
+            None,
+        ) {
             Ok(i) => i,
             Err(e) => {
                 flow.ui.messages.push(text::validation_generic(&e.reason));
@@ -79,7 +125,10 @@ impl Engine {
             }
         };
         if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return Err(Error::bad_request("This flow was completed already and cannot be submitted again: start a new flow.").with_id("self_service_flow_completed"));
+            return Err(Error::bad_request(
+                "This flow was completed already and cannot be submitted again: start a new flow.",
+            )
+            .with_id("self_service_flow_completed"));
         }
         if let Err(e) = self.store.insert_identity(&identity).await {
             if e.kind == ErrorKind::Conflict {
@@ -93,27 +142,54 @@ impl Engine {
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
-        let session = if self.settings.session_after_password_registration { Some(self.issue_session(&identity, "password").await?) } else { None };
+        let session = if self.settings.session_after_password_registration {
+            Some(self.issue_session(&identity, "password").await?)
+        } else {
+            None
+        };
         flow.state = "passed_challenge".into();
         let fallback = self.settings.registration_return_url.clone();
         let return_to = self.return_to(&flow, fallback.as_ref());
-        Ok(Outcome::Completed { flow, identity, session, return_to })
+        Ok(Outcome::Completed {
+            flow,
+            identity,
+            session,
+            return_to,
+        })
     }
 
     /// Kratos's policy: minimum length and not too similar to the identifier.
-    pub fn check_password_policy(&self, password: &str, identifiers: &[String]) -> Result<(), String> {
+    pub fn check_password_policy(
+        &self,
+        password: &str,
+        identifiers: &[String],
+    ) -> Result<(), String> {
         let len = password.chars().count();
         if len < self.settings.min_password_length {
-            return Err(format!("password length must be at least {} characters but only got {len}.", self.settings.min_password_length));
+            return Err(format!(
+                "password length must be at least {} characters but only got {len}.",
+                self.settings.min_password_length
+            ));
         }
-        let ids: Vec<&str> = if self.settings.identifier_similarity_check { identifiers.iter().map(String::as_str).collect() } else { vec![] };
+        let ids: Vec<&str> = if self.settings.identifier_similarity_check {
+            identifiers.iter().map(String::as_str).collect()
+        } else {
+            vec![]
+        };
         use tessera_core::password::PasswordPolicyError as P;
         match tessera_core::password::check_policy(password, &ids) {
             Ok(()) => Ok(()),
             Err(P::TooShort { .. }) if len >= self.settings.min_password_length => Ok(()),
-            Err(P::TooShort { .. }) => Err(format!("password length must be at least {} characters but only got {len}.", self.settings.min_password_length)),
-            Err(P::TooLong { max }) => Err(format!("password length must be at most {max} characters.")),
-            Err(P::TooSimilarToIdentifier) => Err("the password is too similar to the user identifier.".into()),
+            Err(P::TooShort { .. }) => Err(format!(
+                "password length must be at least {} characters but only got {len}.",
+                self.settings.min_password_length
+            )),
+            Err(P::TooLong { max }) => {
+                Err(format!("password length must be at most {max} characters."))
+            }
+            Err(P::TooSimilarToIdentifier) => {
+                Err("the password is too similar to the user identifier.".into())
+            }
         }
     }
 }

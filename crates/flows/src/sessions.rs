@@ -12,12 +12,22 @@ impl Engine {
     /// A logout token is the session id with an HMAC under the cookie secret: it proves the
     /// logout link was minted for this session without storing anything.
     pub fn logout_token(&self, session: &Session) -> String {
-        format!("{}.{}", session.id.simple(), self.mac(&session.id.to_string()))
+        format!(
+            "{}.{}",
+            session.id.simple(),
+            self.mac(&session.id.to_string())
+        )
     }
 
     fn mac(&self, data: &str) -> String {
-        let key = self.settings.cookie_secrets.first().cloned().unwrap_or_default();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+        let key = self
+            .settings
+            .cookie_secrets
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+            .expect("HMAC accepts any key length");
         mac.update(b"tessera-logout:");
         mac.update(data.as_bytes());
         let out = mac.finalize().into_bytes();
@@ -25,11 +35,21 @@ impl Engine {
     }
 
     /// Verifies a logout token and deactivates its session.
-    pub async fn logout_with_token(&self, token: &str, current: Option<&Session>) -> Result<(), Error> {
-        let invalid = || Error::forbidden("The logout token is invalid or belongs to another session: open the logout link again from the signed-in browser.").with_id("security_csrf_violation");
+    pub async fn logout_with_token(
+        &self,
+        token: &str,
+        current: Option<&Session>,
+    ) -> Result<(), Error> {
+        let invalid = || {
+            Error::forbidden("The logout token is invalid or belongs to another session: open the logout link again from the signed-in browser.").with_id("security_csrf_violation")
+        };
         let (sid, mac) = token.split_once('.').ok_or_else(invalid)?;
         let id = Uuid::parse_str(sid).map_err(|_| invalid())?;
-        let valid = self.settings.cookie_secrets.iter().any(|_| crypto::constant_time_eq(&self.mac(&id.to_string()), mac));
+        let valid = self
+            .settings
+            .cookie_secrets
+            .iter()
+            .any(|_| crypto::constant_time_eq(&self.mac(&id.to_string()), mac));
         if !valid || current.map(|s| s.id) != Some(id) {
             return Err(invalid());
         }
@@ -37,18 +57,30 @@ impl Engine {
     }
 
     pub async fn revoke_session_token(&self, token: &str) -> Result<(), Error> {
-        let s = self.store.session_by_token_hash(&crypto::token_hash(token)).await?.ok_or_else(|| {
-            Error::forbidden("The session token is invalid or already revoked.").with_id("session_inactive")
-        })?;
+        let s = self
+            .store
+            .session_by_token_hash(&crypto::token_hash(token))
+            .await?
+            .ok_or_else(|| {
+                Error::forbidden("The session token is invalid or already revoked.")
+                    .with_id("session_inactive")
+            })?;
         self.store.set_session_active(s.id, false).await
     }
 
     pub async fn extend_session(&self, id: Uuid) -> Result<Session, Error> {
         let s = self.store.get_session(id).await?;
         if !s.active {
-            return Err(Error::bad_request("The session is not active and cannot be extended."));
+            return Err(Error::bad_request(
+                "The session is not active and cannot be extended.",
+            ));
         }
-        self.store.set_session_expiry(id, now_ms() + self.settings.session_lifespan.as_millis() as i64).await?;
+        self.store
+            .set_session_expiry(
+                id,
+                now_ms() + self.settings.session_lifespan.as_millis() as i64,
+            )
+            .await?;
         self.store.get_session(id).await
     }
 }

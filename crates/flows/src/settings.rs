@@ -10,17 +10,30 @@ use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
 
 impl Engine {
-    pub async fn init_settings(&self, flow_type: FlowType, request_url: &str, return_to: Option<&str>, session: &Session, csrf: &str) -> Result<Flow, Error> {
+    pub async fn init_settings(
+        &self,
+        flow_type: FlowType,
+        request_url: &str,
+        return_to: Option<&str>,
+        session: &Session,
+        csrf: &str,
+    ) -> Result<Flow, Error> {
         let return_to = self.check_return_to(return_to)?;
         let identity = session.identity.clone().ok_or_else(Error::no_session)?;
         let mut flow = self.new_flow(FlowKind::Settings, flow_type, request_url, return_to, csrf);
         flow.identity_id = Some(identity.id);
         let schema = self.schemas.get(&identity.schema_id)?;
         trait_nodes(&mut flow.ui, schema, "profile", &identity.traits);
-        flow.ui.nodes.push(submit_node("profile", "profile", text::label_save()));
+        flow.ui
+            .nodes
+            .push(submit_node("profile", "profile", text::label_save()));
         if self.settings.password_enabled {
-            flow.ui.nodes.push(password_node("password", "password", "new-password"));
-            flow.ui.nodes.push(submit_node("password", "password", text::label_save()));
+            flow.ui
+                .nodes
+                .push(password_node("password", "password", "new-password"));
+            flow.ui
+                .nodes
+                .push(submit_node("password", "password", text::label_save()));
         }
         self.store.insert_flow(&flow).await?;
         let mut public = identity;
@@ -30,8 +43,16 @@ impl Engine {
     }
 
     /// Applies a settings submission for the signed-in identity. The flow must belong to it.
-    pub async fn submit_settings(&self, flow_id: &str, body: &Value, csrf_cookie: Option<&str>, session: &Session) -> Result<Outcome, Error> {
-        let mut flow = self.flow_for_submit(FlowKind::Settings, flow_id, body, csrf_cookie).await?;
+    pub async fn submit_settings(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+        session: &Session,
+    ) -> Result<Outcome, Error> {
+        let mut flow = self
+            .flow_for_submit(FlowKind::Settings, flow_id, body, csrf_cookie)
+            .await?;
         if flow.identity_id != Some(session.identity_id) {
             return Err(Error::forbidden("This settings flow belongs to another session's identity: start a new settings flow.").with_id("security_identity_mismatch"));
         }
@@ -42,21 +63,35 @@ impl Engine {
                 let password = str_field(body, "password").unwrap_or_default().to_string();
                 let identifiers = schema.extract(&identity.traits).password_identifiers;
                 if password.is_empty() {
-                    flow.ui.add_message(Some("password"), text::missing_property("password"));
+                    flow.ui
+                        .add_message(Some("password"), text::missing_property("password"));
                     return self.settings_invalid(flow, &identity).await;
                 }
                 if let Err(reason) = self.check_password_policy(&password, &identifiers) {
-                    flow.ui.add_message(Some("password"), text::password_policy(&reason));
+                    flow.ui
+                        .add_message(Some("password"), text::password_policy(&reason));
                     return self.settings_invalid(flow, &identity).await;
                 }
                 let hasher = self.hasher.clone();
-                let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password)).await.map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+                let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password))
+                    .await
+                    .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
                 let now = now_ms();
                 let creds = identity.credentials.get_or_insert_with(Default::default);
-                let created_at = creds.get(CREDENTIAL_PASSWORD).map(|c| c.created_at).unwrap_or(now);
+                let created_at = creds
+                    .get(CREDENTIAL_PASSWORD)
+                    .map(|c| c.created_at)
+                    .unwrap_or(now);
                 creds.insert(
                     CREDENTIAL_PASSWORD.into(),
-                    Credential { kind: CREDENTIAL_PASSWORD.into(), identifiers, config: serde_json::json!({ "hashed_password": hashed }), version: 0, created_at, updated_at: now },
+                    Credential {
+                        kind: CREDENTIAL_PASSWORD.into(),
+                        identifiers,
+                        config: serde_json::json!({ "hashed_password": hashed }),
+                        version: 0,
+                        created_at,
+                        updated_at: now,
+                    },
                 );
                 identity.updated_at = now;
                 self.store.update_identity(&identity).await?;
@@ -74,7 +109,9 @@ impl Engine {
                         flow.ui.add_message(e.field.as_deref(), e.message);
                     }
                     if !traits.is_object() {
-                        flow.ui.messages.push(text::validation_generic("`traits` must be an object of the identity's traits."));
+                        flow.ui.messages.push(text::validation_generic(
+                            "`traits` must be an object of the identity's traits.",
+                        ));
                     }
                     return self.settings_invalid(flow, &identity).await;
                 }
@@ -89,7 +126,9 @@ impl Engine {
                 identity = updated;
             }
             _ => {
-                flow.ui.messages.push(text::validation_generic("Unknown settings method: use `profile` or `password`."));
+                flow.ui.messages.push(text::validation_generic(
+                    "Unknown settings method: use `profile` or `password`.",
+                ));
                 return self.settings_invalid(flow, &identity).await;
             }
         }
@@ -101,10 +140,19 @@ impl Engine {
         identity.credentials = None;
         flow.identity = serde_json::to_value(&identity).unwrap_or(Value::Null);
         let return_to = self.return_to(&flow, None);
-        Ok(Outcome::Completed { flow, identity, session: None, return_to })
+        Ok(Outcome::Completed {
+            flow,
+            identity,
+            session: None,
+            return_to,
+        })
     }
 
-    async fn settings_invalid(&self, mut flow: Flow, identity: &tessera_core::identity::Identity) -> Result<Outcome, Error> {
+    async fn settings_invalid(
+        &self,
+        mut flow: Flow,
+        identity: &tessera_core::identity::Identity,
+    ) -> Result<Outcome, Error> {
         let mut public = identity.clone();
         public.credentials = None;
         public.schema_url = self.schema_url(&public.schema_id);

@@ -19,14 +19,34 @@ type Q = Query<HashMap<String, String>>;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/admin/identities", get(list_identities).post(create_identity).patch(batch_identities))
-        .route("/admin/identities/{id}", get(get_identity).put(put_identity).patch(patch_identity).delete(delete_identity))
-        .route("/admin/identities/{id}/sessions", get(identity_sessions).delete(revoke_identity_sessions))
+        .route(
+            "/admin/identities",
+            get(list_identities)
+                .post(create_identity)
+                .patch(batch_identities),
+        )
+        .route(
+            "/admin/identities/{id}",
+            get(get_identity)
+                .put(put_identity)
+                .patch(patch_identity)
+                .delete(delete_identity),
+        )
+        .route(
+            "/admin/identities/{id}/sessions",
+            get(identity_sessions).delete(revoke_identity_sessions),
+        )
         .route("/admin/sessions", get(list_sessions))
-        .route("/admin/sessions/{id}", get(get_session).delete(disable_session))
+        .route(
+            "/admin/sessions/{id}",
+            get(get_session).delete(disable_session),
+        )
         .route("/admin/sessions/{id}/extend", patch(extend_session))
         .merge(crate::public::common_routes())
-        .route("/admin/health/alive", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/admin/health/alive",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
         .fallback(crate::public::not_found)
         .with_state(state)
 }
@@ -34,7 +54,12 @@ pub fn router(state: AppState) -> Router {
 fn include_credentials(q: &HashMap<String, String>, raw_query: Option<&str>) -> Vec<String> {
     // `include_credential` may repeat (`?include_credential=password&include_credential=oidc`).
     let mut out: Vec<String> = raw_query
-        .map(|rq| url::form_urlencoded::parse(rq.as_bytes()).filter(|(k, _)| k == "include_credential").map(|(_, v)| v.into_owned()).collect())
+        .map(|rq| {
+            url::form_urlencoded::parse(rq.as_bytes())
+                .filter(|(k, _)| k == "include_credential")
+                .map(|(_, v)| v.into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     if out.is_empty()
         && let Some(v) = q.get("include_credential")
@@ -46,8 +71,18 @@ fn include_credentials(q: &HashMap<String, String>, raw_query: Option<&str>) -> 
 
 async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
     let size = page_size(&q)?;
-    let ident = q.get("credentials_identifier").map(|s| tessera_core::identity::normalize_identifier(s));
-    let page = st.engine.store.list_identities(size, q.get("page_token").map(String::as_str), ident.as_deref()).await?;
+    let ident = q
+        .get("credentials_identifier")
+        .map(|s| tessera_core::identity::normalize_identifier(s));
+    let page = st
+        .engine
+        .store
+        .list_identities(
+            size,
+            q.get("page_token").map(String::as_str),
+            ident.as_deref(),
+        )
+        .await?;
     let items: Vec<_> = page
         .items
         .into_iter()
@@ -58,38 +93,69 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
         })
         .collect();
     let mut resp = Json(items).into_response();
-    let extra: Vec<(&str, &str)> = q.get("credentials_identifier").map(|c| vec![("credentials_identifier", c.as_str())]).unwrap_or_default();
-    if let Some(l) = link_header(&st.engine.settings.admin_base_url, "admin/identities", size, page.next.as_deref(), &extra) {
+    let extra: Vec<(&str, &str)> = q
+        .get("credentials_identifier")
+        .map(|c| vec![("credentials_identifier", c.as_str())])
+        .unwrap_or_default();
+    if let Some(l) = link_header(
+        &st.engine.settings.admin_base_url,
+        "admin/identities",
+        size,
+        page.next.as_deref(),
+        &extra,
+    ) {
         resp.headers_mut().insert(header::LINK, l);
     }
     Ok(resp)
 }
 
-async fn create_identity(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn create_identity(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
     let identity = st.engine.create_identity(&body).await?;
     Ok((StatusCode::CREATED, Json(identity)).into_response())
 }
 
-async fn get_identity(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q, uri: axum::http::Uri) -> ApiResult<Response> {
+async fn get_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+    uri: axum::http::Uri,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let include = include_credentials(&q, uri.query());
     Ok(Json(st.engine.present(id, &include).await?).into_response())
 }
 
-async fn put_identity(State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn put_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
     Ok(Json(st.engine.replace_identity(id, &body).await?).into_response())
 }
 
-async fn patch_identity(State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn patch_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
     Ok(Json(st.engine.patch_identity(id, &body).await?).into_response())
 }
 
-async fn delete_identity(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn delete_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     st.engine.store.delete_identity(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -97,11 +163,25 @@ async fn delete_identity(State(st): State<AppState>, Path(id): Path<String>) -> 
 
 /// Kratos's batch endpoint: `{"identities": [{"create": {...}, "patch_id": "..."}]}`. Each entry
 /// succeeds or fails on its own; failures are reported per entry.
-async fn batch_identities(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn batch_identities(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
-    let list = body.get("identities").and_then(Value::as_array).ok_or_else(|| ApiError(Error::bad_request("The body must be {\"identities\": [{\"create\": {...}}]}.")))?;
+    let list = body
+        .get("identities")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError(Error::bad_request(
+                "The body must be {\"identities\": [{\"create\": {...}}]}.",
+            ))
+        })?;
     if list.len() > 2000 {
-        return Err(ApiError(Error::bad_request(format!("{} identities in one batch; send at most 2000 per request.", list.len()))));
+        return Err(ApiError(Error::bad_request(format!(
+            "{} identities in one batch; send at most 2000 per request.",
+            list.len()
+        ))));
     }
     let mut results = Vec::with_capacity(list.len());
     for item in list {
@@ -111,7 +191,9 @@ async fn batch_identities(State(st): State<AppState>, headers: HeaderMap, body: 
             continue;
         };
         match st.engine.create_identity(create).await {
-            Ok(i) => results.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id })),
+            Ok(i) => {
+                results.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
+            }
             Err(e) => {
                 let code = crate::error::status_of(e.kind).as_u16();
                 results.push(json!({ "action": "error", "patch_id": patch_id, "error": { "code": code, "reason": e.reason, "id": e.id } }));
@@ -121,7 +203,11 @@ async fn batch_identities(State(st): State<AppState>, headers: HeaderMap, body: 
     Ok(Json(json!({ "identities": results })).into_response())
 }
 
-async fn expand(st: &AppState, mut sessions: Vec<Session>, expand_identity: bool) -> ApiResult<Vec<Session>> {
+async fn expand(
+    st: &AppState,
+    mut sessions: Vec<Session>,
+    expand_identity: bool,
+) -> ApiResult<Vec<Session>> {
     if expand_identity {
         for s in &mut sessions {
             s.identity = Some(st.engine.present(s.identity_id, &[]).await?);
@@ -131,7 +217,8 @@ async fn expand(st: &AppState, mut sessions: Vec<Session>, expand_identity: bool
 }
 
 fn wants_identity(q: &HashMap<String, String>) -> bool {
-    q.get("expand").is_some_and(|e| e.split(',').any(|x| x == "identity" || x == "Identity"))
+    q.get("expand")
+        .is_some_and(|e| e.split(',').any(|x| x == "identity" || x == "Identity"))
 }
 
 async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
@@ -140,46 +227,94 @@ async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Res
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
-        Some(v) => return Err(ApiError(Error::bad_request(format!("active `{v}` must be true or false.")))),
+        Some(v) => {
+            return Err(ApiError(Error::bad_request(format!(
+                "active `{v}` must be true or false."
+            ))));
+        }
     };
-    let page = st.engine.store.list_sessions(None, active, size, q.get("page_token").map(String::as_str)).await?;
+    let page = st
+        .engine
+        .store
+        .list_sessions(None, active, size, q.get("page_token").map(String::as_str))
+        .await?;
     let items = expand(&st, page.items, wants_identity(&q)).await?;
     let mut resp = Json(items).into_response();
-    if let Some(l) = link_header(&st.engine.settings.admin_base_url, "admin/sessions", size, page.next.as_deref(), &[]) {
+    if let Some(l) = link_header(
+        &st.engine.settings.admin_base_url,
+        "admin/sessions",
+        size,
+        page.next.as_deref(),
+        &[],
+    ) {
         resp.headers_mut().insert(header::LINK, l);
     }
     Ok(resp)
 }
 
-async fn identity_sessions(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn identity_sessions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     st.engine.store.get_identity(id).await?;
     let size = page_size(&q)?;
     let active = q.get("active").map(|a| a == "true");
-    let page = st.engine.store.list_sessions(Some(id), active, size, q.get("page_token").map(String::as_str)).await?;
+    let page = st
+        .engine
+        .store
+        .list_sessions(
+            Some(id),
+            active,
+            size,
+            q.get("page_token").map(String::as_str),
+        )
+        .await?;
     let items = expand(&st, page.items, wants_identity(&q)).await?;
     let mut resp = Json(items).into_response();
-    if let Some(l) = link_header(&st.engine.settings.admin_base_url, &format!("admin/identities/{id}/sessions"), size, page.next.as_deref(), &[]) {
+    if let Some(l) = link_header(
+        &st.engine.settings.admin_base_url,
+        &format!("admin/identities/{id}/sessions"),
+        size,
+        page.next.as_deref(),
+        &[],
+    ) {
         resp.headers_mut().insert(header::LINK, l);
     }
     Ok(resp)
 }
 
-async fn revoke_identity_sessions(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn revoke_identity_sessions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     st.engine.store.get_identity(id).await?;
     st.engine.store.revoke_identity_sessions(id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn get_session(State(st): State<AppState>, Path(id): Path<String>, Query(q): Q) -> ApiResult<Response> {
+async fn get_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
     let id = parse_uuid("session id", &id)?;
     let s = st.engine.store.get_session(id).await?;
-    let mut list = expand(&st, vec![s], wants_identity(&q) || !q.contains_key("expand")).await?;
+    let mut list = expand(
+        &st,
+        vec![s],
+        wants_identity(&q) || !q.contains_key("expand"),
+    )
+    .await?;
     Ok(Json(list.pop()).into_response())
 }
 
-async fn disable_session(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn disable_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = parse_uuid("session id", &id)?;
     st.engine.store.set_session_active(id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -191,4 +326,3 @@ async fn extend_session(State(st): State<AppState>, Path(id): Path<String>) -> A
     let mut list = expand(&st, vec![s], true).await?;
     Ok(Json(list.pop()).into_response())
 }
-

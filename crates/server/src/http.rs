@@ -17,12 +17,25 @@ pub const CSRF_COOKIE: &str = "tessera_csrf_token";
 /// dots (`traits.email`) become nested objects, as Kratos's form decoder does.
 pub async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError(Error::new(tessera_core::ErrorKind::PayloadTooLarge, format!("The request body is larger than {MAX_BODY} bytes.")))
+        ApiError(Error::new(
+            tessera_core::ErrorKind::PayloadTooLarge,
+            format!("The request body is larger than {MAX_BODY} bytes."),
+        ))
     })?;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    if ctype.starts_with("application/json") || (ctype.is_empty() && bytes.first().is_some_and(|b| *b == b'{' || *b == b'[')) {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.starts_with("application/json")
+        || (ctype.is_empty() && bytes.first().is_some_and(|b| *b == b'{' || *b == b'['))
+    {
         return serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError(Error::bad_request(format!("The request body is not valid JSON: {e} (line {}, column {}).", e.line(), e.column())))
+            ApiError(Error::bad_request(format!(
+                "The request body is not valid JSON: {e} (line {}, column {}).",
+                e.line(),
+                e.column()
+            )))
         });
     }
     if ctype.starts_with("application/x-www-form-urlencoded") {
@@ -37,7 +50,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     }
     Err(ApiError(Error::new(
         tessera_core::ErrorKind::UnsupportedMediaType,
-        format!("Content-Type `{ctype}` is not supported: send application/json or application/x-www-form-urlencoded."),
+        format!(
+            "Content-Type `{ctype}` is not supported: send application/json or application/x-www-form-urlencoded."
+        ),
     )))
 }
 
@@ -50,20 +65,31 @@ fn form_value(v: &str) -> Value {
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k == name).then_some(v)
-    })
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
 }
 
 /// True when the caller asked for JSON (SDKs, SPAs); otherwise browsers get redirects.
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/json"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
 }
 
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
     let s = &state.engine.settings;
-    let mut c = format!("{name}={value}; Path={}; HttpOnly; SameSite={}", s.session_cookie_path, s.session_cookie_same_site);
+    let mut c = format!(
+        "{name}={value}; Path={}; HttpOnly; SameSite={}",
+        s.session_cookie_path, s.session_cookie_same_site
+    );
     if let Some(d) = &s.session_cookie_domain {
         c.push_str(&format!("; Domain={d}"));
     }
@@ -77,12 +103,26 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64
 }
 
 pub fn session_cookie(state: &AppState, token: &str, session: &Session) -> HeaderValue {
-    let age = state.engine.settings.session_cookie_persistent.then(|| (session.expires_at - tessera_core::timefmt::now_ms()) / 1000);
-    set_cookie(state, &state.engine.settings.session_cookie_name, token, age)
+    let age = state
+        .engine
+        .settings
+        .session_cookie_persistent
+        .then(|| (session.expires_at - tessera_core::timefmt::now_ms()) / 1000);
+    set_cookie(
+        state,
+        &state.engine.settings.session_cookie_name,
+        token,
+        age,
+    )
 }
 
 pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
-    set_cookie(state, &state.engine.settings.session_cookie_name, "", Some(0))
+    set_cookie(
+        state,
+        &state.engine.settings.session_cookie_name,
+        "",
+        Some(0),
+    )
 }
 
 /// The session token a request carries: `X-Session-Token`, `Authorization: Bearer`, or the
@@ -91,7 +131,12 @@ pub fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a
     headers
         .get("x-session-token")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")))
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
         .or_else(|| cookie(headers, &state.engine.settings.session_cookie_name))
         .filter(|t| !t.is_empty())
 }
@@ -125,13 +170,21 @@ pub fn page_size(q: &std::collections::HashMap<String, String>) -> ApiResult<usi
         None => Ok(250),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=500).contains(&n) => Ok(n),
-            _ => Err(ApiError(Error::bad_request(format!("page_size `{s}` is invalid: use a number from 1 to 500.")))),
+            _ => Err(ApiError(Error::bad_request(format!(
+                "page_size `{s}` is invalid: use a number from 1 to 500."
+            )))),
         },
     }
 }
 
 /// RFC 8288 Link header for keyset pagination (Kratos's shape: `first` and `next`).
-pub fn link_header(base: &url::Url, path: &str, size: usize, next: Option<&str>, extra: &[(&str, &str)]) -> Option<HeaderValue> {
+pub fn link_header(
+    base: &url::Url,
+    path: &str,
+    size: usize,
+    next: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Option<HeaderValue> {
     let mk = |token: Option<&str>| {
         let mut u = base.join(path.trim_start_matches('/')).ok()?;
         {

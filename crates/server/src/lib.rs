@@ -34,25 +34,63 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(public: (&str, u16), admin: (&str, u16)) -> std::io::Result<Listeners> {
-        let p = TcpListener::bind((public.0, public.1)).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}:{} (serve.public): {e}", public.0, public.1)))?;
-        let a = TcpListener::bind((admin.0, admin.1)).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {}:{} (serve.admin): {e}", admin.0, admin.1)))?;
-        Ok(Listeners { public: p, admin: a })
+        let p = TcpListener::bind((public.0, public.1)).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}:{} (serve.public): {e}",
+                    public.0, public.1
+                ),
+            )
+        })?;
+        let a = TcpListener::bind((admin.0, admin.1)).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}:{} (serve.admin): {e}",
+                    admin.0, admin.1
+                ),
+            )
+        })?;
+        Ok(Listeners {
+            public: p,
+            admin: a,
+        })
     }
     pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
-        (self.public.local_addr().expect("bound socket has an address"), self.admin.local_addr().expect("bound socket has an address"))
+        (
+            self.public
+                .local_addr()
+                .expect("bound socket has an address"),
+            self.admin
+                .local_addr()
+                .expect("bound socket has an address"),
+        )
     }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
-pub async fn serve(engine: Engine, listeners: Listeners, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    engine: Engine,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (public, admin) = routers(engine);
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut rx1 = tx.subscribe();
     let mut rx2 = tx.subscribe();
-    let p = axum::serve(listeners.public, public.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
+    let p = axum::serve(
+        listeners.public,
+        public.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = rx1.recv().await;
     });
-    let a = axum::serve(listeners.admin, admin.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
+    let a = axum::serve(
+        listeners.admin,
+        admin.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = rx2.recv().await;
     });
     let trigger = tokio::spawn(async move {

@@ -2,7 +2,9 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, clear_session_cookie, csrf_for, current_session, read_body, session_cookie, wants_json};
+use crate::http::{
+    self, clear_session_cookie, csrf_for, current_session, read_body, session_cookie, wants_json,
+};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -23,7 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route("/self-service/login/api", get(login_api))
         .route("/self-service/login/flows", get(login_get))
         .route("/self-service/login", post(login_submit))
-        .route("/self-service/registration/browser", get(registration_browser))
+        .route(
+            "/self-service/registration/browser",
+            get(registration_browser),
+        )
         .route("/self-service/registration/api", get(registration_api))
         .route("/self-service/registration/flows", get(registration_get))
         .route("/self-service/registration", post(registration_submit))
@@ -35,7 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/self-service/logout", get(logout))
         .route("/self-service/logout/api", delete(logout_api))
         .route("/sessions/whoami", get(whoami).post(whoami))
-        .route("/sessions", get(my_sessions).delete(revoke_my_other_sessions))
+        .route(
+            "/sessions",
+            get(my_sessions).delete(revoke_my_other_sessions),
+        )
         .route("/sessions/{id}", delete(revoke_my_session))
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
@@ -53,7 +61,10 @@ pub fn common_routes() -> Router<AppState> {
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError(Error::not_found(format!("No route for `{}`. See the API reference in docs/ for the available endpoints.", uri.path())))
+    ApiError(Error::not_found(format!(
+        "No route for `{}`. See the API reference in docs/ for the available endpoints.",
+        uri.path()
+    )))
 }
 
 async fn alive() -> Json<Value> {
@@ -63,7 +74,11 @@ async fn alive() -> Json<Value> {
 async fn ready(State(st): State<AppState>) -> Response {
     match st.engine.store.ping().await {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "errors": { "database": e.reason } }))).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "errors": { "database": e.reason } })),
+        )
+            .into_response(),
     }
 }
 
@@ -72,15 +87,31 @@ async fn version() -> Json<Value> {
 }
 
 fn request_url(st: &AppState, uri: &Uri) -> String {
-    st.engine.settings.public_base_url.join(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").trim_start_matches('/')).map(|u| u.to_string()).unwrap_or_default()
+    st.engine
+        .settings
+        .public_base_url
+        .join(
+            uri.path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .trim_start_matches('/'),
+        )
+        .map(|u| u.to_string())
+        .unwrap_or_default()
 }
 
 /// Answers a freshly created flow: browser flows redirect to the UI (or JSON for SPAs), API
 /// flows return the flow.
-fn flow_created(st: &AppState, flow: Flow, set: Option<HeaderValue>, headers: &HeaderMap) -> Response {
+fn flow_created(
+    st: &AppState,
+    flow: Flow,
+    set: Option<HeaderValue>,
+    headers: &HeaderMap,
+) -> Response {
     let mut resp = if flow.flow_type == FlowType::Browser && !wants_json(headers) {
         let mut to = st.engine.ui_url(flow.kind).clone();
-        to.query_pairs_mut().append_pair("flow", &flow.id.to_string());
+        to.query_pairs_mut()
+            .append_pair("flow", &flow.id.to_string());
         Redirect::to(to.as_str()).into_response()
     } else {
         Json(flow).into_response()
@@ -94,30 +125,58 @@ fn flow_created(st: &AppState, flow: Flow, set: Option<HeaderValue>, headers: &H
 /// For a browser that already has a session, Kratos redirects to the return URL instead of
 /// erroring; JSON clients get the error.
 fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error) -> Response {
-    if e.id == Some("session_already_available") && ft == FlowType::Browser && !wants_json(headers) {
+    if e.id == Some("session_already_available") && ft == FlowType::Browser && !wants_json(headers)
+    {
         return Redirect::to(st.engine.settings.default_return_url.as_str()).into_response();
     }
     ApiError(e).into_response()
 }
 
-async fn init(st: AppState, kind: FlowKind, ft: FlowType, q: HashMap<String, String>, headers: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn init(
+    st: AppState,
+    kind: FlowKind,
+    ft: FlowType,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     let session = current_session(&st, &headers).await?;
-    let (csrf, set) = if ft == FlowType::Browser { csrf_for(&st, &headers) } else { (String::new(), None) };
+    let (csrf, set) = if ft == FlowType::Browser {
+        csrf_for(&st, &headers)
+    } else {
+        (String::new(), None)
+    };
     let url = request_url(&st, &uri);
     let return_to = q.get("return_to").map(String::as_str);
     let e = &st.engine;
     let result = match kind {
         FlowKind::Login => {
             let refresh = q.get("refresh").is_some_and(|v| v == "true");
-            e.init_login(ft, &url, return_to, refresh, session.as_ref(), &csrf).await
+            e.init_login(ft, &url, return_to, refresh, session.as_ref(), &csrf)
+                .await
         }
-        FlowKind::Registration => e.init_registration(ft, &url, return_to, session.as_ref(), &csrf).await,
+        FlowKind::Registration => {
+            e.init_registration(ft, &url, return_to, session.as_ref(), &csrf)
+                .await
+        }
         FlowKind::Settings => match &session {
             Some(s) => e.init_settings(ft, &url, return_to, s, &csrf).await,
             None if ft == FlowType::Browser && !wants_json(&headers) => {
                 // Not signed in: sign in first, then come back to settings.
-                let mut to = e.settings.public_base_url.join("self-service/login/browser").map_err(|err| ApiError(Error::internal(err.to_string())))?;
-                to.query_pairs_mut().append_pair("return_to", e.settings.public_base_url.join("self-service/settings/browser").map(|u| u.to_string()).unwrap_or_default().as_str());
+                let mut to = e
+                    .settings
+                    .public_base_url
+                    .join("self-service/login/browser")
+                    .map_err(|err| ApiError(Error::internal(err.to_string())))?;
+                to.query_pairs_mut().append_pair(
+                    "return_to",
+                    e.settings
+                        .public_base_url
+                        .join("self-service/settings/browser")
+                        .map(|u| u.to_string())
+                        .unwrap_or_default()
+                        .as_str(),
+                );
                 return Ok(Redirect::to(to.as_str()).into_response());
             }
             None => Err(Error::no_session()),
@@ -129,35 +188,82 @@ async fn init(st: AppState, kind: FlowKind, ft: FlowType, q: HashMap<String, Str
     }
 }
 
-async fn login_browser(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn login_browser(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Login, FlowType::Browser, q, h, uri).await
 }
-async fn login_api(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn login_api(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Login, FlowType::Api, q, h, uri).await
 }
-async fn registration_browser(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn registration_browser(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Registration, FlowType::Browser, q, h, uri).await
 }
-async fn registration_api(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn registration_api(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Registration, FlowType::Api, q, h, uri).await
 }
-async fn settings_browser(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn settings_browser(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Settings, FlowType::Browser, q, h, uri).await
 }
-async fn settings_api(State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri) -> ApiResult<Response> {
+async fn settings_api(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     init(st, FlowKind::Settings, FlowType::Api, q, h, uri).await
 }
 
 fn flow_id(q: &HashMap<String, String>, param: &str) -> ApiResult<String> {
-    q.get(param).cloned().filter(|s| !s.is_empty()).ok_or_else(|| ApiError(Error::bad_request(format!("The `{param}` query parameter is required: pass the id of the flow."))))
+    q.get(param)
+        .cloned()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError(Error::bad_request(format!(
+                "The `{param}` query parameter is required: pass the id of the flow."
+            )))
+        })
 }
 
-async fn get_flow(st: AppState, kind: FlowKind, q: HashMap<String, String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn get_flow(
+    st: AppState,
+    kind: FlowKind,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let flow = st.engine.fetch_flow(kind, &flow_id(&q, "id")?).await?;
     if kind == FlowKind::Settings {
-        let session = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+        let session = current_session(&st, &headers)
+            .await?
+            .ok_or_else(Error::no_session)?;
         if flow.identity_id != Some(session.identity_id) {
-            return Err(ApiError(Error::forbidden("This settings flow belongs to another identity.").with_id("security_identity_mismatch")));
+            return Err(ApiError(
+                Error::forbidden("This settings flow belongs to another identity.")
+                    .with_id("security_identity_mismatch"),
+            ));
         }
     }
     Ok(Json(flow).into_response())
@@ -166,14 +272,28 @@ async fn get_flow(st: AppState, kind: FlowKind, q: HashMap<String, String>, head
 async fn login_get(State(st): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult<Response> {
     get_flow(st, FlowKind::Login, q, h).await
 }
-async fn registration_get(State(st): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult<Response> {
+async fn registration_get(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+) -> ApiResult<Response> {
     get_flow(st, FlowKind::Registration, q, h).await
 }
-async fn settings_get(State(st): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult<Response> {
+async fn settings_get(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+) -> ApiResult<Response> {
     get_flow(st, FlowKind::Settings, q, h).await
 }
 
-async fn submit(st: AppState, kind: FlowKind, q: HashMap<String, String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn submit(
+    st: AppState,
+    kind: FlowKind,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let id = flow_id(&q, "flow")?;
     let body = read_body(&headers, body).await?;
     let csrf = http::cookie(&headers, http::CSRF_COOKIE);
@@ -182,15 +302,25 @@ async fn submit(st: AppState, kind: FlowKind, q: HashMap<String, String>, header
         FlowKind::Login => e.submit_login(&id, &body, csrf).await,
         FlowKind::Registration => e.submit_registration(&id, &body, csrf).await,
         FlowKind::Settings => {
-            let session = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+            let session = current_session(&st, &headers)
+                .await?
+                .ok_or_else(Error::no_session)?;
             e.submit_settings(&id, &body, csrf, &session).await
         }
     };
     let outcome = match outcome {
         Ok(o) => o,
-        Err(err) if err.kind == tessera_core::ErrorKind::Gone && !wants_json(&headers) && !q.contains_key("api") => {
+        Err(err)
+            if err.kind == tessera_core::ErrorKind::Gone
+                && !wants_json(&headers)
+                && !q.contains_key("api") =>
+        {
             // An expired browser flow: start over with a fresh one, like Kratos.
-            let mut to = e.settings.public_base_url.join(&format!("self-service/{}/browser", kind.as_str())).map_err(|_| ApiError(err.clone()))?;
+            let mut to = e
+                .settings
+                .public_base_url
+                .join(&format!("self-service/{}/browser", kind.as_str()))
+                .map_err(|_| ApiError(err.clone()))?;
             to.set_query(None);
             return Ok(Redirect::to(to.as_str()).into_response());
         }
@@ -201,18 +331,25 @@ async fn submit(st: AppState, kind: FlowKind, q: HashMap<String, String>, header
         Outcome::Invalid(flow) => {
             if browser_form(&flow) {
                 let mut to = e.ui_url(kind).clone();
-                to.query_pairs_mut().append_pair("flow", &flow.id.to_string());
+                to.query_pairs_mut()
+                    .append_pair("flow", &flow.id.to_string());
                 Redirect::to(to.as_str()).into_response()
             } else {
                 (StatusCode::BAD_REQUEST, Json(flow)).into_response()
             }
         }
-        Outcome::Completed { flow, identity, session, return_to } => {
+        Outcome::Completed {
+            flow,
+            identity,
+            session,
+            return_to,
+        } => {
             let browser = flow.flow_type == FlowType::Browser;
             let mut resp = if browser_form(&flow) {
                 if kind == FlowKind::Settings {
                     let mut to = e.ui_url(kind).clone();
-                    to.query_pairs_mut().append_pair("flow", &flow.id.to_string());
+                    to.query_pairs_mut()
+                        .append_pair("flow", &flow.id.to_string());
                     Redirect::to(to.as_str()).into_response()
                 } else {
                     Redirect::to(&return_to).into_response()
@@ -221,43 +358,81 @@ async fn submit(st: AppState, kind: FlowKind, q: HashMap<String, String>, header
                 match kind {
                     FlowKind::Settings => Json(&flow).into_response(),
                     FlowKind::Login => match &session {
-                        Some((s, t)) if !browser => Json(json!({ "session_token": t, "session": s })).into_response(),
+                        Some((s, t)) if !browser => {
+                            Json(json!({ "session_token": t, "session": s })).into_response()
+                        }
                         Some((s, _)) => Json(json!({ "session": s })).into_response(),
                         None => Json(json!({})).into_response(),
                     },
                     FlowKind::Registration => match &session {
-                        Some((s, t)) if !browser => Json(json!({ "identity": identity, "session_token": t, "session": s })).into_response(),
-                        Some((s, _)) => Json(json!({ "identity": identity, "session": s })).into_response(),
+                        Some((s, t)) if !browser => {
+                            Json(json!({ "identity": identity, "session_token": t, "session": s }))
+                                .into_response()
+                        }
+                        Some((s, _)) => {
+                            Json(json!({ "identity": identity, "session": s })).into_response()
+                        }
                         None => Json(json!({ "identity": identity })).into_response(),
                     },
                 }
             };
             if browser && let Some((s, t)) = &session {
-                resp.headers_mut().append(header::SET_COOKIE, session_cookie(&st, t, s));
+                resp.headers_mut()
+                    .append(header::SET_COOKIE, session_cookie(&st, t, s));
             }
             resp
         }
     })
 }
 
-async fn login_submit(State(st): State<AppState>, Query(q): Q, h: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn login_submit(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     submit(st, FlowKind::Login, q, h, body).await
 }
-async fn registration_submit(State(st): State<AppState>, Query(q): Q, h: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn registration_submit(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     submit(st, FlowKind::Registration, q, h, body).await
 }
-async fn settings_submit(State(st): State<AppState>, Query(q): Q, h: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn settings_submit(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     submit(st, FlowKind::Settings, q, h, body).await
 }
 
-async fn logout_browser(State(st): State<AppState>, Query(q): Q, headers: HeaderMap) -> ApiResult<Response> {
+async fn logout_browser(
+    State(st): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     if http::session_token(&st, &headers).is_some() && headers.get("x-session-token").is_some() {
-        return Err(ApiError(Error::bad_request("Browser logout needs the session cookie; API clients use DELETE /self-service/logout/api.")));
+        return Err(ApiError(Error::bad_request(
+            "Browser logout needs the session cookie; API clients use DELETE /self-service/logout/api.",
+        )));
     }
-    let session = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+    let session = current_session(&st, &headers)
+        .await?
+        .ok_or_else(Error::no_session)?;
     let token = st.engine.logout_token(&session);
-    let return_to = st.engine.check_return_to(q.get("return_to").map(String::as_str))?;
-    let mut url = st.engine.settings.public_base_url.join("self-service/logout").map_err(|e| ApiError(Error::internal(e.to_string())))?;
+    let return_to = st
+        .engine
+        .check_return_to(q.get("return_to").map(String::as_str))?;
+    let mut url = st
+        .engine
+        .settings
+        .public_base_url
+        .join("self-service/logout")
+        .map_err(|e| ApiError(Error::internal(e.to_string())))?;
     url.query_pairs_mut().append_pair("token", &token);
     if let Some(r) = return_to {
         url.query_pairs_mut().append_pair("return_to", &r);
@@ -265,57 +440,128 @@ async fn logout_browser(State(st): State<AppState>, Query(q): Q, headers: Header
     Ok(Json(json!({ "logout_token": token, "logout_url": url.to_string() })).into_response())
 }
 
-async fn logout(State(st): State<AppState>, Query(q): Q, headers: HeaderMap) -> ApiResult<Response> {
+async fn logout(
+    State(st): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let token = flow_id(&q, "token")?;
     let session = current_session(&st, &headers).await?;
-    st.engine.logout_with_token(&token, session.as_ref()).await?;
-    let return_to = st.engine.check_return_to(q.get("return_to").map(String::as_str))?.unwrap_or_else(|| st.engine.settings.logout_return_url.to_string());
-    let mut resp = if wants_json(&headers) { StatusCode::NO_CONTENT.into_response() } else { Redirect::to(&return_to).into_response() };
-    resp.headers_mut().append(header::SET_COOKIE, clear_session_cookie(&st));
+    st.engine
+        .logout_with_token(&token, session.as_ref())
+        .await?;
+    let return_to = st
+        .engine
+        .check_return_to(q.get("return_to").map(String::as_str))?
+        .unwrap_or_else(|| st.engine.settings.logout_return_url.to_string());
+    let mut resp = if wants_json(&headers) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Redirect::to(&return_to).into_response()
+    };
+    resp.headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(&st));
     Ok(resp)
 }
 
-async fn logout_api(State(st): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn logout_api(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
-    let token = body.get("session_token").and_then(Value::as_str).filter(|t| !t.is_empty()).ok_or_else(|| ApiError(Error::bad_request("`session_token` is required in the JSON body.")))?;
+    let token = body
+        .get("session_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError(Error::bad_request(
+                "`session_token` is required in the JSON body.",
+            ))
+        })?;
     st.engine.revoke_session_token(token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn whoami(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let session = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+    let session = current_session(&st, &headers)
+        .await?
+        .ok_or_else(Error::no_session)?;
     let mut resp = Json(&session).into_response();
     if let Some(i) = &session.identity
         && let Ok(v) = HeaderValue::from_str(&i.id.to_string())
     {
-        resp.headers_mut().insert("x-kratos-authenticated-identity-id", v);
+        resp.headers_mut()
+            .insert("x-kratos-authenticated-identity-id", v);
     }
     Ok(resp)
 }
 
-async fn my_sessions(State(st): State<AppState>, Query(q): Q, headers: HeaderMap) -> ApiResult<Response> {
-    let current = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+async fn my_sessions(
+    State(st): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let current = current_session(&st, &headers)
+        .await?
+        .ok_or_else(Error::no_session)?;
     let size = http::page_size(&q)?;
-    let page = st.engine.store.list_sessions(Some(current.identity_id), Some(true), size, q.get("page_token").map(String::as_str)).await?;
-    let others: Vec<_> = page.items.into_iter().filter(|s| s.id != current.id).collect();
+    let page = st
+        .engine
+        .store
+        .list_sessions(
+            Some(current.identity_id),
+            Some(true),
+            size,
+            q.get("page_token").map(String::as_str),
+        )
+        .await?;
+    let others: Vec<_> = page
+        .items
+        .into_iter()
+        .filter(|s| s.id != current.id)
+        .collect();
     let mut resp = Json(others).into_response();
-    if let Some(l) = http::link_header(&st.engine.settings.public_base_url, "sessions", size, page.next.as_deref(), &[]) {
+    if let Some(l) = http::link_header(
+        &st.engine.settings.public_base_url,
+        "sessions",
+        size,
+        page.next.as_deref(),
+        &[],
+    ) {
         resp.headers_mut().insert(header::LINK, l);
     }
     Ok(resp)
 }
 
-async fn revoke_my_other_sessions(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let current = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
-    let n = st.engine.store.revoke_identity_sessions(current.identity_id, Some(current.id)).await?;
+async fn revoke_my_other_sessions(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let current = current_session(&st, &headers)
+        .await?
+        .ok_or_else(Error::no_session)?;
+    let n = st
+        .engine
+        .store
+        .revoke_identity_sessions(current.identity_id, Some(current.id))
+        .await?;
     Ok(Json(json!({ "count": n })).into_response())
 }
 
-async fn revoke_my_session(State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
-    let current = current_session(&st, &headers).await?.ok_or_else(Error::no_session)?;
+async fn revoke_my_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let current = current_session(&st, &headers)
+        .await?
+        .ok_or_else(Error::no_session)?;
     let id = http::parse_uuid("session id", &id)?;
     if id == current.id {
-        return Err(ApiError(Error::bad_request("You cannot revoke the session you are using: log out instead.")));
+        return Err(ApiError(Error::bad_request(
+            "You cannot revoke the session you are using: log out instead.",
+        )));
     }
     let target = st.engine.store.get_session(id).await?;
     if target.identity_id != current.identity_id {
@@ -332,9 +578,22 @@ fn tessera_store_not_found(id: uuid::Uuid) -> Error {
 async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
     let mut ids: Vec<&String> = st.engine.schemas.by_id.keys().collect();
     ids.sort();
-    Json(Value::Array(ids.into_iter().map(|id| json!({ "id": id, "schema": st.engine.schemas.by_id[id].raw })).collect()))
+    Json(Value::Array(
+        ids.into_iter()
+            .map(|id| json!({ "id": id, "schema": st.engine.schemas.by_id[id].raw }))
+            .collect(),
+    ))
 }
 
 async fn get_schema(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    st.engine.schemas.by_id.get(&id).map(|s| Json(s.raw.clone())).ok_or_else(|| ApiError(Error::not_found(format!("Identity schema `{id}` does not exist."))))
+    st.engine
+        .schemas
+        .by_id
+        .get(&id)
+        .map(|s| Json(s.raw.clone()))
+        .ok_or_else(|| {
+            ApiError(Error::not_found(format!(
+                "Identity schema `{id}` does not exist."
+            )))
+        })
 }

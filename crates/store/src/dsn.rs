@@ -32,7 +32,11 @@ impl ParsedDsn {
 
 pub fn parse_dsn(dsn: &str) -> Result<ParsedDsn, String> {
     let dsn = dsn.trim();
-    if dsn == "memory" || dsn == "sqlite::memory:" || dsn.starts_with("sqlite://:memory:") || dsn.starts_with("sqlite::memory:") {
+    if dsn == "memory"
+        || dsn == "sqlite::memory:"
+        || dsn.starts_with("sqlite://:memory:")
+        || dsn.starts_with("sqlite::memory:")
+    {
         let name = format!("tessera-mem-{}", uuid::Uuid::new_v4().simple());
         return Ok(ParsedDsn {
             backend: Backend::Sqlite,
@@ -41,10 +45,15 @@ pub fn parse_dsn(dsn: &str) -> Result<ParsedDsn, String> {
             keep_alive: true,
         });
     }
-    if let Some(rest) = dsn.strip_prefix("sqlite://").or_else(|| dsn.strip_prefix("sqlite:")) {
+    if let Some(rest) = dsn
+        .strip_prefix("sqlite://")
+        .or_else(|| dsn.strip_prefix("sqlite:"))
+    {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
-            return Err(format!("the DSN `{dsn}` has no database file: write e.g. sqlite://tessera.db?mode=rwc"));
+            return Err(format!(
+                "the DSN `{dsn}` has no database file: write e.g. sqlite://tessera.db?mode=rwc"
+            ));
         }
         let mut mode = "rwc".to_string();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -53,12 +62,21 @@ pub fn parse_dsn(dsn: &str) -> Result<ParsedDsn, String> {
                 "mode" => match v {
                     "rwc" | "rw" | "ro" => mode = v.to_string(),
                     "memory" => return parse_dsn("memory"),
-                    _ => return Err(format!("DSN parameter mode={v} is not supported: use rwc, rw or ro")),
+                    _ => {
+                        return Err(format!(
+                            "DSN parameter mode={v} is not supported: use rwc, rw or ro"
+                        ));
+                    }
                 },
                 // Go sqlite driver knobs; Tessera always enables foreign keys, WAL and a busy timeout.
                 k if k.starts_with('_') => {}
-                "cache" | "max_conns" | "max_idle_conns" | "max_conn_lifetime" | "max_conn_idle_time" => {}
-                other => return Err(format!("unknown SQLite DSN parameter `{other}`: supported are mode=rwc|rw|ro")),
+                "cache" | "max_conns" | "max_idle_conns" | "max_conn_lifetime"
+                | "max_conn_idle_time" => {}
+                other => {
+                    return Err(format!(
+                        "unknown SQLite DSN parameter `{other}`: supported are mode=rwc|rw|ro"
+                    ));
+                }
             }
         }
         return Ok(ParsedDsn {
@@ -68,7 +86,10 @@ pub fn parse_dsn(dsn: &str) -> Result<ParsedDsn, String> {
             keep_alive: false,
         });
     }
-    if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") || dsn.starts_with("cockroach://") {
+    if dsn.starts_with("postgres://")
+        || dsn.starts_with("postgresql://")
+        || dsn.starts_with("cockroach://")
+    {
         let mut url = url::Url::parse(&dsn.replacen("cockroach://", "postgres://", 1))
             .map_err(|e| format!("the PostgreSQL DSN is not a valid URL: {e}"))?;
         let mut max = 10u32;
@@ -89,7 +110,12 @@ pub fn parse_dsn(dsn: &str) -> Result<ParsedDsn, String> {
         if !kept.is_empty() {
             url.query_pairs_mut().extend_pairs(kept);
         }
-        return Ok(ParsedDsn { backend: Backend::Postgres, url: url.to_string(), max_connections: max, keep_alive: false });
+        return Ok(ParsedDsn {
+            backend: Backend::Postgres,
+            url: url.to_string(),
+            max_connections: max,
+            keep_alive: false,
+        });
     }
     Err(format!(
         "unsupported DSN `{}`: use `memory`, `sqlite://path/to/file.db?mode=rwc` or `postgres://user:pass@host:5432/db`",
@@ -120,7 +146,8 @@ mod tests {
 
     #[test]
     fn postgres_dsn_keeps_sslmode_and_takes_pool_size() {
-        let p = parse_dsn("postgres://user:pass@host:5432/db?sslmode=disable&max_conns=20").unwrap();
+        let p =
+            parse_dsn("postgres://user:pass@host:5432/db?sslmode=disable&max_conns=20").unwrap();
         assert_eq!(p.backend, Backend::Postgres);
         assert_eq!(p.max_connections, 20);
         assert!(p.url.ends_with("/db?sslmode=disable"), "{}", p.url);
@@ -129,8 +156,20 @@ mod tests {
 
     #[test]
     fn bad_dsns_are_explained() {
-        assert!(parse_dsn("mysql://x").unwrap_err().contains("unsupported DSN"));
-        assert!(parse_dsn("sqlite://x.db?foo=1").unwrap_err().contains("`foo`"));
-        assert!(parse_dsn("sqlite://").unwrap_err().contains("no database file"));
+        assert!(
+            parse_dsn("mysql://x")
+                .unwrap_err()
+                .contains("unsupported DSN")
+        );
+        assert!(
+            parse_dsn("sqlite://x.db?foo=1")
+                .unwrap_err()
+                .contains("`foo`")
+        );
+        assert!(
+            parse_dsn("sqlite://")
+                .unwrap_err()
+                .contains("no database file")
+        );
     }
 }

@@ -77,10 +77,14 @@ impl Store {
             issued_at: row.try_get("issued_at").map_err(db_err)?,
             request_url: get_s("request_url")?,
             return_to: row.try_get("return_to").map_err(db_err)?,
-            ui: serde_json::from_str(&ui).map_err(|e| Error::internal(format!("corrupt flow ui: {e}")))?,
+            ui: serde_json::from_str(&ui)
+                .map_err(|e| Error::internal(format!("corrupt flow ui: {e}")))?,
             state: get_s("state")?,
             refresh: extra.get("refresh").and_then(Value::as_bool),
-            requested_aal: extra.get("requested_aal").and_then(Value::as_str).map(String::from),
+            requested_aal: extra
+                .get("requested_aal")
+                .and_then(Value::as_str)
+                .map(String::from),
             identity: Value::Null,
             created_at: row.try_get("created_at").map_err(db_err)?,
             updated_at: row.try_get("updated_at").map_err(db_err)?,
@@ -104,7 +108,11 @@ impl Store {
 
 /// Hash of a CSRF token as stored; empty tokens (API flows) stay empty.
 pub fn csrf_hash(token: &str) -> String {
-    if token.is_empty() { String::new() } else { crypto::token_hash(token) }
+    if token.is_empty() {
+        String::new()
+    } else {
+        crypto::token_hash(token)
+    }
 }
 
 fn extra(f: &Flow) -> String {

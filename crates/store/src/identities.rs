@@ -8,7 +8,9 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
-use tessera_core::identity::{Credential, Identity, IdentityState, RecoveryAddress, VerifiableAddress};
+use tessera_core::identity::{
+    Credential, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
+};
 use tessera_core::{Error, timefmt};
 use uuid::Uuid;
 
@@ -28,7 +30,11 @@ fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid, Error> {
 }
 
 fn opt_json(v: &Value) -> Option<String> {
-    if v.is_null() { None } else { Some(v.to_string()) }
+    if v.is_null() {
+        None
+    } else {
+        Some(v.to_string())
+    }
 }
 
 /// Encodes the keyset position so clients treat it as opaque.
@@ -94,7 +100,12 @@ impl Store {
             return Err(identity_not_found(identity.id));
         }
         let id = identity.id.to_string();
-        for table in ["identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses", "identity_credential_identifiers"] {
+        for table in [
+            "identity_credentials",
+            "identity_verifiable_addresses",
+            "identity_recovery_addresses",
+            "identity_credential_identifiers",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
                 .bind(&id)
                 .execute(&mut *tx)
@@ -109,14 +120,24 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let sid = id.to_string();
         // Explicit child deletes keep this correct even where foreign keys are off.
-        for table in ["sessions", "identity_credential_identifiers", "identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses"] {
+        for table in [
+            "sessions",
+            "identity_credential_identifiers",
+            "identity_credentials",
+            "identity_verifiable_addresses",
+            "identity_recovery_addresses",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
                 .bind(&sid)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
         }
-        let done = sqlx::query("DELETE FROM identities WHERE id = $1").bind(&sid).execute(&mut *tx).await.map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
+            .bind(&sid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(identity_not_found(id));
         }
@@ -138,7 +159,11 @@ impl Store {
 
     /// Identity owning a credential identifier of the given type (identifiers are stored
     /// normalised, so the caller passes a normalised value).
-    pub async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> Result<Option<Identity>, Error> {
+    pub async fn find_identity_by_identifier(
+        &self,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Option<Identity>, Error> {
         let row = sqlx::query("SELECT identity_id FROM identity_credential_identifiers WHERE type = $1 AND identifier = $2")
             .bind(kind)
             .bind(identifier)
@@ -153,7 +178,12 @@ impl Store {
 
     /// Lists identities ordered by id, `page_size` at a time, optionally only the one owning an
     /// identifier (any credential type).
-    pub async fn list_identities(&self, page_size: usize, page_token: Option<&str>, identifier: Option<&str>) -> Result<Page<Identity>, Error> {
+    pub async fn list_identities(
+        &self,
+        page_size: usize,
+        page_token: Option<&str>,
+        identifier: Option<&str>,
+    ) -> Result<Page<Identity>, Error> {
         let after = match page_token {
             Some(t) => decode_page_token(PAGE_TOKEN_PREFIX, t)?,
             None => String::new(),
@@ -175,10 +205,15 @@ impl Store {
                 .await,
         }
         .map_err(db_err)?;
-        let mut items = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(identity_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > page_size {
             items.truncate(page_size);
-            items.last().map(|i| encode_page_token(PAGE_TOKEN_PREFIX, &i.id.to_string()))
+            items
+                .last()
+                .map(|i| encode_page_token(PAGE_TOKEN_PREFIX, &i.id.to_string()))
         } else {
             None
         };
@@ -187,13 +222,20 @@ impl Store {
     }
 
     pub async fn count_identities(&self) -> Result<i64, Error> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM identities").fetch_one(&self.pool).await.map_err(db_err)?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM identities")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
         row.try_get::<i64, _>("n").map_err(db_err)
     }
 
     /// Fills addresses (and credentials when asked) for a batch of identities with one query per
     /// table, not one per identity.
-    pub(crate) async fn load_children(&self, list: &mut [Identity], with_credentials: bool) -> Result<(), Error> {
+    pub(crate) async fn load_children(
+        &self,
+        list: &mut [Identity],
+        with_credentials: bool,
+    ) -> Result<(), Error> {
         if list.is_empty() {
             return Ok(());
         }
@@ -244,9 +286,15 @@ impl Store {
             return Ok(());
         }
         let mut cred_ids: HashMap<String, (usize, String)> = HashMap::new();
-        for row in fetch(format!("SELECT * FROM identity_credentials WHERE identity_id IN ({ph})")).await? {
+        for row in fetch(format!(
+            "SELECT * FROM identity_credentials WHERE identity_id IN ({ph})"
+        ))
+        .await?
+        {
             let owner = uuid_col(&row, "identity_id")?;
-            let Some(&n) = index.get(&owner) else { continue };
+            let Some(&n) = index.get(&owner) else {
+                continue;
+            };
             let kind: String = row.try_get("type").map_err(db_err)?;
             let cred = Credential {
                 kind: kind.clone(),
@@ -257,7 +305,10 @@ impl Store {
                 updated_at: row.try_get("updated_at").map_err(db_err)?,
             };
             cred_ids.insert(row.try_get("id").map_err(db_err)?, (n, kind.clone()));
-            list[n].credentials.get_or_insert_with(BTreeMap::new).insert(kind, cred);
+            list[n]
+                .credentials
+                .get_or_insert_with(BTreeMap::new)
+                .insert(kind, cred);
         }
         for row in fetch(format!("SELECT * FROM identity_credential_identifiers WHERE identity_id IN ({ph}) ORDER BY identifier")).await? {
             let cid: String = row.try_get("credential_id").map_err(db_err)?;
@@ -295,7 +346,10 @@ pub(crate) fn identity_from_row(row: &AnyRow) -> Result<Identity, Error> {
     })
 }
 
-async fn write_children(tx: &mut Transaction<'static, Any>, identity: &Identity) -> Result<(), Error> {
+async fn write_children(
+    tx: &mut Transaction<'static, Any>,
+    identity: &Identity,
+) -> Result<(), Error> {
     let id = identity.id.to_string();
     let now = timefmt::now_ms();
     if let Some(creds) = &identity.credentials {

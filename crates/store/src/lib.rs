@@ -28,7 +28,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,7 +51,10 @@ impl Store {
         let mut opts = AnyPoolOptions::new().max_connections(parsed.max_connections);
         if parsed.keep_alive {
             // An in-memory database lives only while a connection to it is open.
-            opts = opts.min_connections(1).idle_timeout(None).max_lifetime(None);
+            opts = opts
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
         }
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _| {
@@ -68,7 +73,10 @@ impl Store {
             });
         }
         let pool = opts.connect(&parsed.url).await.map_err(|e| {
-            Error::unavailable(format!("cannot open the database ({}): {e}", parsed.redacted()))
+            Error::unavailable(format!(
+                "cannot open the database ({}): {e}",
+                parsed.redacted()
+            ))
         })?;
         Ok(Store { pool, backend })
     }
@@ -79,7 +87,11 @@ impl Store {
 
     /// Readiness probe: one round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(db_err)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_err)
     }
 
     pub async fn close(&self) {
@@ -101,5 +113,8 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
 
 /// Builds `$from, $from+1, …` placeholders for an IN list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -18,8 +18,10 @@ macro_rules! embedded {
 
 type Embedded = &'static [(i64, &'static str, &'static str, &'static str)];
 
-const SQLITE: Embedded = embedded!("sqlite", 20261101000001 "identities", 20261101000002 "sessions_flows");
-const POSTGRES: Embedded = embedded!("postgres", 20261101000001 "identities", 20261101000002 "sessions_flows");
+const SQLITE: Embedded =
+    embedded!("sqlite", 20261101000001 "identities", 20261101000002 "sessions_flows");
+const POSTGRES: Embedded =
+    embedded!("postgres", 20261101000001 "identities", 20261101000002 "sessions_flows");
 
 #[derive(Debug)]
 struct Source(Embedded);
@@ -29,8 +31,20 @@ impl<'s> MigrationSource<'s> for Source {
         Box::pin(async move {
             let mut out = Vec::new();
             for (version, name, up, down) in self.0 {
-                out.push(Migration::new(*version, Cow::Borrowed(*name), MigrationType::ReversibleUp, Cow::Borrowed(*up), false));
-                out.push(Migration::new(*version, Cow::Borrowed(*name), MigrationType::ReversibleDown, Cow::Borrowed(*down), false));
+                out.push(Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::ReversibleUp,
+                    Cow::Borrowed(*up),
+                    false,
+                ));
+                out.push(Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::ReversibleDown,
+                    Cow::Borrowed(*down),
+                    false,
+                ));
             }
             Ok(out)
         })
@@ -50,25 +64,41 @@ impl Store {
             Backend::Sqlite => SQLITE,
             Backend::Postgres => POSTGRES,
         };
-        Migrator::new(Source(src)).await.map_err(|e| Error::internal(format!("migrations: {e}")))
+        Migrator::new(Source(src))
+            .await
+            .map_err(|e| Error::internal(format!("migrations: {e}")))
     }
 
     /// Applies all pending migrations.
     pub async fn migrate_up(&self) -> Result<usize, Error> {
-        let before = self.migration_status().await?.iter().filter(|m| m.applied).count();
+        let before = self
+            .migration_status()
+            .await?
+            .iter()
+            .filter(|m| m.applied)
+            .count();
         self.migrator()
             .await?
             .run(&self.pool)
             .await
             .map_err(|e| Error::internal(format!("applying migrations failed: {e}")))?;
-        let after = self.migration_status().await?.iter().filter(|m| m.applied).count();
+        let after = self
+            .migration_status()
+            .await?
+            .iter()
+            .filter(|m| m.applied)
+            .count();
         Ok(after - before)
     }
 
     /// Reverts the newest `steps` applied migrations.
     pub async fn migrate_down(&self, steps: usize) -> Result<usize, Error> {
         let status = self.migration_status().await?;
-        let applied: Vec<i64> = status.iter().filter(|m| m.applied).map(|m| m.version).collect();
+        let applied: Vec<i64> = status
+            .iter()
+            .filter(|m| m.applied)
+            .map(|m| m.version)
+            .collect();
         if steps == 0 || applied.is_empty() {
             return Ok(0);
         }
@@ -85,7 +115,9 @@ impl Store {
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
         let migrator = self.migrator().await?;
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        conn.ensure_migrations_table().await.map_err(|e| Error::internal(format!("migrations table: {e}")))?;
+        conn.ensure_migrations_table()
+            .await
+            .map_err(|e| Error::internal(format!("migrations table: {e}")))?;
         let applied = conn
             .list_applied_migrations()
             .await

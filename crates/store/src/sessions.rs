@@ -24,7 +24,8 @@ fn session_from_row(row: &AnyRow) -> Result<Session, Error> {
         issued_at: row.try_get("issued_at").map_err(db_err)?,
         identity: None,
         devices: vec![],
-        identity_id: Uuid::parse_str(&identity_id).map_err(|_| Error::internal("corrupt identity id"))?,
+        identity_id: Uuid::parse_str(&identity_id)
+            .map_err(|_| Error::internal("corrupt identity id"))?,
     })
 }
 
@@ -64,8 +65,8 @@ impl Store {
         let mut identity = identity_from_row(&row)?;
         let methods: String = row.try_get("methods").map_err(db_err)?;
         let sid: String = row.try_get("s_id").map_err(db_err)?;
-        let mut list = std::slice::from_mut(&mut identity);
-        self.load_children(&mut list, false).await?;
+        self.load_children(std::slice::from_mut(&mut identity), false)
+            .await?;
         Ok(Some(Session {
             id: Uuid::parse_str(&sid).map_err(|_| Error::internal("corrupt session id"))?,
             active: row.try_get::<i64, _>("active").map_err(db_err)? != 0,
@@ -91,7 +92,13 @@ impl Store {
     }
 
     /// Sessions ordered by id; filtered by identity and/or active state.
-    pub async fn list_sessions(&self, identity: Option<Uuid>, active: Option<bool>, page_size: usize, page_token: Option<&str>) -> Result<Page<Session>, Error> {
+    pub async fn list_sessions(
+        &self,
+        identity: Option<Uuid>,
+        active: Option<bool>,
+        page_size: usize,
+        page_token: Option<&str>,
+    ) -> Result<Page<Session>, Error> {
         let after = match page_token {
             Some(t) => decode_page_token(PAGE_TOKEN_PREFIX, t)?,
             None => String::new(),
@@ -114,11 +121,20 @@ impl Store {
         if let Some(a) = active {
             q = q.bind(i64::from(a));
         }
-        let rows = q.bind(page_size as i64 + 1).fetch_all(&self.pool).await.map_err(db_err)?;
-        let mut items = rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>()?;
+        let rows = q
+            .bind(page_size as i64 + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut items = rows
+            .iter()
+            .map(session_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > page_size {
             items.truncate(page_size);
-            items.last().map(|s| encode_page_token(PAGE_TOKEN_PREFIX, &s.id.to_string()))
+            items
+                .last()
+                .map(|s| encode_page_token(PAGE_TOKEN_PREFIX, &s.id.to_string()))
         } else {
             None
         };
@@ -132,7 +148,11 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        if done.rows_affected() == 0 { Err(session_not_found(id)) } else { Ok(()) }
+        if done.rows_affected() == 0 {
+            Err(session_not_found(id))
+        } else {
+            Ok(())
+        }
     }
 
     pub async fn set_session_expiry(&self, id: Uuid, expires_at: i64) -> Result<(), Error> {
@@ -142,17 +162,27 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        if done.rows_affected() == 0 { Err(session_not_found(id)) } else { Ok(()) }
+        if done.rows_affected() == 0 {
+            Err(session_not_found(id))
+        } else {
+            Ok(())
+        }
     }
 
     /// Deactivates every session of an identity except `keep`; returns how many were revoked.
-    pub async fn revoke_identity_sessions(&self, identity: Uuid, keep: Option<Uuid>) -> Result<u64, Error> {
-        let done = sqlx::query("UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2")
-            .bind(identity.to_string())
-            .bind(keep.map(|k| k.to_string()).unwrap_or_default())
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+    pub async fn revoke_identity_sessions(
+        &self,
+        identity: Uuid,
+        keep: Option<Uuid>,
+    ) -> Result<u64, Error> {
+        let done = sqlx::query(
+            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
+        )
+        .bind(identity.to_string())
+        .bind(keep.map(|k| k.to_string()).unwrap_or_default())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 }

@@ -10,7 +10,12 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct IdentitiesArgs {
     /// Admin API URL.
-    #[arg(long, env = "TESSERA_ADMIN_URL", default_value = "http://127.0.0.1:4434", global = true)]
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_URL",
+        default_value = "http://127.0.0.1:4434",
+        global = true
+    )]
     endpoint: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -43,13 +48,19 @@ enum Cmd {
 }
 
 fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().context("HTTP client")
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("HTTP client")
 }
 
 async fn error_text(resp: reqwest::Response) -> String {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let reason = body.pointer("/error/reason").and_then(Value::as_str).unwrap_or("no details");
+    let reason = body
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("no details");
     format!("HTTP {status}: {reason}")
 }
 
@@ -62,11 +73,19 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
             let mut url = format!("{base}/admin/identities?page_size={page_size}");
             let mut all = Vec::new();
             loop {
-                let resp = http.get(&url).send().await.with_context(|| format!("cannot reach the admin API at {base}"))?;
+                let resp = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach the admin API at {base}"))?;
                 if !resp.status().is_success() {
                     bail!(error_text(resp).await);
                 }
-                let next = resp.headers().get("link").and_then(|l| l.to_str().ok()).and_then(next_link);
+                let next = resp
+                    .headers()
+                    .get("link")
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(next_link);
                 let page: Vec<Value> = resp.json().await?;
                 all.extend(page);
                 match next {
@@ -77,13 +96,20 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&all)?);
             Ok(())
         }
-        Cmd::Get { id, include_credentials } => {
+        Cmd::Get {
+            id,
+            include_credentials,
+        } => {
             let mut url = format!("{base}/admin/identities/{id}");
             for (i, c) in include_credentials.iter().enumerate() {
                 url.push(if i == 0 { '?' } else { '&' });
                 url.push_str(&format!("include_credential={c}"));
             }
-            let resp = http.get(&url).send().await.with_context(|| format!("cannot reach the admin API at {base}"))?;
+            let resp = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the admin API at {base}"))?;
             if !resp.status().is_success() {
                 bail!(error_text(resp).await);
             }
@@ -94,7 +120,11 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
         Cmd::Delete { ids } => {
             let mut failed = 0;
             for id in ids {
-                let resp = http.delete(format!("{base}/admin/identities/{id}")).send().await.with_context(|| format!("cannot reach the admin API at {base}"))?;
+                let resp = http
+                    .delete(format!("{base}/admin/identities/{id}"))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach the admin API at {base}"))?;
                 if resp.status().is_success() {
                     println!("{id}");
                 } else {
@@ -102,13 +132,26 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
                     eprintln!("{id}: {}", error_text(resp).await);
                 }
             }
-            if failed > 0 { Err(anyhow!("{failed} identity(ies) could not be deleted")) } else { Ok(()) }
+            if failed > 0 {
+                Err(anyhow!("{failed} identity(ies) could not be deleted"))
+            } else {
+                Ok(())
+            }
         }
     }
 }
 
 fn next_link(header: &str) -> Option<String> {
-    header.split(',').find(|p| p.contains("rel=\"next\"")).and_then(|p| p.split(';').next()).map(|u| u.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    header
+        .split(',')
+        .find(|p| p.contains("rel=\"next\""))
+        .and_then(|p| p.split(';').next())
+        .map(|u| {
+            u.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
 }
 
 /// Imports every identity, reporting each failure with its file and position and carrying on.
@@ -124,25 +167,46 @@ async fn import(http: &reqwest::Client, base: &str, files: &[PathBuf]) -> Result
             }
         };
         match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Array(items)) => entries.extend(items.into_iter().enumerate().map(|(i, v)| (format!("{}[{i}]", f.display()), v))),
+            Ok(Value::Array(items)) => entries.extend(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{}[{i}]", f.display()), v)),
+            ),
             Ok(v) => entries.push((f.display().to_string(), v)),
-            Err(e) => failures.push(format!("{}: not valid JSON: {e} (line {}, column {})", f.display(), e.line(), e.column())),
+            Err(e) => failures.push(format!(
+                "{}: not valid JSON: {e} (line {}, column {})",
+                f.display(),
+                e.line(),
+                e.column()
+            )),
         }
     }
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(entries.len() as u64);
-        b.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} identities {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} identities {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         b
     } else {
         ProgressBar::hidden()
     };
     let mut imported = 0usize;
     for (origin, body) in entries {
-        let resp = http.post(format!("{base}/admin/identities")).json(&body).send().await.with_context(|| format!("cannot reach the admin API at {base}"))?;
+        let resp = http
+            .post(format!("{base}/admin/identities"))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {base}"))?;
         if resp.status().is_success() {
             let v: Value = resp.json().await.unwrap_or(Value::Null);
             imported += 1;
-            bar.println(format!("{origin}: imported {}", v.get("id").and_then(Value::as_str).unwrap_or("?")));
+            bar.println(format!(
+                "{origin}: imported {}",
+                v.get("id").and_then(Value::as_str).unwrap_or("?")
+            ));
         } else {
             failures.push(format!("{origin}: {}", error_text(resp).await));
         }
@@ -153,5 +217,12 @@ async fn import(http: &reqwest::Client, base: &str, files: &[PathBuf]) -> Result
         eprintln!("failed: {f}");
     }
     println!("{imported} imported, {} failed", failures.len());
-    if failures.is_empty() { Ok(()) } else { Err(anyhow!("{} identity(ies) could not be imported", failures.len())) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{} identity(ies) could not be imported",
+            failures.len()
+        ))
+    }
 }

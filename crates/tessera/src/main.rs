@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "Self-hosted identity server: Kratos-compatible self-service, social sign-in and an OpenID Provider")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Self-hosted identity server: Kratos-compatible self-service, social sign-in and an OpenID Provider"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,10 @@ enum MigrateCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -47,7 +54,9 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
-            Command::Migrate { what: MigrateCmd::Sql(args) } => serve::migrate(args).await,
+            Command::Migrate {
+                what: MigrateCmd::Sql(args),
+            } => serve::migrate(args).await,
             Command::Identities(args) => identities::run(args).await,
             Command::Version => {
                 println!("tessera {}", env!("CARGO_PKG_VERSION"));
@@ -63,4 +72,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -64,7 +64,8 @@ fn dev_secret(dir: &Path) -> Result<String> {
         }
     }
     let secret = tessera_core::crypto::random_token();
-    write_private(&path, &secret).with_context(|| format!("cannot write the generated secret to {}", path.display()))?;
+    write_private(&path, &secret)
+        .with_context(|| format!("cannot write the generated secret to {}", path.display()))?;
     Ok(secret)
 }
 
@@ -82,9 +83,12 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if settings.log_json {
         let _ = builder.json().try_init();
     } else {
@@ -94,9 +98,15 @@ fn init_logging(settings: &Settings) {
 
 pub fn load_settings(config: &[PathBuf], dev: bool) -> Result<(Settings, Vec<String>)> {
     let loaded = load(config, &env_map()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-    let needs_secret = dev && loaded.config.secrets.default.is_empty() && loaded.config.secrets.cookie.is_empty();
-    let secret = if needs_secret { Some(dev_secret(Path::new("."))?) } else { None };
-    let mut settings = resolve(&loaded, dev, secret.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let needs_secret =
+        dev && loaded.config.secrets.default.is_empty() && loaded.config.secrets.cookie.is_empty();
+    let secret = if needs_secret {
+        Some(dev_secret(Path::new("."))?)
+    } else {
+        None
+    };
+    let mut settings = resolve(&loaded, dev, secret.as_deref())
+        .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     if dev && config.is_empty() {
         // The zero-config development server signs users in right after sign-up, like Kratos's
         // quickstart configuration does.
@@ -113,18 +123,28 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("{w}");
     }
     if args.watch_courier {
-        tracing::warn!("--watch-courier is accepted for Kratos compatibility; Tessera has no courier yet");
+        tracing::warn!(
+            "--watch-courier is accepted for Kratos compatibility; Tessera has no courier yet"
+        );
     }
     if args.dev {
-        tracing::warn!("running in --dev mode: cookies are not marked Secure; never use this in production");
+        tracing::warn!(
+            "running in --dev mode: cookies are not marked Secure; never use this in production"
+        );
     }
     let public = settings.public_base_url.clone();
     let admin = settings.admin_base_url.clone();
     let binds = (settings.public_bind.clone(), settings.admin_bind.clone());
-    let engine = app::build_engine(settings, args.dev).await.map_err(|e| anyhow!(e))?;
+    let engine = app::build_engine(settings, args.dev)
+        .await
+        .map_err(|e| anyhow!(e))?;
     let listeners = Listeners::bind((&binds.0.0, binds.0.1), (&binds.1.0, binds.1.1)).await?;
     let (pa, aa) = listeners.addrs();
-    println!("Tessera {} is ready in {} ms", env!("CARGO_PKG_VERSION"), started.elapsed().as_millis());
+    println!(
+        "Tessera {} is ready in {} ms",
+        env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_millis()
+    );
     println!("  public API: {public}  (listening on {pa})");
     println!("  admin API:  {admin}  (listening on {aa})");
     tracing::info!(public = %pa, admin = %aa, "serving");
@@ -167,19 +187,34 @@ async fn shutdown_signal() {
 pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let dsn = match (&args.dsn, args.from_env) {
         (Some(d), _) => d.clone(),
-        (None, true) => std::env::var("DSN").map_err(|_| anyhow!("-e was given but the DSN environment variable is not set"))?,
-        (None, false) if !args.config.is_empty() => load_settings(&args.config, false).map(|(s, _)| s.dsn).or_else(|_| {
-            let loaded = load(&args.config, &env_map()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-            Ok::<_, anyhow::Error>(loaded.config.dsn)
-        })?,
-        (None, false) => bail!("give the DSN as an argument, or -e to read the DSN environment variable, or --config FILE"),
+        (None, true) => std::env::var("DSN")
+            .map_err(|_| anyhow!("-e was given but the DSN environment variable is not set"))?,
+        (None, false) if !args.config.is_empty() => load_settings(&args.config, false)
+            .map(|(s, _)| s.dsn)
+            .or_else(|_| {
+                let loaded = load(&args.config, &env_map())
+                    .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+                Ok::<_, anyhow::Error>(loaded.config.dsn)
+            })?,
+        (None, false) => bail!(
+            "give the DSN as an argument, or -e to read the DSN environment variable, or --config FILE"
+        ),
     };
     let store = Store::connect(&dsn).await.map_err(|e| anyhow!(e.reason))?;
     match args.direction {
         Direction::Status => {
             println!("{:<16} {:<24} STATUS", "VERSION", "NAME");
-            for m in store.migration_status().await.map_err(|e| anyhow!(e.reason))? {
-                println!("{:<16} {:<24} {}", m.version, m.name, if m.applied { "Applied" } else { "Pending" });
+            for m in store
+                .migration_status()
+                .await
+                .map_err(|e| anyhow!(e.reason))?
+            {
+                println!(
+                    "{:<16} {:<24} {}",
+                    m.version,
+                    m.name,
+                    if m.applied { "Applied" } else { "Pending" }
+                );
             }
         }
         Direction::Up => {
@@ -190,10 +225,18 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
             println!("Applied {n} migration(s).");
         }
         Direction::Down => {
-            if !args.yes && !confirm(&format!("Revert the newest {} migration(s)? This deletes data.", args.steps))? {
+            if !args.yes
+                && !confirm(&format!(
+                    "Revert the newest {} migration(s)? This deletes data.",
+                    args.steps
+                ))?
+            {
                 bail!("aborted; pass --yes to skip the question");
             }
-            let n = store.migrate_down(args.steps).await.map_err(|e| anyhow!(e.reason))?;
+            let n = store
+                .migrate_down(args.steps)
+                .await
+                .map_err(|e| anyhow!(e.reason))?;
             println!("Reverted {n} migration(s).");
         }
     }

@@ -6,7 +6,11 @@ use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
 const CONFIG: &str = "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n";
 
 fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -18,12 +22,32 @@ async fn browser_registration_login_and_logout() {
         let r = b.get(&format!("{}/self-service/registration/browser?return_to=https://app.example.com/welcome", s.public), false).await;
         assert_eq!(r.status(), 303);
         let loc = location(&r);
-        assert!(loc.starts_with(&format!("{}/ui/registration?flow=", s.public)), "{loc}");
-        let csrf_cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).find(|c| c.starts_with("tessera_csrf_token=")).expect("csrf cookie");
-        assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"), "{csrf_cookie}");
+        assert!(
+            loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+            "{loc}"
+        );
+        let csrf_cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("tessera_csrf_token="))
+            .expect("csrf cookie");
+        assert!(
+            csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"),
+            "{csrf_cookie}"
+        );
         let id = loc.split("flow=").nth(1).unwrap().to_string();
 
-        let flow: Value = b.get(&format!("{}/self-service/registration/flows?id={id}", s.public), true).await.json().await.unwrap();
+        let flow: Value = b
+            .get(
+                &format!("{}/self-service/registration/flows?id={id}", s.public),
+                true,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(flow["type"], "browser");
         assert_eq!(flow["return_to"], "https://app.example.com/welcome");
         let csrf = csrf_of(&flow);
@@ -31,37 +55,96 @@ async fn browser_registration_login_and_logout() {
         let action = flow["ui"]["action"].as_str().unwrap().to_string();
 
         // Without the CSRF token: refused, nothing created.
-        let r = b.post_form(&action, &[("method", "password"), ("traits.email", "ivy@example.com"), ("password", "correct horse battery")], true).await;
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("method", "password"),
+                    ("traits.email", "ivy@example.com"),
+                    ("password", "correct horse battery"),
+                ],
+                true,
+            )
+            .await;
         assert_eq!(r.status(), 403);
         let err: Value = r.json().await.unwrap();
         assert_eq!(err["error"]["id"], "security_csrf_violation");
 
         // A form that fails validation sends the browser back to the UI.
-        let r = b.post_form(&action, &[("csrf_token", &csrf), ("method", "password"), ("traits.email", "ivy@example.com"), ("password", "short")], false).await;
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("csrf_token", &csrf),
+                    ("method", "password"),
+                    ("traits.email", "ivy@example.com"),
+                    ("password", "short"),
+                ],
+                false,
+            )
+            .await;
         assert_eq!(r.status(), 303);
         assert!(location(&r).contains(&format!("flow={id}")));
 
-        let r = b.post_form(&action, &[("csrf_token", &csrf), ("method", "password"), ("traits.email", "ivy@example.com"), ("password", "correct horse battery")], false).await;
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("csrf_token", &csrf),
+                    ("method", "password"),
+                    ("traits.email", "ivy@example.com"),
+                    ("password", "correct horse battery"),
+                ],
+                false,
+            )
+            .await;
         assert_eq!(r.status(), 303, "{:?}", r.text().await);
         assert_eq!(location(&r), "https://app.example.com/welcome");
         assert!(b.cookie("tessera_session").is_some());
 
         // Replaying the completed flow is refused.
-        let r = b.post_form(&action, &[("csrf_token", &csrf), ("method", "password"), ("traits.email", "ivy2@example.com"), ("password", "correct horse battery")], true).await;
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("csrf_token", &csrf),
+                    ("method", "password"),
+                    ("traits.email", "ivy2@example.com"),
+                    ("password", "correct horse battery"),
+                ],
+                true,
+            )
+            .await;
         assert_eq!(r.status(), 400);
 
-        let me: Value = b.get(&format!("{}/sessions/whoami", s.public), true).await.json().await.unwrap();
+        let me: Value = b
+            .get(&format!("{}/sessions/whoami", s.public), true)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(me["identity"]["traits"]["email"], "ivy@example.com");
 
         // A signed-in browser asking for login is sent to the return URL.
-        let r = b.get(&format!("{}/self-service/login/browser", s.public), false).await;
+        let r = b
+            .get(&format!("{}/self-service/login/browser", s.public), false)
+            .await;
         assert_eq!(r.status(), 303);
         assert_eq!(location(&r), "https://app.example.com/home");
 
         // Logout: token URL, then 303 and the cookie cleared.
-        let out: Value = b.get(&format!("{}/self-service/logout/browser", s.public), true).await.json().await.unwrap();
+        let out: Value = b
+            .get(&format!("{}/self-service/logout/browser", s.public), true)
+            .await
+            .json()
+            .await
+            .unwrap();
         let url = out["logout_url"].as_str().unwrap();
-        assert!(out["logout_token"].as_str().is_some_and(|t| url.contains(t)));
+        assert!(
+            out["logout_token"]
+                .as_str()
+                .is_some_and(|t| url.contains(t))
+        );
         let r = b.get(url, false).await;
         assert_eq!(r.status(), 303);
         assert!(b.cookie("tessera_session").is_none());
@@ -69,13 +152,32 @@ async fn browser_registration_login_and_logout() {
         assert_eq!(r.status(), 401);
 
         // Browser login, AJAX style: JSON answer and the cookie.
-        let r = b.get(&format!("{}/self-service/login/browser", s.public), true).await;
+        let r = b
+            .get(&format!("{}/self-service/login/browser", s.public), true)
+            .await;
         let flow: Value = r.json().await.unwrap();
-        let r = b.post_form(flow["ui"]["action"].as_str().unwrap(), &[("csrf_token", &csrf_of(&flow)), ("method", "password"), ("identifier", "ivy@example.com"), ("password", "correct horse battery")], true).await;
+        let r = b
+            .post_form(
+                flow["ui"]["action"].as_str().unwrap(),
+                &[
+                    ("csrf_token", &csrf_of(&flow)),
+                    ("method", "password"),
+                    ("identifier", "ivy@example.com"),
+                    ("password", "correct horse battery"),
+                ],
+                true,
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.unwrap();
-        assert!(body.get("session_token").is_none(), "browser flows never expose the token");
-        assert_eq!(body["session"]["identity"]["traits"]["email"], "ivy@example.com");
+        assert!(
+            body.get("session_token").is_none(),
+            "browser flows never expose the token"
+        );
+        assert_eq!(
+            body["session"]["identity"]["traits"]["email"],
+            "ivy@example.com"
+        );
         s.stop().await;
     }
 }
@@ -84,8 +186,21 @@ async fn browser_registration_login_and_logout() {
 async fn return_to_outside_the_allow_list_is_refused() {
     let s = TestServer::start(Backend::Sqlite, CONFIG).await;
     let b = Browser::default();
-    for bad in ["https://evil.example.net/", "https://app.example.com.evil.net/", "javascript:alert(1)"] {
-        let r = b.get(&format!("{}/self-service/login/browser?return_to={}", s.public, url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()), true).await;
+    for bad in [
+        "https://evil.example.net/",
+        "https://app.example.com.evil.net/",
+        "javascript:alert(1)",
+    ] {
+        let r = b
+            .get(
+                &format!(
+                    "{}/self-service/login/browser?return_to={}",
+                    s.public,
+                    url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+                ),
+                true,
+            )
+            .await;
         assert_eq!(r.status(), 400, "{bad}");
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
@@ -97,10 +212,28 @@ async fn csrf_token_of_another_browser_is_refused() {
     let s = TestServer::start(Backend::Sqlite, CONFIG).await;
     let alice = Browser::default();
     let mallory = Browser::default();
-    let flow: Value = alice.get(&format!("{}/self-service/login/browser", s.public), true).await.json().await.unwrap();
-    let _ = mallory.get(&format!("{}/self-service/login/browser", s.public), true).await;
+    let flow: Value = alice
+        .get(&format!("{}/self-service/login/browser", s.public), true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let _ = mallory
+        .get(&format!("{}/self-service/login/browser", s.public), true)
+        .await;
     // Mallory submits Alice's flow with Alice's token but her own cookie.
-    let r = mallory.post_form(flow["ui"]["action"].as_str().unwrap(), &[("csrf_token", &csrf_of(&flow)), ("method", "password"), ("identifier", "x@example.com"), ("password", "whatever12345")], true).await;
+    let r = mallory
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &csrf_of(&flow)),
+                ("method", "password"),
+                ("identifier", "x@example.com"),
+                ("password", "whatever12345"),
+            ],
+            true,
+        )
+        .await;
     assert_eq!(r.status(), 403);
 }
 
@@ -109,7 +242,15 @@ async fn secure_cookies_when_base_url_is_https() {
     // --dev is what the harness uses; the cookie must still be HttpOnly and Lax.
     let s = TestServer::start(Backend::Sqlite, CONFIG).await;
     let b = Browser::default();
-    let r = b.get(&format!("{}/self-service/login/browser", s.public), true).await;
-    let c = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let r = b
+        .get(&format!("{}/self-service/login/browser", s.public), true)
+        .await;
+    let c = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(c.contains("HttpOnly") && !c.contains("Secure"), "{c}");
 }

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -29,7 +33,11 @@ fn spawn_dev(dir: &Path, ports: (u16, u16)) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tessera");
-    Server { child, public: format!("http://127.0.0.1:{}", ports.0), admin: format!("http://127.0.0.1:{}", ports.1) }
+    Server {
+        child,
+        public: format!("http://127.0.0.1:{}", ports.0),
+        admin: format!("http://127.0.0.1:{}", ports.1),
+    }
 }
 
 async fn wait_ready(url: &str) {
@@ -46,7 +54,10 @@ async fn wait_ready(url: &str) {
 }
 
 fn terminate(mut s: Server) -> std::process::Output {
-    Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if s.child.try_wait().unwrap().is_some() {
@@ -66,7 +77,14 @@ async fn dev_server_from_zero_config_keeps_sessions_across_restarts() {
     wait_ready(&s.public).await;
     let reg = {
         let c = reqwest::Client::new();
-        let flow: Value = c.get(format!("{}/self-service/registration/api", s.public)).send().await.unwrap().json().await.unwrap();
+        let flow: Value = c
+            .get(format!("{}/self-service/registration/api", s.public))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         c.post(format!("{}/self-service/registration?flow={}", s.public, flow["id"].as_str().unwrap()))
             .json(&json!({"method": "password", "traits": {"email": "cli@example.com"}, "password": "correct horse battery"}))
             .send()
@@ -76,29 +94,60 @@ async fn dev_server_from_zero_config_keeps_sessions_across_restarts() {
             .await
             .unwrap()
     };
-    let token = reg["session_token"].as_str().expect("zero-config --dev issues a session after sign-up").to_string();
+    let token = reg["session_token"]
+        .as_str()
+        .expect("zero-config --dev issues a session after sign-up")
+        .to_string();
     let out = terminate(s);
-    assert!(out.status.success(), "graceful exit: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "graceful exit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("public API: http://127.0.0.1:") && stdout.contains("admin API:"), "{stdout}");
+    assert!(
+        stdout.contains("public API: http://127.0.0.1:") && stdout.contains("admin API:"),
+        "{stdout}"
+    );
 
     assert!(dir.join("tessera.db").exists());
     let secret = std::fs::read_to_string(dir.join("tessera.secret")).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(dir.join("tessera.secret")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.join("tessera.secret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     let s = spawn_dev(&dir, ports);
     wait_ready(&s.public).await;
-    let r = reqwest::Client::new().get(format!("{}/sessions/whoami", s.public)).header("X-Session-Token", &token).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/sessions/whoami", s.public))
+        .header("X-Session-Token", &token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let list: Vec<Value> = reqwest::get(format!("{}/admin/identities", s.admin)).await.unwrap().json().await.unwrap();
+    let list: Vec<Value> = reqwest::get(format!("{}/admin/identities", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["traits"]["email"], "cli@example.com");
     terminate(s);
-    assert_eq!(std::fs::read_to_string(dir.join("tessera.secret")).unwrap(), secret, "secret generated once");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("tessera.secret")).unwrap(),
+        secret,
+        "secret generated once"
+    );
 }
 
 #[tokio::test]
@@ -118,27 +167,55 @@ async fn identities_import_reports_each_failure_and_keeps_going() {
     )
     .unwrap();
     let single = dir.join("one.json");
-    std::fs::write(&single, json!({"traits": {"email": "i4@example.com"}}).to_string()).unwrap();
+    std::fs::write(
+        &single,
+        json!({"traits": {"email": "i4@example.com"}}).to_string(),
+    )
+    .unwrap();
     let broken = dir.join("broken.json");
     std::fs::write(&broken, "{\"traits\": ").unwrap();
 
-    let out = Command::new(BIN).args(["identities", "import", "--endpoint", &s.admin]).arg(&good).arg(&broken).arg(&single).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["identities", "import", "--endpoint", &s.admin])
+        .arg(&good)
+        .arg(&broken)
+        .arg(&single)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stdout.contains("3 imported, 2 failed"), "{stdout}\n{stderr}");
-    assert!(stderr.contains("many.json[2]") && stderr.contains("hashed_password"), "{stderr}");
+    assert!(
+        stdout.contains("3 imported, 2 failed"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("many.json[2]") && stderr.contains("hashed_password"),
+        "{stderr}"
+    );
     assert!(stderr.contains("broken.json: not valid JSON"), "{stderr}");
 
-    let out = Command::new(BIN).args(["identities", "list", "--endpoint", &s.admin]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["identities", "list", "--endpoint", &s.admin])
+        .output()
+        .unwrap();
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), 3);
     let id = list[0]["id"].as_str().unwrap().to_string();
-    let out = Command::new(BIN).args(["identities", "get", &id, "--endpoint", &s.admin]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["identities", "get", &id, "--endpoint", &s.admin])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = Command::new(BIN).args(["identities", "delete", &id, "--endpoint", &s.admin]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["identities", "delete", &id, "--endpoint", &s.admin])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = Command::new(BIN).args(["identities", "get", &id, "--endpoint", &s.admin]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["identities", "get", &id, "--endpoint", &s.admin])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     terminate(s);
@@ -149,13 +226,27 @@ fn migrate_sql_up_status_down() {
     let dir = tessera_testkit::temp_dir();
     let dsn = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).args(args).env("DSN", &dsn).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+        let out = Command::new(BIN)
+            .args(args)
+            .env("DSN", &dsn)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (ok, out) = run(&["migrate", "sql", "status", "-e"]);
-    assert!(ok && out.contains("Pending") && !out.contains("Applied"), "{out}");
+    assert!(
+        ok && out.contains("Pending") && !out.contains("Applied"),
+        "{out}"
+    );
     let (ok, out) = run(&["migrate", "sql", "up", "-e"]);
-    assert!(!ok && out.contains("--yes"), "refuses without a terminal: {out}");
+    assert!(
+        !ok && out.contains("--yes"),
+        "refuses without a terminal: {out}"
+    );
     let (ok, out) = run(&["migrate", "sql", "up", "-e", "--yes"]);
     assert!(ok && out.contains("Applied 2 migration(s)"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
@@ -170,20 +261,45 @@ fn migrate_sql_up_status_down() {
 fn serve_refuses_a_bad_config_naming_key_and_line() {
     let dir = tessera_testkit::temp_dir();
     let cfg = dir.join("tessera.yml");
-    std::fs::write(&cfg, "dsn: memory\nsecrets:\n  default:\n    - short\nserve:\n  public:\n    port: 99999\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "dsn: memory\nsecrets:\n  default:\n    - short\nserve:\n  public:\n    port: 99999\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`serve.public.port`") && err.contains("tessera.yml:7"), "{err}");
+    assert!(
+        err.contains("`serve.public.port`") && err.contains("tessera.yml:7"),
+        "{err}"
+    );
 
     std::fs::write(&cfg, "dsn: memory\nsecrets:\n  default:\n    - short\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`secrets.default.0`") && err.contains("tessera.yml:4") && err.contains("16"), "{err}");
+    assert!(
+        err.contains("`secrets.default.0`") && err.contains("tessera.yml:4") && err.contains("16"),
+        "{err}"
+    );
 
     // An unmigrated database outside --dev is refused with the command that fixes it.
     std::fs::write(&cfg, format!("dsn: sqlite://{}/x.db?_fk=true\nsecrets:\n  default:\n    - a-long-enough-secret-123\n", dir.display())).unwrap();
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("tessera migrate sql up"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("tessera migrate sql up"),
+        "{err}"
+    );
 }

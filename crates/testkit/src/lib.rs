@@ -31,8 +31,12 @@ pub async fn fresh_dsn(backend: Backend, dir: &std::path::Path) -> String {
             );
             let name = format!("t_{}", uuid::Uuid::new_v4().simple());
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
-            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.expect("create a test database");
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create a test database");
             let mut u = url::Url::parse(&admin).expect("valid TESSERA_TEST_POSTGRES_DSN");
             u.set_path(&format!("/{name}"));
             u.to_string()
@@ -65,18 +69,30 @@ impl TestServer {
         Self::start_with(backend, dir, &dsn, extra_yaml).await
     }
 
-    pub async fn start_with(backend: Backend, dir: PathBuf, dsn: &str, extra_yaml: &str) -> TestServer {
+    pub async fn start_with(
+        backend: Backend,
+        dir: PathBuf,
+        dsn: &str,
+        extra_yaml: &str,
+    ) -> TestServer {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let (pp, ap) = (public.local_addr().expect("addr").port(), admin.local_addr().expect("addr").port());
+        let (pp, ap) = (
+            public.local_addr().expect("addr").port(),
+            admin.local_addr().expect("addr").port(),
+        );
         let yaml = format!(
             "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nhashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n{extra_yaml}\n"
         );
         let path = dir.join("tessera.yml");
         std::fs::write(&path, &yaml).expect("write config");
-        let loaded = tessera_config::load(&[path], &HashMap::new()).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
-        let settings = tessera_config::resolve(&loaded, true, None).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let engine = tessera_server::app::build_engine(settings, true).await.unwrap_or_else(|e| panic!("engine: {e}"));
+        let loaded = tessera_config::load(&[path], &HashMap::new())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
+        let settings = tessera_config::resolve(&loaded, true, None)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let engine = tessera_server::app::build_engine(settings, true)
+            .await
+            .unwrap_or_else(|e| panic!("engine: {e}"));
         let handle = tessera_server::app::EngineHandle(engine.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let listeners = tessera_server::Listeners { public, admin };
@@ -107,13 +123,23 @@ impl TestServer {
     }
 
     pub fn client() -> reqwest::Client {
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
     }
 
     /// Registers through the API flow and returns the response JSON (status must be 200).
     pub async fn register(&self, email: &str, password: &str) -> Value {
         let c = Self::client();
-        let flow: Value = c.get(format!("{}/self-service/registration/api", self.public)).send().await.expect("init").json().await.expect("json");
+        let flow: Value = c
+            .get(format!("{}/self-service/registration/api", self.public))
+            .send()
+            .await
+            .expect("init")
+            .json()
+            .await
+            .expect("json");
         let id = flow["id"].as_str().expect("flow id");
         let resp = c
             .post(format!("{}/self-service/registration?flow={id}", self.public))
@@ -130,7 +156,14 @@ impl TestServer {
     /// Logs in through the API flow; returns (status, body).
     pub async fn login(&self, identifier: &str, password: &str) -> (u16, Value) {
         let c = Self::client();
-        let flow: Value = c.get(format!("{}/self-service/login/api", self.public)).send().await.expect("init").json().await.expect("json");
+        let flow: Value = c
+            .get(format!("{}/self-service/login/api", self.public))
+            .send()
+            .await
+            .expect("init")
+            .json()
+            .await
+            .expect("json");
         let id = flow["id"].as_str().expect("flow id");
         let resp = c
             .post(format!("{}/self-service/login?flow={id}", self.public))
@@ -142,8 +175,16 @@ impl TestServer {
     }
 
     pub async fn whoami(&self, token: &str) -> (u16, Value) {
-        let resp = Self::client().get(format!("{}/sessions/whoami", self.public)).header("X-Session-Token", token).send().await.expect("whoami");
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+        let resp = Self::client()
+            .get(format!("{}/sessions/whoami", self.public))
+            .header("X-Session-Token", token)
+            .send()
+            .await
+            .expect("whoami");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -155,7 +196,10 @@ pub struct Browser {
 
 impl Default for Browser {
     fn default() -> Self {
-        Browser { client: TestServer::client(), cookies: Mutex::new(BTreeMap::new()) }
+        Browser {
+            client: TestServer::client(),
+            cookies: Mutex::new(BTreeMap::new()),
+        }
     }
 }
 
@@ -165,7 +209,13 @@ impl Browser {
     }
 
     fn header(&self) -> String {
-        self.cookies.lock().expect("lock").iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn absorb(&self, resp: &reqwest::Response) {
@@ -193,9 +243,21 @@ impl Browser {
         resp
     }
 
-    pub async fn post_form(&self, url: &str, form: &[(&str, &str)], json: bool) -> reqwest::Response {
-        let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let mut req = self.client.post(url).header("cookie", self.header()).header("content-type", "application/x-www-form-urlencoded").body(body);
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        json: bool,
+    ) -> reqwest::Response {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .client
+            .post(url)
+            .header("cookie", self.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
         if json {
             req = req.header("accept", "application/json");
         }
@@ -207,7 +269,12 @@ impl Browser {
 
 /// Value of the `csrf_token` node of a browser flow.
 pub fn csrf_of(flow: &Value) -> String {
-    flow["ui"]["nodes"].as_array().and_then(|n| n.iter().find(|n| n["attributes"]["name"] == "csrf_token")).and_then(|n| n["attributes"]["value"].as_str()).unwrap_or_default().to_string()
+    flow["ui"]["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["attributes"]["name"] == "csrf_token"))
+        .and_then(|n| n["attributes"]["value"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// All message ids in a flow (form-level and per node).
@@ -218,7 +285,13 @@ pub fn message_ids(flow: &Value) -> Vec<(String, u64)> {
     }
     for n in flow["ui"]["nodes"].as_array().into_iter().flatten() {
         for m in n["messages"].as_array().into_iter().flatten() {
-            out.push((n["attributes"]["name"].as_str().unwrap_or_default().to_string(), m["id"].as_u64().unwrap_or(0)));
+            out.push((
+                n["attributes"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                m["id"].as_u64().unwrap_or(0),
+            ));
         }
     }
     out
