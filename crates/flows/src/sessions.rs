@@ -19,6 +19,18 @@ impl Engine {
         )
     }
 
+    /// The URL that signs this session out in a browser (`/self-service/logout?token=…`).
+    pub fn public_logout_url(&self, session: &Session) -> String {
+        let mut u = self
+            .settings
+            .public_base_url
+            .join("self-service/logout")
+            .expect("relative path joins onto a base URL");
+        u.query_pairs_mut()
+            .append_pair("token", &self.logout_token(session));
+        u.to_string()
+    }
+
     fn mac(&self, data: &str) -> String {
         let key = self
             .settings

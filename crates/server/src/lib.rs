@@ -9,6 +9,7 @@ pub mod app;
 pub mod error;
 pub mod http;
 pub mod public;
+pub mod ui;
 
 use axum::Router;
 use std::net::SocketAddr;

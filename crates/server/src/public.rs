@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
         .merge(common_routes())
+        .merge(crate::ui::router())
         .fallback(not_found)
         .with_state(state)
 }
@@ -427,13 +428,8 @@ async fn logout_browser(
     let return_to = st
         .engine
         .check_return_to(q.get("return_to").map(String::as_str))?;
-    let mut url = st
-        .engine
-        .settings
-        .public_base_url
-        .join("self-service/logout")
+    let mut url = url::Url::parse(&st.engine.public_logout_url(&session))
         .map_err(|e| ApiError(Error::internal(e.to_string())))?;
-    url.query_pairs_mut().append_pair("token", &token);
     if let Some(r) = return_to {
         url.query_pairs_mut().append_pair("return_to", &r);
     }
