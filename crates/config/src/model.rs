@@ -224,6 +224,10 @@ pub struct UiUrlConfig {
 pub struct SessionConfig {
     pub lifespan: String,
     pub cookie: SessionCookie,
+    /// Tessera extension: how long this instance may answer `whoami` from memory. Writes made
+    /// through this instance take effect at once; a revocation made on another instance takes
+    /// effect here within this time. `0` turns the cache off.
+    pub cache_ttl: String,
 }
 
 impl Default for SessionConfig {
@@ -231,6 +235,7 @@ impl Default for SessionConfig {
         SessionConfig {
             lifespan: "24h".into(),
             cookie: SessionCookie::default(),
+            cache_ttl: "1s".into(),
         }
     }
 }

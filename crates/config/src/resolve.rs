@@ -43,6 +43,7 @@ pub struct Settings {
     pub registration_lifespan: Duration,
     pub settings_lifespan: Duration,
     pub session_lifespan: Duration,
+    pub session_cache_ttl: Duration,
     pub session_cookie_name: String,
     pub session_cookie_domain: Option<String>,
     pub session_cookie_path: String,
@@ -373,6 +374,25 @@ pub fn resolve(
         &mut p,
     );
     let session_lifespan = parse_duration(loaded, "session.lifespan", &c.session.lifespan, &mut p);
+    let session_cache_ttl = match duration::parse(&c.session.cache_ttl) {
+        Ok(d) if d <= Duration::from_secs(60) => d,
+        Ok(_) => {
+            p.push(problem(
+                loaded,
+                "session.cache_ttl",
+                "must be at most 60s (0 turns the cache off)",
+            ));
+            Duration::ZERO
+        }
+        Err(e) => {
+            p.push(problem(
+                loaded,
+                "session.cache_ttl",
+                format!("{e}; write e.g. 1s, or 0 to turn the cache off"),
+            ));
+            Duration::ZERO
+        }
+    };
 
     let same_site = match c.session.cookie.same_site.to_ascii_lowercase().as_str() {
         "lax" => "Lax",
@@ -453,6 +473,7 @@ pub fn resolve(
         registration_lifespan,
         settings_lifespan,
         session_lifespan,
+        session_cache_ttl,
         session_cookie_name: c.session.cookie.name.clone(),
         session_cookie_domain: Some(c.session.cookie.domain.clone()).filter(|d| !d.is_empty()),
         session_cookie_path: c.session.cookie.path.clone(),

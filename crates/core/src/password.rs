@@ -113,8 +113,9 @@ pub struct Hasher {
     params: Argon2Params,
     argon2_params: argon2::Params,
     /// Hash of a throwaway password with the current parameters, so that
-    /// logins for unknown identifiers cost the same as real ones.
-    dummy_hash: String,
+    /// logins for unknown identifiers cost the same as real ones. Computed on
+    /// first use, not at start-up, where it would cost tens of milliseconds.
+    dummy_hash: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Hasher {
@@ -127,13 +128,11 @@ impl Hasher {
             Ok(p) => p,
             Err(msg) => panic!("{msg}"),
         };
-        let mut hasher = Self {
+        Self {
             params,
             argon2_params,
-            dummy_hash: String::new(),
-        };
-        hasher.dummy_hash = hasher.hash("tessera timing-equalisation dummy password");
-        hasher
+            dummy_hash: Default::default(),
+        }
     }
 
     pub fn params(&self) -> &Argon2Params {
@@ -170,7 +169,10 @@ impl Hasher {
     /// Without this, a fast "no such user" reply would let attackers
     /// enumerate registered identifiers by response time.
     pub fn verify_dummy(&self, password: &str) {
-        let _ = self.verify(password, &self.dummy_hash);
+        let dummy = self
+            .dummy_hash
+            .get_or_init(|| self.hash("tessera timing-equalisation dummy password"));
+        let _ = self.verify(password, dummy);
     }
 
     /// Meant to be called right after a successful login, the only moment the
@@ -203,12 +205,14 @@ pub fn validate_hash_format(stored: &str) -> Result<(), HashError> {
 /// Identifiers are compared case-insensitively, and for e-mail addresses the
 /// local part is checked on its own too, because `alice@example.com` and
 /// `alice2024!` share little with the full address yet are an obvious pair.
-pub fn check_policy(password: &str, identifiers: &[&str]) -> Result<(), PasswordPolicyError> {
+pub fn check_policy(
+    password: &str,
+    min_length: usize,
+    identifiers: &[&str],
+) -> Result<(), PasswordPolicyError> {
     let len = password.chars().count();
-    if len < MIN_PASSWORD_LENGTH {
-        return Err(PasswordPolicyError::TooShort {
-            min: MIN_PASSWORD_LENGTH,
-        });
+    if len < min_length {
+        return Err(PasswordPolicyError::TooShort { min: min_length });
     }
     if len > MAX_PASSWORD_LENGTH {
         return Err(PasswordPolicyError::TooLong {
@@ -721,8 +725,8 @@ mod tests {
     #[test]
     fn verify_dummy_uses_a_current_hash() {
         let hasher = test_hasher();
-        assert!(!hasher.needs_rehash(&hasher.dummy_hash));
         hasher.verify_dummy("whatever");
+        assert!(!hasher.needs_rehash(hasher.dummy_hash.get().unwrap()));
         hasher.verify_dummy("");
     }
 
@@ -787,18 +791,21 @@ mod tests {
     #[test]
     fn policy_length() {
         assert_eq!(
-            check_policy("short1", &[]),
+            check_policy("short1", MIN_PASSWORD_LENGTH, &[]),
             Err(PasswordPolicyError::TooShort { min: 8 })
         );
         // Characters, not bytes: 7 two-byte characters are still too short.
         assert_eq!(
-            check_policy("ééééééé", &[]),
+            check_policy("ééééééé", MIN_PASSWORD_LENGTH, &[]),
             Err(PasswordPolicyError::TooShort { min: 8 })
         );
-        assert_eq!(check_policy("8chars!!", &[]), Ok(()));
-        assert_eq!(check_policy(&"é".repeat(1024), &[]), Ok(()));
+        assert_eq!(check_policy("8chars!!", MIN_PASSWORD_LENGTH, &[]), Ok(()));
         assert_eq!(
-            check_policy(&"a".repeat(1025), &[]),
+            check_policy(&"é".repeat(1024), MIN_PASSWORD_LENGTH, &[]),
+            Ok(())
+        );
+        assert_eq!(
+            check_policy(&"a".repeat(1025), MIN_PASSWORD_LENGTH, &[]),
             Err(PasswordPolicyError::TooLong { max: 1024 })
         );
         assert_eq!(
@@ -811,27 +818,49 @@ mod tests {
     fn policy_similarity() {
         let similar = Err(PasswordPolicyError::TooSimilarToIdentifier);
         // The local part is contained in the password.
-        assert_eq!(check_policy("alice123", &["alice@example.com"]), similar);
+        assert_eq!(
+            check_policy("alice123", MIN_PASSWORD_LENGTH, &["alice@example.com"]),
+            similar
+        );
         // Case-insensitive.
         assert_eq!(
-            check_policy("Alice-In-Wonderland", &["ALICE@Example.COM"]),
+            check_policy(
+                "Alice-In-Wonderland",
+                MIN_PASSWORD_LENGTH,
+                &["ALICE@Example.COM"]
+            ),
             similar
         );
         // The whole identifier is the password.
         assert_eq!(
-            check_policy("Bob.Jones@example.org", &["bob.jones@example.org"]),
+            check_policy(
+                "Bob.Jones@example.org",
+                MIN_PASSWORD_LENGTH,
+                &["bob.jones@example.org"]
+            ),
             similar
         );
         // The identifier contains the password.
         assert_eq!(
-            check_policy("wonderland", &["alice.wonderland@example.com"]),
+            check_policy(
+                "wonderland",
+                MIN_PASSWORD_LENGTH,
+                &["alice.wonderland@example.com"]
+            ),
             similar
         );
         // No containment either way, but a long common substring (8/10).
-        assert_eq!(check_policy("JohnSmit99", &["johnsmith"]), similar);
+        assert_eq!(
+            check_policy("JohnSmit99", MIN_PASSWORD_LENGTH, &["johnsmith"]),
+            similar
+        );
         // Any identifier can trigger the check.
         assert_eq!(
-            check_policy("alice123", &["someone-else", "alice@example.com"]),
+            check_policy(
+                "alice123",
+                MIN_PASSWORD_LENGTH,
+                &["someone-else", "alice@example.com"]
+            ),
             similar
         );
         assert_eq!(
@@ -843,19 +872,38 @@ mod tests {
     #[test]
     fn policy_accepts_unrelated_passwords() {
         assert_eq!(
-            check_policy("correct horse battery staple", &["alice@example.com"]),
+            check_policy(
+                "correct horse battery staple",
+                MIN_PASSWORD_LENGTH,
+                &["alice@example.com"]
+            ),
             Ok(())
         );
         // Shares "smith" (5/19), below the threshold.
-        assert_eq!(check_policy("smithereens-are-fun", &["johnsmith"]), Ok(()));
+        assert_eq!(
+            check_policy("smithereens-are-fun", MIN_PASSWORD_LENGTH, &["johnsmith"]),
+            Ok(())
+        );
         // Identifiers under three characters are ignored, as is the
         // two-character local part of an address.
-        assert_eq!(check_policy("jo12345678", &["jo"]), Ok(()));
-        assert_eq!(check_policy("jo12345678", &["jo@x.io"]), Ok(()));
-        assert_eq!(check_policy("jo12345678", &["", "  "]), Ok(()));
+        assert_eq!(
+            check_policy("jo12345678", MIN_PASSWORD_LENGTH, &["jo"]),
+            Ok(())
+        );
+        assert_eq!(
+            check_policy("jo12345678", MIN_PASSWORD_LENGTH, &["jo@x.io"]),
+            Ok(())
+        );
+        assert_eq!(
+            check_policy("jo12345678", MIN_PASSWORD_LENGTH, &["", "  "]),
+            Ok(())
+        );
         // A huge identifier must neither match by accident nor be slow.
         let huge = "x".repeat(100_000);
-        assert_eq!(check_policy("correct horse battery", &[&huge]), Ok(()));
+        assert_eq!(
+            check_policy("correct horse battery", MIN_PASSWORD_LENGTH, &[&huge]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -488,7 +488,11 @@ fn apply_address_status(obj: &Map<String, Value>, identity: &mut Identity) -> Re
                     .into()
             };
             if verified {
-                addr.verified_at = Some(now_ms());
+                let given = a
+                    .get("verified_at")
+                    .and_then(Value::as_str)
+                    .and_then(tessera_core::timefmt::parse_rfc3339);
+                addr.verified_at = Some(given.unwrap_or_else(now_ms));
             }
         }
     }

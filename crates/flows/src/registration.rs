@@ -177,9 +177,12 @@ impl Engine {
             vec![]
         };
         use tessera_core::password::PasswordPolicyError as P;
-        match tessera_core::password::check_policy(password, &ids) {
+        match tessera_core::password::check_policy(
+            password,
+            self.settings.min_password_length,
+            &ids,
+        ) {
             Ok(()) => Ok(()),
-            Err(P::TooShort { .. }) if len >= self.settings.min_password_length => Ok(()),
             Err(P::TooShort { .. }) => Err(format!(
                 "password length must be at least {} characters but only got {len}.",
                 self.settings.min_password_length

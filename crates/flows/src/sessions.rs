@@ -12,10 +12,16 @@ impl Engine {
     /// A logout token is the session id with an HMAC under the cookie secret: it proves the
     /// logout link was minted for this session without storing anything.
     pub fn logout_token(&self, session: &Session) -> String {
+        let key = self
+            .settings
+            .cookie_secrets
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
         format!(
             "{}.{}",
             session.id.simple(),
-            self.mac(&session.id.to_string())
+            mac(key, &session.id.to_string())
         )
     }
 
@@ -31,21 +37,6 @@ impl Engine {
         u.to_string()
     }
 
-    fn mac(&self, data: &str) -> String {
-        let key = self
-            .settings
-            .cookie_secrets
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
-            .expect("HMAC accepts any key length");
-        mac.update(b"tessera-logout:");
-        mac.update(data.as_bytes());
-        let out = mac.finalize().into_bytes();
-        out.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     /// Verifies a logout token and deactivates its session.
     pub async fn logout_with_token(
         &self,
@@ -55,13 +46,14 @@ impl Engine {
         let invalid = || {
             Error::forbidden("The logout token is invalid or belongs to another session: open the logout link again from the signed-in browser.").with_id("security_csrf_violation")
         };
-        let (sid, mac) = token.split_once('.').ok_or_else(invalid)?;
+        let (sid, given) = token.split_once('.').ok_or_else(invalid)?;
         let id = Uuid::parse_str(sid).map_err(|_| invalid())?;
+        // Any configured secret verifies, so rotating secrets keeps issued links working.
         let valid = self
             .settings
             .cookie_secrets
             .iter()
-            .any(|_| crypto::constant_time_eq(&self.mac(&id.to_string()), mac));
+            .any(|key| crypto::constant_time_eq(&mac(key, &id.to_string()), given));
         if !valid || current.map(|s| s.id) != Some(id) {
             return Err(invalid());
         }
@@ -95,4 +87,17 @@ impl Engine {
             .await?;
         self.store.get_session(id).await
     }
+}
+
+/// HMAC-SHA256 (hex) of a logout token's session id under one cookie secret.
+fn mac(key: &str, data: &str) -> String {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(b"tessera-logout:");
+    mac.update(data.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

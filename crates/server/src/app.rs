@@ -45,7 +45,10 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, String> {
 /// unmigrated database is refused with the command that fixes it.
 pub async fn build_engine(settings: Settings, migrate: bool) -> Result<Engine, String> {
     let schemas = load_schemas(&settings).await?;
-    let store = Store::connect(&settings.dsn).await.map_err(|e| e.reason)?;
+    let store = Store::connect(&settings.dsn)
+        .await
+        .map_err(|e| e.reason)?
+        .with_session_cache(settings.session_cache_ttl);
     if migrate {
         store.migrate_up().await.map_err(|e| e.reason)?;
     } else if !store.is_migrated().await.map_err(|e| e.reason)? {

@@ -314,15 +314,14 @@ async fn submit(
         Err(err)
             if err.kind == tessera_core::ErrorKind::Gone
                 && !wants_json(&headers)
-                && !q.contains_key("api") =>
+                && is_browser_flow(&st, &id).await =>
         {
             // An expired browser flow: start over with a fresh one, like Kratos.
-            let mut to = e
+            let to = e
                 .settings
                 .public_base_url
                 .join(&format!("self-service/{}/browser", kind.as_str()))
                 .map_err(|_| ApiError(err.clone()))?;
-            to.set_query(None);
             return Ok(Redirect::to(to.as_str()).into_response());
         }
         Err(err) => return Err(err.into()),
@@ -384,6 +383,18 @@ async fn submit(
             resp
         }
     })
+}
+
+async fn is_browser_flow(st: &AppState, id: &str) -> bool {
+    match uuid::Uuid::parse_str(id) {
+        Ok(u) => st
+            .engine
+            .store
+            .get_flow(u)
+            .await
+            .is_ok_and(|(f, _)| f.flow_type == FlowType::Browser),
+        Err(_) => false,
+    }
 }
 
 async fn login_submit(

@@ -145,10 +145,9 @@ fn flow_form(flow: &Flow) -> String {
         .filter(|n| n.group == "default" && n.attributes.input_type == "hidden")
         .collect();
     let mut groups: Vec<&str> = Vec::new();
+    let is_hidden = |n: &Node| n.group == "default" && n.attributes.input_type == "hidden";
     for n in &flow.ui.nodes {
-        if !(n.group == "default" && n.attributes.input_type == "hidden")
-            && !groups.contains(&n.group.as_str())
-        {
+        if !is_hidden(n) && !groups.contains(&n.group.as_str()) {
             groups.push(&n.group);
         }
     }

@@ -6,6 +6,7 @@
 //! one transaction, so a failure leaves nothing half-written. All instances share state only
 //! through the database.
 
+mod cache;
 mod dsn;
 pub mod flows;
 mod identities;
@@ -24,6 +25,7 @@ use tessera_core::Error;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    sessions: std::sync::Arc<cache::SessionCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -78,7 +80,17 @@ impl Store {
                 parsed.redacted()
             ))
         })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sessions: Default::default(),
+        })
+    }
+
+    /// Enables the session read-through cache (see `cache.rs` for its coherence rules).
+    pub fn with_session_cache(mut self, ttl: std::time::Duration) -> Store {
+        self.sessions = std::sync::Arc::new(cache::SessionCache::new(ttl.as_millis() as i64));
+        self
     }
 
     pub fn backend(&self) -> Backend {

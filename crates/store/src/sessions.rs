@@ -54,6 +54,23 @@ impl Store {
     /// The session for a token hash, with its identity (addresses included, no credentials) —
     /// one join plus the address queries, as this is the hottest path (`whoami`).
     pub async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<Session>, Error> {
+        let now = tessera_core::timefmt::now_ms();
+        if let Some(s) = self.sessions.get(token_hash, now) {
+            return Ok(Some(s));
+        }
+        let found = self.session_by_token_hash_uncached(token_hash).await?;
+        if let Some(s) = &found
+            && s.is_valid_at(now)
+        {
+            self.sessions.put(token_hash, s, now);
+        }
+        Ok(found)
+    }
+
+    async fn session_by_token_hash_uncached(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Session>, Error> {
         let row = sqlx::query(
             "SELECT s.id AS s_id, s.identity_id AS s_identity_id, s.active, s.issued_at, s.authenticated_at, s.expires_at, s.aal, s.methods, i.* FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1",
         )
@@ -142,6 +159,7 @@ impl Store {
     }
 
     pub async fn set_session_active(&self, id: Uuid, active: bool) -> Result<(), Error> {
+        self.sessions.clear();
         let done = sqlx::query("UPDATE sessions SET active = $1 WHERE id = $2")
             .bind(i64::from(active))
             .bind(id.to_string())
@@ -156,6 +174,7 @@ impl Store {
     }
 
     pub async fn set_session_expiry(&self, id: Uuid, expires_at: i64) -> Result<(), Error> {
+        self.sessions.clear();
         let done = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2")
             .bind(expires_at)
             .bind(id.to_string())
@@ -175,6 +194,7 @@ impl Store {
         identity: Uuid,
         keep: Option<Uuid>,
     ) -> Result<u64, Error> {
+        self.sessions.clear();
         let done = sqlx::query(
             "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
         )

@@ -1,7 +1,7 @@
 //! `tessera serve` and `tessera migrate sql`.
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,11 +24,10 @@ pub struct ServeArgs {
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// up (default), down or status.
-    #[arg(value_enum, default_value_t = Direction::Up)]
-    direction: Direction,
-    /// Database DSN; or use -e to read DSN from the environment, or --config.
-    dsn: Option<String>,
+    /// `[up|down|status] [DSN]`: the direction defaults to up (so Kratos's `migrate sql <DSN>`
+    /// works); the DSN may instead come from -e (the DSN environment variable) or --config.
+    #[arg(num_args = 0..=2, value_names = ["DIRECTION", "DSN"])]
+    args: Vec<String>,
     /// Read the DSN from the DSN environment variable.
     #[arg(short = 'e', long = "read-from-env")]
     from_env: bool,
@@ -42,7 +41,7 @@ pub struct MigrateArgs {
     config: Vec<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 enum Direction {
     Up,
     Down,
@@ -185,7 +184,17 @@ async fn shutdown_signal() {
 }
 
 pub async fn migrate(args: MigrateArgs) -> Result<()> {
-    let dsn = match (&args.dsn, args.from_env) {
+    let (direction, dsn_arg) = match args.args.first().map(String::as_str) {
+        Some("up") => (Direction::Up, args.args.get(1).cloned()),
+        Some("down") => (Direction::Down, args.args.get(1).cloned()),
+        Some("status") => (Direction::Status, args.args.get(1).cloned()),
+        Some(other) if args.args.len() == 1 && other.contains(':') || other == "memory" => {
+            (Direction::Up, Some(other.to_string()))
+        }
+        Some(other) => bail!("unknown migration direction `{other}`: use up, down or status"),
+        None => (Direction::Up, None),
+    };
+    let dsn = match (&dsn_arg, args.from_env) {
         (Some(d), _) => d.clone(),
         (None, true) => std::env::var("DSN")
             .map_err(|_| anyhow!("-e was given but the DSN environment variable is not set"))?,
@@ -201,7 +210,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
         ),
     };
     let store = Store::connect(&dsn).await.map_err(|e| anyhow!(e.reason))?;
-    match args.direction {
+    match direction {
         Direction::Status => {
             println!("{:<16} {:<24} STATUS", "VERSION", "NAME");
             for m in store

@@ -255,6 +255,11 @@ fn migrate_sql_up_status_down() {
     assert!(ok && out.contains("Reverted 2"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Pending") && !out.contains("Applied"), "{out}");
+    // Kratos's form: `migrate sql <DSN> --yes`.
+    let (ok, out) = run(&["migrate", "sql", &dsn, "--yes"]);
+    assert!(ok && out.contains("Applied 2 migration(s)"), "{out}");
+    let (ok, out) = run(&["migrate", "sql", "sideways"]);
+    assert!(!ok && out.contains("use up, down or status"), "{out}");
 }
 
 #[test]
