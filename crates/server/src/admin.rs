@@ -3,10 +3,10 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{link_header, page_size, parse_uuid, read_body};
+use crate::http::{self, page_size, parse_uuid, read_body};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
@@ -92,21 +92,18 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
             i
         })
         .collect();
-    let mut resp = Json(items).into_response();
     let extra: Vec<(&str, &str)> = q
         .get("credentials_identifier")
         .map(|c| vec![("credentials_identifier", c.as_str())])
         .unwrap_or_default();
-    if let Some(l) = link_header(
+    Ok(http::paged(
+        items,
         &st.engine.settings.admin_base_url,
         "admin/identities",
         size,
         page.next.as_deref(),
         &extra,
-    ) {
-        resp.headers_mut().insert(header::LINK, l);
-    }
-    Ok(resp)
+    ))
 }
 
 async fn create_identity(
@@ -239,17 +236,14 @@ async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Res
         .list_sessions(None, active, size, q.get("page_token").map(String::as_str))
         .await?;
     let items = expand(&st, page.items, wants_identity(&q)).await?;
-    let mut resp = Json(items).into_response();
-    if let Some(l) = link_header(
+    Ok(http::paged(
+        items,
         &st.engine.settings.admin_base_url,
         "admin/sessions",
         size,
         page.next.as_deref(),
         &[],
-    ) {
-        resp.headers_mut().insert(header::LINK, l);
-    }
-    Ok(resp)
+    ))
 }
 
 async fn identity_sessions(
@@ -272,17 +266,14 @@ async fn identity_sessions(
         )
         .await?;
     let items = expand(&st, page.items, wants_identity(&q)).await?;
-    let mut resp = Json(items).into_response();
-    if let Some(l) = link_header(
+    Ok(http::paged(
+        items,
         &st.engine.settings.admin_base_url,
         &format!("admin/identities/{id}/sessions"),
         size,
         page.next.as_deref(),
         &[],
-    ) {
-        resp.headers_mut().insert(header::LINK, l);
-    }
-    Ok(resp)
+    ))
 }
 
 async fn revoke_identity_sessions(

@@ -205,3 +205,21 @@ pub fn link_header(
     }
     HeaderValue::from_str(&parts.join(",")).ok()
 }
+
+/// A JSON list response with its pagination `Link` header — the one shape every list endpoint
+/// answers with.
+pub fn paged(
+    body: impl serde::Serialize,
+    base: &url::Url,
+    path: &str,
+    size: usize,
+    next: Option<&str>,
+    extra: &[(&str, &str)],
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = axum::Json(body).into_response();
+    if let Some(l) = link_header(base, path, size, next, extra) {
+        resp.headers_mut().insert(header::LINK, l);
+    }
+    resp
+}

@@ -528,17 +528,14 @@ async fn my_sessions(
         .into_iter()
         .filter(|s| s.id != current.id)
         .collect();
-    let mut resp = Json(others).into_response();
-    if let Some(l) = http::link_header(
+    Ok(http::paged(
+        others,
         &st.engine.settings.public_base_url,
         "sessions",
         size,
         page.next.as_deref(),
         &[],
-    ) {
-        resp.headers_mut().insert(header::LINK, l);
-    }
-    Ok(resp)
+    ))
 }
 
 async fn revoke_my_other_sessions(
