@@ -448,18 +448,6 @@ fn strip_unimplemented_hooks(
     locations: &HashMap<String, Location>,
     warnings: &mut Vec<String>,
 ) {
-    let oidc = doc.pointer("/selfservice/methods/oidc");
-    let oidc_on = oidc.and_then(|o| o.get("enabled")).and_then(Value::as_bool) == Some(true)
-        || oidc
-            .and_then(|o| o.pointer("/config/providers"))
-            .and_then(Value::as_array)
-            .is_some_and(|p| !p.is_empty());
-    if oidc_on {
-        warnings.push(format!(
-            "`selfservice.methods.oidc` ({}) is accepted, but social sign-in is not available in this version of Tessera yet; no sign-in buttons are shown",
-            locate(locations, "selfservice.methods.oidc")
-        ));
-    }
     // Kratos's quickstart hashes new passwords with bcrypt; Tessera always uses argon2id for new
     // hashes and still verifies (and upgrades) bcrypt ones, so the setting is only a warning.
     if let Some(h) = doc.pointer_mut("/hashers")

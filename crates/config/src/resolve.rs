@@ -19,6 +19,32 @@ pub struct SchemaSource {
     pub base_dir: Option<PathBuf>,
 }
 
+/// One `selfservice.methods.oidc.config.providers[]` entry as written. The social sign-in layer
+/// validates it (it knows each provider type's keys); this keeps what it needs to say where a
+/// problem is.
+#[derive(Debug, Clone)]
+pub struct ProviderSource {
+    /// Dotted key of the entry, e.g. `selfservice.methods.oidc.config.providers.0`.
+    pub key: String,
+    pub value: serde_json::Value,
+    /// Locations of the entry and of every key inside it, by full dotted key.
+    pub locations: std::collections::HashMap<String, crate::Location>,
+    /// Directory of the config file that set the entry, for relative `file://` mapper URLs.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl ProviderSource {
+    /// Where `key` (relative to the entry, e.g. `mapper_url`) was set, or the entry itself.
+    pub fn location(&self, key: &str) -> crate::Location {
+        let full = format!("{}.{key}", self.key);
+        self.locations
+            .get(&full)
+            .or_else(|| self.locations.get(&self.key))
+            .cloned()
+            .unwrap_or(crate::Location::Default)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub dev: bool,
@@ -55,6 +81,11 @@ pub struct Settings {
     pub identifier_similarity_check: bool,
     pub registration_enabled: bool,
     pub session_after_password_registration: bool,
+    pub oidc_enabled: bool,
+    pub oidc_providers: Vec<ProviderSource>,
+    pub session_after_oidc_registration: bool,
+    /// `registration.after.oidc.default_browser_return_url`, else `after.default_…`.
+    pub oidc_registration_return_url: Option<Url>,
     pub registration_return_url: Option<Url>,
     pub logout_return_url: Url,
     pub argon2: Argon2Params,
@@ -101,6 +132,37 @@ fn parse_duration(
             Duration::from_secs(3600)
         }
     }
+}
+
+fn provider_sources(loaded: &Loaded) -> Vec<ProviderSource> {
+    let prefix = "selfservice.methods.oidc.config.providers";
+    loaded
+        .config
+        .selfservice
+        .methods
+        .oidc
+        .config
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let key = format!("{prefix}.{i}");
+            let inner = format!("{key}.");
+            let mut locations: std::collections::HashMap<String, crate::Location> = loaded
+                .locations
+                .iter()
+                .filter(|(k, _)| k.starts_with(&inner))
+                .map(|(k, l)| (k.clone(), l.clone()))
+                .collect();
+            locations.insert(key.clone(), loaded.location(&key));
+            ProviderSource {
+                base_dir: crate::load::base_dir(loaded, &key),
+                key,
+                value: value.clone(),
+                locations,
+            }
+        })
+        .collect()
 }
 
 /// Resolves and validates. `generated_secret` is used when no secret is configured in `--dev`.
@@ -331,6 +393,20 @@ pub fn resolve(
             &mut p,
         )
     });
+    let oidc_reg_return = [
+        &after.oidc.default_browser_return_url,
+        &after.default_browser_return_url,
+    ]
+    .into_iter()
+    .find(|v| !v.is_empty())
+    .and_then(|v| {
+        parse_url(
+            loaded,
+            "selfservice.flows.registration.after.oidc.default_browser_return_url",
+            v,
+            &mut p,
+        )
+    });
     let mut allowed_return_urls = Vec::new();
     for (i, u) in c.selfservice.allowed_return_urls.iter().enumerate() {
         if let Some(u) = parse_url(
@@ -489,7 +565,11 @@ pub fn resolve(
             .identifier_similarity_check_enabled,
         registration_enabled: c.selfservice.flows.registration.enabled,
         session_after_password_registration: after.password.has("session"),
+        oidc_enabled: c.selfservice.methods.oidc.enabled,
+        oidc_providers: provider_sources(loaded),
+        session_after_oidc_registration: after.oidc.has("session"),
         registration_return_url: reg_return,
+        oidc_registration_return_url: oidc_reg_return,
         logout_return_url,
         argon2,
         log_level: c

@@ -29,9 +29,101 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// AES-256-GCM for values that must be readable again later (upstream tokens), keyed by
+/// `secrets.cipher`. The first secret encrypts; every secret is tried on decryption, so a new
+/// secret can be put first and the old one dropped once nothing needs it.
+///
+/// Each secret is stretched to a 256-bit key with SHA-256 so that any secret of 16+ characters
+/// works (Kratos insists on exactly 32). Output: `v1.` + base64url(nonce ‖ ciphertext ‖ tag).
+#[derive(Clone)]
+pub struct Cipher {
+    keys: Vec<aes_gcm::Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cipher({} keys)", self.keys.len())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CipherError {
+    #[error("no cipher secret is configured (secrets.cipher or secrets.default)")]
+    NoKey,
+    #[error("the value is not in Tessera's encrypted format")]
+    Malformed,
+    #[error("no configured cipher secret decrypts the value: was secrets.cipher rotated without keeping the old secret?")]
+    NoMatchingKey,
+}
+
+const CIPHER_PREFIX: &str = "v1.";
+
+impl Cipher {
+    pub fn new(secrets: &[String]) -> Self {
+        use aes_gcm::KeyInit;
+        let keys = secrets
+            .iter()
+            .map(|s| {
+                let key = Sha256::digest(s.as_bytes());
+                aes_gcm::Aes256Gcm::new(&key)
+            })
+            .collect();
+        Cipher { keys }
+    }
+
+    pub fn encrypt(&self, plaintext: &str) -> Result<String, CipherError> {
+        use aes_gcm::aead::Aead;
+        let key = self.keys.first().ok_or(CipherError::NoKey)?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = key
+            .encrypt(aes_gcm::Nonce::from_slice(&nonce), plaintext.as_bytes())
+            .map_err(|_| CipherError::Malformed)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{CIPHER_PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    pub fn decrypt(&self, value: &str) -> Result<String, CipherError> {
+        use aes_gcm::aead::Aead;
+        let bytes = value
+            .strip_prefix(CIPHER_PREFIX)
+            .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
+            .filter(|b| b.len() > 12 + 16)
+            .ok_or(CipherError::Malformed)?;
+        if self.keys.is_empty() {
+            return Err(CipherError::NoKey);
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        self.keys
+            .iter()
+            .find_map(|k| k.decrypt(aes_gcm::Nonce::from_slice(nonce), sealed).ok())
+            .and_then(|p| String::from_utf8(p).ok())
+            .ok_or(CipherError::NoMatchingKey)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cipher_round_trips_and_rotates() {
+        let old = Cipher::new(&["old-secret-0123456789".into()]);
+        let sealed = old.encrypt("gho_token").unwrap();
+        assert!(sealed.starts_with("v1.") && !sealed.contains("gho_token"));
+        assert_ne!(sealed, old.encrypt("gho_token").unwrap(), "fresh nonce each time");
+        assert_eq!(old.decrypt(&sealed).unwrap(), "gho_token");
+        let rotated = Cipher::new(&["new-secret-0123456789".into(), "old-secret-0123456789".into()]);
+        assert_eq!(rotated.decrypt(&sealed).unwrap(), "gho_token");
+        let dropped = Cipher::new(&["new-secret-0123456789".into()]);
+        assert_eq!(dropped.decrypt(&sealed), Err(CipherError::NoMatchingKey));
+        assert_eq!(dropped.decrypt("plain"), Err(CipherError::Malformed));
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(old.decrypt(&tampered).is_err());
+    }
 
     #[test]
     fn tokens_are_long_and_distinct() {

@@ -126,3 +126,42 @@ pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
         json!({ "expired_at_minutes_ago": minutes_ago }),
     )
 }
+
+// Social sign-in (Kratos ids).
+pub fn login_with(provider: &str) -> Text {
+    info(1010002, format!("Sign in with {provider}"), json!({ "provider": provider }))
+}
+pub fn registration_with(provider: &str) -> Text {
+    info(1040002, format!("Sign up with {provider}"), json!({ "provider": provider }))
+}
+pub fn link_provider(provider: &str) -> Text {
+    info(1050002, format!("Link {provider}"), json!({ "provider": provider }))
+}
+pub fn unlink_provider(provider: &str) -> Text {
+    info(1050003, format!("Unlink {provider}"), json!({ "provider": provider }))
+}
+/// Shown on the login flow when a social sign-in found an existing account with the same
+/// identifier: the user proves they own it before the social account is linked.
+pub fn login_to_link(duplicate_identifier: &str, provider: &str, providers: &[String]) -> Text {
+    info(
+        1010016,
+        format!("You tried to sign in with \"{duplicate_identifier}\", but that email is already used by another account. Sign in to your account with one of the options below to add your account \"{duplicate_identifier}\" at \"{provider}\" as another way to sign in."),
+        json!({
+            "duplicateIdentifier": duplicate_identifier,
+            "duplicate_identifier": duplicate_identifier,
+            "provider": provider,
+            "available_oidc_providers": providers,
+        }),
+    )
+}
+pub fn duplicate_on_oidc_link() -> Text {
+    error(
+        4000027,
+        "An account with the same identifier (email, phone, username, ...) exists already. Please sign in to your existing account to link your social profile.",
+        Value::Null,
+    )
+}
+/// An upstream sign-in failed; `reason` says why in words a user can act on.
+pub fn social_sign_in_failed(reason: &str) -> Text {
+    error(4000001, reason.to_string(), json!({ "reason": reason }))
+}

@@ -44,6 +44,10 @@ pub struct Engine {
     pub store: Store,
     pub schemas: Arc<Schemas>,
     pub hasher: Arc<Hasher>,
+    /// Social sign-in providers and the mapper sandbox.
+    pub social: Arc<tessera_social::Social>,
+    /// Encrypts what must be readable later (upstream tokens), keyed by `secrets.cipher`.
+    pub cipher: Arc<tessera_core::crypto::Cipher>,
 }
 
 /// What a submission led to. One is built per request and moved once, so the size difference
@@ -60,6 +64,18 @@ pub enum Outcome {
     },
     /// The submission was refused; the flow carries the messages to show (HTTP 400).
     Invalid(Flow),
+    /// The browser must go to an upstream to sign in: browser forms get a 303, JSON callers
+    /// 422 `browser_location_change_required`. `continuity` is the cookie value binding the
+    /// round trip to this browser.
+    Upstream {
+        flow: Flow,
+        to: String,
+        continuity: Option<String>,
+    },
+    /// The user continues on another flow (e.g. "sign in to link" after a social sign-up).
+    Continue(Flow),
+    /// The browser goes to a URL (e.g. sign in after a registration without the session hook).
+    Redirect(String),
 }
 
 impl Engine {

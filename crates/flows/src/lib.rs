@@ -10,8 +10,10 @@ pub mod admin;
 pub mod engine;
 pub mod forms;
 pub mod login;
+pub mod oidc;
 pub mod registration;
 pub mod sessions;
 pub mod settings;
 
 pub use engine::{Engine, Outcome, Schemas};
+pub use oidc::CallbackOutcome;

@@ -47,6 +47,9 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::login_title()));
         }
+        if self.settings.oidc_enabled {
+            self.add_oidc_buttons(&mut flow);
+        }
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -60,6 +63,10 @@ impl Engine {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
             .await?;
+        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+            let provider = str_field(body, "provider").unwrap_or_default().to_string();
+            return self.start_oidc(flow, &provider).await;
+        }
         if forms::method(body) != "password" || !self.settings.password_enabled {
             flow.ui.messages.push(tessera_core::text::Text {
                 id: 4010002,
@@ -132,6 +139,10 @@ impl Engine {
             self.upgrade_hash(&identity, &password).await;
         }
         let mut identity = identity;
+        if flow.internal.get("link").is_some() {
+            let mut fresh = self.store.get_identity(identity.id).await?;
+            self.apply_pending_link(&flow, &mut fresh).await?;
+        }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "password").await?;

@@ -47,6 +47,9 @@ impl Engine {
                 text::registration_title(),
             ));
         }
+        if self.settings.oidc_enabled {
+            self.add_oidc_buttons(&mut flow);
+        }
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -60,6 +63,9 @@ impl Engine {
         let mut flow = self
             .flow_for_submit(FlowKind::Registration, flow_id, body, csrf_cookie)
             .await?;
+        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+            return self.submit_oidc_registration(flow, body, csrf_cookie).await;
+        }
         if forms::method(body) != "password" || !self.settings.password_enabled {
             flow.ui.messages.push(text::validation_generic("Could not find a strategy to sign you up with. Did you fill out the form correctly?"));
             return self.invalid(flow).await;

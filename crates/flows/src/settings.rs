@@ -35,6 +35,10 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::label_save()));
         }
+        if self.settings.oidc_enabled {
+            let full = self.store.get_identity(identity.id).await?;
+            self.add_settings_oidc_nodes(&mut flow, &full);
+        }
         self.store.insert_flow(&flow).await?;
         let mut public = identity;
         public.credentials = None;
@@ -58,6 +62,19 @@ impl Engine {
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
         let schema = self.schemas.get(&identity.schema_id)?;
+        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+            if let Some(p) = str_field(body, "link") {
+                let p = p.to_string();
+                return self.start_oidc(flow, &p).await;
+            }
+            let target = str_field(body, "unlink").unwrap_or_default().to_string();
+            if let Err(reason) = self.unlink_provider(&mut identity, &target) {
+                flow.ui.messages.push(text::validation_generic(&reason));
+                return self.settings_invalid(flow, &identity).await;
+            }
+            self.store.update_identity(&identity).await?;
+            self.refresh_settings_nodes(&mut flow, &identity);
+        } else {
         match forms::method(body) {
             "password" if self.settings.password_enabled => {
                 let password = str_field(body, "password").unwrap_or_default().to_string();
@@ -131,6 +148,7 @@ impl Engine {
                 ));
                 return self.settings_invalid(flow, &identity).await;
             }
+        }
         }
         flow.state = "success".into();
         flow.ui.messages.push(text::settings_saved());

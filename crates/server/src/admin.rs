@@ -124,7 +124,11 @@ async fn get_identity(
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let include = include_credentials(&q, uri.query());
-    Ok(Json(st.engine.present(id, &include).await?).into_response())
+    let mut identity = st.engine.present(id, &include).await?;
+    if include.iter().any(|k| k == "oidc") {
+        st.engine.reveal_oidc_tokens(&mut identity);
+    }
+    Ok(Json(identity).into_response())
 }
 
 async fn put_identity(

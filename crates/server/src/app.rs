@@ -41,10 +41,39 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, String> {
     })
 }
 
+/// The program and arguments that start a mapper worker: this very binary in its hidden worker
+/// mode. Tests running the server in-process pass the `tessera` binary explicitly, since their
+/// own executable is a test harness.
+pub fn mapper_pool(program: Option<std::path::PathBuf>) -> Result<tessera_mapper::MapperPool, String> {
+    let program = match program {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot locate the tessera binary to start mapper workers: {e}"))?,
+    };
+    Ok(tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
+        program,
+        tessera_mapper::worker_args(),
+    )))
+}
+
 /// Builds the engine. With `migrate`, pending migrations are applied first; without it an
 /// unmigrated database is refused with the command that fixes it.
 pub async fn build_engine(settings: Settings, migrate: bool) -> Result<Engine, String> {
+    build_engine_with(settings, migrate, None).await
+}
+
+/// [`build_engine`] with an explicit mapper worker program (see [`mapper_pool`]).
+pub async fn build_engine_with(
+    settings: Settings,
+    migrate: bool,
+    mapper_program: Option<std::path::PathBuf>,
+) -> Result<Engine, String> {
     let schemas = load_schemas(&settings).await?;
+    let pool = mapper_pool(mapper_program)?;
+    let social = tessera_social::Social::build(&settings, pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
     let store = Store::connect(&settings.dsn)
         .await
         .map_err(|e| e.reason)?
@@ -60,6 +89,8 @@ pub async fn build_engine(settings: Settings, migrate: bool) -> Result<Engine, S
         store,
         schemas: Arc::new(schemas),
         hasher: Arc::new(hasher),
+        social: Arc::new(social),
+        cipher: Arc::new(cipher),
     })
 }
 

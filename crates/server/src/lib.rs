@@ -8,6 +8,7 @@ pub mod admin;
 pub mod app;
 pub mod error;
 pub mod http;
+pub mod oidc;
 pub mod public;
 pub mod ui;
 

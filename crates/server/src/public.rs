@@ -39,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/self-service/logout/browser", get(logout_browser))
         .route("/self-service/logout", get(logout))
         .route("/self-service/logout/api", delete(logout_api))
+        .route(
+            "/self-service/methods/oidc/callback/{provider}",
+            get(crate::oidc::callback).post(crate::oidc::callback),
+        )
+        .route("/self-service/errors", get(crate::oidc::get_error))
         .route("/sessions/whoami", get(whoami).post(whoami))
         .route(
             "/sessions",
@@ -328,6 +333,22 @@ async fn submit(
     };
     let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !wants_json(&headers);
     Ok(match outcome {
+        Outcome::Upstream {
+            flow,
+            to,
+            continuity,
+        } => crate::oidc::go_upstream(&st, &to, continuity.as_deref(), !browser_form(&flow)),
+        Outcome::Redirect(to) => crate::oidc::go_upstream(&st, &to, None, wants_json(&headers)),
+        Outcome::Continue(flow) => {
+            if browser_form(&flow) {
+                let mut to = e.ui_url(flow.kind).clone();
+                to.query_pairs_mut()
+                    .append_pair("flow", &flow.id.to_string());
+                Redirect::to(to.as_str()).into_response()
+            } else {
+                (StatusCode::BAD_REQUEST, Json(flow)).into_response()
+            }
+        }
         Outcome::Invalid(flow) => {
             if browser_form(&flow) {
                 let mut to = e.ui_url(kind).clone();

@@ -160,8 +160,10 @@ fn flow_form(flow: &Flow) -> String {
             out.push_str(&node_html(n, 0));
         }
         for (i, n) in flow.ui.nodes.iter().enumerate().filter(|(_, n)| {
+            // The identifier (group `default`) belongs to the password form only; social
+            // buttons must not require it.
             n.group == g
-                || (g != "default" && n.group == "default" && n.attributes.input_type != "hidden")
+                || (g == "password" && n.group == "default" && n.attributes.input_type != "hidden")
         }) {
             out.push_str(&node_html(n, i));
         }
@@ -251,16 +253,22 @@ async fn welcome(State(st): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn error_page(Query(q): Q) -> Response {
-    let reason = q
-        .get("error")
-        .map(String::as_str)
-        .unwrap_or("Something went wrong.");
+/// Shows a stored error (`?id=`, as Kratos's error UI). Text from the URL is never shown, so
+/// the page cannot be used to display an attacker's message under this site's name.
+async fn error_page(State(st): State<AppState>, Query(q): Q) -> Response {
+    let stored = match q.get("id").map(|i| uuid::Uuid::parse_str(i)) {
+        Some(Ok(id)) => st.engine.store.get_error(id).await.ok().flatten(),
+        _ => None,
+    };
+    let message = stored
+        .as_ref()
+        .and_then(|(e, _)| e.get("message").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| "Something went wrong. Start again.".into());
     page(
         "Error",
         &format!(
-            "<div class=\"msg error\" role=\"alert\">{}</div><nav><a href=\"/ui/welcome\">Start again</a></nav>",
-            esc(reason)
+            "<div class=\"msg error\" role=\"alert\">{}</div><nav><a href=\"/self-service/login/browser\">Sign in</a> · <a href=\"/ui/welcome\">Start again</a></nav>",
+            esc(&message)
         ),
     )
 }

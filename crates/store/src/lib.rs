@@ -11,6 +11,7 @@ mod dsn;
 pub mod flows;
 mod identities;
 mod migrations;
+pub mod oidc;
 mod sessions;
 
 pub use dsn::{Backend, ParsedDsn, parse_dsn};

@@ -2,6 +2,7 @@
 //! configuration, and either serves or talks to a running server's admin API.
 
 mod identities;
+mod mapper;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,8 +30,23 @@ enum Command {
     },
     /// Manage identities through a running server's admin API.
     Identities(identities::IdentitiesArgs),
+    /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
+    Mapper(mapper::MapperArgs),
+    /// The mapper sandbox: serves evaluation requests on stdin/stdout. Started by the server.
+    #[command(name = "__mapper-worker", hide = true)]
+    MapperWorker(MapperWorkerArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct MapperWorkerArgs {
+    /// Address-space limit (RLIMIT_AS) in bytes; 0 for none.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    memory_limit: u64,
+    /// Largest mapper output in bytes of JSON.
+    #[arg(long, default_value_t = 256 * 1024)]
+    output_cap: usize,
 }
 
 #[derive(Subcommand)]
@@ -41,6 +57,11 @@ enum MigrateCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any runtime or thread exists: the worker limits its own address space, and its
+    // stdout carries only protocol frames (no logging is set up here).
+    if let Command::MapperWorker(args) = &cli.command {
+        return tessera_mapper::run_worker(args.memory_limit, args.output_cap);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,24 +72,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        match cli.command {
+    rt.block_on(async {
+        let result = match cli.command {
             Command::Serve(args) => serve::serve(args).await,
             Command::Migrate {
                 what: MigrateCmd::Sql(args),
             } => serve::migrate(args).await,
             Command::Identities(args) => identities::run(args).await,
+            // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
+            Command::Mapper(args) => return mapper::run(args).await,
+            Command::MapperWorker(_) => Ok(()),
             Command::Version => {
                 println!("tessera {}", env!("CARGO_PKG_VERSION"));
                 Ok(())
             }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -4,6 +4,12 @@
 //!
 //! Architecture invariant: only tests depend on this crate; it never fakes a component that the
 //! production binary uses.
+//!
+//! Upstream identity providers for social sign-in: [`peers`] runs real third-party ones
+//! (the `oidc-provider` npm package), [`fake_oidc`] a Rust one that misbehaves on request.
+
+pub mod fake_oidc;
+pub mod peers;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +48,22 @@ pub async fn fresh_dsn(backend: Backend, dir: &std::path::Path) -> String {
             u.to_string()
         }
     }
+}
+
+/// The `tessera` binary next to the running test (`target/<profile>/tessera`): the server in a
+/// test process starts its mapper workers from it. Cargo builds it for the `tessera` crate's
+/// integration tests, the only users of this crate that start servers.
+pub fn tessera_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CARGO_BIN_EXE_tessera") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>/tessera
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    dir.join("tessera")
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -90,7 +112,7 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
         let settings = tessera_config::resolve(&loaded, true, None)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let engine = tessera_server::app::build_engine(settings, true)
+        let engine = tessera_server::app::build_engine_with(settings, true, Some(tessera_bin()))
             .await
             .unwrap_or_else(|e| panic!("engine: {e}"));
         let handle = tessera_server::app::EngineHandle(engine.clone());

@@ -1,0 +1,148 @@
+//! Social sign-in over HTTP: the upstream callback, the continuity cookie, stored errors, and
+//! how "go upstream" outcomes are answered to browsers, AJAX and API callers.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{self, current_session, session_cookie};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tessera_core::Error;
+use tessera_flows::CallbackOutcome;
+use tessera_flows::oidc::ATTEMPT_LIFESPAN;
+
+/// Binds an upstream round trip to the browser that started it.
+pub const CONTINUITY_COOKIE: &str = "tessera_continuity";
+
+/// `Set-Cookie` for the continuity token. `SameSite=Lax` so it rides along on the top-level
+/// navigation back from the upstream; scoped to the callback path.
+pub fn continuity_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    let mut c = format!(
+        "{CONTINUITY_COOKIE}={value}; Path=/self-service/methods/oidc/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+    );
+    if st.engine.settings.secure_cookies {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// "Send the browser there": a 303 for a plain browser form, 422
+/// `browser_location_change_required` with `redirect_browser_to` for JSON callers (SPAs, and
+/// API flows of native apps whatever they accept), as Kratos answers.
+pub fn go_upstream(st: &AppState, to: &str, continuity: Option<&str>, json: bool) -> Response {
+    let mut resp = if json {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": {
+                    "id": "browser_location_change_required",
+                    "code": 422,
+                    "status": "Unprocessable Entity",
+                    "reason": "In order to complete this flow please redirect the browser to: ".to_string() + to,
+                    "message": "browser location change required",
+                },
+                "redirect_browser_to": to,
+            })),
+        )
+            .into_response()
+    } else {
+        Redirect::to(to).into_response()
+    };
+    if let Some(c) = continuity {
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            continuity_cookie(st, c, ATTEMPT_LIFESPAN.as_secs() as i64),
+        );
+    }
+    resp
+}
+
+/// `GET|POST /self-service/methods/oidc/callback/{provider}`.
+pub async fn callback(
+    State(st): State<AppState>,
+    Path(provider): Path<String>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    if method == Method::POST {
+        // `response_mode=form_post` arrives as a cross-site POST, which does not carry
+        // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.
+        let form = http::read_body(&headers, body).await?;
+        let mut to = st
+            .engine
+            .settings
+            .public_base_url
+            .join(uri.path().trim_start_matches('/'))
+            .map_err(|e| ApiError(Error::internal(e.to_string())))?;
+        if let Value::Object(m) = form {
+            let mut q = to.query_pairs_mut();
+            for (k, v) in m {
+                if let Some(s) = v.as_str() {
+                    q.append_pair(&k, s);
+                }
+            }
+        }
+        return Ok(Redirect::to(to.as_str()).into_response());
+    }
+    let continuity = http::cookie(&headers, CONTINUITY_COOKIE);
+    let csrf = http::cookie(&headers, http::CSRF_COOKIE);
+    let session = current_session(&st, &headers).await?;
+    let e = &st.engine;
+    let outcome = e
+        .oidc_callback(&provider, query, continuity, csrf, session.as_ref())
+        .await?;
+    let mut resp = match outcome {
+        CallbackOutcome::SignedIn {
+            session, return_to, ..
+        } => {
+            let mut r = Redirect::to(&return_to).into_response();
+            r.headers_mut()
+                .append(header::SET_COOKIE, session_cookie(&st, &session.1, &session.0));
+            r
+        }
+        CallbackOutcome::ShowFlow(flow) => {
+            let mut to = e.ui_url(flow.kind).clone();
+            to.query_pairs_mut().append_pair("flow", &flow.id.to_string());
+            Redirect::to(to.as_str()).into_response()
+        }
+        CallbackOutcome::Redirect(to) => Redirect::to(&to).into_response(),
+        CallbackOutcome::Error(id) => {
+            let mut to = e.settings.error_ui_url.clone();
+            to.query_pairs_mut().append_pair("id", &id.to_string());
+            Redirect::to(to.as_str()).into_response()
+        }
+    };
+    if continuity.is_some() {
+        resp.headers_mut()
+            .append(header::SET_COOKIE, continuity_cookie(&st, "", 0));
+    }
+    Ok(resp)
+}
+
+/// `GET /self-service/errors?id=`: a stored user-facing error, as Kratos serves it.
+pub async fn get_error(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let id = q.get("id").map(String::as_str).unwrap_or_default();
+    let uuid = http::parse_uuid("error id", id)?;
+    match st.engine.store.get_error(uuid).await? {
+        Some((error, created_at)) => Ok(Json(json!({
+            "id": uuid,
+            "error": error,
+            "created_at": tessera_core::timefmt::to_rfc3339(created_at),
+        }))
+        .into_response()),
+        None => Err(ApiError(
+            Error::not_found(format!("No error with id `{id}` exists (errors are kept for a while only)."))
+                .with_id("self_service_error_not_found"),
+        )),
+    }
+}

@@ -1,0 +1,255 @@
+//! Provider entries (`selfservice.methods.oidc.config.providers[]`): Kratos's keys plus
+//! Tessera's `userinfo_url`, `api_base_url`, `update_traits_on_login` and `store_tokens`.
+//! Everything is checked at start, so a bad entry never reaches a user's sign-in.
+
+use crate::Configured;
+use crate::provider::Provider;
+use crate::upstream::Upstream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessera_config::load::Problem;
+use tessera_config::{ConfigError, ProviderSource, Settings};
+use tessera_mapper::Mapper;
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pkce {
+    /// Use PKCE when the upstream's discovery document lists S256 (Kratos's default).
+    #[default]
+    Auto,
+    Force,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimsSource {
+    #[default]
+    IdToken,
+    Userinfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub provider: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default)]
+    pub mapper_url: String,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub issuer_url: String,
+    #[serde(default)]
+    pub auth_url: String,
+    #[serde(default)]
+    pub token_url: String,
+    #[serde(default)]
+    pub userinfo_url: String,
+    #[serde(default)]
+    pub api_base_url: String,
+    #[serde(default)]
+    pub requested_claims: Value,
+    #[serde(default)]
+    pub pkce: Pkce,
+    #[serde(default)]
+    pub claims_source: ClaimsSource,
+    #[serde(default)]
+    pub microsoft_tenant: String,
+    #[serde(default)]
+    pub subject_source: String,
+    #[serde(default)]
+    pub apple_team_id: String,
+    #[serde(default)]
+    pub apple_private_key_id: String,
+    #[serde(default)]
+    pub apple_private_key: String,
+    #[serde(default)]
+    pub additional_id_token_audiences: Vec<String>,
+    /// Tessera: re-run the mapper on every sign-in and update the traits.
+    #[serde(default)]
+    pub update_traits_on_login: bool,
+    /// Tessera: keep the upstream's tokens (encrypted with `secrets.cipher`).
+    #[serde(default)]
+    pub store_tokens: bool,
+}
+
+impl ProviderConfig {
+    /// What buttons say: the label, or the id.
+    pub fn display_name(&self) -> &str {
+        if self.label.trim().is_empty() {
+            &self.id
+        } else {
+            &self.label
+        }
+    }
+}
+
+/// Provider types this build knows, with the function that makes one.
+type Make = fn(ProviderConfig, Upstream) -> Result<Arc<dyn Provider>, (String, String)>;
+
+fn registry() -> &'static [(&'static str, Make)] {
+    &[("generic", crate::generic::Generic::make)]
+}
+
+pub fn known_types() -> Vec<&'static str> {
+    registry().iter().map(|(t, _)| *t).collect()
+}
+
+fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        key: if key.is_empty() {
+            src.key.clone()
+        } else {
+            format!("{}.{key}", src.key)
+        },
+        location: src.location(key),
+        message: message.into(),
+    }
+}
+
+pub(crate) async fn build_all(
+    settings: &Settings,
+    http: &Upstream,
+) -> Result<Vec<Configured>, ConfigError> {
+    let mut problems = vec![];
+    let mut out: Vec<Configured> = vec![];
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for src in &settings.oidc_providers {
+        match build_one(src, http).await {
+            Ok(c) => {
+                let id = c.id().to_string();
+                if let Some(first) = seen.get(&id) {
+                    problems.push(problem(
+                        src,
+                        "id",
+                        format!("duplicate provider id `{id}` (also used by `{first}`): ids are the callback URL's path segment and must be unique"),
+                    ));
+                    continue;
+                }
+                seen.insert(id, src.key.clone());
+                out.push(c);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+async fn build_one(src: &ProviderSource, http: &Upstream) -> Result<Configured, Vec<Problem>> {
+    let cfg: ProviderConfig = serde_path_to_error::deserialize(&src.value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        let inner = e.into_inner().to_string();
+        let hint = if inner.contains("unknown field") {
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens")
+        } else {
+            inner
+        };
+        vec![problem(src, &key, hint)]
+    })?;
+    let mut p = vec![];
+    let who = format!("provider `{}`", cfg.id);
+    if cfg.id.is_empty()
+        || !cfg
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        p.push(problem(src, "id", format!("`{}` is not a valid provider id: use letters, digits, `-`, `_` or `.` (it becomes the callback URL's path segment)", cfg.id)));
+    }
+    if cfg.client_id.trim().is_empty() {
+        p.push(problem(
+            src,
+            "client_id",
+            format!("{who}: client_id is required (the OAuth2 client id from the upstream's developer console)"),
+        ));
+    }
+    for (key, value) in [
+        ("issuer_url", &cfg.issuer_url),
+        ("auth_url", &cfg.auth_url),
+        ("token_url", &cfg.token_url),
+        ("userinfo_url", &cfg.userinfo_url),
+        ("api_base_url", &cfg.api_base_url),
+    ] {
+        if !value.is_empty() {
+            match Url::parse(value) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => p.push(problem(
+                    src,
+                    key,
+                    format!("{who}: `{value}` is not an http(s) URL"),
+                )),
+            }
+        }
+    }
+    if !cfg.requested_claims.is_null() && !cfg.requested_claims.is_object() {
+        p.push(problem(
+            src,
+            "requested_claims",
+            format!("{who}: requested_claims must be an object, as in OIDC Core §5.5 (e.g. {{\"id_token\": {{\"email\": {{\"essential\": true}}}}}})"),
+        ));
+    }
+    let mapper = if cfg.mapper_url.trim().is_empty() {
+        p.push(problem(src, "mapper_url", format!("{who}: mapper_url is required: a Jsonnet mapper as base64://..., file://... or https://... (see docs/providers)")));
+        None
+    } else {
+        match tessera_config::source::fetch(&cfg.mapper_url, src.base_dir.as_deref()).await {
+            Err(e) => {
+                p.push(problem(src, "mapper_url", format!("{who}: {e}")));
+                None
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Err(_) => {
+                    p.push(problem(src, "mapper_url", format!("{who}: the mapper is not UTF-8 text")));
+                    None
+                }
+                Ok(source) => match Mapper::compile(&format!("{who} mapper"), &source) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        p.push(problem(src, "mapper_url", e.to_string()));
+                        None
+                    }
+                },
+            },
+        }
+    };
+    let provider = match registry().iter().find(|(t, _)| *t == cfg.provider) {
+        None => {
+            p.push(problem(
+                src,
+                "provider",
+                format!(
+                    "{who}: unknown provider type `{}`; this version supports: {}",
+                    cfg.provider,
+                    known_types().join(", ")
+                ),
+            ));
+            None
+        }
+        Some((_, make)) => match make(cfg.clone(), http.clone()) {
+            Ok(pr) => Some(pr),
+            Err((key, message)) => {
+                p.push(problem(src, &key, format!("{who}: {message}")));
+                None
+            }
+        },
+    };
+    match (provider, mapper) {
+        (Some(provider), Some(mapper)) if p.is_empty() => Ok(Configured { provider, mapper }),
+        _ => Err(p),
+    }
+}

@@ -1,0 +1,94 @@
+//! Social sign-in upstreams. A provider is mostly data — endpoints, scopes, how to read the user
+//! and turn it into claims — over one shared, tested HTTP layer ([`upstream`]) and one id_token
+//! verifier ([`oidc`]). The self-service engine drives the flow (state, continuity, mapping,
+//! linking); this crate only talks to upstreams and validates their configuration.
+//!
+//! Architecture invariant: no database and no inbound HTTP here. Everything an upstream says is
+//! untrusted input: every answer is size-capped, time-limited, never followed through a redirect,
+//! and turned into an [`UpstreamError`] with a message a user can read and a reason for the log.
+
+pub mod claims;
+pub mod config;
+pub mod generic;
+pub mod mapping;
+pub mod oidc;
+pub mod provider;
+pub mod upstream;
+
+pub use claims::normalize_claims;
+pub use config::{ClaimsSource, Pkce, ProviderConfig};
+pub use mapping::{Mapped, MappingError};
+pub use provider::{AuthRequest, Callback, Profile, Provider, Tokens};
+pub use upstream::{Upstream, UpstreamError};
+
+use std::sync::Arc;
+use tessera_config::{ConfigError, Settings};
+use tessera_mapper::{Mapper, MapperPool};
+
+/// One configured provider with its compiled mapper.
+#[derive(Clone)]
+pub struct Configured {
+    pub provider: Arc<dyn Provider>,
+    pub mapper: Mapper,
+}
+
+impl Configured {
+    pub fn id(&self) -> &str {
+        &self.provider.config().id
+    }
+    pub fn config(&self) -> &ProviderConfig {
+        self.provider.config()
+    }
+}
+
+/// The providers a server runs with, in configuration order (which is the button order), and
+/// the sandbox their mappers run in.
+#[derive(Clone)]
+pub struct Social {
+    providers: Vec<Configured>,
+    pool: MapperPool,
+}
+
+impl Social {
+    /// Validates every provider entry, fetches and compiles every mapper; all problems are
+    /// reported together, each with the provider id, the key and its file line.
+    pub async fn build(settings: &Settings, pool: MapperPool) -> Result<Social, ConfigError> {
+        let http = Upstream::new();
+        let providers = config::build_all(settings, &http).await?;
+        Ok(Social { providers, pool })
+    }
+
+    /// No providers at all (social sign-in off).
+    pub fn empty(pool: MapperPool) -> Social {
+        Social {
+            providers: vec![],
+            pool,
+        }
+    }
+
+    pub fn providers(&self) -> &[Configured] {
+        &self.providers
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Configured> {
+        self.providers.iter().find(|p| p.id() == id)
+    }
+
+    pub fn pool(&self) -> &MapperPool {
+        &self.pool
+    }
+
+    /// Runs a provider's mapper on normalized claims and checks the output's shape.
+    pub async fn map(
+        &self,
+        provider: &Configured,
+        claims: &serde_json::Value,
+    ) -> Result<Mapped, MappingError> {
+        let out = self
+            .pool
+            .evaluate(&provider.mapper, claims)
+            .await
+            .map_err(MappingError::Mapper)?;
+        Mapped::from_output(out)
+    }
+}

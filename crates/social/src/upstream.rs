@@ -1,0 +1,225 @@
+//! The one outbound HTTP layer every provider uses, so timeouts, size caps, redirect refusal and
+//! error shapes are handled once and tested once.
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Largest upstream answer read; anything bigger is refused, not truncated.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Whole-request time limit, connection included.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an upstream step failed. `Display` is the reason written to the log (never contains a
+/// token or secret); [`UpstreamError::user_message`] is what the person signing in reads.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{endpoint}: request failed: {detail}")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("{endpoint}: no answer within {} s", TIMEOUT.as_secs())]
+    Timeout { endpoint: String },
+    #[error("{endpoint}: HTTP {status}: {excerpt}")]
+    Status {
+        endpoint: String,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("{endpoint}: answered with a redirect to {location}; upstream redirects are not followed")]
+    Redirected { endpoint: String, location: String },
+    #[error("{endpoint}: answer is larger than {} bytes", MAX_RESPONSE_BYTES)]
+    TooLarge { endpoint: String },
+    #[error("{endpoint}: answer is not valid JSON: {detail}")]
+    InvalidJson { endpoint: String, detail: String },
+    #[error("{endpoint}: answer lacks {what}")]
+    Missing { endpoint: String, what: String },
+    /// An OAuth 2.0 / provider error the upstream reported (`error`, `error_description`).
+    #[error("{endpoint}: upstream error `{error}`: {description}")]
+    OAuth {
+        endpoint: String,
+        error: String,
+        description: String,
+    },
+    #[error("id_token rejected: {0}")]
+    IdToken(String),
+    /// The callback itself is wrong (missing code, wrong `iss`, ...).
+    #[error("callback rejected: {0}")]
+    Callback(String),
+}
+
+impl UpstreamError {
+    /// A sentence for the person signing in: what happened and what they can do.
+    pub fn user_message(&self, label: &str) -> String {
+        match self {
+            UpstreamError::OAuth {
+                error, description, ..
+            } if error == "access_denied" => {
+                let d = if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({description})")
+                };
+                format!("Sign-in with {label} was cancelled or denied{d}. Try again, or choose another way to sign in.")
+            }
+            UpstreamError::OAuth {
+                error, description, ..
+            } => format!(
+                "{label} refused the sign-in: {error}{}. Try again; if it keeps happening, contact the site's administrator.",
+                if description.is_empty() { String::new() } else { format!(" — {description}") }
+            ),
+            UpstreamError::Timeout { .. } => format!(
+                "{label} did not answer in time. Try again in a moment."
+            ),
+            UpstreamError::Unreachable { .. } => {
+                format!("{label} could not be reached. Try again in a moment.")
+            }
+            UpstreamError::IdToken(_) => format!(
+                "The sign-in answer from {label} could not be verified, so it was not accepted. Try again; if it keeps happening, contact the site's administrator."
+            ),
+            UpstreamError::Callback(reason) => format!(
+                "The sign-in with {label} could not be completed: {reason}. Start again."
+            ),
+            _ => format!(
+                "{label} sent an answer Tessera could not use, so the sign-in stopped. Try again; if it keeps happening, contact the site's administrator."
+            ),
+        }
+    }
+}
+
+/// Shared HTTP client for upstream calls.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: reqwest::Client,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstream {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("Tessera/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Upstream { client }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request and reads at most [`MAX_RESPONSE_BYTES`]. Redirects are errors.
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        req: RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), UpstreamError> {
+        let classify = |e: reqwest::Error| {
+            if e.is_timeout() {
+                UpstreamError::Timeout {
+                    endpoint: endpoint.to_string(),
+                }
+            } else {
+                UpstreamError::Unreachable {
+                    endpoint: endpoint.to_string(),
+                    detail: without_url(&e),
+                }
+            }
+        };
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("(no Location)")
+                .to_string();
+            return Err(UpstreamError::Redirected {
+                endpoint: endpoint.to_string(),
+                location,
+            });
+        }
+        if resp
+            .content_length()
+            .is_some_and(|l| l > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(UpstreamError::TooLarge {
+                endpoint: endpoint.to_string(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(UpstreamError::TooLarge {
+                    endpoint: endpoint.to_string(),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    /// Sends and parses a JSON answer. Non-2xx answers become [`UpstreamError::OAuth`] when
+    /// they carry an OAuth `error`, [`UpstreamError::Status`] otherwise.
+    pub async fn json(&self, endpoint: &str, req: RequestBuilder) -> Result<Value, UpstreamError> {
+        let (status, body) = self.send(endpoint, req).await?;
+        if !status.is_success() {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body)
+                && let Some(err) = oauth_error(endpoint, &v)
+            {
+                return Err(err);
+            }
+            return Err(UpstreamError::Status {
+                endpoint: endpoint.to_string(),
+                status: status.as_u16(),
+                excerpt: excerpt(&body),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidJson {
+            endpoint: endpoint.to_string(),
+            detail: format!("{e} (body starts with {:?})", excerpt(&body)),
+        })
+    }
+}
+
+/// Reads an OAuth 2.0 error object (`{error, error_description}`), which some providers send
+/// with HTTP 200.
+pub fn oauth_error(endpoint: &str, v: &Value) -> Option<UpstreamError> {
+    let error = v.get("error").and_then(Value::as_str)?;
+    Some(UpstreamError::OAuth {
+        endpoint: endpoint.to_string(),
+        error: error.to_string(),
+        description: v
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+/// The start of a body for a log line: bounded and on one line.
+pub fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    s.replace(['\n', '\r'], " ")
+}
+
+/// reqwest errors print the URL, which may carry a query with secrets; keep only the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "(url)");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

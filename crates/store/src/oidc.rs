@@ -1,0 +1,100 @@
+//! Social sign-in attempts in flight, and stored user-facing errors.
+
+use crate::{Store, db_err};
+use serde_json::Value;
+use sqlx::Row;
+use tessera_core::Error;
+use uuid::Uuid;
+
+/// One sign-in attempt, created when the browser is sent upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcState {
+    /// SHA-256 of the `state` parameter; the parameter itself is only in the browser's URL.
+    pub state_hash: String,
+    pub flow_id: Uuid,
+    pub provider: String,
+    /// SHA-256 of the continuity cookie that binds the round trip to the browser that began it;
+    /// empty for API flows (native apps have no cookie jar shared with the system browser).
+    pub continuity_hash: String,
+    pub code_verifier: String,
+    pub nonce: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    pub async fn insert_oidc_state(&self, s: &OidcState) -> Result<(), Error> {
+        sqlx::query("INSERT INTO oidc_states (state_hash, flow_id, provider, continuity_hash, code_verifier, nonce, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&s.state_hash)
+            .bind(s.flow_id.to_string())
+            .bind(&s.provider)
+            .bind(&s.continuity_hash)
+            .bind(&s.code_verifier)
+            .bind(&s.nonce)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Takes a state: returns it and deletes it in one statement, so two callbacks carrying the
+    /// same state cannot both get it (single use even across instances).
+    pub async fn take_oidc_state(&self, state_hash: &str) -> Result<Option<OidcState>, Error> {
+        let row = sqlx::query("DELETE FROM oidc_states WHERE state_hash = $1 RETURNING state_hash, flow_id, provider, continuity_hash, code_verifier, nonce, created_at, expires_at")
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let s = |c: &str| row.try_get::<String, _>(c).map_err(db_err);
+        Ok(Some(OidcState {
+            state_hash: s("state_hash")?,
+            flow_id: Uuid::parse_str(&s("flow_id")?)
+                .map_err(|e| Error::internal(format!("corrupt oidc state: {e}")))?,
+            provider: s("provider")?,
+            continuity_hash: s("continuity_hash")?,
+            code_verifier: s("code_verifier")?,
+            nonce: s("nonce")?,
+            created_at: row.try_get("created_at").map_err(db_err)?,
+            expires_at: row.try_get("expires_at").map_err(db_err)?,
+        }))
+    }
+
+    pub async fn delete_expired_oidc_states(&self, now: i64) -> Result<u64, Error> {
+        let done = sqlx::query("DELETE FROM oidc_states WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores an error for the error page, which loads it by id.
+    pub async fn insert_error(&self, error: &Value, now: i64) -> Result<Uuid, Error> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO selfservice_errors (id, error, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(error.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(id)
+    }
+
+    pub async fn get_error(&self, id: Uuid) -> Result<Option<(Value, i64)>, Error> {
+        let row = sqlx::query("SELECT error, created_at FROM selfservice_errors WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let e: String = row.try_get("error").map_err(db_err)?;
+        Ok(Some((
+            serde_json::from_str(&e).unwrap_or(Value::Null),
+            row.try_get("created_at").map_err(db_err)?,
+        )))
+    }
+}

@@ -1,0 +1,1000 @@
+//! Social sign-in through a generic OIDC upstream (the fake in tessera-testkit, which checks
+//! PKCE, secrets and codes like a real one): sign-up, sign-in into the same identity,
+//! fill-the-gaps, linking to an existing account, settings link/unlink, API and AJAX callers,
+//! and every hostile answer an upstream or a mapper can give.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tessera_testkit::fake_oidc::{Behavior, FakeOidc, FakeOptions};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, message_ids};
+
+/// The seed-004 GitHub mapper shape: email only when verified, plus a name and metadata.
+const MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('claims');
+{
+  identity: {
+    traits: {
+      [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
+      [if 'name' in claims then 'name' else null]: { first: claims.name },
+    },
+    metadata_public: { upstream_subject: claims.sub },
+  },
+}
+"#;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn provider_yaml(id: &str, fake: &FakeOidc, mapper: &str, extra: &str) -> String {
+    format!(
+        "          - id: {id}\n            provider: generic\n            label: Acme {id}\n            client_id: {}\n            client_secret: {}\n            issuer_url: {}\n            mapper_url: base64://{}\n            scope: [email, profile]\n{extra}",
+        fake.client_id(),
+        fake.client_secret(),
+        fake.issuer(),
+        b64(mapper)
+    )
+}
+
+fn config(providers: &str, session_hook: bool) -> String {
+    let hook = if session_hook {
+        "      after:\n        oidc:\n          hooks:\n            - hook: session\n        password:\n          hooks:\n            - hook: session\n"
+    } else {
+        "      enabled: true\n"
+    };
+    format!(
+        "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n{hook}"
+    )
+}
+
+async fn server(fake: &FakeOidc, extra: &str) -> TestServer {
+    TestServer::start(
+        Backend::Sqlite,
+        &config(&provider_yaml("acme", fake, MAPPER, extra), true),
+    )
+    .await
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn flow_id_of(loc: &str) -> String {
+    loc.split("flow=").nth(1).unwrap_or_default().to_string()
+}
+
+async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
+    b.get(
+        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
+        true,
+    )
+    .await
+    .json()
+    .await
+    .expect("flow json")
+}
+
+/// Opens a browser flow and presses "Continue with <provider>"; returns the upstream URL.
+async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str) -> String {
+    let r = b
+        .get(
+            &format!(
+                "{}/self-service/{kind}/browser?return_to=https://app.example.com/after",
+                s.public
+            ),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let id = flow_id_of(&location(&r));
+    let flow = flow_json(b, s, kind, &id).await;
+    let buttons: Vec<&Value> = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["group"] == "oidc" && n["attributes"]["name"] == "provider")
+        .collect();
+    assert!(
+        buttons.iter().any(|n| n["attributes"]["value"] == provider),
+        "a button for {provider}: {flow}"
+    );
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[("csrf_token", &csrf_of(&flow)), ("provider", provider)],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let to = location(&r);
+    assert!(
+        b.cookie("tessera_continuity").is_some(),
+        "continuity cookie set"
+    );
+    to
+}
+
+/// Lets the (fake) upstream answer and returns the callback URL it sends the browser to.
+async fn upstream(b: &Browser, authorize: &str) -> String {
+    let r = b.get(authorize, false).await;
+    assert_eq!(r.status(), 303, "upstream answered {}", r.status());
+    location(&r)
+}
+
+/// A whole browser sign-in; returns the final response of the callback.
+async fn sign_in(b: &Browser, s: &TestServer, kind: &str) -> reqwest::Response {
+    let authorize = press_provider(b, s, kind, "acme").await;
+    let callback = upstream(b, &authorize).await;
+    b.get(&callback, false).await
+}
+
+async fn whoami(b: &Browser, s: &TestServer) -> Value {
+    b.get(&format!("{}/sessions/whoami", s.public), true)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn identities(s: &TestServer) -> Vec<Value> {
+    reqwest::get(format!("{}/admin/identities", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn admin_identity(s: &TestServer, id: &str) -> Value {
+    reqwest::get(format!(
+        "{}/admin/identities/{id}?include_credential=oidc",
+        s.admin
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
+fn ids(flow: &Value) -> Vec<u64> {
+    message_ids(flow).into_iter().map(|(_, id)| id).collect()
+}
+
+#[tokio::test]
+async fn sign_up_then_sign_in_again_into_the_same_identity() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert!(
+        b.cookie("tessera_continuity").is_none(),
+        "continuity cookie cleared"
+    );
+    let me = whoami(&b, &s).await;
+    assert_eq!(me["identity"]["traits"]["email"], "fake.user@example.com");
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "Fake User");
+    assert_eq!(
+        me["identity"]["metadata_public"]["upstream_subject"],
+        "fake-user-1"
+    );
+    assert_eq!(me["authentication_methods"][0]["method"], "oidc");
+    let id = me["identity"]["id"].as_str().unwrap().to_string();
+
+    let full = admin_identity(&s, &id).await;
+    assert_eq!(
+        full["credentials"]["oidc"]["identifiers"],
+        json!(["acme:fake-user-1"])
+    );
+    assert_eq!(
+        full["credentials"]["oidc"]["config"]["providers"][0],
+        json!({"provider": "acme", "subject": "fake-user-1"}),
+        "no tokens are kept without store_tokens"
+    );
+
+    // A second browser, starting from the registration page: signs in to the same identity.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(&s).await.len(), 1);
+    assert!(fake.token_requests() >= 2);
+}
+
+#[tokio::test]
+async fn missing_traits_are_asked_for_and_merged_with_the_mapped_ones() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "unverified@example.com", "email_verified": false, "name": "Gap Filler"}),
+        ..Default::default()
+    })
+    .await;
+    let s = server(&fake, "").await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login").await;
+    assert_eq!(r.status(), 303);
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    let id = flow_id_of(&loc);
+    let flow = flow_json(&b, &s, "registration", &id).await;
+    assert_eq!(flow["return_to"], "https://app.example.com/after");
+    let nodes = flow["ui"]["nodes"].as_array().unwrap();
+    let email = nodes
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.email")
+        .expect("an email field");
+    assert_eq!(email["group"], "oidc");
+    assert_eq!(email["messages"][0]["id"], 4000002, "{email}");
+    let first = nodes
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.name.first")
+        .unwrap();
+    assert_eq!(
+        first["attributes"]["value"], "Gap Filler",
+        "mapped value pre-filled"
+    );
+    assert!(identities(&s).await.is_empty(), "nothing created yet");
+
+    // An invalid email is refused and asked again; the mapped name is kept.
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
+    let csrf = csrf_of(&flow);
+    let r = b
+        .post_form(
+            &action,
+            &[
+                ("csrf_token", &csrf),
+                ("provider", "acme"),
+                ("traits.email", "not-an-email"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let again: Value = r.json().await.unwrap();
+    assert!(ids(&again).contains(&4000004), "invalid format: {again}");
+    assert!(identities(&s).await.is_empty());
+
+    let r = b
+        .post_form(
+            &action,
+            &[
+                ("csrf_token", &csrf),
+                ("provider", "acme"),
+                ("traits.email", "filled@example.com"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await;
+    assert_eq!(me["identity"]["traits"]["email"], "filled@example.com");
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "Gap Filler");
+
+    // Next time the same upstream account signs straight in.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(
+        whoami(&b2, &s).await["identity"]["id"],
+        me["identity"]["id"]
+    );
+}
+
+#[tokio::test]
+async fn an_existing_email_is_never_linked_silently() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "Alice@Example.com", "email_verified": true}),
+        ..Default::default()
+    })
+    .await;
+    let s = server(&fake, "").await;
+    let alice = s
+        .register("alice@example.com", "correct horse battery")
+        .await;
+    let alice_id = alice["identity"]["id"].as_str().unwrap().to_string();
+
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login").await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/login?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(&b, &s, "login", &flow_id_of(&loc)).await;
+    assert!(ids(&flow).contains(&1010016), "{flow}");
+    assert!(
+        whoami(&b, &s).await.get("identity").is_none(),
+        "not signed in"
+    );
+    assert_eq!(identities(&s).await.len(), 1, "no second identity");
+    let full = admin_identity(&s, &alice_id).await;
+    assert!(full["credentials"].get("oidc").is_none(), "not linked yet");
+
+    // A wrong password links nothing.
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
+    let csrf = csrf_of(&flow);
+    let r = b
+        .post_form(
+            &action,
+            &[
+                ("csrf_token", &csrf),
+                ("method", "password"),
+                ("identifier", "alice@example.com"),
+                ("password", "wrong password!!"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
+
+    // Proving the account links the social profile to it.
+    let r = b
+        .post_form(
+            &action,
+            &[
+                ("csrf_token", &csrf),
+                ("method", "password"),
+                ("identifier", "alice@example.com"),
+                ("password", "correct horse battery"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(whoami(&b, &s).await["identity"]["id"], alice_id.as_str());
+    let full = admin_identity(&s, &alice_id).await;
+    assert_eq!(
+        full["credentials"]["oidc"]["identifiers"],
+        json!(["acme:fake-user-1"])
+    );
+
+    // From now on the social sign-in goes straight to Alice.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], alice_id.as_str());
+}
+
+#[tokio::test]
+async fn settings_link_and_unlink_but_never_the_last_credential() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "bob@example.com", "email_verified": true}),
+        ..Default::default()
+    })
+    .await;
+    let s = server(&fake, "").await;
+    // Bob signs up with a password, then links Acme in settings.
+    let b = Browser::default();
+    let r = b
+        .get(
+            &format!("{}/self-service/registration/browser", s.public),
+            true,
+        )
+        .await;
+    let flow: Value = r.json().await.unwrap();
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &csrf_of(&flow)),
+                ("method", "password"),
+                ("traits.email", "bob@example.com"),
+                ("password", "correct horse battery"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let bob = whoami(&b, &s).await["identity"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let settings: Value = b
+        .get(&format!("{}/self-service/settings/browser", s.public), true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let link = settings["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "link")
+        .expect("a link button");
+    assert_eq!(link["attributes"]["value"], "acme");
+    assert_eq!(link["meta"]["label"]["id"], 1050002);
+    let action = settings["ui"]["action"].as_str().unwrap().to_string();
+    let csrf = csrf_of(&settings);
+    let r = b
+        .post_form(&action, &[("csrf_token", &csrf), ("link", "acme")], false)
+        .await;
+    assert_eq!(r.status(), 303);
+    let callback = upstream(&b, &location(&r)).await;
+    let r = b.get(&callback, false).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/settings?flow=", s.public)),
+        "{loc}"
+    );
+    let after = flow_json(&b, &s, "settings", &flow_id_of(&loc)).await;
+    assert_eq!(after["state"], "success", "{after}");
+    assert!(
+        after["ui"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["attributes"]["name"] == "unlink" && n["attributes"]["value"] == "acme")
+    );
+    assert_eq!(
+        admin_identity(&s, &bob).await["credentials"]["oidc"]["identifiers"],
+        json!(["acme:fake-user-1"])
+    );
+
+    // Unlink it again.
+    let r = b
+        .post_form(&action, &[("csrf_token", &csrf), ("unlink", "acme")], true)
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert!(
+        admin_identity(&s, &bob).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
+
+    // A social-only identity cannot unlink its only way in.
+    fake.set_claims(
+        "carol-sub",
+        json!({"email": "carol@example.com", "email_verified": true}),
+    );
+    let c = Browser::default();
+    let r = sign_in(&c, &s, "registration").await;
+    assert_eq!(r.status(), 303);
+    let carol = whoami(&c, &s).await["identity"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let settings: Value = c
+        .get(&format!("{}/self-service/settings/browser", s.public), true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = c
+        .post_form(
+            settings["ui"]["action"].as_str().unwrap(),
+            &[("csrf_token", &csrf_of(&settings)), ("unlink", "acme")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let refused: Value = r.json().await.unwrap();
+    assert!(
+        refused["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("only way to sign in"),
+        "{refused}"
+    );
+    assert_eq!(
+        admin_identity(&s, &carol).await["credentials"]["oidc"]["identifiers"],
+        json!(["acme:carol-sub"])
+    );
+}
+
+#[tokio::test]
+async fn ajax_and_api_callers_are_told_to_move_the_browser() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+    // AJAX on a browser flow: 422 with redirect_browser_to, and the continuity cookie.
+    let b = Browser::default();
+    let flow: Value = b
+        .get(&format!("{}/self-service/login/browser", s.public), true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[("csrf_token", &csrf_of(&flow)), ("provider", "acme")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "browser_location_change_required");
+    let to = body["redirect_browser_to"].as_str().unwrap();
+    assert!(
+        to.starts_with(&format!("{}/authorize?", fake.issuer())),
+        "{to}"
+    );
+    for p in [
+        "code_challenge_method=S256",
+        "nonce=",
+        "state=",
+        "client_id=tessera",
+    ] {
+        assert!(to.contains(p), "{p} in {to}");
+    }
+    assert!(b.cookie("tessera_continuity").is_some());
+    // The SPA then navigates the browser there and the sign-in completes.
+    let callback = upstream(&b, to).await;
+    let r = b.get(&callback, false).await;
+    assert_eq!(
+        location(&r),
+        s.engine.0.settings.default_return_url.as_str()
+    );
+    assert!(whoami(&b, &s).await["identity"]["id"].is_string());
+
+    // An API flow with a JSON body: the same 422.
+    let api: Value = reqwest::get(format!("{}/self-service/login/api", s.public))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(api["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "oidc", "provider": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "browser_location_change_required");
+
+    // An unknown provider is a flow message, not a crash.
+    let r = reqwest::Client::new()
+        .post(api["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "oidc", "provider": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn without_the_session_hook_the_user_is_sent_to_sign_in() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&provider_yaml("acme", &fake, MAPPER, ""), false),
+    )
+    .await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "registration").await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/self-service/login/browser", s.public)),
+        "{loc}"
+    );
+    assert!(loc.contains("return_to="), "{loc}");
+    assert!(whoami(&b, &s).await.get("identity").is_none());
+    assert_eq!(identities(&s).await.len(), 1);
+    // Signing in now works and lands in that identity.
+    let r = sign_in(&b, &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(identities(&s).await.len(), 1);
+}
+
+#[tokio::test]
+async fn upstream_tokens_are_kept_encrypted_when_asked() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "            store_tokens: true\n").await;
+    let b = Browser::default();
+    sign_in(&b, &s, "login").await;
+    let id = whoami(&b, &s).await["identity"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // At rest: only ciphertext.
+    let raw: String = sqlx::query_scalar(
+        "SELECT config FROM identity_credentials WHERE type = 'oidc' AND identity_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(
+        &sqlx::SqlitePool::connect(&format!("sqlite://{}", s.dir.join("tessera.db").display()))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let stored: Value = serde_json::from_str(&raw).unwrap();
+    let sealed = stored["providers"][0]["initial_id_token"].as_str().unwrap();
+    assert!(
+        sealed.starts_with("v1.") && !sealed.contains("eyJ"),
+        "{sealed}"
+    );
+    // The admin API decrypts them on request.
+    let full = admin_identity(&s, &id).await;
+    let p = &full["credentials"]["oidc"]["config"]["providers"][0];
+    assert!(
+        p["initial_id_token"].as_str().unwrap().starts_with("eyJ"),
+        "{p}"
+    );
+    assert!(p["initial_access_token"].is_string());
+    // Without include_credential, no config at all.
+    let plain: Value = reqwest::get(format!("{}/admin/identities/{id}", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        plain["credentials"]["oidc"].get("config").is_none(),
+        "{plain}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_key_rotation_is_followed() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+    let r = sign_in(&Browser::default(), &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let before = fake.jwks_requests();
+    fake.rotate_key();
+    let r = sign_in(&Browser::default(), &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(
+        fake.jwks_requests(),
+        before + 1,
+        "refetched once for the new kid"
+    );
+    // The cached key set serves the next sign-in without another fetch.
+    sign_in(&Browser::default(), &s, "login").await;
+    assert_eq!(fake.jwks_requests(), before + 1);
+}
+
+#[tokio::test]
+async fn update_traits_on_login_remaps_every_time() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "            update_traits_on_login: true\n").await;
+    let b = Browser::default();
+    sign_in(&b, &s, "login").await;
+    fake.set_claims(
+        "fake-user-1",
+        json!({"email": "fake.user@example.com", "email_verified": true, "name": "Renamed"}),
+    );
+    let b2 = Browser::default();
+    sign_in(&b2, &s, "login").await;
+    assert_eq!(
+        whoami(&b2, &s).await["identity"]["traits"]["name"]["first"],
+        "Renamed"
+    );
+}
+
+#[tokio::test]
+async fn two_simultaneous_first_sign_ins_make_one_identity() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    for backend in tessera_testkit::BACKENDS {
+        let s = TestServer::start(
+            backend,
+            &config(&provider_yaml("acme", &fake, MAPPER, ""), true),
+        )
+        .await;
+        let (b1, b2) = (Browser::default(), Browser::default());
+        let cb1 = upstream(&b1, &press_provider(&b1, &s, "login", "acme").await).await;
+        let cb2 = upstream(&b2, &press_provider(&b2, &s, "login", "acme").await).await;
+        let (r1, r2) = tokio::join!(b1.get(&cb1, false), b2.get(&cb2, false));
+        assert_eq!(location(&r1), "https://app.example.com/after");
+        assert_eq!(location(&r2), "https://app.example.com/after");
+        let all = identities(&s).await;
+        assert_eq!(all.len(), 1, "{backend:?}: {all:?}");
+        assert_eq!(
+            whoami(&b1, &s).await["identity"]["id"],
+            whoami(&b2, &s).await["identity"]["id"]
+        );
+    }
+}
+
+// ---- hostile input -------------------------------------------------------------------------
+
+/// Runs one sign-in against a misbehaving upstream; it must end on the login page with a
+/// clear message, and create nothing.
+async fn refused_with_message(fake: &FakeOidc, s: &TestServer, behavior: Behavior, needle: &str) {
+    fake.set_behavior(behavior.clone());
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login").await;
+    assert_eq!(r.status(), 303, "{behavior:?}");
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/login?flow=", s.public)),
+        "{behavior:?}: {loc}"
+    );
+    let flow = flow_json(&b, s, "login", &flow_id_of(&loc)).await;
+    let text = flow["ui"]["messages"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains(needle), "{behavior:?}: {flow}");
+    assert!(whoami(&b, s).await.get("identity").is_none());
+    assert!(
+        identities(s).await.is_empty(),
+        "{behavior:?} created an identity"
+    );
+    // The page renders the message for a person.
+    let page = b.get(&loc, false).await.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    fake.set_behavior(Behavior::Normal);
+}
+
+#[tokio::test]
+async fn bad_id_tokens_and_broken_token_answers_are_refused() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+    let unverified = "could not be verified";
+    for behavior in [
+        Behavior::WrongIss,
+        Behavior::WrongAud,
+        Behavior::WrongNonce,
+        Behavior::Expired,
+        Behavior::AlgNone,
+        Behavior::BadSignature,
+    ] {
+        refused_with_message(&fake, &s, behavior, unverified).await;
+    }
+    refused_with_message(&fake, &s, Behavior::TokenInvalidJson, "could not use").await;
+    refused_with_message(&fake, &s, Behavior::Token500, "could not use").await;
+    refused_with_message(&fake, &s, Behavior::AuthorizeWrongIss, "mix-up").await;
+    refused_with_message(
+        &fake,
+        &s,
+        Behavior::AuthorizeError {
+            error: "access_denied".into(),
+            description: "The user said no".into(),
+        },
+        "cancelled or denied (The user said no)",
+    )
+    .await;
+    // After all that, a normal sign-in still works.
+    let r = sign_in(&Browser::default(), &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+}
+
+#[tokio::test]
+async fn userinfo_that_is_not_json_is_refused() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "            claims_source: userinfo\n").await;
+    refused_with_message(&fake, &s, Behavior::UserinfoInvalidJson, "could not use").await;
+    let r = sign_in(&Browser::default(), &s, "login").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert!(fake.userinfo_requests() >= 2);
+}
+
+#[tokio::test]
+async fn a_silent_upstream_times_out_while_others_keep_signing_in() {
+    let slow = FakeOidc::start(FakeOptions::default()).await;
+    let fast = FakeOidc::start(FakeOptions {
+        subject: "fast-user".into(),
+        ..Default::default()
+    })
+    .await;
+    let providers =
+        provider_yaml("acme", &slow, MAPPER, "") + &provider_yaml("quick", &fast, MAPPER, "");
+    let s = TestServer::start(Backend::Sqlite, &config(&providers, true)).await;
+    slow.set_behavior(Behavior::TokenHang(Duration::from_secs(30)));
+    let b = Browser::default();
+    let cb = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
+    let started = std::time::Instant::now();
+    let hung = tokio::spawn(async move {
+        let r = b.get(&cb, false).await;
+        (location(&r), b)
+    });
+    // Meanwhile another user signs in through the other provider.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = Browser::default();
+    let cb = upstream(&other, &press_provider(&other, &s, "login", "quick").await).await;
+    let r = other.get(&cb, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not blocked by the hung upstream"
+    );
+
+    let (loc, b) = hung.await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+        "gave up after the 10 s limit, not the upstream's 30 s: {waited:?}"
+    );
+    let flow = flow_json(&b, &s, "login", &flow_id_of(&loc)).await;
+    assert!(
+        flow["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{flow}"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_state_and_a_foreign_browser_are_refused() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+    let b = Browser::default();
+    let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
+
+    // The callback opened in another browser (no continuity cookie): refused, and the state is
+    // spent so the rightful browser cannot be tricked into using it either.
+    let stranger = Browser::default();
+    let r = stranger.get(&callback, false).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/error?id=", s.public)),
+        "{loc}"
+    );
+    let err_id = loc.split("id=").nth(1).unwrap();
+    let err: Value = reqwest::get(format!("{}/self-service/errors?id={err_id}", s.public))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        err["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("continuity"),
+        "{err}"
+    );
+    let page = stranger.get(&loc, false).await.text().await.unwrap();
+    assert!(page.contains("another browser"), "{page}");
+    assert!(whoami(&stranger, &s).await.get("identity").is_none());
+
+    // A fresh attempt completes; replaying its callback afterwards is refused.
+    let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
+    let r = b.get(&callback, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let r = b.get(&callback, false).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/error?id=", s.public)),
+        "{loc}"
+    );
+    let err_id = loc.split("id=").nth(1).unwrap();
+    let err: Value = reqwest::get(format!("{}/self-service/errors?id={err_id}", s.public))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        err["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{err}"
+    );
+    // Error pages never echo text from the URL.
+    let page = b
+        .get(
+            &format!("{}/ui/error?error=<b>Call+us</b>", s.public),
+            false,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Call us") && !page.contains("<b>"), "{page}");
+    assert_eq!(identities(&s).await.len(), 1);
+}
+
+#[tokio::test]
+async fn hostile_mappers_end_the_sign_in_with_a_message_and_the_server_keeps_serving() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let hostile = [
+        ("loop", "local f(x) = f(x + 1) + 1; f(0)"),
+        ("alloc", "local f(a) = f(a + a); f(['x'])"),
+        (
+            "big",
+            "{ identity: { traits: { email: std.repeat('x', 10 * 1024 * 1024) } } }",
+        ),
+        ("notobject", "[1, 2, 3]"),
+        ("throws", "error 'mapper refused'"),
+        ("shape", "{ identity: { traits: 'nope' } }"),
+    ];
+    let mut providers = String::new();
+    for (id, src) in hostile {
+        providers.push_str(&provider_yaml(id, &fake, src, ""));
+    }
+    providers.push_str(&provider_yaml("good", &fake, MAPPER, ""));
+    let s = TestServer::start(Backend::Sqlite, &config(&providers, true)).await;
+    for (id, _) in hostile {
+        let b = Browser::default();
+        let callback = upstream(&b, &press_provider(&b, &s, "login", id).await).await;
+        let r = b.get(&callback, false).await;
+        let loc = location(&r);
+        assert!(
+            loc.starts_with(&format!("{}/ui/login?flow=", s.public)),
+            "{id}: {loc}"
+        );
+        let flow = flow_json(&b, &s, "login", &flow_id_of(&loc)).await;
+        assert!(
+            flow["ui"]["messages"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("profile mapping failed"),
+            "{id}: {flow}"
+        );
+        assert!(identities(&s).await.is_empty(), "{id}");
+    }
+    let b = Browser::default();
+    let callback = upstream(&b, &press_provider(&b, &s, "login", "good").await).await;
+    let r = b.get(&callback, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+}
+
+#[tokio::test]
+async fn provider_configuration_errors_name_the_provider_key_and_line() {
+    let dir = tessera_testkit::temp_dir();
+    std::fs::write(
+        dir.join("broken.jsonnet"),
+        "{ identity: { traits: { email: } } }",
+    )
+    .unwrap();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "          - id: a\n            provider: generic\n            client_id: x\n            issuer_url: https://a.example\n            mapper_url: base64://e30=\n          - id: a\n            provider: generic\n            client_id: y\n            issuer_url: https://b.example\n            mapper_url: base64://e30=\n".into(),
+            vec!["providers.1.id", "duplicate provider id `a`", "tessera.yml:"],
+        ),
+        (
+            "          - id: a\n            provider: myspace\n            client_id: x\n            mapper_url: base64://e30=\n".into(),
+            vec!["providers.0.provider", "unknown provider type `myspace`", "generic"],
+        ),
+        (
+            "          - id: a\n            provider: generic\n            client_id: x\n            issuer_url: https://a.example\n            mapper_url: file:///nonexistent/mapper.jsonnet\n".into(),
+            vec!["providers.0.mapper_url", "provider `a`"],
+        ),
+        (
+            "          - id: a\n            provider: generic\n            client_id: x\n            issuer_url: https://a.example\n            mapper_url: file://broken.jsonnet\n".into(),
+            vec!["providers.0.mapper_url", "provider `a` mapper", "line 1"],
+        ),
+        (
+            "          - id: a\n            provider: generic\n            client_id: x\n            issuer_url: https://a.example\n            mapper_url: base64://e30=\n            scopes: [email]\n".into(),
+            vec!["providers.0", "unknown field `scopes`"],
+        ),
+        (
+            "          - id: a\n            provider: generic\n            mapper_url: base64://e30=\n".into(),
+            vec!["providers.0.client_id", "providers.0.issuer_url"],
+        ),
+    ];
+    for (providers, needles) in cases {
+        let yaml = format!(
+            "dsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{}",
+            config(&providers, true)
+        );
+        let path = dir.join("tessera.yml");
+        std::fs::write(&path, &yaml).unwrap();
+        let loaded = tessera_config::load(&[path], &Default::default()).expect("loads");
+        let settings = tessera_config::resolve(&loaded, true, None).expect("resolves");
+        let err = match tessera_server::app::build_engine_with(
+            settings,
+            true,
+            Some(tessera_testkit::tessera_bin()),
+        )
+        .await
+        {
+            Ok(_) => panic!("accepted:\n{yaml}"),
+            Err(e) => e,
+        };
+        for n in needles {
+            assert!(err.contains(n), "`{n}` in:\n{err}");
+        }
+    }
+}

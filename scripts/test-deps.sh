@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust: the third-party peers they run against.
+#
+#   bash scripts/test-deps.sh
+#
+# scripts/test.sh runs it first. It is idempotent and returns in well under a second when
+# everything is already in place, so it is safe to run before every test run. It needs only the
+# package registries (npm here), never a download of its own.
+#
+# One function per group of dependencies; a later group (a browser for playwright-core, the
+# openid-client RP, …) gets its own function and a line in main.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# oidc-provider 9 runs on Node 20 from 20.18 on (it needs crypto.hash and URL.parse) and
+# prints a harmless "Unsupported runtime" warning there; it asks for 22 LTS.
+NODE_MIN_MAJOR=20
+NODE_MIN_MINOR=18
+
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+die() {
+	printf 'test-deps: error: %s\n' "$*" >&2
+	exit 1
+}
+
+require_node() {
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		die "node and npm are required for the test peers (peers/).
+    Install them with: apt-get install nodejs npm   (Node ${NODE_MIN_MAJOR}.${NODE_MIN_MINOR} or newer)"
+	fi
+	local version major minor
+	version=$(node --version) # v20.19.2
+	IFS=. read -r major minor _ <<<"${version#v}"
+	if ((major < NODE_MIN_MAJOR || (major == NODE_MIN_MAJOR && minor < NODE_MIN_MINOR))); then
+		die "node ${version} is too old for the test peers; need v${NODE_MIN_MAJOR}.${NODE_MIN_MINOR} or newer.
+    Install a newer one with: apt-get install nodejs npm   (from a release that ships Node ${NODE_MIN_MAJOR}+)"
+	fi
+}
+
+# The npm packages in peers/ (oidc-provider, and what later issues add): `npm ci` exactly as
+# locked, redone only when package-lock.json is newer than the stamp of the last install.
+install_npm_peers() {
+	local dir=peers stamp=peers/node_modules/.tessera-installed
+	if [[ -f $stamp && ! $dir/package-lock.json -nt $stamp ]]; then
+		return 0
+	fi
+	require_node
+	log "npm ci in ${dir}/"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed in ${dir}/ (is the npm registry reachable?)"
+	touch "$stamp"
+}
+
+main() {
+	install_npm_peers
+}
+
+main "$@"
