@@ -86,7 +86,7 @@ mod tests {
     fn pkce_challenge_matches_rfc7636_appendix_b() {
         assert_eq!(
             super::pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFWmh4JKIsq1swi1KmtuU3zX1Wuy-tUM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }

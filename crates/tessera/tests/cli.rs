@@ -251,8 +251,8 @@ fn migrate_sql_up_status_down() {
     assert!(ok && out.contains("Applied 3 migration(s)"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Applied") && !out.contains("Pending"), "{out}");
-    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", "2"]);
-    assert!(ok && out.contains("Reverted 2"), "{out}");
+    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", "3"]);
+    assert!(ok && out.contains("Reverted 3"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Pending") && !out.contains("Applied"), "{out}");
     // Kratos's form: `migrate sql <DSN> --yes`.
