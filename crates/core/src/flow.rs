@@ -104,6 +104,10 @@ pub struct Flow {
     /// Method-specific internal state (e.g. pending social sign-up data); never shown.
     #[serde(skip)]
     pub internal: Value,
+    /// Native apps' init code for the session token exchange; present only in the answer that
+    /// created the flow (only its hash is stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_exchange_code: Option<String>,
 }
 
 impl Flow {

@@ -155,6 +155,7 @@ impl Engine {
             },
             identity_id: None,
             internal: Value::Null,
+            session_token_exchange_code: None,
         }
     }
 

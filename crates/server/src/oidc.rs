@@ -146,3 +146,17 @@ pub async fn get_error(
         )),
     }
 }
+
+/// `GET /sessions/token-exchange?init_code=&return_to_code=`: a native app redeems the session
+/// of a social sign-in it started with `return_session_token_exchange_code=true`.
+pub async fn token_exchange(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let (session, token) = st
+        .engine
+        .redeem_token_exchange(get("init_code"), get("return_to_code"))
+        .await?;
+    Ok(Json(json!({ "session": session, "session_token": token })).into_response())
+}

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             get(crate::oidc::callback).post(crate::oidc::callback),
         )
         .route("/self-service/errors", get(crate::oidc::get_error))
+        .route("/sessions/token-exchange", get(crate::oidc::token_exchange))
         .route("/sessions/whoami", get(whoami).post(whoami))
         .route(
             "/sessions",
@@ -187,6 +188,15 @@ async fn init(
             }
             None => Err(Error::no_session()),
         },
+    };
+    let result = match result {
+        Ok(mut flow)
+            if kind != FlowKind::Settings
+                && q.get("return_session_token_exchange_code").is_some_and(|v| v == "true") =>
+        {
+            e.enable_token_exchange(&mut flow).await.map(|()| flow)
+        }
+        other => other,
     };
     match result {
         Ok(flow) => Ok(flow_created(&st, flow, set, &headers)),

@@ -91,6 +91,7 @@ impl Store {
             csrf_token: String::new(),
             identity_id: identity_id.and_then(|s| Uuid::parse_str(&s).ok()),
             internal: extra.get("internal").cloned().unwrap_or(Value::Null),
+            session_token_exchange_code: None,
         };
         Ok((flow, get_s("csrf_hash")?))
     }

@@ -98,3 +98,58 @@ impl Store {
         )))
     }
 }
+
+impl Store {
+    /// Registers a native app's init code (hashed) for an API flow.
+    pub async fn insert_token_exchange(&self, init_hash: &str, flow_id: Uuid, now: i64) -> Result<(), Error> {
+        sqlx::query("INSERT INTO session_token_exchanges (init_hash, flow_id, created_at) VALUES ($1, $2, $3)")
+            .bind(init_hash)
+            .bind(flow_id.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Records the finished sign-in of a flow: the return code's hash and the sealed session
+    /// token. Returns false when the flow has no exchange (the app did not ask for one).
+    pub async fn complete_token_exchange(
+        &self,
+        flow_id: Uuid,
+        return_hash: &str,
+        sealed_token: &str,
+        session_id: Uuid,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query("UPDATE session_token_exchanges SET return_hash = $1, sealed_token = $2, session_id = $3 WHERE flow_id = $4 AND return_hash IS NULL")
+            .bind(return_hash)
+            .bind(sealed_token)
+            .bind(session_id.to_string())
+            .bind(flow_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Redeems both codes once: returns the sealed token and the session id, and deletes the row.
+    pub async fn take_token_exchange(
+        &self,
+        init_hash: &str,
+        return_hash: &str,
+    ) -> Result<Option<(String, Uuid)>, Error> {
+        let row = sqlx::query("DELETE FROM session_token_exchanges WHERE init_hash = $1 AND return_hash = $2 RETURNING sealed_token, session_id")
+            .bind(init_hash)
+            .bind(return_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let token: Option<String> = row.try_get("sealed_token").map_err(db_err)?;
+        let session: Option<String> = row.try_get("session_id").map_err(db_err)?;
+        Ok(match (token, session.and_then(|s| Uuid::parse_str(&s).ok())) {
+            (Some(t), Some(s)) => Some((t, s)),
+            _ => None,
+        })
+    }
+}

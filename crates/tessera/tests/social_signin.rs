@@ -542,14 +542,46 @@ async fn ajax_and_api_callers_are_told_to_move_the_browser() {
     );
     assert!(whoami(&b, &s).await["identity"]["id"].is_string());
 
-    // An API flow with a JSON body: the same 422.
-    let api: Value = reqwest::get(format!("{}/self-service/login/api", s.public))
+    // A native app's API flow without the token exchange is told what it needs.
+    let app = TestServer::client();
+    let plain: Value = app
+        .get(format!("{}/self-service/login/api", s.public))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let r = reqwest::Client::new()
+    let r = app
+        .post(plain["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "oidc", "provider": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("return_session_token_exchange_code"),
+        "{body}"
+    );
+
+    // With it: 422 to move the system browser, then the app redeems the session with both codes.
+    let api: Value = app
+        .get(format!(
+            "{}/self-service/login/api?return_session_token_exchange_code=true&return_to=https://app.example.com/native",
+            s.public
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let init_code = api["session_token_exchange_code"].as_str().expect("init code").to_string();
+    let r = app
         .post(api["ui"]["action"].as_str().unwrap())
         .json(&json!({"method": "oidc", "provider": "acme"}))
         .send()
@@ -558,10 +590,46 @@ async fn ajax_and_api_callers_are_told_to_move_the_browser() {
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["id"], "browser_location_change_required");
+    let system_browser = Browser::default();
+    let callback = upstream(&system_browser, body["redirect_browser_to"].as_str().unwrap()).await;
+    let r = system_browser.get(&callback, false).await;
+    let back = location(&r);
+    assert!(back.starts_with("https://app.example.com/native?code="), "{back}");
+    assert!(system_browser.cookie("tessera_session").is_none(), "the browser gets no session");
+    let code = back.split("code=").nth(1).unwrap();
+    let wrong = app
+        .get(format!("{}/sessions/token-exchange?init_code=nope&return_to_code={code}", s.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let r = app
+        .get(format!(
+            "{}/sessions/token-exchange?init_code={init_code}&return_to_code={code}",
+            s.public
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().await.unwrap();
+    let token = got["session_token"].as_str().unwrap();
+    let (status, me) = s.whoami(token).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["identity"]["traits"]["email"], "fake.user@example.com");
+    let again = app
+        .get(format!(
+            "{}/sessions/token-exchange?init_code={init_code}&return_to_code={code}",
+            s.public
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404, "redeemable once");
 
     // An unknown provider is a flow message, not a crash.
-    let r = reqwest::Client::new()
-        .post(api["ui"]["action"].as_str().unwrap())
+    let r = app
+        .post(plain["ui"]["action"].as_str().unwrap())
         .json(&json!({"method": "oidc", "provider": "nope"}))
         .send()
         .await

@@ -1,2 +1,3 @@
+DROP TABLE session_token_exchanges;
 DROP TABLE selfservice_errors;
 DROP TABLE oidc_states;

@@ -17,3 +17,14 @@ CREATE TABLE selfservice_errors (
     error TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- Native apps' social sign-in: the app holds the init code, the browser brings back the
+-- return code; only both together redeem the session token (Kratos's token exchange).
+CREATE TABLE session_token_exchanges (
+    init_hash TEXT PRIMARY KEY NOT NULL,
+    flow_id TEXT NOT NULL,
+    return_hash TEXT,
+    sealed_token TEXT,
+    session_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX session_token_exchanges_flow ON session_token_exchanges (flow_id);
