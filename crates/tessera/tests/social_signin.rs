@@ -102,6 +102,18 @@ async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str)
         buttons.iter().any(|n| n["attributes"]["value"] == provider),
         "a button for {provider}: {flow}"
     );
+    // The hosted page shows it as its own form, which needs no identifier or password.
+    let page = b
+        .get(&format!("{}/ui/{kind}?flow={id}", s.public), false)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let form = page
+        .split("<form")
+        .find(|f| f.contains(&format!("name=\"provider\" value=\"{provider}\"")))
+        .expect("a form with the provider button");
+    assert!(form.contains("csrf_token") && !form.contains("required"), "{form}");
     let r = b
         .post_form(
             flow["ui"]["action"].as_str().unwrap(),
@@ -243,6 +255,12 @@ async fn missing_traits_are_asked_for_and_merged_with_the_mapped_ones() {
         "mapped value pre-filled"
     );
     assert!(identities(&s).await.is_empty(), "nothing created yet");
+    // The hosted page renders the same form: the gap marked, the mapped value kept.
+    let page = b.get(&loc, false).await.text().await.unwrap();
+    assert!(page.contains("name=\"traits.email\""), "{page}");
+    assert!(page.contains("value=\"Gap Filler\""), "{page}");
+    assert!(page.contains("name=\"provider\" value=\"acme\""), "{page}");
+    assert!(page.contains("aria-invalid=\"true\""), "{page}");
 
     // An invalid email is refused and asked again; the mapped name is kept.
     let action = flow["ui"]["action"].as_str().unwrap().to_string();
