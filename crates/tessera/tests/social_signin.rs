@@ -680,6 +680,34 @@ async fn without_the_session_hook_the_user_is_sent_to_sign_in() {
 }
 
 #[tokio::test]
+async fn a_form_post_callback_is_reissued_as_a_same_site_get() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let s = server(&fake, "").await;
+    let b = Browser::default();
+    let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
+    // What `response_mode=form_post` does: the same parameters, POSTed cross-site (so without
+    // the Lax continuity cookie; this browser sends none here).
+    let url = url::Url::parse(&callback).unwrap();
+    let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut base = url.clone();
+    base.set_query(None);
+    let r = TestServer::client()
+        .post(base.as_str())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let get = location(&r);
+    assert!(get.starts_with(base.as_str()) && get.contains("state="), "{get}");
+    // The browser follows it as a top-level GET, with its cookies: signed in.
+    let r = b.get(&get, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert!(whoami(&b, &s).await["identity"]["id"].is_string());
+}
+
+#[tokio::test]
 async fn upstream_tokens_are_kept_encrypted_when_asked() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
     let s = server(&fake, "            store_tokens: true\n").await;
@@ -994,6 +1022,7 @@ async fn hostile_mappers_end_the_sign_in_with_a_message_and_the_server_keeps_ser
         ("notobject", "[1, 2, 3]"),
         ("throws", "error 'mapper refused'"),
         ("shape", "{ identity: { traits: 'nope' } }"),
+        ("import", "local secret = importstr '/etc/hostname'; { identity: { traits: { email: secret } } }"),
     ];
     let mut providers = String::new();
     for (id, src) in hostile {
