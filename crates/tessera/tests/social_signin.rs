@@ -757,6 +757,26 @@ async fn upstream_tokens_are_kept_encrypted_when_asked() {
 }
 
 #[tokio::test]
+async fn addresses_the_mapper_vouches_for_start_verified() {
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let mapper = r#"local c = std.extVar('claims');
+{ identity: { traits: { email: c.email },
+  verified_addresses: if c.email_verified then [{ value: c.email, via: 'email' }] else [] } }"#;
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&provider_yaml("acme", &fake, mapper, ""), true),
+    )
+    .await;
+    let b = Browser::default();
+    sign_in(&b, &s, "login").await;
+    let me = whoami(&b, &s).await;
+    let addr = &me["identity"]["verifiable_addresses"][0];
+    assert_eq!(addr["value"], "fake.user@example.com");
+    assert_eq!(addr["verified"], true, "{me}");
+    assert_eq!(addr["status"], "completed");
+}
+
+#[tokio::test]
 async fn upstream_key_rotation_is_followed() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
     let s = server(&fake, "").await;
