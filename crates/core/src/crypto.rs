@@ -52,7 +52,9 @@ pub enum CipherError {
     NoKey,
     #[error("the value is not in Tessera's encrypted format")]
     Malformed,
-    #[error("no configured cipher secret decrypts the value: was secrets.cipher rotated without keeping the old secret?")]
+    #[error(
+        "no configured cipher secret decrypts the value: was secrets.cipher rotated without keeping the old secret?"
+    )]
     NoMatchingKey,
 }
 
@@ -112,9 +114,16 @@ mod tests {
         let old = Cipher::new(&["old-secret-0123456789".into()]);
         let sealed = old.encrypt("gho_token").unwrap();
         assert!(sealed.starts_with("v1.") && !sealed.contains("gho_token"));
-        assert_ne!(sealed, old.encrypt("gho_token").unwrap(), "fresh nonce each time");
+        assert_ne!(
+            sealed,
+            old.encrypt("gho_token").unwrap(),
+            "fresh nonce each time"
+        );
         assert_eq!(old.decrypt(&sealed).unwrap(), "gho_token");
-        let rotated = Cipher::new(&["new-secret-0123456789".into(), "old-secret-0123456789".into()]);
+        let rotated = Cipher::new(&[
+            "new-secret-0123456789".into(),
+            "old-secret-0123456789".into(),
+        ]);
         assert_eq!(rotated.decrypt(&sealed).unwrap(), "gho_token");
         let dropped = Cipher::new(&["new-secret-0123456789".into()]);
         assert_eq!(dropped.decrypt(&sealed), Err(CipherError::NoMatchingKey));

@@ -129,23 +129,41 @@ pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
 
 // Social sign-in (Kratos ids).
 pub fn login_with(provider: &str) -> Text {
-    info(1010002, format!("Sign in with {provider}"), json!({ "provider": provider }))
+    info(
+        1010002,
+        format!("Sign in with {provider}"),
+        json!({ "provider": provider }),
+    )
 }
 pub fn registration_with(provider: &str) -> Text {
-    info(1040002, format!("Sign up with {provider}"), json!({ "provider": provider }))
+    info(
+        1040002,
+        format!("Sign up with {provider}"),
+        json!({ "provider": provider }),
+    )
 }
 pub fn link_provider(provider: &str) -> Text {
-    info(1050002, format!("Link {provider}"), json!({ "provider": provider }))
+    info(
+        1050002,
+        format!("Link {provider}"),
+        json!({ "provider": provider }),
+    )
 }
 pub fn unlink_provider(provider: &str) -> Text {
-    info(1050003, format!("Unlink {provider}"), json!({ "provider": provider }))
+    info(
+        1050003,
+        format!("Unlink {provider}"),
+        json!({ "provider": provider }),
+    )
 }
 /// Shown on the login flow when a social sign-in found an existing account with the same
 /// identifier: the user proves they own it before the social account is linked.
 pub fn login_to_link(duplicate_identifier: &str, provider: &str, providers: &[String]) -> Text {
     info(
         1010016,
-        format!("You tried to sign in with \"{duplicate_identifier}\", but that email is already used by another account. Sign in to your account with one of the options below to add your account \"{duplicate_identifier}\" at \"{provider}\" as another way to sign in."),
+        format!(
+            "You tried to sign in with \"{duplicate_identifier}\", but that email is already used by another account. Sign in to your account with one of the options below to add your account \"{duplicate_identifier}\" at \"{provider}\" as another way to sign in."
+        ),
         json!({
             "duplicateIdentifier": duplicate_identifier,
             "duplicate_identifier": duplicate_identifier,

@@ -69,7 +69,8 @@ impl Engine {
                 _ => text::login_with(name),
             };
             flow.ui.nodes.push(
-                Node::input("oidc", "provider", "submit", Value::String(p.id().into())).label(label),
+                Node::input("oidc", "provider", "submit", Value::String(p.id().into()))
+                    .label(label),
             );
         }
     }
@@ -102,14 +103,23 @@ impl Engine {
 
     /// Sends the browser upstream for a flow. Browser flows get a fresh continuity token the
     /// server sets as a cookie; the callback must come back with it.
-    pub(crate) async fn start_oidc(&self, mut flow: Flow, provider_id: &str) -> Result<Outcome, Error> {
+    pub(crate) async fn start_oidc(
+        &self,
+        mut flow: Flow,
+        provider_id: &str,
+    ) -> Result<Outcome, Error> {
         let Some(provider) = self.social.get(provider_id).cloned() else {
             flow.ui.messages.push(text::validation_generic(&format!(
                 "Unknown sign-in provider `{provider_id}`; choose one of the buttons shown."
             )));
             return self.invalid(flow).await;
         };
-        if flow.flow_type == FlowType::Api && !flow.internal.get("token_exchange").is_some_and(|v| v == true) {
+        if flow.flow_type == FlowType::Api
+            && !flow
+                .internal
+                .get("token_exchange")
+                .is_some_and(|v| v == true)
+        {
             flow.ui.messages.push(text::validation_generic(
                 "Social sign-in from a native app needs a flow created with `return_session_token_exchange_code=true` and a `return_to` URL the app handles; the app then redeems the session at /sessions/token-exchange.",
             ));
@@ -130,9 +140,9 @@ impl Engine {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(provider = provider_id, flow = %flow.id, reason = %e, "social sign-in could not start");
-                flow.ui
-                    .messages
-                    .push(text::social_sign_in_failed(&e.user_message(provider.config().display_name())));
+                flow.ui.messages.push(text::social_sign_in_failed(
+                    &e.user_message(provider.config().display_name()),
+                ));
                 return self.invalid(flow).await;
             }
         };
@@ -142,11 +152,15 @@ impl Engine {
                 state_hash: crypto::token_hash(&state),
                 flow_id: flow.id,
                 provider: provider_id.to_string(),
-                continuity_hash: continuity.as_deref().map(crypto::token_hash).unwrap_or_default(),
+                continuity_hash: continuity
+                    .as_deref()
+                    .map(crypto::token_hash)
+                    .unwrap_or_default(),
                 code_verifier: verifier,
                 nonce,
                 created_at: now,
-                expires_at: (now + ATTEMPT_LIFESPAN.as_millis() as i64).min(flow.expires_at.max(now + 60_000)),
+                expires_at: (now + ATTEMPT_LIFESPAN.as_millis() as i64)
+                    .min(flow.expires_at.max(now + 60_000)),
             })
             .await?;
         Ok(Outcome::Upstream {
@@ -195,7 +209,11 @@ impl Engine {
             .await?
         {
             return self
-                .stored_error(400, "the API flow has no token exchange", "This sign-in cannot be handed back to the app. Start again from the app.")
+                .stored_error(
+                    400,
+                    "the API flow has no token exchange",
+                    "This sign-in cannot be handed back to the app. Start again from the app.",
+                )
                 .await;
         }
         let mut to = url::Url::parse(return_to).map_err(|e| Error::internal(e.to_string()))?;
@@ -204,7 +222,11 @@ impl Engine {
     }
 
     /// `GET /sessions/token-exchange?init_code=&return_to_code=`: the app's session, once.
-    pub async fn redeem_token_exchange(&self, init_code: &str, return_code: &str) -> Result<(Session, String), Error> {
+    pub async fn redeem_token_exchange(
+        &self,
+        init_code: &str,
+        return_code: &str,
+    ) -> Result<(Session, String), Error> {
         let not_found = || {
             Error::not_found("No session for these codes: they are wrong, were already used, or the sign-in has not finished.")
                 .with_id("session_token_exchange_not_found")
@@ -214,11 +236,20 @@ impl Engine {
         }
         let (sealed, session_id) = self
             .store
-            .take_token_exchange(&crypto::token_hash(init_code), &crypto::token_hash(return_code))
+            .take_token_exchange(
+                &crypto::token_hash(init_code),
+                &crypto::token_hash(return_code),
+            )
             .await?
             .ok_or_else(not_found)?;
-        let token = self.cipher.decrypt(&sealed).map_err(|e| Error::internal(e.to_string()))?;
-        let session = self.session_from_token(&token).await?.ok_or_else(not_found)?;
+        let token = self
+            .cipher
+            .decrypt(&sealed)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let session = self
+            .session_from_token(&token)
+            .await?
+            .ok_or_else(not_found)?;
         if session.id != session_id {
             return Err(not_found());
         }
@@ -233,7 +264,12 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    async fn stored_error(&self, status: u16, reason: &str, message: &str) -> Result<CallbackOutcome, Error> {
+    async fn stored_error(
+        &self,
+        status: u16,
+        reason: &str,
+        message: &str,
+    ) -> Result<CallbackOutcome, Error> {
         let id = self
             .store
             .insert_error(
@@ -263,23 +299,37 @@ impl Engine {
         let taken = if state_param.is_empty() || state_param.len() > 512 {
             None
         } else {
-            self.store.take_oidc_state(&crypto::token_hash(state_param)).await?
+            self.store
+                .take_oidc_state(&crypto::token_hash(state_param))
+                .await?
         };
         let Some(st) = taken else {
-            tracing::warn!(provider = provider_id, "social sign-in callback with an unknown, expired or already used state");
+            tracing::warn!(
+                provider = provider_id,
+                "social sign-in callback with an unknown, expired or already used state"
+            );
             return self
-                .stored_error(400, "the `state` parameter is unknown, expired or was already used", "This sign-in link was already used or has expired. Start the sign-in again.")
+                .stored_error(
+                    400,
+                    "the `state` parameter is unknown, expired or was already used",
+                    "This sign-in link was already used or has expired. Start the sign-in again.",
+                )
                 .await;
         };
         if st.provider != provider_id {
             tracing::warn!(expected = %st.provider, got = provider_id, "social sign-in callback for another provider");
             return self
-                .stored_error(400, "the callback came for another provider than the one the sign-in started with", "This sign-in could not be completed. Start the sign-in again.")
+                .stored_error(
+                    400,
+                    "the callback came for another provider than the one the sign-in started with",
+                    "This sign-in could not be completed. Start the sign-in again.",
+                )
                 .await;
         }
         if !st.continuity_hash.is_empty() {
-            let ok = continuity_cookie
-                .is_some_and(|c| crypto::constant_time_eq(&crypto::token_hash(c), &st.continuity_hash));
+            let ok = continuity_cookie.is_some_and(|c| {
+                crypto::constant_time_eq(&crypto::token_hash(c), &st.continuity_hash)
+            });
             if !ok {
                 tracing::warn!(provider = provider_id, flow = %st.flow_id, "social sign-in callback from a browser without the continuity cookie of the attempt");
                 return self
@@ -290,26 +340,42 @@ impl Engine {
         let now = now_ms();
         if st.expires_at < now {
             return self
-                .stored_error(410, "the sign-in attempt expired", "The sign-in took too long and expired. Start again.")
+                .stored_error(
+                    410,
+                    "the sign-in attempt expired",
+                    "The sign-in took too long and expired. Start again.",
+                )
                 .await;
         }
         let (mut flow, _) = match self.store.get_flow(st.flow_id).await {
             Ok(f) => f,
             Err(_) => {
                 return self
-                    .stored_error(410, "the flow of this sign-in no longer exists", "The sign-in expired. Start again.")
+                    .stored_error(
+                        410,
+                        "the flow of this sign-in no longer exists",
+                        "The sign-in expired. Start again.",
+                    )
                     .await;
             }
         };
         if flow.is_expired_at(now) || flow.state == "passed_challenge" {
             return self
-                .stored_error(410, "the flow of this sign-in expired or was completed", "The sign-in expired. Start again.")
+                .stored_error(
+                    410,
+                    "the flow of this sign-in expired or was completed",
+                    "The sign-in expired. Start again.",
+                )
                 .await;
         }
         flow.ui.reset_messages();
         let Some(provider) = self.social.get(provider_id).cloned() else {
             return self
-                .stored_error(400, "the provider is no longer configured", "This sign-in method is no longer available.")
+                .stored_error(
+                    400,
+                    "the provider is no longer configured",
+                    "This sign-in method is no longer available.",
+                )
                 .await;
         };
         let label = provider.config().display_name().to_string();
@@ -357,22 +423,35 @@ impl Engine {
         let mapped = match self.social.map(&provider, &profile.claims).await {
             Ok(m) => m,
             Err(e) => {
-                fail(&mut flow, &e, format!("Your {label} profile could not be turned into an account here because the site's profile mapping failed. The administrator can see why in the server log."));
+                fail(
+                    &mut flow,
+                    &e,
+                    format!(
+                        "Your {label} profile could not be turned into an account here because the site's profile mapping failed. The administrator can see why in the server log."
+                    ),
+                );
                 return self.show(flow).await;
             }
         };
         let tokens = self.seal_tokens(&provider, &profile.tokens);
         let api_flow = (flow.flow_type == FlowType::Api).then(|| flow.clone());
         let outcome = match flow.kind {
-            FlowKind::Settings => self.oidc_link_in_settings(flow, &provider, &profile, tokens, session).await?,
+            FlowKind::Settings => {
+                self.oidc_link_in_settings(flow, &provider, &profile, tokens, session)
+                    .await?
+            }
             FlowKind::Login | FlowKind::Registration => {
-                self.oidc_sign_in(flow, &provider, profile, mapped, tokens, csrf_cookie).await?
+                self.oidc_sign_in(flow, &provider, profile, mapped, tokens, csrf_cookie)
+                    .await?
             }
         };
         match (&outcome, api_flow) {
-            (CallbackOutcome::SignedIn { session, return_to, .. }, Some(f)) => {
-                self.finish_for_app(&f, session, return_to).await
-            }
+            (
+                CallbackOutcome::SignedIn {
+                    session, return_to, ..
+                },
+                Some(f),
+            ) => self.finish_for_app(&f, session, return_to).await,
             _ => Ok(outcome),
         }
     }
@@ -417,11 +496,18 @@ impl Engine {
         csrf_cookie: Option<&str>,
     ) -> Result<CallbackOutcome, Error> {
         let identifier = format!("{}:{}", provider.id(), profile.subject);
-        if let Some(identity) = self.store.find_identity_by_identifier(CREDENTIAL_OIDC, &identifier).await? {
-            return self.oidc_login(flow, provider, &profile, &mapped, tokens, identity).await;
+        if let Some(identity) = self
+            .store
+            .find_identity_by_identifier(CREDENTIAL_OIDC, &identifier)
+            .await?
+        {
+            return self
+                .oidc_login(flow, provider, &profile, &mapped, tokens, identity)
+                .await;
         }
         let pending = pending(&profile, provider.id(), &mapped, tokens);
-        self.oidc_register(flow, provider, pending, csrf_cookie).await
+        self.oidc_register(flow, provider, pending, csrf_cookie)
+            .await
     }
 
     /// The subject is known: sign in (re-mapping traits if the provider asks for it).
@@ -454,7 +540,9 @@ impl Engine {
                         identity = updated;
                         changed = true;
                     }
-                    Err(e) => tracing::warn!(identity = %identity.id, reason = %e.reason, "update_traits_on_login: mapped traits not applied"),
+                    Err(e) => {
+                        tracing::warn!(identity = %identity.id, reason = %e.reason, "update_traits_on_login: mapped traits not applied")
+                    }
                 }
             } else {
                 tracing::warn!(identity = %identity.id, provider = provider.id(), "update_traits_on_login: mapped traits are invalid against the schema; kept the stored ones");
@@ -482,7 +570,13 @@ impl Engine {
             }
         }
         if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self.stored_error(400, "the flow was completed by another request", "This sign-in was already completed. Start again if you are not signed in.").await;
+            return self
+                .stored_error(
+                    400,
+                    "the flow was completed by another request",
+                    "This sign-in was already completed. Start again if you are not signed in.",
+                )
+                .await;
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
@@ -525,12 +619,17 @@ impl Engine {
             self.store.update_flow(&reg).await?;
             return Ok(CallbackOutcome::ShowFlow(reg));
         }
-        self.create_oidc_identity(flow, provider, pending, csrf_cookie).await
+        self.create_oidc_identity(flow, provider, pending, csrf_cookie)
+            .await
     }
 
     /// The registration flow to continue in: the flow itself, or a new one when the user
     /// started from the login page (as Kratos does).
-    async fn registration_flow_for(&self, flow: &Flow, csrf_cookie: Option<&str>) -> Result<Flow, Error> {
+    async fn registration_flow_for(
+        &self,
+        flow: &Flow,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Flow, Error> {
         if flow.kind == FlowKind::Registration {
             return Ok(flow.clone());
         }
@@ -554,21 +653,35 @@ impl Engine {
     /// The fill-the-gaps form: every trait, pre-filled with what the mapper gave, and one
     /// "Sign up with X" button that submits it.
     fn fill_gaps_form(&self, flow: &mut Flow, provider: &Configured, traits: &Value) {
-        flow.ui.nodes.retain(|n| n.group == "default" && n.attributes.name == "csrf_token");
+        flow.ui
+            .nodes
+            .retain(|n| n.group == "default" && n.attributes.name == "csrf_token");
         if let Ok(schema) = self.schemas.default_schema() {
             trait_nodes(&mut flow.ui, schema, "oidc", traits);
         }
         flow.ui.nodes.push(
-            Node::input("oidc", "provider", "submit", Value::String(provider.id().into()))
-                .label(text::registration_with(provider.config().display_name())),
+            Node::input(
+                "oidc",
+                "provider",
+                "submit",
+                Value::String(provider.id().into()),
+            )
+            .label(text::registration_with(provider.config().display_name())),
         );
     }
 
     /// Registration submit carrying the gaps: merge with the mapped traits and try again.
-    pub(crate) async fn submit_oidc_registration(&self, mut flow: Flow, body: &Value, csrf_cookie: Option<&str>) -> Result<Outcome, Error> {
+    pub(crate) async fn submit_oidc_registration(
+        &self,
+        mut flow: Flow,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Outcome, Error> {
         let provider_id = str_field(body, "provider").unwrap_or_default().to_string();
         let pending = flow.internal.get("oidc").cloned();
-        let Some(mut pending) = pending.filter(|p| p.get("provider").and_then(Value::as_str) == Some(&provider_id)) else {
+        let Some(mut pending) =
+            pending.filter(|p| p.get("provider").and_then(Value::as_str) == Some(&provider_id))
+        else {
             return self.start_oidc(flow, &provider_id).await;
         };
         let Some(provider) = self.social.get(&provider_id).cloned() else {
@@ -589,8 +702,15 @@ impl Engine {
             flow.internal = json!({ "oidc": pending });
             return self.invalid(flow).await;
         }
-        match self.create_oidc_identity(flow.clone(), &provider, pending, csrf_cookie).await? {
-            CallbackOutcome::SignedIn { identity, session, return_to } => Ok(Outcome::Completed {
+        match self
+            .create_oidc_identity(flow.clone(), &provider, pending, csrf_cookie)
+            .await?
+        {
+            CallbackOutcome::SignedIn {
+                identity,
+                session,
+                return_to,
+            } => Ok(Outcome::Completed {
                 flow,
                 identity,
                 session: Some(session),
@@ -599,7 +719,10 @@ impl Engine {
             CallbackOutcome::ShowFlow(f) if f.id == flow.id => Ok(Outcome::Invalid(f)),
             CallbackOutcome::ShowFlow(f) => Ok(Outcome::Continue(f)),
             CallbackOutcome::Redirect(to) => Ok(Outcome::Redirect(to)),
-            CallbackOutcome::Error(_) => Err(Error::bad_request("This flow was completed already and cannot be submitted again: start a new flow.").with_id("self_service_flow_completed")),
+            CallbackOutcome::Error(_) => Err(Error::bad_request(
+                "This flow was completed already and cannot be submitted again: start a new flow.",
+            )
+            .with_id("self_service_flow_completed")),
         }
     }
 
@@ -612,20 +735,36 @@ impl Engine {
     ) -> Result<CallbackOutcome, Error> {
         let schema = self.schemas.default_schema()?;
         let traits = pending.get("traits").cloned().unwrap_or(Value::Null);
-        let subject = pending.get("subject").and_then(Value::as_str).unwrap_or_default().to_string();
+        let subject = pending
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         // Never link silently: an identifier that already belongs to someone sends the user to
         // prove that account first.
         for id in schema.extract(&traits).password_identifiers {
-            if let Some(owner) = self.store.find_identity_by_identifier(CREDENTIAL_PASSWORD, &id).await? {
-                return self.ask_to_link(flow, provider, pending, owner, &id, csrf_cookie).await;
+            if let Some(owner) = self
+                .store
+                .find_identity_by_identifier(CREDENTIAL_PASSWORD, &id)
+                .await?
+            {
+                return self
+                    .ask_to_link(flow, provider, pending, owner, &id, csrf_cookie)
+                    .await;
             }
         }
         let mut identity = match self.build_identity(
             &schema.id,
             traits,
             IdentityState::Active,
-            pending.get("metadata_public").cloned().unwrap_or(Value::Null),
-            pending.get("metadata_admin").cloned().unwrap_or(Value::Null),
+            pending
+                .get("metadata_public")
+                .cloned()
+                .unwrap_or(Value::Null),
+            pending
+                .get("metadata_admin")
+                .cloned()
+                .unwrap_or(Value::Null),
             None,
             None,
         ) {
@@ -645,7 +784,11 @@ impl Engine {
             // Someone else won a race: the same subject signing in twice at once logs in to the
             // identity the other request created; anything else is an identifier collision.
             let identifier = format!("{}:{subject}", provider.id());
-            if let Some(existing) = self.store.find_identity_by_identifier(CREDENTIAL_OIDC, &identifier).await? {
+            if let Some(existing) = self
+                .store
+                .find_identity_by_identifier(CREDENTIAL_OIDC, &identifier)
+                .await?
+            {
                 let mut flow = flow;
                 flow.internal = Value::Null;
                 return self.oidc_login_pending(flow, existing).await;
@@ -655,7 +798,13 @@ impl Engine {
             return self.show(flow).await;
         }
         if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self.stored_error(400, "the flow was completed by another request", "This sign-up was already completed. Sign in.").await;
+            return self
+                .stored_error(
+                    400,
+                    "the flow was completed by another request",
+                    "This sign-up was already completed. Sign in.",
+                )
+                .await;
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
@@ -663,7 +812,11 @@ impl Engine {
             let session = self.issue_session(&identity, "oidc").await?;
             let fallback = self.settings.oidc_registration_return_url.clone();
             let return_to = self.return_to(&flow, fallback.as_ref());
-            return Ok(CallbackOutcome::SignedIn { identity, session, return_to });
+            return Ok(CallbackOutcome::SignedIn {
+                identity,
+                session,
+                return_to,
+            });
         }
         // Without the session hook the user signs in next (seed 003).
         let mut to = self
@@ -677,16 +830,30 @@ impl Engine {
         Ok(CallbackOutcome::Redirect(to.to_string()))
     }
 
-    async fn oidc_login_pending(&self, flow: Flow, identity: Identity) -> Result<CallbackOutcome, Error> {
+    async fn oidc_login_pending(
+        &self,
+        flow: Flow,
+        identity: Identity,
+    ) -> Result<CallbackOutcome, Error> {
         if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self.stored_error(400, "the flow was completed by another request", "This sign-in was already completed.").await;
+            return self
+                .stored_error(
+                    400,
+                    "the flow was completed by another request",
+                    "This sign-in was already completed.",
+                )
+                .await;
         }
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "oidc").await?;
         let return_to = self.return_to(&flow, None);
-        Ok(CallbackOutcome::SignedIn { identity, session, return_to })
+        Ok(CallbackOutcome::SignedIn {
+            identity,
+            session,
+            return_to,
+        })
     }
 
     /// The mapped identifier belongs to an existing account: show a login flow that explains
@@ -705,23 +872,48 @@ impl Engine {
         } else {
             String::new()
         };
-        let mut login = self.new_flow(FlowKind::Login, flow.flow_type, &flow.request_url, flow.return_to.clone(), &csrf);
+        let mut login = self.new_flow(
+            FlowKind::Login,
+            flow.flow_type,
+            &flow.request_url,
+            flow.return_to.clone(),
+            &csrf,
+        );
         login.refresh = Some(false);
         login.requested_aal = Some("aal1".into());
-        let has_password = owner
-            .credential(CREDENTIAL_PASSWORD)
-            .is_some_and(|c| c.config.get("hashed_password").and_then(Value::as_str).is_some_and(|h| !h.is_empty()));
+        let has_password = owner.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
+            c.config
+                .get("hashed_password")
+                .and_then(Value::as_str)
+                .is_some_and(|h| !h.is_empty())
+        });
         if has_password && self.settings.password_enabled {
             login.ui.nodes.push(
-                Node::input("default", "identifier", "text", Value::String(duplicate.into()))
-                    .required()
-                    .autocomplete("username")
-                    .label(text::label_id()),
+                Node::input(
+                    "default",
+                    "identifier",
+                    "text",
+                    Value::String(duplicate.into()),
+                )
+                .required()
+                .autocomplete("username")
+                .label(text::label_id()),
             );
-            login.ui.nodes.push(forms::password_node("password", "password", "current-password"));
-            login.ui.nodes.push(forms::submit_node("password", "password", text::login_title()));
+            login.ui.nodes.push(forms::password_node(
+                "password",
+                "password",
+                "current-password",
+            ));
+            login.ui.nodes.push(forms::submit_node(
+                "password",
+                "password",
+                text::login_title(),
+            ));
         }
-        let owner_providers: Vec<String> = linked_providers(&owner).into_iter().map(|(p, _)| p).collect();
+        let owner_providers: Vec<String> = linked_providers(&owner)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         for p in self.social.providers() {
             if owner_providers.iter().any(|o| o == p.id()) {
                 login.ui.nodes.push(
@@ -730,7 +922,11 @@ impl Engine {
                 );
             }
         }
-        login.ui.messages.push(text::login_to_link(duplicate, provider.config().display_name(), &owner_providers));
+        login.ui.messages.push(text::login_to_link(
+            duplicate,
+            provider.config().display_name(),
+            &owner_providers,
+        ));
         let mut link = pending;
         link["identity_id"] = Value::String(owner.id.to_string());
         login.internal = json!({ "link": link });
@@ -739,8 +935,14 @@ impl Engine {
     }
 
     /// After a password login on a flow that carries a pending link: add the social account.
-    pub(crate) async fn apply_pending_link(&self, flow: &Flow, identity: &mut Identity) -> Result<(), Error> {
-        let Some(link) = flow.internal.get("link") else { return Ok(()) };
+    pub(crate) async fn apply_pending_link(
+        &self,
+        flow: &Flow,
+        identity: &mut Identity,
+    ) -> Result<(), Error> {
+        let Some(link) = flow.internal.get("link") else {
+            return Ok(());
+        };
         if link.get("identity_id").and_then(Value::as_str) != Some(&identity.id.to_string()) {
             // Signed in to a different account than the one that owns the identifier: nothing
             // is linked (the social account stays unlinked).
@@ -759,14 +961,25 @@ impl Engine {
         tokens: Value,
         session: Option<&Session>,
     ) -> Result<CallbackOutcome, Error> {
-        let Some(identity_id) = flow.identity_id.filter(|id| session.is_some_and(|s| s.identity_id == *id)) else {
+        let Some(identity_id) = flow
+            .identity_id
+            .filter(|id| session.is_some_and(|s| s.identity_id == *id))
+        else {
             return self
-                .stored_error(401, "linking requires the session that started the settings flow", "Sign in again, then link the account from your settings.")
+                .stored_error(
+                    401,
+                    "linking requires the session that started the settings flow",
+                    "Sign in again, then link the account from your settings.",
+                )
                 .await;
         };
         let identifier = format!("{}:{}", provider.id(), profile.subject);
         let mut identity = self.store.get_identity(identity_id).await?;
-        match self.store.find_identity_by_identifier(CREDENTIAL_OIDC, &identifier).await? {
+        match self
+            .store
+            .find_identity_by_identifier(CREDENTIAL_OIDC, &identifier)
+            .await?
+        {
             Some(other) if other.id != identity.id => {
                 flow.ui.messages.push(text::validation_generic(&format!(
                     "This {} account is already linked to another account here. Sign in with it there and unlink it first.",
@@ -801,18 +1014,29 @@ impl Engine {
     }
 
     /// Settings `unlink`: refuses to remove the identity's last way to sign in.
-    pub(crate) fn unlink_provider(&self, identity: &mut Identity, provider_id: &str) -> Result<(), String> {
+    pub(crate) fn unlink_provider(
+        &self,
+        identity: &mut Identity,
+        provider_id: &str,
+    ) -> Result<(), String> {
         let linked = linked_providers(identity);
         if !linked.iter().any(|(p, _)| p == provider_id) {
             return Err(format!("`{provider_id}` is not linked to this account."));
         }
-        let has_password = identity
-            .credential(CREDENTIAL_PASSWORD)
-            .is_some_and(|c| c.config.get("hashed_password").and_then(Value::as_str).is_some_and(|h| !h.is_empty()));
+        let has_password = identity.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
+            c.config
+                .get("hashed_password")
+                .and_then(Value::as_str)
+                .is_some_and(|h| !h.is_empty())
+        });
         if !has_password && linked.len() <= 1 {
             return Err("This is the only way to sign in to this account: set a password or link another account first, then unlink this one.".into());
         }
-        if let Some(c) = identity.credentials.as_mut().and_then(|m| m.get_mut(CREDENTIAL_OIDC)) {
+        if let Some(c) = identity
+            .credentials
+            .as_mut()
+            .and_then(|m| m.get_mut(CREDENTIAL_OIDC))
+        {
             let prefix = format!("{provider_id}:");
             c.identifiers.retain(|i| !i.starts_with(&prefix));
             if let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) {
@@ -820,7 +1044,9 @@ impl Engine {
             }
             c.updated_at = now_ms();
         }
-        if identity.credential(CREDENTIAL_OIDC).is_some_and(|c| c.identifiers.is_empty())
+        if identity
+            .credential(CREDENTIAL_OIDC)
+            .is_some_and(|c| c.identifiers.is_empty())
             && let Some(m) = identity.credentials.as_mut()
         {
             m.remove(CREDENTIAL_OIDC);
@@ -830,10 +1056,22 @@ impl Engine {
 
     /// `include_credential=oidc`: the stored upstream tokens, decrypted for the admin.
     pub fn reveal_oidc_tokens(&self, identity: &mut Identity) {
-        let Some(c) = identity.credentials.as_mut().and_then(|m| m.get_mut(CREDENTIAL_OIDC)) else { return };
-        let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) else { return };
+        let Some(c) = identity
+            .credentials
+            .as_mut()
+            .and_then(|m| m.get_mut(CREDENTIAL_OIDC))
+        else {
+            return;
+        };
+        let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) else {
+            return;
+        };
         for p in list {
-            for k in ["initial_id_token", "initial_access_token", "initial_refresh_token"] {
+            for k in [
+                "initial_id_token",
+                "initial_access_token",
+                "initial_refresh_token",
+            ] {
                 if let Some(Value::String(sealed)) = p.get(k).cloned() {
                     match self.cipher.decrypt(&sealed) {
                         Ok(plain) => p[k] = Value::String(plain),
@@ -855,7 +1093,10 @@ pub fn linked_providers(identity: &Identity) -> Vec<(String, String)> {
         .map(|c| {
             c.identifiers
                 .iter()
-                .filter_map(|i| i.split_once(':').map(|(p, s)| (p.to_string(), s.to_string())))
+                .filter_map(|i| {
+                    i.split_once(':')
+                        .map(|(p, s)| (p.to_string(), s.to_string()))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -863,8 +1104,14 @@ pub fn linked_providers(identity: &Identity) -> Vec<(String, String)> {
 
 /// Adds (or refreshes) `<provider>:<subject>` in the identity's oidc credential.
 fn add_link_from_pending(identity: &mut Identity, pending: &Value) {
-    let provider = pending.get("provider").and_then(Value::as_str).unwrap_or_default();
-    let subject = pending.get("subject").and_then(Value::as_str).unwrap_or_default();
+    let provider = pending
+        .get("provider")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let subject = pending
+        .get("subject")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if provider.is_empty() || subject.is_empty() {
         return;
     }
@@ -875,14 +1122,16 @@ fn add_link_from_pending(identity: &mut Identity, pending: &Value) {
 fn set_provider_entry(identity: &mut Identity, provider: &str, subject: &str, tokens: &Value) {
     let now = now_ms();
     let creds = identity.credentials.get_or_insert_with(BTreeMap::new);
-    let c = creds.entry(CREDENTIAL_OIDC.into()).or_insert_with(|| Credential {
-        kind: CREDENTIAL_OIDC.into(),
-        identifiers: vec![],
-        config: json!({ "providers": [] }),
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    });
+    let c = creds
+        .entry(CREDENTIAL_OIDC.into())
+        .or_insert_with(|| Credential {
+            kind: CREDENTIAL_OIDC.into(),
+            identifiers: vec![],
+            config: json!({ "providers": [] }),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        });
     let identifier = format!("{provider}:{subject}");
     if !c.identifiers.contains(&identifier) {
         c.identifiers.push(identifier);
@@ -914,7 +1163,9 @@ fn set_provider_entry(identity: &mut Identity, provider: &str, subject: &str, to
 
 /// Addresses the mapper vouched for (`verified_addresses`) start verified.
 fn mark_verified(identity: &mut Identity, pending: &Value) {
-    let Some(list) = pending.get("verified_addresses").and_then(Value::as_array) else { return };
+    let Some(list) = pending.get("verified_addresses").and_then(Value::as_array) else {
+        return;
+    };
     let now = now_ms();
     for a in list {
         let (Some(value), via) = (
@@ -962,7 +1213,13 @@ mod tests {
     #[test]
     fn merge_keeps_mapped_values_and_adds_submitted_ones() {
         let mut base = json!({"name": {"first": "Ann"}, "email": "a@b.c"});
-        merge(&mut base, &json!({"name": {"last": "Lee"}, "email": "", "tos": true}));
-        assert_eq!(base, json!({"name": {"first": "Ann", "last": "Lee"}, "email": "a@b.c", "tos": true}));
+        merge(
+            &mut base,
+            &json!({"name": {"last": "Lee"}, "email": "", "tos": true}),
+        );
+        assert_eq!(
+            base,
+            json!({"name": {"first": "Ann", "last": "Lee"}, "email": "a@b.c", "tos": true})
+        );
     }
 }

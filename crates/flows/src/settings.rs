@@ -75,80 +75,80 @@ impl Engine {
             self.store.update_identity(&identity).await?;
             self.refresh_settings_nodes(&mut flow, &identity);
         } else {
-        match forms::method(body) {
-            "password" if self.settings.password_enabled => {
-                let password = str_field(body, "password").unwrap_or_default().to_string();
-                let identifiers = schema.extract(&identity.traits).password_identifiers;
-                if password.is_empty() {
-                    flow.ui
-                        .add_message(Some("password"), text::missing_property("password"));
-                    return self.settings_invalid(flow, &identity).await;
-                }
-                if let Err(reason) = self.check_password_policy(&password, &identifiers) {
-                    flow.ui
-                        .add_message(Some("password"), text::password_policy(&reason));
-                    return self.settings_invalid(flow, &identity).await;
-                }
-                let hasher = self.hasher.clone();
-                let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password))
-                    .await
-                    .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
-                let now = now_ms();
-                let creds = identity.credentials.get_or_insert_with(Default::default);
-                let created_at = creds
-                    .get(CREDENTIAL_PASSWORD)
-                    .map(|c| c.created_at)
-                    .unwrap_or(now);
-                creds.insert(
-                    CREDENTIAL_PASSWORD.into(),
-                    Credential {
-                        kind: CREDENTIAL_PASSWORD.into(),
-                        identifiers,
-                        config: serde_json::json!({ "hashed_password": hashed }),
-                        version: 0,
-                        created_at,
-                        updated_at: now,
-                    },
-                );
-                identity.updated_at = now;
-                self.store.update_identity(&identity).await?;
-            }
-            "profile" => {
-                let traits = body.get("traits").cloned().unwrap_or(Value::Null);
-                for f in &schema.fields {
-                    if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
-                        flow.ui.set_value(&format!("traits.{}", f.path), v.clone());
-                    }
-                }
-                let errors = schema.validate_traits(&traits);
-                if !traits.is_object() || !errors.is_empty() {
-                    for e in errors {
-                        flow.ui.add_message(e.field.as_deref(), e.message);
-                    }
-                    if !traits.is_object() {
-                        flow.ui.messages.push(text::validation_generic(
-                            "`traits` must be an object of the identity's traits.",
-                        ));
-                    }
-                    return self.settings_invalid(flow, &identity).await;
-                }
-                let updated = self.rebuild_with_traits(&identity, traits)?;
-                if let Err(e) = self.store.update_identity(&updated).await {
-                    if e.kind == ErrorKind::Conflict {
-                        flow.ui.messages.push(text::duplicate_credentials());
+            match forms::method(body) {
+                "password" if self.settings.password_enabled => {
+                    let password = str_field(body, "password").unwrap_or_default().to_string();
+                    let identifiers = schema.extract(&identity.traits).password_identifiers;
+                    if password.is_empty() {
+                        flow.ui
+                            .add_message(Some("password"), text::missing_property("password"));
                         return self.settings_invalid(flow, &identity).await;
                     }
-                    return Err(e);
+                    if let Err(reason) = self.check_password_policy(&password, &identifiers) {
+                        flow.ui
+                            .add_message(Some("password"), text::password_policy(&reason));
+                        return self.settings_invalid(flow, &identity).await;
+                    }
+                    let hasher = self.hasher.clone();
+                    let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password))
+                        .await
+                        .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+                    let now = now_ms();
+                    let creds = identity.credentials.get_or_insert_with(Default::default);
+                    let created_at = creds
+                        .get(CREDENTIAL_PASSWORD)
+                        .map(|c| c.created_at)
+                        .unwrap_or(now);
+                    creds.insert(
+                        CREDENTIAL_PASSWORD.into(),
+                        Credential {
+                            kind: CREDENTIAL_PASSWORD.into(),
+                            identifiers,
+                            config: serde_json::json!({ "hashed_password": hashed }),
+                            version: 0,
+                            created_at,
+                            updated_at: now,
+                        },
+                    );
+                    identity.updated_at = now;
+                    self.store.update_identity(&identity).await?;
                 }
-                identity = updated;
+                "profile" => {
+                    let traits = body.get("traits").cloned().unwrap_or(Value::Null);
+                    for f in &schema.fields {
+                        if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
+                            flow.ui.set_value(&format!("traits.{}", f.path), v.clone());
+                        }
+                    }
+                    let errors = schema.validate_traits(&traits);
+                    if !traits.is_object() || !errors.is_empty() {
+                        for e in errors {
+                            flow.ui.add_message(e.field.as_deref(), e.message);
+                        }
+                        if !traits.is_object() {
+                            flow.ui.messages.push(text::validation_generic(
+                                "`traits` must be an object of the identity's traits.",
+                            ));
+                        }
+                        return self.settings_invalid(flow, &identity).await;
+                    }
+                    let updated = self.rebuild_with_traits(&identity, traits)?;
+                    if let Err(e) = self.store.update_identity(&updated).await {
+                        if e.kind == ErrorKind::Conflict {
+                            flow.ui.messages.push(text::duplicate_credentials());
+                            return self.settings_invalid(flow, &identity).await;
+                        }
+                        return Err(e);
+                    }
+                    identity = updated;
+                }
+                _ => {
+                    flow.ui.messages.push(text::validation_generic(
+                        "Unknown settings method: use `profile` or `password`.",
+                    ));
+                    return self.settings_invalid(flow, &identity).await;
+                }
             }
-            _ => {
-                flow.ui.messages.push(text::validation_generic(
-                    "Unknown settings method: use `profile` or `password`.",
-                ));
-                return self.settings_invalid(flow, &identity).await;
-            }
-        }
         }
         flow.state = "success".into();
         flow.ui.messages.push(text::settings_saved());

@@ -44,16 +44,18 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, String> {
 /// The program and arguments that start a mapper worker: this very binary in its hidden worker
 /// mode. Tests running the server in-process pass the `tessera` binary explicitly, since their
 /// own executable is a test harness.
-pub fn mapper_pool(program: Option<std::path::PathBuf>) -> Result<tessera_mapper::MapperPool, String> {
+pub fn mapper_pool(
+    program: Option<std::path::PathBuf>,
+) -> Result<tessera_mapper::MapperPool, String> {
     let program = match program {
         Some(p) => p,
-        None => std::env::current_exe()
-            .map_err(|e| format!("cannot locate the tessera binary to start mapper workers: {e}"))?,
+        None => std::env::current_exe().map_err(|e| {
+            format!("cannot locate the tessera binary to start mapper workers: {e}")
+        })?,
     };
-    Ok(tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
-        program,
-        tessera_mapper::worker_args(),
-    )))
+    Ok(tessera_mapper::MapperPool::new(
+        tessera_mapper::PoolConfig::new(program, tessera_mapper::worker_args()),
+    ))
 }
 
 /// Builds the engine. With `migrate`, pending migrations are applied first; without it an

@@ -4,11 +4,11 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{self, current_session, session_cookie};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use tessera_core::Error;
@@ -103,13 +103,16 @@ pub async fn callback(
             session, return_to, ..
         } => {
             let mut r = Redirect::to(&return_to).into_response();
-            r.headers_mut()
-                .append(header::SET_COOKIE, session_cookie(&st, &session.1, &session.0));
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&st, &session.1, &session.0),
+            );
             r
         }
         CallbackOutcome::ShowFlow(flow) => {
             let mut to = e.ui_url(flow.kind).clone();
-            to.query_pairs_mut().append_pair("flow", &flow.id.to_string());
+            to.query_pairs_mut()
+                .append_pair("flow", &flow.id.to_string());
             Redirect::to(to.as_str()).into_response()
         }
         CallbackOutcome::Redirect(to) => Redirect::to(&to).into_response(),
@@ -141,8 +144,10 @@ pub async fn get_error(
         }))
         .into_response()),
         None => Err(ApiError(
-            Error::not_found(format!("No error with id `{id}` exists (errors are kept for a while only)."))
-                .with_id("self_service_error_not_found"),
+            Error::not_found(format!(
+                "No error with id `{id}` exists (errors are kept for a while only)."
+            ))
+            .with_id("self_service_error_not_found"),
         )),
     }
 }

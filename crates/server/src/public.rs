@@ -192,7 +192,8 @@ async fn init(
     let result = match result {
         Ok(mut flow)
             if kind != FlowKind::Settings
-                && q.get("return_session_token_exchange_code").is_some_and(|v| v == "true") =>
+                && q.get("return_session_token_exchange_code")
+                    .is_some_and(|v| v == "true") =>
         {
             e.enable_token_exchange(&mut flow).await.map(|()| flow)
         }

@@ -34,7 +34,10 @@ pub const STANDARD_CLAIMS: &[&str] = &[
 /// Splits an upstream's claims into the mapper's shape. Null values are dropped, so a mapper's
 /// `'email' in claims` means "the upstream gave an email". `extra_raw` is merged into
 /// `raw_claims` (providers use it for data outside the claims, e.g. DingTalk's `corpId`).
-pub fn normalize_claims(upstream: &Map<String, Value>, extra_raw: Option<&Map<String, Value>>) -> Value {
+pub fn normalize_claims(
+    upstream: &Map<String, Value>,
+    extra_raw: Option<&Map<String, Value>>,
+) -> Value {
     let mut top = Map::new();
     let mut raw = Map::new();
     for (k, v) in upstream {
@@ -78,7 +81,8 @@ mod tests {
 
     #[test]
     fn standard_keys_stay_and_the_rest_goes_to_raw_claims() {
-        let up = json!({"sub": "1", "email": "a@b.c", "groups": ["x"], "nonce": "n", "locale": null});
+        let up =
+            json!({"sub": "1", "email": "a@b.c", "groups": ["x"], "nonce": "n", "locale": null});
         let c = normalize_claims(up.as_object().unwrap(), None);
         assert_eq!(c["sub"], "1");
         assert_eq!(c["email"], "a@b.c");

@@ -214,7 +214,11 @@ async fn build_one(src: &ProviderSource, http: &Upstream) -> Result<Configured, 
             }
             Ok(bytes) => match String::from_utf8(bytes) {
                 Err(_) => {
-                    p.push(problem(src, "mapper_url", format!("{who}: the mapper is not UTF-8 text")));
+                    p.push(problem(
+                        src,
+                        "mapper_url",
+                        format!("{who}: the mapper is not UTF-8 text"),
+                    ));
                     None
                 }
                 Ok(source) => match Mapper::compile(&format!("{who} mapper"), &source) {

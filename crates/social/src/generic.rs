@@ -16,7 +16,10 @@ pub struct Generic {
 }
 
 impl Generic {
-    pub fn make(cfg: ProviderConfig, http: Upstream) -> Result<Arc<dyn Provider>, (String, String)> {
+    pub fn make(
+        cfg: ProviderConfig,
+        http: Upstream,
+    ) -> Result<Arc<dyn Provider>, (String, String)> {
         if cfg.issuer_url.trim().is_empty() {
             return Err((
                 "issuer_url".into(),
@@ -35,14 +38,20 @@ impl Generic {
         s.join(" ")
     }
 
-    async fn endpoint(&self, configured: &str, discovered: Option<&str>) -> Result<String, UpstreamError> {
+    async fn endpoint(
+        &self,
+        configured: &str,
+        discovered: Option<&str>,
+    ) -> Result<String, UpstreamError> {
         if !configured.is_empty() {
             return Ok(configured.to_string());
         }
-        discovered.map(String::from).ok_or_else(|| UpstreamError::Missing {
-            endpoint: "discovery document".into(),
-            what: "an endpoint Tessera needs".into(),
-        })
+        discovered
+            .map(String::from)
+            .ok_or_else(|| UpstreamError::Missing {
+                endpoint: "discovery document".into(),
+                what: "an endpoint Tessera needs".into(),
+            })
     }
 }
 
@@ -99,12 +108,18 @@ impl Provider for Generic {
         self.issuer.discovery().await.ok().map(|d| d.issuer.clone())
     }
 
-    async fn exchange(&self, cb: &Callback, req: &AuthRequest<'_>) -> Result<Profile, UpstreamError> {
-        let code = self
-            .code(cb)
-            .ok_or_else(|| UpstreamError::Callback("the upstream sent no authorization code".into()))?;
+    async fn exchange(
+        &self,
+        cb: &Callback,
+        req: &AuthRequest<'_>,
+    ) -> Result<Profile, UpstreamError> {
+        let code = self.code(cb).ok_or_else(|| {
+            UpstreamError::Callback("the upstream sent no authorization code".into())
+        })?;
         let d = self.issuer.discovery().await?;
-        let token_url = self.endpoint(&self.cfg.token_url, Some(&d.token_endpoint)).await?;
+        let token_url = self
+            .endpoint(&self.cfg.token_url, Some(&d.token_endpoint))
+            .await?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -118,13 +133,18 @@ impl Provider for Generic {
         let post_only = !methods.is_empty()
             && !methods.iter().any(|m| m == "client_secret_basic")
             && methods.iter().any(|m| m == "client_secret_post");
-        let mut rb = self.http.client().post(&token_url).header("accept", "application/json");
+        let mut rb = self
+            .http
+            .client()
+            .post(&token_url)
+            .header("accept", "application/json");
         if post_only {
             form.push(("client_id", &self.cfg.client_id));
             form.push(("client_secret", &self.cfg.client_secret));
         } else {
             // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             rb = rb.basic_auth(enc(&self.cfg.client_id), Some(enc(&self.cfg.client_secret)));
         }
         let t = self.http.json("token endpoint", rb.form(&form)).await?;
@@ -137,10 +157,13 @@ impl Provider for Generic {
             refresh_token: s("refresh_token"),
             id_token: s("id_token"),
         };
-        let id_token = tokens.id_token.as_deref().ok_or_else(|| UpstreamError::Missing {
-            endpoint: "token endpoint".into(),
-            what: "an id_token (is `openid` among the scopes?)".into(),
-        })?;
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| UpstreamError::Missing {
+                endpoint: "token endpoint".into(),
+                what: "an id_token (is `openid` among the scopes?)".into(),
+            })?;
         let mut audiences = vec![self.cfg.client_id.clone()];
         audiences.extend(self.cfg.additional_id_token_audiences.iter().cloned());
         let mut claims = self
@@ -161,13 +184,19 @@ impl Provider for Generic {
             self.cfg.userinfo_url.clone()
         };
         if self.cfg.claims_source == ClaimsSource::Userinfo && !userinfo_url.is_empty() {
-            let access = tokens.access_token.as_deref().ok_or_else(|| UpstreamError::Missing {
-                endpoint: "token endpoint".into(),
-                what: "an access_token for the userinfo endpoint".into(),
-            })?;
+            let access = tokens
+                .access_token
+                .as_deref()
+                .ok_or_else(|| UpstreamError::Missing {
+                    endpoint: "token endpoint".into(),
+                    what: "an access_token for the userinfo endpoint".into(),
+                })?;
             let info = self
                 .http
-                .json("userinfo endpoint", self.http.client().get(&userinfo_url).bearer_auth(access))
+                .json(
+                    "userinfo endpoint",
+                    self.http.client().get(&userinfo_url).bearer_auth(access),
+                )
                 .await?;
             let Value::Object(info) = info else {
                 return Err(UpstreamError::Missing {
@@ -186,7 +215,19 @@ impl Provider for Generic {
                 claims.insert(k, v);
             }
         }
-        for k in ["aud", "exp", "iat", "nbf", "nonce", "azp", "at_hash", "c_hash", "auth_time", "sid", "jti"] {
+        for k in [
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "nonce",
+            "azp",
+            "at_hash",
+            "c_hash",
+            "auth_time",
+            "sid",
+            "jti",
+        ] {
             claims.remove(k);
         }
         let subject = claims

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_shape() {
-        let m = Mapped::from_output(json!({"identity": {"traits": {"email": "a@b.c"}, "metadata_public": {"u": 1}}})).unwrap();
+        let m = Mapped::from_output(
+            json!({"identity": {"traits": {"email": "a@b.c"}, "metadata_public": {"u": 1}}}),
+        )
+        .unwrap();
         assert_eq!(m.traits["email"], "a@b.c");
         assert_eq!(m.metadata_public["u"], 1);
         assert_eq!(m.metadata_admin, Value::Null);
@@ -113,7 +116,10 @@ mod tests {
             (json!({"identity": []}), "an array"),
             (json!({"identity": {}}), "`identity.traits` as null"),
             (json!({"identity": {"traits": "x"}}), "a string"),
-            (json!({"identity": {"traits": {}, "metadata_admin": 3}}), "metadata_admin"),
+            (
+                json!({"identity": {"traits": {}, "metadata_admin": 3}}),
+                "metadata_admin",
+            ),
         ] {
             let e = Mapped::from_output(out).unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");

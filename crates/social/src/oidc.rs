@@ -78,7 +78,10 @@ impl Issuer {
         }
         let url = format!("{}/.well-known/openid-configuration", self.issuer_url);
         let endpoint = "discovery document";
-        let v = self.http.json(endpoint, self.http.client().get(&url)).await?;
+        let v = self
+            .http
+            .json(endpoint, self.http.client().get(&url))
+            .await?;
         let d: Discovery = serde_json::from_value(v).map_err(|e| UpstreamError::InvalidJson {
             endpoint: endpoint.into(),
             detail: e.to_string(),
@@ -106,7 +109,10 @@ impl Issuer {
             return Ok(k.clone());
         }
         let endpoint = "JWKS";
-        let v = self.http.json(endpoint, self.http.client().get(jwks_uri)).await?;
+        let v = self
+            .http
+            .json(endpoint, self.http.client().get(jwks_uri))
+            .await?;
         let set: JwkSet = serde_json::from_value(v).map_err(|e| UpstreamError::InvalidJson {
             endpoint: endpoint.into(),
             detail: e.to_string(),
@@ -164,12 +170,20 @@ impl Issuer {
             })
         })?;
         let claims = data.claims;
-        let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or_default();
+        let nonce = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !tessera_core::crypto::constant_time_eq(nonce, expect.nonce) {
-            return Err(bad("`nonce` does not match the one sent with this sign-in".into()));
+            return Err(bad(
+                "`nonce` does not match the one sent with this sign-in".into()
+            ));
         }
         // OIDC Core §3.1.3.7: with several audiences, `azp` must be this client.
-        let multi_aud = claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1);
+        let multi_aud = claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.len() > 1);
         if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
             if azp != expect.client_id {
                 return Err(bad(format!("`azp` is `{azp}`, not this client")));
@@ -187,11 +201,19 @@ fn find_key<'a>(
     alg: Algorithm,
 ) -> Option<&'a jsonwebtoken::jwk::Jwk> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let family_ok = |j: &jsonwebtoken::jwk::Jwk| match (&j.algorithm, alg) {
-        (P::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
-        | (P::RSA(_), Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
-        | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384) => true,
-        _ => false,
+    let family_ok = |j: &jsonwebtoken::jwk::Jwk| {
+        matches!(
+            (&j.algorithm, alg),
+            (
+                P::RSA(_),
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ) | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
+        )
     };
     match kid {
         Some(k) => set

@@ -27,7 +27,10 @@ pub struct Callback {
 
 impl Callback {
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.params.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.params
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -70,7 +73,11 @@ pub trait Provider: Send + Sync {
     }
 
     /// Exchanges the code and reads the user.
-    async fn exchange(&self, cb: &Callback, req: &AuthRequest<'_>) -> Result<Profile, UpstreamError>;
+    async fn exchange(
+        &self,
+        cb: &Callback,
+        req: &AuthRequest<'_>,
+    ) -> Result<Profile, UpstreamError>;
 }
 
 /// PKCE S256 challenge of a verifier (RFC 7636 §4.2).

@@ -24,7 +24,9 @@ pub enum UpstreamError {
         status: u16,
         excerpt: String,
     },
-    #[error("{endpoint}: answered with a redirect to {location}; upstream redirects are not followed")]
+    #[error(
+        "{endpoint}: answered with a redirect to {location}; upstream redirects are not followed"
+    )]
     Redirected { endpoint: String, location: String },
     #[error("{endpoint}: answer is larger than {} bytes", MAX_RESPONSE_BYTES)]
     TooLarge { endpoint: String },
@@ -58,26 +60,32 @@ impl UpstreamError {
                 } else {
                     format!(" ({description})")
                 };
-                format!("Sign-in with {label} was cancelled or denied{d}. Try again, or choose another way to sign in.")
+                format!(
+                    "Sign-in with {label} was cancelled or denied{d}. Try again, or choose another way to sign in."
+                )
             }
             UpstreamError::OAuth {
                 error, description, ..
             } => format!(
                 "{label} refused the sign-in: {error}{}. Try again; if it keeps happening, contact the site's administrator.",
-                if description.is_empty() { String::new() } else { format!(" — {description}") }
+                if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {description}")
+                }
             ),
-            UpstreamError::Timeout { .. } => format!(
-                "{label} did not answer in time. Try again in a moment."
-            ),
+            UpstreamError::Timeout { .. } => {
+                format!("{label} did not answer in time. Try again in a moment.")
+            }
             UpstreamError::Unreachable { .. } => {
                 format!("{label} could not be reached. Try again in a moment.")
             }
             UpstreamError::IdToken(_) => format!(
                 "The sign-in answer from {label} could not be verified, so it was not accepted. Try again; if it keeps happening, contact the site's administrator."
             ),
-            UpstreamError::Callback(reason) => format!(
-                "The sign-in with {label} could not be completed: {reason}. Start again."
-            ),
+            UpstreamError::Callback(reason) => {
+                format!("The sign-in with {label} could not be completed: {reason}. Start again.")
+            }
             _ => format!(
                 "{label} sent an answer Tessera could not use, so the sign-in stopped. Try again; if it keeps happening, contact the site's administrator."
             ),

@@ -101,7 +101,12 @@ impl Store {
 
 impl Store {
     /// Registers a native app's init code (hashed) for an API flow.
-    pub async fn insert_token_exchange(&self, init_hash: &str, flow_id: Uuid, now: i64) -> Result<(), Error> {
+    pub async fn insert_token_exchange(
+        &self,
+        init_hash: &str,
+        flow_id: Uuid,
+        now: i64,
+    ) -> Result<(), Error> {
         sqlx::query("INSERT INTO session_token_exchanges (init_hash, flow_id, created_at) VALUES ($1, $2, $3)")
             .bind(init_hash)
             .bind(flow_id.to_string())
@@ -147,9 +152,11 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let token: Option<String> = row.try_get("sealed_token").map_err(db_err)?;
         let session: Option<String> = row.try_get("session_id").map_err(db_err)?;
-        Ok(match (token, session.and_then(|s| Uuid::parse_str(&s).ok())) {
-            (Some(t), Some(s)) => Some((t, s)),
-            _ => None,
-        })
+        Ok(
+            match (token, session.and_then(|s| Uuid::parse_str(&s).ok())) {
+                (Some(t), Some(s)) => Some((t, s)),
+                _ => None,
+            },
+        )
     }
 }

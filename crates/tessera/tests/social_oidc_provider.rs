@@ -149,7 +149,10 @@ async fn sign_up_and_sign_in_again_through_oidc_provider() {
     .json()
     .await
     .unwrap();
-    assert_eq!(full["credentials"]["oidc"]["identifiers"], json!(["corp:alice"]));
+    assert_eq!(
+        full["credentials"]["oidc"]["identifiers"],
+        json!(["corp:alice"])
+    );
 }
 
 #[tokio::test]

@@ -113,7 +113,10 @@ async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str)
         .split("<form")
         .find(|f| f.contains(&format!("name=\"provider\" value=\"{provider}\"")))
         .expect("a form with the provider button");
-    assert!(form.contains("csrf_token") && !form.contains("required"), "{form}");
+    assert!(
+        form.contains("csrf_token") && !form.contains("required"),
+        "{form}"
+    );
     let r = b
         .post_form(
             flow["ui"]["action"].as_str().unwrap(),
@@ -598,7 +601,10 @@ async fn ajax_and_api_callers_are_told_to_move_the_browser() {
         .json()
         .await
         .unwrap();
-    let init_code = api["session_token_exchange_code"].as_str().expect("init code").to_string();
+    let init_code = api["session_token_exchange_code"]
+        .as_str()
+        .expect("init code")
+        .to_string();
     let r = app
         .post(api["ui"]["action"].as_str().unwrap())
         .json(&json!({"method": "oidc", "provider": "acme"}))
@@ -609,14 +615,27 @@ async fn ajax_and_api_callers_are_told_to_move_the_browser() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["id"], "browser_location_change_required");
     let system_browser = Browser::default();
-    let callback = upstream(&system_browser, body["redirect_browser_to"].as_str().unwrap()).await;
+    let callback = upstream(
+        &system_browser,
+        body["redirect_browser_to"].as_str().unwrap(),
+    )
+    .await;
     let r = system_browser.get(&callback, false).await;
     let back = location(&r);
-    assert!(back.starts_with("https://app.example.com/native?code="), "{back}");
-    assert!(system_browser.cookie("tessera_session").is_none(), "the browser gets no session");
+    assert!(
+        back.starts_with("https://app.example.com/native?code="),
+        "{back}"
+    );
+    assert!(
+        system_browser.cookie("tessera_session").is_none(),
+        "the browser gets no session"
+    );
     let code = back.split("code=").nth(1).unwrap();
     let wrong = app
-        .get(format!("{}/sessions/token-exchange?init_code=nope&return_to_code={code}", s.public))
+        .get(format!(
+            "{}/sessions/token-exchange?init_code=nope&return_to_code={code}",
+            s.public
+        ))
         .send()
         .await
         .unwrap();
@@ -689,7 +708,10 @@ async fn a_form_post_callback_is_reissued_as_a_same_site_get() {
     // the Lax continuity cookie; this browser sends none here).
     let url = url::Url::parse(&callback).unwrap();
     let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let form: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut base = url.clone();
     base.set_query(None);
     let r = TestServer::client()
@@ -700,7 +722,10 @@ async fn a_form_post_callback_is_reissued_as_a_same_site_get() {
         .unwrap();
     assert_eq!(r.status(), 303);
     let get = location(&r);
-    assert!(get.starts_with(base.as_str()) && get.contains("state="), "{get}");
+    assert!(
+        get.starts_with(base.as_str()) && get.contains("state="),
+        "{get}"
+    );
     // The browser follows it as a top-level GET, with its cookies: signed in.
     let r = b.get(&get, false).await;
     assert_eq!(location(&r), "https://app.example.com/after");
@@ -1042,7 +1067,10 @@ async fn hostile_mappers_end_the_sign_in_with_a_message_and_the_server_keeps_ser
         ("notobject", "[1, 2, 3]"),
         ("throws", "error 'mapper refused'"),
         ("shape", "{ identity: { traits: 'nope' } }"),
-        ("import", "local secret = importstr '/etc/hostname'; { identity: { traits: { email: secret } } }"),
+        (
+            "import",
+            "local secret = importstr '/etc/hostname'; { identity: { traits: { email: secret } } }",
+        ),
     ];
     let mut providers = String::new();
     for (id, src) in hostile {
