@@ -134,6 +134,9 @@ async fn pages_escape_user_input() {
         .await
         .unwrap();
     // The error page shows stored errors only (`?id=`); text in the URL is never echoed.
-    assert!(!html.contains("<script>") && !html.contains("alert(1)"), "{html}");
+    assert!(
+        !html.contains("<script>") && !html.contains("alert(1)"),
+        "{html}"
+    );
     assert!(html.contains("Something went wrong"), "{html}");
 }
