@@ -98,7 +98,13 @@ impl ProviderConfig {
 type Make = fn(ProviderConfig, Upstream) -> Result<Arc<dyn Provider>, (String, String)>;
 
 fn registry() -> &'static [(&'static str, Make)] {
-    &[("generic", crate::generic::Generic::make)]
+    &[
+        ("generic", crate::generic::Generic::make),
+        ("vk", crate::vk::Vk::make),
+        ("vkid", crate::vkid::VkId::make),
+        ("github", crate::github::Github::make),
+        ("dingtalk", crate::dingtalk::Dingtalk::make),
+    ]
 }
 
 pub fn known_types() -> Vec<&'static str> {

@@ -9,11 +9,15 @@
 
 pub mod claims;
 pub mod config;
+pub mod dingtalk;
 pub mod generic;
+pub mod github;
 pub mod mapping;
 pub mod oidc;
 pub mod provider;
 pub mod upstream;
+pub mod vk;
+pub mod vkid;
 
 pub use claims::normalize_claims;
 pub use config::{ClaimsSource, Pkce, ProviderConfig};

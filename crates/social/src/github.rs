@@ -1,0 +1,366 @@
+//! `github`: GitHub's OAuth apps. GitHub has no OpenID Connect for users, so there is no
+//! id_token: the subject and profile come from the REST API (`/user`), and the email from
+//! `/user/emails`, the only place that says which address is primary and verified.
+//!
+//! Two GitHub quirks shape this file: the token endpoint reports errors with HTTP 200 (so the
+//! answer is always checked for `error`), and the granted scopes come back comma-separated and
+//! may differ from the requested ones (so a configured scope that was not granted is an error
+//! the user sees, instead of a sign-in that silently lacks an email).
+
+use crate::claims::{normalize_claims, subject_string};
+use crate::config::ProviderConfig;
+use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
+use crate::upstream::{Upstream, UpstreamError, oauth_error};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use url::Url;
+
+pub const AUTH_URL: &str = "https://github.com/login/oauth/authorize";
+pub const TOKEN_URL: &str = "https://github.com/login/oauth/access_token";
+pub const API_BASE_URL: &str = "https://api.github.com";
+
+pub struct Github {
+    cfg: ProviderConfig,
+    http: Upstream,
+    auth_url: String,
+    token_url: String,
+    user_url: String,
+    emails_url: String,
+}
+
+/// An explicit full URL wins; otherwise the default.
+fn pick(configured: &str, default: String) -> String {
+    if configured.trim().is_empty() {
+        default
+    } else {
+        configured.to_string()
+    }
+}
+
+impl Github {
+    pub fn make(
+        cfg: ProviderConfig,
+        http: Upstream,
+    ) -> Result<Arc<dyn Provider>, (String, String)> {
+        if cfg.client_secret.trim().is_empty() {
+            return Err((
+                "client_secret".into(),
+                "client_secret is required for `github` providers (GitHub → Settings → Developer settings → OAuth Apps → Generate a new client secret)".into(),
+            ));
+        }
+        let api = if cfg.api_base_url.trim().is_empty() {
+            API_BASE_URL.to_string()
+        } else {
+            cfg.api_base_url.trim_end_matches('/').to_string()
+        };
+        Ok(Arc::new(Github {
+            auth_url: pick(&cfg.auth_url, AUTH_URL.into()),
+            token_url: pick(&cfg.token_url, TOKEN_URL.into()),
+            user_url: pick(&cfg.userinfo_url, format!("{api}/user")),
+            emails_url: format!("{api}/user/emails"),
+            cfg,
+            http,
+        }))
+    }
+
+    fn api_get(&self, url: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .client()
+            .get(url)
+            .bearer_auth(token)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+    }
+}
+
+/// Whether `wanted` is covered by the granted scopes. GitHub reports the broadest scope it
+/// granted: `user` covers `user:email` and `read:user`, `admin:org` covers `read:org`, …
+pub fn scope_granted(wanted: &str, granted: &[&str]) -> bool {
+    if granted.contains(&wanted) {
+        return true;
+    }
+    match wanted.split_once(':') {
+        // `user:email`, `user:follow`, `repo:status`, … are parts of `user`, `repo`.
+        Some((parent, _)) if granted.contains(&parent) => true,
+        // `read:org` ⊂ `write:org` ⊂ `admin:org`; `read:user` ⊂ `user`.
+        Some((level, object)) => {
+            let wider: &[&str] = match level {
+                "read" => &["write", "admin"],
+                "write" => &["admin"],
+                _ => &[],
+            };
+            wider
+                .iter()
+                .any(|w| granted.contains(&format!("{w}:{object}").as_str()))
+                || (object == "user" && granted.contains(&"user"))
+        }
+        None => false,
+    }
+}
+
+/// The mapper's claims from `/user` and, when it was read, `/user/emails`.
+pub fn claims_of(user: &Map<String, Value>, emails: Option<&[Value]>) -> Map<String, Value> {
+    let mut c = user.clone();
+    let s = |k: &str| {
+        user.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Value::String(v.to_string()))
+    };
+    if let Some(sub) = user.get("id").and_then(subject_string) {
+        c.insert("sub".into(), Value::String(sub));
+    }
+    if let Some(login) = s("login") {
+        c.insert("username".into(), login.clone());
+        c.insert("nickname".into(), login);
+    }
+    for (from, to) in [
+        ("name", "name"),
+        ("avatar_url", "picture"),
+        ("html_url", "profile"),
+        ("blog", "website"),
+    ] {
+        c.remove(from);
+        if let Some(v) = s(from) {
+            c.insert(to.into(), v);
+        }
+    }
+    c.remove("email");
+    match emails {
+        // The primary address and whether GitHub verified it.
+        Some(rows) => {
+            if let Some(row) = rows
+                .iter()
+                .find(|r| r.get("primary").and_then(Value::as_bool) == Some(true))
+                && let Some(email) = row.get("email").and_then(Value::as_str)
+                && !email.is_empty()
+            {
+                c.insert("email".into(), Value::String(email.into()));
+                c.insert(
+                    "email_verified".into(),
+                    Value::Bool(row.get("verified").and_then(Value::as_bool) == Some(true)),
+                );
+            }
+        }
+        // Only the public profile email: GitHub says nothing about its verification, so
+        // `email_verified` stays absent (mappers must treat that as unverified).
+        None => {
+            if let Some(e) = s("email") {
+                c.insert("email".into(), e);
+            }
+        }
+    }
+    c
+}
+
+#[async_trait::async_trait]
+impl Provider for Github {
+    fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    /// GitHub supports PKCE S256 for OAuth apps; sending it costs nothing and protects codes.
+    async fn uses_pkce(&self) -> Result<bool, UpstreamError> {
+        Ok(!matches!(self.cfg.pkce, crate::config::Pkce::Never))
+    }
+
+    async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
+        let mut url = Url::parse(&self.auth_url).map_err(|e| UpstreamError::Missing {
+            endpoint: "configuration".into(),
+            what: format!("a valid auth_url ({e})"),
+        })?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.cfg.client_id)
+            .append_pair("redirect_uri", req.redirect_uri);
+        if !self.cfg.scope.is_empty() {
+            url.query_pairs_mut()
+                .append_pair("scope", &self.cfg.scope.join(" "));
+        }
+        url.query_pairs_mut().append_pair("state", req.state);
+        if self.uses_pkce().await? {
+            url.query_pairs_mut()
+                .append_pair("code_challenge", &pkce_challenge(req.code_verifier))
+                .append_pair("code_challenge_method", "S256");
+        }
+        Ok(url)
+    }
+
+    async fn exchange(
+        &self,
+        cb: &Callback,
+        req: &AuthRequest<'_>,
+    ) -> Result<Profile, UpstreamError> {
+        let code = self
+            .code(cb)
+            .ok_or_else(|| UpstreamError::Callback("GitHub sent no authorization code".into()))?;
+        let mut form = vec![
+            ("client_id", self.cfg.client_id.as_str()),
+            ("client_secret", self.cfg.client_secret.as_str()),
+            ("code", code),
+            ("redirect_uri", req.redirect_uri),
+        ];
+        if self.uses_pkce().await? {
+            form.push(("code_verifier", req.code_verifier));
+        }
+        let rb = self
+            .http
+            .client()
+            .post(&self.token_url)
+            .header("accept", "application/json")
+            .form(&form);
+        let t = self.http.json("token endpoint", rb).await?;
+        // GitHub answers errors with HTTP 200.
+        if let Some(e) = oauth_error("token endpoint", &t) {
+            return Err(e);
+        }
+        let access = t
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| UpstreamError::Missing {
+                endpoint: "token endpoint".into(),
+                what: "an access_token".into(),
+            })?
+            .to_string();
+        let granted_raw = t.get("scope").and_then(Value::as_str);
+        let granted: Vec<&str> = granted_raw
+            .unwrap_or_default()
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if granted_raw.is_some() {
+            let missing: Vec<&str> = self
+                .cfg
+                .scope
+                .iter()
+                .map(String::as_str)
+                .filter(|w| !scope_granted(w, &granted))
+                .collect();
+            if !missing.is_empty() {
+                return Err(UpstreamError::OAuth {
+                    endpoint: "token endpoint".into(),
+                    error: "scope_not_granted".into(),
+                    description: format!(
+                        "the permission(s) {} this site asks for were not granted (granted: {})",
+                        missing.join(", "),
+                        if granted.is_empty() {
+                            "none".to_string()
+                        } else {
+                            granted.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+        let user = self
+            .http
+            .json("user endpoint", self.api_get(&self.user_url, &access))
+            .await?;
+        let Value::Object(user) = user else {
+            return Err(UpstreamError::Missing {
+                endpoint: "user endpoint".into(),
+                what: "a JSON object".into(),
+            });
+        };
+        let emails = if scope_granted("user:email", &granted) {
+            match self
+                .http
+                .json("emails endpoint", self.api_get(&self.emails_url, &access))
+                .await?
+            {
+                Value::Array(rows) => Some(rows),
+                _ => {
+                    return Err(UpstreamError::Missing {
+                        endpoint: "emails endpoint".into(),
+                        what: "a JSON array".into(),
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let claims = claims_of(&user, emails.as_deref());
+        let subject =
+            claims
+                .get("sub")
+                .and_then(subject_string)
+                .ok_or_else(|| UpstreamError::Missing {
+                    endpoint: "user endpoint".into(),
+                    what: "the numeric user `id`".into(),
+                })?;
+        Ok(Profile {
+            subject,
+            claims: normalize_claims(&claims, None),
+            tokens: Tokens {
+                access_token: Some(access),
+                refresh_token: t
+                    .get("refresh_token")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                id_token: None,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user() -> Map<String, Value> {
+        json!({
+            "id": 583231, "login": "octocat", "name": "The Octocat",
+            "email": "public@example.com", "avatar_url": "https://avatars.example/u/583231",
+            "html_url": "https://github.com/octocat", "blog": "", "company": "@github"
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn claims_take_the_primary_email_and_its_verified_flag() {
+        let emails = [
+            json!({"email": "other@example.com", "primary": false, "verified": true}),
+            json!({"email": "octo@example.com", "primary": true, "verified": false}),
+        ];
+        let c = normalize_claims(&claims_of(&user(), Some(&emails)), None);
+        assert_eq!(c["sub"], "583231");
+        assert_eq!(c["username"], "octocat");
+        assert_eq!(c["nickname"], "octocat");
+        assert_eq!(c["name"], "The Octocat");
+        assert_eq!(c["email"], "octo@example.com");
+        assert_eq!(c["email_verified"], false);
+        assert_eq!(c["picture"], "https://avatars.example/u/583231");
+        assert_eq!(c["profile"], "https://github.com/octocat");
+        assert!(c.get("website").is_none(), "an empty blog is no website");
+        assert_eq!(c["raw_claims"]["company"], "@github");
+        assert_eq!(c["raw_claims"]["id"], 583231);
+    }
+
+    #[test]
+    fn without_the_emails_call_the_public_email_is_unverified_and_no_primary_means_none() {
+        let c = normalize_claims(&claims_of(&user(), None), None);
+        assert_eq!(c["email"], "public@example.com");
+        assert!(c.get("email_verified").is_none());
+        let c = normalize_claims(&claims_of(&user(), Some(&[])), None);
+        assert!(c.get("email").is_none());
+        let mut u = user();
+        u.insert("blog".into(), json!("https://octo.blog"));
+        let c = normalize_claims(&claims_of(&u, None), None);
+        assert_eq!(c["website"], "https://octo.blog");
+    }
+
+    #[test]
+    fn broader_granted_scopes_cover_narrower_ones() {
+        assert!(scope_granted("user:email", &["user:email"]));
+        assert!(scope_granted("user:email", &["user"]));
+        assert!(scope_granted("read:user", &["user"]));
+        assert!(scope_granted("read:org", &["admin:org"]));
+        assert!(!scope_granted("user:email", &["read:user"]));
+        assert!(!scope_granted("repo", &["repo:status"]));
+        assert!(!scope_granted("user:email", &[]));
+    }
+}
