@@ -9,8 +9,9 @@ use jrsonnet_evaluator::{
     Error as JrError, ImportResolver, PreparedSnippet, SourcePath, State, Val, analyze::DiagLevel,
     error::ErrorKind, trace::PathResolver,
 };
+use jrsonnet_evaluator::{IStr, function::CallLocation};
 use jrsonnet_gcmodule::Acyclic;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -60,6 +61,34 @@ impl ImportResolver for NoImports {
 
     fn load_file_contents(&self, _resolved: &SourcePath) -> jrsonnet_evaluator::Result<Vec<u8>> {
         Err(ErrorKind::RuntimeError(IMPORTS_REFUSED.into()).into())
+    }
+}
+
+/// `std.trace` lines printed per evaluation, at most: they go to the worker's stderr, which is the
+/// server's log (and the terminal of `tessera mapper test`).
+const MAX_TRACES: usize = 20;
+
+/// `std.trace` to stderr, bounded so that a mapper cannot flood the server's log.
+#[derive(Acyclic, Default)]
+struct BoundedTrace {
+    printed: Cell<usize>,
+}
+
+impl jrsonnet_stdlib::TracePrinter for BoundedTrace {
+    fn print_trace(&self, loc: CallLocation, value: IStr) {
+        let printed = self.printed.get();
+        if printed >= MAX_TRACES {
+            return;
+        }
+        self.printed.set(printed + 1);
+        let at = loc.0.map_or_else(String::new, |span| {
+            let (line, column) = line_column(span.0.code(), span.1 as usize);
+            format!(" (line {line} column {column})")
+        });
+        eprintln!("mapper trace{at}: {}", truncate(&value));
+        if printed + 1 == MAX_TRACES {
+            eprintln!("mapper trace: further std.trace output of this evaluation is dropped");
+        }
     }
 }
 
@@ -119,6 +148,7 @@ pub(crate) struct Evaluator {
     state: State,
     stdlib: jrsonnet_stdlib::ContextInitializer,
     cache: HashMap<String, Rc<Prepared>>,
+    trace: Rc<BoundedTrace>,
     evaluations: u64,
     poisoned: bool,
 }
@@ -127,6 +157,8 @@ impl Evaluator {
     pub(crate) fn new() -> Self {
         jrsonnet_evaluator::stack::set_stack_depth_limit(MAX_STACK_FRAMES);
         let stdlib = jrsonnet_stdlib::ContextInitializer::new(PathResolver::FileName);
+        let trace = Rc::new(BoundedTrace::default());
+        stdlib.settings_mut().trace_printer = trace.clone();
         let mut builder = State::builder();
         builder
             .import_resolver(NoImports)
@@ -135,6 +167,7 @@ impl Evaluator {
             state: builder.build(),
             stdlib,
             cache: HashMap::new(),
+            trace,
             evaluations: 0,
             poisoned: false,
         }
@@ -221,7 +254,7 @@ impl Evaluator {
         self.evaluations += 1;
         // jrsonnet's values are reference counted; self-referencing objects form cycles that
         // only this collector frees.
-        if self.evaluations % 16 == 0 {
+        if self.evaluations.is_multiple_of(16) {
             jrsonnet_gcmodule::collect_thread_cycles();
         }
         Some(result)
@@ -239,6 +272,7 @@ impl Evaluator {
             ));
         };
         self.stdlib.add_ext_var("claims".into(), claims);
+        self.trace.printed.set(0);
         let result = self.state.evaluate_prepared_snippet(&prepared.snippet);
         let source = prepared.source.as_str();
         let out = match result {

@@ -1,13 +1,13 @@
 //! Jsonnet claim mappers (Kratos's `mapper_url`): `std.extVar('claims')` in, `{identity: …}` out.
 //!
 //! > Architecture invariant: user code runs only inside worker processes with limits (time,
-//! > address space, output size, no imports, no `std.native`); the calling process only parses.
-//! > Parsing runs no user code, so [`Mapper::compile`] is safe anywhere, and a hostile mapper can
-//! > at worst kill its own worker, which the [`MapperPool`] replaces.
+//! > address space, output size; no imports, no `std.native`); the calling process only parses,
+//! > and parsing runs no user code. A hostile mapper can at worst kill its own worker, which the
+//! > [`MapperPool`] replaces. (`evaluate_in_process` exists for tests and benchmarks only.)
 //!
 //! The worker is the `tessera` binary itself in a hidden mode ([`worker_args`], [`run_worker`]),
-//! speaking length-prefixed JSON frames over stdin/stdout. [`evaluate_in_process`] runs the same
-//! evaluation without process isolation, for tests and benchmarks.
+//! speaking length-prefixed JSON frames over stdin/stdout. Workers cache parsed mappers by
+//! [`Mapper::id`]; the pool sends a mapper's source to a worker only the first time.
 
 mod error;
 mod eval;

@@ -348,3 +348,9 @@ fn deep_recursion_hits_the_jsonnet_stack_limit() {
         other => panic!("expected a stack overflow error, got {other:?}"),
     }
 }
+
+#[test]
+fn std_trace_passes_its_value_through() {
+    let out = eval("{ a: std.trace('debugging', 41) + 1 }", json!({})).expect("evaluates");
+    assert_eq!(out, json!({"a": 42}));
+}

@@ -14,13 +14,22 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// worker truncates).
 pub(crate) const RESPONSE_SLACK: usize = 64 * 1024;
 
-#[derive(Serialize)]
-pub(crate) struct RequestOut<'a> {
-    pub id: &'a str,
-    /// Sent only the first time this worker sees `id`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<&'a str>,
-    pub claims: &'a serde_json::Value,
+/// A request frame's body: `{"id": …, "source"?: …, "claims": …}`, assembled around claims that
+/// were serialised once per evaluation. `source` is sent only the first time a worker sees `id`.
+pub(crate) fn request_body(id: &str, source: Option<&str>, claims_json: &[u8]) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(claims_json.len() + id.len() + source.map_or(0, |s| s.len() + 16) + 32);
+    body.extend_from_slice(b"{\"id\":");
+    // Neither can fail: strings always serialise, and a Vec never refuses bytes.
+    let _ = serde_json::to_writer(&mut body, id);
+    if let Some(source) = source {
+        body.extend_from_slice(b",\"source\":");
+        let _ = serde_json::to_writer(&mut body, source);
+    }
+    body.extend_from_slice(b",\"claims\":");
+    body.extend_from_slice(claims_json);
+    body.push(b'}');
+    body
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use crate::wire::{
     MAX_REQUEST_BYTES, RequestIn, Response, WireFailure, read_frame_sync, write_frame_sync,
 };
 use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -84,7 +85,15 @@ fn exit_with_parent() {
 
 fn serve(output_cap: usize) -> ExitCode {
     let mut input = std::io::stdin().lock();
-    let mut output = std::io::stdout().lock();
+    // Unbuffered: one write per response. (Stdout's own line buffering would split a frame
+    // wherever its bytes happen to contain a newline.)
+    let mut output = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("tessera mapper worker: cannot use stdout: {e}");
+            return ExitCode::from(3);
+        }
+    };
     let mut evaluator = Evaluator::new();
     loop {
         let frame = match read_frame_sync(&mut input, MAX_REQUEST_BYTES) {

@@ -214,7 +214,13 @@ fn a_syntax_error_fails_with_its_position() {
     let r = run(&["mapper", "test", "--mapper", s(&m), "--claims", s(&c)]);
     assert_eq!(r.code, 1, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
     assert!(r.stderr.contains("broken.jsonnet"), "{}", r.stderr);
-    assert!(r.stderr.contains("line 5 column 1"), "{}", r.stderr);
+    // Right after the last token, where the missing `}` belongs.
+    assert!(
+        r.stderr
+            .contains("line 3 column 27: expected '}', got end of file"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
