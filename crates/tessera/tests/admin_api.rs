@@ -394,7 +394,13 @@ async fn admin_sessions_list_get_extend_disable() {
             .unwrap();
         assert_eq!(r.status(), 200);
         let ext: Value = r.json().await.unwrap();
-        assert!(ext["expires_at"].as_str().unwrap() > before.as_str());
+        // Compare instants, not strings: RFC 3339 fractions vary in length (".5Z" vs ".52Z").
+        let ms = |v: &str| tessera_core::timefmt::parse_rfc3339(v).expect("RFC 3339 time");
+        assert!(
+            ms(ext["expires_at"].as_str().unwrap()) > ms(&before),
+            "{} should be later than {before}",
+            ext["expires_at"]
+        );
 
         assert_eq!(
             c().delete(format!("{}/admin/sessions/{sid}", s.admin))
