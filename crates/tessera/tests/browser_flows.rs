@@ -1,17 +1,10 @@
 //! Browser flows: redirects to the UI, CSRF double-submit, cookies, return_to allow-list, logout.
 
 use serde_json::Value;
+use tessera_testkit::journey::location;
 use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
 
 const CONFIG: &str = "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n";
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
 
 #[tokio::test]
 async fn browser_registration_login_and_logout() {

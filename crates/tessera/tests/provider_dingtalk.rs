@@ -7,6 +7,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_testkit::emulators::dingtalk::{CORP_ID, DingtalkEmulator, LINA, OLGA, ZHANGWEI};
+use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
 use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
 
 /// Email only when DingTalk has one (it never says whether it is verified, so this is a
@@ -61,51 +62,16 @@ async fn server(dt: &DingtalkEmulator) -> TestServer {
     server_with(Backend::Sqlite, dt, dt.client_secret(), "").await
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn flow_id_of(loc: &str) -> String {
-    loc.split("flow=").nth(1).unwrap_or_default().to_string()
-}
-
-async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    b.get(
-        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-        true,
-    )
-    .await
-    .json()
-    .await
-    .expect("flow json")
-}
-
 /// Opens a browser flow and presses "Sign in with DingTalk"; returns the upstream URL.
 async fn press_dingtalk(b: &Browser, s: &TestServer, kind: &str) -> String {
-    let r = b
-        .get(
-            &format!(
-                "{}/self-service/{kind}/browser?return_to=https://app.example.com/after",
-                s.public
-            ),
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303);
-    let flow = flow_json(b, s, kind, &flow_id_of(&location(&r))).await;
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().expect("action"),
-            &[("csrf_token", &csrf_of(&flow)), ("provider", "dingtalk")],
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{:?}", r.text().await);
-    location(&r)
+    tessera_testkit::journey::press_provider(
+        b,
+        s,
+        kind,
+        "dingtalk",
+        "https://app.example.com/after",
+    )
+    .await
 }
 
 /// A whole browser sign-in as `user`; returns the callback's final response.
@@ -116,14 +82,6 @@ async fn sign_in(b: &Browser, s: &TestServer, kind: &str, user: &str) -> reqwest
     let callback = location(&r);
     assert!(callback.contains("authCode="), "{callback}");
     b.get(&callback, false).await
-}
-
-async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .expect("json")
 }
 
 async fn identities(s: &TestServer) -> Vec<Value> {

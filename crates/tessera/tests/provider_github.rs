@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_testkit::emulators::github::{GithubEmulator, IVAN, NOEMAIL, OCTOCAT, UNVERIFIED};
+use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
 use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
 
 /// The seed-004 GitHub data mapper, verbatim.
@@ -61,51 +62,10 @@ async fn server(gh: &GithubEmulator) -> TestServer {
     server_with(Backend::Sqlite, gh, gh.client_secret()).await
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn flow_id_of(loc: &str) -> String {
-    loc.split("flow=").nth(1).unwrap_or_default().to_string()
-}
-
-async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    b.get(
-        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-        true,
-    )
-    .await
-    .json()
-    .await
-    .expect("flow json")
-}
-
 /// Opens a browser flow and presses "Sign in with GitHub"; returns the upstream URL.
 async fn press_github(b: &Browser, s: &TestServer, kind: &str) -> String {
-    let r = b
-        .get(
-            &format!(
-                "{}/self-service/{kind}/browser?return_to=https://app.example.com/after",
-                s.public
-            ),
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303);
-    let flow = flow_json(b, s, kind, &flow_id_of(&location(&r))).await;
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().expect("action"),
-            &[("csrf_token", &csrf_of(&flow)), ("provider", "github")],
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{:?}", r.text().await);
-    location(&r)
+    tessera_testkit::journey::press_provider(b, s, kind, "github", "https://app.example.com/after")
+        .await
 }
 
 /// A whole browser sign-in as `user`; returns the callback's final response.
@@ -114,14 +74,6 @@ async fn sign_in(b: &Browser, s: &TestServer, kind: &str, user: &str) -> reqwest
     let r = b.get(&format!("{authorize}&user={user}"), false).await;
     assert_eq!(r.status(), 302, "the emulator answered {}", r.status());
     b.get(&location(&r), false).await
-}
-
-async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .expect("json")
 }
 
 async fn identities(s: &TestServer) -> Vec<Value> {

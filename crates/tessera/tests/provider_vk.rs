@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::emulators::vkid::VkIdEmulator;
+use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
 use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
 
 /// Seed 003's VK mapper, restored: the email only when VK sent one (it never says whether it
@@ -54,18 +55,6 @@ fn config(providers: &str) -> String {
     )
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn flow_id_of(loc: &str) -> String {
-    loc.split("flow=").nth(1).unwrap_or_default().to_string()
-}
-
 fn query_of(url: &str) -> Vec<(String, String)> {
     url::Url::parse(url)
         .unwrap()
@@ -81,39 +70,10 @@ fn param(url: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    b.get(
-        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-        true,
-    )
-    .await
-    .json()
-    .await
-    .expect("flow json")
-}
-
 /// Opens a browser flow and presses the provider's button; returns the upstream URL.
 async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str) -> String {
-    let r = b
-        .get(
-            &format!(
-                "{}/self-service/{kind}/browser?return_to=https://app.example.com/after",
-                s.public
-            ),
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303);
-    let flow = flow_json(b, s, kind, &flow_id_of(&location(&r))).await;
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[("csrf_token", &csrf_of(&flow)), ("provider", provider)],
-            false,
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{:?}", r.text().await);
-    location(&r)
+    tessera_testkit::journey::press_provider(b, s, kind, provider, "https://app.example.com/after")
+        .await
 }
 
 /// Picks `user` on the emulator's consent page; returns the callback URL it sends the browser to.
@@ -134,14 +94,6 @@ async fn sign_in(
     let authorize = press_provider(b, s, kind, provider).await;
     let callback = upstream(b, &authorize, user).await;
     b.get(&callback, false).await
-}
-
-async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn identities(s: &TestServer) -> Vec<Value> {

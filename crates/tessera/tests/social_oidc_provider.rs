@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use tessera_testkit::journey::{location, whoami};
 use tessera_testkit::peers::OidcProviderPeer;
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of};
 
@@ -20,14 +21,6 @@ const MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('c
   },
 }
 "#;
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
 
 struct Setup {
     s: TestServer,
@@ -95,14 +88,6 @@ async fn sign_in(
         "oidc-provider sends RFC 9207 iss: {callback}"
     );
     b.get(callback.as_str(), false).await
-}
-
-async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

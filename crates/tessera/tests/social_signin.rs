@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::fake_oidc::{Behavior, FakeOidc, FakeOptions};
+use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of, message_ids};
 
 /// The seed-004 GitHub mapper shape: email only when verified, plus a name and metadata.
@@ -53,29 +54,6 @@ async fn server(fake: &FakeOidc, extra: &str) -> TestServer {
         &config(&provider_yaml("acme", fake, MAPPER, extra), true),
     )
     .await
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn flow_id_of(loc: &str) -> String {
-    loc.split("flow=").nth(1).unwrap_or_default().to_string()
-}
-
-async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    b.get(
-        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-        true,
-    )
-    .await
-    .json()
-    .await
-    .expect("flow json")
 }
 
 /// Opens a browser flow and presses "Continue with <provider>"; returns the upstream URL.
@@ -145,14 +123,6 @@ async fn sign_in(b: &Browser, s: &TestServer, kind: &str) -> reqwest::Response {
     let authorize = press_provider(b, s, kind, "acme").await;
     let callback = upstream(b, &authorize).await;
     b.get(&callback, false).await
-}
-
-async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn identities(s: &TestServer) -> Vec<Value> {

@@ -10,6 +10,7 @@
 
 pub mod emulators;
 pub mod fake_oidc;
+pub mod journey;
 pub mod peers;
 
 use serde_json::Value;

@@ -1,0 +1,71 @@
+//! Steps of a browser journey through the self-service flows, shared by the end-to-end tests
+//! (password, social and per-provider suites) so each reads as the journey it checks.
+
+use crate::{Browser, TestServer, csrf_of};
+use serde_json::Value;
+
+/// The `Location` of a redirect, or "" when there is none.
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The flow id in a UI URL (`…?flow=<id>`).
+pub fn flow_id_of(loc: &str) -> String {
+    loc.split("flow=").nth(1).unwrap_or_default().to_string()
+}
+
+/// A flow as JSON, fetched with the browser's cookies.
+pub async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
+    b.get(
+        &format!("{}/self-service/{kind}/flows?id={id}", s.public),
+        true,
+    )
+    .await
+    .json()
+    .await
+    .expect("flow json")
+}
+
+/// `/sessions/whoami` with the browser's cookies (an error object when signed out).
+pub async fn whoami(b: &Browser, s: &TestServer) -> Value {
+    b.get(&format!("{}/sessions/whoami", s.public), true)
+        .await
+        .json()
+        .await
+        .expect("whoami json")
+}
+
+/// Opens a browser flow of `kind` (with `return_to`) and presses the social button of
+/// `provider`; returns the upstream URL the browser is sent to.
+pub async fn press_provider(
+    b: &Browser,
+    s: &TestServer,
+    kind: &str,
+    provider: &str,
+    return_to: &str,
+) -> String {
+    let r = b
+        .get(
+            &format!(
+                "{}/self-service/{kind}/browser?return_to={return_to}",
+                s.public
+            ),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let flow = flow_json(b, s, kind, &flow_id_of(&location(&r))).await;
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().expect("action"),
+            &[("csrf_token", &csrf_of(&flow)), ("provider", provider)],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    location(&r)
+}
