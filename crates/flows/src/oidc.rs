@@ -881,12 +881,7 @@ impl Engine {
         );
         login.refresh = Some(false);
         login.requested_aal = Some("aal1".into());
-        let has_password = owner.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
-            c.config
-                .get("hashed_password")
-                .and_then(Value::as_str)
-                .is_some_and(|h| !h.is_empty())
-        });
+        let has_password = has_password(&owner);
         if has_password && self.settings.password_enabled {
             login.ui.nodes.push(
                 Node::input(
@@ -1023,12 +1018,7 @@ impl Engine {
         if !linked.iter().any(|(p, _)| p == provider_id) {
             return Err(format!("`{provider_id}` is not linked to this account."));
         }
-        let has_password = identity.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
-            c.config
-                .get("hashed_password")
-                .and_then(Value::as_str)
-                .is_some_and(|h| !h.is_empty())
-        });
+        let has_password = has_password(identity);
         if !has_password && linked.len() <= 1 {
             return Err("This is the only way to sign in to this account: set a password or link another account first, then unlink this one.".into());
         }
@@ -1084,6 +1074,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether the identity can sign in with a password (an imported identity may have an empty
+/// password credential).
+fn has_password(identity: &Identity) -> bool {
+    identity.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
+        c.config
+            .get("hashed_password")
+            .and_then(Value::as_str)
+            .is_some_and(|h| !h.is_empty())
+    })
 }
 
 /// `(provider, subject)` pairs an identity is linked with.
