@@ -62,13 +62,29 @@ impl Store {
         }))
     }
 
-    pub async fn delete_expired_oidc_states(&self, now: i64) -> Result<u64, Error> {
-        let done = sqlx::query("DELETE FROM oidc_states WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+    /// Housekeeping: drops sign-in attempts that expired before `now`, and stored errors and
+    /// unredeemed token exchanges created before `cutoff`. Returns how many rows went.
+    pub async fn delete_stale_social(&self, now: i64, cutoff: i64) -> Result<u64, Error> {
+        let mut total = 0;
+        for (sql, at) in [
+            ("DELETE FROM oidc_states WHERE expires_at < $1", now),
+            (
+                "DELETE FROM selfservice_errors WHERE created_at < $1",
+                cutoff,
+            ),
+            (
+                "DELETE FROM session_token_exchanges WHERE created_at < $1",
+                cutoff,
+            ),
+        ] {
+            let done = sqlx::query(sql)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            total += done.rows_affected();
+        }
+        Ok(total)
     }
 
     /// Stores an error for the error page, which loads it by id.

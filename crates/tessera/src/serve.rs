@@ -157,6 +157,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             if let Err(e) = store.delete_expired_flows(cutoff).await {
                 tracing::warn!(error = %e, "could not delete expired flows");
             }
+            let now = tessera_core::timefmt::now_ms();
+            if let Err(e) = store.delete_stale_social(now, cutoff).await {
+                tracing::warn!(error = %e, "could not delete stale social sign-in attempts and errors");
+            }
         }
     });
     tessera_server::serve(engine, listeners, shutdown_signal()).await?;

@@ -1022,6 +1022,21 @@ async fn a_replayed_state_and_a_foreign_browser_are_refused() {
         .unwrap();
     assert!(!page.contains("Call us") && !page.contains("<b>"), "{page}");
     assert_eq!(identities(&s).await.len(), 1);
+
+    // Housekeeping drops stored errors once they are old, and attempts once they expired.
+    let store = &s.engine.0.store;
+    let now = tessera_core::timefmt::now_ms();
+    let id = uuid::Uuid::parse_str(err_id).unwrap();
+    assert!(store.get_error(id).await.unwrap().is_some());
+    let kept = store
+        .delete_stale_social(now, now - 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "nothing is old yet");
+    assert!(store.get_error(id).await.unwrap().is_some());
+    let removed = store.delete_stale_social(now, now + 1).await.unwrap();
+    assert!(removed >= 2, "both stored errors went: {removed}");
+    assert!(store.get_error(id).await.unwrap().is_none());
 }
 
 #[tokio::test]
