@@ -5,12 +5,13 @@
 //! Architecture invariant: this crate reads files and the environment and nothing else; it never
 //! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
 
+pub mod document;
 pub mod load;
 pub mod model;
 pub mod resolve;
 pub mod source;
 pub mod yaml;
 
-pub use load::{ConfigError, Loaded, Location, load, load_str};
+pub use load::{ConfigError, Loaded, Location, load, load_document, load_str};
 pub use model::*;
 pub use resolve::{ProviderSource, SchemaSource, Settings, resolve};

@@ -196,7 +196,7 @@ pub fn load(files: &[PathBuf], env: &HashMap<String, String>) -> Result<Loaded, 
         })?;
         docs.push((path.clone(), text));
     }
-    load_docs(&docs, env)
+    load_docs(&docs, env, &mut |_| Ok(()))
 }
 
 /// Loads from in-memory documents; `name` stands in for the file path in messages.
@@ -205,12 +205,27 @@ pub fn load_str(
     text: &str,
     env: &HashMap<String, String>,
 ) -> Result<Loaded, ConfigError> {
-    load_docs(&[(PathBuf::from(name), text.to_string())], env)
+    load_docs(&[(PathBuf::from(name), text.to_string())], env, &mut |_| {
+        Ok(())
+    })
+}
+
+/// Loads a document that is about to become the configuration file at `path` (an upload
+/// through `identity-config update`): messages point at `path` and the lines of `text`, and
+/// `prepare` may change the parsed document first (put back redacted secrets).
+pub fn load_document(
+    path: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+    prepare: &mut dyn FnMut(&mut Value) -> Result<(), ConfigError>,
+) -> Result<Loaded, ConfigError> {
+    load_docs(&[(path.to_path_buf(), text.to_string())], env, prepare)
 }
 
 fn load_docs(
     docs: &[(PathBuf, String)],
     env: &HashMap<String, String>,
+    prepare: &mut dyn FnMut(&mut Value) -> Result<(), ConfigError>,
 ) -> Result<Loaded, ConfigError> {
     let mut merged = Value::Object(Map::new());
     let mut locations: HashMap<String, Location> = HashMap::new();
@@ -230,7 +245,7 @@ fn load_docs(
                 e.to_string(),
             )
         })?;
-        let value = match value {
+        let mut value = match value {
             Value::Null => Value::Object(Map::new()),
             v @ Value::Object(_) => v,
             _ => {
@@ -254,12 +269,16 @@ fn load_docs(
                 },
             );
         }
+        prepare(&mut value)?;
         deep_merge(&mut merged, value);
     }
 
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     apply_env(&mut merged, &mut locations, &defaults, env)?;
 
+    // As written (with environment overrides), Kratos keys Tessera sets aside included, so a
+    // downloaded document uploaded again loses nothing.
+    let raw = merged.clone();
     let mut warnings = Vec::new();
     strip_unimplemented(&mut merged, "", &locations, &mut warnings);
     strip_unimplemented_hooks(&mut merged, &locations, &mut warnings);
@@ -278,7 +297,7 @@ fn load_docs(
 
     Ok(Loaded {
         config,
-        raw: merged,
+        raw,
         locations,
         warnings,
         files: docs.iter().map(|d| d.0.clone()).collect(),

@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
             get(get_session).delete(disable_session),
         )
         .route("/admin/sessions/{id}/extend", patch(extend_session))
+        .route(
+            "/admin/identity-config",
+            get(get_identity_config).put(put_identity_config),
+        )
         .merge(crate::public::common_routes())
         .route(
             "/admin/health/alive",
@@ -75,7 +79,7 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
         .get("credentials_identifier")
         .map(|s| tessera_core::identity::normalize_identifier(s));
     let page = st
-        .engine
+        .engine()
         .store
         .list_identities(
             size,
@@ -87,7 +91,7 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
         .items
         .into_iter()
         .map(|mut i| {
-            i.schema_url = st.engine.schema_url(&i.schema_id);
+            i.schema_url = st.engine().schema_url(&i.schema_id);
             i.credentials = None;
             i
         })
@@ -98,7 +102,7 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
         .unwrap_or_default();
     Ok(http::paged(
         items,
-        &st.engine.settings.admin_base_url,
+        &st.engine().settings.admin_base_url,
         "admin/identities",
         size,
         page.next.as_deref(),
@@ -112,7 +116,7 @@ async fn create_identity(
     body: Body,
 ) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
-    let identity = st.engine.create_identity(&body).await?;
+    let identity = st.engine().create_identity(&body).await?;
     Ok((StatusCode::CREATED, Json(identity)).into_response())
 }
 
@@ -124,9 +128,9 @@ async fn get_identity(
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let include = include_credentials(&q, uri.query());
-    let mut identity = st.engine.present(id, &include).await?;
+    let mut identity = st.engine().present(id, &include).await?;
     if include.iter().any(|k| k == "oidc") {
-        st.engine.reveal_oidc_tokens(&mut identity);
+        st.engine().reveal_oidc_tokens(&mut identity);
     }
     Ok(Json(identity).into_response())
 }
@@ -139,7 +143,7 @@ async fn put_identity(
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
-    Ok(Json(st.engine.replace_identity(id, &body).await?).into_response())
+    Ok(Json(st.engine().replace_identity(id, &body).await?).into_response())
 }
 
 async fn patch_identity(
@@ -150,7 +154,7 @@ async fn patch_identity(
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
-    Ok(Json(st.engine.patch_identity(id, &body).await?).into_response())
+    Ok(Json(st.engine().patch_identity(id, &body).await?).into_response())
 }
 
 async fn delete_identity(
@@ -158,7 +162,7 @@ async fn delete_identity(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
-    st.engine.store.delete_identity(id).await?;
+    st.engine().store.delete_identity(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -191,7 +195,7 @@ async fn batch_identities(
             results.push(json!({ "action": "error", "patch_id": patch_id, "error": { "code": 400, "reason": "only `create` entries are supported" } }));
             continue;
         };
-        match st.engine.create_identity(create).await {
+        match st.engine().create_identity(create).await {
             Ok(i) => {
                 results.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
             }
@@ -211,7 +215,7 @@ async fn expand(
 ) -> ApiResult<Vec<Session>> {
     if expand_identity {
         for s in &mut sessions {
-            s.identity = Some(st.engine.present(s.identity_id, &[]).await?);
+            s.identity = Some(st.engine().present(s.identity_id, &[]).await?);
         }
     }
     Ok(sessions)
@@ -235,14 +239,14 @@ async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Res
         }
     };
     let page = st
-        .engine
+        .engine()
         .store
         .list_sessions(None, active, size, q.get("page_token").map(String::as_str))
         .await?;
     let items = expand(&st, page.items, wants_identity(&q)).await?;
     Ok(http::paged(
         items,
-        &st.engine.settings.admin_base_url,
+        &st.engine().settings.admin_base_url,
         "admin/sessions",
         size,
         page.next.as_deref(),
@@ -256,11 +260,11 @@ async fn identity_sessions(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
-    st.engine.store.get_identity(id).await?;
+    st.engine().store.get_identity(id).await?;
     let size = page_size(&q)?;
     let active = q.get("active").map(|a| a == "true");
     let page = st
-        .engine
+        .engine()
         .store
         .list_sessions(
             Some(id),
@@ -272,7 +276,7 @@ async fn identity_sessions(
     let items = expand(&st, page.items, wants_identity(&q)).await?;
     Ok(http::paged(
         items,
-        &st.engine.settings.admin_base_url,
+        &st.engine().settings.admin_base_url,
         &format!("admin/identities/{id}/sessions"),
         size,
         page.next.as_deref(),
@@ -285,8 +289,8 @@ async fn revoke_identity_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_uuid("identity id", &id)?;
-    st.engine.store.get_identity(id).await?;
-    st.engine.store.revoke_identity_sessions(id, None).await?;
+    st.engine().store.get_identity(id).await?;
+    st.engine().store.revoke_identity_sessions(id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -296,7 +300,7 @@ async fn get_session(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let id = parse_uuid("session id", &id)?;
-    let s = st.engine.store.get_session(id).await?;
+    let s = st.engine().store.get_session(id).await?;
     let mut list = expand(
         &st,
         vec![s],
@@ -311,13 +315,44 @@ async fn disable_session(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = parse_uuid("session id", &id)?;
-    st.engine.store.set_session_active(id, false).await?;
+    st.engine().store.set_session_active(id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn extend_session(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_uuid("session id", &id)?;
-    let s = st.engine.extend_session(id).await?;
+    let s = st.engine().extend_session(id).await?;
     let mut list = expand(&st, vec![s], true).await?;
     Ok(Json(list.pop()).into_response())
+}
+
+/// The running configuration document (files plus environment overrides), secrets replaced by
+/// placeholders that an update puts back.
+async fn get_identity_config(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(st.live.redacted_document()?))
+}
+
+/// Replaces the configuration file with the body (YAML or JSON text) and applies it, or
+/// refuses it with every problem and changes nothing.
+async fn put_identity_config(State(st): State<AppState>, body: Body) -> ApiResult<Json<Value>> {
+    let bytes = axum::body::to_bytes(body, http::MAX_BODY)
+        .await
+        .map_err(|_| {
+            Error::new(
+                tessera_core::ErrorKind::PayloadTooLarge,
+                format!("The configuration is larger than {} bytes.", http::MAX_BODY),
+            )
+        })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        Error::bad_request(format!(
+            "The configuration is not UTF-8 text (invalid byte at offset {}).",
+            e.valid_up_to()
+        ))
+    })?;
+    let applied = st.live.update(text).await?;
+    Ok(Json(json!({
+        "config": st.live.redacted_document()?,
+        "warnings": applied.warnings,
+        "restart_required": applied.restart_required,
+    })))
 }

@@ -70,12 +70,8 @@ pub async fn build_engine_with(
     migrate: bool,
     mapper_program: Option<std::path::PathBuf>,
 ) -> Result<Engine, String> {
-    let schemas = load_schemas(&settings).await?;
     let pool = mapper_pool(mapper_program)?;
-    let social = tessera_social::Social::build(&settings, pool)
-        .await
-        .map_err(|e| e.to_string())?;
-    let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
+    let (schemas, social) = load_documents(&settings, pool).await?;
     let store = Store::connect(&settings.dsn)
         .await
         .map_err(|e| e.reason)?
@@ -85,15 +81,45 @@ pub async fn build_engine_with(
     } else if !store.is_migrated().await.map_err(|e| e.reason)? {
         return Err("the database schema is not up to date: run `tessera migrate sql up -e --yes` (or start with --dev to migrate automatically)".into());
     }
+    Ok(assemble(settings, store, schemas, social))
+}
+
+/// Schemas and providers (with their mappers) fetched and compiled: everything a configuration
+/// refers to by URL, so a bad reference fails here and never during a request.
+async fn load_documents(
+    settings: &Settings,
+    pool: tessera_mapper::MapperPool,
+) -> Result<(Schemas, tessera_social::Social), String> {
+    let schemas = load_schemas(settings).await?;
+    let social = tessera_social::Social::build(settings, pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((schemas, social))
+}
+
+fn assemble(
+    settings: Settings,
+    store: Store,
+    schemas: Schemas,
+    social: tessera_social::Social,
+) -> Engine {
+    let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
     let hasher = Hasher::new(settings.argon2.clone());
-    Ok(Engine {
+    Engine {
         settings: Arc::new(settings),
         store,
         schemas: Arc::new(schemas),
         hasher: Arc::new(hasher),
         social: Arc::new(social),
         cipher: Arc::new(cipher),
-    })
+    }
+}
+
+/// A new engine for new settings on the running one's database and mapper workers (a
+/// configuration update; the database and listeners change only on restart).
+pub async fn rebuild_engine(settings: Settings, current: &Engine) -> Result<Engine, String> {
+    let (schemas, social) = load_documents(&settings, current.social.pool().clone()).await?;
+    Ok(assemble(settings, current.store.clone(), schemas, social))
 }
 
 /// Gives tests access to the engine (and its store) of a running server.

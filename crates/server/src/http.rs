@@ -85,7 +85,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let s = &state.engine.settings;
+    let s = &state.engine().settings;
     let mut c = format!(
         "{name}={value}; Path={}; HttpOnly; SameSite={}",
         s.session_cookie_path, s.session_cookie_same_site
@@ -104,13 +104,13 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64
 
 pub fn session_cookie(state: &AppState, token: &str, session: &Session) -> HeaderValue {
     let age = state
-        .engine
+        .engine()
         .settings
         .session_cookie_persistent
         .then(|| (session.expires_at - tessera_core::timefmt::now_ms()) / 1000);
     set_cookie(
         state,
-        &state.engine.settings.session_cookie_name,
+        &state.engine().settings.session_cookie_name,
         token,
         age,
     )
@@ -119,7 +119,7 @@ pub fn session_cookie(state: &AppState, token: &str, session: &Session) -> Heade
 pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
     set_cookie(
         state,
-        &state.engine.settings.session_cookie_name,
+        &state.engine().settings.session_cookie_name,
         "",
         Some(0),
     )
@@ -137,13 +137,13 @@ pub fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
         })
-        .or_else(|| cookie(headers, &state.engine.settings.session_cookie_name))
+        .or_else(|| cookie(headers, &state.engine().settings.session_cookie_name))
         .filter(|t| !t.is_empty())
 }
 
 pub async fn current_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Session>> {
     match session_token(state, headers) {
-        Some(t) => Ok(state.engine.session_from_token(t).await?),
+        Some(t) => Ok(state.engine().session_from_token(t).await?),
         None => Ok(None),
     }
 }

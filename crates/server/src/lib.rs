@@ -8,23 +8,41 @@ pub mod admin;
 pub mod app;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod oidc;
 pub mod public;
 pub mod ui;
 
 use axum::Router;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tessera_flows::Engine;
 use tokio::net::TcpListener;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Engine,
+    pub live: Arc<live::Live>,
 }
 
-/// Both routers, ready to serve.
+impl AppState {
+    /// The configuration in force: take it once per request (see [`live`]).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.live.engine()
+    }
+}
+
+/// Both routers for an engine assembled in code (no configuration file to update).
 pub fn routers(engine: Engine) -> (Router, Router) {
-    let state = AppState { engine };
+    routers_live(Arc::new(live::Live::new(
+        engine,
+        serde_json::Value::Null,
+        None,
+    )))
+}
+
+/// Both routers over a running configuration that `PUT /admin/identity-config` can replace.
+pub fn routers_live(live: Arc<live::Live>) -> (Router, Router) {
+    let state = AppState { live };
     (public::router(state.clone()), admin::router(state))
 }
 
@@ -77,7 +95,21 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (public, admin) = routers(engine);
+    serve_live(
+        Arc::new(live::Live::new(engine, serde_json::Value::Null, None)),
+        listeners,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] over a running configuration that can be replaced while serving.
+pub async fn serve_live(
+    live: Arc<live::Live>,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (public, admin) = routers_live(live);
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut rx1 = tx.subscribe();
     let mut rx2 = tx.subscribe();

@@ -24,7 +24,7 @@ pub fn continuity_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValu
     let mut c = format!(
         "{CONTINUITY_COOKIE}={value}; Path=/self-service/methods/oidc/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
     );
-    if st.engine.settings.secure_cookies {
+    if st.engine().settings.secure_cookies {
         c.push_str("; Secure");
     }
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -76,7 +76,7 @@ pub async fn callback(
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.
         let form = http::read_body(&headers, body).await?;
         let mut to = st
-            .engine
+            .engine()
             .settings
             .public_base_url
             .join(uri.path().trim_start_matches('/'))
@@ -94,7 +94,7 @@ pub async fn callback(
     let continuity = http::cookie(&headers, CONTINUITY_COOKIE);
     let csrf = http::cookie(&headers, http::CSRF_COOKIE);
     let session = current_session(&st, &headers).await?;
-    let e = &st.engine;
+    let e = &st.engine();
     let outcome = e
         .oidc_callback(&provider, query, continuity, csrf, session.as_ref())
         .await?;
@@ -136,7 +136,7 @@ pub async fn get_error(
 ) -> ApiResult<Response> {
     let id = q.get("id").map(String::as_str).unwrap_or_default();
     let uuid = http::parse_uuid("error id", id)?;
-    match st.engine.store.get_error(uuid).await? {
+    match st.engine().store.get_error(uuid).await? {
         Some((error, created_at)) => Ok(Json(json!({
             "id": uuid,
             "error": error,
@@ -160,7 +160,7 @@ pub async fn token_exchange(
 ) -> ApiResult<Response> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     let (session, token) = st
-        .engine
+        .engine()
         .redeem_token_exchange(get("init_code"), get("return_to_code"))
         .await?;
     Ok(Json(json!({ "session": session, "session_token": token })).into_response())

@@ -79,7 +79,7 @@ async fn alive() -> Json<Value> {
 }
 
 async fn ready(State(st): State<AppState>) -> Response {
-    match st.engine.store.ping().await {
+    match st.engine().store.ping().await {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -94,7 +94,7 @@ async fn version() -> Json<Value> {
 }
 
 fn request_url(st: &AppState, uri: &Uri) -> String {
-    st.engine
+    st.engine()
         .settings
         .public_base_url
         .join(
@@ -116,7 +116,7 @@ fn flow_created(
     headers: &HeaderMap,
 ) -> Response {
     let mut resp = if flow.flow_type == FlowType::Browser && !wants_json(headers) {
-        let mut to = st.engine.ui_url(flow.kind).clone();
+        let mut to = st.engine().ui_url(flow.kind).clone();
         to.query_pairs_mut()
             .append_pair("flow", &flow.id.to_string());
         Redirect::to(to.as_str()).into_response()
@@ -134,7 +134,7 @@ fn flow_created(
 fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error) -> Response {
     if e.id == Some("session_already_available") && ft == FlowType::Browser && !wants_json(headers)
     {
-        return Redirect::to(st.engine.settings.default_return_url.as_str()).into_response();
+        return Redirect::to(st.engine().settings.default_return_url.as_str()).into_response();
     }
     ApiError(e).into_response()
 }
@@ -155,7 +155,7 @@ async fn init(
     };
     let url = request_url(&st, &uri);
     let return_to = q.get("return_to").map(String::as_str);
-    let e = &st.engine;
+    let e = &st.engine();
     let result = match kind {
         FlowKind::Login => {
             let refresh = q.get("refresh").is_some_and(|v| v == "true");
@@ -271,7 +271,7 @@ async fn get_flow(
     q: HashMap<String, String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let flow = st.engine.fetch_flow(kind, &flow_id(&q, "id")?).await?;
+    let flow = st.engine().fetch_flow(kind, &flow_id(&q, "id")?).await?;
     if kind == FlowKind::Settings {
         let session = current_session(&st, &headers)
             .await?
@@ -314,7 +314,7 @@ async fn submit(
     let id = flow_id(&q, "flow")?;
     let body = read_body(&headers, body).await?;
     let csrf = http::cookie(&headers, http::CSRF_COOKIE);
-    let e = &st.engine;
+    let e = &st.engine();
     let outcome = match kind {
         FlowKind::Login => e.submit_login(&id, &body, csrf).await,
         FlowKind::Registration => e.submit_registration(&id, &body, csrf).await,
@@ -420,7 +420,7 @@ async fn submit(
 async fn is_browser_flow(st: &AppState, id: &str) -> bool {
     match uuid::Uuid::parse_str(id) {
         Ok(u) => st
-            .engine
+            .engine()
             .store
             .get_flow(u)
             .await
@@ -467,11 +467,11 @@ async fn logout_browser(
     let session = current_session(&st, &headers)
         .await?
         .ok_or_else(Error::no_session)?;
-    let token = st.engine.logout_token(&session);
+    let token = st.engine().logout_token(&session);
     let return_to = st
-        .engine
+        .engine()
         .check_return_to(q.get("return_to").map(String::as_str))?;
-    let mut url = url::Url::parse(&st.engine.public_logout_url(&session))
+    let mut url = url::Url::parse(&st.engine().public_logout_url(&session))
         .map_err(|e| ApiError(Error::internal(e.to_string())))?;
     if let Some(r) = return_to {
         url.query_pairs_mut().append_pair("return_to", &r);
@@ -486,13 +486,13 @@ async fn logout(
 ) -> ApiResult<Response> {
     let token = flow_id(&q, "token")?;
     let session = current_session(&st, &headers).await?;
-    st.engine
+    st.engine()
         .logout_with_token(&token, session.as_ref())
         .await?;
     let return_to = st
-        .engine
+        .engine()
         .check_return_to(q.get("return_to").map(String::as_str))?
-        .unwrap_or_else(|| st.engine.settings.logout_return_url.to_string());
+        .unwrap_or_else(|| st.engine().settings.logout_return_url.to_string());
     let mut resp = if wants_json(&headers) {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -518,7 +518,7 @@ async fn logout_api(
                 "`session_token` is required in the JSON body.",
             ))
         })?;
-    st.engine.revoke_session_token(token).await?;
+    st.engine().revoke_session_token(token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -546,7 +546,7 @@ async fn my_sessions(
         .ok_or_else(Error::no_session)?;
     let size = http::page_size(&q)?;
     let page = st
-        .engine
+        .engine()
         .store
         .list_sessions(
             Some(current.identity_id),
@@ -562,7 +562,7 @@ async fn my_sessions(
         .collect();
     Ok(http::paged(
         others,
-        &st.engine.settings.public_base_url,
+        &st.engine().settings.public_base_url,
         "sessions",
         size,
         page.next.as_deref(),
@@ -578,7 +578,7 @@ async fn revoke_my_other_sessions(
         .await?
         .ok_or_else(Error::no_session)?;
     let n = st
-        .engine
+        .engine()
         .store
         .revoke_identity_sessions(current.identity_id, Some(current.id))
         .await?;
@@ -599,11 +599,11 @@ async fn revoke_my_session(
             "You cannot revoke the session you are using: log out instead.",
         )));
     }
-    let target = st.engine.store.get_session(id).await?;
+    let target = st.engine().store.get_session(id).await?;
     if target.identity_id != current.identity_id {
         return Err(ApiError(tessera_store_not_found(id)));
     }
-    st.engine.store.set_session_active(id, false).await?;
+    st.engine().store.set_session_active(id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -612,17 +612,19 @@ fn tessera_store_not_found(id: uuid::Uuid) -> Error {
 }
 
 async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
-    let mut ids: Vec<&String> = st.engine.schemas.by_id.keys().collect();
-    ids.sort();
+    let engine = st.engine();
+    let mut schemas: Vec<_> = engine.schemas.by_id.iter().collect();
+    schemas.sort_by_key(|(id, _)| *id);
     Json(Value::Array(
-        ids.into_iter()
-            .map(|id| json!({ "id": id, "schema": st.engine.schemas.by_id[id].raw }))
+        schemas
+            .into_iter()
+            .map(|(id, s)| json!({ "id": id, "schema": s.raw }))
             .collect(),
     ))
 }
 
 async fn get_schema(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    st.engine
+    st.engine()
         .schemas
         .by_id
         .get(&id)

@@ -179,7 +179,7 @@ async fn flow_page(
     headers: HeaderMap,
 ) -> Response {
     let start = st
-        .engine
+        .engine()
         .settings
         .public_base_url
         .join(&format!("self-service/{}/browser", kind.as_str()))
@@ -188,7 +188,7 @@ async fn flow_page(
     let Some(id) = q.get("flow") else {
         return Redirect::to(&start).into_response();
     };
-    let flow = match st.engine.fetch_flow(kind, id).await {
+    let flow = match st.engine().fetch_flow(kind, id).await {
         Ok(f) => f,
         Err(e)
             if e.kind == tessera_core::ErrorKind::Gone
@@ -234,7 +234,7 @@ async fn settings(State(st): State<AppState>, Query(q): Q, h: HeaderMap) -> Resp
 async fn welcome(State(st): State<AppState>, headers: HeaderMap) -> Response {
     match current_session(&st, &headers).await {
         Ok(Some(s)) => {
-            let logout = st.engine.public_logout_url(&s);
+            let logout = st.engine().public_logout_url(&s);
             let who = serde_json::to_string_pretty(&s.identity.as_ref().map(|i| &i.traits))
                 .unwrap_or_default();
             page(
@@ -257,7 +257,7 @@ async fn welcome(State(st): State<AppState>, headers: HeaderMap) -> Response {
 /// the page cannot be used to display an attacker's message under this site's name.
 async fn error_page(State(st): State<AppState>, Query(q): Q) -> Response {
     let stored = match q.get("id").map(|i| uuid::Uuid::parse_str(i)) {
-        Some(Ok(id)) => st.engine.store.get_error(id).await.ok().flatten(),
+        Some(Ok(id)) => st.engine().store.get_error(id).await.ok().flatten(),
         _ => None,
     };
     let message = stored

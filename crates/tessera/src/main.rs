@@ -1,7 +1,9 @@
 //! The `tessera` command: a thin shell over the library crates. It parses arguments, loads
 //! configuration, and either serves or talks to a running server's admin API.
 
+mod demo;
 mod identities;
+mod identity_config;
 mod mapper;
 mod serve;
 
@@ -30,6 +32,11 @@ enum Command {
     },
     /// Manage identities through a running server's admin API.
     Identities(identities::IdentitiesArgs),
+    /// Download or replace a running server's configuration (`get`, `update --file`).
+    #[command(name = "identity-config")]
+    IdentityConfig(identity_config::IdentityConfigArgs),
+    /// Try Tessera offline: the server plus DingTalk, VK, VK ID and GitHub emulators.
+    Demo(demo::DemoArgs),
     /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
     Mapper(mapper::MapperArgs),
     /// The mapper sandbox: serves evaluation requests on stdin/stdout. Started by the server.
@@ -79,6 +86,8 @@ fn main() -> ExitCode {
                 what: MigrateCmd::Sql(args),
             } => serve::migrate(args).await,
             Command::Identities(args) => identities::run(args).await,
+            Command::IdentityConfig(args) => identity_config::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
             Command::Mapper(args) => return mapper::run(args).await,
             Command::MapperWorker(_) => Ok(()),

@@ -4,8 +4,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
-use tessera_config::{Settings, load, resolve};
+use tessera_config::{Settings, load};
+use tessera_server::live::{ConfigSource, Live};
 use tessera_server::{Listeners, app};
 use tessera_store::Store;
 
@@ -54,7 +56,7 @@ fn env_map() -> HashMap<String, String> {
 
 /// In `--dev`, a secret is generated once and kept in `./tessera.secret` (mode 0600) so sessions
 /// survive restarts.
-fn dev_secret(dir: &Path) -> Result<String> {
+pub(crate) fn dev_secret(dir: &Path) -> Result<String> {
     let path = dir.join("tessera.secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
         let s = s.trim().to_string();
@@ -95,38 +97,72 @@ fn init_logging(settings: &Settings) {
     }
 }
 
-pub fn load_settings(config: &[PathBuf], dev: bool) -> Result<(Settings, Vec<String>)> {
-    let loaded = load(config, &env_map()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+/// A configuration loaded and resolved, with how it was resolved (for later updates).
+pub struct Prepared {
+    pub settings: Settings,
+    pub source: ConfigSource,
+    pub document: serde_json::Value,
+    pub warnings: Vec<String>,
+}
+
+pub fn prepare(config: &[PathBuf], dev: bool) -> Result<Prepared> {
+    let env = env_map();
+    let loaded = load(config, &env).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let needs_secret =
         dev && loaded.config.secrets.default.is_empty() && loaded.config.secrets.cookie.is_empty();
-    let secret = if needs_secret {
+    let generated_secret = if needs_secret {
         Some(dev_secret(Path::new("."))?)
     } else {
         None
     };
-    let mut settings = resolve(&loaded, dev, secret.as_deref())
+    let source = ConfigSource {
+        files: config.to_vec(),
+        dev,
+        generated_secret,
+        env,
+    };
+    let settings = source
+        .resolve(&loaded)
         .map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-    if dev && config.is_empty() {
-        // The zero-config development server signs users in right after sign-up, like Kratos's
-        // quickstart configuration does.
-        settings.session_after_password_registration = true;
-    }
-    Ok((settings, loaded.warnings))
+    Ok(Prepared {
+        settings,
+        source,
+        document: loaded.raw,
+        warnings: loaded.warnings,
+    })
+}
+
+pub fn load_settings(config: &[PathBuf], dev: bool) -> Result<(Settings, Vec<String>)> {
+    let p = prepare(config, dev)?;
+    Ok((p.settings, p.warnings))
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    let started = Instant::now();
-    let (settings, warnings) = load_settings(&args.config, args.dev)?;
-    init_logging(&settings);
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
     if args.watch_courier {
-        tracing::warn!(
+        eprintln!(
             "--watch-courier is accepted for Kratos compatibility; Tessera has no courier yet"
         );
     }
-    if args.dev {
+    run(&args.config, args.dev, None, "").await
+}
+
+/// Serves a configuration until SIGTERM or Ctrl-C. `listeners` are used when the caller bound
+/// them already (`tessera demo` must know its ports before writing its configuration); `note`
+/// is printed after the ready lines.
+pub async fn run(
+    config: &[PathBuf],
+    dev: bool,
+    listeners: Option<Listeners>,
+    note: &str,
+) -> Result<()> {
+    let started = Instant::now();
+    let prepared = prepare(config, dev)?;
+    let settings = prepared.settings;
+    init_logging(&settings);
+    for w in &prepared.warnings {
+        tracing::warn!("{w}");
+    }
+    if dev {
         tracing::warn!(
             "running in --dev mode: cookies are not marked Secure; never use this in production"
         );
@@ -134,10 +170,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let public = settings.public_base_url.clone();
     let admin = settings.admin_base_url.clone();
     let binds = (settings.public_bind.clone(), settings.admin_bind.clone());
-    let engine = app::build_engine(settings, args.dev)
+    let engine = app::build_engine(settings, dev)
         .await
         .map_err(|e| anyhow!(e))?;
-    let listeners = Listeners::bind((&binds.0.0, binds.0.1), (&binds.1.0, binds.1.1)).await?;
+    let listeners = match listeners {
+        Some(l) => l,
+        None => Listeners::bind((&binds.0.0, binds.0.1), (&binds.1.0, binds.1.1)).await?,
+    };
     let (pa, aa) = listeners.addrs();
     println!(
         "Tessera {} is ready in {} ms",
@@ -146,6 +185,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     );
     println!("  public API: {public}  (listening on {pa})");
     println!("  admin API:  {admin}  (listening on {aa})");
+    if !note.is_empty() {
+        println!("{note}");
+    }
     tracing::info!(public = %pa, admin = %aa, "serving");
 
     let store = engine.store.clone();
@@ -163,7 +205,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             }
         }
     });
-    tessera_server::serve(engine, listeners, shutdown_signal()).await?;
+    let live = Arc::new(Live::new(engine, prepared.document, Some(prepared.source)));
+    tessera_server::serve_live(live, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

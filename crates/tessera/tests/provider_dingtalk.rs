@@ -1,4 +1,4 @@
-//! The `dingtalk` provider type end to end, against the DingTalk emulator in tessera-testkit
+//! The `dingtalk` provider type end to end, against the DingTalk emulator (tessera-emulators, through tessera-testkit)
 //! (same paths, `authCode` callback, camelCase JSON and `{code, message, requestid}` errors as
 //! DingTalk): sign-up, sign-in into the same identity, fill-the-gaps when DingTalk has no email,
 //! DingTalk's error answers shown on the flow, scopes DingTalk does not have refused at start,

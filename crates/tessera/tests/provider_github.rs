@@ -1,4 +1,4 @@
-//! The `github` provider type end to end, against the GitHub emulator in tessera-testkit (same
+//! The `github` provider type end to end, against the GitHub emulator (tessera-emulators, through tessera-testkit) (same
 //! paths, JSON and HTTP-200 errors as GitHub): sign-up, sign-in into the same identity with
 //! the seed-004 GitHub mapper, fill-the-gaps for missing and unverified emails, GitHub's error
 //! answers shown on the flow, a scope GitHub did not grant, and the emulator's own refusals.

@@ -1,5 +1,5 @@
 //! The `vk` (legacy VK OAuth) and `vkid` (VK ID, OAuth 2.1) provider types, end to end through
-//! the browser flow against the emulators in tessera-testkit, with the seed-003 VK mapper: sign-up,
+//! the browser flow against the emulators in tessera-emulators, with the seed-003 VK mapper: sign-up,
 //! sign-in into the same identity, fill-the-gaps without an email, VK's HTTP-200 API errors,
 //! a wrong client secret, VK ID's `device_id` and PKCE; and the emulators refusing what VK
 //! refuses.

@@ -67,11 +67,18 @@ impl Drop for VkIdEmulator {
 }
 
 impl VkIdEmulator {
+    /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> VkIdEmulator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the VK ID emulator");
-        let addr = listener.local_addr().expect("local addr");
+        Self::serve(listener).expect("read the emulator's local address")
+    }
+
+    /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
+    /// runtime.
+    pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<VkIdEmulator> {
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             // VK ID's codes live ten minutes (`expires_in: 600` on the callback).
@@ -89,7 +96,7 @@ impl VkIdEmulator {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        VkIdEmulator { shared, task }
+        Ok(VkIdEmulator { shared, task })
     }
 
     /// `http://127.0.0.1:<port>`: the `api_base_url` (it stands for `https://id.vk.com`).

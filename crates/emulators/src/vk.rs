@@ -31,7 +31,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rsa::rand_core::{OsRng, RngCore};
+use rand::RngCore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -118,7 +118,7 @@ pub fn default_users() -> Vec<FakeVkUser> {
 
 pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut buf);
+    rand::rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -273,11 +273,18 @@ impl Drop for VkEmulator {
 }
 
 impl VkEmulator {
+    /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> VkEmulator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the VK emulator");
-        let addr = listener.local_addr().expect("local addr");
+        Self::serve(listener).expect("read the emulator's local address")
+    }
+
+    /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
+    /// runtime.
+    pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<VkEmulator> {
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             client_secret: "vk-protected-key-0123456789".into(),
@@ -297,7 +304,7 @@ impl VkEmulator {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        VkEmulator { shared, task }
+        Ok(VkEmulator { shared, task })
     }
 
     /// `http://127.0.0.1:<port>`: the `api_base_url` (it stands for `https://api.vk.com`).

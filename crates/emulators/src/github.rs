@@ -127,11 +127,18 @@ impl Drop for GithubEmulator {
 }
 
 impl GithubEmulator {
+    /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> GithubEmulator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the GitHub emulator");
-        let addr = listener.local_addr().expect("local addr");
+        Self::serve(listener).expect("read the emulator's local address")
+    }
+
+    /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
+    /// runtime.
+    pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<GithubEmulator> {
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             client_id: "Iv1.emulated0client".into(),
@@ -153,7 +160,7 @@ impl GithubEmulator {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        GithubEmulator { shared, task }
+        Ok(GithubEmulator { shared, task })
     }
 
     /// `http://127.0.0.1:<port>`: both the `github.com` and the `api.github.com` origin.

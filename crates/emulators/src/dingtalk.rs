@@ -111,11 +111,18 @@ impl Drop for DingtalkEmulator {
 }
 
 impl DingtalkEmulator {
+    /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> DingtalkEmulator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the DingTalk emulator");
-        let addr = listener.local_addr().expect("local addr");
+        Self::serve(listener).expect("read the emulator's local address")
+    }
+
+    /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
+    /// runtime.
+    pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<DingtalkEmulator> {
+        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             base: format!("http://{addr}"),
             client_id: "dingemulatedappkey".into(),
@@ -135,7 +142,7 @@ impl DingtalkEmulator {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        DingtalkEmulator { shared, task }
+        Ok(DingtalkEmulator { shared, task })
     }
 
     /// `http://127.0.0.1:<port>`: both the `login.dingtalk.com` and `api.dingtalk.com` origin.

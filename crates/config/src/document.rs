@@ -1,0 +1,378 @@
+//! The configuration as a document a person downloads, edits and uploads again
+//! (`tessera identity-config get|update`): secrets are replaced by placeholders on the way out
+//! and put back on the way in, and the document can be written as YAML.
+//!
+//! A placeholder names a fingerprint of the secret it stands for (`<redacted:1a2b3c4d>`, the
+//! first 8 hex digits of its SHA-256), not its position. Moving a secret (rotating cookie
+//! secrets puts a new one first) or reordering providers therefore keeps the right value, and a
+//! placeholder that matches no running secret is an error instead of a silently wrong secret.
+//! Thirty-two bits of a hash reveal nothing useful about a secret of 16 or more random
+//! characters.
+
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+const PREFIX: &str = "<redacted:";
+
+/// Where secrets live in a document: every string under these keys is redacted. `*` is any
+/// array index.
+const SECRET_PATHS: &[&[&str]] = &[
+    &["secrets", "default", "*"],
+    &["secrets", "cookie", "*"],
+    &["secrets", "cipher", "*"],
+    &[
+        "selfservice",
+        "methods",
+        "oidc",
+        "config",
+        "providers",
+        "*",
+        "client_secret",
+    ],
+    &[
+        "selfservice",
+        "methods",
+        "oidc",
+        "config",
+        "providers",
+        "*",
+        "apple_private_key",
+    ],
+];
+
+fn placeholder(secret: &str) -> String {
+    let hash = tessera_core::crypto::token_hash(secret);
+    format!("{PREFIX}{}>", &hash[..8])
+}
+
+/// The password of a URL-shaped DSN (`postgres://user:password@host/db`), as a byte range.
+fn dsn_password(dsn: &str) -> Option<std::ops::Range<usize>> {
+    let rest_at = dsn.find("://")? + 3;
+    let authority_end = dsn[rest_at..]
+        .find(['/', '?'])
+        .map_or(dsn.len(), |i| rest_at + i);
+    let at = dsn[rest_at..authority_end].rfind('@')? + rest_at;
+    let colon = dsn[rest_at..at].find(':')? + rest_at;
+    (colon + 1 < at).then_some(colon + 1..at)
+}
+
+fn visit_secrets(doc: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
+    fn walk(v: &mut Value, path: &[&str], key: String, f: &mut dyn FnMut(&str, &mut String)) {
+        match (path.split_first(), v) {
+            (None, Value::String(s)) => f(&key, s),
+            (Some((&"*", rest)), Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, rest, format!("{key}.{i}"), f);
+                }
+            }
+            (Some((name, rest)), Value::Object(map)) => {
+                if let Some(child) = map.get_mut(*name) {
+                    let key = if key.is_empty() {
+                        (*name).to_string()
+                    } else {
+                        format!("{key}.{name}")
+                    };
+                    walk(child, rest, key, f);
+                }
+            }
+            _ => {}
+        }
+    }
+    for path in SECRET_PATHS {
+        walk(doc, path, String::new(), f);
+    }
+}
+
+/// The document with every secret (and a DSN's password) replaced by its placeholder.
+pub fn redact(doc: &Value) -> Value {
+    let mut out = doc.clone();
+    visit_secrets(&mut out, &mut |_, s| *s = placeholder(s));
+    if let Some(Value::String(dsn)) = out.get_mut("dsn")
+        && let Some(range) = dsn_password(dsn)
+    {
+        let p = placeholder(&dsn[range.clone()]);
+        dsn.replace_range(range, &p);
+    }
+    out
+}
+
+/// A placeholder in an uploaded document that matches no secret of the running configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownPlaceholder {
+    /// Dotted key, e.g. `secrets.cookie.1`.
+    pub key: String,
+    pub placeholder: String,
+}
+
+/// Puts the running configuration's secrets back where `doc` has placeholders. Returns whether
+/// anything was restored (the document then differs from the uploaded text), or every
+/// placeholder that matches nothing.
+pub fn restore(doc: &mut Value, running: &Value) -> Result<bool, Vec<UnknownPlaceholder>> {
+    let mut known: HashMap<String, String> = HashMap::new();
+    let mut running = running.clone();
+    visit_secrets(&mut running, &mut |_, s| {
+        known.insert(placeholder(s), s.clone());
+    });
+    if let Some(Value::String(dsn)) = running.get("dsn")
+        && let Some(range) = dsn_password(dsn)
+    {
+        let secret = dsn[range].to_string();
+        known.insert(placeholder(&secret), secret);
+    }
+
+    let mut restored = false;
+    let mut unknown = Vec::new();
+    visit_secrets(doc, &mut |key, s| {
+        if s.starts_with(PREFIX) {
+            match known.get(s.as_str()) {
+                Some(secret) => {
+                    *s = secret.clone();
+                    restored = true;
+                }
+                None => unknown.push(UnknownPlaceholder {
+                    key: key.to_string(),
+                    placeholder: s.clone(),
+                }),
+            }
+        }
+    });
+    if let Some(Value::String(dsn)) = doc.get_mut("dsn")
+        && let Some(start) = dsn.find(PREFIX)
+    {
+        let end = dsn[start..].find('>').map(|i| start + i + 1);
+        match end.and_then(|end| known.get(&dsn[start..end]).map(|s| (end, s))) {
+            Some((end, secret)) => {
+                dsn.replace_range(start..end, secret);
+                restored = true;
+            }
+            None => unknown.push(UnknownPlaceholder {
+                key: "dsn".into(),
+                placeholder: dsn[start..end.unwrap_or(dsn.len())].to_string(),
+            }),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(restored)
+    } else {
+        Err(unknown)
+    }
+}
+
+/// YAML for a JSON value: block style, keys in document order, strings quoted whenever a plain
+/// scalar could be read back as something else. `crate::yaml::parse` reads it back unchanged.
+pub fn to_yaml(doc: &Value) -> String {
+    let mut out = String::new();
+    match doc {
+        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
+        Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
+        other => {
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn indent(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn write_map(out: &mut String, map: &Map<String, Value>, level: usize) {
+    let mut first = true;
+    for (k, v) in map {
+        // The first key of a mapping inside a sequence item shares the `- ` line.
+        if !(first && out.ends_with("- ")) {
+            indent(out, level);
+        }
+        first = false;
+        out.push_str(&key(k));
+        out.push(':');
+        write_child(out, v, level);
+    }
+}
+
+fn write_seq(out: &mut String, items: &[Value], level: usize) {
+    for item in items {
+        indent(out, level);
+        out.push_str("- ");
+        match item {
+            Value::Object(m) if !m.is_empty() => write_map(out, m, level + 2),
+            Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                write_seq(out, a, level + 2);
+            }
+            other => {
+                out.push_str(&scalar(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_child(out: &mut String, v: &Value, level: usize) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            write_map(out, m, level + 2);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            write_seq(out, a, level + 2);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn key(k: &str) -> String {
+    if plain_ok(k) {
+        k.to_string()
+    } else {
+        quoted(k)
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if plain_ok(s) => s.clone(),
+        Value::String(s) => quoted(s),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// JSON's double-quoted strings are valid YAML double-quoted scalars.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Whether a string can be written unquoted and read back as the same string.
+fn plain_ok(s: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes",
+        "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", ".inf", ".nan",
+    ];
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    if RESERVED.contains(&s) || s.parse::<f64>().is_ok() || s.starts_with("0x") {
+        return false;
+    }
+    if !(first.is_alphanumeric() || first == '/' || first == '.' || first == '_') {
+        return false;
+    }
+    if s.ends_with(' ') || s.ends_with(':') || s.contains(": ") || s.contains(" #") {
+        return false;
+    }
+    s.chars().all(|c| {
+        c.is_alphanumeric() || " _-./:@+=?&%~()".contains(c) || (!c.is_ascii() && !c.is_control())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "dsn": "postgres://tessera:s3cret-pass@db.internal:5432/tessera?sslmode=disable",
+            "secrets": { "cookie": ["cookie-secret-one-1234", "cookie-secret-two-5678"], "cipher": ["cipher-secret-abcdefgh"] },
+            "selfservice": { "methods": { "oidc": { "enabled": true, "config": { "providers": [
+                { "id": "github", "provider": "github", "client_id": "abc", "client_secret": "gh-secret" },
+                { "id": "vk", "provider": "vk", "client_id": "123", "client_secret": "vk-secret" }
+            ] } } } },
+            "serve": { "public": { "port": 4433, "base_url": "http://127.0.0.1:4433/" } },
+            "odd": ["yes", "", "12", "a: b", "-dash", "# hash", "Ж и 中文", "line\nbreak", "trail ", null, true, 1.5]
+        })
+    }
+
+    #[test]
+    fn redaction_hides_every_secret_and_the_dsn_password() {
+        let red = redact(&sample());
+        let text = red.to_string();
+        for secret in [
+            "s3cret-pass",
+            "cookie-secret-one-1234",
+            "cookie-secret-two-5678",
+            "cipher-secret-abcdefgh",
+            "gh-secret",
+            "vk-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(
+            red["dsn"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("postgres://tessera:<redacted:")
+                    && d.ends_with("@db.internal:5432/tessera?sslmode=disable")),
+            "{}",
+            red["dsn"]
+        );
+        assert_eq!(
+            red["selfservice"]["methods"]["oidc"]["config"]["providers"][0]["client_id"],
+            "abc"
+        );
+    }
+
+    #[test]
+    fn restoring_follows_the_secret_not_its_position() {
+        let running = sample();
+        let mut upload = redact(&running);
+        // Rotate: a new cookie secret first, the old ones after it; swap the providers.
+        let cookies = upload["secrets"]["cookie"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        upload["secrets"]["cookie"] = json!(["brand-new-cookie-secret", cookies[0], cookies[1]]);
+        let providers = upload["selfservice"]["methods"]["oidc"]["config"]["providers"]
+            .as_array_mut()
+            .expect("providers");
+        providers.swap(0, 1);
+        assert_eq!(restore(&mut upload, &running), Ok(true));
+        assert_eq!(
+            upload["secrets"]["cookie"],
+            json!([
+                "brand-new-cookie-secret",
+                "cookie-secret-one-1234",
+                "cookie-secret-two-5678"
+            ])
+        );
+        let p = &upload["selfservice"]["methods"]["oidc"]["config"]["providers"];
+        assert_eq!(p[0]["client_secret"], "vk-secret");
+        assert_eq!(p[1]["client_secret"], "gh-secret");
+        assert_eq!(upload["dsn"], running["dsn"]);
+    }
+
+    #[test]
+    fn a_placeholder_that_matches_nothing_is_reported_by_key() {
+        let mut upload = redact(&sample());
+        upload["secrets"]["cipher"][0] = json!("<redacted:00000000>");
+        let err = restore(&mut upload, &sample()).expect_err("unknown placeholder");
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].key, "secrets.cipher.0");
+        let mut plain = sample();
+        assert_eq!(restore(&mut plain, &sample()), Ok(false));
+    }
+
+    #[test]
+    fn yaml_output_reads_back_as_the_same_document() {
+        for doc in [
+            sample(),
+            redact(&sample()),
+            json!({}),
+            json!({"a": [], "b": {}, "c": [[1, 2], [{"x": 1}]]}),
+        ] {
+            let text = to_yaml(&doc);
+            let (back, _) = crate::yaml::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let back = if back.is_null() { json!({}) } else { back };
+            assert_eq!(back, doc, "{text}");
+        }
+    }
+}

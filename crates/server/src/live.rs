@@ -1,0 +1,272 @@
+//! The running configuration, and replacing it without a restart (`PUT /admin/identity-config`,
+//! `tessera identity-config update`).
+//!
+//! Requests take the current [`Engine`] once, as a whole, so a request that straddles a reload
+//! sees one consistent configuration. A new document is validated exactly as at start (schemas
+//! fetched and compiled, providers checked, mappers fetched and compiled), written atomically
+//! over the configuration file, and only then swapped in; when anything fails, nothing changes.
+//! The file stays the source of truth: a restart loads what the last update wrote.
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use tessera_config::{ConfigError, Loaded, Settings, document};
+use tessera_core::Error;
+use tessera_flows::Engine;
+
+/// How the server turned files and the environment into settings, kept so an update is
+/// resolved the same way (`--dev`, the generated development secret, the same environment
+/// overrides on top).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub files: Vec<PathBuf>,
+    pub dev: bool,
+    pub generated_secret: Option<String>,
+    pub env: HashMap<String, String>,
+}
+
+impl ConfigSource {
+    /// Settings from a loaded document, as `tessera serve` derives them.
+    pub fn resolve(&self, loaded: &Loaded) -> Result<Settings, ConfigError> {
+        let mut settings =
+            tessera_config::resolve(loaded, self.dev, self.generated_secret.as_deref())?;
+        if self.dev && self.files.is_empty() {
+            // The zero-config development server signs users in right after sign-up, like
+            // Kratos's quickstart configuration does.
+            settings.session_after_password_registration = true;
+        }
+        Ok(settings)
+    }
+}
+
+/// What an update changed that only a restart applies (listeners, database, logging).
+fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.dsn != new.dsn {
+        keys.push("dsn");
+    }
+    if old.public_bind != new.public_bind {
+        keys.push("serve.public");
+    }
+    if old.admin_bind != new.admin_bind {
+        keys.push("serve.admin");
+    }
+    if old.session_cache_ttl != new.session_cache_ttl {
+        keys.push("session.cache_ttl");
+    }
+    if old.log_level != new.log_level || old.log_json != new.log_json {
+        keys.push("log");
+    }
+    keys
+}
+
+/// The engine requests use and the document it was built from.
+pub struct Live {
+    engine: RwLock<Arc<Engine>>,
+    document: RwLock<Arc<Value>>,
+    source: Option<ConfigSource>,
+    /// One update at a time: each validates against, and replaces, the one before.
+    updating: tokio::sync::Mutex<()>,
+}
+
+/// A successful update.
+#[derive(Debug)]
+pub struct Applied {
+    pub warnings: Vec<String>,
+    pub restart_required: Vec<&'static str>,
+}
+
+impl Live {
+    /// `source` is `None` for servers assembled in code (tests): they have no file to update.
+    pub fn new(engine: Engine, document: Value, source: Option<ConfigSource>) -> Live {
+        Live {
+            engine: RwLock::new(Arc::new(engine)),
+            document: RwLock::new(Arc::new(document)),
+            source,
+            updating: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        match self.engine.read() {
+            Ok(e) => e.clone(),
+            // A panic while swapping cannot leave a half-written Arc; keep serving.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The running document with its secrets replaced by placeholders.
+    pub fn redacted_document(&self) -> Result<Value, Error> {
+        if self.source.is_none() {
+            return Err(Error::conflict(
+                "This server was assembled without a configuration document, so there is none to show.",
+            ));
+        }
+        let doc = match self.document.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Ok(document::redact(&doc))
+    }
+
+    fn config_file(&self) -> Result<(&ConfigSource, &Path), Error> {
+        let Some(source) = &self.source else {
+            return Err(Error::conflict(
+                "This server was not started from a configuration file, so there is no file to update.",
+            ));
+        };
+        match source.files.as_slice() {
+            [one] => Ok((source, one.as_path())),
+            [] => Err(Error::conflict(
+                "This server was started without --config, so there is no file to update. Start it with `tessera serve --config FILE` to manage its configuration with `tessera identity-config`.",
+            )),
+            many => Err(Error::conflict(format!(
+                "This server was started with {} configuration files ({}); an update replaces one whole file, so it needs exactly one. Merge them into one file and start with that.",
+                many.len(),
+                many.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Validates `text` (YAML or JSON) as the new configuration file, writes it and swaps it
+    /// in.
+    pub async fn update(&self, text: &str) -> Result<Applied, Error> {
+        let _one_at_a_time = self.updating.lock().await;
+        let (source, path) = self.config_file()?;
+        let running = match self.document.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+
+        let mut restored: Option<Value> = None;
+        let loaded = tessera_config::load_document(path, text, &source.env, &mut |doc| {
+            let changed = document::restore(doc, &running).map_err(|unknown| ConfigError {
+                problems: unknown
+                    .into_iter()
+                    .map(|u| tessera_config::load::Problem {
+                        key: u.key,
+                        location: tessera_config::Location::File {
+                            path: path.to_path_buf(),
+                            line: 0,
+                        },
+                        message: format!(
+                            "`{}` matches none of the running configuration's secrets; write the secret itself (placeholders only stand for secrets the server already has)",
+                            u.placeholder
+                        ),
+                    })
+                    .collect(),
+            })?;
+            if changed {
+                restored = Some(doc.clone());
+            }
+            Ok(())
+        })
+        .map_err(invalid)?;
+        let settings = source.resolve(&loaded).map_err(invalid)?;
+
+        let current = self.engine();
+        let engine = crate::app::rebuild_engine(settings, &current)
+            .await
+            .map_err(|reason| {
+                Error::bad_request(format!("The configuration is invalid; nothing was changed:\n{reason}"))
+                    .with_details(json!({ "problems": [{ "key": "", "location": path.display().to_string(), "message": reason }] }))
+            })?;
+
+        // What goes to disk: the upload as written (comments and all), unless secrets had to
+        // be put back, in which case the restored document is written in the file's format.
+        let content = match &restored {
+            Some(doc) => render_for(path, doc),
+            None => text.to_string(),
+        };
+        write_atomically(path, &content).map_err(|e| {
+            Error::internal(format!(
+                "The new configuration is valid but could not be written to {}: {e}. Nothing was changed.",
+                path.display()
+            ))
+        })?;
+
+        let applied = Applied {
+            warnings: loaded.warnings.clone(),
+            restart_required: restart_required(&current.settings, &engine.settings),
+        };
+        match self.engine.write() {
+            Ok(mut e) => *e = Arc::new(engine),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(engine),
+        }
+        match self.document.write() {
+            Ok(mut d) => *d = Arc::new(loaded.raw),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded.raw),
+        }
+        tracing::info!(file = %path.display(), restart_required = ?applied.restart_required, "configuration updated");
+        Ok(applied)
+    }
+}
+
+fn invalid(e: ConfigError) -> Error {
+    let problems: Vec<Value> = e
+        .problems
+        .iter()
+        .map(|p| json!({ "key": p.key, "location": p.location.to_string(), "message": p.message }))
+        .collect();
+    Error::bad_request(format!(
+        "The configuration is invalid; nothing was changed:\n{e}"
+    ))
+    .with_details(json!({ "problems": problems }))
+}
+
+fn render_for(path: &Path, doc: &Value) -> String {
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if json {
+        let mut s = serde_json::to_string_pretty(doc).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        format!(
+            "# Written by `tessera identity-config update`.\n{}",
+            document::to_yaml(doc)
+        )
+    }
+}
+
+/// Write to a temporary file beside `path`, flush it to disk, then rename it over `path`: a
+/// reader (or a crash) sees the old file or the new one, never half of one. The new file keeps
+/// the old one's permissions, since configuration files hold secrets.
+fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(
+        ".{name}.tessera-{}.tmp",
+        tessera_core::crypto::random_token()
+            .chars()
+            .take(12)
+            .collect::<String>()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,121 @@
+//! `tessera identity-config get|update`: the "download the config, add a provider, upload it"
+//! workflow of `ory get|update identity-config`, against a running server's admin API.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct IdentityConfigArgs {
+    /// Admin API URL.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_URL",
+        default_value = "http://127.0.0.1:4434",
+        global = true
+    )]
+    endpoint: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the running configuration (files plus environment overrides) with secrets
+    /// replaced by `<redacted:…>` placeholders, which `update` puts back.
+    Get {
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+    },
+    /// Validate a configuration file (YAML or JSON) like `serve` does at start, write it over
+    /// the server's configuration file and apply it without a restart; or print every problem
+    /// and change nothing.
+    Update {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+}
+
+pub async fn run(args: IdentityConfigArgs) -> Result<()> {
+    let base = args.endpoint.trim_end_matches('/').to_string();
+    let url = format!("{base}/admin/identity-config");
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .context("HTTP client")?;
+    match args.cmd {
+        Cmd::Get { format } => {
+            let resp = http
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the admin API at {base}"))?;
+            let doc = answer(resp).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+                Format::Yaml => print!("{}", tessera_config::document::to_yaml(&doc)),
+            }
+            Ok(())
+        }
+        Cmd::Update { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let resp = http
+                .put(&url)
+                .header("content-type", content_type(&file))
+                .body(text)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the admin API at {base}"))?;
+            let report = answer(resp).await?;
+            for w in report["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", w.as_str().unwrap_or_default());
+            }
+            println!("The configuration was updated and is in force.");
+            let restart: Vec<&str> = report["restart_required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !restart.is_empty() {
+                println!(
+                    "These changes take effect at the next restart: {}",
+                    restart.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn content_type(file: &std::path::Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("json") => "application/json",
+        _ => "application/yaml",
+    }
+}
+
+/// The JSON body of a success, or an error made of the server's reason and each problem.
+async fn answer(resp: reqwest::Response) -> Result<Value> {
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| anyhow!("the admin API answered HTTP {status} without JSON: {e}"))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let reason = body
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("no details");
+    bail!("HTTP {status}: {reason}")
+}
