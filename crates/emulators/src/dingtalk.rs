@@ -101,22 +101,14 @@ struct Shared {
 /// A running emulator on 127.0.0.1. Stops when dropped.
 pub struct DingtalkEmulator {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for DingtalkEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: crate::Task,
 }
 
 impl DingtalkEmulator {
     /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> DingtalkEmulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the DingTalk emulator");
-        Self::serve(listener).expect("read the emulator's local address")
+        Self::serve(crate::free_loopback_port("DingTalk").await)
+            .expect("read the emulator's local address")
     }
 
     /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
@@ -139,10 +131,10 @@ impl DingtalkEmulator {
             .route("/v1.0/oauth2/userAccessToken", post(access_token))
             .route("/v1.0/contact/users/me", get(me))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(DingtalkEmulator { shared, task })
+        Ok(DingtalkEmulator {
+            shared,
+            _task: crate::spawn(listener, app),
+        })
     }
 
     /// `http://127.0.0.1:<port>`: both the `login.dingtalk.com` and `api.dingtalk.com` origin.

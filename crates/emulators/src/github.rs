@@ -117,22 +117,14 @@ struct Shared {
 /// A running emulator on 127.0.0.1. Stops when dropped.
 pub struct GithubEmulator {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for GithubEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: crate::Task,
 }
 
 impl GithubEmulator {
     /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> GithubEmulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the GitHub emulator");
-        Self::serve(listener).expect("read the emulator's local address")
+        Self::serve(crate::free_loopback_port("GitHub").await)
+            .expect("read the emulator's local address")
     }
 
     /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
@@ -157,10 +149,10 @@ impl GithubEmulator {
             .route("/user", get(user))
             .route("/user/emails", get(emails))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(GithubEmulator { shared, task })
+        Ok(GithubEmulator {
+            shared,
+            _task: crate::spawn(listener, app),
+        })
     }
 
     /// `http://127.0.0.1:<port>`: both the `github.com` and the `api.github.com` origin.

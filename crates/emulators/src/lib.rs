@@ -12,3 +12,25 @@ pub mod dingtalk;
 pub mod github;
 pub mod vk;
 pub mod vkid;
+
+/// A running emulator's server task; dropping the emulator stops it.
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn spawn(listener: tokio::net::TcpListener, app: axum::Router) -> Task {
+    Task(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
+
+/// A free port on 127.0.0.1; panics when there is none, which only tests want.
+async fn free_loopback_port(emulator: &str) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind the {emulator} emulator: {e}"))
+}

@@ -263,22 +263,14 @@ struct Shared {
 /// A running VK emulator on 127.0.0.1. Stops when dropped.
 pub struct VkEmulator {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for VkEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: crate::Task,
 }
 
 impl VkEmulator {
     /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> VkEmulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the VK emulator");
-        Self::serve(listener).expect("read the emulator's local address")
+        Self::serve(crate::free_loopback_port("VK").await)
+            .expect("read the emulator's local address")
     }
 
     /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
@@ -301,10 +293,10 @@ impl VkEmulator {
             .route("/access_token", get(access_token).post(access_token))
             .route("/method/users.get", get(users_get).post(users_get))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(VkEmulator { shared, task })
+        Ok(VkEmulator {
+            shared,
+            _task: crate::spawn(listener, app),
+        })
     }
 
     /// `http://127.0.0.1:<port>`: the `api_base_url` (it stands for `https://api.vk.com`).

@@ -57,22 +57,14 @@ struct Shared {
 /// A running VK ID emulator on 127.0.0.1. Stops when dropped.
 pub struct VkIdEmulator {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for VkIdEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: crate::Task,
 }
 
 impl VkIdEmulator {
     /// On a free loopback port; panics when none can be bound, which only tests want.
     pub async fn start() -> VkIdEmulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the VK ID emulator");
-        Self::serve(listener).expect("read the emulator's local address")
+        Self::serve(crate::free_loopback_port("VK ID").await)
+            .expect("read the emulator's local address")
     }
 
     /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
@@ -93,10 +85,10 @@ impl VkIdEmulator {
             .route("/oauth2/auth", post(token))
             .route("/oauth2/user_info", post(user_info))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(VkIdEmulator { shared, task })
+        Ok(VkIdEmulator {
+            shared,
+            _task: crate::spawn(listener, app),
+        })
     }
 
     /// `http://127.0.0.1:<port>`: the `api_base_url` (it stands for `https://id.vk.com`).

@@ -1,5 +1,6 @@
 //! `tessera identities …`: talks to a running server's admin API, as Kratos's CLI does.
 
+use crate::admin_client::{Endpoint, client, error_text};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,14 +10,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct IdentitiesArgs {
-    /// Admin API URL.
-    #[arg(
-        long,
-        env = "TESSERA_ADMIN_URL",
-        default_value = "http://127.0.0.1:4434",
-        global = true
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -47,26 +42,9 @@ enum Cmd {
     },
 }
 
-fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("HTTP client")
-}
-
-async fn error_text(resp: reqwest::Response) -> String {
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let reason = body
-        .pointer("/error/reason")
-        .and_then(Value::as_str)
-        .unwrap_or("no details");
-    format!("HTTP {status}: {reason}")
-}
-
 pub async fn run(args: IdentitiesArgs) -> Result<()> {
-    let base = args.endpoint.trim_end_matches('/').to_string();
-    let http = client()?;
+    let base = args.endpoint.base();
+    let http = client(30)?;
     match args.cmd {
         Cmd::Import { files } => import(&http, &base, &files).await,
         Cmd::List { page_size } => {

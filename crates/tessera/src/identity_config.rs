@@ -1,6 +1,7 @@
 //! `tessera identity-config get|update`: the "download the config, add a provider, upload it"
 //! workflow of `ory get|update identity-config`, against a running server's admin API.
 
+use crate::admin_client::{Endpoint, client, error_text};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -8,14 +9,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct IdentityConfigArgs {
-    /// Admin API URL.
-    #[arg(
-        long,
-        env = "TESSERA_ADMIN_URL",
-        default_value = "http://127.0.0.1:4434",
-        global = true
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -44,12 +39,9 @@ enum Cmd {
 }
 
 pub async fn run(args: IdentityConfigArgs) -> Result<()> {
-    let base = args.endpoint.trim_end_matches('/').to_string();
+    let base = args.endpoint.base();
     let url = format!("{base}/admin/identity-config");
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .context("HTTP client")?;
+    let http = client(60)?;
     match args.cmd {
         Cmd::Get { format } => {
             let resp = http
@@ -103,19 +95,14 @@ fn content_type(file: &std::path::Path) -> &'static str {
     }
 }
 
-/// The JSON body of a success, or an error made of the server's reason and each problem.
+/// The JSON body of a success, or the server's reason (every problem, one per line).
 async fn answer(resp: reqwest::Response) -> Result<Value> {
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .map_err(|e| anyhow!("the admin API answered HTTP {status} without JSON: {e}"))?;
-    if status.is_success() {
-        return Ok(body);
+    if resp.status().is_success() {
+        let status = resp.status();
+        return resp
+            .json()
+            .await
+            .map_err(|e| anyhow!("the admin API answered HTTP {status} without JSON: {e}"));
     }
-    let reason = body
-        .pointer("/error/reason")
-        .and_then(Value::as_str)
-        .unwrap_or("no details");
-    bail!("HTTP {status}: {reason}")
+    bail!(error_text(resp).await)
 }

@@ -1,6 +1,7 @@
 //! The `tessera` command: a thin shell over the library crates. It parses arguments, loads
 //! configuration, and either serves or talks to a running server's admin API.
 
+mod admin_client;
 mod demo;
 mod identities;
 mod identity_config;

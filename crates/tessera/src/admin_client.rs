@@ -1,0 +1,45 @@
+//! What every command that talks to a running server's admin API shares: where it is
+//! (`--endpoint`, `TESSERA_ADMIN_URL`), the HTTP client, and turning a refusal into one line.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct Endpoint {
+    /// Admin API URL.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_URL",
+        default_value = "http://127.0.0.1:4434",
+        global = true
+    )]
+    endpoint: String,
+}
+
+impl Endpoint {
+    /// The base URL without a trailing slash.
+    pub fn base(&self) -> String {
+        self.endpoint.trim_end_matches('/').to_string()
+    }
+}
+
+/// `timeout` bounds each request: validating a configuration upload fetches its mappers, so
+/// it may take longer than an identity lookup.
+pub fn client(timeout_secs: u64) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .build()
+        .context("HTTP client")
+}
+
+/// "HTTP 400 Bad Request: <the server's reason>".
+pub async fn error_text(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let reason = body
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("no details");
+    format!("HTTP {status}: {reason}")
+}
