@@ -5,12 +5,14 @@
 //! Architecture invariant: this crate reads files and the environment and nothing else; it never
 //! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
 
+pub mod experience;
 pub mod load;
 pub mod model;
 pub mod resolve;
 pub mod source;
 pub mod yaml;
 
+pub use experience::Experience;
 pub use load::{ConfigError, Loaded, Location, load, load_str};
 pub use model::*;
 pub use resolve::{ProviderSource, SchemaSource, Settings, resolve};

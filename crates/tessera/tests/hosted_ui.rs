@@ -34,7 +34,7 @@ async fn sign_up_and_sign_in_through_html_forms() {
     );
     let html = r.text().await.unwrap();
     assert!(
-        html.contains("<label for=") && html.contains(">E-Mail</label>"),
+        html.contains("<label for=") && html.contains(">Email</label>"),
         "{html}"
     );
     let action = attr_after(&html, "<form", "action");
@@ -91,7 +91,7 @@ async fn sign_up_and_sign_in_through_html_forms() {
     );
 
     // Sign out through the link on the page, then the page offers to sign in.
-    let logout = attr_after(&html, "Settings</a>", "href");
+    let logout = attr_after(&html, "Account settings</a>", "href");
     assert!(logout.contains("/self-service/logout?token="), "{logout}");
     let r = b.get(&logout, false).await;
     assert_eq!(r.status(), 303);
