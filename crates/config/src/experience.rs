@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// `experience:` as written.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExperienceConfig {
     /// Methods the hosted pages show, of `password` and `oidc`; empty means every enabled one.
@@ -19,19 +19,6 @@ pub struct ExperienceConfig {
     pub brand: BrandConfig,
     pub terms_of_service_url: String,
     pub privacy_policy_url: String,
-}
-
-impl Default for ExperienceConfig {
-    fn default() -> Self {
-        ExperienceConfig {
-            methods: vec![],
-            social_only: false,
-            provider_order: vec![],
-            brand: BrandConfig::default(),
-            terms_of_service_url: String::new(),
-            privacy_policy_url: String::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

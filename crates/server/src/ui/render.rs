@@ -54,7 +54,6 @@ fn html_formatter(
     _state: &State,
     value: &JValue,
 ) -> Result<(), minijinja::Error> {
-    use std::fmt::Write as _;
     let io = |e: std::fmt::Error| {
         minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
     };
