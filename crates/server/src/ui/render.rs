@@ -17,7 +17,8 @@ use tessera_core::ui::Node;
 
 /// Every template, by name. Pages extend `base.html`; the partials `messages.html` (a flow's
 /// messages) and `flow_forms.html` (its forms, fields and buttons) are included.
-pub const TEMPLATES: [(&str, &str); 9] = [
+pub const TEMPLATES: [(&str, &str); 10] = [
+    ("field.html", include_str!("templates/field.html")),
     ("base.html", include_str!("templates/base.html")),
     ("messages.html", include_str!("templates/messages.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -222,6 +223,11 @@ pub struct FormView {
     /// `linked` (settings' link/unlink list).
     pub kind: &'static str,
     pub hidden: Vec<HiddenView>,
+    /// Fields shown before everything else (registration's agreement, when it covers both the
+    /// social buttons and the password fields of one combined form).
+    pub pre_fields: Vec<FieldView>,
+    /// Social buttons inside a combined registration form, above the password fields.
+    pub social: Vec<ButtonView>,
     pub fields: Vec<FieldView>,
     pub buttons: Vec<ButtonView>,
 }
@@ -509,9 +515,29 @@ pub fn flow_forms(flow: &Flow, cx: &FlowContext) -> Vec<FormView> {
             method: flow.ui.method.to_ascii_lowercase(),
             kind,
             hidden: hidden.clone(),
+            pre_fields: vec![],
+            social: vec![],
             fields,
             buttons,
         });
+    }
+    // Registration with an agreement: one form, so one checkbox covers the social buttons and
+    // the password fields (each button sends only its own name and value).
+    if flow.kind == FlowKind::Registration && !agreement.is_empty() {
+        let social = forms.iter().position(|f| f.kind == "social");
+        let password = forms.iter().position(|f| f.kind == "password");
+        if let (Some(si), Some(pi)) = (social, password) {
+            let social_form = forms.remove(si);
+            let pi = if si < pi { pi - 1 } else { pi };
+            let form = &mut forms[pi];
+            let (agree, rest): (Vec<FieldView>, Vec<FieldView>) = form
+                .fields
+                .drain(..)
+                .partition(|f| f.name == "terms_accepted");
+            form.pre_fields = agree;
+            form.fields = rest;
+            form.social = social_form.buttons;
+        }
     }
     // Social buttons first (the quickest way in), then the password form.
     forms.sort_by_key(|f| match f.kind {
@@ -752,12 +778,13 @@ mod tests {
             html.starts_with("<!doctype html>\n<html lang=\"en\">"),
             "{html}"
         );
-        // Every form carries the CSRF token (escaped), and there are two: social, password.
-        assert_eq!(html.matches("<form ").count(), 2, "{html}");
+        // One combined form (the agreement covers social and password sign-up) with the CSRF
+        // token, escaped.
+        assert_eq!(html.matches("<form ").count(), 1, "{html}");
         assert_eq!(
             html.matches("name=\"csrf_token\" value=\"tok&lt;en&gt;\"")
                 .count(),
-            2
+            1
         );
         // Every input has its label; errors sit next to their field and are linked to it.
         for id in ["f-password-traits-email", "f-password-password"] {
@@ -774,8 +801,9 @@ mod tests {
         );
         assert!(html.contains("<option value=\"pro\">pro</option>"));
         assert!(html.contains("(optional)"));
-        // The agreement: a real checkbox with links, in both forms, with its error.
-        assert_eq!(html.matches("name=\"terms_accepted\"").count(), 2);
+        // The agreement: one real checkbox with links, before the social buttons, with its error.
+        assert_eq!(html.matches("name=\"terms_accepted\"").count(), 1);
+        assert!(html.find("name=\"terms_accepted\"") < html.find("value=\"vk\""));
         assert!(html.contains("href=\"https://example.com/privacy?a=1&amp;b=2\""));
         assert!(html.contains("Accept the terms to continue."));
         // Provider order from the experience: VK before GitHub; icons inline.
