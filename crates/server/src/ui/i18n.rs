@@ -224,13 +224,22 @@ pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
     let id = m.id.to_string();
     match m.id {
         4000001 => {
+            // The engine's English sentence is complete (it names the upstream's error code),
+            // so English shows it as is; other languages get the translated sentence, plus the
+            // upstream's own words where they help an administrator.
+            if lang == Lang::En {
+                return plain(m.text.clone());
+            }
             let code = ctx_str(m, "tessera_reason");
             let key = format!("reason.{code}");
             if !code.is_empty() && has(lang, &key) {
-                return plain(t(lang, &key, &[("provider", ctx_str(m, "provider"))]));
-            }
-            if lang == Lang::En {
-                return plain(m.text.clone());
+                let text = t(lang, &key, &[("provider", ctx_str(m, "provider"))]);
+                let detail = matches!(
+                    code.as_str(),
+                    "upstream_refused" | "upstream_failed" | "upstream_callback"
+                )
+                .then(|| m.text.clone());
+                return Said { text, detail };
             }
             Said {
                 text: t(lang, &id, &[]),
