@@ -148,33 +148,33 @@ const scenarios = {
     await expectPage(t, { lang: 'zh-CN', heading: '登录', url: /\/ui\/login\?flow=/ });
     // The experience's provider order: DingTalk first.
     const first = await t.page.locator('form.form-social button').first().innerText();
-    check(first.includes('DingTalk'), `first social button is "${first}"`);
-    await socialSignIn(t, '通过 DingTalk 继续', '张伟');
+    check(first.includes('钉钉'), `first social button is "${first}"`);
+    await socialSignIn(t, '通过钉钉继续', '张伟');
     await expectPage(t, { lang: 'zh-CN', heading: '欢迎', url: /\/ui\/welcome/ });
     check(await t.page.getByText('zhangwei@example.cn').isVisible(), 'signed in as 张伟');
     await shot(t, 'welcome');
     await submitAndWait(t, t.page.getByRole('link', { name: '账号设置' }), /\/ui\/settings\?flow=/);
     await expectPage(t, { lang: 'zh-CN', heading: '账号设置' });
-    check(await t.page.getByRole('button', { name: '解除关联 DingTalk' }).isVisible(), 'DingTalk shown as linked');
+    check(await t.page.getByRole('button', { name: '解除关联钉钉' }).isVisible(), 'DingTalk shown as linked');
     await shot(t, 'settings');
   } },
 
   // DingTalk without an email: fill the gaps (in Chinese), with an error first.
   'fill-the-gaps-zh': { locale: 'zh-CN', async run(t) {
     await t.page.goto(`${BASE}/self-service/login/browser`);
-    await socialSignIn(t, '通过 DingTalk 继续', '李娜');
+    await socialSignIn(t, '通过钉钉继续', '李娜');
     await expectPage(t, { lang: 'zh-CN', heading: '还差一步', url: /\/ui\/registration\?flow=/ });
     const form = t.page.locator('form.form-gaps');
     check(await form.getByLabel('邮箱').inputValue() === '', 'email is the gap');
     check(await form.getByLabel('名', { exact: false }).first().inputValue() !== '', 'mapped name is pre-filled');
     await shot(t, 'gaps');
-    await submitAndWait(t, form.getByRole('button', { name: '通过 DingTalk 继续' }), /\/ui\/registration\?flow=/);
+    await submitAndWait(t, form.getByRole('button', { name: '通过钉钉继续' }), /\/ui\/registration\?flow=/);
     check(await t.page.getByText('此项为必填项。').first().isVisible() || await t.page.getByText('请先同意条款再继续。').first().isVisible(), 'gap errors shown');
     await shot(t, 'gaps-errors');
     const again = t.page.locator('form.form-gaps');
     await again.getByLabel('邮箱').fill(`lina-${Date.now()}@example.cn`);
     await again.locator('input[name=terms_accepted]').check();
-    await submitAndWait(t, again.getByRole('button', { name: '通过 DingTalk 继续' }), /\/ui\/welcome/);
+    await submitAndWait(t, again.getByRole('button', { name: '通过钉钉继续' }), /\/ui\/welcome/);
     await expectPage(t, { lang: 'zh-CN', heading: '欢迎' });
     await shot(t, 'welcome');
   } },

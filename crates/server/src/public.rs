@@ -340,6 +340,19 @@ async fn submit(
                 .map_err(|_| ApiError(err.clone()))?;
             return Ok(Redirect::to(to.as_str()).into_response());
         }
+        Err(err)
+            if err.id == Some("security_csrf_violation")
+                && !wants_json(&headers)
+                && is_browser_flow(&st, &id).await =>
+        {
+            // A plain form post from a stale tab or another site: the error page explains it
+            // and offers a fresh start, rather than a JSON error in the browser.
+            let status = crate::error::status_of(err.kind).as_u16();
+            let stored = e.record_error(&err, status).await?;
+            let mut to = e.settings.error_ui_url.clone();
+            to.query_pairs_mut().append_pair("id", &stored.to_string());
+            return Ok(Redirect::to(to.as_str()).into_response());
+        }
         Err(err) => return Err(err.into()),
     };
     let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !wants_json(&headers);

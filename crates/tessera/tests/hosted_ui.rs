@@ -403,3 +403,29 @@ async fn errors_and_expired_flows_offer_a_way_forward_in_the_page_language() {
     assert!(html.contains("Срок действия страницы истёк"), "{html}");
     assert!(html.contains(">Начать заново</a>"));
 }
+
+#[tokio::test]
+async fn a_form_post_without_its_csrf_token_lands_on_the_error_page() {
+    let s = TestServer::start(Backend::Sqlite, "").await;
+    let b = Browser::default();
+    let url = page_url(&s, &b, "login").await;
+    let html = b.get(&url, false).await.text().await.unwrap();
+    let action = attr_after(&html, "<form", "action");
+    let r = b
+        .post_form(
+            &action,
+            &[
+                ("method", "password"),
+                ("identifier", "x@example.com"),
+                ("password", "whatever12345"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.contains("/ui/error?id="), "{to}");
+    let (_, page) = get_with(&to, &[("accept-language", "ru")]).await;
+    assert!(page.contains("ради безопасности вашего аккаунта"), "{page}");
+    assert!(page.contains("Код ошибки: 403"), "{page}");
+}

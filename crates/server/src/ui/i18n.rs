@@ -169,7 +169,31 @@ pub fn t(lang: Lang, key: &str, vars: &[(&str, String)]) -> String {
         }
         _ => key,
     };
-    fill(template, vars)
+    let out = fill(template, vars);
+    if lang == Lang::ZhCn {
+        tighten_cjk(&out)
+    } else {
+        out
+    }
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3000}'..='\u{303f}' | '\u{4e00}'..='\u{9fff}' | '\u{ff00}'..='\u{ffef}')
+}
+
+/// Chinese puts a space between Chinese and Latin words ("通过 GitHub 继续") but none between
+/// two Chinese words: a placeholder filled with Chinese text ("钉钉") must not keep its spaces.
+fn tighten_cjk(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in chars.iter().enumerate() {
+        if *c == ' ' && i > 0 && i + 1 < chars.len() && is_cjk(chars[i - 1]) && is_cjk(chars[i + 1])
+        {
+            continue;
+        }
+        out.push(*c);
+    }
+    out
 }
 
 fn fill(template: &str, vars: &[(&str, String)]) -> String {
@@ -459,6 +483,14 @@ mod tests {
     fn messages_use_context_and_field_wording() {
         let m = tessera_core::text::login_with("GitHub");
         assert_eq!(message(Lang::Ru, &m, false).text, "Продолжить через GitHub");
+        assert_eq!(
+            t(Lang::ZhCn, "1010002", &[("provider", "钉钉".into())]),
+            "通过钉钉继续"
+        );
+        assert_eq!(
+            t(Lang::ZhCn, "1010002", &[("provider", "GitHub".into())]),
+            "通过 GitHub 继续"
+        );
         let m = tessera_core::text::missing_property("email");
         assert_eq!(message(Lang::ZhCn, &m, true).text, "此项为必填项。");
         let m = tessera_core::text::social_sign_in_failed("x", "upstream_denied", "VK");

@@ -272,6 +272,9 @@ pub struct ButtonView {
     /// Inline SVG of the provider's icon (social buttons only), decorative.
     pub icon: String,
     pub provider: String,
+    /// The provider's name as the page says it (its configured label, or the local name of
+    /// its type where that differs, such as 钉钉 for DingTalk in Chinese).
+    pub provider_name: String,
     /// Settings: whether this provider is linked (unlink button) or not (link button).
     pub linked: Option<bool>,
 }
@@ -388,6 +391,25 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
     }
 }
 
+/// A social label in the page language: when the configured label is the provider type's
+/// English name (`DingTalk`) and the language has its own (`钉钉`), the local name is used.
+fn localized_label(lang: Lang, label: &Text, provider_type: &str) -> (Text, String) {
+    let mut label = label.clone();
+    let configured = label
+        .context
+        .get("provider")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let key = format!("provider.{provider_type}");
+    if i18n::has(lang, &key) && configured.eq_ignore_ascii_case(&i18n::t(Lang::En, &key, &[])) {
+        let local = i18n::t(lang, &key, &[]);
+        label.context["provider"] = Value::String(local.clone());
+        return (label, local);
+    }
+    (label, configured)
+}
+
 fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
     let a = &n.attributes;
     let value = value_string(&a.value);
@@ -397,11 +419,17 @@ fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
     } else {
         String::new()
     };
+    let (label, provider_name) = match &n.meta.label {
+        Some(l) if social => {
+            let (l, name) = localized_label(cx.lang, l, &kind);
+            (Some(l), name)
+        }
+        other => (other.clone(), String::new()),
+    };
     ButtonView {
         name: a.name.clone(),
-        label: n
-            .meta
-            .label
+        provider_name,
+        label: label
             .as_ref()
             .map(|l| i18n::message(cx.lang, l, false).text)
             .unwrap_or_else(|| value.clone()),
