@@ -252,6 +252,24 @@ async fn language_comes_from_ui_locales_then_cookie_then_accept_language() {
         "{zh}"
     );
     assert!(zh.contains("通过 GitHub 继续"));
+    // ui_locales given when the flow starts (as the OpenID Provider will) reaches the page,
+    // which remembers it for the rest of the journey.
+    let r = b
+        .get(
+            &format!("{}/self-service/login/browser?ui_locales=ru", s.public),
+            false,
+        )
+        .await;
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.ends_with("&ui_locales=ru"), "{to}");
+    let r = TestServer::client().get(&to).send().await.unwrap();
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("tessera_lang=ru;")
+    );
+    assert!(r.text().await.unwrap().contains("<html lang=\"ru\">"));
     let (_, by_cookie) = get_with(
         &url,
         &[("accept-language", "en"), ("cookie", "tessera_lang=zh-CN")],

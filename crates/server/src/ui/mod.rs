@@ -202,7 +202,8 @@ pub fn consent_response(
     view: ConsentView,
 ) -> Response {
     let lang = page_lang(headers, query);
-    rendered(st, render::render_consent(chrome(st, lang, here), view))
+    let resp = rendered(st, render::render_consent(chrome(st, lang, here), view));
+    keep_ui_locales(st, resp, query)
 }
 
 async fn stylesheet() -> Response {
@@ -246,16 +247,33 @@ async fn switch_language(State(st): State<AppState>, Query(q): Q) -> Response {
         .unwrap_or_else(|| "/ui/welcome".into());
     let mut resp = Redirect::to(&back).into_response();
     if let Some(lang) = q.get("set").and_then(|s| Lang::parse(s)) {
-        let mut c = format!(
-            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
-            lang.tag()
-        );
-        if st.engine.settings.secure_cookies {
-            c.push_str("; Secure");
-        }
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
+        remember_lang(&st, &mut resp, lang);
+    }
+    resp
+}
+
+/// Sets the language cookie, so the next pages of the journey keep this language.
+fn remember_lang(st: &AppState, resp: &mut Response, lang: Lang) {
+    let mut c = format!(
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
+        lang.tag()
+    );
+    if st.engine.settings.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A page opened with `ui_locales` (an app's wish, via the OpenID Provider) keeps that
+/// language for the rest of the journey, whose later pages no longer carry the parameter.
+fn keep_ui_locales(st: &AppState, mut resp: Response, q: &HashMap<String, String>) -> Response {
+    if let Some(lang) = q
+        .get("ui_locales")
+        .and_then(|l| l.split_whitespace().find_map(Lang::parse))
+    {
+        remember_lang(st, &mut resp, lang);
     }
     resp
 }
@@ -330,7 +348,8 @@ async fn flow_page(
             _ => return Redirect::to(&start).into_response(),
         }
     }
-    rendered(&st, flow_html(&st, lang, &here, &flow, session.as_ref()))
+    let resp = rendered(&st, flow_html(&st, lang, &here, &flow, session.as_ref()));
+    keep_ui_locales(&st, resp, &q)
 }
 
 /// Builds and renders a login, registration or settings page for a flow.
