@@ -27,6 +27,7 @@ function check(cond, what) {
 
 /// Saves the page at phone and desktop widths: `<scenario>-<nn>-<step>-{360,1280}.png`.
 async function shot(t, step) {
+  if (t.page.url().startsWith(BASE)) await audit(t);
   t.n += 1;
   const name = `${t.name}-${String(t.n).padStart(2, '0')}-${step}`;
   for (const width of [360, 1280]) {
@@ -46,6 +47,38 @@ async function expectPage(t, { lang, heading, url }) {
     check(h1 === heading, `${t.page.url()}: heading "${h1}", expected "${heading}"`);
   }
   check(t.cspViolations.length === 0, `CSP violations: ${t.cspViolations.join(' | ')}`);
+  await audit(t);
+}
+
+/// Accessibility and safety basics on every Tessera page: one h1, a label for every control,
+/// errors tied to their field, and a CSRF token in every form.
+async function audit(t) {
+  const r = await t.page.evaluate(() => {
+    const controls = [...document.querySelectorAll('input:not([type=hidden]), select, textarea')];
+    return {
+      h1: document.querySelectorAll('h1').length,
+      unlabelled: controls.filter((c) => !c.labels || c.labels.length === 0).map((c) => c.name),
+      untied: [...document.querySelectorAll('[aria-invalid=true]')]
+        .filter((c) => !document.getElementById(c.getAttribute('aria-describedby') || ''))
+        .map((c) => c.name),
+      formsWithoutCsrf: [...document.querySelectorAll('form')]
+        .filter((f) => !f.querySelector('input[name=csrf_token]')).length,
+    };
+  });
+  check(r.h1 === 1, `${r.h1} h1 elements`);
+  check(r.unlabelled.length === 0, `controls without a label: ${r.unlabelled}`);
+  check(r.untied.length === 0, `invalid controls without their error: ${r.untied}`);
+  check(r.formsWithoutCsrf === 0, `${r.formsWithoutCsrf} form(s) without csrf_token`);
+}
+
+/// Keyboard users see where they are: the first control reached with Tab has a visible outline.
+async function expectVisibleFocus(t) {
+  await t.page.keyboard.press('Tab');
+  const outline = await t.page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return { tag: document.activeElement.tagName, style: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+  });
+  check(outline.style !== 'none' && outline.width >= 2, `focused ${outline.tag} has outline ${outline.style} ${outline.width}px`);
 }
 
 async function submitAndWait(t, locator, url) {
@@ -71,6 +104,7 @@ const scenarios = {
   'language-switch': { locale: 'en-US', async run(t) {
     await t.page.goto(`${BASE}/self-service/login/browser`);
     await expectPage(t, { lang: 'en', heading: 'Sign in', url: /\/ui\/login\?flow=/ });
+    await expectVisibleFocus(t);
     await shot(t, 'login-en');
     await submitAndWait(t, t.page.getByRole('link', { name: 'Русский' }), /\/ui\/login\?flow=/);
     await expectPage(t, { lang: 'ru', heading: 'Вход' });
