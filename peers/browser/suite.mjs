@@ -203,7 +203,10 @@ const scenarios = {
     check(await form.getByLabel('名', { exact: false }).first().inputValue() !== '', 'mapped name is pre-filled');
     await shot(t, 'gaps');
     await submitAndWait(t, form.getByRole('button', { name: '通过钉钉继续' }), /\/ui\/registration\?flow=/);
-    check(await t.page.getByText('此项为必填项。').first().isVisible() || await t.page.getByText('请先同意条款再继续。').first().isVisible(), 'gap errors shown');
+    // Both problems at once, each next to its field: the missing email and the agreement.
+    check(await t.page.locator('form.form-gaps input[name="traits.email"]').getAttribute('aria-invalid') === 'true', 'email gap marked');
+    check(await t.page.getByText('此项为必填项。').first().isVisible(), 'email gap explained');
+    check(await t.page.getByText('请先同意条款再继续。').first().isVisible(), 'agreement error shown');
     await shot(t, 'gaps-errors');
     const again = t.page.locator('form.form-gaps');
     await again.getByLabel('邮箱').fill(`lina-${Date.now()}@example.cn`);

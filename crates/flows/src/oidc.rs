@@ -1221,7 +1221,7 @@ fn mark_verified(identity: &mut Identity, pending: &Value) {
 }
 
 /// Deep-merges the user's submitted traits over the mapped ones; empty strings do not erase.
-fn merge(base: &mut Value, over: &Value) {
+pub(crate) fn merge(base: &mut Value, over: &Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {

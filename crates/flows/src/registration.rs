@@ -91,6 +91,27 @@ impl Engine {
                     }
                 }
             }
+            // Say everything that is wrong at once: the traits of a password sign-up or of the
+            // fill-the-gaps form (merged with what the provider gave) are checked too.
+            if let (Ok(schema), Some(submitted)) =
+                (self.schemas.default_schema(), body.get("traits"))
+            {
+                let traits = match flow.internal.pointer("/oidc/traits") {
+                    Some(mapped) => {
+                        let mut t = mapped.clone();
+                        crate::oidc::merge(&mut t, submitted);
+                        Some(t)
+                    }
+                    None if forms::method(body) == "password" => Some(submitted.clone()),
+                    None => None,
+                };
+                for e in traits
+                    .map(|t| schema.validate_traits(&t))
+                    .unwrap_or_default()
+                {
+                    flow.ui.add_message(e.field.as_deref(), e.message);
+                }
+            }
             flow.ui
                 .add_message(Some("terms_accepted"), text::agreement_required());
             return self.invalid(flow).await;
