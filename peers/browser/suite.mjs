@@ -8,7 +8,7 @@
 // fails on a wrong page, a page in the wrong language, or any CSP violation the browser reports.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BASE = process.env.TESSERA_URL;
@@ -282,6 +282,21 @@ const scenarios = {
     await shot(t, 'error-ru');
     await submitAndWait(t, t.page.getByRole('link', { name: 'Начать заново' }), /\/ui\/login\?flow=/);
     await expectPage(t, { lang: 'ru', heading: 'Вход' });
+  } },
+
+  // A look at the consent page: its template rendered with sample data by the Rust test
+  // (CONSENT_PREVIEW_DIR), shown on this server's origin so the stylesheet loads. This checks
+  // how the page looks in each language; it is NOT the OpenID Provider journey (see below).
+  'consent-preview': { locale: 'en-US', async run(t) {
+    const dir = process.env.CONSENT_PREVIEW_DIR;
+    check(dir, 'CONSENT_PREVIEW_DIR is not set');
+    for (const [tag, allow] of [['en', 'Allow'], ['zh-CN', '授权'], ['ru', 'Разрешить']]) {
+      await t.page.goto(`${BASE}/ui/welcome`);
+      await t.page.setContent(readFileSync(join(dir, `${tag}.html`), 'utf8'), { waitUntil: 'load' });
+      check(await t.page.getAttribute('html', 'lang') === tag, `consent preview in ${tag}`);
+      check(await t.page.getByRole('button', { name: allow }).isVisible(), `${tag}: "${allow}" button`);
+      await shot(t, `consent-${tag}`);
+    }
   } },
 
   // NOTE for the merge with the OpenID Provider (issue 6): add the scenario

@@ -100,12 +100,41 @@ async fn hosted_pages_in_chromium() {
 
     let shots = screenshot_dir(&root);
     std::fs::create_dir_all(&shots).expect("create the screenshot folder");
+
+    // The consent page's template with sample data, in each language, for the suite's
+    // `consent-preview` (a look at the page, not the OpenID Provider journey, which this branch
+    // does not have).
+    let previews = s.dir.join("consent-previews");
+    std::fs::create_dir_all(&previews).expect("create the preview folder");
+    let st = tessera_server::AppState {
+        engine: s.engine.0.clone(),
+    };
+    for lang in tessera_server::ui::i18n::LANGS {
+        let html = tessera_server::ui::render::render_consent(
+            tessera_server::ui::chrome(&st, lang, "/ui/consent"),
+            tessera_server::ui::ConsentView {
+                app_name: "Bookstore WordPress".into(),
+                scopes: ["openid", "profile", "email", "offline_access"]
+                    .map(String::from)
+                    .to_vec(),
+                user_identifier: "zhangwei@example.cn".into(),
+                form_action: "/oidc/consent".into(),
+                csrf_token: "preview".into(),
+                request_id: "preview".into(),
+            },
+        )
+        .expect("render the consent template");
+        std::fs::write(previews.join(format!("{}.html", lang.tag())), html)
+            .expect("write a consent preview");
+    }
+
     let out = tokio::process::Command::new("node")
         .arg(&suite)
         .current_dir(root.join("peers/browser"))
         .env("TESSERA_URL", &s.public)
         .env("TESSERA_CHROMIUM", &chromium)
         .env("SCREENSHOT_DIR", &shots)
+        .env("CONSENT_PREVIEW_DIR", &previews)
         .stdin(Stdio::null())
         .output()
         .await
