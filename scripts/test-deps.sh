@@ -52,8 +52,44 @@ install_npm_peers() {
 	touch "$stamp"
 }
 
+# The hosted UI's browser suite (crates/tessera/tests/ui_browser.rs): Debian's chromium, plus
+# fonts with Chinese glyphs so zh-CN pages and screenshots show text rather than boxes.
+install_chromium() {
+	if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then
+		return 0
+	fi
+	command -v apt-get >/dev/null 2>&1 ||
+		die "chromium is required for the browser suite; install Debian's chromium and fonts-noto-cjk"
+	local sudo=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 || die "installing chromium needs root (apt-get install chromium fonts-noto-cjk)"
+		sudo=(sudo)
+	fi
+	log "apt-get install chromium fonts-noto-cjk"
+	"${sudo[@]}" apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+		chromium fonts-noto-cjk >/dev/null ||
+		die "apt-get install chromium fonts-noto-cjk failed"
+}
+
+# playwright-core (exact version, locked) in its own npm dir, peers/browser/, so the browser
+# suite's dependencies stay apart from peers/package.json.
+install_browser_driver() {
+	local dir=peers/browser stamp=peers/browser/node_modules/.tessera-installed
+	if [[ -f $stamp && ! $dir/package-lock.json -nt $stamp ]]; then
+		return 0
+	fi
+	require_node
+	log "npm ci in ${dir}/"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed in ${dir}/ (is the npm registry reachable?)"
+	touch "$stamp"
+}
+
 main() {
 	install_npm_peers
+	install_chromium
+	install_browser_driver
 }
 
 main "$@"

@@ -6,12 +6,14 @@
 //! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
 
 pub mod document;
+pub mod experience;
 pub mod load;
 pub mod model;
 pub mod resolve;
 pub mod source;
 pub mod yaml;
 
+pub use experience::Experience;
 pub use load::{ConfigError, Loaded, Location, load, load_document, load_str};
 pub use model::*;
 pub use resolve::{ProviderSource, SchemaSource, Settings, resolve};

@@ -16,6 +16,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub log: LogConfig,
     pub hashers: Hashers,
+    /// Tessera extension: the hosted sign-in experience.
+    pub experience: crate::experience::ExperienceConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

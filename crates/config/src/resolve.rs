@@ -91,6 +91,8 @@ pub struct Settings {
     pub argon2: Argon2Params,
     pub log_level: String,
     pub log_json: bool,
+    /// The hosted UI's sign-in experience (`experience:`).
+    pub experience: crate::Experience,
 }
 
 fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
@@ -524,10 +526,29 @@ pub fn resolve(
         ));
     }
 
+    let provider_ids: Vec<String> = c
+        .selfservice
+        .methods
+        .oidc
+        .config
+        .providers
+        .iter()
+        .filter_map(|v| v.get("id").and_then(serde_json::Value::as_str))
+        .map(String::from)
+        .collect();
+    let experience = crate::experience::resolve_experience(
+        loaded,
+        c.selfservice.methods.password.enabled,
+        c.selfservice.methods.oidc.enabled,
+        &provider_ids,
+        &mut p,
+    );
+
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
     Ok(Settings {
+        experience,
         dev,
         dsn,
         secure_cookies: public_base_url.scheme() == "https" && !dev,

@@ -278,3 +278,48 @@ feature_flags:
         vec!["PLEASE-CHANGE-ME-I-AM-VERY-INSECURE"]
     );
 }
+
+#[test]
+fn experience_section_is_checked_with_key_and_line() {
+    let text = format!(
+        "{GOOD}experience:\n  methods: [password, sms]\n  provider_order: [github]\n  brand:\n    primary_color: \"#f9ab00\"\n    logo_url: not a url\n  social_only: true\n"
+    );
+    let loaded = load_str("x.yml", &text, &HashMap::new()).unwrap();
+    let err = resolve(&loaded, true, None).unwrap_err().to_string();
+    for expected in [
+        "`experience.methods.1` (x.yml:6)",
+        "unknown method `sms`",
+        "`experience.provider_order.0` (x.yml:7)",
+        "`github` is not a configured provider id",
+        "`experience.brand.primary_color` (x.yml:9)",
+        "4.5:1",
+        "`experience.brand.logo_url` (x.yml:10)",
+        "`experience.social_only` (x.yml:11)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // A typo in the section is an unknown key, like everywhere else.
+    let err = load_str(
+        "x.yml",
+        &format!("{GOOD}experience:\n  brand:\n    colour: \"#000000\"\n"),
+        &HashMap::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`experience.brand.colour` (x.yml:7)"), "{err}");
+}
+
+#[test]
+fn experience_defaults_and_a_valid_brand() {
+    let loaded = load_str("x.yml", GOOD, &HashMap::new()).unwrap();
+    let x = resolve(&loaded, true, None).unwrap().experience;
+    assert!(x.show_password && !x.requires_agreement());
+    assert_eq!(x.brand_name, "Tessera");
+    let text = format!(
+        "{GOOD}experience:\n  brand:\n    name: Bookstore\n    primary_color: \"#0F766E\"\n  terms_of_service_url: https://bookstore.example/terms\n"
+    );
+    let loaded = load_str("x.yml", &text, &HashMap::new()).unwrap();
+    let x = resolve(&loaded, true, None).unwrap().experience;
+    assert_eq!(x.primary_color, "#0f766e");
+    assert!(x.requires_agreement());
+}

@@ -179,7 +179,33 @@ pub fn duplicate_on_oidc_link() -> Text {
         Value::Null,
     )
 }
-/// An upstream sign-in failed; `reason` says why in words a user can act on.
-pub fn social_sign_in_failed(reason: &str) -> Text {
-    error(4000001, reason.to_string(), json!({ "reason": reason }))
+/// An upstream sign-in failed; `reason` says why in words a user can act on. The context adds
+/// (a Tessera extension Kratos UIs ignore) `tessera_reason`, a stable code such as
+/// `upstream_denied`, and the `provider` label, so a UI can say it in the user's language.
+pub fn social_sign_in_failed(reason: &str, code: &str, provider: &str) -> Text {
+    error(
+        4000001,
+        reason.to_string(),
+        json!({ "reason": reason, "tessera_reason": code, "provider": provider }),
+    )
+}
+
+// Tessera extensions (ids outside Kratos's ranges in use).
+
+/// Label of the registration agreement checkbox when the sign-in experience sets terms or
+/// privacy links (`experience.terms_of_service_url`, `experience.privacy_policy_url`).
+pub fn label_agreement(terms_url: Option<&str>, privacy_url: Option<&str>) -> Text {
+    info(
+        1070900,
+        "I agree to the terms of service and the privacy policy.",
+        json!({ "terms_of_service_url": terms_url, "privacy_policy_url": privacy_url }),
+    )
+}
+/// Registration submitted without ticking the agreement checkbox.
+pub fn agreement_required() -> Text {
+    error(
+        4000900,
+        "Accept the terms of service and the privacy policy to continue.",
+        Value::Null,
+    )
 }

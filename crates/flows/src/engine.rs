@@ -230,6 +230,22 @@ impl Engine {
     }
 
     /// Persists a refused submission's messages and returns it as the outcome.
+    /// Keeps a user-facing error for the error UI (`GET /self-service/errors?id=`), as Kratos
+    /// does for browser flows that cannot go on (a CSRF violation, for example).
+    pub async fn record_error(&self, err: &Error, status: u16) -> Result<uuid::Uuid, Error> {
+        self.store
+            .insert_error(
+                &serde_json::json!({
+                    "id": err.id.unwrap_or("self_service_error"),
+                    "code": status,
+                    "reason": err.reason,
+                    "message": err.reason,
+                }),
+                now_ms(),
+            )
+            .await
+    }
+
     pub async fn invalid(&self, mut flow: Flow) -> Result<Outcome, Error> {
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;

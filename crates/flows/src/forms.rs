@@ -39,6 +39,14 @@ pub fn submit_node(group: &str, value: &str, label: tessera_core::text::Text) ->
     Node::input(group, "method", "submit", Value::String(value.into())).label(label)
 }
 
+/// The agreement checkbox (`terms_accepted`, group `default`) of registration forms when the
+/// sign-in experience sets terms or privacy links.
+pub fn agreement_node(terms_url: Option<&str>, privacy_url: Option<&str>) -> Node {
+    Node::input("default", "terms_accepted", "checkbox", Value::Bool(false))
+        .required()
+        .label(text::label_agreement(terms_url, privacy_url))
+}
+
 pub fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
     body.get(name).and_then(Value::as_str)
 }

@@ -59,6 +59,31 @@ fn pending(profile: &Profile, provider: &str, mapped: &Mapped, tokens: Value) ->
     })
 }
 
+/// The id of a stored user-facing error, by its log reason.
+fn stored_error_id(reason: &str) -> &'static str {
+    match reason {
+        "the API flow has no token exchange" => "self_service_app_handoff_impossible",
+        "the `state` parameter is unknown, expired or was already used" => {
+            "self_service_oidc_state_invalid"
+        }
+        "the callback came for another provider than the one the sign-in started with" => {
+            "self_service_oidc_provider_mismatch"
+        }
+        "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)" => {
+            "self_service_oidc_other_browser"
+        }
+        "the sign-in attempt expired" => "self_service_flow_expired",
+        "the flow of this sign-in no longer exists" => "self_service_flow_expired",
+        "the flow of this sign-in expired or was completed" => "self_service_flow_expired",
+        "the provider is no longer configured" => "self_service_oidc_provider_gone",
+        "the flow was completed by another request" => "self_service_flow_completed",
+        "linking requires the session that started the settings flow" => {
+            "self_service_oidc_link_session"
+        }
+        _ => "self_service_error",
+    }
+}
+
 impl Engine {
     /// Adds one "Sign in/up with X" button per provider (`group: oidc, name: provider`).
     pub(crate) fn add_oidc_buttons(&self, flow: &mut Flow) {
@@ -140,8 +165,11 @@ impl Engine {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(provider = provider_id, flow = %flow.id, reason = %e, "social sign-in could not start");
+                let label = provider.config().display_name();
                 flow.ui.messages.push(text::social_sign_in_failed(
-                    &e.user_message(provider.config().display_name()),
+                    &e.user_message(label),
+                    e.user_code(),
+                    label,
                 ));
                 return self.invalid(flow).await;
             }
@@ -274,6 +302,8 @@ impl Engine {
             .store
             .insert_error(
                 &json!({
+                    // A stable id (Kratos's error objects carry one) a UI can translate.
+                    "id": stored_error_id(reason),
                     "code": status,
                     "status": if status == 410 { "Gone" } else { "Bad Request" },
                     "reason": reason,
@@ -379,9 +409,11 @@ impl Engine {
                 .await;
         };
         let label = provider.config().display_name().to_string();
-        let fail = |flow: &mut Flow, reason: &dyn std::fmt::Display, user: String| {
+        let fail = |flow: &mut Flow, reason: &dyn std::fmt::Display, user: String, code: &str| {
             tracing::warn!(provider = provider_id, flow = %flow.id, reason = %reason, "social sign-in failed");
-            flow.ui.messages.push(text::social_sign_in_failed(&user));
+            flow.ui
+                .messages
+                .push(text::social_sign_in_failed(&user, code, &label));
         };
 
         let cb = Callback { params };
@@ -391,7 +423,7 @@ impl Engine {
                 error: truncate(err, 100),
                 description: truncate(cb.get("error_description").unwrap_or_default(), 300),
             };
-            fail(&mut flow, &e, e.user_message(&label));
+            fail(&mut flow, &e, e.user_message(&label), e.user_code());
             return self.show(flow).await;
         }
         // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
@@ -403,7 +435,7 @@ impl Engine {
                 "the `iss` parameter is `{}`, not `{expected}` (RFC 9207 mix-up defence)",
                 truncate(iss, 200)
             ));
-            fail(&mut flow, &e, e.user_message(&label));
+            fail(&mut flow, &e, e.user_message(&label), e.user_code());
             return self.show(flow).await;
         }
         let redirect_uri = self.oidc_redirect_uri(provider_id);
@@ -416,7 +448,7 @@ impl Engine {
         let profile = match provider.provider.exchange(&cb, &req).await {
             Ok(p) => p,
             Err(e) => {
-                fail(&mut flow, &e, e.user_message(&label));
+                fail(&mut flow, &e, e.user_message(&label), e.user_code());
                 return self.show(flow).await;
             }
         };
@@ -429,6 +461,7 @@ impl Engine {
                     format!(
                         "Your {label} profile could not be turned into an account here because the site's profile mapping failed. The administrator can see why in the server log."
                     ),
+                    "mapping_failed",
                 );
                 return self.show(flow).await;
             }
@@ -653,12 +686,14 @@ impl Engine {
     /// The fill-the-gaps form: every trait, pre-filled with what the mapper gave, and one
     /// "Sign up with X" button that submits it.
     fn fill_gaps_form(&self, flow: &mut Flow, provider: &Configured, traits: &Value) {
-        flow.ui
-            .nodes
-            .retain(|n| n.group == "default" && n.attributes.name == "csrf_token");
+        flow.ui.nodes.retain(|n| {
+            n.group == "default"
+                && (n.attributes.name == "csrf_token" || n.attributes.name == "terms_accepted")
+        });
         if let Ok(schema) = self.schemas.default_schema() {
             trait_nodes(&mut flow.ui, schema, "oidc", traits);
         }
+        self.add_agreement_node(flow);
         flow.ui.nodes.push(
             Node::input(
                 "oidc",
@@ -1186,7 +1221,7 @@ fn mark_verified(identity: &mut Identity, pending: &Value) {
 }
 
 /// Deep-merges the user's submitted traits over the mapped ones; empty strings do not erase.
-fn merge(base: &mut Value, over: &Value) {
+pub(crate) fn merge(base: &mut Value, over: &Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {

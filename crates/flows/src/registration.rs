@@ -50,8 +50,20 @@ impl Engine {
         if self.settings.oidc_enabled {
             self.add_oidc_buttons(&mut flow);
         }
+        self.add_agreement_node(&mut flow);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
+    }
+
+    /// Adds the agreement checkbox when the sign-in experience has terms or privacy links.
+    pub(crate) fn add_agreement_node(&self, flow: &mut Flow) {
+        let x = &self.settings.experience;
+        if x.requires_agreement() && flow.ui.node_mut("terms_accepted").is_none() {
+            flow.ui.nodes.push(forms::agreement_node(
+                x.terms_url.as_ref().map(|u| u.as_str()),
+                x.privacy_url.as_ref().map(|u| u.as_str()),
+            ));
+        }
     }
 
     pub async fn submit_registration(
@@ -63,6 +75,47 @@ impl Engine {
         let mut flow = self
             .flow_for_submit(FlowKind::Registration, flow_id, body, csrf_cookie)
             .await?;
+        // Every way of signing up here (password, a social button, the fill-the-gaps form)
+        // needs the agreement when the experience asks for one; the checkbox is not just HTML.
+        if self.settings.experience.requires_agreement()
+            && body.get("terms_accepted") != Some(&Value::Bool(true))
+        {
+            flow.ui.reset_messages();
+            self.add_agreement_node(&mut flow);
+            if let Some(traits) = body.get("traits") {
+                for n in flow.ui.nodes.iter_mut() {
+                    if let Some(path) = n.attributes.name.strip_prefix("traits.")
+                        && let Some(v) = tessera_core::schema::lookup(traits, path)
+                    {
+                        n.attributes.value = v.clone();
+                    }
+                }
+            }
+            // Say everything that is wrong at once: the traits of a password sign-up or of the
+            // fill-the-gaps form (merged with what the provider gave) are checked too.
+            if let (Ok(schema), Some(submitted)) =
+                (self.schemas.default_schema(), body.get("traits"))
+            {
+                let traits = match flow.internal.pointer("/oidc/traits") {
+                    Some(mapped) => {
+                        let mut t = mapped.clone();
+                        crate::oidc::merge(&mut t, submitted);
+                        Some(t)
+                    }
+                    None if forms::method(body) == "password" => Some(submitted.clone()),
+                    None => None,
+                };
+                for e in traits
+                    .map(|t| schema.validate_traits(&t))
+                    .unwrap_or_default()
+                {
+                    flow.ui.add_message(e.field.as_deref(), e.message);
+                }
+            }
+            flow.ui
+                .add_message(Some("terms_accepted"), text::agreement_required());
+            return self.invalid(flow).await;
+        }
         if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
             return self.submit_oidc_registration(flow, body, csrf_cookie).await;
         }

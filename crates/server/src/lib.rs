@@ -25,6 +25,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// For an engine assembled in code: no configuration file to update.
+    pub fn new(engine: Engine) -> AppState {
+        AppState {
+            live: Arc::new(live::Live::new(engine, serde_json::Value::Null, None)),
+        }
+    }
+
     /// The configuration in force: take it once per request (see [`live`]).
     pub fn engine(&self) -> Arc<Engine> {
         self.live.engine()

@@ -109,16 +109,22 @@ fn request_url(st: &AppState, uri: &Uri) -> String {
 
 /// Answers a freshly created flow: browser flows redirect to the UI (or JSON for SPAs), API
 /// flows return the flow.
+/// `ui_locales` on the request that starts a browser flow (as the OpenID Provider passes it)
+/// rides along to the UI page, which picks its language from it.
 fn flow_created(
     st: &AppState,
     flow: Flow,
     set: Option<HeaderValue>,
     headers: &HeaderMap,
+    ui_locales: Option<&str>,
 ) -> Response {
     let mut resp = if flow.flow_type == FlowType::Browser && !wants_json(headers) {
         let mut to = st.engine().ui_url(flow.kind).clone();
         to.query_pairs_mut()
             .append_pair("flow", &flow.id.to_string());
+        if let Some(l) = ui_locales.filter(|l| !l.is_empty()) {
+            to.query_pairs_mut().append_pair("ui_locales", l);
+        }
         Redirect::to(to.as_str()).into_response()
     } else {
         Json(flow).into_response()
@@ -200,7 +206,13 @@ async fn init(
         other => other,
     };
     match result {
-        Ok(flow) => Ok(flow_created(&st, flow, set, &headers)),
+        Ok(flow) => Ok(flow_created(
+            &st,
+            flow,
+            set,
+            &headers,
+            q.get("ui_locales").map(String::as_str),
+        )),
         Err(err) => Ok(already_signed_in(&st, ft, &headers, err)),
     }
 }
@@ -338,6 +350,19 @@ async fn submit(
                 .public_base_url
                 .join(&format!("self-service/{}/browser", kind.as_str()))
                 .map_err(|_| ApiError(err.clone()))?;
+            return Ok(Redirect::to(to.as_str()).into_response());
+        }
+        Err(err)
+            if err.id == Some("security_csrf_violation")
+                && !wants_json(&headers)
+                && is_browser_flow(&st, &id).await =>
+        {
+            // A plain form post from a stale tab or another site: the error page explains it
+            // and offers a fresh start, rather than a JSON error in the browser.
+            let status = crate::error::status_of(err.kind).as_u16();
+            let stored = e.record_error(&err, status).await?;
+            let mut to = e.settings.error_ui_url.clone();
+            to.query_pairs_mut().append_pair("id", &stored.to_string());
             return Ok(Redirect::to(to.as_str()).into_response());
         }
         Err(err) => return Err(err.into()),

@@ -49,6 +49,21 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A stable code for [`Self::user_message`], so a UI can say the same in the user's
+    /// language: `upstream_denied`, `upstream_refused`, `upstream_timeout`,
+    /// `upstream_unreachable`, `upstream_unverified`, `upstream_callback` or `upstream_failed`.
+    pub fn user_code(&self) -> &'static str {
+        match self {
+            UpstreamError::OAuth { error, .. } if error == "access_denied" => "upstream_denied",
+            UpstreamError::OAuth { .. } => "upstream_refused",
+            UpstreamError::Timeout { .. } => "upstream_timeout",
+            UpstreamError::Unreachable { .. } => "upstream_unreachable",
+            UpstreamError::IdToken(_) => "upstream_unverified",
+            UpstreamError::Callback(_) => "upstream_callback",
+            _ => "upstream_failed",
+        }
+    }
+
     /// A sentence for the person signing in: what happened and what they can do.
     pub fn user_message(&self, label: &str) -> String {
         match self {

@@ -1,0 +1,575 @@
+//! The hosted sign-in experience: server-rendered pages (no JavaScript) for login,
+//! registration, settings, errors, the landing page and the OpenID Provider's consent step.
+//!
+//! Pages are driven by the self-service flows exactly as the JSON API returns them — the flow's
+//! UI nodes and messages are the single source of truth — and forms post to the same
+//! `/self-service/…` endpoints. The sign-in experience (`experience:` in the config) decides
+//! which method groups show, the provider order, the brand and the terms links. Replace these
+//! pages by pointing `selfservice.flows.*.ui_url` at your own UI, as with Kratos.
+//!
+//! - [`render`]: the minijinja environment (templates embedded) and the view models;
+//! - [`i18n`]: English, Simplified Chinese and Russian, and how a page picks one;
+//! - [`icons`]: provider icons drawn for the project.
+//!
+//! Security: every page carries a CSP without inline script or style
+//! (`default-src 'none'`), `frame-ancestors 'none'`, and every form the flow's CSRF token.
+//! The brand colour is served as a tiny stylesheet (`/ui/theme.css`) rather than an inline
+//! `<style>`, so the CSP needs no nonce or hash.
+
+pub mod i18n;
+pub mod icons;
+pub mod render;
+
+use crate::AppState;
+use crate::http::{cookie, current_session};
+use axum::Router;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use i18n::{LANG_COOKIE, Lang};
+pub use render::ConsentView;
+use render::{Chrome, ErrorPage, FlowContext, FlowPage, WelcomePage};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+use tessera_core::flow::{Flow, FlowKind};
+use tessera_core::session::Session;
+
+type Q = Query<HashMap<String, String>>;
+
+/// The stylesheet, served from `/ui/static/tessera.css?v=<hash>` with a year-long cache.
+pub const CSS: &str = include_str!("static/tessera.css");
+
+/// FNV-1a, enough to tell stylesheet versions apart in a cache-busting query.
+fn short_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+static CSS_HREF: LazyLock<String> =
+    LazyLock::new(|| format!("/ui/static/tessera.css?v={}", short_hash(CSS)));
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/login", get(login))
+        .route("/ui/registration", get(registration))
+        .route("/ui/settings", get(settings))
+        .route("/ui/welcome", get(welcome))
+        .route("/ui/error", get(error_page))
+        .route("/ui/lang", get(switch_language))
+        .route("/ui/static/tessera.css", get(stylesheet))
+        .route("/ui/theme.css", get(theme))
+}
+
+/// The page language for this request (see [`i18n`] for the order).
+pub fn page_lang(headers: &HeaderMap, query: &HashMap<String, String>) -> Lang {
+    i18n::negotiate(
+        query.get("ui_locales").map(String::as_str),
+        cookie(headers, LANG_COOKIE),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The frame every page shares: language links, brand, stylesheets.
+pub fn chrome(st: &AppState, lang: Lang, here: &str) -> Chrome {
+    let x = &st.engine().settings.experience;
+    Chrome::new(
+        lang,
+        x,
+        here,
+        &CSS_HREF,
+        &format!("/ui/theme.css?v={}", short_hash(&x.primary_color)),
+    )
+}
+
+fn origin_of(u: &str) -> Option<String> {
+    let u = url::Url::parse(u).ok()?;
+    match u.origin() {
+        url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+/// Default authorization origins of provider types whose endpoint is fixed.
+fn default_auth_origin(provider_type: &str) -> Option<&'static str> {
+    match provider_type {
+        "github" => Some("https://github.com"),
+        "dingtalk" => Some("https://login.dingtalk.com"),
+        "vk" => Some("https://oauth.vk.com"),
+        "vkid" => Some("https://id.vk.com"),
+        _ => None,
+    }
+}
+
+/// The page CSP. `form-action` lists where a form submission may end up, since browsers
+/// apply it to the redirects after a POST too: this server, the providers' authorization
+/// endpoints (social buttons answer 303 upstream) and the allowed return URLs (a completed
+/// sign-in answers 303 there).
+pub fn content_security_policy(st: &AppState) -> String {
+    let s = &st.engine().settings;
+    let mut targets = BTreeSet::new();
+    for u in s
+        .allowed_return_urls
+        .iter()
+        .chain([&s.default_return_url, &s.logout_return_url])
+    {
+        if let Some(o) = origin_of(u.as_str()) {
+            targets.insert(o);
+        }
+    }
+    for p in st.engine().social.providers() {
+        let c = p.config();
+        for u in [&c.auth_url, &c.issuer_url, &c.api_base_url] {
+            if let Some(o) = origin_of(u) {
+                targets.insert(o);
+            }
+        }
+        if c.auth_url.is_empty()
+            && let Some(o) = default_auth_origin(&c.provider)
+        {
+            targets.insert(o.to_string());
+        }
+    }
+    if let Some(o) = origin_of(s.public_base_url.as_str()) {
+        targets.remove(&o);
+    }
+    let mut form_action = String::from("'self'");
+    for t in &targets {
+        form_action.push(' ');
+        form_action.push_str(t);
+    }
+    let logo = s
+        .experience
+        .logo_url
+        .as_ref()
+        .and_then(|u| origin_of(u.as_str()))
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:{logo}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// An HTML answer with the security headers every hosted page carries.
+pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(st)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn rendered(st: &AppState, result: Result<String, String>) -> Response {
+    match result {
+        Ok(html) => html_response(st, StatusCode::OK, html),
+        Err(e) => {
+            tracing::error!(error = %e, "hosted UI template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
+        }
+    }
+}
+
+/// Renders the consent page for the OpenID Provider (issue 6): language from `ui_locales`
+/// (in `query`), the cookie or `Accept-Language`, the same chrome and headers as every page.
+/// Wire `/ui/consent` to a handler that builds a [`ConsentView`] and calls this.
+pub fn consent_response(
+    st: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    here: &str,
+    view: ConsentView,
+) -> Response {
+    let lang = page_lang(headers, query);
+    let resp = rendered(st, render::render_consent(chrome(st, lang, here), view));
+    keep_ui_locales(st, resp, query)
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+/// The brand colour as CSS custom properties (the link carries a hash of the colour, so a
+/// changed colour is a new URL and the long cache is safe).
+async fn theme(State(st): State<AppState>) -> Response {
+    let c = &st.engine().settings.experience.primary_color;
+    let strong = tessera_config::experience::parse_hex_color(c)
+        .map(|[r, g, b]| {
+            let d = |v: u8| (f32::from(v) * 0.82) as u8;
+            format!("#{:02x}{:02x}{:02x}", d(r), d(g), d(b))
+        })
+        .unwrap_or_else(|| c.clone());
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        format!(":root{{--primary:{c};--primary-strong:{strong}}}\n"),
+    )
+        .into_response()
+}
+
+/// `GET /ui/lang?set=<tag>&back=<path>`: the switcher. Remembers the choice in a cookie and
+/// goes back to the page (only to a path under `/ui/`, never elsewhere).
+async fn switch_language(State(st): State<AppState>, Query(q): Q) -> Response {
+    let back = q
+        .get("back")
+        .filter(|b| b.starts_with("/ui/") && !b.contains("//") && !b.contains('\\'))
+        .cloned()
+        .unwrap_or_else(|| "/ui/welcome".into());
+    let mut resp = Redirect::to(&back).into_response();
+    if let Some(lang) = q.get("set").and_then(|s| Lang::parse(s)) {
+        remember_lang(&st, &mut resp, lang);
+    }
+    resp
+}
+
+/// Sets the language cookie, so the next pages of the journey keep this language.
+fn remember_lang(st: &AppState, resp: &mut Response, lang: Lang) {
+    let mut c = format!(
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
+        lang.tag()
+    );
+    if st.engine().settings.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A page opened with `ui_locales` (an app's wish, via the OpenID Provider) keeps that
+/// language for the rest of the journey, whose later pages no longer carry the parameter.
+fn keep_ui_locales(st: &AppState, mut resp: Response, q: &HashMap<String, String>) -> Response {
+    if let Some(lang) = q
+        .get("ui_locales")
+        .and_then(|l| l.split_whitespace().find_map(Lang::parse))
+    {
+        remember_lang(st, &mut resp, lang);
+    }
+    resp
+}
+
+fn here(uri: &OriginalUri) -> String {
+    uri.0
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| uri.0.path().to_string())
+}
+
+fn browser_start(st: &AppState, kind: FlowKind, return_to: Option<&str>) -> String {
+    let mut u = st
+        .engine()
+        .settings
+        .public_base_url
+        .join(&format!("self-service/{}/browser", kind.as_str()))
+        .unwrap_or_else(|_| st.engine().settings.public_base_url.clone());
+    if let Some(r) = return_to {
+        u.query_pairs_mut().append_pair("return_to", r);
+    }
+    u.to_string()
+}
+
+/// The identifier to show for a signed-in person: their email or username, else the id.
+fn identifier_of(st: &AppState, session: &Session) -> String {
+    let Some(identity) = &session.identity else {
+        return session.identity_id.to_string();
+    };
+    if let Ok(schema) = st.engine().schemas.get(&identity.schema_id) {
+        for f in schema.fields.iter().filter(|f| f.password_identifier) {
+            if let Some(Value::String(s)) = tessera_core::schema::lookup(&identity.traits, &f.path)
+            {
+                return s.clone();
+            }
+        }
+    }
+    for k in ["email", "username", "phone"] {
+        if let Some(Value::String(s)) = identity.traits.get(k) {
+            return s.clone();
+        }
+    }
+    identity.id.to_string()
+}
+
+async fn flow_page(
+    st: AppState,
+    kind: FlowKind,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    here: String,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let start = browser_start(&st, kind, None);
+    let Some(id) = q.get("flow") else {
+        return Redirect::to(&start).into_response();
+    };
+    let flow = match st.engine().fetch_flow(kind, id).await {
+        Ok(f) => f,
+        Err(e) if e.kind == tessera_core::ErrorKind::Gone => {
+            return error_view(&st, lang, &here, "self_service_flow_expired", "", &start);
+        }
+        Err(e) if e.kind == tessera_core::ErrorKind::NotFound => {
+            return Redirect::to(&start).into_response();
+        }
+        Err(e) => return crate::error::ApiError(e).into_response(),
+    };
+    let mut session = None;
+    if kind == FlowKind::Settings {
+        match current_session(&st, &headers).await {
+            Ok(Some(s)) if flow.identity_id == Some(s.identity_id) => session = Some(s),
+            _ => return Redirect::to(&start).into_response(),
+        }
+    }
+    let resp = rendered(&st, flow_html(&st, lang, &here, &flow, session.as_ref()));
+    keep_ui_locales(&st, resp, &q)
+}
+
+/// Builds and renders a login, registration or settings page for a flow.
+pub fn flow_html(
+    st: &AppState,
+    lang: Lang,
+    here: &str,
+    flow: &Flow,
+    session: Option<&Session>,
+) -> Result<String, String> {
+    let e = &st.engine();
+    let x = &e.settings.experience;
+    let schema = e.schemas.default_schema().ok();
+    let provider_types = |id: &str| e.social.get(id).map(|p| p.config().provider.clone());
+    let enum_of = |name: &str| -> Vec<Value> {
+        let Some(path) = name.strip_prefix("traits.") else {
+            return vec![];
+        };
+        schema
+            .and_then(|s| s.fields.iter().find(|f| f.path == path))
+            .map(|f| f.enumeration.clone())
+            .unwrap_or_default()
+    };
+    let identifier_is_email = schema.is_some_and(|s| {
+        let ids: Vec<_> = s.fields.iter().filter(|f| f.password_identifier).collect();
+        !ids.is_empty() && ids.iter().all(|f| f.format.as_deref() == Some("email"))
+    });
+    let cx = FlowContext {
+        lang,
+        experience: x,
+        provider_types: &provider_types,
+        enum_of: &enum_of,
+        identifier_is_email,
+    };
+    let forms = render::flow_forms(flow, &cx);
+    let messages = flow
+        .ui
+        .messages
+        .iter()
+        .map(|m| render::message_view(lang, m, false))
+        .collect();
+    let brand = [("brand", x.brand_name.clone())];
+    let return_to = flow.return_to.as_deref();
+    let (page, template, title, subtitle, switch_href) = match flow.kind {
+        FlowKind::Login => {
+            let linking = flow.ui.messages.iter().any(|m| m.id == 1010016);
+            (
+                "login",
+                "login.html",
+                i18n::t(
+                    lang,
+                    if linking {
+                        "page.login.link_title"
+                    } else {
+                        "page.login.title"
+                    },
+                    &[],
+                ),
+                i18n::t(lang, "page.login.subtitle", &brand),
+                if e.settings.registration_enabled {
+                    browser_start(st, FlowKind::Registration, return_to)
+                } else {
+                    String::new()
+                },
+            )
+        }
+        FlowKind::Registration => {
+            let gaps = forms.iter().any(|f| f.kind == "gaps");
+            (
+                "registration",
+                "registration.html",
+                i18n::t(
+                    lang,
+                    if gaps {
+                        "page.registration.gaps_title"
+                    } else {
+                        "page.registration.title"
+                    },
+                    &[],
+                ),
+                if gaps {
+                    i18n::t(lang, "page.registration.gaps_subtitle", &[])
+                } else {
+                    i18n::t(lang, "page.registration.subtitle", &brand)
+                },
+                browser_start(st, FlowKind::Login, return_to),
+            )
+        }
+        FlowKind::Settings => (
+            "settings",
+            "settings.html",
+            i18n::t(lang, "page.settings.title", &[]),
+            String::new(),
+            String::new(),
+        ),
+    };
+    let view = FlowPage {
+        chrome: chrome(st, lang, here),
+        page,
+        title,
+        subtitle,
+        messages,
+        forms,
+        notice_html: if flow.kind == FlowKind::Login {
+            render::agreement_html(lang, "notice", x)
+        } else {
+            String::new()
+        },
+        switch_href,
+        logout_href: session.map(|s| e.public_logout_url(s)).unwrap_or_default(),
+        home_href: e.settings.default_return_url.to_string(),
+        signed_in_as: session.map(|s| identifier_of(st, s)).unwrap_or_default(),
+    };
+    render::render(template, &view)
+}
+
+async fn login(State(st): State<AppState>, Query(q): Q, h: HeaderMap, u: OriginalUri) -> Response {
+    flow_page(st, FlowKind::Login, q, h, here(&u)).await
+}
+async fn registration(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    u: OriginalUri,
+) -> Response {
+    flow_page(st, FlowKind::Registration, q, h, here(&u)).await
+}
+async fn settings(
+    State(st): State<AppState>,
+    Query(q): Q,
+    h: HeaderMap,
+    u: OriginalUri,
+) -> Response {
+    flow_page(st, FlowKind::Settings, q, h, here(&u)).await
+}
+
+async fn welcome(
+    State(st): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+    u: OriginalUri,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let session = current_session(&st, &headers).await.ok().flatten();
+    let view = WelcomePage {
+        chrome: chrome(&st, lang, &here(&u)),
+        page: "welcome",
+        title: i18n::t(lang, "page.welcome.title", &[]),
+        identifier: session.as_ref().map(|s| identifier_of(&st, s)),
+        settings_href: browser_start(&st, FlowKind::Settings, None),
+        logout_href: session
+            .as_ref()
+            .map(|s| st.engine().public_logout_url(s))
+            .unwrap_or_default(),
+        login_href: browser_start(&st, FlowKind::Login, None),
+        registration_href: browser_start(&st, FlowKind::Registration, None),
+    };
+    rendered(&st, render::render("welcome.html", &view))
+}
+
+/// The error page for an error id (`self_service_flow_expired`, …) with a way forward.
+fn error_view(
+    st: &AppState,
+    lang: Lang,
+    here: &str,
+    error_id: &str,
+    code: &str,
+    start_href: &str,
+) -> Response {
+    let key = format!("error.{error_id}");
+    let message = if i18n::has(lang, &key) {
+        i18n::t(lang, &key, &[])
+    } else {
+        i18n::t(lang, "error.self_service_error", &[])
+    };
+    let view = ErrorPage {
+        chrome: chrome(st, lang, here),
+        page: "error",
+        title: i18n::t(lang, "page.error.title", &[]),
+        message,
+        code: code.to_string(),
+        start_href: start_href.to_string(),
+    };
+    rendered(st, render::render("error.html", &view))
+}
+
+/// Shows a stored error (`?id=`, as Kratos's error UI) in the page language. Text from the URL
+/// is never shown, so the page cannot display an attacker's message under this site's name.
+async fn error_page(
+    State(st): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+    u: OriginalUri,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let stored = match q.get("id").map(|i| uuid::Uuid::parse_str(i)) {
+        Some(Ok(id)) => st.engine().store.get_error(id).await.ok().flatten(),
+        _ => None,
+    };
+    let (error_id, code) = match &stored {
+        Some((e, _)) => {
+            let code = e.get("code").and_then(Value::as_u64).unwrap_or(0);
+            let id = match e.get("id").and_then(Value::as_str) {
+                Some(id) => id.to_string(),
+                None if code == 401 || code == 403 => "access_denied".into(),
+                None => "self_service_error".into(),
+            };
+            (
+                id,
+                if code > 0 {
+                    code.to_string()
+                } else {
+                    String::new()
+                },
+            )
+        }
+        None if q.contains_key("id") => ("not_found".to_string(), String::new()),
+        None => ("self_service_error".to_string(), String::new()),
+    };
+    let start = browser_start(&st, FlowKind::Login, None);
+    error_view(&st, lang, &here(&u), &error_id, &code, &start)
+}
