@@ -88,7 +88,7 @@ async function submitAndWait(t, locator, url) {
 
 /// Presses a provider's button and picks a fake user on the emulator's consent page.
 async function socialSignIn(t, buttonName, userLink) {
-  await submitAndWait(t, t.page.getByRole('button', { name: buttonName }), (u) => !u.href.startsWith(BASE));
+  await submitAndWait(t, t.page.getByRole('button', { name: buttonName, exact: true }), (u) => !u.href.startsWith(BASE));
   await shot(t, 'upstream-consent');
   await t.page.getByRole('link', { name: userLink }).click();
   await t.page.waitForURL((u) => u.href.startsWith(BASE) && !u.pathname.startsWith('/self-service'));

@@ -33,16 +33,19 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
         .current_dir(cwd)
         .env("HASHERS_ARGON2_MEMORY", "1MB")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(cwd.join("demo.stderr"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("spawn tessera demo");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep draining after the banner: a closed pipe would fail the demo's next write.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let (mut open, mut public, mut admin) = (None, None, None);
@@ -226,4 +229,21 @@ async fn the_demo_keeps_its_people_across_restarts_and_its_config_can_be_downloa
         !yaml.contains("emulated-github-secret") && yaml.contains("<redacted:"),
         "secrets are redacted:\n{yaml}"
     );
+}
+
+/// Issue 7's "tried as a new user would": the demo, in Chromium, signing up with DingTalk in
+/// Chinese, VK in Russian and GitHub in English (the browser suite's scenarios of those names,
+/// run against the demo instead of a test server). Screenshots: `ui-screenshots/demo/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_in_chromium_dingtalk_in_chinese_vk_in_russian_github_in_english() {
+    let dir = tessera_testkit::temp_dir();
+    let demo = start_demo(&dir);
+    let shots = tessera_testkit::browser::screenshot_dir("demo");
+    tessera_testkit::browser::run_suite(
+        &demo.public,
+        &["dingtalk-zh", "vk-ru", "github-en"],
+        &shots,
+        &[],
+    )
+    .await;
 }

@@ -3,14 +3,12 @@
 //! DingTalk, VK and GitHub emulators on loopback ports, then runs `peers/browser/suite.mjs`,
 //! which clicks through every journey and fails on any wrong page, untranslated page or CSP
 //! violation. Screenshots of each page at 360 px and 1280 px go to
-//! `<target dir>/ui-screenshots/` (`target/ui-screenshots/` by default).
+//! `<target dir>/ui-screenshots/suite/` (`target/ui-screenshots/suite/` by default).
 //!
 //! The app sign-in through the OpenID Provider with consent is one more scenario, added where
 //! the OpenID Provider exists (see the note at the end of `suite.mjs`).
 
 use base64::Engine as _;
-use std::path::PathBuf;
-use std::process::Stdio;
 use tessera_testkit::emulators::dingtalk::DingtalkEmulator;
 use tessera_testkit::emulators::github::GithubEmulator;
 use tessera_testkit::emulators::vk::VkEmulator;
@@ -35,31 +33,8 @@ local email_ok = 'email' in c && (!('email_verified' in c) || c.email_verified);
 }
 "#;
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn screenshot_dir(root: &std::path::Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("ui-screenshots")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosted_pages_in_chromium() {
-    let root = workspace_root();
-    let suite = root.join("peers/browser/suite.mjs");
-    let playwright = root.join("peers/browser/node_modules/playwright-core");
-    let chromium = std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        playwright.exists() && std::path::Path::new(&chromium).exists(),
-        "the browser suite needs playwright-core in peers/browser/ and Debian's chromium ({chromium}): run `bash scripts/test-deps.sh` (scripts/test.sh does)"
-    );
-
     let dt = DingtalkEmulator::start().await;
     let vk = VkEmulator::start().await;
     let gh = GithubEmulator::start().await;
@@ -98,8 +73,7 @@ async fn hosted_pages_in_chromium() {
         s.public
     ));
 
-    let shots = screenshot_dir(&root);
-    std::fs::create_dir_all(&shots).expect("create the screenshot folder");
+    let shots = tessera_testkit::browser::screenshot_dir("suite");
 
     // The consent page's template with sample data, in each language, for the suite's
     // `consent-preview` (a look at the page, not the OpenID Provider journey, which this branch
@@ -126,25 +100,12 @@ async fn hosted_pages_in_chromium() {
             .expect("write a consent preview");
     }
 
-    let out = tokio::process::Command::new("node")
-        .arg(&suite)
-        .current_dir(root.join("peers/browser"))
-        .env("TESSERA_URL", &s.public)
-        .env("TESSERA_CHROMIUM", &chromium)
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CONSENT_PREVIEW_DIR", &previews)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run node peers/browser/suite.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the browser suite failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("all scenarios passed"), "{stdout}");
+    tessera_testkit::browser::run_suite(
+        &s.public,
+        &[],
+        &shots,
+        &[("CONSENT_PREVIEW_DIR", previews.display().to_string())],
+    )
+    .await;
     s.stop().await;
 }

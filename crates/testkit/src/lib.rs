@@ -8,6 +8,7 @@
 //! Upstream identity providers for social sign-in: [`peers`] runs real third-party ones
 //! (the `oidc-provider` npm package), [`fake_oidc`] a Rust one that misbehaves on request.
 
+pub mod browser;
 pub use tessera_emulators as emulators;
 pub mod fake_oidc;
 pub mod journey;
