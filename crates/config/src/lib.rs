@@ -13,4 +13,4 @@ pub mod yaml;
 
 pub use load::{ConfigError, Loaded, Location, load, load_str};
 pub use model::*;
-pub use resolve::{ProviderSource, SchemaSource, Settings, resolve};
+pub use resolve::{OpSettings, ProviderSource, SchemaSource, Settings, resolve};
