@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/sessions/{id}/extend", patch(extend_session))
         .merge(crate::public::common_routes())
+        .merge(crate::op::admin_routes())
         .route(
             "/admin/health/alive",
             get(|| async { Json(json!({"status": "ok"})) }),

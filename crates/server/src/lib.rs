@@ -9,6 +9,8 @@ pub mod app;
 pub mod error;
 pub mod http;
 pub mod oidc;
+pub mod op;
+pub mod op_pages;
 pub mod public;
 pub mod ui;
 
@@ -20,11 +22,24 @@ use tokio::net::TcpListener;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    /// The OpenID Provider for apps (`/oidc`, `/admin/clients`).
+    pub op: tessera_op::Provider,
+}
+
+/// The OpenID Provider over an engine's settings, store, cipher and mapper sandbox.
+pub fn provider(engine: &Engine) -> tessera_op::Provider {
+    tessera_op::Provider::new(
+        engine.settings.clone(),
+        engine.store.clone(),
+        engine.cipher.clone(),
+        engine.social.pool().clone(),
+    )
 }
 
 /// Both routers, ready to serve.
 pub fn routers(engine: Engine) -> (Router, Router) {
-    let state = AppState { engine };
+    let op = provider(&engine);
+    let state = AppState { engine, op };
     (public::router(state.clone()), admin::router(state))
 }
 

@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas/{id}", get(get_schema))
         .merge(common_routes())
         .merge(crate::ui::router())
+        .merge(crate::op::public_routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,7 +1,9 @@
 //! The `tessera` command: a thin shell over the library crates. It parses arguments, loads
 //! configuration, and either serves or talks to a running server's admin API.
 
+mod clients;
 mod identities;
+mod keys;
 mod mapper;
 mod serve;
 
@@ -30,6 +32,10 @@ enum Command {
     },
     /// Manage identities through a running server's admin API.
     Identities(identities::IdentitiesArgs),
+    /// Apps of the OpenID Provider, through a running server's admin API.
+    Clients(clients::ClientsArgs),
+    /// The OpenID Provider's signing keys (`keys rotate`), on the database directly.
+    Keys(keys::KeysArgs),
     /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
     Mapper(mapper::MapperArgs),
     /// The mapper sandbox: serves evaluation requests on stdin/stdout. Started by the server.
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
                 what: MigrateCmd::Sql(args),
             } => serve::migrate(args).await,
             Command::Identities(args) => identities::run(args).await,
+            Command::Clients(args) => clients::run(args).await,
+            Command::Keys(args) => keys::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
             Command::Mapper(args) => return mapper::run(args).await,
             Command::MapperWorker(_) => Ok(()),

@@ -148,6 +148,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     println!("  admin API:  {admin}  (listening on {aa})");
     tracing::info!(public = %pa, admin = %aa, "serving");
 
+    // The OpenID Provider's first signing key is generated on first start, after "ready" (an
+    // RSA key takes a moment); requests that need it before then wait for the same key.
+    let op = tessera_server::provider(&engine);
+    tokio::spawn(async move {
+        if let Err(e) = op.key_set().await {
+            tracing::error!(error = %e.description, "cannot load or create the OpenID Provider's signing keys");
+        }
+    });
     let store = engine.store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
@@ -160,6 +168,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             let now = tessera_core::timefmt::now_ms();
             if let Err(e) = store.delete_stale_social(now, cutoff).await {
                 tracing::warn!(error = %e, "could not delete stale social sign-in attempts and errors");
+            }
+            if let Err(e) = store.op_delete_stale(now).await {
+                tracing::warn!(error = %e, "could not delete expired OpenID Provider codes and tokens");
             }
         }
     });
