@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::{self, current_session, csrf_for};
+use crate::http::{self, csrf_for, current_session};
 use crate::op_pages::{self, BackView, ConsentView, ErrorView, FormPostView};
 use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
@@ -285,7 +285,9 @@ fn client_auth(
             .decode(b64.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| OpError::invalid_client("The Basic credentials are not valid base64."))?;
+            .ok_or_else(|| {
+                OpError::invalid_client("The Basic credentials are not valid base64.")
+            })?;
         let (id, secret) = decoded
             .split_once(':')
             .ok_or_else(|| OpError::invalid_client("The Basic credentials have no `:`."))?;
@@ -322,7 +324,10 @@ async fn userinfo(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|s| s.trim().to_string());
     let token = match bearer {
         Some(t) => t,
@@ -474,17 +479,16 @@ async fn consent_page(
     resp
 }
 
-async fn consent_submit(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn consent_submit(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let form = match form_fields(&headers, body).await.and_then(single) {
         Ok(f) => f,
         Err(e) => return page_error(e),
     };
     let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
-    let sent = form.get("csrf_token").map(String::as_str).unwrap_or_default();
+    let sent = form
+        .get("csrf_token")
+        .map(String::as_str)
+        .unwrap_or_default();
     if cookie.is_empty() || !tessera_core::crypto::constant_time_eq(cookie, sent) {
         return ApiError(Error::csrf_violation()).into_response();
     }
@@ -507,18 +511,21 @@ type AdminResult = Result<Response, ApiError>;
 
 fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
     serde_json::from_value(v).map_err(|e| {
-        ApiError(Error::bad_request(format!("The app metadata is not valid: {e}.")).with_id("invalid_client_metadata"))
+        ApiError(
+            Error::bad_request(format!("The app metadata is not valid: {e}."))
+                .with_id("invalid_client_metadata"),
+        )
     })
 }
 
-async fn create_client(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> AdminResult {
+async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult {
     let input = parse_input(http::read_body(&headers, body).await?)?;
     let (client, secret) = st.op.create_client(input).await.map_err(admin_err)?;
-    let (client, row) = st.op.client_row(&client.client_id).await.map_err(admin_err)?;
+    let (client, row) = st
+        .op
+        .client_row(&client.client_id)
+        .await
+        .map_err(admin_err)?;
     let mut v = client.to_api(row.created_at, row.updated_at);
     if let Some(s) = secret {
         v["client_secret"] = json!(s);

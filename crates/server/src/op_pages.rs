@@ -69,7 +69,10 @@ fn shell(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Resp
     )
         .into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
@@ -139,9 +142,9 @@ pub fn error(v: &ErrorView) -> Response {
         .map(|a| format!("<p>App: <strong>{}</strong></p>", esc(a)))
         .unwrap_or_default();
     let back = match &v.back {
-        Some(BackView {
-            href: Some(h), ..
-        }) => format!("<nav><a href=\"{}\">Back to the app</a></nav>", esc(h)),
+        Some(BackView { href: Some(h), .. }) => {
+            format!("<nav><a href=\"{}\">Back to the app</a></nav>", esc(h))
+        }
         Some(BackView {
             form_action: Some(a),
             fields,

@@ -162,13 +162,12 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
-                    "client_id: {}",
-                    v["client_id"].as_str().unwrap_or_default()
-                );
+                println!("client_id: {}", v["client_id"].as_str().unwrap_or_default());
                 if let Some(s) = v["client_secret"].as_str() {
                     println!("client_secret: {s}");
-                    eprintln!("Keep the secret now: it is stored hashed and cannot be shown again.");
+                    eprintln!(
+                        "Keep the secret now: it is stored hashed and cannot be shown again."
+                    );
                 }
             }
             Ok(())

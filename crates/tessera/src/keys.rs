@@ -39,7 +39,9 @@ pub async fn run(args: KeysArgs) -> Result<()> {
                 .unwrap_or_else(|| settings.op.signing_alg.clone())
                 .to_ascii_uppercase();
             if alg != "RS256" && alg != "ES256" {
-                return Err(anyhow!("--alg `{alg}` is not supported: use RS256 or ES256"));
+                return Err(anyhow!(
+                    "--alg `{alg}` is not supported: use RS256 or ES256"
+                ));
             }
             let store = Store::connect(&settings.dsn)
                 .await
