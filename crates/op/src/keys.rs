@@ -19,7 +19,7 @@ use tessera_store::op::KeyRow;
 use tokio::sync::RwLock;
 
 /// How long an instance trusts its cached key set.
-const CACHE_TTL: Duration = Duration::from_secs(10);
+const CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub struct Key {
     pub kid: String,
