@@ -104,6 +104,8 @@ pub struct ConsentInfo {
     pub client_id: String,
     pub scopes: Vec<String>,
     pub request_id: Uuid,
+    /// The app's `ui_locales`, for the page's language.
+    pub ui_locales: Option<String>,
 }
 
 fn page(status: u16, app: Option<&Client>, error: &'static str, message: String) -> Authorize {
@@ -613,6 +615,7 @@ impl Provider {
             client_id: client.client_id,
             scopes: p.scope,
             request_id: id,
+            ui_locales: p.ui_locales,
         }))
     }
 

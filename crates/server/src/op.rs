@@ -420,6 +420,21 @@ async fn end_session(
     resp
 }
 
+/// Puts an app's `login_hint` into a login flow's identifier field, when it has one and the
+/// hint is a plain identifier (no control characters, not overly long).
+pub fn prefill_identifier(flow: &mut tessera_core::flow::Flow, hint: &str) {
+    if hint.len() > 256 || hint.chars().any(char::is_control) {
+        return;
+    }
+    for n in flow.ui.nodes.iter_mut() {
+        if n.attributes.name == "identifier"
+            && n.attributes.value.as_str().is_none_or(str::is_empty)
+        {
+            n.attributes.value = Value::String(hint.to_string());
+        }
+    }
+}
+
 fn user_label(identity: &tessera_core::identity::Identity) -> String {
     for k in ["email", "username", "phone"] {
         if let Some(v) = identity.traits.get(k).and_then(Value::as_str) {
@@ -471,7 +486,7 @@ async fn consent_page(
             .unwrap_or_default(),
         csrf_token: csrf,
         request_id: info.request_id.to_string(),
-        ui_locales: None,
+        ui_locales: info.ui_locales,
     });
     if let Some(c) = set {
         resp.headers_mut().append(header::SET_COOKIE, c);

@@ -200,6 +200,14 @@ async fn init(
         }
         other => other,
     };
+    // An app's `login_hint` (OpenID Provider) pre-fills the identifier of a new login flow.
+    let result = match (result, q.get("login_hint").filter(|h| !h.is_empty())) {
+        (Ok(mut flow), Some(hint)) if kind == FlowKind::Login => {
+            crate::op::prefill_identifier(&mut flow, hint);
+            e.store.update_flow(&flow).await.map(|()| flow)
+        }
+        (other, _) => other,
+    };
     match result {
         Ok(flow) => Ok(flow_created(&st, flow, set, &headers)),
         Err(err) => Ok(already_signed_in(&st, ft, &headers, err)),

@@ -169,7 +169,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             if let Err(e) = store.delete_stale_social(now, cutoff).await {
                 tracing::warn!(error = %e, "could not delete stale social sign-in attempts and errors");
             }
-            if let Err(e) = store.op_delete_stale(now).await {
+            if let Err(e) = store.op_delete_stale(cutoff).await {
                 tracing::warn!(error = %e, "could not delete expired OpenID Provider codes and tokens");
             }
         }

@@ -388,3 +388,130 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
     assert!(r.text().await.unwrap().contains("signed out"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn login_hint_prefills_the_identifier_and_ui_locales_reaches_the_login_flow() {
+    let s = server(Backend::Sqlite, "").await;
+    let c = create_client(&s, traditional(RP)).await;
+    let b = Browser::default();
+    let url = auth_url(
+        &s,
+        &[
+            ("client_id", c["client_id"].as_str().unwrap()),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("login_hint", "hinted@example.com"),
+            ("ui_locales", "zh-CN ru"),
+        ],
+    );
+    let r = b.get(&url, false).await;
+    let r = b.get(&location(&r), false).await;
+    let flow = tessera_testkit::journey::flow_json(
+        &b,
+        &s,
+        "login",
+        &tessera_testkit::journey::flow_id_of(&location(&r)),
+    )
+    .await;
+    let node = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "identifier")
+        .unwrap();
+    assert_eq!(node["attributes"]["value"], "hinted@example.com");
+    assert!(
+        flow["request_url"]
+            .as_str()
+            .unwrap()
+            .contains("ui_locales=zh-CN+ru"),
+        "{}",
+        flow["request_url"]
+    );
+    assert!(
+        flow["return_to"]
+            .as_str()
+            .unwrap()
+            .contains("/oidc/auth/resume?request=")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn implicit_id_token_token_carries_an_access_token_with_at_hash() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "imp@example.com").await;
+    let c = create_client(&s, json!({"client_name": "Implicit", "redirect_uris": [RP], "grant_types": ["implicit"], "skip_consent": true})).await;
+    assert_eq!(c["response_types"], json!(["id_token", "id_token token"]));
+    let cid = c["client_id"].as_str().unwrap();
+    let b = Browser::default();
+    let url = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "token id_token"),
+            ("scope", "openid email"),
+            ("nonce", "imp-n"),
+            ("state", "imp-s"),
+        ],
+    );
+    let (st, loc, _) = drive(&b, &s, &url, "imp@example.com", None).await;
+    assert_eq!(st, 303);
+    assert!(
+        loc.starts_with(&format!("{RP}#")),
+        "tokens only in the fragment: {loc}"
+    );
+    assert_eq!(param(&loc, "state").as_deref(), Some("imp-s"));
+    assert_eq!(param(&loc, "token_type").as_deref(), Some("Bearer"));
+    assert!(param(&loc, "expires_in").unwrap().parse::<i64>().is_ok());
+    let at = param(&loc, "access_token").unwrap();
+    let claims = verify(&s, &param(&loc, "id_token").unwrap(), cid).await;
+    assert_eq!(claims["sub"], json!(id));
+    assert_eq!(claims["nonce"], "imp-n");
+    use base64::Engine as _;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(at.as_bytes());
+    assert_eq!(
+        claims["at_hash"],
+        json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
+    );
+    let info: Value = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email"], "imp@example.com");
+    // Implicit answers never go in a query string; a nonce is required.
+    let r = b.get(&format!("{url}&response_mode=query"), false).await;
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("invalid_request")
+    );
+    let r = b
+        .get(
+            &auth_url(
+                &s,
+                &[
+                    ("client_id", cid),
+                    ("redirect_uri", RP),
+                    ("response_type", "id_token"),
+                    ("scope", "openid"),
+                    ("state", "x"),
+                ],
+            ),
+            false,
+        )
+        .await;
+    let loc = location(&r);
+    assert!(
+        loc.contains('#') && param(&loc, "error").as_deref() == Some("invalid_request"),
+        "{loc}"
+    );
+    s.stop().await;
+}
