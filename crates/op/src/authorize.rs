@@ -508,11 +508,13 @@ impl Provider {
                 to: self.login_url(id, &p, false),
             });
         };
-        let stale_for_prompt =
-            p.prompt.iter().any(|x| x == "login") && session.authenticated_at < created;
-        let too_old = p
-            .max_age
-            .is_some_and(|m| now - session.authenticated_at > m.saturating_mul(1000));
+        // A sign-in made after this request satisfies both `prompt=login` and `max_age` (even
+        // `max_age=0`), so coming back from the login flow never loops.
+        let fresh = session.authenticated_at >= created;
+        let stale_for_prompt = p.prompt.iter().any(|x| x == "login") && !fresh;
+        let too_old = !fresh
+            && p.max_age
+                .is_some_and(|m| now - session.authenticated_at > m.saturating_mul(1000));
         if stale_for_prompt || too_old {
             if none {
                 return Ok(Authorize::Reply(error_reply(

@@ -167,8 +167,15 @@ impl Provider {
         }
         let mut rows = self.store.op_keys().await?;
         if !rows.iter().any(|r| r.retired_at.is_none()) {
-            add_key(&self.store, &self.cipher, &self.op().signing_alg, true).await?;
+            // Several instances (or requests) may race to create the first key: whoever loses
+            // uses the winner's.
+            let added = add_key(&self.store, &self.cipher, &self.op().signing_alg, true).await;
             rows = self.store.op_keys().await?;
+            if let Err(e) = added
+                && !rows.iter().any(|r| r.retired_at.is_none())
+            {
+                return Err(e);
+            }
         }
         let cutoff = now_ms() - millis(self.op().key_rotation_overlap);
         let mut keys = Vec::new();

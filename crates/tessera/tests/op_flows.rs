@@ -253,6 +253,13 @@ async fn prompt_none_login_and_max_age() {
     let (st, loc, _) = drive(&b, &s, &auth_url(&s, &q), "p@example.com", None).await;
     assert_eq!(st, 303);
     assert!(param(&loc, "code").is_some(), "{loc}");
+    // max_age=0 sends the browser to sign in again, once: coming back answers the app.
+    let mut q0 = base.to_vec();
+    q0.push(("max_age", "0"));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (st, loc, _) = drive(&b, &s, &auth_url(&s, &q0), "p@example.com", None).await;
+    assert_eq!(st, 303);
+    assert!(param(&loc, "code").is_some(), "{loc}");
     // max_age=0 with prompt=none: the sign-in is too old.
     let mut q = base.to_vec();
     q.push(("prompt", "none"));
@@ -270,84 +277,87 @@ async fn prompt_none_login_and_max_age() {
 
 #[tokio::test]
 async fn client_credentials_introspection_and_revocation() {
-    let s = server(Backend::Sqlite, "").await;
-    let m = create_client(&s, json!({"client_name": "Billing job", "app_type": "machine", "scope": "invoices:read invoices:write"})).await;
-    let id = m["client_id"].as_str().unwrap();
-    let secret = m["client_secret"].as_str().unwrap();
-    let (st, t, h) = token(
-        &s,
-        Some((id, secret)),
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "invoices:read"),
-        ],
-    )
-    .await;
-    assert_eq!(st, 200, "{t}");
-    assert_eq!(h["cache-control"], "no-store");
-    assert_eq!(t["scope"], "invoices:read");
-    assert!(t["expires_in"].is_i64());
-    assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
-    let at = t["access_token"].as_str().unwrap();
-    // client_secret_post works too; a scope the app does not have is invalid_scope.
-    let (st, e, _) = token(
-        &s,
-        None,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("scope", "admin"),
-        ],
-    )
-    .await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scope")));
-    let (st, i, _) = post_form(
-        &s,
-        "token/introspection",
-        Some((id, secret)),
-        &[("token", at)],
-    )
-    .await;
-    assert_eq!(st, 200);
-    assert_eq!(i["active"], true);
-    assert_eq!(i["client_id"], json!(id));
-    assert_eq!(i["scope"], "invoices:read");
-    let (st, _, _) = post_form(&s, "token/revocation", Some((id, secret)), &[("token", at)]).await;
-    assert_eq!(st, 200);
-    let (_, i, _) = post_form(
-        &s,
-        "token/introspection",
-        Some((id, secret)),
-        &[("token", at)],
-    )
-    .await;
-    assert_eq!(i, json!({"active": false}));
-    // Unknown tokens: revocation still 200, introspection inactive.
-    let (st, _, _) = post_form(
-        &s,
-        "token/revocation",
-        Some((id, secret)),
-        &[("token", "nope")],
-    )
-    .await;
-    assert_eq!(st, 200);
-    // A user app may not use client credentials.
-    let c = create_client(&s, traditional(RP)).await;
-    let (st, e, _) = token(
-        &s,
-        Some((
-            c["client_id"].as_str().unwrap(),
-            c["client_secret"].as_str().unwrap(),
-        )),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
-    assert_eq!(
-        (st, e["error"].as_str()),
-        (400, Some("unauthorized_client"))
-    );
-    s.stop().await;
+    for backend in BACKENDS {
+        let s = server(backend, "").await;
+        let m = create_client(&s, json!({"client_name": "Billing job", "app_type": "machine", "scope": "invoices:read invoices:write"})).await;
+        let id = m["client_id"].as_str().unwrap();
+        let secret = m["client_secret"].as_str().unwrap();
+        let (st, t, h) = token(
+            &s,
+            Some((id, secret)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices:read"),
+            ],
+        )
+        .await;
+        assert_eq!(st, 200, "{t}");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(t["scope"], "invoices:read");
+        assert!(t["expires_in"].is_i64());
+        assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
+        let at = t["access_token"].as_str().unwrap();
+        // client_secret_post works too; a scope the app does not have is invalid_scope.
+        let (st, e, _) = token(
+            &s,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("scope", "admin"),
+            ],
+        )
+        .await;
+        assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scope")));
+        let (st, i, _) = post_form(
+            &s,
+            "token/introspection",
+            Some((id, secret)),
+            &[("token", at)],
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(i["active"], true);
+        assert_eq!(i["client_id"], json!(id));
+        assert_eq!(i["scope"], "invoices:read");
+        let (st, _, _) =
+            post_form(&s, "token/revocation", Some((id, secret)), &[("token", at)]).await;
+        assert_eq!(st, 200);
+        let (_, i, _) = post_form(
+            &s,
+            "token/introspection",
+            Some((id, secret)),
+            &[("token", at)],
+        )
+        .await;
+        assert_eq!(i, json!({"active": false}));
+        // Unknown tokens: revocation still 200, introspection inactive.
+        let (st, _, _) = post_form(
+            &s,
+            "token/revocation",
+            Some((id, secret)),
+            &[("token", "nope")],
+        )
+        .await;
+        assert_eq!(st, 200);
+        // A user app may not use client credentials.
+        let c = create_client(&s, traditional(RP)).await;
+        let (st, e, _) = token(
+            &s,
+            Some((
+                c["client_id"].as_str().unwrap(),
+                c["client_secret"].as_str().unwrap(),
+            )),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (400, Some("unauthorized_client"))
+        );
+        s.stop().await;
+    }
 }
 
 #[tokio::test]
