@@ -444,3 +444,52 @@ async fn keys_rotate_publishes_a_new_key_and_keeps_the_old_one_for_the_overlap()
     verify(&s, after["id_token"].as_str().unwrap(), cid).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_an_identity_ends_its_tokens() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "gone@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let (cid, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "gone@example.com", "openid offline_access").await;
+    let at = t["access_token"].as_str().unwrap();
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((cid, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(i["active"], true);
+    let r = TestServer::client()
+        .delete(format!("{}/admin/identities/{id}", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((cid, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(i, json!({"active": false}));
+    let (st, e, _) = token(
+        &s,
+        Some((cid, secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
+    s.stop().await;
+}

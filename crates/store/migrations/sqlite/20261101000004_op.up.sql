@@ -63,7 +63,7 @@ CREATE TABLE op_tokens (
     kind TEXT NOT NULL,
     grant_id TEXT NOT NULL,
     client_id TEXT NOT NULL REFERENCES op_clients(client_id) ON DELETE CASCADE,
-    identity_id TEXT,
+    identity_id TEXT REFERENCES identities(id) ON DELETE CASCADE,
     data TEXT NOT NULL,
     used INTEGER NOT NULL,
     revoked INTEGER NOT NULL,
