@@ -493,3 +493,72 @@ async fn deleting_an_identity_ends_its_tokens() {
     assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
     s.stop().await;
 }
+
+/// `tessera serve` (the real binary) creates the first signing key at its first start, seals its
+/// private half with `secrets.cipher`, and keeps it across a restart.
+#[tokio::test]
+async fn the_binary_creates_a_sealed_signing_key_on_first_start_and_keeps_it() {
+    let dir = tessera_testkit::temp_dir();
+    let db = dir.join("t.db");
+    let dsn = format!("sqlite://{}?mode=rwc", db.display());
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pp, ap) = (free(), free());
+    let config = dir.join("tessera.yml");
+    std::fs::write(&config, format!("dsn: \"{dsn}\"\nserve:\n  public:\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    port: {ap}\nsecrets:\n  default: [\"first-start-secret-0123456789\"]\n")).unwrap();
+    let (ok, _, err) = cli(&[
+        "migrate",
+        "sql",
+        "up",
+        "--yes",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let public = format!("http://127.0.0.1:{pp}");
+    let mut kids = vec![];
+    for _ in 0..2 {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Poll until the key made at start is published (RSA generation takes a moment).
+        let mut jwks = Value::Null;
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{public}/oidc/jwks")).await
+                && r.status() == 200
+            {
+                jwks = r.json().await.unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let keys = jwks["keys"].as_array().expect("a JWKS");
+        assert_eq!(keys.len(), 1, "{jwks}");
+        assert_eq!(keys[0]["alg"], "RS256", "RS256 by default");
+        kids.push(keys[0]["kid"].as_str().unwrap().to_string());
+        child.kill().await.unwrap();
+    }
+    assert_eq!(kids[0], kids[1], "the key survives a restart");
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&dsn).await.unwrap();
+    let (sealed, public_jwk): (String, String) =
+        sqlx::query_as("SELECT private_sealed, public_jwk FROM op_keys")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(sealed.starts_with("v1."), "sealed with secrets.cipher");
+    assert!(
+        !public_jwk.contains("\"d\""),
+        "no private part in the public JWK"
+    );
+}
