@@ -378,6 +378,45 @@ pub struct ClientAuth {
     pub form_secret: Option<String>,
 }
 
+/// Apps by id, kept for [`CLIENT_CACHE_TTL`] so the token endpoint does not read the database for
+/// every request. Every change made through this process clears it at once; a change made on
+/// another instance (or a deleted secret there) takes effect here within the TTL, as with
+/// `session.cache_ttl`.
+#[derive(Default)]
+pub struct ClientCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, CachedClient>>,
+}
+
+/// When it was read, and the app (or `None`: no such app).
+type CachedClient = (std::time::Instant, Option<std::sync::Arc<Client>>);
+
+pub const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ClientCache {
+    #[allow(clippy::option_option)]
+    fn get(&self, id: &str) -> Option<Option<std::sync::Arc<Client>>> {
+        let map = self.map.lock().ok()?;
+        let (at, c) = map.get(id)?;
+        (at.elapsed() < CLIENT_CACHE_TTL).then(|| c.clone())
+    }
+    fn put(&self, id: &str, c: Option<Client>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(
+                id.to_string(),
+                (std::time::Instant::now(), c.map(std::sync::Arc::new)),
+            );
+        }
+    }
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.clear();
+        }
+    }
+}
+
 fn from_row(row: ClientRow) -> OpResult<Client> {
     serde_json::from_value(row.metadata)
         .map_err(|e| OpError::server_error(format!("stored app is corrupt: {e}")))
@@ -385,10 +424,15 @@ fn from_row(row: ClientRow) -> OpResult<Client> {
 
 impl Provider {
     pub async fn client(&self, client_id: &str) -> OpResult<Option<Client>> {
-        match self.store.op_get_client(client_id).await? {
-            Some(row) => Ok(Some(from_row(row)?)),
-            None => Ok(None),
+        if let Some(hit) = self.clients.get(client_id) {
+            return Ok(hit.map(|c| (*c).clone()));
         }
+        let client = match self.store.op_get_client(client_id).await? {
+            Some(row) => Some(from_row(row)?),
+            None => None,
+        };
+        self.clients.put(client_id, client.clone());
+        Ok(client)
     }
 
     /// Authenticates a client (RFC 6749 §2.3): `client_secret_basic` or `client_secret_post`
@@ -455,6 +499,7 @@ impl Provider {
             Some(plain)
         };
         let now = now_ms();
+        self.clients.clear();
         self.store
             .op_insert_client(&ClientRow {
                 client_id: client.client_id.clone(),
@@ -484,6 +529,7 @@ impl Provider {
     }
 
     async fn save(&self, client: &Client, row: &ClientRow) -> OpResult<ClientRow> {
+        self.clients.clear();
         let row = ClientRow {
             client_id: client.client_id.clone(),
             metadata: serde_json::to_value(client)
@@ -513,6 +559,12 @@ impl Provider {
         }
         let row = self.save(&client, &row).await?;
         Ok((client, row))
+    }
+
+    /// Deletes an app with everything issued to it; false when there was none.
+    pub async fn delete_client(&self, client_id: &str) -> OpResult<bool> {
+        self.clients.clear();
+        Ok(self.store.op_delete_client(client_id).await?)
     }
 
     /// Adds a secret (rotation: add the new one, move the app over, delete the old one).

@@ -96,6 +96,11 @@ pub struct Provider {
     pub keys: Arc<keys::KeyCache>,
     /// Evaluates apps' claims mappers (the social sign-in sandbox).
     pub mappers: tessera_mapper::MapperPool,
+    /// A short-lived per-process cache of apps (see [`client::ClientCache`]).
+    pub(crate) clients: Arc<client::ClientCache>,
+    /// MAC keys of self-contained client-credentials access tokens, derived from
+    /// `secrets.cipher`; the first one signs (see `token.rs`).
+    pub(crate) at_keys: Arc<Vec<[u8; 32]>>,
 }
 
 impl Provider {
@@ -109,6 +114,7 @@ impl Provider {
             "{}/oidc",
             settings.public_base_url.as_str().trim_end_matches('/')
         );
+        let at_keys = Arc::new(token::derive_keys(&settings.cipher_secrets));
         Provider {
             store,
             cipher,
@@ -116,6 +122,8 @@ impl Provider {
             keys: Arc::new(keys::KeyCache::default()),
             settings,
             mappers,
+            clients: Arc::new(client::ClientCache::default()),
+            at_keys,
         }
     }
 

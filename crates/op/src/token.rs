@@ -2,16 +2,23 @@
 //! with PKCE, refresh token with rotation and reuse detection, client credentials), id_tokens,
 //! userinfo, revocation (RFC 7009) and introspection (RFC 7662).
 //!
-//! Access tokens are opaque: 256 random bits of which only the SHA-256 is stored. A lookup by
-//! hash answers userinfo and introspection, and revocation takes effect at once on every
-//! instance; issuing one costs a random draw, a hash and one insert (no signature), which keeps
-//! client credentials cheap. Every token issued from one authorization shares a `grant_id`: a
-//! replayed code or a reused refresh token revokes the whole family.
+//! Access tokens are opaque to apps. Those issued to users are 256 random bits of which only the
+//! SHA-256 is stored: a lookup by hash answers userinfo and introspection, and revocation
+//! (including a whole family) takes effect at once on every instance. Every token issued from one
+//! authorization shares a `grant_id`: a replayed code or a reused refresh token revokes the whole
+//! family.
+//!
+//! Client-credentials tokens (an app acting as itself; no user, no family) are self-contained
+//! instead: `tcc1.<payload>.<HMAC-SHA256>` under a key derived from `secrets.cipher`, so issuing
+//! one writes nothing. Introspection and userinfo check the MAC and expiry, that the app still
+//! exists, and that the token is not on the revocation list (`op_tokens` rows marked revoked, by
+//! hash), so revocation is as immediate as for stored tokens.
 
 use crate::client::{Client, ClientAuth};
 use crate::{OpError, OpResult, Provider, millis, now_ms};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -62,6 +69,30 @@ const PROTECTED: &[&str] = &[
     "sid",
     "jti",
 ];
+
+/// Prefix of self-contained client-credentials access tokens.
+const CC_PREFIX: &str = "tcc1.";
+
+/// MAC keys for client-credentials tokens, one per `secrets.cipher` entry (the first signs).
+pub fn derive_keys(secrets: &[String]) -> Vec<[u8; 32]> {
+    secrets
+        .iter()
+        .filter_map(|s| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(s.as_bytes()).ok()?;
+            mac.update(b"tessera/op/client-credentials-access-token/v1");
+            Some(mac.finalize().into_bytes().into())
+        })
+        .collect()
+}
+
+fn cc_mac(key: &[u8; 32], payload: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(payload.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
 
 fn half_hash(v: &str) -> String {
     let d = Sha256::digest(v.as_bytes());
@@ -521,11 +552,7 @@ impl Provider {
                 asked.split_whitespace().collect::<Vec<_>>().join(" ")
             }
         };
-        let scopes: Vec<&str> = scope.split_whitespace().collect();
-        let grant_id = Uuid::new_v4().to_string();
-        let (access, ttl) = self
-            .issue_access(client, None, &client.client_id, &scopes, &grant_id)
-            .await?;
+        let (access, ttl) = self.cc_token(client, &scope)?;
         Ok(TokenResponse {
             access_token: access,
             token_type: "Bearer",
@@ -538,11 +565,75 @@ impl Provider {
 
     /// A live access token's row.
     async fn live_access(&self, token: &str) -> OpResult<Option<GrantRow>> {
-        if token.is_empty() || token.len() > 512 {
+        let row = self.lookup_token(token).await?;
+        Ok(row.filter(|r| !r.revoked && r.expires_at > now_ms()))
+    }
+
+    /// A self-contained client-credentials token for an app; returns it and its lifetime (s).
+    fn cc_token(&self, client: &Client, scope: &str) -> OpResult<(String, i64)> {
+        let key = self.at_keys.first().ok_or_else(|| {
+            OpError::server_error("no secrets.cipher (or secrets.default) is configured")
+        })?;
+        let ttl = millis(self.op().access_token_lifespan) / 1000;
+        let now = now_ms() / 1000;
+        let payload = json!({
+            "c": client.client_id,
+            "s": scope,
+            "iat": now,
+            "exp": now + ttl,
+            "n": &crypto::random_token()[..22],
+        })
+        .to_string();
+        let p64 = URL_SAFE_NO_PAD.encode(payload);
+        let mac = cc_mac(key, &p64);
+        Ok((format!("{CC_PREFIX}{p64}.{mac}"), ttl))
+    }
+
+    /// The row a self-contained token stands for, when its MAC is ours.
+    fn parse_cc(&self, token: &str) -> Option<GrantRow> {
+        let (p64, mac) = token.strip_prefix(CC_PREFIX)?.split_once('.')?;
+        let mut ok = false;
+        for key in self.at_keys.iter() {
+            ok |= crypto::constant_time_eq(&cc_mac(key, p64), mac);
+        }
+        if !ok {
+            return None;
+        }
+        let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p64).ok()?).ok()?;
+        let client_id = payload.get("c")?.as_str()?.to_string();
+        Some(GrantRow {
+            hash: crypto::token_hash(token),
+            kind: "access".into(),
+            grant_id: String::new(),
+            identity_id: None,
+            data: json!({"scope": payload.get("s")?.as_str()?, "sub": client_id}),
+            client_id,
+            used: false,
+            revoked: false,
+            created_at: payload.get("iat")?.as_i64()? * 1000,
+            expires_at: payload.get("exp")?.as_i64()? * 1000,
+        })
+    }
+
+    /// Any access or refresh token: stored ones by hash, self-contained ones by their MAC (then
+    /// checked against the revocation list and the app's existence).
+    async fn lookup_token(&self, token: &str) -> OpResult<Option<GrantRow>> {
+        if token.is_empty() || token.len() > 1024 {
             return Ok(None);
         }
-        let row = self.store.op_get_token(&crypto::token_hash(token)).await?;
-        Ok(row.filter(|r| !r.revoked && r.expires_at > now_ms()))
+        if token.starts_with(CC_PREFIX) {
+            let Some(mut row) = self.parse_cc(token) else {
+                return Ok(None);
+            };
+            if self.client(&row.client_id).await?.is_none() {
+                return Ok(None);
+            }
+            if let Some(listed) = self.store.op_get_token(&row.hash).await? {
+                row.revoked = listed.revoked;
+            }
+            return Ok(Some(row));
+        }
+        Ok(self.store.op_get_token(&crypto::token_hash(token)).await?)
     }
 
     /// Userinfo (OIDC Core §5.3): `sub` plus the claims of the token's scopes.
@@ -593,11 +684,22 @@ impl Provider {
                 "The `token` parameter is missing.",
             ));
         }
-        if let Some(row) = self.store.op_get_token(&crypto::token_hash(token)).await?
+        if let Some(row) = self.lookup_token(token).await?
             && row.client_id == client.client_id
+            && !row.revoked
         {
             if row.kind == "refresh" {
                 self.store.op_revoke_grant(&row.grant_id).await?;
+            } else if token.starts_with(CC_PREFIX) {
+                // Put the self-contained token on the revocation list until it expires.
+                let listed = GrantRow {
+                    grant_id: Uuid::new_v4().to_string(),
+                    ..row
+                };
+                self.store
+                    .op_insert_tokens(std::slice::from_ref(&listed))
+                    .await?;
+                self.store.op_revoke_token(&listed.hash).await?;
             } else {
                 self.store.op_revoke_token(&row.hash).await?;
             }
@@ -618,7 +720,7 @@ impl Provider {
                 "The `token` parameter is missing.",
             ));
         }
-        let row = self.store.op_get_token(&crypto::token_hash(token)).await?;
+        let row = self.lookup_token(token).await?;
         let Some(row) = row.filter(|r| {
             !r.revoked && !r.used && r.expires_at > now_ms() && r.client_id == client.client_id
         }) else {

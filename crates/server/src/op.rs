@@ -576,7 +576,7 @@ async fn update_client(
 }
 
 async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    if !st.engine.store.op_delete_client(&id).await? {
+    if !st.op.delete_client(&id).await.map_err(admin_err)? {
         return Err(admin_err(OpError::not_found(format!(
             "App `{id}` does not exist."
         ))));

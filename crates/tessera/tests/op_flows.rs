@@ -332,6 +332,42 @@ async fn client_credentials_introspection_and_revocation() {
         )
         .await;
         assert_eq!(i, json!({"active": false}));
+        // A token with a forged payload or MAC is not active.
+        let (_, t2, _) = token(
+            &s,
+            Some((id, secret)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+        let good = t2["access_token"].as_str().unwrap();
+        let mut forged = good.to_string();
+        forged.pop();
+        forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+        let (_, i, _) = post_form(
+            &s,
+            "token/introspection",
+            Some((id, secret)),
+            &[("token", &forged)],
+        )
+        .await;
+        assert_eq!(i, json!({"active": false}));
+        // Another app cannot introspect or revoke it.
+        let other = create_client(&s, json!({"app_type": "machine", "scope": "x"})).await;
+        let o = (
+            other["client_id"].as_str().unwrap(),
+            other["client_secret"].as_str().unwrap(),
+        );
+        let (_, i, _) = post_form(&s, "token/introspection", Some(o), &[("token", good)]).await;
+        assert_eq!(i, json!({"active": false}));
+        post_form(&s, "token/revocation", Some(o), &[("token", good)]).await;
+        let (_, i, _) = post_form(
+            &s,
+            "token/introspection",
+            Some((id, secret)),
+            &[("token", good)],
+        )
+        .await;
+        assert_eq!(i["active"], true, "revocation by another app is ignored");
         // Unknown tokens: revocation still 200, introspection inactive.
         let (st, _, _) = post_form(
             &s,
