@@ -10,7 +10,8 @@
 #
 # Knobs (environment): BENCH_DURATION_SECS (each measured run, default 10), BENCH_CONCURRENCY
 # (client tasks, default 32), BENCH_CODES (codes issued then exchanged, default 5000),
-# BENCH_WORKDIR (default /tmp/tessera-bench-op), TESSERA_BIN (benchmark this binary instead of
+# BENCH_WORKDIR (default /tmp/tessera-bench-op), BENCH_SIGNING_ALG (RS256 or ES256, default RS256),
+# TESSERA_BIN (benchmark this binary instead of
 # building one).
 #
 # Exit status: 0 when measured (the verdict, ok or MISSED, is in the output), 1 when something

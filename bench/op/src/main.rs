@@ -33,6 +33,8 @@ struct Opts {
     concurrency: usize,
     codes: usize,
     workdir: PathBuf,
+    /// `oidc_provider.signing_alg` of the server (RS256 or ES256).
+    alg: String,
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -57,6 +59,7 @@ fn opts() -> Result<Opts> {
             .parse()
             .map_err(|_| "BENCH_CODES must be a number")?,
         workdir: PathBuf::from(env_or("BENCH_WORKDIR", "/tmp/tessera-bench-op")),
+        alg: env_or("BENCH_SIGNING_ALG", "RS256"),
     })
 }
 
@@ -84,10 +87,11 @@ fn start_tessera(o: &Opts) -> Result<(Proc, String, String)> {
     let dsn = format!("sqlite://{}?mode=rwc", dir.join("db.sqlite").display());
     let (pp, ap) = (free_port()?, free_port()?);
     let config = dir.join("tessera.yml");
+    let alg = &o.alg;
     std::fs::write(
         &config,
         format!(
-            "dsn: \"{dsn}\"\nlog:\n  level: error\nserve:\n  public:\n    host: 127.0.0.1\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    host: 127.0.0.1\n    port: {ap}\nsecrets:\n  default:\n    - \"bench-op-secret-0123456789abcdef\"\nselfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\noidc_provider:\n  lifespans:\n    authorization_code: 10m\n"
+            "dsn: \"{dsn}\"\nlog:\n  level: error\nserve:\n  public:\n    host: 127.0.0.1\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    host: 127.0.0.1\n    port: {ap}\nsecrets:\n  default:\n    - \"bench-op-secret-0123456789abcdef\"\nselfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\noidc_provider:\n  signing_alg: {alg}\n  lifespans:\n    authorization_code: 10m\n"
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -419,8 +423,9 @@ async fn bench(o: &Opts) -> Result<()> {
         ));
     }
     println!(
-        "code exchanges: {total} in {secs:.2} s = {:.0} exchanges/s (PKCE, id_token signed RS256, access token)",
-        total as f64 / secs
+        "code exchanges: {total} in {secs:.2} s = {:.0} exchanges/s (PKCE, id_token signed {}, access token stored)",
+        total as f64 / secs,
+        o.alg
     );
     // Whole code flows (authorize + exchange) for the run's duration.
     let deadline = Instant::now() + o.duration;
@@ -473,6 +478,7 @@ fn clone_opts(o: &Opts) -> Opts {
         concurrency: o.concurrency,
         codes: o.codes,
         workdir: o.workdir.clone(),
+        alg: o.alg.clone(),
     }
 }
 
