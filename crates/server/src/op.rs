@@ -406,10 +406,44 @@ async fn end_session(
         Ok(t) => t,
         Err(e) => return page_error(e),
     };
-    if let Ok(Some(s)) = current_session(&st, &headers).await
-        && let Err(e) = st.engine.store.set_session_active(s.id, false).await
-    {
-        return ApiError(e).into_response();
+    let session = match current_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(s) = session {
+        // Without an id_token_hint anyone could link here: ask the user first (a CSRF-bound
+        // form), as OpenID Connect RP-Initiated Logout recommends.
+        let hinted = get("id_token_hint").is_some_and(|h| !h.is_empty());
+        let confirmed = method == Method::POST && get("confirm") == Some("yes") && {
+            let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
+            !cookie.is_empty()
+                && tessera_core::crypto::constant_time_eq(
+                    cookie,
+                    get("csrf_token").unwrap_or_default(),
+                )
+        };
+        if method == Method::POST && get("confirm").is_some() && !confirmed {
+            return ApiError(Error::csrf_violation()).into_response();
+        }
+        if !hinted && !confirmed {
+            let (csrf, set) = csrf_for(&st, &headers);
+            let fields = ["client_id", "post_logout_redirect_uri", "state"]
+                .iter()
+                .filter_map(|k| get(k).map(|v| (k.to_string(), v.to_string())))
+                .collect();
+            let mut resp = op_pages::logout_confirm(&op_pages::LogoutConfirmView {
+                action: st.op.endpoint("session/end"),
+                csrf_token: csrf,
+                fields,
+            });
+            if let Some(c) = set {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            return resp;
+        }
+        if let Err(e) = st.engine.store.set_session_active(s.id, false).await {
+            return ApiError(e).into_response();
+        }
     }
     let mut resp = match target {
         Some(to) => Redirect::to(&to).into_response(),

@@ -173,6 +173,26 @@ pub fn form_post(v: &FormPostView) -> Response {
     shell(StatusCode::OK, "Signing you in…", &body, CSP_FORM_POST)
 }
 
+/// "Sign out?" — asked when an app starts a logout without an `id_token_hint`, so that another
+/// site cannot sign the user out behind their back.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogoutConfirmView {
+    pub action: String,
+    pub csrf_token: String,
+    /// The logout request's parameters, carried through the form.
+    pub fields: Vec<(String, String)>,
+}
+
+pub fn logout_confirm(v: &LogoutConfirmView) -> Response {
+    let body = format!(
+        "<p>Do you want to sign out of your account?</p><form method=\"post\" action=\"{}\">{}<input type=\"hidden\" name=\"csrf_token\" value=\"{}\"><button type=\"submit\" name=\"confirm\" value=\"yes\">Sign out</button></form>",
+        esc(&v.action),
+        hidden(&v.fields),
+        esc(&v.csrf_token)
+    );
+    shell(StatusCode::OK, "Sign out", &body, CSP)
+}
+
 pub fn signed_out() -> Response {
     shell(
         StatusCode::OK,

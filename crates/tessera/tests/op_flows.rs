@@ -423,7 +423,7 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "https://rp.example.com/signed-out?state=bye");
     assert!(whoami(&b, &s).await.get("error").is_some(), "signed out");
-    // With client_id instead of a hint; without a redirect, Tessera's own page.
+    // Signed out already: no question, and without a redirect, Tessera's own page.
     let r = b
         .get(
             &format!("{}/oidc/session/end?client_id={cid}", s.public),
@@ -432,6 +432,25 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
         .await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("signed out"));
+    // Signed in, without a hint: a confirmation first, and a forged one is refused.
+    code_flow(&b, &s, &c, "out@example.com", "openid").await;
+    let end = format!("{}/oidc/session/end", s.public);
+    let r = b.get(&format!("{end}?client_id={cid}"), false).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Do you want to sign out"));
+    let r = b
+        .post_form(
+            &end,
+            &[
+                ("client_id", cid),
+                ("confirm", "yes"),
+                ("csrf_token", "forged"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(whoami(&b, &s).await["active"], true, "still signed in");
     s.stop().await;
 }
 

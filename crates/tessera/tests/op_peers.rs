@@ -342,8 +342,35 @@ async fn logto_wordpress_plugin_requests_replayed() {
                 false,
             )
             .await;
+        // No id_token_hint: Tessera asks "Sign out?" first (a CSRF-bound form), then returns.
+        assert_eq!(r.status(), 200);
+        let page = r.text().await.unwrap();
+        let fields: Vec<(String, String)> = ["client_id", "post_logout_redirect_uri", "csrf_token"]
+            .iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    between(&page, &format!("name=\"{k}\" value=\""), "\""),
+                )
+            })
+            .chain([("confirm".to_string(), "yes".to_string())])
+            .collect();
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = b
+            .post_form(meta["end_session_endpoint"].as_str().unwrap(), &form, false)
+            .await;
         assert_eq!(r.status(), 303);
         assert_eq!(location(&r).trim_end_matches('/'), home);
+        assert!(
+            tessera_testkit::journey::whoami(&b, &s)
+                .await
+                .get("error")
+                .is_some(),
+            "signed out"
+        );
     }
     s.stop().await;
 }
