@@ -85,10 +85,32 @@ async fn openid_client_npm_code_pkce_userinfo_refresh_introspection_revocation_a
     let s = rs256_server().await;
     let id = user(&s, "npm@example.com").await;
     for auth in ["client_secret_basic", "client_secret_post"] {
-        let mut body = traditional(RP);
-        body["token_endpoint_auth_method"] = json!(auth);
-        body["post_logout_redirect_uris"] = json!(["http://127.0.0.1:9/bye"]);
-        let c = create_client(&s, body).await;
+        // The app is created with one CLI command, as a new user would.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "clients",
+                "create",
+                "--endpoint",
+                &s.admin,
+                "--name",
+                "Bookstore",
+                "--redirect-uri",
+                RP,
+                "--post-logout-redirect-uri",
+                "http://127.0.0.1:9/bye",
+                "--token-endpoint-auth-method",
+                auth,
+                "--json",
+            ])
+            .output()
+            .await
+            .expect("tessera clients create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c: Value = serde_json::from_slice(&out.stdout).expect("the created app as JSON");
         let mut peer = Peer::start(
             "node",
             "op-client.mjs",
