@@ -204,18 +204,30 @@ async fn flow_page(
             _ => return Redirect::to(&start).into_response(),
         }
     }
+    // Switching between sign-in and sign-up keeps where the user is going (e.g. back to an app
+    // of the OpenID Provider).
+    let keep = flow
+        .return_to
+        .as_deref()
+        .map(|r| {
+            let enc: String = url::form_urlencoded::byte_serialize(r.as_bytes()).collect();
+            esc(&format!("?return_to={enc}"))
+        })
+        .unwrap_or_default();
     let (title, nav) = match kind {
         FlowKind::Login => (
             "Sign in",
-            "<nav><a href=\"/self-service/registration/browser\">Create an account</a></nav>",
+            format!(
+                "<nav><a href=\"/self-service/registration/browser{keep}\">Create an account</a></nav>"
+            ),
         ),
         FlowKind::Registration => (
             "Sign up",
-            "<nav><a href=\"/self-service/login/browser\">Sign in instead</a></nav>",
+            format!("<nav><a href=\"/self-service/login/browser{keep}\">Sign in instead</a></nav>"),
         ),
         FlowKind::Settings => (
             "Account settings",
-            "<nav><a href=\"/ui/welcome\">Back</a></nav>",
+            "<nav><a href=\"/ui/welcome\">Back</a></nav>".to_string(),
         ),
     };
     page(title, &format!("{}{nav}", flow_form(&flow)))

@@ -580,3 +580,58 @@ async fn implicit_id_token_token_carries_an_access_token_with_at_hash() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_user_signs_up_from_the_login_page_and_lands_back_in_the_app() {
+    let s = server(
+        Backend::Sqlite,
+        "selfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n",
+    )
+    .await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let b = Browser::default();
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", c["client_id"].as_str().unwrap()),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid email"),
+            ("state", "new"),
+        ],
+    );
+    let r = b.get(&start, false).await;
+    let r = b.get(&location(&r), false).await;
+    let page = b.get(&location(&r), false).await.text().await.unwrap();
+    let signup = between(&page, "<nav><a href=\"", "\"");
+    assert!(
+        signup.starts_with("/self-service/registration/browser?return_to="),
+        "{signup}"
+    );
+    let r = b.get(&format!("{}{signup}", s.public), false).await;
+    let id = tessera_testkit::journey::flow_id_of(&location(&r));
+    let flow = tessera_testkit::journey::flow_json(&b, &s, "registration", &id).await;
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &tessera_testkit::csrf_of(&flow)),
+                ("method", "password"),
+                ("traits.email", "newbie@example.com"),
+                ("password", "correct-horse-battery"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let (st, loc, _) = drive(&b, &s, &location(&r), "x", None).await;
+    assert_eq!(st, 303);
+    assert!(
+        loc.starts_with(RP) && param(&loc, "code").is_some(),
+        "{loc}"
+    );
+    assert_eq!(param(&loc, "state").as_deref(), Some("new"));
+    s.stop().await;
+}
