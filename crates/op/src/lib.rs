@@ -101,6 +101,9 @@ pub struct Provider {
     /// MAC keys of self-contained client-credentials access tokens, derived from
     /// `secrets.cipher`; the first one signs (see `token.rs`).
     pub(crate) at_keys: Arc<Vec<[u8; 32]>>,
+    /// Apps' claims mappers, compiled once per source (by SHA-256).
+    pub(crate) mapper_cache:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, tessera_mapper::Mapper>>>,
 }
 
 impl Provider {
@@ -124,6 +127,7 @@ impl Provider {
             mappers,
             clients: Arc::new(client::ClientCache::default()),
             at_keys,
+            mapper_cache: Arc::default(),
         }
     }
 

@@ -211,16 +211,32 @@ impl Provider {
         (token, row)
     }
 
+    /// An app's claims mapper, compiled once per source.
+    fn claims_mapper(&self, client_id: &str, source: &str) -> OpResult<tessera_mapper::Mapper> {
+        let key = crypto::token_hash(source);
+        if let Ok(cache) = self.mapper_cache.lock()
+            && let Some(m) = cache.get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let compiled =
+            tessera_mapper::Mapper::compile(&format!("claims mapper of app {client_id}"), source)
+                .map_err(|e| OpError::server_error(format!("claims mapper: {e}")))?;
+        if let Ok(mut cache) = self.mapper_cache.lock() {
+            if cache.len() > 1000 {
+                cache.clear();
+            }
+            cache.insert(key, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
     /// A signed id_token (OIDC Core §2): `aud` is the client id as a plain string.
     pub async fn id_token(&self, t: IdTokenInput<'_>) -> OpResult<String> {
         let now = now_ms() / 1000;
         let mut claims = Map::new();
         if let Some(mapper) = &t.client.claims_mapper {
-            let compiled = tessera_mapper::Mapper::compile(
-                &format!("claims mapper of app {}", t.client.client_id),
-                mapper,
-            )
-            .map_err(|e| OpError::server_error(format!("claims mapper: {e}")))?;
+            let compiled = self.claims_mapper(&t.client.client_id, mapper)?;
             let input = crate::subject::mapper_input(t.client, t.identity, t.sub, t.scopes);
             let out = self
                 .mappers
