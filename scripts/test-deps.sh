@@ -86,10 +86,32 @@ install_browser_driver() {
 	touch "$stamp"
 }
 
+# The Python OIDC client (Authlib) the OpenID Provider's tests run as a relying party: a venv in
+# peers/.venv with peers/requirements.txt exactly, redone only when that file is newer than the
+# stamp of the last install.
+install_python_peers() {
+	local venv=peers/.venv stamp=peers/.venv/.tessera-installed
+	if [[ -f $stamp && ! peers/requirements.txt -nt $stamp ]]; then
+		return 0
+	fi
+	command -v python3 >/dev/null 2>&1 ||
+		die "python3 is required for the Python OIDC client peer. Install it with: apt-get install python3 python3-venv"
+	if [[ ! -x $venv/bin/python ]]; then
+		log "python3 -m venv ${venv}"
+		python3 -m venv "$venv" ||
+			die "cannot create ${venv} (apt-get install python3-venv)"
+	fi
+	log "pip install -r peers/requirements.txt into ${venv}/"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check -r peers/requirements.txt ||
+		die "pip install failed (is PyPI reachable?)"
+	touch "$stamp"
+}
+
 main() {
 	install_npm_peers
 	install_chromium
 	install_browser_driver
+	install_python_peers
 }
 
 main "$@"

@@ -18,6 +18,8 @@ pub struct Config {
     pub hashers: Hashers,
     /// Tessera extension: the hosted sign-in experience.
     pub experience: crate::experience::ExperienceConfig,
+    /// Tessera extension: the OpenID Provider for apps (apps themselves live in the database).
+    pub oidc_provider: OidcProviderConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -353,4 +355,48 @@ pub fn parse_size_kib(v: &Value) -> Result<u32, String> {
         return Err("argon2 memory must be between 8KiB and 4GiB".into());
     }
     Ok(kib as u32)
+}
+
+/// Tessera extension: the OpenID Provider's signing algorithm and lifespans.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcProviderConfig {
+    /// `RS256` (default) or `ES256`: the algorithm of keys generated from now on.
+    pub signing_alg: String,
+    /// How long a retired signing key stays in the JWKS after `tessera keys rotate`.
+    pub key_rotation_overlap: String,
+    pub lifespans: OidcProviderLifespans,
+}
+
+impl Default for OidcProviderConfig {
+    fn default() -> Self {
+        OidcProviderConfig {
+            signing_alg: "RS256".into(),
+            key_rotation_overlap: "24h".into(),
+            lifespans: OidcProviderLifespans::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcProviderLifespans {
+    pub authorization_code: String,
+    pub access_token: String,
+    pub id_token: String,
+    pub refresh_token: String,
+    /// How long a sign-in (login and consent) started by an app may take.
+    pub request: String,
+}
+
+impl Default for OidcProviderLifespans {
+    fn default() -> Self {
+        OidcProviderLifespans {
+            authorization_code: "1m".into(),
+            access_token: "1h".into(),
+            id_token: "1h".into(),
+            refresh_token: "720h".into(),
+            request: "1h".into(),
+        }
+    }
 }

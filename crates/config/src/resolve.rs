@@ -93,6 +93,8 @@ pub struct Settings {
     pub log_json: bool,
     /// The hosted UI's sign-in experience (`experience:`).
     pub experience: crate::Experience,
+    /// The OpenID Provider's settings (`oidc_provider`, a Tessera extension).
+    pub op: OpSettings,
 }
 
 fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
@@ -543,12 +545,14 @@ pub fn resolve(
         &provider_ids,
         &mut p,
     );
+    let op = resolve_op(loaded, &c.oidc_provider, &mut p);
 
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
     Ok(Settings {
         experience,
+        op,
         dev,
         dsn,
         secure_cookies: public_base_url.scheme() == "https" && !dev,
@@ -623,5 +627,68 @@ impl Settings {
             }
         }
         None
+    }
+}
+
+/// The OpenID Provider's resolved settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpSettings {
+    /// `RS256` or `ES256`.
+    pub signing_alg: String,
+    pub key_rotation_overlap: Duration,
+    pub code_lifespan: Duration,
+    pub access_token_lifespan: Duration,
+    pub id_token_lifespan: Duration,
+    pub refresh_token_lifespan: Duration,
+    pub request_lifespan: Duration,
+}
+
+fn resolve_op(
+    loaded: &Loaded,
+    c: &crate::model::OidcProviderConfig,
+    p: &mut Vec<Problem>,
+) -> OpSettings {
+    let alg = c.signing_alg.to_ascii_uppercase();
+    if alg != "RS256" && alg != "ES256" {
+        p.push(problem(
+            loaded,
+            "oidc_provider.signing_alg",
+            format!("`{}` is not supported: use RS256 or ES256", c.signing_alg),
+        ));
+    }
+    let l = &c.lifespans;
+    OpSettings {
+        signing_alg: alg,
+        key_rotation_overlap: parse_duration(
+            loaded,
+            "oidc_provider.key_rotation_overlap",
+            &c.key_rotation_overlap,
+            p,
+        ),
+        code_lifespan: parse_duration(
+            loaded,
+            "oidc_provider.lifespans.authorization_code",
+            &l.authorization_code,
+            p,
+        ),
+        access_token_lifespan: parse_duration(
+            loaded,
+            "oidc_provider.lifespans.access_token",
+            &l.access_token,
+            p,
+        ),
+        id_token_lifespan: parse_duration(
+            loaded,
+            "oidc_provider.lifespans.id_token",
+            &l.id_token,
+            p,
+        ),
+        refresh_token_lifespan: parse_duration(
+            loaded,
+            "oidc_provider.lifespans.refresh_token",
+            &l.refresh_token,
+            p,
+        ),
+        request_lifespan: parse_duration(loaded, "oidc_provider.lifespans.request", &l.request, p),
     }
 }

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             get(get_identity_config).put(put_identity_config),
         )
         .merge(crate::public::common_routes())
+        .merge(crate::op::admin_routes())
         .route(
             "/admin/health/alive",
             get(|| async { Json(json!({"status": "ok"})) }),

@@ -10,6 +10,8 @@ pub mod error;
 pub mod http;
 pub mod live;
 pub mod oidc;
+pub mod op;
+pub mod op_pages;
 pub mod public;
 pub mod ui;
 
@@ -24,6 +26,16 @@ pub struct AppState {
     pub live: Arc<live::Live>,
 }
 
+/// The OpenID Provider over an engine's settings, store, cipher and mapper sandbox.
+pub fn provider(engine: &Engine) -> tessera_op::Provider {
+    tessera_op::Provider::new(
+        engine.settings.clone(),
+        engine.store.clone(),
+        engine.cipher.clone(),
+        engine.social.pool().clone(),
+    )
+}
+
 impl AppState {
     /// For an engine assembled in code: no configuration file to update.
     pub fn new(engine: Engine) -> AppState {
@@ -34,22 +46,24 @@ impl AppState {
 
     /// The configuration in force: take it once per request (see [`live`]).
     pub fn engine(&self) -> Arc<Engine> {
-        self.live.engine()
+        self.live.running().engine.clone()
     }
-}
 
-/// Both routers for an engine assembled in code (no configuration file to update).
-pub fn routers(engine: Engine) -> (Router, Router) {
-    routers_live(Arc::new(live::Live::new(
-        engine,
-        serde_json::Value::Null,
-        None,
-    )))
+    /// The OpenID Provider for apps (`/oidc`, `/admin/clients`) of the configuration in force.
+    pub fn op(&self) -> tessera_op::Provider {
+        self.live.running().op.clone()
+    }
 }
 
 /// Both routers over a running configuration that `PUT /admin/identity-config` can replace.
 pub fn routers_live(live: Arc<live::Live>) -> (Router, Router) {
     let state = AppState { live };
+    (public::router(state.clone()), admin::router(state))
+}
+
+/// Both routers for an engine assembled in code (no configuration file to update).
+pub fn routers(engine: Engine) -> (Router, Router) {
+    let state = AppState::new(engine);
     (public::router(state.clone()), admin::router(state))
 }
 

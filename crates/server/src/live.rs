@@ -61,9 +61,25 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
     keys
 }
 
+/// What one configuration runs: the self-service engine and the OpenID Provider over it.
+pub struct Running {
+    pub engine: Arc<Engine>,
+    pub op: tessera_op::Provider,
+}
+
+impl Running {
+    pub fn new(engine: Engine) -> Running {
+        let op = crate::provider(&engine);
+        Running {
+            engine: Arc::new(engine),
+            op,
+        }
+    }
+}
+
 /// The engine requests use and the document it was built from.
 pub struct Live {
-    engine: RwLock<Arc<Engine>>,
+    running: RwLock<Arc<Running>>,
     document: RwLock<Arc<Value>>,
     source: Option<ConfigSource>,
     /// One update at a time: each validates against, and replaces, the one before.
@@ -81,15 +97,15 @@ impl Live {
     /// `source` is `None` for servers assembled in code (tests): they have no file to update.
     pub fn new(engine: Engine, document: Value, source: Option<ConfigSource>) -> Live {
         Live {
-            engine: RwLock::new(Arc::new(engine)),
+            running: RwLock::new(Arc::new(Running::new(engine))),
             document: RwLock::new(Arc::new(document)),
             source,
             updating: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn engine(&self) -> Arc<Engine> {
-        match self.engine.read() {
+    pub fn running(&self) -> Arc<Running> {
+        match self.running.read() {
             Ok(e) => e.clone(),
             // A panic while swapping cannot leave a half-written Arc; keep serving.
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -168,8 +184,8 @@ impl Live {
         .map_err(invalid)?;
         let settings = source.resolve(&loaded).map_err(invalid)?;
 
-        let current = self.engine();
-        let engine = crate::app::rebuild_engine(settings, &current)
+        let current = self.running();
+        let engine = crate::app::rebuild_engine(settings, &current.engine)
             .await
             .map_err(|reason| {
                 Error::bad_request(format!("The configuration is invalid; nothing was changed:\n{reason}"))
@@ -191,11 +207,12 @@ impl Live {
 
         let applied = Applied {
             warnings: loaded.warnings.clone(),
-            restart_required: restart_required(&current.settings, &engine.settings),
+            restart_required: restart_required(&current.engine.settings, &engine.settings),
         };
-        match self.engine.write() {
-            Ok(mut e) => *e = Arc::new(engine),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(engine),
+        let running = Arc::new(Running::new(engine));
+        match self.running.write() {
+            Ok(mut r) => *r = running,
+            Err(poisoned) => *poisoned.into_inner() = running,
         }
         match self.document.write() {
             Ok(mut d) => *d = Arc::new(loaded.raw),

@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schemas/{id}", get(get_schema))
         .merge(common_routes())
         .merge(crate::ui::router())
+        .merge(crate::op::public_routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -204,6 +205,14 @@ async fn init(
             e.enable_token_exchange(&mut flow).await.map(|()| flow)
         }
         other => other,
+    };
+    // An app's `login_hint` (OpenID Provider) pre-fills the identifier of a new login flow.
+    let result = match (result, q.get("login_hint").filter(|h| !h.is_empty())) {
+        (Ok(mut flow), Some(hint)) if kind == FlowKind::Login => {
+            crate::op::prefill_identifier(&mut flow, hint);
+            e.store.update_flow(&flow).await.map(|()| flow)
+        }
+        (other, _) => other,
     };
     match result {
         Ok(flow) => Ok(flow_created(

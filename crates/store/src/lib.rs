@@ -12,6 +12,7 @@ pub mod flows;
 mod identities;
 mod migrations;
 pub mod oidc;
+pub mod op;
 mod sessions;
 
 pub use dsn::{Backend, ParsedDsn, parse_dsn};

@@ -2,9 +2,11 @@
 //! configuration, and either serves or talks to a running server's admin API.
 
 mod admin_client;
+mod clients;
 mod demo;
 mod identities;
 mod identity_config;
+mod keys;
 mod mapper;
 mod serve;
 
@@ -38,6 +40,10 @@ enum Command {
     IdentityConfig(identity_config::IdentityConfigArgs),
     /// Try Tessera offline: the server plus DingTalk, VK, VK ID and GitHub emulators.
     Demo(demo::DemoArgs),
+    /// Apps of the OpenID Provider, through a running server's admin API.
+    Clients(clients::ClientsArgs),
+    /// The OpenID Provider's signing keys (`keys rotate`), on the database directly.
+    Keys(keys::KeysArgs),
     /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
     Mapper(mapper::MapperArgs),
     /// The mapper sandbox: serves evaluation requests on stdin/stdout. Started by the server.
@@ -89,6 +95,8 @@ fn main() -> ExitCode {
             Command::Identities(args) => identities::run(args).await,
             Command::IdentityConfig(args) => identity_config::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Clients(args) => clients::run(args).await,
+            Command::Keys(args) => keys::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
             Command::Mapper(args) => return mapper::run(args).await,
             Command::MapperWorker(_) => Ok(()),

@@ -190,6 +190,14 @@ pub async fn run(
     }
     tracing::info!(public = %pa, admin = %aa, "serving");
 
+    // The OpenID Provider's first signing key is generated on first start, after "ready" (an
+    // RSA key takes a moment); requests that need it before then wait for the same key.
+    let op = tessera_server::provider(&engine);
+    tokio::spawn(async move {
+        if let Err(e) = op.key_set().await {
+            tracing::error!(error = %e.description, "cannot load or create the OpenID Provider's signing keys");
+        }
+    });
     let store = engine.store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
@@ -202,6 +210,9 @@ pub async fn run(
             let now = tessera_core::timefmt::now_ms();
             if let Err(e) = store.delete_stale_social(now, cutoff).await {
                 tracing::warn!(error = %e, "could not delete stale social sign-in attempts and errors");
+            }
+            if let Err(e) = store.op_delete_stale(cutoff).await {
+                tracing::warn!(error = %e, "could not delete expired OpenID Provider codes and tokens");
             }
         }
     });

@@ -1,0 +1,602 @@
+//! Apps (OAuth clients): their registration metadata with the OAuth 2.0 Dynamic Client
+//! Registration names (RFC 7591) plus Tessera's `app_type`, `subject`, `access`, `skip_consent`
+//! and `claims_mapper`; validation; secrets (several per app, stored hashed); client
+//! authentication at the token endpoint.
+
+use crate::{OpError, OpResult, Provider, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tessera_core::crypto;
+use tessera_store::op::ClientRow;
+
+/// Scopes the provider knows. `offline_access` asks for a refresh token.
+pub const KNOWN_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "offline_access",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppType {
+    /// A server-side web app (WordPress, Dedicated DingTalk): confidential, has secrets.
+    Traditional,
+    /// A browser app: public, PKCE required.
+    Spa,
+    /// A mobile or desktop app: public, PKCE required.
+    Native,
+    /// A service calling APIs as itself: client credentials only.
+    Machine,
+}
+
+impl AppType {
+    pub fn is_public(self) -> bool {
+        matches!(self, AppType::Spa | AppType::Native)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppType::Traditional => "traditional",
+            AppType::Spa => "spa",
+            AppType::Native => "native",
+            AppType::Machine => "machine",
+        }
+    }
+}
+
+/// A stored secret: only its hash, with an id to delete it by (rotation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSecret {
+    pub id: String,
+    pub hash: String,
+    pub created_at: i64,
+}
+
+/// An app as stored (the `metadata` JSON of `op_clients`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    pub app_type: AppType,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub scope: String,
+    pub token_endpoint_auth_method: String,
+    /// `id` (default), `pairwise`, or `traits.<path>`, `metadata_public.<path>`,
+    /// `metadata_admin.<path>`, `credentials.oidc.<provider id>`.
+    pub subject: String,
+    /// `all` or `assigned`.
+    pub access: String,
+    pub skip_consent: bool,
+    /// Jsonnet that returns extra id_token claims (`std.extVar('claims')` holds the identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims_mapper: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<StoredSecret>,
+}
+
+/// What the admin API accepts to create or replace an app. Absent fields take the app type's
+/// defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    pub app_type: Option<AppType>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub scope: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub subject: Option<String>,
+    pub access: Option<String>,
+    pub skip_consent: Option<bool>,
+    pub claims_mapper: Option<String>,
+    /// Read-only fields a client may echo back from a GET; ignored.
+    pub client_secret: Option<Value>,
+    pub client_secrets: Option<Value>,
+    pub created_at: Option<Value>,
+    pub updated_at: Option<Value>,
+    pub client_id_issued_at: Option<Value>,
+    pub client_secret_expires_at: Option<Value>,
+}
+
+impl Client {
+    pub fn has_scope(&self, s: &str) -> bool {
+        self.scope.split(' ').any(|x| x == s)
+    }
+    pub fn allows_grant(&self, g: &str) -> bool {
+        self.grant_types.iter().any(|x| x == g)
+    }
+    pub fn allows_response_type(&self, rt: &str) -> bool {
+        let want = normalize_response_type(rt);
+        self.response_types
+            .iter()
+            .any(|x| normalize_response_type(x) == want)
+    }
+
+    /// The admin API's view: metadata, secret ids (never hashes), timestamps.
+    pub fn to_api(&self, row_created: i64, row_updated: i64) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("secrets");
+            o.insert(
+                "client_secrets".into(),
+                Value::Array(
+                    self.secrets
+                        .iter()
+                        .map(|s| json!({"id": s.id, "created_at": tessera_core::timefmt::to_rfc3339(s.created_at)}))
+                        .collect(),
+                ),
+            );
+            o.insert("client_id_issued_at".into(), json!(row_created / 1000));
+            o.insert(
+                "created_at".into(),
+                json!(tessera_core::timefmt::to_rfc3339(row_created)),
+            );
+            o.insert(
+                "updated_at".into(),
+                json!(tessera_core::timefmt::to_rfc3339(row_updated)),
+            );
+        }
+        v
+    }
+}
+
+/// `id_token token` and `token id_token` are the same response type.
+pub fn normalize_response_type(rt: &str) -> String {
+    let mut parts: Vec<&str> = rt.split_whitespace().collect();
+    parts.sort_unstable();
+    parts.join(" ")
+}
+
+fn bad(msg: impl Into<String>) -> OpError {
+    OpError::new("invalid_client_metadata", 400, msg)
+}
+
+fn check_uri(field: &str, u: &str) -> OpResult<()> {
+    let parsed = url::Url::parse(u).map_err(|e| {
+        bad(format!(
+            "`{field}` entry `{u}` is not an absolute URL: {e}."
+        ))
+    })?;
+    if parsed.fragment().is_some() {
+        return Err(bad(format!(
+            "`{field}` entry `{u}` has a fragment (#…); redirect URIs must not have one."
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a `subject` expression (seed 001).
+pub fn check_subject(s: &str) -> OpResult<()> {
+    if s == "id" || s == "pairwise" {
+        return Ok(());
+    }
+    for prefix in ["traits.", "metadata_public.", "metadata_admin."] {
+        if let Some(path) = s.strip_prefix(prefix) {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                break;
+            }
+            return Ok(());
+        }
+    }
+    if let Some(p) = s.strip_prefix("credentials.oidc.")
+        && !p.is_empty()
+        && !p.contains('.')
+    {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "`subject` `{s}` is not valid: use `id`, `pairwise`, `traits.<path>`, `metadata_public.<path>`, `metadata_admin.<path>` or `credentials.oidc.<provider id>`."
+    )))
+}
+
+/// Builds a validated client from input; `existing` keeps the id and secrets on update.
+pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> {
+    let app_type = input
+        .app_type
+        .or(existing.map(|c| c.app_type))
+        .unwrap_or(AppType::Traditional);
+    let client_id = match (existing, input.client_id) {
+        (Some(c), Some(id)) if id != c.client_id => {
+            return Err(bad("`client_id` cannot be changed."));
+        }
+        (Some(c), _) => c.client_id.clone(),
+        (None, Some(id)) => {
+            if id.is_empty()
+                || id.len() > 128
+                || !id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            {
+                return Err(bad(
+                    "`client_id` must be 1 to 128 characters of letters, digits, `-`, `_` and `.`.",
+                ));
+            }
+            id
+        }
+        (None, None) => new_client_id(),
+    };
+    let user_app = app_type != AppType::Machine;
+    let grant_types = input.grant_types.unwrap_or_else(|| {
+        if user_app {
+            vec!["authorization_code".into(), "refresh_token".into()]
+        } else {
+            vec!["client_credentials".into()]
+        }
+    });
+    for g in &grant_types {
+        match g.as_str() {
+            "authorization_code" | "implicit" | "refresh_token" if user_app => {}
+            "client_credentials" if !user_app => {}
+            "authorization_code" | "implicit" | "refresh_token" | "client_credentials" => {
+                return Err(bad(format!(
+                    "grant type `{g}` is not available to a `{}` app: machine apps use client_credentials only, the others sign users in.",
+                    app_type.as_str()
+                )));
+            }
+            _ => {
+                return Err(bad(format!(
+                    "grant type `{g}` is not supported: use authorization_code, implicit, refresh_token or client_credentials."
+                )));
+            }
+        }
+    }
+    let response_types = input.response_types.unwrap_or_else(|| {
+        let mut rts = vec![];
+        if grant_types.iter().any(|g| g == "authorization_code") {
+            rts.push("code".to_string());
+        }
+        if grant_types.iter().any(|g| g == "implicit") {
+            rts.push("id_token".to_string());
+            rts.push("id_token token".to_string());
+        }
+        rts
+    });
+    for rt in &response_types {
+        let needs = match normalize_response_type(rt).as_str() {
+            "code" => "authorization_code",
+            "id_token" | "id_token token" => "implicit",
+            _ => {
+                return Err(bad(format!(
+                    "response type `{rt}` is not supported: use code, id_token or `id_token token`."
+                )));
+            }
+        };
+        if !grant_types.iter().any(|g| g == needs) {
+            return Err(bad(format!(
+                "response type `{rt}` needs the `{needs}` grant type in `grant_types`."
+            )));
+        }
+    }
+    let redirect_uris = input.redirect_uris.unwrap_or_default();
+    for u in &redirect_uris {
+        check_uri("redirect_uris", u)?;
+    }
+    if user_app && redirect_uris.is_empty() {
+        return Err(bad(
+            "`redirect_uris` is required: list the exact URLs the app receives sign-in answers at.",
+        ));
+    }
+    let post_logout_redirect_uris = input.post_logout_redirect_uris.unwrap_or_default();
+    for u in &post_logout_redirect_uris {
+        check_uri("post_logout_redirect_uris", u)?;
+    }
+    let method = input.token_endpoint_auth_method.unwrap_or_else(|| {
+        if app_type.is_public() {
+            "none".into()
+        } else {
+            "client_secret_basic".into()
+        }
+    });
+    match (app_type.is_public(), method.as_str()) {
+        (true, "none") | (false, "client_secret_basic" | "client_secret_post") => {}
+        (true, _) => {
+            return Err(bad(format!(
+                "a `{}` app is public (it cannot keep a secret): `token_endpoint_auth_method` must be `none`.",
+                app_type.as_str()
+            )));
+        }
+        (false, _) => {
+            return Err(bad(format!(
+                "`token_endpoint_auth_method` `{method}` is not supported for a `{}` app: use client_secret_basic or client_secret_post.",
+                app_type.as_str()
+            )));
+        }
+    }
+    let scope = input.scope.unwrap_or_else(|| {
+        if user_app {
+            "openid profile email phone offline_access".into()
+        } else {
+            String::new()
+        }
+    });
+    let subject = input.subject.unwrap_or_else(|| "id".into());
+    check_subject(&subject)?;
+    let access = input.access.unwrap_or_else(|| "all".into());
+    if access != "all" && access != "assigned" {
+        return Err(bad(format!(
+            "`access` `{access}` is not valid: use `all` (every identity) or `assigned` (only identities assigned to the app)."
+        )));
+    }
+    if let Some(m) = &input.claims_mapper {
+        tessera_mapper::Mapper::compile(&format!("claims mapper of app {client_id}"), m)
+            .map_err(|e| bad(format!("`claims_mapper` does not compile: {e}")))?;
+    }
+    let client_name = input
+        .client_name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| client_id.clone());
+    Ok(Client {
+        client_id,
+        client_name,
+        app_type,
+        redirect_uris,
+        post_logout_redirect_uris,
+        grant_types,
+        response_types,
+        scope: scope.split_whitespace().collect::<Vec<_>>().join(" "),
+        token_endpoint_auth_method: method,
+        subject,
+        access,
+        skip_consent: input.skip_consent.unwrap_or(false),
+        claims_mapper: input.claims_mapper,
+        secrets: existing.map(|c| c.secrets.clone()).unwrap_or_default(),
+    })
+}
+
+fn new_client_id() -> String {
+    // 128 bits, lower-case hex: safe in any URL or form field.
+    let t = crypto::random_token();
+    crypto::token_hash(&t)[..32].to_string()
+}
+
+/// A fresh secret and what is stored of it.
+pub fn new_secret() -> (String, StoredSecret) {
+    let secret = crypto::random_token();
+    let stored = StoredSecret {
+        id: crypto::token_hash(&crypto::random_token())[..16].to_string(),
+        hash: crypto::token_hash(&secret),
+        created_at: now_ms(),
+    };
+    (secret, stored)
+}
+
+/// How a client presented itself at the token, revocation or introspection endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientAuth {
+    /// From `Authorization: Basic` (already URL-decoded), if any.
+    pub basic: Option<(String, String)>,
+    /// `client_id` and `client_secret` from the form body.
+    pub form_id: Option<String>,
+    pub form_secret: Option<String>,
+}
+
+/// Apps by id, kept for [`CLIENT_CACHE_TTL`] so the token endpoint does not read the database for
+/// every request. Every change made through this process clears it at once; a change made on
+/// another instance (or a deleted secret there) takes effect here within the TTL, as with
+/// `session.cache_ttl`.
+#[derive(Default)]
+pub struct ClientCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, CachedClient>>,
+}
+
+/// When it was read, and the app (or `None`: no such app).
+type CachedClient = (std::time::Instant, Option<std::sync::Arc<Client>>);
+
+pub const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ClientCache {
+    #[allow(clippy::option_option)]
+    fn get(&self, id: &str) -> Option<Option<std::sync::Arc<Client>>> {
+        let map = self.map.lock().ok()?;
+        let (at, c) = map.get(id)?;
+        (at.elapsed() < CLIENT_CACHE_TTL).then(|| c.clone())
+    }
+    fn put(&self, id: &str, c: Option<Client>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(
+                id.to_string(),
+                (std::time::Instant::now(), c.map(std::sync::Arc::new)),
+            );
+        }
+    }
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.clear();
+        }
+    }
+}
+
+fn from_row(row: ClientRow) -> OpResult<Client> {
+    serde_json::from_value(row.metadata)
+        .map_err(|e| OpError::server_error(format!("stored app is corrupt: {e}")))
+}
+
+impl Provider {
+    pub async fn client(&self, client_id: &str) -> OpResult<Option<Client>> {
+        if let Some(hit) = self.clients.get(client_id) {
+            return Ok(hit.map(|c| (*c).clone()));
+        }
+        let client = match self.store.op_get_client(client_id).await? {
+            Some(row) => Some(from_row(row)?),
+            None => None,
+        };
+        self.clients.put(client_id, client.clone());
+        Ok(client)
+    }
+
+    /// Authenticates a client (RFC 6749 §2.3): `client_secret_basic` or `client_secret_post`
+    /// for confidential apps, `none` (just `client_id`) for public ones. A failure is 401
+    /// `invalid_client`.
+    pub async fn authenticate(&self, auth: &ClientAuth) -> OpResult<Client> {
+        let (id, secret) = match (&auth.basic, &auth.form_id, &auth.form_secret) {
+            (Some(_), _, Some(_)) => {
+                return Err(OpError::invalid_request(
+                    "The client authenticated with more than one method (Authorization header and client_secret in the body); use one.",
+                ));
+            }
+            (Some((id, secret)), form_id, None) => {
+                if form_id.as_ref().is_some_and(|f| f != id) {
+                    return Err(OpError::invalid_request(
+                        "client_id in the body differs from the one in the Authorization header.",
+                    ));
+                }
+                (id.clone(), Some(secret.clone()))
+            }
+            (None, Some(id), secret) => (id.clone(), secret.clone()),
+            (None, None, _) => {
+                return Err(OpError::invalid_client(
+                    "No client authentication: send client_id (and client_secret) with client_secret_basic or client_secret_post.",
+                ));
+            }
+        };
+        let unknown = || {
+            OpError::invalid_client("Client authentication failed: unknown client or wrong secret.")
+        };
+        let client = self.client(&id).await?.ok_or_else(unknown)?;
+        if client.app_type.is_public() {
+            if secret.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(OpError::invalid_client(
+                    "This app is public (token_endpoint_auth_method none): it must not send a client_secret.",
+                ));
+            }
+            return Ok(client);
+        }
+        let secret = secret.ok_or_else(|| {
+            OpError::invalid_client(
+                "This app is confidential: authenticate with client_secret_basic or client_secret_post.",
+            )
+        })?;
+        let hash = crypto::token_hash(&secret);
+        let mut ok = false;
+        for s in &client.secrets {
+            ok |= crypto::constant_time_eq(&s.hash, &hash);
+        }
+        if !ok {
+            return Err(unknown());
+        }
+        Ok(client)
+    }
+
+    /// Creates an app; returns it with its first secret (confidential apps), shown only now.
+    pub async fn create_client(&self, input: ClientInput) -> OpResult<(Client, Option<String>)> {
+        let mut client = build(input, None)?;
+        let secret = if client.app_type.is_public() {
+            None
+        } else {
+            let (plain, stored) = new_secret();
+            client.secrets.push(stored);
+            Some(plain)
+        };
+        let now = now_ms();
+        self.clients.clear();
+        self.store
+            .op_insert_client(&ClientRow {
+                client_id: client.client_id.clone(),
+                metadata: serde_json::to_value(&client)
+                    .map_err(|e| OpError::server_error(e.to_string()))?,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok((client, secret))
+    }
+
+    pub async fn client_row(&self, client_id: &str) -> OpResult<(Client, ClientRow)> {
+        let row = self
+            .store
+            .op_get_client(client_id)
+            .await?
+            .ok_or_else(|| OpError::not_found(format!("App `{client_id}` does not exist.")))?;
+        Ok((from_row(row.clone())?, row))
+    }
+
+    pub async fn list_clients(&self) -> OpResult<Vec<(Client, ClientRow)>> {
+        let rows = self.store.op_list_clients().await?;
+        rows.into_iter()
+            .map(|r| Ok((from_row(r.clone())?, r)))
+            .collect()
+    }
+
+    async fn save(&self, client: &Client, row: &ClientRow) -> OpResult<ClientRow> {
+        self.clients.clear();
+        let row = ClientRow {
+            client_id: client.client_id.clone(),
+            metadata: serde_json::to_value(client)
+                .map_err(|e| OpError::server_error(e.to_string()))?,
+            created_at: row.created_at,
+            updated_at: now_ms(),
+        };
+        if !self.store.op_update_client(&row).await? {
+            return Err(OpError::not_found(format!(
+                "App `{}` does not exist.",
+                client.client_id
+            )));
+        }
+        Ok(row)
+    }
+
+    /// Replaces an app's metadata (PUT); its id and secrets stay.
+    pub async fn update_client(
+        &self,
+        client_id: &str,
+        input: ClientInput,
+    ) -> OpResult<(Client, ClientRow)> {
+        let (old, row) = self.client_row(client_id).await?;
+        let mut client = build(input, Some(&old))?;
+        if client.app_type.is_public() {
+            client.secrets.clear();
+        }
+        let row = self.save(&client, &row).await?;
+        Ok((client, row))
+    }
+
+    /// Deletes an app with everything issued to it; false when there was none.
+    pub async fn delete_client(&self, client_id: &str) -> OpResult<bool> {
+        self.clients.clear();
+        Ok(self.store.op_delete_client(client_id).await?)
+    }
+
+    /// Adds a secret (rotation: add the new one, move the app over, delete the old one).
+    pub async fn add_secret(&self, client_id: &str) -> OpResult<(String, StoredSecret)> {
+        let (mut client, row) = self.client_row(client_id).await?;
+        if client.app_type.is_public() {
+            return Err(bad(format!(
+                "A `{}` app is public and has no secrets.",
+                client.app_type.as_str()
+            )));
+        }
+        let (plain, stored) = new_secret();
+        client.secrets.push(stored.clone());
+        self.save(&client, &row).await?;
+        Ok((plain, stored))
+    }
+
+    pub async fn delete_secret(&self, client_id: &str, secret_id: &str) -> OpResult<()> {
+        let (mut client, row) = self.client_row(client_id).await?;
+        let before = client.secrets.len();
+        client.secrets.retain(|s| s.id != secret_id);
+        if client.secrets.len() == before {
+            return Err(OpError::not_found(format!(
+                "App `{client_id}` has no secret `{secret_id}`."
+            )));
+        }
+        if client.secrets.is_empty() {
+            return Err(bad(
+                "This is the app's last secret: add a new one first, then delete this one.",
+            ));
+        }
+        self.save(&client, &row).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,815 @@
+//! Codes, tokens and the token-side endpoints: the token endpoint's grants (authorization code
+//! with PKCE, refresh token with rotation and reuse detection, client credentials), id_tokens,
+//! userinfo, revocation (RFC 7009) and introspection (RFC 7662).
+//!
+//! Access tokens are opaque to apps. Those issued to users are 256 random bits of which only the
+//! SHA-256 is stored: a lookup by hash answers userinfo and introspection, and revocation
+//! (including a whole family) takes effect at once on every instance. Every token issued from one
+//! authorization shares a `grant_id`: a replayed code or a reused refresh token revokes the whole
+//! family.
+//!
+//! Client-credentials tokens (an app acting as itself; no user, no family) are self-contained
+//! instead: `tcc1.<payload>.<HMAC-SHA256>` under a key derived from `secrets.cipher`, so issuing
+//! one writes nothing. Introspection and userinfo check the MAC and expiry, that the app still
+//! exists, and that the token is not on the revocation list (`op_tokens` rows marked revoked, by
+//! hash), so revocation is as immediate as for stored tokens.
+
+use crate::client::{Client, ClientAuth};
+use crate::{OpError, OpResult, Provider, millis, now_ms};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use tessera_core::crypto;
+use tessera_core::identity::Identity;
+use tessera_core::session::Session;
+use tessera_store::op::GrantRow;
+use uuid::Uuid;
+
+/// The token endpoint's success answer (RFC 6749 §5.1; `expires_in` an integer).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    pub scope: String,
+}
+
+pub struct IdTokenInput<'a> {
+    pub client: &'a Client,
+    pub identity: &'a Identity,
+    pub sub: &'a str,
+    pub scopes: &'a [&'a str],
+    pub nonce: Option<&'a str>,
+    pub auth_time: i64,
+    pub access_token: Option<&'a str>,
+    pub sid: Option<&'a str>,
+}
+
+/// Claims an app's claims mapper may not set.
+const PROTECTED: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "auth_time",
+    "nonce",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "jti",
+];
+
+/// Prefix of self-contained client-credentials access tokens.
+const CC_PREFIX: &str = "tcc1.";
+
+/// MAC keys for client-credentials tokens, one per `secrets.cipher` entry (the first signs).
+pub fn derive_keys(secrets: &[String]) -> Vec<[u8; 32]> {
+    secrets
+        .iter()
+        .filter_map(|s| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(s.as_bytes()).ok()?;
+            mac.update(b"tessera/op/client-credentials-access-token/v1");
+            Some(mac.finalize().into_bytes().into())
+        })
+        .collect()
+}
+
+fn cc_mac(key: &[u8; 32], payload: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(payload.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+fn half_hash(v: &str) -> String {
+    let d = Sha256::digest(v.as_bytes());
+    URL_SAFE_NO_PAD.encode(&d[..16])
+}
+
+fn pkce_ok(verifier: &str, challenge: &str) -> bool {
+    let valid = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    valid
+        && crypto::constant_time_eq(
+            &URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+            challenge,
+        )
+}
+
+impl Provider {
+    pub(crate) async fn issue_code(
+        &self,
+        client: &Client,
+        identity: &Identity,
+        session: &Session,
+        p: &crate::AuthParams,
+        sub: &str,
+    ) -> OpResult<String> {
+        let code = crypto::random_token();
+        let now = now_ms();
+        self.store
+            .op_insert_code(&GrantRow {
+                hash: crypto::token_hash(&code),
+                kind: "code".into(),
+                grant_id: Uuid::new_v4().to_string(),
+                client_id: client.client_id.clone(),
+                identity_id: Some(identity.id),
+                data: json!({
+                    "redirect_uri": p.redirect_uri,
+                    "scope": p.scope.join(" "),
+                    "nonce": p.nonce,
+                    "code_challenge": p.code_challenge,
+                    "auth_time": session.authenticated_at / 1000,
+                    "sid": session.id.to_string(),
+                    "sub": sub,
+                }),
+                used: false,
+                revoked: false,
+                created_at: now,
+                expires_at: now + millis(self.op().code_lifespan),
+            })
+            .await?;
+        Ok(code)
+    }
+
+    /// Issues an opaque access token; returns it and its lifetime in seconds.
+    pub(crate) async fn issue_access(
+        &self,
+        client: &Client,
+        identity: Option<Uuid>,
+        sub: &str,
+        scopes: &[&str],
+        grant_id: &str,
+    ) -> OpResult<(String, i64)> {
+        let (token, row) = self.access_row(client, identity, sub, scopes, grant_id);
+        let ttl = (row.expires_at - row.created_at) / 1000;
+        self.store.op_insert_tokens(&[row]).await?;
+        Ok((token, ttl))
+    }
+
+    fn access_row(
+        &self,
+        client: &Client,
+        identity: Option<Uuid>,
+        sub: &str,
+        scopes: &[&str],
+        grant_id: &str,
+    ) -> (String, GrantRow) {
+        let token = crypto::random_token();
+        let now = now_ms();
+        let row = GrantRow {
+            hash: crypto::token_hash(&token),
+            kind: "access".into(),
+            grant_id: grant_id.to_string(),
+            client_id: client.client_id.clone(),
+            identity_id: identity,
+            data: json!({"scope": scopes.join(" "), "sub": sub}),
+            used: false,
+            revoked: false,
+            created_at: now,
+            expires_at: now + millis(self.op().access_token_lifespan),
+        };
+        (token, row)
+    }
+
+    fn refresh_row(
+        &self,
+        client: &Client,
+        identity: Uuid,
+        data: Value,
+        grant_id: &str,
+    ) -> (String, GrantRow) {
+        let token = crypto::random_token();
+        let now = now_ms();
+        let row = GrantRow {
+            hash: crypto::token_hash(&token),
+            kind: "refresh".into(),
+            grant_id: grant_id.to_string(),
+            client_id: client.client_id.clone(),
+            identity_id: Some(identity),
+            data,
+            used: false,
+            revoked: false,
+            created_at: now,
+            expires_at: now + millis(self.op().refresh_token_lifespan),
+        };
+        (token, row)
+    }
+
+    /// An app's claims mapper, compiled once per source.
+    fn claims_mapper(&self, client_id: &str, source: &str) -> OpResult<tessera_mapper::Mapper> {
+        let key = crypto::token_hash(source);
+        if let Ok(cache) = self.mapper_cache.lock()
+            && let Some(m) = cache.get(&key)
+        {
+            return Ok(m.clone());
+        }
+        let compiled =
+            tessera_mapper::Mapper::compile(&format!("claims mapper of app {client_id}"), source)
+                .map_err(|e| OpError::server_error(format!("claims mapper: {e}")))?;
+        if let Ok(mut cache) = self.mapper_cache.lock() {
+            if cache.len() > 1000 {
+                cache.clear();
+            }
+            cache.insert(key, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// A signed id_token (OIDC Core §2): `aud` is the client id as a plain string.
+    pub async fn id_token(&self, t: IdTokenInput<'_>) -> OpResult<String> {
+        let now = now_ms() / 1000;
+        let mut claims = Map::new();
+        if let Some(mapper) = &t.client.claims_mapper {
+            let compiled = self.claims_mapper(&t.client.client_id, mapper)?;
+            let input = crate::subject::mapper_input(t.client, t.identity, t.sub, t.scopes);
+            let out = self
+                .mappers
+                .evaluate(&compiled, &input)
+                .await
+                .map_err(|e| {
+                    OpError::server_error(format!(
+                        "the claims mapper of app `{}` failed: {e}",
+                        t.client.client_id
+                    ))
+                })?;
+            let extra = out.get("claims").cloned().unwrap_or(out);
+            if let Value::Object(m) = extra {
+                for (k, v) in m {
+                    if !PROTECTED.contains(&k.as_str()) {
+                        claims.insert(k, v);
+                    }
+                }
+            }
+        }
+        claims.extend(crate::subject::scope_claims(t.identity, t.scopes));
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("sub".into(), json!(t.sub));
+        claims.insert("aud".into(), json!(t.client.client_id));
+        claims.insert("azp".into(), json!(t.client.client_id));
+        claims.insert("iat".into(), json!(now));
+        claims.insert(
+            "exp".into(),
+            json!(now + millis(self.op().id_token_lifespan) / 1000),
+        );
+        claims.insert("auth_time".into(), json!(t.auth_time));
+        if let Some(n) = t.nonce {
+            claims.insert("nonce".into(), json!(n));
+        }
+        if let Some(at) = t.access_token {
+            claims.insert("at_hash".into(), json!(half_hash(at)));
+        }
+        if let Some(sid) = t.sid {
+            claims.insert("sid".into(), json!(sid));
+        }
+        self.sign(&Value::Object(claims)).await
+    }
+
+    /// The token endpoint (RFC 6749 §3.2). `form` is the request body.
+    pub async fn token(
+        &self,
+        auth: &ClientAuth,
+        form: &HashMap<String, String>,
+    ) -> OpResult<TokenResponse> {
+        let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
+        if grant_type.is_empty() {
+            return Err(OpError::invalid_request(
+                "The `grant_type` parameter is missing.",
+            ));
+        }
+        if !matches!(
+            grant_type,
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
+            return Err(OpError::new(
+                "unsupported_grant_type",
+                400,
+                format!(
+                    "grant_type `{grant_type}` is not supported: use authorization_code, refresh_token or client_credentials."
+                ),
+            ));
+        }
+        let client = self.authenticate(auth).await?;
+        if !client.allows_grant(grant_type) {
+            return Err(OpError::unauthorized_client(format!(
+                "This app is not registered for the `{grant_type}` grant."
+            )));
+        }
+        match grant_type {
+            "authorization_code" => self.exchange_code(&client, form).await,
+            "refresh_token" => self.refresh(&client, form).await,
+            _ => self.client_credentials(&client, form).await,
+        }
+    }
+
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> OpResult<TokenResponse> {
+        let code = form
+            .get("code")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| OpError::invalid_request("The `code` parameter is missing."))?;
+        let row = match self.store.op_take_code(&crypto::token_hash(code)).await? {
+            Ok(row) => row,
+            Err(Some(used)) => {
+                // A replay: someone holds a copy of the code. Revoke what it gave (RFC 6749
+                // §4.1.2, OAuth 2.0 Security BCP).
+                let n = self.store.op_revoke_grant(&used.grant_id).await?;
+                tracing::warn!(client_id = %used.client_id, revoked = n, "authorization code reused; its tokens were revoked");
+                return Err(OpError::invalid_grant(
+                    "The authorization code was used already; the tokens issued from it have been revoked.",
+                ));
+            }
+            Err(None) => {
+                return Err(OpError::invalid_grant(
+                    "The authorization code is not valid.",
+                ));
+            }
+        };
+        if row.client_id != client.client_id {
+            return Err(OpError::invalid_grant(
+                "The authorization code was issued to another client.",
+            ));
+        }
+        if row.expires_at < now_ms() {
+            return Err(OpError::invalid_grant(
+                "The authorization code has expired.",
+            ));
+        }
+        let d = &row.data;
+        let s = |k: &str| d.get(k).and_then(Value::as_str);
+        if form.get("redirect_uri").map(String::as_str) != s("redirect_uri") {
+            return Err(OpError::invalid_grant(
+                "redirect_uri does not match the one of the authorization request.",
+            ));
+        }
+        match (s("code_challenge"), form.get("code_verifier")) {
+            (Some(ch), Some(v)) if pkce_ok(v, ch) => {}
+            (Some(_), Some(_)) => {
+                return Err(OpError::invalid_grant(
+                    "code_verifier does not match the code_challenge.",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(OpError::invalid_grant(
+                    "code_verifier is missing (the request used PKCE).",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(OpError::invalid_grant(
+                    "code_verifier was sent but the authorization request had no code_challenge.",
+                ));
+            }
+            (None, None) if client.app_type.is_public() => {
+                return Err(OpError::invalid_grant("PKCE is required for public apps."));
+            }
+            (None, None) => {}
+        }
+        let identity_id = row
+            .identity_id
+            .ok_or_else(|| OpError::server_error("code without identity"))?;
+        let identity = self.usable_identity(identity_id).await?;
+        let scope = s("scope").unwrap_or_default().to_string();
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        let sub = s("sub").unwrap_or_default().to_string();
+        let (access, at_row) =
+            self.access_row(client, Some(identity_id), &sub, &scopes, &row.grant_id);
+        let ttl = (at_row.expires_at - at_row.created_at) / 1000;
+        let mut rows = vec![at_row];
+        let refresh = if client.allows_grant("refresh_token")
+            && (scopes.contains(&"offline_access") || !scopes.contains(&"openid"))
+        {
+            let data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid")});
+            let (rt, rt_row) = self.refresh_row(client, identity_id, data, &row.grant_id);
+            rows.push(rt_row);
+            Some(rt)
+        } else {
+            None
+        };
+        let id_token = if scopes.contains(&"openid") {
+            Some(
+                self.id_token(IdTokenInput {
+                    client,
+                    identity: &identity,
+                    sub: &sub,
+                    scopes: &scopes,
+                    nonce: s("nonce"),
+                    auth_time: d.get("auth_time").and_then(Value::as_i64).unwrap_or(0),
+                    access_token: Some(&access),
+                    sid: s("sid"),
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        self.store.op_insert_tokens(&rows).await?;
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: refresh,
+            id_token,
+            scope,
+        })
+    }
+
+    async fn usable_identity(&self, id: Uuid) -> OpResult<Identity> {
+        let identity =
+            self.store.get_identity(id).await.map_err(|_| {
+                OpError::invalid_grant("The account of this grant no longer exists.")
+            })?;
+        if identity.state != tessera_core::identity::IdentityState::Active {
+            return Err(OpError::invalid_grant(
+                "The account of this grant is deactivated.",
+            ));
+        }
+        Ok(identity)
+    }
+
+    async fn refresh(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> OpResult<TokenResponse> {
+        let token = form
+            .get("refresh_token")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| OpError::invalid_request("The `refresh_token` parameter is missing."))?;
+        let row = match self
+            .store
+            .op_take_refresh(&crypto::token_hash(token))
+            .await?
+        {
+            Ok(row) => row,
+            Err(Some(old)) if old.kind == "refresh" && old.client_id == client.client_id => {
+                if old.used {
+                    let n = self.store.op_revoke_grant(&old.grant_id).await?;
+                    tracing::warn!(client_id = %old.client_id, revoked = n, "refresh token reused; its family was revoked");
+                    return Err(OpError::invalid_grant(
+                        "The refresh token was used already; every token of this sign-in has been revoked. Sign in again.",
+                    ));
+                }
+                return Err(OpError::invalid_grant(
+                    "The refresh token has been revoked.",
+                ));
+            }
+            Err(_) => return Err(OpError::invalid_grant("The refresh token is not valid.")),
+        };
+        if row.client_id != client.client_id {
+            return Err(OpError::invalid_grant(
+                "The refresh token was issued to another client.",
+            ));
+        }
+        if row.expires_at < now_ms() {
+            return Err(OpError::invalid_grant("The refresh token has expired."));
+        }
+        let identity_id = row
+            .identity_id
+            .ok_or_else(|| OpError::server_error("refresh token without identity"))?;
+        let identity = self.usable_identity(identity_id).await?;
+        if client.access == "assigned"
+            && !self
+                .store
+                .op_is_assigned(&client.client_id, identity_id)
+                .await?
+        {
+            self.store.op_revoke_grant(&row.grant_id).await?;
+            return Err(OpError::invalid_grant(
+                "The account may no longer use this app.",
+            ));
+        }
+        let d = &row.data;
+        let granted = d
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let scope = match form.get("scope").filter(|s| !s.is_empty()) {
+            None => granted.clone(),
+            Some(asked) => {
+                let g: Vec<&str> = granted.split(' ').collect();
+                if let Some(x) = asked.split_whitespace().find(|s| !g.contains(s)) {
+                    return Err(OpError::invalid_scope(format!(
+                        "Scope `{x}` was not granted to this refresh token."
+                    )));
+                }
+                asked.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+        };
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        let sub = d
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (access, at_row) =
+            self.access_row(client, Some(identity_id), &sub, &scopes, &row.grant_id);
+        let ttl = (at_row.expires_at - at_row.created_at) / 1000;
+        let (rt, rt_row) = self.refresh_row(client, identity_id, d.clone(), &row.grant_id);
+        let id_token = if scopes.contains(&"openid") {
+            Some(
+                self.id_token(IdTokenInput {
+                    client,
+                    identity: &identity,
+                    sub: &sub,
+                    scopes: &scopes,
+                    nonce: None,
+                    auth_time: d.get("auth_time").and_then(Value::as_i64).unwrap_or(0),
+                    access_token: Some(&access),
+                    sid: d.get("sid").and_then(Value::as_str),
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        self.store.op_insert_tokens(&[at_row, rt_row]).await?;
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: Some(rt),
+            id_token,
+            scope,
+        })
+    }
+
+    async fn client_credentials(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> OpResult<TokenResponse> {
+        let scope = match form.get("scope").filter(|s| !s.is_empty()) {
+            None => client.scope.clone(),
+            Some(asked) => {
+                if let Some(x) = asked.split_whitespace().find(|s| !client.has_scope(s)) {
+                    return Err(OpError::invalid_scope(format!(
+                        "Scope `{x}` is not allowed for this app."
+                    )));
+                }
+                asked.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+        };
+        let (access, ttl) = self.cc_token(client, &scope)?;
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: None,
+            id_token: None,
+            scope,
+        })
+    }
+
+    /// A live access token's row.
+    async fn live_access(&self, token: &str) -> OpResult<Option<GrantRow>> {
+        let row = self.lookup_token(token).await?;
+        Ok(row.filter(|r| !r.revoked && r.expires_at > now_ms()))
+    }
+
+    /// A self-contained client-credentials token for an app; returns it and its lifetime (s).
+    fn cc_token(&self, client: &Client, scope: &str) -> OpResult<(String, i64)> {
+        let key = self.at_keys.first().ok_or_else(|| {
+            OpError::server_error("no secrets.cipher (or secrets.default) is configured")
+        })?;
+        let ttl = millis(self.op().access_token_lifespan) / 1000;
+        let now = now_ms() / 1000;
+        let payload = json!({
+            "c": client.client_id,
+            "s": scope,
+            "iat": now,
+            "exp": now + ttl,
+            "n": &crypto::random_token()[..22],
+        })
+        .to_string();
+        let p64 = URL_SAFE_NO_PAD.encode(payload);
+        let mac = cc_mac(key, &p64);
+        Ok((format!("{CC_PREFIX}{p64}.{mac}"), ttl))
+    }
+
+    /// The row a self-contained token stands for, when its MAC is ours.
+    fn parse_cc(&self, token: &str) -> Option<GrantRow> {
+        let (p64, mac) = token.strip_prefix(CC_PREFIX)?.split_once('.')?;
+        let mut ok = false;
+        for key in self.at_keys.iter() {
+            ok |= crypto::constant_time_eq(&cc_mac(key, p64), mac);
+        }
+        if !ok {
+            return None;
+        }
+        let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p64).ok()?).ok()?;
+        let client_id = payload.get("c")?.as_str()?.to_string();
+        Some(GrantRow {
+            hash: crypto::token_hash(token),
+            kind: "access".into(),
+            grant_id: String::new(),
+            identity_id: None,
+            data: json!({"scope": payload.get("s")?.as_str()?, "sub": client_id}),
+            client_id,
+            used: false,
+            revoked: false,
+            created_at: payload.get("iat")?.as_i64()? * 1000,
+            expires_at: payload.get("exp")?.as_i64()? * 1000,
+        })
+    }
+
+    /// Any access or refresh token: stored ones by hash, self-contained ones by their MAC (then
+    /// checked against the revocation list and the app's existence).
+    async fn lookup_token(&self, token: &str) -> OpResult<Option<GrantRow>> {
+        if token.is_empty() || token.len() > 1024 {
+            return Ok(None);
+        }
+        if token.starts_with(CC_PREFIX) {
+            let Some(mut row) = self.parse_cc(token) else {
+                return Ok(None);
+            };
+            if self.client(&row.client_id).await?.is_none() {
+                return Ok(None);
+            }
+            if let Some(listed) = self.store.op_get_token(&row.hash).await? {
+                row.revoked = listed.revoked;
+            }
+            return Ok(Some(row));
+        }
+        Ok(self.store.op_get_token(&crypto::token_hash(token)).await?)
+    }
+
+    /// Userinfo (OIDC Core §5.3): `sub` plus the claims of the token's scopes.
+    pub async fn userinfo(&self, token: &str) -> OpResult<Value> {
+        let row = self
+            .live_access(token)
+            .await?
+            .filter(|r| r.kind == "access")
+            .ok_or_else(|| {
+                OpError::invalid_token("The access token is not valid, has expired or was revoked.")
+            })?;
+        let Some(identity_id) = row.identity_id else {
+            return Err(OpError::invalid_token(
+                "This access token was issued to an app for itself (client credentials); it has no user.",
+            ));
+        };
+        let scope = row
+            .data
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        if !scopes.contains(&"openid") {
+            return Err(OpError::new(
+                "insufficient_scope",
+                403,
+                "The access token was not granted the `openid` scope.",
+            ));
+        }
+        let identity =
+            self.store.get_identity(identity_id).await.map_err(|_| {
+                OpError::invalid_token("The account of this token no longer exists.")
+            })?;
+        let mut claims = crate::subject::scope_claims(&identity, &scopes);
+        claims.insert(
+            "sub".into(),
+            row.data.get("sub").cloned().unwrap_or(Value::Null),
+        );
+        Ok(Value::Object(claims))
+    }
+
+    /// Revocation (RFC 7009): revoking a refresh token revokes its whole grant. Unknown tokens
+    /// and tokens of other clients are ignored (the answer is always 200).
+    pub async fn revoke(&self, auth: &ClientAuth, token: &str) -> OpResult<()> {
+        let client = self.authenticate(auth).await?;
+        if token.is_empty() {
+            return Err(OpError::invalid_request(
+                "The `token` parameter is missing.",
+            ));
+        }
+        if let Some(row) = self.lookup_token(token).await?
+            && row.client_id == client.client_id
+            && !row.revoked
+        {
+            if row.kind == "refresh" {
+                self.store.op_revoke_grant(&row.grant_id).await?;
+            } else if token.starts_with(CC_PREFIX) {
+                // Put the self-contained token on the revocation list until it expires.
+                let listed = GrantRow {
+                    grant_id: Uuid::new_v4().to_string(),
+                    ..row
+                };
+                self.store
+                    .op_insert_tokens(std::slice::from_ref(&listed))
+                    .await?;
+                self.store.op_revoke_token(&listed.hash).await?;
+            } else {
+                self.store.op_revoke_token(&row.hash).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Introspection (RFC 7662), for confidential clients; a client sees only its own tokens.
+    pub async fn introspect(&self, auth: &ClientAuth, token: &str) -> OpResult<Value> {
+        let client = self.authenticate(auth).await?;
+        if client.app_type.is_public() {
+            return Err(OpError::invalid_client(
+                "Public apps cannot introspect tokens.",
+            ));
+        }
+        if token.is_empty() {
+            return Err(OpError::invalid_request(
+                "The `token` parameter is missing.",
+            ));
+        }
+        let row = self.lookup_token(token).await?;
+        let Some(row) = row.filter(|r| {
+            !r.revoked && !r.used && r.expires_at > now_ms() && r.client_id == client.client_id
+        }) else {
+            return Ok(json!({"active": false}));
+        };
+        Ok(json!({
+            "active": true,
+            "scope": row.data.get("scope"),
+            "client_id": row.client_id,
+            "sub": row.data.get("sub"),
+            "aud": row.client_id,
+            "iss": self.issuer,
+            "iat": row.created_at / 1000,
+            "exp": row.expires_at / 1000,
+            "token_type": if row.kind == "refresh" { "refresh_token" } else { "Bearer" },
+        }))
+    }
+
+    /// RP-initiated logout (OIDC RP-Initiated Logout 1.0): checks `post_logout_redirect_uri`
+    /// against the app's registered ones (app from `client_id` or the `id_token_hint`'s `aud`).
+    /// Returns where to send the browser afterwards (with `state`), or `None` for Tessera's
+    /// own signed-out page.
+    pub async fn end_session(
+        &self,
+        client_id: Option<&str>,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> OpResult<Option<String>> {
+        let hinted = match id_token_hint.filter(|h| !h.is_empty()) {
+            Some(h) => Some(self.verify_own(h).await?.ok_or_else(|| {
+                OpError::invalid_request("id_token_hint is not an id_token issued by this server.")
+            })?),
+            None => None,
+        };
+        let hinted_aud = hinted.as_ref().and_then(|c| c.get("aud")).and_then(|a| {
+            a.as_str()
+                .map(str::to_string)
+                .or_else(|| a.get(0).and_then(Value::as_str).map(str::to_string))
+        });
+        let client_id = match (client_id.filter(|c| !c.is_empty()), hinted_aud) {
+            (Some(c), Some(a)) if c != a => {
+                return Err(OpError::invalid_request(
+                    "client_id does not match the audience of id_token_hint.",
+                ));
+            }
+            (Some(c), _) => Some(c.to_string()),
+            (None, a) => a,
+        };
+        let Some(uri) = post_logout_redirect_uri.filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(client_id) = client_id else {
+            return Err(OpError::invalid_request(
+                "post_logout_redirect_uri needs client_id or id_token_hint to know which app it belongs to.",
+            ));
+        };
+        let client = self.client(&client_id).await?.ok_or_else(|| {
+            OpError::invalid_request(format!(
+                "No app with client_id `{client_id}` is registered."
+            ))
+        })?;
+        if !client.post_logout_redirect_uris.iter().any(|u| u == uri) {
+            return Err(OpError::invalid_request(format!(
+                "`{uri}` is not a registered post_logout_redirect_uri of the app “{}”; nothing was sent there.",
+                client.client_name
+            )));
+        }
+        let mut out = url::Url::parse(uri)
+            .map_err(|e| OpError::invalid_request(format!("post_logout_redirect_uri: {e}")))?;
+        if let Some(s) = state.filter(|s| !s.is_empty()) {
+            out.query_pairs_mut().append_pair("state", s);
+        }
+        Ok(Some(out.to_string()))
+    }
+}

@@ -1,0 +1,669 @@
+//! The OpenID Provider's HTTP side: `/oidc/*` (discovery, JWKS, authorization, token, userinfo,
+//! revocation, introspection, logout) and `/ui/consent` on the public port, `/admin/clients` on
+//! the admin port. Handlers parse the request, call one `tessera_op::Provider` method and shape
+//! its answer; OAuth errors are rendered here in RFC 6749 §5.2 shape.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::{self, csrf_for, current_session};
+use crate::op_pages::{self, BackView, ConsentView, ErrorView, FormPostView};
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tessera_core::{Error, ErrorKind};
+use tessera_op::authorize::{RawParams, raw_params};
+use tessera_op::client::ClientAuth;
+use tessera_op::{Authorize, ClientInput, OpError, Reply, ResponseMode};
+
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/oidc/.well-known/openid-configuration", get(discovery))
+        .route("/oidc/jwks", get(jwks))
+        .route("/oidc/auth", get(authorize).post(authorize))
+        .route("/oidc/auth/resume", get(resume))
+        .route("/oidc/token", post(token))
+        .route("/oidc/me", get(userinfo).post(userinfo))
+        .route("/oidc/token/revocation", post(revocation))
+        .route("/oidc/token/introspection", post(introspection))
+        .route("/oidc/session/end", get(end_session).post(end_session))
+        .route("/ui/consent", get(consent_page).post(consent_submit))
+}
+
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/clients", get(list_clients).post(create_client))
+        .route(
+            "/admin/clients/{id}",
+            get(get_client).put(update_client).delete(delete_client),
+        )
+        .route("/admin/clients/{id}/secrets", post(add_secret))
+        .route(
+            "/admin/clients/{id}/secrets/{secret}",
+            axum::routing::delete(delete_secret),
+        )
+        .route("/admin/clients/{id}/assignments", get(list_assignments))
+        .route(
+            "/admin/clients/{id}/assignments/{identity}",
+            put(assign).delete(unassign),
+        )
+}
+
+/// An OAuth error as JSON (RFC 6749 §5.2), `WWW-Authenticate` on 401s.
+struct OAuthError(OpError);
+
+impl From<OpError> for OAuthError {
+    fn from(e: OpError) -> Self {
+        OAuthError(e)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        if status.is_server_error() {
+            tracing::error!(error = e.error, reason = %e.description, "OP request failed");
+        }
+        let mut resp = (
+            status,
+            Json(json!({"error": e.error, "error_description": e.description})),
+        )
+            .into_response();
+        let h = resp.headers_mut();
+        no_store(h);
+        if status == StatusCode::UNAUTHORIZED {
+            let v = if e.error == "invalid_token" {
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    e.description.replace('"', "'")
+                )
+            } else {
+                "Basic realm=\"tessera\"".to_string()
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        resp
+    }
+}
+
+fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// OP errors on the admin API in Kratos's error shape, with the OAuth code as `id`.
+fn admin_err(e: OpError) -> ApiError {
+    let kind = match e.status {
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        503 => ErrorKind::Unavailable,
+        s if s >= 500 => ErrorKind::Internal,
+        _ => ErrorKind::BadRequest,
+    };
+    ApiError(Error::new(kind, e.description).with_id(e.error))
+}
+
+async fn discovery(State(st): State<AppState>) -> Response {
+    Json(st.op().discovery()).into_response()
+}
+
+async fn jwks(State(st): State<AppState>) -> Result<Response, OAuthError> {
+    Ok(Json(st.op().jwks().await?).into_response())
+}
+
+/// A form body's fields, keeping repeats. Only `application/x-www-form-urlencoded` is accepted.
+async fn form_fields(headers: &HeaderMap, body: Body) -> Result<RawParams, OpError> {
+    let bytes = axum::body::to_bytes(body, http::MAX_BODY)
+        .await
+        .map_err(|_| OpError::invalid_request("The request body is too large."))?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !bytes.is_empty() && !ctype.starts_with("application/x-www-form-urlencoded") {
+        return Err(OpError::invalid_request(
+            "Send the parameters as application/x-www-form-urlencoded (RFC 6749 §3.2).",
+        ));
+    }
+    Ok(raw_params(
+        url::form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())),
+    ))
+}
+
+/// Single-valued parameters; a repeated one is `invalid_request`.
+fn single(raw: RawParams) -> Result<HashMap<String, String>, OpError> {
+    let mut out = HashMap::new();
+    for (k, mut v) in raw {
+        if v.len() > 1 {
+            return Err(OpError::invalid_request(format!(
+                "The `{k}` parameter is repeated; send it once."
+            )));
+        }
+        out.insert(k, v.pop().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+fn query_params(q: Option<String>) -> RawParams {
+    raw_params(
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned())),
+    )
+}
+
+fn reply_response(r: &Reply) -> Response {
+    match r.mode {
+        ResponseMode::FormPost => op_pages::form_post(&FormPostView {
+            action: r.redirect_uri.clone(),
+            fields: r.params.clone(),
+        }),
+        _ => Redirect::to(&r.url()).into_response(),
+    }
+}
+
+fn authorize_response(st: &AppState, a: Authorize) -> Response {
+    match a {
+        Authorize::Reply(r) => reply_response(&r),
+        Authorize::Login { to } => Redirect::to(&to).into_response(),
+        Authorize::Consent { request_id } => {
+            let to = st
+                .engine()
+                .settings
+                .public_base_url
+                .join(&format!("ui/consent?request={request_id}"))
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            Redirect::to(&to).into_response()
+        }
+        Authorize::Page(p) => op_pages::error(&ErrorView {
+            status: p.status,
+            app_name: p.app,
+            error: p.error.to_string(),
+            message: p.message,
+            back: p.back.map(|b| match b.mode {
+                ResponseMode::FormPost => BackView {
+                    href: None,
+                    form_action: Some(b.redirect_uri.clone()),
+                    fields: b.params.clone(),
+                },
+                _ => BackView {
+                    href: Some(b.url()),
+                    form_action: None,
+                    fields: vec![],
+                },
+            }),
+        }),
+    }
+}
+
+fn page_error(e: OpError) -> Response {
+    op_pages::error(&ErrorView {
+        status: e.status,
+        app_name: None,
+        error: e.error.to_string(),
+        message: e.description,
+        back: None,
+    })
+}
+
+async fn authorize(
+    State(st): State<AppState>,
+    method: Method,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let raw = if method == Method::POST {
+        match form_fields(&headers, body).await {
+            Ok(r) => r,
+            Err(e) => return page_error(e),
+        }
+    } else {
+        query_params(q)
+    };
+    let session = match current_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match st.op().authorize(&raw, session.as_ref()).await {
+        Ok(a) => authorize_response(&st, a),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn resume(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match current_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let id = q.get("request").map(String::as_str).unwrap_or_default();
+    match st.op().resume(id, session.as_ref()).await {
+        Ok(a) => authorize_response(&st, a),
+        Err(e) => page_error(e),
+    }
+}
+
+/// Client authentication from `Authorization: Basic` (RFC 6749 §2.3.1: both parts
+/// form-urlencoded) and the body.
+fn client_auth(
+    headers: &HeaderMap,
+    form: &mut HashMap<String, String>,
+) -> Result<ClientAuth, OpError> {
+    let mut auth = ClientAuth {
+        form_id: form.remove("client_id").filter(|s| !s.is_empty()),
+        form_secret: form.remove("client_secret"),
+        ..Default::default()
+    };
+    if let Some(h) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let Some(b64) = h
+            .strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+        else {
+            return Err(OpError::invalid_client(
+                "Only HTTP Basic client authentication is accepted in the Authorization header.",
+            ));
+        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                OpError::invalid_client("The Basic credentials are not valid base64.")
+            })?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| OpError::invalid_client("The Basic credentials have no `:`."))?;
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        auth.basic = Some((dec(id), dec(secret)));
+    }
+    Ok(auth)
+}
+
+async fn token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let mut form = single(form_fields(&headers, body).await?)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let t = st.op().token(&auth, &form).await?;
+    let mut resp = Json(t).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn userinfo(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|s| s.trim().to_string());
+    let token = match bearer {
+        Some(t) => t,
+        None if method == Method::POST => single(form_fields(&headers, body).await?)?
+            .remove("access_token")
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    if token.is_empty() {
+        return Err(OpError::invalid_token(
+            "No access token: send it as `Authorization: Bearer <token>`.",
+        )
+        .into());
+    }
+    let claims = st.op().userinfo(&token).await?;
+    let mut resp = Json(claims).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn revocation(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let mut form = single(form_fields(&headers, body).await?)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let token = form.get("token").cloned().unwrap_or_default();
+    st.op().revoke(&auth, &token).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn introspection(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let mut form = single(form_fields(&headers, body).await?)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let token = form.get("token").cloned().unwrap_or_default();
+    let mut resp = Json(st.op().introspect(&auth, &token).await?).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn end_session(
+    State(st): State<AppState>,
+    method: Method,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let raw = if method == Method::POST {
+        match form_fields(&headers, body).await {
+            Ok(r) => r,
+            Err(e) => return page_error(e),
+        }
+    } else {
+        query_params(q)
+    };
+    let p = match single(raw) {
+        Ok(p) => p,
+        Err(e) => return page_error(e),
+    };
+    let get = |k: &str| p.get(k).map(String::as_str);
+    let target = match st
+        .op()
+        .end_session(
+            get("client_id"),
+            get("id_token_hint"),
+            get("post_logout_redirect_uri"),
+            get("state"),
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return page_error(e),
+    };
+    let session = match current_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(s) = session {
+        // Without an id_token_hint anyone could link here: ask the user first (a CSRF-bound
+        // form), as OpenID Connect RP-Initiated Logout recommends.
+        let hinted = get("id_token_hint").is_some_and(|h| !h.is_empty());
+        let confirmed = method == Method::POST && get("confirm") == Some("yes") && {
+            let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
+            !cookie.is_empty()
+                && tessera_core::crypto::constant_time_eq(
+                    cookie,
+                    get("csrf_token").unwrap_or_default(),
+                )
+        };
+        if method == Method::POST && get("confirm").is_some() && !confirmed {
+            return ApiError(Error::csrf_violation()).into_response();
+        }
+        if !hinted && !confirmed {
+            let (csrf, set) = csrf_for(&st, &headers);
+            let fields = ["client_id", "post_logout_redirect_uri", "state"]
+                .iter()
+                .filter_map(|k| get(k).map(|v| (k.to_string(), v.to_string())))
+                .collect();
+            let mut resp = op_pages::logout_confirm(&op_pages::LogoutConfirmView {
+                action: st.op().endpoint("session/end"),
+                csrf_token: csrf,
+                fields,
+            });
+            if let Some(c) = set {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            return resp;
+        }
+        if let Err(e) = st.engine().store.set_session_active(s.id, false).await {
+            return ApiError(e).into_response();
+        }
+    }
+    let mut resp = match target {
+        Some(to) => Redirect::to(&to).into_response(),
+        None => op_pages::signed_out(),
+    };
+    resp.headers_mut()
+        .append(header::SET_COOKIE, http::clear_session_cookie(&st));
+    resp
+}
+
+/// Puts an app's `login_hint` into a login flow's identifier field, when it has one and the
+/// hint is a plain identifier (no control characters, not overly long).
+pub fn prefill_identifier(flow: &mut tessera_core::flow::Flow, hint: &str) {
+    if hint.len() > 256 || hint.chars().any(char::is_control) {
+        return;
+    }
+    for n in flow.ui.nodes.iter_mut() {
+        if n.attributes.name == "identifier"
+            && n.attributes.value.as_str().is_none_or(str::is_empty)
+        {
+            n.attributes.value = Value::String(hint.to_string());
+        }
+    }
+}
+
+fn user_label(identity: &tessera_core::identity::Identity) -> String {
+    for k in ["email", "username", "phone"] {
+        if let Some(v) = identity.traits.get(k).and_then(Value::as_str) {
+            return v.to_string();
+        }
+    }
+    identity.id.to_string()
+}
+
+async fn consent_page(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let id = q.get("request").cloned().unwrap_or_default();
+    let session = match current_session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            // Signed out meanwhile: the request goes through sign-in again.
+            return match st.op().resume(&id, None).await {
+                Ok(a) => authorize_response(&st, a),
+                Err(e) => page_error(e),
+            };
+        }
+        Err(e) => return e.into_response(),
+    };
+    let info = match st.op().consent_info(&id).await {
+        Ok(Ok(i)) => i,
+        Ok(Err(a)) => return authorize_response(&st, a),
+        Err(e) => return page_error(e),
+    };
+    let (csrf, set) = csrf_for(&st, &headers);
+    let user = session
+        .identity
+        .as_ref()
+        .map(user_label)
+        .unwrap_or_else(|| session.identity_id.to_string());
+    let mut resp = op_pages::consent(&ConsentView {
+        app_name: info.client_name,
+        client_id: info.client_id,
+        scopes: info.scopes,
+        user,
+        action: st
+            .engine()
+            .settings
+            .public_base_url
+            .join("ui/consent")
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        csrf_token: csrf,
+        request_id: info.request_id.to_string(),
+        ui_locales: info.ui_locales,
+    });
+    if let Some(c) = set {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+async fn consent_submit(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let form = match form_fields(&headers, body).await.and_then(single) {
+        Ok(f) => f,
+        Err(e) => return page_error(e),
+    };
+    let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
+    let sent = form
+        .get("csrf_token")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if cookie.is_empty() || !tessera_core::crypto::constant_time_eq(cookie, sent) {
+        return ApiError(Error::csrf_violation()).into_response();
+    }
+    let session = match current_session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return ApiError(Error::no_session()).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let id = form.get("request").map(String::as_str).unwrap_or_default();
+    let accept = form.get("decision").is_some_and(|d| d == "accept");
+    match st.op().decide_consent(id, &session, accept).await {
+        Ok(a) => authorize_response(&st, a),
+        Err(e) => page_error(e),
+    }
+}
+
+// ---- admin API ----
+
+type AdminResult = Result<Response, ApiError>;
+
+fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError(
+            Error::bad_request(format!("The app metadata is not valid: {e}."))
+                .with_id("invalid_client_metadata"),
+        )
+    })
+}
+
+async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult {
+    let input = parse_input(http::read_body(&headers, body).await?)?;
+    let (client, secret) = st.op().create_client(input).await.map_err(admin_err)?;
+    let (client, row) = st
+        .op()
+        .client_row(&client.client_id)
+        .await
+        .map_err(admin_err)?;
+    let mut v = client.to_api(row.created_at, row.updated_at);
+    if let Some(s) = secret {
+        v["client_secret"] = json!(s);
+        v["client_secret_expires_at"] = json!(0);
+    }
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_clients(State(st): State<AppState>) -> AdminResult {
+    let list = st.op().list_clients().await.map_err(admin_err)?;
+    Ok(Json(
+        list.iter()
+            .map(|(c, r)| c.to_api(r.created_at, r.updated_at))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+async fn get_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    let (c, r) = st.op().client_row(&id).await.map_err(admin_err)?;
+    Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
+}
+
+async fn update_client(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult {
+    let input = parse_input(http::read_body(&headers, body).await?)?;
+    let (c, r) = st.op().update_client(&id, input).await.map_err(admin_err)?;
+    Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
+}
+
+async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    if !st.op().delete_client(&id).await.map_err(admin_err)? {
+        return Err(admin_err(OpError::not_found(format!(
+            "App `{id}` does not exist."
+        ))));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn add_secret(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    let (plain, stored) = st.op().add_secret(&id).await.map_err(admin_err)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": stored.id, "client_secret": plain, "created_at": tessera_core::timefmt::to_rfc3339(stored.created_at)})),
+    )
+        .into_response())
+}
+
+async fn delete_secret(
+    State(st): State<AppState>,
+    Path((id, secret)): Path<(String, String)>,
+) -> AdminResult {
+    st.op().delete_secret(&id, &secret).await.map_err(admin_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_assignments(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
+    st.op().client_row(&id).await.map_err(admin_err)?;
+    let ids = st.engine().store.op_assignments(&id).await?;
+    Ok(Json(json!(ids)).into_response())
+}
+
+async fn assign(
+    State(st): State<AppState>,
+    Path((id, identity)): Path<(String, String)>,
+) -> AdminResult {
+    let identity = http::parse_uuid("identity id", &identity)?;
+    st.op().client_row(&id).await.map_err(admin_err)?;
+    st.engine().store.get_identity(identity).await?;
+    st.engine()
+        .store
+        .op_assign(&id, identity, tessera_core::timefmt::now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn unassign(
+    State(st): State<AppState>,
+    Path((id, identity)): Path<(String, String)>,
+) -> AdminResult {
+    let identity = http::parse_uuid("identity id", &identity)?;
+    if !st.engine().store.op_unassign(&id, identity).await? {
+        return Err(admin_err(OpError::not_found(format!(
+            "Identity `{identity}` is not assigned to app `{id}`."
+        ))));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

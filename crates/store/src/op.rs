@@ -1,0 +1,536 @@
+//! Storage for the OpenID Provider: signing keys, apps (clients), who may use them, consents,
+//! pending authorization requests, authorization codes and tokens. Codes and tokens are stored
+//! only as hashes; single use is enforced by conditional updates, so two instances racing on the
+//! same code or refresh token cannot both win.
+
+use crate::{Store, db_err};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tessera_core::Error;
+use uuid::Uuid;
+
+/// A signing key as stored: the private half sealed with `secrets.cipher`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub private_sealed: String,
+    pub public_jwk: Value,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// An app's registration (metadata JSON, owned by the provider crate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub metadata: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An authorization code or a token, with the provider's data about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRow {
+    pub hash: String,
+    /// `code`, `access` or `refresh`.
+    pub kind: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub identity_id: Option<Uuid>,
+    pub data: Value,
+    pub used: bool,
+    pub revoked: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+fn json_of(row: &AnyRow, col: &str) -> Result<Value, Error> {
+    let s: String = row.try_get(col).map_err(db_err)?;
+    serde_json::from_str(&s).map_err(|e| Error::internal(format!("corrupt {col}: {e}")))
+}
+
+fn key_from_row(row: &AnyRow) -> Result<KeyRow, Error> {
+    Ok(KeyRow {
+        kid: row.try_get("kid").map_err(db_err)?,
+        alg: row.try_get("alg").map_err(db_err)?,
+        private_sealed: row.try_get("private_sealed").map_err(db_err)?,
+        public_jwk: json_of(row, "public_jwk")?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        retired_at: row.try_get("retired_at").map_err(db_err)?,
+    })
+}
+
+fn client_from_row(row: &AnyRow) -> Result<ClientRow, Error> {
+    Ok(ClientRow {
+        client_id: row.try_get("client_id").map_err(db_err)?,
+        metadata: json_of(row, "metadata")?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+    })
+}
+
+fn uuid_opt(s: Option<String>) -> Option<Uuid> {
+    s.and_then(|s| Uuid::parse_str(&s).ok())
+}
+
+fn code_from_row(row: &AnyRow) -> Result<GrantRow, Error> {
+    Ok(GrantRow {
+        hash: row.try_get("code_hash").map_err(db_err)?,
+        kind: "code".into(),
+        grant_id: row.try_get("grant_id").map_err(db_err)?,
+        client_id: row.try_get("client_id").map_err(db_err)?,
+        identity_id: uuid_opt(row.try_get("identity_id").map_err(db_err)?),
+        data: json_of(row, "data")?,
+        used: row.try_get::<i64, _>("used").map_err(db_err)? != 0,
+        revoked: false,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> Result<GrantRow, Error> {
+    Ok(GrantRow {
+        hash: row.try_get("token_hash").map_err(db_err)?,
+        kind: row.try_get("kind").map_err(db_err)?,
+        grant_id: row.try_get("grant_id").map_err(db_err)?,
+        client_id: row.try_get("client_id").map_err(db_err)?,
+        identity_id: uuid_opt(row.try_get("identity_id").map_err(db_err)?),
+        data: json_of(row, "data")?,
+        used: row.try_get::<i64, _>("used").map_err(db_err)? != 0,
+        revoked: row.try_get::<i64, _>("revoked").map_err(db_err)? != 0,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+    })
+}
+
+const TOKEN_COLS: &str = "token_hash, kind, grant_id, client_id, identity_id, data, used, revoked, created_at, expires_at";
+const CODE_COLS: &str =
+    "code_hash, grant_id, client_id, identity_id, data, used, created_at, expires_at";
+
+/// Keys.
+impl Store {
+    pub async fn op_keys(&self) -> Result<Vec<KeyRow>, Error> {
+        let rows = sqlx::query("SELECT kid, alg, private_sealed, public_jwk, created_at, retired_at FROM op_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Adds a signing key and retires every other key at `now`, in one transaction. With
+    /// `only_if_none`, does nothing when a signing key exists already (first start of several
+    /// instances at once); returns whether the key was added.
+    pub async fn op_add_key(&self, key: &KeyRow, only_if_none: bool) -> Result<bool, Error> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if only_if_none {
+            let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM op_keys WHERE retired_at IS NULL")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .try_get("n")
+                .map_err(db_err)?;
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        sqlx::query("UPDATE op_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT INTO op_keys (kid, alg, private_sealed, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_sealed)
+            .bind(key.public_jwk.to_string())
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    /// Deletes keys retired before `cutoff` (no token they signed can still be valid).
+    pub async fn op_drop_keys_retired_before(&self, cutoff: i64) -> Result<u64, Error> {
+        let done =
+            sqlx::query("DELETE FROM op_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// A value generated once and shared by all instances: inserts `value` unless `name` has
+    /// one already, then returns the stored value.
+    pub async fn op_meta_get_or_insert(&self, name: &str, value: &str) -> Result<String, Error> {
+        sqlx::query(
+            "INSERT INTO op_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("SELECT value FROM op_meta WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+            .try_get("value")
+            .map_err(db_err)
+    }
+}
+
+/// Clients and who may use them.
+impl Store {
+    pub async fn op_insert_client(&self, c: &ClientRow) -> Result<(), Error> {
+        sqlx::query("INSERT INTO op_clients (client_id, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(&c.client_id)
+            .bind(c.metadata.to_string())
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match db_err(e) {
+                e if e.kind == tessera_core::ErrorKind::Conflict => Error::conflict(format!(
+                    "An app with client_id `{}` exists already.",
+                    c.client_id
+                )),
+                e => e,
+            })?;
+        Ok(())
+    }
+
+    pub async fn op_update_client(&self, c: &ClientRow) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE op_clients SET metadata = $1, updated_at = $2 WHERE client_id = $3",
+        )
+        .bind(c.metadata.to_string())
+        .bind(c.updated_at)
+        .bind(&c.client_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn op_get_client(&self, client_id: &str) -> Result<Option<ClientRow>, Error> {
+        let row = sqlx::query(
+            "SELECT client_id, metadata, created_at, updated_at FROM op_clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    pub async fn op_list_clients(&self) -> Result<Vec<ClientRow>, Error> {
+        let rows = sqlx::query(
+            "SELECT client_id, metadata, created_at, updated_at FROM op_clients ORDER BY created_at, client_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Deletes an app with everything issued to it (cascade).
+    pub async fn op_delete_client(&self, client_id: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM op_clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn op_assign(&self, client_id: &str, identity: Uuid, now: i64) -> Result<(), Error> {
+        sqlx::query("INSERT INTO op_assignments (client_id, identity_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, identity_id) DO NOTHING")
+            .bind(client_id)
+            .bind(identity.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn op_unassign(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
+        let done =
+            sqlx::query("DELETE FROM op_assignments WHERE client_id = $1 AND identity_id = $2")
+                .bind(client_id)
+                .bind(identity.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn op_is_assigned(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM op_assignments WHERE client_id = $1 AND identity_id = $2",
+        )
+        .bind(client_id)
+        .bind(identity.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    pub async fn op_assignments(&self, client_id: &str) -> Result<Vec<Uuid>, Error> {
+        let rows = sqlx::query(
+            "SELECT identity_id FROM op_assignments WHERE client_id = $1 ORDER BY identity_id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get("identity_id").map_err(db_err)?;
+                Uuid::parse_str(&s).map_err(|_| Error::internal("corrupt identity id"))
+            })
+            .collect()
+    }
+
+    /// The scopes an identity consented to for an app (space-separated), if any.
+    pub async fn op_consent(
+        &self,
+        client_id: &str,
+        identity: Uuid,
+    ) -> Result<Option<String>, Error> {
+        let row =
+            sqlx::query("SELECT scope FROM op_consents WHERE client_id = $1 AND identity_id = $2")
+                .bind(client_id)
+                .bind(identity.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.map(|r| r.try_get("scope").map_err(db_err)).transpose()
+    }
+
+    pub async fn op_save_consent(
+        &self,
+        client_id: &str,
+        identity: Uuid,
+        scope: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        sqlx::query("INSERT INTO op_consents (client_id, identity_id, scope, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (client_id, identity_id) DO UPDATE SET scope = excluded.scope, created_at = excluded.created_at")
+            .bind(client_id)
+            .bind(identity.to_string())
+            .bind(scope)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Pending authorization requests.
+impl Store {
+    pub async fn op_insert_request(
+        &self,
+        id: Uuid,
+        client_id: &str,
+        params: &Value,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        sqlx::query("INSERT INTO op_requests (id, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id.to_string())
+            .bind(client_id)
+            .bind(params.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A pending request: (client_id, params, created_at, expires_at).
+    pub async fn op_get_request(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(String, Value, i64, i64)>, Error> {
+        let row = sqlx::query(
+            "SELECT client_id, params, created_at, expires_at FROM op_requests WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            row.try_get("client_id").map_err(db_err)?,
+            json_of(&row, "params")?,
+            row.try_get("created_at").map_err(db_err)?,
+            row.try_get("expires_at").map_err(db_err)?,
+        )))
+    }
+
+    /// Removes a request once answered; true when this call removed it (single use).
+    pub async fn op_delete_request(&self, id: Uuid) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM op_requests WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Codes and tokens.
+impl Store {
+    pub async fn op_insert_code(&self, c: &GrantRow) -> Result<(), Error> {
+        sqlx::query(&format!(
+            "INSERT INTO op_codes ({CODE_COLS}) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)"
+        ))
+        .bind(&c.hash)
+        .bind(&c.grant_id)
+        .bind(&c.client_id)
+        .bind(c.identity_id.map(|i| i.to_string()).unwrap_or_default())
+        .bind(c.data.to_string())
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Redeems a code once. `Ok(Ok(row))`: this call redeemed it. `Ok(Err(Some(row)))`: it was
+    /// redeemed before (a replay). `Ok(Err(None))`: no such code.
+    pub async fn op_take_code(
+        &self,
+        hash: &str,
+    ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
+        let row = sqlx::query(&format!(
+            "UPDATE op_codes SET used = 1 WHERE code_hash = $1 AND used = 0 RETURNING {CODE_COLS}"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = row {
+            return Ok(Ok(code_from_row(&row)?));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLS} FROM op_codes WHERE code_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(Err(row.as_ref().map(code_from_row).transpose()?))
+    }
+
+    /// Stores tokens issued together, in one transaction.
+    pub async fn op_insert_tokens(&self, tokens: &[GrantRow]) -> Result<(), Error> {
+        let sql = format!(
+            "INSERT INTO op_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)"
+        );
+        if let [t] = tokens {
+            return self.op_insert_token_on(&sql, t, &self.pool).await;
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for t in tokens {
+            self.op_insert_token_on(&sql, t, &mut *tx).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn op_insert_token_on<'e, E>(&self, sql: &str, t: &GrantRow, on: E) -> Result<(), Error>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query(sql)
+            .bind(&t.hash)
+            .bind(&t.kind)
+            .bind(&t.grant_id)
+            .bind(&t.client_id)
+            .bind(t.identity_id.map(|i| i.to_string()))
+            .bind(t.data.to_string())
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .execute(on)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn op_get_token(&self, hash: &str) -> Result<Option<GrantRow>, Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM op_tokens WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Uses a refresh token once (rotation). Same answer shape as [`Store::op_take_code`].
+    pub async fn op_take_refresh(
+        &self,
+        hash: &str,
+    ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
+        let row = sqlx::query(&format!(
+            "UPDATE op_tokens SET used = 1 WHERE token_hash = $1 AND kind = 'refresh' AND used = 0 AND revoked = 0 RETURNING {TOKEN_COLS}"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = row {
+            return Ok(Ok(token_from_row(&row)?));
+        }
+        Ok(Err(self.op_get_token(hash).await?))
+    }
+
+    /// Revokes every token of a grant; returns how many were live.
+    pub async fn op_revoke_grant(&self, grant_id: &str) -> Result<u64, Error> {
+        let done =
+            sqlx::query("UPDATE op_tokens SET revoked = 1 WHERE grant_id = $1 AND revoked = 0")
+                .bind(grant_id)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn op_revoke_token(&self, hash: &str) -> Result<u64, Error> {
+        let done = sqlx::query("UPDATE op_tokens SET revoked = 1 WHERE token_hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Housekeeping: drops expired requests, codes and tokens (before `cutoff`).
+    pub async fn op_delete_stale(&self, cutoff: i64) -> Result<u64, Error> {
+        let mut total = 0;
+        for sql in [
+            "DELETE FROM op_requests WHERE expires_at < $1",
+            "DELETE FROM op_codes WHERE expires_at < $1",
+            "DELETE FROM op_tokens WHERE expires_at < $1",
+        ] {
+            total += sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,259 @@
+//! `tessera clients …`: apps of the OpenID Provider, through a running server's admin API
+//! (`/admin/clients`).
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+#[derive(Args)]
+pub struct ClientsArgs {
+    /// Admin API URL.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_URL",
+        default_value = "http://127.0.0.1:4434",
+        global = true
+    )]
+    endpoint: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create an app; prints its client_id and (confidential apps) its secret, shown only now.
+    Create(Box<CreateArgs>),
+    /// List apps (JSON).
+    List,
+    /// Show one app (JSON).
+    Get { client_id: String },
+    /// Delete apps, with every token issued to them.
+    Delete {
+        #[arg(required = true)]
+        client_ids: Vec<String>,
+    },
+    /// Let identities use an app whose access is `assigned`.
+    Assign {
+        client_id: String,
+        #[arg(required = true)]
+        identity_ids: Vec<String>,
+    },
+    /// Take an app away from identities.
+    Unassign {
+        client_id: String,
+        #[arg(required = true)]
+        identity_ids: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// The app's name, shown on the consent page.
+    #[arg(long)]
+    name: String,
+    /// traditional (server-side web app), spa, native or machine.
+    #[arg(long = "type", default_value = "traditional")]
+    app_type: String,
+    /// A redirect URI (repeat for several); matched exactly.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// A post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Grant types (repeat), e.g. authorization_code, implicit, refresh_token, client_credentials.
+    #[arg(long = "grant-type")]
+    grant_types: Vec<String>,
+    /// Response types (repeat), e.g. code, id_token, "id_token token".
+    #[arg(long = "response-type")]
+    response_types: Vec<String>,
+    /// Space-separated scopes the app may ask for.
+    #[arg(long)]
+    scope: Option<String>,
+    /// client_secret_basic, client_secret_post (confidential apps) or none (public apps).
+    #[arg(long = "token-endpoint-auth-method")]
+    auth_method: Option<String>,
+    /// The `sub` the app sees: id, pairwise, traits.<path>, metadata_public.<path>,
+    /// metadata_admin.<path> or credentials.oidc.<provider id>.
+    #[arg(long)]
+    subject: Option<String>,
+    /// all, or assigned (only identities assigned with `clients assign`).
+    #[arg(long)]
+    access: Option<String>,
+    /// First-party app: no consent step.
+    #[arg(long)]
+    skip_consent: bool,
+    /// Use this client_id instead of a generated one.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Print the whole created app as JSON (with the secret) instead of two lines.
+    #[arg(long)]
+    json: bool,
+}
+
+fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("HTTP client")
+}
+
+async fn error_text(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let reason = body
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("no details");
+    format!("HTTP {status}: {reason}")
+}
+
+async fn send(req: reqwest::RequestBuilder, base: &str) -> Result<reqwest::Response> {
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the admin API at {base}"))?;
+    if !resp.status().is_success() {
+        bail!(error_text(resp).await);
+    }
+    Ok(resp)
+}
+
+fn body(a: &CreateArgs) -> Value {
+    let mut m = Map::new();
+    m.insert("client_name".into(), json!(a.name));
+    m.insert("app_type".into(), json!(a.app_type));
+    m.insert("redirect_uris".into(), json!(a.redirect_uris));
+    m.insert(
+        "post_logout_redirect_uris".into(),
+        json!(a.post_logout_redirect_uris),
+    );
+    if !a.grant_types.is_empty() {
+        m.insert("grant_types".into(), json!(a.grant_types));
+    }
+    if !a.response_types.is_empty() {
+        m.insert("response_types".into(), json!(a.response_types));
+    }
+    for (k, v) in [
+        ("scope", &a.scope),
+        ("token_endpoint_auth_method", &a.auth_method),
+        ("subject", &a.subject),
+        ("access", &a.access),
+        ("client_id", &a.client_id),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    m.insert("skip_consent".into(), json!(a.skip_consent));
+    Value::Object(m)
+}
+
+pub async fn run(args: ClientsArgs) -> Result<()> {
+    let base = args.endpoint.trim_end_matches('/').to_string();
+    let http = client()?;
+    match args.cmd {
+        Cmd::Create(a) => {
+            let resp = send(
+                http.post(format!("{base}/admin/clients")).json(&body(&a)),
+                &base,
+            )
+            .await?;
+            let v: Value = resp.json().await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("client_id: {}", v["client_id"].as_str().unwrap_or_default());
+                if let Some(s) = v["client_secret"].as_str() {
+                    println!("client_secret: {s}");
+                    eprintln!(
+                        "Keep the secret now: it is stored hashed and cannot be shown again."
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::List => {
+            let v: Value = send(http.get(format!("{base}/admin/clients")), &base)
+                .await?
+                .json()
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Get { client_id } => {
+            let v: Value = send(
+                http.get(format!("{base}/admin/clients/{}", enc(&client_id))),
+                &base,
+            )
+            .await?
+            .json()
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Delete { client_ids } => {
+            let mut failed = 0;
+            for id in client_ids {
+                match send(
+                    http.delete(format!("{base}/admin/clients/{}", enc(&id))),
+                    &base,
+                )
+                .await
+                {
+                    Ok(_) => println!("{id}"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{id}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                Err(anyhow!("{failed} app(s) could not be deleted"))
+            } else {
+                Ok(())
+            }
+        }
+        Cmd::Assign {
+            client_id,
+            identity_ids,
+        } => {
+            for i in identity_ids {
+                send(
+                    http.put(format!(
+                        "{base}/admin/clients/{}/assignments/{}",
+                        enc(&client_id),
+                        enc(&i)
+                    )),
+                    &base,
+                )
+                .await
+                .with_context(|| format!("assigning {i}"))?;
+                println!("{i}");
+            }
+            Ok(())
+        }
+        Cmd::Unassign {
+            client_id,
+            identity_ids,
+        } => {
+            for i in identity_ids {
+                send(
+                    http.delete(format!(
+                        "{base}/admin/clients/{}/assignments/{}",
+                        enc(&client_id),
+                        enc(&i)
+                    )),
+                    &base,
+                )
+                .await
+                .with_context(|| format!("unassigning {i}"))?;
+                println!("{i}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,564 @@
+//! Apps of the OpenID Provider: the admin API (`/admin/clients`) and its validation, secret
+//! rotation, the `tessera clients` and `tessera keys rotate` commands (the built binary), who may
+//! use an app (`access: assigned`), per-app subjects and claims mappers.
+
+mod op_common;
+
+use op_common::*;
+use serde_json::{Value, json};
+use tessera_testkit::journey::location;
+use tessera_testkit::{Backend, Browser, TestServer};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const RP: &str = "https://rp.example.com/callback";
+
+/// Runs the binary without blocking the runtime the in-process server answers on.
+async fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .await
+        .expect("run tessera");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn line_value(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn one_cli_command_creates_an_app_and_a_client_signs_in_with_code_and_pkce() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "cli@example.com").await;
+    let (ok, out, err) = cli(&[
+        "clients",
+        "create",
+        "--endpoint",
+        &s.admin,
+        "--name",
+        "Bookstore",
+        "--redirect-uri",
+        RP,
+        "--skip-consent",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let client_id = line_value(&out, "client_id");
+    let secret = line_value(&out, "client_secret");
+    assert!(!client_id.is_empty() && secret.len() >= 32, "{out}");
+    let c = json!({"client_id": client_id, "client_secret": secret, "redirect_uris": [RP]});
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "cli@example.com", "openid email").await;
+    let claims = verify(&s, t["id_token"].as_str().unwrap(), &client_id).await;
+    assert_eq!(claims["sub"], json!(id));
+    // list, get and delete through the CLI.
+    let (ok, out, _) = cli(&["clients", "list", "--endpoint", &s.admin]).await;
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["client_id"], json!(client_id));
+    assert!(
+        list[0].get("secrets").is_none() && !out.contains(&secret),
+        "no secret or hash listed"
+    );
+    let (ok, out, _) = cli(&["clients", "get", "--endpoint", &s.admin, &client_id]).await;
+    assert!(ok && out.contains("Bookstore"));
+    let (ok, _, _) = cli(&["clients", "delete", "--endpoint", &s.admin, &client_id]).await;
+    assert!(ok);
+    let (ok, _, err) = cli(&["clients", "get", "--endpoint", &s.admin, &client_id]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+    // Tokens of a deleted app are gone with it.
+    let r = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}
+
+async fn admin(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = TestServer::client().request(method, format!("{}{path}", s.admin));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn admin_api_validates_metadata_and_rotates_secrets() {
+    let s = server(Backend::Sqlite, "").await;
+    use reqwest::Method;
+    for (body, needle) in [
+        (
+            json!({"app_type": "spa", "redirect_uris": [RP], "token_endpoint_auth_method": "client_secret_basic"}),
+            "public",
+        ),
+        (json!({"app_type": "traditional"}), "redirect_uris"),
+        (
+            json!({"redirect_uris": ["https://rp.example.com/cb#frag"]}),
+            "fragment",
+        ),
+        (json!({"redirect_uris": ["not a url"]}), "absolute URL"),
+        (
+            json!({"redirect_uris": [RP], "subject": "traits."}),
+            "subject",
+        ),
+        (
+            json!({"redirect_uris": [RP], "subject": "credentials.oidc."}),
+            "subject",
+        ),
+        (json!({"redirect_uris": [RP], "access": "some"}), "access"),
+        (
+            json!({"redirect_uris": [RP], "grant_types": ["client_credentials"]}),
+            "machine",
+        ),
+        (
+            json!({"redirect_uris": [RP], "response_types": ["id_token"]}),
+            "implicit",
+        ),
+        (
+            json!({"redirect_uris": [RP], "claims_mapper": "{ a: "}),
+            "claims_mapper",
+        ),
+        (json!({"redirect_uris": [RP], "colour": "red"}), "colour"),
+    ] {
+        let (st, e) = admin(&s, Method::POST, "/admin/clients", Some(body.clone())).await;
+        assert_eq!(st, 400, "{body} → {e}");
+        assert!(
+            e["error"]["reason"].as_str().unwrap().contains(needle),
+            "{body} → {e}"
+        );
+    }
+    let c = create_client(&s, json!({"client_id": "wp-site", "client_name": "WordPress", "redirect_uris": [RP], "skip_consent": true})).await;
+    assert_eq!(c["client_id"], "wp-site");
+    assert_eq!(c["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(
+        c["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    let (st, e) = admin(
+        &s,
+        Method::POST,
+        "/admin/clients",
+        Some(json!({"client_id": "wp-site", "redirect_uris": [RP]})),
+    )
+    .await;
+    assert_eq!(st, 409, "{e}");
+    let old = c["client_secret"].as_str().unwrap().to_string();
+    // Rotation: a second secret; both work until the old one is deleted.
+    let (st, added) = admin(&s, Method::POST, "/admin/clients/wp-site/secrets", None).await;
+    assert_eq!(st, 201);
+    let new = added["client_secret"].as_str().unwrap().to_string();
+    let cc = |secret: String| {
+        let s = &s;
+        async move {
+            token(
+                s,
+                Some(("wp-site", &secret)),
+                &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+            )
+            .await
+            .1["error"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        cc(old.clone()).await,
+        "invalid_grant",
+        "old secret authenticates"
+    );
+    assert_eq!(
+        cc(new.clone()).await,
+        "invalid_grant",
+        "new secret authenticates"
+    );
+    let (_, got) = admin(&s, Method::GET, "/admin/clients/wp-site", None).await;
+    let old_id = got["client_secrets"][0]["id"].as_str().unwrap().to_string();
+    let (st, _) = admin(
+        &s,
+        Method::DELETE,
+        &format!("/admin/clients/wp-site/secrets/{old_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    assert_eq!(cc(old).await, "invalid_client");
+    assert_eq!(cc(new).await, "invalid_grant");
+    let new_id = added["id"].as_str().unwrap();
+    let (st, e) = admin(
+        &s,
+        Method::DELETE,
+        &format!("/admin/clients/wp-site/secrets/{new_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400, "the last secret stays: {e}");
+    // PUT replaces metadata, keeps id and secrets.
+    let (st, up) = admin(&s, Method::PUT, "/admin/clients/wp-site", Some(json!({"client_name": "Blog", "redirect_uris": [RP, "https://rp.example.com/cb2"], "subject": "pairwise"}))).await;
+    assert_eq!(st, 200, "{up}");
+    assert_eq!(up["client_name"], "Blog");
+    assert_eq!(up["client_secrets"].as_array().unwrap().len(), 1);
+    let (st, _) = admin(&s, Method::GET, "/admin/clients/nope", None).await;
+    assert_eq!(st, 404);
+    let (st, _) = admin(&s, Method::DELETE, "/admin/clients/wp-site", None).await;
+    assert_eq!(st, 204);
+    let (st, _) = admin(&s, Method::DELETE, "/admin/clients/wp-site", None).await;
+    assert_eq!(st, 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn access_assigned_lets_only_assigned_identities_in() {
+    let s = server(Backend::Sqlite, "").await;
+    let alice = user(&s, "alice@example.com").await;
+    user(&s, "bob@example.com").await;
+    let mut body = traditional(RP);
+    body["access"] = json!("assigned");
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let cid = c["client_id"].as_str().unwrap();
+    let (ok, _, err) = cli(&["clients", "assign", "--endpoint", &s.admin, cid, &alice]).await;
+    assert!(ok, "{err}");
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "alice@example.com", "openid offline_access").await;
+    assert!(t["id_token"].is_string());
+    // Bob is not assigned: a page that says so, with a way back carrying access_denied.
+    let bob = Browser::default();
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s"),
+        ],
+    );
+    let (st, _, page) = drive(&bob, &s, &start, "bob@example.com", None).await;
+    assert_eq!(st, 403);
+    assert!(
+        page.contains("Bookstore") && page.contains("access_denied"),
+        "{page}"
+    );
+    let back = between(&page, "<a href=\"", "\"");
+    assert!(back.starts_with(RP), "{back}");
+    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&back, "state").as_deref(), Some("s"));
+    // prompt=none answers the app directly.
+    let r = bob.get(&format!("{start}&prompt=none"), false).await;
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("access_denied")
+    );
+    // Unassigning Alice ends her refresh tokens too.
+    let (ok, _, err) = cli(&["clients", "unassign", "--endpoint", &s.admin, cid, &alice]).await;
+    assert!(ok, "{err}");
+    let (st, e, _) = token(
+        &s,
+        Some((cid, c["client_secret"].as_str().unwrap())),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
+    let (ok, _, err) = cli(&[
+        "clients",
+        "assign",
+        "--endpoint",
+        &s.admin,
+        cid,
+        "7b1d3f2e-0000-4000-8000-000000000000",
+    ])
+    .await;
+    assert!(!ok && err.contains("404"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn per_app_subjects_and_a_missing_value_is_an_error_page_not_an_empty_sub() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "emp@example.com").await;
+    let mk = |subject: &str, redirect: &str| {
+        let mut b = traditional(redirect);
+        b["subject"] = json!(subject);
+        b["skip_consent"] = json!(true);
+        b["client_name"] = json!(format!("App {subject}"));
+        b
+    };
+    let by_email = create_client(&s, mk("traits.email", RP)).await;
+    let by_emp = create_client(&s, mk("metadata_public.employee.id", RP)).await;
+    let pw1 = create_client(&s, mk("pairwise", "https://one.example.com/cb")).await;
+    let pw2 = create_client(&s, mk("pairwise", "https://two.example.com/cb")).await;
+    let b = Browser::default();
+    let sub_of = |t: Value| t["id_token"].as_str().unwrap().to_string();
+    let t = code_flow(&b, &s, &by_email, "emp@example.com", "openid").await;
+    assert_eq!(
+        verify(&s, &sub_of(t), by_email["client_id"].as_str().unwrap()).await["sub"],
+        "emp@example.com"
+    );
+    // No metadata_public.employee.id yet: an error page naming the app and the expression.
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", by_emp["client_id"].as_str().unwrap()),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+        ],
+    );
+    let (st, _, page) = drive(&b, &s, &start, "x", None).await;
+    assert_eq!(st, 403);
+    assert!(
+        page.contains("App metadata_public.employee.id")
+            && page.contains("has no value for `metadata_public.employee.id`"),
+        "{page}"
+    );
+    // The admin sets it: now it is the sub.
+    let r = TestServer::client().patch(format!("{}/admin/identities/{id}", s.admin)).json(&json!([{"op": "add", "path": "/metadata_public", "value": {"employee": {"id": "E-1001"}}}])).send().await.unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let t = code_flow(&b, &s, &by_emp, "x", "openid").await;
+    assert_eq!(
+        verify(&s, &sub_of(t), by_emp["client_id"].as_str().unwrap()).await["sub"],
+        "E-1001"
+    );
+    // Pairwise: stable per sector, different across sectors, never the identity id.
+    let a1 = verify(
+        &s,
+        &sub_of(code_flow(&b, &s, &pw1, "x", "openid").await),
+        pw1["client_id"].as_str().unwrap(),
+    )
+    .await["sub"]
+        .clone();
+    let a2 = verify(
+        &s,
+        &sub_of(code_flow(&b, &s, &pw1, "x", "openid").await),
+        pw1["client_id"].as_str().unwrap(),
+    )
+    .await["sub"]
+        .clone();
+    let b1 = verify(
+        &s,
+        &sub_of(code_flow(&b, &s, &pw2, "x", "openid").await),
+        pw2["client_id"].as_str().unwrap(),
+    )
+    .await["sub"]
+        .clone();
+    assert_eq!(a1, a2);
+    assert_ne!(a1, b1);
+    assert_ne!(a1, json!(id));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_claims_mapper_adds_id_token_claims_but_cannot_change_protected_ones() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "mapped@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    body["claims_mapper"] = json!(
+        "local c = std.extVar('claims'); { claims: { tenant: 'acme', mail_upper: std.asciiUpper(c.identity.traits.email), sub: 'forged', aud: 'x' } }"
+    );
+    let c = create_client(&s, body).await;
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "mapped@example.com", "openid").await;
+    let claims = verify(
+        &s,
+        t["id_token"].as_str().unwrap(),
+        c["client_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(claims["tenant"], "acme");
+    assert_eq!(claims["mail_upper"], "MAPPED@EXAMPLE.COM");
+    assert_eq!(claims["sub"], json!(id));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn keys_rotate_publishes_a_new_key_and_keeps_the_old_one_for_the_overlap() {
+    let s = server(Backend::Sqlite, "").await;
+    user(&s, "keys@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let cid = c["client_id"].as_str().unwrap();
+    let b = Browser::default();
+    let before = code_flow(&b, &s, &c, "keys@example.com", "openid").await;
+    let old_kid = jsonwebtoken::decode_header(before["id_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    let config = s.dir.join("tessera.yml");
+    let (ok, out, err) = cli(&["keys", "rotate", "--config", config.to_str().unwrap()]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("new signing key"), "{out}");
+    // Servers reload their key set within seconds.
+    let mut kids = vec![];
+    for _ in 0..100 {
+        let jwks: Value = reqwest::get(format!("{}/oidc/jwks", s.public))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        kids = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect();
+        if kids.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert_eq!(
+        kids[1], old_kid,
+        "the old key is still published, after the new one"
+    );
+    let after = code_flow(&b, &s, &c, "keys@example.com", "openid").await;
+    let new_kid = jsonwebtoken::decode_header(after["id_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(new_kid, kids[0]);
+    verify(&s, before["id_token"].as_str().unwrap(), cid).await;
+    verify(&s, after["id_token"].as_str().unwrap(), cid).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_an_identity_ends_its_tokens() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "gone@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let (cid, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "gone@example.com", "openid offline_access").await;
+    let at = t["access_token"].as_str().unwrap();
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((cid, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(i["active"], true);
+    let r = TestServer::client()
+        .delete(format!("{}/admin/identities/{id}", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((cid, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(i, json!({"active": false}));
+    let (st, e, _) = token(
+        &s,
+        Some((cid, secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")));
+    s.stop().await;
+}
+
+/// `tessera serve` (the real binary) creates the first signing key at its first start, seals its
+/// private half with `secrets.cipher`, and keeps it across a restart.
+#[tokio::test]
+async fn the_binary_creates_a_sealed_signing_key_on_first_start_and_keeps_it() {
+    let dir = tessera_testkit::temp_dir();
+    let db = dir.join("t.db");
+    let dsn = format!("sqlite://{}?mode=rwc", db.display());
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pp, ap) = (free(), free());
+    let config = dir.join("tessera.yml");
+    std::fs::write(&config, format!("dsn: \"{dsn}\"\nserve:\n  public:\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    port: {ap}\nsecrets:\n  default: [\"first-start-secret-0123456789\"]\n")).unwrap();
+    let (ok, _, err) = cli(&[
+        "migrate",
+        "sql",
+        "up",
+        "--yes",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let public = format!("http://127.0.0.1:{pp}");
+    let mut kids = vec![];
+    for _ in 0..2 {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Poll until the key made at start is published (RSA generation takes a moment).
+        let mut jwks = Value::Null;
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{public}/oidc/jwks")).await
+                && r.status() == 200
+            {
+                jwks = r.json().await.unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let keys = jwks["keys"].as_array().expect("a JWKS");
+        assert_eq!(keys.len(), 1, "{jwks}");
+        assert_eq!(keys[0]["alg"], "RS256", "RS256 by default");
+        kids.push(keys[0]["kid"].as_str().unwrap().to_string());
+        child.kill().await.unwrap();
+    }
+    assert_eq!(kids[0], kids[1], "the key survives a restart");
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&dsn).await.unwrap();
+    let (sealed, public_jwk): (String, String) =
+        sqlx::query_as("SELECT private_sealed, public_jwk FROM op_keys")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(sealed.starts_with("v1."), "sealed with secrets.cipher");
+    assert!(
+        !public_jwk.contains("\"d\""),
+        "no private part in the public JWK"
+    );
+}

@@ -1,0 +1,84 @@
+// A relying party built on the real `openid-client` npm package, driven by Tessera's tests
+// (crates/tessera/tests/op_peers.rs) to check Tessera's OpenID Provider against someone else's
+// reading of the specifications.
+//
+//   node op-client.mjs '{"issuer": "...", "client_id": "...", "client_secret": "...",
+//                        "redirect_uri": "...", "post_logout_redirect_uri": "...",
+//                        "auth": "client_secret_basic"|"client_secret_post"|"none"}'
+//
+// Protocol on stdio, one JSON object per line: it prints {"authorize": URL}; the test signs in
+// with a browser and writes back {"callback": URL} (where Tessera redirected to); it then
+// exchanges the code (PKCE S256, state and nonce checked, id_token validated by openid-client),
+// reads userinfo, refreshes, introspects, revokes, builds the logout URL and prints
+// {"result": {...}} — or {"error": "..."} on any failure.
+import * as oidc from 'openid-client';
+import readline from 'node:readline';
+
+const cfg = JSON.parse(process.argv[2]);
+const out = (v) => process.stdout.write(JSON.stringify(v) + '\n');
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const next = async () => JSON.parse((await lines.next()).value);
+
+async function main() {
+  const auth = cfg.auth === 'client_secret_post'
+    ? oidc.ClientSecretPost(cfg.client_secret)
+    : cfg.auth === 'none' ? oidc.None() : oidc.ClientSecretBasic(cfg.client_secret);
+  const config = await oidc.discovery(new URL(cfg.issuer), cfg.client_id, undefined, auth, {
+    execute: [oidc.allowInsecureRequests],
+  });
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: cfg.redirect_uri,
+    scope: 'openid email profile offline_access',
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+  });
+  out({ authorize: url.href });
+  const { callback } = await next();
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(callback), {
+    pkceCodeVerifier: verifier,
+    expectedState: state,
+    expectedNonce: nonce,
+    idTokenExpected: true,
+  });
+  const claims = tokens.claims();
+  const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
+  const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+  const result = {
+    sub: claims.sub,
+    aud: claims.aud,
+    email: claims.email,
+    expires_in: tokens.expires_in,
+    userinfo,
+    refreshed_sub: refreshed.claims()?.sub,
+    rotated: refreshed.refresh_token !== tokens.refresh_token,
+  };
+  if (cfg.auth !== 'none') {
+    result.introspected = await oidc.tokenIntrospection(config, refreshed.access_token);
+  }
+  await oidc.tokenRevocation(config, refreshed.refresh_token);
+  try {
+    await oidc.refreshTokenGrant(config, refreshed.refresh_token);
+    result.after_revocation = 'accepted';
+  } catch (e) {
+    result.after_revocation = e.error || e.code || String(e);
+  }
+  result.logout = oidc.buildEndSessionUrl(config, {
+    id_token_hint: tokens.id_token,
+    post_logout_redirect_uri: cfg.post_logout_redirect_uri,
+    state: 'bye',
+  }).href;
+  out({ result });
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    out({ error: `${e.name}: ${e.message}${e.error ? ` (${e.error}: ${e.error_description})` : ''}${e.cause ? ` cause: ${JSON.stringify(e.cause)}` : ''}` });
+    process.exit(1);
+  },
+);
