@@ -631,7 +631,10 @@ async fn delete_secret(
     State(st): State<AppState>,
     Path((id, secret)): Path<(String, String)>,
 ) -> AdminResult {
-    st.op().delete_secret(&id, &secret).await.map_err(admin_err)?;
+    st.op()
+        .delete_secret(&id, &secret)
+        .await
+        .map_err(admin_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

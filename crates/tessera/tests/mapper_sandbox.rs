@@ -361,7 +361,9 @@ async fn a_cancelled_evaluation_does_not_leak_its_answer_to_the_next_caller() {
 async fn callers_wait_a_bounded_time_for_a_worker() {
     let mut cfg = config();
     cfg.workers = 1;
-    cfg.timeout = Duration::from_millis(300);
+    // Long enough that the four endless requests still hold the worker when the fifth comes,
+    // however slowly a loaded machine dispatches them.
+    cfg.timeout = Duration::from_millis(2000);
     cfg.queue_timeout = Duration::from_millis(200);
     let pool = MapperPool::new(cfg);
     assert_healthy(&pool).await;
@@ -373,7 +375,7 @@ async fn callers_wait_a_bounded_time_for_a_worker() {
             tokio::spawn(async move { pool.evaluate(&mapper(ENDLESS), &json!({})).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     match pool.evaluate(&mapper(GITHUB), &seed_claims()).await {
         Err(MapperError::Unavailable(msg)) => assert!(msg.contains("busy"), "{msg}"),
