@@ -1,14 +1,17 @@
 // The hosted sign-in pages clicked through in Debian's chromium with playwright-core.
 //
 // Run by crates/tessera/tests/ui_browser.rs, which starts Tessera and the provider emulators
-// and passes: TESSERA_URL (public base URL), TESSERA_CHROMIUM (browser binary) and
-// SCREENSHOT_DIR (where every page is saved at 360 px and 1280 px wide).
+// and passes: TESSERA_URL (public base URL), TESSERA_CHROMIUM (browser binary),
+// SCREENSHOT_DIR (where every page is saved at 360 px and 1280 px wide), and for the OpenID
+// Provider scenarios an app registered through the admin API: APP_CLIENT_ID and
+// APP_REDIRECT_URI (a loopback page the test serves).
 //
 // Each scenario runs in a fresh browser context (its own cookies and language). A scenario
 // fails on a wrong page, a page in the wrong language, or any CSP violation the browser reports.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BASE = process.env.TESSERA_URL;
@@ -26,8 +29,12 @@ function check(cond, what) {
 }
 
 /// Saves the page at phone and desktop widths: `<scenario>-<nn>-<step>-{360,1280}.png`.
+function onTessera(t) {
+  return new URL(t.page.url()).origin === new URL(BASE).origin;
+}
+
 async function shot(t, step) {
-  if (t.page.url().startsWith(BASE)) await audit(t);
+  if (onTessera(t)) await audit(t);
   t.n += 1;
   const name = `${t.name}-${String(t.n).padStart(2, '0')}-${step}`;
   for (const width of [360, 1280]) {
@@ -88,15 +95,35 @@ async function submitAndWait(t, locator, url) {
 
 /// Presses a provider's button and picks a fake user on the emulator's consent page.
 async function socialSignIn(t, buttonName, userLink) {
-  await submitAndWait(t, t.page.getByRole('button', { name: buttonName, exact: true }), (u) => !u.href.startsWith(BASE));
+  await submitAndWait(t, t.page.getByRole('button', { name: buttonName, exact: true }), (u) => u.origin !== new URL(BASE).origin);
   await shot(t, 'upstream-consent');
   await t.page.getByRole('link', { name: userLink }).click();
-  await t.page.waitForURL((u) => u.href.startsWith(BASE) && !u.pathname.startsWith('/self-service'));
+  await t.page.waitForURL((u) => u.origin === new URL(BASE).origin && !u.pathname.startsWith('/self-service'));
   await t.page.waitForLoadState('load');
 }
 
 async function signOut(t, name) {
   await submitAndWait(t, t.page.getByRole('link', { name }), /\/ui\/welcome/);
+}
+
+/// An authorization request of the test's app (PKCE S256, a fresh state), asking for `lang`.
+function appAuthorizeUrl(lang) {
+  const clientId = process.env.APP_CLIENT_ID;
+  const redirect = process.env.APP_REDIRECT_URI;
+  check(clientId && redirect, 'APP_CLIENT_ID and APP_REDIRECT_URI must be set');
+  const verifier = randomBytes(32).toString('base64url');
+  const state = randomBytes(9).toString('base64url');
+  const q = new URLSearchParams({
+    client_id: clientId,
+    redirect_uri: redirect,
+    response_type: 'code',
+    scope: 'openid email',
+    state,
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+    ui_locales: lang,
+  });
+  return { url: `${BASE}/oidc/auth?${q.toString().replace(/\+/g, '%20')}`, state, redirect };
 }
 
 const scenarios = {
@@ -233,7 +260,7 @@ const scenarios = {
   'github-en': { locale: 'en-GB', async run(t) {
     await t.page.goto(`${BASE}/self-service/login/browser`);
     await expectPage(t, { lang: 'en', heading: 'Sign in', url: /\/ui\/login\?flow=/ });
-    await submitAndWait(t, t.page.getByRole('button', { name: 'Continue with GitHub' }), (u) => !u.href.startsWith(BASE));
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Continue with GitHub' }), (u) => u.origin !== new URL(BASE).origin);
     await t.page.getByRole('link', { name: 'Cancel' }).click();
     await expectPage(t, { lang: 'en', heading: 'Sign in', url: /\/ui\/login\?flow=/ });
     check(await t.page.getByRole('alert').filter({ hasText: 'cancelled or denied' }).isVisible(), 'denied message');
@@ -269,7 +296,7 @@ const scenarios = {
     check(await t.page.getByRole('button', { name: 'Link GitHub' }).isVisible(), 'GitHub unlinked');
     await shot(t, 'settings-unlinked');
     // Link it back from settings, through the emulator.
-    await submitAndWait(t, t.page.getByRole('button', { name: 'Link GitHub' }), (u) => !u.href.startsWith(BASE));
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Link GitHub' }), (u) => u.origin !== new URL(BASE).origin);
     await t.page.getByRole('link', { name: 'Иван Петров' }).click();
     await t.page.waitForURL(/\/ui\/settings\?flow=/);
     check(await t.page.getByRole('button', { name: 'Unlink GitHub' }).isVisible(), 'GitHub linked again');
@@ -284,26 +311,56 @@ const scenarios = {
     await expectPage(t, { lang: 'ru', heading: 'Вход' });
   } },
 
-  // A look at the consent page: its template rendered with sample data by the Rust test
-  // (CONSENT_PREVIEW_DIR), shown on this server's origin so the stylesheet loads. This checks
-  // how the page looks in each language; it is NOT the OpenID Provider journey (see below).
-  'consent-preview': { locale: 'en-US', async run(t) {
-    const dir = process.env.CONSENT_PREVIEW_DIR;
-    check(dir, 'CONSENT_PREVIEW_DIR is not set');
-    for (const [tag, allow] of [['en', 'Allow'], ['zh-CN', '授权'], ['ru', 'Разрешить']]) {
-      await t.page.goto(`${BASE}/ui/welcome`);
-      await t.page.setContent(readFileSync(join(dir, `${tag}.html`), 'utf8'), { waitUntil: 'load' });
-      check(await t.page.getAttribute('html', 'lang') === tag, `consent preview in ${tag}`);
-      check(await t.page.getByRole('button', { name: allow }).isVisible(), `${tag}: "${allow}" button`);
-      await shot(t, `consent-${tag}`);
-    }
+  // An app signs in through the OpenID Provider, asking for Chinese: sign-in with DingTalk,
+  // the consent page (app name, scopes, 授权), and the app receives a code with its state.
+  'app-sign-in-with-consent': { locale: 'en-US', async run(t) {
+    const { url, state, redirect } = appAuthorizeUrl('zh-CN');
+    await t.page.goto(url);
+    await expectPage(t, { lang: 'zh-CN', heading: '登录', url: /\/ui\/login\?flow=/ });
+    await socialSignIn(t, '通过钉钉继续', '张伟');
+    await expectPage(t, { lang: 'zh-CN', heading: '授权访问', url: /\/ui\/consent\?request=/ });
+    check(await t.page.getByText('Bookstore WordPress 请求访问你的 Bookstore 账号').isVisible(), 'app name in the heading');
+    check(await t.page.getByText('zhangwei@example.cn').isVisible(), 'who is signed in');
+    const scopes = await t.page.locator('ul.scopes li').allInnerTexts();
+    check(scopes.join('|') === '确认你的身份|查看你的邮箱地址', `scopes: ${scopes}`);
+    check(await t.page.getByRole('button', { name: '取消' }).isVisible(), 'deny button');
+    await shot(t, 'consent-zh');
+    await submitAndWait(t, t.page.getByRole('button', { name: '授权', exact: true }), (u) => u.href.startsWith(redirect));
+    const back = new URL(t.page.url());
+    check(back.searchParams.get('code'), `no code in ${back}`);
+    check(back.searchParams.get('state') === state, `state ${back.searchParams.get('state')}, expected ${state}`);
+    check(!back.searchParams.get('error'), `error ${back.searchParams.get('error')}`);
+    check(t.cspViolations.length === 0, `CSP violations: ${t.cspViolations.join(' | ')}`);
   } },
 
-  // NOTE for the merge with the OpenID Provider (issue 6): add the scenario
-  // 'app-sign-in-with-consent' here: an app (openid-client or a plain authorize URL) sends the
-  // browser to /oidc/auth?…&ui_locales=zh-CN, the user signs in on /ui/login, sees /ui/consent
-  // (rendered by tessera_server::ui::consent_response), presses 授权, and the app receives a
-  // code. It cannot run on the `ui` branch, which has no OpenID Provider.
+  // The same app in Russian, and the user says no: the app hears access_denied with its state.
+  // Then the OpenID Provider's error, "Sign out?" and "signed out" pages.
+  'app-sign-in-deny': { locale: 'en-US', async run(t) {
+    const { url, state, redirect } = appAuthorizeUrl('ru');
+    await t.page.goto(url);
+    await expectPage(t, { lang: 'ru', heading: 'Вход', url: /\/ui\/login\?flow=/ });
+    await socialSignIn(t, 'Продолжить через VK', 'Иван Петров');
+    await expectPage(t, { lang: 'ru', heading: 'Разрешение доступа', url: /\/ui\/consent\?request=/ });
+    check(await t.page.getByText('Bookstore WordPress запрашивает доступ').isVisible(), 'app name in the heading');
+    await shot(t, 'consent-ru');
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Отмена', exact: true }), (u) => u.href.startsWith(redirect));
+    const back = new URL(t.page.url());
+    check(back.searchParams.get('error') === 'access_denied', `error ${back.searchParams.get('error')} in ${back}`);
+    check(back.searchParams.get('state') === state, `state ${back.searchParams.get('state')}, expected ${state}`);
+    check(!back.searchParams.get('code'), 'no code after a denial');
+    // The OP's other pages, in the language this journey chose: an error page, then
+    // "Sign out?" (no id_token_hint) and "signed out".
+    await t.page.goto(`${BASE}/oidc/auth?client_id=no-such-app&response_type=code`);
+    await expectPage(t, { lang: 'ru', heading: 'Неизвестное приложение' });
+    check(await t.page.locator('[data-error] span[lang=en]').innerText() !== '', 'technical detail in English');
+    await shot(t, 'op-error-ru');
+    await t.page.goto(`${BASE}/oidc/session/end?client_id=${encodeURIComponent(process.env.APP_CLIENT_ID)}`);
+    await expectPage(t, { lang: 'ru', heading: 'Выйти из аккаунта?' });
+    await shot(t, 'logout-confirm-ru');
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Выйти', exact: true }), (u) => u.pathname === '/oidc/session/end' && u.search === '');
+    await expectPage(t, { lang: 'ru', heading: 'Вы вышли из аккаунта' });
+    await shot(t, 'signed-out-ru');
+  } },
 };
 
 const only = process.argv.slice(2);

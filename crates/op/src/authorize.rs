@@ -77,6 +77,10 @@ pub struct ErrorPage {
     pub app: Option<String>,
     /// The RFC 6749 / OIDC error code.
     pub error: &'static str,
+    /// What went wrong, for the page's wording: the error code, or a finer reason
+    /// (`unknown_app`, `redirect_uri`, `request_expired`, `no_subject`, `not_assigned`).
+    pub reason: &'static str,
+    /// The technical description, in English.
     pub message: String,
     /// Where "Back to the app" leads, carrying the error, when the app should hear of it.
     pub back: Option<Reply>,
@@ -94,6 +98,8 @@ pub enum Authorize {
     /// The user must consent; the request id is the consent form's subject.
     Consent {
         request_id: Uuid,
+        /// The app's `ui_locales`, for the consent page's language.
+        ui_locales: Option<String>,
     },
 }
 
@@ -104,15 +110,29 @@ pub struct ConsentInfo {
     pub client_id: String,
     pub scopes: Vec<String>,
     pub request_id: Uuid,
+    /// Where the answer goes (the app's redirect URI).
+    pub redirect_uri: String,
     /// The app's `ui_locales`, for the page's language.
     pub ui_locales: Option<String>,
 }
 
 fn page(status: u16, app: Option<&Client>, error: &'static str, message: String) -> Authorize {
+    page_because(error, status, app, error, message)
+}
+
+/// An error page with a finer reason than its error code (see [`ErrorPage::reason`]).
+fn page_because(
+    reason: &'static str,
+    status: u16,
+    app: Option<&Client>,
+    error: &'static str,
+    message: String,
+) -> Authorize {
     Authorize::Page(ErrorPage {
         status,
         app: app.map(|c| c.client_name.clone()),
         error,
+        reason,
         message,
         back: None,
     })
@@ -191,7 +211,8 @@ impl Provider {
             )));
         };
         let Some(client) = self.client(client_id).await? else {
-            return Ok(Err(page(
+            return Ok(Err(page_because(
+                "unknown_app",
                 400,
                 None,
                 "invalid_client",
@@ -204,7 +225,8 @@ impl Provider {
             Some(r) => r.to_string(),
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
             None => {
-                return Ok(Err(page(
+                return Ok(Err(page_because(
+                    "redirect_uri",
                     400,
                     Some(&client),
                     "invalid_request",
@@ -216,7 +238,8 @@ impl Provider {
             }
         };
         if !client.redirect_uris.iter().any(|r| r == &redirect_uri) {
-            return Ok(Err(page(
+            return Ok(Err(page_because(
+                "redirect_uri",
                 400,
                 Some(&client),
                 "invalid_request",
@@ -422,7 +445,8 @@ impl Provider {
 
     async fn load_request(&self, id: &str) -> OpResult<Result<(Uuid, AuthParams, i64), Authorize>> {
         let expired = || {
-            page(
+            page_because(
+                "request_expired",
                 400,
                 None,
                 "invalid_request",
@@ -547,13 +571,15 @@ impl Provider {
                 status: 403,
                 app: Some(client.client_name.clone()),
                 error: "access_denied",
+                reason: "not_assigned",
                 message: msg,
                 back: Some(back),
             }));
         }
         let salt = self.pairwise_salt().await?;
         if let Err(missing) = crate::subject::resolve(&client, &identity, &salt) {
-            return Ok(page(
+            return Ok(page_because(
+                "no_subject",
                 403,
                 Some(&client),
                 "access_denied",
@@ -581,7 +607,10 @@ impl Provider {
                         "The user has not consented to this app yet.",
                     )));
                 }
-                return Ok(Authorize::Consent { request_id: id });
+                return Ok(Authorize::Consent {
+                    request_id: id,
+                    ui_locales: p.ui_locales.clone(),
+                });
             }
         }
         if !self.store.op_delete_request(id).await? {
@@ -617,6 +646,7 @@ impl Provider {
             client_id: client.client_id,
             scopes: p.scope,
             request_id: id,
+            redirect_uri: p.redirect_uri,
             ui_locales: p.ui_locales,
         }))
     }

@@ -6,9 +6,10 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::{self, csrf_for, current_session};
-use crate::op_pages::{self, BackView, ConsentView, ErrorView, FormPostView};
+use crate::op_pages::{self, FormPostView};
+use crate::ui::{self, BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView, OpPage};
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{OriginalUri, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
@@ -172,89 +173,185 @@ fn reply_response(r: &Reply) -> Response {
     }
 }
 
-fn authorize_response(st: &AppState, a: Authorize) -> Response {
-    match a {
-        Authorize::Reply(r) => reply_response(&r),
-        Authorize::Login { to } => Redirect::to(&to).into_response(),
-        Authorize::Consent { request_id } => {
-            let to = st
-                .engine()
-                .settings
-                .public_base_url
-                .join(&format!("ui/consent?request={request_id}"))
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            Redirect::to(&to).into_response()
+/// What the OP's pages need from their request: the headers (language cookie,
+/// `Accept-Language`), the app's `ui_locales` and the page's own path (the language switcher).
+struct PageCx<'a> {
+    st: &'a AppState,
+    headers: &'a HeaderMap,
+    here: String,
+    /// `ui_locales`, when the app sent it.
+    query: HashMap<String, String>,
+}
+
+impl<'a> PageCx<'a> {
+    fn new(st: &'a AppState, headers: &'a HeaderMap, uri: &OriginalUri) -> Self {
+        PageCx {
+            st,
+            headers,
+            here: uri
+                .0
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| uri.0.path().to_string()),
+            query: HashMap::new(),
         }
-        Authorize::Page(p) => op_pages::error(&ErrorView {
-            status: p.status,
-            app_name: p.app,
-            error: p.error.to_string(),
-            message: p.message,
-            back: p.back.map(|b| match b.mode {
-                ResponseMode::FormPost => BackView {
-                    href: None,
-                    form_action: Some(b.redirect_uri.clone()),
-                    fields: b.params.clone(),
-                },
-                _ => BackView {
-                    href: Some(b.url()),
-                    form_action: None,
-                    fields: vec![],
-                },
-            }),
-        }),
+    }
+
+    fn with_ui_locales(mut self, ui_locales: Option<&str>) -> Self {
+        if let Some(l) = ui_locales.filter(|l| !l.is_empty()) {
+            self.query.insert("ui_locales".into(), l.to_string());
+        }
+        self
+    }
+
+    fn page(&self, app_url: Option<String>) -> OpPage<'_> {
+        OpPage {
+            headers: self.headers,
+            query: &self.query,
+            here: &self.here,
+            app_url,
+        }
+    }
+
+    fn error(&self, v: OpErrorView) -> Response {
+        let app_url = v.back_form.as_ref().map(|f| f.action.clone());
+        ui::op_error_response(self.st, &self.page(app_url), v)
     }
 }
 
-fn page_error(e: OpError) -> Response {
-    op_pages::error(&ErrorView {
+fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
+    match a {
+        Authorize::Reply(r) => reply_response(&r),
+        Authorize::Login { to } => Redirect::to(&to).into_response(),
+        Authorize::Consent {
+            request_id,
+            ui_locales,
+        } => {
+            let to = cx
+                .st
+                .engine()
+                .settings
+                .public_base_url
+                .join("ui/consent")
+                .map(|mut u| {
+                    u.query_pairs_mut()
+                        .append_pair("request", &request_id.to_string());
+                    if let Some(l) = ui_locales.as_deref().filter(|l| !l.is_empty()) {
+                        u.query_pairs_mut().append_pair("ui_locales", l);
+                    }
+                    u.to_string()
+                })
+                .unwrap_or_default();
+            Redirect::to(&to).into_response()
+        }
+        Authorize::Page(p) => {
+            let (back_href, back_form) = match p.back {
+                Some(b) if b.mode == ResponseMode::FormPost => (
+                    None,
+                    Some(BackForm {
+                        action: b.redirect_uri.clone(),
+                        fields: b
+                            .params
+                            .iter()
+                            .map(|(name, value)| HiddenView {
+                                name: name.clone(),
+                                value: value.clone(),
+                            })
+                            .collect(),
+                    }),
+                ),
+                Some(b) => (Some(b.url()), None),
+                None => (None, None),
+            };
+            cx.error(OpErrorView {
+                status: p.status,
+                error: p.error.to_string(),
+                reason: p.reason.to_string(),
+                app_name: p.app,
+                description: p.message,
+                back_href,
+                back_form,
+            })
+        }
+    }
+}
+
+/// An OP error with no app to go back to, as the hosted error page.
+fn page_error(cx: &PageCx, e: OpError) -> Response {
+    if e.status >= 500 {
+        tracing::error!(error = e.error, reason = %e.description, "OP request failed");
+    }
+    cx.error(OpErrorView {
         status: e.status,
-        app_name: None,
         error: e.error.to_string(),
-        message: e.description,
-        back: None,
+        reason: e.error.to_string(),
+        app_name: None,
+        description: e.description,
+        back_href: None,
+        back_form: None,
+    })
+}
+
+/// A form refused for its CSRF token, as the hosted error page (403).
+fn csrf_page(cx: &PageCx) -> Response {
+    cx.error(OpErrorView {
+        status: 403,
+        error: "security_csrf_violation".into(),
+        reason: "csrf".into(),
+        app_name: None,
+        description: "The form's CSRF token is missing or does not match this browser's.".into(),
+        back_href: None,
+        back_form: None,
     })
 }
 
 async fn authorize(
     State(st): State<AppState>,
     method: Method,
+    uri: OriginalUri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let cx = PageCx::new(&st, &headers, &uri);
     let raw = if method == Method::POST {
         match form_fields(&headers, body).await {
             Ok(r) => r,
-            Err(e) => return page_error(e),
+            Err(e) => return page_error(&cx, e),
         }
     } else {
         query_params(q)
     };
+    let cx = cx.with_ui_locales(
+        raw.get("ui_locales")
+            .and_then(|v| v.first())
+            .map(String::as_str),
+    );
     let session = match current_session(&st, &headers).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
     match st.op().authorize(&raw, session.as_ref()).await {
-        Ok(a) => authorize_response(&st, a),
-        Err(e) => page_error(e),
+        Ok(a) => authorize_response(&cx, a),
+        Err(e) => page_error(&cx, e),
     }
 }
 
 async fn resume(
     State(st): State<AppState>,
+    uri: OriginalUri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let cx = PageCx::new(&st, &headers, &uri);
     let session = match current_session(&st, &headers).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
     let id = q.get("request").map(String::as_str).unwrap_or_default();
     match st.op().resume(id, session.as_ref()).await {
-        Ok(a) => authorize_response(&st, a),
-        Err(e) => page_error(e),
+        Ok(a) => authorize_response(&cx, a),
+        Err(e) => page_error(&cx, e),
     }
 }
 
@@ -376,23 +473,26 @@ async fn introspection(
 async fn end_session(
     State(st): State<AppState>,
     method: Method,
+    uri: OriginalUri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let cx = PageCx::new(&st, &headers, &uri);
     let raw = if method == Method::POST {
         match form_fields(&headers, body).await {
             Ok(r) => r,
-            Err(e) => return page_error(e),
+            Err(e) => return page_error(&cx, e),
         }
     } else {
         query_params(q)
     };
     let p = match single(raw) {
         Ok(p) => p,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(&cx, e),
     };
     let get = |k: &str| p.get(k).map(String::as_str);
+    let cx = cx.with_ui_locales(get("ui_locales"));
     let target = match st
         .op()
         .end_session(
@@ -404,7 +504,7 @@ async fn end_session(
         .await
     {
         Ok(t) => t,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(&cx, e),
     };
     let session = match current_session(&st, &headers).await {
         Ok(s) => s,
@@ -423,19 +523,35 @@ async fn end_session(
                 )
         };
         if method == Method::POST && get("confirm").is_some() && !confirmed {
-            return ApiError(Error::csrf_violation()).into_response();
+            return csrf_page(&cx);
         }
         if !hinted && !confirmed {
             let (csrf, set) = csrf_for(&st, &headers);
-            let fields = ["client_id", "post_logout_redirect_uri", "state"]
-                .iter()
-                .filter_map(|k| get(k).map(|v| (k.to_string(), v.to_string())))
-                .collect();
-            let mut resp = op_pages::logout_confirm(&op_pages::LogoutConfirmView {
-                action: st.op().endpoint("session/end"),
-                csrf_token: csrf,
-                fields,
-            });
+            let fields = [
+                "client_id",
+                "post_logout_redirect_uri",
+                "state",
+                "ui_locales",
+            ]
+            .iter()
+            .filter_map(|k| {
+                get(k).map(|v| HiddenView {
+                    name: k.to_string(),
+                    value: v.to_string(),
+                })
+            })
+            .collect();
+            let user = s.identity.as_ref().map(user_label);
+            let mut resp = ui::logout_confirm_response(
+                &st,
+                &cx.page(target.clone()),
+                LogoutConfirmView {
+                    form_action: st.op().endpoint("session/end"),
+                    csrf_token: csrf,
+                    fields,
+                    user_identifier: user,
+                },
+            );
             if let Some(c) = set {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
@@ -447,7 +563,15 @@ async fn end_session(
     }
     let mut resp = match target {
         Some(to) => Redirect::to(&to).into_response(),
-        None => op_pages::signed_out(),
+        // The language switcher comes back to a plain `/oidc/session/end`, which shows this page
+        // again rather than replaying the logout request's parameters.
+        None => ui::signed_out_response(
+            &st,
+            &OpPage {
+                here: "/oidc/session/end",
+                ..cx.page(None)
+            },
+        ),
     };
     resp.headers_mut()
         .append(header::SET_COOKIE, http::clear_session_cookie(&st));
@@ -478,27 +602,31 @@ fn user_label(identity: &tessera_core::identity::Identity) -> String {
     identity.id.to_string()
 }
 
+/// `GET /ui/consent?request=<id>[&ui_locales=…]`: the hosted consent page.
 async fn consent_page(
     State(st): State<AppState>,
+    uri: OriginalUri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    let cx =
+        PageCx::new(&st, &headers, &uri).with_ui_locales(q.get("ui_locales").map(String::as_str));
     let id = q.get("request").cloned().unwrap_or_default();
     let session = match current_session(&st, &headers).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             // Signed out meanwhile: the request goes through sign-in again.
             return match st.op().resume(&id, None).await {
-                Ok(a) => authorize_response(&st, a),
-                Err(e) => page_error(e),
+                Ok(a) => authorize_response(&cx, a),
+                Err(e) => page_error(&cx, e),
             };
         }
         Err(e) => return e.into_response(),
     };
     let info = match st.op().consent_info(&id).await {
         Ok(Ok(i)) => i,
-        Ok(Err(a)) => return authorize_response(&st, a),
-        Err(e) => return page_error(e),
+        Ok(Err(a)) => return authorize_response(&cx, a),
+        Err(e) => return page_error(&cx, e),
     };
     let (csrf, set) = csrf_for(&st, &headers);
     let user = session
@@ -506,12 +634,11 @@ async fn consent_page(
         .as_ref()
         .map(user_label)
         .unwrap_or_else(|| session.identity_id.to_string());
-    let mut resp = op_pages::consent(&ConsentView {
+    let view = ConsentView {
         app_name: info.client_name,
-        client_id: info.client_id,
         scopes: info.scopes,
-        user,
-        action: st
+        user_identifier: user,
+        form_action: st
             .engine()
             .settings
             .public_base_url
@@ -519,19 +646,26 @@ async fn consent_page(
             .map(|u| u.to_string())
             .unwrap_or_default(),
         csrf_token: csrf,
-        request_id: info.request_id.to_string(),
-        ui_locales: info.ui_locales,
-    });
+        request: info.request_id.to_string(),
+    };
+    let mut resp = ui::consent_response(&st, &cx.page(Some(info.redirect_uri)), view);
     if let Some(c) = set {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
 }
 
-async fn consent_submit(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// `POST /ui/consent`: `csrf_token`, `request` and `decision` (`accept` or `deny`).
+async fn consent_submit(
+    State(st): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cx = PageCx::new(&st, &headers, &uri);
     let form = match form_fields(&headers, body).await.and_then(single) {
         Ok(f) => f,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(&cx, e),
     };
     let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
     let sent = form
@@ -539,18 +673,27 @@ async fn consent_submit(State(st): State<AppState>, headers: HeaderMap, body: Bo
         .map(String::as_str)
         .unwrap_or_default();
     if cookie.is_empty() || !tessera_core::crypto::constant_time_eq(cookie, sent) {
-        return ApiError(Error::csrf_violation()).into_response();
+        return csrf_page(&cx);
     }
     let session = match current_session(&st, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return ApiError(Error::no_session()).into_response(),
+        Ok(None) => {
+            return page_error(
+                &cx,
+                OpError::new(
+                    "login_required",
+                    401,
+                    "There is no signed-in session in this browser any more.",
+                ),
+            );
+        }
         Err(e) => return e.into_response(),
     };
     let id = form.get("request").map(String::as_str).unwrap_or_default();
     let accept = form.get("decision").is_some_and(|d| d == "accept");
     match st.op().decide_consent(id, &session, accept).await {
-        Ok(a) => authorize_response(&st, a),
-        Err(e) => page_error(e),
+        Ok(a) => authorize_response(&cx, a),
+        Err(e) => page_error(&cx, e),
     }
 }
 

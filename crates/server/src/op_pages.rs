@@ -1,55 +1,20 @@
-//! The OpenID Provider's pages: consent, errors shown instead of going back to an app, the
-//! `form_post` answer, and "signed out". Each is rendered from a plain serialisable view struct,
-//! so the hosted UI's templates can replace the markup without touching the logic. No
-//! JavaScript, except the one line that auto-submits a `form_post` answer (with a button for
-//! browsers without it).
+//! The OpenID Provider's `form_post` answer (OAuth 2.0 Form Post Response Mode): an
+//! auto-submitting form to the app. It is a transport rather than a page, so it has its own
+//! minimal markup and CSP (the one inline line that submits it, a button for browsers without
+//! JavaScript). Every page the user reads — consent, errors, "Sign out?", "signed out" — is a
+//! hosted UI page (`crate::ui`).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// The consent page.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConsentView {
-    pub app_name: String,
-    pub client_id: String,
-    pub scopes: Vec<String>,
-    /// Who is signed in (their email or other identifier, else the identity id).
-    pub user: String,
-    pub action: String,
-    pub csrf_token: String,
-    pub request_id: String,
-    pub ui_locales: Option<String>,
-}
-
-/// A link or form back to the app carrying an error.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackView {
-    /// For GET links (query or fragment answers).
-    pub href: Option<String>,
-    /// For `form_post` answers: the action and the fields.
-    pub form_action: Option<String>,
-    pub fields: Vec<(String, String)>,
-}
-
-/// An error shown to the user.
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorView {
-    pub status: u16,
-    pub app_name: Option<String>,
-    pub error: String,
-    pub message: String,
-    pub back: Option<BackView>,
-}
-
-/// An auto-submitting `form_post` answer (OAuth 2.0 Form Post Response Mode).
-#[derive(Debug, Clone, Serialize)]
+/// An auto-submitting `form_post` answer.
+#[derive(Debug, Clone)]
 pub struct FormPostView {
     pub action: String,
     pub fields: Vec<(String, String)>,
 }
 
-pub fn esc(s: &str) -> String {
+fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -57,13 +22,26 @@ pub fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn shell(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Response {
+const CSP_FORM_POST: &str = "default-src 'none'; style-src 'self'; script-src 'unsafe-inline'; form-action http: https:; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn form_post(v: &FormPostView) -> Response {
+    let fields: String = v
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect();
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t} · Tessera</title><link rel=\"stylesheet\" href=\"/ui/style.css\"></head><body><main><h1>{t}</h1>{body}</main></body></html>",
-        t = esc(title)
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Returning to the app…</title></head><body><form method=\"post\" action=\"{}\">{fields}<noscript><p>JavaScript is off: press the button to return to the app.</p><button type=\"submit\">Continue to the app</button></noscript></form><script>document.forms[0].submit()</script></body></html>",
+        esc(&v.action),
     );
     let mut resp = (
-        status,
+        StatusCode::OK,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,
     )
@@ -71,7 +49,7 @@ fn shell(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Resp
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
+        HeaderValue::from_static(CSP_FORM_POST),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -82,122 +60,27 @@ fn shell(status: StatusCode, title: &str, body: &str, csp: &'static str) -> Resp
     resp
 }
 
-const CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'";
-const CSP_FORM_POST: &str = "default-src 'none'; style-src 'self'; script-src 'unsafe-inline'; form-action http: https:; frame-ancestors 'none'; base-uri 'none'";
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn hidden(fields: &[(String, String)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                esc(k),
-                esc(v)
-            )
-        })
-        .collect()
-}
-
-fn scope_text(s: &str) -> &str {
-    match s {
-        "openid" => "Sign you in with your account",
-        "profile" => "Your name and profile picture",
-        "email" => "Your email address",
-        "phone" => "Your phone number",
-        "address" => "Your address",
-        "offline_access" => "Stay signed in (keep access while you are away)",
-        other => other,
+    #[tokio::test]
+    async fn form_post_escapes_fields_and_offers_a_button_without_javascript() {
+        let resp = form_post(&FormPostView {
+            action: "https://app.example/cb?a=1&b=2".into(),
+            fields: vec![("state".into(), "x\"><script>".into())],
+        });
+        let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("form-action http: https:"), "{csp}");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains("action=\"https://app.example/cb?a=1&amp;b=2\""));
+        assert!(html.contains("name=\"state\" value=\"x&quot;&gt;&lt;script&gt;\""));
+        assert!(html.contains("<button type=\"submit\">Continue to the app</button>"));
     }
-}
-
-pub fn consent(v: &ConsentView) -> Response {
-    let scopes: String = v
-        .scopes
-        .iter()
-        .map(|s| format!("<li data-scope=\"{}\">{}</li>", esc(s), esc(scope_text(s))))
-        .collect();
-    let body = format!(
-        "<p><strong>{app}</strong> wants to use your account <strong>{user}</strong>.</p><p>It asks for:</p><ul>{scopes}</ul>\
-<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\"><input type=\"hidden\" name=\"request\" value=\"{req}\">\
-<button type=\"submit\" name=\"decision\" value=\"accept\">Allow</button><button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-        app = esc(&v.app_name),
-        user = esc(&v.user),
-        action = esc(&v.action),
-        csrf = esc(&v.csrf_token),
-        req = esc(&v.request_id),
-    );
-    shell(
-        StatusCode::OK,
-        &format!("Sign in to {}", v.app_name),
-        &body,
-        CSP,
-    )
-}
-
-pub fn error(v: &ErrorView) -> Response {
-    let status = StatusCode::from_u16(v.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let app = v
-        .app_name
-        .as_deref()
-        .map(|a| format!("<p>App: <strong>{}</strong></p>", esc(a)))
-        .unwrap_or_default();
-    let back = match &v.back {
-        Some(BackView { href: Some(h), .. }) => {
-            format!("<nav><a href=\"{}\">Back to the app</a></nav>", esc(h))
-        }
-        Some(BackView {
-            form_action: Some(a),
-            fields,
-            ..
-        }) => format!(
-            "<form method=\"post\" action=\"{}\">{}<button type=\"submit\">Back to the app</button></form>",
-            esc(a),
-            hidden(fields)
-        ),
-        _ => String::new(),
-    };
-    let body = format!(
-        "{app}<div class=\"msg error\" role=\"alert\" data-error=\"{code}\">{msg}</div><p><small>Error: {code}</small></p>{back}",
-        code = esc(&v.error),
-        msg = esc(&v.message),
-    );
-    shell(status, "Cannot sign in", &body, CSP)
-}
-
-pub fn form_post(v: &FormPostView) -> Response {
-    let body = format!(
-        "<form method=\"post\" action=\"{}\">{}<noscript><button type=\"submit\">Continue</button></noscript></form><script>document.forms[0].submit()</script>",
-        esc(&v.action),
-        hidden(&v.fields)
-    );
-    shell(StatusCode::OK, "Signing you in…", &body, CSP_FORM_POST)
-}
-
-/// "Sign out?" — asked when an app starts a logout without an `id_token_hint`, so that another
-/// site cannot sign the user out behind their back.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogoutConfirmView {
-    pub action: String,
-    pub csrf_token: String,
-    /// The logout request's parameters, carried through the form.
-    pub fields: Vec<(String, String)>,
-}
-
-pub fn logout_confirm(v: &LogoutConfirmView) -> Response {
-    let body = format!(
-        "<p>Do you want to sign out of your account?</p><form method=\"post\" action=\"{}\">{}<input type=\"hidden\" name=\"csrf_token\" value=\"{}\"><button type=\"submit\" name=\"confirm\" value=\"yes\">Sign out</button></form>",
-        esc(&v.action),
-        hidden(&v.fields),
-        esc(&v.csrf_token)
-    );
-    shell(StatusCode::OK, "Sign out", &body, CSP)
-}
-
-pub fn signed_out() -> Response {
-    shell(
-        StatusCode::OK,
-        "You are signed out",
-        "<p>You have been signed out. You can close this window.</p>",
-        CSP,
-    )
 }

@@ -256,7 +256,8 @@ async fn access_assigned_lets_only_assigned_identities_in() {
         page.contains("Bookstore") && page.contains("access_denied"),
         "{page}"
     );
-    let back = between(&page, "<a href=\"", "\"");
+    // "Back to the app" is the page's primary button (the language links come after it).
+    let back = between(&page, "class=\"btn btn-primary\" href=\"", "\"");
     assert!(back.starts_with(RP), "{back}");
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&back, "state").as_deref(), Some("s"));

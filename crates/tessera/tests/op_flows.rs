@@ -437,7 +437,21 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
     let end = format!("{}/oidc/session/end", s.public);
     let r = b.get(&format!("{end}?client_id={cid}"), false).await;
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("Do you want to sign out"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Do you want to sign out"), "{page}");
+    assert!(page.contains("<h1>Sign out?</h1>"), "{page}");
+    let csrf = between(&page, "name=\"csrf_token\" value=\"", "\"");
+    assert!(!csrf.is_empty(), "a CSRF field: {page}");
+    assert!(page.contains("name=\"confirm\" value=\"yes\""), "{page}");
+    // In Russian when the app asks for it.
+    let r = b
+        .get(&format!("{end}?client_id={cid}&ui_locales=ru"), false)
+        .await;
+    let ru = r.text().await.unwrap();
+    assert!(
+        ru.contains("<h1>Выйти из аккаунта?</h1>") && ru.contains("name=\"csrf_token\""),
+        "{ru}"
+    );
     let r = b
         .post_form(
             &end,
@@ -641,5 +655,139 @@ async fn a_new_user_signs_up_from_the_login_page_and_lands_back_in_the_app() {
         "{loc}"
     );
     assert_eq!(param(&loc, "state").as_deref(), Some("new"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn consent_page_is_the_hosted_page_in_the_apps_language() {
+    let s = server(Backend::Sqlite, "").await;
+    let c = create_client(&s, traditional(RP)).await;
+    let cid = c["client_id"].as_str().unwrap();
+    for (i, (tag, allow, deny)) in [
+        ("en", "Allow", "Cancel"),
+        ("zh-CN", "授权", "取消"),
+        ("ru", "Разрешить", "Отмена"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("lang{i}@example.com");
+        user(&s, &email).await;
+        let b = Browser::default();
+        let url = auth_url(
+            &s,
+            &[
+                ("client_id", cid),
+                ("redirect_uri", RP),
+                ("response_type", "code"),
+                ("scope", "openid email"),
+                ("state", "st"),
+                ("ui_locales", tag),
+            ],
+        );
+        let (st, page_url, _) = drive(&b, &s, &url, &email, None).await;
+        assert_eq!(st, 200);
+        assert!(page_url.contains("/ui/consent?request="), "{page_url}");
+        let r = b.get(&page_url, false).await;
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        // The answer is a 303 to the app, so the app's origin is an allowed form target.
+        assert!(
+            csp.contains("form-action 'self'") && csp.contains("https://rp.example.com"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains(&format!("<html lang=\"{tag}\">")), "{page}");
+        assert!(
+            page.contains("Bookstore") && page.contains(&email),
+            "{page}"
+        );
+        assert!(page.contains("name=\"request\" value=\""), "{page}");
+        assert!(
+            page.contains(&format!("value=\"accept\">{allow}<")),
+            "{page}"
+        );
+        assert!(page.contains(&format!("value=\"deny\">{deny}<")), "{page}");
+        assert!(
+            page.contains("/ui/lang?set="),
+            "the language switcher: {page}"
+        );
+        // A consent form without its CSRF token: the hosted error page, not JSON.
+        let req = between(&page, "name=\"request\" value=\"", "\"");
+        let r = b
+            .post_form(
+                &format!("{}/ui/consent", s.public),
+                &[
+                    ("request", req.as_str()),
+                    ("decision", "accept"),
+                    ("csrf_token", "forged"),
+                ],
+                false,
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let html = r.text().await.unwrap();
+        assert!(html.contains("data-reason=\"csrf\""), "{html}");
+        assert!(!html.contains("\"error\":"), "{html}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn op_error_page_in_russian_names_the_app_and_keeps_the_detail_in_english() {
+    let s = server(Backend::Sqlite, "").await;
+    let c = create_client(&s, traditional(RP)).await;
+    let url = auth_url(
+        &s,
+        &[
+            ("client_id", c["client_id"].as_str().unwrap()),
+            ("redirect_uri", "https://evil.example.com/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("ui_locales", "ru"),
+        ],
+    );
+    let r = Browser::default().get(&url, false).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<html lang=\"ru\">"), "{html}");
+    assert!(html.contains("Приложение: Bookstore"), "{html}");
+    assert!(
+        html.contains("<h1>Не удаётся вернуться в приложение</h1>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<span lang=\"en\">The app “Bookstore” asked to send you back to"),
+        "{html}"
+    );
+    assert!(html.contains("Код ошибки: invalid_request"), "{html}");
+    // An unknown app, in Chinese by Accept-Language.
+    let (_, html) = {
+        let r = TestServer::client()
+            .get(auth_url(
+                &s,
+                &[("client_id", "no-such-app"), ("response_type", "code")],
+            ))
+            .header("accept-language", "zh-CN,zh;q=0.9")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert!(
+        html.contains("<html lang=\"zh-CN\">") && html.contains("<h1>未知的应用</h1>"),
+        "{html}"
+    );
+    assert!(html.contains("no-such-app"), "{html}");
     s.stop().await;
 }

@@ -5,8 +5,9 @@
 //! violation. Screenshots of each page at 360 px and 1280 px go to
 //! `<target dir>/ui-screenshots/suite/` (`target/ui-screenshots/suite/` by default).
 //!
-//! The app sign-in through the OpenID Provider with consent is one more scenario, added where
-//! the OpenID Provider exists (see the note at the end of `suite.mjs`).
+//! The app sign-in through the OpenID Provider with consent (`app-sign-in-with-consent`,
+//! `app-sign-in-deny`) uses an app this test registers through the admin API, whose redirect
+//! URI is a tiny loopback HTTP server started here (it answers every request with a short page).
 
 use base64::Engine as _;
 use tessera_testkit::emulators::dingtalk::DingtalkEmulator;
@@ -59,7 +60,12 @@ async fn hosted_pages_in_chromium() {
     let config = format!(
         "selfservice:\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n        oidc:\n          hooks:\n            - hook: session\nexperience:\n  provider_order: [dingtalk, vk, github]\n  brand:\n    name: Bookstore\n    primary_color: \"#0f766e\"\n  terms_of_service_url: https://bookstore.example/terms\n  privacy_policy_url: https://bookstore.example/privacy\n"
     );
-    let s = TestServer::start(Backend::Sqlite, &config).await;
+    // The OpenID Provider with ES256 keys (RSA generation is slow in debug builds).
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &format!("{config}oidc_provider:\n  signing_alg: ES256\n"),
+    )
+    .await;
     gh.register_redirect_uri(format!(
         "{}/self-service/methods/oidc/callback/github",
         s.public
@@ -75,37 +81,65 @@ async fn hosted_pages_in_chromium() {
 
     let shots = tessera_testkit::browser::screenshot_dir("suite");
 
-    // The consent page's template with sample data, in each language, for the suite's
-    // `consent-preview` (a look at the page, not the OpenID Provider journey, which this branch
-    // does not have).
-    let previews = s.dir.join("consent-previews");
-    std::fs::create_dir_all(&previews).expect("create the preview folder");
-    let st = tessera_server::AppState::new(s.engine.0.clone());
-    for lang in tessera_server::ui::i18n::LANGS {
-        let html = tessera_server::ui::render::render_consent(
-            tessera_server::ui::chrome(&st, lang, "/ui/consent"),
-            tessera_server::ui::ConsentView {
-                app_name: "Bookstore WordPress".into(),
-                scopes: ["openid", "profile", "email", "offline_access"]
-                    .map(String::from)
-                    .to_vec(),
-                user_identifier: "zhangwei@example.cn".into(),
-                form_action: "/oidc/consent".into(),
-                csrf_token: "preview".into(),
-                request_id: "preview".into(),
-            },
-        )
-        .expect("render the consent template");
-        std::fs::write(previews.join(format!("{}.html", lang.tag())), html)
-            .expect("write a consent preview");
-    }
+    // The app of the OpenID Provider scenarios: a page on a loopback port as its redirect URI.
+    let app = start_app().await;
+    let redirect_uri = format!("{app}/callback");
+    let r = TestServer::client()
+        .post(format!("{}/admin/clients", s.admin))
+        .json(&serde_json::json!({
+            "client_name": "Bookstore WordPress",
+            "app_type": "traditional",
+            "skip_consent": false,
+            "redirect_uris": [redirect_uri],
+        }))
+        .send()
+        .await
+        .expect("create the app");
+    assert_eq!(r.status(), 201, "create the app");
+    let client: serde_json::Value = r.json().await.expect("the app as JSON");
+    let client_id = client["client_id"].as_str().expect("client_id").to_string();
 
     tessera_testkit::browser::run_suite(
         &s.public,
         &[],
         &shots,
-        &[("CONSENT_PREVIEW_DIR", previews.display().to_string())],
+        &[
+            ("APP_REDIRECT_URI", redirect_uri),
+            ("APP_CLIENT_ID", client_id),
+        ],
     )
     .await;
     s.stop().await;
+}
+
+/// A stand-in for an app's callback: answers every request with a short page. Returns its base
+/// URL (`http://127.0.0.1:<port>`).
+async fn start_app() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the app's port");
+    let addr = listener.local_addr().expect("the app's address");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bookstore</title></head><body><h1>Bookstore</h1><p>Back at the app.</p></body></html>";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }

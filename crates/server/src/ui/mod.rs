@@ -1,5 +1,6 @@
 //! The hosted sign-in experience: server-rendered pages (no JavaScript) for login,
-//! registration, settings, errors, the landing page and the OpenID Provider's consent step.
+//! registration, settings, errors, the landing page and the OpenID Provider's pages (consent,
+//! its errors, "Sign out?" and "signed out", filled by `crate::op`).
 //!
 //! Pages are driven by the self-service flows exactly as the JSON API returns them — the flow's
 //! UI nodes and messages are the single source of truth — and forms post to the same
@@ -28,7 +29,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use i18n::{LANG_COOKIE, Lang};
-pub use render::ConsentView;
+pub use render::{BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView};
 use render::{Chrome, ErrorPage, FlowContext, FlowPage, WelcomePage};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -113,8 +114,15 @@ fn default_auth_origin(provider_type: &str) -> Option<&'static str> {
 /// endpoints (social buttons answer 303 upstream) and the allowed return URLs (a completed
 /// sign-in answers 303 there).
 pub fn content_security_policy(st: &AppState) -> String {
+    content_security_policy_for(st, &[])
+}
+
+/// [`content_security_policy`] with more `form-action` targets: the OpenID Provider's pages add
+/// the origin of the app their form ends up at (consent and "Sign out?" answer 303 there, a
+/// `form_post` "Back to the app" posts there).
+pub fn content_security_policy_for(st: &AppState, extra_targets: &[String]) -> String {
     let s = &st.engine().settings;
-    let mut targets = BTreeSet::new();
+    let mut targets: BTreeSet<String> = extra_targets.iter().filter_map(|u| origin_of(u)).collect();
     for u in s
         .allowed_return_urls
         .iter()
@@ -159,6 +167,17 @@ pub fn content_security_policy(st: &AppState) -> String {
 
 /// An HTML answer with the security headers every hosted page carries.
 pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Response {
+    html_response_for(st, status, body, &[])
+}
+
+/// [`html_response`] whose forms may also end up at `extra_targets` (URLs; their origins are
+/// added to the CSP's `form-action`).
+pub fn html_response_for(
+    st: &AppState,
+    status: StatusCode,
+    body: String,
+    extra_targets: &[String],
+) -> Response {
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -166,7 +185,7 @@ pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Respons
     )
         .into_response();
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&content_security_policy(st)) {
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy_for(st, extra_targets)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -183,8 +202,17 @@ pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Respons
 }
 
 fn rendered(st: &AppState, result: Result<String, String>) -> Response {
+    rendered_for(st, StatusCode::OK, result, &[])
+}
+
+fn rendered_for(
+    st: &AppState,
+    status: StatusCode,
+    result: Result<String, String>,
+    extra_targets: &[String],
+) -> Response {
     match result {
-        Ok(html) => html_response(st, StatusCode::OK, html),
+        Ok(html) => html_response_for(st, status, html, extra_targets),
         Err(e) => {
             tracing::error!(error = %e, "hosted UI template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
@@ -192,19 +220,71 @@ fn rendered(st: &AppState, result: Result<String, String>) -> Response {
     }
 }
 
-/// Renders the consent page for the OpenID Provider (issue 6): language from `ui_locales`
-/// (in `query`), the cookie or `Accept-Language`, the same chrome and headers as every page.
-/// Wire `/ui/consent` to a handler that builds a [`ConsentView`] and calls this.
-pub fn consent_response(
-    st: &AppState,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-    here: &str,
-    view: ConsentView,
-) -> Response {
-    let lang = page_lang(headers, query);
-    let resp = rendered(st, render::render_consent(chrome(st, lang, here), view));
-    keep_ui_locales(st, resp, query)
+/// The OpenID Provider's pages (consent, its errors, "Sign out?", "signed out"): the request
+/// they answer. The language comes from the app's `ui_locales` (carried in `query`), then the
+/// cookie, then `Accept-Language`; `here` is the page's own path for the language switcher;
+/// `app_url` is where the page's form ends up (its origin joins the CSP's `form-action`).
+pub struct OpPage<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: &'a HashMap<String, String>,
+    pub here: &'a str,
+    pub app_url: Option<String>,
+}
+
+impl OpPage<'_> {
+    fn lang(&self) -> Lang {
+        page_lang(self.headers, self.query)
+    }
+    fn targets(&self) -> Vec<String> {
+        self.app_url.iter().cloned().collect()
+    }
+}
+
+/// The consent page: the same chrome, headers and language choice as every hosted page. A page
+/// opened with `ui_locales` keeps that language for the rest of the journey.
+pub fn consent_response(st: &AppState, p: &OpPage, view: ConsentView) -> Response {
+    let lang = p.lang();
+    let resp = rendered_for(
+        st,
+        StatusCode::OK,
+        render::render_consent(chrome(st, lang, p.here), view),
+        &p.targets(),
+    );
+    keep_ui_locales(st, resp, p.query)
+}
+
+/// An OpenID Provider error shown instead of going back to the app.
+pub fn op_error_response(st: &AppState, p: &OpPage, view: OpErrorView) -> Response {
+    let status = StatusCode::from_u16(view.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let lang = p.lang();
+    rendered_for(
+        st,
+        status,
+        render::render_op_error(chrome(st, lang, p.here), view),
+        &p.targets(),
+    )
+}
+
+/// "Sign out?" (RP-initiated logout without an `id_token_hint`).
+pub fn logout_confirm_response(st: &AppState, p: &OpPage, view: LogoutConfirmView) -> Response {
+    let lang = p.lang();
+    rendered_for(
+        st,
+        StatusCode::OK,
+        render::render_logout_confirm(chrome(st, lang, p.here), view),
+        &p.targets(),
+    )
+}
+
+/// "You are signed out" (a logout with nowhere to go back to).
+pub fn signed_out_response(st: &AppState, p: &OpPage) -> Response {
+    let lang = p.lang();
+    rendered_for(
+        st,
+        StatusCode::OK,
+        render::render_signed_out(chrome(st, lang, p.here)),
+        &[],
+    )
 }
 
 async fn stylesheet() -> Response {
@@ -239,11 +319,16 @@ async fn theme(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /ui/lang?set=<tag>&back=<path>`: the switcher. Remembers the choice in a cookie and
-/// goes back to the page (only to a path under `/ui/`, never elsewhere).
+/// goes back to the page (only to a path under `/ui/` or the OpenID Provider's `/oidc/`, never
+/// elsewhere).
 async fn switch_language(State(st): State<AppState>, Query(q): Q) -> Response {
     let back = q
         .get("back")
-        .filter(|b| b.starts_with("/ui/") && !b.contains("//") && !b.contains('\\'))
+        .filter(|b| {
+            (b.starts_with("/ui/") || b.starts_with("/oidc/"))
+                && !b.contains("//")
+                && !b.contains('\\')
+        })
         .cloned()
         .unwrap_or_else(|| "/ui/welcome".into());
     let mut resp = Redirect::to(&back).into_response();

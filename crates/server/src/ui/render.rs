@@ -17,7 +17,7 @@ use tessera_core::ui::Node;
 
 /// Every template, by name. Pages extend `base.html`; the partials `messages.html` (a flow's
 /// messages) and `flow_forms.html` (its forms, fields and buttons) are included.
-pub const TEMPLATES: [(&str, &str); 10] = [
+pub const TEMPLATES: [(&str, &str); 13] = [
     ("field.html", include_str!("templates/field.html")),
     ("base.html", include_str!("templates/base.html")),
     ("messages.html", include_str!("templates/messages.html")),
@@ -30,6 +30,12 @@ pub const TEMPLATES: [(&str, &str); 10] = [
     ("error.html", include_str!("templates/error.html")),
     ("welcome.html", include_str!("templates/welcome.html")),
     ("consent.html", include_str!("templates/consent.html")),
+    ("op_error.html", include_str!("templates/op_error.html")),
+    (
+        "logout_confirm.html",
+        include_str!("templates/logout_confirm.html"),
+    ),
+    ("signed_out.html", include_str!("templates/signed_out.html")),
     ("flow_forms.html", include_str!("templates/flow_forms.html")),
 ];
 
@@ -626,9 +632,9 @@ pub struct WelcomePage {
 
 /// The data the OpenID Provider's consent step hands to `consent.html`.
 ///
-/// The OP (issue 6) fills it from its authorization request and renders it with
-/// [`render_consent`]; the form posts `csrf_token`, `request_id` and `decision` (`allow` or
-/// `deny`) to `form_action`.
+/// `/ui/consent` (in `op.rs`) fills it from the authorization request and renders it with
+/// [`render_consent`]; the form posts the OP's documented fields `csrf_token`, `request` and
+/// `decision` (`accept` or `deny`) to `form_action`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsentView {
     /// The client's display name.
@@ -639,7 +645,8 @@ pub struct ConsentView {
     pub user_identifier: String,
     pub form_action: String,
     pub csrf_token: String,
-    pub request_id: String,
+    /// The authorization request's id (the form's `request` field).
+    pub request: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -650,7 +657,13 @@ pub struct ConsentPage {
     pub title: String,
     pub consent: ConsentView,
     /// One sentence per requested scope, in the page language.
-    pub scope_lines: Vec<String>,
+    pub scope_lines: Vec<ScopeLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScopeLine {
+    pub scope: String,
+    pub text: String,
 }
 
 /// Renders the consent page (see [`ConsentView`]).
@@ -661,10 +674,14 @@ pub fn render_consent(chrome: Chrome, view: ConsentView) -> Result<String, Strin
         .iter()
         .map(|s| {
             let key = format!("consent.scope.{s}");
-            if i18n::has(lang, &key) {
+            let text = if i18n::has(lang, &key) {
                 i18n::t(lang, &key, &[])
             } else {
                 i18n::t(lang, "consent.scope.other", &[("scope", s.clone())])
+            };
+            ScopeLine {
+                scope: s.clone(),
+                text,
             }
         })
         .collect();
@@ -676,6 +693,131 @@ pub fn render_consent(chrome: Chrome, view: ConsentView) -> Result<String, Strin
         scope_lines,
     };
     render("consent.html", &page)
+}
+
+/// A form back to the app (`form_post` answers): its action and hidden fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackForm {
+    pub action: String,
+    pub fields: Vec<HiddenView>,
+}
+
+/// An OpenID Provider error shown to the user instead of going back to the app.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpErrorView {
+    pub status: u16,
+    /// The OAuth error code (`invalid_request`, `access_denied`, …), shown as the error code.
+    pub error: String,
+    /// The key of the explanation: the error code, or a finer reason from the OP
+    /// (`unknown_app`, `redirect_uri`, `request_expired`, `no_subject`, `not_assigned`, `csrf`).
+    pub reason: String,
+    pub app_name: Option<String>,
+    /// The technical description from the OP, in English (shown marked `lang="en"`).
+    pub description: String,
+    /// "Back to the app" as a link (query or fragment answers)…
+    pub back_href: Option<String>,
+    /// …or as a form (`form_post` answers).
+    pub back_form: Option<BackForm>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpErrorPage {
+    #[serde(flatten)]
+    pub chrome: Chrome,
+    pub page: &'static str,
+    pub title: String,
+    pub message: String,
+    #[serde(flatten)]
+    pub error: OpErrorView,
+}
+
+/// The reasons with their own wording; any other falls back to `op_error.other.*`.
+pub const OP_ERROR_REASONS: [&str; 18] = [
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "login_required",
+    "consent_required",
+    "interaction_required",
+    "invalid_client",
+    "unknown_app",
+    "redirect_uri",
+    "request_expired",
+    "no_subject",
+    "not_assigned",
+    "csrf",
+    "other",
+];
+
+/// Renders an OpenID Provider error page (see [`OpErrorView`]).
+pub fn render_op_error(chrome: Chrome, view: OpErrorView) -> Result<String, String> {
+    let lang = Lang::parse(&chrome.lang).unwrap_or(Lang::En);
+    let reason = [view.reason.as_str(), view.error.as_str()]
+        .into_iter()
+        .find(|r| i18n::has(lang, &format!("op_error.{r}.title")))
+        .unwrap_or("other");
+    let page = OpErrorPage {
+        title: i18n::t(lang, &format!("op_error.{reason}.title"), &[]),
+        message: i18n::t(lang, &format!("op_error.{reason}.text"), &[]),
+        chrome,
+        page: "op-error",
+        error: view,
+    };
+    render("op_error.html", &page)
+}
+
+/// "Sign out?": asked when an app starts a logout without an `id_token_hint`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogoutConfirmView {
+    pub form_action: String,
+    pub csrf_token: String,
+    /// The logout request's parameters, carried through the form.
+    pub fields: Vec<HiddenView>,
+    /// Who is signed in, when known.
+    pub user_identifier: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogoutConfirmPage {
+    #[serde(flatten)]
+    pub chrome: Chrome,
+    pub page: &'static str,
+    pub title: String,
+    pub logout: LogoutConfirmView,
+}
+
+pub fn render_logout_confirm(chrome: Chrome, view: LogoutConfirmView) -> Result<String, String> {
+    let lang = Lang::parse(&chrome.lang).unwrap_or(Lang::En);
+    let page = LogoutConfirmPage {
+        title: i18n::t(lang, "logout.title", &[]),
+        chrome,
+        page: "logout",
+        logout: view,
+    };
+    render("logout_confirm.html", &page)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignedOutPage {
+    #[serde(flatten)]
+    pub chrome: Chrome,
+    pub page: &'static str,
+    pub title: String,
+}
+
+/// "You are signed out" (a logout with nowhere to go back to).
+pub fn render_signed_out(chrome: Chrome) -> Result<String, String> {
+    let lang = Lang::parse(&chrome.lang).unwrap_or(Lang::En);
+    let page = SignedOutPage {
+        title: i18n::t(lang, "signed_out.title", &[]),
+        chrome,
+        page: "signed-out",
+    };
+    render("signed_out.html", &page)
 }
 
 #[cfg(test)]
@@ -891,26 +1033,139 @@ mod tests {
     }
 
     #[test]
-    fn consent_page_renders_with_sample_data() {
-        for lang in i18n::LANGS {
+    fn consent_page_posts_the_op_fields_in_every_language() {
+        for (lang, allow, deny) in [
+            (Lang::En, "Allow", "Cancel"),
+            (Lang::ZhCn, "授权", "取消"),
+            (Lang::Ru, "Разрешить", "Отмена"),
+        ] {
             let html = render_consent(
                 chrome(lang),
                 ConsentView {
                     app_name: "Bookstore <WordPress>".into(),
                     scopes: vec!["openid".into(), "email".into(), "custom:read".into()],
                     user_identifier: "li.na@example.com".into(),
-                    form_action: "/oidc/consent".into(),
+                    form_action: "/ui/consent".into(),
                     csrf_token: "c5rf".into(),
-                    request_id: "req-1".into(),
+                    request: "req-1".into(),
                 },
             )
             .unwrap();
+            let tag = lang.tag();
+            assert!(html.contains(&format!("<html lang=\"{tag}\">")), "{html}");
             assert!(html.contains("Bookstore &lt;WordPress&gt;"), "{html}");
+            assert_eq!(html.matches("<form ").count(), 1, "{html}");
             assert!(html.contains("name=\"csrf_token\" value=\"c5rf\""));
-            assert!(html.contains("name=\"request_id\" value=\"req-1\""));
-            assert!(html.contains("name=\"decision\" value=\"allow\""));
+            assert!(html.contains("name=\"request\" value=\"req-1\""), "{html}");
+            assert!(!html.contains("request_id"), "{html}");
+            assert!(html.contains(&format!("name=\"decision\" value=\"accept\">{allow}<")));
+            assert!(html.contains(&format!("name=\"decision\" value=\"deny\">{deny}<")));
+            assert!(html.contains(&i18n::t(lang, "consent.scope.email", &[])));
             assert!(html.contains("custom:read"));
             assert!(html.contains("li.na@example.com"));
+            assert!(!html.contains("<script") && !html.contains("style="));
+        }
+    }
+
+    fn op_error(reason: &str, error: &str) -> OpErrorView {
+        OpErrorView {
+            status: 403,
+            error: error.into(),
+            reason: reason.into(),
+            app_name: Some("Учёт <склада>".into()),
+            description: "You cannot sign in to “Учёт”: no DingTalk link.".into(),
+            back_href: Some("https://app.example/cb?error=access_denied&state=s".into()),
+            back_form: None,
+        }
+    }
+
+    #[test]
+    fn op_error_page_explains_in_the_page_language_and_keeps_the_detail_in_english() {
+        let html =
+            render_op_error(chrome(Lang::Ru), op_error("no_subject", "access_denied")).unwrap();
+        assert!(html.contains("<html lang=\"ru\">"), "{html}");
+        assert!(html.contains(&format!(
+            "<h1>{}</h1>",
+            i18n::t(Lang::Ru, "op_error.no_subject.title", &[])
+        )));
+        assert!(html.contains("Приложение: Учёт &lt;склада&gt;"), "{html}");
+        assert!(
+            html.contains(
+                "<span lang=\"en\">You cannot sign in to “Учёт”: no DingTalk link.</span>"
+            )
+        );
+        assert!(html.contains("Код ошибки: access_denied"));
+        assert!(html.contains(
+            "href=\"https://app.example/cb?error=access_denied&amp;state=s\">Вернуться в приложение</a>"
+        ));
+        // Unknown reasons fall back to the error code's wording, then to a general one.
+        let html =
+            render_op_error(chrome(Lang::ZhCn), op_error("whatever", "invalid_scope")).unwrap();
+        assert!(html.contains(&i18n::t(Lang::ZhCn, "op_error.invalid_scope.text", &[])));
+        let html = render_op_error(chrome(Lang::En), op_error("x", "y")).unwrap();
+        assert!(html.contains("Can&#39;t sign in to the app"), "{html}");
+        // form_post: "Back to the app" is a form carrying the error.
+        let mut v = op_error("not_assigned", "access_denied");
+        v.back_href = None;
+        v.back_form = Some(BackForm {
+            action: "https://app.example/cb".into(),
+            fields: vec![HiddenView {
+                name: "error".into(),
+                value: "access_denied".into(),
+            }],
+        });
+        let html = render_op_error(chrome(Lang::En), v).unwrap();
+        assert!(html.contains(
+            "<form class=\"form form-back\" method=\"post\" action=\"https://app.example/cb\">"
+        ));
+        assert!(html.contains("name=\"error\" value=\"access_denied\""));
+        assert!(html.contains(">Back to the app</button>"));
+    }
+
+    #[test]
+    fn every_op_error_reason_has_a_title_and_text() {
+        for lang in i18n::LANGS {
+            for r in OP_ERROR_REASONS {
+                for part in ["title", "text"] {
+                    let key = format!("op_error.{r}.{part}");
+                    assert!(i18n::has(lang, &key), "{}: {key}", lang.tag());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn logout_confirmation_and_signed_out_pages() {
+        for lang in i18n::LANGS {
+            let html = render_logout_confirm(
+                chrome(lang),
+                LogoutConfirmView {
+                    form_action: "/oidc/session/end".into(),
+                    csrf_token: "c5rf".into(),
+                    fields: vec![HiddenView {
+                        name: "client_id".into(),
+                        value: "app-1".into(),
+                    }],
+                    user_identifier: Some("ada@example.com".into()),
+                },
+            )
+            .unwrap();
+            assert_eq!(html.matches("<form ").count(), 1, "{html}");
+            assert!(
+                html.contains("name=\"csrf_token\" value=\"c5rf\""),
+                "{html}"
+            );
+            assert!(html.contains("name=\"client_id\" value=\"app-1\""));
+            assert!(html.contains(&format!(
+                "name=\"confirm\" value=\"yes\">{}<",
+                i18n::t(lang, "logout.confirm", &[])
+            )));
+            assert!(html.contains(&i18n::t(lang, "logout.title", &[])));
+            let html = render_signed_out(chrome(lang)).unwrap();
+            assert!(
+                html.contains(&i18n::t(lang, "signed_out.text", &[])),
+                "{html}"
+            );
         }
     }
 
