@@ -52,24 +52,28 @@ install_npm_peers() {
 	touch "$stamp"
 }
 
+# Installs Debian packages (as root, or through sudo), or says exactly what to install.
+apt_install() {
+	command -v apt-get >/dev/null 2>&1 ||
+		die "the tests need these Debian packages: $*; install them with your package manager"
+	local sudo=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 || die "installing $* needs root: run apt-get install $*"
+		sudo=(sudo)
+	fi
+	log "apt-get install $*"
+	"${sudo[@]}" apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+		die "apt-get install $* failed"
+}
+
 # The hosted UI's browser suite (crates/tessera/tests/ui_browser.rs): Debian's chromium, plus
 # fonts with Chinese glyphs so zh-CN pages and screenshots show text rather than boxes.
 install_chromium() {
 	if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then
 		return 0
 	fi
-	command -v apt-get >/dev/null 2>&1 ||
-		die "chromium is required for the browser suite; install Debian's chromium and fonts-noto-cjk"
-	local sudo=()
-	if ((EUID != 0)); then
-		command -v sudo >/dev/null 2>&1 || die "installing chromium needs root (apt-get install chromium fonts-noto-cjk)"
-		sudo=(sudo)
-	fi
-	log "apt-get install chromium fonts-noto-cjk"
-	"${sudo[@]}" apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-		chromium fonts-noto-cjk >/dev/null ||
-		die "apt-get install chromium fonts-noto-cjk failed"
+	apt_install chromium fonts-noto-cjk
 }
 
 # playwright-core (exact version, locked) in its own npm dir, peers/browser/, so the browser
@@ -98,8 +102,12 @@ install_python_peers() {
 		die "python3 is required for the Python OIDC client peer. Install it with: apt-get install python3 python3-venv"
 	if [[ ! -x $venv/bin/python ]]; then
 		log "python3 -m venv ${venv}"
-		python3 -m venv "$venv" ||
-			die "cannot create ${venv} (apt-get install python3-venv)"
+		if ! python3 -m venv "$venv" 2>/dev/null; then
+			# Debian ships venv's pip bootstrap separately.
+			rm -rf "$venv"
+			apt_install python3-venv
+			python3 -m venv "$venv" || die "cannot create ${venv} even with python3-venv installed"
+		fi
 	fi
 	log "pip install -r peers/requirements.txt into ${venv}/"
 	"$venv/bin/pip" install --quiet --disable-pip-version-check -r peers/requirements.txt ||

@@ -2,7 +2,8 @@
 //! JSON and error shapes on 127.0.0.1, refuses what the real one refuses (wrong secret, wrong
 //! `redirect_uri`, reused or expired codes, …), and shows a consent page listing fake users.
 //! Tests pick a user without a page through `user=<key>` on the authorize URL or
-//! `set_next_user`.
+//! `set_next_user`. [`sample_app`] is the other side: an app that signs in through Tessera's
+//! OpenID Provider, for `tessera demo`.
 //!
 //! Architecture invariant: nothing here is part of the identity server. The test suites and
 //! `tessera demo` are the only users; an emulator never talks to the real provider and keeps
@@ -10,6 +11,7 @@
 
 pub mod dingtalk;
 pub mod github;
+pub mod sample_app;
 pub mod vk;
 pub mod vkid;
 

@@ -156,6 +156,20 @@ fn single(raw: RawParams) -> Result<HashMap<String, String>, OpError> {
     Ok(out)
 }
 
+/// The parameters of an endpoint that takes GET (query) and POST (form) alike.
+async fn request_params(
+    method: &Method,
+    q: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<RawParams, OpError> {
+    if method == Method::POST {
+        form_fields(headers, body).await
+    } else {
+        Ok(query_params(q))
+    }
+}
+
 fn query_params(q: Option<String>) -> RawParams {
     raw_params(
         url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
@@ -314,13 +328,9 @@ async fn authorize(
     body: Body,
 ) -> Response {
     let cx = PageCx::new(&st, &headers, &uri);
-    let raw = if method == Method::POST {
-        match form_fields(&headers, body).await {
-            Ok(r) => r,
-            Err(e) => return page_error(&cx, e),
-        }
-    } else {
-        query_params(q)
+    let raw = match request_params(&method, q, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return page_error(&cx, e),
     };
     let cx = cx.with_ui_locales(
         raw.get("ui_locales")
@@ -479,13 +489,9 @@ async fn end_session(
     body: Body,
 ) -> Response {
     let cx = PageCx::new(&st, &headers, &uri);
-    let raw = if method == Method::POST {
-        match form_fields(&headers, body).await {
-            Ok(r) => r,
-            Err(e) => return page_error(&cx, e),
-        }
-    } else {
-        query_params(q)
+    let raw = match request_params(&method, q, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => return page_error(&cx, e),
     };
     let p = match single(raw) {
         Ok(p) => p,

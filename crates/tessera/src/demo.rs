@@ -14,6 +14,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::github::GithubEmulator;
+use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
 use tessera_server::Listeners;
@@ -209,6 +210,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let admin = format!("http://{aa}");
     emulators.register_callbacks(&public);
 
+    // The other side of Tessera: an app that signs in through its OpenID Provider, registered
+    // through the admin API once the server is up.
+    let app = SampleApp::serve(loopback().await?, &format!("{public}/oidc"))?;
+    tokio::spawn(register_sample_app(admin.clone(), app.client_metadata()));
+
     let config_path = dir.join("tessera.yml");
     std::fs::write(
         &config_path,
@@ -217,12 +223,47 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  VK, VK ID or GitHub. Those are emulators on this machine ({}, {}, {}, {}); each\n  shows a page of fake people to sign in as.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  VK, VK ID or GitHub. Those are emulators on this machine ({}, {}, {}, {}); each\n  shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
+        app.base_url(),
+        sample_app::CLIENT_ID,
         dir.display(),
     );
     serve::run(&[config_path], true, Some(listeners), &note).await
+}
+
+/// Registers (or, on later runs with new ports, updates) the sample app once the admin API
+/// answers. A failure is reported and leaves the rest of the demo working.
+async fn register_sample_app(admin: String, metadata: serde_json::Value) {
+    let http = reqwest::Client::new();
+    let ready = format!("{admin}/health/ready");
+    for _ in 0..300 {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let one = format!("{admin}/admin/clients/{}", sample_app::CLIENT_ID);
+    let result = match http.put(&one).json(&metadata).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => http
+            .post(format!("{admin}/admin/clients"))
+            .json(&metadata)
+            .send()
+            .await
+            .map(|r| r.status()),
+        other => other.map(|r| r.status()),
+    };
+    match result {
+        Ok(s) if s.is_success() => {}
+        Ok(s) => eprintln!("warning: the sample app could not be registered (HTTP {s})"),
+        Err(e) => eprintln!("warning: the sample app could not be registered: {e}"),
+    }
 }

@@ -17,6 +17,8 @@ struct Demo {
     open: String,
     public: String,
     admin: String,
+    /// The sample app that signs in through the OpenID Provider.
+    app: String,
 }
 
 impl Drop for Demo {
@@ -48,12 +50,15 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
             let _ = tx.send(line);
         }
     });
-    let (mut open, mut public, mut admin) = (None, None, None);
+    let (mut open, mut public, mut admin, mut app) = (None, None, None, None);
     let mut banner = Vec::new();
-    while open.is_none() {
+    while !banner
+        .last()
+        .is_some_and(|l: &String| l.contains("Stop with Ctrl-C"))
+    {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("tessera demo printed no URL to open; got: {banner:?}"));
+            .unwrap_or_else(|_| panic!("tessera demo's banner is incomplete; got: {banner:?}"));
         let url_after = |marker: &str| {
             line.split(marker)
                 .nth(1)
@@ -66,6 +71,8 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
             admin = url_after("admin API:");
         } else if line.contains("Open ") {
             open = url_after("Open ");
+        } else if line.contains("Sample app:") {
+            app = url_after("Sample app:");
         }
         banner.push(line);
     }
@@ -74,6 +81,7 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
         open: open.unwrap_or_default(),
         public: public.expect("public URL in the banner"),
         admin: admin.expect("admin URL in the banner"),
+        app: app.expect("sample app URL in the banner"),
     }
 }
 
@@ -246,4 +254,129 @@ async fn the_demo_in_chromium_dingtalk_in_chinese_vk_in_russian_github_in_englis
         &[],
     )
     .await;
+}
+
+/// Follows redirects that stay on Tessera, returning the last URL and its response.
+async fn follow(b: &Browser, demo: &Demo, mut url: String) -> (String, reqwest::Response) {
+    for _ in 0..10 {
+        let r = b.get(&url, false).await;
+        if !r.status().is_redirection() {
+            return (url, r);
+        }
+        let next = location(&r);
+        if !next.starts_with(&demo.public) {
+            return (url, r);
+        }
+        url = next;
+    }
+    panic!("too many redirects from {url}");
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no hidden field {name} in:\n{html}"))
+        .to_string()
+}
+
+/// The provider side of the demo: the sample app signs in through Tessera's OpenID Provider
+/// (GitHub sign-in, then consent, then code + PKCE back at the app), and a second sign-in to
+/// the app needs neither (single sign-on, consent remembered).
+#[tokio::test]
+async fn the_sample_app_signs_in_through_the_openid_provider() {
+    let dir = tessera_testkit::temp_dir();
+    let demo = start_demo(&dir);
+    // The app is registered through the admin API right after the server is up.
+    let registered = format!("{}/admin/clients/demo-bookshelf", demo.admin);
+    let mut tries = 0;
+    while reqwest::get(&registered)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        tries += 1;
+        assert!(tries < 200, "the demo never registered its sample app");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let b = Browser::default();
+    let r = b.get(&format!("{}/login", demo.app), false).await;
+    assert_eq!(r.status(), 303);
+    let authorize = location(&r);
+    assert!(
+        authorize.starts_with(&format!("{}/oidc/auth?", demo.public)),
+        "{authorize}"
+    );
+    // Not signed in: the authorization request leads to the login page.
+    let (login_page, _) = follow(&b, &demo, authorize.clone()).await;
+    assert!(login_page.contains("/ui/login?flow="), "{login_page}");
+    let flow_id = login_page.split("flow=").nth(1).unwrap_or_default();
+    let flow: Value = b
+        .get(
+            &format!("{}/self-service/login/flows?id={flow_id}", demo.public),
+            true,
+        )
+        .await
+        .json()
+        .await
+        .expect("flow");
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().expect("action"),
+            &[("csrf_token", &csrf_of(&flow)), ("provider", "github")],
+            false,
+        )
+        .await;
+    let r = b
+        .get(&format!("{}&user=octocat", location(&r)), false)
+        .await;
+    assert!(
+        r.status().is_redirection(),
+        "GitHub emulator: {}",
+        r.status()
+    );
+    // GitHub's callback, then back to the stored authorization request, then consent.
+    let (consent_url, page) = follow(&b, &demo, location(&r)).await;
+    assert!(consent_url.contains("/ui/consent?"), "{consent_url}");
+    let html = page.text().await.expect("consent page");
+    assert!(html.contains("Bookshelf (sample app)"), "{html}");
+    let r = b
+        .post_form(
+            &format!("{}/ui/consent", demo.public),
+            &[
+                ("csrf_token", &hidden(&html, "csrf_token")),
+                ("request", &hidden(&html, "request")),
+                ("decision", "accept"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303, "consent");
+    let back = location(&r);
+    assert!(
+        back.starts_with(&format!("{}/callback?code=", demo.app)),
+        "{back}"
+    );
+    let r = b.get(&back, false).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("app page");
+    assert!(
+        page.contains("Signed in to Bookshelf as <strong>octocat@example.com</strong>"),
+        "{page}"
+    );
+
+    // Again: the Tessera session and the remembered consent take the browser straight back.
+    let r = b.get(&format!("{}/login", demo.app), false).await;
+    let (last, r) = follow(&b, &demo, location(&r)).await;
+    let back = location(&r);
+    assert!(
+        back.starts_with(&format!("{}/callback?code=", demo.app)),
+        "second sign-in stopped at {last}: {}",
+        r.status()
+    );
+    let page = b.get(&back, false).await.text().await.expect("app page");
+    assert!(page.contains("octocat@example.com"), "{page}");
 }
