@@ -223,7 +223,25 @@ impl Provider {
         };
         let redirect_uri = match param!("redirect_uri") {
             Some(r) => r.to_string(),
-            None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+            // OAuth 2.0 lets an app with one registered URI leave it out; OpenID Connect
+            // (scope `openid`) requires it (Core §3.1.2.1).
+            None if client.redirect_uris.len() == 1
+                && !param!("scope").is_some_and(|s| s.split(' ').any(|x| x == "openid")) =>
+            {
+                client.redirect_uris[0].clone()
+            }
+            None if client.redirect_uris.len() == 1 => {
+                return Ok(Err(page_because(
+                    "redirect_uri",
+                    400,
+                    Some(&client),
+                    "invalid_request",
+                    format!(
+                        "The app “{}” did not send a `redirect_uri`, which OpenID Connect requires (Core §3.1.2.1): it must send the exact registered URL.",
+                        client.client_name
+                    ),
+                )));
+            }
             None => {
                 return Ok(Err(page_because(
                     "redirect_uri",

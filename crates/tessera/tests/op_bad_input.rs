@@ -88,6 +88,22 @@ async fn unregistered_or_mismatched_redirect_uri_is_an_error_page_never_a_redire
         )
         .await;
     assert_page(r, 400, "client_id").await;
+    // OpenID Connect requires `redirect_uri` even when the app has only one.
+    let r = b
+        .get(
+            &auth_url(
+                &s,
+                &[
+                    ("client_id", cid),
+                    ("response_type", "code"),
+                    ("scope", "openid"),
+                    ("state", "s"),
+                ],
+            ),
+            false,
+        )
+        .await;
+    assert_page(r, 400, "OpenID Connect requires").await;
     s.stop().await;
 }
 
