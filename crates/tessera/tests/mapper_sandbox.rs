@@ -139,7 +139,11 @@ async fn unbounded_allocation_kills_only_its_worker() {
 
 #[tokio::test]
 async fn the_default_memory_limit_leaves_room_for_real_work() {
-    let pool = pool();
+    // The memory limit is under test, not the time limit: a debug build on a loaded machine
+    // may need more than the default second to build 50 MB.
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(20);
+    let pool = MapperPool::new(cfg);
     // A 50 MB string, and a mapper parsed on the worker's large parse stack.
     let m = mapper(
         "local s = std.join('', std.makeArray(1000, function(i) std.repeat('x', 50000)));\n{ n: std.length(s) }",
@@ -153,7 +157,10 @@ async fn the_default_memory_limit_leaves_room_for_real_work() {
 
 #[tokio::test]
 async fn the_deepest_accepted_mapper_evaluates() {
-    let pool = pool();
+    // Depth is under test, not speed (see the memory test above).
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(20);
+    let pool = MapperPool::new(cfg);
     // 19,000 nested negations: within the parser's token cap, and evaluated by a recursion that
     // jrsonnet does not grow the stack for; the worker gives such mappers a large stack.
     let deep = mapper(&format!("{{ a: {}1 }}", "-".repeat(19_000)));
