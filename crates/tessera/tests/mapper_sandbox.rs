@@ -33,7 +33,16 @@ fn config() -> PoolConfig {
     PoolConfig::new(env!("CARGO_BIN_EXE_tessera").into(), worker_args())
 }
 
+/// For tests of what a mapper may do (output, memory, errors), not of how long it may take:
+/// a debug-build worker on a loaded CI machine may need more than the production second.
 fn pool() -> MapperPool {
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(20);
+    MapperPool::new(cfg)
+}
+
+/// The production time limit (1 s), for the tests of the time limit.
+fn timed_pool() -> MapperPool {
     MapperPool::new(config())
 }
 
@@ -82,7 +91,7 @@ async fn seed_github_mapper_gives_the_documented_output() {
 
 #[tokio::test]
 async fn endless_loop_times_out_and_the_next_evaluation_succeeds() {
-    let pool = pool();
+    let pool = timed_pool();
     // Warm up so that the measured time is the evaluation, not a worker start.
     assert_healthy(&pool).await;
     let started = Instant::now();
@@ -109,7 +118,7 @@ async fn endless_loop_times_out_and_the_next_evaluation_succeeds() {
 
 #[tokio::test]
 async fn unbounded_allocation_kills_only_its_worker() {
-    let pool = pool();
+    let pool = timed_pool();
     assert_healthy(&pool).await;
     // Concatenates 1 MB strings without end: the string outgrows the address-space limit long
     // before the time limit.
@@ -139,11 +148,7 @@ async fn unbounded_allocation_kills_only_its_worker() {
 
 #[tokio::test]
 async fn the_default_memory_limit_leaves_room_for_real_work() {
-    // The memory limit is under test, not the time limit: a debug build on a loaded machine
-    // may need more than the default second to build 50 MB.
-    let mut cfg = config();
-    cfg.timeout = Duration::from_secs(20);
-    let pool = MapperPool::new(cfg);
+    let pool = pool();
     // A 50 MB string, and a mapper parsed on the worker's large parse stack.
     let m = mapper(
         "local s = std.join('', std.makeArray(1000, function(i) std.repeat('x', 50000)));\n{ n: std.length(s) }",
@@ -157,10 +162,7 @@ async fn the_default_memory_limit_leaves_room_for_real_work() {
 
 #[tokio::test]
 async fn the_deepest_accepted_mapper_evaluates() {
-    // Depth is under test, not speed (see the memory test above).
-    let mut cfg = config();
-    cfg.timeout = Duration::from_secs(20);
-    let pool = MapperPool::new(cfg);
+    let pool = pool();
     // 19,000 nested negations: within the parser's token cap, and evaluated by a recursion that
     // jrsonnet does not grow the stack for; the worker gives such mappers a large stack.
     let deep = mapper(&format!("{{ a: {}1 }}", "-".repeat(19_000)));
@@ -285,7 +287,7 @@ fn syntax_errors_name_the_line() {
 
 #[tokio::test]
 async fn fifty_concurrent_evaluations_are_correct_while_one_times_out() {
-    let pool = pool();
+    let pool = timed_pool();
     let m = mapper(
         "local c = std.extVar('claims'); { identity: { traits: { email: c.email, n: c.n * 2 } } }",
     );
