@@ -65,6 +65,13 @@ pub fn normalize_claims(
     Value::Object(top)
 }
 
+/// Sets a claim when the upstream had a value for it.
+pub fn put_text(claims: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        claims.insert(key.into(), v.into());
+    }
+}
+
 /// The subject as a string: numeric ids (VK, GitHub) are rendered without quotes or decimals.
 pub fn subject_string(v: &Value) -> Option<String> {
     match v {

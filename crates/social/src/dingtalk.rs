@@ -9,7 +9,7 @@
 use crate::claims::{normalize_claims, subject_string};
 use crate::config::ProviderConfig;
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens};
-use crate::upstream::{Upstream, UpstreamError, excerpt};
+use crate::upstream::{Upstream, UpstreamError, excerpt, required_text, text};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use url::Url;
@@ -225,11 +225,8 @@ impl Provider for Dingtalk {
                 self.http.client().post(&self.token_url).json(&body),
             )
             .await?;
-        let s = |k: &str| t.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
-        let access = s("accessToken").ok_or_else(|| UpstreamError::Missing {
-            endpoint: "token endpoint".into(),
-            what: "an accessToken".into(),
-        })?;
+        let s = |k: &str| text(&t, k);
+        let access = required_text(&t, "accessToken", "token endpoint")?;
         let user = self
             .call(
                 "user endpoint",

@@ -10,7 +10,7 @@
 use crate::claims::{normalize_claims, subject_string};
 use crate::config::ProviderConfig;
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError, oauth_error};
+use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use url::Url;
@@ -213,15 +213,7 @@ impl Provider for Github {
         if let Some(e) = oauth_error("token endpoint", &t) {
             return Err(e);
         }
-        let access = t
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| UpstreamError::Missing {
-                endpoint: "token endpoint".into(),
-                what: "an access_token".into(),
-            })?
-            .to_string();
+        let access = required_text(&t, "access_token", "token endpoint")?.to_string();
         let granted_raw = t.get("scope").and_then(Value::as_str);
         let granted: Vec<&str> = granted_raw
             .unwrap_or_default()

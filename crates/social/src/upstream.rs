@@ -226,6 +226,24 @@ pub fn oauth_error(endpoint: &str, v: &Value) -> Option<UpstreamError> {
     })
 }
 
+/// A string field of an upstream answer; an empty string counts as absent.
+pub fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A [`text`] field the answer must have (an access token, say): without it the answer is
+/// [`UpstreamError::Missing`], naming the endpoint and the field.
+pub fn required_text<'a>(
+    v: &'a Value,
+    key: &str,
+    endpoint: &str,
+) -> Result<&'a str, UpstreamError> {
+    text(v, key).ok_or_else(|| UpstreamError::Missing {
+        endpoint: endpoint.to_string(),
+        what: format!("an {key}"),
+    })
+}
+
 /// The start of a body for a log line: bounded and on one line.
 pub fn excerpt(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]);

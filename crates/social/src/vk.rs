@@ -6,10 +6,10 @@
 //! are all this file knows; timeouts, size caps and OAuth error answers are the shared
 //! [`Upstream`]'s.
 
-use crate::claims::{normalize_claims, subject_string};
+use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::ProviderConfig;
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens};
-use crate::upstream::{Upstream, UpstreamError, oauth_error};
+use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text, text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use url::Url;
@@ -84,19 +84,11 @@ pub fn claims(token: &Value, user: &Value, issuer: &str) -> Result<(String, Valu
                 endpoint: "VK users.get".into(),
                 what: "the user's `id`".into(),
             })?;
-    let s = |k: &str| {
-        user.get(k)
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-    };
+    let s = |k: &str| text(user, k);
     let mut c = Map::new();
     c.insert("iss".into(), issuer.into());
     c.insert("sub".into(), subject.clone().into());
-    let mut put = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            c.insert(k.into(), v.into());
-        }
-    };
+    let mut put = |k: &str, v: Option<&str>| put_text(&mut c, k, v);
     put("given_name", s("first_name"));
     put("family_name", s("last_name"));
     put("picture", s("photo_200"));
@@ -104,13 +96,7 @@ pub fn claims(token: &Value, user: &Value, issuer: &str) -> Result<(String, Valu
     // VK's `bdate` as given: `D.M.YYYY`, or `D.M` when the user hides the year.
     put("birthdate", s("bdate"));
     put("gender", gender(user.get("sex")));
-    put(
-        "email",
-        token
-            .get("email")
-            .and_then(Value::as_str)
-            .filter(|e| !e.is_empty()),
-    );
+    put("email", text(token, "email"));
     let raw = user.as_object().cloned().unwrap_or_default();
     Ok((subject, normalize_claims(&c, Some(&raw))))
 }
@@ -193,14 +179,7 @@ impl Provider for Vk {
         if let Some(e) = oauth_error("VK token endpoint", &token) {
             return Err(e);
         }
-        let access = token
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| UpstreamError::Missing {
-                endpoint: "VK token endpoint".into(),
-                what: "an access_token".into(),
-            })?;
+        let access = required_text(&token, "access_token", "VK token endpoint")?;
         let users_get = self.users_get_url();
         let rb = self.http.client().post(&users_get).form(&[
             ("fields", FIELDS),

@@ -7,10 +7,10 @@
 //! form body. The id_token VK ID returns is kept (with `store_tokens`) but the claims come
 //! from `user_info`, which has the fields a mapper needs.
 
-use crate::claims::{normalize_claims, subject_string};
+use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::ProviderConfig;
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError, oauth_error};
+use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text, text};
 use crate::vk::{endpoint, gender};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -66,19 +66,11 @@ pub fn claims(user: &Value, issuer: &str) -> Result<(String, Value), UpstreamErr
             endpoint: "VK ID user_info".into(),
             what: "the user's `user_id`".into(),
         })?;
-    let s = |k: &str| {
-        user.get(k)
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-    };
+    let s = |k: &str| text(user, k);
     let mut c = Map::new();
     c.insert("iss".into(), issuer.into());
     c.insert("sub".into(), subject.clone().into());
-    let mut put = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            c.insert(k.into(), v.into());
-        }
-    };
+    let mut put = |k: &str, v: Option<&str>| put_text(&mut c, k, v);
     put("given_name", s("first_name"));
     put("family_name", s("last_name"));
     put("picture", s("avatar"));
@@ -160,16 +152,8 @@ impl Provider for VkId {
                 ],
             )
             .await?;
-        let s = |k: &str| {
-            token
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-        };
-        let access = s("access_token").ok_or_else(|| UpstreamError::Missing {
-            endpoint: "VK ID token endpoint".into(),
-            what: "an access_token".into(),
-        })?;
+        let s = |k: &str| text(&token, k);
+        let access = required_text(&token, "access_token", "VK ID token endpoint")?;
         let user_info_url = self.url(&self.cfg.userinfo_url, USER_INFO_PATH);
         let info = self
             .call(
