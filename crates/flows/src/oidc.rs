@@ -602,14 +602,38 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self
-                .stored_error(
-                    400,
-                    "the flow was completed by another request",
-                    "This sign-in was already completed. Start again if you are not signed in.",
-                )
-                .await;
+        self.finish_sign_in(
+            flow,
+            identity,
+            "This sign-in was already completed. Start again if you are not signed in.",
+        )
+        .await
+    }
+
+    /// Completes the flow exactly once (a request that comes second gets a stored error saying
+    /// `again`). `None` when this request completed it.
+    async fn complete_once(
+        &self,
+        flow: &Flow,
+        again: &str,
+    ) -> Result<Option<CallbackOutcome>, Error> {
+        if self.store.complete_flow(flow.id, now_ms()).await? {
+            return Ok(None);
+        }
+        self.stored_error(400, "the flow was completed by another request", again)
+            .await
+            .map(Some)
+    }
+
+    /// Completes the flow and signs `identity` in, returning to the flow's `return_to`.
+    async fn finish_sign_in(
+        &self,
+        flow: Flow,
+        mut identity: Identity,
+        again: &str,
+    ) -> Result<CallbackOutcome, Error> {
+        if let Some(second) = self.complete_once(&flow, again).await? {
+            return Ok(second);
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
@@ -826,20 +850,19 @@ impl Engine {
             {
                 let mut flow = flow;
                 flow.internal = Value::Null;
-                return self.oidc_login_pending(flow, existing).await;
+                return self
+                    .finish_sign_in(flow, existing, "This sign-in was already completed.")
+                    .await;
             }
             let mut flow = flow;
             flow.ui.messages.push(text::duplicate_on_oidc_link());
             return self.show(flow).await;
         }
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self
-                .stored_error(
-                    400,
-                    "the flow was completed by another request",
-                    "This sign-up was already completed. Sign in.",
-                )
-                .await;
+        if let Some(second) = self
+            .complete_once(&flow, "This sign-up was already completed. Sign in.")
+            .await?
+        {
+            return Ok(second);
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
@@ -863,32 +886,6 @@ impl Engine {
             to.query_pairs_mut().append_pair("return_to", r);
         }
         Ok(CallbackOutcome::Redirect(to.to_string()))
-    }
-
-    async fn oidc_login_pending(
-        &self,
-        flow: Flow,
-        identity: Identity,
-    ) -> Result<CallbackOutcome, Error> {
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return self
-                .stored_error(
-                    400,
-                    "the flow was completed by another request",
-                    "This sign-in was already completed.",
-                )
-                .await;
-        }
-        let mut identity = identity;
-        identity.schema_url = self.schema_url(&identity.schema_id);
-        identity.credentials = None;
-        let session = self.issue_session(&identity, "oidc").await?;
-        let return_to = self.return_to(&flow, None);
-        Ok(CallbackOutcome::SignedIn {
-            identity,
-            session,
-            return_to,
-        })
     }
 
     /// The mapped identifier belongs to an existing account: show a login flow that explains
