@@ -1,7 +1,7 @@
 //! What every command that talks to a running server's admin API shares: where it is
 //! (`--endpoint`, `TESSERA_ADMIN_URL`), the HTTP client, and turning a refusal into one line.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 
@@ -31,6 +31,18 @@ pub fn client(timeout_secs: u64) -> Result<reqwest::Client> {
         .timeout(std::time::Duration::from_secs(timeout_secs))
         .build()
         .context("HTTP client")
+}
+
+/// Sends a request and returns a successful answer; anything else becomes one error line.
+pub async fn send(req: reqwest::RequestBuilder, base: &str) -> Result<reqwest::Response> {
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the admin API at {base}"))?;
+    if !resp.status().is_success() {
+        bail!(error_text(resp).await);
+    }
+    Ok(resp)
 }
 
 /// "HTTP 400 Bad Request: <the server's reason>".

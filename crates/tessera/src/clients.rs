@@ -1,20 +1,15 @@
 //! `tessera clients …`: apps of the OpenID Provider, through a running server's admin API
 //! (`/admin/clients`).
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::admin_client::{Endpoint, client, send};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 #[derive(Args)]
 pub struct ClientsArgs {
-    /// Admin API URL.
-    #[arg(
-        long,
-        env = "TESSERA_ADMIN_URL",
-        default_value = "http://127.0.0.1:4434",
-        global = true
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -90,34 +85,6 @@ struct CreateArgs {
     json: bool,
 }
 
-fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("HTTP client")
-}
-
-async fn error_text(resp: reqwest::Response) -> String {
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let reason = body
-        .pointer("/error/reason")
-        .and_then(Value::as_str)
-        .unwrap_or("no details");
-    format!("HTTP {status}: {reason}")
-}
-
-async fn send(req: reqwest::RequestBuilder, base: &str) -> Result<reqwest::Response> {
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the admin API at {base}"))?;
-    if !resp.status().is_success() {
-        bail!(error_text(resp).await);
-    }
-    Ok(resp)
-}
-
 fn body(a: &CreateArgs) -> Value {
     let mut m = Map::new();
     m.insert("client_name".into(), json!(a.name));
@@ -149,8 +116,8 @@ fn body(a: &CreateArgs) -> Value {
 }
 
 pub async fn run(args: ClientsArgs) -> Result<()> {
-    let base = args.endpoint.trim_end_matches('/').to_string();
-    let http = client()?;
+    let base = args.endpoint.base();
+    let http = client(30)?;
     match args.cmd {
         Cmd::Create(a) => {
             let resp = send(

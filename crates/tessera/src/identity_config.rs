@@ -1,8 +1,8 @@
 //! `tessera identity-config get|update`: the "download the config, add a provider, upload it"
 //! workflow of `ory get|update identity-config`, against a running server's admin API.
 
-use crate::admin_client::{Endpoint, client, error_text};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::admin_client::{Endpoint, client, send};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -44,12 +44,7 @@ pub async fn run(args: IdentityConfigArgs) -> Result<()> {
     let http = client(60)?;
     match args.cmd {
         Cmd::Get { format } => {
-            let resp = http
-                .get(&url)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the admin API at {base}"))?;
-            let doc = answer(resp).await?;
+            let doc = answer(send(http.get(&url), &base).await?).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
                 Format::Yaml => print!("{}", tessera_config::document::to_yaml(&doc)),
@@ -59,14 +54,11 @@ pub async fn run(args: IdentityConfigArgs) -> Result<()> {
         Cmd::Update { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let resp = http
+            let req = http
                 .put(&url)
                 .header("content-type", content_type(&file))
-                .body(text)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the admin API at {base}"))?;
-            let report = answer(resp).await?;
+                .body(text);
+            let report = answer(send(req, &base).await?).await?;
             for w in report["warnings"].as_array().into_iter().flatten() {
                 eprintln!("warning: {}", w.as_str().unwrap_or_default());
             }
@@ -95,14 +87,10 @@ fn content_type(file: &std::path::Path) -> &'static str {
     }
 }
 
-/// The JSON body of a success, or the server's reason (every problem, one per line).
+/// The JSON body of a successful answer.
 async fn answer(resp: reqwest::Response) -> Result<Value> {
-    if resp.status().is_success() {
-        let status = resp.status();
-        return resp
-            .json()
-            .await
-            .map_err(|e| anyhow!("the admin API answered HTTP {status} without JSON: {e}"));
-    }
-    bail!(error_text(resp).await)
+    let status = resp.status();
+    resp.json()
+        .await
+        .map_err(|e| anyhow!("the admin API answered HTTP {status} without JSON: {e}"))
 }
