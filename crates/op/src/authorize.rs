@@ -536,19 +536,19 @@ impl Provider {
             ));
         };
         let none = p.prompt.iter().any(|x| x == "none");
+        // The user must sign in (again): with `prompt=none` that is an error for the app.
+        let sign_in = |why: &str, again: bool| {
+            if none {
+                Authorize::Reply(error_reply(&p, &self.issuer, "login_required", why))
+            } else {
+                Authorize::Login {
+                    to: self.login_url(id, &p, again),
+                }
+            }
+        };
         let now = now_ms();
         let Some(session) = session else {
-            if none {
-                return Ok(Authorize::Reply(error_reply(
-                    &p,
-                    &self.issuer,
-                    "login_required",
-                    "The user is not signed in.",
-                )));
-            }
-            return Ok(Authorize::Login {
-                to: self.login_url(id, &p, false),
-            });
+            return Ok(sign_in("The user is not signed in.", false));
         };
         // A sign-in made after this request satisfies both `prompt=login` and `max_age` (even
         // `max_age=0`), so coming back from the login flow never loops.
@@ -558,17 +558,10 @@ impl Provider {
             && p.max_age
                 .is_some_and(|m| now - session.authenticated_at > m.saturating_mul(1000));
         if stale_for_prompt || too_old {
-            if none {
-                return Ok(Authorize::Reply(error_reply(
-                    &p,
-                    &self.issuer,
-                    "login_required",
-                    "The user's sign-in is older than max_age allows.",
-                )));
-            }
-            return Ok(Authorize::Login {
-                to: self.login_url(id, &p, true),
-            });
+            return Ok(sign_in(
+                "The user's sign-in is older than max_age allows.",
+                true,
+            ));
         }
         let identity = self.store.get_identity(session.identity_id).await?;
         if client.access == "assigned"

@@ -111,6 +111,33 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
         )
 }
 
+/// A fresh secret (code or token) of `kind` and the row that stores it: only its hash, unused,
+/// unrevoked, living `lifespan` from now.
+fn new_grant_row(
+    kind: &str,
+    client: &Client,
+    identity: Option<Uuid>,
+    data: Value,
+    grant_id: &str,
+    lifespan: std::time::Duration,
+) -> (String, GrantRow) {
+    let secret = crypto::random_token();
+    let now = now_ms();
+    let row = GrantRow {
+        hash: crypto::token_hash(&secret),
+        kind: kind.into(),
+        grant_id: grant_id.to_string(),
+        client_id: client.client_id.clone(),
+        identity_id: identity,
+        data,
+        used: false,
+        revoked: false,
+        created_at: now,
+        expires_at: now + millis(lifespan),
+    };
+    (secret, row)
+}
+
 impl Provider {
     pub(crate) async fn issue_code(
         &self,
@@ -120,30 +147,23 @@ impl Provider {
         p: &crate::AuthParams,
         sub: &str,
     ) -> OpResult<String> {
-        let code = crypto::random_token();
-        let now = now_ms();
-        self.store
-            .op_insert_code(&GrantRow {
-                hash: crypto::token_hash(&code),
-                kind: "code".into(),
-                grant_id: Uuid::new_v4().to_string(),
-                client_id: client.client_id.clone(),
-                identity_id: Some(identity.id),
-                data: json!({
-                    "redirect_uri": p.redirect_uri,
-                    "scope": p.scope.join(" "),
-                    "nonce": p.nonce,
-                    "code_challenge": p.code_challenge,
-                    "auth_time": session.authenticated_at / 1000,
-                    "sid": session.id.to_string(),
-                    "sub": sub,
-                }),
-                used: false,
-                revoked: false,
-                created_at: now,
-                expires_at: now + millis(self.op().code_lifespan),
-            })
-            .await?;
+        let (code, row) = new_grant_row(
+            "code",
+            client,
+            Some(identity.id),
+            json!({
+                "redirect_uri": p.redirect_uri,
+                "scope": p.scope.join(" "),
+                "nonce": p.nonce,
+                "code_challenge": p.code_challenge,
+                "auth_time": session.authenticated_at / 1000,
+                "sid": session.id.to_string(),
+                "sub": sub,
+            }),
+            &Uuid::new_v4().to_string(),
+            self.op().code_lifespan,
+        );
+        self.store.op_insert_code(&row).await?;
         Ok(code)
     }
 
@@ -170,21 +190,14 @@ impl Provider {
         scopes: &[&str],
         grant_id: &str,
     ) -> (String, GrantRow) {
-        let token = crypto::random_token();
-        let now = now_ms();
-        let row = GrantRow {
-            hash: crypto::token_hash(&token),
-            kind: "access".into(),
-            grant_id: grant_id.to_string(),
-            client_id: client.client_id.clone(),
-            identity_id: identity,
-            data: json!({"scope": scopes.join(" "), "sub": sub}),
-            used: false,
-            revoked: false,
-            created_at: now,
-            expires_at: now + millis(self.op().access_token_lifespan),
-        };
-        (token, row)
+        new_grant_row(
+            "access",
+            client,
+            identity,
+            json!({"scope": scopes.join(" "), "sub": sub}),
+            grant_id,
+            self.op().access_token_lifespan,
+        )
     }
 
     fn refresh_row(
@@ -194,21 +207,14 @@ impl Provider {
         data: Value,
         grant_id: &str,
     ) -> (String, GrantRow) {
-        let token = crypto::random_token();
-        let now = now_ms();
-        let row = GrantRow {
-            hash: crypto::token_hash(&token),
-            kind: "refresh".into(),
-            grant_id: grant_id.to_string(),
-            client_id: client.client_id.clone(),
-            identity_id: Some(identity),
+        new_grant_row(
+            "refresh",
+            client,
+            Some(identity),
             data,
-            used: false,
-            revoked: false,
-            created_at: now,
-            expires_at: now + millis(self.op().refresh_token_lifespan),
-        };
-        (token, row)
+            grant_id,
+            self.op().refresh_token_lifespan,
+        )
     }
 
     /// An app's claims mapper, compiled once per source.
