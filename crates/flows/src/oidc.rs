@@ -680,6 +680,23 @@ impl Engine {
             .await
     }
 
+    /// A new flow of `kind` that carries on from `flow`: same type, request URL and
+    /// `return_to`, and for browsers bound to the same CSRF cookie.
+    fn successor_flow(&self, flow: &Flow, kind: FlowKind, csrf_cookie: Option<&str>) -> Flow {
+        let csrf = if flow.flow_type == FlowType::Browser {
+            csrf_cookie.unwrap_or_default()
+        } else {
+            ""
+        };
+        self.new_flow(
+            kind,
+            flow.flow_type,
+            &flow.request_url,
+            flow.return_to.clone(),
+            csrf,
+        )
+    }
+
     /// The registration flow to continue in: the flow itself, or a new one when the user
     /// started from the login page (as Kratos does).
     async fn registration_flow_for(
@@ -690,18 +707,7 @@ impl Engine {
         if flow.kind == FlowKind::Registration {
             return Ok(flow.clone());
         }
-        let csrf = if flow.flow_type == FlowType::Browser {
-            csrf_cookie.unwrap_or_default().to_string()
-        } else {
-            String::new()
-        };
-        let mut reg = self.new_flow(
-            FlowKind::Registration,
-            flow.flow_type,
-            &flow.request_url,
-            flow.return_to.clone(),
-            &csrf,
-        );
+        let mut reg = self.successor_flow(flow, FlowKind::Registration, csrf_cookie);
         reg.state = "choose_method".into();
         self.store.insert_flow(&reg).await?;
         Ok(reg)
@@ -899,18 +905,7 @@ impl Engine {
         duplicate: &str,
         csrf_cookie: Option<&str>,
     ) -> Result<CallbackOutcome, Error> {
-        let csrf = if flow.flow_type == FlowType::Browser {
-            csrf_cookie.unwrap_or_default().to_string()
-        } else {
-            String::new()
-        };
-        let mut login = self.new_flow(
-            FlowKind::Login,
-            flow.flow_type,
-            &flow.request_url,
-            flow.return_to.clone(),
-            &csrf,
-        );
+        let mut login = self.successor_flow(&flow, FlowKind::Login, csrf_cookie);
         login.refresh = Some(false);
         login.requested_aal = Some("aal1".into());
         let has_password = has_password(&owner);
