@@ -59,31 +59,6 @@ fn pending(profile: &Profile, provider: &str, mapped: &Mapped, tokens: Value) ->
     })
 }
 
-/// The id of a stored user-facing error, by its log reason.
-fn stored_error_id(reason: &str) -> &'static str {
-    match reason {
-        "the API flow has no token exchange" => "self_service_app_handoff_impossible",
-        "the `state` parameter is unknown, expired or was already used" => {
-            "self_service_oidc_state_invalid"
-        }
-        "the callback came for another provider than the one the sign-in started with" => {
-            "self_service_oidc_provider_mismatch"
-        }
-        "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)" => {
-            "self_service_oidc_other_browser"
-        }
-        "the sign-in attempt expired" => "self_service_flow_expired",
-        "the flow of this sign-in no longer exists" => "self_service_flow_expired",
-        "the flow of this sign-in expired or was completed" => "self_service_flow_expired",
-        "the provider is no longer configured" => "self_service_oidc_provider_gone",
-        "the flow was completed by another request" => "self_service_flow_completed",
-        "linking requires the session that started the settings flow" => {
-            "self_service_oidc_link_session"
-        }
-        _ => "self_service_error",
-    }
-}
-
 impl Engine {
     /// Adds one "Sign in/up with X" button per provider (`group: oidc, name: provider`).
     pub(crate) fn add_oidc_buttons(&self, flow: &mut Flow) {
@@ -239,6 +214,7 @@ impl Engine {
             return self
                 .stored_error(
                     400,
+                    "self_service_app_handoff_impossible",
                     "the API flow has no token exchange",
                     "This sign-in cannot be handed back to the app. Start again from the app.",
                 )
@@ -292,18 +268,20 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Stores an error a user is sent to (`/ui/error?id=`). `id` is the stable id a UI
+    /// translates (Kratos's error objects carry one); `reason` is for the log and the API.
     async fn stored_error(
         &self,
         status: u16,
+        id: &str,
         reason: &str,
         message: &str,
     ) -> Result<CallbackOutcome, Error> {
-        let id = self
+        let stored = self
             .store
             .insert_error(
                 &json!({
-                    // A stable id (Kratos's error objects carry one) a UI can translate.
-                    "id": stored_error_id(reason),
+                    "id": id,
                     "code": status,
                     "status": if status == 410 { "Gone" } else { "Bad Request" },
                     "reason": reason,
@@ -312,7 +290,7 @@ impl Engine {
                 now_ms(),
             )
             .await?;
-        Ok(CallbackOutcome::Error(id))
+        Ok(CallbackOutcome::Error(stored))
     }
 
     /// Handles `GET|POST /self-service/methods/oidc/callback/{provider}`.
@@ -341,6 +319,7 @@ impl Engine {
             return self
                 .stored_error(
                     400,
+                    "self_service_oidc_state_invalid",
                     "the `state` parameter is unknown, expired or was already used",
                     "This sign-in link was already used or has expired. Start the sign-in again.",
                 )
@@ -351,6 +330,7 @@ impl Engine {
             return self
                 .stored_error(
                     400,
+                    "self_service_oidc_provider_mismatch",
                     "the callback came for another provider than the one the sign-in started with",
                     "This sign-in could not be completed. Start the sign-in again.",
                 )
@@ -363,7 +343,7 @@ impl Engine {
             if !ok {
                 tracing::warn!(provider = provider_id, flow = %st.flow_id, "social sign-in callback from a browser without the continuity cookie of the attempt");
                 return self
-                    .stored_error(400, "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
+                    .stored_error(400, "self_service_oidc_other_browser", "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
                     .await;
             }
         }
@@ -372,6 +352,7 @@ impl Engine {
             return self
                 .stored_error(
                     410,
+                    "self_service_flow_expired",
                     "the sign-in attempt expired",
                     "The sign-in took too long and expired. Start again.",
                 )
@@ -383,6 +364,7 @@ impl Engine {
                 return self
                     .stored_error(
                         410,
+                        "self_service_flow_expired",
                         "the flow of this sign-in no longer exists",
                         "The sign-in expired. Start again.",
                     )
@@ -393,6 +375,7 @@ impl Engine {
             return self
                 .stored_error(
                     410,
+                    "self_service_flow_expired",
                     "the flow of this sign-in expired or was completed",
                     "The sign-in expired. Start again.",
                 )
@@ -403,6 +386,7 @@ impl Engine {
             return self
                 .stored_error(
                     400,
+                    "self_service_oidc_provider_gone",
                     "the provider is no longer configured",
                     "This sign-in method is no longer available.",
                 )
@@ -620,9 +604,14 @@ impl Engine {
         if self.store.complete_flow(flow.id, now_ms()).await? {
             return Ok(None);
         }
-        self.stored_error(400, "the flow was completed by another request", again)
-            .await
-            .map(Some)
+        self.stored_error(
+            400,
+            "self_service_flow_completed",
+            "the flow was completed by another request",
+            again,
+        )
+        .await
+        .map(Some)
     }
 
     /// Completes the flow and signs `identity` in, returning to the flow's `return_to`.
@@ -990,6 +979,7 @@ impl Engine {
             return self
                 .stored_error(
                     401,
+                    "self_service_oidc_link_session",
                     "linking requires the session that started the settings flow",
                     "Sign in again, then link the account from your settings.",
                 )
