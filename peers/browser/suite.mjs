@@ -288,7 +288,12 @@ const scenarios = {
     await shot(t, 'sign-in-to-link');
     const login = t.page.locator('form.form-password');
     await login.getByLabel('Password').fill('a long enough password');
-    await submitAndWait(t, login.getByRole('button', { name: 'Sign in' }), /\/ui\/welcome/);
+    // Proving the account leads to an explicit question that names the GitHub account.
+    await submitAndWait(t, login.getByRole('button', { name: 'Sign in' }), /\/ui\/login\?flow=/);
+    await expectPage(t, { lang: 'en', heading: 'Link your account', url: /\/ui\/login\?flow=/ });
+    check(await t.page.getByText('Link the GitHub account').isVisible(), 'link question names the account');
+    await shot(t, 'confirm-link');
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Link GitHub account' }), /\/ui\/welcome/);
     await submitAndWait(t, t.page.getByRole('link', { name: 'Account settings' }), /\/ui\/settings\?flow=/);
     check(await t.page.getByRole('button', { name: 'Unlink GitHub' }).isVisible(), 'GitHub linked');
     await shot(t, 'settings-linked');

@@ -29,6 +29,37 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// A CSRF token for a page or a flow, derived from the browser's secret (its CSRF cookie): a
+/// fresh random mask and the secret XOR-ed with it, as Kratos (nosurf) does. Every response
+/// shows a different token, none of which is the cookie, so a leaked page or flow (a pasted
+/// URL, a log, a cached copy) does not leak the secret; only [`csrf_matches`] with the cookie
+/// tells whether a token is good.
+pub fn mask_csrf(secret: &str) -> String {
+    let secret = secret.as_bytes();
+    let mut mask = vec![0u8; secret.len()];
+    rand::rng().fill_bytes(&mut mask);
+    let mut out = mask.clone();
+    out.extend(secret.iter().zip(&mask).map(|(s, m)| s ^ m));
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+/// Whether a submitted token (from [`mask_csrf`]) carries the browser's secret `cookie`.
+/// Constant time in the secret's content.
+pub fn csrf_matches(submitted: &str, cookie: &str) -> bool {
+    if cookie.is_empty() || submitted.len() > 1024 {
+        return false;
+    }
+    let Ok(raw) = URL_SAFE_NO_PAD.decode(submitted) else {
+        return false;
+    };
+    if raw.len() != 2 * cookie.len() {
+        return false;
+    }
+    let (mask, masked) = raw.split_at(cookie.len());
+    let secret: Vec<u8> = masked.iter().zip(mask).map(|(x, m)| x ^ m).collect();
+    secret.ct_eq(cookie.as_bytes()).into()
+}
+
 /// AES-256-GCM for values that must be readable again later (upstream tokens), keyed by
 /// `secrets.cipher`. The first secret encrypts; every secret is tried on decryption, so a new
 /// secret can be put first and the old one dropped once nothing needs it.
@@ -108,6 +139,22 @@ impl Cipher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_csrf_tokens_differ_and_match_only_their_secret() {
+        let secret = random_token();
+        let (a, b) = (mask_csrf(&secret), mask_csrf(&secret));
+        assert_ne!(a, b, "a fresh mask per token");
+        assert!(!a.contains(&secret) && a != secret);
+        assert!(csrf_matches(&a, &secret) && csrf_matches(&b, &secret));
+        assert!(!csrf_matches(&a, &random_token()));
+        assert!(
+            !csrf_matches(&secret, &secret),
+            "the raw secret is not a token"
+        );
+        assert!(!csrf_matches("", &secret) && !csrf_matches(&a, ""));
+        assert!(!csrf_matches("%%%", &secret));
+    }
 
     #[test]
     fn cipher_round_trips_and_rotates() {

@@ -16,6 +16,10 @@ pub struct TraitField {
     pub format: Option<String>,
     pub required: bool,
     pub password_identifier: bool,
+    /// Set by the site (admin API, import, a provider's mapper), never by the user in a
+    /// self-service flow: `"tessera": {"read_only": true}` on the property. Only such traits
+    /// may be an app's per-app `sub`, since a user-editable one lets users become each other.
+    pub read_only: bool,
     pub verification_via: Option<String>,
     pub recovery_via: Option<String>,
     pub enumeration: Vec<Value>,
@@ -87,6 +91,37 @@ impl IdentitySchema {
             fields,
             validator,
         })
+    }
+
+    /// Paths of the traits marked read-only for self-service (see [`TraitField::read_only`]).
+    pub fn read_only_paths(&self) -> impl Iterator<Item = &str> {
+        self.fields
+            .iter()
+            .filter(|f| f.read_only)
+            .map(|f| f.path.as_str())
+    }
+
+    /// Makes the read-only traits of user-submitted `submitted` equal to the site's values in
+    /// `site` (the current identity, the mapped upstream data, or nothing at sign-up), and
+    /// returns the paths where the user sent something else, so the flow can refuse it.
+    pub fn pin_read_only(&self, submitted: &mut Value, site: &Value) -> Vec<String> {
+        let mut refused = Vec::new();
+        for path in self.read_only_paths() {
+            let theirs = lookup(submitted, path).filter(|v| match v {
+                Value::Null => false,
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            });
+            let ours = lookup(site, path).filter(|v| !v.is_null());
+            if theirs.is_some() && theirs != ours {
+                refused.push(path.to_string());
+            }
+            match ours.cloned() {
+                Some(v) => set_path(submitted, path, v),
+                None => remove_path(submitted, path),
+            }
+        }
+        refused
     }
 
     /// Validates traits as Kratos does, returning every problem with a Kratos message id.
@@ -184,6 +219,49 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
+/// Deepest nesting accepted in a JSON value built from untrusted input (request bodies, JSON
+/// Patch results). serde_json's parser stops at 128 on its own and drops values recursively;
+/// identity documents nest a few levels, so 64 leaves room for any real schema and none for a
+/// value whose drop could exhaust a thread's stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a value nested deeper than [`MAX_DEPTH`]. `what` names it in the message.
+pub fn check_depth(v: &Value, what: &str) -> Result<(), crate::Error> {
+    if depth(v) > MAX_DEPTH {
+        return Err(crate::Error::bad_request(format!(
+            "{what} is nested more than {MAX_DEPTH} levels deep: flatten it."
+        )));
+    }
+    Ok(())
+}
+
+/// How deeply a value nests (a scalar is 0, `{"a": 1}` is 1). Iterative, so it is safe on any
+/// value, however deep.
+pub fn depth(value: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, d + 1))),
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Removes a dotted path from a JSON object, if it is there.
+pub fn remove_path(value: &mut Value, path: &str) {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((p, k)) => (p.split('.').try_fold(&mut *value, |v, k| v.get_mut(k)), k),
+        None => (Some(value), path),
+    };
+    if let Some(Value::Object(m)) = parent {
+        m.remove(key);
+    }
+}
+
 /// Sets a dotted path in a JSON object, creating intermediate objects.
 pub fn set_path(value: &mut Value, path: &str, new: Value) {
     let mut cur = value;
@@ -245,6 +323,10 @@ fn collect_fields(schema: &Value, prefix: &str, parent_required: bool, out: &mut
             required: is_required,
             password_identifier: ext
                 .and_then(|e| e.pointer("/credentials/password/identifier"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            read_only: sub
+                .pointer("/tessera/read_only")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             verification_via: ext_str("/verification/via"),
@@ -363,6 +445,36 @@ mod tests {
     fn set_and_lookup_paths() {
         let mut v = json!({});
         set_path(&mut v, "name.first", json!("Ann"));
+        remove_path(&mut v, "name.missing.deeper");
+        remove_path(&mut v, "nothing");
         assert_eq!(lookup(&v, "name.first"), Some(&json!("Ann")));
+    }
+
+    #[test]
+    fn read_only_traits_keep_the_sites_value() {
+        let raw = json!({
+            "type": "object",
+            "properties": {"traits": {"type": "object", "properties": {
+                "email": {"type": "string"},
+                "employee_id": {"type": "string", "tessera": {"read_only": true}},
+            }}}
+        });
+        let s = IdentitySchema::compile("x", raw).unwrap();
+        assert_eq!(s.read_only_paths().collect::<Vec<_>>(), ["employee_id"]);
+        let site = json!({"email": "a@b.c", "employee_id": "E4242"});
+        // Unchanged, or left out (a disabled field): accepted, the site's value kept.
+        let mut same = json!({"email": "x@y.z", "employee_id": "E4242"});
+        assert!(s.pin_read_only(&mut same, &site).is_empty());
+        let mut left_out = json!({"email": "x@y.z"});
+        assert!(s.pin_read_only(&mut left_out, &site).is_empty());
+        assert_eq!(left_out["employee_id"], "E4242");
+        // Changed: refused, and the site's value is what stays.
+        let mut changed = json!({"email": "x@y.z", "employee_id": "E0001"});
+        assert_eq!(s.pin_read_only(&mut changed, &site), ["employee_id"]);
+        assert_eq!(changed["employee_id"], "E4242");
+        // At sign-up the site has no value: a user-chosen one is refused and dropped.
+        let mut signup = json!({"email": "x@y.z", "employee_id": "E0001"});
+        assert_eq!(s.pin_read_only(&mut signup, &Value::Null), ["employee_id"]);
+        assert!(signup.get("employee_id").is_none());
     }
 }

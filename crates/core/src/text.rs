@@ -201,6 +201,36 @@ pub fn label_agreement(terms_url: Option<&str>, privacy_url: Option<&str>) -> Te
         json!({ "terms_of_service_url": terms_url, "privacy_policy_url": privacy_url }),
     )
 }
+/// After the owner of an account proved it on a "sign in to link" flow: the explicit question
+/// before the upstream account is linked, naming it.
+pub fn confirm_link(provider: &str, account: &str) -> Text {
+    info(
+        1010901,
+        format!(
+            "Link the {provider} account \"{account}\" to your account? You can then sign in with either. Link it only if that {provider} account is yours."
+        ),
+        json!({ "provider": provider, "duplicate_identifier": account }),
+    )
+}
+pub fn confirm_link_button(provider: &str) -> Text {
+    info(
+        1010902,
+        format!("Link {provider} account"),
+        json!({ "provider": provider }),
+    )
+}
+pub fn skip_link_button() -> Text {
+    info(1010903, "Don't link, just sign in", Value::Null)
+}
+/// A self-service submission tried to set a trait the schema marks read-only
+/// (`"tessera": {"read_only": true}`).
+pub fn read_only_trait() -> Text {
+    error(
+        4000901,
+        "This value is set by the site and cannot be chosen or changed here.",
+        Value::Null,
+    )
+}
 /// Registration submitted without ticking the agreement checkbox.
 pub fn agreement_required() -> Text {
     error(

@@ -434,8 +434,22 @@ impl Engine {
             "traits": current.traits, "state": current.state.as_str(), "metadata_public": current.metadata_public,
             "metadata_admin": current.metadata_admin, "schema_id": current.schema_id,
         });
-        json_patch::patch(&mut doc, &patch)
-            .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
+        // One operation at a time, bounded after each: `copy` can double the document per
+        // operation, so a short patch could otherwise build a value of any size or depth.
+        // `doc` is a local copy, so a refused patch changes nothing.
+        for (i, op) in patch.iter().enumerate() {
+            json_patch::patch(&mut doc, std::slice::from_ref(op))
+                .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
+            tessera_core::schema::check_depth(&doc, "The patched identity")?;
+            let size = serde_json::to_vec(&doc)
+                .map(|b| b.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_PATCHED_BYTES {
+                return Err(Error::bad_request(format!(
+                    "The patch makes the identity larger than {MAX_PATCHED_BYTES} bytes at operation {i}: send smaller values."
+                )));
+            }
+        }
         let mut body = doc.as_object().cloned().unwrap_or_default();
         for k in ["metadata_public", "metadata_admin"] {
             if body.get(k).is_some_and(Value::is_null) {
@@ -446,6 +460,10 @@ impl Engine {
         self.replace_identity(id, &Value::Object(body)).await
     }
 }
+
+/// Largest identity document (traits and metadata) a JSON Patch may produce: the size of a
+/// request body, since the same document could have been sent whole.
+const MAX_PATCHED_BYTES: usize = 1024 * 1024;
 
 fn op_path(op: &json_patch::PatchOperation) -> String {
     use json_patch::PatchOperation as P;

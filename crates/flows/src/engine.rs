@@ -128,7 +128,9 @@ impl Engine {
             .unwrap_or_default();
         let mut ui = Ui::new(action);
         if flow_type == FlowType::Browser {
-            ui.nodes.push(tessera_core::ui::Node::csrf(csrf));
+            // Never the secret itself: the stored flow carries an empty token, and every
+            // response fills in a fresh masked one (see [`Engine::present_flow`]).
+            ui.nodes.push(tessera_core::ui::Node::csrf(""));
         }
         Flow {
             id,
@@ -159,12 +161,42 @@ impl Engine {
         }
     }
 
-    /// Loads a flow of the expected kind for display: 404 when unknown, 410 when expired.
-    pub async fn fetch_flow(&self, kind: FlowKind, id: &str) -> Result<Flow, Error> {
+    /// Fills a browser flow's CSRF node with a fresh token masked from the browser's secret
+    /// (its CSRF cookie), right before the flow leaves the server. API flows have no node.
+    pub fn present_flow(flow: &mut Flow, csrf_cookie: Option<&str>) {
+        if flow.flow_type != FlowType::Browser {
+            return;
+        }
+        let token = csrf_cookie
+            .filter(|c| !c.is_empty())
+            .map(crypto::mask_csrf)
+            .unwrap_or_default();
+        flow.ui.set_value("csrf_token", Value::String(token));
+    }
+
+    /// Loads a flow of the expected kind for display: 404 when unknown, 410 when expired, and
+    /// for a browser flow 403 `security_csrf_violation` unless `csrf_cookie` is the secret of
+    /// the browser that started it (as Kratos since #1282: a pasted flow URL shows nothing to
+    /// another browser). The flow comes back with a fresh masked CSRF token.
+    pub async fn fetch_flow(
+        &self,
+        kind: FlowKind,
+        id: &str,
+        csrf_cookie: Option<&str>,
+    ) -> Result<Flow, Error> {
         let uuid = Uuid::parse_str(id.trim()).map_err(|_| Error::invalid_uuid("flow id", id))?;
-        let (mut flow, _) = self.store.get_flow(uuid).await?;
+        let (mut flow, csrf_hash) = self.store.get_flow(uuid).await?;
         if flow.kind != kind {
             return Err(Error::flow_not_found(id));
+        }
+        if flow.flow_type == FlowType::Browser {
+            let cookie = csrf_cookie.unwrap_or_default();
+            if cookie.is_empty()
+                || !crypto::constant_time_eq(&crypto::token_hash(cookie), &csrf_hash)
+            {
+                return Err(Error::csrf_violation());
+            }
+            Self::present_flow(&mut flow, Some(cookie));
         }
         if flow.is_expired_at(now_ms()) {
             return Err(Error::flow_expired(
@@ -217,8 +249,7 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let cookie = csrf_cookie.unwrap_or_default();
-            let ok = !submitted.is_empty()
-                && crypto::constant_time_eq(submitted, cookie)
+            let ok = crypto::csrf_matches(submitted, cookie)
                 && crypto::constant_time_eq(&crypto::token_hash(cookie), &csrf_hash);
             if !ok {
                 return Err(Error::csrf_violation());

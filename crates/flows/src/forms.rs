@@ -15,6 +15,10 @@ pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &V
         if f.required {
             node = node.required();
         }
+        if f.read_only {
+            // Shown, never sent: the site sets it (see `IdentitySchema::pin_read_only`).
+            node.attributes.disabled = true;
+        }
         if f.password_identifier {
             node = node.autocomplete(if f.input_type() == "email" {
                 "email"

@@ -63,6 +63,17 @@ impl Engine {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
             .await?;
+        if let Some(decision) = str_field(body, "link_decision") {
+            let decision = decision.to_string();
+            return self.submit_link_decision(flow, &decision).await;
+        }
+        if flow.internal.get("link_proof").is_some() {
+            // Proven already: only the link question is left on this flow.
+            flow.ui.messages.push(text::validation_generic(
+                "Answer the question about linking the account.",
+            ));
+            return self.invalid(flow).await;
+        }
         if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
             let provider = str_field(body, "provider").unwrap_or_default().to_string();
             return self.start_oidc(flow, &provider).await;
@@ -129,20 +140,23 @@ impl Engine {
             flow.ui.messages.push(text::inactive_identity());
             return self.invalid(flow).await;
         }
+        if self.hasher.needs_rehash(&hashed) {
+            self.upgrade_hash(&identity, &password).await;
+        }
+        if flow.internal.get("link").is_some() && flow.flow_type == FlowType::Browser {
+            // The owner proved the account; nothing is linked until they confirm it.
+            let flow = self
+                .ask_to_confirm_link(flow, &identity, "password")
+                .await?;
+            return Ok(Outcome::Continue(flow));
+        }
         if !self.store.complete_flow(flow.id, now_ms()).await? {
             return Err(Error::bad_request(
                 "This flow was completed already and cannot be submitted again: start a new flow.",
             )
             .with_id("self_service_flow_completed"));
         }
-        if self.hasher.needs_rehash(&hashed) {
-            self.upgrade_hash(&identity, &password).await;
-        }
         let mut identity = identity;
-        if flow.internal.get("link").is_some() {
-            let mut fresh = self.store.get_identity(identity.id).await?;
-            self.apply_pending_link(&flow, &mut fresh).await?;
-        }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "password").await?;

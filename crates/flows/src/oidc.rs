@@ -569,13 +569,9 @@ impl Engine {
             set_provider_entry(&mut identity, provider.id(), &profile.subject, &tokens);
             changed = true;
         }
-        if let Some(link) = flow.internal.get("link").cloned()
-            && link.get("identity_id").and_then(Value::as_str) == Some(&identity.id.to_string())
-        {
-            // Signing in with another provider this account already has proves ownership.
-            add_link_from_pending(&mut identity, &link);
-            changed = true;
-        }
+        // Signing in with another provider this account already has proves ownership; the
+        // owner still confirms the link explicitly (after the update below).
+        let confirm_link = Self::pending_link_for(&flow, &identity).is_some();
         if changed {
             match self.store.update_identity(&identity).await {
                 Ok(()) => {}
@@ -585,6 +581,10 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if confirm_link {
+            let flow = self.ask_to_confirm_link(flow, &identity, "oidc").await?;
+            return Ok(CallbackOutcome::ShowFlow(flow));
         }
         self.finish_sign_in(
             flow,
@@ -741,12 +741,28 @@ impl Engine {
         let Some(provider) = self.social.get(&provider_id).cloned() else {
             return self.start_oidc(flow, &provider_id).await;
         };
-        let mut traits = pending.get("traits").cloned().unwrap_or_else(|| json!({}));
+        let mapped = pending.get("traits").cloned().unwrap_or_else(|| json!({}));
+        let mut traits = mapped.clone();
         if let Some(submitted) = body.get("traits") {
             merge(&mut traits, submitted);
         }
         let schema = self.schemas.default_schema()?;
+        // Read-only traits come from the upstream (the mapper) or nobody, never the user.
+        let refused = schema.pin_read_only(&mut traits, &mapped);
         let errors = schema.validate_traits(&traits);
+        if !refused.is_empty() {
+            pending["traits"] = traits.clone();
+            self.fill_gaps_form(&mut flow, &provider, &traits);
+            for path in refused {
+                flow.ui
+                    .add_message(Some(&format!("traits.{path}")), text::read_only_trait());
+            }
+            for e in errors {
+                flow.ui.add_message(e.field.as_deref(), e.message);
+            }
+            flow.internal = json!({ "oidc": pending });
+            return self.invalid(flow).await;
+        }
         pending["traits"] = traits.clone();
         if !errors.is_empty() {
             self.fill_gaps_form(&mut flow, &provider, &traits);
@@ -802,9 +818,20 @@ impl Engine {
                 .find_identity_by_identifier(CREDENTIAL_PASSWORD, &id)
                 .await?
             {
-                return self
-                    .ask_to_link(flow, provider, pending, owner, &id, csrf_cookie)
-                    .await;
+                // Offer "sign in to link" only to a browser that started the flow (API flows
+                // are bound to nobody, so a link prompt there could be handed to the victim)
+                // and only when the upstream vouched for the colliding address: otherwise
+                // anyone could claim someone's address upstream and ask them to link it. The
+                // plain message says nothing about the existing account (enumeration).
+                if flow.flow_type == FlowType::Browser && upstream_verified(&pending, &id) {
+                    return self
+                        .ask_to_link(flow, provider, pending, owner, &id, csrf_cookie)
+                        .await;
+                }
+                let mut flow = flow;
+                flow.internal = Value::Null;
+                flow.ui.messages.push(text::duplicate_on_oidc_link());
+                return self.show(flow).await;
             }
         }
         let mut identity = match self.build_identity(
@@ -940,27 +967,134 @@ impl Engine {
         ));
         let mut link = pending;
         link["identity_id"] = Value::String(owner.id.to_string());
+        link["identifier"] = Value::String(duplicate.to_string());
         login.internal = json!({ "link": link });
         self.store.insert_flow(&login).await?;
         Ok(CallbackOutcome::ShowFlow(login))
     }
 
-    /// After a password login on a flow that carries a pending link: add the social account.
-    pub(crate) async fn apply_pending_link(
+    /// The pending link of a browser login flow, if it is for `identity`. API flows never
+    /// carry one (see [`Engine::create_oidc_identity`]); an older one is ignored.
+    fn pending_link_for(flow: &Flow, identity: &Identity) -> Option<Value> {
+        let link = flow.internal.get("link")?;
+        (flow.flow_type == FlowType::Browser
+            && link.get("identity_id").and_then(Value::as_str) == Some(&identity.id.to_string()))
+        .then(|| link.clone())
+    }
+
+    /// The owner proved the account (password, or a provider it already has): before anything
+    /// is linked, ask them to confirm, naming the upstream account. The proof is kept on the
+    /// flow, which only this browser can submit (CSRF-bound).
+    pub(crate) async fn ask_to_confirm_link(
         &self,
-        flow: &Flow,
-        identity: &mut Identity,
-    ) -> Result<(), Error> {
-        let Some(link) = flow.internal.get("link") else {
-            return Ok(());
+        mut flow: Flow,
+        identity: &Identity,
+        method: &str,
+    ) -> Result<Flow, Error> {
+        let Some(link) = Self::pending_link_for(&flow, identity) else {
+            return Err(Error::internal("no pending link to confirm"));
         };
-        if link.get("identity_id").and_then(Value::as_str) != Some(&identity.id.to_string()) {
-            // Signed in to a different account than the one that owns the identifier: nothing
-            // is linked (the social account stays unlinked).
-            return Ok(());
+        let provider_id = link
+            .get("provider")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let provider_name = self
+            .social
+            .get(provider_id)
+            .map(|p| p.config().display_name().to_string())
+            .unwrap_or_else(|| provider_id.to_string());
+        let account = link
+            .get("identifier")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        flow.ui.nodes.retain(|n| n.attributes.name == "csrf_token");
+        flow.ui.messages.clear();
+        flow.ui
+            .messages
+            .push(text::confirm_link(&provider_name, &account));
+        flow.ui.nodes.push(
+            Node::input(
+                "link",
+                "link_decision",
+                "submit",
+                Value::String("confirm".into()),
+            )
+            .label(text::confirm_link_button(&provider_name)),
+        );
+        flow.ui.nodes.push(
+            Node::input(
+                "link",
+                "link_decision",
+                "submit",
+                Value::String("skip".into()),
+            )
+            .label(text::skip_link_button()),
+        );
+        flow.internal = json!({
+            "link": link,
+            "link_proof": { "identity_id": identity.id.to_string(), "method": method, "at": now_ms() },
+        });
+        flow.updated_at = now_ms();
+        self.store.update_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    /// The answer to [`Engine::ask_to_confirm_link`]: link (or not), then sign in with the
+    /// method that proved the account.
+    pub(crate) async fn submit_link_decision(
+        &self,
+        flow: Flow,
+        decision: &str,
+    ) -> Result<Outcome, Error> {
+        let proof = flow.internal.get("link_proof").cloned();
+        let Some(identity_id) = proof
+            .as_ref()
+            .and_then(|p| p.get("identity_id"))
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+        else {
+            return Err(Error::bad_request(
+                "This flow has no account link to confirm: sign in first.",
+            )
+            .with_id("self_service_flow_link_missing"));
+        };
+        let method = proof
+            .as_ref()
+            .and_then(|p| p.get("method"))
+            .and_then(Value::as_str)
+            .unwrap_or("password")
+            .to_string();
+        let mut identity = self.store.get_identity(identity_id).await?;
+        if identity.state != IdentityState::Active {
+            let mut flow = flow;
+            flow.ui.messages.push(text::inactive_identity());
+            return self.invalid(flow).await;
         }
-        add_link_from_pending(identity, link);
-        self.store.update_identity(identity).await
+        if !self.store.complete_flow(flow.id, now_ms()).await? {
+            return Err(Error::bad_request(
+                "This flow was completed already and cannot be submitted again: start a new flow.",
+            )
+            .with_id("self_service_flow_completed"));
+        }
+        if decision == "confirm"
+            && let Some(link) = Self::pending_link_for(&flow, &identity)
+        {
+            add_link_from_pending(&mut identity, &link);
+            self.store.update_identity(&identity).await?;
+        }
+        identity.schema_url = self.schema_url(&identity.schema_id);
+        identity.credentials = None;
+        let session = self.issue_session(&identity, &method).await?;
+        let mut flow = flow;
+        flow.state = "passed_challenge".into();
+        let return_to = self.return_to(&flow, None);
+        Ok(Outcome::Completed {
+            flow,
+            identity,
+            session: Some(session),
+            return_to,
+        })
     }
 
     /// The settings flow's link callback: add the provider to the signed-in identity.
@@ -1177,6 +1311,23 @@ fn set_provider_entry(identity: &mut Identity, provider: &str, subject: &str, to
         }
     }
     c.updated_at = now;
+}
+
+/// Whether the upstream vouched for `identifier`: it is one of the `verified_addresses` the
+/// provider's mapper declared. The mapper is the operator's statement of what the upstream
+/// verifies (the default mappers list an email only when the upstream says
+/// `email_verified`), as in Kratos.
+fn upstream_verified(pending: &Value, identifier: &str) -> bool {
+    pending
+        .get("verified_addresses")
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            list.iter().any(|a| {
+                a.get("value")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(identifier))
+            })
+        })
 }
 
 /// Addresses the mapper vouched for (`verified_addresses`) start verified.

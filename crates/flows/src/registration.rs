@@ -124,17 +124,24 @@ impl Engine {
             return self.invalid(flow).await;
         }
         let schema = self.schemas.default_schema()?;
-        let traits = body
+        let mut traits = body
             .get("traits")
             .cloned()
             .unwrap_or(Value::Object(Default::default()));
+        let mut failed = false;
+        if traits.is_object() {
+            for path in schema.pin_read_only(&mut traits, &Value::Null) {
+                flow.ui
+                    .add_message(Some(&format!("traits.{path}")), text::read_only_trait());
+                failed = true;
+            }
+        }
         for f in &schema.fields {
             if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
                 flow.ui.set_value(&format!("traits.{}", f.path), v.clone());
             }
         }
         let password = str_field(body, "password").unwrap_or_default().to_string();
-        let mut failed = false;
         if !traits.is_object() {
             flow.ui.messages.push(text::validation_generic(
                 "`traits` must be an object of the identity's traits.",

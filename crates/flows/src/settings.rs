@@ -114,7 +114,19 @@ impl Engine {
                     self.store.update_identity(&identity).await?;
                 }
                 "profile" => {
-                    let traits = body.get("traits").cloned().unwrap_or(Value::Null);
+                    let mut traits = body.get("traits").cloned().unwrap_or(Value::Null);
+                    if traits.is_object() {
+                        let refused = schema.pin_read_only(&mut traits, &identity.traits);
+                        if !refused.is_empty() {
+                            for path in refused {
+                                flow.ui.add_message(
+                                    Some(&format!("traits.{path}")),
+                                    text::read_only_trait(),
+                                );
+                            }
+                            return self.settings_invalid(flow, &identity).await;
+                        }
+                    }
                     for f in &schema.fields {
                         if let Some(v) = tessera_core::schema::lookup(&traits, &f.path) {
                             flow.ui.set_value(&format!("traits.{}", f.path), v.clone());

@@ -587,8 +587,7 @@ impl Provider {
                 back: Some(back),
             }));
         }
-        let salt = self.pairwise_salt().await?;
-        if let Err(missing) = crate::subject::resolve(&client, &identity, &salt) {
+        if let Err(missing) = self.subject_for(&client, &identity).await? {
             return Ok(page_because(
                 "no_subject",
                 403,
@@ -702,6 +701,36 @@ impl Provider {
         self.proceed(id, p, created, Some(session)).await
     }
 
+    /// The `sub` of `identity` at `client`. `id` and `pairwise` are functions of the identity
+    /// id; an expression's value is bound to the identity at its first use and kept for good
+    /// (even if the value it was read from changes later), and a value another identity holds
+    /// at this app is refused, so no `sub` is ever issued to two identities.
+    pub async fn subject_for(
+        &self,
+        client: &Client,
+        identity: &Identity,
+    ) -> OpResult<Result<String, crate::subject::MissingSubject>> {
+        let salt = self.pairwise_salt().await?;
+        let sub = match crate::subject::resolve(client, identity, &salt) {
+            Ok(s) => s,
+            Err(missing) => return Ok(Err(missing)),
+        };
+        if client.subject == "id" || client.subject == "pairwise" {
+            return Ok(Ok(sub));
+        }
+        match self
+            .store
+            .op_bind_subject(&client.client_id, identity.id, &sub, now_ms())
+            .await?
+        {
+            tessera_store::op::Bound::Held(held) => Ok(Ok(held)),
+            tessera_store::op::Bound::Taken => Ok(Err(crate::subject::MissingSubject(format!(
+                "the identifier this app knows you by (`{}`) already belongs to another account here",
+                client.subject
+            )))),
+        }
+    }
+
     /// The salt of pairwise subjects, generated once per installation.
     pub async fn pairwise_salt(&self) -> OpResult<String> {
         Ok(self
@@ -718,8 +747,9 @@ impl Provider {
         session: &Session,
         p: &AuthParams,
     ) -> OpResult<Reply> {
-        let salt = self.pairwise_salt().await?;
-        let sub = crate::subject::resolve(client, identity, &salt)
+        let sub = self
+            .subject_for(client, identity)
+            .await?
             .map_err(|m| OpError::new("access_denied", 403, m.0))?;
         let mut params = vec![];
         if p.response_type == "code" {

@@ -197,6 +197,33 @@ pub fn check_subject(s: &str) -> OpResult<()> {
     )))
 }
 
+/// Why an app's (syntactically valid) subject expression could let one user become another at
+/// the app, or `None` when it only reads values users cannot change: `id`, `pairwise`,
+/// `credentials.oidc.<provider id>` (the upstream account's own id), `metadata_admin.<path>`
+/// (set by admins and mappers), and `traits.<path>` for traits every identity schema marks
+/// read-only for self-service.
+pub fn unstable_subject(s: &str, read_only_traits: &[String]) -> Option<String> {
+    if s == "id"
+        || s == "pairwise"
+        || s.starts_with("credentials.oidc.")
+        || s.starts_with("metadata_admin.")
+    {
+        return None;
+    }
+    let fix = "use `id`, `pairwise`, `credentials.oidc.<provider id>` or `metadata_admin.<path>`";
+    if let Some(path) = s.strip_prefix("traits.") {
+        if read_only_traits.iter().any(|r| r == path) {
+            return None;
+        }
+        return Some(format!(
+            "subject `{s}` reads a trait that users can change themselves, so one user could sign in to the app as another; mark `{path}` read-only in the identity schema (`\"tessera\": {{\"read_only\": true}}` on the property) or {fix}"
+        ));
+    }
+    Some(format!(
+        "subject `{s}` reads a value that is not set by administrators only, so it could be reassigned to another user; {fix}"
+    ))
+}
+
 /// Builds a validated client from input; `existing` keeps the id and secrets on update.
 pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> {
     let app_type = input
@@ -488,9 +515,32 @@ impl Provider {
         Ok(client)
     }
 
+    /// Refuses a subject that could be reassigned (see [`unstable_subject`]).
+    fn check_stable_subject(&self, client: &Client) -> OpResult<()> {
+        match unstable_subject(&client.subject, &self.read_only_traits) {
+            None => Ok(()),
+            Some(why) => Err(bad(format!("`subject`: {why}."))),
+        }
+    }
+
+    /// Every app whose subject could be reassigned, each with the reason and the fix: a
+    /// server refuses to start (and a configuration update to apply) while there is one.
+    pub async fn unstable_subjects(&self) -> OpResult<Vec<String>> {
+        Ok(self
+            .list_clients()
+            .await?
+            .iter()
+            .filter_map(|(c, _)| {
+                unstable_subject(&c.subject, &self.read_only_traits)
+                    .map(|why| format!("app `{}` ({}): {why}", c.client_id, c.client_name))
+            })
+            .collect())
+    }
+
     /// Creates an app; returns it with its first secret (confidential apps), shown only now.
     pub async fn create_client(&self, input: ClientInput) -> OpResult<(Client, Option<String>)> {
         let mut client = build(input, None)?;
+        self.check_stable_subject(&client)?;
         let secret = if client.app_type.is_public() {
             None
         } else {
@@ -554,6 +604,7 @@ impl Provider {
     ) -> OpResult<(Client, ClientRow)> {
         let (old, row) = self.client_row(client_id).await?;
         let mut client = build(input, Some(&old))?;
+        self.check_stable_subject(&client)?;
         if client.app_type.is_public() {
             client.secrets.clear();
         }

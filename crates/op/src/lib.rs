@@ -104,6 +104,9 @@ pub struct Provider {
     /// Apps' claims mappers, compiled once per source (by SHA-256).
     pub(crate) mapper_cache:
         Arc<std::sync::Mutex<std::collections::HashMap<String, tessera_mapper::Mapper>>>,
+    /// Trait paths read-only for self-service in every identity schema: the only traits an
+    /// app's `sub` may be read from (see [`client::unstable_subject`]).
+    pub read_only_traits: Arc<Vec<String>>,
 }
 
 impl Provider {
@@ -112,6 +115,7 @@ impl Provider {
         store: Store,
         cipher: Arc<Cipher>,
         mappers: tessera_mapper::MapperPool,
+        read_only_traits: Vec<String>,
     ) -> Provider {
         let issuer = format!(
             "{}/oidc",
@@ -128,6 +132,7 @@ impl Provider {
             clients: Arc::new(client::ClientCache::default()),
             at_keys,
             mapper_cache: Arc::default(),
+            read_only_traits: Arc::new(read_only_traits),
         }
     }
 

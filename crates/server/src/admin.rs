@@ -53,7 +53,131 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .fallback(crate::public::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            only_direct_json,
+        ))
         .with_state(state)
+}
+
+/// The admin API trusts its network and has no authentication of its own (like Kratos's), so it
+/// must not be reachable *through a browser*: from a page an operator visits, a form post or a
+/// `no-cors` fetch (a cross-site "simple" request) or a DNS-rebound name would otherwise reach
+/// it with the operator's network position. So it answers only requests that no web page can
+/// make: a `Host` that is its own (the configured base URL's host, or a loopback name), no
+/// `Origin` and no cross-site `Sec-Fetch-Site` (so no CORS preflight succeeds either), and a
+/// body only as `application/json` (`application/json-patch+json` for JSON Patch; YAML too for
+/// the configuration document), which browsers cannot send cross-site without a preflight.
+async fn only_direct_json(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match admin_request_refusal(&st, &req) {
+        Some(e) => ApiError(e).into_response(),
+        None => next.run(req).await,
+    }
+}
+
+fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<Error> {
+    use axum::http::header;
+    let h = req.headers();
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::GET
+        && (path.starts_with("/health/")
+            || path.starts_with("/admin/health/")
+            || path == "/version")
+    {
+        // Probes (a load balancer or an orchestrator call by IP) read nothing secret.
+        return None;
+    }
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or_default();
+    let name = host_name(host);
+    let configured = st
+        .engine()
+        .settings
+        .admin_base_url
+        .host_str()
+        .map(str::to_ascii_lowercase);
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback && configured.as_deref() != Some(name.as_str()) {
+        return Some(
+            Error::forbidden(format!(
+                "Host `{host}` is not this admin API's: call it by the host of serve.admin.base_url or a loopback address (set serve.admin.base_url to the URL your clients use)."
+            ))
+            .with_id("security_host_mismatch"),
+        );
+    }
+    let cross_site = h.contains_key(header::ORIGIN)
+        || h.get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "none" && v != "same-origin");
+    if cross_site {
+        return Some(
+            Error::forbidden(
+                "The admin API does not answer requests from web pages (Origin or Sec-Fetch-Site present): call it from a server or the command line.",
+            )
+            .with_id("security_cross_site_request"),
+        );
+    }
+    let has_body = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|l| l.trim() != "0")
+        || h.contains_key(header::TRANSFER_ENCODING);
+    let ctype = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let config = path == "/admin/identity-config";
+    let allowed = |c: &str| {
+        c == "application/json"
+            || (req.method() == axum::http::Method::PATCH && c == "application/json-patch+json")
+            || (config && matches!(c, "application/yaml" | "application/x-yaml" | "text/yaml"))
+    };
+    match ctype.as_deref() {
+        Some(c) if !allowed(c) => Some(Error::new(
+            tessera_core::ErrorKind::UnsupportedMediaType,
+            format!("Content-Type `{c}` is not accepted by the admin API: send application/json."),
+        )),
+        None if has_body => Some(Error::new(
+            tessera_core::ErrorKind::UnsupportedMediaType,
+            "The request has a body but no Content-Type: send application/json.",
+        )),
+        _ => None,
+    }
+}
+
+/// The host name of a `Host` header, lower-cased, without the port.
+fn host_name(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if host.starts_with('[') {
+        return host
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or(host);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map(|(h, _)| h.to_string())
+        .unwrap_or(host)
 }
 
 fn include_credentials(q: &HashMap<String, String>, raw_query: Option<&str>) -> Vec<String> {

@@ -13,8 +13,22 @@ use tessera_core::session::Session;
 pub const MAX_BODY: usize = 1024 * 1024;
 pub const CSRF_COOKIE: &str = "tessera_csrf_token";
 
+/// Most fields a form body may carry. The largest real form (registration with every trait of a
+/// rich schema) has a few dozen; the cap keeps a 1 MiB body of empty fields from costing more
+/// than a real submission.
+pub const MAX_FORM_FIELDS: usize = 1000;
+/// Longest form key, in bytes. Kratos's longest keys (`traits.address.street_address`) are short.
+pub const MAX_FORM_KEY_BYTES: usize = 256;
+/// Most dot-separated segments in a form key. Each segment is one level of nesting in the value
+/// the key builds, and serde_json drops values recursively: an unbounded key depth is a stack
+/// overflow, which aborts the whole process (not just the request).
+pub const MAX_FORM_KEY_SEGMENTS: usize = 16;
+/// Deepest nesting accepted in a JSON body (see [`tessera_core::schema::MAX_DEPTH`]).
+pub const MAX_JSON_DEPTH: usize = tessera_core::schema::MAX_DEPTH;
+
 /// Reads a JSON or `application/x-www-form-urlencoded` body into a JSON value. Form keys with
-/// dots (`traits.email`) become nested objects, as Kratos's form decoder does.
+/// dots (`traits.email`) become nested objects, as Kratos's form decoder does, within the
+/// bounds of [`decode_form`].
 pub async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError(Error::new(
@@ -30,20 +44,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     if ctype.starts_with("application/json")
         || (ctype.is_empty() && bytes.first().is_some_and(|b| *b == b'{' || *b == b'['))
     {
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError(Error::bad_request(format!(
-                "The request body is not valid JSON: {e} (line {}, column {}).",
-                e.line(),
-                e.column()
-            )))
-        });
+        return Ok(decode_json(&bytes)?);
     }
     if ctype.starts_with("application/x-www-form-urlencoded") {
-        let mut out = Value::Object(Map::new());
-        for (k, v) in url::form_urlencoded::parse(&bytes) {
-            tessera_core::schema::set_path(&mut out, &k, form_value(&v));
-        }
-        return Ok(out);
+        return Ok(decode_form(&bytes)?);
     }
     if bytes.is_empty() {
         return Ok(Value::Object(Map::new()));
@@ -54,6 +58,69 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
             "Content-Type `{ctype}` is not supported: send application/json or application/x-www-form-urlencoded."
         ),
     )))
+}
+
+/// Parses a JSON body and refuses one nested deeper than [`MAX_JSON_DEPTH`].
+pub fn decode_json(bytes: &[u8]) -> Result<Value, Error> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request(format!(
+            "The request body is not valid JSON: {e} (line {}, column {}).",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    check_depth(&v, "The request body")?;
+    Ok(v)
+}
+
+/// Refuses a value nested deeper than [`MAX_JSON_DEPTH`]. `what` names it in the message.
+pub fn check_depth(v: &Value, what: &str) -> Result<(), Error> {
+    tessera_core::schema::check_depth(v, what)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into a JSON object, nesting dotted keys.
+///
+/// Bounded so that no body can build a value the server cannot afford: at most
+/// [`MAX_FORM_FIELDS`] fields, keys of at most [`MAX_FORM_KEY_BYTES`] bytes and
+/// [`MAX_FORM_KEY_SEGMENTS`] segments, no empty segment (`a..b`, `.a`, `a.`, or an empty key).
+pub fn decode_form(bytes: &[u8]) -> Result<Value, Error> {
+    let mut out = Value::Object(Map::new());
+    for (n, (k, v)) in url::form_urlencoded::parse(bytes).enumerate() {
+        if n >= MAX_FORM_FIELDS {
+            return Err(Error::bad_request(format!(
+                "The form has more than {MAX_FORM_FIELDS} fields: send only the fields of the flow."
+            )));
+        }
+        if k.len() > MAX_FORM_KEY_BYTES {
+            return Err(Error::bad_request(format!(
+                "Form field `{}…` has a name longer than {MAX_FORM_KEY_BYTES} bytes: use the field names of the flow.",
+                shorten(&k)
+            )));
+        }
+        if k.split('.').any(str::is_empty) {
+            return Err(Error::bad_request(format!(
+                "Form field `{}` has an empty name or an empty segment between dots: use names such as `traits.email`.",
+                shorten(&k)
+            )));
+        }
+        if k.split('.').count() > MAX_FORM_KEY_SEGMENTS {
+            return Err(Error::bad_request(format!(
+                "Form field `{}…` is nested more than {MAX_FORM_KEY_SEGMENTS} levels deep: use the field names of the flow.",
+                shorten(&k)
+            )));
+        }
+        tessera_core::schema::set_path(&mut out, &k, form_value(&v));
+    }
+    Ok(out)
+}
+
+/// The start of an attacker-sized key, for an error message.
+fn shorten(k: &str) -> &str {
+    let mut end = k.len().min(48);
+    while !k.is_char_boundary(end) {
+        end -= 1;
+    }
+    &k[..end]
 }
 
 fn form_value(v: &str) -> Value {
@@ -222,4 +289,128 @@ pub fn paged(
         resp.headers_mut().insert(header::LINK, l);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn nested_and_flat_keys_decode_like_kratos() {
+        let v = decode_form(
+            b"traits.email=a%40b.c&traits.name.first=Ann&method=password&remember=true",
+        )
+        .expect("valid form");
+        assert_eq!(v["traits"]["email"], "a@b.c");
+        assert_eq!(v["traits"]["name"]["first"], "Ann");
+        assert_eq!(v["method"], "password");
+        assert_eq!(v["remember"], true);
+    }
+
+    #[test]
+    fn a_deep_key_is_refused_without_building_it() {
+        // The report's attack: 60,000 dots aborted the process when the value was dropped.
+        let body = format!("{}=x", ".".repeat(60_000));
+        let e = decode_form(body.as_bytes()).expect_err("refused");
+        assert!(e.reason.contains("longer than"), "{}", e.reason);
+        let e = decode_form(b"a....b=x").expect_err("refused");
+        assert!(e.reason.contains("empty"), "{}", e.reason);
+        let body = format!("{}=x", vec!["a"; 10_000].join("."));
+        let e = decode_form(body.as_bytes()).expect_err("refused");
+        assert!(e.reason.contains("longer than"), "{}", e.reason);
+        let body = format!("{}=x", vec!["a"; MAX_FORM_KEY_SEGMENTS + 1].join("."));
+        let e = decode_form(body.as_bytes()).expect_err("refused");
+        assert!(e.reason.contains("levels deep"), "{}", e.reason);
+        let body = format!("{}=x", vec!["a"; MAX_FORM_KEY_SEGMENTS].join("."));
+        assert!(decode_form(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn empty_segments_and_too_many_fields_are_refused() {
+        for key in ["", "a..b", ".a", "a.", "traits..email"] {
+            let body = format!(
+                "{}=x",
+                url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+            );
+            assert!(
+                decode_form(body.as_bytes()).is_err(),
+                "key {key:?} accepted"
+            );
+        }
+        let many: Vec<String> = (0..=MAX_FORM_FIELDS).map(|i| format!("f{i}=1")).collect();
+        let e = decode_form(many.join("&").as_bytes()).expect_err("refused");
+        assert!(e.reason.contains("fields"), "{}", e.reason);
+        assert!(decode_form(many[..MAX_FORM_FIELDS].join("&").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn deep_json_is_refused() {
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        let e = decode_json(deep.as_bytes()).expect_err("refused");
+        assert!(e.reason.contains("levels deep"), "{}", e.reason);
+        let ok = format!(
+            "{}1{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+        assert!(decode_json(ok.as_bytes()).is_ok());
+        // Past serde_json's own recursion limit: a parse error, not a crash.
+        let deeper = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(decode_json(deeper.as_bytes()).is_err());
+    }
+
+    fn form_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z_.]{0,40}",
+            proptest::collection::vec("[a-z]{0,3}", 0..40).prop_map(|p| p.join(".")),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn form_decoding_never_panics_and_stays_shallow(
+            pairs in proptest::collection::vec((form_key(), any::<String>()), 0..50),
+            raw in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let body: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            for bytes in [body.as_bytes(), &raw[..]] {
+                if let Ok(v) = decode_form(bytes) {
+                    prop_assert!(tessera_core::schema::depth(&v) <= MAX_FORM_KEY_SEGMENTS);
+                }
+            }
+        }
+
+        #[test]
+        fn json_decoding_never_panics(
+            text in "[\\[\\]{}\",:0-9a-z ]{0,300}",
+            depth in 0usize..300,
+        ) {
+            let _ = decode_json(text.as_bytes());
+            let nested = format!("{}{}", "{\"a\":".repeat(depth), "1") + &"}".repeat(depth);
+            match decode_json(nested.as_bytes()) {
+                Ok(v) => prop_assert!(tessera_core::schema::depth(&v) <= MAX_JSON_DEPTH),
+                Err(e) => prop_assert!(!e.reason.is_empty()),
+            }
+        }
+
+        #[test]
+        fn cookie_parsing_never_panics(header in any::<String>(), name in "[a-z_]{1,20}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&header) {
+                h.insert(header::COOKIE, v);
+            }
+            let _ = cookie(&h, &name);
+            let _ = wants_json(&h);
+        }
+    }
 }

@@ -33,7 +33,23 @@ pub fn provider(engine: &Engine) -> tessera_op::Provider {
         engine.store.clone(),
         engine.cipher.clone(),
         engine.social.pool().clone(),
+        read_only_traits(&engine.schemas),
     )
+}
+
+/// Trait paths that every identity schema marks read-only for self-service: an app may take
+/// its `sub` from those only (a trait editable under any schema could be changed by someone).
+pub fn read_only_traits(schemas: &tessera_flows::engine::Schemas) -> Vec<String> {
+    let mut all = schemas.by_id.values();
+    let Some(first) = all.next() else {
+        return vec![];
+    };
+    let mut paths: Vec<String> = first.read_only_paths().map(String::from).collect();
+    for s in all {
+        let other: Vec<&str> = s.read_only_paths().collect();
+        paths.retain(|p| other.contains(&p.as_str()));
+    }
+    paths
 }
 
 impl AppState {

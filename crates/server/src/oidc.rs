@@ -109,6 +109,17 @@ pub async fn callback(
             );
             r
         }
+        CallbackOutcome::ShowFlow(flow)
+            if flow.flow_type == tessera_core::flow::FlowType::Api && flow.return_to.is_some() =>
+        {
+            // An app's flow (e.g. a native app's social sign-in): back to the app, which reads
+            // the flow's messages through the API. The hosted pages show browser flows only.
+            let mut to = url::Url::parse(flow.return_to.as_deref().unwrap_or_default())
+                .map_err(|err| ApiError(Error::internal(err.to_string())))?;
+            to.query_pairs_mut()
+                .append_pair("flow", &flow.id.to_string());
+            Redirect::to(to.as_str()).into_response()
+        }
         CallbackOutcome::ShowFlow(flow) => {
             let mut to = e.ui_url(flow.kind).clone();
             to.query_pairs_mut()

@@ -48,6 +48,10 @@ pub fn admin_routes() -> Router<AppState> {
             "/admin/clients/{id}/secrets/{secret}",
             axum::routing::delete(delete_secret),
         )
+        .route(
+            "/admin/clients/{id}/subjects/{subject}",
+            axum::routing::delete(release_subject),
+        )
         .route("/admin/clients/{id}/assignments", get(list_assignments))
         .route(
             "/admin/clients/{id}/assignments/{identity}",
@@ -136,6 +140,15 @@ async fn form_fields(headers: &HeaderMap, body: Body) -> Result<RawParams, OpErr
         return Err(OpError::invalid_request(
             "Send the parameters as application/x-www-form-urlencoded (RFC 6749 §3.2).",
         ));
+    }
+    if url::form_urlencoded::parse(&bytes)
+        .nth(http::MAX_FORM_FIELDS)
+        .is_some()
+    {
+        return Err(OpError::invalid_request(format!(
+            "The request has more than {} parameters.",
+            http::MAX_FORM_FIELDS
+        )));
     }
     Ok(raw_params(
         url::form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())),
@@ -522,11 +535,7 @@ async fn end_session(
         let hinted = get("id_token_hint").is_some_and(|h| !h.is_empty());
         let confirmed = method == Method::POST && get("confirm") == Some("yes") && {
             let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
-            !cookie.is_empty()
-                && tessera_core::crypto::constant_time_eq(
-                    cookie,
-                    get("csrf_token").unwrap_or_default(),
-                )
+            tessera_core::crypto::csrf_matches(get("csrf_token").unwrap_or_default(), cookie)
         };
         if method == Method::POST && get("confirm").is_some() && !confirmed {
             return csrf_page(&cx);
@@ -553,7 +562,7 @@ async fn end_session(
                 &cx.page(target.clone()),
                 LogoutConfirmView {
                     form_action: st.op().endpoint("session/end"),
-                    csrf_token: csrf,
+                    csrf_token: tessera_core::crypto::mask_csrf(&csrf),
                     fields,
                     user_identifier: user,
                 },
@@ -651,7 +660,7 @@ async fn consent_page(
             .join("ui/consent")
             .map(|u| u.to_string())
             .unwrap_or_default(),
-        csrf_token: csrf,
+        csrf_token: tessera_core::crypto::mask_csrf(&csrf),
         request: info.request_id.to_string(),
     };
     let mut resp = ui::consent_response(&st, &cx.page(Some(info.redirect_uri)), view);
@@ -678,7 +687,7 @@ async fn consent_submit(
         .get("csrf_token")
         .map(String::as_str)
         .unwrap_or_default();
-    if cookie.is_empty() || !tessera_core::crypto::constant_time_eq(cookie, sent) {
+    if !tessera_core::crypto::csrf_matches(sent, cookie) {
         return csrf_page(&cx);
     }
     let session = match current_session(&st, &headers).await {
@@ -762,6 +771,27 @@ async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> Ad
     if !st.op().delete_client(&id).await.map_err(admin_err)? {
         return Err(admin_err(OpError::not_found(format!(
             "App `{id}` does not exist."
+        ))));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Releases a per-app subject that an identity holds for good (see `op_subjects`): the next
+/// identity whose subject expression yields it gets it. An administrator's decision, e.g.
+/// after an employee's account was deleted and created again.
+async fn release_subject(
+    State(st): State<AppState>,
+    Path((id, subject)): Path<(String, String)>,
+) -> AdminResult {
+    if !st
+        .op()
+        .store
+        .op_release_subject(&id, &subject)
+        .await
+        .map_err(|e| admin_err(e.into()))?
+    {
+        return Err(admin_err(OpError::not_found(format!(
+            "No identity holds subject `{subject}` at app `{id}`."
         ))));
     }
     Ok(StatusCode::NO_CONTENT.into_response())

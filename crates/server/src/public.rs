@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use tessera_core::Error;
 use tessera_core::flow::{Flow, FlowKind, FlowType};
-use tessera_flows::Outcome;
+use tessera_flows::{Engine, Outcome};
 
 type Q = Query<HashMap<String, String>>;
 
@@ -215,9 +215,12 @@ async fn init(
         (other, _) => other,
     };
     match result {
-        Ok(flow) => Ok(flow_created(
+        Ok(mut flow) => Ok(flow_created(
             &st,
-            flow,
+            {
+                Engine::present_flow(&mut flow, Some(&csrf));
+                flow
+            },
             set,
             &headers,
             q.get("ui_locales").map(String::as_str),
@@ -292,7 +295,11 @@ async fn get_flow(
     q: HashMap<String, String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let flow = st.engine().fetch_flow(kind, &flow_id(&q, "id")?).await?;
+    let csrf = http::cookie(&headers, http::CSRF_COOKIE);
+    let flow = st
+        .engine()
+        .fetch_flow(kind, &flow_id(&q, "id")?, csrf)
+        .await?;
     if kind == FlowKind::Settings {
         let session = current_session(&st, &headers)
             .await?
@@ -377,6 +384,31 @@ async fn submit(
         Err(err) => return Err(err.into()),
     };
     let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !wants_json(&headers);
+    let outcome = match outcome {
+        Outcome::Continue(mut f) => {
+            Engine::present_flow(&mut f, csrf);
+            Outcome::Continue(f)
+        }
+        Outcome::Invalid(mut f) => {
+            Engine::present_flow(&mut f, csrf);
+            Outcome::Invalid(f)
+        }
+        Outcome::Completed {
+            mut flow,
+            identity,
+            session,
+            return_to,
+        } => {
+            Engine::present_flow(&mut flow, csrf);
+            Outcome::Completed {
+                flow,
+                identity,
+                session,
+                return_to,
+            }
+        }
+        other => other,
+    };
     Ok(match outcome {
         Outcome::Upstream {
             flow,

@@ -534,3 +534,79 @@ impl Store {
         Ok(total)
     }
 }
+
+/// Per-app subjects issued for good (see the `op_subjects` migration).
+impl Store {
+    /// The subject `identity_id` holds at `client_id`: the one bound earlier, or `subject`,
+    /// bound now, or [`Bound::Taken`] when another identity holds `subject` there.
+    pub async fn op_bind_subject(
+        &self,
+        client_id: &str,
+        identity_id: Uuid,
+        subject: &str,
+        now: i64,
+    ) -> Result<Bound, Error> {
+        if let Some(held) = self.op_bound_subject(client_id, identity_id).await? {
+            return Ok(Bound::Held(held));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO op_subjects (client_id, identity_id, subject, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(identity_id.to_string())
+        .bind(subject)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Bound::Held(subject.to_string()));
+        }
+        // A concurrent request of the same identity may have won; otherwise the subject is
+        // another identity's.
+        match self.op_bound_subject(client_id, identity_id).await? {
+            Some(held) => Ok(Bound::Held(held)),
+            None => Ok(Bound::Taken),
+        }
+    }
+
+    async fn op_bound_subject(
+        &self,
+        client_id: &str,
+        identity_id: Uuid,
+    ) -> Result<Option<String>, Error> {
+        let row = sqlx::query(
+            "SELECT subject FROM op_subjects WHERE client_id = $1 AND identity_id = $2",
+        )
+        .bind(client_id)
+        .bind(identity_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| r.try_get::<String, _>("subject"))
+            .transpose()
+            .map_err(db_err)
+    }
+
+    /// Releases a subject at an app (an administrator's decision: the next identity it
+    /// resolves for gets it). Returns whether one was bound.
+    pub async fn op_release_subject(&self, client_id: &str, subject: &str) -> Result<bool, Error> {
+        let done = sqlx::query("DELETE FROM op_subjects WHERE client_id = $1 AND subject = $2")
+            .bind(client_id)
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// What [`Store::op_bind_subject`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    /// The identity's subject at the app (bound earlier, or just now).
+    Held(String),
+    /// Another identity holds this subject at the app.
+    Taken,
+}

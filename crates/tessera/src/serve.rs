@@ -173,6 +173,19 @@ pub async fn run(
     let engine = app::build_engine(settings, dev)
         .await
         .map_err(|e| anyhow!(e))?;
+    // An app whose `sub` users can change would let one user sign in to it as another: such a
+    // configuration does not start (the security model, docs/security.md).
+    let unstable = tessera_server::provider(&engine)
+        .unstable_subjects()
+        .await
+        .map_err(|e| anyhow!(e.description))?;
+    if !unstable.is_empty() {
+        return Err(anyhow!(
+            "refusing to start: {} app(s) take their `sub` from a value users can change:\n  - {}\nFix: mark the trait read-only in the identity schema (`\"tessera\": {{\"read_only\": true}}` on its property) and start again; users then cannot change it in settings. You can then move the app to another subject with `PUT /admin/clients/{{id}}`.",
+            unstable.len(),
+            unstable.join("\n  - ")
+        ));
+    }
     let listeners = match listeners {
         Some(l) => l,
         None => Listeners::bind((&binds.0.0, binds.0.1), (&binds.1.0, binds.1.1)).await?,

@@ -43,8 +43,11 @@ async fn browser_registration_login_and_logout() {
             .unwrap();
         assert_eq!(flow["type"], "browser");
         assert_eq!(flow["return_to"], "https://app.example.com/welcome");
+        // A token masked from the browser's secret, never the secret (the cookie) itself.
         let csrf = csrf_of(&flow);
-        assert_eq!(Some(csrf.clone()), b.cookie("tessera_csrf_token"));
+        let secret = b.cookie("tessera_csrf_token").expect("CSRF cookie");
+        assert!(!csrf.is_empty() && csrf != secret && !csrf.contains(&secret));
+        assert!(tessera_core::crypto::csrf_matches(&csrf, &secret));
         let action = flow["ui"]["action"].as_str().unwrap().to_string();
 
         // Without the CSRF token: refused, nothing created.

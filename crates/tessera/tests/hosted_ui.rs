@@ -156,17 +156,35 @@ async fn server_with_experience(experience: &str) -> TestServer {
     .await
 }
 
+/// The cookies of the browser that opened each flow page: the hosted UI shows a browser flow
+/// only to the browser it belongs to (its CSRF cookie), so [`get_with`] sends them along.
+static OPENED_BY: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
 /// Opens a browser flow and returns its page URL.
 async fn page_url(s: &TestServer, b: &Browser, kind: &str) -> String {
     let r = b
         .get(&format!("{}/self-service/{kind}/browser", s.public), false)
         .await;
     assert_eq!(r.status(), 303);
-    r.headers()["location"].to_str().unwrap().to_string()
+    let url = r.headers()["location"].to_str().unwrap().to_string();
+    OPENED_BY
+        .lock()
+        .unwrap()
+        .push((url.clone(), b.cookie_header()));
+    url
 }
 
 async fn get_with(url: &str, headers: &[(&str, &str)]) -> (reqwest::header::HeaderMap, String) {
     let mut req = TestServer::client().get(url);
+    let jar = OPENED_BY
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(page, _)| url.starts_with(page.as_str()))
+        .map(|(_, c)| c.clone());
+    if let Some(c) = jar {
+        req = req.header("cookie", c);
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -262,7 +280,7 @@ async fn language_comes_from_ui_locales_then_cookie_then_accept_language() {
         .await;
     let to = r.headers()["location"].to_str().unwrap().to_string();
     assert!(to.ends_with("&ui_locales=ru"), "{to}");
-    let r = TestServer::client().get(&to).send().await.unwrap();
+    let r = b.get(&to, false).await;
     assert!(
         r.headers()["set-cookie"]
             .to_str()

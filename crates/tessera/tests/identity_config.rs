@@ -303,6 +303,7 @@ async fn bad_uploads_are_refused_like_at_start_and_change_nothing() {
     // The admin API answers each problem as data too.
     let r = reqwest::Client::new()
         .put(format!("{}/admin/identity-config", s.admin))
+        .header("content-type", "application/yaml")
         .body(original.replace("  methods:\n", "  methodz: {}\n  methods:\n"))
         .send()
         .await

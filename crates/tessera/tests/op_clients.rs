@@ -293,29 +293,49 @@ async fn access_assigned_lets_only_assigned_identities_in() {
     s.stop().await;
 }
 
+/// An identity schema with a trait only the site sets (`employee_id`) and one users edit.
+fn staff_schema() -> String {
+    let schema = json!({
+        "$id": "https://example.com/staff.schema.json",
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"traits": {"type": "object", "properties": {
+            "email": {"type": "string", "format": "email",
+                      "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}},
+            "employee_id": {"type": "string", "tessera": {"read_only": true}},
+            "nickname": {"type": "string"},
+        }, "required": ["email"]}},
+    });
+    use base64::Engine as _;
+    format!(
+        "identity:\n  default_schema_id: staff\n  schemas:\n    - id: staff\n      url: base64://{}\n",
+        base64::engine::general_purpose::STANDARD.encode(schema.to_string())
+    )
+}
+
+fn app(subject: &str, redirect: &str) -> Value {
+    let mut b = traditional(redirect);
+    b["subject"] = json!(subject);
+    b["skip_consent"] = json!(true);
+    b["client_name"] = json!(format!("App {subject}"));
+    b
+}
+
+async fn sub_of(s: &TestServer, t: &Value, client: &Value) -> Value {
+    let jwt = t["id_token"].as_str().unwrap();
+    verify(s, jwt, client["client_id"].as_str().unwrap()).await["sub"].clone()
+}
+
 #[tokio::test]
 async fn per_app_subjects_and_a_missing_value_is_an_error_page_not_an_empty_sub() {
-    let s = server(Backend::Sqlite, "").await;
+    let s = server(Backend::Sqlite, &staff_schema()).await;
     let id = user(&s, "emp@example.com").await;
-    let mk = |subject: &str, redirect: &str| {
-        let mut b = traditional(redirect);
-        b["subject"] = json!(subject);
-        b["skip_consent"] = json!(true);
-        b["client_name"] = json!(format!("App {subject}"));
-        b
-    };
-    let by_email = create_client(&s, mk("traits.email", RP)).await;
-    let by_emp = create_client(&s, mk("metadata_public.employee.id", RP)).await;
-    let pw1 = create_client(&s, mk("pairwise", "https://one.example.com/cb")).await;
-    let pw2 = create_client(&s, mk("pairwise", "https://two.example.com/cb")).await;
+    let by_emp = create_client(&s, app("metadata_admin.employee.id", RP)).await;
+    let pw1 = create_client(&s, app("pairwise", "https://one.example.com/cb")).await;
+    let pw2 = create_client(&s, app("pairwise", "https://two.example.com/cb")).await;
     let b = Browser::default();
-    let sub_of = |t: Value| t["id_token"].as_str().unwrap().to_string();
-    let t = code_flow(&b, &s, &by_email, "emp@example.com", "openid").await;
-    assert_eq!(
-        verify(&s, &sub_of(t), by_email["client_id"].as_str().unwrap()).await["sub"],
-        "emp@example.com"
-    );
-    // No metadata_public.employee.id yet: an error page naming the app and the expression.
+    let sub = |t: Value| t["id_token"].as_str().unwrap().to_string();
+    // No metadata_admin.employee.id yet: an error page naming the app and the expression.
     let start = auth_url(
         &s,
         &[
@@ -325,47 +345,220 @@ async fn per_app_subjects_and_a_missing_value_is_an_error_page_not_an_empty_sub(
             ("scope", "openid"),
         ],
     );
-    let (st, _, page) = drive(&b, &s, &start, "x", None).await;
+    let (st, _, page) = drive(&b, &s, &start, "emp@example.com", None).await;
     assert_eq!(st, 403);
     assert!(
-        page.contains("App metadata_public.employee.id")
-            && page.contains("has no value for `metadata_public.employee.id`"),
+        page.contains("App metadata_admin.employee.id")
+            && page.contains("has no value for `metadata_admin.employee.id`"),
         "{page}"
     );
     // The admin sets it: now it is the sub.
-    let r = TestServer::client().patch(format!("{}/admin/identities/{id}", s.admin)).json(&json!([{"op": "add", "path": "/metadata_public", "value": {"employee": {"id": "E-1001"}}}])).send().await.unwrap();
+    let r = TestServer::client().patch(format!("{}/admin/identities/{id}", s.admin)).json(&json!([{"op": "add", "path": "/metadata_admin", "value": {"employee": {"id": "E-1001"}}}])).send().await.unwrap();
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let t = code_flow(&b, &s, &by_emp, "x", "openid").await;
     assert_eq!(
-        verify(&s, &sub_of(t), by_emp["client_id"].as_str().unwrap()).await["sub"],
+        verify(&s, &sub(t), by_emp["client_id"].as_str().unwrap()).await["sub"],
         "E-1001"
     );
     // Pairwise: stable per sector, different across sectors, never the identity id.
-    let a1 = verify(
-        &s,
-        &sub_of(code_flow(&b, &s, &pw1, "x", "openid").await),
-        pw1["client_id"].as_str().unwrap(),
-    )
-    .await["sub"]
-        .clone();
-    let a2 = verify(
-        &s,
-        &sub_of(code_flow(&b, &s, &pw1, "x", "openid").await),
-        pw1["client_id"].as_str().unwrap(),
-    )
-    .await["sub"]
-        .clone();
-    let b1 = verify(
-        &s,
-        &sub_of(code_flow(&b, &s, &pw2, "x", "openid").await),
-        pw2["client_id"].as_str().unwrap(),
-    )
-    .await["sub"]
-        .clone();
-    assert_eq!(a1, a2);
-    assert_ne!(a1, b1);
-    assert_ne!(a1, json!(id));
+    let mut got = vec![];
+    for c in [&pw1, &pw1, &pw2] {
+        let t = code_flow(&b, &s, c, "x", "openid").await;
+        got.push(verify(&s, &sub(t), c["client_id"].as_str().unwrap()).await["sub"].clone());
+    }
+    assert_eq!(got[0], got[1]);
+    assert_ne!(got[0], got[2]);
+    assert_ne!(got[0], json!(id));
     s.stop().await;
+}
+
+/// Security review H3: subjects users can change are refused, read-only traits cannot be
+/// chosen or changed in self-service, and the first `sub` an identity gets at an app is kept
+/// and never issued to another identity — not after the value changes, not after the first
+/// identity is deleted — until an administrator releases it.
+async fn subjects_are_never_reassigned(backend: Backend) {
+    let s = server(backend, &staff_schema()).await;
+    for (subject, needle) in [
+        ("traits.email", "mark `email` read-only"),
+        ("traits.nickname", "mark `nickname` read-only"),
+        ("metadata_public.employee_id", "metadata_admin"),
+    ] {
+        let r = TestServer::client()
+            .post(format!("{}/admin/clients", s.admin))
+            .json(&app(subject, RP))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{subject}: {v}");
+        assert!(v.to_string().contains(needle), "{subject}: {v}");
+    }
+    let by_trait = create_client(&s, app("traits.employee_id", RP)).await;
+    let c = TestServer::client();
+
+    // Nobody picks their own employee id at sign-up…
+    let flow: Value = c
+        .get(format!("{}/self-service/registration/api", s.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = c
+        .post(flow["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "password", "password": "correct-horse-battery", "traits": {"email": "m@example.com", "employee_id": "E4242"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.to_string().contains("4000901"), "{v}");
+
+    // …the admin sets it.
+    let alice = user(&s, "alice@example.com").await;
+    let mallory = user(&s, "mallory@example.com").await;
+    let (st, mallory_login) = s
+        .login("mallory@example.com", "correct-horse-battery")
+        .await;
+    assert_eq!(st, 200, "{mallory_login}");
+    let set = |id: String, emp: &'static str| {
+        let c = c.clone();
+        let admin = s.admin.clone();
+        async move {
+            let r = c
+                .patch(format!("{admin}/admin/identities/{id}"))
+                .json(&json!([{"op": "add", "path": "/traits/employee_id", "value": emp}]))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{:?}", r.text().await);
+        }
+    };
+    set(alice.clone(), "E4242").await;
+    set(mallory.clone(), "E0666").await;
+
+    // Mallory cannot change hers in settings.
+    let token = mallory_login["session_token"].as_str().unwrap();
+    let flow: Value = c
+        .get(format!("{}/self-service/settings/api", s.public))
+        .header("X-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = c
+        .post(flow["ui"]["action"].as_str().unwrap())
+        .header("X-Session-Token", token)
+        .json(&json!({"method": "profile", "traits": {"email": "mallory@example.com", "employee_id": "E4242"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("4000901"));
+    let m: Value = c
+        .get(format!("{}/admin/identities/{mallory}", s.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["traits"]["employee_id"], "E0666");
+
+    // Alice's first sub at the app is E4242, and stays hers after her value changes.
+    let alice_b = Browser::default();
+    let t = code_flow(&alice_b, &s, &by_trait, "alice@example.com", "openid").await;
+    assert_eq!(sub_of(&s, &t, &by_trait).await, "E4242");
+    set(alice.clone(), "E9999").await;
+    let t = code_flow(&alice_b, &s, &by_trait, "x", "openid").await;
+    assert_eq!(sub_of(&s, &t, &by_trait).await, "E4242", "kept");
+
+    // The admin gives Mallory E4242 (a mistake, or a recycled number): refused at the app,
+    // also after Alice's account is deleted.
+    set(mallory.clone(), "E4242").await;
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", by_trait["client_id"].as_str().unwrap()),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+        ],
+    );
+    let mallory_b = Browser::default();
+    let (st, _, page) = drive(&mallory_b, &s, &start, "mallory@example.com", None).await;
+    assert_eq!(st, 403, "{page}");
+    assert!(
+        page.contains("already belongs to another account"),
+        "{page}"
+    );
+    let r = c
+        .delete(format!("{}/admin/identities/{alice}", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (st, _, _) = drive(&mallory_b, &s, &start, "mallory@example.com", None).await;
+    assert_eq!(st, 403);
+
+    // Only an administrator's release frees it.
+    let release = format!(
+        "{}/admin/clients/{}/subjects/E4242",
+        s.admin,
+        by_trait["client_id"].as_str().unwrap()
+    );
+    assert_eq!(c.delete(&release).send().await.unwrap().status(), 204);
+    assert_eq!(c.delete(&release).send().await.unwrap().status(), 404);
+    let t = code_flow(&mallory_b, &s, &by_trait, "mallory@example.com", "openid").await;
+    assert_eq!(sub_of(&s, &t, &by_trait).await, "E4242");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn subjects_are_never_reassigned_sqlite() {
+    subjects_are_never_reassigned(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn subjects_are_never_reassigned_postgres() {
+    subjects_are_never_reassigned(Backend::Postgres).await;
+}
+
+/// Apps stored before subjects were restricted: a server with one does not start, and says
+/// which app and how to fix it.
+#[tokio::test]
+async fn a_server_with_a_mutable_app_subject_refuses_to_start() {
+    let s = server(Backend::Sqlite, "").await;
+    let mut body = app("id", RP);
+    body["client_id"] = json!("legacy-wiki");
+    create_client(&s, body).await;
+    // As an older version stored it, before such subjects were refused.
+    let store = &s.engine.0.store;
+    let mut row = store
+        .op_get_client("legacy-wiki")
+        .await
+        .expect("stored")
+        .expect("the app");
+    row.metadata["subject"] = json!("traits.email");
+    assert!(store.op_update_client(&row).await.expect("updated"));
+    let dir = s.dir.clone();
+    s.stop().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config"])
+        .arg(dir.join("tessera.yml"))
+        .output()
+        .await
+        .expect("run tessera serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("legacy-wiki") && err.contains("traits.email") && err.contains("read_only"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -281,14 +281,62 @@ async fn missing_traits_are_asked_for_and_merged_with_the_mapped_ones() {
     );
 }
 
+/// The seed-004 mapper plus the address the upstream verified, which is what lets Tessera
+/// offer "sign in to link" to the owner of an existing account with that address.
+const VERIFYING_MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('claims');
+{
+  identity: {
+    traits: {
+      [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
+    },
+    verified_addresses: if 'email' in claims && claims.email_verified
+                        then [{ value: claims.email, via: 'email' }] else [],
+  },
+}
+"#;
+
+/// A mapper that trusts whatever email the upstream sends (as the seed DingTalk and VK mappers
+/// do): the precondition of the account-takeover attack (security review H2).
+const TRUSTING_MAPPER: &str = r#"local claims = std.extVar('claims');
+{ identity: { traits: { email: claims.email } } }
+"#;
+
+async fn server_with(fake: &FakeOidc, mapper: &str) -> TestServer {
+    TestServer::start(
+        Backend::Sqlite,
+        &config(&provider_yaml("acme", fake, mapper, ""), true),
+    )
+    .await
+}
+
+/// Signs in with the password on a "sign in to link" page; returns the confirmation flow.
+async fn prove_password(b: &Browser, s: &TestServer, flow: &Value, password: &str) -> Value {
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &csrf_of(flow)),
+                ("method", "password"),
+                ("identifier", "alice@example.com"),
+                ("password", password),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let loc = location(&r);
+    assert!(loc.contains("/ui/login?flow="), "{loc}");
+    flow_json(b, s, "login", &flow_id_of(&loc)).await
+}
+
 #[tokio::test]
-async fn an_existing_email_is_never_linked_silently() {
+async fn an_existing_email_is_linked_only_after_proof_and_an_explicit_yes() {
     let fake = FakeOidc::start(FakeOptions {
         claims: json!({"email": "Alice@Example.com", "email_verified": true}),
         ..Default::default()
     })
     .await;
-    let s = server(&fake, "").await;
+    let s = server_with(&fake, VERIFYING_MAPPER).await;
     let alice = s
         .register("alice@example.com", "correct horse battery")
         .await;
@@ -312,13 +360,11 @@ async fn an_existing_email_is_never_linked_silently() {
     assert!(full["credentials"].get("oidc").is_none(), "not linked yet");
 
     // A wrong password links nothing.
-    let action = flow["ui"]["action"].as_str().unwrap().to_string();
-    let csrf = csrf_of(&flow);
     let r = b
         .post_form(
-            &action,
+            flow["ui"]["action"].as_str().unwrap(),
             &[
-                ("csrf_token", &csrf),
+                ("csrf_token", &csrf_of(&flow)),
                 ("method", "password"),
                 ("identifier", "alice@example.com"),
                 ("password", "wrong password!!"),
@@ -333,20 +379,54 @@ async fn an_existing_email_is_never_linked_silently() {
             .is_none()
     );
 
-    // Proving the account links the social profile to it.
+    // Proving the account only leads to the question, which names the upstream account.
+    let confirm = prove_password(&b, &s, &flow, "correct horse battery").await;
+    assert!(ids(&confirm).contains(&1010901), "{confirm}");
+    let question = confirm["ui"]["messages"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        question.contains("Acme acme") && question.contains("alice@example.com"),
+        "names the upstream account: {confirm}"
+    );
+    assert!(whoami(&b, &s).await.get("identity").is_none());
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none(),
+        "nothing linked before the answer"
+    );
+    let page = b
+        .get(
+            &format!(
+                "{}/ui/login?flow={}",
+                s.public,
+                confirm["id"].as_str().unwrap()
+            ),
+            false,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("name=\"link_decision\" value=\"confirm\""),
+        "{page}"
+    );
+
+    // Yes: linked, and signed in.
     let r = b
         .post_form(
-            &action,
+            confirm["ui"]["action"].as_str().unwrap(),
             &[
-                ("csrf_token", &csrf),
-                ("method", "password"),
-                ("identifier", "alice@example.com"),
-                ("password", "correct horse battery"),
+                ("csrf_token", &csrf_of(&confirm)),
+                ("link_decision", "confirm"),
             ],
             false,
         )
         .await;
     assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "https://app.example.com/after");
     assert_eq!(whoami(&b, &s).await["identity"]["id"], alice_id.as_str());
     let full = admin_identity(&s, &alice_id).await;
     assert_eq!(
@@ -359,6 +439,274 @@ async fn an_existing_email_is_never_linked_silently() {
     let r = sign_in(&b2, &s, "login").await;
     assert_eq!(location(&r), "https://app.example.com/after");
     assert_eq!(whoami(&b2, &s).await["identity"]["id"], alice_id.as_str());
+}
+
+#[tokio::test]
+async fn declining_the_link_signs_in_without_linking() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "alice@example.com", "email_verified": true}),
+        ..Default::default()
+    })
+    .await;
+    let s = server_with(&fake, VERIFYING_MAPPER).await;
+    let alice = s
+        .register("alice@example.com", "correct horse battery")
+        .await;
+    let alice_id = alice["identity"]["id"].as_str().unwrap().to_string();
+    let b = Browser::default();
+    let loc = location(&sign_in(&b, &s, "login").await);
+    let flow = flow_json(&b, &s, "login", &flow_id_of(&loc)).await;
+    let confirm = prove_password(&b, &s, &flow, "correct horse battery").await;
+    let r = b
+        .post_form(
+            confirm["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &csrf_of(&confirm)),
+                ("link_decision", "skip"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(whoami(&b, &s).await["identity"]["id"], alice_id.as_str());
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
+    // The answered flow cannot be answered again.
+    let r = b
+        .post_form(
+            confirm["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &csrf_of(&confirm)),
+                ("link_decision", "confirm"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
+}
+
+/// Security review H2 and L7: an attacker whose upstream account carries the victim's
+/// *unverified* email gets no link prompt and learns nothing about the victim's account.
+#[tokio::test]
+async fn an_unverified_colliding_email_gets_the_plain_message_and_no_link_prompt() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "alice@example.com", "email_verified": false}),
+        ..Default::default()
+    })
+    .await;
+    let s = server_with(&fake, TRUSTING_MAPPER).await;
+    let alice = s
+        .register("alice@example.com", "correct horse battery")
+        .await;
+    let alice_id = alice["identity"]["id"].as_str().unwrap().to_string();
+    let attacker = Browser::default();
+    let loc = location(&sign_in(&attacker, &s, "login").await);
+    let flow = flow_json(&attacker, &s, "login", &flow_id_of(&loc)).await;
+    let got = ids(&flow);
+    assert!(got.contains(&4000027) && !got.contains(&1010016), "{flow}");
+    assert!(
+        !flow.to_string().contains("available_oidc_providers"),
+        "no details of the existing account: {flow}"
+    );
+    assert!(
+        flow["ui"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["attributes"]["value"] != "alice@example.com"),
+        "the address is not pre-filled: {flow}"
+    );
+    assert_eq!(identities(&s).await.len(), 1);
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
+}
+
+/// Security review H2, step by step: the attacker starts an **API** flow, signs in upstream
+/// with an account carrying the victim's (even verified) email, and phishes the victim with
+/// the flow's page. Nothing is linked and the attacker gets no session.
+#[tokio::test]
+async fn the_api_flow_link_takeover_from_the_review_fails() {
+    for verified in [false, true] {
+        let fake = FakeOidc::start(FakeOptions {
+            claims: json!({"email": "alice@example.com", "email_verified": verified}),
+            ..Default::default()
+        })
+        .await;
+        // With a verified address, only the flow's type stands between the attacker and a
+        // link prompt.
+        let mapper = if verified {
+            VERIFYING_MAPPER
+        } else {
+            TRUSTING_MAPPER
+        };
+        let s = server_with(&fake, mapper).await;
+        let alice = s
+            .register("alice@example.com", "correct horse battery")
+            .await;
+        let alice_id = alice["identity"]["id"].as_str().unwrap().to_string();
+
+        // 1-2. The attacker's API flow and upstream sign-in.
+        let app = TestServer::client();
+        let api: Value = app
+            .get(format!(
+                "{}/self-service/login/api?return_session_token_exchange_code=true&return_to=https://app.example.com/native",
+                s.public
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let init_code = api["session_token_exchange_code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = app
+            .post(api["ui"]["action"].as_str().unwrap())
+            .json(&json!({"method": "oidc", "provider": "acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await.unwrap();
+        let attacker = Browser::default();
+        let callback = upstream(&attacker, body["redirect_browser_to"].as_str().unwrap()).await;
+        let r = attacker.get(&callback, false).await;
+        let back = location(&r);
+        // Back to the app with the flow, never to a hosted page with a password form.
+        assert!(
+            back.starts_with("https://app.example.com/native?flow="),
+            "{back}"
+        );
+        let flow_id = back.split("flow=").nth(1).unwrap().to_string();
+        let flow: Value = app
+            .get(format!(
+                "{}/self-service/login/flows?id={flow_id}",
+                s.public
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(flow["type"], "api");
+        let got = ids(&flow);
+        assert!(got.contains(&4000027) && !got.contains(&1010016), "{flow}");
+
+        // 3. The phishing page: the hosted UI does not render an API flow.
+        let victim = Browser::default();
+        let page = victim
+            .get(&format!("{}/ui/login?flow={flow_id}", s.public), false)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains("name=\"password\""), "{page}");
+        // Even if the victim's password reaches the flow, it links nothing.
+        let r = victim
+            .post_form(
+                &format!("{}/self-service/login?flow={flow_id}", s.public),
+                &[
+                    ("method", "password"),
+                    ("identifier", "alice@example.com"),
+                    ("password", "correct horse battery"),
+                ],
+                true,
+            )
+            .await;
+        assert!(r.status().as_u16() < 500);
+        assert!(
+            admin_identity(&s, &alice_id).await["credentials"]
+                .get("oidc")
+                .is_none(),
+            "verified={verified}: linked"
+        );
+
+        // 4. The attacker signs in upstream again and gets no session for Alice.
+        let again = Browser::default();
+        let loc = location(&sign_in(&again, &s, "login").await);
+        assert!(whoami(&again, &s).await.get("identity").is_none(), "{loc}");
+        let r = app
+            .get(format!(
+                "{}/sessions/token-exchange?init_code={init_code}&return_to_code=x",
+                s.public
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 200);
+        assert_eq!(identities(&s).await.len(), 1);
+    }
+}
+
+/// The browser variant: a "sign in to link" page of the attacker's browser flow, sent to the
+/// victim, shows the victim a fresh flow of their own, and the attacker's flow cannot be
+/// submitted from the victim's browser.
+#[tokio::test]
+async fn another_browsers_link_page_is_never_shown_or_accepted() {
+    let fake = FakeOidc::start(FakeOptions {
+        claims: json!({"email": "alice@example.com", "email_verified": true}),
+        ..Default::default()
+    })
+    .await;
+    let s = server_with(&fake, VERIFYING_MAPPER).await;
+    let alice = s
+        .register("alice@example.com", "correct horse battery")
+        .await;
+    let alice_id = alice["identity"]["id"].as_str().unwrap().to_string();
+    let attacker = Browser::default();
+    let loc = location(&sign_in(&attacker, &s, "login").await);
+    let flow_id = flow_id_of(&loc);
+    let flow = flow_json(&attacker, &s, "login", &flow_id).await;
+    assert!(ids(&flow).contains(&1010016));
+
+    let victim = Browser::default();
+    let r = victim
+        .get(&format!("{}/ui/login?flow={flow_id}", s.public), false)
+        .await;
+    assert_eq!(r.status(), 303, "a fresh flow instead of the attacker's");
+    assert!(!location(&r).contains(&flow_id));
+    // The flow JSON is refused without the attacker's cookie, and carries no usable secret.
+    let r = TestServer::client()
+        .get(format!(
+            "{}/self-service/login/flows?id={flow_id}",
+            s.public
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = victim
+        .post_form(
+            &format!("{}/self-service/login?flow={flow_id}", s.public),
+            &[
+                ("csrf_token", &csrf_of(&flow)),
+                ("method", "password"),
+                ("identifier", "alice@example.com"),
+                ("password", "correct horse battery"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        admin_identity(&s, &alice_id).await["credentials"]
+            .get("oidc")
+            .is_none()
+    );
 }
 
 #[tokio::test]

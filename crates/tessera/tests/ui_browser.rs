@@ -16,11 +16,13 @@ use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::{Backend, TestServer};
 
 /// One mapper for the three providers: the email when there is one (GitHub's only when
-/// verified), the name from whatever the provider has.
+/// verified, and then declared verified, which allows "sign in to link"), the name from
+/// whatever the provider has.
 const MAPPER: &str = r#"local c = std.extVar('claims');
 local first = if 'given_name' in c then c.given_name else if 'name' in c then c.name else null;
 local last = if 'family_name' in c then c.family_name else null;
 local email_ok = 'email' in c && (!('email_verified' in c) || c.email_verified);
+local verified = 'email' in c && 'email_verified' in c && c.email_verified;
 {
   identity: {
     traits: {
@@ -30,6 +32,7 @@ local email_ok = 'email' in c && (!('email_verified' in c) || c.email_verified);
         [if last != null then 'last' else null]: last,
       },
     },
+    verified_addresses: if verified then [{ value: c.email, via: 'email' }] else [],
   },
 }
 "#;

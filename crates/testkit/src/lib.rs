@@ -233,6 +233,11 @@ impl Browser {
         self.cookies.lock().expect("lock").get(name).cloned()
     }
 
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
+        self.header()
+    }
+
     fn header(&self) -> String {
         self.cookies
             .lock()

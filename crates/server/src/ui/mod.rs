@@ -417,16 +417,27 @@ async fn flow_page(
     let Some(id) = q.get("flow") else {
         return Redirect::to(&start).into_response();
     };
-    let flow = match st.engine().fetch_flow(kind, id).await {
+    let csrf = cookie(&headers, crate::http::CSRF_COOKIE);
+    let flow = match st.engine().fetch_flow(kind, id, csrf).await {
         Ok(f) => f,
         Err(e) if e.kind == tessera_core::ErrorKind::Gone => {
             return error_view(&st, lang, &here, "self_service_flow_expired", "", &start);
         }
-        Err(e) if e.kind == tessera_core::ErrorKind::NotFound => {
+        // Unknown, or another browser's flow (a pasted or phished link): a fresh flow of our
+        // own, never someone else's form.
+        Err(e)
+            if e.kind == tessera_core::ErrorKind::NotFound
+                || e.id == Some("security_csrf_violation") =>
+        {
             return Redirect::to(&start).into_response();
         }
         Err(e) => return crate::error::ApiError(e).into_response(),
     };
+    if flow.flow_type == tessera_core::flow::FlowType::Api {
+        // API flows belong to an app's own screens and are bound to nobody: rendered here, a
+        // form on this site's own domain could be handed to someone else to fill in.
+        return error_view(&st, lang, &here, "self_service_api_flow", "", &start);
+    }
     let mut session = None;
     if kind == FlowKind::Settings {
         match current_session(&st, &headers).await {
@@ -481,7 +492,11 @@ pub fn flow_html(
     let return_to = flow.return_to.as_deref();
     let (page, template, title, subtitle, switch_href) = match flow.kind {
         FlowKind::Login => {
-            let linking = flow.ui.messages.iter().any(|m| m.id == 1010016);
+            let linking = flow
+                .ui
+                .messages
+                .iter()
+                .any(|m| m.id == 1010016 || m.id == 1010901);
             (
                 "login",
                 "login.html",
