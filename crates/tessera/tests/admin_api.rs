@@ -446,3 +446,111 @@ async fn admin_sessions_list_get_extend_disable() {
 fn uuid_zero() -> &'static str {
     "00000000-0000-0000-0000-000000000000"
 }
+
+/// Security review M4: no web page can reach the admin API. A cross-site form post, a
+/// `no-cors` fetch of JSON without a Content-Type, a DNS-rebound Host and any request carrying
+/// `Origin` (so every CORS preflight too) are refused, and nothing is created.
+#[tokio::test]
+async fn the_admin_api_answers_no_browser_and_no_foreign_host() {
+    let s = TestServer::start(Backend::Sqlite, "").await;
+    let c = TestServer::client();
+    let url = format!("{}/admin/identities", s.admin);
+    let create = json!({"schema_id": "default", "traits": {"email": "evil@example.com"}, "metadata_admin": {"role": "admin"}});
+    let expect = |status: u16, id: Option<&'static str>| {
+        move |r: reqwest::Response| async move {
+            assert_eq!(r.status().as_u16(), status);
+            let v: Value = r.json().await.unwrap();
+            if let Some(id) = id {
+                assert_eq!(v["error"]["id"], id, "{v}");
+            }
+            assert!(!v["error"]["reason"].as_str().unwrap().is_empty());
+        }
+    };
+    // The form the attack page auto-submits.
+    let r = c
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("traits.email=evil%40example.com&metadata_admin.role=admin")
+        .send()
+        .await
+        .unwrap();
+    expect(415, None)(r).await;
+    // `fetch(url, {mode: 'no-cors', body: new Blob([json])})`: JSON with no Content-Type.
+    let r = c.post(&url).body(create.to_string()).send().await.unwrap();
+    expect(415, None)(r).await;
+    // text/plain, the other "simple" type.
+    let r = c
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(create.to_string())
+        .send()
+        .await
+        .unwrap();
+    expect(415, None)(r).await;
+    // DNS rebinding: the attacker's name, resolved to the admin listener.
+    let r = c
+        .get(&url)
+        .header("host", "rebind.attacker.example")
+        .send()
+        .await
+        .unwrap();
+    expect(403, Some("security_host_mismatch"))(r).await;
+    // Anything a page's script sends carries Origin; a preflight gets no CORS answer.
+    let r = c
+        .post(&url)
+        .header("origin", "https://attacker.example")
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    expect(403, Some("security_cross_site_request"))(r).await;
+    let r = c
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://attacker.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = c
+        .get(&url)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    expect(403, Some("security_cross_site_request"))(r).await;
+    let list: Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list, json!([]), "nothing was created");
+
+    // What the CLI and servers send still works: JSON, JSON Patch, localhost by name, and
+    // health probes by any host.
+    let r = c.post(&url).json(&create).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .patch(format!("{url}/{id}"))
+        .header("content-type", "application/json-patch+json")
+        .body(json!([{"op": "replace", "path": "/metadata_admin", "value": {}}]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let port = s.admin.rsplit(':').next().unwrap();
+    let r = c
+        .get(format!("http://localhost:{port}/admin/identities"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("{}/health/ready", s.admin))
+        .header("host", "10.1.2.3:4434")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
