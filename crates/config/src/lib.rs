@@ -16,4 +16,4 @@ pub mod yaml;
 pub use experience::Experience;
 pub use load::{ConfigError, Loaded, Location, load, load_document, load_str};
 pub use model::*;
-pub use resolve::{OpSettings, ProviderSource, SchemaSource, Settings, resolve};
+pub use resolve::{LimitSettings, OpSettings, ProviderSource, SchemaSource, Settings, resolve};

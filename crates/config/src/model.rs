@@ -20,6 +20,82 @@ pub struct Config {
     pub experience: crate::experience::ExperienceConfig,
     /// Tessera extension: the OpenID Provider for apps (apps themselves live in the database).
     pub oidc_provider: OidcProviderConfig,
+    /// Tessera extension: bounds on what clients, signed in or not, can make the server do.
+    pub limits: LimitsConfig,
+}
+
+/// `limits:` (Tessera). On by default; every number is per window and applies to failures
+/// only, so people who sign in correctly never meet a limit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub enabled: bool,
+    pub password_hashing: HashingLimits,
+    pub failed_logins: FailedLoginLimits,
+    /// New self-service flows one client address may start per minute (per instance).
+    pub flows_per_address_per_minute: u32,
+    /// Failed token requests one app (or, unauthenticated, one address) may make per minute
+    /// (per instance).
+    pub token_failures_per_client_per_minute: u32,
+    /// Reverse proxies in front of Tessera that append to `X-Forwarded-For`: the client
+    /// address is that many entries from the right. 0 (the default) uses the connection's.
+    pub trusted_proxy_hops: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            password_hashing: HashingLimits::default(),
+            failed_logins: FailedLoginLimits::default(),
+            flows_per_address_per_minute: 120,
+            token_failures_per_client_per_minute: 30,
+            trusted_proxy_hops: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashingLimits {
+    /// Memory that concurrent password hashing may use in all (a size such as `256MiB`): the
+    /// number of hashes computed at once is this divided by `hashers.argon2.memory`.
+    pub memory: Value,
+    /// Requests that may wait for a hashing slot; more are answered 503 with `Retry-After`.
+    pub queue: u32,
+}
+
+impl Default for HashingLimits {
+    fn default() -> Self {
+        HashingLimits {
+            memory: Value::String("256MiB".into()),
+            queue: 32,
+        }
+    }
+}
+
+/// Failed password sign-ins allowed per `window`, counted in the database (so across all
+/// instances). A limit reached answers 429 with `Retry-After` until the window ends; nothing
+/// locks an account for longer, and a person at another address is not held up by the
+/// per-address limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailedLoginLimits {
+    pub window: String,
+    pub per_identifier_and_address: u32,
+    pub per_identifier: u32,
+    pub per_address: u32,
+}
+
+impl Default for FailedLoginLimits {
+    fn default() -> Self {
+        FailedLoginLimits {
+            window: "15m".into(),
+            per_identifier_and_address: 10,
+            per_identifier: 100,
+            per_address: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -313,7 +389,10 @@ pub struct Argon2Config {
 impl Default for Argon2Config {
     fn default() -> Self {
         Argon2Config {
-            memory: Value::String("64MB".into()),
+            // OWASP's current argon2id recommendation (m=19 MiB, t=2, p=1): as strong as
+            // Kratos's heavier defaults against offline guessing, at a third of the memory, so
+            // a burst of sign-ins cannot take the server's memory.
+            memory: Value::String("19MiB".into()),
             iterations: 2,
             parallelism: 1,
         }

@@ -95,6 +95,8 @@ pub struct Settings {
     pub experience: crate::Experience,
     /// The OpenID Provider's settings (`oidc_provider`, a Tessera extension).
     pub op: OpSettings,
+    /// Abuse limits (`limits`, a Tessera extension).
+    pub limits: LimitSettings,
 }
 
 fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
@@ -546,6 +548,7 @@ pub fn resolve(
         &mut p,
     );
     let op = resolve_op(loaded, &c.oidc_provider, &mut p);
+    let limits = resolve_limits(loaded, &c.limits, argon2.memory, &mut p);
 
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
@@ -553,6 +556,7 @@ pub fn resolve(
     Ok(Settings {
         experience,
         op,
+        limits,
         dev,
         dsn,
         secure_cookies: public_base_url.scheme() == "https" && !dev,
@@ -627,6 +631,83 @@ impl Settings {
             }
         }
         None
+    }
+}
+
+/// The resolved `limits` (see [`crate::model::LimitsConfig`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSettings {
+    pub enabled: bool,
+    /// Password hashes computed at once (from the memory budget and the argon2 memory).
+    pub hashing_concurrency: usize,
+    pub hashing_queue: usize,
+    pub failed_login_window: Duration,
+    pub failed_per_identifier_and_address: u32,
+    pub failed_per_identifier: u32,
+    pub failed_per_address: u32,
+    pub flows_per_address_per_minute: u32,
+    pub token_failures_per_client_per_minute: u32,
+    pub trusted_proxy_hops: u32,
+}
+
+fn resolve_limits(
+    loaded: &Loaded,
+    c: &crate::model::LimitsConfig,
+    argon2_kib: u32,
+    p: &mut Vec<Problem>,
+) -> LimitSettings {
+    let budget_kib = match parse_size_kib(&c.password_hashing.memory) {
+        Ok(k) => k,
+        Err(e) => {
+            p.push(problem(loaded, "limits.password_hashing.memory", e));
+            256 * 1024
+        }
+    };
+    if budget_kib < argon2_kib {
+        p.push(problem(
+            loaded,
+            "limits.password_hashing.memory",
+            format!(
+                "is smaller than one password hash needs (hashers.argon2.memory, {argon2_kib} KiB): raise it or lower the argon2 memory"
+            ),
+        ));
+    }
+    let f = &c.failed_logins;
+    for (key, v) in [
+        (
+            "limits.failed_logins.per_identifier_and_address",
+            f.per_identifier_and_address,
+        ),
+        ("limits.failed_logins.per_identifier", f.per_identifier),
+        ("limits.failed_logins.per_address", f.per_address),
+        (
+            "limits.flows_per_address_per_minute",
+            c.flows_per_address_per_minute,
+        ),
+        (
+            "limits.token_failures_per_client_per_minute",
+            c.token_failures_per_client_per_minute,
+        ),
+    ] {
+        if v == 0 {
+            p.push(problem(
+                loaded,
+                key,
+                "must be at least 1 (to switch every limit off, set limits.enabled: false)",
+            ));
+        }
+    }
+    LimitSettings {
+        enabled: c.enabled,
+        hashing_concurrency: (budget_kib / argon2_kib.max(1)).max(1) as usize,
+        hashing_queue: c.password_hashing.queue as usize,
+        failed_login_window: parse_duration(loaded, "limits.failed_logins.window", &f.window, p),
+        failed_per_identifier_and_address: f.per_identifier_and_address,
+        failed_per_identifier: f.per_identifier,
+        failed_per_address: f.per_address,
+        flows_per_address_per_minute: c.flows_per_address_per_minute,
+        token_failures_per_client_per_minute: c.token_failures_per_client_per_minute,
+        trusted_proxy_hops: c.trusted_proxy_hops,
     }
 }
 

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     UnsupportedMediaType,
     UnprocessableEntity,
+    /// A rate limit was reached (HTTP 429); `retry_after` says for how long.
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -28,6 +30,9 @@ pub struct Error {
     pub id: Option<&'static str>,
     pub reason: String,
     pub details: Value,
+    /// Seconds after which the same request may succeed (`Retry-After`), for limits and
+    /// overload.
+    pub retry_after: Option<std::num::NonZeroU32>,
 }
 
 impl Error {
@@ -37,7 +42,13 @@ impl Error {
             id: None,
             reason: reason.into(),
             details: Value::Null,
+            retry_after: None,
         }
+    }
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        let secs = u32::try_from(seconds.max(1)).unwrap_or(u32::MAX);
+        self.retry_after = std::num::NonZeroU32::new(secs);
+        self
     }
     pub fn with_id(mut self, id: &'static str) -> Self {
         self.id = Some(id);

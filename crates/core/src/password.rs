@@ -48,8 +48,9 @@ pub struct Argon2Params {
 
 impl Default for Argon2Params {
     fn default() -> Self {
+        // OWASP's current argon2id recommendation: 19 MiB, 2 passes, 1 lane.
         Self {
-            memory: 65536,
+            memory: 19 * 1024,
             iterations: 2,
             parallelism: 1,
         }
@@ -736,7 +737,7 @@ mod tests {
         assert_eq!(
             defaults,
             Argon2Params {
-                memory: 65536,
+                memory: 19 * 1024,
                 iterations: 2,
                 parallelism: 1
             }

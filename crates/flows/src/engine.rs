@@ -48,6 +48,8 @@ pub struct Engine {
     pub social: Arc<tessera_social::Social>,
     /// Encrypts what must be readable later (upstream tokens), keyed by `secrets.cipher`.
     pub cipher: Arc<tessera_core::crypto::Cipher>,
+    /// Abuse limits; kept across configuration updates that leave `limits` unchanged.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// What a submission led to. One is built per request and moved once, so the size difference

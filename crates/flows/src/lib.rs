@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod engine;
 pub mod forms;
+pub mod limits;
 pub mod login;
 pub mod oidc;
 pub mod registration;

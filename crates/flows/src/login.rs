@@ -54,11 +54,13 @@ impl Engine {
         Ok(flow)
     }
 
+    /// `client` is the address the request came from, for the failed-attempt limits.
     pub async fn submit_login(
         &self,
         flow_id: &str,
         body: &Value,
         csrf_cookie: Option<&str>,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
@@ -106,9 +108,14 @@ impl Engine {
             return self.invalid(flow).await;
         }
 
+        let normalized = normalize_identifier(&identifier);
+        // Before any hashing: a limit reached costs the server one query.
+        self.limits
+            .check_login(&self.store, &normalized, client)
+            .await?;
         let found = self
             .store
-            .find_identity_by_identifier(CREDENTIAL_PASSWORD, &normalize_identifier(&identifier))
+            .find_identity_by_identifier(CREDENTIAL_PASSWORD, &normalized)
             .await?;
         let hashed = found
             .as_ref()
@@ -121,18 +128,27 @@ impl Engine {
             _ => {
                 // Spend the same time as a real check so response time does not reveal accounts.
                 let hasher = self.hasher.clone();
-                let _ = tokio::task::spawn_blocking(move || hasher.verify_dummy(&password)).await;
+                self.limits
+                    .hash(move || hasher.verify_dummy(&password))
+                    .await?;
+                self.limits
+                    .record_login_failure(&self.store, &normalized, client)
+                    .await?;
                 flow.ui.messages.push(text::invalid_credentials());
                 return self.invalid(flow).await;
             }
         };
         let hasher = self.hasher.clone();
         let (pw, h) = (password.clone(), hashed.clone());
-        let ok = tokio::task::spawn_blocking(move || hasher.verify(&pw, &h))
-            .await
-            .map_err(|e| Error::internal(format!("password check failed: {e}")))?
+        let ok = self
+            .limits
+            .hash(move || hasher.verify(&pw, &h))
+            .await?
             .unwrap_or(false);
         if !ok {
+            self.limits
+                .record_login_failure(&self.store, &normalized, client)
+                .await?;
             flow.ui.messages.push(text::invalid_credentials());
             return self.invalid(flow).await;
         }
@@ -175,7 +191,7 @@ impl Engine {
     async fn upgrade_hash(&self, identity: &tessera_core::identity::Identity, password: &str) {
         let hasher = self.hasher.clone();
         let pw = password.to_string();
-        let Ok(new_hash) = tokio::task::spawn_blocking(move || hasher.hash(&pw)).await else {
+        let Ok(new_hash) = self.limits.hash(move || hasher.hash(&pw)).await else {
             return;
         };
         let mut updated = identity.clone();

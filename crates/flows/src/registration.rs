@@ -172,9 +172,7 @@ impl Engine {
 
         let hasher = self.hasher.clone();
         let pw = password.clone();
-        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pw))
-            .await
-            .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+        let hashed = self.limits.hash(move || hasher.hash(&pw)).await?;
         let identity = match self.build_identity(
             &schema.id,
             traits,

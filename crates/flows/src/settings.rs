@@ -90,9 +90,7 @@ impl Engine {
                         return self.settings_invalid(flow, &identity).await;
                     }
                     let hasher = self.hasher.clone();
-                    let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password))
-                        .await
-                        .map_err(|e| Error::internal(format!("hashing failed: {e}")))?;
+                    let hashed = self.limits.hash(move || hasher.hash(&password)).await?;
                     let now = now_ms();
                     let creds = identity.credentials.get_or_insert_with(Default::default);
                     let created_at = creds

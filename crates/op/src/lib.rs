@@ -77,6 +77,7 @@ impl From<tessera_core::Error> for OpError {
             K::Conflict => OpError::new("conflict", 409, e.reason),
             K::BadRequest | K::UnprocessableEntity => OpError::invalid_request(e.reason),
             K::Unavailable => OpError::new("temporarily_unavailable", 503, e.reason),
+            K::TooManyRequests => OpError::new("temporarily_unavailable", 429, e.reason),
             K::Forbidden => OpError::new("access_denied", 403, e.reason),
             _ => OpError::server_error(e.reason),
         }

@@ -81,7 +81,8 @@ pub async fn build_engine_with(
     } else if !store.is_migrated().await.map_err(|e| e.reason)? {
         return Err("the database schema is not up to date: run `tessera migrate sql up -e --yes` (or start with --dev to migrate automatically)".into());
     }
-    Ok(assemble(settings, store, schemas, social))
+    let limits = Arc::new(tessera_flows::limits::Limits::new(&settings.limits));
+    Ok(assemble(settings, store, schemas, social, limits))
 }
 
 /// Schemas and providers (with their mappers) fetched and compiled: everything a configuration
@@ -102,6 +103,7 @@ fn assemble(
     store: Store,
     schemas: Schemas,
     social: tessera_social::Social,
+    limits: Arc<tessera_flows::limits::Limits>,
 ) -> Engine {
     let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
     let hasher = Hasher::new(settings.argon2.clone());
@@ -112,6 +114,7 @@ fn assemble(
         hasher: Arc::new(hasher),
         social: Arc::new(social),
         cipher: Arc::new(cipher),
+        limits,
     }
 }
 
@@ -119,7 +122,19 @@ fn assemble(
 /// configuration update; the database and listeners change only on restart).
 pub async fn rebuild_engine(settings: Settings, current: &Engine) -> Result<Engine, String> {
     let (schemas, social) = load_documents(&settings, current.social.pool().clone()).await?;
-    Ok(assemble(settings, current.store.clone(), schemas, social))
+    // The same limits (and their counters and hashing queue) unless they were changed.
+    let limits = if settings.limits == current.settings.limits {
+        current.limits.clone()
+    } else {
+        Arc::new(tessera_flows::limits::Limits::new(&settings.limits))
+    };
+    Ok(assemble(
+        settings,
+        current.store.clone(),
+        schemas,
+        social,
+        limits,
+    ))
 }
 
 /// Gives tests access to the engine (and its store) of a running server.

@@ -29,6 +29,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -45,6 +46,7 @@ fn message_of(status: StatusCode) -> &'static str {
         410 => "The requested resource is no longer available",
         413 => "The request body is too large",
         415 => "The request's content type is not supported",
+        429 => "Too many requests, please try again later",
         503 => "The service is temporarily unavailable",
         _ => "An internal server error occurred, please contact the system administrator",
     }
@@ -70,6 +72,11 @@ impl IntoResponse for ApiError {
         if !self.0.details.is_null() {
             body["details"] = self.0.details.clone();
         }
-        (status, Json(json!({ "error": body }))).into_response()
+        let mut resp = (status, Json(json!({ "error": body }))).into_response();
+        if let Some(secs) = self.0.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.get().into());
+        }
+        resp
     }
 }

@@ -131,6 +131,52 @@ fn form_value(v: &str) -> Value {
     }
 }
 
+/// The address a request came from, for rate limits: the connection's peer, or with
+/// `limits.trusted_proxy_hops: N` the N-th entry from the right of `X-Forwarded-For` (each
+/// trusted proxy appends the address it saw; entries further left are the client's to forge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let hops = st.engine().settings.limits.trusted_proxy_hops as usize;
+        Ok(ClientAddr(client_addr(&parts.headers, peer, hops)))
+    }
+}
+
+/// See [`ClientAddr`].
+pub fn client_addr(
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted_hops: usize,
+) -> Option<std::net::IpAddr> {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    chain
+        .len()
+        .checked_sub(trusted_hops)
+        .and_then(|i| chain.get(i))
+        .and_then(|a| a.parse().ok())
+        .or(peer)
+}
+
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -362,6 +408,36 @@ mod tests {
         // Past serde_json's own recursion limit: a parse error, not a crash.
         let deeper = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(decode_json(deeper.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_client_address_is_the_peer_unless_proxies_are_trusted() {
+        let peer: std::net::IpAddr = "10.0.0.9".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        assert_eq!(
+            client_addr(&h, Some(peer), 0),
+            Some(peer),
+            "untrusted header ignored"
+        );
+        assert_eq!(
+            client_addr(&h, Some(peer), 1),
+            Some("203.0.113.7".parse().unwrap()),
+            "the address the trusted proxy saw, not the forged one"
+        );
+        assert_eq!(
+            client_addr(&h, Some(peer), 2),
+            Some("6.6.6.6".parse().unwrap())
+        );
+        assert_eq!(
+            client_addr(&h, Some(peer), 3),
+            Some(peer),
+            "too short: the peer"
+        );
+        assert_eq!(client_addr(&HeaderMap::new(), None, 1), None);
     }
 
     fn form_key() -> impl Strategy<Value = String> {

@@ -59,18 +59,26 @@ pub fn admin_routes() -> Router<AppState> {
         )
 }
 
-/// An OAuth error as JSON (RFC 6749 §5.2), `WWW-Authenticate` on 401s.
-struct OAuthError(OpError);
+/// An OAuth error as JSON (RFC 6749 §5.2), `WWW-Authenticate` on 401s, `Retry-After` when a
+/// limit says when to come back.
+struct OAuthError(OpError, Option<u64>);
 
 impl From<OpError> for OAuthError {
     fn from(e: OpError) -> Self {
-        OAuthError(e)
+        OAuthError(e, None)
+    }
+}
+
+impl OAuthError {
+    fn retry_after(mut self, secs: Option<u64>) -> Self {
+        self.1 = secs;
+        self
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let e = self.0;
+        let e = &self.0;
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         if status.is_server_error() {
             tracing::error!(error = e.error, reason = %e.description, "OP request failed");
@@ -82,6 +90,9 @@ impl IntoResponse for OAuthError {
             .into_response();
         let h = resp.headers_mut();
         no_store(h);
+        if let Some(secs) = self.1 {
+            h.insert(header::RETRY_AFTER, secs.into());
+        }
         if status == StatusCode::UNAUTHORIZED {
             let v = if e.error == "invalid_token" {
                 format!(
@@ -424,15 +435,41 @@ fn client_auth(
 
 async fn token(
     State(st): State<AppState>,
+    client: http::ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
     let mut form = single(form_fields(&headers, body).await?)?;
     let auth = client_auth(&headers, &mut form)?;
-    let t = st.op().token(&auth, &form).await?;
-    let mut resp = Json(t).into_response();
-    no_store(resp.headers_mut());
-    Ok(resp)
+    // Failed token requests (guessed secrets, codes, refresh tokens) are limited per app, or
+    // per address when no app is named.
+    let key = match auth.basic.as_ref().map(|b| &b.0).or(auth.form_id.as_ref()) {
+        Some(id) => format!("token-failures:client:{id}"),
+        None => format!(
+            "token-failures:addr:{}",
+            client.0.map(|a| a.to_string()).unwrap_or_default()
+        ),
+    };
+    let engine = st.engine();
+    let max = engine.settings.limits.token_failures_per_client_per_minute;
+    let limits = &engine.limits;
+    limits.per_minute(&key, max, false).map_err(|e| {
+        let secs = e.retry_after.map(|s| u64::from(s.get()));
+        OAuthError::from(OpError::from(e)).retry_after(secs)
+    })?;
+    match st.op().token(&auth, &form).await {
+        Ok(t) => {
+            let mut resp = Json(t).into_response();
+            no_store(resp.headers_mut());
+            Ok(resp)
+        }
+        Err(e) => {
+            if e.status < 500 {
+                let _ = limits.per_minute(&key, u32::MAX, true);
+            }
+            Err(e.into())
+        }
+    }
 }
 
 async fn userinfo(

@@ -3,7 +3,8 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
-    self, clear_session_cookie, csrf_for, current_session, read_body, session_cookie, wants_json,
+    self, ClientAddr, clear_session_cookie, csrf_for, current_session, read_body, session_cookie,
+    wants_json,
 };
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -148,12 +149,22 @@ fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error)
 
 async fn init(
     st: AppState,
+    client: ClientAddr,
     kind: FlowKind,
     ft: FlowType,
     q: HashMap<String, String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
+    // Each flow is a row: bound per client address, so a loop cannot fill the database.
+    if let Some(addr) = client.0 {
+        let limits = &st.engine().limits;
+        limits.per_minute(
+            &format!("flows:{addr}"),
+            limits.settings.flows_per_address_per_minute,
+            true,
+        )?;
+    }
     let session = current_session(&st, &headers).await?;
     let (csrf, set) = if ft == FlowType::Browser {
         csrf_for(&st, &headers)
@@ -232,50 +243,65 @@ async fn init(
 async fn login_browser(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Login, FlowType::Browser, q, h, uri).await
+    init(st, client, FlowKind::Login, FlowType::Browser, q, h, uri).await
 }
 async fn login_api(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Login, FlowType::Api, q, h, uri).await
+    init(st, client, FlowKind::Login, FlowType::Api, q, h, uri).await
 }
 async fn registration_browser(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Registration, FlowType::Browser, q, h, uri).await
+    init(
+        st,
+        client,
+        FlowKind::Registration,
+        FlowType::Browser,
+        q,
+        h,
+        uri,
+    )
+    .await
 }
 async fn registration_api(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Registration, FlowType::Api, q, h, uri).await
+    init(st, client, FlowKind::Registration, FlowType::Api, q, h, uri).await
 }
 async fn settings_browser(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Settings, FlowType::Browser, q, h, uri).await
+    init(st, client, FlowKind::Settings, FlowType::Browser, q, h, uri).await
 }
 async fn settings_api(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    init(st, FlowKind::Settings, FlowType::Api, q, h, uri).await
+    init(st, client, FlowKind::Settings, FlowType::Api, q, h, uri).await
 }
 
 fn flow_id(q: &HashMap<String, String>, param: &str) -> ApiResult<String> {
@@ -334,6 +360,7 @@ async fn settings_get(
 
 async fn submit(
     st: AppState,
+    client: ClientAddr,
     kind: FlowKind,
     q: HashMap<String, String>,
     headers: HeaderMap,
@@ -344,7 +371,7 @@ async fn submit(
     let csrf = http::cookie(&headers, http::CSRF_COOKIE);
     let e = &st.engine();
     let outcome = match kind {
-        FlowKind::Login => e.submit_login(&id, &body, csrf).await,
+        FlowKind::Login => e.submit_login(&id, &body, csrf, client.0).await,
         FlowKind::Registration => e.submit_registration(&id, &body, csrf).await,
         FlowKind::Settings => {
             let session = current_session(&st, &headers)
@@ -369,7 +396,8 @@ async fn submit(
             return Ok(Redirect::to(to.as_str()).into_response());
         }
         Err(err)
-            if err.id == Some("security_csrf_violation")
+            if (err.id == Some("security_csrf_violation")
+                || err.id == Some("self_service_rate_limited"))
                 && !wants_json(&headers)
                 && is_browser_flow(&st, &id).await =>
         {
@@ -498,26 +526,29 @@ async fn is_browser_flow(st: &AppState, id: &str) -> bool {
 async fn login_submit(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    submit(st, FlowKind::Login, q, h, body).await
+    submit(st, client, FlowKind::Login, q, h, body).await
 }
 async fn registration_submit(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    submit(st, FlowKind::Registration, q, h, body).await
+    submit(st, client, FlowKind::Registration, q, h, body).await
 }
 async fn settings_submit(
     State(st): State<AppState>,
     Query(q): Q,
+    client: ClientAddr,
     h: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    submit(st, FlowKind::Settings, q, h, body).await
+    submit(st, client, FlowKind::Settings, q, h, body).await
 }
 
 async fn logout_browser(

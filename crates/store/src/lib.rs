@@ -10,6 +10,7 @@ mod cache;
 mod dsn;
 pub mod flows;
 mod identities;
+mod limits;
 mod migrations;
 pub mod oidc;
 pub mod op;

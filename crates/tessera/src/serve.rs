@@ -224,6 +224,9 @@ pub async fn run(
             if let Err(e) = store.delete_stale_social(now, cutoff).await {
                 tracing::warn!(error = %e, "could not delete stale social sign-in attempts and errors");
             }
+            if let Err(e) = store.limit_delete_before(cutoff).await {
+                tracing::warn!(error = %e, "could not delete old rate-limit counters");
+            }
             if let Err(e) = store.op_delete_stale(cutoff).await {
                 tracing::warn!(error = %e, "could not delete expired OpenID Provider codes and tokens");
             }

@@ -321,3 +321,209 @@ async fn session_survives_server_restart() {
         s.stop().await;
     }
 }
+
+/// A password sign-in from `addr` (the address a trusted proxy says it saw).
+async fn login_from(
+    s: &TestServer,
+    addr: &str,
+    identifier: &str,
+    password: &str,
+) -> reqwest::Response {
+    let c = TestServer::client();
+    let f: Value = c
+        .get(format!("{}/self-service/login/api", s.public))
+        .header("x-forwarded-for", addr)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    c.post(f["ui"]["action"].as_str().unwrap())
+        .header("x-forwarded-for", addr)
+        .json(&json!({"method": "password", "identifier": identifier, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Security review M2: failed password sign-ins are limited per identifier and address, per
+/// identifier and per address, across instances (counted in the database); a limit answers
+/// 429 with `Retry-After` and Kratos's error shape, and the owner at another address still
+/// signs in.
+#[tokio::test]
+async fn failed_sign_ins_are_limited_without_locking_the_owner_out() {
+    for backend in BACKENDS {
+        let s = TestServer::start(
+            backend,
+            "limits:\n  trusted_proxy_hops: 1\n  failed_logins:\n    per_identifier_and_address: 3\n    per_identifier: 6\n    per_address: 8\n",
+        )
+        .await;
+        s.register("owner@example.com", "the right password 1")
+            .await;
+        let attacker = "203.0.113.66";
+        for i in 0..3 {
+            let r = login_from(&s, attacker, "owner@example.com", &format!("guess {i}!!")).await;
+            assert_eq!(r.status(), 400, "{backend:?}: attempt {i}");
+        }
+        // The fourth guess from there, even the right password, is refused before hashing.
+        for pw in ["guess 4!!", "the right password 1"] {
+            let r = login_from(&s, attacker, "owner@example.com", pw).await;
+            assert_eq!(r.status(), 429, "{backend:?}");
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=15 * 60).contains(&retry), "{retry}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["id"], "self_service_rate_limited", "{v}");
+            assert_eq!(v["error"]["code"], 429);
+        }
+        // The owner, elsewhere, is not held up.
+        let r = login_from(
+            &s,
+            "198.51.100.1",
+            "owner@example.com",
+            "the right password 1",
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{backend:?}");
+        // A spread-out attack on one identifier meets the per-identifier limit.
+        for i in 0..3 {
+            let r = login_from(
+                &s,
+                &format!("192.0.2.{i}"),
+                "owner@example.com",
+                "nope nope",
+            )
+            .await;
+            assert_eq!(r.status(), 400);
+        }
+        let r = login_from(&s, "192.0.2.99", "owner@example.com", "nope nope").await;
+        assert_eq!(
+            r.status(),
+            429,
+            "{backend:?}: 6 failures for the identifier"
+        );
+        // One address guessing many identifiers meets the per-address limit.
+        let sprayer = "198.18.0.1";
+        for i in 0..8 {
+            let r = login_from(&s, sprayer, &format!("user{i}@example.com"), "Winter2026!").await;
+            assert_eq!(r.status(), 400);
+        }
+        let r = login_from(&s, sprayer, "someone@example.com", "Winter2026!").await;
+        assert_eq!(r.status(), 429, "{backend:?}: 8 failures from the address");
+        s.stop().await;
+    }
+}
+
+/// New flows and failed token requests are limited per address and per app (per instance).
+#[tokio::test]
+async fn flow_creation_and_token_failures_are_limited() {
+    let s = TestServer::start(
+        tessera_testkit::Backend::Sqlite,
+        "limits:\n  flows_per_address_per_minute: 5\n  token_failures_per_client_per_minute: 3\n",
+    )
+    .await;
+    let c = TestServer::client();
+    let mut statuses = vec![];
+    for _ in 0..6 {
+        let r = c
+            .get(format!("{}/self-service/login/api", s.public))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+    }
+    // The minute may turn over between two requests; then the count starts again.
+    assert!(
+        statuses.ends_with(&[429]) || statuses.iter().filter(|s| **s == 200).count() >= 5,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429) || statuses.len() == 6,
+        "{statuses:?}"
+    );
+    let guess = |secret: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/oidc/token", s.public);
+        async move {
+            c.post(url)
+                .basic_auth("some-app", Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(guess("wrong").await.status(), 401);
+    }
+    let r = guess("wrong").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+}
+
+/// The peak memory of this process (the server runs in it), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Security review M2: 48 concurrent wrong passwords took the server to 3 GB. With 32 MiB per
+/// hash and a 64 MiB hashing budget, two hashes run at once, 32 wait, the rest are told to
+/// come back (503 with `Retry-After`), and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_keeps_memory_bounded() {
+    let s = TestServer::start(
+        tessera_testkit::Backend::Sqlite,
+        "hashers:\n  argon2:\n    memory: 32MiB\n    iterations: 1\nlimits:\n  password_hashing:\n    memory: 64MiB\n    queue: 32\n  failed_logins:\n    per_identifier_and_address: 1000\n    per_identifier: 1000\n    per_address: 1000\n",
+    )
+    .await;
+    let flow = flow(&s, "login").await;
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
+    let before = peak_rss_kib();
+    let mut tasks = vec![];
+    for i in 0..48 {
+        let action = action.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = TestServer::client()
+                .post(&action)
+                .json(&json!({"method": "password", "identifier": format!("u{i}@example.com"), "password": "wrong password!"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (status, retry) = t.await.unwrap();
+        if status == 503 {
+            assert!(retry, "503 without Retry-After");
+        }
+        *by_status.entry(status).or_insert(0) += 1;
+    }
+    let grew_mib = (peak_rss_kib() - before) / 1024;
+    println!("48 concurrent wrong passwords: {by_status:?}, peak memory grew by {grew_mib} MiB");
+    assert!(
+        by_status.get(&503).copied().unwrap_or(0) >= 1,
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.keys().all(|s| *s == 400 || *s == 503),
+        "{by_status:?}"
+    );
+    // Unbounded, 48 × 32 MiB = 1.5 GiB; bounded, two hashes' worth plus request overhead.
+    assert!(grew_mib < 400, "peak memory grew by {grew_mib} MiB");
+}

@@ -106,8 +106,14 @@ impl TestServer {
             public.local_addr().expect("addr").port(),
             admin.local_addr().expect("addr").port(),
         );
+        // Cheap hashes keep the suite fast, unless a test sets its own.
+        let hashers = if extra_yaml.starts_with("hashers:") || extra_yaml.contains("\nhashers:") {
+            ""
+        } else {
+            "hashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n"
+        };
         let yaml = format!(
-            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nhashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n{extra_yaml}\n"
+            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{hashers}{extra_yaml}\n"
         );
         let path = dir.join("tessera.yml");
         std::fs::write(&path, &yaml).expect("write config");
