@@ -158,7 +158,6 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "selfservice.flows.registration.after.saml",
     "selfservice.flows.settings.before",
     "selfservice.flows.settings.after",
-    "selfservice.flows.settings.privileged_session_max_age",
     "selfservice.flows.settings.required_aal",
     "session.whoami",
     "session.earliest_possible_extend",

@@ -211,9 +211,29 @@ pub struct OidcMethodConfig {
 pub struct Flows {
     pub login: FlowConfig,
     pub registration: RegistrationFlowConfig,
-    pub settings: FlowConfig,
+    pub settings: SettingsFlowConfig,
     pub logout: LogoutFlowConfig,
     pub error: UiUrlConfig,
+}
+
+/// `selfservice.flows.settings`: a flow, plus how recent a sign-in must be to change
+/// credentials (Kratos's `privileged_session_max_age`, 15 minutes by default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsFlowConfig {
+    pub ui_url: String,
+    pub lifespan: String,
+    pub privileged_session_max_age: String,
+}
+
+impl Default for SettingsFlowConfig {
+    fn default() -> Self {
+        SettingsFlowConfig {
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            privileged_session_max_age: "15m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

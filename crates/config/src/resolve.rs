@@ -68,6 +68,8 @@ pub struct Settings {
     pub login_lifespan: Duration,
     pub registration_lifespan: Duration,
     pub settings_lifespan: Duration,
+    /// How recent a sign-in must be to change a password, traits or linked accounts.
+    pub privileged_session_max_age: Duration,
     pub session_lifespan: Duration,
     pub session_cache_ttl: Duration,
     pub session_cookie_name: String,
@@ -455,6 +457,12 @@ pub fn resolve(
         &c.selfservice.flows.settings.lifespan,
         &mut p,
     );
+    let privileged_session_max_age = parse_duration(
+        loaded,
+        "selfservice.flows.settings.privileged_session_max_age",
+        &c.selfservice.flows.settings.privileged_session_max_age,
+        &mut p,
+    );
     let session_lifespan = parse_duration(loaded, "session.lifespan", &c.session.lifespan, &mut p);
     let session_cache_ttl = match duration::parse(&c.session.cache_ttl) {
         Ok(d) if d <= Duration::from_secs(60) => d,
@@ -577,6 +585,7 @@ pub fn resolve(
         login_lifespan,
         registration_lifespan,
         settings_lifespan,
+        privileged_session_max_age,
         session_lifespan,
         session_cache_ttl,
         session_cookie_name: c.session.cookie.name.clone(),

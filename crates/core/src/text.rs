@@ -158,6 +158,14 @@ pub fn unlink_provider(provider: &str) -> Text {
 }
 /// Shown on the login flow when a social sign-in found an existing account with the same
 /// identifier: the user proves they own it before the social account is linked.
+/// A `refresh=true` login of a signed-in person (Kratos 1010003), e.g. before a settings change.
+pub fn login_refresh() -> Text {
+    info(
+        1010003,
+        "Please confirm this action by verifying that it is you.",
+        Value::Null,
+    )
+}
 pub fn login_to_link(duplicate_identifier: &str, provider: &str, providers: &[String]) -> Text {
     info(
         1010016,

@@ -28,6 +28,9 @@ impl Engine {
         let mut flow = self.new_flow(FlowKind::Login, flow_type, request_url, return_to, csrf);
         flow.refresh = Some(refresh);
         flow.requested_aal = Some("aal1".into());
+        if refresh && session.is_some() {
+            flow.ui.messages.push(text::login_refresh());
+        }
         if self.settings.password_enabled {
             let mut id = Node::input("default", "identifier", "text", Value::Null)
                 .required()

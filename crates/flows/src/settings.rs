@@ -60,6 +60,29 @@ impl Engine {
         if flow.identity_id != Some(session.identity_id) {
             return Err(Error::forbidden("This settings flow belongs to another session's identity: start a new settings flow.").with_id("security_identity_mismatch"));
         }
+        // A stolen or forgotten session must not become a permanent takeover: credentials and
+        // traits change only within `privileged_session_max_age` of signing in (Kratos).
+        let max_age = self.settings.privileged_session_max_age.as_millis() as i64;
+        if now_ms() - session.authenticated_at > max_age {
+            let mut to = self
+                .settings
+                .public_base_url
+                .join("self-service/login/browser")
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let back = self
+                .settings
+                .public_base_url
+                .join("self-service/settings/browser")
+                .map_err(|e| Error::internal(e.to_string()))?;
+            to.query_pairs_mut()
+                .append_pair("refresh", "true")
+                .append_pair("return_to", back.as_str());
+            return Err(Error::forbidden(
+                "The login session is too old and thus not allowed to update these fields. Please re-authenticate.",
+            )
+            .with_id("session_refresh_required")
+            .with_details(serde_json::json!({ "redirect_browser_to": to.to_string() })));
+        }
         let mut identity = self.store.get_identity(session.identity_id).await?;
         let schema = self.schemas.get(&identity.schema_id)?;
         if self.settings.oidc_enabled && Self::is_oidc_submit(body) {

@@ -395,6 +395,33 @@ async fn submit(
                 .map_err(|_| ApiError(err.clone()))?;
             return Ok(Redirect::to(to.as_str()).into_response());
         }
+        Err(err) if err.id == Some("session_refresh_required") => {
+            // Kratos's answer: browsers go to a refresh login, JSON callers get 403 with where
+            // to send the browser.
+            let to = err
+                .details
+                .get("redirect_browser_to")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !wants_json(&headers) && is_browser_flow(&st, &id).await {
+                return Ok(Redirect::to(&to).into_response());
+            }
+            return Ok((
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "error": {
+                        "id": "session_refresh_required",
+                        "code": 403,
+                        "status": "Forbidden",
+                        "reason": err.reason,
+                        "message": "The requested action was forbidden",
+                    },
+                    "redirect_browser_to": to,
+                })),
+            )
+                .into_response());
+        }
         Err(err)
             if (err.id == Some("security_csrf_violation")
                 || err.id == Some("self_service_rate_limited"))

@@ -527,3 +527,91 @@ async fn a_flood_of_wrong_passwords_keeps_memory_bounded() {
     // Unbounded, 48 × 32 MiB = 1.5 GiB; bounded, two hashes' worth plus request overhead.
     assert!(grew_mib < 400, "peak memory grew by {grew_mib} MiB");
 }
+
+/// Security review M3: a password, traits or linked accounts change only within
+/// `privileged_session_max_age` of signing in; after that Kratos's `session_refresh_required`
+/// and a `refresh=true` login, and then the change goes through.
+#[tokio::test]
+async fn settings_need_a_recent_sign_in() {
+    let s = TestServer::start(
+        tessera_testkit::Backend::Sqlite,
+        "selfservice:\n  flows:\n    settings:\n      privileged_session_max_age: 1s\n",
+    )
+    .await;
+    s.register("old@example.com", "first password 123").await;
+    let (_, login) = s.login("old@example.com", "first password 123").await;
+    let token = login["session_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let c = TestServer::client();
+    let change = |token: String| {
+        let c = c.clone();
+        let public = s.public.clone();
+        async move {
+            let f: Value = c
+                .get(format!("{public}/self-service/settings/api"))
+                .header("X-Session-Token", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            c.post(f["ui"]["action"].as_str().unwrap())
+                .header("X-Session-Token", &token)
+                .json(&json!({"method": "password", "password": "stolen session pw 9"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = change(token.clone()).await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["id"], "session_refresh_required", "{v}");
+    let to = v["redirect_browser_to"].as_str().unwrap();
+    assert!(
+        to.contains("/self-service/login/browser?refresh=true"),
+        "{to}"
+    );
+    // Nothing changed: the old password still signs in.
+    assert_eq!(
+        s.login("old@example.com", "first password 123").await.0,
+        200
+    );
+    assert_eq!(
+        s.login("old@example.com", "stolen session pw 9").await.0,
+        400
+    );
+
+    // A refresh login (asked to confirm it is them) gives a fresh session that may change it.
+    let f: Value = c
+        .get(format!("{}/self-service/login/api?refresh=true", s.public))
+        .header("X-Session-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(message_ids(&f).iter().any(|(_, id)| *id == 1010003), "{f}");
+    let r: Value = c
+        .post(f["ui"]["action"].as_str().unwrap())
+        .header("X-Session-Token", &token)
+        .json(&json!({"method": "password", "identifier": "old@example.com", "password": "first password 123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = r["session_token"]
+        .as_str()
+        .expect("a fresh session")
+        .to_string();
+    let r = change(fresh).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        s.login("old@example.com", "stolen session pw 9").await.0,
+        200
+    );
+}
