@@ -22,6 +22,20 @@ pub struct Config {
     pub oidc_provider: OidcProviderConfig,
     /// Tessera extension: bounds on what clients, signed in or not, can make the server do.
     pub limits: LimitsConfig,
+    /// Tessera extension: where documents named by URL (schemas, mappers) may come from.
+    pub sources: SourcesConfig,
+}
+
+/// `sources:` (Tessera). Schemas and mappers named by `https://` URL are fetched once at load;
+/// by default only from public addresses, over TLS, without following redirects.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Allow plain `http://` URLs.
+    pub allow_http: bool,
+    /// Allow URLs that resolve to loopback, private or link-local addresses (an internal
+    /// configuration server).
+    pub allow_private_networks: bool,
 }
 
 /// `limits:` (Tessera). On by default; every number is per window and applies to failures

@@ -99,6 +99,9 @@ pub struct Settings {
     pub op: OpSettings,
     /// Abuse limits (`limits`, a Tessera extension).
     pub limits: LimitSettings,
+    /// Where URL-addressed documents may come from (`sources`, a Tessera extension);
+    /// `PUT /admin/identity-config` tightens it further.
+    pub sources: crate::source::SourcePolicy,
 }
 
 fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
@@ -565,6 +568,11 @@ pub fn resolve(
         experience,
         op,
         limits,
+        sources: crate::source::SourcePolicy {
+            allow_http: c.sources.allow_http,
+            allow_private_networks: c.sources.allow_private_networks,
+            ..crate::source::SourcePolicy::default()
+        },
         dev,
         dsn,
         secure_cookies: public_base_url.scheme() == "https" && !dev,

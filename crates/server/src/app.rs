@@ -20,19 +20,33 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, String> {
     }
     for (i, s) in settings.schemas.iter().enumerate() {
         let key = format!("identity.schemas.{i}.url");
-        let bytes = tessera_config::source::fetch(&s.url, s.base_dir.as_deref())
+        let policy = &settings.sources;
+        let bytes = tessera_config::source::fetch_with(&s.url, s.base_dir.as_deref(), policy)
             .await
             .map_err(|e| format!("`{key}` (schema `{}`): {e}", s.id))?;
+        // An uploaded configuration's errors never show what a fetched document contains
+        // (it could be a file the uploader should not read); `base64://` is their own text.
+        let hide = policy.hide_content_in_errors && !s.url.starts_with("base64://");
         let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             format!(
-                "`{key}` (schema `{}`): not valid JSON: {e} at line {}, column {}",
+                "`{key}` (schema `{}`): not valid JSON at line {}, column {}{}",
                 s.id,
                 e.line(),
-                e.column()
+                e.column(),
+                if hide {
+                    String::new()
+                } else {
+                    format!(": {e}")
+                }
             )
         })?;
-        let schema = IdentitySchema::compile(&s.id, raw)
-            .map_err(|e| format!("`{key}` (schema `{}`): {e}", s.id))?;
+        let schema = IdentitySchema::compile(&s.id, raw).map_err(|e| {
+            if hide {
+                format!("`{key}` (schema `{}`): not a valid identity schema (details are not shown for documents fetched for an uploaded configuration; check it with the server's own files)", s.id)
+            } else {
+                format!("`{key}` (schema `{}`): {e}", s.id)
+            }
+        })?;
         by_id.insert(s.id.clone(), schema);
     }
     Ok(Schemas {

@@ -182,7 +182,17 @@ impl Live {
             Ok(())
         })
         .map_err(invalid)?;
-        let settings = source.resolve(&loaded).map_err(invalid)?;
+        let mut settings = source.resolve(&loaded).map_err(invalid)?;
+        // The upload comes over the network: its documents stay in the configuration's folder
+        // and its errors never show what a fetched document contains (security model).
+        settings.sources.confine_files_to = path.parent().map(|d| {
+            if d.as_os_str().is_empty() {
+                std::path::PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            }
+        });
+        settings.sources.hide_content_in_errors = true;
 
         let current = self.running();
         let engine = crate::app::rebuild_engine(settings, &current.engine)

@@ -131,7 +131,7 @@ pub(crate) async fn build_all(
     let mut out: Vec<Configured> = vec![];
     let mut seen: HashMap<String, String> = HashMap::new();
     for src in &settings.oidc_providers {
-        match build_one(src, http).await {
+        match build_one(src, http, &settings.sources).await {
             Ok(c) => {
                 let id = c.id().to_string();
                 if let Some(first) = seen.get(&id) {
@@ -155,7 +155,11 @@ pub(crate) async fn build_all(
     }
 }
 
-async fn build_one(src: &ProviderSource, http: &Upstream) -> Result<Configured, Vec<Problem>> {
+async fn build_one(
+    src: &ProviderSource,
+    http: &Upstream,
+    sources: &tessera_config::source::SourcePolicy,
+) -> Result<Configured, Vec<Problem>> {
     let cfg: ProviderConfig = serde_path_to_error::deserialize(&src.value).map_err(|e| {
         let path = e.path().to_string();
         let key = if path == "." { String::new() } else { path };
@@ -213,7 +217,11 @@ async fn build_one(src: &ProviderSource, http: &Upstream) -> Result<Configured, 
         p.push(problem(src, "mapper_url", format!("{who}: mapper_url is required: a Jsonnet mapper as base64://..., file://... or https://... (see docs/providers)")));
         None
     } else {
-        match tessera_config::source::fetch(&cfg.mapper_url, src.base_dir.as_deref()).await {
+        // An uploaded configuration's errors never show what a fetched mapper contains.
+        let hide = sources.hide_content_in_errors && !cfg.mapper_url.starts_with("base64://");
+        match tessera_config::source::fetch_with(&cfg.mapper_url, src.base_dir.as_deref(), sources)
+            .await
+        {
             Err(e) => {
                 p.push(problem(src, "mapper_url", format!("{who}: {e}")));
                 None
@@ -230,7 +238,21 @@ async fn build_one(src: &ProviderSource, http: &Upstream) -> Result<Configured, 
                 Ok(source) => match Mapper::compile(&format!("{who} mapper"), &source) {
                     Ok(m) => Some(m),
                     Err(e) => {
-                        p.push(problem(src, "mapper_url", e.to_string()));
+                        let message = match (&e, hide) {
+                            (_, false) => e.to_string(),
+                            (
+                                tessera_mapper::MapperError::Syntax {
+                                    name, line, column, ..
+                                },
+                                true,
+                            ) => format!(
+                                "{name} does not compile at line {line}, column {column} (details are not shown for documents fetched for an uploaded configuration; run `tessera mapper test` on the server)"
+                            ),
+                            (_, true) => format!(
+                                "{who} mapper does not compile (details are not shown for documents fetched for an uploaded configuration; run `tessera mapper test` on the server)"
+                            ),
+                        };
+                        p.push(problem(src, "mapper_url", message));
                         None
                     }
                 },

@@ -316,6 +316,90 @@ async fn bad_uploads_are_refused_like_at_start_and_change_nothing() {
     );
 }
 
+/// Security review M5: an uploaded configuration cannot read the server's files outside its
+/// folder, reach loopback or private addresses, use plain http, or learn what a file
+/// contains from an error (the review read `secrets.default` this way).
+#[tokio::test]
+async fn uploads_cannot_read_files_probe_the_network_or_echo_content() {
+    let dir = tessera_testkit::temp_dir();
+    let ports = (free_port(), free_port());
+    let file = dir.join("tessera.yml");
+    let original = base_config(&dir, ports.0, ports.1);
+    std::fs::write(&file, &original).expect("write config");
+    // A secret the server keeps beside its configuration: Jsonnet would echo it as an
+    // undefined variable.
+    let secret = "rC6t8weq6srTg4A4m7uCzqlJD8h1CFBFG4zlgjHhluA";
+    std::fs::write(dir.join("tessera.secret"), secret).expect("write secret");
+    let s = start(&dir, std::slice::from_ref(&file), ports).await;
+    let provider = |mapper_url: &str| {
+        original.replace(
+            "    password:\n      enabled: true\n",
+            &format!(
+                "    password:\n      enabled: true\n    oidc:\n      enabled: true\n      config:\n        providers:\n          - id: github\n            provider: github\n            client_id: x\n            client_secret: y\n            mapper_url: {mapper_url}\n"
+            ),
+        )
+    };
+    let schema = |url: &str| {
+        format!(
+            "{original}identity:\n  default_schema_id: s\n  schemas:\n    - id: s\n      url: {url}\n"
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a secret file as a mapper",
+            provider("file://tessera.secret"),
+            "line 1, column 1",
+        ),
+        (
+            "a file outside the folder",
+            provider("file:///etc/hostname"),
+            "its own folder",
+        ),
+        (
+            "a schema outside the folder",
+            schema("file:///etc/passwd"),
+            "its own folder",
+        ),
+        (
+            "a climb out of the folder",
+            schema("file://../../../../etc/passwd"),
+            "its own folder",
+        ),
+        (
+            "the admin API itself",
+            schema(&format!("https://127.0.0.1:{}/admin/identities", ports.1)),
+            "non-public address",
+        ),
+        (
+            "the cloud metadata service",
+            schema("https://169.254.169.254/latest/meta-data/"),
+            "non-public address",
+        ),
+        (
+            "plain http",
+            schema("http://schemas.example.com/person.json"),
+            "https only",
+        ),
+    ];
+    for (what, body, expected) in cases {
+        let upload = dir.join("upload.yml");
+        std::fs::write(&upload, &body).expect("write upload");
+        let out = cli(&s.admin, &["update", "-f", upload.to_str().expect("utf-8")]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(
+            err.contains(expected),
+            "{what}: `{expected}` missing from:\n{err}"
+        );
+        assert!(!err.contains(secret), "{what}: the secret leaked:\n{err}");
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("config"),
+            original,
+            "{what}: the file changed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_server_without_exactly_one_config_file_cannot_be_updated() {
     let dir = tessera_testkit::temp_dir();
