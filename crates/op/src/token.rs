@@ -771,6 +771,29 @@ impl Provider {
         id_token_hint: Option<&str>,
         post_logout_redirect_uri: Option<&str>,
         state: Option<&str>,
+    ) -> OpResult<EndSession> {
+        let hinted_sid = match id_token_hint.filter(|h| !h.is_empty()) {
+            Some(h) => self
+                .verify_own(h)
+                .await?
+                .and_then(|c| c.get("sid").and_then(Value::as_str).map(str::to_string)),
+            None => None,
+        };
+        let redirect = self
+            .end_session_redirect(client_id, id_token_hint, post_logout_redirect_uri, state)
+            .await?;
+        Ok(EndSession {
+            redirect,
+            hinted_sid,
+        })
+    }
+
+    async fn end_session_redirect(
+        &self,
+        client_id: Option<&str>,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
     ) -> OpResult<Option<String>> {
         let hinted = match id_token_hint.filter(|h| !h.is_empty()) {
             Some(h) => Some(self.verify_own(h).await?.ok_or_else(|| {
@@ -818,4 +841,14 @@ impl Provider {
         }
         Ok(Some(out.to_string()))
     }
+}
+
+/// Where RP-initiated logout leads, and whose session the app's `id_token_hint` names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndSession {
+    /// The app's registered `post_logout_redirect_uri` (with `state`), if it asked for one.
+    pub redirect: Option<String>,
+    /// The `sid` of a valid `id_token_hint`: the browser's session may be ended without asking
+    /// only when it is this one (RP-Initiated Logout 1.0 §2; anyone can hold *some* id_token).
+    pub hinted_sid: Option<String>,
 }

@@ -567,9 +567,10 @@ async fn end_session(
         Err(e) => return e.into_response(),
     };
     if let Some(s) = session {
-        // Without an id_token_hint anyone could link here: ask the user first (a CSRF-bound
-        // form), as OpenID Connect RP-Initiated Logout recommends.
-        let hinted = get("id_token_hint").is_some_and(|h| !h.is_empty());
+        // Unless the app names this very session (its id_token's `sid`), anyone could link
+        // here, with no hint or with an id_token of their own: ask the user first (a
+        // CSRF-bound form), as RP-Initiated Logout 1.0 §2 requires.
+        let hinted = target.hinted_sid.as_deref() == Some(s.id.to_string().as_str());
         let confirmed = method == Method::POST && get("confirm") == Some("yes") && {
             let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
             tessera_core::crypto::csrf_matches(get("csrf_token").unwrap_or_default(), cookie)
@@ -596,7 +597,7 @@ async fn end_session(
             let user = s.identity.as_ref().map(user_label);
             let mut resp = ui::logout_confirm_response(
                 &st,
-                &cx.page(target.clone()),
+                &cx.page(target.redirect.clone()),
                 LogoutConfirmView {
                     form_action: st.op().endpoint("session/end"),
                     csrf_token: tessera_core::crypto::mask_csrf(&csrf),
@@ -613,7 +614,7 @@ async fn end_session(
             return ApiError(e).into_response();
         }
     }
-    let mut resp = match target {
+    let mut resp = match target.redirect {
         Some(to) => Redirect::to(&to).into_response(),
         // The language switcher comes back to a plain `/oidc/session/end`, which shows this page
         // again rather than replaying the logout request's parameters.

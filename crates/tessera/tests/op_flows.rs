@@ -791,3 +791,44 @@ async fn op_error_page_in_russian_names_the_app_and_keeps_the_detail_in_english(
     assert!(html.contains("no-such-app"), "{html}");
     s.stop().await;
 }
+
+/// Security review L1: an `id_token_hint` that names another session (here the attacker's own
+/// id_token) does not sign the victim out without asking.
+#[tokio::test]
+async fn another_users_id_token_hint_does_not_end_the_session_silently() {
+    let s = server(Backend::Sqlite, "").await;
+    user(&s, "victim@example.com").await;
+    user(&s, "attacker@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let victim = Browser::default();
+    code_flow(&victim, &s, &c, "victim@example.com", "openid").await;
+    let attacker = Browser::default();
+    let t = code_flow(&attacker, &s, &c, "attacker@example.com", "openid").await;
+    let hint = t["id_token"].as_str().unwrap();
+    // The attacker's page sends the victim's browser here with the attacker's id_token.
+    let r = victim
+        .get(
+            &format!("{}/oidc/session/end?id_token_hint={hint}", s.public),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 200, "a question, not a sign-out");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("name=\"confirm\" value=\"yes\"")
+    );
+    assert_eq!(whoami(&victim, &s).await["active"], true, "still signed in");
+    // The attacker's own hint ends the attacker's own session at once.
+    let r = attacker
+        .get(
+            &format!("{}/oidc/session/end?id_token_hint={hint}", s.public),
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(whoami(&attacker, &s).await.get("error").is_some());
+}
