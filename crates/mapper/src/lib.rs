@@ -11,6 +11,7 @@
 
 mod error;
 mod eval;
+mod lockdown;
 mod mapper;
 mod pool;
 #[cfg(test)]
@@ -21,6 +22,8 @@ mod worker;
 pub use error::MapperError;
 pub use mapper::Mapper;
 pub use pool::{MapperPool, PoolConfig};
+#[doc(hidden)]
+pub use worker::run_worker_retiring_after;
 pub use worker::{run_worker, worker_args};
 
 /// Same evaluation the worker does, in this process, with no limits except the import ban — for

@@ -52,13 +52,16 @@ const DEATH_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// The `tessera` binary (for a server: `std::env::current_exe()`).
+    /// The `tessera` binary (for a server: `std::env::current_exe()`). Give a path: workers
+    /// start with an empty environment, so a bare name is not looked up in the server's `PATH`.
     pub program: PathBuf,
     /// Arguments that start its worker mode: [`crate::worker_args`].
     pub args: Vec<OsString>,
     /// Worker processes, at most (default 2). Each evaluates one mapper at a time.
     pub workers: usize,
-    /// Time limit per evaluation (default 1 s); the worker is killed when it passes.
+    /// Time limit per evaluation (default 1 s); the worker is killed when it passes. Keep it
+    /// well under a minute: a worker's lifetime CPU limit leaves 60 s of CPU to the last request
+    /// it starts before it retires (see `lockdown::CPU_RETIRE_SECS`).
     pub timeout: Duration,
     /// Address-space limit of each worker (`RLIMIT_AS`, default 256 MiB). It counts the mapped
     /// binary, the stacks and the heap, not just live data; 0 means no limit.
@@ -309,6 +312,9 @@ fn serialize_claims(mapper: &Mapper, claims: &serde_json::Value) -> Result<Vec<u
 
 fn spawn(cfg: &Arc<PoolConfig>) -> Result<Handle, MapperError> {
     let mut child = Command::new(&cfg.program)
+        // Nothing from the server's environment (its DSN, `SECRETS_*`): the worker needs none of
+        // it, not even PATH (`program` is a path, and the worker starts nothing).
+        .env_clear()
         .args(&cfg.args)
         .arg("--memory-limit")
         .arg(cfg.memory_limit_bytes.to_string())
@@ -546,6 +552,7 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGKILL => "SIGKILL",
         libc::SIGSEGV => "SIGSEGV",
         libc::SIGBUS => "SIGBUS",
+        libc::SIGXCPU => "SIGXCPU: the worker's lifetime CPU limit",
         _ => "a signal",
     }
 }

@@ -1,6 +1,7 @@
 //! The in-process parts: parsing and its messages, the import ban, `claims` semantics, output
-//! conversion. The worker and pool are tested end to end with the real binary in
-//! `crates/tessera/tests/mapper_sandbox.rs`.
+//! conversion, and what the worker's lockdown forbids (in a child process). The worker and pool
+//! are tested end to end with the real binary in `crates/tessera/tests/mapper_sandbox.rs`, and
+//! the lockdown of pool-spawned workers in `tests/worker_lockdown.rs`.
 
 use crate::{Mapper, MapperError, evaluate_in_process};
 use serde_json::json;
@@ -358,4 +359,172 @@ fn deep_recursion_hits_the_jsonnet_stack_limit() {
 fn std_trace_passes_its_value_through() {
     let out = eval("{ a: std.trace('debugging', 41) + 1 }", json!({})).expect("evaluates");
     assert_eq!(out, json!({"a": 42}));
+}
+
+#[test]
+fn a_worker_retires_once_its_cpu_budget_is_spent() {
+    use crate::lockdown::CpuBudget;
+    use std::time::Duration;
+    let production = Duration::from_secs(crate::lockdown::CPU_RETIRE_SECS);
+    assert!(!CpuBudget::retiring_after(production).spent());
+    let mut spent = CpuBudget::retiring_after(Duration::ZERO);
+    assert!(spent.spent());
+    // Not asked again within the second.
+    assert!(!spent.spent());
+}
+
+/// Set in the child process of [`the_lockdown_forbids_files_sockets_processes_and_signals`].
+#[cfg(target_os = "linux")]
+const LOCKDOWN_PROBE: &str = "TESSERA_LOCKDOWN_PROBE";
+
+#[cfg(target_os = "linux")]
+fn outcome(rc: libc::c_long) -> String {
+    if rc >= 0 {
+        return "ok".into();
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::EACCES) => "EACCES".into(),
+        Some(libc::EMFILE) => "EMFILE".into(),
+        Some(libc::EAGAIN) => "EAGAIN".into(),
+        other => format!("errno {other:?}"),
+    }
+}
+
+/// The child: locks itself down as a worker does, then tries what a compromised worker would.
+#[cfg(target_os = "linux")]
+fn lockdown_probe() {
+    let parent = std::os::unix::process::parent_id() as libc::pid_t;
+    let locked = crate::lockdown::apply(0).expect("the lockdown applies");
+    let file = std::ffi::CString::new(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("a C string");
+    let environ = std::ffi::CString::new(format!("/proc/{parent}/environ")).expect("a C string");
+    let open = |path: &std::ffi::CString| {
+        // SAFETY: a valid C string; the descriptor, if any, is closed at once.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let result = outcome(fd.into());
+        if fd >= 0 {
+            // SAFETY: the descriptor just opened.
+            unsafe { libc::close(fd) };
+        }
+        result
+    };
+    let mut report = vec![
+        format!("landlock={:?}", locked.landlock),
+        format!("seccomp={}", locked.seccomp),
+        format!("open_with_no_free_fd={}", open(&file)),
+    ];
+    // An attacker would free a descriptor first.
+    drop(locked.output);
+    report.push(format!("open_file={}", open(&file)));
+    report.push(format!("open_parent_environ={}", open(&environ)));
+    // SAFETY: plain integers; a descriptor, if any, is closed at once.
+    let sock = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    report.push(format!("socket={}", outcome(sock.into())));
+    if sock >= 0 {
+        // SAFETY: the descriptor just opened.
+        unsafe { libc::close(sock) };
+    }
+    // SAFETY: a forked child only calls _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(0) };
+    }
+    report.push(format!("fork={}", outcome(pid.into())));
+    let thread = std::thread::Builder::new().spawn(|| ());
+    report.push(format!(
+        "thread={}",
+        if thread.is_ok() { "ok" } else { "refused" }
+    ));
+    // SAFETY: valid C strings and a null-terminated argument list; on success the process is
+    // replaced and prints no report, which fails the test.
+    let exec = unsafe {
+        libc::execl(
+            c"/bin/true".as_ptr(),
+            c"true".as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    report.push(format!("exec={}", outcome(exec.into())));
+    // SAFETY: signal 0 only checks permission.
+    let kill = unsafe { libc::kill(parent, 0) };
+    report.push(format!("signal_parent={}", outcome(kill.into())));
+    // After libtest's "test … … " on the same line.
+    println!("LOCKDOWN {}", report.join(" "));
+    std::process::exit(0);
+}
+
+/// The worker's lockdown seen from inside: this test starts its own binary again as a child
+/// that runs only this test with [`LOCKDOWN_PROBE`] set, which makes it the probe: it locks
+/// itself down exactly as a worker does ([`crate::lockdown::apply`]), tries what code that took
+/// over a worker would try, and reports what happened on stdout.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_lockdown_forbids_files_sockets_processes_and_signals() {
+    if std::env::var_os(LOCKDOWN_PROBE).is_some() {
+        return lockdown_probe();
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "tests::the_lockdown_forbids_files_sockets_processes_and_signals",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOCKDOWN_PROBE, "1")
+        .output()
+        .expect("the probe runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    let line = stdout
+        .lines()
+        .find_map(|l| Some(l.split_once("LOCKDOWN ")?.1))
+        .unwrap_or_else(|| panic!("no report from the probe:\n{stdout}\n{stderr}"));
+    let report: std::collections::HashMap<&str, &str> = line
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let seen = |key: &str| report.get(key).copied().unwrap_or("missing");
+
+    // RLIMIT_NOFILE: the worker's descriptors are all taken.
+    assert_eq!(seen("open_with_no_free_fd"), "EMFILE", "{line}");
+
+    match crate::lockdown::landlock_abi() {
+        Some(abi) => {
+            assert_eq!(seen("landlock"), format!("Some({abi})"), "{line}");
+            assert_eq!(seen("open_file"), "EACCES", "{line}");
+            assert_eq!(seen("open_parent_environ"), "EACCES", "{line}");
+            if abi >= 6 {
+                assert_eq!(seen("signal_parent"), "EPERM", "{line}");
+            }
+        }
+        None => {
+            eprintln!("this kernel has no Landlock: its part of the lockdown is not tested");
+            assert_eq!(seen("landlock"), "None", "{line}");
+        }
+    }
+
+    if cfg!(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )) && std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.contains("Seccomp:"))
+    {
+        assert_eq!(seen("seccomp"), "true", "{line}");
+        assert_eq!(seen("socket"), "EPERM", "{line}");
+        assert_eq!(seen("fork"), "EPERM", "{line}");
+        assert_eq!(seen("exec"), "EPERM", "{line}");
+        assert_eq!(seen("thread"), "refused", "{line}");
+    } else {
+        eprintln!("no seccomp filter on this platform: its part of the lockdown is not tested");
+    }
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        // RLIMIT_NPROC 0 (EAGAIN), which the kernel does not apply to root, if seccomp did not
+        // refuse first (EPERM).
+        assert!(matches!(seen("fork"), "EAGAIN" | "EPERM"), "{line}");
+        assert_eq!(seen("thread"), "refused", "{line}");
+    }
 }

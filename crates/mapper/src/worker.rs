@@ -1,11 +1,28 @@
-//! The worker process: limits itself, then answers one request at a time on stdin/stdout.
+//! The worker process: locks itself down, then answers one request at a time on stdin/stdout.
+//!
+//! Sandbox layers (security review L9). Under the language sandbox, which is the barrier, the
+//! worker is a separate process that starts with an empty environment (the server's DSN and
+//! `SECRETS_*` are not there to read), with no descriptors but its pipes and stderr, no new
+//! privileges, no capabilities, and limits on memory, CPU time, descriptors, processes and core
+//! dumps. Where the kernel offers them it adds Landlock (no file can be opened by path, which
+//! also keeps it out of the server's `/proc/<pid>/environ`; no TCP; from Linux 6.12 no signals
+//! to other processes) and a seccomp filter (no sockets, no `execve`, no new processes or
+//! threads, no `ptrace`, no io_uring). Both are best effort because both depend on the kernel:
+//! Landlock needs 5.13 and the LSM enabled, and its network and signal rules 6.7 and 6.12; the
+//! seccomp filter is built for x86-64 and aarch64 only. On a kernel without them the worker
+//! runs with the other layers and says nothing. The seccomp filter is a short denylist, not an
+//! allowlist: the system calls that glibc, the Rust standard library and jrsonnet make vary with
+//! their versions and the kernel, and one missing from an allowlist would fail every
+//! evaluation in production, while nothing on the denylist is needed to evaluate Jsonnet.
+//! See [`crate::lockdown`] for the details and the order in which the layers are applied.
 
 use crate::eval::{Evaluator, Failure};
+use crate::lockdown;
 use crate::wire::{
     MAX_REQUEST_BYTES, RequestIn, Response, WireFailure, read_frame_sync, write_frame_sync,
 };
 use std::ffi::OsString;
-use std::os::fd::AsFd;
+use std::fs::File;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,83 +35,40 @@ pub fn worker_args() -> Vec<OsString> {
     vec![OsString::from(WORKER_SUBCOMMAND)]
 }
 
-/// Entry point for the hidden worker mode of the tessera binary: sets rlimits, then serves
-/// requests on stdin/stdout until EOF.
+/// Entry point for the hidden worker mode of the tessera binary: locks itself down (see
+/// `lockdown.rs`: no inherited descriptors, `no_new_privs`, Landlock and seccomp where the
+/// kernel has them, resource limits, no capabilities), then serves requests on stdin/stdout
+/// until EOF. The pool starts it with an empty environment.
 ///
 /// Call it before starting any async runtime or threads: the address-space limit counts every
-/// thread's stack and allocator arena, and stdout must carry nothing but protocol frames.
+/// thread's stack and allocator arena, the sandbox binds only threads started after it, and
+/// stdout must carry nothing but protocol frames.
 pub fn run_worker(memory_limit_bytes: u64, output_cap: usize) -> ExitCode {
-    if let Err(e) = limit_resources(memory_limit_bytes) {
-        eprintln!("tessera mapper worker: cannot set resource limits: {e}");
-        return ExitCode::from(3);
-    }
-    exit_with_parent();
-    serve(output_cap)
+    let budget = Duration::from_secs(lockdown::CPU_RETIRE_SECS);
+    run_worker_retiring_after(memory_limit_bytes, output_cap, budget)
 }
 
-fn limit_resources(memory_limit_bytes: u64) -> std::io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-    // One arena: glibc reserves 64 MiB of address space per extra arena, which the address-space
-    // limit would count.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    set_limit(libc::RLIMIT_CORE, 0)?;
-    if memory_limit_bytes > 0 {
-        set_limit(libc::RLIMIT_AS, memory_limit_bytes)?;
-    }
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(target_os = "linux"))]
-type Resource = libc::c_int;
-
-fn set_limit(resource: Resource, bytes: u64) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
-    };
-    // SAFETY: `limit` is a valid rlimit that outlives the call.
-    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// A worker stuck in a loop never reads its stdin again, so it would not notice its parent is
-/// gone; this watchdog ends it when it is re-parented.
-fn exit_with_parent() {
-    let parent = std::os::unix::process::parent_id();
-    let _ = std::thread::Builder::new()
-        .name("parent-watch".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(500));
-                if std::os::unix::process::parent_id() != parent {
-                    // SAFETY: _exit ends the process at once, without running any Rust code that
-                    // could observe the evaluation thread's state.
-                    unsafe { libc::_exit(1) }
-                }
-            }
-        });
-}
-
-fn serve(output_cap: usize) -> ExitCode {
-    let mut input = std::io::stdin().lock();
-    // Unbuffered: one write per response. (Stdout's own line buffering would split a frame
-    // wherever its bytes happen to contain a newline.)
-    let mut output = match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::fs::File::from(fd),
+/// [`run_worker`] with a CPU budget other than its 600 s (`lockdown::CPU_RETIRE_SECS`), for
+/// tests of workers that retire.
+#[doc(hidden)]
+pub fn run_worker_retiring_after(
+    memory_limit_bytes: u64,
+    output_cap: usize,
+    cpu_budget: Duration,
+) -> ExitCode {
+    match lockdown::apply(memory_limit_bytes) {
+        Ok(locked) => serve(locked.output, output_cap, cpu_budget),
         Err(e) => {
-            eprintln!("tessera mapper worker: cannot use stdout: {e}");
-            return ExitCode::from(3);
+            eprintln!("tessera mapper worker: cannot lock itself down: {e}");
+            ExitCode::from(3)
         }
-    };
+    }
+}
+
+fn serve(mut output: File, output_cap: usize, cpu_budget: Duration) -> ExitCode {
+    let mut input = std::io::stdin().lock();
     let mut evaluator = Evaluator::new();
+    let mut cpu = lockdown::CpuBudget::retiring_after(cpu_budget);
     loop {
         let frame = match read_frame_sync(&mut input, MAX_REQUEST_BYTES) {
             Ok(Some(frame)) => frame,
@@ -104,7 +78,12 @@ fn serve(output_cap: usize) -> ExitCode {
                 return ExitCode::from(3);
             }
         };
-        let response = handle(&mut evaluator, &frame, output_cap);
+        let mut response = handle(&mut evaluator, &frame, output_cap);
+        // Replaced before its lifetime CPU limit can end it mid-request. Not on an "unknown id"
+        // answer: the pool sends that request again, with the source, to this same worker.
+        if !response.unknown_id {
+            response.retire |= cpu.spent();
+        }
         let retire = response.retire;
         let body = serde_json::to_vec(&response).unwrap_or_else(|e| {
             let fallback = failed(Failure::Runtime(format!(
