@@ -159,7 +159,22 @@ fn bad(msg: impl Into<String>) -> OpError {
     OpError::new("invalid_client_metadata", 400, msg)
 }
 
-fn check_uri(field: &str, u: &str) -> OpResult<()> {
+/// Schemes a browser would run or read locally: never a place to send codes or tokens.
+const DANGEROUS_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "filesystem",
+    "view-source",
+];
+
+/// A redirect URI (RFC 9700 §2.1, §4.1.3; RFC 8252 for native apps): `https`, or `http` only on
+/// the loopback interface (a native app's local listener, development); a private-use scheme
+/// (`com.example.app:/callback`) only for native apps; never a scheme the browser executes.
+fn check_uri(field: &str, u: &str, app_type: AppType) -> OpResult<()> {
     let parsed = url::Url::parse(u).map_err(|e| {
         bad(format!(
             "`{field}` entry `{u}` is not an absolute URL: {e}."
@@ -170,7 +185,34 @@ fn check_uri(field: &str, u: &str) -> OpResult<()> {
             "`{field}` entry `{u}` has a fragment (#…); redirect URIs must not have one."
         )));
     }
-    Ok(())
+    let scheme = parsed.scheme();
+    if DANGEROUS_SCHEMES.contains(&scheme) {
+        return Err(bad(format!(
+            "`{field}` entry `{u}` uses the `{scheme}:` scheme, which a browser runs or reads locally; use an https URL."
+        )));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "`{field}` entry `{u}` is plain http on the network, where codes and tokens could be read on the way; use https (http is accepted on 127.0.0.1, [::1] and localhost only)."
+                )))
+            }
+        }
+        _ if app_type == AppType::Native => Ok(()),
+        _ => Err(bad(format!(
+            "`{field}` entry `{u}` uses the private-use scheme `{scheme}:`, which only native apps (`app_type: native`) may register; web apps use https."
+        ))),
+    }
 }
 
 /// Checks a `subject` expression (seed 001).
@@ -304,7 +346,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> 
     }
     let redirect_uris = input.redirect_uris.unwrap_or_default();
     for u in &redirect_uris {
-        check_uri("redirect_uris", u)?;
+        check_uri("redirect_uris", u, app_type)?;
     }
     if user_app && redirect_uris.is_empty() {
         return Err(bad(
@@ -313,7 +355,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> 
     }
     let post_logout_redirect_uris = input.post_logout_redirect_uris.unwrap_or_default();
     for u in &post_logout_redirect_uris {
-        check_uri("post_logout_redirect_uris", u)?;
+        check_uri("post_logout_redirect_uris", u, app_type)?;
     }
     let method = input.token_endpoint_auth_method.unwrap_or_else(|| {
         if app_type.is_public() {

@@ -115,6 +115,31 @@ async fn admin_api_validates_metadata_and_rotates_secrets() {
             "fragment",
         ),
         (json!({"redirect_uris": ["not a url"]}), "absolute URL"),
+        // Security review L5: where codes and tokens must never go.
+        (
+            json!({"redirect_uris": ["http://rp.example.com/cb"]}),
+            "plain http",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(document.cookie)//"]}),
+            "javascript",
+        ),
+        (
+            json!({"redirect_uris": ["data:text/html,<script>x</script>"]}),
+            "data",
+        ),
+        (
+            json!({"redirect_uris": ["com.example.app:/cb"]}),
+            "native apps",
+        ),
+        (
+            json!({"redirect_uris": [RP], "post_logout_redirect_uris": ["javascript:x"]}),
+            "javascript",
+        ),
+        (
+            json!({"redirect_uris": [RP], "post_logout_redirect_uris": ["http://rp.example.com/bye"]}),
+            "plain http",
+        ),
         (
             json!({"redirect_uris": [RP], "subject": "traits."}),
             "subject",
