@@ -178,6 +178,7 @@ impl Provider {
     ) -> OpResult<(String, i64)> {
         let (token, row) = self.access_row(client, identity, sub, scopes, grant_id);
         let ttl = (row.expires_at - row.created_at) / 1000;
+        // A fresh grant (implicit flow): nothing can have revoked it yet.
         self.store.op_insert_tokens(&[row]).await?;
         Ok((token, ttl))
     }
@@ -426,7 +427,11 @@ impl Provider {
         } else {
             None
         };
-        self.store.op_insert_tokens(&rows).await?;
+        if !self.store.op_insert_tokens(&rows).await? {
+            return Err(OpError::invalid_grant(
+                "The authorization code was used again at the same moment; every token of this sign-in has been revoked. Sign in again.",
+            ));
+        }
         Ok(TokenResponse {
             access_token: access,
             token_type: "Bearer",
@@ -547,7 +552,11 @@ impl Provider {
         } else {
             None
         };
-        self.store.op_insert_tokens(&[at_row, rt_row]).await?;
+        if !self.store.op_insert_tokens(&[at_row, rt_row]).await? {
+            return Err(OpError::invalid_grant(
+                "The refresh token was used again at the same moment; every token of this sign-in has been revoked. Sign in again.",
+            ));
+        }
         Ok(TokenResponse {
             access_token: access,
             token_type: "Bearer",

@@ -433,19 +433,38 @@ impl Store {
         Ok(Err(row.as_ref().map(code_from_row).transpose()?))
     }
 
-    /// Stores tokens issued together, in one transaction.
-    pub async fn op_insert_tokens(&self, tokens: &[GrantRow]) -> Result<(), Error> {
+    /// Stores tokens issued together, in one transaction. Returns false (and the tokens are
+    /// revoked) when their grant was revoked meanwhile, by a request that saw the code or
+    /// refresh token reused: checked *after* the insert, so whichever order the two requests
+    /// run in, no token of a revoked grant stays live.
+    pub async fn op_insert_tokens(&self, tokens: &[GrantRow]) -> Result<bool, Error> {
         let sql = format!(
             "INSERT INTO op_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)"
         );
         if let [t] = tokens {
-            return self.op_insert_token_on(&sql, t, &self.pool).await;
+            self.op_insert_token_on(&sql, t, &self.pool).await?;
+        } else {
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            for t in tokens {
+                self.op_insert_token_on(&sql, t, &mut *tx).await?;
+            }
+            tx.commit().await.map_err(db_err)?;
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        for t in tokens {
-            self.op_insert_token_on(&sql, t, &mut *tx).await?;
+        let mut grants: Vec<&str> = tokens.iter().map(|t| t.grant_id.as_str()).collect();
+        grants.dedup();
+        for g in grants {
+            let revoked = sqlx::query("SELECT 1 AS one FROM op_revoked_grants WHERE grant_id = $1")
+                .bind(g)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?
+                .is_some();
+            if revoked {
+                self.op_revoke_grant(g).await?;
+                return Ok(false);
+            }
         }
-        tx.commit().await.map_err(db_err)
+        Ok(true)
     }
 
     async fn op_insert_token_on<'e, E>(&self, sql: &str, t: &GrantRow, on: E) -> Result<(), Error>
@@ -496,8 +515,17 @@ impl Store {
         Ok(Err(self.op_get_token(hash).await?))
     }
 
-    /// Revokes every token of a grant; returns how many were live.
+    /// Revokes every token of a grant, now and any issued for it later (see
+    /// [`Store::op_insert_tokens`]); returns how many were live.
     pub async fn op_revoke_grant(&self, grant_id: &str) -> Result<u64, Error> {
+        sqlx::query(
+            "INSERT INTO op_revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(tessera_core::timefmt::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         let done =
             sqlx::query("UPDATE op_tokens SET revoked = 1 WHERE grant_id = $1 AND revoked = 0")
                 .bind(grant_id)
@@ -523,6 +551,8 @@ impl Store {
             "DELETE FROM op_requests WHERE expires_at < $1",
             "DELETE FROM op_codes WHERE expires_at < $1",
             "DELETE FROM op_tokens WHERE expires_at < $1",
+            // Racing requests finish in well under this; the tokens of the grant are revoked.
+            "DELETE FROM op_revoked_grants WHERE revoked_at < $1",
         ] {
             total += sqlx::query(sql)
                 .bind(cutoff)

@@ -248,16 +248,16 @@ fn migrate_sql_up_status_down() {
         "refuses without a terminal: {out}"
     );
     let (ok, out) = run(&["migrate", "sql", "up", "-e", "--yes"]);
-    assert!(ok && out.contains("Applied 6 migration(s)"), "{out}");
+    assert!(ok && out.contains("Applied 7 migration(s)"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Applied") && !out.contains("Pending"), "{out}");
-    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", "6"]);
-    assert!(ok && out.contains("Reverted 6"), "{out}");
+    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", "7"]);
+    assert!(ok && out.contains("Reverted 7"), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Pending") && !out.contains("Applied"), "{out}");
     // Kratos's form: `migrate sql <DSN> --yes`.
     let (ok, out) = run(&["migrate", "sql", &dsn, "--yes"]);
-    assert!(ok && out.contains("Applied 6 migration(s)"), "{out}");
+    assert!(ok && out.contains("Applied 7 migration(s)"), "{out}");
     let (ok, out) = run(&["migrate", "sql", "sideways"]);
     assert!(!ok && out.contains("use up, down or status"), "{out}");
 }

@@ -1,0 +1,1 @@
+DROP TABLE op_revoked_grants;
