@@ -410,17 +410,27 @@ impl Engine {
             fail(&mut flow, &e, e.user_message(&label), e.user_code());
             return self.show(flow).await;
         }
-        // RFC 9207: when the upstream names itself, it must be the one we sent the user to.
-        if let Some(iss) = cb.get("iss")
-            && let Some(expected) = provider.provider.expected_callback_issuer().await
-            && iss.trim_end_matches('/') != expected.trim_end_matches('/')
-        {
-            let e = tessera_social::UpstreamError::Callback(format!(
-                "the `iss` parameter is `{}`, not `{expected}` (RFC 9207 mix-up defence)",
-                truncate(iss, 200)
-            ));
-            fail(&mut flow, &e, e.user_message(&label), e.user_code());
-            return self.show(flow).await;
+        // RFC 9207: when the upstream names itself, it must be exactly (simple string
+        // comparison, §2.4) the one we sent the user to; one that promised to name itself
+        // must do so.
+        if let Some(expected) = provider.provider.expected_callback_issuer().await {
+            let problem = match cb.get("iss") {
+                Some(iss) if iss != expected.issuer => Some(format!(
+                    "the `iss` parameter is `{}`, not `{}` (RFC 9207 mix-up defence)",
+                    truncate(iss, 200),
+                    expected.issuer
+                )),
+                None if expected.required => Some(format!(
+                    "the callback has no `iss` parameter, although `{}` says it always sends one (RFC 9207)",
+                    expected.issuer
+                )),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let e = tessera_social::UpstreamError::Callback(problem);
+                fail(&mut flow, &e, e.user_message(&label), e.user_code());
+                return self.show(flow).await;
+            }
         }
         let redirect_uri = self.oidc_redirect_uri(provider_id);
         let req = AuthRequest {

@@ -167,6 +167,8 @@ impl Provider {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
+            // Every authorization response carries `iss` (RFC 9207).
+            "authorization_response_iss_parameter_supported": true,
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
             "claims_parameter_supported": false,
             "request_parameter_supported": false,

@@ -104,8 +104,15 @@ impl Provider for Generic {
         Ok(url)
     }
 
-    async fn expected_callback_issuer(&self) -> Option<String> {
-        self.issuer.discovery().await.ok().map(|d| d.issuer.clone())
+    async fn expected_callback_issuer(&self) -> Option<crate::provider::CallbackIssuer> {
+        self.issuer
+            .discovery()
+            .await
+            .ok()
+            .map(|d| crate::provider::CallbackIssuer {
+                issuer: d.issuer.clone(),
+                required: d.authorization_response_iss_parameter_supported,
+            })
     }
 
     async fn exchange(

@@ -22,7 +22,7 @@ pub mod vkid;
 pub use claims::normalize_claims;
 pub use config::{ClaimsSource, Pkce, ProviderConfig};
 pub use mapping::{Mapped, MappingError};
-pub use provider::{AuthRequest, Callback, Profile, Provider, Tokens};
+pub use provider::{AuthRequest, Callback, CallbackIssuer, Profile, Provider, Tokens};
 pub use upstream::{Upstream, UpstreamError};
 
 use std::sync::Arc;

@@ -51,6 +51,13 @@ pub struct Profile {
     pub tokens: Tokens,
 }
 
+/// See [`Provider::expected_callback_issuer`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackIssuer {
+    pub issuer: String,
+    pub required: bool,
+}
+
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
     fn config(&self) -> &ProviderConfig;
@@ -62,8 +69,10 @@ pub trait Provider: Send + Sync {
     /// Where to send the browser.
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError>;
 
-    /// The issuer the RFC 9207 `iss` callback parameter must equal, when the provider has one.
-    async fn expected_callback_issuer(&self) -> Option<String> {
+    /// RFC 9207: the issuer the `iss` callback parameter must equal, and whether the upstream
+    /// promised to send it (`authorization_response_iss_parameter_supported`), in which case a
+    /// callback without it is refused.
+    async fn expected_callback_issuer(&self) -> Option<CallbackIssuer> {
         None
     }
 

@@ -38,6 +38,8 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_jwks_has_kid_and_al
         assert_eq!(d[k], json!(format!("{issuer}/{path}")), "{k}");
     }
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    // RFC 9207: every authorization response names the issuer.
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
     let jwks: Value = reqwest::get(format!("{}/oidc/jwks", s.public))
         .await
         .unwrap()

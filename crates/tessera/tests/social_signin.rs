@@ -1229,6 +1229,9 @@ async fn bad_id_tokens_and_broken_token_answers_are_refused() {
     refused_with_message(&fake, &s, Behavior::TokenInvalidJson, "could not use").await;
     refused_with_message(&fake, &s, Behavior::Token500, "could not use").await;
     refused_with_message(&fake, &s, Behavior::AuthorizeWrongIss, "mix-up").await;
+    // Security review L3: the upstream advertises RFC 9207, so a callback without `iss` is
+    // refused too.
+    refused_with_message(&fake, &s, Behavior::AuthorizeOmitIss, "no `iss` parameter").await;
     refused_with_message(
         &fake,
         &s,
