@@ -698,6 +698,12 @@ impl Provider {
             self.store.get_identity(identity_id).await.map_err(|_| {
                 OpError::invalid_token("The account of this token no longer exists.")
             })?;
+        // A deactivated account's tokens stop working at once, not when they expire.
+        if identity.state != tessera_core::identity::IdentityState::Active {
+            return Err(OpError::invalid_token(
+                "The account of this token has been deactivated.",
+            ));
+        }
         let mut claims = crate::subject::scope_claims(&identity, &scopes);
         claims.insert(
             "sub".into(),
@@ -757,6 +763,17 @@ impl Provider {
         }) else {
             return Ok(json!({"active": false}));
         };
+        // Tokens of a deactivated or deleted account are inactive (RFC 7662 §2.2).
+        if let Some(identity_id) = row.identity_id {
+            let active = self
+                .store
+                .get_identity(identity_id)
+                .await
+                .is_ok_and(|i| i.state == tessera_core::identity::IdentityState::Active);
+            if !active {
+                return Ok(json!({"active": false}));
+            }
+        }
         Ok(json!({
             "active": true,
             "scope": row.data.get("scope"),

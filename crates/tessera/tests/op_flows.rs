@@ -834,3 +834,72 @@ async fn another_users_id_token_hint_does_not_end_the_session_silently() {
     assert_eq!(r.status(), 200);
     assert!(whoami(&attacker, &s).await.get("error").is_some());
 }
+
+/// Security review L6: deactivating an account stops its access tokens at once, at userinfo
+/// and at introspection, and its refresh tokens.
+#[tokio::test]
+async fn a_deactivated_accounts_tokens_stop_working_at_once() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "leaver@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let cid = c["client_id"].as_str().unwrap();
+    let secret = c["client_secret"].as_str().unwrap();
+    let b = Browser::default();
+    let t = code_flow(&b, &s, &c, "leaver@example.com", "openid offline_access").await;
+    let at = t["access_token"].as_str().unwrap();
+    let me = |at: String| {
+        let url = format!("{}/oidc/me", s.public);
+        async move {
+            TestServer::client()
+                .get(url)
+                .bearer_auth(at)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let introspect = |tok: String| {
+        let url = format!("{}/oidc/token/introspection", s.public);
+        async move {
+            let v: Value = TestServer::client()
+                .post(url)
+                .basic_auth(cid, Some(secret))
+                .form(&[("token", tok)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["active"].clone()
+        }
+    };
+    assert_eq!(me(at.to_string()).await, 200);
+    assert_eq!(introspect(at.to_string()).await, json!(true));
+    let r = TestServer::client()
+        .patch(format!("{}/admin/identities/{id}", s.admin))
+        .json(&json!([{"op": "replace", "path": "/state", "value": "inactive"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(at.to_string()).await, 401);
+    assert_eq!(introspect(at.to_string()).await, json!(false));
+    assert_eq!(
+        introspect(t["refresh_token"].as_str().unwrap().to_string()).await,
+        json!(false)
+    );
+    let (st, _, _) = token(
+        &s,
+        Some((cid, secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400);
+}
