@@ -62,7 +62,7 @@ impl Default for LimitsConfig {
             enabled: true,
             password_hashing: HashingLimits::default(),
             failed_logins: FailedLoginLimits::default(),
-            flows_per_address_per_minute: 120,
+            flows_per_address_per_minute: 300,
             token_failures_per_client_per_minute: 30,
             trusted_proxy_hops: 0,
         }

@@ -62,8 +62,12 @@ pub fn go_upstream(st: &AppState, to: &str, continuity: Option<&str>, json: bool
 }
 
 /// `GET|POST /self-service/methods/oidc/callback/{provider}`.
+// One extractor per input, as axum handlers are written; the redesign's typed extractors
+// (issue 14) fold several of them.
+#[allow(clippy::too_many_arguments)]
 pub async fn callback(
     State(st): State<AppState>,
+    client: http::ClientAddr,
     Path(provider): Path<String>,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
@@ -71,6 +75,14 @@ pub async fn callback(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    // A callback that cannot be tied to a flow stores an error for the error page: bound per
+    // address like new flows, so a loop cannot fill the database.
+    if let Some(addr) = client.0 {
+        let e = st.engine();
+        let max = e.settings.limits.flows_per_address_per_minute;
+        e.limits
+            .per_minute(&format!("callbacks:{addr}"), max, true)?;
+    }
     if method == Method::POST {
         // `response_mode=form_post` arrives as a cross-site POST, which does not carry
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.

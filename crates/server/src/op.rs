@@ -345,12 +345,21 @@ fn csrf_page(cx: &PageCx) -> Response {
 
 async fn authorize(
     State(st): State<AppState>,
+    client: http::ClientAddr,
     method: Method,
     uri: OriginalUri,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // A valid request stores a pending authorization: bound per address like new flows.
+    if let Some(addr) = client.0 {
+        let e = st.engine();
+        let max = e.settings.limits.flows_per_address_per_minute;
+        if let Err(err) = e.limits.per_minute(&format!("flows:{addr}"), max, true) {
+            return ApiError(err).into_response();
+        }
+    }
     let cx = PageCx::new(&st, &headers, &uri);
     let raw = match request_params(&method, q, &headers, body).await {
         Ok(r) => r,
