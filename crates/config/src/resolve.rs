@@ -639,10 +639,17 @@ impl Settings {
             .chain(std::iter::once(&self.public_base_url))
             .chain(std::iter::once(&self.default_return_url));
         for a in allowed {
+            // The allowed path is a prefix at a segment boundary: `/app` allows `/app` and
+            // `/app/…`, not `/app-other`.
+            let prefix = a.path().trim_end_matches('/');
+            let path_ok = match u.path().strip_prefix(prefix) {
+                Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            };
             if a.scheme() == u.scheme()
                 && a.host_str() == u.host_str()
                 && a.port_or_known_default() == u.port_or_known_default()
-                && u.path().starts_with(a.path().trim_end_matches('/'))
+                && path_ok
             {
                 return Some(u);
             }

@@ -250,3 +250,33 @@ async fn secure_cookies_when_base_url_is_https() {
         .to_string();
     assert!(c.contains("HttpOnly") && !c.contains("Secure"), "{c}");
 }
+
+/// An allowed return URL with a path allows that path and below, not a longer sibling
+/// (`/app` must not allow `/app-evil`).
+#[tokio::test]
+async fn an_allowed_return_path_ends_at_a_segment() {
+    let s = TestServer::start(
+        Backend::Sqlite,
+        "selfservice:\n  default_browser_return_url: https://app.example.com/app/home\n  allowed_return_urls:\n    - https://app.example.com/app\n",
+    )
+    .await;
+    let b = Browser::default();
+    for (to, ok) in [
+        ("https://app.example.com/app", true),
+        ("https://app.example.com/app/after?x=1", true),
+        ("https://app.example.com/app-evil/steal", false),
+        ("https://app.example.com/application", false),
+    ] {
+        let r = b
+            .get(
+                &format!(
+                    "{}/self-service/login/browser?return_to={}",
+                    s.public,
+                    url::form_urlencoded::byte_serialize(to.as_bytes()).collect::<String>()
+                ),
+                true,
+            )
+            .await;
+        assert_eq!(r.status() == 200, ok, "{to}: {}", r.status());
+    }
+}
