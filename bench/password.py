@@ -101,7 +101,8 @@ class Server:
 
 
 def sign_ins_per_sec(env):
-    s = Server(env)
+    # Every sign-in starts a flow: lift the per-address flow limit for this one client.
+    s = Server({**env, "LIMITS_FLOWS_PER_ADDRESS_PER_MINUTE": "1000000"})
     try:
         s.register("bench@example.com", "a long enough password 1")
         assert s.login("bench@example.com", "a long enough password 1") == 200

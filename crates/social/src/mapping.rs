@@ -43,6 +43,14 @@ impl Mapped {
                 kind(identity)
             )));
         }
+        // What a mapper returns is stored and read back: keep it within the depth every value
+        // built from untrusted (here: upstream) input is held to.
+        if tessera_core::schema::depth(identity) > tessera_core::schema::MAX_DEPTH {
+            return Err(MappingError::Shape(format!(
+                "nests `identity` more than {} levels deep",
+                tessera_core::schema::MAX_DEPTH
+            )));
+        }
         let traits = identity.get("traits").cloned().unwrap_or(Value::Null);
         if !traits.is_object() {
             return Err(MappingError::Shape(format!(
@@ -107,6 +115,19 @@ mod tests {
         assert_eq!(m.traits["email"], "a@b.c");
         assert_eq!(m.metadata_public["u"], 1);
         assert_eq!(m.metadata_admin, Value::Null);
+    }
+
+    #[test]
+    fn refuses_output_nested_deeper_than_the_limit() {
+        let mut deep = serde_json::json!("leaf");
+        for _ in 0..100 {
+            deep = serde_json::json!({ "x": deep });
+        }
+        let out = serde_json::json!({ "identity": { "traits": {}, "metadata_public": deep } });
+        match Mapped::from_output(out) {
+            Err(MappingError::Shape(m)) => assert!(m.contains("levels deep"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -562,8 +562,14 @@ async fn a_flood_of_wrong_passwords_keeps_memory_bounded() {
 /// and a `refresh=true` login, and then the change goes through.
 #[tokio::test]
 async fn settings_need_a_recent_sign_in() {
+    for backend in BACKENDS {
+        settings_need_a_recent_sign_in_on(backend).await;
+    }
+}
+
+async fn settings_need_a_recent_sign_in_on(backend: tessera_testkit::Backend) {
     let s = TestServer::start(
-        tessera_testkit::Backend::Sqlite,
+        backend,
         "selfservice:\n  flows:\n    settings:\n      privileged_session_max_age: 1s\n",
     )
     .await;

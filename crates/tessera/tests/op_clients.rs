@@ -781,3 +781,23 @@ async fn the_binary_creates_a_sealed_signing_key_on_first_start_and_keeps_it() {
         "no private part in the public JWK"
     );
 }
+
+/// What the redirect-URI rules still allow (RFC 8252): a native app's private-use scheme and
+/// loopback http, and https for everyone.
+#[tokio::test]
+async fn native_apps_keep_private_use_schemes_and_loopback() {
+    let s = server(Backend::Sqlite, "").await;
+    let c = create_client(
+        &s,
+        json!({"client_name": "Phone", "app_type": "native",
+               "redirect_uris": ["com.example.app:/oauth2redirect", "http://127.0.0.1:8400/cb", "http://[::1]/cb"]}),
+    )
+    .await;
+    assert_eq!(c["redirect_uris"][0], "com.example.app:/oauth2redirect");
+    create_client(
+        &s,
+        json!({"client_name": "Local dev", "app_type": "traditional",
+               "redirect_uris": ["http://localhost:3000/callback", "https://shop.example.com/cb"]}),
+    )
+    .await;
+}

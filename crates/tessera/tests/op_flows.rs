@@ -839,7 +839,13 @@ async fn another_users_id_token_hint_does_not_end_the_session_silently() {
 /// and at introspection, and its refresh tokens.
 #[tokio::test]
 async fn a_deactivated_accounts_tokens_stop_working_at_once() {
-    let s = server(Backend::Sqlite, "").await;
+    for backend in tessera_testkit::BACKENDS {
+        deactivated_tokens_on(backend).await;
+    }
+}
+
+async fn deactivated_tokens_on(backend: Backend) {
+    let s = server(backend, "").await;
     let id = user(&s, "leaver@example.com").await;
     let mut body = traditional(RP);
     body["skip_consent"] = json!(true);

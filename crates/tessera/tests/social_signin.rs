@@ -302,8 +302,12 @@ const TRUSTING_MAPPER: &str = r#"local claims = std.extVar('claims');
 "#;
 
 async fn server_with(fake: &FakeOidc, mapper: &str) -> TestServer {
+    server_on(Backend::Sqlite, fake, mapper).await
+}
+
+async fn server_on(backend: Backend, fake: &FakeOidc, mapper: &str) -> TestServer {
     TestServer::start(
-        Backend::Sqlite,
+        backend,
         &config(&provider_yaml("acme", fake, mapper, ""), true),
     )
     .await
@@ -537,7 +541,12 @@ async fn an_unverified_colliding_email_gets_the_plain_message_and_no_link_prompt
 /// the flow's page. Nothing is linked and the attacker gets no session.
 #[tokio::test]
 async fn the_api_flow_link_takeover_from_the_review_fails() {
-    for verified in [false, true] {
+    for (backend, verified) in [
+        (Backend::Sqlite, false),
+        (Backend::Sqlite, true),
+        (Backend::Postgres, false),
+        (Backend::Postgres, true),
+    ] {
         let fake = FakeOidc::start(FakeOptions {
             claims: json!({"email": "alice@example.com", "email_verified": verified}),
             ..Default::default()
@@ -550,7 +559,7 @@ async fn the_api_flow_link_takeover_from_the_review_fails() {
         } else {
             TRUSTING_MAPPER
         };
-        let s = server_with(&fake, mapper).await;
+        let s = server_on(backend, &fake, mapper).await;
         let alice = s
             .register("alice@example.com", "correct horse battery")
             .await;
@@ -657,12 +666,18 @@ async fn the_api_flow_link_takeover_from_the_review_fails() {
 /// submitted from the victim's browser.
 #[tokio::test]
 async fn another_browsers_link_page_is_never_shown_or_accepted() {
+    for backend in tessera_testkit::BACKENDS {
+        another_browsers_link_page_on(backend).await;
+    }
+}
+
+async fn another_browsers_link_page_on(backend: Backend) {
     let fake = FakeOidc::start(FakeOptions {
         claims: json!({"email": "alice@example.com", "email_verified": true}),
         ..Default::default()
     })
     .await;
-    let s = server_with(&fake, VERIFYING_MAPPER).await;
+    let s = server_on(backend, &fake, VERIFYING_MAPPER).await;
     let alice = s
         .register("alice@example.com", "correct horse battery")
         .await;
