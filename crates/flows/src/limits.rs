@@ -112,17 +112,22 @@ impl Limits {
         (start, ((start + len - now) / 1000).max(1) as u64)
     }
 
-    fn login_keys(identifier: &str, address: Option<IpAddr>) -> [String; 3] {
+    /// The counters a password sign-in touches, with the limit of each: per identifier (never
+    /// stored in the clear), and with a known address per identifier and address and per
+    /// address.
+    fn login_counters(&self, identifier: &str, address: Option<IpAddr>) -> Vec<(String, u32)> {
+        let s = &self.settings;
         let id = crypto::token_hash(&format!("login-identifier\0{identifier}"));
-        let addr = address.map(|a| a.to_string()).unwrap_or_default();
-        [
-            format!("login:id:{id}"),
-            format!(
-                "login:idaddr:{}",
-                crypto::token_hash(&format!("{id}\0{addr}"))
-            ),
-            format!("login:addr:{addr}"),
-        ]
+        let mut out = vec![(format!("login:id:{id}"), s.failed_per_identifier)];
+        if let Some(addr) = address {
+            let both = crypto::token_hash(&format!("{id}\0{addr}"));
+            out.push((
+                format!("login:idaddr:{both}"),
+                s.failed_per_identifier_and_address,
+            ));
+            out.push((format!("login:addr:{addr}"), s.failed_per_address));
+        }
+        out
     }
 
     /// Refuses a password sign-in before any hashing when the identifier or the address has
@@ -137,23 +142,13 @@ impl Limits {
             return Ok(());
         }
         let (start, left) = self.window();
-        let keys = Self::login_keys(identifier, address);
-        let refs: Vec<&str> = keys
-            .iter()
-            .take(if address.is_some() { 3 } else { 1 })
-            .map(String::as_str)
-            .collect();
-        let counts = store.limit_counts(&refs, start).await?;
-        let s = &self.settings;
-        let maxima = [
-            s.failed_per_identifier,
-            s.failed_per_identifier_and_address,
-            s.failed_per_address,
-        ];
+        let counters = self.login_counters(identifier, address);
+        let keys: Vec<&str> = counters.iter().map(|(k, _)| k.as_str()).collect();
+        let counts = store.limit_counts(&keys, start).await?;
         if counts
             .iter()
-            .zip(maxima)
-            .any(|(count, max)| *count >= i64::from(max))
+            .zip(&counters)
+            .any(|(count, (_, max))| *count >= i64::from(*max))
         {
             return Err(limited(left));
         }
@@ -171,9 +166,8 @@ impl Limits {
             return Ok(());
         }
         let (start, _) = self.window();
-        let keys = Self::login_keys(identifier, address);
-        for k in keys.iter().take(if address.is_some() { 3 } else { 1 }) {
-            store.limit_hit(k, start).await?;
+        for (key, _) in self.login_counters(identifier, address) {
+            store.limit_hit(&key, start).await?;
         }
         Ok(())
     }

@@ -126,6 +126,41 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
     Error::internal("A database error occurred. The server log has the details.")
 }
 
+/// SQLite's "busy" answers (SQLITE_BUSY and its extended codes, such as BUSY_SNAPSHOT): the
+/// statement did nothing and may be run again.
+pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| c & 0xff == 5)
+        }
+        _ => false,
+    }
+}
+
+/// Runs a statement again while SQLite answers "busy" ([`is_busy`]). In WAL mode a write
+/// statement that reads first (an `UPDATE … WHERE`) gets SQLITE_BUSY_SNAPSHOT at once, without
+/// its busy timeout, when another connection committed between its read and its write: two
+/// requests racing for the same code or refresh token do exactly that.
+pub(crate) async fn retry_busy<T, F, Fut>(mut run: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match run().await {
+            Err(e) if attempt < 8 && is_busy(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Builds `$from, $from+1, …` placeholders for an IN list.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)

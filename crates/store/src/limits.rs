@@ -8,14 +8,18 @@ impl Store {
     /// Counts one more event for `key` in the window that starts at `window_start` (ms) and
     /// returns the count so far.
     pub async fn limit_hit(&self, key: &str, window_start: i64) -> Result<i64, Error> {
-        sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
-             ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(window_start)
-        .fetch_one(&self.pool)
+        // Failed sign-ins arrive together (that is the point of counting them): an upsert that
+        // races another one may be answered "busy" by SQLite and is run again.
+        crate::retry_busy(|| {
+            sqlx::query(
+                "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+                 RETURNING count",
+            )
+            .bind(key)
+            .bind(window_start)
+            .fetch_one(&self.pool)
+        })
         .await
         .map_err(db_err)?
         .try_get::<i64, _>("count")

@@ -413,13 +413,12 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE op_codes SET used = 1 WHERE code_hash = $1 AND used = 0 RETURNING {CODE_COLS}"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        );
+        let row = crate::retry_busy(|| sqlx::query(&sql).bind(hash).fetch_optional(&self.pool))
+            .await
+            .map_err(db_err)?;
         if let Some(row) = row {
             return Ok(Ok(code_from_row(&row)?));
         }
@@ -442,13 +441,14 @@ impl Store {
             "INSERT INTO op_tokens ({TOKEN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8)"
         );
         if let [t] = tokens {
-            self.op_insert_token_on(&sql, t, &self.pool).await?;
+            crate::retry_busy(|| self.op_insert_token_on(&sql, t, &self.pool))
+                .await
+                .map_err(db_err)?;
         } else {
-            let mut tx = self.pool.begin().await.map_err(db_err)?;
-            for t in tokens {
-                self.op_insert_token_on(&sql, t, &mut *tx).await?;
-            }
-            tx.commit().await.map_err(db_err)?;
+            // Nothing is written when SQLite answers busy, so the transaction runs again.
+            crate::retry_busy(|| self.op_insert_tokens_tx(&sql, tokens))
+                .await
+                .map_err(db_err)?;
         }
         let mut grants: Vec<&str> = tokens.iter().map(|t| t.grant_id.as_str()).collect();
         grants.dedup();
@@ -467,7 +467,20 @@ impl Store {
         Ok(true)
     }
 
-    async fn op_insert_token_on<'e, E>(&self, sql: &str, t: &GrantRow, on: E) -> Result<(), Error>
+    async fn op_insert_tokens_tx(&self, sql: &str, tokens: &[GrantRow]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for t in tokens {
+            self.op_insert_token_on(sql, t, &mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn op_insert_token_on<'e, E>(
+        &self,
+        sql: &str,
+        t: &GrantRow,
+        on: E,
+    ) -> Result<(), sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
@@ -481,8 +494,7 @@ impl Store {
             .bind(t.created_at)
             .bind(t.expires_at)
             .execute(on)
-            .await
-            .map_err(db_err)?;
+            .await?;
         Ok(())
     }
 
@@ -502,13 +514,12 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE op_tokens SET used = 1 WHERE token_hash = $1 AND kind = 'refresh' AND used = 0 AND revoked = 0 RETURNING {TOKEN_COLS}"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        );
+        let row = crate::retry_busy(|| sqlx::query(&sql).bind(hash).fetch_optional(&self.pool))
+            .await
+            .map_err(db_err)?;
         if let Some(row) = row {
             return Ok(Ok(token_from_row(&row)?));
         }
@@ -518,20 +529,24 @@ impl Store {
     /// Revokes every token of a grant, now and any issued for it later (see
     /// [`Store::op_insert_tokens`]); returns how many were live.
     pub async fn op_revoke_grant(&self, grant_id: &str) -> Result<u64, Error> {
-        sqlx::query(
-            "INSERT INTO op_revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
-        )
-        .bind(grant_id)
-        .bind(tessera_core::timefmt::now_ms())
-        .execute(&self.pool)
+        let now = tessera_core::timefmt::now_ms();
+        crate::retry_busy(|| {
+            sqlx::query(
+                "INSERT INTO op_revoked_grants (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING",
+            )
+            .bind(grant_id)
+            .bind(now)
+            .execute(&self.pool)
+        })
         .await
         .map_err(db_err)?;
-        let done =
+        let done = crate::retry_busy(|| {
             sqlx::query("UPDATE op_tokens SET revoked = 1 WHERE grant_id = $1 AND revoked = 0")
                 .bind(grant_id)
                 .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+        })
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 

@@ -40,17 +40,32 @@ fn spawn_dev(dir: &Path, ports: (u16, u16)) -> Server {
     }
 }
 
-async fn wait_ready(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("{url}/health/ready")).await
-            && r.status() == 200
-        {
-            return;
+/// Starts `tessera serve --dev` in `dir` on two free ports and waits until it is ready. A port
+/// found free can be taken by another test before the server binds it; then the server exits
+/// and this tries again with new ports.
+async fn start_dev(dir: &Path) -> Server {
+    for _ in 0..3 {
+        let mut s = spawn_dev(dir, (free_port(), free_port()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("{}/health/ready", s.public)).await
+                && r.status() == 200
+            {
+                return s;
+            }
+            if s.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = s.child.kill();
+        let out = s.child.wait_with_output().unwrap();
+        eprintln!(
+            "tessera serve --dev did not become ready; retrying with other ports:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    panic!("server at {url} did not become ready");
+    panic!("tessera serve --dev did not become ready in three tries");
 }
 
 fn terminate(mut s: Server) -> std::process::Output {
@@ -72,9 +87,7 @@ fn terminate(mut s: Server) -> std::process::Output {
 #[tokio::test]
 async fn dev_server_from_zero_config_keeps_sessions_across_restarts() {
     let dir = tessera_testkit::temp_dir();
-    let ports = (free_port(), free_port());
-    let s = spawn_dev(&dir, ports);
-    wait_ready(&s.public).await;
+    let s = start_dev(&dir).await;
     let reg = {
         let c = reqwest::Client::new();
         let flow: Value = c
@@ -125,8 +138,7 @@ async fn dev_server_from_zero_config_keeps_sessions_across_restarts() {
         );
     }
 
-    let s = spawn_dev(&dir, ports);
-    wait_ready(&s.public).await;
+    let s = start_dev(&dir).await;
     let r = reqwest::Client::new()
         .get(format!("{}/sessions/whoami", s.public))
         .header("X-Session-Token", &token)
@@ -153,8 +165,7 @@ async fn dev_server_from_zero_config_keeps_sessions_across_restarts() {
 #[tokio::test]
 async fn identities_import_reports_each_failure_and_keeps_going() {
     let dir = tessera_testkit::temp_dir();
-    let s = spawn_dev(&dir, (free_port(), free_port()));
-    wait_ready(&s.public).await;
+    let s = start_dev(&dir).await;
     let good = dir.join("many.json");
     std::fs::write(
         &good,

@@ -290,7 +290,7 @@ async fn a_reused_code_is_refused_and_the_tokens_it_gave_are_revoked() {
         statuses.sort_unstable();
         assert!(
             statuses == [200, 400] || statuses == [400, 400],
-            "{} {}",
+            "{backend:?}: {} {}",
             a.1,
             b2.1
         );
