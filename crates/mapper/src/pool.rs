@@ -502,6 +502,12 @@ impl Driver {
             .await
             .ok()
             .and_then(Result::ok);
+        if status.is_some_and(|s| s.success()) {
+            // It retired (its answer asked to be replaced) while the next request was being
+            // written to it: nothing it was asked failed, so every request it had not answered
+            // yet goes to another worker (evaluations are pure, so a repeat is harmless).
+            return End(None);
+        }
         End(Some(Outcome::Died(describe_death(
             status,
             e,
