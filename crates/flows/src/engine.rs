@@ -193,9 +193,7 @@ impl Engine {
         }
         if flow.flow_type == FlowType::Browser {
             let cookie = csrf_cookie.unwrap_or_default();
-            if cookie.is_empty()
-                || !crypto::constant_time_eq(&crypto::token_hash(cookie), &csrf_hash)
-            {
+            if !cookie_made_flow(cookie, &csrf_hash) {
                 return Err(Error::csrf_violation());
             }
             Self::present_flow(&mut flow, Some(cookie));
@@ -251,8 +249,8 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let cookie = csrf_cookie.unwrap_or_default();
-            let ok = crypto::csrf_matches(submitted, cookie)
-                && crypto::constant_time_eq(&crypto::token_hash(cookie), &csrf_hash);
+            let ok =
+                crypto::csrf_matches(submitted, cookie) && cookie_made_flow(cookie, &csrf_hash);
             if !ok {
                 return Err(Error::csrf_violation());
             }
@@ -260,6 +258,18 @@ impl Engine {
         }
         flow.ui.reset_messages();
         Ok(flow)
+    }
+
+    /// Marks a submitted flow used, or refuses the submission when another request completed it
+    /// first (`self_service_flow_completed`): the one step that makes every flow single-use.
+    pub(crate) async fn complete_submitted(&self, flow: &Flow) -> Result<(), Error> {
+        if self.store.complete_flow(flow.id, now_ms()).await? {
+            return Ok(());
+        }
+        Err(Error::bad_request(
+            "This flow was completed already and cannot be submitted again: start a new flow.",
+        )
+        .with_id("self_service_flow_completed"))
     }
 
     /// Persists a refused submission's messages and returns it as the outcome.
@@ -359,6 +369,12 @@ impl Engine {
         let minutes = (now_ms() - expires_at) as f64 / 60000.0;
         text::flow_expired(kind.expired_message_id(), minutes.max(0.0))
     }
+}
+
+/// Whether `cookie` is the CSRF secret of the browser a flow was created for (the flow keeps
+/// only its hash).
+fn cookie_made_flow(cookie: &str, csrf_hash: &str) -> bool {
+    !cookie.is_empty() && crypto::constant_time_eq(&crypto::token_hash(cookie), csrf_hash)
 }
 
 fn urlencode(s: &str) -> String {

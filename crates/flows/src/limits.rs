@@ -74,6 +74,7 @@ impl Limits {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
+        let mut _permit = None;
         if self.settings.enabled {
             let permit = match self.hashing.try_acquire() {
                 Ok(p) => Some(p),
@@ -91,14 +92,13 @@ impl Limits {
                     p
                 }
             };
-            let Some(_permit) = permit else {
+            let Some(permit) = permit else {
                 return Err(busy(
                     "The server is busy checking passwords. Try again in a moment.",
                 ));
             };
-            return tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| Error::internal(format!("password hashing failed: {e}")));
+            // Held until the work is done.
+            _permit = Some(permit);
         }
         tokio::task::spawn_blocking(work)
             .await
@@ -170,6 +170,21 @@ impl Limits {
             store.limit_hit(&key, start).await?;
         }
         Ok(())
+    }
+
+    /// Counts a request from `address` that stores a row before anyone is known (a new flow,
+    /// a pending OP authorization, an error for an unmatched callback), under
+    /// `limits.flows_per_address_per_minute`; `kind` names the counter. Without an address
+    /// (a test router without a socket) nothing is counted.
+    pub fn stored_request(&self, kind: &str, address: Option<IpAddr>) -> Result<(), Error> {
+        match address {
+            Some(addr) => self.per_minute(
+                &format!("{kind}:{addr}"),
+                self.settings.flows_per_address_per_minute,
+                true,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// A per-minute counter of this instance: counts one more event for `key` when `count`,

@@ -169,12 +169,7 @@ impl Engine {
                 .await?;
             return Ok(Outcome::Continue(flow));
         }
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return Err(Error::bad_request(
-                "This flow was completed already and cannot be submitted again: start a new flow.",
-            )
-            .with_id("self_service_flow_completed"));
-        }
+        self.complete_submitted(&flow).await?;
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;

@@ -1081,12 +1081,7 @@ impl Engine {
             flow.ui.messages.push(text::inactive_identity());
             return self.invalid(flow).await;
         }
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return Err(Error::bad_request(
-                "This flow was completed already and cannot be submitted again: start a new flow.",
-            )
-            .with_id("self_service_flow_completed"));
-        }
+        self.complete_submitted(&flow).await?;
         if decision == "confirm"
             && let Some(link) = Self::pending_link_for(&flow, &identity)
         {

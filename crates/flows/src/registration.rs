@@ -6,7 +6,6 @@ use serde_json::Value;
 use tessera_core::flow::{Flow, FlowKind, FlowType};
 use tessera_core::identity::IdentityState;
 use tessera_core::session::Session;
-use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
 
 impl Engine {
@@ -188,12 +187,7 @@ impl Engine {
                 return self.invalid(flow).await;
             }
         };
-        if !self.store.complete_flow(flow.id, now_ms()).await? {
-            return Err(Error::bad_request(
-                "This flow was completed already and cannot be submitted again: start a new flow.",
-            )
-            .with_id("self_service_flow_completed"));
-        }
+        self.complete_submitted(&flow).await?;
         if let Err(e) = self.store.insert_identity(&identity).await {
             if e.kind == ErrorKind::Conflict {
                 // Reopen the flow so the user can fix the identifier and resubmit.

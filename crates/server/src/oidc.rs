@@ -77,12 +77,7 @@ pub async fn callback(
 ) -> ApiResult<Response> {
     // A callback that cannot be tied to a flow stores an error for the error page: bound per
     // address like new flows, so a loop cannot fill the database.
-    if let Some(addr) = client.0 {
-        let e = st.engine();
-        let max = e.settings.limits.flows_per_address_per_minute;
-        e.limits
-            .per_minute(&format!("callbacks:{addr}"), max, true)?;
-    }
+    st.engine().limits.stored_request("callbacks", client.0)?;
     if method == Method::POST {
         // `response_mode=form_post` arrives as a cross-site POST, which does not carry
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.

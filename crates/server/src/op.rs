@@ -353,12 +353,8 @@ async fn authorize(
     body: Body,
 ) -> Response {
     // A valid request stores a pending authorization: bound per address like new flows.
-    if let Some(addr) = client.0 {
-        let e = st.engine();
-        let max = e.settings.limits.flows_per_address_per_minute;
-        if let Err(err) = e.limits.per_minute(&format!("flows:{addr}"), max, true) {
-            return ApiError(err).into_response();
-        }
+    if let Err(err) = st.engine().limits.stored_request("flows", client.0) {
+        return ApiError(err).into_response();
     }
     let cx = PageCx::new(&st, &headers, &uri);
     let raw = match request_params(&method, q, &headers, body).await {

@@ -157,14 +157,7 @@ async fn init(
     uri: Uri,
 ) -> ApiResult<Response> {
     // Each flow is a row: bound per client address, so a loop cannot fill the database.
-    if let Some(addr) = client.0 {
-        let limits = &st.engine().limits;
-        limits.per_minute(
-            &format!("flows:{addr}"),
-            limits.settings.flows_per_address_per_minute,
-            true,
-        )?;
-    }
+    st.engine().limits.stored_request("flows", client.0)?;
     let session = current_session(&st, &headers).await?;
     let (csrf, set) = if ft == FlowType::Browser {
         csrf_for(&st, &headers)
