@@ -6,6 +6,7 @@
 //! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
 
 pub mod document;
+pub mod edge;
 pub mod experience;
 pub mod load;
 pub mod model;

@@ -54,6 +54,11 @@ pub struct LimitsConfig {
     /// Reverse proxies in front of Tessera that append to `X-Forwarded-For`: the client
     /// address is that many entries from the right. 0 (the default) uses the connection's.
     pub trusted_proxy_hops: u32,
+    /// Longest a request may take to be answered (a duration such as `30s`); a slower one is
+    /// answered 503 and its work dropped.
+    pub request_timeout: String,
+    /// Longest a client may take to send a request's headers (slow-loris connections).
+    pub header_read_timeout: String,
 }
 
 impl Default for LimitsConfig {
@@ -65,6 +70,8 @@ impl Default for LimitsConfig {
             flows_per_address_per_minute: 300,
             token_failures_per_client_per_minute: 30,
             trusted_proxy_hops: 0,
+            request_timeout: "30s".into(),
+            header_read_timeout: "10s".into(),
         }
     }
 }
@@ -125,6 +132,80 @@ pub struct Endpoint {
     pub base_url: String,
     pub host: String,
     pub port: u16,
+    /// Kratos's `serve.public.cors` (refused on the admin listener, which browsers must not
+    /// reach at all).
+    pub cors: CorsConfig,
+    pub tls: TlsConfig,
+    pub request_log: RequestLogConfig,
+}
+
+/// `serve.public.cors`: Kratos's keys, with its defaults (ory/x `corsx` and Kratos's
+/// `driver/config`): off unless `enabled`; then methods GET, POST, PUT, PATCH, DELETE, request
+/// headers `Authorization`, `Content-Type`, `X-Session-Token`, exposed `Content-Type` and
+/// `Set-Cookie`, credentials allowed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    pub enabled: bool,
+    /// Exact origins (`https://app.example.com`), one `*` wildcard inside the host
+    /// (`https://*.example.com`), or `*` for any origin.
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    /// Accepted for compatibility; a preflight is always answered by Tessera itself.
+    pub options_passthrough: bool,
+    /// Seconds a browser may cache a preflight answer; 0 sends no `Access-Control-Max-Age`.
+    pub max_age: u64,
+    /// Accepted for compatibility: refused origins are logged at debug level regardless.
+    pub debug: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            enabled: false,
+            allowed_origins: vec![],
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: ["Authorization", "Content-Type", "X-Session-Token"]
+                .map(String::from)
+                .to_vec(),
+            exposed_headers: ["Content-Type", "Set-Cookie"].map(String::from).to_vec(),
+            allow_credentials: true,
+            options_passthrough: false,
+            max_age: 0,
+            debug: false,
+        }
+    }
+}
+
+/// `serve.*.tls`: a PEM certificate chain and private key, each by `path` or `base64`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Newer Ory configurations carry it; TLS is on when a certificate is configured unless
+    /// this is `false`.
+    pub enabled: Option<bool>,
+    pub cert: PemSource,
+    pub key: PemSource,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PemSource {
+    pub path: String,
+    pub base64: String,
+}
+
+/// `serve.*.request_log`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLogConfig {
+    /// Leave `/health/*` probes out of the request log.
+    pub disable_for_health: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -102,6 +102,8 @@ pub struct Settings {
     /// Where URL-addressed documents may come from (`sources`, a Tessera extension);
     /// `PUT /admin/identity-config` tightens it further.
     pub sources: crate::source::SourcePolicy,
+    /// What each listener adds around the routes: TLS, CORS, the request log (`serve.*`).
+    pub edge: crate::edge::EdgeSettings,
 }
 
 fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
@@ -126,7 +128,7 @@ fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem
     }
 }
 
-fn parse_duration(
+pub(crate) fn parse_duration(
     loaded: &Loaded,
     key: &str,
     value: &str,
@@ -242,16 +244,26 @@ pub fn resolve(
         }
         u
     };
+    let edge = crate::edge::resolve(loaded, &c.serve, &mut p);
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
     let public_base_url = base(
         "serve.public.base_url",
         &c.serve.public.base_url,
-        format!("http://{}:{public_port}/", url_host(&public_host)),
+        format!(
+            "{}://{}:{public_port}/",
+            scheme(edge.public.tls.is_some()),
+            url_host(&public_host)
+        ),
         &mut p,
     );
     let admin_base_url = base(
         "serve.admin.base_url",
         &c.serve.admin.base_url,
-        format!("http://{}:{admin_port}/", url_host(&admin_host)),
+        format!(
+            "{}://{}:{admin_port}/",
+            scheme(edge.admin.tls.is_some()),
+            url_host(&admin_host)
+        ),
         &mut p,
     );
 
@@ -565,6 +577,7 @@ pub fn resolve(
         return Err(ConfigError { problems: p });
     }
     Ok(Settings {
+        edge,
         experience,
         op,
         limits,
@@ -672,6 +685,8 @@ pub struct LimitSettings {
     pub flows_per_address_per_minute: u32,
     pub token_failures_per_client_per_minute: u32,
     pub trusted_proxy_hops: u32,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
 }
 
 fn resolve_limits(
@@ -732,6 +747,13 @@ fn resolve_limits(
         flows_per_address_per_minute: c.flows_per_address_per_minute,
         token_failures_per_client_per_minute: c.token_failures_per_client_per_minute,
         trusted_proxy_hops: c.trusted_proxy_hops,
+        request_timeout: parse_duration(loaded, "limits.request_timeout", &c.request_timeout, p),
+        header_read_timeout: parse_duration(
+            loaded,
+            "limits.header_read_timeout",
+            &c.header_read_timeout,
+            p,
+        ),
     }
 }
 

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Conflict,
     Gone,
     PayloadTooLarge,
+    /// The route exists but not for this HTTP method (answered by the router itself).
+    MethodNotAllowed,
     UnsupportedMediaType,
     UnprocessableEntity,
     /// A rate limit was reached (HTTP 429); `retry_after` says for how long.

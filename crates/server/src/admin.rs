@@ -18,7 +18,7 @@ use tessera_core::session::Session;
 type Q = Query<HashMap<String, String>>;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/admin/identities",
             get(list_identities)
@@ -52,12 +52,13 @@ pub fn router(state: AppState) -> Router {
             "/admin/health/alive",
             get(|| async { Json(json!({"status": "ok"})) }),
         )
+        .route("/metrics/prometheus", get(crate::edge::metrics::prometheus))
         .fallback(crate::public::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             only_direct_json,
-        ))
-        .with_state(state)
+        ));
+    crate::edge::stack(routes, &state, crate::edge::Listener::Admin)
 }
 
 /// The admin API trusts its network and has no authentication of its own (like Kratos's), so it
@@ -86,9 +87,11 @@ fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<
     if req.method() == axum::http::Method::GET
         && (path.starts_with("/health/")
             || path.starts_with("/admin/health/")
-            || path == "/version")
+            || path == "/version"
+            || path == "/metrics/prometheus")
     {
-        // Probes (a load balancer or an orchestrator call by IP) read nothing secret.
+        // Probes and scrapes (a load balancer, an orchestrator or Prometheus calling by IP)
+        // read nothing secret.
         return None;
     }
     let host = h

@@ -144,12 +144,18 @@ impl axum::extract::FromRequestParts<AppState> for ClientAddr {
         parts: &mut axum::http::request::Parts,
         st: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
+        Ok(ClientAddr::of(st, &parts.headers, &parts.extensions))
+    }
+}
+
+impl ClientAddr {
+    /// The address of a request, from its headers and the connection info axum recorded.
+    pub fn of(st: &AppState, headers: &HeaderMap, extensions: &axum::http::Extensions) -> Self {
+        let peer = extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let hops = st.engine().settings.limits.trusted_proxy_hops as usize;
-        Ok(ClientAddr(client_addr(&parts.headers, peer, hops)))
+        ClientAddr(client_addr(headers, peer, hops))
     }
 }
 
@@ -177,16 +183,17 @@ pub fn client_addr(
         .or(peer)
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers (the first one, as browsers send
+/// the most specific path first).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }
 
 /// True when the caller asked for JSON (SDKs, SPAs); otherwise browsers get redirects.
@@ -199,20 +206,45 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
     let s = &state.engine().settings;
-    let mut c = format!(
-        "{name}={value}; Path={}; HttpOnly; SameSite={}",
-        s.session_cookie_path, s.session_cookie_same_site
-    );
+    let same_site = same_site(&s.session_cookie_same_site);
+    let mut c = cookie::Cookie::build((name, value))
+        .path(s.session_cookie_path.as_str())
+        .http_only(true)
+        .same_site(same_site)
+        // Browsers drop a SameSite=None cookie that is not Secure.
+        .secure(s.secure_cookies || same_site == cookie::SameSite::None);
     if let Some(d) = &s.session_cookie_domain {
-        c.push_str(&format!("; Domain={d}"));
-    }
-    if s.secure_cookies || s.session_cookie_same_site == "None" {
-        c.push_str("; Secure");
+        c = c.domain(d.as_str());
     }
     if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
+        c = c.max_age(time::Duration::seconds(age));
     }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+    header_value(c.build())
+}
+
+/// `session.cookie.same_site` (checked at load to be one of Kratos's three values).
+fn same_site(v: &str) -> cookie::SameSite {
+    match v {
+        "Strict" => cookie::SameSite::Strict,
+        "None" => cookie::SameSite::None,
+        _ => cookie::SameSite::Lax,
+    }
+}
+
+/// A `Set-Cookie` value. Names and values are ours (tokens in URL-safe base64) and the path and
+/// domain are checked at load, so this cannot fail in practice; if it did, the cookie is
+/// cleared rather than sent malformed or empty.
+pub fn header_value(c: cookie::Cookie<'_>) -> HeaderValue {
+    HeaderValue::try_from(c.to_string()).unwrap_or_else(|_| {
+        tracing::error!(
+            cookie = c.name(),
+            "a cookie could not be encoded; clearing it"
+        );
+        let mut gone = cookie::Cookie::new(c.name().to_string(), "");
+        gone.make_removal();
+        HeaderValue::try_from(gone.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("tessera_invalid=; Max-Age=0"))
+    })
 }
 
 pub fn session_cookie(state: &AppState, token: &str, session: &Session) -> HeaderValue {

@@ -1,11 +1,14 @@
 //! The HTTP server: Kratos's public API (:4433) and admin API (:4434) over the flow engine.
 //!
 //! Architecture invariant: handlers only translate HTTP ↔ engine calls (parse the request, call
-//! one engine method, shape the response). Errors become HTTP in exactly one place
-//! ([`error::ApiError`]); cookies and request bodies are handled by the helpers in [`http`].
+//! one engine method, shape the response). What every request needs — request id, request log,
+//! metrics, timeouts, body limit, security headers, CORS, per-address limits — is a layer of
+//! the [`edge`], never handler code. Cookies and request bodies are handled by the helpers in
+//! [`http`].
 
 pub mod admin;
 pub mod app;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod live;
@@ -141,34 +144,60 @@ pub async fn serve(
 }
 
 /// [`serve`] over a running configuration that can be replaced while serving.
+///
+/// The listeners' TLS, CORS and header timeout are read once here: changing them needs a
+/// restart (`PUT /admin/identity-config` reports so).
 pub async fn serve_live(
     live: Arc<live::Live>,
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Installed before the first request so every counter is recorded.
+    let _ = edge::metrics::handle();
+    let settings = live.running().engine.settings.clone();
+    let public_tls = match &settings.edge.public.tls {
+        Some(pem) => Some(edge::serve::tls_config(pem, "serve.public.tls")?),
+        None => None,
+    };
+    let admin_tls = match &settings.edge.admin.tls {
+        Some(pem) => Some(edge::serve::tls_config(pem, "serve.admin.tls")?),
+        None => None,
+    };
+    if let Some(cors) = &settings.edge.public.cors
+        && cors.allow_credentials
+        && cors
+            .origins
+            .contains(&tessera_config::edge::OriginPattern::Any)
+    {
+        tracing::warn!(
+            "serve.public.cors allows every origin with credentials (allowed_origins is empty or `*`, as in Kratos): any web site can call the public API with its visitors' session cookies where browsers send them; list your apps' origins in serve.public.cors.allowed_origins"
+        );
+    }
+    let header_timeout = settings.limits.header_read_timeout;
     let (public, admin) = routers_live(live);
-    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut rx1 = tx.subscribe();
-    let mut rx2 = tx.subscribe();
-    let p = axum::serve(
+    let public_handle = axum_server::Handle::new();
+    let admin_handle = axum_server::Handle::new();
+    let p = edge::serve::serve(
         listeners.public,
-        public.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = rx1.recv().await;
-    });
-    let a = axum::serve(
+        public,
+        public_tls,
+        header_timeout,
+        public_handle.clone(),
+    );
+    let a = edge::serve::serve(
         listeners.admin,
-        admin.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = rx2.recv().await;
-    });
+        admin,
+        admin_tls,
+        header_timeout,
+        admin_handle.clone(),
+    );
     let trigger = tokio::spawn(async move {
         shutdown.await;
-        let _ = tx.send(());
+        // Stop accepting; requests in flight finish (each is bounded by limits.request_timeout).
+        public_handle.graceful_shutdown(None);
+        admin_handle.graceful_shutdown(None);
     });
-    let (r1, r2) = tokio::join!(p.into_future(), a.into_future());
+    let (r1, r2) = tokio::join!(p, a);
     trigger.abort();
     r1?;
     r2

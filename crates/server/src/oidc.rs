@@ -21,13 +21,15 @@ pub const CONTINUITY_COOKIE: &str = "tessera_continuity";
 /// `Set-Cookie` for the continuity token. `SameSite=Lax` so it rides along on the top-level
 /// navigation back from the upstream; scoped to the callback path.
 pub fn continuity_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
-    let mut c = format!(
-        "{CONTINUITY_COOKIE}={value}; Path=/self-service/methods/oidc/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
-    );
-    if st.engine().settings.secure_cookies {
-        c.push_str("; Secure");
-    }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+    http::header_value(
+        cookie::Cookie::build((CONTINUITY_COOKIE, value))
+            .path("/self-service/methods/oidc/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .max_age(time::Duration::seconds(max_age))
+            .secure(st.engine().settings.secure_cookies)
+            .build(),
+    )
 }
 
 /// "Send the browser there": a 303 for a plain browser form, 422
@@ -67,7 +69,6 @@ pub fn go_upstream(st: &AppState, to: &str, continuity: Option<&str>, json: bool
 #[allow(clippy::too_many_arguments)]
 pub async fn callback(
     State(st): State<AppState>,
-    client: http::ClientAddr,
     Path(provider): Path<String>,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
@@ -75,9 +76,8 @@ pub async fn callback(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    // A callback that cannot be tied to a flow stores an error for the error page: bound per
-    // address like new flows, so a loop cannot fill the database.
-    st.engine().limits.stored_request("callbacks", client.0)?;
+    // A callback that cannot be tied to a flow stores an error for the error page: the route
+    // is bounded per address by the edge (`edge::limit_stored`).
     if method == Method::POST {
         // `response_mode=form_post` arrives as a cross-site POST, which does not carry
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.

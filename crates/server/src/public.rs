@@ -21,29 +21,56 @@ use tessera_flows::{Engine, Outcome};
 type Q = Query<HashMap<String, String>>;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/self-service/login/browser", get(login_browser))
-        .route("/self-service/login/api", get(login_api))
-        .route("/self-service/login/flows", get(login_get))
-        .route("/self-service/login", post(login_submit))
+    // Routes that store a row for anyone who asks (a new flow; a callback's error) are bounded
+    // per client address by the edge.
+    let new_flows = Router::new()
+        .route(
+            "/self-service/login/browser",
+            start(FlowKind::Login, FlowType::Browser),
+        )
+        .route(
+            "/self-service/login/api",
+            start(FlowKind::Login, FlowType::Api),
+        )
         .route(
             "/self-service/registration/browser",
-            get(registration_browser),
+            start(FlowKind::Registration, FlowType::Browser),
         )
-        .route("/self-service/registration/api", get(registration_api))
+        .route(
+            "/self-service/registration/api",
+            start(FlowKind::Registration, FlowType::Api),
+        )
+        .route(
+            "/self-service/settings/browser",
+            start(FlowKind::Settings, FlowType::Browser),
+        )
+        .route(
+            "/self-service/settings/api",
+            start(FlowKind::Settings, FlowType::Api),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), "flows"),
+            crate::edge::limit_stored,
+        ));
+    let callbacks = Router::new()
+        .route(
+            "/self-service/methods/oidc/callback/{provider}",
+            get(crate::oidc::callback).post(crate::oidc::callback),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), "callbacks"),
+            crate::edge::limit_stored,
+        ));
+    let self_service = Router::new()
+        .route("/self-service/login/flows", get(login_get))
+        .route("/self-service/login", post(login_submit))
         .route("/self-service/registration/flows", get(registration_get))
         .route("/self-service/registration", post(registration_submit))
-        .route("/self-service/settings/browser", get(settings_browser))
-        .route("/self-service/settings/api", get(settings_api))
         .route("/self-service/settings/flows", get(settings_get))
         .route("/self-service/settings", post(settings_submit))
         .route("/self-service/logout/browser", get(logout_browser))
         .route("/self-service/logout", get(logout))
         .route("/self-service/logout/api", delete(logout_api))
-        .route(
-            "/self-service/methods/oidc/callback/{provider}",
-            get(crate::oidc::callback).post(crate::oidc::callback),
-        )
         .route("/self-service/errors", get(crate::oidc::get_error))
         .route("/sessions/token-exchange", get(crate::oidc::token_exchange))
         .route("/sessions/whoami", get(whoami).post(whoami))
@@ -54,11 +81,17 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}", delete(revoke_my_session))
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
+        .merge(new_flows)
+        .merge(callbacks)
         .merge(common_routes())
-        .merge(crate::ui::router())
-        .merge(crate::op::public_routes())
-        .fallback(not_found)
-        .with_state(state)
+        .merge(crate::ui::router());
+    let self_service = match &state.engine().settings.edge.public.cors {
+        Some(cors) => self_service.layer(crate::edge::cors::kratos(cors)),
+        None => self_service,
+    };
+    let op = crate::op::public_routes().layer(crate::edge::cors::op(&state));
+    let routes = self_service.merge(op).fallback(not_found);
+    crate::edge::stack(routes, &state, crate::edge::Listener::Public)
 }
 
 /// Health and version, served on both ports.
@@ -149,15 +182,12 @@ fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error)
 
 async fn init(
     st: AppState,
-    client: ClientAddr,
     kind: FlowKind,
     ft: FlowType,
     q: HashMap<String, String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult<Response> {
-    // Each flow is a row: bound per client address, so a loop cannot fill the database.
-    st.engine().limits.stored_request("flows", client.0)?;
     let session = current_session(&st, &headers).await?;
     let (csrf, set) = if ft == FlowType::Browser {
         csrf_for(&st, &headers)
@@ -233,68 +263,14 @@ async fn init(
     }
 }
 
-async fn login_browser(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(st, client, FlowKind::Login, FlowType::Browser, q, h, uri).await
-}
-async fn login_api(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(st, client, FlowKind::Login, FlowType::Api, q, h, uri).await
-}
-async fn registration_browser(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(
-        st,
-        client,
-        FlowKind::Registration,
-        FlowType::Browser,
-        q,
-        h,
-        uri,
+/// `GET /self-service/{kind}/{browser|api}`: the flow kind and type are the route's, so one
+/// handler serves all six.
+fn start(kind: FlowKind, ft: FlowType) -> axum::routing::MethodRouter<AppState> {
+    get(
+        move |State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri| {
+            init(st, kind, ft, q, h, uri)
+        },
     )
-    .await
-}
-async fn registration_api(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(st, client, FlowKind::Registration, FlowType::Api, q, h, uri).await
-}
-async fn settings_browser(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(st, client, FlowKind::Settings, FlowType::Browser, q, h, uri).await
-}
-async fn settings_api(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    uri: Uri,
-) -> ApiResult<Response> {
-    init(st, client, FlowKind::Settings, FlowType::Api, q, h, uri).await
 }
 
 fn flow_id(q: &HashMap<String, String>, param: &str) -> ApiResult<String> {

@@ -158,6 +158,17 @@ impl Store {
         Ok(Page { items, next })
     }
 
+    /// Sessions that are active and not yet expired (the `tessera_sessions_active` gauge).
+    pub async fn count_active_sessions(&self) -> Result<i64, Error> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE active = 1 AND expires_at > $1")
+                .bind(tessera_core::timefmt::now_ms())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        row.try_get::<i64, _>("n").map_err(db_err)
+    }
+
     pub async fn set_session_active(&self, id: Uuid, active: bool) -> Result<(), Error> {
         self.sessions.clear();
         let done = sqlx::query("UPDATE sessions SET active = $1 WHERE id = $2")

@@ -100,6 +100,28 @@ impl TestServer {
         dsn: &str,
         extra_yaml: &str,
     ) -> TestServer {
+        Self::start_config(backend, dir, dsn, "", extra_yaml).await
+    }
+
+    /// [`TestServer::start`] in `dir` with `public_serve_yaml` added under `serve.public`
+    /// (indented by four spaces: TLS, CORS, the request log).
+    pub async fn start_with_serve_in(
+        backend: Backend,
+        dir: PathBuf,
+        public_serve_yaml: &str,
+        extra_yaml: &str,
+    ) -> TestServer {
+        let dsn = fresh_dsn(backend, &dir).await;
+        Self::start_config(backend, dir, &dsn, public_serve_yaml, extra_yaml).await
+    }
+
+    async fn start_config(
+        backend: Backend,
+        dir: PathBuf,
+        dsn: &str,
+        public_serve_yaml: &str,
+        extra_yaml: &str,
+    ) -> TestServer {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (pp, ap) = (
@@ -113,7 +135,7 @@ impl TestServer {
             "hashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n"
         };
         let yaml = format!(
-            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{hashers}{extra_yaml}\n"
+            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n{public_serve_yaml}  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{hashers}{extra_yaml}\n"
         );
         let path = dir.join("tessera.yml");
         std::fs::write(&path, &yaml).expect("write config");

@@ -165,7 +165,8 @@ pub fn content_security_policy_for(st: &AppState, extra_targets: &[String]) -> S
     )
 }
 
-/// An HTML answer with the security headers every hosted page carries.
+/// An HTML answer; the edge adds the security headers and the CSP
+/// ([`crate::edge::headers`]).
 pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Response {
     html_response_for(st, status, body, &[])
 }
@@ -173,7 +174,7 @@ pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Respons
 /// [`html_response`] whose forms may also end up at `extra_targets` (URLs; their origins are
 /// added to the CSP's `form-action`).
 pub fn html_response_for(
-    st: &AppState,
+    _st: &AppState,
     status: StatusCode,
     body: String,
     extra_targets: &[String],
@@ -184,20 +185,10 @@ pub fn html_response_for(
         body,
     )
         .into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&content_security_policy_for(st, extra_targets)) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    if !extra_targets.is_empty() {
+        resp.extensions_mut()
+            .insert(crate::edge::headers::FormTargets(extra_targets.to_vec()));
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

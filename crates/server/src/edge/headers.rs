@@ -1,0 +1,51 @@
+//! Security headers on every answer, and the hosted pages' Content-Security-Policy.
+//!
+//! A page only says where its forms may end up ([`FormTargets`], a response extension); the CSP
+//! itself is computed here, once, from the settings in force, so no page can forget it.
+
+use crate::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Origins (given as URLs) a hosted page's forms may submit or redirect to beyond this server,
+/// the providers and the return URLs: the app an OpenID Provider page answers.
+#[derive(Debug, Clone, Default)]
+pub struct FormTargets(pub Vec<String>);
+
+/// For answers that are not pages (JSON, redirects, stylesheets): nothing may run or load.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+pub async fn security_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/html"));
+    let csp = if html {
+        let targets = resp
+            .extensions()
+            .get::<FormTargets>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
+        HeaderValue::from_str(&crate::ui::content_security_policy_for(&st, &targets))
+            .unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
+    } else {
+        HeaderValue::from_static(API_CSP)
+    };
+    let h = resp.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(csp);
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    if html {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    resp
+}
