@@ -516,7 +516,7 @@ fn find_unknown_keys(
             None => {
                 let suggestion = known_map
                     .keys()
-                    .map(|cand| (levenshtein(k, cand), cand))
+                    .map(|cand| (strsim::levenshtein(k, cand), cand))
                     .filter(|(d, _)| *d <= 2)
                     .min()
                     .map(|(_, c)| format!(" Did you mean `{}`?", yaml::join_path(prefix, c)))
@@ -533,20 +533,6 @@ fn find_unknown_keys(
             }
         }
     }
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Helper for callers that validate semantic rules after loading.
