@@ -3,7 +3,9 @@
 //! environment variable).
 //!
 //! Architecture invariant: this crate reads files and the environment and nothing else; it never
-//! opens a database or a socket. URL-addressed documents (schemas) are fetched by `source`.
+//! opens a database or a socket. For URL-addressed documents (schemas, mappers) `source` reads
+//! `file://` and `base64://` and checks an `https://` URL against the `SourcePolicy`; the
+//! network fetch itself is `tessera_social::fetch`.
 
 pub mod document;
 pub mod edge;

@@ -1,6 +1,11 @@
-//! Documents addressed by URL in the configuration (identity schemas, later mappers):
-//! `file://`, `base64://` and `https://`. They are read once at load, never per request, and
-//! size-capped so a wrong URL cannot exhaust memory.
+//! Documents addressed by URL in the configuration (identity schemas, mappers): `file://`,
+//! `base64://` and `https://`. They are read once at load, never per request, and size-capped
+//! so a wrong URL cannot exhaust memory.
+//!
+//! This module reads what is local and checks the rest ([`read_local`]); it opens no socket.
+//! `https://` documents are fetched by `tessera_social::fetch`, on the same outbound rules as
+//! every other upstream call (no redirects, timeouts, a streaming size cap), under the
+//! [`SourcePolicy`] defined here.
 
 use base64::Engine;
 use std::path::Path;
@@ -57,161 +62,92 @@ pub enum SourceError {
     Refused { url: String, reason: String },
 }
 
-/// Reads a document. Relative `file://` paths resolve against `base_dir` (the directory of the
-/// configuration file that named them), as Kratos resolves them against its working directory.
-pub async fn fetch(url: &str, base_dir: Option<&Path>) -> Result<Vec<u8>, SourceError> {
-    fetch_with(url, base_dir, &SourcePolicy::default()).await
+/// A document reference resolved as far as this crate goes: what is local (`base64://`,
+/// `file://`) is read here; what needs the network is handed back as a checked URL for the
+/// caller's fetcher (`tessera_social::fetch`), so this crate never opens a socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// The document's bytes, at most [`MAX_DOCUMENT_BYTES`].
+    Bytes(Vec<u8>),
+    /// An `https://` URL (or `http://` under `sources.allow_http`) still to be fetched.
+    Remote(url::Url),
 }
 
-/// [`fetch`] under a [`SourcePolicy`].
-pub async fn fetch_with(
+/// Reads a local document or checks a remote one's URL against `policy`. Relative `file://`
+/// paths resolve against `base_dir` (the directory of the configuration file that named them),
+/// as Kratos resolves them against its working directory.
+pub fn read_local(
     url: &str,
     base_dir: Option<&Path>,
     policy: &SourcePolicy,
-) -> Result<Vec<u8>, SourceError> {
+) -> Result<Document, SourceError> {
     if let Some(rest) = url.strip_prefix("base64://") {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(rest.trim()))
             .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest.trim()))
             .map_err(|e| SourceError::Base64(e.to_string()))?;
-        return cap(bytes);
+        return cap(bytes).map(Document::Bytes);
     }
     if let Some(rest) = url.strip_prefix("file://") {
-        let path = Path::new(rest);
-        let path = match base_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        };
-        if let Some(root) = &policy.confine_files_to {
-            // Compared after resolving `..` and symbolic links, so neither leads out.
-            let inside = match (std::fs::canonicalize(&path), std::fs::canonicalize(root)) {
-                (Ok(p), Ok(r)) => p.starts_with(r),
-                _ => false,
-            };
-            if !inside {
-                return Err(SourceError::Refused {
-                    url: url.into(),
-                    reason: format!(
-                        "a configuration uploaded through the admin API may only name files in its own folder ({}), and this one is not there or does not exist",
-                        root.display()
-                    ),
-                });
-            }
-        }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| SourceError::Read {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        return cap(bytes);
+        return read_file(url, rest, base_dir, policy).map(Document::Bytes);
     }
     if url.starts_with("https://") || url.starts_with("http://") {
-        return fetch_http(url, policy).await;
+        let parsed = url::Url::parse(url).map_err(|e| SourceError::Http {
+            url: url.into(),
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() == "http" && !policy.allow_http {
+            return Err(SourceError::Refused {
+                url: url.into(),
+                reason: "documents are fetched over https only (set sources.allow_http: true to allow http)".into(),
+            });
+        }
+        return Ok(Document::Remote(parsed));
     }
     Err(SourceError::Scheme(url.to_string()))
 }
 
-async fn fetch_http(url: &str, policy: &SourcePolicy) -> Result<Vec<u8>, SourceError> {
-    let refused = |reason: &str| SourceError::Refused {
-        url: url.into(),
-        reason: reason.into(),
+fn read_file(
+    url: &str,
+    rest: &str,
+    base_dir: Option<&Path>,
+    policy: &SourcePolicy,
+) -> Result<Vec<u8>, SourceError> {
+    use std::io::Read;
+    let path = Path::new(rest);
+    let path = match base_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
     };
-    let failed = |reason: String| SourceError::Http {
-        url: url.into(),
-        reason,
+    if let Some(root) = &policy.confine_files_to {
+        // Compared after resolving `..` and symbolic links, so neither leads out.
+        let inside = match (std::fs::canonicalize(&path), std::fs::canonicalize(root)) {
+            (Ok(p), Ok(r)) => p.starts_with(r),
+            _ => false,
+        };
+        if !inside {
+            return Err(SourceError::Refused {
+                url: url.into(),
+                reason: format!(
+                    "a configuration uploaded through the admin API may only name files in its own folder ({}), and this one is not there or does not exist",
+                    root.display()
+                ),
+            });
+        }
+    }
+    let failed = |e: std::io::Error| SourceError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
     };
-    let parsed = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
-    if parsed.scheme() == "http" && !policy.allow_http {
-        return Err(refused(
-            "documents are fetched over https only (set sources.allow_http: true to allow http)",
-        ));
-    }
-    let host = parsed.host_str().unwrap_or_default().to_string();
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let mut builder = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        // A redirect could lead anywhere the checks below did not look.
-        .redirect(reqwest::redirect::Policy::none());
-    if !policy.allow_private_networks {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| failed(format!("cannot resolve `{host}`: {e}")))?
-            .collect();
-        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err(refused(
-                "it resolves to a loopback, private or otherwise non-public address (set sources.allow_private_networks: true to allow it)",
-            ));
-        }
-        // Connect to the address that was checked, not to what a second lookup might say.
-        builder = builder.resolve(bare, addrs[0]);
-    }
-    let client = builder.build().map_err(|e| failed(e.to_string()))?;
-    let mut resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    if resp.status().is_redirection() {
-        return Err(failed(format!(
-            "HTTP {} (redirects are not followed: use the final URL)",
-            resp.status()
-        )));
-    }
-    if !resp.status().is_success() {
-        return Err(failed(format!("HTTP {}", resp.status())));
-    }
-    if resp
-        .content_length()
-        .is_some_and(|l| l as usize > MAX_DOCUMENT_BYTES)
-    {
-        return Err(SourceError::TooLarge);
-    }
-    // Streamed with the cap, so a body without Content-Length cannot grow without bound.
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| failed(e.to_string()))? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(SourceError::TooLarge);
-        }
-    }
-    Ok(body)
-}
-
-/// Whether an address is on the public internet (not loopback, private, link-local, shared,
-/// documentation, multicast or unspecified).
-pub fn is_public(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // shared (CGNAT)
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8)) // documentation
-        }
-    }
+    // Read through a limit, so a device or a growing file cannot be read without end.
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .map_err(failed)?
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    cap(bytes)
 }
 
 fn cap(bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
@@ -226,46 +162,12 @@ fn cap(bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
 mod tests {
     use super::*;
 
+    fn read(url: &str, dir: Option<&Path>, p: &SourcePolicy) -> Result<Document, SourceError> {
+        read_local(url, dir, p)
+    }
+
     #[test]
-    fn only_public_addresses_are_public() {
-        for a in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(a.parse().unwrap()), "{a}");
-        }
-        for a in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(a.parse().unwrap()), "{a}");
-        }
-    }
-
-    #[tokio::test]
-    async fn the_network_rules_refuse_before_connecting() {
-        let p = SourcePolicy::default();
-        for url in [
-            "http://example.com/x.json",
-            "https://127.0.0.1:1/x",
-            "https://[::1]/x",
-            "https://169.254.169.254/latest/meta-data",
-        ] {
-            match fetch_with(url, None, &p).await {
-                Err(SourceError::Refused { .. }) => {}
-                other => panic!("{url}: {other:?}"),
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn files_outside_the_folder_are_refused_when_confined() {
+    fn files_outside_the_folder_are_refused_when_confined() {
         let dir = std::env::temp_dir().join(format!("tessera-src-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("sub/ok.json"), "{}").unwrap();
@@ -273,10 +175,9 @@ mod tests {
             confine_files_to: Some(dir.clone()),
             ..SourcePolicy::default()
         };
-        assert!(
-            fetch_with("file://sub/ok.json", Some(&dir), &p)
-                .await
-                .is_ok()
+        assert_eq!(
+            read("file://sub/ok.json", Some(&dir), &p).unwrap(),
+            Document::Bytes(b"{}".to_vec())
         );
         for url in [
             "file:///etc/passwd",
@@ -284,20 +185,63 @@ mod tests {
             "file://sub/../../x",
         ] {
             assert!(
-                matches!(
-                    fetch_with(url, Some(&dir), &p).await,
-                    Err(SourceError::Refused { .. })
-                ),
+                matches!(read(url, Some(&dir), &p), Err(SourceError::Refused { .. })),
                 "{url}"
             );
         }
         // Unconfined (the operator's own files at start), a path anywhere is read.
         assert!(
-            fetch_with("file:///etc/hostname", None, &SourcePolicy::default())
-                .await
-                .is_ok()
+            read("file:///etc/hostname", None, &SourcePolicy::default()).is_ok()
                 || !Path::new("/etc/hostname").exists()
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn files_and_inline_documents_are_capped_while_read() {
+        let big = "x".repeat(MAX_DOCUMENT_BYTES + 1);
+        assert!(matches!(
+            read(
+                &format!(
+                    "base64://{}",
+                    base64::engine::general_purpose::STANDARD.encode(&big)
+                ),
+                None,
+                &SourcePolicy::default()
+            ),
+            Err(SourceError::TooLarge)
+        ));
+        // A device that never ends is cut at the cap instead of read forever.
+        if Path::new("/dev/zero").exists() {
+            assert!(matches!(
+                read("file:///dev/zero", None, &SourcePolicy::default()),
+                Err(SourceError::TooLarge)
+            ));
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_and_handed_back_not_fetched() {
+        let p = SourcePolicy::default();
+        assert!(matches!(
+            read("http://example.com/x.json", None, &p),
+            Err(SourceError::Refused { .. })
+        ));
+        assert!(matches!(
+            read("ftp://example.com/x.json", None, &p),
+            Err(SourceError::Scheme(_))
+        ));
+        let Ok(Document::Remote(url)) = read("https://example.com/x.json", None, &p) else {
+            panic!("an https URL is for the fetcher");
+        };
+        assert_eq!(url.as_str(), "https://example.com/x.json");
+        let http = SourcePolicy {
+            allow_http: true,
+            ..SourcePolicy::default()
+        };
+        assert!(matches!(
+            read("http://example.com/x.json", None, &http),
+            Ok(Document::Remote(_))
+        ));
     }
 }

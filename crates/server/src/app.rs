@@ -21,7 +21,7 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, String> {
     for (i, s) in settings.schemas.iter().enumerate() {
         let key = format!("identity.schemas.{i}.url");
         let policy = &settings.sources;
-        let bytes = tessera_config::source::fetch_with(&s.url, s.base_dir.as_deref(), policy)
+        let bytes = tessera_social::fetch::document(&s.url, s.base_dir.as_deref(), policy)
             .await
             .map_err(|e| format!("`{key}` (schema `{}`): {e}", s.id))?;
         // An uploaded configuration's errors never show what a fetched document contains

@@ -219,9 +219,7 @@ async fn build_one(
     } else {
         // An uploaded configuration's errors never show what a fetched mapper contains.
         let hide = sources.hide_content_in_errors && !cfg.mapper_url.starts_with("base64://");
-        match tessera_config::source::fetch_with(&cfg.mapper_url, src.base_dir.as_deref(), sources)
-            .await
-        {
+        match crate::fetch::document(&cfg.mapper_url, src.base_dir.as_deref(), sources).await {
             Err(e) => {
                 p.push(problem(src, "mapper_url", format!("{who}: {e}")));
                 None

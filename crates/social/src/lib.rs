@@ -10,6 +10,7 @@
 pub mod claims;
 pub mod config;
 pub mod dingtalk;
+pub mod fetch;
 pub mod generic;
 pub mod github;
 pub mod mapping;

@@ -241,10 +241,13 @@ async fn provider_mapper(loaded: &Loaded, id: &str) -> Result<(String, String), 
                 loaded.location(&format!("{prefix}.{i}"))
             ))
         })?;
-    let bytes =
-        tessera_config::source::fetch(url, tessera_config::load::base_dir(loaded, &key).as_deref())
-            .await
-            .map_err(|e| usage(format!("`{key}` ({}): {e}", loaded.location(&key))))?;
+    let bytes = tessera_social::fetch::document(
+        url,
+        tessera_config::load::base_dir(loaded, &key).as_deref(),
+        &tessera_config::source::SourcePolicy::default(),
+    )
+    .await
+    .map_err(|e| usage(format!("`{key}` ({}): {e}", loaded.location(&key))))?;
     let source = String::from_utf8(bytes)
         .map_err(|_| usage(format!("`{key}`: the mapper is not UTF-8 text")))?;
     Ok((format!("provider `{id}` mapper"), source))
@@ -289,9 +292,13 @@ async fn load_schema(
     };
     let key = format!("identity.schemas.{i}.url");
     let base_dir = loaded.and_then(|l| tessera_config::load::base_dir(l, &key));
-    let bytes = tessera_config::source::fetch(&entry.url, base_dir.as_deref())
-        .await
-        .map_err(|e| usage(format!("`{key}` (schema `{id}`): {e}")))?;
+    let bytes = tessera_social::fetch::document(
+        &entry.url,
+        base_dir.as_deref(),
+        &tessera_config::source::SourcePolicy::default(),
+    )
+    .await
+    .map_err(|e| usage(format!("`{key}` (schema `{id}`): {e}")))?;
     let raw: Value = serde_json::from_slice(&bytes)
         .map_err(|e| usage(format!("`{key}` (schema `{id}`): not valid JSON: {e}")))?;
     let schema = IdentitySchema::compile(&id, raw)
