@@ -160,6 +160,12 @@ pub fn restore(doc: &mut Value, running: &Value) -> Result<bool, Vec<UnknownPlac
 
 /// YAML for a JSON value: block style, keys in document order, strings quoted whenever a plain
 /// scalar could be read back as something else. `crate::yaml::parse` reads it back unchanged.
+///
+/// Written by hand rather than with `serde_saphyr::to_string` (0.0.25), because the download
+/// must read back as the same document and that emitter loses data in two cases a
+/// configuration can hold: a string or key ending in a space is written plain (and read back
+/// without the space), and a `<<` key is written plain (and read back as a merge key). The
+/// test `yaml_output_reads_back_as_the_same_document` pins both.
 pub fn to_yaml(doc: &Value) -> String {
     let mut out = String::new();
     match doc {
@@ -368,6 +374,14 @@ mod tests {
             redact(&sample()),
             json!({}),
             json!({"a": [], "b": {}, "c": [[1, 2], [{"x": 1}]]}),
+            // What serde-saphyr's emitter writes plain and reads back as something else.
+            json!({
+                "<<": {"a": 1},
+                "key ": "trailing ",
+                "label": " leading",
+                "claims": {"<<": "x", "tab\t": "\ttab"},
+                "numbers": ["1_000", "0b11", "tRUE", "nULL", ".inf", "18446744073709551616"]
+            }),
         ] {
             let text = to_yaml(&doc);
             let (back, _) = crate::yaml::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
