@@ -10,7 +10,8 @@
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
 use tessera_config::{ConfigError, Loaded, Settings, document};
 use tessera_core::Error;
 use tessera_flows::Engine;
@@ -42,45 +43,60 @@ impl ConfigSource {
 
 /// What an update changed that only a restart applies (listeners, database, logging).
 fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    if old.dsn != new.dsn {
-        keys.push("dsn");
-    }
-    if old.public_bind != new.public_bind {
-        keys.push("serve.public");
-    }
-    if old.admin_bind != new.admin_bind {
-        keys.push("serve.admin");
-    }
-    if old.session_cache_ttl != new.session_cache_ttl {
-        keys.push("session.cache_ttl");
-    }
-    if old.log_level != new.log_level || old.log_json != new.log_json {
-        keys.push("log");
-    }
-    keys
+    let (o, n) = (&old.edge, &new.edge);
+    [
+        ("dsn", old.dsn != new.dsn),
+        ("serve.public", old.public_bind != new.public_bind),
+        ("serve.admin", old.admin_bind != new.admin_bind),
+        ("serve.public.tls", o.public.tls != n.public.tls),
+        ("serve.admin.tls", o.admin.tls != n.admin.tls),
+        ("serve.public.cors", o.public.cors != n.public.cors),
+        (
+            "serve.*.request_log",
+            o.public.log_health != n.public.log_health || o.admin.log_health != n.admin.log_health,
+        ),
+        (
+            "limits.header_read_timeout",
+            old.limits.header_read_timeout != new.limits.header_read_timeout,
+        ),
+        ("session.cache_ttl", old.session_cache_ttl != new.session_cache_ttl),
+        (
+            "log",
+            old.log_level != new.log_level || old.log_json != new.log_json,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
-/// What one configuration runs: the self-service engine and the OpenID Provider over it.
+/// What one configuration runs: the self-service engine, the OpenID Provider over it, and the
+/// document they were built from. Swapped as one value, so a request never sees parts of two
+/// configurations.
 pub struct Running {
     pub engine: Arc<Engine>,
     pub op: tessera_op::Provider,
+    document: Arc<Value>,
 }
 
 impl Running {
     pub fn new(engine: Engine) -> Running {
+        Running::with_document(engine, Value::Null)
+    }
+
+    fn with_document(engine: Engine, document: Value) -> Running {
         let op = crate::provider(&engine);
         Running {
             engine: Arc::new(engine),
             op,
+            document: Arc::new(document),
         }
     }
 }
 
-/// The engine requests use and the document it was built from.
+/// The configuration requests use, replaced atomically by an update.
 pub struct Live {
-    running: RwLock<Arc<Running>>,
-    document: RwLock<Arc<Value>>,
+    current: ArcSwap<Running>,
     source: Option<ConfigSource>,
     /// One update at a time: each validates against, and replaces, the one before.
     updating: tokio::sync::Mutex<()>,
@@ -97,19 +113,15 @@ impl Live {
     /// `source` is `None` for servers assembled in code (tests): they have no file to update.
     pub fn new(engine: Engine, document: Value, source: Option<ConfigSource>) -> Live {
         Live {
-            running: RwLock::new(Arc::new(Running::new(engine))),
-            document: RwLock::new(Arc::new(document)),
+            current: ArcSwap::from_pointee(Running::with_document(engine, document)),
             source,
             updating: tokio::sync::Mutex::new(()),
         }
     }
 
+    /// The configuration in force, lock-free.
     pub fn running(&self) -> Arc<Running> {
-        match self.running.read() {
-            Ok(e) => e.clone(),
-            // A panic while swapping cannot leave a half-written Arc; keep serving.
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.load_full()
     }
 
     /// The running document with its secrets replaced by placeholders.
@@ -119,11 +131,7 @@ impl Live {
                 "This server was assembled without a configuration document, so there is none to show.",
             ));
         }
-        let doc = match self.document.read() {
-            Ok(d) => d.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        Ok(document::redact(&doc))
+        Ok(document::redact(&self.running().document))
     }
 
     fn config_file(&self) -> Result<(&ConfigSource, &Path), Error> {
@@ -153,10 +161,8 @@ impl Live {
     pub async fn update(&self, text: &str) -> Result<Applied, Error> {
         let _one_at_a_time = self.updating.lock().await;
         let (source, path) = self.config_file()?;
-        let running = match self.document.read() {
-            Ok(d) => d.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
+        let current = self.running();
+        let running = current.document.clone();
 
         let mut restored: Option<Value> = None;
         let loaded = tessera_config::load_document(path, text, &source.env, &mut |doc| {
@@ -194,7 +200,6 @@ impl Live {
         });
         settings.sources.hide_content_in_errors = true;
 
-        let current = self.running();
         let engine = crate::app::rebuild_engine(settings, &current.engine)
             .await
             .map_err(|reason| {
@@ -219,15 +224,8 @@ impl Live {
             warnings: loaded.warnings.clone(),
             restart_required: restart_required(&current.engine.settings, &engine.settings),
         };
-        let running = Arc::new(Running::new(engine));
-        match self.running.write() {
-            Ok(mut r) => *r = running,
-            Err(poisoned) => *poisoned.into_inner() = running,
-        }
-        match self.document.write() {
-            Ok(mut d) => *d = Arc::new(loaded.raw),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded.raw),
-        }
+        self.current
+            .store(Arc::new(Running::with_document(engine, loaded.raw)));
         tracing::info!(file = %path.display(), restart_required = ?applied.restart_required, "configuration updated");
         Ok(applied)
     }

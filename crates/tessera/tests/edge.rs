@@ -267,6 +267,24 @@ async fn metrics_are_scraped_from_the_admin_listener() {
         .unwrap();
     assert!(!text.contains("12345"), "a raw path became a label");
     assert!(text.contains("route=\"unmatched\""));
+    // The dashboard shipped in docs/ reads only metrics Tessera records.
+    let dashboard = include_str!("../../../docs/grafana-dashboard.json");
+    let used: std::collections::BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("tessera_"))
+        .map(|w| {
+            w.trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count")
+        })
+        .collect();
+    assert!(used.len() >= 8, "{used:?}");
+    for m in &used {
+        assert!(
+            tessera_server::edge::metrics::NAMES.contains(m),
+            "the dashboard uses {m}, which Tessera does not record"
+        );
+    }
     // Not on the public listener.
     let r = c()
         .get(format!("{}/metrics/prometheus", s.public))

@@ -24,6 +24,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Every metric Tessera records (the dashboard and docs/operations.md use only these).
+pub const NAMES: &[&str] = &[
+    "tessera_build_info",
+    "tessera_http_requests_total",
+    "tessera_http_request_duration_seconds",
+    "tessera_signins_total",
+    "tessera_registrations_total",
+    "tessera_upstream_requests_total",
+    "tessera_upstream_request_duration_seconds",
+    "tessera_mapper_evaluations_total",
+    "tessera_op_tokens_issued_total",
+    "tessera_sessions_active",
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The process-wide recorder, installed on first use. `None` when something else installed a
