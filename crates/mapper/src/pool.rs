@@ -150,6 +150,25 @@ impl MapperPool {
         mapper: &Mapper,
         claims: &serde_json::Value,
     ) -> Result<serde_json::Value, MapperError> {
+        let result = self.evaluate_once(mapper, claims).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(MapperError::Timeout { .. }) => "timeout",
+            Err(MapperError::ResourceLimit { .. } | MapperError::OutputTooLarge { .. }) => {
+                "limit"
+            }
+            Err(MapperError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::counter!("tessera_mapper_evaluations_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn evaluate_once(
+        &self,
+        mapper: &Mapper,
+        claims: &serde_json::Value,
+    ) -> Result<serde_json::Value, MapperError> {
         let cfg = &self.0.cfg;
         let name = mapper.name();
         let claims_json: Arc<[u8]> = serialize_claims(mapper, claims)?.into();
