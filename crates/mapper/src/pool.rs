@@ -154,9 +154,7 @@ impl MapperPool {
         let outcome = match &result {
             Ok(_) => "ok",
             Err(MapperError::Timeout { .. }) => "timeout",
-            Err(MapperError::ResourceLimit { .. } | MapperError::OutputTooLarge { .. }) => {
-                "limit"
-            }
+            Err(MapperError::ResourceLimit { .. } | MapperError::OutputTooLarge { .. }) => "limit",
             Err(MapperError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };

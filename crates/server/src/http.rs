@@ -273,6 +273,11 @@ pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
 /// The session token a request carries: `X-Session-Token`, `Authorization: Bearer`, or the
 /// session cookie.
 pub fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    token_in(headers, &state.engine().settings.session_cookie_name)
+}
+
+/// [`session_token`] with the cookie name given (from the request's configuration snapshot).
+pub fn token_in<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
     headers
         .get("x-session-token")
         .and_then(|v| v.to_str().ok())
@@ -282,7 +287,7 @@ pub fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
         })
-        .or_else(|| cookie(headers, &state.engine().settings.session_cookie_name))
+        .or_else(|| cookie(headers, cookie_name))
         .filter(|t| !t.is_empty())
 }
 

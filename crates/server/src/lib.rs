@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod edge;
 pub mod error;
+pub mod extract;
 pub mod http;
 pub mod live;
 pub mod oidc;

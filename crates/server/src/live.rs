@@ -7,10 +7,10 @@
 //! over the configuration file, and only then swapped in; when anything fails, nothing changes.
 //! The file stays the source of truth: a restart loads what the last update wrote.
 
+use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tessera_config::{ConfigError, Loaded, Settings, document};
 use tessera_core::Error;
@@ -59,7 +59,10 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
             "limits.header_read_timeout",
             old.limits.header_read_timeout != new.limits.header_read_timeout,
         ),
-        ("session.cache_ttl", old.session_cache_ttl != new.session_cache_ttl),
+        (
+            "session.cache_ttl",
+            old.session_cache_ttl != new.session_cache_ttl,
+        ),
         (
             "log",
             old.log_level != new.log_level || old.log_json != new.log_json,

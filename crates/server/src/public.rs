@@ -2,6 +2,7 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Cfg, SignedIn};
 use crate::http::{
     self, ClientAddr, clear_session_cookie, csrf_for, current_session, read_body, session_cookie,
     wants_json,
@@ -615,10 +616,7 @@ async fn logout_api(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn whoami(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let session = current_session(&st, &headers)
-        .await?
-        .ok_or_else(Error::no_session)?;
+async fn whoami(SignedIn(session): SignedIn) -> ApiResult<Response> {
     let mut resp = Json(&session).into_response();
     if let Some(i) = &session.identity
         && let Ok(v) = HeaderValue::from_str(&i.id.to_string())
@@ -629,16 +627,9 @@ async fn whoami(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Res
     Ok(resp)
 }
 
-async fn my_sessions(
-    State(st): State<AppState>,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let current = current_session(&st, &headers)
-        .await?
-        .ok_or_else(Error::no_session)?;
+async fn my_sessions(cfg: Cfg, Query(q): Q, SignedIn(current): SignedIn) -> ApiResult<Response> {
     let size = http::page_size(&q)?;
-    let page = st
+    let page = cfg
         .engine()
         .store
         .list_sessions(
@@ -655,7 +646,7 @@ async fn my_sessions(
         .collect();
     Ok(http::paged(
         others,
-        &st.engine().settings.public_base_url,
+        &cfg.engine().settings.public_base_url,
         "sessions",
         size,
         page.next.as_deref(),
@@ -663,14 +654,8 @@ async fn my_sessions(
     ))
 }
 
-async fn revoke_my_other_sessions(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let current = current_session(&st, &headers)
-        .await?
-        .ok_or_else(Error::no_session)?;
-    let n = st
+async fn revoke_my_other_sessions(cfg: Cfg, SignedIn(current): SignedIn) -> ApiResult<Response> {
+    let n = cfg
         .engine()
         .store
         .revoke_identity_sessions(current.identity_id, Some(current.id))
@@ -679,24 +664,22 @@ async fn revoke_my_other_sessions(
 }
 
 async fn revoke_my_session(
-    State(st): State<AppState>,
+    cfg: Cfg,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    SignedIn(current): SignedIn,
 ) -> ApiResult<Response> {
-    let current = current_session(&st, &headers)
-        .await?
-        .ok_or_else(Error::no_session)?;
     let id = http::parse_uuid("session id", &id)?;
     if id == current.id {
         return Err(ApiError(Error::bad_request(
             "You cannot revoke the session you are using: log out instead.",
         )));
     }
-    let target = st.engine().store.get_session(id).await?;
+    let store = &cfg.engine().store;
+    let target = store.get_session(id).await?;
     if target.identity_id != current.identity_id {
         return Err(ApiError(tessera_store_not_found(id)));
     }
-    st.engine().store.set_session_active(id, false).await?;
+    store.set_session_active(id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,0 +1,147 @@
+//! Typed extractors: what handlers used to look up by hand from headers, each with a rejection
+//! that answers in Kratos's error shape.
+//!
+//! - [`Cfg`]: the configuration in force, taken once per request and shared by every extractor
+//!   of that request (a reload mid-request cannot mix two configurations).
+//! - [`MaybeSession`] / [`SignedIn`]: the caller's session, from `X-Session-Token`,
+//!   `Authorization: Bearer` or the session cookie.
+//! - [`Negotiated`]: whether the caller wants JSON (SDKs, SPAs) or a browser answer.
+//! - [`KratosQuery`] / [`KratosPath`]: `Query`/`Path` whose rejection is a Kratos 400.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::live::Running;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tessera_core::Error;
+use tessera_core::session::Session;
+
+/// The configuration snapshot of this request.
+#[derive(Clone)]
+pub struct Cfg(pub Arc<Running>);
+
+impl Cfg {
+    pub fn engine(&self) -> &tessera_flows::Engine {
+        &self.0.engine
+    }
+}
+
+impl FromRequestParts<AppState> for Cfg {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(c) = parts.extensions.get::<Cfg>() {
+            return Ok(c.clone());
+        }
+        let c = Cfg(st.live.running());
+        parts.extensions.insert(c.clone());
+        Ok(c)
+    }
+}
+
+/// The caller's session, if the request carries a valid one.
+pub struct MaybeSession(pub Option<Session>);
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let Cfg(running) = Cfg::from_request_parts(parts, st)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let name = &running.engine.settings.session_cookie_name;
+        let token = crate::http::token_in(&parts.headers, name);
+        match token {
+            Some(t) => Ok(MaybeSession(running.engine.session_from_token(t).await?)),
+            None => Ok(MaybeSession(None)),
+        }
+    }
+}
+
+/// A request that must be signed in; without a valid session it is answered 401
+/// (`session_inactive`), as Kratos answers.
+pub struct SignedIn(pub Session);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        match MaybeSession::from_request_parts(parts, st).await? {
+            MaybeSession(Some(s)) => Ok(SignedIn(s)),
+            MaybeSession(None) => Err(ApiError(Error::no_session())),
+        }
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(MaybeSession::from_request_parts(parts, st)
+            .await?
+            .0
+            .map(SignedIn))
+    }
+}
+
+/// Whether the caller asked for JSON (`Accept: application/json`); browsers get redirects and
+/// pages otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub json: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Negotiated {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Negotiated {
+            json: crate::http::wants_json(&parts.headers),
+        })
+    }
+}
+
+/// `Query<T>` answering a malformed query with a Kratos 400 that names the problem.
+pub struct KratosQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for KratosQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or_default();
+        serde_urlencoded_from_str(q).map(KratosQuery)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        ApiError(Error::bad_request(format!(
+            "The query parameter `{}` is invalid: {}.",
+            e.path(),
+            e.inner()
+        )))
+    })
+}
+
+/// `Path<T>` answering a malformed path segment (an id that is not a UUID) with a Kratos 400.
+pub struct KratosPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for KratosPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Self::Rejection> {
+        match <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, st).await {
+            Ok(axum::extract::Path(v)) => Ok(KratosPath(v)),
+            Err(e) => Err(ApiError(Error::bad_request(format!(
+                "The URL path is invalid: {}. Use the id exactly as the API returned it.",
+                e.body_text()
+            )))),
+        }
+    }
+}
