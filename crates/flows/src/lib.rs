@@ -11,10 +11,10 @@ pub mod engine;
 pub mod forms;
 pub mod limits;
 pub mod login;
-pub mod oidc;
 pub mod registration;
 pub mod sessions;
 pub mod settings;
+pub mod social;
 
 pub use engine::{Engine, Outcome, Schemas};
-pub use oidc::CallbackOutcome;
+pub use social::CallbackOutcome;

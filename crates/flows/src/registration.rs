@@ -98,7 +98,7 @@ impl Engine {
                 let traits = match flow.internal.pointer("/oidc/traits") {
                     Some(mapped) => {
                         let mut t = mapped.clone();
-                        crate::oidc::merge(&mut t, submitted);
+                        crate::social::merge(&mut t, submitted);
                         Some(t)
                     }
                     None if forms::method(body) == "password" => Some(submitted.clone()),

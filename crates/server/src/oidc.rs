@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use tessera_core::Error;
 use tessera_flows::CallbackOutcome;
-use tessera_flows::oidc::ATTEMPT_LIFESPAN;
+use tessera_flows::social::ATTEMPT_LIFESPAN;
 
 /// Binds an upstream round trip to the browser that started it.
 pub const CONTINUITY_COOKIE: &str = "tessera_continuity";

@@ -1,0 +1,253 @@
+//! The upstream's callback: the state taken once, continuity, `iss`, the code exchange and the
+//! mapping, then the branch into sign-in, sign-up or settings linking.
+
+use super::*;
+use crate::engine::Engine;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::identity::CREDENTIAL_OIDC;
+use tessera_core::session::Session;
+use tessera_core::timefmt::now_ms;
+use tessera_core::{Error, crypto, text};
+use tessera_social::{AuthRequest, Callback, Configured, Mapped, Profile, Tokens};
+
+impl Engine {
+    /// Handles `GET|POST /self-service/methods/oidc/callback/{provider}`.
+    pub async fn oidc_callback(
+        &self,
+        provider_id: &str,
+        params: HashMap<String, String>,
+        continuity_cookie: Option<&str>,
+        csrf_cookie: Option<&str>,
+        session: Option<&Session>,
+    ) -> Result<CallbackOutcome, Error> {
+        let state_param = params.get("state").cloned().unwrap_or_default();
+        let state_param = state_param.as_str();
+        let taken = if state_param.is_empty() || state_param.len() > 512 {
+            None
+        } else {
+            self.store
+                .take_oidc_state(&crypto::token_hash(state_param))
+                .await?
+        };
+        let Some(st) = taken else {
+            tracing::warn!(
+                provider = provider_id,
+                "social sign-in callback with an unknown, expired or already used state"
+            );
+            return self
+                .stored_error(
+                    400,
+                    "self_service_oidc_state_invalid",
+                    "the `state` parameter is unknown, expired or was already used",
+                    "This sign-in link was already used or has expired. Start the sign-in again.",
+                )
+                .await;
+        };
+        if st.provider != provider_id {
+            tracing::warn!(expected = %st.provider, got = provider_id, "social sign-in callback for another provider");
+            return self
+                .stored_error(
+                    400,
+                    "self_service_oidc_provider_mismatch",
+                    "the callback came for another provider than the one the sign-in started with",
+                    "This sign-in could not be completed. Start the sign-in again.",
+                )
+                .await;
+        }
+        if !st.continuity_hash.is_empty() {
+            let ok = continuity_cookie.is_some_and(|c| {
+                crypto::constant_time_eq(&crypto::token_hash(c), &st.continuity_hash)
+            });
+            if !ok {
+                tracing::warn!(provider = provider_id, flow = %st.flow_id, "social sign-in callback from a browser without the continuity cookie of the attempt");
+                return self
+                    .stored_error(400, "self_service_oidc_other_browser", "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
+                    .await;
+            }
+        }
+        let now = now_ms();
+        if st.expires_at < now {
+            return self
+                .stored_error(
+                    410,
+                    "self_service_flow_expired",
+                    "the sign-in attempt expired",
+                    "The sign-in took too long and expired. Start again.",
+                )
+                .await;
+        }
+        let (mut flow, _) = match self.store.get_flow(st.flow_id).await {
+            Ok(f) => f,
+            Err(_) => {
+                return self
+                    .stored_error(
+                        410,
+                        "self_service_flow_expired",
+                        "the flow of this sign-in no longer exists",
+                        "The sign-in expired. Start again.",
+                    )
+                    .await;
+            }
+        };
+        if flow.is_expired_at(now) || flow.state == "passed_challenge" {
+            return self
+                .stored_error(
+                    410,
+                    "self_service_flow_expired",
+                    "the flow of this sign-in expired or was completed",
+                    "The sign-in expired. Start again.",
+                )
+                .await;
+        }
+        flow.ui.reset_messages();
+        let Some(provider) = self.social.get(provider_id).cloned() else {
+            return self
+                .stored_error(
+                    400,
+                    "self_service_oidc_provider_gone",
+                    "the provider is no longer configured",
+                    "This sign-in method is no longer available.",
+                )
+                .await;
+        };
+        let label = provider.config().display_name().to_string();
+        let fail = |flow: &mut Flow, reason: &dyn std::fmt::Display, user: String, code: &str| {
+            tracing::warn!(provider = provider_id, flow = %flow.id, reason = %reason, "social sign-in failed");
+            flow.ui
+                .messages
+                .push(text::social_sign_in_failed(&user, code, &label));
+        };
+
+        let cb = Callback { params };
+        if let Some(err) = cb.get("error") {
+            let e = tessera_social::UpstreamError::OAuth {
+                endpoint: "authorization endpoint".into(),
+                error: truncate(err, 100),
+                description: truncate(cb.get("error_description").unwrap_or_default(), 300),
+            };
+            fail(&mut flow, &e, e.user_message(&label), e.user_code());
+            return self.show(flow).await;
+        }
+        // RFC 9207: when the upstream names itself, it must be exactly (simple string
+        // comparison, §2.4) the one we sent the user to; one that promised to name itself
+        // must do so.
+        if let Some(expected) = provider.provider.expected_callback_issuer().await {
+            let problem = match cb.get("iss") {
+                Some(iss) if iss != expected.issuer => Some(format!(
+                    "the `iss` parameter is `{}`, not `{}` (RFC 9207 mix-up defence)",
+                    truncate(iss, 200),
+                    expected.issuer
+                )),
+                None if expected.required => Some(format!(
+                    "the callback has no `iss` parameter, although `{}` says it always sends one (RFC 9207)",
+                    expected.issuer
+                )),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let e = tessera_social::UpstreamError::Callback(problem);
+                fail(&mut flow, &e, e.user_message(&label), e.user_code());
+                return self.show(flow).await;
+            }
+        }
+        let redirect_uri = self.oidc_redirect_uri(provider_id);
+        let req = AuthRequest {
+            state: state_param,
+            nonce: &st.nonce,
+            code_verifier: &st.code_verifier,
+            redirect_uri: &redirect_uri,
+        };
+        let profile = match provider.provider.exchange(&cb, &req).await {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&mut flow, &e, e.user_message(&label), e.user_code());
+                return self.show(flow).await;
+            }
+        };
+        let mapped = match self.social.map(&provider, &profile.claims).await {
+            Ok(m) => m,
+            Err(e) => {
+                fail(
+                    &mut flow,
+                    &e,
+                    format!(
+                        "Your {label} profile could not be turned into an account here because the site's profile mapping failed. The administrator can see why in the server log."
+                    ),
+                    "mapping_failed",
+                );
+                return self.show(flow).await;
+            }
+        };
+        let tokens = self.seal_tokens(&provider, &profile.tokens);
+        let api_flow = (flow.flow_type == FlowType::Api).then(|| flow.clone());
+        let outcome = match flow.kind {
+            FlowKind::Settings => {
+                self.oidc_link_in_settings(flow, &provider, &profile, tokens, session)
+                    .await?
+            }
+            FlowKind::Login | FlowKind::Registration => {
+                self.oidc_sign_in(flow, &provider, profile, mapped, tokens, csrf_cookie)
+                    .await?
+            }
+        };
+        match (&outcome, api_flow) {
+            (
+                CallbackOutcome::SignedIn {
+                    session, return_to, ..
+                },
+                Some(f),
+            ) => self.finish_for_app(&f, session, return_to).await,
+            _ => Ok(outcome),
+        }
+    }
+
+    /// Encrypts the upstream tokens when the provider keeps them (`store_tokens`).
+    pub(crate) fn seal_tokens(&self, provider: &Configured, tokens: &Tokens) -> Value {
+        if !provider.config().store_tokens {
+            return Value::Null;
+        }
+        let seal = |t: &Option<String>| -> Value {
+            t.as_deref()
+                .and_then(|v| self.cipher.encrypt(v).ok())
+                .map(Value::String)
+                .unwrap_or(Value::Null)
+        };
+        let mut m = Map::new();
+        for (k, v) in [
+            ("initial_id_token", seal(&tokens.id_token)),
+            ("initial_access_token", seal(&tokens.access_token)),
+            ("initial_refresh_token", seal(&tokens.refresh_token)),
+        ] {
+            if !v.is_null() {
+                m.insert(k.into(), v);
+            }
+        }
+        Value::Object(m)
+    }
+
+    pub(crate) async fn oidc_sign_in(
+        &self,
+        flow: Flow,
+        provider: &Configured,
+        profile: Profile,
+        mapped: Mapped,
+        tokens: Value,
+        csrf_cookie: Option<&str>,
+    ) -> Result<CallbackOutcome, Error> {
+        let identifier = format!("{}:{}", provider.id(), profile.subject);
+        if let Some(identity) = self
+            .store
+            .find_identity_by_identifier(CREDENTIAL_OIDC, &identifier)
+            .await?
+        {
+            return self
+                .oidc_login(flow, provider, &profile, &mapped, tokens, identity)
+                .await;
+        }
+        let pending = pending(&profile, provider.id(), &mapped, tokens);
+        self.oidc_register(flow, provider, pending, csrf_cookie)
+            .await
+    }
+}

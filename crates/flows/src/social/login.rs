@@ -1,0 +1,120 @@
+//! Signing in with a known upstream subject, and the single-use completion of a social flow.
+
+use super::*;
+use crate::engine::Engine;
+use serde_json::Value;
+use tessera_core::flow::Flow;
+use tessera_core::identity::{Identity, IdentityState};
+use tessera_core::timefmt::now_ms;
+use tessera_core::{Error, ErrorKind, text};
+use tessera_social::{Configured, Mapped, Profile};
+
+impl Engine {
+    /// The subject is known: sign in (re-mapping traits if the provider asks for it).
+    pub(crate) async fn oidc_login(
+        &self,
+        mut flow: Flow,
+        provider: &Configured,
+        profile: &Profile,
+        mapped: &Mapped,
+        tokens: Value,
+        identity: Identity,
+    ) -> Result<CallbackOutcome, Error> {
+        if identity.state != IdentityState::Active {
+            flow.ui.messages.push(text::inactive_identity());
+            return self.show(flow).await;
+        }
+        let mut identity = identity;
+        let mut changed = false;
+        if provider.config().update_traits_on_login {
+            let schema = self.schemas.get(&identity.schema_id)?;
+            if schema.validate_traits(&mapped.traits).is_empty() {
+                match self.rebuild_with_traits(&identity, mapped.traits.clone()) {
+                    Ok(mut updated) => {
+                        if !mapped.metadata_public.is_null() {
+                            updated.metadata_public = mapped.metadata_public.clone();
+                        }
+                        if !mapped.metadata_admin.is_null() {
+                            updated.metadata_admin = mapped.metadata_admin.clone();
+                        }
+                        identity = updated;
+                        changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(identity = %identity.id, reason = %e.reason, "update_traits_on_login: mapped traits not applied")
+                    }
+                }
+            } else {
+                tracing::warn!(identity = %identity.id, provider = provider.id(), "update_traits_on_login: mapped traits are invalid against the schema; kept the stored ones");
+            }
+        }
+        if tokens.as_object().is_some_and(|m| !m.is_empty()) {
+            set_provider_entry(&mut identity, provider.id(), &profile.subject, &tokens);
+            changed = true;
+        }
+        // Signing in with another provider this account already has proves ownership; the
+        // owner still confirms the link explicitly (after the update below).
+        let confirm_link = Self::pending_link_for(&flow, &identity).is_some();
+        if changed {
+            match self.store.update_identity(&identity).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    tracing::warn!(identity = %identity.id, "sign-in: re-mapped traits collide with another identity; kept the stored ones");
+                    identity = self.store.get_identity(identity.id).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if confirm_link {
+            let flow = self.ask_to_confirm_link(flow, &identity, "oidc").await?;
+            return Ok(CallbackOutcome::ShowFlow(flow));
+        }
+        self.finish_sign_in(
+            flow,
+            identity,
+            "This sign-in was already completed. Start again if you are not signed in.",
+        )
+        .await
+    }
+
+    /// Completes the flow exactly once (a request that comes second gets a stored error saying
+    /// `again`). `None` when this request completed it.
+    pub(crate) async fn complete_once(
+        &self,
+        flow: &Flow,
+        again: &str,
+    ) -> Result<Option<CallbackOutcome>, Error> {
+        if self.store.complete_flow(flow.id, now_ms()).await? {
+            return Ok(None);
+        }
+        self.stored_error(
+            400,
+            "self_service_flow_completed",
+            "the flow was completed by another request",
+            again,
+        )
+        .await
+        .map(Some)
+    }
+
+    /// Completes the flow and signs `identity` in, returning to the flow's `return_to`.
+    pub(crate) async fn finish_sign_in(
+        &self,
+        flow: Flow,
+        mut identity: Identity,
+        again: &str,
+    ) -> Result<CallbackOutcome, Error> {
+        if let Some(second) = self.complete_once(&flow, again).await? {
+            return Ok(second);
+        }
+        identity.schema_url = self.schema_url(&identity.schema_id);
+        identity.credentials = None;
+        let session = self.issue_session(&identity, "oidc").await?;
+        let return_to = self.return_to(&flow, None);
+        Ok(CallbackOutcome::SignedIn {
+            identity,
+            session,
+            return_to,
+        })
+    }
+}
