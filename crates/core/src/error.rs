@@ -24,12 +24,167 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Kratos's machine-readable error ids (the `error.id` of its JSON), and Tessera's own in the
+/// same style. Code matches on the variant; only [`ErrorId::as_str`] produces the wire string.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorId {
+    /// The browser must go elsewhere (upstream) to finish the flow.
+    BrowserLocationChangeRequired,
+    /// An identifier or address already belongs to another identity.
+    IdentityConflict,
+    /// An OpenID Provider app's metadata is not valid (admin API).
+    InvalidClientMetadata,
+    /// A `page_token` that this server did not issue.
+    InvalidPageToken,
+    /// A per-instance limit was reached.
+    RateLimited,
+    /// The admin API refused a request from a browser page.
+    SecurityCrossSiteRequest,
+    /// The CSRF token or cookie is missing or belongs to another browser.
+    SecurityCsrfViolation,
+    /// The admin API refused a request for another host.
+    SecurityHostMismatch,
+    /// The flow or session belongs to another identity.
+    SecurityIdentityMismatch,
+    /// A native app's sign-in cannot be handed back (no token exchange).
+    SelfServiceAppHandoffImpossible,
+    /// A stored error with no more specific id.
+    SelfServiceError,
+    /// No stored error with this id.
+    SelfServiceErrorNotFound,
+    /// The flow was completed already (flows are single-use).
+    SelfServiceFlowCompleted,
+    /// The flow is switched off in the configuration.
+    SelfServiceFlowDisabled,
+    /// The flow (or the sign-in attempt) expired.
+    SelfServiceFlowExpired,
+    /// A link decision on a flow with no account link to confirm.
+    SelfServiceFlowLinkMissing,
+    /// No flow with this id (of this kind).
+    SelfServiceFlowNotFound,
+    /// `return_to` is not in `selfservice.allowed_return_urls`.
+    SelfServiceFlowReturnToForbidden,
+    /// Linking in settings needs the session that started the flow.
+    SelfServiceOidcLinkSession,
+    /// The callback came from a browser without the attempt's continuity cookie.
+    SelfServiceOidcOtherBrowser,
+    /// The provider of the attempt is no longer configured.
+    SelfServiceOidcProviderGone,
+    /// The callback came for another provider than the attempt's.
+    SelfServiceOidcProviderMismatch,
+    /// The `state` is unknown, expired or already used.
+    SelfServiceOidcStateInvalid,
+    /// Too many failed sign-ins for this identifier or address.
+    SelfServiceRateLimited,
+    /// The password-hashing queue is full.
+    ServerBusy,
+    /// A session exists, so a new login or registration cannot start.
+    SessionAlreadyAvailable,
+    /// No valid session in the request.
+    SessionInactive,
+    /// The session is too old for a privileged change: sign in again.
+    SessionRefreshRequired,
+    /// No session for these token-exchange codes.
+    SessionTokenExchangeNotFound,
+    /// An OAuth 2.0 `error` code of the OpenID Provider, shown as the id on the admin API.
+    OAuth(&'static str),
+}
+
+impl ErrorId {
+    /// Every id with a fixed wire string (for tests and documentation).
+    pub const ALL: &'static [ErrorId] = &[
+        ErrorId::BrowserLocationChangeRequired,
+        ErrorId::IdentityConflict,
+        ErrorId::InvalidClientMetadata,
+        ErrorId::InvalidPageToken,
+        ErrorId::RateLimited,
+        ErrorId::SecurityCrossSiteRequest,
+        ErrorId::SecurityCsrfViolation,
+        ErrorId::SecurityHostMismatch,
+        ErrorId::SecurityIdentityMismatch,
+        ErrorId::SelfServiceAppHandoffImpossible,
+        ErrorId::SelfServiceError,
+        ErrorId::SelfServiceErrorNotFound,
+        ErrorId::SelfServiceFlowCompleted,
+        ErrorId::SelfServiceFlowDisabled,
+        ErrorId::SelfServiceFlowExpired,
+        ErrorId::SelfServiceFlowLinkMissing,
+        ErrorId::SelfServiceFlowNotFound,
+        ErrorId::SelfServiceFlowReturnToForbidden,
+        ErrorId::SelfServiceOidcLinkSession,
+        ErrorId::SelfServiceOidcOtherBrowser,
+        ErrorId::SelfServiceOidcProviderGone,
+        ErrorId::SelfServiceOidcProviderMismatch,
+        ErrorId::SelfServiceOidcStateInvalid,
+        ErrorId::SelfServiceRateLimited,
+        ErrorId::ServerBusy,
+        ErrorId::SessionAlreadyAvailable,
+        ErrorId::SessionInactive,
+        ErrorId::SessionRefreshRequired,
+        ErrorId::SessionTokenExchangeNotFound,
+    ];
+
+    /// The id as Kratos's JSON carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorId::BrowserLocationChangeRequired => "browser_location_change_required",
+            ErrorId::IdentityConflict => "identity_conflict",
+            ErrorId::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorId::InvalidPageToken => "invalid_page_token",
+            ErrorId::RateLimited => "rate_limited",
+            ErrorId::SecurityCrossSiteRequest => "security_cross_site_request",
+            ErrorId::SecurityCsrfViolation => "security_csrf_violation",
+            ErrorId::SecurityHostMismatch => "security_host_mismatch",
+            ErrorId::SecurityIdentityMismatch => "security_identity_mismatch",
+            ErrorId::SelfServiceAppHandoffImpossible => "self_service_app_handoff_impossible",
+            ErrorId::SelfServiceError => "self_service_error",
+            ErrorId::SelfServiceErrorNotFound => "self_service_error_not_found",
+            ErrorId::SelfServiceFlowCompleted => "self_service_flow_completed",
+            ErrorId::SelfServiceFlowDisabled => "self_service_flow_disabled",
+            ErrorId::SelfServiceFlowExpired => "self_service_flow_expired",
+            ErrorId::SelfServiceFlowLinkMissing => "self_service_flow_link_missing",
+            ErrorId::SelfServiceFlowNotFound => "self_service_flow_not_found",
+            ErrorId::SelfServiceFlowReturnToForbidden => "self_service_flow_return_to_forbidden",
+            ErrorId::SelfServiceOidcLinkSession => "self_service_oidc_link_session",
+            ErrorId::SelfServiceOidcOtherBrowser => "self_service_oidc_other_browser",
+            ErrorId::SelfServiceOidcProviderGone => "self_service_oidc_provider_gone",
+            ErrorId::SelfServiceOidcProviderMismatch => "self_service_oidc_provider_mismatch",
+            ErrorId::SelfServiceOidcStateInvalid => "self_service_oidc_state_invalid",
+            ErrorId::SelfServiceRateLimited => "self_service_rate_limited",
+            ErrorId::ServerBusy => "server_busy",
+            ErrorId::SessionAlreadyAvailable => "session_already_available",
+            ErrorId::SessionInactive => "session_inactive",
+            ErrorId::SessionRefreshRequired => "session_refresh_required",
+            ErrorId::SessionTokenExchangeNotFound => "session_token_exchange_not_found",
+            ErrorId::OAuth(code) => code,
+        }
+    }
+
+    /// Reads a wire id back (stored errors); `None` for ids this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|id| id.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}")]
 pub struct Error {
     pub kind: ErrorKind,
     /// Kratos's machine-readable error id (e.g. `session_inactive`), when it has one.
-    pub id: Option<&'static str>,
+    pub id: Option<ErrorId>,
     pub reason: String,
     pub details: Value,
     /// Seconds after which the same request may succeed (`Retry-After`), for limits and
@@ -52,7 +207,7 @@ impl Error {
         self.retry_after = std::num::NonZeroU32::new(secs);
         self
     }
-    pub fn with_id(mut self, id: &'static str) -> Self {
+    pub fn with_id(mut self, id: ErrorId) -> Self {
         self.id = Some(id);
         self
     }
@@ -84,33 +239,52 @@ impl Error {
             ErrorKind::Unauthorized,
             "No valid session credentials found in the request.",
         )
-        .with_id("session_inactive")
+        .with_id(ErrorId::SessionInactive)
     }
     pub fn session_already_available() -> Self {
         Self::bad_request("A valid session was detected and thus this flow cannot be started. Sign out first or use the `refresh` parameter to re-authenticate.")
-            .with_id("session_already_available")
+            .with_id(ErrorId::SessionAlreadyAvailable)
     }
     pub fn csrf_violation() -> Self {
         Self::forbidden("The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues. Reload the form and submit it again from the same browser.")
-            .with_id("security_csrf_violation")
+            .with_id(ErrorId::SecurityCsrfViolation)
     }
     pub fn flow_expired(flow_id: &str, expired_at: &str) -> Self {
         Self::new(
             ErrorKind::Gone,
             format!("The self-service flow expired at {expired_at}. Start a new flow and submit it again."),
         )
-        .with_id("self_service_flow_expired")
+        .with_id(ErrorId::SelfServiceFlowExpired)
         .with_details(serde_json::json!({ "since": expired_at, "flow_id": flow_id }))
     }
     pub fn flow_not_found(flow_id: &str) -> Self {
         Self::not_found(format!(
             "The flow `{flow_id}` does not exist. It may have been completed already: start a new flow."
         ))
-        .with_id("self_service_flow_not_found")
+        .with_id(ErrorId::SelfServiceFlowNotFound)
     }
     pub fn invalid_uuid(what: &str, value: &str) -> Self {
         Self::bad_request(format!(
             "`{value}` is not a valid {what}: expected a UUID such as 9f425a8d-7efc-4768-8f23-7647a74fdf13."
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_ids_are_distinct_snake_case_and_parse_back() {
+        let mut seen = std::collections::HashSet::new();
+        for id in ErrorId::ALL {
+            let s = id.as_str();
+            assert!(seen.insert(s), "duplicate wire id {s}");
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert_eq!(ErrorId::parse(s), Some(*id));
+            assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(s));
+        }
+        assert_eq!(ErrorId::parse("no_such_id"), None);
+        assert_eq!(ErrorId::OAuth("invalid_grant").as_str(), "invalid_grant");
     }
 }

@@ -50,6 +50,68 @@ pub struct Credential {
     pub updated_at: Millis,
 }
 
+impl Credential {
+    /// The typed view of a `password` credential's config; `None` when it is not one (or has
+    /// no usable hash, as an imported identity may).
+    pub fn password_config(&self) -> Option<PasswordConfig> {
+        serde_json::from_value::<PasswordConfig>(self.config.clone())
+            .ok()
+            .filter(|c| !c.hashed_password.is_empty())
+    }
+    /// The typed view of an `oidc` credential's config (empty when absent or unreadable).
+    pub fn oidc_config(&self) -> OidcConfig {
+        serde_json::from_value(self.config.clone()).unwrap_or_default()
+    }
+    /// Stores a typed config as the credential's wire/persisted JSON.
+    pub fn set_config(&mut self, config: &impl Serialize) {
+        self.config = serde_json::to_value(config).unwrap_or(Value::Null);
+    }
+}
+
+/// `credentials.password.config`: the PHC hash (argon2id, or an imported bcrypt/pbkdf2 one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordConfig {
+    #[serde(default)]
+    pub hashed_password: String,
+}
+
+/// `credentials.oidc.config`: one entry per linked upstream account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OidcConfig {
+    #[serde(default)]
+    pub providers: Vec<OidcLink>,
+}
+
+/// One upstream account linked to an identity (`<provider>:<subject>` is its identifier).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OidcLink {
+    pub provider: String,
+    pub subject: String,
+    /// The upstream's tokens at the time of linking, sealed (`store_tokens`).
+    #[serde(flatten)]
+    pub tokens: SealedTokens,
+    /// Keys Kratos exports that Tessera keeps but does not read (`organization`, …).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// Upstream tokens sealed with `secrets.cipher` (Kratos's `initial_*_token` names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedTokens {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_refresh_token: Option<String>,
+}
+
+impl SealedTokens {
+    pub fn is_empty(&self) -> bool {
+        *self == SealedTokens::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifiableAddress {
     pub id: Uuid,

@@ -78,7 +78,10 @@ impl Engine {
                     Credential {
                         kind: CREDENTIAL_PASSWORD.into(),
                         identifiers: vec![],
-                        config: serde_json::json!({ "hashed_password": h }),
+                        config: serde_json::to_value(tessera_core::identity::PasswordConfig {
+                            hashed_password: h,
+                        })
+                        .unwrap_or(Value::Null),
                         version: 0,
                         created_at: now,
                         updated_at: now,
@@ -385,7 +388,10 @@ impl Engine {
                 Credential {
                     kind: CREDENTIAL_PASSWORD.into(),
                     identifiers: vec![],
-                    config: serde_json::json!({ "hashed_password": h }),
+                    config: serde_json::to_value(tessera_core::identity::PasswordConfig {
+                        hashed_password: h,
+                    })
+                    .unwrap_or(Value::Null),
                     version: 0,
                     created_at: now,
                     updated_at: now,

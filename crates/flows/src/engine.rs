@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessera_config::Settings;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::flow::{Flow, FlowInternal, FlowKind, FlowState, FlowType};
 use tessera_core::identity::Identity;
 use tessera_core::password::Hasher;
 use tessera_core::schema::IdentitySchema;
@@ -106,7 +106,7 @@ impl Engine {
                 Error::bad_request(format!(
                     "Requested return_to URL `{r}` is not allowed: add it to selfservice.allowed_return_urls."
                 ))
-                .with_id("self_service_flow_return_to_forbidden")
+                .with_id(tessera_core::error::ErrorId::SelfServiceFlowReturnToForbidden)
             }),
         }
     }
@@ -144,8 +144,8 @@ impl Engine {
             return_to,
             ui,
             state: match kind {
-                FlowKind::Settings => "show_form".into(),
-                _ => "choose_method".into(),
+                FlowKind::Settings => FlowState::ShowForm,
+                _ => FlowState::ChooseMethod,
             },
             refresh: None,
             requested_aal: None,
@@ -158,7 +158,7 @@ impl Engine {
                 String::new()
             },
             identity_id: None,
-            internal: Value::Null,
+            internal: FlowInternal::default(),
             session_token_exchange_code: None,
         }
     }
@@ -235,13 +235,16 @@ impl Engine {
                 &timefmt::to_rfc3339(flow.expires_at),
             ));
         }
-        if flow.state == "passed_challenge"
-            || (kind != FlowKind::Settings && flow.state == "success")
-        {
+        let completed = match flow.state {
+            FlowState::PassedChallenge => true,
+            FlowState::Success => kind != FlowKind::Settings,
+            FlowState::ChooseMethod | FlowState::ShowForm => false,
+        };
+        if completed {
             return Err(Error::bad_request(
                 "This flow was completed already and cannot be submitted again: start a new flow.",
             )
-            .with_id("self_service_flow_completed"));
+            .with_id(tessera_core::error::ErrorId::SelfServiceFlowCompleted));
         }
         if flow.flow_type == FlowType::Browser {
             let submitted = body
@@ -269,7 +272,7 @@ impl Engine {
         Err(Error::bad_request(
             "This flow was completed already and cannot be submitted again: start a new flow.",
         )
-        .with_id("self_service_flow_completed"))
+        .with_id(tessera_core::error::ErrorId::SelfServiceFlowCompleted))
     }
 
     /// Persists a refused submission's messages and returns it as the outcome.
@@ -279,7 +282,7 @@ impl Engine {
         self.store
             .insert_error(
                 &serde_json::json!({
-                    "id": err.id.unwrap_or("self_service_error"),
+                    "id": err.id.unwrap_or(tessera_core::ErrorId::SelfServiceError),
                     "code": status,
                     "reason": err.reason,
                     "message": err.reason,

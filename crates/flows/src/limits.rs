@@ -40,7 +40,7 @@ impl std::fmt::Debug for Limits {
 
 fn busy(reason: &str) -> Error {
     Error::new(ErrorKind::Unavailable, reason)
-        .with_id("server_busy")
+        .with_id(tessera_core::error::ErrorId::ServerBusy)
         .with_retry_after(1)
 }
 
@@ -51,7 +51,7 @@ pub fn limited(retry_after: u64) -> Error {
         ErrorKind::TooManyRequests,
         format!("Too many failed attempts. Wait {minutes} minute(s) and try again."),
     )
-    .with_id("self_service_rate_limited")
+    .with_id(tessera_core::error::ErrorId::SelfServiceRateLimited)
     .with_details(serde_json::json!({ "retry_after_seconds": retry_after }))
     .with_retry_after(retry_after)
 }
@@ -212,7 +212,7 @@ impl Limits {
                 ErrorKind::TooManyRequests,
                 "Too many requests from this client. Wait a minute and try again.",
             )
-            .with_id("rate_limited")
+            .with_id(tessera_core::error::ErrorId::RateLimited)
             .with_retry_after(left));
         }
         if count {

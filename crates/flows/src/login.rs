@@ -3,8 +3,10 @@
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, password_node, str_field, submit_node};
 use serde_json::Value;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
-use tessera_core::identity::{CREDENTIAL_PASSWORD, IdentityState, normalize_identifier};
+use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
+use tessera_core::identity::{
+    CREDENTIAL_PASSWORD, IdentityState, PasswordConfig, normalize_identifier,
+};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::ui::Node;
@@ -72,7 +74,7 @@ impl Engine {
             let decision = decision.to_string();
             return self.submit_link_decision(flow, &decision).await;
         }
-        if flow.internal.get("link_proof").is_some() {
+        if flow.internal.link_proof.is_some() {
             // Proven already: only the link question is left on this flow.
             flow.ui.messages.push(text::validation_generic(
                 "Answer the question about linking the account.",
@@ -123,9 +125,8 @@ impl Engine {
         let hashed = found
             .as_ref()
             .and_then(|i| i.credential(CREDENTIAL_PASSWORD))
-            .and_then(|c| c.config.get("hashed_password"))
-            .and_then(Value::as_str)
-            .map(String::from);
+            .and_then(|c| c.password_config())
+            .map(|c| c.hashed_password);
         let (identity, hashed) = match (found, hashed) {
             (Some(i), Some(h)) => (i, h),
             _ => {
@@ -162,7 +163,7 @@ impl Engine {
         if self.hasher.needs_rehash(&hashed) {
             self.upgrade_hash(&identity, &password).await;
         }
-        if flow.internal.get("link").is_some() && flow.flow_type == FlowType::Browser {
+        if flow.internal.link.is_some() && flow.flow_type == FlowType::Browser {
             // The owner proved the account; nothing is linked until they confirm it.
             let flow = self
                 .ask_to_confirm_link(flow, &identity, "password")
@@ -174,7 +175,7 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "password").await?;
-        flow.state = "passed_challenge".into();
+        flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);
         Ok(Outcome::Completed {
             flow,
@@ -198,7 +199,9 @@ impl Engine {
             .as_mut()
             .and_then(|m| m.get_mut(CREDENTIAL_PASSWORD))
         {
-            c.config = serde_json::json!({ "hashed_password": new_hash });
+            c.set_config(&PasswordConfig {
+                hashed_password: new_hash,
+            });
             c.updated_at = now_ms();
         }
         if let Err(e) = self.store.update_identity(&updated).await {

@@ -3,7 +3,7 @@
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, password_node, str_field, submit_node, trait_nodes};
 use serde_json::Value;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::IdentityState;
 use tessera_core::session::Session;
 use tessera_core::{Error, ErrorKind, text};
@@ -21,7 +21,7 @@ impl Engine {
             return Err(Error::bad_request(
                 "Registration is disabled: selfservice.flows.registration.enabled is false.",
             )
-            .with_id("self_service_flow_disabled"));
+            .with_id(tessera_core::error::ErrorId::SelfServiceFlowDisabled));
         }
         if session.is_some() {
             return Err(Error::session_already_available());
@@ -95,7 +95,7 @@ impl Engine {
             if let (Ok(schema), Some(submitted)) =
                 (self.schemas.default_schema(), body.get("traits"))
             {
-                let traits = match flow.internal.pointer("/oidc/traits") {
+                let traits = match flow.internal.pending.as_ref().map(|p| &p.traits) {
                     Some(mapped) => {
                         let mut t = mapped.clone();
                         crate::social::merge(&mut t, submitted);
@@ -191,7 +191,7 @@ impl Engine {
         if let Err(e) = self.store.insert_identity(&identity).await {
             if e.kind == ErrorKind::Conflict {
                 // Reopen the flow so the user can fix the identifier and resubmit.
-                flow.state = "choose_method".into();
+                flow.state = FlowState::ChooseMethod;
                 flow.ui.messages.push(text::duplicate_credentials());
                 return self.invalid(flow).await;
             }
@@ -205,7 +205,7 @@ impl Engine {
         } else {
             None
         };
-        flow.state = "passed_challenge".into();
+        flow.state = FlowState::PassedChallenge;
         let fallback = self.settings.registration_return_url.clone();
         let return_to = self.return_to(&flow, fallback.as_ref());
         Ok(Outcome::Completed {

@@ -44,7 +44,7 @@ impl Engine {
         current: Option<&Session>,
     ) -> Result<(), Error> {
         let invalid = || {
-            Error::forbidden("The logout token is invalid or belongs to another session: open the logout link again from the signed-in browser.").with_id("security_csrf_violation")
+            Error::forbidden("The logout token is invalid or belongs to another session: open the logout link again from the signed-in browser.").with_id(tessera_core::error::ErrorId::SecurityCsrfViolation)
         };
         let (sid, given) = token.split_once('.').ok_or_else(invalid)?;
         let id = Uuid::parse_str(sid).map_err(|_| invalid())?;
@@ -67,7 +67,7 @@ impl Engine {
             .await?
             .ok_or_else(|| {
                 Error::forbidden("The session token is invalid or already revoked.")
-                    .with_id("session_inactive")
+                    .with_id(tessera_core::error::ErrorId::SessionInactive)
             })?;
         self.store.set_session_active(s.id, false).await
     }

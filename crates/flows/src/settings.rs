@@ -3,8 +3,8 @@
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, password_node, str_field, submit_node, trait_nodes};
 use serde_json::Value;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
-use tessera_core::identity::{CREDENTIAL_PASSWORD, Credential};
+use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
+use tessera_core::identity::{CREDENTIAL_PASSWORD, Credential, PasswordConfig};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
@@ -58,7 +58,7 @@ impl Engine {
             .flow_for_submit(FlowKind::Settings, flow_id, body, csrf_cookie)
             .await?;
         if flow.identity_id != Some(session.identity_id) {
-            return Err(Error::forbidden("This settings flow belongs to another session's identity: start a new settings flow.").with_id("security_identity_mismatch"));
+            return Err(Error::forbidden("This settings flow belongs to another session's identity: start a new settings flow.").with_id(tessera_core::error::ErrorId::SecurityIdentityMismatch));
         }
         // A stolen or forgotten session must not become a permanent takeover: credentials and
         // traits change only within `privileged_session_max_age` of signing in (Kratos).
@@ -80,7 +80,7 @@ impl Engine {
             return Err(Error::forbidden(
                 "The login session is too old and thus not allowed to update these fields. Please re-authenticate.",
             )
-            .with_id("session_refresh_required")
+            .with_id(tessera_core::error::ErrorId::SessionRefreshRequired)
             .with_details(serde_json::json!({ "redirect_browser_to": to.to_string() })));
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
@@ -125,7 +125,10 @@ impl Engine {
                         Credential {
                             kind: CREDENTIAL_PASSWORD.into(),
                             identifiers,
-                            config: serde_json::json!({ "hashed_password": hashed }),
+                            config: serde_json::to_value(PasswordConfig {
+                                hashed_password: hashed,
+                            })
+                            .unwrap_or(Value::Null),
                             version: 0,
                             created_at,
                             updated_at: now,
@@ -183,7 +186,7 @@ impl Engine {
                 }
             }
         }
-        flow.state = "success".into();
+        flow.state = FlowState::Success;
         flow.ui.messages.push(text::settings_saved());
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;

@@ -118,7 +118,7 @@ fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<
             Error::forbidden(format!(
                 "Host `{host}` is not this admin API's: call it by the host of serve.admin.base_url or a loopback address (set serve.admin.base_url to the URL your clients use)."
             ))
-            .with_id("security_host_mismatch"),
+            .with_id(tessera_core::error::ErrorId::SecurityHostMismatch),
         );
     }
     let cross_site = h.contains_key(header::ORIGIN)
@@ -130,7 +130,7 @@ fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<
             Error::forbidden(
                 "The admin API does not answer requests from web pages (Origin or Sec-Fetch-Site present): call it from a server or the command line.",
             )
-            .with_id("security_cross_site_request"),
+            .with_id(tessera_core::error::ErrorId::SecurityCrossSiteRequest),
         );
     }
     let has_body = h

@@ -165,7 +165,7 @@ pub async fn get_error(
             Error::not_found(format!(
                 "No error with id `{id}` exists (errors are kept for a while only)."
             ))
-            .with_id("self_service_error_not_found"),
+            .with_id(tessera_core::error::ErrorId::SelfServiceErrorNotFound),
         )),
     }
 }

@@ -126,7 +126,7 @@ fn admin_err(e: OpError) -> ApiError {
         s if s >= 500 => ErrorKind::Internal,
         _ => ErrorKind::BadRequest,
     };
-    ApiError(Error::new(kind, e.description).with_id(e.error))
+    ApiError(Error::new(kind, e.description).with_id(tessera_core::ErrorId::OAuth(e.error)))
 }
 
 async fn discovery(State(st): State<AppState>) -> Response {
@@ -763,7 +763,7 @@ fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
     serde_json::from_value(v).map_err(|e| {
         ApiError(
             Error::bad_request(format!("The app metadata is not valid: {e}."))
-                .with_id("invalid_client_metadata"),
+                .with_id(tessera_core::error::ErrorId::InvalidClientMetadata),
         )
     })
 }

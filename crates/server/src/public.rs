@@ -174,7 +174,9 @@ fn flow_created(
 /// For a browser that already has a session, Kratos redirects to the return URL instead of
 /// erroring; JSON clients get the error.
 fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error) -> Response {
-    if e.id == Some("session_already_available") && ft == FlowType::Browser && !wants_json(headers)
+    if e.id == Some(tessera_core::error::ErrorId::SessionAlreadyAvailable)
+        && ft == FlowType::Browser
+        && !wants_json(headers)
     {
         return Redirect::to(st.engine().settings.default_return_url.as_str()).into_response();
     }
@@ -303,7 +305,7 @@ async fn get_flow(
         if flow.identity_id != Some(session.identity_id) {
             return Err(ApiError(
                 Error::forbidden("This settings flow belongs to another identity.")
-                    .with_id("security_identity_mismatch"),
+                    .with_id(tessera_core::error::ErrorId::SecurityIdentityMismatch),
             ));
         }
     }
@@ -365,7 +367,7 @@ async fn submit(
                 .map_err(|_| ApiError(err.clone()))?;
             return Ok(Redirect::to(to.as_str()).into_response());
         }
-        Err(err) if err.id == Some("session_refresh_required") => {
+        Err(err) if err.id == Some(tessera_core::error::ErrorId::SessionRefreshRequired) => {
             // Kratos's answer: browsers go to a refresh login, JSON callers get 403 with where
             // to send the browser.
             let to = err
@@ -393,8 +395,8 @@ async fn submit(
                 .into_response());
         }
         Err(err)
-            if (err.id == Some("security_csrf_violation")
-                || err.id == Some("self_service_rate_limited"))
+            if (err.id == Some(tessera_core::error::ErrorId::SecurityCsrfViolation)
+                || err.id == Some(tessera_core::error::ErrorId::SelfServiceRateLimited))
                 && !wants_json(&headers)
                 && is_browser_flow(&st, &id).await =>
         {

@@ -4,7 +4,7 @@
 use crate::{Store, db_err};
 use serde_json::Value;
 use sqlx::Row;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::flow::{Flow, FlowInternal, FlowKind, FlowState, FlowType};
 use tessera_core::{Error, crypto};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ impl Store {
             .bind(f.id.to_string())
             .bind(f.kind.as_str())
             .bind(f.flow_type.as_str())
-            .bind(&f.state)
+            .bind(f.state.as_str())
             .bind(&f.request_url)
             .bind(f.return_to.clone())
             .bind(csrf_hash(&f.csrf_token))
@@ -33,7 +33,7 @@ impl Store {
 
     pub async fn update_flow(&self, f: &Flow) -> Result<(), Error> {
         sqlx::query("UPDATE selfservice_flows SET state = $1, ui = $2, extra = $3, updated_at = $4 WHERE id = $5")
-            .bind(&f.state)
+            .bind(f.state.as_str())
             .bind(serde_json::to_string(&f.ui).unwrap_or_default())
             .bind(extra(f))
             .bind(f.updated_at)
@@ -79,7 +79,11 @@ impl Store {
             return_to: row.try_get("return_to").map_err(db_err)?,
             ui: serde_json::from_str(&ui)
                 .map_err(|e| Error::internal(format!("corrupt flow ui: {e}")))?,
-            state: get_s("state")?,
+            state: {
+                let state = get_s("state")?;
+                FlowState::parse(&state)
+                    .ok_or_else(|| Error::internal(format!("corrupt flow state `{state}`")))?
+            },
             refresh: extra.get("refresh").and_then(Value::as_bool),
             requested_aal: extra
                 .get("requested_aal")
@@ -90,7 +94,7 @@ impl Store {
             updated_at: row.try_get("updated_at").map_err(db_err)?,
             csrf_token: String::new(),
             identity_id: identity_id.and_then(|s| Uuid::parse_str(&s).ok()),
-            internal: extra.get("internal").cloned().unwrap_or(Value::Null),
+            internal: internal_of(&extra, id),
             session_token_exchange_code: None,
         };
         Ok((flow, get_s("csrf_hash")?))
@@ -116,6 +120,26 @@ pub fn csrf_hash(token: &str) -> String {
     }
 }
 
+/// The `extra` column: `{"internal", "refresh", "requested_aal"}` (keys sorted, as written
+/// since the first release), with `internal` `null` when the flow keeps nothing.
 fn extra(f: &Flow) -> String {
-    serde_json::json!({ "refresh": f.refresh, "requested_aal": f.requested_aal, "internal": f.internal }).to_string()
+    let internal = if f.internal.is_empty() {
+        Value::Null
+    } else {
+        serde_json::to_value(&f.internal).unwrap_or(Value::Null)
+    };
+    serde_json::json!({ "refresh": f.refresh, "requested_aal": f.requested_aal, "internal": internal }).to_string()
+}
+
+/// Reads `extra.internal`. A value this version cannot read (a row written by a future one,
+/// say) loses only the flow's pending method state, as the old untyped reader ignored what it
+/// did not know; the flow itself still loads.
+fn internal_of(extra: &Value, id: Uuid) -> FlowInternal {
+    match extra.get("internal") {
+        None | Some(Value::Null) => FlowInternal::default(),
+        Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+            tracing::warn!(flow = %id, error = %e, "flow internal state unreadable; dropped");
+            FlowInternal::default()
+        }),
+    }
 }

@@ -49,7 +49,7 @@ pub fn decode_page_token(prefix: &str, token: &str) -> Result<String, Error> {
         Error::bad_request(format!(
             "The page_token `{token}` is invalid: use the page_token from the Link header of the previous response, unmodified."
         ))
-        .with_id("invalid_page_token")
+        .with_id(tessera_core::error::ErrorId::InvalidPageToken)
     };
     let raw = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;

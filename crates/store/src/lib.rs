@@ -120,7 +120,7 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
         && d.is_unique_violation()
     {
         return Error::conflict("This identity conflicts with another identity that already exists: one of its identifiers (email, phone, username, …) or addresses is already taken.")
-            .with_id("identity_conflict");
+            .with_id(tessera_core::error::ErrorId::IdentityConflict);
     }
     tracing::error!(error = %e, "database error");
     Error::internal("A database error occurred. The server log has the details.")

@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::engine::Engine;
-use serde_json::{Map, Value};
 use std::collections::HashMap;
-use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::CREDENTIAL_OIDC;
+use tessera_core::identity::SealedTokens;
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, crypto, text};
@@ -91,7 +91,7 @@ impl Engine {
                     .await;
             }
         };
-        if flow.is_expired_at(now) || flow.state == "passed_challenge" {
+        if flow.is_expired_at(now) || flow.state == FlowState::PassedChallenge {
             return self
                 .stored_error(
                     410,
@@ -204,27 +204,23 @@ impl Engine {
     }
 
     /// Encrypts the upstream tokens when the provider keeps them (`store_tokens`).
-    pub(crate) fn seal_tokens(&self, provider: &Configured, tokens: &Tokens) -> Value {
+    /// `None` when it does not; a token that cannot be sealed is left out.
+    pub(crate) fn seal_tokens(
+        &self,
+        provider: &Configured,
+        tokens: &Tokens,
+    ) -> Option<SealedTokens> {
         if !provider.config().store_tokens {
-            return Value::Null;
+            return None;
         }
-        let seal = |t: &Option<String>| -> Value {
-            t.as_deref()
-                .and_then(|v| self.cipher.encrypt(v).ok())
-                .map(Value::String)
-                .unwrap_or(Value::Null)
+        let seal = |t: &Option<String>| -> Option<String> {
+            t.as_deref().and_then(|v| self.cipher.encrypt(v).ok())
         };
-        let mut m = Map::new();
-        for (k, v) in [
-            ("initial_id_token", seal(&tokens.id_token)),
-            ("initial_access_token", seal(&tokens.access_token)),
-            ("initial_refresh_token", seal(&tokens.refresh_token)),
-        ] {
-            if !v.is_null() {
-                m.insert(k.into(), v);
-            }
-        }
-        Value::Object(m)
+        Some(SealedTokens {
+            initial_id_token: seal(&tokens.id_token),
+            initial_access_token: seal(&tokens.access_token),
+            initial_refresh_token: seal(&tokens.refresh_token),
+        })
     }
 
     pub(crate) async fn oidc_sign_in(
@@ -233,7 +229,7 @@ impl Engine {
         provider: &Configured,
         profile: Profile,
         mapped: Mapped,
-        tokens: Value,
+        tokens: Option<SealedTokens>,
         csrf_cookie: Option<&str>,
     ) -> Result<CallbackOutcome, Error> {
         let identifier = format!("{}:{}", provider.id(), profile.subject);

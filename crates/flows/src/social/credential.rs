@@ -2,14 +2,19 @@
 //! sealed upstream tokens.
 
 use crate::engine::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
-use tessera_core::identity::{CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Credential, Identity};
+use tessera_core::flow::PendingSocial;
+use tessera_core::identity::{
+    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Credential, Identity, OidcConfig, OidcLink, SealedTokens,
+};
 use tessera_core::timefmt::now_ms;
 
 impl Engine {
-    /// `include_credential=oidc`: the stored upstream tokens, decrypted for the admin.
+    /// `include_credential=oidc`: the stored upstream tokens, decrypted for the admin. A token
+    /// that no longer decrypts (a retired `secrets.cipher`) is shown as `null`.
     pub fn reveal_oidc_tokens(&self, identity: &mut Identity) {
+        let id = identity.id;
         let Some(c) = identity
             .credentials
             .as_mut()
@@ -17,38 +22,38 @@ impl Engine {
         else {
             return;
         };
-        let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) else {
+        if !c.config.get("providers").is_some_and(Value::is_array) {
             return;
-        };
-        for p in list {
-            for k in [
-                "initial_id_token",
-                "initial_access_token",
-                "initial_refresh_token",
+        }
+        let mut config = c.oidc_config();
+        for link in &mut config.providers {
+            let t = &mut link.tokens;
+            for (name, slot) in [
+                ("initial_id_token", &mut t.initial_id_token),
+                ("initial_access_token", &mut t.initial_access_token),
+                ("initial_refresh_token", &mut t.initial_refresh_token),
             ] {
-                if let Some(Value::String(sealed)) = p.get(k).cloned() {
-                    match self.cipher.decrypt(&sealed) {
-                        Ok(plain) => p[k] = Value::String(plain),
-                        Err(e) => {
-                            tracing::warn!(identity = %identity.id, error = %e, "stored upstream token could not be decrypted");
-                            p[k] = Value::Null;
-                        }
+                let Some(sealed) = slot.take() else { continue };
+                match self.cipher.decrypt(&sealed) {
+                    Ok(plain) => *slot = Some(plain),
+                    Err(e) => {
+                        tracing::warn!(identity = %id, error = %e, "stored upstream token could not be decrypted");
+                        link.other.insert(name.into(), Value::Null);
                     }
                 }
             }
         }
+        c.set_config(&config);
     }
 }
 
 /// Whether the identity can sign in with a password (an imported identity may have an empty
 /// password credential).
 pub(crate) fn has_password(identity: &Identity) -> bool {
-    identity.credential(CREDENTIAL_PASSWORD).is_some_and(|c| {
-        c.config
-            .get("hashed_password")
-            .and_then(Value::as_str)
-            .is_some_and(|h| !h.is_empty())
-    })
+    identity
+        .credential(CREDENTIAL_PASSWORD)
+        .and_then(Credential::password_config)
+        .is_some()
 }
 
 /// `(provider, subject)` pairs an identity is linked with.
@@ -68,27 +73,25 @@ pub fn linked_providers(identity: &Identity) -> Vec<(String, String)> {
 }
 
 /// Adds (or refreshes) `<provider>:<subject>` in the identity's oidc credential.
-pub(crate) fn add_link_from_pending(identity: &mut Identity, pending: &Value) {
-    let provider = pending
-        .get("provider")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let subject = pending
-        .get("subject")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if provider.is_empty() || subject.is_empty() {
+pub(crate) fn add_link_from_pending(identity: &mut Identity, pending: &PendingSocial) {
+    if pending.provider.is_empty() || pending.subject.is_empty() {
         return;
     }
-    let tokens = pending.get("tokens").cloned().unwrap_or(Value::Null);
-    set_provider_entry(identity, provider, subject, &tokens);
+    set_provider_entry(
+        identity,
+        &pending.provider,
+        &pending.subject,
+        pending.tokens.as_ref(),
+    );
 }
 
+/// Records the link `<provider>:<subject>`; an existing entry is replaced only when there are
+/// new tokens to keep.
 pub(crate) fn set_provider_entry(
     identity: &mut Identity,
     provider: &str,
     subject: &str,
-    tokens: &Value,
+    tokens: Option<&SealedTokens>,
 ) {
     let now = now_ms();
     let creds = identity.credentials.get_or_insert_with(BTreeMap::new);
@@ -97,7 +100,7 @@ pub(crate) fn set_provider_entry(
         .or_insert_with(|| Credential {
             kind: CREDENTIAL_OIDC.into(),
             identifiers: vec![],
-            config: json!({ "providers": [] }),
+            config: Value::Null,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -106,27 +109,25 @@ pub(crate) fn set_provider_entry(
     if !c.identifiers.contains(&identifier) {
         c.identifiers.push(identifier);
     }
-    if !c.config.get("providers").is_some_and(Value::is_array) {
-        c.config = json!({ "providers": [] });
-    }
-    let mut entry = json!({ "provider": provider, "subject": subject });
-    if let Some(t) = tokens.as_object() {
-        for (k, v) in t {
-            entry[k] = v.clone();
-        }
-    }
-    if let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) {
-        match list.iter_mut().find(|p| {
-            p.get("provider").and_then(Value::as_str) == Some(provider)
-                && p.get("subject").and_then(Value::as_str) == Some(subject)
-        }) {
-            Some(existing) => {
-                if tokens.as_object().is_some_and(|t| !t.is_empty()) {
-                    *existing = entry;
-                }
+    let mut config: OidcConfig = c.oidc_config();
+    let entry = OidcLink {
+        provider: provider.to_string(),
+        subject: subject.to_string(),
+        tokens: tokens.cloned().unwrap_or_default(),
+        other: Default::default(),
+    };
+    match config
+        .providers
+        .iter_mut()
+        .find(|p| p.provider == provider && p.subject == subject)
+    {
+        Some(existing) => {
+            if tokens.is_some_and(|t| !t.is_empty()) {
+                *existing = entry;
             }
-            None => list.push(entry),
         }
+        None => config.providers.push(entry),
     }
+    c.set_config(&config);
     c.updated_at = now;
 }

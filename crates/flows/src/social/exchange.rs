@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::engine::Engine;
-use serde_json::json;
 use tessera_core::flow::{Flow, FlowType};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
@@ -23,7 +22,7 @@ impl Engine {
         self.store
             .insert_token_exchange(&crypto::token_hash(&init), flow.id, now_ms())
             .await?;
-        flow.internal = json!({ "token_exchange": true });
+        flow.internal.token_exchange = true;
         flow.updated_at = now_ms();
         self.store.update_flow(flow).await?;
         flow.session_token_exchange_code = Some(init);
@@ -70,7 +69,7 @@ impl Engine {
     ) -> Result<(Session, String), Error> {
         let not_found = || {
             Error::not_found("No session for these codes: they are wrong, were already used, or the sign-in has not finished.")
-                .with_id("session_token_exchange_not_found")
+                .with_id(tessera_core::error::ErrorId::SessionTokenExchangeNotFound)
         };
         if init_code.is_empty() || return_code.is_empty() {
             return Err(not_found());

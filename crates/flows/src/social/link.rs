@@ -4,14 +4,15 @@
 use super::*;
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self};
-use serde_json::{Value, json};
-use tessera_core::flow::{Flow, FlowKind, FlowType};
+use serde_json::Value;
+use tessera_core::flow::{
+    Flow, FlowKind, FlowState, FlowType, LinkIntent, LinkProof, PendingSocial,
+};
 use tessera_core::identity::{Identity, IdentityState};
 use tessera_core::timefmt::now_ms;
 use tessera_core::ui::Node;
 use tessera_core::{Error, text};
 use tessera_social::Configured;
-use uuid::Uuid;
 
 impl Engine {
     /// The mapped identifier belongs to an existing account: show a login flow that explains
@@ -20,7 +21,7 @@ impl Engine {
         &self,
         flow: Flow,
         provider: &Configured,
-        pending: Value,
+        pending: PendingSocial,
         owner: Identity,
         duplicate: &str,
         csrf_cookie: Option<&str>,
@@ -69,21 +70,23 @@ impl Engine {
             provider.config().display_name(),
             &owner_providers,
         ));
-        let mut link = pending;
-        link["identity_id"] = Value::String(owner.id.to_string());
-        link["identifier"] = Value::String(duplicate.to_string());
-        login.internal = json!({ "link": link });
+        login.internal.link = Some(LinkIntent {
+            pending,
+            identity_id: owner.id,
+            identifier: duplicate.to_string(),
+        });
         self.store.insert_flow(&login).await?;
         Ok(CallbackOutcome::ShowFlow(login))
     }
 
     /// The pending link of a browser login flow, if it is for `identity`. API flows never
     /// carry one (see [`Engine::create_oidc_identity`]); an older one is ignored.
-    pub(crate) fn pending_link_for(flow: &Flow, identity: &Identity) -> Option<Value> {
-        let link = flow.internal.get("link")?;
-        (flow.flow_type == FlowType::Browser
-            && link.get("identity_id").and_then(Value::as_str) == Some(&identity.id.to_string()))
-        .then(|| link.clone())
+    pub(crate) fn pending_link_for<'f>(
+        flow: &'f Flow,
+        identity: &Identity,
+    ) -> Option<&'f LinkIntent> {
+        let link = flow.internal.link.as_ref()?;
+        (flow.flow_type == FlowType::Browser && link.identity_id == identity.id).then_some(link)
     }
 
     /// The owner proved the account (password, or a provider it already has): before anything
@@ -98,20 +101,13 @@ impl Engine {
         let Some(link) = Self::pending_link_for(&flow, identity) else {
             return Err(Error::internal("no pending link to confirm"));
         };
-        let provider_id = link
-            .get("provider")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let provider_id = link.pending.provider.as_str();
         let provider_name = self
             .social
             .get(provider_id)
             .map(|p| p.config().display_name().to_string())
             .unwrap_or_else(|| provider_id.to_string());
-        let account = link
-            .get("identifier")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let account = link.identifier.clone();
         flow.ui.nodes.retain(|n| n.attributes.name == "csrf_token");
         flow.ui.messages.clear();
         flow.ui
@@ -135,9 +131,10 @@ impl Engine {
             )
             .label(text::skip_link_button()),
         );
-        flow.internal = json!({
-            "link": link,
-            "link_proof": { "identity_id": identity.id.to_string(), "method": method, "at": now_ms() },
+        flow.internal.link_proof = Some(LinkProof {
+            identity_id: identity.id,
+            method: method.to_string(),
+            at: now_ms(),
         });
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;
@@ -151,25 +148,14 @@ impl Engine {
         flow: Flow,
         decision: &str,
     ) -> Result<Outcome, Error> {
-        let proof = flow.internal.get("link_proof").cloned();
-        let Some(identity_id) = proof
-            .as_ref()
-            .and_then(|p| p.get("identity_id"))
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
+        let Some(proof) = flow.internal.link_proof.clone() else {
             return Err(Error::bad_request(
                 "This flow has no account link to confirm: sign in first.",
             )
-            .with_id("self_service_flow_link_missing"));
+            .with_id(tessera_core::error::ErrorId::SelfServiceFlowLinkMissing));
         };
-        let method = proof
-            .as_ref()
-            .and_then(|p| p.get("method"))
-            .and_then(Value::as_str)
-            .unwrap_or("password")
-            .to_string();
-        let mut identity = self.store.get_identity(identity_id).await?;
+        let method = proof.method;
+        let mut identity = self.store.get_identity(proof.identity_id).await?;
         if identity.state != IdentityState::Active {
             let mut flow = flow;
             flow.ui.messages.push(text::inactive_identity());
@@ -179,14 +165,14 @@ impl Engine {
         if decision == "confirm"
             && let Some(link) = Self::pending_link_for(&flow, &identity)
         {
-            add_link_from_pending(&mut identity, &link);
+            add_link_from_pending(&mut identity, &link.pending);
             self.store.update_identity(&identity).await?;
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, &method).await?;
         let mut flow = flow;
-        flow.state = "passed_challenge".into();
+        flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);
         Ok(Outcome::Completed {
             flow,
@@ -201,15 +187,9 @@ impl Engine {
 /// provider's mapper declared. The mapper is the operator's statement of what the upstream
 /// verifies (the default mappers list an email only when the upstream says
 /// `email_verified`), as in Kratos.
-pub(crate) fn upstream_verified(pending: &Value, identifier: &str) -> bool {
+pub(crate) fn upstream_verified(pending: &PendingSocial, identifier: &str) -> bool {
     pending
-        .get("verified_addresses")
-        .and_then(Value::as_array)
-        .is_some_and(|list| {
-            list.iter().any(|a| {
-                a.get("value")
-                    .and_then(Value::as_str)
-                    .is_some_and(|v| v.eq_ignore_ascii_case(identifier))
-            })
-        })
+        .verified_addresses
+        .iter()
+        .any(|a| a.value.eq_ignore_ascii_case(identifier))
 }

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::engine::Engine;
-use serde_json::Value;
 use tessera_core::flow::Flow;
+use tessera_core::identity::SealedTokens;
 use tessera_core::identity::{Identity, IdentityState};
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
@@ -17,7 +17,7 @@ impl Engine {
         provider: &Configured,
         profile: &Profile,
         mapped: &Mapped,
-        tokens: Value,
+        tokens: Option<SealedTokens>,
         identity: Identity,
     ) -> Result<CallbackOutcome, Error> {
         if identity.state != IdentityState::Active {
@@ -48,8 +48,13 @@ impl Engine {
                 tracing::warn!(identity = %identity.id, provider = provider.id(), "update_traits_on_login: mapped traits are invalid against the schema; kept the stored ones");
             }
         }
-        if tokens.as_object().is_some_and(|m| !m.is_empty()) {
-            set_provider_entry(&mut identity, provider.id(), &profile.subject, &tokens);
+        if tokens.as_ref().is_some_and(|t| !t.is_empty()) {
+            set_provider_entry(
+                &mut identity,
+                provider.id(),
+                &profile.subject,
+                tokens.as_ref(),
+            );
             changed = true;
         }
         // Signing in with another provider this account already has proves ownership; the

@@ -5,24 +5,38 @@ use super::*;
 use crate::engine::{Engine, Outcome};
 use crate::forms::{str_field, trait_nodes};
 use serde_json::{Value, json};
-use tessera_core::flow::{Flow, FlowKind, FlowType};
-use tessera_core::identity::{CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Identity, IdentityState};
+use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType, PendingSocial, VerifiedAddress};
+use tessera_core::identity::{
+    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Identity, IdentityState, SealedTokens,
+};
 use tessera_core::timefmt::now_ms;
 use tessera_core::ui::Node;
 use tessera_core::{Error, ErrorKind, text};
 use tessera_social::{Configured, Mapped, Profile};
 
 /// Pending data kept in a flow's internal state between the callback and the user's next step.
-pub(crate) fn pending(profile: &Profile, provider: &str, mapped: &Mapped, tokens: Value) -> Value {
-    json!({
-        "provider": provider,
-        "subject": profile.subject,
-        "traits": mapped.traits,
-        "metadata_public": mapped.metadata_public,
-        "metadata_admin": mapped.metadata_admin,
-        "verified_addresses": mapped.verified_addresses.iter().map(|(v, via)| json!({"value": v, "via": via})).collect::<Vec<_>>(),
-        "tokens": tokens,
-    })
+pub(crate) fn pending(
+    profile: &Profile,
+    provider: &str,
+    mapped: &Mapped,
+    tokens: Option<SealedTokens>,
+) -> PendingSocial {
+    PendingSocial {
+        provider: provider.to_string(),
+        subject: profile.subject.clone(),
+        traits: mapped.traits.clone(),
+        metadata_public: mapped.metadata_public.clone(),
+        metadata_admin: mapped.metadata_admin.clone(),
+        verified_addresses: mapped
+            .verified_addresses
+            .iter()
+            .map(|(value, via)| VerifiedAddress {
+                value: value.clone(),
+                via: via.clone(),
+            })
+            .collect(),
+        tokens,
+    }
 }
 
 impl Engine {
@@ -32,11 +46,11 @@ impl Engine {
         &self,
         flow: Flow,
         provider: &Configured,
-        pending: Value,
+        pending: PendingSocial,
         csrf_cookie: Option<&str>,
     ) -> Result<CallbackOutcome, Error> {
         let schema = self.schemas.default_schema()?;
-        let traits = pending.get("traits").cloned().unwrap_or(Value::Null);
+        let traits = pending.traits.clone();
         let errors = schema.validate_traits(&traits);
         if !errors.is_empty() || !self.settings.registration_enabled {
             if !self.settings.registration_enabled {
@@ -51,7 +65,7 @@ impl Engine {
             for e in errors {
                 reg.ui.add_message(e.field.as_deref(), e.message);
             }
-            reg.internal = json!({ "oidc": pending });
+            reg.internal.pending = Some(pending);
             reg.updated_at = now_ms();
             self.store.update_flow(&reg).await?;
             return Ok(CallbackOutcome::ShowFlow(reg));
@@ -71,7 +85,7 @@ impl Engine {
             return Ok(flow.clone());
         }
         let mut reg = self.successor_flow(flow, FlowKind::Registration, csrf_cookie);
-        reg.state = "choose_method".into();
+        reg.state = FlowState::ChooseMethod;
         self.store.insert_flow(&reg).await?;
         Ok(reg)
     }
@@ -106,16 +120,18 @@ impl Engine {
         csrf_cookie: Option<&str>,
     ) -> Result<Outcome, Error> {
         let provider_id = str_field(body, "provider").unwrap_or_default().to_string();
-        let pending = flow.internal.get("oidc").cloned();
-        let Some(mut pending) =
-            pending.filter(|p| p.get("provider").and_then(Value::as_str) == Some(&provider_id))
-        else {
+        let pending = flow.internal.pending.clone();
+        let Some(mut pending) = pending.filter(|p| p.provider == provider_id) else {
             return self.start_oidc(flow, &provider_id).await;
         };
         let Some(provider) = self.social.get(&provider_id).cloned() else {
             return self.start_oidc(flow, &provider_id).await;
         };
-        let mapped = pending.get("traits").cloned().unwrap_or_else(|| json!({}));
+        let mapped = if pending.traits.is_null() {
+            json!({})
+        } else {
+            pending.traits.clone()
+        };
         let mut traits = mapped.clone();
         if let Some(submitted) = body.get("traits") {
             merge(&mut traits, submitted);
@@ -125,7 +141,7 @@ impl Engine {
         let refused = schema.pin_read_only(&mut traits, &mapped);
         let errors = schema.validate_traits(&traits);
         if !refused.is_empty() {
-            pending["traits"] = traits.clone();
+            pending.traits = traits.clone();
             self.fill_gaps_form(&mut flow, &provider, &traits);
             for path in refused {
                 flow.ui
@@ -134,16 +150,16 @@ impl Engine {
             for e in errors {
                 flow.ui.add_message(e.field.as_deref(), e.message);
             }
-            flow.internal = json!({ "oidc": pending });
+            flow.internal.pending = Some(pending);
             return self.invalid(flow).await;
         }
-        pending["traits"] = traits.clone();
+        pending.traits = traits.clone();
         if !errors.is_empty() {
             self.fill_gaps_form(&mut flow, &provider, &traits);
             for e in errors {
                 flow.ui.add_message(e.field.as_deref(), e.message);
             }
-            flow.internal = json!({ "oidc": pending });
+            flow.internal.pending = Some(pending);
             return self.invalid(flow).await;
         }
         match self
@@ -166,7 +182,7 @@ impl Engine {
             CallbackOutcome::Error(_) => Err(Error::bad_request(
                 "This flow was completed already and cannot be submitted again: start a new flow.",
             )
-            .with_id("self_service_flow_completed")),
+            .with_id(tessera_core::error::ErrorId::SelfServiceFlowCompleted)),
         }
     }
 
@@ -174,16 +190,12 @@ impl Engine {
         &self,
         flow: Flow,
         provider: &Configured,
-        pending: Value,
+        pending: PendingSocial,
         csrf_cookie: Option<&str>,
     ) -> Result<CallbackOutcome, Error> {
         let schema = self.schemas.default_schema()?;
-        let traits = pending.get("traits").cloned().unwrap_or(Value::Null);
-        let subject = pending
-            .get("subject")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let traits = pending.traits.clone();
+        let subject = pending.subject.clone();
         // Never link silently: an identifier that already belongs to someone sends the user to
         // prove that account first.
         for id in schema.extract(&traits).password_identifiers {
@@ -203,7 +215,7 @@ impl Engine {
                         .await;
                 }
                 let mut flow = flow;
-                flow.internal = Value::Null;
+                flow.internal.pending = None;
                 flow.ui.messages.push(text::duplicate_on_oidc_link());
                 return self.show(flow).await;
             }
@@ -212,14 +224,8 @@ impl Engine {
             &schema.id,
             traits,
             IdentityState::Active,
-            pending
-                .get("metadata_public")
-                .cloned()
-                .unwrap_or(Value::Null),
-            pending
-                .get("metadata_admin")
-                .cloned()
-                .unwrap_or(Value::Null),
+            pending.metadata_public.clone(),
+            pending.metadata_admin.clone(),
             None,
             None,
         ) {
@@ -245,7 +251,7 @@ impl Engine {
                 .await?
             {
                 let mut flow = flow;
-                flow.internal = Value::Null;
+                flow.internal.pending = None;
                 return self
                     .finish_sign_in(flow, existing, "This sign-in was already completed.")
                     .await;
@@ -286,20 +292,11 @@ impl Engine {
 }
 
 /// Addresses the mapper vouched for (`verified_addresses`) start verified.
-pub(crate) fn mark_verified(identity: &mut Identity, pending: &Value) {
-    let Some(list) = pending.get("verified_addresses").and_then(Value::as_array) else {
-        return;
-    };
+pub(crate) fn mark_verified(identity: &mut Identity, pending: &PendingSocial) {
     let now = now_ms();
-    for a in list {
-        let (Some(value), via) = (
-            a.get("value").and_then(Value::as_str),
-            a.get("via").and_then(Value::as_str).unwrap_or("email"),
-        ) else {
-            continue;
-        };
+    for a in &pending.verified_addresses {
         for addr in identity.verifiable_addresses.iter_mut() {
-            if addr.via == via && addr.value.eq_ignore_ascii_case(value) {
+            if addr.via == a.via && addr.value.eq_ignore_ascii_case(&a.value) {
                 addr.verified = true;
                 addr.status = "completed".into();
                 addr.verified_at = Some(now);

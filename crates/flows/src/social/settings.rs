@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::engine::Engine;
-use serde_json::{Value, json};
-use tessera_core::flow::Flow;
+use serde_json::Value;
+use tessera_core::flow::{Flow, FlowState};
+use tessera_core::identity::SealedTokens;
 use tessera_core::identity::{CREDENTIAL_OIDC, Identity};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
@@ -35,7 +36,7 @@ impl Engine {
         mut flow: Flow,
         provider: &Configured,
         profile: &Profile,
-        tokens: Value,
+        tokens: Option<SealedTokens>,
         session: Option<&Session>,
     ) -> Result<CallbackOutcome, Error> {
         let Some(identity_id) = flow
@@ -68,11 +69,17 @@ impl Engine {
                 flow.ui.messages.push(text::settings_saved());
             }
             None => {
-                let pending = json!({"provider": provider.id(), "subject": profile.subject, "tokens": tokens});
-                add_link_from_pending(&mut identity, &pending);
+                if !profile.subject.is_empty() {
+                    set_provider_entry(
+                        &mut identity,
+                        provider.id(),
+                        &profile.subject,
+                        tokens.as_ref(),
+                    );
+                }
                 match self.store.update_identity(&identity).await {
                     Ok(()) => {
-                        flow.state = "success".into();
+                        flow.state = FlowState::Success;
                         flow.ui.messages.push(text::settings_saved());
                     }
                     Err(e) if e.kind == ErrorKind::Conflict => {
@@ -112,8 +119,10 @@ impl Engine {
         {
             let prefix = format!("{provider_id}:");
             c.identifiers.retain(|i| !i.starts_with(&prefix));
-            if let Some(list) = c.config.get_mut("providers").and_then(Value::as_array_mut) {
-                list.retain(|p| p.get("provider").and_then(Value::as_str) != Some(provider_id));
+            if c.config.get("providers").is_some_and(Value::is_array) {
+                let mut config = c.oidc_config();
+                config.providers.retain(|p| p.provider != provider_id);
+                c.set_config(&config);
             }
             c.updated_at = now_ms();
         }

@@ -22,12 +22,7 @@ impl Engine {
             )));
             return self.invalid(flow).await;
         };
-        if flow.flow_type == FlowType::Api
-            && !flow
-                .internal
-                .get("token_exchange")
-                .is_some_and(|v| v == true)
-        {
+        if flow.flow_type == FlowType::Api && !flow.internal.token_exchange {
             flow.ui.messages.push(text::validation_generic(
                 "Social sign-in from a native app needs a flow created with `return_session_token_exchange_code=true` and a `return_to` URL the app handles; the app then redeems the session at /sessions/token-exchange.",
             ));

@@ -418,7 +418,7 @@ async fn flow_page(
         // own, never someone else's form.
         Err(e)
             if e.kind == tessera_core::ErrorKind::NotFound
-                || e.id == Some("security_csrf_violation") =>
+                || e.id == Some(tessera_core::error::ErrorId::SecurityCsrfViolation) =>
         {
             return Redirect::to(&start).into_response();
         }

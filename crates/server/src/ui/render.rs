@@ -890,7 +890,7 @@ mod tests {
             request_url: String::new(),
             return_to: None,
             ui,
-            state: "choose_method".into(),
+            state: tessera_core::flow::FlowState::ChooseMethod,
             refresh: None,
             requested_aal: None,
             identity: Value::Null,
@@ -898,7 +898,7 @@ mod tests {
             updated_at: 0,
             csrf_token: String::new(),
             identity_id: None,
-            internal: Value::Null,
+            internal: Default::default(),
             session_token_exchange_code: None,
         }
     }
