@@ -5,7 +5,11 @@ use serde_json::Value;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Copy)]
+/// What went wrong, in the few classes a caller reacts to differently. The server maps each to
+/// one HTTP status (`server/src/error.rs`); the names follow HTTP's because Kratos's clients
+/// tell errors apart by those statuses.
+#[derive(Debug, Clone, PartialEq, Eq, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     BadRequest,
     Unauthorized,
@@ -170,6 +174,38 @@ impl ErrorId {
 impl std::fmt::Display for ErrorId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(ErrorId::parse(&s).unwrap_or(ErrorId::SelfServiceError))
+    }
+}
+
+/// A user-facing error kept for the error page (`GET /self-service/errors?id=`), as Kratos keeps
+/// them for browser flows that cannot go on. Stored as `{id, kind, reason, message}`; the HTTP
+/// `code` and `status` of the Kratos error object are added by the server when it is read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredError {
+    pub id: ErrorId,
+    pub kind: ErrorKind,
+    /// For the log and API callers.
+    pub reason: String,
+    /// For the person reading the error page.
+    pub message: String,
+}
+
+impl StoredError {
+    /// The stored form of a refused request: its reason is also its message.
+    pub fn from_error(err: &Error) -> Self {
+        StoredError {
+            id: err.id.unwrap_or(ErrorId::SelfServiceError),
+            kind: err.kind,
+            reason: err.reason.clone(),
+            message: err.reason.clone(),
+        }
     }
 }
 

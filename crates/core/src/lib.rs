@@ -17,4 +17,4 @@ pub mod text;
 pub mod timefmt;
 pub mod ui;
 
-pub use error::{Error, ErrorId, ErrorKind, Result};
+pub use error::{Error, ErrorId, ErrorKind, Result, StoredError};

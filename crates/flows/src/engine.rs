@@ -275,23 +275,15 @@ impl Engine {
         .with_id(tessera_core::error::ErrorId::SelfServiceFlowCompleted))
     }
 
-    /// Persists a refused submission's messages and returns it as the outcome.
     /// Keeps a user-facing error for the error UI (`GET /self-service/errors?id=`), as Kratos
     /// does for browser flows that cannot go on (a CSRF violation, for example).
-    pub async fn record_error(&self, err: &Error, status: u16) -> Result<uuid::Uuid, Error> {
+    pub(crate) async fn record_error(&self, err: &Error) -> Result<uuid::Uuid, Error> {
         self.store
-            .insert_error(
-                &serde_json::json!({
-                    "id": err.id.unwrap_or(tessera_core::ErrorId::SelfServiceError),
-                    "code": status,
-                    "reason": err.reason,
-                    "message": err.reason,
-                }),
-                now_ms(),
-            )
+            .insert_error(&tessera_core::StoredError::from_error(err), now_ms())
             .await
     }
 
+    /// Persists a refused submission's messages and returns it as the outcome.
     pub async fn invalid(&self, mut flow: Flow) -> Result<Outcome, Error> {
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;

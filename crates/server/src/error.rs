@@ -54,6 +54,25 @@ fn message_of(status: StatusCode) -> &'static str {
     }
 }
 
+/// The Kratos error object of a stored error (`GET /self-service/errors`). Rows written as
+/// [`tessera_core::StoredError`] get their `code` and `status` here; rows written before it
+/// already hold the whole object and are shown as they are.
+pub fn stored_error_body(stored: &serde_json::Value) -> serde_json::Value {
+    match serde_json::from_value::<tessera_core::StoredError>(stored.clone()) {
+        Ok(e) => {
+            let status = status_of(e.kind);
+            json!({
+                "id": e.id,
+                "code": status.as_u16(),
+                "status": status.canonical_reason().unwrap_or_default(),
+                "reason": e.reason,
+                "message": e.message,
+            })
+        }
+        Err(_) => stored.clone(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind);

@@ -157,7 +157,7 @@ pub async fn get_error(
     match st.engine().store.get_error(uuid).await? {
         Some((error, created_at)) => Ok(Json(json!({
             "id": uuid,
-            "error": error,
+            "error": crate::error::stored_error_body(&error),
             "created_at": tessera_core::timefmt::to_rfc3339(created_at),
         }))
         .into_response()),

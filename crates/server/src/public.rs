@@ -15,8 +15,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use tessera_core::Error;
 use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::{Error, ErrorId};
+use tessera_flows::submit::Submitted;
 use tessera_flows::{Engine, Outcome};
 
 type Q = Query<HashMap<String, String>>;
@@ -341,52 +342,43 @@ async fn submit(
     let id = flow_id(&q, "flow")?;
     let body = read_body(&headers, body).await?;
     let csrf = http::cookie(&headers, http::CSRF_COOKIE);
-    let e = &st.engine();
-    let outcome = match kind {
-        FlowKind::Login => e.submit_login(&id, &body, csrf, client.0).await,
-        FlowKind::Registration => e.submit_registration(&id, &body, csrf).await,
-        FlowKind::Settings => {
-            let session = current_session(&st, &headers)
-                .await?
-                .ok_or_else(Error::no_session)?;
-            e.submit_settings(&id, &body, csrf, &session).await
-        }
+    let session = match kind {
+        FlowKind::Settings => current_session(&st, &headers).await?,
+        FlowKind::Login | FlowKind::Registration => None,
     };
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(err)
-            if err.kind == tessera_core::ErrorKind::Gone
-                && !wants_json(&headers)
-                && is_browser_flow(&st, &id).await =>
-        {
-            // An expired browser flow: start over with a fresh one, like Kratos.
-            let to = e
-                .settings
-                .public_base_url
-                .join(&format!("self-service/{}/browser", kind.as_str()))
-                .map_err(|_| ApiError(err.clone()))?;
-            return Ok(Redirect::to(to.as_str()).into_response());
-        }
-        Err(err) if err.id == Some(tessera_core::error::ErrorId::SessionRefreshRequired) => {
+    let e = &st.engine();
+    let submitted = e
+        .submit(
+            kind,
+            &id,
+            &body,
+            csrf,
+            client.0,
+            session.as_ref(),
+            wants_json(&headers),
+        )
+        .await?;
+    let outcome = match submitted {
+        Submitted::Flow(outcome) => outcome,
+        Submitted::StartOver(to) => return Ok(Redirect::to(&to).into_response()),
+        Submitted::RefreshRequired {
+            error,
+            redirect_browser_to: to,
+            browser,
+        } => {
             // Kratos's answer: browsers go to a refresh login, JSON callers get 403 with where
             // to send the browser.
-            let to = err
-                .details
-                .get("redirect_browser_to")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if !wants_json(&headers) && is_browser_flow(&st, &id).await {
+            if browser {
                 return Ok(Redirect::to(&to).into_response());
             }
             return Ok((
                 StatusCode::FORBIDDEN,
                 Json(json!({
                     "error": {
-                        "id": "session_refresh_required",
+                        "id": ErrorId::SessionRefreshRequired,
                         "code": 403,
                         "status": "Forbidden",
-                        "reason": err.reason,
+                        "reason": error.reason,
                         "message": "The requested action was forbidden",
                     },
                     "redirect_browser_to": to,
@@ -394,48 +386,13 @@ async fn submit(
             )
                 .into_response());
         }
-        Err(err)
-            if (err.id == Some(tessera_core::error::ErrorId::SecurityCsrfViolation)
-                || err.id == Some(tessera_core::error::ErrorId::SelfServiceRateLimited))
-                && !wants_json(&headers)
-                && is_browser_flow(&st, &id).await =>
-        {
-            // A plain form post from a stale tab or another site: the error page explains it
-            // and offers a fresh start, rather than a JSON error in the browser.
-            let status = crate::error::status_of(err.kind).as_u16();
-            let stored = e.record_error(&err, status).await?;
+        Submitted::ErrorPage(stored) => {
             let mut to = e.settings.error_ui_url.clone();
             to.query_pairs_mut().append_pair("id", &stored.to_string());
             return Ok(Redirect::to(to.as_str()).into_response());
         }
-        Err(err) => return Err(err.into()),
     };
     let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !wants_json(&headers);
-    let outcome = match outcome {
-        Outcome::Continue(mut f) => {
-            Engine::present_flow(&mut f, csrf);
-            Outcome::Continue(f)
-        }
-        Outcome::Invalid(mut f) => {
-            Engine::present_flow(&mut f, csrf);
-            Outcome::Invalid(f)
-        }
-        Outcome::Completed {
-            mut flow,
-            identity,
-            session,
-            return_to,
-        } => {
-            Engine::present_flow(&mut flow, csrf);
-            Outcome::Completed {
-                flow,
-                identity,
-                session,
-                return_to,
-            }
-        }
-        other => other,
-    };
     Ok(match outcome {
         Outcome::Upstream {
             flow,
@@ -508,18 +465,6 @@ async fn submit(
             resp
         }
     })
-}
-
-async fn is_browser_flow(st: &AppState, id: &str) -> bool {
-    match uuid::Uuid::parse_str(id) {
-        Ok(u) => st
-            .engine()
-            .store
-            .get_flow(u)
-            .await
-            .is_ok_and(|(f, _)| f.flow_type == FlowType::Browser),
-        Err(_) => false,
-    }
 }
 
 async fn login_submit(

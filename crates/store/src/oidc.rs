@@ -3,7 +3,7 @@
 use crate::{Store, db_err};
 use serde_json::Value;
 use sqlx::Row;
-use tessera_core::Error;
+use tessera_core::{Error, StoredError};
 use uuid::Uuid;
 
 /// One sign-in attempt, created when the browser is sent upstream.
@@ -88,7 +88,8 @@ impl Store {
     }
 
     /// Stores an error for the error page, which loads it by id.
-    pub async fn insert_error(&self, error: &Value, now: i64) -> Result<Uuid, Error> {
+    pub async fn insert_error(&self, error: &StoredError, now: i64) -> Result<Uuid, Error> {
+        let error = serde_json::to_value(error).map_err(|e| Error::internal(e.to_string()))?;
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO selfservice_errors (id, error, created_at) VALUES ($1, $2, $3)")
             .bind(id.to_string())

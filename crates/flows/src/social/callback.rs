@@ -4,12 +4,13 @@
 use super::*;
 use crate::engine::Engine;
 use std::collections::HashMap;
+use tessera_core::ErrorId;
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::CREDENTIAL_OIDC;
 use tessera_core::identity::SealedTokens;
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
-use tessera_core::{Error, crypto, text};
+use tessera_core::{Error, ErrorKind, crypto, text};
 use tessera_social::{AuthRequest, Callback, Configured, Mapped, Profile, Tokens};
 
 impl Engine {
@@ -38,8 +39,8 @@ impl Engine {
             );
             return self
                 .stored_error(
-                    400,
-                    "self_service_oidc_state_invalid",
+                    ErrorKind::BadRequest,
+                    ErrorId::SelfServiceOidcStateInvalid,
                     "the `state` parameter is unknown, expired or was already used",
                     "This sign-in link was already used or has expired. Start the sign-in again.",
                 )
@@ -49,8 +50,8 @@ impl Engine {
             tracing::warn!(expected = %st.provider, got = provider_id, "social sign-in callback for another provider");
             return self
                 .stored_error(
-                    400,
-                    "self_service_oidc_provider_mismatch",
+                    ErrorKind::BadRequest,
+                    ErrorId::SelfServiceOidcProviderMismatch,
                     "the callback came for another provider than the one the sign-in started with",
                     "This sign-in could not be completed. Start the sign-in again.",
                 )
@@ -63,7 +64,7 @@ impl Engine {
             if !ok {
                 tracing::warn!(provider = provider_id, flow = %st.flow_id, "social sign-in callback from a browser without the continuity cookie of the attempt");
                 return self
-                    .stored_error(400, "self_service_oidc_other_browser", "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
+                    .stored_error(ErrorKind::BadRequest, ErrorId::SelfServiceOidcOtherBrowser, "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
                     .await;
             }
         }
@@ -71,8 +72,8 @@ impl Engine {
         if st.expires_at < now {
             return self
                 .stored_error(
-                    410,
-                    "self_service_flow_expired",
+                    ErrorKind::Gone,
+                    ErrorId::SelfServiceFlowExpired,
                     "the sign-in attempt expired",
                     "The sign-in took too long and expired. Start again.",
                 )
@@ -83,8 +84,8 @@ impl Engine {
             Err(_) => {
                 return self
                     .stored_error(
-                        410,
-                        "self_service_flow_expired",
+                        ErrorKind::Gone,
+                        ErrorId::SelfServiceFlowExpired,
                         "the flow of this sign-in no longer exists",
                         "The sign-in expired. Start again.",
                     )
@@ -94,8 +95,8 @@ impl Engine {
         if flow.is_expired_at(now) || flow.state == FlowState::PassedChallenge {
             return self
                 .stored_error(
-                    410,
-                    "self_service_flow_expired",
+                    ErrorKind::Gone,
+                    ErrorId::SelfServiceFlowExpired,
                     "the flow of this sign-in expired or was completed",
                     "The sign-in expired. Start again.",
                 )
@@ -105,8 +106,8 @@ impl Engine {
         let Some(provider) = self.social.get(provider_id).cloned() else {
             return self
                 .stored_error(
-                    400,
-                    "self_service_oidc_provider_gone",
+                    ErrorKind::BadRequest,
+                    ErrorId::SelfServiceOidcProviderGone,
                     "the provider is no longer configured",
                     "This sign-in method is no longer available.",
                 )

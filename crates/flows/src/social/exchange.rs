@@ -3,10 +3,11 @@
 
 use super::*;
 use crate::engine::Engine;
+use tessera_core::ErrorId;
 use tessera_core::flow::{Flow, FlowType};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
-use tessera_core::{Error, crypto};
+use tessera_core::{Error, ErrorKind, crypto};
 
 impl Engine {
     /// Native apps (API flows): `return_session_token_exchange_code=true` at flow creation gives
@@ -49,8 +50,8 @@ impl Engine {
         {
             return self
                 .stored_error(
-                    400,
-                    "self_service_app_handoff_impossible",
+                    ErrorKind::BadRequest,
+                    ErrorId::SelfServiceAppHandoffImpossible,
                     "the API flow has no token exchange",
                     "This sign-in cannot be handed back to the app. Start again from the app.",
                 )

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::engine::Engine;
+use tessera_core::ErrorId;
 use tessera_core::flow::Flow;
 use tessera_core::identity::SealedTokens;
 use tessera_core::identity::{Identity, IdentityState};
@@ -93,8 +94,8 @@ impl Engine {
             return Ok(None);
         }
         self.stored_error(
-            400,
-            "self_service_flow_completed",
+            ErrorKind::BadRequest,
+            ErrorId::SelfServiceFlowCompleted,
             "the flow was completed by another request",
             again,
         )

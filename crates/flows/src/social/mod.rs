@@ -30,13 +30,13 @@ pub const ATTEMPT_LIFESPAN: Duration = Duration::from_secs(30 * 60);
 
 use crate::engine::Engine;
 use crate::forms::{self, str_field};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tessera_core::flow::{Flow, FlowKind, FlowType};
 use tessera_core::identity::Identity;
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::ui::Node;
-use tessera_core::{Error, text};
+use tessera_core::{Error, ErrorId, ErrorKind, StoredError, text};
 use uuid::Uuid;
 
 /// Where a callback leaves the browser.
@@ -97,21 +97,20 @@ impl Engine {
     /// translates (Kratos's error objects carry one); `reason` is for the log and the API.
     pub(crate) async fn stored_error(
         &self,
-        status: u16,
-        id: &str,
+        kind: ErrorKind,
+        id: ErrorId,
         reason: &str,
         message: &str,
     ) -> Result<CallbackOutcome, Error> {
         let stored = self
             .store
             .insert_error(
-                &json!({
-                    "id": id,
-                    "code": status,
-                    "status": if status == 410 { "Gone" } else { "Bad Request" },
-                    "reason": reason,
-                    "message": message,
-                }),
+                &StoredError {
+                    id,
+                    kind,
+                    reason: reason.to_string(),
+                    message: message.to_string(),
+                },
                 now_ms(),
             )
             .await?;

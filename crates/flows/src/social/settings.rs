@@ -4,6 +4,7 @@
 use super::*;
 use crate::engine::Engine;
 use serde_json::Value;
+use tessera_core::ErrorId;
 use tessera_core::flow::{Flow, FlowState};
 use tessera_core::identity::SealedTokens;
 use tessera_core::identity::{CREDENTIAL_OIDC, Identity};
@@ -45,8 +46,8 @@ impl Engine {
         else {
             return self
                 .stored_error(
-                    401,
-                    "self_service_oidc_link_session",
+                    ErrorKind::Unauthorized,
+                    ErrorId::SelfServiceOidcLinkSession,
                     "linking requires the session that started the settings flow",
                     "Sign in again, then link the account from your settings.",
                 )
