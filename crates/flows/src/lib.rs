@@ -15,6 +15,10 @@ pub mod registration;
 pub mod sessions;
 pub mod settings;
 pub mod social;
+pub mod submit;
 
 pub use engine::{Engine, Outcome, Schemas};
+
+#[cfg(test)]
+mod tests;
 pub use social::CallbackOutcome;

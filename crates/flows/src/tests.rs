@@ -1,0 +1,319 @@
+//! Engine-level tests: the self-service rules on an in-memory SQLite store, with no HTTP.
+
+use crate::engine::{Engine, Outcome, Schemas};
+use crate::social::set_provider_entry;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessera_core::ErrorId;
+use tessera_core::flow::{Flow, FlowKind, FlowType, LinkIntent, PendingSocial};
+use tessera_core::password::Hasher;
+use tessera_core::schema::{IdentitySchema, default_schema};
+use tessera_core::{Error, identity::IdentityState};
+
+/// An engine over a fresh in-memory database, with cheap password hashes. `extra` is YAML
+/// appended to a minimal configuration.
+async fn engine(extra: &str) -> Engine {
+    let yaml = format!(
+        "dsn: memory\nserve:\n  public:\n    base_url: http://127.0.0.1:4433/\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nhashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n{extra}\n"
+    );
+    let loaded = tessera_config::load_str("t.yml", &yaml, &HashMap::new()).unwrap();
+    let settings = tessera_config::resolve(&loaded, true, None).unwrap();
+    let store = tessera_store::Store::connect(&settings.dsn).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let schema = IdentitySchema::compile(&settings.default_schema_id, default_schema()).unwrap();
+    let schemas = Schemas {
+        default_id: settings.default_schema_id.clone(),
+        by_id: HashMap::from([(settings.default_schema_id.clone(), schema)]),
+    };
+    // No providers: nothing is ever sent to a mapper worker.
+    let pool = tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
+        "/nonexistent".into(),
+        vec![],
+    ));
+    Engine {
+        cipher: Arc::new(tessera_core::crypto::Cipher::new(&settings.cipher_secrets)),
+        hasher: Arc::new(Hasher::new(settings.argon2.clone())),
+        limits: Arc::new(crate::limits::Limits::new(&settings.limits)),
+        social: Arc::new(tessera_social::Social::empty(pool)),
+        schemas: Arc::new(schemas),
+        store,
+        settings: Arc::new(settings),
+    }
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn register(e: &Engine, email: &str) -> tessera_core::identity::Identity {
+    let flow = e
+        .init_registration(FlowType::Api, "http://t/", None, None, "")
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "traits": {"email": email}, "password": PASSWORD});
+    match e
+        .submit_registration(&flow.id.to_string(), &body, None)
+        .await
+        .unwrap()
+    {
+        Outcome::Completed { identity, .. } => identity,
+        other => panic!("registration not completed: {other:?}"),
+    }
+}
+
+async fn login(e: &Engine, email: &str, password: &str) -> Result<Outcome, Error> {
+    let flow = e
+        .init_login(FlowType::Api, "http://t/", None, false, None, "")
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "identifier": email, "password": password});
+    e.submit_login(&flow.id.to_string(), &body, None, None)
+        .await
+}
+
+fn message_ids(flow: &Flow) -> Vec<u32> {
+    flow.ui.messages.iter().map(|m| m.id).collect()
+}
+
+#[tokio::test]
+async fn password_registration_then_login_issues_a_session() {
+    let e = engine("").await;
+    let identity = register(&e, "Ann@Example.com").await;
+    assert_eq!(identity.traits["email"], json!("Ann@Example.com"));
+    match login(&e, "ann@example.com", PASSWORD).await.unwrap() {
+        Outcome::Completed {
+            identity: signed_in,
+            session: Some((session, token)),
+            ..
+        } => {
+            assert_eq!(signed_in.id, identity.id);
+            assert_eq!(session.identity_id, identity.id);
+            let back = e.session_from_token(&token).await.unwrap().unwrap();
+            assert_eq!(back.id, session.id);
+        }
+        other => panic!("login not completed: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_counted_until_the_limit_refuses() {
+    let e = engine(
+        "limits:\n  failed_logins:\n    per_identifier_and_address: 2\n    per_identifier: 2\n",
+    )
+    .await;
+    register(&e, "bob@example.com").await;
+    for _ in 0..2 {
+        match login(&e, "bob@example.com", "wrong password!")
+            .await
+            .unwrap()
+        {
+            Outcome::Invalid(flow) => assert_eq!(message_ids(&flow), vec![4000006]),
+            other => panic!("expected a refusal: {other:?}"),
+        }
+    }
+    let err = login(&e, "bob@example.com", PASSWORD).await.unwrap_err();
+    assert_eq!(err.id, Some(ErrorId::SelfServiceRateLimited));
+}
+
+#[tokio::test]
+async fn a_completed_flow_cannot_be_submitted_again() {
+    let e = engine("").await;
+    register(&e, "cy@example.com").await;
+    let flow = e
+        .init_login(FlowType::Api, "http://t/", None, false, None, "")
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "identifier": "cy@example.com", "password": PASSWORD});
+    let id = flow.id.to_string();
+    assert!(matches!(
+        e.submit_login(&id, &body, None, None).await.unwrap(),
+        Outcome::Completed { .. }
+    ));
+    let again = e.submit_login(&id, &body, None, None).await.unwrap_err();
+    assert_eq!(again.id, Some(ErrorId::SelfServiceFlowCompleted));
+}
+
+#[tokio::test]
+async fn a_browser_flow_refuses_a_submission_without_its_csrf_token() {
+    let e = engine("").await;
+    let flow = e
+        .init_login(
+            FlowType::Browser,
+            "http://t/",
+            None,
+            false,
+            None,
+            "cookie-secret",
+        )
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "identifier": "x@example.com", "password": "x"});
+    let err = e
+        .submit_login(&flow.id.to_string(), &body, Some("another-browser"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.id, Some(ErrorId::SecurityCsrfViolation));
+    // Through the engine's single entry point, a browser's form post goes to the error page.
+    let submitted = e
+        .submit(
+            FlowKind::Login,
+            &flow.id.to_string(),
+            &body,
+            Some("another-browser"),
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let crate::submit::Submitted::ErrorPage(stored) = submitted else {
+        panic!("expected the error page, got {submitted:?}");
+    };
+    let (row, _) = e.store.get_error(stored).await.unwrap().unwrap();
+    assert_eq!(row["id"], json!("security_csrf_violation"));
+    assert_eq!(row["kind"], json!("forbidden"));
+    // A JSON caller gets the error itself.
+    let err = e
+        .submit(
+            FlowKind::Login,
+            &flow.id.to_string(),
+            &body,
+            Some("another-browser"),
+            None,
+            None,
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.id, Some(ErrorId::SecurityCsrfViolation));
+}
+
+#[tokio::test]
+async fn token_exchange_is_for_api_flows_and_survives_pending_social_data() {
+    let e = engine("").await;
+    let mut browser = e
+        .init_login(FlowType::Browser, "http://t/", None, false, None, "c")
+        .await
+        .unwrap();
+    assert!(e.enable_token_exchange(&mut browser).await.is_err());
+    let mut api = e
+        .init_registration(FlowType::Api, "http://t/", None, None, "")
+        .await
+        .unwrap();
+    e.enable_token_exchange(&mut api).await.unwrap();
+    assert!(api.session_token_exchange_code.is_some());
+    // The fill-the-gaps step writes pending data; the exchange must stay (it used to be
+    // overwritten with the whole slot).
+    let (mut stored, _) = e.store.get_flow(api.id).await.unwrap();
+    assert!(stored.internal.token_exchange);
+    stored.internal.pending = Some(pending("acme", "sub-1", "dee@example.com"));
+    e.store.update_flow(&stored).await.unwrap();
+    let (back, _) = e.store.get_flow(api.id).await.unwrap();
+    assert!(back.internal.token_exchange);
+    assert_eq!(back.internal.pending.unwrap().subject, "sub-1");
+}
+
+fn pending(provider: &str, subject: &str, email: &str) -> PendingSocial {
+    serde_json::from_value(json!({
+        "provider": provider, "subject": subject, "traits": {"email": email},
+        "verified_addresses": [{"value": email, "via": "email"}],
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_pending_link_is_offered_on_browser_flows_for_its_identity_only() {
+    let e = engine("").await;
+    let owner = register(&e, "eve@example.com").await;
+    let other = register(&e, "fay@example.com").await;
+    let link = LinkIntent {
+        pending: pending("acme", "sub-2", "eve@example.com"),
+        identity_id: owner.id,
+        identifier: "eve@example.com".into(),
+    };
+    let mut browser = e.new_flow(FlowKind::Login, FlowType::Browser, "http://t/", None, "c");
+    browser.internal.link = Some(link.clone());
+    assert!(Engine::pending_link_for(&browser, &owner).is_some());
+    assert!(Engine::pending_link_for(&browser, &other).is_none());
+    let mut api = e.new_flow(FlowKind::Login, FlowType::Api, "http://t/", None, "");
+    api.internal.link = Some(link);
+    assert!(Engine::pending_link_for(&api, &owner).is_none());
+    // Only an address the upstream vouched for may lead to "sign in to link".
+    let p = pending("acme", "sub-2", "eve@example.com");
+    assert!(crate::social::upstream_verified(&p, "EVE@example.com"));
+    assert!(!crate::social::upstream_verified(&p, "fay@example.com"));
+}
+
+#[tokio::test]
+async fn the_link_confirmation_links_and_signs_in_once() {
+    let e = engine("").await;
+    let owner = register(&e, "gil@example.com").await;
+    let mut flow = e.new_flow(FlowKind::Login, FlowType::Browser, "http://t/", None, "c");
+    flow.internal.link = Some(LinkIntent {
+        pending: pending("acme", "sub-3", "gil@example.com"),
+        identity_id: owner.id,
+        identifier: "gil@example.com".into(),
+    });
+    e.store.insert_flow(&flow).await.unwrap();
+    let owner_full = e.store.get_identity(owner.id).await.unwrap();
+    let asked = e
+        .ask_to_confirm_link(flow, &owner_full, "password")
+        .await
+        .unwrap();
+    let (stored, _) = e.store.get_flow(asked.id).await.unwrap();
+    assert_eq!(
+        stored.internal.link_proof.as_ref().unwrap().method,
+        "password"
+    );
+    let outcome = e
+        .submit_link_decision(stored.clone(), "confirm")
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        Outcome::Completed {
+            session: Some(_),
+            ..
+        }
+    ));
+    let linked = e.store.get_identity(owner.id).await.unwrap();
+    assert_eq!(
+        crate::social::linked_providers(&linked),
+        vec![("acme".to_string(), "sub-3".to_string())]
+    );
+    let again = e.submit_link_decision(stored, "confirm").await.unwrap_err();
+    assert_eq!(again.id, Some(ErrorId::SelfServiceFlowCompleted));
+}
+
+#[tokio::test]
+async fn unlink_never_removes_the_last_way_to_sign_in() {
+    let e = engine("").await;
+    let with_password = register(&e, "hal@example.com").await;
+    let mut identity = e.store.get_identity(with_password.id).await.unwrap();
+    set_provider_entry(&mut identity, "acme", "sub-4", None);
+    // A password remains: unlinking the only provider is fine.
+    e.unlink_provider(&mut identity, "acme").unwrap();
+    assert!(crate::social::linked_providers(&identity).is_empty());
+    // Social only, one provider: refused; with two, one may go.
+    let mut social_only = e
+        .build_identity(
+            "default",
+            json!({"email": "ida@example.com"}),
+            IdentityState::Active,
+            Value::Null,
+            Value::Null,
+            None,
+            None,
+        )
+        .unwrap();
+    set_provider_entry(&mut social_only, "acme", "sub-5", None);
+    assert!(e.unlink_provider(&mut social_only, "acme").is_err());
+    set_provider_entry(&mut social_only, "other", "sub-6", None);
+    e.unlink_provider(&mut social_only, "acme").unwrap();
+    assert_eq!(
+        crate::social::linked_providers(&social_only),
+        vec![("other".to_string(), "sub-6".to_string())]
+    );
+    let config = social_only.credential("oidc").unwrap().oidc_config();
+    assert_eq!(config.providers.len(), 1);
+    assert!(e.unlink_provider(&mut social_only, "nope").is_err());
+}
