@@ -92,7 +92,7 @@ pub enum ErrorId {
     /// No session for these token-exchange codes.
     SessionTokenExchangeNotFound,
     /// An OAuth 2.0 `error` code of the OpenID Provider, shown as the id on the admin API.
-    OAuth(&'static str),
+    OAuth(OAuthCode),
 }
 
 impl ErrorId {
@@ -161,13 +161,95 @@ impl ErrorId {
             ErrorId::SessionInactive => "session_inactive",
             ErrorId::SessionRefreshRequired => "session_refresh_required",
             ErrorId::SessionTokenExchangeNotFound => "session_token_exchange_not_found",
-            ErrorId::OAuth(code) => code,
+            ErrorId::OAuth(code) => code.as_str(),
         }
     }
 
     /// Reads a wire id back (stored errors); `None` for ids this version does not know.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|id| id.as_str() == s)
+    }
+}
+
+/// The OAuth 2.0 / OpenID Connect `error` codes (RFC 6749 §4.1.2.1 and §5.2, RFC 6750, RFC 7591,
+/// OIDC Core §3.1.2.6) and the OpenID Provider's own `not_found` and `conflict` of its admin API.
+/// Fieldless, so that [`Error`] stays small.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OAuthCode {
+    AccessDenied,
+    Conflict,
+    ConsentRequired,
+    InsufficientScope,
+    InteractionRequired,
+    InvalidClient,
+    InvalidClientMetadata,
+    InvalidGrant,
+    InvalidRedirectUri,
+    InvalidRequest,
+    InvalidScope,
+    InvalidToken,
+    LoginRequired,
+    NotFound,
+    RequestNotSupported,
+    ServerError,
+    TemporarilyUnavailable,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+}
+
+impl OAuthCode {
+    pub const ALL: &'static [OAuthCode] = &[
+        OAuthCode::AccessDenied,
+        OAuthCode::Conflict,
+        OAuthCode::ConsentRequired,
+        OAuthCode::InsufficientScope,
+        OAuthCode::InteractionRequired,
+        OAuthCode::InvalidClient,
+        OAuthCode::InvalidClientMetadata,
+        OAuthCode::InvalidGrant,
+        OAuthCode::InvalidRedirectUri,
+        OAuthCode::InvalidRequest,
+        OAuthCode::InvalidScope,
+        OAuthCode::InvalidToken,
+        OAuthCode::LoginRequired,
+        OAuthCode::NotFound,
+        OAuthCode::RequestNotSupported,
+        OAuthCode::ServerError,
+        OAuthCode::TemporarilyUnavailable,
+        OAuthCode::UnauthorizedClient,
+        OAuthCode::UnsupportedGrantType,
+        OAuthCode::UnsupportedResponseType,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthCode::AccessDenied => "access_denied",
+            OAuthCode::Conflict => "conflict",
+            OAuthCode::ConsentRequired => "consent_required",
+            OAuthCode::InsufficientScope => "insufficient_scope",
+            OAuthCode::InteractionRequired => "interaction_required",
+            OAuthCode::InvalidClient => "invalid_client",
+            OAuthCode::InvalidClientMetadata => "invalid_client_metadata",
+            OAuthCode::InvalidGrant => "invalid_grant",
+            OAuthCode::InvalidRedirectUri => "invalid_redirect_uri",
+            OAuthCode::InvalidRequest => "invalid_request",
+            OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::InvalidToken => "invalid_token",
+            OAuthCode::LoginRequired => "login_required",
+            OAuthCode::NotFound => "not_found",
+            OAuthCode::RequestNotSupported => "request_not_supported",
+            OAuthCode::ServerError => "server_error",
+            OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthCode::UnauthorizedClient => "unauthorized_client",
+            OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::UnsupportedResponseType => "unsupported_response_type",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
     }
 }
 
@@ -321,6 +403,11 @@ mod tests {
             assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(s));
         }
         assert_eq!(ErrorId::parse("no_such_id"), None);
-        assert_eq!(ErrorId::OAuth("invalid_grant").as_str(), "invalid_grant");
+        for code in OAuthCode::ALL {
+            assert_eq!(OAuthCode::parse(code.as_str()), Some(*code));
+            assert_eq!(ErrorId::OAuth(*code).as_str(), code.as_str());
+        }
+        // Error stays small enough to return by value everywhere (clippy's result_large_err).
+        assert!(std::mem::size_of::<Error>() < 128);
     }
 }

@@ -196,6 +196,9 @@ fn default_method() -> String {
     "password".into()
 }
 
+/// A flow. Its `Serialize` form is Kratos's wire JSON (what clients render and submit); the
+/// fields marked `#[serde(skip)]` are server-side only and persisted by the store in its own
+/// columns (`internal` as [`FlowInternal`]'s JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
     pub id: Uuid,

@@ -35,6 +35,9 @@ impl IdentityState {
 pub const CREDENTIAL_PASSWORD: &str = "password";
 pub const CREDENTIAL_OIDC: &str = "oidc";
 
+/// A credential in Kratos's wire and export shape. `config` stays the JSON Kratos shows (and
+/// the store keeps); code reads and writes it through the typed views
+/// ([`Credential::password_config`], [`Credential::oidc_config`], [`Credential::set_config`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Credential {
     #[serde(rename = "type")]

@@ -126,7 +126,11 @@ fn admin_err(e: OpError) -> ApiError {
         s if s >= 500 => ErrorKind::Internal,
         _ => ErrorKind::BadRequest,
     };
-    ApiError(Error::new(kind, e.description).with_id(tessera_core::ErrorId::OAuth(e.error)))
+    let err = Error::new(kind, e.description);
+    ApiError(match tessera_core::error::OAuthCode::parse(e.error) {
+        Some(code) => err.with_id(tessera_core::ErrorId::OAuth(code)),
+        None => err,
+    })
 }
 
 async fn discovery(State(st): State<AppState>) -> Response {
