@@ -642,7 +642,8 @@ async fn error_page(
         _ => None,
     };
     let (error_id, code) = match &stored {
-        Some((e, _)) => {
+        Some((stored, _)) => {
+            let e = crate::error::stored_error_body(stored);
             let code = e.get("code").and_then(Value::as_u64).unwrap_or(0);
             let id = match e.get("id").and_then(Value::as_str) {
                 Some(id) => id.to_string(),
