@@ -238,6 +238,8 @@ mod tests {
             flows_per_address_per_minute: 2,
             token_failures_per_client_per_minute: 2,
             trusted_proxy_hops: 0,
+            request_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 
