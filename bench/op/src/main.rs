@@ -88,10 +88,13 @@ fn start_tessera(o: &Opts) -> Result<(Proc, String, String)> {
     let (pp, ap) = (free_port()?, free_port()?);
     let config = dir.join("tessera.yml");
     let alg = &o.alg;
+    // Every code is one `/oidc/auth` request from 127.0.0.1, which stores a pending request:
+    // the per-address limit on those (`limits.flows_per_address_per_minute`) would end the run
+    // after a few dozen codes.
     std::fs::write(
         &config,
         format!(
-            "dsn: \"{dsn}\"\nlog:\n  level: error\nserve:\n  public:\n    host: 127.0.0.1\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    host: 127.0.0.1\n    port: {ap}\nsecrets:\n  default:\n    - \"bench-op-secret-0123456789abcdef\"\nselfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\noidc_provider:\n  signing_alg: {alg}\n  lifespans:\n    authorization_code: 10m\n"
+            "dsn: \"{dsn}\"\nlog:\n  level: error\nserve:\n  public:\n    host: 127.0.0.1\n    port: {pp}\n    base_url: http://127.0.0.1:{pp}/\n  admin:\n    host: 127.0.0.1\n    port: {ap}\nsecrets:\n  default:\n    - \"bench-op-secret-0123456789abcdef\"\nselfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\nlimits:\n  flows_per_address_per_minute: 100000000\noidc_provider:\n  signing_alg: {alg}\n  lifespans:\n    authorization_code: 10m\n"
         ),
     )
     .map_err(|e| e.to_string())?;
