@@ -6,35 +6,27 @@
 //! it asked for. A valid request is stored server-side (`op_requests`) and referred to by id
 //! through sign-in and consent, so neither can alter it.
 
-use crate::client::{Client, normalize_response_type};
-use crate::{OpError, OpResult, Provider, millis, now_ms};
+use crate::client::Client;
+use crate::vocab::{PkceMethod, Prompt, ResponseMode, ResponseType, expected_list};
+use crate::{ErrorCode, OpError, OpResult, Provider, millis, now_ms};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tessera_core::identity::Identity;
 use tessera_core::session::Session;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseMode {
-    Query,
-    Fragment,
-    FormPost,
-}
-
 /// A validated authorization request, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthParams {
     pub client_id: String,
     pub redirect_uri: String,
-    /// Normalised (`code`, `id_token`, or `id_token token`).
-    pub response_type: String,
+    pub response_type: ResponseType,
     pub response_mode: ResponseMode,
     pub scope: Vec<String>,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
-    pub prompt: Vec<String>,
+    pub prompt: Vec<Prompt>,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
@@ -57,7 +49,9 @@ impl Reply {
             .finish();
         match self.mode {
             ResponseMode::Fragment => format!("{}#{encoded}", self.redirect_uri),
-            _ => {
+            // A `form_post` reply has no URL of its own; this is the query form, for an error
+            // page's "Back to the app" link.
+            ResponseMode::Query | ResponseMode::FormPost => {
                 let sep = if self.redirect_uri.contains('?') {
                     '&'
                 } else {
@@ -72,18 +66,58 @@ impl Reply {
 /// An error shown to the user instead of going back to the app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorPage {
-    pub status: u16,
+    pub reason: PageReason,
     /// The app's name, when the app is known.
     pub app: Option<String>,
-    /// The RFC 6749 / OIDC error code.
-    pub error: &'static str,
-    /// What went wrong, for the page's wording: the error code, or a finer reason
-    /// (`unknown_app`, `redirect_uri`, `request_expired`, `no_subject`, `not_assigned`).
-    pub reason: &'static str,
     /// The technical description, in English.
     pub message: String,
     /// Where "Back to the app" leads, carrying the error, when the app should hear of it.
     pub back: Option<Reply>,
+}
+
+/// What went wrong on an error page: it decides the page's wording and its error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageReason {
+    /// A malformed request (a parameter repeated or missing) or one completed already.
+    InvalidRequest,
+    /// No app has this `client_id`.
+    UnknownApp,
+    /// The app of a stored request was deleted meanwhile.
+    AppGone,
+    /// The `redirect_uri` is missing or not one the app registered.
+    RedirectUri,
+    /// The stored request expired or was completed.
+    RequestExpired,
+    /// The user has no `sub` at this app (or another identity holds it).
+    NoSubject,
+    /// The app admits assigned identities only, and this one is not.
+    NotAssigned,
+}
+
+impl PageReason {
+    /// The RFC 6749 / OIDC error code the page names.
+    pub const fn code(self) -> ErrorCode {
+        match self {
+            PageReason::InvalidRequest | PageReason::RedirectUri | PageReason::RequestExpired => {
+                ErrorCode::InvalidRequest
+            }
+            PageReason::UnknownApp | PageReason::AppGone => ErrorCode::InvalidClient,
+            PageReason::NoSubject | PageReason::NotAssigned => ErrorCode::AccessDenied,
+        }
+    }
+
+    /// The page's reason key (the hosted UI's wording is chosen by it): the error code, or a
+    /// finer reason.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PageReason::InvalidRequest | PageReason::AppGone => self.code().as_str(),
+            PageReason::UnknownApp => "unknown_app",
+            PageReason::RedirectUri => "redirect_uri",
+            PageReason::RequestExpired => "request_expired",
+            PageReason::NoSubject => "no_subject",
+            PageReason::NotAssigned => "not_assigned",
+        }
+    }
 }
 
 /// What the authorization endpoint does next.
@@ -116,31 +150,18 @@ pub struct ConsentInfo {
     pub ui_locales: Option<String>,
 }
 
-fn page(status: u16, app: Option<&Client>, error: &'static str, message: String) -> Authorize {
-    page_because(error, status, app, error, message)
-}
-
-/// An error page with a finer reason than its error code (see [`ErrorPage::reason`]).
-fn page_because(
-    reason: &'static str,
-    status: u16,
-    app: Option<&Client>,
-    error: &'static str,
-    message: String,
-) -> Authorize {
+fn page(reason: PageReason, app: Option<&Client>, message: String) -> Authorize {
     Authorize::Page(ErrorPage {
-        status,
-        app: app.map(|c| c.client_name.clone()),
-        error,
         reason,
+        app: app.map(|c| c.client_name.clone()),
         message,
         back: None,
     })
 }
 
-fn error_reply(p: &AuthParams, issuer: &str, error: &str, description: &str) -> Reply {
+fn error_reply(p: &AuthParams, issuer: &str, error: ErrorCode, description: &str) -> Reply {
     let mut params = vec![
-        ("error".to_string(), error.to_string()),
+        ("error".to_string(), error.as_str().to_string()),
         ("error_description".to_string(), description.to_string()),
     ];
     if let Some(s) = &p.state {
@@ -166,6 +187,262 @@ fn one<'a>(raw: &'a RawParams, k: &str) -> Result<Option<&'a str>, String> {
     }
 }
 
+/// The authorization request's parameters, each sent at most once (RFC 6749 §3.1).
+#[derive(Debug, Default)]
+struct AuthRequest<'a> {
+    client_id: Option<&'a str>,
+    redirect_uri: Option<&'a str>,
+    response_type: Option<&'a str>,
+    response_mode: Option<&'a str>,
+    scope: Option<&'a str>,
+    state: Option<&'a str>,
+    nonce: Option<&'a str>,
+    code_challenge: Option<&'a str>,
+    code_challenge_method: Option<&'a str>,
+    prompt: Option<&'a str>,
+    max_age: Option<&'a str>,
+    login_hint: Option<&'a str>,
+    ui_locales: Option<&'a str>,
+    request: Option<&'a str>,
+    request_uri: Option<&'a str>,
+}
+
+impl<'a> AuthRequest<'a> {
+    /// Takes the parameters this endpoint reads; a repeated one is refused.
+    fn parse(raw: &'a RawParams) -> Result<AuthRequest<'a>, String> {
+        Ok(AuthRequest {
+            client_id: one(raw, "client_id")?,
+            redirect_uri: one(raw, "redirect_uri")?,
+            response_type: one(raw, "response_type")?,
+            response_mode: one(raw, "response_mode")?,
+            scope: one(raw, "scope")?,
+            state: one(raw, "state")?,
+            nonce: one(raw, "nonce")?,
+            code_challenge: one(raw, "code_challenge")?,
+            code_challenge_method: one(raw, "code_challenge_method")?,
+            prompt: one(raw, "prompt")?,
+            max_age: one(raw, "max_age")?,
+            login_hint: one(raw, "login_hint")?,
+            ui_locales: one(raw, "ui_locales")?,
+            request: one(raw, "request")?,
+            request_uri: one(raw, "request_uri")?,
+        })
+    }
+
+    fn scopes(&self) -> impl Iterator<Item = &'a str> {
+        self.scope.unwrap_or_default().split_whitespace()
+    }
+}
+
+/// An app and a redirect URI it registered: from here on, errors go back to the app.
+struct Target {
+    client: Client,
+    redirect_uri: String,
+}
+
+/// Why validation stopped: an error shown to the user, one returned to the app, or a failure
+/// of the provider itself.
+enum Stop {
+    Page(Authorize),
+    Reply(Reply),
+    Failed(OpError),
+}
+
+impl From<OpError> for Stop {
+    fn from(e: OpError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// Phase two: with a genuine app and redirect URI, is the request one this app may make? Every
+/// refusal goes back to the app, with `state`, in the response mode it asked for.
+fn decide(t: &Target, req: &AuthRequest<'_>, issuer: &str) -> Result<AuthParams, Reply> {
+    let client = &t.client;
+    let rt = ResponseType::parse_any_order(req.response_type.unwrap_or_default());
+    // The mode errors travel in: the one asked for if it is valid, else the response type's.
+    let default_mode = rt
+        .as_ref()
+        .map_or(ResponseMode::Fragment, |rt| rt.default_mode());
+    let requested_mode = req
+        .response_mode
+        .map_or(Ok(default_mode), str::parse::<ResponseMode>);
+    let mut p = AuthParams {
+        client_id: client.client_id.clone(),
+        redirect_uri: t.redirect_uri.clone(),
+        // Replaced below once it is known to be valid; refusals do not read it.
+        response_type: rt.clone().unwrap_or(ResponseType::Code),
+        response_mode: requested_mode.clone().unwrap_or(default_mode),
+        scope: vec![],
+        state: req.state.map(str::to_string),
+        nonce: None,
+        code_challenge: None,
+        prompt: vec![],
+        max_age: None,
+        login_hint: None,
+        ui_locales: None,
+    };
+    let fail = |p: &AuthParams, e: ErrorCode, d: String| Err(error_reply(p, issuer, e, &d));
+    if let Err(e) = requested_mode {
+        return fail(&p, ErrorCode::InvalidRequest, format!("{e}."));
+    }
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                &p,
+                ErrorCode::UnsupportedResponseType,
+                format!(
+                    "response_type `{}` is not supported: use {}.",
+                    {
+                        let mut words: Vec<&str> = e.value.split_whitespace().collect();
+                        words.sort_unstable();
+                        words.join(" ")
+                    },
+                    expected_list(&e.expected)
+                ),
+            );
+        }
+    };
+    if !client.allows_response_type(rt) {
+        return fail(
+            &p,
+            ErrorCode::UnauthorizedClient,
+            format!("This app is not registered for response_type `{rt}`."),
+        );
+    }
+    let implicit = match rt {
+        ResponseType::Code => false,
+        ResponseType::IdToken | ResponseType::IdTokenToken => true,
+    };
+    if implicit && p.response_mode == ResponseMode::Query {
+        return fail(
+            &p,
+            ErrorCode::InvalidRequest,
+            "Tokens are never sent in a query string: use response_mode fragment or form_post."
+                .into(),
+        );
+    }
+    let scope: Vec<String> = req.scopes().map(str::to_string).collect();
+    if let Some(s) = scope.iter().find(|s| !client.has_scope(s)) {
+        return fail(
+            &p,
+            ErrorCode::InvalidScope,
+            format!(
+                "Scope `{s}` is not allowed for this app (allowed: {}).",
+                client.scope
+            ),
+        );
+    }
+    if implicit && !scope.iter().any(|s| s == "openid") {
+        return fail(
+            &p,
+            ErrorCode::InvalidScope,
+            "An id_token response needs the `openid` scope.".into(),
+        );
+    }
+    p.scope = scope;
+    p.nonce = req.nonce.map(str::to_string);
+    if implicit && p.nonce.is_none() {
+        return fail(
+            &p,
+            ErrorCode::InvalidRequest,
+            "The `nonce` parameter is required for implicit responses (OpenID Connect Core §3.2.2.1).".into(),
+        );
+    }
+    match (req.code_challenge, req.code_challenge_method) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return fail(
+                &p,
+                ErrorCode::InvalidRequest,
+                "code_challenge_method was sent without code_challenge.".into(),
+            );
+        }
+        (Some(_), None | Some("plain")) => {
+            return fail(
+                &p,
+                ErrorCode::InvalidRequest,
+                "PKCE method `plain` is not allowed: use code_challenge_method=S256.".into(),
+            );
+        }
+        (Some(c), Some(m)) => match m.parse::<PkceMethod>() {
+            Ok(PkceMethod::S256) => {
+                if c.len() < 43 || c.len() > 128 {
+                    return fail(
+                        &p,
+                        ErrorCode::InvalidRequest,
+                        "code_challenge must be 43 to 128 characters (base64url of a SHA-256)."
+                            .into(),
+                    );
+                }
+                p.code_challenge = Some(c.to_string());
+            }
+            Err(_) => {
+                return fail(
+                    &p,
+                    ErrorCode::InvalidRequest,
+                    format!("code_challenge_method `{m}` is not supported: use S256."),
+                );
+            }
+        },
+    }
+    if !implicit && client.app_type.is_public() && p.code_challenge.is_none() {
+        return fail(
+            &p,
+            ErrorCode::InvalidRequest,
+            "This app is public: PKCE is required (send code_challenge and code_challenge_method=S256).".into(),
+        );
+    }
+    for pr in req.prompt.unwrap_or_default().split_whitespace() {
+        match pr.parse::<Prompt>() {
+            Ok(pr) => p.prompt.push(pr),
+            Err(_) => {
+                return fail(
+                    &p,
+                    ErrorCode::InvalidRequest,
+                    format!("prompt `{pr}` is not supported: use none, login or consent."),
+                );
+            }
+        }
+    }
+    if p.prompt.contains(&Prompt::None) && p.prompt.len() > 1 {
+        return fail(
+            &p,
+            ErrorCode::InvalidRequest,
+            "prompt=none cannot be combined with other prompt values.".into(),
+        );
+    }
+    if let Some(m) = req.max_age {
+        match m.parse::<i64>() {
+            Ok(v) if v >= 0 => p.max_age = Some(v),
+            _ => {
+                return fail(
+                    &p,
+                    ErrorCode::InvalidRequest,
+                    format!("max_age `{m}` is not a non-negative number of seconds."),
+                );
+            }
+        }
+    }
+    if req.request.is_some() {
+        return fail(
+            &p,
+            ErrorCode::RequestNotSupported,
+            "The `request` parameter is not supported.".into(),
+        );
+    }
+    if req.request_uri.is_some() {
+        return fail(
+            &p,
+            ErrorCode::RequestUriNotSupported,
+            "The `request_uri` parameter is not supported.".into(),
+        );
+    }
+    p.login_hint = req.login_hint.map(str::to_string);
+    p.ui_locales = req.ui_locales.map(str::to_string);
+    Ok(p)
+}
+
 impl Provider {
     /// Validates an authorization request, stores it and carries it as far as it can go with
     /// the browser's session.
@@ -174,9 +451,11 @@ impl Provider {
         raw: &RawParams,
         session: Option<&Session>,
     ) -> OpResult<Authorize> {
-        let p = match self.validate(raw).await? {
+        let p = match self.validate(raw).await {
             Ok(p) => p,
-            Err(a) => return Ok(a),
+            Err(Stop::Page(a)) => return Ok(a),
+            Err(Stop::Reply(r)) => return Ok(Authorize::Reply(r)),
+            Err(Stop::Failed(e)) => return Err(e),
         };
         let id = Uuid::new_v4();
         let now = now_ms();
@@ -193,281 +472,75 @@ impl Provider {
         self.proceed(id, p, now, session).await
     }
 
-    async fn validate(&self, raw: &RawParams) -> OpResult<Result<AuthParams, Authorize>> {
-        macro_rules! param {
-            ($k:expr) => {
-                match one(raw, $k) {
-                    Ok(v) => v,
-                    Err(m) => return Ok(Err(page(400, None, "invalid_request", m))),
-                }
-            };
-        }
-        let Some(client_id) = param!("client_id") else {
-            return Ok(Err(page(
-                400,
+    /// Validates a request in two phases: [`Provider::identify`] (errors shown to the user),
+    /// then [`decide`] (errors returned to the app).
+    async fn validate(&self, raw: &RawParams) -> Result<AuthParams, Stop> {
+        let req = AuthRequest::parse(raw)
+            .map_err(|m| Stop::Page(page(PageReason::InvalidRequest, None, m)))?;
+        let target = self.identify(&req).await?;
+        decide(&target, &req, &self.issuer).map_err(Stop::Reply)
+    }
+
+    /// Phase one: which app asks, and is the `redirect_uri` one it registered? Until both are
+    /// known to be genuine, nothing may be sent to the redirect URI, so every error here is
+    /// shown to the user.
+    async fn identify(&self, req: &AuthRequest<'_>) -> Result<Target, Stop> {
+        let Some(client_id) = req.client_id else {
+            return Err(Stop::Page(page(
+                PageReason::InvalidRequest,
                 None,
-                "invalid_request",
                 "The app did not say who it is: the `client_id` parameter is missing.".into(),
             )));
         };
         let Some(client) = self.client(client_id).await? else {
-            return Ok(Err(page_because(
-                "unknown_app",
-                400,
+            return Err(Stop::Page(page(
+                PageReason::UnknownApp,
                 None,
-                "invalid_client",
                 format!(
                     "No app with client_id `{client_id}` is registered here. Ask the app's administrator to check its settings."
                 ),
             )));
         };
-        let redirect_uri = match param!("redirect_uri") {
-            Some(r) => r.to_string(),
+        let refuse = |message: String| {
+            Err(Stop::Page(page(
+                PageReason::RedirectUri,
+                Some(&client),
+                message,
+            )))
+        };
+        let redirect_uri = match (req.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(r), _) => r.to_string(),
             // OAuth 2.0 lets an app with one registered URI leave it out; OpenID Connect
             // (scope `openid`) requires it (Core §3.1.2.1).
-            None if client.redirect_uris.len() == 1
-                && !param!("scope").is_some_and(|s| s.split(' ').any(|x| x == "openid")) =>
-            {
-                client.redirect_uris[0].clone()
+            (None, [only]) if !req.scopes().any(|x| x == "openid") => only.clone(),
+            (None, [_]) => {
+                return refuse(format!(
+                    "The app “{}” did not send a `redirect_uri`, which OpenID Connect requires (Core §3.1.2.1): it must send the exact registered URL.",
+                    client.client_name
+                ));
             }
-            None if client.redirect_uris.len() == 1 => {
-                return Ok(Err(page_because(
-                    "redirect_uri",
-                    400,
-                    Some(&client),
-                    "invalid_request",
-                    format!(
-                        "The app “{}” did not send a `redirect_uri`, which OpenID Connect requires (Core §3.1.2.1): it must send the exact registered URL.",
-                        client.client_name
-                    ),
-                )));
-            }
-            None => {
-                return Ok(Err(page_because(
-                    "redirect_uri",
-                    400,
-                    Some(&client),
-                    "invalid_request",
-                    format!(
-                        "The app “{}” did not send a `redirect_uri`, and it has several registered: it must say which one.",
-                        client.client_name
-                    ),
-                )));
+            (None, _) => {
+                return refuse(format!(
+                    "The app “{}” did not send a `redirect_uri`, and it has several registered: it must say which one.",
+                    client.client_name
+                ));
             }
         };
         if !client.redirect_uris.iter().any(|r| r == &redirect_uri) {
-            return Ok(Err(page_because(
-                "redirect_uri",
-                400,
-                Some(&client),
-                "invalid_request",
-                format!(
-                    "The app “{}” asked to send you back to `{redirect_uri}`, which is not one of its registered redirect URIs. Nothing was sent there. The app's administrator must register the exact URL.",
-                    client.client_name
-                ),
-            )));
+            return refuse(format!(
+                "The app “{}” asked to send you back to `{redirect_uri}`, which is not one of its registered redirect URIs. Nothing was sent there. The app's administrator must register the exact URL.",
+                client.client_name
+            ));
         }
-        // From here on, errors go back to the app.
-        let rt = normalize_response_type(param!("response_type").unwrap_or_default());
-        let state = param!("state").map(str::to_string);
-        let mode_param = param!("response_mode");
-        let default_mode = if rt == "code" {
-            ResponseMode::Query
-        } else {
-            ResponseMode::Fragment
-        };
-        let requested_mode = match mode_param {
-            None => Some(default_mode),
-            Some("query") => Some(ResponseMode::Query),
-            Some("fragment") => Some(ResponseMode::Fragment),
-            Some("form_post") => Some(ResponseMode::FormPost),
-            Some(_) => None,
-        };
-        let mut p = AuthParams {
-            client_id: client.client_id.clone(),
+        Ok(Target {
+            client,
             redirect_uri,
-            response_type: rt.clone(),
-            response_mode: requested_mode.unwrap_or(default_mode),
-            scope: vec![],
-            state,
-            nonce: None,
-            code_challenge: None,
-            prompt: vec![],
-            max_age: None,
-            login_hint: None,
-            ui_locales: None,
-        };
-        let fail = |p: &AuthParams, e: &str, d: String| {
-            Ok(Err(Authorize::Reply(error_reply(p, &self.issuer, e, &d))))
-        };
-        if requested_mode.is_none() {
-            return fail(
-                &p,
-                "invalid_request",
-                format!(
-                    "response_mode `{}` is not supported: use query, fragment or form_post.",
-                    mode_param.unwrap_or_default()
-                ),
-            );
-        }
-        if !matches!(rt.as_str(), "code" | "id_token" | "id_token token") {
-            return fail(
-                &p,
-                "unsupported_response_type",
-                format!(
-                    "response_type `{rt}` is not supported: use code, id_token or `id_token token`."
-                ),
-            );
-        }
-        if !client.allows_response_type(&rt) {
-            return fail(
-                &p,
-                "unauthorized_client",
-                format!("This app is not registered for response_type `{rt}`."),
-            );
-        }
-        if rt != "code" && p.response_mode == ResponseMode::Query {
-            return fail(
-                &p,
-                "invalid_request",
-                "Tokens are never sent in a query string: use response_mode fragment or form_post."
-                    .into(),
-            );
-        }
-        let scope: Vec<String> = param!("scope")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        if let Some(s) = scope.iter().find(|s| !client.has_scope(s)) {
-            return fail(
-                &p,
-                "invalid_scope",
-                format!(
-                    "Scope `{s}` is not allowed for this app (allowed: {}).",
-                    client.scope
-                ),
-            );
-        }
-        if rt != "code" && !scope.iter().any(|s| s == "openid") {
-            return fail(
-                &p,
-                "invalid_scope",
-                "An id_token response needs the `openid` scope.".into(),
-            );
-        }
-        p.scope = scope;
-        p.nonce = param!("nonce").map(str::to_string);
-        if rt != "code" && p.nonce.is_none() {
-            return fail(
-                &p,
-                "invalid_request",
-                "The `nonce` parameter is required for implicit responses (OpenID Connect Core §3.2.2.1).".into(),
-            );
-        }
-        let challenge = param!("code_challenge");
-        let method = param!("code_challenge_method");
-        match (challenge, method) {
-            (None, None) => {}
-            (None, Some(_)) => {
-                return fail(
-                    &p,
-                    "invalid_request",
-                    "code_challenge_method was sent without code_challenge.".into(),
-                );
-            }
-            (Some(c), Some("S256")) => {
-                if c.len() < 43 || c.len() > 128 {
-                    return fail(
-                        &p,
-                        "invalid_request",
-                        "code_challenge must be 43 to 128 characters (base64url of a SHA-256)."
-                            .into(),
-                    );
-                }
-                p.code_challenge = Some(c.to_string());
-            }
-            (Some(_), None | Some("plain")) => {
-                return fail(
-                    &p,
-                    "invalid_request",
-                    "PKCE method `plain` is not allowed: use code_challenge_method=S256.".into(),
-                );
-            }
-            (Some(_), Some(m)) => {
-                return fail(
-                    &p,
-                    "invalid_request",
-                    format!("code_challenge_method `{m}` is not supported: use S256."),
-                );
-            }
-        }
-        if rt == "code" && client.app_type.is_public() && p.code_challenge.is_none() {
-            return fail(
-                &p,
-                "invalid_request",
-                "This app is public: PKCE is required (send code_challenge and code_challenge_method=S256).".into(),
-            );
-        }
-        p.prompt = param!("prompt")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        for pr in &p.prompt {
-            if !matches!(pr.as_str(), "none" | "login" | "consent" | "select_account") {
-                return fail(
-                    &p,
-                    "invalid_request",
-                    format!("prompt `{pr}` is not supported: use none, login or consent."),
-                );
-            }
-        }
-        if p.prompt.iter().any(|x| x == "none") && p.prompt.len() > 1 {
-            return fail(
-                &p,
-                "invalid_request",
-                "prompt=none cannot be combined with other prompt values.".into(),
-            );
-        }
-        if let Some(m) = param!("max_age") {
-            match m.parse::<i64>() {
-                Ok(v) if v >= 0 => p.max_age = Some(v),
-                _ => {
-                    return fail(
-                        &p,
-                        "invalid_request",
-                        format!("max_age `{m}` is not a non-negative number of seconds."),
-                    );
-                }
-            }
-        }
-        for unsupported in ["request", "request_uri"] {
-            if param!(unsupported).is_some() {
-                let e = if unsupported == "request" {
-                    "request_not_supported"
-                } else {
-                    "request_uri_not_supported"
-                };
-                return fail(
-                    &p,
-                    e,
-                    format!("The `{unsupported}` parameter is not supported."),
-                );
-            }
-        }
-        p.login_hint = param!("login_hint").map(str::to_string);
-        p.ui_locales = param!("ui_locales").map(str::to_string);
-        Ok(Ok(p))
+        })
     }
 
     async fn load_request(&self, id: &str) -> OpResult<Result<(Uuid, AuthParams, i64), Authorize>> {
         let expired = || {
-            page_because(
-                "request_expired",
-                400,
-                None,
-                "invalid_request",
+            page(PageReason::RequestExpired, None,
                 "This sign-in request has expired or was completed already. Go back to the app and sign in again.".into(),
             )
         };
@@ -529,17 +602,16 @@ impl Provider {
     ) -> OpResult<Authorize> {
         let Some(client) = self.client(&p.client_id).await? else {
             return Ok(page(
-                400,
+                PageReason::AppGone,
                 None,
-                "invalid_client",
                 "The app of this sign-in request no longer exists.".into(),
             ));
         };
-        let none = p.prompt.iter().any(|x| x == "none");
+        let none = p.prompt.contains(&Prompt::None);
         // The user must sign in (again): with `prompt=none` that is an error for the app.
         let sign_in = |why: &str, again: bool| {
             if none {
-                Authorize::Reply(error_reply(&p, &self.issuer, "login_required", why))
+                Authorize::Reply(error_reply(&p, &self.issuer, ErrorCode::LoginRequired, why))
             } else {
                 Authorize::Login {
                     to: self.login_url(id, &p, again),
@@ -553,7 +625,7 @@ impl Provider {
         // A sign-in made after this request satisfies both `prompt=login` and `max_age` (even
         // `max_age=0`), so coming back from the login flow never loops.
         let fresh = session.authenticated_at >= created;
-        let stale_for_prompt = p.prompt.iter().any(|x| x == "login") && !fresh;
+        let stale_for_prompt = p.prompt.contains(&Prompt::Login) && !fresh;
         let too_old = !fresh
             && p.max_age
                 .is_some_and(|m| now - session.authenticated_at > m.saturating_mul(1000));
@@ -574,25 +646,21 @@ impl Provider {
                 "Your account may not use the app “{}”. Ask your administrator to give you access.",
                 client.client_name
             );
-            let back = error_reply(&p, &self.issuer, "access_denied", &msg);
+            let back = error_reply(&p, &self.issuer, ErrorCode::AccessDenied, &msg);
             if none {
                 return Ok(Authorize::Reply(back));
             }
             return Ok(Authorize::Page(ErrorPage {
-                status: 403,
+                reason: PageReason::NotAssigned,
                 app: Some(client.client_name.clone()),
-                error: "access_denied",
-                reason: "not_assigned",
                 message: msg,
                 back: Some(back),
             }));
         }
         if let Err(missing) = self.subject_for(&client, &identity).await? {
-            return Ok(page_because(
-                "no_subject",
-                403,
+            return Ok(page(
+                PageReason::NoSubject,
                 Some(&client),
-                "access_denied",
                 format!(
                     "You cannot sign in to “{}”: {}. Ask the app's administrator, or link that account in your settings.",
                     client.client_name, missing.0
@@ -608,12 +676,12 @@ impl Provider {
                 let g: Vec<&str> = g.split(' ').collect();
                 p.scope.iter().all(|s| g.contains(&s.as_str()))
             });
-            if !covered || p.prompt.iter().any(|x| x == "consent") {
+            if !covered || p.prompt.contains(&Prompt::Consent) {
                 if none {
                     return Ok(Authorize::Reply(error_reply(
                         &p,
                         &self.issuer,
-                        "consent_required",
+                        ErrorCode::ConsentRequired,
                         "The user has not consented to this app yet.",
                     )));
                 }
@@ -625,9 +693,8 @@ impl Provider {
         }
         if !self.store.op_delete_request(id).await? {
             return Ok(page(
-                400,
+                PageReason::InvalidRequest,
                 Some(&client),
-                "invalid_request",
                 "This sign-in request was completed already. Go back to the app and sign in again."
                     .into(),
             ));
@@ -645,9 +712,8 @@ impl Provider {
         };
         let Some(client) = self.client(&p.client_id).await? else {
             return Ok(Err(page(
-                400,
+                PageReason::AppGone,
                 None,
-                "invalid_client",
                 "The app of this sign-in request no longer exists.".into(),
             )));
         };
@@ -675,16 +741,15 @@ impl Provider {
         if !accept {
             if !self.store.op_delete_request(id).await? {
                 return Ok(page(
-                    400,
+                    PageReason::InvalidRequest,
                     None,
-                    "invalid_request",
                     "This sign-in request was completed already.".into(),
                 ));
             }
             return Ok(Authorize::Reply(error_reply(
                 &p,
                 &self.issuer,
-                "access_denied",
+                ErrorCode::AccessDenied,
                 "The user declined to share their account with the app.",
             )));
         }
@@ -697,7 +762,7 @@ impl Provider {
             )
             .await?;
         // The consent asked for by `prompt=consent` has been given now.
-        p.prompt.retain(|x| x != "consent");
+        p.prompt.retain(|x| *x != Prompt::Consent);
         self.proceed(id, p, created, Some(session)).await
     }
 
@@ -750,15 +815,17 @@ impl Provider {
         let sub = self
             .subject_for(client, identity)
             .await?
-            .map_err(|m| OpError::new("access_denied", 403, m.0))?;
+            .map_err(|m| OpError::new(crate::ErrorCode::AccessDenied, m.0))?;
         let mut params = vec![];
-        if p.response_type == "code" {
-            let code = self.issue_code(client, identity, session, p, &sub).await?;
-            params.push(("code".to_string(), code));
-        } else {
+        let with_access = match p.response_type {
+            ResponseType::Code => None,
+            ResponseType::IdToken => Some(false),
+            ResponseType::IdTokenToken => Some(true),
+        };
+        if let Some(with_access) = with_access {
             let scopes: Vec<&str> = p.scope.iter().map(String::as_str).collect();
             let mut access = None;
-            if p.response_type == "id_token token" {
+            if with_access {
                 let grant_id = Uuid::new_v4().to_string();
                 let (at, ttl) = self
                     .issue_access(client, Some(identity.id), &sub, &scopes, &grant_id)
@@ -782,6 +849,9 @@ impl Provider {
                 .await?;
             params.push(("id_token".into(), id_token));
             params.push(("scope".into(), p.scope.join(" ")));
+        } else {
+            let code = self.issue_code(client, identity, session, p, &sub).await?;
+            params.push(("code".to_string(), code));
         }
         if let Some(s) = &p.state {
             params.push(("state".into(), s.clone()));

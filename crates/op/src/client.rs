@@ -3,10 +3,12 @@
 //! and `claims_mapper`; validation; secrets (several per app, stored hashed); client
 //! authentication at the token endpoint.
 
+use crate::vocab::{AuthMethod, GrantType, ResponseType, expected_list};
 use crate::{OpError, OpResult, Provider, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tessera_core::crypto;
+use tessera_core::{Error, Result};
 use tessera_store::op::ClientRow;
 
 /// Scopes the provider knows. `offline_access` asks for a refresh token.
@@ -62,10 +64,11 @@ pub struct Client {
     pub app_type: AppType,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub response_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    /// Normalised (`token id_token` is stored as `id_token token`).
+    pub response_types: Vec<ResponseType>,
     pub scope: String,
-    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_method: AuthMethod,
     /// `id` (default), `pairwise`, or `traits.<path>`, `metadata_public.<path>`,
     /// `metadata_admin.<path>`, `credentials.oidc.<provider id>`.
     pub subject: String,
@@ -110,14 +113,11 @@ impl Client {
     pub fn has_scope(&self, s: &str) -> bool {
         self.scope.split(' ').any(|x| x == s)
     }
-    pub fn allows_grant(&self, g: &str) -> bool {
-        self.grant_types.iter().any(|x| x == g)
+    pub fn allows_grant(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
     }
-    pub fn allows_response_type(&self, rt: &str) -> bool {
-        let want = normalize_response_type(rt);
-        self.response_types
-            .iter()
-            .any(|x| normalize_response_type(x) == want)
+    pub fn allows_response_type(&self, rt: ResponseType) -> bool {
+        self.response_types.contains(&rt)
     }
 
     /// The admin API's view: metadata, secret ids (never hashes), timestamps.
@@ -148,15 +148,14 @@ impl Client {
     }
 }
 
-/// `id_token token` and `token id_token` are the same response type.
-pub fn normalize_response_type(rt: &str) -> String {
-    let mut parts: Vec<&str> = rt.split_whitespace().collect();
-    parts.sort_unstable();
-    parts.join(" ")
+/// Refused app metadata (RFC 7591 §3.2.2's code as the Kratos error id).
+fn bad(msg: impl Into<String>) -> Error {
+    Error::bad_request(msg).with_id("invalid_client_metadata")
 }
 
-fn bad(msg: impl Into<String>) -> OpError {
-    OpError::new("invalid_client_metadata", 400, msg)
+/// No such app (or secret, or subject).
+pub fn not_found(msg: impl Into<String>) -> Error {
+    Error::not_found(msg).with_id("not_found")
 }
 
 /// Schemes a browser would run or read locally: never a place to send codes or tokens.
@@ -174,7 +173,7 @@ const DANGEROUS_SCHEMES: &[&str] = &[
 /// A redirect URI (RFC 9700 §2.1, §4.1.3; RFC 8252 for native apps): `https`, or `http` only on
 /// the loopback interface (a native app's local listener, development); a private-use scheme
 /// (`com.example.app:/callback`) only for native apps; never a scheme the browser executes.
-fn check_uri(field: &str, u: &str, app_type: AppType) -> OpResult<()> {
+fn check_uri(field: &str, u: &str, app_type: AppType) -> Result<()> {
     let parsed = url::Url::parse(u).map_err(|e| {
         bad(format!(
             "`{field}` entry `{u}` is not an absolute URL: {e}."
@@ -216,7 +215,7 @@ fn check_uri(field: &str, u: &str, app_type: AppType) -> OpResult<()> {
 }
 
 /// Checks a `subject` expression (seed 001).
-pub fn check_subject(s: &str) -> OpResult<()> {
+pub fn check_subject(s: &str) -> Result<()> {
     if s == "id" || s == "pairwise" {
         return Ok(());
     }
@@ -267,7 +266,7 @@ pub fn unstable_subject(s: &str, read_only_traits: &[String]) -> Option<String> 
 }
 
 /// Builds a validated client from input; `existing` keeps the id and secrets on update.
-pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> {
+pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
     let app_type = input
         .app_type
         .or(existing.map(|c| c.app_type))
@@ -293,52 +292,43 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> 
         (None, None) => new_client_id(),
     };
     let user_app = app_type != AppType::Machine;
-    let grant_types = input.grant_types.unwrap_or_else(|| {
-        if user_app {
-            vec!["authorization_code".into(), "refresh_token".into()]
-        } else {
-            vec!["client_credentials".into()]
-        }
-    });
+    let grant_types: Vec<GrantType> = match input.grant_types {
+        None if user_app => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        None => vec![GrantType::ClientCredentials],
+        Some(names) => names
+            .iter()
+            .map(|g| g.parse::<GrantType>().map_err(|e| bad(format!("{e}."))))
+            .collect::<Result<_>>()?,
+    };
     for g in &grant_types {
-        match g.as_str() {
-            "authorization_code" | "implicit" | "refresh_token" if user_app => {}
-            "client_credentials" if !user_app => {}
-            "authorization_code" | "implicit" | "refresh_token" | "client_credentials" => {
-                return Err(bad(format!(
-                    "grant type `{g}` is not available to a `{}` app: machine apps use client_credentials only, the others sign users in.",
-                    app_type.as_str()
-                )));
-            }
-            _ => {
-                return Err(bad(format!(
-                    "grant type `{g}` is not supported: use authorization_code, implicit, refresh_token or client_credentials."
-                )));
-            }
+        if g.signs_users_in() != user_app {
+            return Err(bad(format!(
+                "grant type `{g}` is not available to a `{}` app: machine apps use client_credentials only, the others sign users in.",
+                app_type.as_str()
+            )));
         }
     }
-    let response_types = input.response_types.unwrap_or_else(|| {
-        let mut rts = vec![];
-        if grant_types.iter().any(|g| g == "authorization_code") {
-            rts.push("code".to_string());
-        }
-        if grant_types.iter().any(|g| g == "implicit") {
-            rts.push("id_token".to_string());
-            rts.push("id_token token".to_string());
-        }
-        rts
-    });
+    let response_types: Vec<ResponseType> = match input.response_types {
+        None => ResponseType::ALL
+            .iter()
+            .copied()
+            .filter(|rt| grant_types.contains(&rt.grant()))
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|rt| {
+                ResponseType::parse_any_order(rt).map_err(|e| {
+                    bad(format!(
+                        "response type `{rt}` is not supported: use {}.",
+                        expected_list(&e.expected)
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
     for rt in &response_types {
-        let needs = match normalize_response_type(rt).as_str() {
-            "code" => "authorization_code",
-            "id_token" | "id_token token" => "implicit",
-            _ => {
-                return Err(bad(format!(
-                    "response type `{rt}` is not supported: use code, id_token or `id_token token`."
-                )));
-            }
-        };
-        if !grant_types.iter().any(|g| g == needs) {
+        let needs = rt.grant();
+        if !grant_types.contains(&needs) {
             return Err(bad(format!(
                 "response type `{rt}` needs the `{needs}` grant type in `grant_types`."
             )));
@@ -357,27 +347,29 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> 
     for u in &post_logout_redirect_uris {
         check_uri("post_logout_redirect_uris", u, app_type)?;
     }
-    let method = input.token_endpoint_auth_method.unwrap_or_else(|| {
-        if app_type.is_public() {
-            "none".into()
+    let method = match input.token_endpoint_auth_method {
+        None if app_type.is_public() => AuthMethod::None,
+        None => AuthMethod::ClientSecretBasic,
+        Some(m) => m.parse::<AuthMethod>().map_err(|_| {
+            if app_type.is_public() {
+                public_needs_none(app_type)
+            } else {
+                bad(format!(
+                    "`token_endpoint_auth_method` `{m}` is not supported for a `{}` app: use client_secret_basic or client_secret_post.",
+                    app_type.as_str()
+                ))
+            }
+        })?,
+    };
+    if method.is_confidential() == app_type.is_public() {
+        return Err(if app_type.is_public() {
+            public_needs_none(app_type)
         } else {
-            "client_secret_basic".into()
-        }
-    });
-    match (app_type.is_public(), method.as_str()) {
-        (true, "none") | (false, "client_secret_basic" | "client_secret_post") => {}
-        (true, _) => {
-            return Err(bad(format!(
-                "a `{}` app is public (it cannot keep a secret): `token_endpoint_auth_method` must be `none`.",
-                app_type.as_str()
-            )));
-        }
-        (false, _) => {
-            return Err(bad(format!(
+            bad(format!(
                 "`token_endpoint_auth_method` `{method}` is not supported for a `{}` app: use client_secret_basic or client_secret_post.",
                 app_type.as_str()
-            )));
-        }
+            ))
+        });
     }
     let scope = input.scope.unwrap_or_else(|| {
         if user_app {
@@ -418,6 +410,13 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> OpResult<Client> 
         claims_mapper: input.claims_mapper,
         secrets: existing.map(|c| c.secrets.clone()).unwrap_or_default(),
     })
+}
+
+fn public_needs_none(app_type: AppType) -> Error {
+    bad(format!(
+        "a `{}` app is public (it cannot keep a secret): `token_endpoint_auth_method` must be `none`.",
+        app_type.as_str()
+    ))
 }
 
 fn new_client_id() -> String {
@@ -486,9 +485,9 @@ impl ClientCache {
     }
 }
 
-fn from_row(row: ClientRow) -> OpResult<Client> {
+fn from_row(row: ClientRow) -> Result<Client> {
     serde_json::from_value(row.metadata)
-        .map_err(|e| OpError::server_error(format!("stored app is corrupt: {e}")))
+        .map_err(|e| Error::internal(format!("stored app is corrupt: {e}")))
 }
 
 impl Provider {
@@ -497,7 +496,7 @@ impl Provider {
             return Ok(hit.map(|c| (*c).clone()));
         }
         let client = match self.store.op_get_client(client_id).await? {
-            Some(row) => Some(from_row(row)?),
+            Some(row) => Some(from_row(row).map_err(OpError::from)?),
             None => None,
         };
         self.clients.put(client_id, client.clone());
@@ -558,7 +557,7 @@ impl Provider {
     }
 
     /// Refuses a subject that could be reassigned (see [`unstable_subject`]).
-    fn check_stable_subject(&self, client: &Client) -> OpResult<()> {
+    fn check_stable_subject(&self, client: &Client) -> Result<()> {
         match unstable_subject(&client.subject, &self.read_only_traits) {
             None => Ok(()),
             Some(why) => Err(bad(format!("`subject`: {why}."))),
@@ -567,7 +566,7 @@ impl Provider {
 
     /// Every app whose subject could be reassigned, each with the reason and the fix: a
     /// server refuses to start (and a configuration update to apply) while there is one.
-    pub async fn unstable_subjects(&self) -> OpResult<Vec<String>> {
+    pub async fn unstable_subjects(&self) -> Result<Vec<String>> {
         Ok(self
             .list_clients()
             .await?
@@ -580,7 +579,7 @@ impl Provider {
     }
 
     /// Creates an app; returns it with its first secret (confidential apps), shown only now.
-    pub async fn create_client(&self, input: ClientInput) -> OpResult<(Client, Option<String>)> {
+    pub async fn create_client(&self, input: ClientInput) -> Result<(Client, Option<String>)> {
         let mut client = build(input, None)?;
         self.check_stable_subject(&client)?;
         let secret = if client.app_type.is_public() {
@@ -596,41 +595,51 @@ impl Provider {
             .op_insert_client(&ClientRow {
                 client_id: client.client_id.clone(),
                 metadata: serde_json::to_value(&client)
-                    .map_err(|e| OpError::server_error(e.to_string()))?,
+                    .map_err(|e| Error::internal(e.to_string()))?,
                 created_at: now,
                 updated_at: now,
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.kind == tessera_core::ErrorKind::Conflict {
+                    Error::conflict(format!(
+                        "An app with client_id `{}` exists already.",
+                        client.client_id
+                    ))
+                    .with_id("conflict")
+                } else {
+                    e
+                }
+            })?;
         Ok((client, secret))
     }
 
-    pub async fn client_row(&self, client_id: &str) -> OpResult<(Client, ClientRow)> {
+    pub async fn client_row(&self, client_id: &str) -> Result<(Client, ClientRow)> {
         let row = self
             .store
             .op_get_client(client_id)
             .await?
-            .ok_or_else(|| OpError::not_found(format!("App `{client_id}` does not exist.")))?;
+            .ok_or_else(|| not_found(format!("App `{client_id}` does not exist.")))?;
         Ok((from_row(row.clone())?, row))
     }
 
-    pub async fn list_clients(&self) -> OpResult<Vec<(Client, ClientRow)>> {
+    pub async fn list_clients(&self) -> Result<Vec<(Client, ClientRow)>> {
         let rows = self.store.op_list_clients().await?;
         rows.into_iter()
             .map(|r| Ok((from_row(r.clone())?, r)))
             .collect()
     }
 
-    async fn save(&self, client: &Client, row: &ClientRow) -> OpResult<ClientRow> {
+    async fn save(&self, client: &Client, row: &ClientRow) -> Result<ClientRow> {
         self.clients.clear();
         let row = ClientRow {
             client_id: client.client_id.clone(),
-            metadata: serde_json::to_value(client)
-                .map_err(|e| OpError::server_error(e.to_string()))?,
+            metadata: serde_json::to_value(client).map_err(|e| Error::internal(e.to_string()))?,
             created_at: row.created_at,
             updated_at: now_ms(),
         };
         if !self.store.op_update_client(&row).await? {
-            return Err(OpError::not_found(format!(
+            return Err(not_found(format!(
                 "App `{}` does not exist.",
                 client.client_id
             )));
@@ -643,7 +652,7 @@ impl Provider {
         &self,
         client_id: &str,
         input: ClientInput,
-    ) -> OpResult<(Client, ClientRow)> {
+    ) -> Result<(Client, ClientRow)> {
         let (old, row) = self.client_row(client_id).await?;
         let mut client = build(input, Some(&old))?;
         self.check_stable_subject(&client)?;
@@ -655,13 +664,13 @@ impl Provider {
     }
 
     /// Deletes an app with everything issued to it; false when there was none.
-    pub async fn delete_client(&self, client_id: &str) -> OpResult<bool> {
+    pub async fn delete_client(&self, client_id: &str) -> Result<bool> {
         self.clients.clear();
         Ok(self.store.op_delete_client(client_id).await?)
     }
 
     /// Adds a secret (rotation: add the new one, move the app over, delete the old one).
-    pub async fn add_secret(&self, client_id: &str) -> OpResult<(String, StoredSecret)> {
+    pub async fn add_secret(&self, client_id: &str) -> Result<(String, StoredSecret)> {
         let (mut client, row) = self.client_row(client_id).await?;
         if client.app_type.is_public() {
             return Err(bad(format!(
@@ -675,12 +684,12 @@ impl Provider {
         Ok((plain, stored))
     }
 
-    pub async fn delete_secret(&self, client_id: &str, secret_id: &str) -> OpResult<()> {
+    pub async fn delete_secret(&self, client_id: &str, secret_id: &str) -> Result<()> {
         let (mut client, row) = self.client_row(client_id).await?;
         let before = client.secrets.len();
         client.secrets.retain(|s| s.id != secret_id);
         if client.secrets.len() == before {
-            return Err(OpError::not_found(format!(
+            return Err(not_found(format!(
                 "App `{client_id}` has no secret `{secret_id}`."
             )));
         }

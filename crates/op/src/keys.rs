@@ -6,10 +6,15 @@
 //! Each instance caches the key set for a few seconds and reloads it after that, so a rotation
 //! done by another instance or by the CLI is picked up without a restart.
 
+use crate::vocab::SigningAlg;
 use crate::{OpError, OpResult, Provider, millis, now_ms};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{DecodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,27 +26,79 @@ use tokio::sync::RwLock;
 /// How long an instance trusts its cached key set.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// A private key parsed once, when the key set is loaded, and kept for every signature: ring's
+/// key pairs are validated and precomputed at parse time and sign in constant time (RustCrypto
+/// `rsa`, through jsonwebtoken, re-parsed the key for each signature and carries
+/// RUSTSEC-2023-0071).
+pub enum Signer {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+}
+
+impl Signer {
+    fn parse(alg: SigningAlg, der: &[u8], rng: &SystemRandom) -> Result<Signer, String> {
+        match alg {
+            // PKCS#1 `RSAPrivateKey`, as generated below.
+            SigningAlg::Rs256 => RsaKeyPair::from_der(der)
+                .map(Signer::Rsa)
+                .map_err(|e| e.to_string()),
+            // PKCS#8 with the public key, as p256 writes it.
+            SigningAlg::Es256 => {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, rng)
+                    .map(Signer::Ecdsa)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The JWS signature of `message` (RFC 7518 §3.3 and §3.4: PKCS#1 v1.5 for RS256, `r || s`
+    /// for ES256).
+    fn sign(
+        &self,
+        message: &[u8],
+        rng: &SystemRandom,
+    ) -> Result<Vec<u8>, ring::error::Unspecified> {
+        match self {
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, rng, message, &mut sig)?;
+                Ok(sig)
+            }
+            Signer::Ecdsa(pair) => Ok(pair.sign(rng, message)?.as_ref().to_vec()),
+        }
+    }
+}
+
 pub struct Key {
     pub kid: String,
-    pub alg: Algorithm,
-    pub encoding: EncodingKey,
+    pub alg: SigningAlg,
+    pub signer: Signer,
     pub decoding: DecodingKey,
     pub jwk: Value,
     pub retired_at: Option<i64>,
 }
 
-#[derive(Default)]
 pub struct KeyCache {
     cached: RwLock<Option<(Instant, Arc<Vec<Key>>)>>,
+    rng: SystemRandom,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            cached: RwLock::default(),
+            rng: SystemRandom::new(),
+        }
+    }
 }
 
 /// A freshly generated key: the row to store (private half sealed).
-pub fn generate(alg: &str, cipher: &Cipher) -> OpResult<KeyRow> {
+pub fn generate(alg: SigningAlg, cipher: &Cipher) -> OpResult<KeyRow> {
     use rsa::rand_core::OsRng;
     let kid =
         tessera_core::crypto::token_hash(&tessera_core::crypto::random_token())[..16].to_string();
     let (der, mut jwk) = match alg {
-        "ES256" => {
+        SigningAlg::Es256 => {
             use p256::pkcs8::EncodePrivateKey;
             let private = p256::SecretKey::random(&mut OsRng);
             let der = private
@@ -59,7 +116,7 @@ pub fn generate(alg: &str, cipher: &Cipher) -> OpResult<KeyRow> {
                 json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}),
             )
         }
-        _ => {
+        SigningAlg::Rs256 => {
             use rsa::pkcs1::EncodeRsaPrivateKey;
             use rsa::traits::PublicKeyParts;
             let private = rsa::RsaPrivateKey::new(&mut OsRng, 2048)
@@ -73,16 +130,15 @@ pub fn generate(alg: &str, cipher: &Cipher) -> OpResult<KeyRow> {
             )
         }
     };
-    let alg = if alg == "ES256" { "ES256" } else { "RS256" };
     jwk["kid"] = json!(kid);
-    jwk["alg"] = json!(alg);
+    jwk["alg"] = json!(alg.as_str());
     jwk["use"] = json!("sig");
     let private_sealed = cipher
         .encrypt(&STANDARD.encode(der))
         .map_err(|e| OpError::server_error(format!("sealing the signing key: {e}")))?;
     Ok(KeyRow {
         kid,
-        alg: alg.into(),
+        alg: alg.as_str().into(),
         private_sealed,
         public_jwk: jwk,
         created_at: now_ms(),
@@ -90,7 +146,12 @@ pub fn generate(alg: &str, cipher: &Cipher) -> OpResult<KeyRow> {
     })
 }
 
-fn load(row: &KeyRow, cipher: &Cipher) -> OpResult<Key> {
+fn load(row: &KeyRow, cipher: &Cipher, rng: &SystemRandom) -> OpResult<Key> {
+    let bad = |why: String| OpError::server_error(format!("signing key {}: {why}", row.kid));
+    let alg: SigningAlg = row
+        .alg
+        .parse()
+        .map_err(|e: crate::vocab::UnknownValue| bad(e.to_string()))?;
     let der = cipher
         .decrypt(&row.private_sealed)
         .ok()
@@ -101,32 +162,17 @@ fn load(row: &KeyRow, cipher: &Cipher) -> OpResult<Key> {
                 row.kid
             ))
         })?;
-    let (alg, encoding, decoding) = match row.alg.as_str() {
-        "ES256" => {
-            let x = row.public_jwk["x"].as_str().unwrap_or_default();
-            let y = row.public_jwk["y"].as_str().unwrap_or_default();
-            (
-                Algorithm::ES256,
-                EncodingKey::from_ec_der(&der),
-                DecodingKey::from_ec_components(x, y)
-                    .map_err(|e| OpError::server_error(format!("key {}: {e}", row.kid)))?,
-            )
-        }
-        _ => {
-            let n = row.public_jwk["n"].as_str().unwrap_or_default();
-            let e = row.public_jwk["e"].as_str().unwrap_or_default();
-            (
-                Algorithm::RS256,
-                EncodingKey::from_rsa_der(&der),
-                DecodingKey::from_rsa_components(n, e)
-                    .map_err(|e| OpError::server_error(format!("key {}: {e}", row.kid)))?,
-            )
-        }
-    };
+    let signer = Signer::parse(alg, &der, rng).map_err(bad)?;
+    let part = |k: &str| row.public_jwk[k].as_str().unwrap_or_default();
+    let decoding = match alg {
+        SigningAlg::Es256 => DecodingKey::from_ec_components(part("x"), part("y")),
+        SigningAlg::Rs256 => DecodingKey::from_rsa_components(part("n"), part("e")),
+    }
+    .map_err(|e| bad(e.to_string()))?;
     Ok(Key {
         kid: row.kid.clone(),
         alg,
-        encoding,
+        signer,
         decoding,
         jwk: row.public_jwk.clone(),
         retired_at: row.retired_at,
@@ -138,12 +184,11 @@ fn load(row: &KeyRow, cipher: &Cipher) -> OpResult<Key> {
 pub async fn add_key(
     store: &Store,
     cipher: &Cipher,
-    alg: &str,
+    alg: SigningAlg,
     only_if_none: bool,
 ) -> OpResult<Option<String>> {
-    let alg = alg.to_string();
     let cipher2 = cipher.clone();
-    let row = tokio::task::spawn_blocking(move || generate(&alg, &cipher2))
+    let row = tokio::task::spawn_blocking(move || generate(alg, &cipher2))
         .await
         .map_err(|e| OpError::server_error(format!("key generation: {e}")))??;
     let added = store.op_add_key(&row, only_if_none).await?;
@@ -169,7 +214,7 @@ impl Provider {
         if !rows.iter().any(|r| r.retired_at.is_none()) {
             // Several instances (or requests) may race to create the first key: whoever loses
             // uses the winner's.
-            let added = add_key(&self.store, &self.cipher, &self.op().signing_alg, true).await;
+            let added = add_key(&self.store, &self.cipher, self.signing_alg()?, true).await;
             rows = self.store.op_keys().await?;
             if let Err(e) = added
                 && !rows.iter().any(|r| r.retired_at.is_none())
@@ -185,7 +230,7 @@ impl Provider {
             .iter()
             .filter(|r| r.retired_at.is_none_or(|t| t >= cutoff))
         {
-            keys.push(load(r, &self.cipher)?);
+            keys.push(load(r, &self.cipher, &self.keys.rng)?);
         }
         let keys = Arc::new(keys);
         *guard = Some((Instant::now(), keys.clone()));
@@ -198,16 +243,41 @@ impl Provider {
         Ok(json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}))
     }
 
-    /// Signs claims with the current signing key.
+    /// Signs claims with the current signing key: a compact JWS whose header is what
+    /// jsonwebtoken writes (`typ`, `alg`, `kid`), signed by ring with the key parsed at load.
     pub async fn sign(&self, claims: &Value) -> OpResult<String> {
         let keys = self.key_set().await?;
         let key = keys
             .first()
             .ok_or_else(|| OpError::server_error("no signing key"))?;
-        let mut header = Header::new(key.alg);
+        let mut header = Header::new(key.alg.jwt());
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &key.encoding)
-            .map_err(|e| OpError::server_error(format!("signing: {e}")))
+        let json = |r: serde_json::Result<Vec<u8>>| {
+            r.map(|b| URL_SAFE_NO_PAD.encode(b))
+                .map_err(|e| OpError::server_error(format!("signing: {e}")))
+        };
+        let mut jws = format!(
+            "{}.{}",
+            json(serde_json::to_vec(&header))?,
+            json(serde_json::to_vec(claims))?
+        );
+        let sig = key
+            .signer
+            .sign(jws.as_bytes(), &self.keys.rng)
+            .map_err(|_| OpError::server_error("signing failed"))?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(jws)
+    }
+
+    /// The algorithm of new keys (`oidc_provider.signing_alg`, validated by the configuration).
+    pub fn signing_alg(&self) -> OpResult<SigningAlg> {
+        self.op()
+            .signing_alg
+            .parse()
+            .map_err(|e: crate::vocab::UnknownValue| {
+                OpError::server_error(format!("oidc_provider.signing_alg: {e}"))
+            })
     }
 
     /// Verifies a token this provider signed (an `id_token_hint`), ignoring expiry; returns its
@@ -219,11 +289,11 @@ impl Provider {
         let keys = self.key_set().await?;
         let Some(key) = keys
             .iter()
-            .find(|k| Some(&k.kid) == header.kid.as_ref() && k.alg == header.alg)
+            .find(|k| Some(&k.kid) == header.kid.as_ref() && k.alg.jwt() == header.alg)
         else {
             return Ok(None);
         };
-        let mut v = jsonwebtoken::Validation::new(key.alg);
+        let mut v = jsonwebtoken::Validation::new(key.alg.jwt());
         v.validate_exp = false;
         v.validate_aud = false;
         v.set_issuer(&[&self.issuer]);

@@ -15,72 +15,146 @@ pub mod client;
 pub mod keys;
 pub mod subject;
 pub mod token;
+pub mod vocab;
 
 use std::sync::Arc;
 use tessera_config::OpSettings;
 use tessera_core::crypto::Cipher;
 use tessera_store::Store;
 
-pub use authorize::{AuthParams, Authorize, ErrorPage, Reply, ResponseMode};
+pub use authorize::{AuthParams, Authorize, ErrorPage, PageReason, Reply};
 pub use client::{AppType, Client, ClientInput};
 pub use token::TokenResponse;
+pub use vocab::{
+    AuthMethod, GrantType, PkceMethod, Prompt, ResponseMode, ResponseType, SigningAlg, UnknownValue,
+};
 
-/// An error of the token, userinfo, revocation or introspection endpoints, or of the admin API,
-/// in RFC 6749 §5.2 terms: `error` is the registered code, `status` the HTTP status it goes with.
+/// The error codes this provider answers with: RFC 6749 §4.1.2.1 and §5.2, OIDC Core
+/// §3.1.2.6, RFC 6750 §3.1, RFC 7591 §3.2.2 and RFC 9101. What each means in HTTP (status,
+/// headers) is decided by the server's one OAuth error renderer, not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    /// A bearer token that is unknown, expired or revoked (RFC 6750).
+    InvalidToken,
+    InsufficientScope,
+    /// An app's registration metadata is refused (admin API, RFC 7591).
+    InvalidClientMetadata,
+    ServerError,
+    TemporarilyUnavailable,
+    /// `temporarily_unavailable` because the caller passed a rate limit (come back later).
+    RateLimited,
+    /// Not an OAuth code: an admin API lookup found nothing.
+    NotFound,
+    /// Not an OAuth code: an admin API write collides with an existing row.
+    Conflict,
+}
+
+impl ErrorCode {
+    /// The `error` value on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable | ErrorCode::RateLimited => "temporarily_unavailable",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error of the OP's endpoints: a registered code and a description for the app's
+/// developer (RFC 6749 §5.2 `error_description`). No HTTP status: the server maps codes.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{error}: {description}")]
+#[error("{code}: {description}")]
 pub struct OpError {
-    pub error: &'static str,
+    pub code: ErrorCode,
     pub description: String,
-    pub status: u16,
 }
 
 impl OpError {
-    pub fn new(error: &'static str, status: u16, description: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         OpError {
-            error,
+            code,
             description: description.into(),
-            status,
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", 400, d)
+        Self::new(ErrorCode::InvalidRequest, d)
     }
     pub fn invalid_client(d: impl Into<String>) -> Self {
-        Self::new("invalid_client", 401, d)
+        Self::new(ErrorCode::InvalidClient, d)
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new("invalid_grant", 400, d)
+        Self::new(ErrorCode::InvalidGrant, d)
     }
     pub fn unauthorized_client(d: impl Into<String>) -> Self {
-        Self::new("unauthorized_client", 400, d)
+        Self::new(ErrorCode::UnauthorizedClient, d)
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
-        Self::new("invalid_scope", 400, d)
+        Self::new(ErrorCode::InvalidScope, d)
     }
     pub fn invalid_token(d: impl Into<String>) -> Self {
-        Self::new("invalid_token", 401, d)
+        Self::new(ErrorCode::InvalidToken, d)
     }
     pub fn not_found(d: impl Into<String>) -> Self {
-        Self::new("not_found", 404, d)
+        Self::new(ErrorCode::NotFound, d)
     }
     pub fn server_error(d: impl Into<String>) -> Self {
-        Self::new("server_error", 500, d)
+        Self::new(ErrorCode::ServerError, d)
     }
 }
 
 impl From<tessera_core::Error> for OpError {
     fn from(e: tessera_core::Error) -> Self {
         use tessera_core::ErrorKind as K;
-        match e.kind {
-            K::NotFound => OpError::not_found(e.reason),
-            K::Conflict => OpError::new("conflict", 409, e.reason),
-            K::BadRequest | K::UnprocessableEntity => OpError::invalid_request(e.reason),
-            K::Unavailable => OpError::new("temporarily_unavailable", 503, e.reason),
-            K::TooManyRequests => OpError::new("temporarily_unavailable", 429, e.reason),
-            K::Forbidden => OpError::new("access_denied", 403, e.reason),
-            _ => OpError::server_error(e.reason),
-        }
+        let code = match e.kind {
+            K::NotFound => ErrorCode::NotFound,
+            K::Conflict => ErrorCode::Conflict,
+            K::BadRequest | K::UnprocessableEntity => ErrorCode::InvalidRequest,
+            K::Unavailable => ErrorCode::TemporarilyUnavailable,
+            K::TooManyRequests => ErrorCode::RateLimited,
+            K::Forbidden => ErrorCode::AccessDenied,
+            K::Unauthorized
+            | K::Gone
+            | K::PayloadTooLarge
+            | K::UnsupportedMediaType
+            | K::Internal => ErrorCode::ServerError,
+        };
+        OpError::new(code, e.reason)
     }
 }
 
@@ -147,36 +221,110 @@ impl Provider {
     }
 
     /// The discovery document (OpenID Connect Discovery 1.0 §3).
-    pub fn discovery(&self) -> serde_json::Value {
-        serde_json::json!({
-            "issuer": self.issuer,
-            "authorization_endpoint": self.endpoint("auth"),
-            "token_endpoint": self.endpoint("token"),
-            "userinfo_endpoint": self.endpoint("me"),
-            "jwks_uri": self.endpoint("jwks"),
-            "end_session_endpoint": self.endpoint("session/end"),
-            "revocation_endpoint": self.endpoint("token/revocation"),
-            "introspection_endpoint": self.endpoint("token/introspection"),
-            "scopes_supported": client::KNOWN_SCOPES,
-            "response_types_supported": ["code", "id_token", "id_token token"],
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials"],
-            "subject_types_supported": ["public", "pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"],
-            // Every authorization response carries `iss` (RFC 9207).
-            "authorization_response_iss_parameter_supported": true,
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
-            "claims_parameter_supported": false,
-            "request_parameter_supported": false,
-            "request_uri_parameter_supported": false,
-            "ui_locales_supported": ["en", "zh-CN", "ru"],
-            "frontchannel_logout_supported": false,
-            "backchannel_logout_supported": false,
-        })
+    pub fn discovery(&self) -> Discovery {
+        Discovery::new(&self.issuer)
+    }
+}
+
+/// Claims an id_token or userinfo answer can carry.
+pub const CLAIMS_SUPPORTED: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "azp",
+    "at_hash",
+    "sid",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "picture",
+    "phone_number",
+];
+
+/// The languages of the hosted pages (consent, the OP's errors, sign-out): the catalogues in
+/// `server/src/ui/locales`.
+pub const UI_LOCALES: &[&str] = &["en", "zh-CN", "ru"];
+
+/// `public` (the default `id` subject) and `pairwise` (see [`subject`]).
+pub const SUBJECT_TYPES: &[&str] = &["public", "pairwise"];
+
+/// The discovery document (OpenID Connect Discovery 1.0 §3), derived from the vocabulary enums
+/// and the constants above, so it can only advertise what the code accepts. Field order is the
+/// JSON's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Discovery {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub userinfo_endpoint: String,
+    pub jwks_uri: String,
+    pub end_session_endpoint: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub scopes_supported: &'static [&'static str],
+    pub response_types_supported: &'static [ResponseType],
+    pub response_modes_supported: &'static [ResponseMode],
+    pub grant_types_supported: &'static [GrantType],
+    pub subject_types_supported: &'static [&'static str],
+    pub id_token_signing_alg_values_supported: &'static [SigningAlg],
+    pub token_endpoint_auth_methods_supported: &'static [AuthMethod],
+    pub revocation_endpoint_auth_methods_supported: &'static [AuthMethod],
+    pub introspection_endpoint_auth_methods_supported: Vec<AuthMethod>,
+    pub code_challenge_methods_supported: &'static [PkceMethod],
+    /// Every authorization response carries `iss` (RFC 9207).
+    pub authorization_response_iss_parameter_supported: bool,
+    pub claims_supported: &'static [&'static str],
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
+    pub ui_locales_supported: &'static [&'static str],
+    pub frontchannel_logout_supported: bool,
+    pub backchannel_logout_supported: bool,
+}
+
+impl Discovery {
+    pub fn new(issuer: &str) -> Discovery {
+        let endpoint = |path: &str| format!("{issuer}/{path}");
+        Discovery {
+            issuer: issuer.to_string(),
+            authorization_endpoint: endpoint("auth"),
+            token_endpoint: endpoint("token"),
+            userinfo_endpoint: endpoint("me"),
+            jwks_uri: endpoint("jwks"),
+            end_session_endpoint: endpoint("session/end"),
+            revocation_endpoint: endpoint("token/revocation"),
+            introspection_endpoint: endpoint("token/introspection"),
+            scopes_supported: client::KNOWN_SCOPES,
+            response_types_supported: ResponseType::ALL,
+            response_modes_supported: ResponseMode::ALL,
+            grant_types_supported: GrantType::ALL,
+            subject_types_supported: SUBJECT_TYPES,
+            id_token_signing_alg_values_supported: SigningAlg::ALL,
+            token_endpoint_auth_methods_supported: AuthMethod::ALL,
+            revocation_endpoint_auth_methods_supported: AuthMethod::ALL,
+            // Public apps cannot introspect.
+            introspection_endpoint_auth_methods_supported: AuthMethod::ALL
+                .iter()
+                .copied()
+                .filter(|m| m.is_confidential())
+                .collect(),
+            code_challenge_methods_supported: PkceMethod::ALL,
+            authorization_response_iss_parameter_supported: true,
+            claims_supported: CLAIMS_SUPPORTED,
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
+            ui_locales_supported: UI_LOCALES,
+            frontchannel_logout_supported: false,
+            backchannel_logout_supported: false,
+        }
     }
 }
 
@@ -186,4 +334,84 @@ pub(crate) fn now_ms() -> i64 {
 
 pub(crate) fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The document as it was written by hand before it was derived from the enums: the wire
+    /// stays the same, key order included.
+    #[test]
+    fn discovery_is_derived_from_the_vocabulary() {
+        let d = serde_json::to_value(Discovery::new("https://id.example/oidc")).unwrap_or_default();
+        let want = json!({
+            "issuer": "https://id.example/oidc",
+            "authorization_endpoint": "https://id.example/oidc/auth",
+            "token_endpoint": "https://id.example/oidc/token",
+            "userinfo_endpoint": "https://id.example/oidc/me",
+            "jwks_uri": "https://id.example/oidc/jwks",
+            "end_session_endpoint": "https://id.example/oidc/session/end",
+            "revocation_endpoint": "https://id.example/oidc/token/revocation",
+            "introspection_endpoint": "https://id.example/oidc/token/introspection",
+            "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
+            "response_types_supported": ["code", "id_token", "id_token token"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials"],
+            "subject_types_supported": ["public", "pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "ui_locales_supported": ["en", "zh-CN", "ru"],
+            "frontchannel_logout_supported": false,
+            "backchannel_logout_supported": false,
+        });
+        assert_eq!(d, want);
+        let keys = |v: &serde_json::Value| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(keys(&d), keys(&want));
+    }
+
+    /// Every value discovery lists parses back to the enum, and every enum value is listed.
+    #[test]
+    fn discovery_lists_every_enum_value_and_nothing_else() {
+        let d = Discovery::new("https://id.example/oidc");
+        let strs = |v: Vec<&'static str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
+        for g in d.grant_types_supported {
+            assert_eq!(g.as_str().parse::<GrantType>().ok(), Some(*g));
+        }
+        assert_eq!(d.grant_types_supported.len(), GrantType::ALL.len());
+        assert_eq!(
+            strs(ResponseType::strs(d.response_types_supported)),
+            strs(ResponseType::strs(ResponseType::ALL))
+        );
+        assert_eq!(
+            strs(SigningAlg::strs(d.id_token_signing_alg_values_supported)),
+            ["RS256", "ES256"]
+        );
+        // The token endpoint redeems every grant but the implicit one.
+        for g in GrantType::ALL {
+            assert_eq!(
+                GrantType::TOKEN_ENDPOINT.contains(g),
+                *g != GrantType::Implicit,
+                "{g}"
+            );
+        }
+        assert!(
+            d.introspection_endpoint_auth_methods_supported
+                .iter()
+                .all(|m| m.is_confidential())
+        );
+    }
 }

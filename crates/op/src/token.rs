@@ -15,7 +15,8 @@
 //! hash), so revocation is as immediate as for stored tokens.
 
 use crate::client::{Client, ClientAuth};
-use crate::{OpError, OpResult, Provider, millis, now_ms};
+use crate::vocab::{GrantType, expected_list};
+use crate::{ErrorCode, OpError, OpResult, Provider, millis, now_ms};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use tessera_core::crypto;
 use tessera_core::identity::Identity;
 use tessera_core::session::Session;
-use tessera_store::op::GrantRow;
+use tessera_store::op::{GrantRow, Taken};
 use uuid::Uuid;
 
 /// The token endpoint's success answer (RFC 6749 §5.1; `expires_in` an integer).
@@ -51,6 +52,33 @@ pub struct IdTokenInput<'a> {
     pub auth_time: i64,
     pub access_token: Option<&'a str>,
     pub sid: Option<&'a str>,
+}
+
+/// The grants the token endpoint redeems ([`GrantType::TOKEN_ENDPOINT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenGrant {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl TokenGrant {
+    /// `None` for the implicit grant, which only the authorization endpoint answers.
+    const fn of(g: GrantType) -> Option<TokenGrant> {
+        match g {
+            GrantType::AuthorizationCode => Some(TokenGrant::AuthorizationCode),
+            GrantType::RefreshToken => Some(TokenGrant::RefreshToken),
+            GrantType::ClientCredentials => Some(TokenGrant::ClientCredentials),
+            GrantType::Implicit => None,
+        }
+    }
+    const fn grant_type(self) -> GrantType {
+        match self {
+            TokenGrant::AuthorizationCode => GrantType::AuthorizationCode,
+            TokenGrant::RefreshToken => GrantType::RefreshToken,
+            TokenGrant::ClientCredentials => GrantType::ClientCredentials,
+        }
+    }
 }
 
 /// Claims an app's claims mapper may not set.
@@ -299,28 +327,30 @@ impl Provider {
                 "The `grant_type` parameter is missing.",
             ));
         }
-        if !matches!(
-            grant_type,
-            "authorization_code" | "refresh_token" | "client_credentials"
-        ) {
-            return Err(OpError::new(
-                "unsupported_grant_type",
-                400,
+        let unsupported = || {
+            OpError::new(
+                ErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type `{grant_type}` is not supported: use authorization_code, refresh_token or client_credentials."
+                    "grant_type `{grant_type}` is not supported: use {}.",
+                    expected_list(&GrantType::strs(GrantType::TOKEN_ENDPOINT))
                 ),
-            ));
-        }
+            )
+        };
+        let grant = grant_type
+            .parse::<GrantType>()
+            .ok()
+            .and_then(TokenGrant::of)
+            .ok_or_else(unsupported)?;
         let client = self.authenticate(auth).await?;
-        if !client.allows_grant(grant_type) {
+        if !client.allows_grant(grant.grant_type()) {
             return Err(OpError::unauthorized_client(format!(
                 "This app is not registered for the `{grant_type}` grant."
             )));
         }
-        match grant_type {
-            "authorization_code" => self.exchange_code(&client, form).await,
-            "refresh_token" => self.refresh(&client, form).await,
-            _ => self.client_credentials(&client, form).await,
+        match grant {
+            TokenGrant::AuthorizationCode => self.exchange_code(&client, form).await,
+            TokenGrant::RefreshToken => self.refresh(&client, form).await,
+            TokenGrant::ClientCredentials => self.client_credentials(&client, form).await,
         }
     }
 
@@ -334,8 +364,8 @@ impl Provider {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OpError::invalid_request("The `code` parameter is missing."))?;
         let row = match self.store.op_take_code(&crypto::token_hash(code)).await? {
-            Ok(row) => row,
-            Err(Some(used)) => {
+            Taken::Fresh(row) => row,
+            Taken::Replayed(used) => {
                 // A replay: someone holds a copy of the code. Revoke what it gave (RFC 6749
                 // §4.1.2, OAuth 2.0 Security BCP).
                 let n = self.store.op_revoke_grant(&used.grant_id).await?;
@@ -344,7 +374,7 @@ impl Provider {
                     "The authorization code was used already; the tokens issued from it have been revoked.",
                 ));
             }
-            Err(None) => {
+            Taken::Unknown => {
                 return Err(OpError::invalid_grant(
                     "The authorization code is not valid.",
                 ));
@@ -400,7 +430,7 @@ impl Provider {
             self.access_row(client, Some(identity_id), &sub, &scopes, &row.grant_id);
         let ttl = (at_row.expires_at - at_row.created_at) / 1000;
         let mut rows = vec![at_row];
-        let refresh = if client.allows_grant("refresh_token")
+        let refresh = if client.allows_grant(GrantType::RefreshToken)
             && (scopes.contains(&"offline_access") || !scopes.contains(&"openid"))
         {
             let data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid")});
@@ -469,8 +499,8 @@ impl Provider {
             .op_take_refresh(&crypto::token_hash(token))
             .await?
         {
-            Ok(row) => row,
-            Err(Some(old)) if old.kind == "refresh" && old.client_id == client.client_id => {
+            Taken::Fresh(row) => row,
+            Taken::Replayed(old) if old.client_id == client.client_id => {
                 if old.used {
                     let n = self.store.op_revoke_grant(&old.grant_id).await?;
                     tracing::warn!(client_id = %old.client_id, revoked = n, "refresh token reused; its family was revoked");
@@ -482,7 +512,10 @@ impl Provider {
                     "The refresh token has been revoked.",
                 ));
             }
-            Err(_) => return Err(OpError::invalid_grant("The refresh token is not valid.")),
+            // Another client's token is as good as unknown to this one.
+            Taken::Replayed(_) | Taken::Unknown => {
+                return Err(OpError::invalid_grant("The refresh token is not valid."));
+            }
         };
         if row.client_id != client.client_id {
             return Err(OpError::invalid_grant(
@@ -689,8 +722,7 @@ impl Provider {
         let scopes: Vec<&str> = scope.split_whitespace().collect();
         if !scopes.contains(&"openid") {
             return Err(OpError::new(
-                "insufficient_scope",
-                403,
+                crate::ErrorCode::InsufficientScope,
                 "The access token was not granted the `openid` scope.",
             ));
         }

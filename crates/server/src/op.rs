@@ -17,10 +17,10 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use tessera_core::{Error, ErrorKind};
+use tessera_core::Error;
 use tessera_op::authorize::{RawParams, raw_params};
 use tessera_op::client::ClientAuth;
-use tessera_op::{Authorize, ClientInput, OpError, Reply, ResponseMode};
+use tessera_op::{Authorize, ClientInput, ErrorCode, OpError, PageReason, Reply, ResponseMode};
 
 pub fn public_routes() -> Router<AppState> {
     Router::new()
@@ -59,8 +59,51 @@ pub fn admin_routes() -> Router<AppState> {
         )
 }
 
-/// An OAuth error as JSON (RFC 6749 §5.2), `WWW-Authenticate` on 401s, `Retry-After` when a
-/// limit says when to come back.
+/// The HTTP status of an OP error: RFC 6749 §5.2 (400, and 401 for `invalid_client`), RFC
+/// 6750 §3.1 (401 `invalid_token`, 403 `insufficient_scope`), and the usual statuses for the
+/// rest. The one place that decides it, for JSON answers and pages alike.
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidGrant
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::InvalidScope
+        | ErrorCode::ConsentRequired
+        | ErrorCode::InteractionRequired
+        | ErrorCode::RequestNotSupported
+        | ErrorCode::RequestUriNotSupported
+        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::LoginRequired => {
+            StatusCode::UNAUTHORIZED
+        }
+        ErrorCode::AccessDenied | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The status of an authorization error page: 403 when the user may not use the app, 400 for
+/// a request that cannot go on.
+fn page_status(reason: PageReason) -> StatusCode {
+    match reason {
+        PageReason::InvalidRequest
+        | PageReason::UnknownApp
+        | PageReason::AppGone
+        | PageReason::RedirectUri
+        | PageReason::RequestExpired => StatusCode::BAD_REQUEST,
+        PageReason::NoSubject | PageReason::NotAssigned => StatusCode::FORBIDDEN,
+    }
+}
+
+/// An OAuth error as JSON (RFC 6749 §5.2): the one renderer of [`OpError`] for the protocol
+/// endpoints. `WWW-Authenticate` goes with every 401 (`Bearer` for a bad access token, `Basic`
+/// for client authentication, the only scheme the token endpoint takes in a header), and
+/// `Retry-After` when a limit says when to come back.
 struct OAuthError(OpError, Option<u64>);
 
 impl From<OpError> for OAuthError {
@@ -79,13 +122,13 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let e = &self.0;
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = status_of(e.code);
         if status.is_server_error() {
-            tracing::error!(error = e.error, reason = %e.description, "OP request failed");
+            tracing::error!(error = e.code.as_str(), reason = %e.description, "OP request failed");
         }
         let mut resp = (
             status,
-            Json(json!({"error": e.error, "error_description": e.description})),
+            Json(json!({"error": e.code.as_str(), "error_description": e.description})),
         )
             .into_response();
         let h = resp.headers_mut();
@@ -93,18 +136,35 @@ impl IntoResponse for OAuthError {
         if let Some(secs) = self.1 {
             h.insert(header::RETRY_AFTER, secs.into());
         }
-        if status == StatusCode::UNAUTHORIZED {
-            let v = if e.error == "invalid_token" {
-                format!(
-                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                    e.description.replace('"', "'")
-                )
-            } else {
-                "Basic realm=\"tessera\"".to_string()
-            };
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                h.insert(header::WWW_AUTHENTICATE, v);
+        let challenge = match e.code {
+            ErrorCode::InvalidToken => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                e.description.replace('"', "'")
+            )),
+            ErrorCode::InvalidClient | ErrorCode::LoginRequired => {
+                Some("Basic realm=\"tessera\"".to_string())
             }
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidGrant
+            | ErrorCode::UnauthorizedClient
+            | ErrorCode::UnsupportedGrantType
+            | ErrorCode::UnsupportedResponseType
+            | ErrorCode::InvalidScope
+            | ErrorCode::AccessDenied
+            | ErrorCode::ConsentRequired
+            | ErrorCode::InteractionRequired
+            | ErrorCode::RequestNotSupported
+            | ErrorCode::RequestUriNotSupported
+            | ErrorCode::InsufficientScope
+            | ErrorCode::InvalidClientMetadata
+            | ErrorCode::ServerError
+            | ErrorCode::TemporarilyUnavailable
+            | ErrorCode::RateLimited
+            | ErrorCode::NotFound
+            | ErrorCode::Conflict => None,
+        };
+        if let Some(v) = challenge.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     }
@@ -113,24 +173,6 @@ impl IntoResponse for OAuthError {
 fn no_store(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-/// OP errors on the admin API in Kratos's error shape, with the OAuth code as `id`.
-fn admin_err(e: OpError) -> ApiError {
-    let kind = match e.status {
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        503 => ErrorKind::Unavailable,
-        s if s >= 500 => ErrorKind::Internal,
-        _ => ErrorKind::BadRequest,
-    };
-    let err = Error::new(kind, e.description);
-    ApiError(match tessera_core::error::OAuthCode::parse(e.error) {
-        Some(code) => err.with_id(tessera_core::ErrorId::OAuth(code)),
-        None => err,
-    })
 }
 
 async fn discovery(State(st): State<AppState>) -> Response {
@@ -306,9 +348,9 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
                 None => (None, None),
             };
             cx.error(OpErrorView {
-                status: p.status,
-                error: p.error.to_string(),
-                reason: p.reason.to_string(),
+                status: page_status(p.reason).as_u16(),
+                error: p.reason.code().as_str().to_string(),
+                reason: p.reason.as_str().to_string(),
                 app_name: p.app,
                 description: p.message,
                 back_href,
@@ -320,13 +362,14 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
 
 /// An OP error with no app to go back to, as the hosted error page.
 fn page_error(cx: &PageCx, e: OpError) -> Response {
-    if e.status >= 500 {
-        tracing::error!(error = e.error, reason = %e.description, "OP request failed");
+    let status = status_of(e.code);
+    if status.is_server_error() {
+        tracing::error!(error = e.code.as_str(), reason = %e.description, "OP request failed");
     }
     cx.error(OpErrorView {
-        status: e.status,
-        error: e.error.to_string(),
-        reason: e.error.to_string(),
+        status: status.as_u16(),
+        error: e.code.as_str().to_string(),
+        reason: e.code.as_str().to_string(),
         app_name: None,
         description: e.description,
         back_href: None,
@@ -473,7 +516,7 @@ async fn token(
             Ok(resp)
         }
         Err(e) => {
-            if e.status < 500 {
+            if !status_of(e.code).is_server_error() {
                 let _ = limits.per_minute(&key, u32::MAX, true);
             }
             Err(e.into())
@@ -743,8 +786,7 @@ async fn consent_submit(
             return page_error(
                 &cx,
                 OpError::new(
-                    "login_required",
-                    401,
+                    ErrorCode::LoginRequired,
                     "There is no signed-in session in this browser any more.",
                 ),
             );
@@ -774,12 +816,8 @@ fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
 
 async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult {
     let input = parse_input(http::read_body(&headers, body).await?)?;
-    let (client, secret) = st.op().create_client(input).await.map_err(admin_err)?;
-    let (client, row) = st
-        .op()
-        .client_row(&client.client_id)
-        .await
-        .map_err(admin_err)?;
+    let (client, secret) = st.op().create_client(input).await?;
+    let (client, row) = st.op().client_row(&client.client_id).await?;
     let mut v = client.to_api(row.created_at, row.updated_at);
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -789,7 +827,7 @@ async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Bod
 }
 
 async fn list_clients(State(st): State<AppState>) -> AdminResult {
-    let list = st.op().list_clients().await.map_err(admin_err)?;
+    let list = st.op().list_clients().await?;
     Ok(Json(
         list.iter()
             .map(|(c, r)| c.to_api(r.created_at, r.updated_at))
@@ -799,7 +837,7 @@ async fn list_clients(State(st): State<AppState>) -> AdminResult {
 }
 
 async fn get_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    let (c, r) = st.op().client_row(&id).await.map_err(admin_err)?;
+    let (c, r) = st.op().client_row(&id).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
 }
 
@@ -810,13 +848,13 @@ async fn update_client(
     body: Body,
 ) -> AdminResult {
     let input = parse_input(http::read_body(&headers, body).await?)?;
-    let (c, r) = st.op().update_client(&id, input).await.map_err(admin_err)?;
+    let (c, r) = st.op().update_client(&id, input).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
 }
 
 async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    if !st.op().delete_client(&id).await.map_err(admin_err)? {
-        return Err(admin_err(OpError::not_found(format!(
+    if !st.op().delete_client(&id).await? {
+        return Err(ApiError(tessera_op::client::not_found(format!(
             "App `{id}` does not exist."
         ))));
     }
@@ -830,14 +868,8 @@ async fn release_subject(
     State(st): State<AppState>,
     Path((id, subject)): Path<(String, String)>,
 ) -> AdminResult {
-    if !st
-        .op()
-        .store
-        .op_release_subject(&id, &subject)
-        .await
-        .map_err(|e| admin_err(e.into()))?
-    {
-        return Err(admin_err(OpError::not_found(format!(
+    if !st.op().store.op_release_subject(&id, &subject).await? {
+        return Err(ApiError(tessera_op::client::not_found(format!(
             "No identity holds subject `{subject}` at app `{id}`."
         ))));
     }
@@ -845,7 +877,7 @@ async fn release_subject(
 }
 
 async fn add_secret(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    let (plain, stored) = st.op().add_secret(&id).await.map_err(admin_err)?;
+    let (plain, stored) = st.op().add_secret(&id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": stored.id, "client_secret": plain, "created_at": tessera_core::timefmt::to_rfc3339(stored.created_at)})),
@@ -857,15 +889,12 @@ async fn delete_secret(
     State(st): State<AppState>,
     Path((id, secret)): Path<(String, String)>,
 ) -> AdminResult {
-    st.op()
-        .delete_secret(&id, &secret)
-        .await
-        .map_err(admin_err)?;
+    st.op().delete_secret(&id, &secret).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_assignments(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    st.op().client_row(&id).await.map_err(admin_err)?;
+    st.op().client_row(&id).await?;
     let ids = st.engine().store.op_assignments(&id).await?;
     Ok(Json(json!(ids)).into_response())
 }
@@ -875,7 +904,7 @@ async fn assign(
     Path((id, identity)): Path<(String, String)>,
 ) -> AdminResult {
     let identity = http::parse_uuid("identity id", &identity)?;
-    st.op().client_row(&id).await.map_err(admin_err)?;
+    st.op().client_row(&id).await?;
     st.engine().store.get_identity(identity).await?;
     st.engine()
         .store
@@ -890,7 +919,7 @@ async fn unassign(
 ) -> AdminResult {
     let identity = http::parse_uuid("identity id", &identity)?;
     if !st.engine().store.op_unassign(&id, identity).await? {
-        return Err(admin_err(OpError::not_found(format!(
+        return Err(ApiError(tessera_op::client::not_found(format!(
             "Identity `{identity}` is not assigned to app `{id}`."
         ))));
     }

@@ -407,12 +407,9 @@ impl Store {
         Ok(())
     }
 
-    /// Redeems a code once. `Ok(Ok(row))`: this call redeemed it. `Ok(Err(Some(row)))`: it was
-    /// redeemed before (a replay). `Ok(Err(None))`: no such code.
-    pub async fn op_take_code(
-        &self,
-        hash: &str,
-    ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
+    /// Redeems a code once: `Fresh` when this call redeemed it, `Replayed` when it was redeemed
+    /// before, `Unknown` when there is no such code.
+    pub async fn op_take_code(&self, hash: &str) -> Result<Taken<GrantRow>, Error> {
         let sql = format!(
             "UPDATE op_codes SET used = 1 WHERE code_hash = $1 AND used = 0 RETURNING {CODE_COLS}"
         );
@@ -420,7 +417,7 @@ impl Store {
             .await
             .map_err(db_err)?;
         if let Some(row) = row {
-            return Ok(Ok(code_from_row(&row)?));
+            return Ok(Taken::Fresh(code_from_row(&row)?));
         }
         let row = sqlx::query(&format!(
             "SELECT {CODE_COLS} FROM op_codes WHERE code_hash = $1"
@@ -429,7 +426,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(Err(row.as_ref().map(code_from_row).transpose()?))
+        Ok(match row {
+            Some(row) => Taken::Replayed(code_from_row(&row)?),
+            None => Taken::Unknown,
+        })
     }
 
     /// Stores tokens issued together, in one transaction. Returns false (and the tokens are
@@ -509,11 +509,9 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    /// Uses a refresh token once (rotation). Same answer shape as [`Store::op_take_code`].
-    pub async fn op_take_refresh(
-        &self,
-        hash: &str,
-    ) -> Result<Result<GrantRow, Option<GrantRow>>, Error> {
+    /// Uses a refresh token once (rotation). `Replayed` is a refresh token that was used or
+    /// revoked already (its row says which); any other token is `Unknown`.
+    pub async fn op_take_refresh(&self, hash: &str) -> Result<Taken<GrantRow>, Error> {
         let sql = format!(
             "UPDATE op_tokens SET used = 1 WHERE token_hash = $1 AND kind = 'refresh' AND used = 0 AND revoked = 0 RETURNING {TOKEN_COLS}"
         );
@@ -521,9 +519,12 @@ impl Store {
             .await
             .map_err(db_err)?;
         if let Some(row) = row {
-            return Ok(Ok(token_from_row(&row)?));
+            return Ok(Taken::Fresh(token_from_row(&row)?));
         }
-        Ok(Err(self.op_get_token(hash).await?))
+        Ok(match self.op_get_token(hash).await? {
+            Some(row) if row.kind == "refresh" => Taken::Replayed(row),
+            Some(_) | None => Taken::Unknown,
+        })
     }
 
     /// Revokes every token of a grant, now and any issued for it later (see
@@ -645,6 +646,17 @@ impl Store {
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// What a single-use take ([`Store::op_take_code`], [`Store::op_take_refresh`]) found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken<T> {
+    /// Taken now, by this caller and no other.
+    Fresh(T),
+    /// It exists but was taken before (or revoked): a replay, whose row tells what to revoke.
+    Replayed(T),
+    /// No such code or token.
+    Unknown,
 }
 
 /// What [`Store::op_bind_subject`] found.

@@ -35,14 +35,11 @@ pub async fn run(args: KeysArgs) -> Result<()> {
     match args.cmd {
         Cmd::Rotate { config, dev, alg } => {
             let (settings, _) = crate::serve::load_settings(&config, dev)?;
-            let alg = alg
+            let alg: tessera_op::SigningAlg = alg
                 .unwrap_or_else(|| settings.op.signing_alg.clone())
-                .to_ascii_uppercase();
-            if alg != "RS256" && alg != "ES256" {
-                return Err(anyhow!(
-                    "--alg `{alg}` is not supported: use RS256 or ES256"
-                ));
-            }
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|e| anyhow!("--alg: {e}"))?;
             let store = Store::connect(&settings.dsn)
                 .await
                 .map_err(|e| anyhow!(e.reason))?;
@@ -52,7 +49,7 @@ pub async fn run(args: KeysArgs) -> Result<()> {
                 ));
             }
             let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
-            let kid = tessera_op::keys::add_key(&store, &cipher, &alg, false)
+            let kid = tessera_op::keys::add_key(&store, &cipher, alg, false)
                 .await
                 .map_err(|e| anyhow!(e.description))?
                 .ok_or_else(|| anyhow!("no key was added"))?;

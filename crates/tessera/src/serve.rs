@@ -178,7 +178,7 @@ pub async fn run(
     let unstable = tessera_server::provider(&engine)
         .unstable_subjects()
         .await
-        .map_err(|e| anyhow!(e.description))?;
+        .map_err(|e| anyhow!(e.reason))?;
     if !unstable.is_empty() {
         return Err(anyhow!(
             "refusing to start: {} app(s) take their `sub` from a value users can change:\n  - {}\nFix: mark the trait read-only in the identity schema (`\"tessera\": {{\"read_only\": true}}` on its property) and start again; users then cannot change it in settings. You can then move the app to another subject with `PUT /admin/clients/{{id}}`.",
