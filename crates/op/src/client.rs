@@ -666,7 +666,7 @@ impl Provider {
     /// Deletes an app with everything issued to it; false when there was none.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool> {
         self.clients.clear();
-        Ok(self.store.op_delete_client(client_id).await?)
+        self.store.op_delete_client(client_id).await
     }
 
     /// Adds a secret (rotation: add the new one, move the app over, delete the old one).
