@@ -149,6 +149,7 @@ impl From<tessera_core::Error> for OpError {
             K::TooManyRequests => ErrorCode::RateLimited,
             K::Forbidden => ErrorCode::AccessDenied,
             K::Unauthorized
+            | K::MethodNotAllowed
             | K::Gone
             | K::PayloadTooLarge
             | K::UnsupportedMediaType

@@ -147,7 +147,7 @@ impl AppOrigins {
         match self.st.op().list_clients().await {
             Ok(clients) => browser_origins(clients.iter().map(|(c, _)| c)),
             Err(e) => {
-                tracing::warn!(reason = %e.description, "CORS: cannot read the apps' redirect URIs; refusing cross-origin requests");
+                tracing::warn!(reason = %e.reason, "CORS: cannot read the apps' redirect URIs; refusing cross-origin requests");
                 HashSet::new()
             }
         }
