@@ -150,12 +150,16 @@ impl Client {
 
 /// Refused app metadata (RFC 7591 §3.2.2's code as the Kratos error id).
 fn bad(msg: impl Into<String>) -> Error {
-    Error::bad_request(msg).with_id("invalid_client_metadata")
+    Error::bad_request(msg).with_id(tessera_core::ErrorId::OAuth(
+        tessera_core::error::OAuthCode::InvalidClientMetadata,
+    ))
 }
 
 /// No such app (or secret, or subject).
 pub fn not_found(msg: impl Into<String>) -> Error {
-    Error::not_found(msg).with_id("not_found")
+    Error::not_found(msg).with_id(tessera_core::ErrorId::OAuth(
+        tessera_core::error::OAuthCode::NotFound,
+    ))
 }
 
 /// Schemes a browser would run or read locally: never a place to send codes or tokens.
@@ -606,7 +610,9 @@ impl Provider {
                         "An app with client_id `{}` exists already.",
                         client.client_id
                     ))
-                    .with_id("conflict")
+                    .with_id(tessera_core::ErrorId::OAuth(
+                        tessera_core::error::OAuthCode::Conflict,
+                    ))
                 } else {
                     e
                 }
