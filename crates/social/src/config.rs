@@ -3,12 +3,10 @@
 //! Everything is checked at start, so a bad entry never reaches a user's sign-in.
 
 use crate::Configured;
-use crate::provider::Provider;
 use crate::upstream::Upstream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
 use tessera_config::load::Problem;
 use tessera_config::{ConfigError, ProviderSource, Settings};
 use tessera_mapper::Mapper;
@@ -92,23 +90,6 @@ impl ProviderConfig {
             &self.label
         }
     }
-}
-
-/// Provider types this build knows, with the function that makes one.
-type Make = fn(ProviderConfig, Upstream) -> Result<Arc<dyn Provider>, (String, String)>;
-
-fn registry() -> &'static [(&'static str, Make)] {
-    &[
-        ("generic", crate::generic::Generic::make),
-        ("vk", crate::vk::Vk::make),
-        ("vkid", crate::vkid::VkId::make),
-        ("github", crate::github::Github::make),
-        ("dingtalk", crate::dingtalk::Dingtalk::make),
-    ]
-}
-
-pub fn known_types() -> Vec<&'static str> {
-    registry().iter().map(|(t, _)| *t).collect()
 }
 
 fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Problem {
@@ -257,7 +238,7 @@ async fn build_one(
             },
         }
     };
-    let provider = match registry().iter().find(|(t, _)| *t == cfg.provider) {
+    let provider = match crate::types::get(&cfg.provider) {
         None => {
             p.push(problem(
                 src,
@@ -265,13 +246,13 @@ async fn build_one(
                 format!(
                     "{who}: unknown provider type `{}`; this version supports: {}",
                     cfg.provider,
-                    known_types().join(", ")
+                    crate::types::ids().join(", ")
                 ),
             ));
             None
         }
-        Some((_, make)) => match make(cfg.clone(), http.clone()) {
-            Ok(pr) => Some(pr),
+        Some(kind) => match (kind.make)(cfg.clone(), http.clone()) {
+            Ok(pr) => Some((kind, pr)),
             Err((key, message)) => {
                 p.push(problem(src, &key, format!("{who}: {message}")));
                 None
@@ -279,7 +260,11 @@ async fn build_one(
         },
     };
     match (provider, mapper) {
-        (Some(provider), Some(mapper)) if p.is_empty() => Ok(Configured { provider, mapper }),
+        (Some((kind, provider)), Some(mapper)) if p.is_empty() => Ok(Configured {
+            kind,
+            provider,
+            mapper,
+        }),
         _ => Err(p),
     }
 }

@@ -331,9 +331,15 @@ mod tests {
             .expect("a valid provider entry")
         };
         for ok in [&[][..], &["openid"], &["corpid", "openid"]] {
-            assert!(Dingtalk::make(cfg(ok), Upstream::new()).is_ok(), "{ok:?}");
+            assert!(
+                Dingtalk::make(cfg(ok), Upstream::new().expect("an HTTP client")).is_ok(),
+                "{ok:?}"
+            );
         }
-        match Dingtalk::make(cfg(&["openid", "contact"]), Upstream::new()) {
+        match Dingtalk::make(
+            cfg(&["openid", "contact"]),
+            Upstream::new().expect("an HTTP client"),
+        ) {
             Err((key, msg)) => {
                 assert_eq!(key, "scope");
                 assert!(msg.contains("openid corpid"), "{msg}");

@@ -16,6 +16,7 @@ pub mod github;
 pub mod mapping;
 pub mod oidc;
 pub mod provider;
+pub mod types;
 pub mod upstream;
 pub mod vk;
 pub mod vkid;
@@ -24,8 +25,10 @@ pub use claims::normalize_claims;
 pub use config::{ClaimsSource, Pkce, ProviderConfig};
 pub use mapping::{Mapped, MappingError};
 pub use provider::{AuthRequest, Callback, CallbackIssuer, Profile, Provider, Tokens};
+pub use types::ProviderType;
 pub use upstream::{Upstream, UpstreamError};
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tessera_config::{ConfigError, Settings};
 use tessera_mapper::{Mapper, MapperPool};
@@ -33,6 +36,8 @@ use tessera_mapper::{Mapper, MapperPool};
 /// One configured provider with its compiled mapper.
 #[derive(Clone)]
 pub struct Configured {
+    /// The entry's provider type (its icon, names and authorization origins).
+    pub kind: &'static ProviderType,
     pub provider: Arc<dyn Provider>,
     pub mapper: Mapper,
 }
@@ -58,7 +63,13 @@ impl Social {
     /// Validates every provider entry, fetches and compiles every mapper; all problems are
     /// reported together, each with the provider id, the key and its file line.
     pub async fn build(settings: &Settings, pool: MapperPool) -> Result<Social, ConfigError> {
-        let http = Upstream::new();
+        let http = Upstream::new().map_err(|e| ConfigError {
+            problems: vec![tessera_config::load::Problem {
+                key: "selfservice.methods.oidc".into(),
+                location: tessera_config::Location::Default,
+                message: format!("the HTTP client for upstream calls could not be built: {e}"),
+            }],
+        })?;
         let providers = config::build_all(settings, &http).await?;
         Ok(Social { providers, pool })
     }
@@ -77,6 +88,24 @@ impl Social {
 
     pub fn get(&self, id: &str) -> Option<&Configured> {
         self.providers.iter().find(|p| p.id() == id)
+    }
+
+    /// The origins a social button may send the browser to for authorization: every
+    /// configured `auth_url`, `issuer_url` and `api_base_url`, and the type's fixed
+    /// authorization origins where no `auth_url` replaces them. The hosted pages' CSP
+    /// `form-action` lists them (browsers apply it to the redirect after a form post).
+    pub fn authorization_origins(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for p in &self.providers {
+            let c = p.config();
+            for u in [&c.auth_url, &c.issuer_url, &c.api_base_url] {
+                out.extend(types::origin_of(u));
+            }
+            if c.auth_url.is_empty() {
+                out.extend(p.kind.auth_origins.iter().map(|o| o.to_string()));
+            }
+        }
+        out
     }
 
     pub fn pool(&self) -> &MapperPool {

@@ -114,22 +114,18 @@ pub struct Upstream {
     client: reqwest::Client,
 }
 
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Upstream {
-    pub fn new() -> Self {
+    /// The client every upstream call goes through: no redirects, a whole-request timeout, a
+    /// connect timeout. A builder failure (no TLS backend, say) is an error, never a default
+    /// client, which would follow redirects and wait forever.
+    pub fn new() -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("Tessera/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Upstream { client }
+            .build()?;
+        Ok(Upstream { client })
     }
 
     pub fn client(&self) -> &reqwest::Client {

@@ -10,7 +10,6 @@
 //!
 //! - [`render`]: the minijinja environment (templates embedded) and the view models;
 //! - [`i18n`]: English, Simplified Chinese and Russian, and how a page picks one;
-//! - [`icons`]: provider icons drawn for the project.
 //!
 //! Security: every page carries a CSP without inline script or style
 //! (`default-src 'none'`), `frame-ancestors 'none'`, and every form the flow's CSRF token.
@@ -18,7 +17,6 @@
 //! `<style>`, so the CSP needs no nonce or hash.
 
 pub mod i18n;
-pub mod icons;
 pub mod render;
 
 use crate::AppState;
@@ -36,6 +34,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 use tessera_core::flow::{Flow, FlowKind};
 use tessera_core::session::Session;
+use tessera_flows::Engine;
+use tessera_social::types::origin_of;
 
 type Q = Query<HashMap<String, String>>;
 
@@ -90,23 +90,27 @@ pub fn chrome(st: &AppState, lang: Lang, here: &str) -> Chrome {
     )
 }
 
-fn origin_of(u: &str) -> Option<String> {
-    let u = url::Url::parse(u).ok()?;
-    match u.origin() {
-        url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
-        url::Origin::Opaque(_) => None,
+/// The origins, besides `'self'`, that a hosted page's form submission may end up at (CSP
+/// `form-action`, which browsers apply to the redirects after a POST too): the providers'
+/// authorization endpoints (social buttons answer 303 upstream, see
+/// `Social::authorization_origins`), the allowed return URLs (a completed sign-in answers
+/// 303 there) and the origins of `extra_targets` (URLs). This server's own origin is left out:
+/// `'self'` covers it.
+pub fn form_action_origins(engine: &Engine, extra_targets: &[String]) -> BTreeSet<String> {
+    let s = &engine.settings;
+    let mut targets: BTreeSet<String> = extra_targets.iter().filter_map(|u| origin_of(u)).collect();
+    for u in s
+        .allowed_return_urls
+        .iter()
+        .chain([&s.default_return_url, &s.logout_return_url])
+    {
+        targets.extend(origin_of(u.as_str()));
     }
-}
-
-/// Default authorization origins of provider types whose endpoint is fixed.
-fn default_auth_origin(provider_type: &str) -> Option<&'static str> {
-    match provider_type {
-        "github" => Some("https://github.com"),
-        "dingtalk" => Some("https://login.dingtalk.com"),
-        "vk" => Some("https://oauth.vk.com"),
-        "vkid" => Some("https://id.vk.com"),
-        _ => None,
+    targets.extend(engine.social.authorization_origins());
+    if let Some(o) = origin_of(s.public_base_url.as_str()) {
+        targets.remove(&o);
     }
+    targets
 }
 
 /// The page CSP. `form-action` lists where a form submission may end up, since browsers
@@ -121,33 +125,9 @@ pub fn content_security_policy(st: &AppState) -> String {
 /// the origin of the app their form ends up at (consent and "Sign out?" answer 303 there, a
 /// `form_post` "Back to the app" posts there).
 pub fn content_security_policy_for(st: &AppState, extra_targets: &[String]) -> String {
-    let s = &st.engine().settings;
-    let mut targets: BTreeSet<String> = extra_targets.iter().filter_map(|u| origin_of(u)).collect();
-    for u in s
-        .allowed_return_urls
-        .iter()
-        .chain([&s.default_return_url, &s.logout_return_url])
-    {
-        if let Some(o) = origin_of(u.as_str()) {
-            targets.insert(o);
-        }
-    }
-    for p in st.engine().social.providers() {
-        let c = p.config();
-        for u in [&c.auth_url, &c.issuer_url, &c.api_base_url] {
-            if let Some(o) = origin_of(u) {
-                targets.insert(o);
-            }
-        }
-        if c.auth_url.is_empty()
-            && let Some(o) = default_auth_origin(&c.provider)
-        {
-            targets.insert(o.to_string());
-        }
-    }
-    if let Some(o) = origin_of(s.public_base_url.as_str()) {
-        targets.remove(&o);
-    }
+    let engine = st.engine();
+    let s = &engine.settings;
+    let targets = form_action_origins(&engine, extra_targets);
     let mut form_action = String::from("'self'");
     for t in &targets {
         form_action.push(' ');
@@ -451,7 +431,7 @@ pub fn flow_html(
     let e = &st.engine();
     let x = &e.settings.experience;
     let schema = e.schemas.default_schema().ok();
-    let provider_types = |id: &str| e.social.get(id).map(|p| p.config().provider.clone());
+    let provider_type = |id: &str| e.social.get(id).map(|p| p.kind);
     let enum_of = |name: &str| -> Vec<Value> {
         let Some(path) = name.strip_prefix("traits.") else {
             return vec![];
@@ -468,7 +448,7 @@ pub fn flow_html(
     let cx = FlowContext {
         lang,
         experience: x,
-        provider_types: &provider_types,
+        provider_type: &provider_type,
         enum_of: &enum_of,
         identifier_is_email,
     };

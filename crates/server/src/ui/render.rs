@@ -4,7 +4,6 @@
 //! lay things out.
 
 use super::i18n::{self, Lang};
-use super::icons;
 use minijinja::value::{Kwargs, Value as JValue};
 use minijinja::{Environment, State, UndefinedBehavior};
 use serde::Serialize;
@@ -14,6 +13,7 @@ use tessera_config::Experience;
 use tessera_core::flow::{Flow, FlowKind};
 use tessera_core::text::{Text, TextType};
 use tessera_core::ui::Node;
+use tessera_social::ProviderType;
 
 /// Every template, by name. Pages extend `base.html`; the partials `messages.html` (a flow's
 /// messages) and `flow_forms.html` (its forms, fields and buttons) are included.
@@ -289,8 +289,8 @@ pub struct ButtonView {
 pub struct FlowContext<'a> {
     pub lang: Lang,
     pub experience: &'a Experience,
-    /// Provider id → provider type (`github`, `dingtalk`, …) for icons.
-    pub provider_types: &'a dyn Fn(&str) -> Option<String>,
+    /// Provider id → its type (icon, local names).
+    pub provider_type: &'a dyn Fn(&str) -> Option<&'static ProviderType>,
     /// `enum` choices of a trait by node name (`traits.x`), from the identity schema.
     pub enum_of: &'a dyn Fn(&str) -> Vec<Value>,
     /// Whether every password identifier in the schema is an email (labels the login field).
@@ -397,9 +397,19 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
     }
 }
 
-/// A social label in the page language: when the configured label is the provider type's
-/// English name (`DingTalk`) and the language has its own (`钉钉`), the local name is used.
-fn localized_label(lang: Lang, label: &Text, provider_type: &str) -> (Text, String) {
+/// A provider type's name in the page language.
+fn type_name(lang: Lang, kind: &ProviderType) -> &'static str {
+    match lang {
+        Lang::En => kind.names.en,
+        Lang::ZhCn => kind.names.zh_cn,
+        Lang::Ru => kind.names.ru,
+    }
+}
+
+/// A social label in the page language: when the configured label is the English name of a
+/// provider type that has local names (`DingTalk`, 钉钉 in Chinese), the type's name in the
+/// page language is used.
+fn localized_label(lang: Lang, label: &Text, kind: Option<&ProviderType>) -> (Text, String) {
     let mut label = label.clone();
     let configured = label
         .context
@@ -407,9 +417,10 @@ fn localized_label(lang: Lang, label: &Text, provider_type: &str) -> (Text, Stri
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let key = format!("provider.{provider_type}");
-    if i18n::has(lang, &key) && configured.eq_ignore_ascii_case(&i18n::t(Lang::En, &key, &[])) {
-        let local = i18n::t(lang, &key, &[]);
+    if let Some(kind) = kind.filter(|k| k.names.is_localized())
+        && configured.eq_ignore_ascii_case(kind.names.en)
+    {
+        let local = type_name(lang, kind).to_string();
         label.context["provider"] = Value::String(local.clone());
         return (label, local);
     }
@@ -421,13 +432,13 @@ fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
     let value = value_string(&a.value);
     let social = n.group == "oidc";
     let kind = if social {
-        (cx.provider_types)(&value).unwrap_or_default()
+        (cx.provider_type)(&value)
     } else {
-        String::new()
+        None
     };
     let (label, provider_name) = match &n.meta.label {
         Some(l) if social => {
-            let (l, name) = localized_label(cx.lang, l, &kind);
+            let (l, name) = localized_label(cx.lang, l, kind);
             (Some(l), name)
         }
         other => (other.clone(), String::new()),
@@ -439,12 +450,13 @@ fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
             .as_ref()
             .map(|l| i18n::message(cx.lang, l, false).text)
             .unwrap_or_else(|| value.clone()),
-        icon: if social {
-            icons::for_type(&kind).to_string()
-        } else {
-            String::new()
+        icon: match (social, kind) {
+            (false, _) => String::new(),
+            (true, Some(k)) => k.icon.trim().to_string(),
+            // A button for a provider no longer configured: the generic icon.
+            (true, None) => tessera_social::types::DEFAULT_ICON.trim().to_string(),
         },
-        provider: kind,
+        provider: kind.map(|k| k.id.to_string()).unwrap_or_default(),
         linked: match a.name.as_str() {
             "unlink" => Some(true),
             "link" => Some(false),
@@ -881,10 +893,14 @@ mod tests {
         agree.messages.push(text::agreement_required());
         ui.nodes.push(agree);
         ui.messages.push(text::duplicate_credentials());
+        flow_of(FlowKind::Registration, ui)
+    }
+
+    fn flow_of(kind: FlowKind, ui: Ui) -> Flow {
         Flow {
             id: uuid::Uuid::nil(),
             flow_type: tessera_core::flow::FlowType::Browser,
-            kind: FlowKind::Registration,
+            kind,
             expires_at: 0,
             issued_at: 0,
             request_url: String::new(),
@@ -905,7 +921,7 @@ mod tests {
 
     fn page(lang: Lang, x: &Experience) -> String {
         let flow = registration_flow();
-        let types = |id: &str| Some(id.to_string());
+        let types = |id: &str| tessera_social::types::get(id);
         let enums = |name: &str| {
             if name == "traits.plan" {
                 vec![json!("free"), json!("pro")]
@@ -916,7 +932,7 @@ mod tests {
         let cx = FlowContext {
             lang,
             experience: x,
-            provider_types: &types,
+            provider_type: &types,
             enum_of: &enums,
             identifier_is_email: true,
         };
@@ -990,6 +1006,53 @@ mod tests {
             html.contains("/ui/lang?set=ru&amp;back=%2Fui%2Flogin%3Fflow%3Dx\""),
             "{html}"
         );
+    }
+
+    #[test]
+    fn social_buttons_take_icon_and_local_name_from_the_provider_type() {
+        let mut ui = Ui::new("http://127.0.0.1/self-service/login?flow=1".into());
+        ui.nodes.push(Node::csrf("t"));
+        for (id, label) in [("dt", "DingTalk"), ("gh", "github"), ("gone", "Gone")] {
+            ui.nodes.push(
+                Node::input("oidc", "provider", "submit", json!(id))
+                    .label(text::registration_with(label)),
+            );
+        }
+        let flow = flow_of(FlowKind::Login, ui);
+        let types = |id: &str| match id {
+            "dt" => tessera_social::types::get("dingtalk"),
+            "gh" => tessera_social::types::get("github"),
+            _ => None,
+        };
+        let enums = |_: &str| vec![];
+        let x = experience();
+        let buttons = |lang| {
+            let cx = FlowContext {
+                lang,
+                experience: &x,
+                provider_type: &types,
+                enum_of: &enums,
+                identifier_is_email: false,
+            };
+            let mut forms = flow_forms(&flow, &cx);
+            assert_eq!(forms.len(), 1);
+            forms.remove(0).buttons
+        };
+        let dingtalk = tessera_social::types::get("dingtalk").map(|t| t.icon.trim());
+        let zh = buttons(Lang::ZhCn);
+        let by = |id: &str| zh.iter().find(|b| b.value == id).unwrap();
+        assert_eq!(by("dt").provider_name, "钉钉");
+        assert!(by("dt").label.contains("钉钉"), "{}", by("dt").label);
+        assert_eq!(Some(by("dt").icon.as_str()), dingtalk);
+        assert_eq!(by("dt").provider, "dingtalk");
+        // A type without local names keeps the configured label as written.
+        assert_eq!(by("gh").provider_name, "github");
+        assert!(by("gh").icon.contains("<svg") && Some(by("gh").icon.as_str()) != dingtalk);
+        // A provider no longer configured: the default icon and no type.
+        assert_eq!(by("gone").icon, tessera_social::types::DEFAULT_ICON.trim());
+        assert_eq!(by("gone").provider, "");
+        let en = buttons(Lang::En);
+        assert_eq!(en[0].provider_name, "DingTalk");
     }
 
     #[test]

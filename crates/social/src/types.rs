@@ -1,0 +1,230 @@
+//! The provider-type descriptor: everything Tessera knows about a provider *type* (`github`,
+//! `vk`, …) beyond its [`Provider`] implementation, in one table. Configuration checks, the
+//! hosted UI (icons, local names, the CSP's `form-action`) and the docs read it; nothing outside
+//! this crate matches on provider-type strings.
+//!
+//! Adding a provider type is one provider file, one emulator and one [`TYPES`] entry (with its
+//! icon in `icons/` and its page in `docs/providers/`); the tests below refuse an entry that
+//! lacks any of its parts.
+
+use crate::config::ProviderConfig;
+use crate::provider::Provider;
+use crate::upstream::Upstream;
+use std::sync::Arc;
+
+/// Makes a provider from a validated entry; an error names the key at fault and says why.
+pub type Make = fn(ProviderConfig, Upstream) -> Result<Arc<dyn Provider>, (String, String)>;
+
+/// A provider type's name in each language of the hosted UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Names {
+    pub en: &'static str,
+    pub zh_cn: &'static str,
+    pub ru: &'static str,
+}
+
+impl Names {
+    /// Whether some language calls the type differently from English (DingTalk is 钉钉 in
+    /// Chinese): only then does the UI replace a configured label that is the English name.
+    pub fn is_localized(&self) -> bool {
+        self.zh_cn != self.en || self.ru != self.en
+    }
+}
+
+/// One provider type.
+#[derive(Debug)]
+pub struct ProviderType {
+    /// The `provider` value of a configuration entry.
+    pub id: &'static str,
+    /// Builds a provider of this type.
+    pub make: Make,
+    /// Origins (`https://host`) the browser is sent to for authorization when the entry sets
+    /// no `auth_url`: the hosted UI's CSP `form-action` must allow them, since a social button
+    /// answers with a redirect there. Empty when the origin only comes from the configuration
+    /// (`generic`'s `issuer_url`).
+    pub auth_origins: &'static [&'static str],
+    /// The button icon: a small decorative inline SVG (`aria-hidden`), drawn for this project.
+    pub icon: &'static str,
+    /// The type's name per UI language.
+    pub names: Names,
+    /// The documentation page, relative to the repository root.
+    pub docs: &'static str,
+}
+
+const GENERIC_ICON: &str = include_str!("../icons/generic.svg");
+/// The icon for a button whose provider is not configured (any more): a key.
+pub const DEFAULT_ICON: &str = GENERIC_ICON;
+const VK_ICON: &str = include_str!("../icons/vk.svg");
+
+/// Every provider type this build knows, in the order error messages list them.
+pub static TYPES: &[ProviderType] = &[
+    ProviderType {
+        id: "generic",
+        make: crate::generic::Generic::make,
+        auth_origins: &[],
+        icon: GENERIC_ICON,
+        names: Names {
+            en: "OpenID Connect",
+            zh_cn: "OpenID Connect",
+            ru: "OpenID Connect",
+        },
+        docs: "docs/social-sign-in.md",
+    },
+    ProviderType {
+        id: "vk",
+        make: crate::vk::Vk::make,
+        auth_origins: &["https://oauth.vk.com"],
+        icon: VK_ICON,
+        names: Names {
+            en: "VK",
+            zh_cn: "VK",
+            ru: "VK",
+        },
+        docs: "docs/providers/vk.md",
+    },
+    ProviderType {
+        id: "vkid",
+        make: crate::vkid::VkId::make,
+        auth_origins: &["https://id.vk.com"],
+        icon: VK_ICON,
+        names: Names {
+            en: "VK ID",
+            zh_cn: "VK ID",
+            ru: "VK ID",
+        },
+        docs: "docs/providers/vkid.md",
+    },
+    ProviderType {
+        id: "github",
+        make: crate::github::Github::make,
+        auth_origins: &["https://github.com"],
+        icon: include_str!("../icons/github.svg"),
+        names: Names {
+            en: "GitHub",
+            zh_cn: "GitHub",
+            ru: "GitHub",
+        },
+        docs: "docs/providers/github.md",
+    },
+    ProviderType {
+        id: "dingtalk",
+        make: crate::dingtalk::Dingtalk::make,
+        auth_origins: &["https://login.dingtalk.com"],
+        icon: include_str!("../icons/dingtalk.svg"),
+        names: Names {
+            en: "DingTalk",
+            zh_cn: "钉钉",
+            ru: "DingTalk",
+        },
+        docs: "docs/providers/dingtalk.md",
+    },
+];
+
+/// The type with this id.
+pub fn get(id: &str) -> Option<&'static ProviderType> {
+    TYPES.iter().find(|t| t.id == id)
+}
+
+/// The ids of every type, for messages ("this version supports: …").
+pub fn ids() -> Vec<&'static str> {
+    TYPES.iter().map(|t| t.id).collect()
+}
+
+/// The origin (`scheme://host[:port]`) of a URL; `None` for what has no tuple origin.
+pub fn origin_of(u: &str) -> Option<String> {
+    let u = url::Url::parse(u).ok()?;
+    match u.origin() {
+        o @ url::Origin::Tuple(..) => Some(o.ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    fn repo_root() -> &'static Path {
+        // crates/social → the workspace root.
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    #[test]
+    fn every_entry_is_complete() {
+        let mut ids = HashSet::new();
+        for t in TYPES {
+            let id = t.id;
+            assert!(ids.insert(id), "duplicate provider type `{id}`");
+            assert!(
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "`{id}`: ids are lowercase letters and digits"
+            );
+            for (lang, name) in [
+                ("en", t.names.en),
+                ("zh-CN", t.names.zh_cn),
+                ("ru", t.names.ru),
+            ] {
+                assert!(!name.trim().is_empty(), "`{id}`: no {lang} name");
+            }
+            let icon = t.icon.trim();
+            assert!(
+                icon.starts_with("<svg") && icon.ends_with("</svg>"),
+                "`{id}`: icon"
+            );
+            assert!(icon.contains("aria-hidden=\"true\""), "`{id}`: icon");
+            // The hosted pages' CSP: no inline style and no script inside the markup.
+            assert!(
+                !icon.contains("style") && !icon.contains("<script"),
+                "`{id}`: icon"
+            );
+            for o in t.auth_origins {
+                assert!(o.starts_with("https://"), "`{id}`: `{o}` is not https");
+                assert_eq!(
+                    origin_of(o).as_deref(),
+                    Some(*o),
+                    "`{id}`: `{o}` is not a bare origin"
+                );
+            }
+            assert!(
+                repo_root().join(t.docs).is_file(),
+                "`{id}`: no documentation page {}",
+                t.docs
+            );
+        }
+    }
+
+    #[test]
+    fn the_docs_list_every_type() {
+        let path = repo_root().join("docs/social-sign-in.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/social-sign-in.md");
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with("| `provider` |"))
+            .expect("the `provider` row of the provider keys table");
+        let listed: HashSet<&str> = row.split('`').skip(3).step_by(2).collect::<HashSet<_>>();
+        let known: HashSet<&str> = ids().into_iter().collect();
+        assert_eq!(listed, known, "docs/social-sign-in.md: {row}");
+    }
+
+    #[test]
+    fn every_type_makes_a_provider_from_a_minimal_entry() {
+        for t in TYPES {
+            let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+                "id": "x", "provider": t.id, "client_id": "c", "client_secret": "s",
+                "issuer_url": "https://issuer.example",
+            }))
+            .expect("a valid entry");
+            assert!(
+                (t.make)(cfg, Upstream::new().expect("an HTTP client")).is_ok(),
+                "`{}`",
+                t.id
+            );
+        }
+        assert!(get("github").is_some_and(|t| t.id == "github"));
+        assert!(get("nope").is_none());
+    }
+}
