@@ -8,8 +8,9 @@
 
 use crate::claims::{normalize_claims, subject_string};
 use crate::config::ProviderConfig;
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens};
-use crate::upstream::{Upstream, UpstreamError, excerpt, required_text, text};
+use crate::oauth2::{self, endpoint};
+use crate::provider::{AuthRequest, Callback, Profile, Provider};
+use crate::upstream::{Upstream, UpstreamError, excerpt};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use url::Url;
@@ -64,49 +65,17 @@ impl Dingtalk {
                 ));
             }
         };
-        if cfg.client_secret.trim().is_empty() {
-            return Err((
-                "client_secret".into(),
-                "client_secret is required for `dingtalk` providers (the app's AppSecret / Client Secret)".into(),
-            ));
-        }
-        let api = if cfg.api_base_url.trim().is_empty() {
-            API_BASE_URL.to_string()
-        } else {
-            cfg.api_base_url.trim_end_matches('/').to_string()
-        };
-        let or = |configured: &str, default: String| {
-            if configured.trim().is_empty() {
-                default
-            } else {
-                configured.to_string()
-            }
-        };
+        oauth2::require_secret(&cfg, " (the app's AppSecret / Client Secret)")?;
+        let api = endpoint("", &cfg.api_base_url, API_BASE_URL, "");
         Ok(Arc::new(Dingtalk {
-            auth_url: or(&cfg.auth_url, AUTH_URL.into()),
-            token_url: or(&cfg.token_url, format!("{api}{TOKEN_PATH}")),
-            user_url: or(&cfg.userinfo_url, format!("{api}{USER_PATH}")),
+            auth_url: endpoint(&cfg.auth_url, "", AUTH_URL, ""),
+            token_url: endpoint(&cfg.token_url, "", &api, TOKEN_PATH),
+            user_url: endpoint(&cfg.userinfo_url, "", &api, USER_PATH),
             scope: scope.into(),
             union_id,
             cfg,
             http,
         }))
-    }
-
-    /// Sends a request and reads DingTalk's answer: JSON on 2xx, `{code, message}` otherwise.
-    async fn call(
-        &self,
-        endpoint: &str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<Value, UpstreamError> {
-        let (status, body) = self.http.send(endpoint, req).await?;
-        if !status.is_success() {
-            return Err(error_of(endpoint, status.as_u16(), &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidJson {
-            endpoint: endpoint.to_string(),
-            detail: format!("{e} (body starts with {:?})", excerpt(&body)),
-        })
     }
 }
 
@@ -186,18 +155,17 @@ impl Provider for Dingtalk {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let mut url = Url::parse(&self.auth_url).map_err(|e| UpstreamError::Missing {
-            endpoint: "configuration".into(),
-            what: format!("a valid auth_url ({e})"),
-        })?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", req.redirect_uri)
-            .append_pair("response_type", "code")
-            .append_pair("scope", &self.scope)
-            .append_pair("state", req.state)
-            .append_pair("prompt", "consent");
-        Ok(url)
+        oauth2::authorization_url(
+            &self.auth_url,
+            [
+                ("client_id", self.cfg.client_id.as_str()),
+                ("redirect_uri", req.redirect_uri),
+                ("response_type", "code"),
+                ("scope", &self.scope),
+                ("state", req.state),
+                ("prompt", "consent"),
+            ],
+        )
     }
 
     /// DingTalk calls the code `authCode`; `code` is accepted too.
@@ -210,40 +178,37 @@ impl Provider for Dingtalk {
         cb: &Callback,
         _req: &AuthRequest<'_>,
     ) -> Result<Profile, UpstreamError> {
-        let code = self.code(cb).ok_or_else(|| {
-            UpstreamError::Callback("DingTalk sent no authorization code (`authCode`)".into())
-        })?;
+        let code = oauth2::from_callback(
+            self.code(cb),
+            "DingTalk sent no authorization code (`authCode`)",
+        )?;
         let body = json!({
             "clientId": self.cfg.client_id,
             "clientSecret": self.cfg.client_secret,
             "code": code,
             "grantType": "authorization_code",
         });
-        let t = self
-            .call(
-                "token endpoint",
-                self.http.client().post(&self.token_url).json(&body),
-            )
-            .await?;
-        let s = |k: &str| text(&t, k);
-        let access = required_text(&t, "accessToken", "token endpoint")?;
-        let user = self
-            .call(
-                "user endpoint",
-                self.http
-                    .client()
-                    .get(&self.user_url)
-                    .header("x-acs-dingtalk-access-token", access)
-                    .header("accept", "application/json"),
-            )
-            .await?;
-        let Value::Object(user) = user else {
-            return Err(UpstreamError::Missing {
-                endpoint: "user endpoint".into(),
-                what: "a JSON object".into(),
-            });
-        };
-        let (subject, claims) = claims_of(&user, self.union_id, s("corpId"));
+        let t = oauth2::exchange_code(
+            &self.http,
+            "token endpoint",
+            self.http.client().post(&self.token_url).json(&body),
+            error_of,
+            "accessToken",
+        )
+        .await?;
+        let user = oauth2::call(
+            &self.http,
+            "user endpoint",
+            self.http
+                .client()
+                .get(&self.user_url)
+                .header("x-acs-dingtalk-access-token", &t.access_token)
+                .header("accept", "application/json"),
+            error_of,
+        )
+        .await?;
+        let user = oauth2::object(user, "user endpoint")?;
+        let (subject, claims) = claims_of(&user, self.union_id, t.text("corpId"));
         let subject = subject.ok_or_else(|| UpstreamError::Missing {
             endpoint: "user endpoint".into(),
             what: if self.union_id {
@@ -256,11 +221,7 @@ impl Provider for Dingtalk {
         Ok(Profile {
             subject,
             claims,
-            tokens: Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: s("refreshToken").map(String::from),
-                id_token: None,
-            },
+            tokens: t.tokens(Some("refreshToken"), None),
         })
     }
 }

@@ -9,8 +9,9 @@
 
 use crate::claims::{normalize_claims, subject_string};
 use crate::config::ProviderConfig;
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text};
+use crate::oauth2::{self, endpoint};
+use crate::provider::{AuthRequest, Callback, Profile, Provider, pkce_challenge};
+use crate::upstream::{Upstream, UpstreamError, oauth_or_status};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use url::Url;
@@ -28,35 +29,20 @@ pub struct Github {
     emails_url: String,
 }
 
-/// An explicit full URL wins; otherwise the default.
-fn pick(configured: &str, default: String) -> String {
-    if configured.trim().is_empty() {
-        default
-    } else {
-        configured.to_string()
-    }
-}
-
 impl Github {
     pub fn make(
         cfg: ProviderConfig,
         http: Upstream,
     ) -> Result<Arc<dyn Provider>, (String, String)> {
-        if cfg.client_secret.trim().is_empty() {
-            return Err((
-                "client_secret".into(),
-                "client_secret is required for `github` providers (GitHub → Settings → Developer settings → OAuth Apps → Generate a new client secret)".into(),
-            ));
-        }
-        let api = if cfg.api_base_url.trim().is_empty() {
-            API_BASE_URL.to_string()
-        } else {
-            cfg.api_base_url.trim_end_matches('/').to_string()
-        };
+        oauth2::require_secret(
+            &cfg,
+            " (GitHub → Settings → Developer settings → OAuth Apps → Generate a new client secret)",
+        )?;
+        let api = endpoint("", &cfg.api_base_url, API_BASE_URL, "");
         Ok(Arc::new(Github {
-            auth_url: pick(&cfg.auth_url, AUTH_URL.into()),
-            token_url: pick(&cfg.token_url, TOKEN_URL.into()),
-            user_url: pick(&cfg.userinfo_url, format!("{api}/user")),
+            auth_url: endpoint(&cfg.auth_url, "", AUTH_URL, ""),
+            token_url: endpoint(&cfg.token_url, "", TOKEN_URL, ""),
+            user_url: endpoint(&cfg.userinfo_url, "", &api, "/user"),
             emails_url: format!("{api}/user/emails"),
             cfg,
             http,
@@ -165,24 +151,21 @@ impl Provider for Github {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let mut url = Url::parse(&self.auth_url).map_err(|e| UpstreamError::Missing {
-            endpoint: "configuration".into(),
-            what: format!("a valid auth_url ({e})"),
-        })?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", req.redirect_uri);
-        if !self.cfg.scope.is_empty() {
-            url.query_pairs_mut()
-                .append_pair("scope", &self.cfg.scope.join(" "));
+        let scope = self.cfg.scope.join(" ");
+        let challenge = pkce_challenge(req.code_verifier);
+        let mut pairs = vec![
+            ("client_id", self.cfg.client_id.as_str()),
+            ("redirect_uri", req.redirect_uri),
+        ];
+        if !scope.is_empty() {
+            pairs.push(("scope", &scope));
         }
-        url.query_pairs_mut().append_pair("state", req.state);
+        pairs.push(("state", req.state));
         if self.uses_pkce().await? {
-            url.query_pairs_mut()
-                .append_pair("code_challenge", &pkce_challenge(req.code_verifier))
-                .append_pair("code_challenge_method", "S256");
+            pairs.push(("code_challenge", &challenge));
+            pairs.push(("code_challenge_method", "S256"));
         }
-        Ok(url)
+        oauth2::authorization_url(&self.auth_url, pairs)
     }
 
     async fn exchange(
@@ -190,9 +173,7 @@ impl Provider for Github {
         cb: &Callback,
         req: &AuthRequest<'_>,
     ) -> Result<Profile, UpstreamError> {
-        let code = self
-            .code(cb)
-            .ok_or_else(|| UpstreamError::Callback("GitHub sent no authorization code".into()))?;
+        let code = oauth2::from_callback(self.code(cb), "GitHub sent no authorization code")?;
         let mut form = vec![
             ("client_id", self.cfg.client_id.as_str()),
             ("client_secret", self.cfg.client_secret.as_str()),
@@ -208,13 +189,17 @@ impl Provider for Github {
             .post(&self.token_url)
             .header("accept", "application/json")
             .form(&form);
-        let t = self.http.json("token endpoint", rb).await?;
-        // GitHub answers errors with HTTP 200.
-        if let Some(e) = oauth_error("token endpoint", &t) {
-            return Err(e);
-        }
-        let access = required_text(&t, "access_token", "token endpoint")?.to_string();
-        let granted_raw = t.get("scope").and_then(Value::as_str);
+        // GitHub answers errors with HTTP 200; `call` refuses them whatever the status.
+        let t = oauth2::exchange_code(
+            &self.http,
+            "token endpoint",
+            rb,
+            oauth_or_status,
+            "access_token",
+        )
+        .await?;
+        let access = t.access_token.clone();
+        let granted_raw = t.raw.get("scope").and_then(Value::as_str);
         let granted: Vec<&str> = granted_raw
             .unwrap_or_default()
             .split([',', ' '])
@@ -245,22 +230,23 @@ impl Provider for Github {
                 });
             }
         }
-        let user = self
-            .http
-            .json("user endpoint", self.api_get(&self.user_url, &access))
-            .await?;
-        let Value::Object(user) = user else {
-            return Err(UpstreamError::Missing {
-                endpoint: "user endpoint".into(),
-                what: "a JSON object".into(),
-            });
-        };
+        let user = oauth2::call(
+            &self.http,
+            "user endpoint",
+            self.api_get(&self.user_url, &access),
+            oauth_or_status,
+        )
+        .await?;
+        let user = oauth2::object(user, "user endpoint")?;
         let emails = if scope_granted("user:email", &granted) {
-            match self
-                .http
-                .json("emails endpoint", self.api_get(&self.emails_url, &access))
-                .await?
-            {
+            let rows = oauth2::call(
+                &self.http,
+                "emails endpoint",
+                self.api_get(&self.emails_url, &access),
+                oauth_or_status,
+            )
+            .await?;
+            match rows {
                 Value::Array(rows) => Some(rows),
                 _ => {
                     return Err(UpstreamError::Missing {
@@ -284,14 +270,7 @@ impl Provider for Github {
         Ok(Profile {
             subject,
             claims: normalize_claims(&claims, None),
-            tokens: Tokens {
-                access_token: Some(access),
-                refresh_token: t
-                    .get("refresh_token")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                id_token: None,
-            },
+            tokens: t.tokens(Some("refresh_token"), None),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod generic;
 pub mod github;
 pub mod mapping;
+pub mod oauth2;
 pub mod oidc;
 pub mod provider;
 pub mod types;

@@ -187,24 +187,42 @@ impl Upstream {
     /// Sends and parses a JSON answer. Non-2xx answers become [`UpstreamError::OAuth`] when
     /// they carry an OAuth `error`, [`UpstreamError::Status`] otherwise.
     pub async fn json(&self, endpoint: &str, req: RequestBuilder) -> Result<Value, UpstreamError> {
+        self.json_with(endpoint, req, oauth_or_status).await
+    }
+
+    /// [`Self::json`] for an upstream with its own error shape: a non-2xx answer is read by
+    /// `read_error` (DingTalk's `{code, message}`, say).
+    pub async fn json_with(
+        &self,
+        endpoint: &str,
+        req: RequestBuilder,
+        read_error: ReadError,
+    ) -> Result<Value, UpstreamError> {
         let (status, body) = self.send(endpoint, req).await?;
         if !status.is_success() {
-            if let Ok(v) = serde_json::from_slice::<Value>(&body)
-                && let Some(err) = oauth_error(endpoint, &v)
-            {
-                return Err(err);
-            }
-            return Err(UpstreamError::Status {
-                endpoint: endpoint.to_string(),
-                status: status.as_u16(),
-                excerpt: excerpt(&body),
-            });
+            return Err(read_error(endpoint, status.as_u16(), &body));
         }
         serde_json::from_slice(&body).map_err(|e| UpstreamError::InvalidJson {
             endpoint: endpoint.to_string(),
             detail: format!("{e} (body starts with {:?})", excerpt(&body)),
         })
     }
+}
+
+/// Reads a non-2xx answer of `endpoint` (HTTP `status`, `body`) as the error it reports.
+pub type ReadError = fn(endpoint: &str, status: u16, body: &[u8]) -> UpstreamError;
+
+/// The OAuth 2.0 reading of a non-2xx answer: its `{error, error_description}` when it has
+/// one, else the status with the start of the body.
+pub fn oauth_or_status(endpoint: &str, status: u16, body: &[u8]) -> UpstreamError {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| oauth_error(endpoint, &v))
+        .unwrap_or_else(|| UpstreamError::Status {
+            endpoint: endpoint.to_string(),
+            status,
+            excerpt: excerpt(body),
+        })
 }
 
 /// Reads an OAuth 2.0 error object (`{error, error_description}`), which some providers send

@@ -8,8 +8,9 @@
 
 use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::ProviderConfig;
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens};
-use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text, text};
+use crate::oauth2::{self, endpoint};
+use crate::provider::{AuthRequest, Callback, Profile, Provider};
+use crate::upstream::{Upstream, UpstreamError, oauth_or_status, text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use url::Url;
@@ -22,18 +23,6 @@ const USERS_GET_PATH: &str = "/method/users.get";
 pub const API_VERSION: &str = "5.131";
 /// The profile fields `users.get` returns only when asked for.
 const FIELDS: &str = "photo_200,sex,bdate,screen_name";
-
-/// An endpoint: the configured full URL, else the documented path below `api_base_url` (which
-/// replaces the provider's origin, for private deployments and tests), else the default.
-pub(crate) fn endpoint(full: &str, api_base_url: &str, default_origin: &str, path: &str) -> String {
-    if !full.is_empty() {
-        full.to_string()
-    } else if !api_base_url.is_empty() {
-        format!("{}{path}", api_base_url.trim_end_matches('/'))
-    } else {
-        format!("{default_origin}{path}")
-    }
-}
 
 /// `sex` in VK's APIs: 1 female, 2 male, 0 (or anything else) not given.
 pub(crate) fn gender(sex: Option<&Value>) -> Option<&'static str> {
@@ -54,12 +43,10 @@ impl Vk {
         cfg: ProviderConfig,
         http: Upstream,
     ) -> Result<Arc<dyn Provider>, (String, String)> {
-        if cfg.client_secret.trim().is_empty() {
-            return Err((
-                "client_secret".into(),
-                "client_secret is required for `vk` providers: the app's \"Protected key\" (Защищённый ключ) from the VK app settings".into(),
-            ));
-        }
+        oauth2::require_secret(
+            &cfg,
+            ": the app's \"Protected key\" (Защищённый ключ) from the VK app settings",
+        )?;
         Ok(Arc::new(Vk { cfg, http }))
     }
 
@@ -73,32 +60,55 @@ impl Vk {
     }
 }
 
-/// Turns VK's token answer and `users.get` profile into the mapper's claims. The email comes
-/// from the token answer: `users.get` never has it. VK does not say whether it is verified, so
-/// `email_verified` stays absent.
-pub fn claims(token: &Value, user: &Value, issuer: &str) -> Result<(String, Value), UpstreamError> {
-    let subject =
-        user.get("id")
-            .and_then(subject_string)
-            .ok_or_else(|| UpstreamError::Missing {
-                endpoint: "VK users.get".into(),
-                what: "the user's `id`".into(),
-            })?;
-    let s = |k: &str| text(user, k);
+/// The mapper's claims from a VK profile (`users.get`'s user, VK ID's `user_info` user): the
+/// subject under `subject_key`, `fields` as `(claim, key in the profile)`, `sex` as `gender`,
+/// then `extra` claims from elsewhere. VK says nothing about an email's verification, so
+/// `email_verified` stays absent; the whole profile is in `raw_claims`.
+pub(crate) fn profile_claims(
+    user: &Value,
+    issuer: &str,
+    (endpoint, subject_key): (&str, &str),
+    fields: &[(&str, &str)],
+    extra: &[(&str, Option<&str>)],
+) -> Result<(String, Value), UpstreamError> {
+    let subject = user
+        .get(subject_key)
+        .and_then(subject_string)
+        .ok_or_else(|| UpstreamError::Missing {
+            endpoint: endpoint.into(),
+            what: format!("the user's `{subject_key}`"),
+        })?;
     let mut c = Map::new();
     c.insert("iss".into(), issuer.into());
     c.insert("sub".into(), subject.clone().into());
-    let mut put = |k: &str, v: Option<&str>| put_text(&mut c, k, v);
-    put("given_name", s("first_name"));
-    put("family_name", s("last_name"));
-    put("picture", s("photo_200"));
-    put("nickname", s("screen_name"));
-    // VK's `bdate` as given: `D.M.YYYY`, or `D.M` when the user hides the year.
-    put("birthdate", s("bdate"));
-    put("gender", gender(user.get("sex")));
-    put("email", text(token, "email"));
+    for (claim, key) in fields {
+        put_text(&mut c, claim, text(user, key));
+    }
+    put_text(&mut c, "gender", gender(user.get("sex")));
+    for (claim, value) in extra {
+        put_text(&mut c, claim, *value);
+    }
     let raw = user.as_object().cloned().unwrap_or_default();
     Ok((subject, normalize_claims(&c, Some(&raw))))
+}
+
+/// Turns VK's token answer and `users.get` profile into the mapper's claims. The email comes
+/// from the token answer: `users.get` never has it.
+pub fn claims(token: &Value, user: &Value, issuer: &str) -> Result<(String, Value), UpstreamError> {
+    profile_claims(
+        user,
+        issuer,
+        ("VK users.get", "id"),
+        &[
+            ("given_name", "first_name"),
+            ("family_name", "last_name"),
+            ("picture", "photo_200"),
+            ("nickname", "screen_name"),
+            // VK's `bdate` as given: `D.M.YYYY`, or `D.M` when the user hides the year.
+            ("birthdate", "bdate"),
+        ],
+        &[("email", text(token, "email"))],
+    )
 }
 
 /// `users.get` reports errors with HTTP 200; they become an [`UpstreamError::OAuth`] whose
@@ -133,24 +143,19 @@ impl Provider for Vk {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let auth = if self.cfg.auth_url.is_empty() {
-            AUTH_URL
-        } else {
-            &self.cfg.auth_url
-        };
-        let mut url = Url::parse(auth).map_err(|e| UpstreamError::Missing {
-            endpoint: "configuration".into(),
-            what: format!("a valid auth_url ({e})"),
-        })?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", req.redirect_uri)
-            .append_pair("response_type", "code")
-            // VK takes a comma-separated list (or a bit mask).
-            .append_pair("scope", &self.cfg.scope.join(","))
-            .append_pair("state", req.state)
-            .append_pair("v", API_VERSION);
-        Ok(url)
+        // VK takes a comma-separated scope list (or a bit mask).
+        let scope = self.cfg.scope.join(",");
+        oauth2::authorization_url(
+            &endpoint(&self.cfg.auth_url, "", AUTH_URL, ""),
+            [
+                ("client_id", self.cfg.client_id.as_str()),
+                ("redirect_uri", req.redirect_uri),
+                ("response_type", "code"),
+                ("scope", &scope),
+                ("state", req.state),
+                ("v", API_VERSION),
+            ],
+        )
     }
 
     async fn exchange(
@@ -158,14 +163,7 @@ impl Provider for Vk {
         cb: &Callback,
         req: &AuthRequest<'_>,
     ) -> Result<Profile, UpstreamError> {
-        let code = self.code(cb).ok_or_else(|| {
-            UpstreamError::Callback("the upstream sent no authorization code".into())
-        })?;
-        let token_url = if self.cfg.token_url.is_empty() {
-            TOKEN_URL
-        } else {
-            &self.cfg.token_url
-        };
+        let code = oauth2::from_callback(self.code(cb), "the upstream sent no authorization code")?;
         // VK takes the client credentials as parameters, not HTTP Basic. POST keeps the secret
         // and the code out of URLs that proxies log.
         let form = [
@@ -174,19 +172,22 @@ impl Provider for Vk {
             ("redirect_uri", req.redirect_uri),
             ("code", code),
         ];
-        let rb = self.http.client().post(token_url).form(&form);
-        let token = self.http.json("VK token endpoint", rb).await?;
-        if let Some(e) = oauth_error("VK token endpoint", &token) {
-            return Err(e);
-        }
-        let access = required_text(&token, "access_token", "VK token endpoint")?;
+        let token_url = endpoint(&self.cfg.token_url, "", TOKEN_URL, "");
+        let token = oauth2::exchange_code(
+            &self.http,
+            "VK token endpoint",
+            self.http.client().post(token_url).form(&form),
+            oauth_or_status,
+            "access_token",
+        )
+        .await?;
         let users_get = self.users_get_url();
         let rb = self.http.client().post(&users_get).form(&[
             ("fields", FIELDS),
-            ("access_token", access),
+            ("access_token", token.access_token.as_str()),
             ("v", API_VERSION),
         ]);
-        let answer = self.http.json("VK users.get", rb).await?;
+        let answer = oauth2::call(&self.http, "VK users.get", rb, oauth_or_status).await?;
         if let Some(e) = api_error(&answer) {
             return Err(e);
         }
@@ -199,24 +200,12 @@ impl Provider for Vk {
                 endpoint: "VK users.get".into(),
                 what: "a `response` with the signed-in user".into(),
             })?;
-        let (subject, claims) = claims(&token, user, &users_get)?;
-        // The profile must be the user the code was issued for.
-        if let Some(uid) = token.get("user_id").and_then(subject_string)
-            && uid != subject
-        {
-            return Err(UpstreamError::Missing {
-                endpoint: "VK users.get".into(),
-                what: format!("the user of the token (user_id {uid}, profile id {subject})"),
-            });
-        }
+        let (subject, claims) = claims(&token.raw, user, &users_get)?;
+        token.same_user(&subject, "VK users.get")?;
         Ok(Profile {
             subject,
             claims,
-            tokens: Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: None,
-                id_token: None,
-            },
+            tokens: token.tokens(None, None),
         })
     }
 }
@@ -275,26 +264,5 @@ mod tests {
         );
         assert!(msg.contains("VK API error 5"), "{msg}");
         assert!(api_error(&json!({"response": []})).is_none());
-    }
-
-    #[test]
-    fn endpoints_follow_overrides() {
-        assert_eq!(
-            endpoint("", "", API_ORIGIN, USERS_GET_PATH),
-            "https://api.vk.com/method/users.get"
-        );
-        assert_eq!(
-            endpoint("", "http://127.0.0.1:9/", API_ORIGIN, USERS_GET_PATH),
-            "http://127.0.0.1:9/method/users.get"
-        );
-        assert_eq!(
-            endpoint(
-                "http://x/u",
-                "http://127.0.0.1:9",
-                API_ORIGIN,
-                USERS_GET_PATH
-            ),
-            "http://x/u"
-        );
     }
 }

@@ -7,12 +7,12 @@
 //! form body. The id_token VK ID returns is kept (with `store_tokens`) but the claims come
 //! from `user_info`, which has the fields a mapper needs.
 
-use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::ProviderConfig;
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError, oauth_error, required_text, text};
-use crate::vk::{endpoint, gender};
-use serde_json::{Map, Value};
+use crate::oauth2::{self, endpoint};
+use crate::provider::{AuthRequest, Callback, Profile, Provider, pkce_challenge};
+use crate::upstream::{Upstream, UpstreamError, oauth_or_status, text};
+use crate::vk::profile_claims;
+use serde_json::Value;
 use std::sync::Arc;
 use url::Url;
 
@@ -38,57 +38,37 @@ impl VkId {
         endpoint(full, &self.cfg.api_base_url, ORIGIN, path)
     }
 
-    /// Reads a JSON answer; VK ID may report `{error, error_description}` with any status.
-    async fn call(
-        &self,
-        what: &str,
-        url: &str,
-        form: &[(&str, &str)],
-    ) -> Result<Value, UpstreamError> {
-        let v = self
-            .http
-            .json(what, self.http.client().post(url).form(form))
-            .await?;
-        match oauth_error(what, &v) {
-            Some(e) => Err(e),
-            None => Ok(v),
-        }
+    /// Posts a form; VK ID may report `{error, error_description}` with any status.
+    fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        self.http.client().post(url).form(form)
     }
 }
 
 /// Turns `user_info`'s `user` object into the mapper's claims. VK ID's `verified` is about the
 /// profile, not the email, so `email_verified` stays absent; it is in `raw_claims`.
 pub fn claims(user: &Value, issuer: &str) -> Result<(String, Value), UpstreamError> {
-    let subject = user
-        .get("user_id")
-        .and_then(subject_string)
-        .ok_or_else(|| UpstreamError::Missing {
-            endpoint: "VK ID user_info".into(),
-            what: "the user's `user_id`".into(),
-        })?;
-    let s = |k: &str| text(user, k);
-    let mut c = Map::new();
-    c.insert("iss".into(), issuer.into());
-    c.insert("sub".into(), subject.clone().into());
-    let mut put = |k: &str, v: Option<&str>| put_text(&mut c, k, v);
-    put("given_name", s("first_name"));
-    put("family_name", s("last_name"));
-    put("picture", s("avatar"));
-    put("email", s("email"));
-    // VK ID's `birthday` as given (`DD.MM.YYYY`).
-    put("birthdate", s("birthday"));
-    put("gender", gender(user.get("sex")));
     // VK ID sends the number without `+` (`79991234567`); OIDC's phone_number is E.164.
-    let phone = s("phone").map(|p| {
+    let phone = text(user, "phone").map(|p| {
         if p.starts_with('+') {
             p.to_string()
         } else {
             format!("+{p}")
         }
     });
-    put("phone_number", phone.as_deref());
-    let raw = user.as_object().cloned().unwrap_or_default();
-    Ok((subject, normalize_claims(&c, Some(&raw))))
+    profile_claims(
+        user,
+        issuer,
+        ("VK ID user_info", "user_id"),
+        &[
+            ("given_name", "first_name"),
+            ("family_name", "last_name"),
+            ("picture", "avatar"),
+            ("email", "email"),
+            // VK ID's `birthday` as given (`DD.MM.YYYY`).
+            ("birthdate", "birthday"),
+        ],
+        &[("phone_number", phone.as_deref())],
+    )
 }
 
 #[async_trait::async_trait]
@@ -103,26 +83,22 @@ impl Provider for VkId {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let auth = self.url(&self.cfg.auth_url, AUTHORIZE_PATH);
-        let mut url = Url::parse(&auth).map_err(|e| UpstreamError::Missing {
-            endpoint: "configuration".into(),
-            what: format!("a valid authorization URL ({e})"),
-        })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.cfg.client_id)
-                .append_pair("redirect_uri", req.redirect_uri)
-                .append_pair("state", req.state)
-                .append_pair("code_challenge", &pkce_challenge(req.code_verifier))
-                .append_pair("code_challenge_method", "S256");
-            // Space-separated, e.g. `vkid.personal_info email phone`; VK ID's default without it
-            // is `vkid.personal_info`.
-            if !self.cfg.scope.is_empty() {
-                q.append_pair("scope", &self.cfg.scope.join(" "));
-            }
+        let challenge = pkce_challenge(req.code_verifier);
+        // Space-separated, e.g. `vkid.personal_info email phone`; VK ID's default without it
+        // is `vkid.personal_info`.
+        let scope = self.cfg.scope.join(" ");
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", self.cfg.client_id.as_str()),
+            ("redirect_uri", req.redirect_uri),
+            ("state", req.state),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        if !scope.is_empty() {
+            pairs.push(("scope", &scope));
         }
-        Ok(url)
+        oauth2::authorization_url(&self.url(&self.cfg.auth_url, AUTHORIZE_PATH), pairs)
     }
 
     async fn exchange(
@@ -130,38 +106,41 @@ impl Provider for VkId {
         cb: &Callback,
         req: &AuthRequest<'_>,
     ) -> Result<Profile, UpstreamError> {
-        let code = self.code(cb).ok_or_else(|| {
-            UpstreamError::Callback("the upstream sent no authorization code".into())
-        })?;
-        let device_id = cb.get("device_id").ok_or_else(|| {
-            UpstreamError::Callback("VK ID sent no `device_id` with the code".into())
-        })?;
+        let code = oauth2::from_callback(self.code(cb), "the upstream sent no authorization code")?;
+        let device_id = oauth2::from_callback(
+            cb.get("device_id"),
+            "VK ID sent no `device_id` with the code",
+        )?;
         let token_url = self.url(&self.cfg.token_url, TOKEN_PATH);
-        let token = self
-            .call(
-                "VK ID token endpoint",
-                &token_url,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                    ("code_verifier", req.code_verifier),
-                    ("client_id", &self.cfg.client_id),
-                    ("device_id", device_id),
-                    ("redirect_uri", req.redirect_uri),
-                    ("state", req.state),
-                ],
-            )
-            .await?;
-        let s = |k: &str| text(&token, k);
-        let access = required_text(&token, "access_token", "VK ID token endpoint")?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", req.code_verifier),
+            ("client_id", &self.cfg.client_id),
+            ("device_id", device_id),
+            ("redirect_uri", req.redirect_uri),
+            ("state", req.state),
+        ];
+        let token = oauth2::exchange_code(
+            &self.http,
+            "VK ID token endpoint",
+            self.post(&token_url, &form),
+            oauth_or_status,
+            "access_token",
+        )
+        .await?;
         let user_info_url = self.url(&self.cfg.userinfo_url, USER_INFO_PATH);
-        let info = self
-            .call(
-                "VK ID user_info",
-                &user_info_url,
-                &[("client_id", &self.cfg.client_id), ("access_token", access)],
-            )
-            .await?;
+        let form = [
+            ("client_id", self.cfg.client_id.as_str()),
+            ("access_token", &token.access_token),
+        ];
+        let info = oauth2::call(
+            &self.http,
+            "VK ID user_info",
+            self.post(&user_info_url, &form),
+            oauth_or_status,
+        )
+        .await?;
         let user =
             info.get("user")
                 .filter(|u| u.is_object())
@@ -170,23 +149,11 @@ impl Provider for VkId {
                     what: "a `user` object".into(),
                 })?;
         let (subject, claims) = claims(user, &self.url("", ""))?;
-        // The profile must be the user the code was issued for.
-        if let Some(uid) = token.get("user_id").and_then(subject_string)
-            && uid != subject
-        {
-            return Err(UpstreamError::Missing {
-                endpoint: "VK ID user_info".into(),
-                what: format!("the user of the token (user_id {uid}, profile {subject})"),
-            });
-        }
+        token.same_user(&subject, "VK ID user_info")?;
         Ok(Profile {
             subject,
             claims,
-            tokens: Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: s("refresh_token").map(String::from),
-                id_token: s("id_token").map(String::from),
-            },
+            tokens: token.tokens(Some("refresh_token"), Some("id_token")),
         })
     }
 }

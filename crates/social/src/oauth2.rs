@@ -1,0 +1,185 @@
+//! The OAuth 2.0 authorization-code plumbing the non-OIDC provider types share (`vk`, `vkid`,
+//! `github`, `dingtalk`): the authorization URL, the callback's code, the code exchange and the
+//! API calls after it. Each provider still builds its own requests, byte for byte as its
+//! upstream documents them; this module only sends them and reads the answers, so refusing an
+//! error answer (with HTTP 200 too), requiring the access token and naming what is missing are
+//! written once.
+
+use crate::claims::subject_string;
+use crate::config::ProviderConfig;
+use crate::provider::Tokens;
+use crate::upstream::{ReadError, Upstream, UpstreamError, oauth_error, required_text, text};
+use reqwest::RequestBuilder;
+use serde_json::{Map, Value};
+use url::Url;
+
+/// An endpoint: the configured full URL, else the documented path below `api_base_url` (which
+/// replaces the provider's origin, for private deployments and tests), else the default.
+pub fn endpoint(full: &str, api_base_url: &str, default_origin: &str, path: &str) -> String {
+    if !full.trim().is_empty() {
+        full.to_string()
+    } else if !api_base_url.trim().is_empty() {
+        format!("{}{path}", api_base_url.trim_end_matches('/'))
+    } else {
+        format!("{default_origin}{path}")
+    }
+}
+
+/// Types whose token request carries a client secret refuse an entry without one, at start,
+/// where the administrator sees it; `hint` says where the upstream's console shows it.
+pub fn require_secret(cfg: &ProviderConfig, hint: &str) -> Result<(), (String, String)> {
+    if cfg.client_secret.trim().is_empty() {
+        return Err((
+            "client_secret".into(),
+            format!(
+                "client_secret is required for `{}` providers{hint}",
+                cfg.provider
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where to send the browser: `auth` with `pairs` appended in their order.
+pub fn authorization_url<'a>(
+    auth: &str,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Url, UpstreamError> {
+    let mut url = Url::parse(auth).map_err(|e| UpstreamError::Missing {
+        endpoint: "configuration".into(),
+        what: format!("a valid auth_url ({e})"),
+    })?;
+    url.query_pairs_mut().extend_pairs(pairs);
+    Ok(url)
+}
+
+/// A parameter the callback must carry (the code, VK ID's `device_id`); `None` is a
+/// callback error saying `missing`.
+pub fn from_callback<'c>(value: Option<&'c str>, missing: &str) -> Result<&'c str, UpstreamError> {
+    value.ok_or_else(|| UpstreamError::Callback(missing.into()))
+}
+
+/// Sends a provider's request and reads its JSON answer: a non-2xx answer through the
+/// provider's `read_error`, and an OAuth `{error, error_description}` as an error whatever the
+/// status (GitHub and VK answer errors with HTTP 200).
+pub async fn call(
+    http: &Upstream,
+    endpoint: &str,
+    req: RequestBuilder,
+    read_error: ReadError,
+) -> Result<Value, UpstreamError> {
+    let v = http.json_with(endpoint, req, read_error).await?;
+    match oauth_error(endpoint, &v) {
+        Some(e) => Err(e),
+        None => Ok(v),
+    }
+}
+
+/// A token endpoint's answer, with the access token it must carry.
+pub struct TokenAnswer {
+    pub raw: Value,
+    pub access_token: String,
+}
+
+impl TokenAnswer {
+    /// A string field of the answer; empty counts as absent.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        text(&self.raw, key)
+    }
+
+    /// The tokens to keep: the access token, and the refresh and id tokens under the
+    /// provider's names for them (`None`: the provider has none).
+    pub fn tokens(&self, refresh_key: Option<&str>, id_token_key: Option<&str>) -> Tokens {
+        let s = |k: Option<&str>| k.and_then(|k| self.text(k)).map(String::from);
+        Tokens {
+            access_token: Some(self.access_token.clone()),
+            refresh_token: s(refresh_key),
+            id_token: s(id_token_key),
+        }
+    }
+
+    /// The profile must be the user the code was issued for: when the token answer names a
+    /// user (`user_id`), it must be `subject`.
+    pub fn same_user(&self, subject: &str, endpoint: &str) -> Result<(), UpstreamError> {
+        match self.raw.get("user_id").and_then(subject_string) {
+            Some(uid) if uid != subject => Err(UpstreamError::Missing {
+                endpoint: endpoint.into(),
+                what: format!("the user of the token (user_id {uid}, profile {subject})"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Exchanges an authorization code: [`call`] on the provider's token request, then the access
+/// token under `access_key` (`access_token`, DingTalk's `accessToken`).
+pub async fn exchange_code(
+    http: &Upstream,
+    endpoint: &str,
+    req: RequestBuilder,
+    read_error: ReadError,
+    access_key: &str,
+) -> Result<TokenAnswer, UpstreamError> {
+    let raw = call(http, endpoint, req, read_error).await?;
+    let access_token = required_text(&raw, access_key, endpoint)?.to_string();
+    Ok(TokenAnswer { raw, access_token })
+}
+
+/// An answer that must be a JSON object (a user profile).
+pub fn object(v: Value, endpoint: &str) -> Result<Map<String, Value>, UpstreamError> {
+    match v {
+        Value::Object(o) => Ok(o),
+        _ => Err(UpstreamError::Missing {
+            endpoint: endpoint.into(),
+            what: "a JSON object".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn endpoints_follow_overrides() {
+        let e = |full, base| endpoint(full, base, "https://api.vk.com", "/method/users.get");
+        assert_eq!(e("", ""), "https://api.vk.com/method/users.get");
+        assert_eq!(
+            e("", "http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/method/users.get"
+        );
+        assert_eq!(e("http://x/u", "http://127.0.0.1:9"), "http://x/u");
+    }
+
+    #[test]
+    fn authorization_urls_keep_the_pairs_in_order() {
+        let url = authorization_url(
+            "https://oauth.example/authorize?x=1",
+            [("client_id", "c"), ("scope", "a b"), ("state", "s")],
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://oauth.example/authorize?x=1&client_id=c&scope=a+b&state=s"
+        );
+        assert!(authorization_url("not a url", []).is_err());
+    }
+
+    #[test]
+    fn token_answers_name_their_user_and_tokens() {
+        let t = TokenAnswer {
+            raw: json!({"access_token": "a", "refresh_token": "r", "id_token": "", "user_id": 7}),
+            access_token: "a".into(),
+        };
+        assert!(t.same_user("7", "x").is_ok());
+        assert!(t.same_user("8", "x").is_err());
+        let tokens = t.tokens(Some("refresh_token"), Some("id_token"));
+        assert_eq!(tokens.access_token.as_deref(), Some("a"));
+        assert_eq!(tokens.refresh_token.as_deref(), Some("r"));
+        assert_eq!(tokens.id_token, None, "an empty token is no token");
+        assert_eq!(t.tokens(None, None).refresh_token, None);
+        assert!(object(json!([]), "x").is_err());
+        assert!(object(json!({"id": 1}), "x").is_ok());
+    }
+}
