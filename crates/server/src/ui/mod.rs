@@ -489,7 +489,7 @@ pub fn flow_html(
             )
         }
         FlowKind::Registration => {
-            let gaps = forms.iter().any(|f| f.kind == "gaps");
+            let gaps = forms.iter().any(|f| f.kind == render::FormKind::Gaps);
             (
                 "registration",
                 "registration.html",
