@@ -17,6 +17,7 @@
 //!
 //! The error `code` strings follow DingTalk's style; DingTalk does not publish a complete list.
 
+use crate::common::{Client, esc, query_without_user, random_hex};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,9 +25,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,15 +86,9 @@ struct Code {
 }
 
 struct Shared {
-    base: String,
-    client_id: String,
-    client_secret: String,
-    registered_redirect_uri: Mutex<Option<String>>,
-    next_user: Mutex<Option<String>>,
+    client: Client,
     codes: Mutex<HashMap<String, Code>>,
     tokens: Mutex<HashMap<String, DingtalkUser>>,
-    seq: AtomicU64,
-    token_requests: AtomicU64,
 }
 
 /// A running emulator on 127.0.0.1. Stops when dropped.
@@ -116,15 +109,9 @@ impl DingtalkEmulator {
     pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<DingtalkEmulator> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            base: format!("http://{addr}"),
-            client_id: "dingemulatedappkey".into(),
-            client_secret: "emulated-dingtalk-app-secret".into(),
-            registered_redirect_uri: Mutex::new(None),
-            next_user: Mutex::new(None),
+            client: Client::new(addr, "dingemulatedappkey", "emulated-dingtalk-app-secret"),
             codes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
-            seq: AtomicU64::new(0),
-            token_requests: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/oauth2/auth", get(authorize))
@@ -137,55 +124,23 @@ impl DingtalkEmulator {
         })
     }
 
+    crate::common::client_accessors!();
+
     /// `http://127.0.0.1:<port>`: both the `login.dingtalk.com` and `api.dingtalk.com` origin.
     pub fn base_url(&self) -> &str {
-        &self.shared.base
+        &self.shared.client.base
     }
     pub fn auth_url(&self) -> String {
-        format!("{}/oauth2/auth", self.shared.base)
+        format!("{}/oauth2/auth", self.shared.client.base)
     }
     pub fn token_url(&self) -> String {
-        format!("{}/v1.0/oauth2/userAccessToken", self.shared.base)
-    }
-    pub fn client_id(&self) -> &str {
-        &self.shared.client_id
-    }
-    pub fn client_secret(&self) -> &str {
-        &self.shared.client_secret
+        format!("{}/v1.0/oauth2/userAccessToken", self.shared.client.base)
     }
 
     /// The app's registered redirect URL. Until set, any `redirect_uri` is accepted.
     pub fn register_redirect_uri(&self, uri: impl Into<String>) {
-        *self.shared.registered_redirect_uri.lock().expect("lock") = Some(uri.into());
+        self.shared.client.register_redirect_uri(uri.into());
     }
-
-    /// The user every following authorize request picks without showing the consent page
-    /// (`None`: show it). A `user=` parameter wins.
-    pub fn set_next_user(&self, key: Option<&str>) {
-        *self.shared.next_user.lock().expect("lock") = key.map(String::from);
-    }
-
-    pub fn token_requests(&self) -> u64 {
-        self.shared.token_requests.load(Ordering::SeqCst)
-    }
-}
-
-fn random(s: &Shared, prefix: &str) -> String {
-    let n = s.seq.fetch_add(1, Ordering::SeqCst);
-    let mut h = Sha256::new();
-    h.update(format!("{prefix}{n}{:?}{}", Instant::now(), s.base));
-    let hex: String = h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}{hex}")
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn error_page(message: &str) -> Response {
@@ -200,10 +155,10 @@ fn error_page(message: &str) -> Response {
 }
 
 /// `{code, message, requestid}` with HTTP 4xx, as DingTalk's API gateway.
-fn api_error(s: &Shared, status: StatusCode, code: &str, message: &str) -> Response {
+fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
-        Json(json!({"code": code, "message": message, "requestid": random(s, "")})),
+        Json(json!({"code": code, "message": message, "requestid": random_hex("")})),
     )
         .into_response()
 }
@@ -213,7 +168,7 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client_id {
+    if get("client_id") != s.client.client_id {
         return error_page("应用不存在 (unknown client_id)");
     }
     if get("response_type") != "code" {
@@ -231,24 +186,20 @@ async fn authorize(
     let Ok(mut back) = url::Url::parse(redirect_uri) else {
         return error_page("redirect_uri is not an absolute URL");
     };
-    if let Some(reg) = s.registered_redirect_uri.lock().expect("lock").as_deref()
+    if let Some(reg) = s.client.registered_redirect_uri()
         && reg != redirect_uri
     {
         return error_page(
             "redirect_uri 与应用配置的回调域名不一致 (redirect_uri does not match the registered one)",
         );
     }
-    let pick = q
-        .get("user")
-        .cloned()
-        .or_else(|| s.next_user.lock().expect("lock").clone());
-    let Some(pick) = pick else {
+    let Some(pick) = s.client.pick(&q) else {
         return consent_page(&s, &q);
     };
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
-    let code = random(&s, "");
+    let code = random_hex("");
     s.codes.lock().expect("lock").insert(
         code.clone(),
         Code {
@@ -264,9 +215,7 @@ async fn authorize(
 }
 
 fn consent_page(s: &Shared, q: &HashMap<String, String>) -> Response {
-    let base: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(q.iter().filter(|(k, _)| k.as_str() != "user"))
-        .finish();
+    let base = query_without_user(q);
     let mut items = String::new();
     for u in USERS {
         items.push_str(&format!(
@@ -279,16 +228,15 @@ fn consent_page(s: &Shared, q: &HashMap<String, String>) -> Response {
     }
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>钉钉登录</title>\n<h1>DingTalk emulator: 授权 <code>{}</code></h1>\n<p>选择账号 (choose an account):</p>\n<ul>\n{items}</ul>\n",
-        esc(&s.client_id)
+        esc(&s.client.client_id)
     ))
     .into_response()
 }
 
 async fn access_token(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    s.token_requests.fetch_add(1, Ordering::SeqCst);
+    s.client.count_token_request();
     let Ok(Value::Object(b)) = serde_json::from_slice::<Value>(&body) else {
         return api_error(
-            &s,
             StatusCode::BAD_REQUEST,
             "MissingBody",
             "body is mandatory for this action.",
@@ -297,15 +245,13 @@ async fn access_token(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let get = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default();
     if get("grantType") != "authorization_code" {
         return api_error(
-            &s,
             StatusCode::BAD_REQUEST,
             "invalidParameter.grantType.invalid",
             "grantType 参数不合法",
         );
     }
-    if get("clientId") != s.client_id || get("clientSecret") != s.client_secret {
+    if get("clientId") != s.client.client_id || get("clientSecret") != s.client.client_secret {
         return api_error(
-            &s,
             StatusCode::BAD_REQUEST,
             "invalidClientIdOrSecret",
             "无效的clientId或者clientSecret",
@@ -315,20 +261,19 @@ async fn access_token(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let code = s.codes.lock().expect("lock").remove(get("code"));
     let Some(code) = code.filter(|c| c.issued.elapsed() <= CODE_TTL) else {
         return api_error(
-            &s,
             StatusCode::BAD_REQUEST,
             "invalidAuthCode",
             "不合法的临时授权码",
         );
     };
-    let token = random(&s, "");
+    let token = random_hex("");
     s.tokens
         .lock()
         .expect("lock")
         .insert(token.clone(), code.user);
     let mut answer = json!({
         "accessToken": token,
-        "refreshToken": random(&s, ""),
+        "refreshToken": random_hex(""),
         "expireIn": 7200,
     });
     if code.corp {
@@ -344,7 +289,6 @@ async fn me(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .and_then(|t| s.tokens.lock().expect("lock").get(t).copied());
     let Some(u) = user else {
         return api_error(
-            &s,
             StatusCode::UNAUTHORIZED,
             "InvalidAuthentication",
             "不合法的access_token",

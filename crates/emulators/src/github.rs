@@ -18,6 +18,7 @@
 //!
 //! Codes live 10 minutes and work once, as at GitHub.
 
+use crate::common::{Client, esc, query_without_user, random_hex};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -26,7 +27,6 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,16 +102,10 @@ struct Code {
 }
 
 struct Shared {
-    base: String,
-    client_id: String,
-    client_secret: String,
-    registered_redirect_uri: Mutex<Option<String>>,
-    next_user: Mutex<Option<String>>,
+    client: Client,
     granted_override: Mutex<Option<Vec<String>>>,
     codes: Mutex<HashMap<String, Code>>,
     tokens: Mutex<HashMap<String, (GithubUser, Vec<String>)>>,
-    seq: AtomicU64,
-    token_requests: AtomicU64,
 }
 
 /// A running emulator on 127.0.0.1. Stops when dropped.
@@ -132,16 +126,10 @@ impl GithubEmulator {
     pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<GithubEmulator> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            base: format!("http://{addr}"),
-            client_id: "Iv1.emulated0client".into(),
-            client_secret: "emulated-github-secret".into(),
-            registered_redirect_uri: Mutex::new(None),
-            next_user: Mutex::new(None),
+            client: Client::new(addr, "Iv1.emulated0client", "emulated-github-secret"),
             granted_override: Mutex::new(None),
             codes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
-            seq: AtomicU64::new(0),
-            token_requests: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/login/oauth/authorize", get(authorize))
@@ -155,33 +143,23 @@ impl GithubEmulator {
         })
     }
 
+    crate::common::client_accessors!();
+
     /// `http://127.0.0.1:<port>`: both the `github.com` and the `api.github.com` origin.
     pub fn base_url(&self) -> &str {
-        &self.shared.base
+        &self.shared.client.base
     }
     pub fn auth_url(&self) -> String {
-        format!("{}/login/oauth/authorize", self.shared.base)
+        format!("{}/login/oauth/authorize", self.shared.client.base)
     }
     pub fn token_url(&self) -> String {
-        format!("{}/login/oauth/access_token", self.shared.base)
-    }
-    pub fn client_id(&self) -> &str {
-        &self.shared.client_id
-    }
-    pub fn client_secret(&self) -> &str {
-        &self.shared.client_secret
+        format!("{}/login/oauth/access_token", self.shared.client.base)
     }
 
     /// The app's registered "Authorization callback URL". Until set, any `redirect_uri` is
     /// accepted at authorize (the token endpoint still requires the authorize one).
     pub fn register_redirect_uri(&self, uri: impl Into<String>) {
-        *self.shared.registered_redirect_uri.lock().expect("lock") = Some(uri.into());
-    }
-
-    /// The user every following authorize request picks without showing the consent page
-    /// (`None`: show it). A `user=` parameter wins.
-    pub fn set_next_user(&self, key: Option<&str>) {
-        *self.shared.next_user.lock().expect("lock") = key.map(String::from);
+        self.shared.client.register_redirect_uri(uri.into());
     }
 
     /// Grant these scopes instead of the requested ones (a user or organisation policy that
@@ -190,21 +168,6 @@ impl GithubEmulator {
         *self.shared.granted_override.lock().expect("lock") =
             scopes.map(|s| s.iter().map(|x| x.to_string()).collect());
     }
-
-    pub fn token_requests(&self) -> u64 {
-        self.shared.token_requests.load(Ordering::SeqCst)
-    }
-}
-
-fn random(s: &Shared, prefix: &str) -> String {
-    let n = s.seq.fetch_add(1, Ordering::SeqCst);
-    let mut h = Sha256::new();
-    h.update(format!("{prefix}{n}{:?}{}", Instant::now(), s.base));
-    let hex: String = h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{prefix}{hex}")
 }
 
 fn redirect(to: &str, params: &[(&str, &str)]) -> Response {
@@ -221,23 +184,16 @@ fn redirect(to: &str, params: &[(&str, &str)]) -> Response {
     (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn authorize(
     State(s): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client_id {
+    if get("client_id") != s.client.client_id {
         return (StatusCode::NOT_FOUND, Html("<h1>404</h1><p>This is not the web page you are looking for (unknown client_id).</p>")).into_response();
     }
     let state = get("state");
-    let registered = s.registered_redirect_uri.lock().expect("lock").clone();
+    let registered = s.client.registered_redirect_uri();
     let redirect_uri = match (q.get("redirect_uri"), &registered) {
         (Some(r), Some(reg)) if r != reg => {
             return redirect(
@@ -276,11 +232,7 @@ async fn authorize(
             ],
         );
     }
-    let pick = q
-        .get("user")
-        .cloned()
-        .or_else(|| s.next_user.lock().expect("lock").clone());
-    let Some(pick) = pick else {
+    let Some(pick) = s.client.pick(&q) else {
         return consent_page(&s, &q);
     };
     if pick == "deny" {
@@ -303,7 +255,7 @@ async fn authorize(
         )
             .into_response();
     };
-    let code = random(&s, "");
+    let code = random_hex("");
     let scopes = get("scope")
         .split([' ', ','])
         .filter(|x| !x.is_empty())
@@ -312,7 +264,7 @@ async fn authorize(
     s.codes.lock().expect("lock").insert(
         code.clone(),
         Code {
-            client_id: s.client_id.clone(),
+            client_id: s.client.client_id.clone(),
             redirect_uri: q.get("redirect_uri").cloned(),
             challenge: q.get("code_challenge").cloned(),
             user,
@@ -324,9 +276,7 @@ async fn authorize(
 }
 
 fn consent_page(s: &Shared, q: &HashMap<String, String>) -> Response {
-    let base: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(q.iter().filter(|(k, _)| k.as_str() != "user"))
-        .finish();
+    let base = query_without_user(q);
     let mut items = String::new();
     for u in USERS {
         let email = u
@@ -346,7 +296,7 @@ fn consent_page(s: &Shared, q: &HashMap<String, String>) -> Response {
     }
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>Authorize application</title>\n<h1>GitHub emulator: authorize <code>{}</code></h1>\n<p>Scopes: <code>{}</code>. Sign in as:</p>\n<ul>\n{items}</ul>\n<p><a href=\"/login/oauth/authorize?{}&amp;user=deny\">Cancel</a></p>\n",
-        esc(&s.client_id),
+        esc(&s.client.client_id),
         esc(q.get("scope").map(String::as_str).unwrap_or("(none)")),
         esc(&base)
     ))
@@ -393,13 +343,13 @@ async fn access_token(
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    s.token_requests.fetch_add(1, Ordering::SeqCst);
+    s.client.count_token_request();
     let json_wanted = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client_id || get("client_secret") != s.client_secret {
+    if get("client_id") != s.client.client_id || get("client_secret") != s.client.client_secret {
         return token_error(
             json_wanted,
             "incorrect_client_credentials",
@@ -444,7 +394,7 @@ async fn access_token(
         .expect("lock")
         .clone()
         .unwrap_or(code.scopes);
-    let token = random(&s, "gho_");
+    let token = random_hex("gho_");
     s.tokens
         .lock()
         .expect("lock")

@@ -9,6 +9,7 @@
 //! `tessera demo` are the only users; an emulator never talks to the real provider and keeps
 //! everything in memory.
 
+mod common;
 pub mod dingtalk;
 pub mod github;
 pub mod sample_app;

@@ -24,14 +24,12 @@
 //! # }
 //! ```
 
+use crate::common::{esc, random_token};
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -116,19 +114,6 @@ pub fn default_users() -> Vec<FakeVkUser> {
     ]
 }
 
-pub(crate) fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The consent page: one link per user (the same authorize request plus `user=<key>`) and a
 /// cancel link (`deny=1`).
 pub(crate) fn consent_page(
@@ -155,17 +140,17 @@ pub(crate) fn consent_page(
         let email = u.email.as_deref().unwrap_or("без email");
         items.push_str(&format!(
             "<li><a href=\"{}\">{} {}</a> <small>id{} · {}</small></li>\n",
-            escape(&link(("user", &u.key))),
-            escape(&u.first_name),
-            escape(&u.last_name),
+            esc(&link(("user", &u.key))),
+            esc(&u.first_name),
+            esc(&u.last_name),
             u.id,
-            escape(email)
+            esc(email)
         ));
     }
     Html(format!(
         "<!doctype html>\n<html lang=\"ru\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body><h1>{t}</h1>\n<p>Приложение запрашивает доступ к вашему аккаунту. Выберите пользователя:</p>\n<ul>\n{items}</ul>\n<p><a href=\"{}\">Отмена</a></p>\n</body></html>\n",
-        escape(&link(("deny", "1"))),
-        t = escape(title),
+        esc(&link(("deny", "1"))),
+        t = esc(title),
     ))
     .into_response()
 }

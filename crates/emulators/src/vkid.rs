@@ -20,7 +20,8 @@
 //! # }
 //! ```
 
-use super::vk::{App, FakeVkUser, consent_page, oauth_error, params, random_token, redirect};
+use crate::common::random_token;
+use crate::vk::{App, FakeVkUser, consent_page, oauth_error, params, redirect};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
