@@ -25,7 +25,7 @@ use axum::Router;
 use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use i18n::{LANG_COOKIE, Lang};
 pub use render::{BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView};
 use render::{Chrome, ErrorPage, FlowContext, FlowPage, WelcomePage};
@@ -57,9 +57,9 @@ static CSS_HREF: LazyLock<String> =
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui/login", get(login))
-        .route("/ui/registration", get(registration))
-        .route("/ui/settings", get(settings))
+        .route("/ui/login", flow_route(FlowKind::Login))
+        .route("/ui/registration", flow_route(FlowKind::Registration))
+        .route("/ui/settings", flow_route(FlowKind::Settings))
         .route("/ui/welcome", get(welcome))
         .route("/ui/error", get(error_page))
         .route("/ui/lang", get(switch_language))
@@ -538,24 +538,14 @@ pub fn flow_html(
     render::render(template, &view)
 }
 
-async fn login(State(st): State<AppState>, Query(q): Q, h: HeaderMap, u: OriginalUri) -> Response {
-    flow_page(st, FlowKind::Login, q, h, here(&u)).await
-}
-async fn registration(
-    State(st): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    u: OriginalUri,
-) -> Response {
-    flow_page(st, FlowKind::Registration, q, h, here(&u)).await
-}
-async fn settings(
-    State(st): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-    u: OriginalUri,
-) -> Response {
-    flow_page(st, FlowKind::Settings, q, h, here(&u)).await
+/// `/ui/login`, `/ui/registration` and `/ui/settings`: one handler, the flow kind as route
+/// state.
+fn flow_route(kind: FlowKind) -> MethodRouter<AppState> {
+    get(
+        move |State(st): State<AppState>, Query(q): Q, h: HeaderMap, u: OriginalUri| async move {
+            flow_page(st, kind, q, h, here(&u)).await
+        },
+    )
 }
 
 async fn welcome(
