@@ -177,6 +177,38 @@ pub(crate) fn redirect(to: url::Url) -> Response {
     (StatusCode::FOUND, [(header::LOCATION, to.to_string())]).into_response()
 }
 
+/// The accessors VK's and VK ID's emulators share over their `shared.app` ([`App`]).
+macro_rules! app_accessors {
+    () => {
+        /// The fake people who can sign in.
+        pub fn users(&self) -> &[FakeVkUser] {
+            &self.shared.app.users
+        }
+
+        /// The next `/authorize` without `user=` signs this user in without showing the page.
+        pub fn set_next_user(&self, key: &str) {
+            *self.shared.app.next_user.lock().expect("lock") = Some(key.into());
+        }
+
+        /// Registers a redirect URI in the app's settings; once one is registered,
+        /// `/authorize` refuses every other.
+        pub fn register_redirect_uri(&self, uri: &str) {
+            self.shared
+                .app
+                .redirect_uris
+                .lock()
+                .expect("lock")
+                .push(uri.into());
+        }
+
+        /// How long codes issued from now on stay valid (VK: one hour; VK ID: ten minutes).
+        pub fn set_code_ttl(&self, ttl: Duration) {
+            *self.shared.app.code_ttl.lock().expect("lock") = ttl;
+        }
+    };
+}
+pub(crate) use app_accessors;
+
 /// Registered redirect URIs (none registered: any absolute URL is accepted, as for a fresh
 /// test app) and the code lifetime; shared by both emulators.
 pub(crate) struct App {
@@ -309,36 +341,13 @@ impl VkEmulator {
         &self.shared.client_secret
     }
 
-    pub fn users(&self) -> &[FakeVkUser] {
-        &self.shared.app.users
-    }
+    app_accessors!();
 
     pub fn user(&self, key: &str) -> &FakeVkUser {
         self.users()
             .iter()
             .find(|u| u.key == key)
             .unwrap_or_else(|| panic!("no fake VK user `{key}`"))
-    }
-
-    /// The next `/authorize` without `user=` signs this user in without showing the page.
-    pub fn set_next_user(&self, key: &str) {
-        *self.shared.app.next_user.lock().expect("lock") = Some(key.into());
-    }
-
-    /// Registers a redirect URI in the app's settings; once one is registered, `/authorize`
-    /// refuses every other.
-    pub fn register_redirect_uri(&self, uri: &str) {
-        self.shared
-            .app
-            .redirect_uris
-            .lock()
-            .expect("lock")
-            .push(uri.into());
-    }
-
-    /// How long codes issued from now on stay valid (VK: one hour).
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.app.code_ttl.lock().expect("lock") = ttl;
     }
 
     /// While on, `users.get` answers HTTP 200 with error 5 "User authorization failed".

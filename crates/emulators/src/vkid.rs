@@ -101,29 +101,7 @@ impl VkIdEmulator {
         &self.shared.app.client_id
     }
 
-    pub fn users(&self) -> &[FakeVkUser] {
-        &self.shared.app.users
-    }
-
-    /// The next `/authorize` without `user=` signs this user in without showing the page.
-    pub fn set_next_user(&self, key: &str) {
-        *self.shared.app.next_user.lock().expect("lock") = Some(key.into());
-    }
-
-    /// Registers a trusted redirect URL; once one is registered, `/authorize` refuses others.
-    pub fn register_redirect_uri(&self, uri: &str) {
-        self.shared
-            .app
-            .redirect_uris
-            .lock()
-            .expect("lock")
-            .push(uri.into());
-    }
-
-    /// How long codes issued from now on stay valid (VK ID: ten minutes).
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.app.code_ttl.lock().expect("lock") = ttl;
-    }
+    crate::vk::app_accessors!();
 
     pub fn token_requests(&self) -> u64 {
         self.shared.token_requests.load(Ordering::SeqCst)
