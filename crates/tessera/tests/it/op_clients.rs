@@ -2,9 +2,7 @@
 //! rotation, the `tessera clients` and `tessera keys rotate` commands (the built binary), who may
 //! use an app (`access: assigned`), per-app subjects and claims mappers.
 
-mod op_common;
-
-use op_common::*;
+use crate::op_common::*;
 use serde_json::{Value, json};
 use tessera_testkit::journey::location;
 use tessera_testkit::{Backend, Browser, TestServer};

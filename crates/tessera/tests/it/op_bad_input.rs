@@ -3,9 +3,7 @@
 //! the app with `state`; the token endpoint answers `{error, error_description}` with the right
 //! status, and 401 `invalid_client` carries `WWW-Authenticate`.
 
-mod op_common;
-
-use op_common::*;
+use crate::op_common::*;
 use serde_json::{Value, json};
 use tessera_testkit::journey::location;
 use tessera_testkit::{Backend, Browser, TestServer};

@@ -3,9 +3,7 @@
 //! and PostgreSQL), single sign-on across apps, prompt/max_age, client credentials,
 //! introspection, revocation and RP-initiated logout.
 
-mod op_common;
-
-use op_common::*;
+use crate::op_common::*;
 use serde_json::{Value, json};
 use tessera_testkit::journey::{location, whoami};
 use tessera_testkit::{BACKENDS, Backend, Browser, TestServer};

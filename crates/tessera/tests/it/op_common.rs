@@ -1,6 +1,5 @@
 //! Shared steps of the OpenID Provider suites: apps, a browser signing in through `/oidc/auth`,
 //! PKCE, token requests and id_token verification against the JWKS.
-#![allow(dead_code)]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -10,10 +10,8 @@
 //!   (fragment and form_post) with `sub` = `credentials.oidc.dingtalk` for a user who signed up
 //!   with DingTalk (through the DingTalk emulator).
 
-mod op_common;
-
+use crate::op_common::*;
 use base64::Engine as _;
-use op_common::*;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tessera_testkit::emulators::dingtalk::{DingtalkEmulator, ZHANGWEI};

@@ -1,0 +1,42 @@
+//! The `tessera` crate's end-to-end tests, in one test binary.
+//!
+//! Each module was a test binary of its own (`tests/<name>.rs`); every one of them linked the
+//! whole server, sqlx, reqwest and jrsonnet again, the largest avoidable build cost on a small
+//! machine. Now one link serves them all. Test names keep their former file as the module
+//! path, e.g. `op_flows::refresh_token_reuse_revokes_the_family_sqlite`, so
+//! `cargo nextest run -p tessera -E 'test(/^op_flows::/)'` runs one former file, and
+//! `cargo nextest run -p tessera op_flows::` does too.
+//!
+//! Nothing here needs a process of its own: nextest runs every test in a separate process
+//! anyway, no test sets environment variables or other process-global state (the one `static`,
+//! `hosted_ui::OPENED_BY`, is keyed by page URL), and the tests that start the built binary
+//! (`cli`, `demo`, `identity_config`, `mapper_cli`, `op_clients`, `op_peers`, the mapper pool)
+//! find it through `CARGO_BIN_EXE_tessera`, which Cargo sets for every integration test.
+//! `api_flows::a_flood_of_wrong_passwords_keeps_memory_bounded` reads this process's peak
+//! memory; under `cargo test` (all tests in one process) other tests' memory counts against
+//! its bound too, as it already did when it shared `api_flows` with 14 others, and the bound
+//! (400 MiB against 1.5 GiB unbounded) leaves room for that.
+
+mod admin_api;
+mod api_flows;
+mod bad_input;
+mod browser_flows;
+mod cli;
+mod demo;
+mod hosted_ui;
+mod identity_config;
+mod mapper_cli;
+mod mapper_sandbox;
+mod multi_instance;
+mod op_bad_input;
+mod op_clients;
+mod op_common;
+mod op_flows;
+mod op_peers;
+mod provider_dingtalk;
+mod provider_github;
+mod provider_vk;
+mod schemas;
+mod social_oidc_provider;
+mod social_signin;
+mod ui_browser;
