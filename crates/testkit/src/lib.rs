@@ -26,8 +26,38 @@ pub enum Backend {
     Postgres,
 }
 
-/// Both backends: every storage-touching test runs on each.
+/// Both backends: every storage-touching test runs on each, as separate tests through
+/// [`each_backend!`] rather than a loop over this list.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// Runs `async fn name(backend: Backend)` on each backend as two tests of their own,
+/// `name::sqlite` and `name::postgres`, instead of a loop inside one test: a SQLite failure no
+/// longer hides the PostgreSQL result, and the two run in parallel.
+///
+/// ```ignore
+/// each_backend!(sign_in_twice);
+/// /// What the test checks.
+/// async fn sign_in_twice(backend: Backend) { /* … */ }
+/// ```
+///
+/// The invocation stands before the function's doc comment (a doc comment on a macro call
+/// documents nothing). The caller needs `tokio` (with `macros`) among its dependencies.
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )+};
+}
 
 /// A fresh, empty database DSN for a backend. PostgreSQL needs `TESSERA_TEST_POSTGRES_DSN`
 /// (set by `scripts/test.sh`); without it the test fails and says how to run it.

@@ -1,7 +1,7 @@
 //! Self-service flows through the API (native-app) surface, on SQLite and PostgreSQL.
 
 use serde_json::{Value, json};
-use tessera_testkit::{BACKENDS, TestServer, message_ids};
+use tessera_testkit::{Backend, TestServer, each_backend, message_ids};
 
 const SESSION_HOOK: &str = "selfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n";
 
@@ -36,51 +36,49 @@ async fn submit(
     )
 }
 
-#[tokio::test]
-async fn register_login_whoami_logout_on_every_backend() {
-    for backend in BACKENDS {
-        let s = TestServer::start(backend, SESSION_HOOK).await;
-        let reg = s
-            .register("Alice@Example.com", "correct horse battery")
-            .await;
-        let token = reg["session_token"]
-            .as_str()
-            .expect("session hook gives a token")
-            .to_string();
-        assert_eq!(reg["identity"]["traits"]["email"], "Alice@Example.com");
-        assert_eq!(reg["session"]["authenticator_assurance_level"], "aal1");
+each_backend!(register_login_whoami_logout);
+async fn register_login_whoami_logout(backend: Backend) {
+    let s = TestServer::start(backend, SESSION_HOOK).await;
+    let reg = s
+        .register("Alice@Example.com", "correct horse battery")
+        .await;
+    let token = reg["session_token"]
+        .as_str()
+        .expect("session hook gives a token")
+        .to_string();
+    assert_eq!(reg["identity"]["traits"]["email"], "Alice@Example.com");
+    assert_eq!(reg["session"]["authenticator_assurance_level"], "aal1");
 
-        let (st, me) = s.whoami(&token).await;
-        assert_eq!(st, 200, "{backend:?}");
-        assert_eq!(me["identity"]["id"], reg["identity"]["id"]);
-        assert_eq!(me["authentication_methods"][0]["method"], "password");
-        assert_eq!(
-            me["identity"]["verifiable_addresses"][0]["value"],
-            "alice@example.com"
-        );
+    let (st, me) = s.whoami(&token).await;
+    assert_eq!(st, 200, "{backend:?}");
+    assert_eq!(me["identity"]["id"], reg["identity"]["id"]);
+    assert_eq!(me["authentication_methods"][0]["method"], "password");
+    assert_eq!(
+        me["identity"]["verifiable_addresses"][0]["value"],
+        "alice@example.com"
+    );
 
-        // Identifiers compare case-folded.
-        let (st, body) = s.login("ALICE@example.COM", "correct horse battery").await;
-        assert_eq!(st, 200, "{body}");
-        let token2 = body["session_token"].as_str().unwrap().to_string();
-        assert_ne!(token, token2);
+    // Identifiers compare case-folded.
+    let (st, body) = s.login("ALICE@example.COM", "correct horse battery").await;
+    assert_eq!(st, 200, "{body}");
+    let token2 = body["session_token"].as_str().unwrap().to_string();
+    assert_ne!(token, token2);
 
-        let resp = TestServer::client()
-            .delete(format!("{}/self-service/logout/api", s.public))
-            .json(&json!({"session_token": token}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 204);
-        assert_eq!(s.whoami(&token).await.0, 401);
-        assert_eq!(s.whoami(&token2).await.0, 200);
-        s.stop().await;
-    }
+    let resp = TestServer::client()
+        .delete(format!("{}/self-service/logout/api", s.public))
+        .json(&json!({"session_token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(s.whoami(&token).await.0, 401);
+    assert_eq!(s.whoami(&token2).await.0, 200);
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn whoami_without_session_is_401_with_kratos_error() {
-    let s = TestServer::start(tessera_testkit::Backend::Sqlite, "").await;
+    let s = TestServer::start(Backend::Sqlite, "").await;
     let (st, body) = s.whoami("not-a-token").await;
     assert_eq!(st, 401);
     assert_eq!(body["error"]["id"], "session_inactive");
@@ -95,7 +93,7 @@ async fn whoami_without_session_is_401_with_kratos_error() {
 
 #[tokio::test]
 async fn registration_without_session_hook_returns_identity_only() {
-    let s = TestServer::start(tessera_testkit::Backend::Sqlite, "").await;
+    let s = TestServer::start(Backend::Sqlite, "").await;
     let reg = s.register("bob@example.com", "correct horse battery").await;
     assert!(reg.get("session_token").is_none());
     assert_eq!(reg["identity"]["traits"]["email"], "bob@example.com");
@@ -103,50 +101,48 @@ async fn registration_without_session_hook_returns_identity_only() {
     assert_eq!(st, 200);
 }
 
-#[tokio::test]
-async fn login_failures_carry_kratos_message_ids() {
-    for backend in BACKENDS {
-        let s = TestServer::start(backend, "").await;
-        s.register("carol@example.com", "correct horse battery")
-            .await;
-        let (st, body) = s.login("carol@example.com", "wrong password here").await;
-        assert_eq!(st, 400);
-        assert!(
-            message_ids(&body).contains(&(String::new(), 4000006)),
-            "{body}"
-        );
-        let (st, body) = s.login("nobody@example.com", "whatever password").await;
-        assert_eq!(st, 400);
-        assert!(message_ids(&body).contains(&(String::new(), 4000006)));
-        // The identifier is kept in the form, never the password.
-        let f = flow(&s, "login").await;
-        let (st, body) = submit(
-            &s,
-            "login",
-            f["id"].as_str().unwrap(),
-            json!({"method": "password", "identifier": "carol@example.com"}),
-            None,
-        )
+each_backend!(login_failures_carry_kratos_message_ids);
+async fn login_failures_carry_kratos_message_ids(backend: Backend) {
+    let s = TestServer::start(backend, "").await;
+    s.register("carol@example.com", "correct horse battery")
         .await;
-        assert_eq!(st, 400);
-        assert!(
-            message_ids(&body).contains(&("password".into(), 4000002)),
-            "{body}"
-        );
-        let node = body["ui"]["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["attributes"]["name"] == "identifier")
-            .unwrap()
-            .clone();
-        assert_eq!(node["attributes"]["value"], "carol@example.com");
-    }
+    let (st, body) = s.login("carol@example.com", "wrong password here").await;
+    assert_eq!(st, 400);
+    assert!(
+        message_ids(&body).contains(&(String::new(), 4000006)),
+        "{body}"
+    );
+    let (st, body) = s.login("nobody@example.com", "whatever password").await;
+    assert_eq!(st, 400);
+    assert!(message_ids(&body).contains(&(String::new(), 4000006)));
+    // The identifier is kept in the form, never the password.
+    let f = flow(&s, "login").await;
+    let (st, body) = submit(
+        &s,
+        "login",
+        f["id"].as_str().unwrap(),
+        json!({"method": "password", "identifier": "carol@example.com"}),
+        None,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        message_ids(&body).contains(&("password".into(), 4000002)),
+        "{body}"
+    );
+    let node = body["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "identifier")
+        .unwrap()
+        .clone();
+    assert_eq!(node["attributes"]["value"], "carol@example.com");
 }
 
 #[tokio::test]
 async fn registration_validation_errors() {
-    let s = TestServer::start(tessera_testkit::Backend::Sqlite, "").await;
+    let s = TestServer::start(Backend::Sqlite, "").await;
     s.register("dave@example.com", "correct horse battery")
         .await;
     let cases = [
@@ -205,90 +201,88 @@ async fn registration_validation_errors() {
     assert_eq!(list.len(), 1);
 }
 
-#[tokio::test]
-async fn settings_change_password_and_profile() {
-    for backend in BACKENDS {
-        let s = TestServer::start(backend, SESSION_HOOK).await;
-        let reg = s
-            .register("frank@example.com", "correct horse battery")
-            .await;
-        let token = reg["session_token"].as_str().unwrap();
-        let f: Value = TestServer::client()
-            .get(format!("{}/self-service/settings/api", s.public))
-            .header("X-Session-Token", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(f["state"], "show_form");
-        assert_eq!(f["identity"]["traits"]["email"], "frank@example.com");
-        let id = f["id"].as_str().unwrap();
-        let (st, out) = submit(
-            &s,
-            "settings",
-            id,
-            json!({"method": "password", "password": "an entirely new secret"}),
-            Some(token),
-        )
+each_backend!(settings_change_password_and_profile);
+async fn settings_change_password_and_profile(backend: Backend) {
+    let s = TestServer::start(backend, SESSION_HOOK).await;
+    let reg = s
+        .register("frank@example.com", "correct horse battery")
         .await;
-        assert_eq!(st, 200, "{out}");
-        assert_eq!(out["state"], "success");
-        assert_eq!(out["ui"]["messages"][0]["id"], 1050001);
-        assert_eq!(
-            s.login("frank@example.com", "correct horse battery")
-                .await
-                .0,
-            400
-        );
-        assert_eq!(
-            s.login("frank@example.com", "an entirely new secret")
-                .await
-                .0,
-            200
-        );
+    let token = reg["session_token"].as_str().unwrap();
+    let f: Value = TestServer::client()
+        .get(format!("{}/self-service/settings/api", s.public))
+        .header("X-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(f["state"], "show_form");
+    assert_eq!(f["identity"]["traits"]["email"], "frank@example.com");
+    let id = f["id"].as_str().unwrap();
+    let (st, out) = submit(
+        &s,
+        "settings",
+        id,
+        json!({"method": "password", "password": "an entirely new secret"}),
+        Some(token),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["state"], "success");
+    assert_eq!(out["ui"]["messages"][0]["id"], 1050001);
+    assert_eq!(
+        s.login("frank@example.com", "correct horse battery")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        s.login("frank@example.com", "an entirely new secret")
+            .await
+            .0,
+        200
+    );
 
-        let f: Value = TestServer::client()
-            .get(format!("{}/self-service/settings/api", s.public))
-            .header("X-Session-Token", token)
-            .send()
+    let f: Value = TestServer::client()
+        .get(format!("{}/self-service/settings/api", s.public))
+        .header("X-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (st, out) = submit(&s, "settings", f["id"].as_str().unwrap(), json!({"method": "profile", "traits": {"email": "frank2@example.com", "name": {"first": "Frank"}}}), Some(token)).await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["identity"]["traits"]["name"]["first"], "Frank");
+    // The new email is now the login identifier; the old one is not.
+    assert_eq!(
+        s.login("frank2@example.com", "an entirely new secret")
             .await
-            .unwrap()
-            .json()
+            .0,
+        200
+    );
+    assert_eq!(
+        s.login("frank@example.com", "an entirely new secret")
             .await
-            .unwrap();
-        let (st, out) = submit(&s, "settings", f["id"].as_str().unwrap(), json!({"method": "profile", "traits": {"email": "frank2@example.com", "name": {"first": "Frank"}}}), Some(token)).await;
-        assert_eq!(st, 200, "{out}");
-        assert_eq!(out["identity"]["traits"]["name"]["first"], "Frank");
-        // The new email is now the login identifier; the old one is not.
-        assert_eq!(
-            s.login("frank2@example.com", "an entirely new secret")
-                .await
-                .0,
-            200
-        );
-        assert_eq!(
-            s.login("frank@example.com", "an entirely new secret")
-                .await
-                .0,
-            400
-        );
+            .0,
+        400
+    );
 
-        // Settings need a session.
-        let resp = TestServer::client()
-            .get(format!("{}/self-service/settings/api", s.public))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
-        s.stop().await;
-    }
+    // Settings need a session.
+    let resp = TestServer::client()
+        .get(format!("{}/self-service/settings/api", s.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn api_login_refused_when_already_signed_in() {
-    let s = TestServer::start(tessera_testkit::Backend::Sqlite, SESSION_HOOK).await;
+    let s = TestServer::start(Backend::Sqlite, SESSION_HOOK).await;
     let reg = s
         .register("gina@example.com", "correct horse battery")
         .await;
@@ -303,23 +297,21 @@ async fn api_login_refused_when_already_signed_in() {
     assert_eq!(body["error"]["id"], "session_already_available");
 }
 
-#[tokio::test]
-async fn session_survives_server_restart() {
-    for backend in BACKENDS {
-        let dir = tessera_testkit::temp_dir();
-        let dsn = tessera_testkit::fresh_dsn(backend, &dir).await;
-        let s = TestServer::start_with(backend, dir.clone(), &dsn, SESSION_HOOK).await;
-        let token = s
-            .register("hank@example.com", "correct horse battery")
-            .await["session_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        s.stop().await;
-        let s = TestServer::start_with(backend, dir, &dsn, SESSION_HOOK).await;
-        assert_eq!(s.whoami(&token).await.0, 200, "{backend:?}");
-        s.stop().await;
-    }
+each_backend!(session_survives_server_restart);
+async fn session_survives_server_restart(backend: Backend) {
+    let dir = tessera_testkit::temp_dir();
+    let dsn = tessera_testkit::fresh_dsn(backend, &dir).await;
+    let s = TestServer::start_with(backend, dir.clone(), &dsn, SESSION_HOOK).await;
+    let token = s
+        .register("hank@example.com", "correct horse battery")
+        .await["session_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.stop().await;
+    let s = TestServer::start_with(backend, dir, &dsn, SESSION_HOOK).await;
+    assert_eq!(s.whoami(&token).await.0, 200, "{backend:?}");
+    s.stop().await;
 }
 
 /// A password sign-in from `addr` (the address a trusted proxy says it saw).
@@ -347,82 +339,80 @@ async fn login_from(
         .unwrap()
 }
 
+each_backend!(failed_sign_ins_are_limited_without_locking_the_owner_out);
 /// Security review M2: failed password sign-ins are limited per identifier and address, per
 /// identifier and per address, across instances (counted in the database); a limit answers
 /// 429 with `Retry-After` and Kratos's error shape, and the owner at another address still
 /// signs in.
-#[tokio::test]
-async fn failed_sign_ins_are_limited_without_locking_the_owner_out() {
-    for backend in BACKENDS {
-        let s = TestServer::start(
-            backend,
-            "limits:\n  trusted_proxy_hops: 1\n  failed_logins:\n    per_identifier_and_address: 3\n    per_identifier: 6\n    per_address: 8\n",
-        )
+async fn failed_sign_ins_are_limited_without_locking_the_owner_out(backend: Backend) {
+    let s = TestServer::start(
+        backend,
+        "limits:\n  trusted_proxy_hops: 1\n  failed_logins:\n    per_identifier_and_address: 3\n    per_identifier: 6\n    per_address: 8\n",
+    )
+    .await;
+    s.register("owner@example.com", "the right password 1")
         .await;
-        s.register("owner@example.com", "the right password 1")
-            .await;
-        let attacker = "203.0.113.66";
-        for i in 0..3 {
-            let r = login_from(&s, attacker, "owner@example.com", &format!("guess {i}!!")).await;
-            assert_eq!(r.status(), 400, "{backend:?}: attempt {i}");
-        }
-        // The fourth guess from there, even the right password, is refused before hashing.
-        for pw in ["guess 4!!", "the right password 1"] {
-            let r = login_from(&s, attacker, "owner@example.com", pw).await;
-            assert_eq!(r.status(), 429, "{backend:?}");
-            let retry: u64 = r.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!((1..=15 * 60).contains(&retry), "{retry}");
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["error"]["id"], "self_service_rate_limited", "{v}");
-            assert_eq!(v["error"]["code"], 429);
-        }
-        // The owner, elsewhere, is not held up.
+    let attacker = "203.0.113.66";
+    for i in 0..3 {
+        let r = login_from(&s, attacker, "owner@example.com", &format!("guess {i}!!")).await;
+        assert_eq!(r.status(), 400, "{backend:?}: attempt {i}");
+    }
+    // The fourth guess from there, even the right password, is refused before hashing.
+    for pw in ["guess 4!!", "the right password 1"] {
+        let r = login_from(&s, attacker, "owner@example.com", pw).await;
+        assert_eq!(r.status(), 429, "{backend:?}");
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=15 * 60).contains(&retry), "{retry}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["id"], "self_service_rate_limited", "{v}");
+        assert_eq!(v["error"]["code"], 429);
+    }
+    // The owner, elsewhere, is not held up.
+    let r = login_from(
+        &s,
+        "198.51.100.1",
+        "owner@example.com",
+        "the right password 1",
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{backend:?}");
+    // A spread-out attack on one identifier meets the per-identifier limit.
+    for i in 0..3 {
         let r = login_from(
             &s,
-            "198.51.100.1",
+            &format!("192.0.2.{i}"),
             "owner@example.com",
-            "the right password 1",
+            "nope nope",
         )
         .await;
-        assert_eq!(r.status(), 200, "{backend:?}");
-        // A spread-out attack on one identifier meets the per-identifier limit.
-        for i in 0..3 {
-            let r = login_from(
-                &s,
-                &format!("192.0.2.{i}"),
-                "owner@example.com",
-                "nope nope",
-            )
-            .await;
-            assert_eq!(r.status(), 400);
-        }
-        let r = login_from(&s, "192.0.2.99", "owner@example.com", "nope nope").await;
-        assert_eq!(
-            r.status(),
-            429,
-            "{backend:?}: 6 failures for the identifier"
-        );
-        // One address guessing many identifiers meets the per-address limit.
-        let sprayer = "198.18.0.1";
-        for i in 0..8 {
-            let r = login_from(&s, sprayer, &format!("user{i}@example.com"), "Winter2026!").await;
-            assert_eq!(r.status(), 400);
-        }
-        let r = login_from(&s, sprayer, "someone@example.com", "Winter2026!").await;
-        assert_eq!(r.status(), 429, "{backend:?}: 8 failures from the address");
-        s.stop().await;
+        assert_eq!(r.status(), 400);
     }
+    let r = login_from(&s, "192.0.2.99", "owner@example.com", "nope nope").await;
+    assert_eq!(
+        r.status(),
+        429,
+        "{backend:?}: 6 failures for the identifier"
+    );
+    // One address guessing many identifiers meets the per-address limit.
+    let sprayer = "198.18.0.1";
+    for i in 0..8 {
+        let r = login_from(&s, sprayer, &format!("user{i}@example.com"), "Winter2026!").await;
+        assert_eq!(r.status(), 400);
+    }
+    let r = login_from(&s, sprayer, "someone@example.com", "Winter2026!").await;
+    assert_eq!(r.status(), 429, "{backend:?}: 8 failures from the address");
+    s.stop().await;
 }
 
 /// New flows and failed token requests are limited per address and per app (per instance).
 #[tokio::test]
 async fn flow_creation_and_token_failures_are_limited() {
     let s = TestServer::start(
-        tessera_testkit::Backend::Sqlite,
+        Backend::Sqlite,
         "limits:\n  flows_per_address_per_minute: 5\n  token_failures_per_client_per_minute: 3\n",
     )
     .await;
@@ -515,7 +505,7 @@ fn peak_rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_wrong_passwords_keeps_memory_bounded() {
     let s = TestServer::start(
-        tessera_testkit::Backend::Sqlite,
+        Backend::Sqlite,
         "hashers:\n  argon2:\n    memory: 32MiB\n    iterations: 1\nlimits:\n  password_hashing:\n    memory: 64MiB\n    queue: 32\n  failed_logins:\n    per_identifier_and_address: 1000\n    per_identifier: 1000\n    per_address: 1000\n",
     )
     .await;
@@ -557,17 +547,11 @@ async fn a_flood_of_wrong_passwords_keeps_memory_bounded() {
     assert!(grew_mib < 400, "peak memory grew by {grew_mib} MiB");
 }
 
+each_backend!(settings_need_a_recent_sign_in);
 /// Security review M3: a password, traits or linked accounts change only within
 /// `privileged_session_max_age` of signing in; after that Kratos's `session_refresh_required`
 /// and a `refresh=true` login, and then the change goes through.
-#[tokio::test]
-async fn settings_need_a_recent_sign_in() {
-    for backend in BACKENDS {
-        settings_need_a_recent_sign_in_on(backend).await;
-    }
-}
-
-async fn settings_need_a_recent_sign_in_on(backend: tessera_testkit::Backend) {
+async fn settings_need_a_recent_sign_in(backend: Backend) {
     let s = TestServer::start(
         backend,
         "selfservice:\n  flows:\n    settings:\n      privileged_session_max_age: 1s\n",

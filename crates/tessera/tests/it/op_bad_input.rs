@@ -6,7 +6,7 @@
 use crate::op_common::*;
 use serde_json::{Value, json};
 use tessera_testkit::journey::location;
-use tessera_testkit::{Backend, Browser, TestServer};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 const RP: &str = "https://rp.example.com/callback";
 
@@ -245,92 +245,90 @@ async fn unsupported_response_type_response_mode_and_pkce_problems_go_back_to_th
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_reused_code_is_refused_and_the_tokens_it_gave_are_revoked() {
-    for backend in tessera_testkit::BACKENDS {
-        let (s, c) = setup_on(backend, "").await;
-        let cid = c["client_id"].as_str().unwrap();
-        let secret = c["client_secret"].as_str().unwrap();
-        let b = Browser::default();
-        let p = pkce();
-        let (_, loc, _) = drive(
-            &b,
+each_backend!(a_reused_code_is_refused_and_the_tokens_it_gave_are_revoked);
+async fn a_reused_code_is_refused_and_the_tokens_it_gave_are_revoked(backend: Backend) {
+    let (s, c) = setup_on(backend, "").await;
+    let cid = c["client_id"].as_str().unwrap();
+    let secret = c["client_secret"].as_str().unwrap();
+    let b = Browser::default();
+    let p = pkce();
+    let (_, loc, _) = drive(
+        &b,
+        &s,
+        &auth_url(
             &s,
-            &auth_url(
-                &s,
-                &[
-                    ("client_id", cid),
-                    ("redirect_uri", RP),
-                    ("response_type", "code"),
-                    ("scope", "openid offline_access"),
-                    ("code_challenge", &p.challenge),
-                    ("code_challenge_method", "S256"),
-                ],
-            ),
-            "bad@example.com",
-            None,
-        )
-        .await;
-        let code = param(&loc, "code").unwrap();
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", RP),
-            ("code_verifier", p.verifier.as_str()),
-        ];
-        // Two redemptions racing: at most one wins, and (security review L2) whatever the
-        // winner got is revoked with the rest of the grant.
-        let (a, b2) = tokio::join!(
-            token(&s, Some((cid, secret)), &form),
-            token(&s, Some((cid, secret)), &form)
-        );
-        let mut statuses = [a.0, b2.0];
-        statuses.sort_unstable();
-        assert!(
-            statuses == [200, 400] || statuses == [400, 400],
-            "{backend:?}: {} {}",
-            a.1,
-            b2.1
-        );
-        if statuses == [400, 400] {
-            // The reuse was seen before the winner stored its tokens: nothing was issued.
-            s.stop().await;
-            continue;
-        }
-        let t = if a.0 == 200 { a.1 } else { b2.1 };
-        let (st, e, _) = token(&s, Some((cid, secret)), &form).await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{e}"
-        );
-        let r = TestServer::client()
-            .get(format!("{}/oidc/me", s.public))
-            .bearer_auth(t["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            401,
-            "the access token from the reused code is revoked"
-        );
-        let (st, e, _) = token(
-            &s,
-            Some((cid, secret)),
             &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+                ("client_id", cid),
+                ("redirect_uri", RP),
+                ("response_type", "code"),
+                ("scope", "openid offline_access"),
+                ("code_challenge", &p.challenge),
+                ("code_challenge_method", "S256"),
             ],
-        )
-        .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "and so is the refresh token"
-        );
+        ),
+        "bad@example.com",
+        None,
+    )
+    .await;
+    let code = param(&loc, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", RP),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    // Two redemptions racing: at most one wins, and (security review L2) whatever the
+    // winner got is revoked with the rest of the grant.
+    let (a, b2) = tokio::join!(
+        token(&s, Some((cid, secret)), &form),
+        token(&s, Some((cid, secret)), &form)
+    );
+    let mut statuses = [a.0, b2.0];
+    statuses.sort_unstable();
+    assert!(
+        statuses == [200, 400] || statuses == [400, 400],
+        "{backend:?}: {} {}",
+        a.1,
+        b2.1
+    );
+    if statuses == [400, 400] {
+        // The reuse was seen before the winner stored its tokens: nothing was issued.
         s.stop().await;
+        return;
     }
+    let t = if a.0 == 200 { a.1 } else { b2.1 };
+    let (st, e, _) = token(&s, Some((cid, secret)), &form).await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let r = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the access token from the reused code is revoked"
+    );
+    let (st, e, _) = token(
+        &s,
+        Some((cid, secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "and so is the refresh token"
+    );
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -529,65 +527,63 @@ async fn an_unregistered_post_logout_redirect_uri_is_refused_without_redirecting
     s.stop().await;
 }
 
+each_backend!(racing_refresh_tokens_leave_no_live_token_behind);
 /// Security review L2: two requests racing with the same refresh token. One may win the
 /// rotation, the other sees the reuse and revokes the grant; the winner's new tokens must not
 /// survive that (they did in 10 of 10 races). Several races, on both backends.
-#[tokio::test]
-async fn racing_refresh_tokens_leave_no_live_token_behind() {
-    for backend in tessera_testkit::BACKENDS {
-        let s = server(backend, "").await;
-        user(&s, "race@example.com").await;
-        let mut body = traditional(RP);
-        body["skip_consent"] = json!(true);
-        let c = create_client(&s, body).await;
-        let cid = c["client_id"].as_str().unwrap();
-        let secret = c["client_secret"].as_str().unwrap();
-        let b = Browser::default();
-        for round in 0..5 {
-            let t = code_flow(&b, &s, &c, "race@example.com", "openid offline_access").await;
-            let rt = t["refresh_token"].as_str().unwrap().to_string();
-            let form = [
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt.as_str()),
-            ];
-            let (x, y) = tokio::join!(
-                token(&s, Some((cid, secret)), &form),
-                token(&s, Some((cid, secret)), &form)
-            );
-            assert!(
-                !(x.0 == 200 && y.0 == 200),
-                "{backend:?} round {round}: both won"
-            );
-            for (status, body, _) in [x, y] {
-                if status != 200 {
-                    continue;
-                }
-                let r = TestServer::client()
-                    .get(format!("{}/oidc/me", s.public))
-                    .bearer_auth(body["access_token"].as_str().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    r.status(),
-                    401,
-                    "{backend:?} round {round}: the winner's access token lives"
-                );
-                let (st, _, _) = token(
-                    &s,
-                    Some((cid, secret)),
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", body["refresh_token"].as_str().unwrap()),
-                    ],
-                )
-                .await;
-                assert_eq!(
-                    st, 400,
-                    "{backend:?} round {round}: the winner's refresh token lives"
-                );
+async fn racing_refresh_tokens_leave_no_live_token_behind(backend: Backend) {
+    let s = server(backend, "").await;
+    user(&s, "race@example.com").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+    let cid = c["client_id"].as_str().unwrap();
+    let secret = c["client_secret"].as_str().unwrap();
+    let b = Browser::default();
+    for round in 0..5 {
+        let t = code_flow(&b, &s, &c, "race@example.com", "openid offline_access").await;
+        let rt = t["refresh_token"].as_str().unwrap().to_string();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.as_str()),
+        ];
+        let (x, y) = tokio::join!(
+            token(&s, Some((cid, secret)), &form),
+            token(&s, Some((cid, secret)), &form)
+        );
+        assert!(
+            !(x.0 == 200 && y.0 == 200),
+            "{backend:?} round {round}: both won"
+        );
+        for (status, body, _) in [x, y] {
+            if status != 200 {
+                continue;
             }
+            let r = TestServer::client()
+                .get(format!("{}/oidc/me", s.public))
+                .bearer_auth(body["access_token"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                401,
+                "{backend:?} round {round}: the winner's access token lives"
+            );
+            let (st, _, _) = token(
+                &s,
+                Some((cid, secret)),
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", body["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await;
+            assert_eq!(
+                st, 400,
+                "{backend:?} round {round}: the winner's refresh token lives"
+            );
         }
-        s.stop().await;
     }
+    s.stop().await;
 }

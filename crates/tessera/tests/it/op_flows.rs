@@ -6,7 +6,7 @@
 use crate::op_common::*;
 use serde_json::{Value, json};
 use tessera_testkit::journey::{location, whoami};
-use tessera_testkit::{BACKENDS, Backend, Browser, TestServer};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 const RP: &str = "https://rp.example.com/callback";
 
@@ -53,132 +53,132 @@ async fn discovery_names_every_endpoint_under_the_issuer_and_jwks_has_kid_and_al
     s.stop().await;
 }
 
-#[tokio::test]
-async fn code_flow_with_pkce_consent_userinfo_refresh_rotation_and_reuse_detection() {
-    for backend in BACKENDS {
-        let s = server(backend, "").await;
-        let id = user(&s, "reader@example.com").await;
-        let c = create_client(&s, traditional(RP)).await;
-        let client_id = c["client_id"].as_str().unwrap();
-        let secret = c["client_secret"].as_str().unwrap();
-        let b = Browser::default();
-        let t = code_flow(
-            &b,
-            &s,
-            &c,
-            "reader@example.com",
-            "openid email offline_access",
-        )
-        .await;
-        assert_eq!(t["token_type"], "Bearer");
-        assert!(t["expires_in"].is_i64(), "expires_in is an integer: {t}");
-        let claims = verify(&s, t["id_token"].as_str().unwrap(), client_id).await;
-        assert_eq!(claims["sub"], json!(id));
-        assert_eq!(claims["aud"], json!(client_id), "aud is a plain string");
-        assert_eq!(claims["nonce"], "n-1");
-        assert_eq!(claims["email"], "reader@example.com");
-        assert!(claims["at_hash"].is_string());
+each_backend!(code_flow_with_pkce_consent_userinfo_refresh_rotation_and_reuse_detection);
+async fn code_flow_with_pkce_consent_userinfo_refresh_rotation_and_reuse_detection(
+    backend: Backend,
+) {
+    let s = server(backend, "").await;
+    let id = user(&s, "reader@example.com").await;
+    let c = create_client(&s, traditional(RP)).await;
+    let client_id = c["client_id"].as_str().unwrap();
+    let secret = c["client_secret"].as_str().unwrap();
+    let b = Browser::default();
+    let t = code_flow(
+        &b,
+        &s,
+        &c,
+        "reader@example.com",
+        "openid email offline_access",
+    )
+    .await;
+    assert_eq!(t["token_type"], "Bearer");
+    assert!(t["expires_in"].is_i64(), "expires_in is an integer: {t}");
+    let claims = verify(&s, t["id_token"].as_str().unwrap(), client_id).await;
+    assert_eq!(claims["sub"], json!(id));
+    assert_eq!(claims["aud"], json!(client_id), "aud is a plain string");
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(claims["email"], "reader@example.com");
+    assert!(claims["at_hash"].is_string());
 
-        let info: Value = TestServer::client()
-            .get(format!("{}/oidc/me", s.public))
-            .bearer_auth(t["access_token"].as_str().unwrap())
-            .send()
-            .await
+    let info: Value = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], json!(id));
+    assert_eq!(info["email"], "reader@example.com");
+
+    // Rotation: each refresh token works once and yields a new one.
+    let rt1 = t["refresh_token"].as_str().unwrap().to_string();
+    let (st, t2, _) = token(
+        &s,
+        Some((client_id, secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+    )
+    .await;
+    assert_eq!(st, 200, "{t2}");
+    let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt1, rt2);
+    // Reuse of rt1: refused, and the whole family (rt2 and the access tokens) revoked.
+    let (st, e, _) = token(
+        &s,
+        Some((client_id, secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let (st, e, _) = token(
+        &s,
+        Some((client_id, secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let r = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(t2["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(info["sub"], json!(id));
-        assert_eq!(info["email"], "reader@example.com");
+            .contains("invalid_token")
+    );
 
-        // Rotation: each refresh token works once and yields a new one.
-        let rt1 = t["refresh_token"].as_str().unwrap().to_string();
-        let (st, t2, _) = token(
+    // Single sign-on: a second app, and the same app again, need no new sign-in; the
+    // first app no longer asks for consent.
+    let mut other = traditional("https://other.example.com/cb");
+    other["skip_consent"] = json!(true);
+    let c2 = create_client(&s, other).await;
+    let t3 = code_flow(&b, &s, &c2, "nobody-needed@example.com", "openid").await;
+    let claims = verify(
+        &s,
+        t3["id_token"].as_str().unwrap(),
+        c2["client_id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(claims["sub"], json!(id));
+    assert!(
+        t3.get("refresh_token").is_none(),
+        "no offline_access, no refresh token: {t3}"
+    );
+    let p = pkce();
+    let (st, loc, _) = drive(
+        &b,
+        &s,
+        &auth_url(
             &s,
-            Some((client_id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        )
-        .await;
-        assert_eq!(st, 200, "{t2}");
-        let rt2 = t2["refresh_token"].as_str().unwrap().to_string();
-        assert_ne!(rt1, rt2);
-        // Reuse of rt1: refused, and the whole family (rt2 and the access tokens) revoked.
-        let (st, e, _) = token(
-            &s,
-            Some((client_id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
-        )
-        .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{e}"
-        );
-        let (st, e, _) = token(
-            &s,
-            Some((client_id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
-        )
-        .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{e}"
-        );
-        let r = TestServer::client()
-            .get(format!("{}/oidc/me", s.public))
-            .bearer_auth(t2["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
-        assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("invalid_token")
-        );
-
-        // Single sign-on: a second app, and the same app again, need no new sign-in; the
-        // first app no longer asks for consent.
-        let mut other = traditional("https://other.example.com/cb");
-        other["skip_consent"] = json!(true);
-        let c2 = create_client(&s, other).await;
-        let t3 = code_flow(&b, &s, &c2, "nobody-needed@example.com", "openid").await;
-        let claims = verify(
-            &s,
-            t3["id_token"].as_str().unwrap(),
-            c2["client_id"].as_str().unwrap(),
-        )
-        .await;
-        assert_eq!(claims["sub"], json!(id));
-        assert!(
-            t3.get("refresh_token").is_none(),
-            "no offline_access, no refresh token: {t3}"
-        );
-        let p = pkce();
-        let (st, loc, _) = drive(
-            &b,
-            &s,
-            &auth_url(
-                &s,
-                &[
-                    ("client_id", client_id),
-                    ("redirect_uri", RP),
-                    ("response_type", "code"),
-                    ("scope", "openid email"),
-                    ("code_challenge", &p.challenge),
-                    ("code_challenge_method", "S256"),
-                ],
-            ),
-            "x",
-            None,
-        )
-        .await;
-        assert_eq!(st, 303);
-        assert!(param(&loc, "code").is_some(), "consent remembered: {loc}");
-        s.stop().await;
-    }
+            &[
+                ("client_id", client_id),
+                ("redirect_uri", RP),
+                ("response_type", "code"),
+                ("scope", "openid email"),
+                ("code_challenge", &p.challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ),
+        "x",
+        None,
+    )
+    .await;
+    assert_eq!(st, 303);
+    assert!(param(&loc, "code").is_some(), "consent remembered: {loc}");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -275,125 +275,122 @@ async fn prompt_none_login_and_max_age() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn client_credentials_introspection_and_revocation() {
-    for backend in BACKENDS {
-        let s = server(backend, "").await;
-        let m = create_client(&s, json!({"client_name": "Billing job", "app_type": "machine", "scope": "invoices:read invoices:write"})).await;
-        let id = m["client_id"].as_str().unwrap();
-        let secret = m["client_secret"].as_str().unwrap();
-        let (st, t, h) = token(
-            &s,
-            Some((id, secret)),
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "invoices:read"),
-            ],
-        )
-        .await;
-        assert_eq!(st, 200, "{t}");
-        assert_eq!(h["cache-control"], "no-store");
-        assert_eq!(t["scope"], "invoices:read");
-        assert!(t["expires_in"].is_i64());
-        assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
-        let at = t["access_token"].as_str().unwrap();
-        // client_secret_post works too; a scope the app does not have is invalid_scope.
-        let (st, e, _) = token(
-            &s,
-            None,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("scope", "admin"),
-            ],
-        )
-        .await;
-        assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scope")));
-        let (st, i, _) = post_form(
-            &s,
-            "token/introspection",
-            Some((id, secret)),
-            &[("token", at)],
-        )
-        .await;
-        assert_eq!(st, 200);
-        assert_eq!(i["active"], true);
-        assert_eq!(i["client_id"], json!(id));
-        assert_eq!(i["scope"], "invoices:read");
-        let (st, _, _) =
-            post_form(&s, "token/revocation", Some((id, secret)), &[("token", at)]).await;
-        assert_eq!(st, 200);
-        let (_, i, _) = post_form(
-            &s,
-            "token/introspection",
-            Some((id, secret)),
-            &[("token", at)],
-        )
-        .await;
-        assert_eq!(i, json!({"active": false}));
-        // A token with a forged payload or MAC is not active.
-        let (_, t2, _) = token(
-            &s,
-            Some((id, secret)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await;
-        let good = t2["access_token"].as_str().unwrap();
-        let mut forged = good.to_string();
-        forged.pop();
-        forged.push(if good.ends_with('A') { 'B' } else { 'A' });
-        let (_, i, _) = post_form(
-            &s,
-            "token/introspection",
-            Some((id, secret)),
-            &[("token", &forged)],
-        )
-        .await;
-        assert_eq!(i, json!({"active": false}));
-        // Another app cannot introspect or revoke it.
-        let other = create_client(&s, json!({"app_type": "machine", "scope": "x"})).await;
-        let o = (
-            other["client_id"].as_str().unwrap(),
-            other["client_secret"].as_str().unwrap(),
-        );
-        let (_, i, _) = post_form(&s, "token/introspection", Some(o), &[("token", good)]).await;
-        assert_eq!(i, json!({"active": false}));
-        post_form(&s, "token/revocation", Some(o), &[("token", good)]).await;
-        let (_, i, _) = post_form(
-            &s,
-            "token/introspection",
-            Some((id, secret)),
-            &[("token", good)],
-        )
-        .await;
-        assert_eq!(i["active"], true, "revocation by another app is ignored");
-        // Unknown tokens: revocation still 200, introspection inactive.
-        let (st, _, _) = post_form(
-            &s,
-            "token/revocation",
-            Some((id, secret)),
-            &[("token", "nope")],
-        )
-        .await;
-        assert_eq!(st, 200);
-        // A user app may not use client credentials.
-        let c = create_client(&s, traditional(RP)).await;
-        let (st, e, _) = token(
-            &s,
-            Some((
-                c["client_id"].as_str().unwrap(),
-                c["client_secret"].as_str().unwrap(),
-            )),
-            &[("grant_type", "client_credentials")],
-        )
-        .await;
-        assert_eq!(
-            (st, e["error"].as_str()),
-            (400, Some("unauthorized_client"))
-        );
-        s.stop().await;
-    }
+each_backend!(client_credentials_introspection_and_revocation);
+async fn client_credentials_introspection_and_revocation(backend: Backend) {
+    let s = server(backend, "").await;
+    let m = create_client(&s, json!({"client_name": "Billing job", "app_type": "machine", "scope": "invoices:read invoices:write"})).await;
+    let id = m["client_id"].as_str().unwrap();
+    let secret = m["client_secret"].as_str().unwrap();
+    let (st, t, h) = token(
+        &s,
+        Some((id, secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "invoices:read"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(t["scope"], "invoices:read");
+    assert!(t["expires_in"].is_i64());
+    assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
+    let at = t["access_token"].as_str().unwrap();
+    // client_secret_post works too; a scope the app does not have is invalid_scope.
+    let (st, e, _) = token(
+        &s,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("scope", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_scope")));
+    let (st, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((id, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], json!(id));
+    assert_eq!(i["scope"], "invoices:read");
+    let (st, _, _) = post_form(&s, "token/revocation", Some((id, secret)), &[("token", at)]).await;
+    assert_eq!(st, 200);
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((id, secret)),
+        &[("token", at)],
+    )
+    .await;
+    assert_eq!(i, json!({"active": false}));
+    // A token with a forged payload or MAC is not active.
+    let (_, t2, _) = token(
+        &s,
+        Some((id, secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    let good = t2["access_token"].as_str().unwrap();
+    let mut forged = good.to_string();
+    forged.pop();
+    forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((id, secret)),
+        &[("token", &forged)],
+    )
+    .await;
+    assert_eq!(i, json!({"active": false}));
+    // Another app cannot introspect or revoke it.
+    let other = create_client(&s, json!({"app_type": "machine", "scope": "x"})).await;
+    let o = (
+        other["client_id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    );
+    let (_, i, _) = post_form(&s, "token/introspection", Some(o), &[("token", good)]).await;
+    assert_eq!(i, json!({"active": false}));
+    post_form(&s, "token/revocation", Some(o), &[("token", good)]).await;
+    let (_, i, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((id, secret)),
+        &[("token", good)],
+    )
+    .await;
+    assert_eq!(i["active"], true, "revocation by another app is ignored");
+    // Unknown tokens: revocation still 200, introspection inactive.
+    let (st, _, _) = post_form(
+        &s,
+        "token/revocation",
+        Some((id, secret)),
+        &[("token", "nope")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    // A user app may not use client credentials.
+    let c = create_client(&s, traditional(RP)).await;
+    let (st, e, _) = token(
+        &s,
+        Some((
+            c["client_id"].as_str().unwrap(),
+            c["client_secret"].as_str().unwrap(),
+        )),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -833,16 +830,10 @@ async fn another_users_id_token_hint_does_not_end_the_session_silently() {
     assert!(whoami(&attacker, &s).await.get("error").is_some());
 }
 
+each_backend!(a_deactivated_accounts_tokens_stop_working_at_once);
 /// Security review L6: deactivating an account stops its access tokens at once, at userinfo
 /// and at introspection, and its refresh tokens.
-#[tokio::test]
-async fn a_deactivated_accounts_tokens_stop_working_at_once() {
-    for backend in tessera_testkit::BACKENDS {
-        deactivated_tokens_on(backend).await;
-    }
-}
-
-async fn deactivated_tokens_on(backend: Backend) {
+async fn a_deactivated_accounts_tokens_stop_working_at_once(backend: Backend) {
     let s = server(backend, "").await;
     let id = user(&s, "leaver@example.com").await;
     let mut body = traditional(RP);

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_testkit::emulators::dingtalk::{CORP_ID, DingtalkEmulator, LINA, OLGA, ZHANGWEI};
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 
 /// Email only when DingTalk has one (it never says whether it is verified, so this is a
 /// site's choice), the nick as the name, the unionId and corpId as metadata.
@@ -106,55 +106,53 @@ async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
     full["credentials"]["oidc"]["identifiers"].clone()
 }
 
-#[tokio::test]
-async fn dingtalk_sign_up_then_sign_in_again_into_the_same_identity() {
-    for backend in BACKENDS {
-        let dt = DingtalkEmulator::start().await;
-        let s = server_with(
-            backend,
-            &dt,
-            dt.client_secret(),
-            "            scope: [openid, corpid]\n",
-        )
+each_backend!(dingtalk_sign_up_then_sign_in_again_into_the_same_identity);
+async fn dingtalk_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let dt = DingtalkEmulator::start().await;
+    let s = server_with(
+        backend,
+        &dt,
+        dt.client_secret(),
+        "            scope: [openid, corpid]\n",
+    )
+    .await;
+    let b = Browser::default();
+    let authorize = press_dingtalk(&b, &s, "login").await;
+    let u = url::Url::parse(&authorize).expect("authorize URL");
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(u.path(), "/oauth2/auth");
+    assert_eq!(q["scope"], "openid corpid");
+    assert_eq!(q["prompt"], "consent");
+    assert_eq!(q["response_type"], "code");
+    assert!(
+        !q.contains_key("nonce") && !q.contains_key("code_challenge"),
+        "{authorize}"
+    );
+
+    let r = b
+        .get(&format!("{authorize}&user={}", ZHANGWEI.key), false)
         .await;
-        let b = Browser::default();
-        let authorize = press_dingtalk(&b, &s, "login").await;
-        let u = url::Url::parse(&authorize).expect("authorize URL");
-        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
-        assert_eq!(u.path(), "/oauth2/auth");
-        assert_eq!(q["scope"], "openid corpid");
-        assert_eq!(q["prompt"], "consent");
-        assert_eq!(q["response_type"], "code");
-        assert!(
-            !q.contains_key("nonce") && !q.contains_key("code_challenge"),
-            "{authorize}"
-        );
+    let r = b.get(&location(&r), false).await;
+    assert_eq!(location(&r), "https://app.example.com/after", "{backend:?}");
+    let me = whoami(&b, &s).await;
+    assert_eq!(me["identity"]["traits"]["email"], "zhangwei@example.cn");
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "张伟");
+    assert_eq!(
+        me["identity"]["metadata_public"],
+        json!({"dingtalk_union_id": ZHANGWEI.union_id, "dingtalk_corp_id": CORP_ID, "phone": "+8613800138000"})
+    );
+    let id = me["identity"]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!([format!("dingtalk:{}", ZHANGWEI.open_id)])
+    );
 
-        let r = b
-            .get(&format!("{authorize}&user={}", ZHANGWEI.key), false)
-            .await;
-        let r = b.get(&location(&r), false).await;
-        assert_eq!(location(&r), "https://app.example.com/after", "{backend:?}");
-        let me = whoami(&b, &s).await;
-        assert_eq!(me["identity"]["traits"]["email"], "zhangwei@example.cn");
-        assert_eq!(me["identity"]["traits"]["name"]["first"], "张伟");
-        assert_eq!(
-            me["identity"]["metadata_public"],
-            json!({"dingtalk_union_id": ZHANGWEI.union_id, "dingtalk_corp_id": CORP_ID, "phone": "+8613800138000"})
-        );
-        let id = me["identity"]["id"].as_str().expect("id").to_string();
-        assert_eq!(
-            oidc_identifiers(&s, &id).await,
-            json!([format!("dingtalk:{}", ZHANGWEI.open_id)])
-        );
-
-        let b2 = Browser::default();
-        let r = sign_in(&b2, &s, "registration", ZHANGWEI.key).await;
-        assert_eq!(location(&r), "https://app.example.com/after");
-        assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
-        assert_eq!(identities(&s).await.len(), 1);
-        assert_eq!(dt.token_requests(), 2);
-    }
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", ZHANGWEI.key).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(&s).await.len(), 1);
+    assert_eq!(dt.token_requests(), 2);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_testkit::emulators::github::{GithubEmulator, IVAN, NOEMAIL, OCTOCAT, UNVERIFIED};
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 
 /// The seed-004 GitHub data mapper, verbatim.
 const MAPPER: &str = r#"local claims = {
@@ -117,49 +117,47 @@ async fn refused(s: &TestServer, user: &str, needle: &str) {
     assert!(identities(s).await.is_empty());
 }
 
-#[tokio::test]
-async fn github_sign_up_then_sign_in_again_into_the_same_identity() {
-    for backend in BACKENDS {
-        let gh = GithubEmulator::start().await;
-        let s = server_with(backend, &gh, gh.client_secret()).await;
-        let b = Browser::default();
-        let authorize = press_github(&b, &s, "login").await;
-        let u = url::Url::parse(&authorize).expect("authorize URL");
-        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
-        assert_eq!(u.path(), "/login/oauth/authorize");
-        assert_eq!(q["scope"], "user:email");
-        assert_eq!(q["code_challenge_method"], "S256");
-        assert_eq!(
-            q["redirect_uri"],
-            format!("{}/self-service/methods/oidc/callback/github", s.public)
-        );
-        assert!(
-            !q.contains_key("nonce"),
-            "GitHub has no id_token: {authorize}"
-        );
+each_backend!(github_sign_up_then_sign_in_again_into_the_same_identity);
+async fn github_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let gh = GithubEmulator::start().await;
+    let s = server_with(backend, &gh, gh.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_github(&b, &s, "login").await;
+    let u = url::Url::parse(&authorize).expect("authorize URL");
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(u.path(), "/login/oauth/authorize");
+    assert_eq!(q["scope"], "user:email");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/self-service/methods/oidc/callback/github", s.public)
+    );
+    assert!(
+        !q.contains_key("nonce"),
+        "GitHub has no id_token: {authorize}"
+    );
 
-        let r = b
-            .get(&format!("{authorize}&user={}", OCTOCAT.key), false)
-            .await;
-        let r = b.get(&location(&r), false).await;
-        assert_eq!(location(&r), "https://app.example.com/after", "{backend:?}");
-        let me = whoami(&b, &s).await;
-        assert_eq!(me["identity"]["traits"]["email"], "octocat@example.com");
-        assert_eq!(
-            me["identity"]["metadata_public"]["github_username"],
-            "octocat"
-        );
-        let id = me["identity"]["id"].as_str().expect("id").to_string();
-        assert_eq!(oidc_identifiers(&s, &id).await, json!(["github:583231"]));
+    let r = b
+        .get(&format!("{authorize}&user={}", OCTOCAT.key), false)
+        .await;
+    let r = b.get(&location(&r), false).await;
+    assert_eq!(location(&r), "https://app.example.com/after", "{backend:?}");
+    let me = whoami(&b, &s).await;
+    assert_eq!(me["identity"]["traits"]["email"], "octocat@example.com");
+    assert_eq!(
+        me["identity"]["metadata_public"]["github_username"],
+        "octocat"
+    );
+    let id = me["identity"]["id"].as_str().expect("id").to_string();
+    assert_eq!(oidc_identifiers(&s, &id).await, json!(["github:583231"]));
 
-        // Another browser, from the registration page: the same identity.
-        let b2 = Browser::default();
-        let r = sign_in(&b2, &s, "registration", OCTOCAT.key).await;
-        assert_eq!(location(&r), "https://app.example.com/after");
-        assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
-        assert_eq!(identities(&s).await.len(), 1);
-        assert_eq!(gh.token_requests(), 2);
-    }
+    // Another browser, from the registration page: the same identity.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", OCTOCAT.key).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(&s).await.len(), 1);
+    assert_eq!(gh.token_requests(), 2);
 }
 
 #[tokio::test]

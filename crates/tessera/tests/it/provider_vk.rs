@@ -10,7 +10,7 @@ use std::time::Duration;
 use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::emulators::vkid::VkIdEmulator;
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{BACKENDS, Backend, Browser, TestServer, csrf_of};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 
 /// Seed 003's VK mapper, restored: the email only when VK sent one (it never says whether it
 /// is verified), and the name.
@@ -215,33 +215,31 @@ async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
 
 // ---- VK ------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn vk_sign_up_then_sign_in_into_the_same_identity() {
-    for backend in BACKENDS {
-        let vk = VkEmulator::start().await;
-        let s = TestServer::start(backend, &config(&vk_yaml(&vk, vk.client_secret()))).await;
-        vk.register_redirect_uri(&format!(
-            "{}/self-service/methods/oidc/callback/vk",
-            s.public
-        ));
-        // The consent page a person would see lists the fake users.
-        let b = Browser::default();
-        let authorize = press_provider(&b, &s, "login", "vk").await;
-        assert_eq!(param(&authorize, "v").as_deref(), Some("5.131"));
-        assert_eq!(param(&authorize, "scope").as_deref(), Some("email"));
-        let page = b.get(&authorize, false).await;
-        assert_eq!(page.status(), 200);
-        let page = page.text().await.unwrap();
-        assert!(
-            page.contains("Иван Петров") && page.contains("Мария Смирнова"),
-            "{page}"
-        );
-        assert!(page.contains("user=ivan"), "{page}");
+each_backend!(vk_sign_up_then_sign_in_into_the_same_identity);
+async fn vk_sign_up_then_sign_in_into_the_same_identity(backend: Backend) {
+    let vk = VkEmulator::start().await;
+    let s = TestServer::start(backend, &config(&vk_yaml(&vk, vk.client_secret()))).await;
+    vk.register_redirect_uri(&format!(
+        "{}/self-service/methods/oidc/callback/vk",
+        s.public
+    ));
+    // The consent page a person would see lists the fake users.
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "vk").await;
+    assert_eq!(param(&authorize, "v").as_deref(), Some("5.131"));
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("email"));
+    let page = b.get(&authorize, false).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("Иван Петров") && page.contains("Мария Смирнова"),
+        "{page}"
+    );
+    assert!(page.contains("user=ivan"), "{page}");
 
-        sign_up_and_again(&s, "vk", "ivan", "100001").await;
-        assert!(vk.users_get_requests() >= 2);
-        s.stop().await;
-    }
+    sign_up_and_again(&s, "vk", "ivan", "100001").await;
+    assert!(vk.users_get_requests() >= 2);
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::fake_oidc::{Behavior, FakeOidc, FakeOptions};
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{Backend, Browser, TestServer, csrf_of, message_ids};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend, message_ids};
 
 /// The seed-004 GitHub mapper shape: email only when verified, plus a name and metadata.
 const MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('claims');
@@ -661,17 +661,11 @@ async fn the_api_flow_link_takeover_from_the_review_fails() {
     }
 }
 
+each_backend!(another_browsers_link_page_is_never_shown_or_accepted);
 /// The browser variant: a "sign in to link" page of the attacker's browser flow, sent to the
 /// victim, shows the victim a fresh flow of their own, and the attacker's flow cannot be
 /// submitted from the victim's browser.
-#[tokio::test]
-async fn another_browsers_link_page_is_never_shown_or_accepted() {
-    for backend in tessera_testkit::BACKENDS {
-        another_browsers_link_page_on(backend).await;
-    }
-}
-
-async fn another_browsers_link_page_on(backend: Backend) {
+async fn another_browsers_link_page_is_never_shown_or_accepted(backend: Backend) {
     let fake = FakeOidc::start(FakeOptions {
         claims: json!({"email": "alice@example.com", "email_verified": true}),
         ..Default::default()
@@ -1172,28 +1166,26 @@ async fn update_traits_on_login_remaps_every_time() {
     );
 }
 
-#[tokio::test]
-async fn two_simultaneous_first_sign_ins_make_one_identity() {
+each_backend!(two_simultaneous_first_sign_ins_make_one_identity);
+async fn two_simultaneous_first_sign_ins_make_one_identity(backend: Backend) {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    for backend in tessera_testkit::BACKENDS {
-        let s = TestServer::start(
-            backend,
-            &config(&provider_yaml("acme", &fake, MAPPER, ""), true),
-        )
-        .await;
-        let (b1, b2) = (Browser::default(), Browser::default());
-        let cb1 = upstream(&b1, &press_provider(&b1, &s, "login", "acme").await).await;
-        let cb2 = upstream(&b2, &press_provider(&b2, &s, "login", "acme").await).await;
-        let (r1, r2) = tokio::join!(b1.get(&cb1, false), b2.get(&cb2, false));
-        assert_eq!(location(&r1), "https://app.example.com/after");
-        assert_eq!(location(&r2), "https://app.example.com/after");
-        let all = identities(&s).await;
-        assert_eq!(all.len(), 1, "{backend:?}: {all:?}");
-        assert_eq!(
-            whoami(&b1, &s).await["identity"]["id"],
-            whoami(&b2, &s).await["identity"]["id"]
-        );
-    }
+    let s = TestServer::start(
+        backend,
+        &config(&provider_yaml("acme", &fake, MAPPER, ""), true),
+    )
+    .await;
+    let (b1, b2) = (Browser::default(), Browser::default());
+    let cb1 = upstream(&b1, &press_provider(&b1, &s, "login", "acme").await).await;
+    let cb2 = upstream(&b2, &press_provider(&b2, &s, "login", "acme").await).await;
+    let (r1, r2) = tokio::join!(b1.get(&cb1, false), b2.get(&cb2, false));
+    assert_eq!(location(&r1), "https://app.example.com/after");
+    assert_eq!(location(&r2), "https://app.example.com/after");
+    let all = identities(&s).await;
+    assert_eq!(all.len(), 1, "{backend:?}: {all:?}");
+    assert_eq!(
+        whoami(&b1, &s).await["identity"]["id"],
+        whoami(&b2, &s).await["identity"]["id"]
+    );
 }
 
 // ---- hostile input -------------------------------------------------------------------------
