@@ -69,3 +69,45 @@ pub async fn press_provider(
     assert_eq!(r.status(), 303, "{:?}", r.text().await);
     location(&r)
 }
+
+/// An error page shown to the user: HTML with `status`, never a redirect, and saying `needle`;
+/// returns the page.
+pub async fn assert_error_page(r: reqwest::Response, status: u16, needle: &str) -> String {
+    assert_eq!(r.status().as_u16(), status);
+    assert!(r.headers().get("location").is_none(), "never redirected");
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let text = r.text().await.expect("page body");
+    assert!(text.contains(needle), "page lacks {needle:?}: {text}");
+    text
+}
+
+/// A redirect to the hosted error page of a stored error whose `reason` says `reason`, checked
+/// through `/self-service/errors`; returns the page's URL and the error's id.
+pub async fn assert_stored_error(
+    s: &TestServer,
+    r: &reqwest::Response,
+    reason: &str,
+) -> (String, String) {
+    let loc = location(r);
+    let prefix = format!("{}/ui/error?id=", s.public);
+    let Some(id) = loc.strip_prefix(&prefix) else {
+        panic!("expected a redirect to {prefix}…, got {loc:?}");
+    };
+    let err: Value = TestServer::client()
+        .get(format!("{}/self-service/errors?id={id}", s.public))
+        .send()
+        .await
+        .expect("GET /self-service/errors")
+        .json()
+        .await
+        .expect("stored error json");
+    let said = err["error"]["reason"].as_str().unwrap_or_default();
+    assert!(said.contains(reason), "reason lacks {reason:?}: {err}");
+    (loc.clone(), id.to_string())
+}

@@ -9,11 +9,13 @@
 //! (the `oidc-provider` npm package), [`fake_oidc`] a Rust one that misbehaves on request.
 
 pub mod browser;
+pub mod config;
 pub use tessera_emulators as emulators;
 pub mod fake_oidc;
 pub mod journey;
 pub mod peers;
 
+pub use config::Config;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -116,21 +118,22 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server. `extra_yaml` is appended to a base config (dsn, ports, secrets) and may
-    /// set any other key.
-    pub async fn start(backend: Backend, extra_yaml: &str) -> TestServer {
+    /// Starts a server. `extra` (a [`Config`], `json!`, or YAML text) is deep-merged over a base
+    /// configuration (dsn, ports, a secret, cheap password hashes) and may set or override any
+    /// key.
+    pub async fn start(backend: Backend, extra: impl Into<Config>) -> TestServer {
         let dir = temp_dir();
         let dsn = fresh_dsn(backend, &dir).await;
-        Self::start_with(backend, dir, &dsn, extra_yaml).await
+        Self::start_with(backend, dir, &dsn, extra).await
     }
 
     pub async fn start_with(
         backend: Backend,
         dir: PathBuf,
         dsn: &str,
-        extra_yaml: &str,
+        extra: impl Into<Config>,
     ) -> TestServer {
-        Self::start_config(backend, dir, dsn, "", extra_yaml).await
+        Self::start_config(backend, dir, dsn, extra.into()).await
     }
 
     /// [`TestServer::start`] in `dir` with `public_serve_yaml` added under `serve.public`
@@ -139,18 +142,23 @@ impl TestServer {
         backend: Backend,
         dir: PathBuf,
         public_serve_yaml: &str,
-        extra_yaml: &str,
+        extra: impl Into<Config>,
     ) -> TestServer {
         let dsn = fresh_dsn(backend, &dir).await;
-        Self::start_config(backend, dir, &dsn, public_serve_yaml, extra_yaml).await
+        let serve = if public_serve_yaml.trim().is_empty() {
+            Config::new()
+        } else {
+            Config::from(format!("serve:\n  public:\n{public_serve_yaml}"))
+        };
+        let extra = serve.with(extra.into().value().clone());
+        Self::start_config(backend, dir, &dsn, extra).await
     }
 
     async fn start_config(
         backend: Backend,
         dir: PathBuf,
         dsn: &str,
-        public_serve_yaml: &str,
-        extra_yaml: &str,
+        extra: Config,
     ) -> TestServer {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
@@ -158,15 +166,19 @@ impl TestServer {
             public.local_addr().expect("addr").port(),
             admin.local_addr().expect("addr").port(),
         );
-        // Cheap hashes keep the suite fast, unless a test sets its own.
-        let hashers = if extra_yaml.starts_with("hashers:") || extra_yaml.contains("\nhashers:") {
-            ""
-        } else {
-            "hashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n"
-        };
-        let yaml = format!(
-            "dsn: \"{dsn}\"\nserve:\n  public:\n    base_url: http://127.0.0.1:{pp}/\n    port: {pp}\n{public_serve_yaml}  admin:\n    base_url: http://127.0.0.1:{ap}/\n    port: {ap}\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{hashers}{extra_yaml}\n"
-        );
+        let mut document = serde_json::json!({
+            "dsn": dsn,
+            "serve": {
+                "public": {"base_url": format!("http://127.0.0.1:{pp}/"), "port": pp},
+                "admin": {"base_url": format!("http://127.0.0.1:{ap}/"), "port": ap},
+            },
+            "secrets": {"default": ["test-secret-0123456789abcdef"]},
+            // Cheap hashes keep the suite fast, unless a test sets its own.
+            "hashers": {"argon2": {"memory": "1MB", "iterations": 1}},
+        });
+        config::merge(&mut document, extra.value().clone());
+        // JSON is YAML: the loader reads it as it reads any tessera.yml.
+        let yaml = serde_json::to_string_pretty(&document).expect("a JSON value serialises");
         let path = dir.join("tessera.yml");
         std::fs::write(&path, &yaml).expect("write config");
         let loaded = tessera_config::load(&[path], &HashMap::new())
@@ -205,11 +217,19 @@ impl TestServer {
         }
     }
 
+    /// An HTTP client that follows no redirects and keeps no cookies (a [`Browser`] keeps its
+    /// own jar), so one client can serve every request of a test and reuse its connections.
+    /// One per thread: a client's pooled connections belong to the tokio runtime they were
+    /// opened on, each test has its own runtime, and a test thread serves one test (a
+    /// process-wide client would hand a later test a connection of a runtime already gone).
     pub fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
+        thread_local! {
+            static CLIENT: reqwest::Client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client");
+        }
+        CLIENT.with(reqwest::Client::clone)
     }
 
     /// Registers through the API flow and returns the response JSON (status must be 200).

@@ -1,9 +1,12 @@
 //! Self-service flows through the API (native-app) surface, on SQLite and PostgreSQL.
 
 use serde_json::{Value, json};
-use tessera_testkit::{Backend, TestServer, each_backend, message_ids};
+use tessera_testkit::{Backend, Config, TestServer, each_backend, message_ids};
 
-const SESSION_HOOK: &str = "selfservice:\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n";
+/// Registration with a password signs the new user in.
+fn session_hook() -> Config {
+    Config::new().session_hook(&["password"])
+}
 
 async fn flow(s: &TestServer, kind: &str) -> Value {
     TestServer::client()
@@ -38,7 +41,7 @@ async fn submit(
 
 each_backend!(register_login_whoami_logout);
 async fn register_login_whoami_logout(backend: Backend) {
-    let s = TestServer::start(backend, SESSION_HOOK).await;
+    let s = TestServer::start(backend, session_hook()).await;
     let reg = s
         .register("Alice@Example.com", "correct horse battery")
         .await;
@@ -203,7 +206,7 @@ async fn registration_validation_errors() {
 
 each_backend!(settings_change_password_and_profile);
 async fn settings_change_password_and_profile(backend: Backend) {
-    let s = TestServer::start(backend, SESSION_HOOK).await;
+    let s = TestServer::start(backend, session_hook()).await;
     let reg = s
         .register("frank@example.com", "correct horse battery")
         .await;
@@ -282,7 +285,7 @@ async fn settings_change_password_and_profile(backend: Backend) {
 
 #[tokio::test]
 async fn api_login_refused_when_already_signed_in() {
-    let s = TestServer::start(Backend::Sqlite, SESSION_HOOK).await;
+    let s = TestServer::start(Backend::Sqlite, session_hook()).await;
     let reg = s
         .register("gina@example.com", "correct horse battery")
         .await;
@@ -301,7 +304,7 @@ each_backend!(session_survives_server_restart);
 async fn session_survives_server_restart(backend: Backend) {
     let dir = tessera_testkit::temp_dir();
     let dsn = tessera_testkit::fresh_dsn(backend, &dir).await;
-    let s = TestServer::start_with(backend, dir.clone(), &dsn, SESSION_HOOK).await;
+    let s = TestServer::start_with(backend, dir.clone(), &dsn, session_hook()).await;
     let token = s
         .register("hank@example.com", "correct horse battery")
         .await["session_token"]
@@ -309,7 +312,7 @@ async fn session_survives_server_restart(backend: Backend) {
         .unwrap()
         .to_string();
     s.stop().await;
-    let s = TestServer::start_with(backend, dir, &dsn, SESSION_HOOK).await;
+    let s = TestServer::start_with(backend, dir, &dsn, session_hook()).await;
     assert_eq!(s.whoami(&token).await.0, 200, "{backend:?}");
     s.stop().await;
 }

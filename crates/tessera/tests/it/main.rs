@@ -40,3 +40,6 @@ mod schemas;
 mod social_oidc_provider;
 mod social_signin;
 mod ui_browser;
+
+/// The seed-004 GitHub data mapper, verbatim: the file `tessera demo` ships.
+const GITHUB_MAPPER: &str = include_str!("../../demo/github.jsonnet");

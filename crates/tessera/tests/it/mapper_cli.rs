@@ -1,26 +1,12 @@
 //! `tessera mapper test`: the real binary, its output, verdicts and exit statuses.
 
+use crate::GITHUB_MAPPER;
 use base64::Engine;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
-
-const GITHUB: &str = r#"local claims = {
-  email_verified: false,
-} + std.extVar('claims');
-{
-  identity: {
-    traits: {
-      [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
-    },
-    metadata_public: {
-      github_username: claims.username,
-    }
-  },
-}
-"#;
 
 /// An identity schema that requires `email` and allows `name`.
 const SCHEMA: &str = r#"{
@@ -66,7 +52,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn valid_mapper_and_claims_print_the_output_and_exit_0() {
     let dir = tessera_testkit::temp_dir();
-    let m = write(&dir, "github.jsonnet", GITHUB);
+    let m = write(&dir, "github.jsonnet", GITHUB_MAPPER);
     let c = write(
         &dir,
         "claims.json",
@@ -92,7 +78,7 @@ fn valid_mapper_and_claims_print_the_output_and_exit_0() {
 #[test]
 fn claims_without_email_fail_a_schema_that_requires_it() {
     let dir = tessera_testkit::temp_dir();
-    let m = write(&dir, "github.jsonnet", GITHUB);
+    let m = write(&dir, "github.jsonnet", GITHUB_MAPPER);
     let c = write(
         &dir,
         "claims.json",
@@ -236,7 +222,7 @@ fn a_failing_mapper_exits_1_with_its_error() {
 #[test]
 fn usage_errors_exit_2() {
     let dir = tessera_testkit::temp_dir();
-    let m = write(&dir, "github.jsonnet", GITHUB);
+    let m = write(&dir, "github.jsonnet", GITHUB_MAPPER);
     let bad = write(&dir, "bad.json", "{\"sub\": ");
     let list = write(&dir, "list.json", "[1, 2]");
     let good = write(&dir, "claims.json", "{}");

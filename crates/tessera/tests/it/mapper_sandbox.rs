@@ -1,30 +1,10 @@
 //! The mapper sandbox end to end: real worker processes (the built `tessera` binary in its hidden
 //! worker mode) behind a `MapperPool`, fed hostile mappers.
 
+use crate::GITHUB_MAPPER;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tessera_mapper::{Mapper, MapperError, MapperPool, PoolConfig, worker_args};
-
-const GITHUB: &str = r#"local claims = {
-  email_verified: false,
-} + std.extVar('claims');
-{
-  identity: {
-    traits: {
-      // Allowing unverified email addresses enables account
-      // enumeration attacks, especially if the value is used for
-      // e.g. verification or as a password login identifier.
-      //
-      // Therefore we only return the email if it (a) exists and (b) is marked verified
-      // by GitHub.
-      [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
-    },
-    metadata_public: {
-      github_username: claims.username,
-    }
-  },
-}
-"#;
 
 /// Runs for minutes: a billion additions, in constant memory and at constant stack depth.
 const ENDLESS: &str = "{ a: std.foldl(function(acc, x) acc + x, std.range(1, 1000000000), 0) }";
@@ -64,7 +44,7 @@ fn seed_output() -> Value {
 /// The pool still serves correct answers.
 async fn assert_healthy(pool: &MapperPool) {
     let out = pool
-        .evaluate(&mapper(GITHUB), &seed_claims())
+        .evaluate(&mapper(GITHUB_MAPPER), &seed_claims())
         .await
         .expect("a healthy pool evaluates the seed mapper");
     assert_eq!(out, seed_output());
@@ -73,7 +53,7 @@ async fn assert_healthy(pool: &MapperPool) {
 #[tokio::test]
 async fn seed_github_mapper_gives_the_documented_output() {
     let pool = pool();
-    let m = mapper(GITHUB);
+    let m = mapper(GITHUB_MAPPER);
     assert_eq!(
         pool.evaluate(&m, &seed_claims()).await.expect("evaluates"),
         seed_output()
@@ -386,7 +366,7 @@ async fn callers_wait_a_bounded_time_for_a_worker() {
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    match pool.evaluate(&mapper(GITHUB), &seed_claims()).await {
+    match pool.evaluate(&mapper(GITHUB_MAPPER), &seed_claims()).await {
         Err(MapperError::Unavailable(msg)) => assert!(msg.contains("busy"), "{msg}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -419,7 +399,7 @@ async fn a_request_queued_behind_a_hostile_one_is_moved_and_succeeds() {
     // Waits behind the endless mapper on the only worker, which is then killed: it had not
     // started, so it is evaluated on the replacement.
     let out = pool
-        .evaluate(&mapper(GITHUB), &seed_claims())
+        .evaluate(&mapper(GITHUB_MAPPER), &seed_claims())
         .await
         .expect("moved to a fresh worker");
     assert_eq!(out, seed_output());
@@ -435,7 +415,7 @@ async fn a_missing_worker_program_is_unavailable() {
         "/nonexistent/tessera".into(),
         worker_args(),
     ));
-    match pool.evaluate(&mapper(GITHUB), &seed_claims()).await {
+    match pool.evaluate(&mapper(GITHUB_MAPPER), &seed_claims()).await {
         Err(MapperError::Unavailable(msg)) => {
             assert!(msg.contains("/nonexistent/tessera"), "{msg}")
         }

@@ -5,7 +5,7 @@
 
 use crate::op_common::*;
 use serde_json::{Value, json};
-use tessera_testkit::journey::location;
+use tessera_testkit::journey::{assert_error_page, location};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 const RP: &str = "https://rp.example.com/callback";
@@ -21,20 +21,6 @@ async fn setup_on(backend: Backend, extra: &str) -> (TestServer, Value) {
     body["skip_consent"] = json!(true);
     let c = create_client(&s, body).await;
     (s, c)
-}
-
-/// An error page (HTML, the given status), never a redirect.
-async fn assert_page(r: reqwest::Response, status: u16, needle: &str) {
-    assert_eq!(r.status().as_u16(), status);
-    assert!(r.headers().get("location").is_none(), "never redirected");
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let text = r.text().await.unwrap();
-    assert!(text.contains(needle), "page lacks {needle:?}: {text}");
 }
 
 #[tokio::test]
@@ -63,7 +49,7 @@ async fn unregistered_or_mismatched_redirect_uri_is_an_error_page_never_a_redire
                 false,
             )
             .await;
-        assert_page(r, 400, "not one of its registered redirect URIs").await;
+        assert_error_page(r, 400, "not one of its registered redirect URIs").await;
     }
     let r = b
         .get(
@@ -78,14 +64,14 @@ async fn unregistered_or_mismatched_redirect_uri_is_an_error_page_never_a_redire
             false,
         )
         .await;
-    assert_page(r, 400, "no-such-app").await;
+    assert_error_page(r, 400, "no-such-app").await;
     let r = b
         .get(
             &auth_url(&s, &[("redirect_uri", RP), ("response_type", "code")]),
             false,
         )
         .await;
-    assert_page(r, 400, "client_id").await;
+    assert_error_page(r, 400, "client_id").await;
     // OpenID Connect requires `redirect_uri` even when the app has only one.
     let r = b
         .get(
@@ -101,7 +87,7 @@ async fn unregistered_or_mismatched_redirect_uri_is_an_error_page_never_a_redire
             false,
         )
         .await;
-    assert_page(r, 400, "OpenID Connect requires").await;
+    assert_error_page(r, 400, "OpenID Connect requires").await;
     s.stop().await;
 }
 
@@ -241,7 +227,7 @@ async fn unsupported_response_type_response_mode_and_pkce_problems_go_back_to_th
             false,
         )
         .await;
-    assert_page(r, 400, "repeated").await;
+    assert_error_page(r, 400, "repeated").await;
     s.stop().await;
 }
 
@@ -522,7 +508,7 @@ async fn an_unregistered_post_logout_redirect_uri_is_refused_without_redirecting
         "id_token_hint=not.a.jwt&post_logout_redirect_uri=https%3A%2F%2Frp.example.com%2Fsigned-out".to_string(),
     ] {
         let r = b.get(&format!("{}/oidc/session/end?{q}", s.public), false).await;
-        assert_page(r, 400, "invalid_request").await;
+        assert_error_page(r, 400, "invalid_request").await;
     }
     s.stop().await;
 }

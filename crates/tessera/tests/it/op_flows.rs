@@ -5,7 +5,7 @@
 
 use crate::op_common::*;
 use serde_json::{Value, json};
-use tessera_testkit::journey::{location, whoami};
+use tessera_testkit::journey::{assert_error_page, location, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 const RP: &str = "https://rp.example.com/callback";
@@ -725,15 +725,7 @@ async fn consent_page_is_the_hosted_page_in_the_apps_language() {
                 false,
             )
             .await;
-        assert_eq!(r.status(), 403);
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
-        let html = r.text().await.unwrap();
-        assert!(html.contains("data-reason=\"csrf\""), "{html}");
+        let html = assert_error_page(r, 403, "data-reason=\"csrf\"").await;
         assert!(!html.contains("\"error\":"), "{html}");
     }
     s.stop().await;

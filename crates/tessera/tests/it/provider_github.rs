@@ -3,40 +3,18 @@
 //! the seed-004 GitHub mapper, fill-the-gaps for missing and unverified emails, GitHub's error
 //! answers shown on the flow, a scope GitHub did not grant, and the emulator's own refusals.
 
+use crate::GITHUB_MAPPER;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_testkit::emulators::github::{GithubEmulator, IVAN, NOEMAIL, OCTOCAT, UNVERIFIED};
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 
-/// The seed-004 GitHub data mapper, verbatim.
-const MAPPER: &str = r#"local claims = {
-  email_verified: false,
-} + std.extVar('claims');
-
-{
-  identity: {
-    traits: {
-      // Allowing unverified email addresses enables account
-      // enumeration attacks, especially if the value is used for
-      // e.g. verification or as a password login identifier.
-      //
-      // Therefore we only return the email if it (a) exists and (b) is marked verified
-      // by GitHub.
-      [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
-    },
-    metadata_public: {
-      github_username: claims.username,
-    }
-  },
-}
-"#;
-
 fn provider_yaml(gh: &GithubEmulator, secret: &str) -> String {
     format!(
         "          - id: github\n            provider: github\n            label: GitHub\n            client_id: {}\n            client_secret: {secret}\n            mapper_url: base64://{}\n            scope: [user:email]\n            auth_url: {}\n            token_url: {}\n            api_base_url: {}\n",
         gh.client_id(),
-        base64::engine::general_purpose::STANDARD.encode(MAPPER),
+        base64::engine::general_purpose::STANDARD.encode(GITHUB_MAPPER),
         gh.auth_url(),
         gh.token_url(),
         gh.base_url(),

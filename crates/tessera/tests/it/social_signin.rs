@@ -3,12 +3,12 @@
 //! fill-the-gaps, linking to an existing account, settings link/unlink, API and AJAX callers,
 //! and every hostile answer an upstream or a mapper can give.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::config::{base64_url, merge};
 use tessera_testkit::fake_oidc::{Behavior, FakeOidc, FakeOptions};
-use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend, message_ids};
+use tessera_testkit::journey::{assert_stored_error, flow_id_of, flow_json, location, whoami};
+use tessera_testkit::{Backend, Browser, Config, TestServer, csrf_of, each_backend, message_ids};
 
 /// The seed-004 GitHub mapper shape: email only when verified, plus a name and metadata.
 const MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('claims');
@@ -23,37 +23,41 @@ const MAPPER: &str = r#"local claims = { email_verified: false } + std.extVar('c
 }
 "#;
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
+/// One `generic` provider entry pointing at `fake`, with `mapper` as its data mapper.
+fn provider(id: &str, fake: &FakeOidc, mapper: &str) -> Value {
+    json!({
+        "id": id,
+        "provider": "generic",
+        "label": format!("Acme {id}"),
+        "client_id": fake.client_id(),
+        "client_secret": fake.client_secret(),
+        "issuer_url": fake.issuer(),
+        "mapper_url": base64_url(mapper),
+        "scope": ["email", "profile"],
+    })
 }
 
-fn provider_yaml(id: &str, fake: &FakeOidc, mapper: &str, extra: &str) -> String {
-    format!(
-        "          - id: {id}\n            provider: generic\n            label: Acme {id}\n            client_id: {}\n            client_secret: {}\n            issuer_url: {}\n            mapper_url: base64://{}\n            scope: [email, profile]\n{extra}",
-        fake.client_id(),
-        fake.client_secret(),
-        fake.issuer(),
-        b64(mapper)
-    )
+/// The social sign-in configuration around `providers`; with `session_hook`, registration
+/// through either method signs the new user in.
+fn config(providers: Vec<Value>, session_hook: bool) -> Config {
+    let mut c = Config::new().with(json!({"selfservice": {
+        "default_browser_return_url": "https://app.example.com/home",
+        "allowed_return_urls": ["https://app.example.com/"],
+    }}));
+    for p in providers {
+        c = c.provider(p);
+    }
+    if session_hook {
+        c = c.session_hook(&["oidc", "password"]);
+    }
+    c
 }
 
-fn config(providers: &str, session_hook: bool) -> String {
-    let hook = if session_hook {
-        "      after:\n        oidc:\n          hooks:\n            - hook: session\n        password:\n          hooks:\n            - hook: session\n"
-    } else {
-        "      enabled: true\n"
-    };
-    format!(
-        "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n{hook}"
-    )
-}
-
-async fn server(fake: &FakeOidc, extra: &str) -> TestServer {
-    TestServer::start(
-        Backend::Sqlite,
-        &config(&provider_yaml("acme", fake, MAPPER, extra), true),
-    )
-    .await
+/// A server with the one provider `acme`; `extra` is merged into its entry.
+async fn server(fake: &FakeOidc, extra: Value) -> TestServer {
+    let mut acme = provider("acme", fake, MAPPER);
+    merge(&mut acme, extra);
+    TestServer::start(Backend::Sqlite, config(vec![acme], true)).await
 }
 
 /// Opens a browser flow and presses "Continue with <provider>"; returns the upstream URL.
@@ -153,7 +157,7 @@ fn ids(flow: &Value) -> Vec<u64> {
 #[tokio::test]
 async fn sign_up_then_sign_in_again_into_the_same_identity() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
 
     let b = Browser::default();
     let r = sign_in(&b, &s, "login").await;
@@ -200,7 +204,7 @@ async fn missing_traits_are_asked_for_and_merged_with_the_mapped_ones() {
         ..Default::default()
     })
     .await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     let b = Browser::default();
     let r = sign_in(&b, &s, "login").await;
     assert_eq!(r.status(), 303);
@@ -306,11 +310,7 @@ async fn server_with(fake: &FakeOidc, mapper: &str) -> TestServer {
 }
 
 async fn server_on(backend: Backend, fake: &FakeOidc, mapper: &str) -> TestServer {
-    TestServer::start(
-        backend,
-        &config(&provider_yaml("acme", fake, mapper, ""), true),
-    )
-    .await
+    TestServer::start(backend, config(vec![provider("acme", fake, mapper)], true)).await
 }
 
 /// Signs in with the password on a "sign in to link" page; returns the confirmation flow.
@@ -725,7 +725,7 @@ async fn settings_link_and_unlink_but_never_the_last_credential() {
         ..Default::default()
     })
     .await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     // Bob signs up with a password, then links Acme in settings.
     let b = Browser::default();
     let r = b
@@ -848,7 +848,7 @@ async fn settings_link_and_unlink_but_never_the_last_credential() {
 #[tokio::test]
 async fn ajax_and_api_callers_are_told_to_move_the_browser() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     // AJAX on a browser flow: 422 with redirect_browser_to, and the continuity cookie.
     let b = Browser::default();
     let flow: Value = b
@@ -1006,7 +1006,7 @@ async fn without_the_session_hook_the_user_is_sent_to_sign_in() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
     let s = TestServer::start(
         Backend::Sqlite,
-        &config(&provider_yaml("acme", &fake, MAPPER, ""), false),
+        config(vec![provider("acme", &fake, MAPPER)], false),
     )
     .await;
     let b = Browser::default();
@@ -1028,7 +1028,7 @@ async fn without_the_session_hook_the_user_is_sent_to_sign_in() {
 #[tokio::test]
 async fn a_form_post_callback_is_reissued_as_a_same_site_get() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     let b = Browser::default();
     let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
     // What `response_mode=form_post` does: the same parameters, POSTed cross-site (so without
@@ -1062,7 +1062,7 @@ async fn a_form_post_callback_is_reissued_as_a_same_site_get() {
 #[tokio::test]
 async fn upstream_tokens_are_kept_encrypted_when_asked() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "            store_tokens: true\n").await;
+    let s = server(&fake, json!({"store_tokens": true})).await;
     let b = Browser::default();
     sign_in(&b, &s, "login").await;
     let id = whoami(&b, &s).await["identity"]["id"]
@@ -1116,7 +1116,7 @@ async fn addresses_the_mapper_vouches_for_start_verified() {
   verified_addresses: if c.email_verified then [{ value: c.email, via: 'email' }] else [] } }"#;
     let s = TestServer::start(
         Backend::Sqlite,
-        &config(&provider_yaml("acme", &fake, mapper, ""), true),
+        config(vec![provider("acme", &fake, mapper)], true),
     )
     .await;
     let b = Browser::default();
@@ -1131,7 +1131,7 @@ async fn addresses_the_mapper_vouches_for_start_verified() {
 #[tokio::test]
 async fn upstream_key_rotation_is_followed() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     let r = sign_in(&Browser::default(), &s, "login").await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let before = fake.jwks_requests();
@@ -1151,7 +1151,7 @@ async fn upstream_key_rotation_is_followed() {
 #[tokio::test]
 async fn update_traits_on_login_remaps_every_time() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "            update_traits_on_login: true\n").await;
+    let s = server(&fake, json!({"update_traits_on_login": true})).await;
     let b = Browser::default();
     sign_in(&b, &s, "login").await;
     fake.set_claims(
@@ -1169,11 +1169,7 @@ async fn update_traits_on_login_remaps_every_time() {
 each_backend!(two_simultaneous_first_sign_ins_make_one_identity);
 async fn two_simultaneous_first_sign_ins_make_one_identity(backend: Backend) {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = TestServer::start(
-        backend,
-        &config(&provider_yaml("acme", &fake, MAPPER, ""), true),
-    )
-    .await;
+    let s = TestServer::start(backend, config(vec![provider("acme", &fake, MAPPER)], true)).await;
     let (b1, b2) = (Browser::default(), Browser::default());
     let cb1 = upstream(&b1, &press_provider(&b1, &s, "login", "acme").await).await;
     let cb2 = upstream(&b2, &press_provider(&b2, &s, "login", "acme").await).await;
@@ -1221,7 +1217,7 @@ async fn refused_with_message(fake: &FakeOidc, s: &TestServer, behavior: Behavio
 #[tokio::test]
 async fn bad_id_tokens_and_broken_token_answers_are_refused() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     let unverified = "could not be verified";
     for behavior in [
         Behavior::WrongIss,
@@ -1257,7 +1253,7 @@ async fn bad_id_tokens_and_broken_token_answers_are_refused() {
 #[tokio::test]
 async fn userinfo_that_is_not_json_is_refused() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "            claims_source: userinfo\n").await;
+    let s = server(&fake, json!({"claims_source": "userinfo"})).await;
     refused_with_message(&fake, &s, Behavior::UserinfoInvalidJson, "could not use").await;
     let r = sign_in(&Browser::default(), &s, "login").await;
     assert_eq!(location(&r), "https://app.example.com/after");
@@ -1272,9 +1268,11 @@ async fn a_silent_upstream_times_out_while_others_keep_signing_in() {
         ..Default::default()
     })
     .await;
-    let providers =
-        provider_yaml("acme", &slow, MAPPER, "") + &provider_yaml("quick", &fast, MAPPER, "");
-    let s = TestServer::start(Backend::Sqlite, &config(&providers, true)).await;
+    let providers = vec![
+        provider("acme", &slow, MAPPER),
+        provider("quick", &fast, MAPPER),
+    ];
+    let s = TestServer::start(Backend::Sqlite, config(providers, true)).await;
     slow.set_behavior(Behavior::TokenHang(Duration::from_secs(30)));
     let b = Browser::default();
     let cb = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
@@ -1313,7 +1311,7 @@ async fn a_silent_upstream_times_out_while_others_keep_signing_in() {
 #[tokio::test]
 async fn a_replayed_state_and_a_foreign_browser_are_refused() {
     let fake = FakeOidc::start(FakeOptions::default()).await;
-    let s = server(&fake, "").await;
+    let s = server(&fake, json!({})).await;
     let b = Browser::default();
     let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
 
@@ -1321,25 +1319,7 @@ async fn a_replayed_state_and_a_foreign_browser_are_refused() {
     // spent so the rightful browser cannot be tricked into using it either.
     let stranger = Browser::default();
     let r = stranger.get(&callback, false).await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/error?id=", s.public)),
-        "{loc}"
-    );
-    let err_id = loc.split("id=").nth(1).unwrap();
-    let err: Value = reqwest::get(format!("{}/self-service/errors?id={err_id}", s.public))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        err["error"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("continuity"),
-        "{err}"
-    );
+    let (loc, _) = assert_stored_error(&s, &r, "continuity").await;
     let page = stranger.get(&loc, false).await.text().await.unwrap();
     assert!(page.contains("another browser"), "{page}");
     assert!(whoami(&stranger, &s).await.get("identity").is_none());
@@ -1349,25 +1329,7 @@ async fn a_replayed_state_and_a_foreign_browser_are_refused() {
     let r = b.get(&callback, false).await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let r = b.get(&callback, false).await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/error?id=", s.public)),
-        "{loc}"
-    );
-    let err_id = loc.split("id=").nth(1).unwrap();
-    let err: Value = reqwest::get(format!("{}/self-service/errors?id={err_id}", s.public))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        err["error"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("already used"),
-        "{err}"
-    );
+    let (_, err_id) = assert_stored_error(&s, &r, "already used").await;
     // Error pages never echo text from the URL.
     let page = b
         .get(
@@ -1384,7 +1346,7 @@ async fn a_replayed_state_and_a_foreign_browser_are_refused() {
     // Housekeeping drops stored errors once they are old, and attempts once they expired.
     let store = &s.engine.0.store;
     let now = tessera_core::timefmt::now_ms();
-    let id = uuid::Uuid::parse_str(err_id).unwrap();
+    let id = uuid::Uuid::parse_str(&err_id).unwrap();
     assert!(store.get_error(id).await.unwrap().is_some());
     let kept = store
         .delete_stale_social(now, now - 3_600_000)
@@ -1415,12 +1377,12 @@ async fn hostile_mappers_end_the_sign_in_with_a_message_and_the_server_keeps_ser
             "local secret = importstr '/etc/hostname'; { identity: { traits: { email: secret } } }",
         ),
     ];
-    let mut providers = String::new();
-    for (id, src) in hostile {
-        providers.push_str(&provider_yaml(id, &fake, src, ""));
-    }
-    providers.push_str(&provider_yaml("good", &fake, MAPPER, ""));
-    let s = TestServer::start(Backend::Sqlite, &config(&providers, true)).await;
+    let mut providers: Vec<Value> = hostile
+        .iter()
+        .map(|(id, src)| provider(id, &fake, src))
+        .collect();
+    providers.push(provider("good", &fake, MAPPER));
+    let s = TestServer::start(Backend::Sqlite, config(providers, true)).await;
     for (id, _) in hostile {
         let b = Browser::default();
         let callback = upstream(&b, &press_provider(&b, &s, "login", id).await).await;
@@ -1481,9 +1443,9 @@ async fn provider_configuration_errors_name_the_provider_key_and_line() {
         ),
     ];
     for (providers, needles) in cases {
+        // YAML text on purpose: the messages name lines of this very file.
         let yaml = format!(
-            "dsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{}",
-            config(&providers, true)
+            "dsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nselfservice:\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}"
         );
         let path = dir.join("tessera.yml");
         std::fs::write(&path, &yaml).unwrap();
