@@ -5,8 +5,9 @@
 #
 # 1. scripts/test-deps.sh, if present (hook for extra installs: npm packages, a browser, ...)
 # 2. scripts/postgres.sh: a local PostgreSQL for the tests; exports TESSERA_TEST_POSTGRES_DSN
-# 3. cargo fmt --check, cargo clippy -D warnings, then the whole test suite (cargo-nextest when
-#    installed, cargo test otherwise).
+# 3. cargo fmt --check, cargo clippy -D warnings, the `tessera` binary without its default
+#    `demo` feature (cargo check), then the whole test suite (cargo-nextest when installed,
+#    cargo test otherwise).
 #
 # Honours CARGO_TARGET_DIR (cargo reads it itself). With CI set, nextest uses its `ci` profile
 # unless NEXTEST_PROFILE says otherwise.
@@ -40,6 +41,11 @@ cargo fmt --all --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+# The production build: `tessera` without its default `demo` feature links no emulators. Checked
+# here so the cfg(feature = "demo") seams cannot rot unnoticed.
+step "cargo check -p tessera --no-default-features"
+cargo check -p tessera --no-default-features
 
 if cargo nextest --version >/dev/null 2>&1; then
 	if [[ -n ${CI:-} && -z ${NEXTEST_PROFILE:-} ]]; then

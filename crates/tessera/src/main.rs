@@ -3,6 +3,10 @@
 
 mod admin_client;
 mod clients;
+#[cfg(feature = "demo")]
+mod demo;
+#[cfg(not(feature = "demo"))]
+#[path = "demo_disabled.rs"]
 mod demo;
 mod identities;
 mod identity_config;

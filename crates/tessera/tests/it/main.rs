@@ -22,6 +22,8 @@ mod api_flows;
 mod bad_input;
 mod browser_flows;
 mod cli;
+// `tessera demo` exists only with the (default) `demo` feature.
+#[cfg(feature = "demo")]
 mod demo;
 mod hosted_ui;
 mod identity_config;
