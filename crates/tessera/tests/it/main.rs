@@ -25,6 +25,7 @@ mod cli;
 // `tessera demo` exists only with the (default) `demo` feature.
 #[cfg(feature = "demo")]
 mod demo;
+mod edge;
 mod hosted_ui;
 mod identity_config;
 mod mapper_cli;
