@@ -154,12 +154,7 @@ impl TestServer {
         Self::start_config(backend, dir, &dsn, extra).await
     }
 
-    async fn start_config(
-        backend: Backend,
-        dir: PathBuf,
-        dsn: &str,
-        extra: Config,
-    ) -> TestServer {
+    async fn start_config(backend: Backend, dir: PathBuf, dsn: &str, extra: Config) -> TestServer {
         let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (pp, ap) = (
