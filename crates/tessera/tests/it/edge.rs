@@ -268,7 +268,7 @@ async fn metrics_are_scraped_from_the_admin_listener() {
     assert!(!text.contains("12345"), "a raw path became a label");
     assert!(text.contains("route=\"unmatched\""));
     // The dashboard shipped in docs/ reads only metrics Tessera records.
-    let dashboard = include_str!("../../../docs/grafana-dashboard.json");
+    let dashboard = include_str!("../../../../docs/grafana-dashboard.json");
     let used: std::collections::BTreeSet<&str> = dashboard
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("tessera_"))
