@@ -4,7 +4,8 @@
 // and passes: TESSERA_URL (public base URL), TESSERA_CHROMIUM (browser binary),
 // SCREENSHOT_DIR (where every page is saved at 360 px and 1280 px wide), and for the OpenID
 // Provider scenarios an app registered through the admin API: APP_CLIENT_ID and
-// APP_REDIRECT_URI (a loopback page the test serves).
+// APP_REDIRECT_URI (a loopback page the test serves), and SPA_URL, the origin of a single-page
+// app (peers/browser/spa/, registered as `spa`) that signs in with oidc-client-ts.
 //
 // Each scenario runs in a fresh browser context (its own cookies and language). A scenario
 // fails on a wrong page, a page in the wrong language, or any CSP violation the browser reports.
@@ -124,6 +125,24 @@ function appAuthorizeUrl(lang) {
     ui_locales: lang,
   });
   return { url: `${BASE}/oidc/auth?${q.toString().replace(/\+/g, '%20')}`, state, redirect };
+}
+
+/// The SPA's #status once its script has finished ("signed out", "signed in" or "error: …").
+async function spaStatus(t) {
+  await t.page.waitForFunction(() => document.getElementById('status')?.textContent !== 'loading');
+  return (await t.page.locator('#status').innerText()).trim();
+}
+
+/// What a cross-origin fetch from the current page gets: "answered <status>", or "blocked" when
+/// the browser refuses it for CORS (fetch rejects).
+async function fetchFromPage(t, url, init) {
+  return t.page.evaluate(async ([u, i]) => {
+    try {
+      return `answered ${(await fetch(u, i)).status}`;
+    } catch (e) {
+      return `blocked (${e.name})`;
+    }
+  }, [url, init]);
 }
 
 const scenarios = {
@@ -365,6 +384,70 @@ const scenarios = {
     await submitAndWait(t, t.page.getByRole('button', { name: 'Выйти', exact: true }), (u) => u.pathname === '/oidc/session/end' && u.search === '');
     await expectPage(t, { lang: 'ru', heading: 'Вы вышли из аккаунта' });
     await shot(t, 'signed-out-ru');
+  } },
+
+  // A single-page app on its own origin signs in with oidc-client-ts (code + PKCE). Discovery,
+  // the code's redemption at /oidc/token and userinfo are cross-origin fetches, which work only
+  // because the OpenID Provider answers CORS for the origins of `spa` apps' redirect URIs.
+  // Introspection stays closed to browsers, and /oidc/token to a `traditional` app's origin.
+  'spa-sign-in': { locale: 'en-US', async run(t) {
+    const spa = process.env.SPA_URL;
+    check(spa, 'SPA_URL must be set');
+    check(new URL(spa).origin !== new URL(BASE).origin, `the SPA (${spa}) must be on another origin than Tessera`);
+    const email = `spa-reader-${Date.now()}@example.com`;
+    const password = 'correct horse battery staple';
+    // The user, registered beforehand and signed out again.
+    await t.page.goto(`${BASE}/self-service/registration/browser`);
+    await expectPage(t, { lang: 'en', heading: 'Create your account', url: /\/ui\/registration\?flow=/ });
+    const form = t.page.locator('form.form-password');
+    await form.getByLabel('Email').fill(email);
+    await form.getByLabel('Password').fill(password);
+    await form.locator('input[name=terms_accepted]').check();
+    await submitAndWait(t, form.getByRole('button', { name: 'Create account' }), /\/ui\/welcome/);
+    await signOut(t, 'Sign out');
+
+    await t.page.goto(`${spa}/`);
+    const before = await spaStatus(t);
+    check(before === 'signed out', `the SPA's start page says "${before}"`);
+    await shot(t, 'spa-start');
+    await t.page.getByRole('button', { name: 'Sign in' }).click();
+    // oidc-client-ts reads discovery (cross-origin) before it navigates to /oidc/auth.
+    await t.page.waitForURL(/\/ui\/login\?flow=/).catch(async () => {
+      throw new Failure(`no Tessera sign-in page after the SPA's "Sign in"; the SPA says "${await spaStatus(t)}"`);
+    });
+    await expectPage(t, { lang: 'en', heading: 'Sign in' });
+    await shot(t, 'login');
+    const login = t.page.locator('form.form-password');
+    await login.getByLabel('Email').fill(email);
+    await login.getByLabel('Password').fill(password);
+    await submitAndWait(t, login.getByRole('button', { name: 'Sign in' }), /\/ui\/consent\?request=/);
+    await expectPage(t, { lang: 'en', heading: 'Allow access' });
+    check(await t.page.getByText('Bookshelf SPA wants to access your Bookstore account').isVisible(), 'app name in the heading');
+    const scopes = await t.page.locator('ul.scopes li').allInnerTexts();
+    check(scopes.join('|') === 'Know who you are|See your name and profile picture|See your email address', `scopes: ${scopes}`);
+    await shot(t, 'consent');
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Allow', exact: true }), (u) => u.href.startsWith(`${spa}/callback`));
+    // signinRedirectCallback() redeems the code with a cross-origin POST to /oidc/token, then
+    // the page calls userinfo with the access token and tries introspection.
+    const after = await spaStatus(t);
+    await shot(t, 'spa-signed-in');
+    check(after === 'signed in', `the SPA after the callback says "${after}" (code redemption or userinfo from the SPA's origin failed)`);
+    const sub = (await t.page.locator('#sub').innerText()).trim();
+    check(sub !== '', 'no sub in the id_token profile');
+    const idEmail = (await t.page.locator('#email').innerText()).trim();
+    check(idEmail === email, `id_token email "${idEmail}", expected ${email}`);
+    const infoEmail = (await t.page.locator('#userinfo-email').innerText()).trim();
+    check(infoEmail === email, `userinfo email "${infoEmail}", expected ${email}`);
+    const introspection = (await t.page.locator('#introspection').innerText()).trim();
+    check(introspection.startsWith('blocked'), `introspection from the SPA's origin: ${introspection}, expected blocked by CORS`);
+    // A traditional app's origin gets no CORS from the token endpoint.
+    await t.page.goto(process.env.APP_REDIRECT_URI);
+    const traditional = await fetchFromPage(t, `${BASE}/oidc/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=authorization_code&code=x',
+    });
+    check(traditional.startsWith('blocked'), `/oidc/token from a traditional app's origin: ${traditional}, expected blocked by CORS`);
   } },
 };
 

@@ -10,6 +10,7 @@
 //! URI is a tiny loopback HTTP server started here (it answers every request with a short page).
 
 use base64::Engine as _;
+use std::sync::{Arc, OnceLock};
 use tessera_testkit::emulators::dingtalk::DingtalkEmulator;
 use tessera_testkit::emulators::github::GithubEmulator;
 use tessera_testkit::emulators::vk::VkEmulator;
@@ -102,6 +103,30 @@ async fn hosted_pages_in_chromium() {
     let client: serde_json::Value = r.json().await.expect("the app as JSON");
     let client_id = client["client_id"].as_str().expect("client_id").to_string();
 
+    // The single-page app of `spa-sign-in`, on another origin than Tessera and the app above:
+    // registered as `spa`, so the OpenID Provider answers CORS for its origin.
+    let spa_config = Arc::new(OnceLock::new());
+    let spa = start_spa(spa_config.clone()).await;
+    let r = TestServer::client()
+        .post(format!("{}/admin/clients", s.admin))
+        .json(&serde_json::json!({
+            "client_name": "Bookshelf SPA",
+            "app_type": "spa",
+            "skip_consent": false,
+            "scope": "openid profile email",
+            "redirect_uris": [format!("{spa}/callback")],
+        }))
+        .send()
+        .await
+        .expect("create the SPA");
+    assert_eq!(r.status(), 201, "create the SPA");
+    let spa_client: serde_json::Value = r.json().await.expect("the SPA as JSON");
+    let spa_client_id = spa_client["client_id"].as_str().expect("SPA client_id");
+    let issuer = format!("{}/oidc", s.public);
+    spa_config
+        .set(serde_json::json!({ "authority": issuer, "client_id": spa_client_id }).to_string())
+        .expect("the SPA's config is set once");
+
     tessera_testkit::browser::run_suite(
         &s.public,
         &[],
@@ -109,6 +134,7 @@ async fn hosted_pages_in_chromium() {
         &[
             ("APP_REDIRECT_URI", redirect_uri),
             ("APP_CLIENT_ID", client_id),
+            ("SPA_URL", spa),
         ],
     )
     .await;
@@ -118,13 +144,57 @@ async fn hosted_pages_in_chromium() {
 /// A stand-in for an app's callback: answers every request with a short page. Returns its base
 /// URL (`http://127.0.0.1:<port>`).
 async fn start_app() -> String {
+    serve(Arc::new(|_path: &str| {
+        let body = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bookstore</title></head><body><h1>Bookstore</h1><p>Back at the app.</p></body></html>";
+        Some(("text/html; charset=utf-8", body.as_bytes().to_vec()))
+    }))
+    .await
+}
+
+/// The single-page app of the `spa-sign-in` scenario, on its own loopback origin:
+/// `peers/browser/spa/` (the page at `/` and `/callback`, its script at `/spa.js`),
+/// oidc-client-ts's browser bundle from `peers/browser/node_modules/`, and `/config.js` with
+/// Tessera's issuer and the app's `client_id` once `config` is set (the app can only be
+/// registered after the port, hence its redirect URI, is known).
+async fn start_spa(config: Arc<OnceLock<String>>) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/browser");
+    let read = |p: &str| {
+        std::fs::read(dir.join(p)).unwrap_or_else(|e| {
+            panic!("read peers/browser/{p} ({e}): run `bash scripts/test-deps.sh`")
+        })
+    };
+    let page = read("spa/index.html");
+    let script = read("spa/spa.js");
+    let library = read("node_modules/oidc-client-ts/dist/browser/oidc-client-ts.min.js");
+    serve(Arc::new(move |path: &str| match path {
+        "/" | "/callback" => Some(("text/html; charset=utf-8", page.clone())),
+        "/spa.js" => Some(("text/javascript", script.clone())),
+        "/oidc-client-ts.min.js" => Some(("text/javascript", library.clone())),
+        "/config.js" => config.get().map(|c| {
+            (
+                "text/javascript",
+                format!("const SPA_CONFIG = {c};").into_bytes(),
+            )
+        }),
+        _ => None,
+    }))
+    .await
+}
+
+/// What a loopback page server answers for a path: content type and body, or `None` for 404.
+type Pages = Arc<dyn Fn(&str) -> Option<(&'static str, Vec<u8>)> + Send + Sync>;
+
+/// A minimal HTTP/1.1 server on a fresh loopback port (one request per connection). Returns its
+/// base URL (`http://127.0.0.1:<port>`).
+async fn serve(pages: Pages) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind the app's port");
-    let addr = listener.local_addr().expect("the app's address");
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("the loopback address");
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut seen = Vec::new();
@@ -134,12 +204,20 @@ async fn start_app() -> String {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bookstore</title></head><body><h1>Bookstore</h1><p>Back at the app.</p></body></html>";
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                // "GET /callback?code=… HTTP/1.1": the path without its query.
+                let head = String::from_utf8_lossy(&seen);
+                let target = head.split(' ').nth(1).unwrap_or("/");
+                let path = target.split('?').next().unwrap_or("/");
+                let (status, ctype, body) = match pages(path) {
+                    Some((ctype, body)) => ("200 OK", ctype, body),
+                    None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
-                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
                 let _ = sock.shutdown().await;
             });
         }
