@@ -8,6 +8,10 @@
 //! The app sign-in through the OpenID Provider with consent (`app-sign-in-with-consent`,
 //! `app-sign-in-deny`) uses an app this test registers through the admin API, whose redirect
 //! URI is a tiny loopback HTTP server started here (it answers every request with a short page).
+//!
+//! `spa-sign-in` uses a second app, registered as `spa`, whose redirect URI is another loopback
+//! origin serving `peers/browser/spa/` and oidc-client-ts's browser bundle: it proves a browser
+//! app can redeem its code and call userinfo across origins (the OpenID Provider's CORS).
 
 use base64::Engine as _;
 use std::sync::{Arc, OnceLock};
