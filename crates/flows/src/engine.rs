@@ -290,6 +290,17 @@ impl Engine {
         Ok(Outcome::Invalid(flow))
     }
 
+    /// Counts a completed sign-in or registration (`tessera_signins_total`,
+    /// `tessera_registrations_total`); `provider` is empty for passwords.
+    pub fn count(&self, event: Counted, method: &str, provider: &str) {
+        let name = match event {
+            Counted::SignIn => "tessera_signins_total",
+            Counted::Registration => "tessera_registrations_total",
+        };
+        metrics::counter!(name, "method" => method.to_string(), "provider" => provider.to_string())
+            .increment(1);
+    }
+
     /// Issues a session for an identity and returns it with its (only) plaintext token.
     pub async fn issue_session(
         &self,
@@ -374,4 +385,11 @@ fn cookie_made_flow(cookie: &str, csrf_hash: &str) -> bool {
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// What [`Engine::count`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    SignIn,
+    Registration,
 }

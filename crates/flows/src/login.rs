@@ -175,6 +175,7 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "password").await?;
+        self.count(crate::engine::Counted::SignIn, "password", "");
         flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);
         Ok(Outcome::Completed {

@@ -200,6 +200,7 @@ impl Engine {
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
+        self.count(crate::engine::Counted::Registration, "password", "");
         let session = if self.settings.session_after_password_registration {
             Some(self.issue_session(&identity, "password").await?)
         } else {

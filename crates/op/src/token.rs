@@ -347,11 +347,14 @@ impl Provider {
                 "This app is not registered for the `{grant_type}` grant."
             )));
         }
-        match grant {
+        let issued = match grant {
             TokenGrant::AuthorizationCode => self.exchange_code(&client, form).await,
             TokenGrant::RefreshToken => self.refresh(&client, form).await,
             TokenGrant::ClientCredentials => self.client_credentials(&client, form).await,
-        }
+        }?;
+        metrics::counter!("tessera_op_tokens_issued_total", "grant_type" => grant.grant_type().as_str())
+            .increment(1);
+        Ok(issued)
     }
 
     async fn exchange_code(

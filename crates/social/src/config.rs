@@ -251,7 +251,7 @@ async fn build_one(
             ));
             None
         }
-        Some(kind) => match (kind.make)(cfg.clone(), http.clone()) {
+        Some(kind) => match (kind.make)(cfg.clone(), http.for_provider(&cfg.id)) {
             Ok(pr) => Some((kind, pr)),
             Err((key, message)) => {
                 p.push(problem(src, &key, format!("{who}: {message}")));

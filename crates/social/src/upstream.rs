@@ -112,6 +112,8 @@ impl UpstreamError {
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: reqwest::Client,
+    /// The provider id calls are counted under (`tessera_upstream_*` metrics).
+    provider: std::sync::Arc<str>,
 }
 
 impl Upstream {
@@ -125,7 +127,18 @@ impl Upstream {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("Tessera/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Upstream { client })
+        Ok(Upstream {
+            client,
+            provider: "".into(),
+        })
+    }
+
+    /// The same client, counting its calls under provider `id`.
+    pub fn for_provider(&self, id: &str) -> Upstream {
+        Upstream {
+            client: self.client.clone(),
+            provider: id.into(),
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -134,6 +147,25 @@ impl Upstream {
 
     /// Sends a request and reads at most [`MAX_RESPONSE_BYTES`]. Redirects are errors.
     pub async fn send(
+        &self,
+        endpoint: &str,
+        req: RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), UpstreamError> {
+        let started = std::time::Instant::now();
+        let result = self.send_once(endpoint, req).await;
+        let provider = self.provider.to_string();
+        metrics::histogram!("tessera_upstream_request_duration_seconds", "provider" => provider.clone())
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok((status, _)) if status.is_success() => "ok",
+            _ => "error",
+        };
+        metrics::counter!("tessera_upstream_requests_total", "provider" => provider, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn send_once(
         &self,
         endpoint: &str,
         req: RequestBuilder,

@@ -171,6 +171,7 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, &method).await?;
+        self.count(crate::engine::Counted::SignIn, &method, "");
         let mut flow = flow;
         flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);

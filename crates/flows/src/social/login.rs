@@ -78,6 +78,7 @@ impl Engine {
         self.finish_sign_in(
             flow,
             identity,
+            provider.id(),
             "This sign-in was already completed. Start again if you are not signed in.",
         )
         .await
@@ -108,6 +109,7 @@ impl Engine {
         &self,
         flow: Flow,
         mut identity: Identity,
+        provider: &str,
         again: &str,
     ) -> Result<CallbackOutcome, Error> {
         if let Some(second) = self.complete_once(&flow, again).await? {
@@ -116,6 +118,7 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "oidc").await?;
+        self.count(crate::engine::Counted::SignIn, "oidc", provider);
         let return_to = self.return_to(&flow, None);
         Ok(CallbackOutcome::SignedIn {
             identity,

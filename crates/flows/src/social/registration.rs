@@ -253,7 +253,12 @@ impl Engine {
                 let mut flow = flow;
                 flow.internal.pending = None;
                 return self
-                    .finish_sign_in(flow, existing, "This sign-in was already completed.")
+                    .finish_sign_in(
+                        flow,
+                        existing,
+                        provider.id(),
+                        "This sign-in was already completed.",
+                    )
                     .await;
             }
             let mut flow = flow;
@@ -268,6 +273,7 @@ impl Engine {
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
+        self.count(crate::engine::Counted::Registration, "oidc", provider.id());
         if self.settings.session_after_oidc_registration {
             let session = self.issue_session(&identity, "oidc").await?;
             let fallback = self.settings.oidc_registration_return_url.clone();

@@ -229,6 +229,12 @@ async fn metrics_are_scraped_from_the_admin_listener() {
         .send()
         .await
         .unwrap();
+    s.register("metrics@example.com", "a long enough password 123")
+        .await;
+    let (status, _) = s
+        .login("metrics@example.com", "a long enough password 123")
+        .await;
+    assert_eq!(status, 200);
     let r = c()
         .get(format!("{}/metrics/prometheus", s.admin))
         .send()
@@ -249,6 +255,8 @@ async fn metrics_are_scraped_from_the_admin_listener() {
         "status=\"401\"",
         "tessera_sessions_active",
         "tessera_build_info",
+        "tessera_registrations_total{method=\"password\"",
+        "tessera_signins_total{method=\"password\"",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
