@@ -3,19 +3,19 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, page_size, parse_uuid, read_body};
+use crate::extract::{Cfg, IdentityId, KratosPath, KratosQuery, SessionId};
+use crate::http::{self, PageQuery, read_body};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use tessera_core::Error;
 use tessera_core::session::Session;
-
-type Q = Query<HashMap<String, String>>;
+use tessera_flows::Engine;
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
@@ -101,7 +101,9 @@ fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<
         .unwrap_or_default();
     let name = host_name(host);
     let configured = st
-        .engine()
+        .live
+        .running()
+        .engine
         .settings
         .admin_base_url
         .host_str()
@@ -183,54 +185,65 @@ fn host_name(host: &str) -> String {
         .unwrap_or(host)
 }
 
-fn include_credentials(q: &HashMap<String, String>, raw_query: Option<&str>) -> Vec<String> {
-    // `include_credential` may repeat (`?include_credential=password&include_credential=oidc`).
-    let mut out: Vec<String> = raw_query
-        .map(|rq| {
-            url::form_urlencoded::parse(rq.as_bytes())
+/// `?include_credential=password&include_credential=oidc`: the key may repeat, which a query
+/// struct cannot hold, so it is read from the raw query.
+struct IncludeCredentials(Vec<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IncludeCredentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        Ok(IncludeCredentials(
+            url::form_urlencoded::parse(raw.as_bytes())
                 .filter(|(k, _)| k == "include_credential")
                 .map(|(_, v)| v.into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    if out.is_empty()
-        && let Some(v) = q.get("include_credential")
-    {
-        out.push(v.clone());
+                .collect(),
+        ))
     }
-    out
 }
 
-async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
-    let size = page_size(&q)?;
+#[derive(Deserialize)]
+struct IdentitiesQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    credentials_identifier: Option<String>,
+}
+
+async fn list_identities(
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<IdentitiesQuery>,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let size = q.page.size()?;
     let ident = q
-        .get("credentials_identifier")
-        .map(|s| tessera_core::identity::normalize_identifier(s));
-    let page = st
-        .engine()
+        .credentials_identifier
+        .as_deref()
+        .map(tessera_core::identity::normalize_identifier);
+    let page = e
         .store
-        .list_identities(
-            size,
-            q.get("page_token").map(String::as_str),
-            ident.as_deref(),
-        )
+        .list_identities(size, q.page.token(), ident.as_deref())
         .await?;
     let items: Vec<_> = page
         .items
         .into_iter()
         .map(|mut i| {
-            i.schema_url = st.engine().schema_url(&i.schema_id);
+            i.schema_url = e.schema_url(&i.schema_id);
             i.credentials = None;
             i
         })
         .collect();
     let extra: Vec<(&str, &str)> = q
-        .get("credentials_identifier")
-        .map(|c| vec![("credentials_identifier", c.as_str())])
+        .credentials_identifier
+        .as_deref()
+        .map(|c| vec![("credentials_identifier", c)])
         .unwrap_or_default();
     Ok(http::paged(
         items,
-        &st.engine().settings.admin_base_url,
+        &e.settings.admin_base_url,
         "admin/identities",
         size,
         page.next.as_deref(),
@@ -238,69 +251,56 @@ async fn list_identities(State(st): State<AppState>, Query(q): Q) -> ApiResult<R
     ))
 }
 
-async fn create_identity(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+async fn create_identity(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
-    let identity = st.engine().create_identity(&body).await?;
+    let identity = cfg.engine().create_identity(&body).await?;
     Ok((StatusCode::CREATED, Json(identity)).into_response())
 }
 
 async fn get_identity(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Q,
-    uri: axum::http::Uri,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
+    IncludeCredentials(include): IncludeCredentials,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
-    let include = include_credentials(&q, uri.query());
-    let mut identity = st.engine().present(id, &include).await?;
+    let e = cfg.engine();
+    let mut identity = e.present(id, &include).await?;
     if include.iter().any(|k| k == "oidc") {
-        st.engine().reveal_oidc_tokens(&mut identity);
+        e.reveal_oidc_tokens(&mut identity);
     }
     Ok(Json(identity).into_response())
 }
 
 async fn put_identity(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
-    Ok(Json(st.engine().replace_identity(id, &body).await?).into_response())
+    Ok(Json(cfg.engine().replace_identity(id, &body).await?).into_response())
 }
 
 async fn patch_identity(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
     let body = read_body(&headers, body).await?;
-    Ok(Json(st.engine().patch_identity(id, &body).await?).into_response())
+    Ok(Json(cfg.engine().patch_identity(id, &body).await?).into_response())
 }
 
 async fn delete_identity(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
-    st.engine().store.delete_identity(id).await?;
+    cfg.engine().store.delete_identity(id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Kratos's batch endpoint: `{"identities": [{"create": {...}, "patch_id": "..."}]}`. Each entry
 /// succeeds or fails on its own; failures are reported per entry.
-async fn batch_identities(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+async fn batch_identities(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
     let list = body
         .get("identities")
@@ -323,7 +323,7 @@ async fn batch_identities(
             results.push(json!({ "action": "error", "patch_id": patch_id, "error": { "code": 400, "reason": "only `create` entries are supported" } }));
             continue;
         };
-        match st.engine().create_identity(create).await {
+        match cfg.engine().create_identity(create).await {
             Ok(i) => {
                 results.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
             }
@@ -336,27 +336,50 @@ async fn batch_identities(
     Ok(Json(json!({ "identities": results })).into_response())
 }
 
+/// `?expand=identity` (Kratos also accepts `Identity`, and a comma-separated list).
+#[derive(Deserialize)]
+struct ExpandQuery {
+    expand: Option<String>,
+}
+
+impl ExpandQuery {
+    fn identity(&self) -> bool {
+        self.expand
+            .as_deref()
+            .is_some_and(|e| e.split(',').any(|x| x == "identity" || x == "Identity"))
+    }
+}
+
+/// Each session with its identity, when asked to expand it.
 async fn expand(
-    st: &AppState,
+    e: &Engine,
     mut sessions: Vec<Session>,
     expand_identity: bool,
 ) -> ApiResult<Vec<Session>> {
     if expand_identity {
         for s in &mut sessions {
-            s.identity = Some(st.engine().present(s.identity_id, &[]).await?);
+            s.identity = Some(e.present(s.identity_id, &[]).await?);
         }
     }
     Ok(sessions)
 }
 
-fn wants_identity(q: &HashMap<String, String>) -> bool {
-    q.get("expand")
-        .is_some_and(|e| e.split(',').any(|x| x == "identity" || x == "Identity"))
+#[derive(Deserialize)]
+struct SessionsQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    #[serde(flatten)]
+    expand: ExpandQuery,
+    active: Option<String>,
 }
 
-async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Response> {
-    let size = page_size(&q)?;
-    let active = match q.get("active").map(String::as_str) {
+async fn list_sessions(
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<SessionsQuery>,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let size = q.page.size()?;
+    let active = match q.active.as_deref() {
         None => None,
         Some("true") => Some(true),
         Some("false") => Some(false),
@@ -366,15 +389,14 @@ async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Res
             ))));
         }
     };
-    let page = st
-        .engine()
+    let page = e
         .store
-        .list_sessions(None, active, size, q.get("page_token").map(String::as_str))
+        .list_sessions(None, active, size, q.page.token())
         .await?;
-    let items = expand(&st, page.items, wants_identity(&q)).await?;
+    let items = expand(e, page.items, q.expand.identity()).await?;
     Ok(http::paged(
         items,
-        &st.engine().settings.admin_base_url,
+        &e.settings.admin_base_url,
         "admin/sessions",
         size,
         page.next.as_deref(),
@@ -383,28 +405,22 @@ async fn list_sessions(State(st): State<AppState>, Query(q): Q) -> ApiResult<Res
 }
 
 async fn identity_sessions(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Q,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
+    KratosQuery(q): KratosQuery<SessionsQuery>,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
-    st.engine().store.get_identity(id).await?;
-    let size = page_size(&q)?;
-    let active = q.get("active").map(|a| a == "true");
-    let page = st
-        .engine()
+    let e = cfg.engine();
+    e.store.get_identity(id).await?;
+    let size = q.page.size()?;
+    let active = q.active.as_deref().map(|a| a == "true");
+    let page = e
         .store
-        .list_sessions(
-            Some(id),
-            active,
-            size,
-            q.get("page_token").map(String::as_str),
-        )
+        .list_sessions(Some(id), active, size, q.page.token())
         .await?;
-    let items = expand(&st, page.items, wants_identity(&q)).await?;
+    let items = expand(e, page.items, q.expand.identity()).await?;
     Ok(http::paged(
         items,
-        &st.engine().settings.admin_base_url,
+        &e.settings.admin_base_url,
         &format!("admin/identities/{id}/sessions"),
         size,
         page.next.as_deref(),
@@ -413,44 +429,43 @@ async fn identity_sessions(
 }
 
 async fn revoke_identity_sessions(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(IdentityId(id)): KratosPath<IdentityId>,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("identity id", &id)?;
-    st.engine().store.get_identity(id).await?;
-    st.engine().store.revoke_identity_sessions(id, None).await?;
+    let store = &cfg.engine().store;
+    store.get_identity(id).await?;
+    store.revoke_identity_sessions(id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_session(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Q,
+    cfg: Cfg,
+    KratosPath(SessionId(id)): KratosPath<SessionId>,
+    KratosQuery(q): KratosQuery<ExpandQuery>,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("session id", &id)?;
-    let s = st.engine().store.get_session(id).await?;
-    let mut list = expand(
-        &st,
-        vec![s],
-        wants_identity(&q) || !q.contains_key("expand"),
-    )
-    .await?;
+    let e = cfg.engine();
+    let s = e.store.get_session(id).await?;
+    // Without `expand`, Kratos's admin session answer includes the identity.
+    let with_identity = q.expand.is_none() || q.identity();
+    let mut list = expand(e, vec![s], with_identity).await?;
     Ok(Json(list.pop()).into_response())
 }
 
 async fn disable_session(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(SessionId(id)): KratosPath<SessionId>,
 ) -> ApiResult<Response> {
-    let id = parse_uuid("session id", &id)?;
-    st.engine().store.set_session_active(id, false).await?;
+    cfg.engine().store.set_session_active(id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn extend_session(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = parse_uuid("session id", &id)?;
-    let s = st.engine().extend_session(id).await?;
-    let mut list = expand(&st, vec![s], true).await?;
+async fn extend_session(
+    cfg: Cfg,
+    KratosPath(SessionId(id)): KratosPath<SessionId>,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let s = e.extend_session(id).await?;
+    let mut list = expand(e, vec![s], true).await?;
     Ok(Json(list.pop()).into_response())
 }
 

@@ -310,20 +310,31 @@ pub fn csrf_for(state: &AppState, headers: &HeaderMap) -> (String, Option<Header
     }
 }
 
-pub fn parse_uuid(what: &str, s: &str) -> ApiResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(s).map_err(|_| ApiError(Error::invalid_uuid(what, s)))
+/// The paging parameters every list endpoint takes: `page_size` (or the older `per_page`) and
+/// `page_token`, as Kratos names them. Flattened into each endpoint's query struct.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PageQuery {
+    page_size: Option<String>,
+    per_page: Option<String>,
+    pub page_token: Option<String>,
 }
 
-/// `page_size` as Kratos: default 250, at most 500.
-pub fn page_size(q: &std::collections::HashMap<String, String>) -> ApiResult<usize> {
-    match q.get("page_size").or_else(|| q.get("per_page")) {
-        None => Ok(250),
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=500).contains(&n) => Ok(n),
-            _ => Err(ApiError(Error::bad_request(format!(
-                "page_size `{s}` is invalid: use a number from 1 to 500."
-            )))),
-        },
+impl PageQuery {
+    /// `page_size` as Kratos: default 250, at most 500.
+    pub fn size(&self) -> Result<usize, Error> {
+        match self.page_size.as_ref().or(self.per_page.as_ref()) {
+            None => Ok(250),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=500).contains(&n) => Ok(n),
+                _ => Err(Error::bad_request(format!(
+                    "page_size `{s}` is invalid: use a number from 1 to 500."
+                ))),
+            },
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.page_token.as_deref()
     }
 }
 

@@ -153,7 +153,7 @@ pub async fn get_error(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let id = q.get("id").map(String::as_str).unwrap_or_default();
-    let uuid = http::parse_uuid("error id", id)?;
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::invalid_uuid("error id", id))?;
     match st.engine().store.get_error(uuid).await? {
         Some((error, created_at)) => Ok(Json(json!({
             "id": uuid,

@@ -5,6 +5,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{IdentityId, KratosPath};
 use crate::http::{self, csrf_for, current_session};
 use crate::op_pages::{self, FormPostView};
 use crate::ui::{self, BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView, OpPage};
@@ -901,9 +902,8 @@ async fn list_assignments(State(st): State<AppState>, Path(id): Path<String>) ->
 
 async fn assign(
     State(st): State<AppState>,
-    Path((id, identity)): Path<(String, String)>,
+    KratosPath((id, IdentityId(identity))): KratosPath<(String, IdentityId)>,
 ) -> AdminResult {
-    let identity = http::parse_uuid("identity id", &identity)?;
     st.op().client_row(&id).await?;
     st.engine().store.get_identity(identity).await?;
     st.engine()
@@ -915,9 +915,8 @@ async fn assign(
 
 async fn unassign(
     State(st): State<AppState>,
-    Path((id, identity)): Path<(String, String)>,
+    KratosPath((id, IdentityId(identity))): KratosPath<(String, IdentityId)>,
 ) -> AdminResult {
-    let identity = http::parse_uuid("identity id", &identity)?;
     if !st.engine().store.op_unassign(&id, identity).await? {
         return Err(ApiError(tessera_op::client::not_found(format!(
             "Identity `{identity}` is not assigned to app `{id}`."

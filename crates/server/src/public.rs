@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Cfg, SignedIn};
+use crate::extract::{Cfg, KratosPath, KratosQuery, SessionId, SignedIn};
 use crate::http::{
     self, ClientAddr, clear_session_cookie, csrf_for, current_session, read_body, session_cookie,
     wants_json,
@@ -574,17 +574,16 @@ async fn whoami(SignedIn(session): SignedIn) -> ApiResult<Response> {
     Ok(resp)
 }
 
-async fn my_sessions(cfg: Cfg, Query(q): Q, SignedIn(current): SignedIn) -> ApiResult<Response> {
-    let size = http::page_size(&q)?;
+async fn my_sessions(
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<http::PageQuery>,
+    SignedIn(current): SignedIn,
+) -> ApiResult<Response> {
+    let size = q.size()?;
     let page = cfg
         .engine()
         .store
-        .list_sessions(
-            Some(current.identity_id),
-            Some(true),
-            size,
-            q.get("page_token").map(String::as_str),
-        )
+        .list_sessions(Some(current.identity_id), Some(true), size, q.token())
         .await?;
     let others: Vec<_> = page
         .items
@@ -612,10 +611,9 @@ async fn revoke_my_other_sessions(cfg: Cfg, SignedIn(current): SignedIn) -> ApiR
 
 async fn revoke_my_session(
     cfg: Cfg,
-    Path(id): Path<String>,
+    KratosPath(SessionId(id)): KratosPath<SessionId>,
     SignedIn(current): SignedIn,
 ) -> ApiResult<Response> {
-    let id = http::parse_uuid("session id", &id)?;
     if id == current.id {
         return Err(ApiError(Error::bad_request(
             "You cannot revoke the session you are using: log out instead.",

@@ -26,6 +26,7 @@ mod cli;
 #[cfg(feature = "demo")]
 mod demo;
 mod edge;
+mod extractors;
 mod hosted_ui;
 mod identity_config;
 mod mapper_cli;
