@@ -13,6 +13,7 @@
 pub mod authorize;
 pub mod client;
 pub mod keys;
+pub mod logout;
 pub mod subject;
 pub mod token;
 pub mod vocab;
@@ -24,6 +25,7 @@ use tessera_store::Store;
 
 pub use authorize::{AuthParams, Authorize, ErrorPage, PageReason, Reply};
 pub use client::{AppType, Client, ClientInput};
+pub use logout::{Logout, LogoutRequest};
 pub use token::TokenResponse;
 pub use vocab::{
     AuthMethod, GrantType, PkceMethod, Prompt, ResponseMode, ResponseType, SigningAlg, UnknownValue,

@@ -18,22 +18,52 @@ impl From<Error> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Gone => StatusCode::GONE,
-        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorKind::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// The one table of kinds and statuses. It expands to [`status_of`] (an exhaustive match, so a
+/// new kind does not compile without its status) and to the list [`kind_of`] searches, so the
+/// two directions cannot drift apart.
+macro_rules! statuses {
+    ($($kind:ident => $status:ident),* $(,)?) => {
+        /// The HTTP status of an error kind.
+        pub fn status_of(kind: ErrorKind) -> StatusCode {
+            match kind {
+                $(ErrorKind::$kind => StatusCode::$status,)*
+            }
+        }
+
+        /// Every kind, in the table's order.
+        const KINDS: &[ErrorKind] = &[$(ErrorKind::$kind),*];
+    };
+}
+
+statuses! {
+    BadRequest => BAD_REQUEST,
+    Unauthorized => UNAUTHORIZED,
+    Forbidden => FORBIDDEN,
+    NotFound => NOT_FOUND,
+    Conflict => CONFLICT,
+    Gone => GONE,
+    PayloadTooLarge => PAYLOAD_TOO_LARGE,
+    MethodNotAllowed => METHOD_NOT_ALLOWED,
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE,
+    UnprocessableEntity => UNPROCESSABLE_ENTITY,
+    TooManyRequests => TOO_MANY_REQUESTS,
+    Unavailable => SERVICE_UNAVAILABLE,
+    Internal => INTERNAL_SERVER_ERROR,
+}
+
+/// The kind a status stands for: the inverse of [`status_of`] (for answers a layer made, which
+/// carry only a status). A status no kind has is `Internal` when it is a server error and
+/// `BadRequest` otherwise.
+pub fn kind_of(status: StatusCode) -> ErrorKind {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| status_of(*k) == status)
+        .unwrap_or(if status.is_server_error() {
+            ErrorKind::Internal
+        } else {
+            ErrorKind::BadRequest
+        })
 }
 
 /// Kratos's generic `message` per status; `reason` carries the specific explanation.
@@ -73,6 +103,31 @@ pub fn stored_error_body(stored: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A Kratos error that tells the caller where to send the browser instead
+/// (`redirect_browser_to`): 403 `session_refresh_required` and 422
+/// `browser_location_change_required`, as Kratos answers JSON callers. The key order is
+/// Kratos's (`id` first), kept byte for byte.
+pub fn redirect_browser(e: Error, to: &str) -> Response {
+    let status = status_of(e.kind);
+    let message = match e.id {
+        Some(tessera_core::ErrorId::BrowserLocationChangeRequired) => {
+            "browser location change required"
+        }
+        _ => message_of(status),
+    };
+    let body = json!({
+        "error": {
+            "id": e.id,
+            "code": status.as_u16(),
+            "status": status.canonical_reason().unwrap_or_default(),
+            "reason": e.reason,
+            "message": message,
+        },
+        "redirect_browser_to": to,
+    });
+    (status, Json(body)).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind);
@@ -99,5 +154,28 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.get().into());
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_of_inverts_status_of_for_every_kind() {
+        for k in KINDS {
+            assert_eq!(kind_of(status_of(*k)), *k, "{k:?}");
+        }
+        let statuses: std::collections::BTreeSet<u16> =
+            KINDS.iter().map(|k| status_of(*k).as_u16()).collect();
+        assert_eq!(statuses.len(), KINDS.len(), "two kinds share a status");
+    }
+
+    #[test]
+    fn statuses_without_a_kind_fall_back_by_class() {
+        assert_eq!(kind_of(StatusCode::BAD_GATEWAY), ErrorKind::Internal);
+        assert_eq!(kind_of(StatusCode::GATEWAY_TIMEOUT), ErrorKind::Internal);
+        assert_eq!(kind_of(StatusCode::IM_A_TEAPOT), ErrorKind::BadRequest);
+        assert_eq!(kind_of(StatusCode::URI_TOO_LONG), ErrorKind::BadRequest);
     }
 }

@@ -5,6 +5,7 @@
 //!   of that request (a reload mid-request cannot mix two configurations).
 //! - [`MaybeSession`] / [`SignedIn`]: the caller's session, from `X-Session-Token`,
 //!   `Authorization: Bearer` or the session cookie.
+//! - [`Csrf`]: the browser's CSRF cookie, checked against forms and issued to pages.
 //! - [`Negotiated`]: whether the caller wants JSON (SDKs, SPAs) or a browser answer.
 //! - [`KratosQuery`] / [`KratosPath`]: `Query`/`Path` whose rejection is a Kratos 400.
 
@@ -23,8 +24,14 @@ use tessera_core::session::Session;
 pub struct Cfg(pub Arc<Running>);
 
 impl Cfg {
+    /// The self-service engine of this request's configuration.
     pub fn engine(&self) -> &tessera_flows::Engine {
         &self.0.engine
+    }
+
+    /// The OpenID Provider of this request's configuration.
+    pub fn op(&self) -> &tessera_op::Provider {
+        &self.0.op
     }
 }
 
@@ -86,6 +93,52 @@ impl OptionalFromRequestParts<AppState> for SignedIn {
             .await?
             .0
             .map(SignedIn))
+    }
+}
+
+/// The browser's CSRF cookie (`tessera_csrf_token`). Flows hand it to the engine, which binds
+/// it to the flow; the forms checked here (consent, "Sign out?") compare a submitted masked
+/// token with it; pages that show a form issue one when the browser has none yet.
+pub struct Csrf(pub Option<String>);
+
+impl Csrf {
+    /// The cookie's value, as the engine checks it against a flow.
+    pub fn cookie(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Whether a form's masked token unmasks to this browser's cookie (constant time). No
+    /// cookie, no match.
+    pub fn matches(&self, sent: &str) -> bool {
+        tessera_core::crypto::csrf_matches(sent, self.cookie().unwrap_or_default())
+    }
+
+    /// The secret to mask into a form, and the cookie to set when the browser has no usable
+    /// one yet (a fresh 256-bit token, kept for a year).
+    pub fn issue(&self, e: &tessera_flows::Engine) -> (String, Option<axum::http::HeaderValue>) {
+        match self.cookie().filter(|v| v.len() >= 32) {
+            Some(v) => (v.to_string(), None),
+            None => {
+                let token = tessera_core::crypto::random_token();
+                let c = crate::http::set_cookie(
+                    e,
+                    crate::http::CSRF_COOKIE,
+                    &token,
+                    Some(365 * 24 * 3600),
+                );
+                (token, Some(c))
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Csrf {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Csrf(
+            crate::http::cookie(&parts.headers, crate::http::CSRF_COOKIE).map(str::to_string),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value};
 use tessera_core::Error;
 use tessera_core::session::Session;
+use tessera_flows::Engine;
 
 /// Largest request body accepted (Kratos-compatible 1 MiB).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -144,18 +145,31 @@ impl axum::extract::FromRequestParts<AppState> for ClientAddr {
         parts: &mut axum::http::request::Parts,
         st: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr::of(st, &parts.headers, &parts.extensions))
+        let crate::extract::Cfg(running) = crate::extract::Cfg::from_request_parts(parts, st)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let hops = running.engine.settings.limits.trusted_proxy_hops;
+        Ok(ClientAddr::with_hops(
+            &parts.headers,
+            &parts.extensions,
+            hops,
+        ))
     }
 }
 
 impl ClientAddr {
-    /// The address of a request, from its headers and the connection info axum recorded.
+    /// The address of a request, for a layer (outside a handler's configuration snapshot).
     pub fn of(st: &AppState, headers: &HeaderMap, extensions: &axum::http::Extensions) -> Self {
+        let hops = st.live.running().engine.settings.limits.trusted_proxy_hops;
+        ClientAddr::with_hops(headers, extensions, hops)
+    }
+
+    /// The address of a request, from its headers and the connection info axum recorded.
+    fn with_hops(headers: &HeaderMap, extensions: &axum::http::Extensions, hops: u32) -> Self {
         let peer = extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        let hops = st.engine().settings.limits.trusted_proxy_hops as usize;
-        ClientAddr(client_addr(headers, peer, hops))
+        ClientAddr(client_addr(headers, peer, hops as usize))
     }
 }
 
@@ -204,8 +218,9 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/json"))
 }
 
-pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let s = &state.engine().settings;
+/// A `Set-Cookie` value under the session cookie's path, domain, `SameSite` and `Secure` rules.
+pub fn set_cookie(e: &Engine, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let s = &e.settings;
     let same_site = same_site(&s.session_cookie_same_site);
     let mut c = cookie::Cookie::build((name, value))
         .path(s.session_cookie_path.as_str())
@@ -247,36 +262,20 @@ pub fn header_value(c: cookie::Cookie<'_>) -> HeaderValue {
     })
 }
 
-pub fn session_cookie(state: &AppState, token: &str, session: &Session) -> HeaderValue {
-    let age = state
-        .engine()
+pub fn session_cookie(e: &Engine, token: &str, session: &Session) -> HeaderValue {
+    let age = e
         .settings
         .session_cookie_persistent
         .then(|| (session.expires_at - tessera_core::timefmt::now_ms()) / 1000);
-    set_cookie(
-        state,
-        &state.engine().settings.session_cookie_name,
-        token,
-        age,
-    )
+    set_cookie(e, &e.settings.session_cookie_name, token, age)
 }
 
-pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
-    set_cookie(
-        state,
-        &state.engine().settings.session_cookie_name,
-        "",
-        Some(0),
-    )
+pub fn clear_session_cookie(e: &Engine) -> HeaderValue {
+    set_cookie(e, &e.settings.session_cookie_name, "", Some(0))
 }
 
 /// The session token a request carries: `X-Session-Token`, `Authorization: Bearer`, or the
-/// session cookie.
-pub fn session_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
-    token_in(headers, &state.engine().settings.session_cookie_name)
-}
-
-/// [`session_token`] with the cookie name given (from the request's configuration snapshot).
+/// session cookie (named by the request's configuration snapshot).
 pub fn token_in<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
     headers
         .get("x-session-token")
@@ -289,25 +288,6 @@ pub fn token_in<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str
         })
         .or_else(|| cookie(headers, cookie_name))
         .filter(|t| !t.is_empty())
-}
-
-pub async fn current_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Session>> {
-    match session_token(state, headers) {
-        Some(t) => Ok(state.engine().session_from_token(t).await?),
-        None => Ok(None),
-    }
-}
-
-/// The browser's CSRF secret, or a fresh one (with the cookie to set) if it has none yet.
-pub fn csrf_for(state: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    match cookie(headers, CSRF_COOKIE).filter(|v| v.len() >= 32) {
-        Some(v) => (v.to_string(), None),
-        None => {
-            let token = tessera_core::crypto::random_token();
-            let c = set_cookie(state, CSRF_COOKIE, &token, Some(365 * 24 * 3600));
-            (token, Some(c))
-        }
-    }
 }
 
 /// The paging parameters every list endpoint takes: `page_size` (or the older `per_page`) and

@@ -205,10 +205,7 @@ impl Live {
 
         let engine = crate::app::rebuild_engine(settings, &current.engine)
             .await
-            .map_err(|reason| {
-                Error::bad_request(format!("The configuration is invalid; nothing was changed:\n{reason}"))
-                    .with_details(json!({ "problems": [{ "key": "", "location": path.display().to_string(), "message": reason }] }))
-            })?;
+            .map_err(|e| refused(e, path))?;
 
         // What goes to disk: the upload as written (comments and all), unless secrets had to
         // be put back, in which case the restored document is written in the file's format.
@@ -244,6 +241,26 @@ fn invalid(e: ConfigError) -> Error {
         "The configuration is invalid; nothing was changed:\n{e}"
     ))
     .with_details(json!({ "problems": problems }))
+}
+
+/// An update refused while building its engine: provider problems keep their keys and lines, a
+/// schema's problem its key; anything else is one problem of the file.
+fn refused(e: crate::app::BuildError, path: &Path) -> Error {
+    use crate::app::BuildError;
+    match e {
+        BuildError::Config(e) => invalid(e),
+        BuildError::Schema { key, id, message } => {
+            let reason = format!("`{key}` (schema `{id}`): {message}");
+            Error::bad_request(format!(
+                "The configuration is invalid; nothing was changed:\n{reason}"
+            ))
+            .with_details(json!({ "problems": [{ "key": key, "location": path.display().to_string(), "message": format!("schema `{id}`: {message}") }] }))
+        }
+        BuildError::Setup(reason) => Error::bad_request(format!(
+            "The configuration is invalid; nothing was changed:\n{reason}"
+        ))
+        .with_details(json!({ "problems": [{ "key": "", "location": path.display().to_string(), "message": reason }] })),
+    }
 }
 
 fn render_for(path: &Path, doc: &Value) -> String {
@@ -297,4 +314,68 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::BuildError;
+    use tessera_config::Location;
+    use tessera_config::load::Problem;
+
+    /// Review §5: a bad provider in an upload used to become one problem with an empty key and
+    /// no line. Each problem now keeps its key and `file:line`.
+    #[test]
+    fn a_refused_update_keeps_each_problems_key_and_line() {
+        let path = Path::new("/etc/tessera/tessera.yml");
+        let e = BuildError::Config(ConfigError {
+            problems: vec![
+                Problem {
+                    key: "selfservice.methods.oidc.config.providers.0.client_secret".into(),
+                    location: Location::File {
+                        path: path.to_path_buf(),
+                        line: 21,
+                    },
+                    message: "client_secret is required".into(),
+                },
+                Problem {
+                    key: "selfservice.methods.oidc.config.providers.1.scope".into(),
+                    location: Location::File {
+                        path: path.to_path_buf(),
+                        line: 30,
+                    },
+                    message: "unknown scope".into(),
+                },
+            ],
+        });
+        let err = refused(e, path);
+        let problems = &err.details["problems"];
+        assert_eq!(problems.as_array().map(Vec::len), Some(2), "{problems}");
+        assert_eq!(
+            problems[0]["key"],
+            "selfservice.methods.oidc.config.providers.0.client_secret"
+        );
+        assert_eq!(problems[0]["location"], "/etc/tessera/tessera.yml:21");
+        assert_eq!(problems[1]["location"], "/etc/tessera/tessera.yml:30");
+        assert!(
+            err.reason.starts_with("The configuration is invalid; nothing was changed:\n`selfservice.methods.oidc.config.providers.0.client_secret` (/etc/tessera/tessera.yml:21): client_secret is required"),
+            "{}",
+            err.reason
+        );
+
+        let e = BuildError::Schema {
+            key: "identity.schemas.0.url".into(),
+            id: "customer".into(),
+            message: "not valid JSON at line 1, column 2".into(),
+        };
+        let err = refused(e, path);
+        assert_eq!(err.details["problems"][0]["key"], "identity.schemas.0.url");
+        assert!(
+            err.reason.ends_with(
+                "`identity.schemas.0.url` (schema `customer`): not valid JSON at line 1, column 2"
+            ),
+            "{}",
+            err.reason
+        );
+    }
 }

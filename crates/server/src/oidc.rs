@@ -1,18 +1,20 @@
 //! Social sign-in over HTTP: the upstream callback, the continuity cookie, stored errors, and
 //! how "go upstream" outcomes are answered to browsers, AJAX and API callers.
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{self, current_session, session_cookie};
+use crate::extract::{Cfg, Csrf, KratosPath, KratosQuery, MaybeSession};
+use crate::http::{self, session_cookie};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::Query;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use tessera_core::Error;
+use tessera_core::{Error, ErrorId};
 use tessera_flows::CallbackOutcome;
+use tessera_flows::Engine;
 use tessera_flows::social::ATTEMPT_LIFESPAN;
 
 /// Binds an upstream round trip to the browser that started it.
@@ -20,14 +22,14 @@ pub const CONTINUITY_COOKIE: &str = "tessera_continuity";
 
 /// `Set-Cookie` for the continuity token. `SameSite=Lax` so it rides along on the top-level
 /// navigation back from the upstream; scoped to the callback path.
-pub fn continuity_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValue {
+pub fn continuity_cookie(e: &Engine, value: &str, max_age: i64) -> HeaderValue {
     http::header_value(
         cookie::Cookie::build((CONTINUITY_COOKIE, value))
             .path("/self-service/methods/oidc/")
             .http_only(true)
             .same_site(cookie::SameSite::Lax)
             .max_age(time::Duration::seconds(max_age))
-            .secure(st.engine().settings.secure_cookies)
+            .secure(e.settings.secure_cookies)
             .build(),
     )
 }
@@ -35,59 +37,51 @@ pub fn continuity_cookie(st: &AppState, value: &str, max_age: i64) -> HeaderValu
 /// "Send the browser there": a 303 for a plain browser form, 422
 /// `browser_location_change_required` with `redirect_browser_to` for JSON callers (SPAs, and
 /// API flows of native apps whatever they accept), as Kratos answers.
-pub fn go_upstream(st: &AppState, to: &str, continuity: Option<&str>, json: bool) -> Response {
+pub fn go_upstream(e: &Engine, to: &str, continuity: Option<&str>, json: bool) -> Response {
     let mut resp = if json {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "error": {
-                    "id": "browser_location_change_required",
-                    "code": 422,
-                    "status": "Unprocessable Entity",
-                    "reason": "In order to complete this flow please redirect the browser to: ".to_string() + to,
-                    "message": "browser location change required",
-                },
-                "redirect_browser_to": to,
-            })),
+        let error = Error::new(
+            tessera_core::ErrorKind::UnprocessableEntity,
+            format!("In order to complete this flow please redirect the browser to: {to}"),
         )
-            .into_response()
+        .with_id(ErrorId::BrowserLocationChangeRequired);
+        crate::error::redirect_browser(error, to)
     } else {
         Redirect::to(to).into_response()
     };
     if let Some(c) = continuity {
         resp.headers_mut().append(
             header::SET_COOKIE,
-            continuity_cookie(st, c, ATTEMPT_LIFESPAN.as_secs() as i64),
+            continuity_cookie(e, c, ATTEMPT_LIFESPAN.as_secs() as i64),
         );
     }
     resp
 }
 
 /// `GET|POST /self-service/methods/oidc/callback/{provider}`.
-// One extractor per input, as axum handlers are written; the redesign's typed extractors
-// (issue 14) fold several of them.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 pub async fn callback(
-    State(st): State<AppState>,
-    Path(provider): Path<String>,
+    cfg: Cfg,
+    KratosPath(provider): KratosPath<String>,
     method: Method,
     Query(query): Query<HashMap<String, String>>,
     uri: Uri,
+    csrf: Csrf,
+    MaybeSession(session): MaybeSession,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     // A callback that cannot be tied to a flow stores an error for the error page: the route
     // is bounded per address by the edge (`edge::limit_stored`).
+    let e = cfg.engine();
     if method == Method::POST {
         // `response_mode=form_post` arrives as a cross-site POST, which does not carry
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.
         let form = http::read_body(&headers, body).await?;
-        let mut to = st
-            .engine()
+        let mut to = e
             .settings
             .public_base_url
             .join(uri.path().trim_start_matches('/'))
-            .map_err(|e| ApiError(Error::internal(e.to_string())))?;
+            .map_err(|err| ApiError(Error::internal(err.to_string())))?;
         if let Value::Object(m) = form {
             let mut q = to.query_pairs_mut();
             for (k, v) in m {
@@ -99,11 +93,14 @@ pub async fn callback(
         return Ok(Redirect::to(to.as_str()).into_response());
     }
     let continuity = http::cookie(&headers, CONTINUITY_COOKIE);
-    let csrf = http::cookie(&headers, http::CSRF_COOKIE);
-    let session = current_session(&st, &headers).await?;
-    let e = &st.engine();
     let outcome = e
-        .oidc_callback(&provider, query, continuity, csrf, session.as_ref())
+        .oidc_callback(
+            &provider,
+            query,
+            continuity,
+            csrf.cookie(),
+            session.as_ref(),
+        )
         .await?;
     let mut resp = match outcome {
         CallbackOutcome::SignedIn {
@@ -112,7 +109,7 @@ pub async fn callback(
             let mut r = Redirect::to(&return_to).into_response();
             r.headers_mut().append(
                 header::SET_COOKIE,
-                session_cookie(&st, &session.1, &session.0),
+                session_cookie(e, &session.1, &session.0),
             );
             r
         }
@@ -142,19 +139,22 @@ pub async fn callback(
     };
     if continuity.is_some() {
         resp.headers_mut()
-            .append(header::SET_COOKIE, continuity_cookie(&st, "", 0));
+            .append(header::SET_COOKIE, continuity_cookie(e, "", 0));
     }
     Ok(resp)
 }
 
+/// `GET /self-service/errors?id=`.
+#[derive(Deserialize)]
+pub struct ErrorQuery {
+    id: Option<String>,
+}
+
 /// `GET /self-service/errors?id=`: a stored user-facing error, as Kratos serves it.
-pub async fn get_error(
-    State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let id = q.get("id").map(String::as_str).unwrap_or_default();
+pub async fn get_error(cfg: Cfg, KratosQuery(q): KratosQuery<ErrorQuery>) -> ApiResult<Response> {
+    let id = q.id.as_deref().unwrap_or_default();
     let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::invalid_uuid("error id", id))?;
-    match st.engine().store.get_error(uuid).await? {
+    match cfg.engine().store.get_error(uuid).await? {
         Some((error, created_at)) => Ok(Json(json!({
             "id": uuid,
             "error": crate::error::stored_error_body(&error),
@@ -165,21 +165,30 @@ pub async fn get_error(
             Error::not_found(format!(
                 "No error with id `{id}` exists (errors are kept for a while only)."
             ))
-            .with_id(tessera_core::error::ErrorId::SelfServiceErrorNotFound),
+            .with_id(ErrorId::SelfServiceErrorNotFound),
         )),
     }
+}
+
+/// `GET /sessions/token-exchange?init_code=&return_to_code=`.
+#[derive(Deserialize)]
+pub struct ExchangeQuery {
+    init_code: Option<String>,
+    return_to_code: Option<String>,
 }
 
 /// `GET /sessions/token-exchange?init_code=&return_to_code=`: a native app redeems the session
 /// of a social sign-in it started with `return_session_token_exchange_code=true`.
 pub async fn token_exchange(
-    State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<ExchangeQuery>,
 ) -> ApiResult<Response> {
-    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let (session, token) = st
+    let (session, token) = cfg
         .engine()
-        .redeem_token_exchange(get("init_code"), get("return_to_code"))
+        .redeem_token_exchange(
+            q.init_code.as_deref().unwrap_or_default(),
+            q.return_to_code.as_deref().unwrap_or_default(),
+        )
         .await?;
     Ok(Json(json!({ "session": session, "session_token": token })).into_response())
 }

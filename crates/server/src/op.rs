@@ -5,29 +5,44 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{IdentityId, KratosPath};
-use crate::http::{self, csrf_for, current_session};
+use crate::extract::{Cfg, Csrf, IdentityId, KratosPath, KratosQuery, MaybeSession};
+use crate::http;
 use crate::op_pages::{self, FormPostView};
 use crate::ui::{self, BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView, OpPage};
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, Query, RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use tessera_core::Error;
+use tessera_flows::Engine;
 use tessera_op::authorize::{RawParams, raw_params};
 use tessera_op::client::ClientAuth;
-use tessera_op::{Authorize, ClientInput, ErrorCode, OpError, PageReason, Reply, ResponseMode};
+use tessera_op::{
+    Authorize, ClientInput, ErrorCode, Logout, LogoutRequest, OpError, PageReason, Reply,
+    ResponseMode,
+};
 
-pub fn public_routes() -> Router<AppState> {
+/// The OP's public routes. A valid authorization request stores a pending authorization, so
+/// `/oidc/auth` is bounded per address like new flows (`edge::limit_stored`).
+pub fn public_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/oidc/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
-        .route("/oidc/auth", get(authorize).post(authorize))
+        .route(
+            "/oidc/auth",
+            get(authorize)
+                .post(authorize)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    (state.clone(), "flows"),
+                    crate::edge::limit_stored,
+                )),
+        )
         .route("/oidc/auth/resume", get(resume))
         .route("/oidc/token", post(token))
         .route("/oidc/me", get(userinfo).post(userinfo))
@@ -176,12 +191,12 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-async fn discovery(State(st): State<AppState>) -> Response {
-    Json(st.op().discovery()).into_response()
+async fn discovery(cfg: Cfg) -> Response {
+    Json(cfg.op().discovery()).into_response()
 }
 
-async fn jwks(State(st): State<AppState>) -> Result<Response, OAuthError> {
-    Ok(Json(st.op().jwks().await?).into_response())
+async fn jwks(cfg: Cfg) -> Result<Response, OAuthError> {
+    Ok(Json(cfg.op().jwks().await?).into_response())
 }
 
 /// A form body's fields, keeping repeats. Only `application/x-www-form-urlencoded` is accepted.
@@ -261,38 +276,36 @@ fn reply_response(r: &Reply) -> Response {
 /// What the OP's pages need from their request: the headers (language cookie,
 /// `Accept-Language`), the app's `ui_locales` and the page's own path (the language switcher).
 struct PageCx<'a> {
-    st: &'a AppState,
+    e: &'a Engine,
     headers: &'a HeaderMap,
     here: String,
     /// `ui_locales`, when the app sent it.
-    query: HashMap<String, String>,
+    ui_locales: Option<String>,
 }
 
 impl<'a> PageCx<'a> {
-    fn new(st: &'a AppState, headers: &'a HeaderMap, uri: &OriginalUri) -> Self {
+    fn new(e: &'a Engine, headers: &'a HeaderMap, uri: &OriginalUri) -> Self {
         PageCx {
-            st,
+            e,
             headers,
             here: uri
                 .0
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| uri.0.path().to_string()),
-            query: HashMap::new(),
+            ui_locales: None,
         }
     }
 
     fn with_ui_locales(mut self, ui_locales: Option<&str>) -> Self {
-        if let Some(l) = ui_locales.filter(|l| !l.is_empty()) {
-            self.query.insert("ui_locales".into(), l.to_string());
-        }
+        self.ui_locales = ui_locales.filter(|l| !l.is_empty()).map(str::to_string);
         self
     }
 
     fn page(&self, app_url: Option<String>) -> OpPage<'_> {
         OpPage {
             headers: self.headers,
-            query: &self.query,
+            ui_locales: self.ui_locales.as_deref(),
             here: &self.here,
             app_url,
         }
@@ -300,7 +313,7 @@ impl<'a> PageCx<'a> {
 
     fn error(&self, v: OpErrorView) -> Response {
         let app_url = v.back_form.as_ref().map(|f| f.action.clone());
-        ui::op_error_response(self.st, &self.page(app_url), v)
+        ui::op_error_response(self.e, &self.page(app_url), v)
     }
 }
 
@@ -312,21 +325,19 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
             request_id,
             ui_locales,
         } => {
-            let to = cx
-                .st
-                .engine()
-                .settings
-                .public_base_url
-                .join("ui/consent")
-                .map(|mut u| {
-                    u.query_pairs_mut()
-                        .append_pair("request", &request_id.to_string());
-                    if let Some(l) = ui_locales.as_deref().filter(|l| !l.is_empty()) {
-                        u.query_pairs_mut().append_pair("ui_locales", l);
-                    }
-                    u.to_string()
-                })
-                .unwrap_or_default();
+            let to =
+                cx.e.settings
+                    .public_base_url
+                    .join("ui/consent")
+                    .map(|mut u| {
+                        u.query_pairs_mut()
+                            .append_pair("request", &request_id.to_string());
+                        if let Some(l) = ui_locales.as_deref().filter(|l| !l.is_empty()) {
+                            u.query_pairs_mut().append_pair("ui_locales", l);
+                        }
+                        u.to_string()
+                    })
+                    .unwrap_or_default();
             Redirect::to(&to).into_response()
         }
         Authorize::Page(p) => {
@@ -391,20 +402,17 @@ fn csrf_page(cx: &PageCx) -> Response {
     })
 }
 
+#[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 async fn authorize(
-    State(st): State<AppState>,
-    client: http::ClientAddr,
+    cfg: Cfg,
     method: Method,
     uri: OriginalUri,
     RawQuery(q): RawQuery,
+    session: Result<MaybeSession, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // A valid request stores a pending authorization: bound per address like new flows.
-    if let Err(err) = st.engine().limits.stored_request("flows", client.0) {
-        return ApiError(err).into_response();
-    }
-    let cx = PageCx::new(&st, &headers, &uri);
+    let cx = PageCx::new(cfg.engine(), &headers, &uri);
     let raw = match request_params(&method, q, &headers, body).await {
         Ok(r) => r,
         Err(e) => return page_error(&cx, e),
@@ -414,29 +422,33 @@ async fn authorize(
             .and_then(|v| v.first())
             .map(String::as_str),
     );
-    let session = match current_session(&st, &headers).await {
+    let MaybeSession(session) = match session {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    match st.op().authorize(&raw, session.as_ref()).await {
+    match cfg.op().authorize(&raw, session.as_ref()).await {
         Ok(a) => authorize_response(&cx, a),
         Err(e) => page_error(&cx, e),
     }
 }
 
+/// `?request=<id>` of the pages that go on with a stored authorization request.
+#[derive(Deserialize)]
+struct RequestQuery {
+    request: Option<String>,
+    ui_locales: Option<String>,
+}
+
 async fn resume(
-    State(st): State<AppState>,
+    cfg: Cfg,
     uri: OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    KratosQuery(q): KratosQuery<RequestQuery>,
+    MaybeSession(session): MaybeSession,
     headers: HeaderMap,
 ) -> Response {
-    let cx = PageCx::new(&st, &headers, &uri);
-    let session = match current_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let id = q.get("request").map(String::as_str).unwrap_or_default();
-    match st.op().resume(id, session.as_ref()).await {
+    let cx = PageCx::new(cfg.engine(), &headers, &uri);
+    let id = q.request.as_deref().unwrap_or_default();
+    match cfg.op().resume(id, session.as_ref()).await {
         Ok(a) => authorize_response(&cx, a),
         Err(e) => page_error(&cx, e),
     }
@@ -487,7 +499,7 @@ fn client_auth(
 }
 
 async fn token(
-    State(st): State<AppState>,
+    cfg: Cfg,
     client: http::ClientAddr,
     headers: HeaderMap,
     body: Body,
@@ -503,14 +515,14 @@ async fn token(
             client.0.map(|a| a.to_string()).unwrap_or_default()
         ),
     };
-    let engine = st.engine();
+    let engine = cfg.engine();
     let max = engine.settings.limits.token_failures_per_client_per_minute;
     let limits = &engine.limits;
     limits.per_minute(&key, max, false).map_err(|e| {
         let secs = e.retry_after.map(|s| u64::from(s.get()));
         OAuthError::from(OpError::from(e)).retry_after(secs)
     })?;
-    match st.op().token(&auth, &form).await {
+    match cfg.op().token(&auth, &form).await {
         Ok(t) => {
             let mut resp = Json(t).into_response();
             no_store(resp.headers_mut());
@@ -526,7 +538,7 @@ async fn token(
 }
 
 async fn userinfo(
-    State(st): State<AppState>,
+    cfg: Cfg,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -552,127 +564,96 @@ async fn userinfo(
         )
         .into());
     }
-    let claims = st.op().userinfo(&token).await?;
+    let claims = cfg.op().userinfo(&token).await?;
     let mut resp = Json(claims).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
 }
 
-async fn revocation(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, OAuthError> {
+async fn revocation(cfg: Cfg, headers: HeaderMap, body: Body) -> Result<Response, OAuthError> {
     let mut form = single(form_fields(&headers, body).await?)?;
     let auth = client_auth(&headers, &mut form)?;
     let token = form.get("token").cloned().unwrap_or_default();
-    st.op().revoke(&auth, &token).await?;
+    cfg.op().revoke(&auth, &token).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn introspection(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, OAuthError> {
+async fn introspection(cfg: Cfg, headers: HeaderMap, body: Body) -> Result<Response, OAuthError> {
     let mut form = single(form_fields(&headers, body).await?)?;
     let auth = client_auth(&headers, &mut form)?;
     let token = form.get("token").cloned().unwrap_or_default();
-    let mut resp = Json(st.op().introspect(&auth, &token).await?).into_response();
+    let mut resp = Json(cfg.op().introspect(&auth, &token).await?).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
 }
 
+/// `GET|POST /oidc/session/end`: the op crate decides ([`tessera_op::Provider::logout`]); this
+/// only reads the request and shows the decision.
+#[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 async fn end_session(
-    State(st): State<AppState>,
+    cfg: Cfg,
     method: Method,
     uri: OriginalUri,
     RawQuery(q): RawQuery,
+    session: Result<MaybeSession, ApiError>,
+    csrf: Csrf,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cx = PageCx::new(&st, &headers, &uri);
-    let raw = match request_params(&method, q, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => return page_error(&cx, e),
-    };
-    let p = match single(raw) {
-        Ok(p) => p,
-        Err(e) => return page_error(&cx, e),
-    };
-    let get = |k: &str| p.get(k).map(String::as_str);
-    let cx = cx.with_ui_locales(get("ui_locales"));
-    let target = match st
-        .op()
-        .end_session(
-            get("client_id"),
-            get("id_token_hint"),
-            get("post_logout_redirect_uri"),
-            get("state"),
-        )
+    let e = cfg.engine();
+    let cx = PageCx::new(e, &headers, &uri);
+    let p = match request_params(&method, q, &headers, body)
         .await
+        .and_then(single)
     {
-        Ok(t) => t,
-        Err(e) => return page_error(&cx, e),
+        Ok(p) => p,
+        Err(err) => return page_error(&cx, err),
     };
-    let session = match current_session(&st, &headers).await {
+    let cx = cx.with_ui_locales(p.get("ui_locales").map(String::as_str));
+    let MaybeSession(session) = match session {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(err) => return err.into_response(),
     };
-    if let Some(s) = session {
-        // Unless the app names this very session (its id_token's `sid`), anyone could link
-        // here, with no hint or with an id_token of their own: ask the user first (a
-        // CSRF-bound form), as RP-Initiated Logout 1.0 §2 requires.
-        let hinted = target.hinted_sid.as_deref() == Some(s.id.to_string().as_str());
-        let confirmed = method == Method::POST && get("confirm") == Some("yes") && {
-            let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
-            tessera_core::crypto::csrf_matches(get("csrf_token").unwrap_or_default(), cookie)
-        };
-        if method == Method::POST && get("confirm").is_some() && !confirmed {
-            return csrf_page(&cx);
-        }
-        if !hinted && !confirmed {
-            let (csrf, set) = csrf_for(&st, &headers);
-            let fields = [
-                "client_id",
-                "post_logout_redirect_uri",
-                "state",
-                "ui_locales",
-            ]
-            .iter()
-            .filter_map(|k| {
-                get(k).map(|v| HiddenView {
-                    name: k.to_string(),
-                    value: v.to_string(),
-                })
-            })
-            .collect();
-            let user = s.identity.as_ref().map(user_label);
-            let mut resp = ui::logout_confirm_response(
-                &st,
-                &cx.page(target.redirect.clone()),
-                LogoutConfirmView {
-                    form_action: st.op().endpoint("session/end"),
-                    csrf_token: tessera_core::crypto::mask_csrf(&csrf),
-                    fields,
-                    user_identifier: user,
-                },
-            );
+    let decided = cfg
+        .op()
+        .logout(LogoutRequest {
+            params: &p,
+            session: session.as_ref(),
+            posted: method == Method::POST,
+            csrf_cookie: csrf.cookie(),
+        })
+        .await;
+    let redirect = match decided {
+        Err(err) => return page_error(&cx, err),
+        Ok(Logout::CsrfRefused) => return csrf_page(&cx),
+        Ok(Logout::Confirm { redirect, fields }) => {
+            let (secret, set) = csrf.issue(e);
+            let view = LogoutConfirmView {
+                form_action: cfg.op().endpoint("session/end"),
+                csrf_token: tessera_core::crypto::mask_csrf(&secret),
+                fields: fields
+                    .into_iter()
+                    .map(|(name, value)| HiddenView { name, value })
+                    .collect(),
+                user_identifier: session
+                    .as_ref()
+                    .and_then(|s| s.identity.as_ref())
+                    .map(user_label),
+            };
+            let mut resp = ui::logout_confirm_response(e, &cx.page(redirect), view);
             if let Some(c) = set {
                 resp.headers_mut().append(header::SET_COOKIE, c);
             }
             return resp;
         }
-        if let Err(e) = st.engine().store.set_session_active(s.id, false).await {
-            return ApiError(e).into_response();
-        }
-    }
-    let mut resp = match target.redirect {
+        Ok(Logout::Done { redirect }) => redirect,
+    };
+    let mut resp = match redirect {
         Some(to) => Redirect::to(&to).into_response(),
         // The language switcher comes back to a plain `/oidc/session/end`, which shows this page
         // again rather than replaying the logout request's parameters.
         None => ui::signed_out_response(
-            &st,
+            e,
             &OpPage {
                 here: "/oidc/session/end",
                 ..cx.page(None)
@@ -680,7 +661,7 @@ async fn end_session(
         ),
     };
     resp.headers_mut()
-        .append(header::SET_COOKIE, http::clear_session_cookie(&st));
+        .append(header::SET_COOKIE, http::clear_session_cookie(e));
     resp
 }
 
@@ -710,31 +691,33 @@ fn user_label(identity: &tessera_core::identity::Identity) -> String {
 
 /// `GET /ui/consent?request=<id>[&ui_locales=…]`: the hosted consent page.
 async fn consent_page(
-    State(st): State<AppState>,
+    cfg: Cfg,
     uri: OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    KratosQuery(q): KratosQuery<RequestQuery>,
+    session: Result<MaybeSession, ApiError>,
+    csrf: Csrf,
     headers: HeaderMap,
 ) -> Response {
-    let cx =
-        PageCx::new(&st, &headers, &uri).with_ui_locales(q.get("ui_locales").map(String::as_str));
-    let id = q.get("request").cloned().unwrap_or_default();
-    let session = match current_session(&st, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
+    let e = cfg.engine();
+    let cx = PageCx::new(e, &headers, &uri).with_ui_locales(q.ui_locales.as_deref());
+    let id = q.request.unwrap_or_default();
+    let session = match session {
+        Ok(MaybeSession(Some(s))) => s,
+        Ok(MaybeSession(None)) => {
             // Signed out meanwhile: the request goes through sign-in again.
-            return match st.op().resume(&id, None).await {
+            return match cfg.op().resume(&id, None).await {
                 Ok(a) => authorize_response(&cx, a),
-                Err(e) => page_error(&cx, e),
+                Err(err) => page_error(&cx, err),
             };
         }
-        Err(e) => return e.into_response(),
+        Err(err) => return err.into_response(),
     };
-    let info = match st.op().consent_info(&id).await {
+    let info = match cfg.op().consent_info(&id).await {
         Ok(Ok(i)) => i,
         Ok(Err(a)) => return authorize_response(&cx, a),
-        Err(e) => return page_error(&cx, e),
+        Err(err) => return page_error(&cx, err),
     };
-    let (csrf, set) = csrf_for(&st, &headers);
+    let (secret, set) = csrf.issue(e);
     let user = session
         .identity
         .as_ref()
@@ -744,17 +727,16 @@ async fn consent_page(
         app_name: info.client_name,
         scopes: info.scopes,
         user_identifier: user,
-        form_action: st
-            .engine()
+        form_action: e
             .settings
             .public_base_url
             .join("ui/consent")
             .map(|u| u.to_string())
             .unwrap_or_default(),
-        csrf_token: tessera_core::crypto::mask_csrf(&csrf),
+        csrf_token: tessera_core::crypto::mask_csrf(&secret),
         request: info.request_id.to_string(),
     };
-    let mut resp = ui::consent_response(&st, &cx.page(Some(info.redirect_uri)), view);
+    let mut resp = ui::consent_response(e, &cx.page(Some(info.redirect_uri)), view);
     if let Some(c) = set {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -763,27 +745,28 @@ async fn consent_page(
 
 /// `POST /ui/consent`: `csrf_token`, `request` and `decision` (`accept` or `deny`).
 async fn consent_submit(
-    State(st): State<AppState>,
+    cfg: Cfg,
     uri: OriginalUri,
+    csrf: Csrf,
+    session: Result<MaybeSession, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let cx = PageCx::new(&st, &headers, &uri);
+    let cx = PageCx::new(cfg.engine(), &headers, &uri);
     let form = match form_fields(&headers, body).await.and_then(single) {
         Ok(f) => f,
         Err(e) => return page_error(&cx, e),
     };
-    let cookie = http::cookie(&headers, http::CSRF_COOKIE).unwrap_or_default();
-    let sent = form
-        .get("csrf_token")
-        .map(String::as_str)
-        .unwrap_or_default();
-    if !tessera_core::crypto::csrf_matches(sent, cookie) {
+    if !csrf.matches(
+        form.get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    ) {
         return csrf_page(&cx);
     }
-    let session = match current_session(&st, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
+    let session = match session {
+        Ok(MaybeSession(Some(s))) => s,
+        Ok(MaybeSession(None)) => {
             return page_error(
                 &cx,
                 OpError::new(
@@ -796,7 +779,7 @@ async fn consent_submit(
     };
     let id = form.get("request").map(String::as_str).unwrap_or_default();
     let accept = form.get("decision").is_some_and(|d| d == "accept");
-    match st.op().decide_consent(id, &session, accept).await {
+    match cfg.op().decide_consent(id, &session, accept).await {
         Ok(a) => authorize_response(&cx, a),
         Err(e) => page_error(&cx, e),
     }
@@ -815,10 +798,10 @@ fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
     })
 }
 
-async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult {
+async fn create_client(cfg: Cfg, headers: HeaderMap, body: Body) -> AdminResult {
     let input = parse_input(http::read_body(&headers, body).await?)?;
-    let (client, secret) = st.op().create_client(input).await?;
-    let (client, row) = st.op().client_row(&client.client_id).await?;
+    let (client, secret) = cfg.op().create_client(input).await?;
+    let (client, row) = cfg.op().client_row(&client.client_id).await?;
     let mut v = client.to_api(row.created_at, row.updated_at);
     if let Some(s) = secret {
         v["client_secret"] = json!(s);
@@ -827,8 +810,8 @@ async fn create_client(State(st): State<AppState>, headers: HeaderMap, body: Bod
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-async fn list_clients(State(st): State<AppState>) -> AdminResult {
-    let list = st.op().list_clients().await?;
+async fn list_clients(cfg: Cfg) -> AdminResult {
+    let list = cfg.op().list_clients().await?;
     Ok(Json(
         list.iter()
             .map(|(c, r)| c.to_api(r.created_at, r.updated_at))
@@ -837,24 +820,24 @@ async fn list_clients(State(st): State<AppState>) -> AdminResult {
     .into_response())
 }
 
-async fn get_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    let (c, r) = st.op().client_row(&id).await?;
+async fn get_client(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
+    let (c, r) = cfg.op().client_row(&id).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
 }
 
 async fn update_client(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
+    cfg: Cfg,
+    KratosPath(id): KratosPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult {
     let input = parse_input(http::read_body(&headers, body).await?)?;
-    let (c, r) = st.op().update_client(&id, input).await?;
+    let (c, r) = cfg.op().update_client(&id, input).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
 }
 
-async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    if !st.op().delete_client(&id).await? {
+async fn delete_client(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
+    if !cfg.op().delete_client(&id).await? {
         return Err(ApiError(tessera_op::client::not_found(format!(
             "App `{id}` does not exist."
         ))));
@@ -866,10 +849,10 @@ async fn delete_client(State(st): State<AppState>, Path(id): Path<String>) -> Ad
 /// identity whose subject expression yields it gets it. An administrator's decision, e.g.
 /// after an employee's account was deleted and created again.
 async fn release_subject(
-    State(st): State<AppState>,
-    Path((id, subject)): Path<(String, String)>,
+    cfg: Cfg,
+    KratosPath((id, subject)): KratosPath<(String, String)>,
 ) -> AdminResult {
-    if !st.op().store.op_release_subject(&id, &subject).await? {
+    if !cfg.op().store.op_release_subject(&id, &subject).await? {
         return Err(ApiError(tessera_op::client::not_found(format!(
             "No identity holds subject `{subject}` at app `{id}`."
         ))));
@@ -877,8 +860,8 @@ async fn release_subject(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn add_secret(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    let (plain, stored) = st.op().add_secret(&id).await?;
+async fn add_secret(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
+    let (plain, stored) = cfg.op().add_secret(&id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": stored.id, "client_secret": plain, "created_at": tessera_core::timefmt::to_rfc3339(stored.created_at)})),
@@ -887,26 +870,26 @@ async fn add_secret(State(st): State<AppState>, Path(id): Path<String>) -> Admin
 }
 
 async fn delete_secret(
-    State(st): State<AppState>,
-    Path((id, secret)): Path<(String, String)>,
+    cfg: Cfg,
+    KratosPath((id, secret)): KratosPath<(String, String)>,
 ) -> AdminResult {
-    st.op().delete_secret(&id, &secret).await?;
+    cfg.op().delete_secret(&id, &secret).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_assignments(State(st): State<AppState>, Path(id): Path<String>) -> AdminResult {
-    st.op().client_row(&id).await?;
-    let ids = st.engine().store.op_assignments(&id).await?;
+async fn list_assignments(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
+    cfg.op().client_row(&id).await?;
+    let ids = cfg.engine().store.op_assignments(&id).await?;
     Ok(Json(json!(ids)).into_response())
 }
 
 async fn assign(
-    State(st): State<AppState>,
+    cfg: Cfg,
     KratosPath((id, IdentityId(identity))): KratosPath<(String, IdentityId)>,
 ) -> AdminResult {
-    st.op().client_row(&id).await?;
-    st.engine().store.get_identity(identity).await?;
-    st.engine()
+    cfg.op().client_row(&id).await?;
+    cfg.engine().store.get_identity(identity).await?;
+    cfg.engine()
         .store
         .op_assign(&id, identity, tessera_core::timefmt::now_ms())
         .await?;
@@ -914,10 +897,10 @@ async fn assign(
 }
 
 async fn unassign(
-    State(st): State<AppState>,
+    cfg: Cfg,
     KratosPath((id, IdentityId(identity))): KratosPath<(String, IdentityId)>,
 ) -> AdminResult {
-    if !st.engine().store.op_unassign(&id, identity).await? {
+    if !cfg.engine().store.op_unassign(&id, identity).await? {
         return Err(ApiError(tessera_op::client::not_found(format!(
             "Identity `{identity}` is not assigned to app `{id}`."
         ))));

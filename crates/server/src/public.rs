@@ -2,25 +2,22 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Cfg, KratosPath, KratosQuery, SessionId, SignedIn};
-use crate::http::{
-    self, ClientAddr, clear_session_cookie, csrf_for, current_session, read_body, session_cookie,
-    wants_json,
+use crate::extract::{
+    Cfg, Csrf, KratosPath, KratosQuery, MaybeSession, Negotiated, SessionId, SignedIn,
 };
+use crate::http::{self, ClientAddr, clear_session_cookie, read_body, session_cookie};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use tessera_core::flow::{Flow, FlowKind, FlowType};
+use tessera_core::session::Session;
 use tessera_core::{Error, ErrorId};
 use tessera_flows::submit::Submitted;
 use tessera_flows::{Engine, Outcome};
-
-type Q = Query<HashMap<String, String>>;
 
 pub fn router(state: AppState) -> Router {
     // Routes that store a row for anyone who asks (a new flow; a callback's error) are bounded
@@ -64,12 +61,18 @@ pub fn router(state: AppState) -> Router {
             crate::edge::limit_stored,
         ));
     let self_service = Router::new()
-        .route("/self-service/login/flows", get(login_get))
-        .route("/self-service/login", post(login_submit))
-        .route("/self-service/registration/flows", get(registration_get))
-        .route("/self-service/registration", post(registration_submit))
-        .route("/self-service/settings/flows", get(settings_get))
-        .route("/self-service/settings", post(settings_submit))
+        .route("/self-service/login/flows", show(FlowKind::Login))
+        .route("/self-service/login", submit_route(FlowKind::Login))
+        .route(
+            "/self-service/registration/flows",
+            show(FlowKind::Registration),
+        )
+        .route(
+            "/self-service/registration",
+            submit_route(FlowKind::Registration),
+        )
+        .route("/self-service/settings/flows", show(FlowKind::Settings))
+        .route("/self-service/settings", submit_route(FlowKind::Settings))
         .route("/self-service/logout/browser", get(logout_browser))
         .route("/self-service/logout", get(logout))
         .route("/self-service/logout/api", delete(logout_api))
@@ -87,11 +90,11 @@ pub fn router(state: AppState) -> Router {
         .merge(callbacks)
         .merge(common_routes())
         .merge(crate::ui::router());
-    let self_service = match &state.engine().settings.edge.public.cors {
+    let self_service = match &state.live.running().engine.settings.edge.public.cors {
         Some(cors) => self_service.layer(crate::edge::cors::kratos(cors)),
         None => self_service,
     };
-    let op = crate::op::public_routes().layer(crate::edge::cors::op(&state));
+    let op = crate::op::public_routes(&state).layer(crate::edge::cors::op(&state));
     let routes = self_service.merge(op).fallback(not_found);
     crate::edge::stack(routes, &state, crate::edge::Listener::Public)
 }
@@ -115,8 +118,8 @@ async fn alive() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(State(st): State<AppState>) -> Response {
-    match st.engine().store.ping().await {
+async fn ready(cfg: Cfg) -> Response {
+    match cfg.engine().store.ping().await {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -130,9 +133,8 @@ async fn version() -> Json<Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
-fn request_url(st: &AppState, uri: &Uri) -> String {
-    st.engine()
-        .settings
+fn request_url(e: &Engine, uri: &Uri) -> String {
+    e.settings
         .public_base_url
         .join(
             uri.path_and_query()
@@ -144,19 +146,32 @@ fn request_url(st: &AppState, uri: &Uri) -> String {
         .unwrap_or_default()
 }
 
+/// `?name=true`, as Kratos reads its boolean query flags.
+fn flag(v: &Option<String>) -> bool {
+    v.as_deref() == Some("true")
+}
+
+/// A browser's answer for a flow: back to its UI page.
+fn to_ui(e: &Engine, kind: FlowKind, flow: &Flow) -> Response {
+    let mut to = e.ui_url(kind).clone();
+    to.query_pairs_mut()
+        .append_pair("flow", &flow.id.to_string());
+    Redirect::to(to.as_str()).into_response()
+}
+
 /// Answers a freshly created flow: browser flows redirect to the UI (or JSON for SPAs), API
 /// flows return the flow.
 /// `ui_locales` on the request that starts a browser flow (as the OpenID Provider passes it)
 /// rides along to the UI page, which picks its language from it.
 fn flow_created(
-    st: &AppState,
+    e: &Engine,
     flow: Flow,
     set: Option<HeaderValue>,
-    headers: &HeaderMap,
+    neg: Negotiated,
     ui_locales: Option<&str>,
 ) -> Response {
-    let mut resp = if flow.flow_type == FlowType::Browser && !wants_json(headers) {
-        let mut to = st.engine().ui_url(flow.kind).clone();
+    let mut resp = if flow.flow_type == FlowType::Browser && !neg.json {
+        let mut to = e.ui_url(flow.kind).clone();
         to.query_pairs_mut()
             .append_pair("flow", &flow.id.to_string());
         if let Some(l) = ui_locales.filter(|l| !l.is_empty()) {
@@ -174,38 +189,53 @@ fn flow_created(
 
 /// For a browser that already has a session, Kratos redirects to the return URL instead of
 /// erroring; JSON clients get the error.
-fn already_signed_in(st: &AppState, ft: FlowType, headers: &HeaderMap, e: Error) -> Response {
-    if e.id == Some(tessera_core::error::ErrorId::SessionAlreadyAvailable)
-        && ft == FlowType::Browser
-        && !wants_json(headers)
-    {
-        return Redirect::to(st.engine().settings.default_return_url.as_str()).into_response();
+fn already_signed_in(e: &Engine, ft: FlowType, neg: Negotiated, err: Error) -> Response {
+    if err.id == Some(ErrorId::SessionAlreadyAvailable) && ft == FlowType::Browser && !neg.json {
+        return Redirect::to(e.settings.default_return_url.as_str()).into_response();
     }
-    ApiError(e).into_response()
+    ApiError(err).into_response()
 }
 
+/// `GET /self-service/{kind}/{browser|api}`'s query.
+#[derive(Deserialize)]
+struct StartQuery {
+    return_to: Option<String>,
+    refresh: Option<String>,
+    return_session_token_exchange_code: Option<String>,
+    login_hint: Option<String>,
+    ui_locales: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 async fn init(
-    st: AppState,
+    cfg: Cfg,
     kind: FlowKind,
     ft: FlowType,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
+    q: StartQuery,
+    session: Option<Session>,
+    csrf: Csrf,
+    neg: Negotiated,
     uri: Uri,
 ) -> ApiResult<Response> {
-    let session = current_session(&st, &headers).await?;
+    let e = cfg.engine();
     let (csrf, set) = if ft == FlowType::Browser {
-        csrf_for(&st, &headers)
+        csrf.issue(e)
     } else {
         (String::new(), None)
     };
-    let url = request_url(&st, &uri);
-    let return_to = q.get("return_to").map(String::as_str);
-    let e = &st.engine();
+    let url = request_url(e, &uri);
+    let return_to = q.return_to.as_deref();
     let result = match kind {
         FlowKind::Login => {
-            let refresh = q.get("refresh").is_some_and(|v| v == "true");
-            e.init_login(ft, &url, return_to, refresh, session.as_ref(), &csrf)
-                .await
+            e.init_login(
+                ft,
+                &url,
+                return_to,
+                flag(&q.refresh),
+                session.as_ref(),
+                &csrf,
+            )
+            .await
         }
         FlowKind::Registration => {
             e.init_registration(ft, &url, return_to, session.as_ref(), &csrf)
@@ -213,7 +243,7 @@ async fn init(
         }
         FlowKind::Settings => match &session {
             Some(s) => e.init_settings(ft, &url, return_to, s, &csrf).await,
-            None if ft == FlowType::Browser && !wants_json(&headers) => {
+            None if ft == FlowType::Browser && !neg.json => {
                 // Not signed in: sign in first, then come back to settings.
                 let mut to = e
                     .settings
@@ -236,16 +266,14 @@ async fn init(
     };
     let result = match result {
         Ok(mut flow)
-            if kind != FlowKind::Settings
-                && q.get("return_session_token_exchange_code")
-                    .is_some_and(|v| v == "true") =>
+            if kind != FlowKind::Settings && flag(&q.return_session_token_exchange_code) =>
         {
             e.enable_token_exchange(&mut flow).await.map(|()| flow)
         }
         other => other,
     };
     // An app's `login_hint` (OpenID Provider) pre-fills the identifier of a new login flow.
-    let result = match (result, q.get("login_hint").filter(|h| !h.is_empty())) {
+    let result = match (result, q.login_hint.as_deref().filter(|h| !h.is_empty())) {
         (Ok(mut flow), Some(hint)) if kind == FlowKind::Login => {
             crate::op::prefill_identifier(&mut flow, hint);
             e.store.update_flow(&flow).await.map(|()| flow)
@@ -253,17 +281,11 @@ async fn init(
         (other, _) => other,
     };
     match result {
-        Ok(mut flow) => Ok(flow_created(
-            &st,
-            {
-                Engine::present_flow(&mut flow, Some(&csrf));
-                flow
-            },
-            set,
-            &headers,
-            q.get("ui_locales").map(String::as_str),
-        )),
-        Err(err) => Ok(already_signed_in(&st, ft, &headers, err)),
+        Ok(mut flow) => {
+            Engine::present_flow(&mut flow, Some(&csrf));
+            Ok(flow_created(e, flow, set, neg, q.ui_locales.as_deref()))
+        }
+        Err(err) => Ok(already_signed_in(e, ft, neg, err)),
     }
 }
 
@@ -271,91 +293,101 @@ async fn init(
 /// handler serves all six.
 fn start(kind: FlowKind, ft: FlowType) -> axum::routing::MethodRouter<AppState> {
     get(
-        move |State(st): State<AppState>, Query(q): Q, h: HeaderMap, uri: Uri| {
-            init(st, kind, ft, q, h, uri)
-        },
+        move |cfg: Cfg,
+              KratosQuery(q): KratosQuery<StartQuery>,
+              MaybeSession(session): MaybeSession,
+              csrf: Csrf,
+              neg: Negotiated,
+              uri: Uri| init(cfg, kind, ft, q, session, csrf, neg, uri),
     )
 }
 
-fn flow_id(q: &HashMap<String, String>, param: &str) -> ApiResult<String> {
-    q.get(param)
-        .cloned()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError(Error::bad_request(format!(
-                "The `{param}` query parameter is required: pass the id of the flow."
-            )))
-        })
+/// A required query parameter naming a flow (`?id=`, `?flow=`) or a token (`?token=`).
+fn required<'a>(v: &'a Option<String>, param: &str) -> ApiResult<&'a str> {
+    v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError(Error::bad_request(format!(
+            "The `{param}` query parameter is required: pass the id of the flow."
+        )))
+    })
+}
+
+/// `GET /self-service/{kind}/flows?id=`.
+#[derive(Deserialize)]
+struct FlowIdQuery {
+    id: Option<String>,
 }
 
 async fn get_flow(
-    st: AppState,
+    cfg: Cfg,
     kind: FlowKind,
-    q: HashMap<String, String>,
-    headers: HeaderMap,
+    q: FlowIdQuery,
+    csrf: Csrf,
+    session: Option<Session>,
 ) -> ApiResult<Response> {
-    let csrf = http::cookie(&headers, http::CSRF_COOKIE);
-    let flow = st
+    let flow = cfg
         .engine()
-        .fetch_flow(kind, &flow_id(&q, "id")?, csrf)
+        .fetch_flow(kind, required(&q.id, "id")?, csrf.cookie())
         .await?;
     if kind == FlowKind::Settings {
-        let session = current_session(&st, &headers)
-            .await?
-            .ok_or_else(Error::no_session)?;
+        let session = session.ok_or_else(Error::no_session)?;
         if flow.identity_id != Some(session.identity_id) {
             return Err(ApiError(
                 Error::forbidden("This settings flow belongs to another identity.")
-                    .with_id(tessera_core::error::ErrorId::SecurityIdentityMismatch),
+                    .with_id(ErrorId::SecurityIdentityMismatch),
             ));
         }
     }
     Ok(Json(flow).into_response())
 }
 
-async fn login_get(State(st): State<AppState>, Query(q): Q, h: HeaderMap) -> ApiResult<Response> {
-    get_flow(st, FlowKind::Login, q, h).await
-}
-async fn registration_get(
-    State(st): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-) -> ApiResult<Response> {
-    get_flow(st, FlowKind::Registration, q, h).await
-}
-async fn settings_get(
-    State(st): State<AppState>,
-    Query(q): Q,
-    h: HeaderMap,
-) -> ApiResult<Response> {
-    get_flow(st, FlowKind::Settings, q, h).await
+/// `GET /self-service/{kind}/flows`: one handler, the kind as route state. Only a settings flow
+/// needs the caller's session; login and registration requests skip the lookup.
+fn show(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
+    match kind {
+        FlowKind::Settings => get(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<FlowIdQuery>,
+                  csrf: Csrf,
+                  MaybeSession(s): MaybeSession| { get_flow(cfg, kind, q, csrf, s) },
+        ),
+        FlowKind::Login | FlowKind::Registration => get(
+            move |cfg: Cfg, KratosQuery(q): KratosQuery<FlowIdQuery>, csrf: Csrf| {
+                get_flow(cfg, kind, q, csrf, None)
+            },
+        ),
+    }
 }
 
+/// `POST /self-service/{kind}?flow=`.
+#[derive(Deserialize)]
+struct FlowQuery {
+    flow: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 async fn submit(
-    st: AppState,
+    cfg: Cfg,
     client: ClientAddr,
     kind: FlowKind,
-    q: HashMap<String, String>,
+    q: FlowQuery,
+    session: Option<Session>,
+    csrf: Csrf,
+    neg: Negotiated,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let id = flow_id(&q, "flow")?;
+    let id = required(&q.flow, "flow")?;
     let body = read_body(&headers, body).await?;
-    let csrf = http::cookie(&headers, http::CSRF_COOKIE);
-    let session = match kind {
-        FlowKind::Settings => current_session(&st, &headers).await?,
-        FlowKind::Login | FlowKind::Registration => None,
-    };
-    let e = &st.engine();
+    let e = cfg.engine();
     let submitted = e
         .submit(
             kind,
-            &id,
+            id,
             &body,
-            csrf,
+            csrf.cookie(),
             client.0,
             session.as_ref(),
-            wants_json(&headers),
+            neg.json,
         )
         .await?;
     let outcome = match submitted {
@@ -371,20 +403,8 @@ async fn submit(
             if browser {
                 return Ok(Redirect::to(&to).into_response());
             }
-            return Ok((
-                StatusCode::FORBIDDEN,
-                Json(json!({
-                    "error": {
-                        "id": ErrorId::SessionRefreshRequired,
-                        "code": 403,
-                        "status": "Forbidden",
-                        "reason": error.reason,
-                        "message": "The requested action was forbidden",
-                    },
-                    "redirect_browser_to": to,
-                })),
-            )
-                .into_response());
+            let error = Error::forbidden(error.reason).with_id(ErrorId::SessionRefreshRequired);
+            return Ok(crate::error::redirect_browser(error, &to));
         }
         Submitted::ErrorPage(stored) => {
             let mut to = e.settings.error_ui_url.clone();
@@ -392,33 +412,18 @@ async fn submit(
             return Ok(Redirect::to(to.as_str()).into_response());
         }
     };
-    let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !wants_json(&headers);
+    let browser_form = |flow: &Flow| flow.flow_type == FlowType::Browser && !neg.json;
     Ok(match outcome {
         Outcome::Upstream {
             flow,
             to,
             continuity,
-        } => crate::oidc::go_upstream(&st, &to, continuity.as_deref(), !browser_form(&flow)),
-        Outcome::Redirect(to) => crate::oidc::go_upstream(&st, &to, None, wants_json(&headers)),
-        Outcome::Continue(flow) => {
-            if browser_form(&flow) {
-                let mut to = e.ui_url(flow.kind).clone();
-                to.query_pairs_mut()
-                    .append_pair("flow", &flow.id.to_string());
-                Redirect::to(to.as_str()).into_response()
-            } else {
-                (StatusCode::BAD_REQUEST, Json(flow)).into_response()
-            }
-        }
-        Outcome::Invalid(flow) => {
-            if browser_form(&flow) {
-                let mut to = e.ui_url(kind).clone();
-                to.query_pairs_mut()
-                    .append_pair("flow", &flow.id.to_string());
-                Redirect::to(to.as_str()).into_response()
-            } else {
-                (StatusCode::BAD_REQUEST, Json(flow)).into_response()
-            }
+        } => crate::oidc::go_upstream(e, &to, continuity.as_deref(), !browser_form(&flow)),
+        Outcome::Redirect(to) => crate::oidc::go_upstream(e, &to, None, neg.json),
+        Outcome::Continue(flow) if browser_form(&flow) => to_ui(e, flow.kind, &flow),
+        Outcome::Invalid(flow) if browser_form(&flow) => to_ui(e, kind, &flow),
+        Outcome::Continue(flow) | Outcome::Invalid(flow) => {
+            (StatusCode::BAD_REQUEST, Json(flow)).into_response()
         }
         Outcome::Completed {
             flow,
@@ -429,91 +434,98 @@ async fn submit(
             let browser = flow.flow_type == FlowType::Browser;
             let mut resp = if browser_form(&flow) {
                 if kind == FlowKind::Settings {
-                    let mut to = e.ui_url(kind).clone();
-                    to.query_pairs_mut()
-                        .append_pair("flow", &flow.id.to_string());
-                    Redirect::to(to.as_str()).into_response()
+                    to_ui(e, kind, &flow)
                 } else {
                     Redirect::to(&return_to).into_response()
                 }
             } else {
-                match kind {
-                    FlowKind::Settings => Json(&flow).into_response(),
-                    FlowKind::Login => match &session {
-                        Some((s, t)) if !browser => {
-                            Json(json!({ "session_token": t, "session": s })).into_response()
-                        }
-                        Some((s, _)) => Json(json!({ "session": s })).into_response(),
-                        None => Json(json!({})).into_response(),
-                    },
-                    FlowKind::Registration => match &session {
-                        Some((s, t)) if !browser => {
-                            Json(json!({ "identity": identity, "session_token": t, "session": s }))
-                                .into_response()
-                        }
-                        Some((s, _)) => {
-                            Json(json!({ "identity": identity, "session": s })).into_response()
-                        }
-                        None => Json(json!({ "identity": identity })).into_response(),
-                    },
-                }
+                completed_json(kind, &flow, &identity, session.as_ref(), browser)
             };
             if browser && let Some((s, t)) = &session {
                 resp.headers_mut()
-                    .append(header::SET_COOKIE, session_cookie(&st, t, s));
+                    .append(header::SET_COOKIE, session_cookie(e, t, s));
             }
             resp
         }
     })
 }
 
-async fn login_submit(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    submit(st, client, FlowKind::Login, q, h, body).await
+/// A completed flow's JSON answer: the session token only for API flows (browsers get the
+/// cookie), the identity for registrations, the flow itself for settings.
+fn completed_json(
+    kind: FlowKind,
+    flow: &Flow,
+    identity: &tessera_core::identity::Identity,
+    session: Option<&(Session, String)>,
+    browser: bool,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    if kind == FlowKind::Settings {
+        return Json(flow).into_response();
+    }
+    if kind == FlowKind::Registration {
+        body.insert("identity".into(), json!(identity));
+    }
+    if let Some((s, t)) = session {
+        if !browser {
+            body.insert("session_token".into(), json!(t));
+        }
+        body.insert("session".into(), json!(s));
+    }
+    Json(Value::Object(body)).into_response()
 }
-async fn registration_submit(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    submit(st, client, FlowKind::Registration, q, h, body).await
+
+/// `POST /self-service/{kind}`: one handler, the kind as route state.
+fn submit_route(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
+    match kind {
+        FlowKind::Settings => post(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<FlowQuery>,
+                  client: ClientAddr,
+                  MaybeSession(s): MaybeSession,
+                  csrf: Csrf,
+                  neg: Negotiated,
+                  h: HeaderMap,
+                  body: Body| submit(cfg, client, kind, q, s, csrf, neg, h, body),
+        ),
+        FlowKind::Login | FlowKind::Registration => post(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<FlowQuery>,
+                  client: ClientAddr,
+                  csrf: Csrf,
+                  neg: Negotiated,
+                  h: HeaderMap,
+                  body: Body| submit(cfg, client, kind, q, None, csrf, neg, h, body),
+        ),
+    }
 }
-async fn settings_submit(
-    State(st): State<AppState>,
-    Query(q): Q,
-    client: ClientAddr,
-    h: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    submit(st, client, FlowKind::Settings, q, h, body).await
+
+/// `?return_to=` of the logout endpoints, and `?token=` of `GET /self-service/logout`.
+#[derive(Deserialize)]
+struct LogoutQuery {
+    token: Option<String>,
+    return_to: Option<String>,
 }
 
 async fn logout_browser(
-    State(st): State<AppState>,
-    Query(q): Q,
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<LogoutQuery>,
     headers: HeaderMap,
+    MaybeSession(session): MaybeSession,
 ) -> ApiResult<Response> {
-    if http::session_token(&st, &headers).is_some() && headers.get("x-session-token").is_some() {
+    let e = cfg.engine();
+    if http::token_in(&headers, &e.settings.session_cookie_name).is_some()
+        && headers.get("x-session-token").is_some()
+    {
         return Err(ApiError(Error::bad_request(
             "Browser logout needs the session cookie; API clients use DELETE /self-service/logout/api.",
         )));
     }
-    let session = current_session(&st, &headers)
-        .await?
-        .ok_or_else(Error::no_session)?;
-    let token = st.engine().logout_token(&session);
-    let return_to = st
-        .engine()
-        .check_return_to(q.get("return_to").map(String::as_str))?;
-    let mut url = url::Url::parse(&st.engine().public_logout_url(&session))
-        .map_err(|e| ApiError(Error::internal(e.to_string())))?;
+    let session = session.ok_or_else(Error::no_session)?;
+    let token = e.logout_token(&session);
+    let return_to = e.check_return_to(q.return_to.as_deref())?;
+    let mut url = url::Url::parse(&e.public_logout_url(&session))
+        .map_err(|err| ApiError(Error::internal(err.to_string())))?;
     if let Some(r) = return_to {
         url.query_pairs_mut().append_pair("return_to", &r);
     }
@@ -521,34 +533,28 @@ async fn logout_browser(
 }
 
 async fn logout(
-    State(st): State<AppState>,
-    Query(q): Q,
-    headers: HeaderMap,
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<LogoutQuery>,
+    MaybeSession(session): MaybeSession,
+    neg: Negotiated,
 ) -> ApiResult<Response> {
-    let token = flow_id(&q, "token")?;
-    let session = current_session(&st, &headers).await?;
-    st.engine()
-        .logout_with_token(&token, session.as_ref())
-        .await?;
-    let return_to = st
-        .engine()
-        .check_return_to(q.get("return_to").map(String::as_str))?
-        .unwrap_or_else(|| st.engine().settings.logout_return_url.to_string());
-    let mut resp = if wants_json(&headers) {
+    let token = required(&q.token, "token")?;
+    let e = cfg.engine();
+    e.logout_with_token(token, session.as_ref()).await?;
+    let return_to = e
+        .check_return_to(q.return_to.as_deref())?
+        .unwrap_or_else(|| e.settings.logout_return_url.to_string());
+    let mut resp = if neg.json {
         StatusCode::NO_CONTENT.into_response()
     } else {
         Redirect::to(&return_to).into_response()
     };
     resp.headers_mut()
-        .append(header::SET_COOKIE, clear_session_cookie(&st));
+        .append(header::SET_COOKIE, clear_session_cookie(e));
     Ok(resp)
 }
 
-async fn logout_api(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+async fn logout_api(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let body = read_body(&headers, body).await?;
     let token = body
         .get("session_token")
@@ -559,7 +565,7 @@ async fn logout_api(
                 "`session_token` is required in the JSON body.",
             ))
         })?;
-    st.engine().revoke_session_token(token).await?;
+    cfg.engine().revoke_session_token(token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -632,9 +638,8 @@ fn tessera_store_not_found(id: uuid::Uuid) -> Error {
     Error::not_found(format!("Session `{id}` does not exist."))
 }
 
-async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
-    let engine = st.engine();
-    let mut schemas: Vec<_> = engine.schemas.by_id.iter().collect();
+async fn list_schemas(cfg: Cfg) -> Json<Value> {
+    let mut schemas: Vec<_> = cfg.engine().schemas.by_id.iter().collect();
     schemas.sort_by_key(|(id, _)| *id);
     Json(Value::Array(
         schemas
@@ -644,8 +649,8 @@ async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
     ))
 }
 
-async fn get_schema(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    st.engine()
+async fn get_schema(cfg: Cfg, KratosPath(id): KratosPath<String>) -> ApiResult<Json<Value>> {
+    cfg.engine()
         .schemas
         .by_id
         .get(&id)

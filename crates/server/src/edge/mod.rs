@@ -158,22 +158,9 @@ fn has_format(resp: &Response) -> bool {
         .is_some_and(|c| c.starts_with("application/json") || c.starts_with("text/html"))
 }
 
+/// The inverse of `error::status_of`, from the same table.
 fn kind_of(status: StatusCode) -> ErrorKind {
-    match status.as_u16() {
-        401 => ErrorKind::Unauthorized,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        405 => ErrorKind::MethodNotAllowed,
-        409 => ErrorKind::Conflict,
-        410 => ErrorKind::Gone,
-        413 => ErrorKind::PayloadTooLarge,
-        415 => ErrorKind::UnsupportedMediaType,
-        422 => ErrorKind::UnprocessableEntity,
-        429 => ErrorKind::TooManyRequests,
-        503 => ErrorKind::Unavailable,
-        s if s >= 500 => ErrorKind::Internal,
-        _ => ErrorKind::BadRequest,
-    }
+    crate::error::kind_of(status)
 }
 
 /// Each request to a route that stores a row before anyone signs in (a new flow, a pending

@@ -20,24 +20,24 @@ pub mod i18n;
 pub mod render;
 
 use crate::AppState;
-use crate::http::{cookie, current_session};
+use crate::extract::{Cfg, Csrf, KratosQuery, MaybeSession};
+use crate::http::cookie;
 use axum::Router;
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::OriginalUri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get};
 use i18n::{LANG_COOKIE, Lang};
 pub use render::{BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView};
 use render::{Chrome, ErrorPage, FlowContext, FlowPage, WelcomePage};
+use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use tessera_core::flow::{Flow, FlowKind};
 use tessera_core::session::Session;
 use tessera_flows::Engine;
 use tessera_social::types::origin_of;
-
-type Q = Query<HashMap<String, String>>;
 
 /// The stylesheet, served from `/ui/static/tessera.css?v=<hash>` with a year-long cache.
 pub const CSS: &str = include_str!("static/tessera.css");
@@ -67,10 +67,18 @@ pub fn router() -> Router<AppState> {
         .route("/ui/theme.css", get(theme))
 }
 
+/// The query of a hosted page: the flow or stored error it shows, and an app's `ui_locales`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub flow: Option<String>,
+    pub id: Option<String>,
+    pub ui_locales: Option<String>,
+}
+
 /// The page language for this request (see [`i18n`] for the order).
-pub fn page_lang(headers: &HeaderMap, query: &HashMap<String, String>) -> Lang {
+pub fn page_lang(headers: &HeaderMap, ui_locales: Option<&str>) -> Lang {
     i18n::negotiate(
-        query.get("ui_locales").map(String::as_str),
+        ui_locales,
         cookie(headers, LANG_COOKIE),
         headers
             .get(header::ACCEPT_LANGUAGE)
@@ -79,8 +87,8 @@ pub fn page_lang(headers: &HeaderMap, query: &HashMap<String, String>) -> Lang {
 }
 
 /// The frame every page shares: language links, brand, stylesheets.
-pub fn chrome(st: &AppState, lang: Lang, here: &str) -> Chrome {
-    let x = &st.engine().settings.experience;
+pub fn chrome(e: &Engine, lang: Lang, here: &str) -> Chrome {
+    let x = &e.settings.experience;
     Chrome::new(
         lang,
         x,
@@ -124,10 +132,14 @@ pub fn content_security_policy(st: &AppState) -> String {
 /// [`content_security_policy`] with more `form-action` targets: the OpenID Provider's pages add
 /// the origin of the app their form ends up at (consent and "Sign out?" answer 303 there, a
 /// `form_post` "Back to the app" posts there).
+///
+/// It runs in the security-header layer, after the handler, so it takes the configuration in
+/// force at that moment.
 pub fn content_security_policy_for(st: &AppState, extra_targets: &[String]) -> String {
-    let engine = st.engine();
+    let running = st.live.running();
+    let engine = &running.engine;
     let s = &engine.settings;
-    let targets = form_action_origins(&engine, extra_targets);
+    let targets = form_action_origins(engine, extra_targets);
     let mut form_action = String::from("'self'");
     for t in &targets {
         form_action.push(' ');
@@ -147,18 +159,13 @@ pub fn content_security_policy_for(st: &AppState, extra_targets: &[String]) -> S
 
 /// An HTML answer; the edge adds the security headers and the CSP
 /// ([`crate::edge::headers`]).
-pub fn html_response(st: &AppState, status: StatusCode, body: String) -> Response {
-    html_response_for(st, status, body, &[])
+pub fn html_response(status: StatusCode, body: String) -> Response {
+    html_response_for(status, body, &[])
 }
 
 /// [`html_response`] whose forms may also end up at `extra_targets` (URLs; their origins are
 /// added to the CSP's `form-action`).
-pub fn html_response_for(
-    _st: &AppState,
-    status: StatusCode,
-    body: String,
-    extra_targets: &[String],
-) -> Response {
+pub fn html_response_for(status: StatusCode, body: String, extra_targets: &[String]) -> Response {
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -172,18 +179,17 @@ pub fn html_response_for(
     resp
 }
 
-fn rendered(st: &AppState, result: Result<String, String>) -> Response {
-    rendered_for(st, StatusCode::OK, result, &[])
+fn rendered(result: Result<String, String>) -> Response {
+    rendered_for(StatusCode::OK, result, &[])
 }
 
 fn rendered_for(
-    st: &AppState,
     status: StatusCode,
     result: Result<String, String>,
     extra_targets: &[String],
 ) -> Response {
     match result {
-        Ok(html) => html_response_for(st, status, html, extra_targets),
+        Ok(html) => html_response_for(status, html, extra_targets),
         Err(e) => {
             tracing::error!(error = %e, "hosted UI template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
@@ -192,19 +198,19 @@ fn rendered_for(
 }
 
 /// The OpenID Provider's pages (consent, its errors, "Sign out?", "signed out"): the request
-/// they answer. The language comes from the app's `ui_locales` (carried in `query`), then the
+/// they answer. The language comes from the app's `ui_locales`, then the
 /// cookie, then `Accept-Language`; `here` is the page's own path for the language switcher;
 /// `app_url` is where the page's form ends up (its origin joins the CSP's `form-action`).
 pub struct OpPage<'a> {
     pub headers: &'a HeaderMap,
-    pub query: &'a HashMap<String, String>,
+    pub ui_locales: Option<&'a str>,
     pub here: &'a str,
     pub app_url: Option<String>,
 }
 
 impl OpPage<'_> {
     fn lang(&self) -> Lang {
-        page_lang(self.headers, self.query)
+        page_lang(self.headers, self.ui_locales)
     }
     fn targets(&self) -> Vec<String> {
         self.app_url.iter().cloned().collect()
@@ -213,47 +219,43 @@ impl OpPage<'_> {
 
 /// The consent page: the same chrome, headers and language choice as every hosted page. A page
 /// opened with `ui_locales` keeps that language for the rest of the journey.
-pub fn consent_response(st: &AppState, p: &OpPage, view: ConsentView) -> Response {
+pub fn consent_response(e: &Engine, p: &OpPage, view: ConsentView) -> Response {
     let lang = p.lang();
     let resp = rendered_for(
-        st,
         StatusCode::OK,
-        render::render_consent(chrome(st, lang, p.here), view),
+        render::render_consent(chrome(e, lang, p.here), view),
         &p.targets(),
     );
-    keep_ui_locales(st, resp, p.query)
+    keep_ui_locales(e, resp, p.ui_locales)
 }
 
 /// An OpenID Provider error shown instead of going back to the app.
-pub fn op_error_response(st: &AppState, p: &OpPage, view: OpErrorView) -> Response {
+pub fn op_error_response(e: &Engine, p: &OpPage, view: OpErrorView) -> Response {
     let status = StatusCode::from_u16(view.status).unwrap_or(StatusCode::BAD_REQUEST);
     let lang = p.lang();
     rendered_for(
-        st,
         status,
-        render::render_op_error(chrome(st, lang, p.here), view),
+        render::render_op_error(chrome(e, lang, p.here), view),
         &p.targets(),
     )
 }
 
 /// "Sign out?" (RP-initiated logout without an `id_token_hint`).
-pub fn logout_confirm_response(st: &AppState, p: &OpPage, view: LogoutConfirmView) -> Response {
+pub fn logout_confirm_response(e: &Engine, p: &OpPage, view: LogoutConfirmView) -> Response {
     let lang = p.lang();
     rendered_for(
-        st,
         StatusCode::OK,
-        render::render_logout_confirm(chrome(st, lang, p.here), view),
+        render::render_logout_confirm(chrome(e, lang, p.here), view),
         &p.targets(),
     )
 }
 
 /// "You are signed out" (a logout with nowhere to go back to).
-pub fn signed_out_response(st: &AppState, p: &OpPage) -> Response {
+pub fn signed_out_response(e: &Engine, p: &OpPage) -> Response {
     let lang = p.lang();
     rendered_for(
-        st,
         StatusCode::OK,
-        render::render_signed_out(chrome(st, lang, p.here)),
+        render::render_signed_out(chrome(e, lang, p.here)),
         &[],
     )
 }
@@ -271,8 +273,8 @@ async fn stylesheet() -> Response {
 
 /// The brand colour as CSS custom properties (the link carries a hash of the colour, so a
 /// changed colour is a new URL and the long cache is safe).
-async fn theme(State(st): State<AppState>) -> Response {
-    let c = &st.engine().settings.experience.primary_color;
+async fn theme(cfg: Cfg) -> Response {
+    let c = &cfg.engine().settings.experience.primary_color;
     let strong = tessera_config::experience::parse_hex_color(c)
         .map(|[r, g, b]| {
             let d = |v: u8| (f32::from(v) * 0.82) as u8;
@@ -292,30 +294,36 @@ async fn theme(State(st): State<AppState>) -> Response {
 /// `GET /ui/lang?set=<tag>&back=<path>`: the switcher. Remembers the choice in a cookie and
 /// goes back to the page (only to a path under `/ui/` or the OpenID Provider's `/oidc/`, never
 /// elsewhere).
-async fn switch_language(State(st): State<AppState>, Query(q): Q) -> Response {
+/// `GET /ui/lang`'s query.
+#[derive(Deserialize)]
+struct LangQuery {
+    set: Option<String>,
+    back: Option<String>,
+}
+
+async fn switch_language(cfg: Cfg, KratosQuery(q): KratosQuery<LangQuery>) -> Response {
     let back = q
-        .get("back")
+        .back
         .filter(|b| {
             (b.starts_with("/ui/") || b.starts_with("/oidc/"))
                 && !b.contains("//")
                 && !b.contains('\\')
         })
-        .cloned()
         .unwrap_or_else(|| "/ui/welcome".into());
     let mut resp = Redirect::to(&back).into_response();
-    if let Some(lang) = q.get("set").and_then(|s| Lang::parse(s)) {
-        remember_lang(&st, &mut resp, lang);
+    if let Some(lang) = q.set.as_deref().and_then(Lang::parse) {
+        remember_lang(cfg.engine(), &mut resp, lang);
     }
     resp
 }
 
 /// Sets the language cookie, so the next pages of the journey keep this language.
-fn remember_lang(st: &AppState, resp: &mut Response, lang: Lang) {
+fn remember_lang(e: &Engine, resp: &mut Response, lang: Lang) {
     let mut c = format!(
         "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
         lang.tag()
     );
-    if st.engine().settings.secure_cookies {
+    if e.settings.secure_cookies {
         c.push_str("; Secure");
     }
     if let Ok(v) = HeaderValue::from_str(&c) {
@@ -325,12 +333,9 @@ fn remember_lang(st: &AppState, resp: &mut Response, lang: Lang) {
 
 /// A page opened with `ui_locales` (an app's wish, via the OpenID Provider) keeps that
 /// language for the rest of the journey, whose later pages no longer carry the parameter.
-fn keep_ui_locales(st: &AppState, mut resp: Response, q: &HashMap<String, String>) -> Response {
-    if let Some(lang) = q
-        .get("ui_locales")
-        .and_then(|l| l.split_whitespace().find_map(Lang::parse))
-    {
-        remember_lang(st, &mut resp, lang);
+fn keep_ui_locales(e: &Engine, mut resp: Response, ui_locales: Option<&str>) -> Response {
+    if let Some(lang) = ui_locales.and_then(|l| l.split_whitespace().find_map(Lang::parse)) {
+        remember_lang(e, &mut resp, lang);
     }
     resp
 }
@@ -342,13 +347,12 @@ fn here(uri: &OriginalUri) -> String {
         .unwrap_or_else(|| uri.0.path().to_string())
 }
 
-fn browser_start(st: &AppState, kind: FlowKind, return_to: Option<&str>) -> String {
-    let mut u = st
-        .engine()
+fn browser_start(e: &Engine, kind: FlowKind, return_to: Option<&str>) -> String {
+    let mut u = e
         .settings
         .public_base_url
         .join(&format!("self-service/{}/browser", kind.as_str()))
-        .unwrap_or_else(|_| st.engine().settings.public_base_url.clone());
+        .unwrap_or_else(|_| e.settings.public_base_url.clone());
     if let Some(r) = return_to {
         u.query_pairs_mut().append_pair("return_to", r);
     }
@@ -356,11 +360,11 @@ fn browser_start(st: &AppState, kind: FlowKind, return_to: Option<&str>) -> Stri
 }
 
 /// The identifier to show for a signed-in person: their email or username, else the id.
-fn identifier_of(st: &AppState, session: &Session) -> String {
+fn identifier_of(e: &Engine, session: &Session) -> String {
     let Some(identity) = &session.identity else {
         return session.identity_id.to_string();
     };
-    if let Ok(schema) = st.engine().schemas.get(&identity.schema_id) {
+    if let Ok(schema) = e.schemas.get(&identity.schema_id) {
         for f in schema.fields.iter().filter(|f| f.password_identifier) {
             if let Some(Value::String(s)) = tessera_core::schema::lookup(&identity.traits, &f.path)
             {
@@ -377,58 +381,57 @@ fn identifier_of(st: &AppState, session: &Session) -> String {
 }
 
 async fn flow_page(
-    st: AppState,
+    cfg: Cfg,
     kind: FlowKind,
-    q: HashMap<String, String>,
+    q: PageQuery,
+    csrf: Csrf,
+    session: Option<Session>,
     headers: HeaderMap,
     here: String,
 ) -> Response {
-    let lang = page_lang(&headers, &q);
-    let start = browser_start(&st, kind, None);
-    let Some(id) = q.get("flow") else {
+    let e = cfg.engine();
+    let lang = page_lang(&headers, q.ui_locales.as_deref());
+    let start = browser_start(e, kind, None);
+    let Some(id) = q.flow.as_deref() else {
         return Redirect::to(&start).into_response();
     };
-    let csrf = cookie(&headers, crate::http::CSRF_COOKIE);
-    let flow = match st.engine().fetch_flow(kind, id, csrf).await {
+    let flow = match e.fetch_flow(kind, id, csrf.cookie()).await {
         Ok(f) => f,
-        Err(e) if e.kind == tessera_core::ErrorKind::Gone => {
-            return error_view(&st, lang, &here, "self_service_flow_expired", "", &start);
+        Err(err) if err.kind == tessera_core::ErrorKind::Gone => {
+            return error_view(e, lang, &here, "self_service_flow_expired", "", &start);
         }
         // Unknown, or another browser's flow (a pasted or phished link): a fresh flow of our
         // own, never someone else's form.
-        Err(e)
-            if e.kind == tessera_core::ErrorKind::NotFound
-                || e.id == Some(tessera_core::error::ErrorId::SecurityCsrfViolation) =>
+        Err(err)
+            if err.kind == tessera_core::ErrorKind::NotFound
+                || err.id == Some(tessera_core::error::ErrorId::SecurityCsrfViolation) =>
         {
             return Redirect::to(&start).into_response();
         }
-        Err(e) => return crate::error::ApiError(e).into_response(),
+        Err(err) => return crate::error::ApiError(err).into_response(),
     };
     if flow.flow_type == tessera_core::flow::FlowType::Api {
         // API flows belong to an app's own screens and are bound to nobody: rendered here, a
         // form on this site's own domain could be handed to someone else to fill in.
-        return error_view(&st, lang, &here, "self_service_api_flow", "", &start);
+        return error_view(e, lang, &here, "self_service_api_flow", "", &start);
     }
-    let mut session = None;
-    if kind == FlowKind::Settings {
-        match current_session(&st, &headers).await {
-            Ok(Some(s)) if flow.identity_id == Some(s.identity_id) => session = Some(s),
-            _ => return Redirect::to(&start).into_response(),
-        }
-    }
-    let resp = rendered(&st, flow_html(&st, lang, &here, &flow, session.as_ref()));
-    keep_ui_locales(&st, resp, &q)
+    let session = match (kind, session) {
+        (FlowKind::Settings, Some(s)) if flow.identity_id == Some(s.identity_id) => Some(s),
+        (FlowKind::Settings, _) => return Redirect::to(&start).into_response(),
+        (FlowKind::Login | FlowKind::Registration, _) => None,
+    };
+    let resp = rendered(flow_html(e, lang, &here, &flow, session.as_ref()));
+    keep_ui_locales(e, resp, q.ui_locales.as_deref())
 }
 
 /// Builds and renders a login, registration or settings page for a flow.
 pub fn flow_html(
-    st: &AppState,
+    e: &Engine,
     lang: Lang,
     here: &str,
     flow: &Flow,
     session: Option<&Session>,
 ) -> Result<String, String> {
-    let e = &st.engine();
     let x = &e.settings.experience;
     let schema = e.schemas.default_schema().ok();
     let provider_type = |id: &str| e.social.get(id).map(|p| p.kind);
@@ -482,7 +485,7 @@ pub fn flow_html(
                 ),
                 i18n::t(lang, "page.login.subtitle", &brand),
                 if e.settings.registration_enabled {
-                    browser_start(st, FlowKind::Registration, return_to)
+                    browser_start(e, FlowKind::Registration, return_to)
                 } else {
                     String::new()
                 },
@@ -507,7 +510,7 @@ pub fn flow_html(
                 } else {
                     i18n::t(lang, "page.registration.subtitle", &brand)
                 },
-                browser_start(st, FlowKind::Login, return_to),
+                browser_start(e, FlowKind::Login, return_to),
             )
         }
         FlowKind::Settings => (
@@ -519,7 +522,7 @@ pub fn flow_html(
         ),
     };
     let view = FlowPage {
-        chrome: chrome(st, lang, here),
+        chrome: chrome(e, lang, here),
         page,
         title,
         subtitle,
@@ -533,48 +536,69 @@ pub fn flow_html(
         switch_href,
         logout_href: session.map(|s| e.public_logout_url(s)).unwrap_or_default(),
         home_href: e.settings.default_return_url.to_string(),
-        signed_in_as: session.map(|s| identifier_of(st, s)).unwrap_or_default(),
+        signed_in_as: session.map(|s| identifier_of(e, s)).unwrap_or_default(),
     };
     render::render(template, &view)
 }
 
 /// `/ui/login`, `/ui/registration` and `/ui/settings`: one handler, the flow kind as route
-/// state.
+/// state. Only the settings page needs the caller's session.
 fn flow_route(kind: FlowKind) -> MethodRouter<AppState> {
-    get(
-        move |State(st): State<AppState>, Query(q): Q, h: HeaderMap, u: OriginalUri| async move {
-            flow_page(st, kind, q, h, here(&u)).await
-        },
-    )
+    match kind {
+        FlowKind::Settings => get(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<PageQuery>,
+                  csrf: Csrf,
+                  s: Result<MaybeSession, crate::error::ApiError>,
+                  h: HeaderMap,
+                  u: OriginalUri| async move {
+                // A failed session lookup sends the browser to sign in again.
+                let s = s.ok().and_then(|m| m.0);
+                flow_page(cfg, kind, q, csrf, s, h, here(&u)).await
+            },
+        ),
+        FlowKind::Login | FlowKind::Registration => get(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<PageQuery>,
+                  csrf: Csrf,
+                  h: HeaderMap,
+                  u: OriginalUri| async move {
+                flow_page(cfg, kind, q, csrf, None, h, here(&u)).await
+            },
+        ),
+    }
 }
 
 async fn welcome(
-    State(st): State<AppState>,
-    Query(q): Q,
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<PageQuery>,
+    session: Result<MaybeSession, crate::error::ApiError>,
     headers: HeaderMap,
     u: OriginalUri,
 ) -> Response {
-    let lang = page_lang(&headers, &q);
-    let session = current_session(&st, &headers).await.ok().flatten();
+    let e = cfg.engine();
+    let lang = page_lang(&headers, q.ui_locales.as_deref());
+    // A failed session lookup shows the signed-out page rather than an error.
+    let session = session.ok().and_then(|s| s.0);
     let view = WelcomePage {
-        chrome: chrome(&st, lang, &here(&u)),
+        chrome: chrome(e, lang, &here(&u)),
         page: "welcome",
         title: i18n::t(lang, "page.welcome.title", &[]),
-        identifier: session.as_ref().map(|s| identifier_of(&st, s)),
-        settings_href: browser_start(&st, FlowKind::Settings, None),
+        identifier: session.as_ref().map(|s| identifier_of(e, s)),
+        settings_href: browser_start(e, FlowKind::Settings, None),
         logout_href: session
             .as_ref()
-            .map(|s| st.engine().public_logout_url(s))
+            .map(|s| e.public_logout_url(s))
             .unwrap_or_default(),
-        login_href: browser_start(&st, FlowKind::Login, None),
-        registration_href: browser_start(&st, FlowKind::Registration, None),
+        login_href: browser_start(e, FlowKind::Login, None),
+        registration_href: browser_start(e, FlowKind::Registration, None),
     };
-    rendered(&st, render::render("welcome.html", &view))
+    rendered(render::render("welcome.html", &view))
 }
 
 /// The error page for an error id (`self_service_flow_expired`, …) with a way forward.
 fn error_view(
-    st: &AppState,
+    e: &Engine,
     lang: Lang,
     here: &str,
     error_id: &str,
@@ -588,34 +612,35 @@ fn error_view(
         i18n::t(lang, "error.self_service_error", &[])
     };
     let view = ErrorPage {
-        chrome: chrome(st, lang, here),
+        chrome: chrome(e, lang, here),
         page: "error",
         title: i18n::t(lang, "page.error.title", &[]),
         message,
         code: code.to_string(),
         start_href: start_href.to_string(),
     };
-    rendered(st, render::render("error.html", &view))
+    rendered(render::render("error.html", &view))
 }
 
 /// Shows a stored error (`?id=`, as Kratos's error UI) in the page language. Text from the URL
 /// is never shown, so the page cannot display an attacker's message under this site's name.
 async fn error_page(
-    State(st): State<AppState>,
-    Query(q): Q,
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<PageQuery>,
     headers: HeaderMap,
     u: OriginalUri,
 ) -> Response {
-    let lang = page_lang(&headers, &q);
-    let stored = match q.get("id").map(|i| uuid::Uuid::parse_str(i)) {
-        Some(Ok(id)) => st.engine().store.get_error(id).await.ok().flatten(),
+    let e = cfg.engine();
+    let lang = page_lang(&headers, q.ui_locales.as_deref());
+    let stored = match q.id.as_deref().map(uuid::Uuid::parse_str) {
+        Some(Ok(id)) => e.store.get_error(id).await.ok().flatten(),
         _ => None,
     };
     let (error_id, code) = match &stored {
         Some((stored, _)) => {
-            let e = crate::error::stored_error_body(stored);
-            let code = e.get("code").and_then(Value::as_u64).unwrap_or(0);
-            let id = match e.get("id").and_then(Value::as_str) {
+            let body = crate::error::stored_error_body(stored);
+            let code = body.get("code").and_then(Value::as_u64).unwrap_or(0);
+            let id = match body.get("id").and_then(Value::as_str) {
                 Some(id) => id.to_string(),
                 None if code == 401 || code == 403 => "access_denied".into(),
                 None => "self_service_error".into(),
@@ -629,9 +654,9 @@ async fn error_page(
                 },
             )
         }
-        None if q.contains_key("id") => ("not_found".to_string(), String::new()),
+        None if q.id.is_some() => ("not_found".to_string(), String::new()),
         None => ("self_service_error".to_string(), String::new()),
     };
-    let start = browser_start(&st, FlowKind::Login, None);
-    error_view(&st, lang, &here(&u), &error_id, &code, &start)
+    let start = browser_start(e, FlowKind::Login, None);
+    error_view(e, lang, &here(&u), &error_id, &code, &start)
 }

@@ -282,7 +282,7 @@ async fn scopes_dingtalk_does_not_have_are_refused_at_start() {
     .await
     {
         Ok(_) => panic!("accepted:\n{yaml}"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     for needle in [
         "providers.0.scope".to_string(),

@@ -299,7 +299,7 @@ async fn vk_provider_requires_a_client_secret() {
     .await
     {
         Ok(_) => panic!("accepted without a client_secret"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     assert!(
         err.contains("providers.0.client_secret") && err.contains("client_secret is required"),

@@ -91,7 +91,8 @@ async fn unloadable_schema_refuses_start_with_its_key() {
     let settings = tessera_config::resolve(&loaded, false, None).unwrap();
     let err = tessera_server::app::load_schemas(&settings)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("identity.schemas.0.url") && err.contains("not valid JSON"),
         "{err}"

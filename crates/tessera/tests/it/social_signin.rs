@@ -1459,7 +1459,7 @@ async fn provider_configuration_errors_name_the_provider_key_and_line() {
         .await
         {
             Ok(_) => panic!("accepted:\n{yaml}"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         for n in needles {
             assert!(err.contains(n), "`{n}` in:\n{err}");
