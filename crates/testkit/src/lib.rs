@@ -101,6 +101,53 @@ pub fn tessera_bin() -> PathBuf {
     dir.join("tessera")
 }
 
+/// Drops a test database that [`fresh_dsn`] created (`t_<uuid>` on the test cluster), even
+/// while connections to it are open (`WITH (FORCE)`). Best effort: a database that cannot be
+/// dropped is left for `scripts/postgres.sh` to clean, never a reason to fail a test. Blocking
+/// (it runs on a thread of its own, so it can be called from `Drop` inside a test's runtime).
+pub fn drop_database(dsn: &str) {
+    let Some(name) = test_database_name(dsn) else {
+        return;
+    };
+    let Ok(admin) = std::env::var("TESSERA_TEST_POSTGRES_DSN") else {
+        return;
+    };
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::Executor::execute(&mut conn, sql.as_str()).await;
+                let _ = conn.close().await;
+            }
+        });
+    })
+    .join();
+}
+
+/// The database name of a DSN made by [`fresh_dsn`] for PostgreSQL (`t_` and 32 hex digits),
+/// and nothing else: no other database is ever dropped.
+fn test_database_name(dsn: &str) -> Option<String> {
+    let u = url::Url::parse(dsn).ok()?;
+    if !u.scheme().starts_with("postgres") {
+        return None;
+    }
+    let name = u.path().trim_start_matches('/');
+    let hex = name.strip_prefix("t_")?;
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
+}
+
+/// Whether a failed test's folder is kept anyway (`TESSERA_KEEP_TEST_DIRS=1` keeps every one).
+fn keep_test_dirs() -> bool {
+    std::thread::panicking() || std::env::var_os("TESSERA_KEEP_TEST_DIRS").is_some_and(|v| v == "1")
+}
+
 pub fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tessera-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
@@ -115,6 +162,30 @@ pub struct TestServer {
     pub engine: tessera_server::app::EngineHandle,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// What this server created itself and removes when it is dropped: its PostgreSQL
+    /// database (always, also after a panic) and its folder (kept when the test failed, or
+    /// with `TESSERA_KEEP_TEST_DIRS=1`). A database or folder passed in belongs to the test.
+    owned_dsn: Option<String>,
+    owned_dir: Option<PathBuf>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(dsn) = self.owned_dsn.take() {
+            drop_database(&dsn);
+        }
+        if let Some(dir) = self.owned_dir.take()
+            && !keep_test_dirs()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl TestServer {
@@ -124,7 +195,10 @@ impl TestServer {
     pub async fn start(backend: Backend, extra: impl Into<Config>) -> TestServer {
         let dir = temp_dir();
         let dsn = fresh_dsn(backend, &dir).await;
-        Self::start_with(backend, dir, &dsn, extra).await
+        let mut s = Self::start_with(backend, dir.clone(), &dsn, extra).await;
+        s.owned_dsn = Some(dsn);
+        s.owned_dir = Some(dir);
+        s
     }
 
     pub async fn start_with(
@@ -151,7 +225,9 @@ impl TestServer {
             Config::from(format!("serve:\n  public:\n{public_serve_yaml}"))
         };
         let extra = serve.with(extra.into().value().clone());
-        Self::start_config(backend, dir, &dsn, extra).await
+        let mut s = Self::start_config(backend, dir, &dsn, extra).await;
+        s.owned_dsn = Some(dsn);
+        s
     }
 
     async fn start_config(backend: Backend, dir: PathBuf, dsn: &str, extra: Config) -> TestServer {
@@ -200,6 +276,8 @@ impl TestServer {
             engine: handle,
             shutdown: Some(tx),
             task: Some(task),
+            owned_dsn: None,
+            owned_dir: None,
         }
     }
 
@@ -398,4 +476,29 @@ pub fn message_ids(flow: &Value) -> Vec<(String, u64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_databases_made_by_fresh_dsn_are_ever_dropped() {
+        let made =
+            "postgres://u:p@127.0.0.1:54329/t_0123456789abcdef0123456789abcdef?sslmode=disable";
+        assert_eq!(
+            test_database_name(made).as_deref(),
+            Some("t_0123456789abcdef0123456789abcdef")
+        );
+        for other in [
+            "postgres://u:p@127.0.0.1:54329/postgres",
+            "postgres://u:p@127.0.0.1:54329/t_short",
+            "postgres://u:p@127.0.0.1:54329/t_0123456789abcdef0123456789abcdeg",
+            "postgres://u:p@h/t_0123456789abcdef0123456789abcdef;DROP",
+            "sqlite:///tmp/t_0123456789abcdef0123456789abcdef",
+            "memory",
+        ] {
+            assert_eq!(test_database_name(other), None, "{other}");
+        }
+    }
 }

@@ -43,6 +43,7 @@ mod provider_vk;
 mod schemas;
 mod social_oidc_provider;
 mod social_signin;
+mod test_cleanup;
 mod ui_browser;
 
 /// The seed-004 GitHub data mapper, verbatim: the file `tessera demo` ships.
