@@ -30,6 +30,9 @@ pub struct AuthParams {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// The APIs (RFC 8707 resource indicators) the app asked access for, each checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
 }
 
 /// An answer sent back to the app: a redirect with the parameters in the query or fragment, or
@@ -205,6 +208,8 @@ struct AuthRequest<'a> {
     ui_locales: Option<&'a str>,
     request: Option<&'a str>,
     request_uri: Option<&'a str>,
+    /// RFC 8707 lets `resource` repeat: one per API.
+    resource: Vec<&'a str>,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -226,6 +231,10 @@ impl<'a> AuthRequest<'a> {
             ui_locales: one(raw, "ui_locales")?,
             request: one(raw, "request")?,
             request_uri: one(raw, "request_uri")?,
+            resource: raw
+                .get("resource")
+                .map(|v| v.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -280,6 +289,7 @@ fn decide(t: &Target, req: &AuthRequest<'_>, issuer: &str) -> Result<AuthParams,
         max_age: None,
         login_hint: None,
         ui_locales: None,
+        resource: vec![],
     };
     let fail = |p: &AuthParams, e: ErrorCode, d: String| Err(error_reply(p, issuer, e, &d));
     if let Err(e) = requested_mode {
@@ -478,7 +488,28 @@ impl Provider {
         let req = AuthRequest::parse(raw)
             .map_err(|m| Stop::Page(page(PageReason::InvalidRequest, None, m)))?;
         let target = self.identify(&req).await?;
-        decide(&target, &req, &self.issuer).map_err(Stop::Reply)
+        let mut p = decide(&target, &req, &self.issuer).map_err(Stop::Reply)?;
+        // Each API the app names must be one it may ask for (RFC 8707 §2); refusals go back to
+        // the app as `invalid_target`.
+        for r in &req.resource {
+            match self.target_api(&target.client, r).await {
+                Ok(api) => {
+                    if !p.resource.contains(&api.identifier) {
+                        p.resource.push(api.identifier);
+                    }
+                }
+                Err(e) if e.code == ErrorCode::InvalidTarget => {
+                    return Err(Stop::Reply(error_reply(
+                        &p,
+                        &self.issuer,
+                        e.code,
+                        &e.description,
+                    )));
+                }
+                Err(e) => return Err(Stop::Failed(e)),
+            }
+        }
+        Ok(p)
     }
 
     /// Phase one: which app asks, and is the `redirect_uri` one it registered? Until both are

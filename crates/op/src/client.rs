@@ -80,6 +80,10 @@ pub struct Client {
     pub claims_mapper: Option<String>,
     #[serde(default)]
     pub secrets: Vec<StoredSecret>,
+    /// Identifiers of the APIs (besides the default one) the app may ask access tokens for
+    /// with `resource` (RFC 8707).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -100,6 +104,7 @@ pub struct ClientInput {
     pub access: Option<String>,
     pub skip_consent: Option<bool>,
     pub claims_mapper: Option<String>,
+    pub resources: Option<Vec<String>>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -394,6 +399,15 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         tessera_mapper::Mapper::compile(&format!("claims mapper of app {client_id}"), m)
             .map_err(|e| bad(format!("`claims_mapper` does not compile: {e}")))?;
     }
+    let resources = input.resources.unwrap_or_default();
+    for (i, r) in resources.iter().enumerate() {
+        if let Some(why) = crate::api::identifier_problem(r) {
+            return Err(bad(format!("`resources[{i}]`: {why}.")));
+        }
+        if resources[..i].contains(r) {
+            return Err(bad(format!("`resources[{i}]`: `{r}` is listed twice.")));
+        }
+    }
     let client_name = input
         .client_name
         .filter(|n| !n.trim().is_empty())
@@ -413,6 +427,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         skip_consent: input.skip_consent.unwrap_or(false),
         claims_mapper: input.claims_mapper,
         secrets: existing.map(|c| c.secrets.clone()).unwrap_or_default(),
+        resources,
     })
 }
 
@@ -560,6 +575,18 @@ impl Provider {
         Ok(client)
     }
 
+    /// Refuses `resources` that name no registered API.
+    async fn check_resources(&self, client: &Client) -> Result<()> {
+        for r in &client.resources {
+            if self.store.op_api_by_identifier(r).await?.is_none() {
+                return Err(bad(format!(
+                    "`resources`: no API has the identifier `{r}`; register it first (POST /admin/apis or `tessera apis create`)."
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a subject that could be reassigned (see [`unstable_subject`]).
     fn check_stable_subject(&self, client: &Client) -> Result<()> {
         match unstable_subject(&client.subject, &self.read_only_traits) {
@@ -586,6 +613,7 @@ impl Provider {
     pub async fn create_client(&self, input: ClientInput) -> Result<(Client, Option<String>)> {
         let mut client = build(input, None)?;
         self.check_stable_subject(&client)?;
+        self.check_resources(&client).await?;
         let secret = if client.app_type.is_public() {
             None
         } else {
@@ -662,6 +690,7 @@ impl Provider {
         let (old, row) = self.client_row(client_id).await?;
         let mut client = build(input, Some(&old))?;
         self.check_stable_subject(&client)?;
+        self.check_resources(&client).await?;
         if client.app_type.is_public() {
             client.secrets.clear();
         }

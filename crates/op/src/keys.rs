@@ -246,12 +246,35 @@ impl Provider {
     /// Signs claims with the current signing key: a compact JWS whose header is what
     /// jsonwebtoken writes (`typ`, `alg`, `kid`), signed by ring with the key parsed at load.
     pub async fn sign(&self, claims: &Value) -> OpResult<String> {
+        self.sign_typed(claims, None, None).await
+    }
+
+    /// [`Provider::sign`] with a `typ` header (`at+jwt` for RFC 9068 access tokens) and, when
+    /// `alg` is named, a refusal if the signing key is of another algorithm (an API registered
+    /// for ES256 after a rotation to RS256, say), rather than tokens its verifier rejects.
+    pub async fn sign_typed(
+        &self,
+        claims: &Value,
+        typ: Option<&str>,
+        alg: Option<SigningAlg>,
+    ) -> OpResult<String> {
         let keys = self.key_set().await?;
         let key = keys
             .first()
             .ok_or_else(|| OpError::server_error("no signing key"))?;
+        if let Some(alg) = alg
+            && alg != key.alg
+        {
+            return Err(OpError::server_error(format!(
+                "the API wants {alg} tokens but the signing key is {}: change the API's signing_alg or rotate keys (`tessera keys rotate --alg {alg}`)",
+                key.alg
+            )));
+        }
         let mut header = Header::new(key.alg.jwt());
         header.kid = Some(key.kid.clone());
+        if let Some(t) = typ {
+            header.typ = Some(t.to_string());
+        }
         let json = |r: serde_json::Result<Vec<u8>>| {
             r.map(|b| URL_SAFE_NO_PAD.encode(b))
                 .map_err(|e| OpError::server_error(format!("signing: {e}")))
@@ -278,6 +301,36 @@ impl Provider {
             .map_err(|e: crate::vocab::UnknownValue| {
                 OpError::server_error(format!("oidc_provider.signing_alg: {e}"))
             })
+    }
+
+    /// Verifies a JWT access token this provider issued (RFC 9068: `typ` `at+jwt`, our `iss`,
+    /// signature by a key of the JWKS, not expired); returns its claims, or `None`.
+    pub async fn verify_access_jwt(&self, token: &str) -> OpResult<Option<Value>> {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Ok(None);
+        };
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))
+        {
+            return Ok(None);
+        }
+        let keys = self.key_set().await?;
+        let Some(key) = keys
+            .iter()
+            .find(|k| Some(&k.kid) == header.kid.as_ref() && k.alg.jwt() == header.alg)
+        else {
+            return Ok(None);
+        };
+        let mut v = jsonwebtoken::Validation::new(key.alg.jwt());
+        v.validate_aud = false;
+        v.leeway = 0;
+        v.set_issuer(&[&self.issuer]);
+        v.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
+        Ok(jsonwebtoken::decode::<Value>(token, &key.decoding, &v)
+            .ok()
+            .map(|d| d.claims))
     }
 
     /// Verifies a token this provider signed (an `id_token_hint`), ignoring expiry; returns its

@@ -10,6 +10,7 @@
 //! lives here. Secrets (client secrets, codes, tokens) are stored only as SHA-256 hashes and
 //! private keys only sealed with `secrets.cipher`. Data walks one way: provider → store.
 
+pub mod api;
 pub mod authorize;
 pub mod client;
 pub mod keys;
@@ -23,6 +24,7 @@ use tessera_config::OpSettings;
 use tessera_core::crypto::Cipher;
 use tessera_store::Store;
 
+pub use api::{Api, ApiInput};
 pub use authorize::{AuthParams, Authorize, ErrorPage, PageReason, Reply};
 pub use client::{AppType, Client, ClientInput};
 pub use logout::{Logout, LogoutRequest};
@@ -32,7 +34,7 @@ pub use vocab::{
 };
 
 /// The error codes this provider answers with: RFC 6749 §4.1.2.1 and §5.2, OIDC Core
-/// §3.1.2.6, RFC 6750 §3.1, RFC 7591 §3.2.2 and RFC 9101. What each means in HTTP (status,
+/// §3.1.2.6, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8707 §2 and RFC 9101. What each means in HTTP (status,
 /// headers) is decided by the server's one OAuth error renderer, not here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -52,6 +54,9 @@ pub enum ErrorCode {
     /// A bearer token that is unknown, expired or revoked (RFC 6750).
     InvalidToken,
     InsufficientScope,
+    /// A `resource` that is malformed, unknown, not allowed to the app or not part of the
+    /// grant (RFC 8707 §2).
+    InvalidTarget,
     /// An app's registration metadata is refused (admin API, RFC 7591).
     InvalidClientMetadata,
     ServerError,
@@ -83,6 +88,7 @@ impl ErrorCode {
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable | ErrorCode::RateLimited => "temporarily_unavailable",

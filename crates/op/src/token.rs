@@ -14,6 +14,7 @@
 //! exists, and that the token is not on the revocation list (`op_tokens` rows marked revoked, by
 //! hash), so revocation is as immediate as for stored tokens.
 
+use crate::api::Api;
 use crate::client::{Client, ClientAuth};
 use crate::vocab::{GrantType, expected_list};
 use crate::{ErrorCode, OpError, OpResult, Provider, millis, now_ms};
@@ -97,6 +98,20 @@ const PROTECTED: &[&str] = &[
     "sid",
     "jti",
 ];
+
+/// The resources (API identifiers) an authorization request named, as kept in a code's or a
+/// refresh token's data.
+fn grant_resources(d: &Value) -> Vec<String> {
+    d.get("resource")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Prefix of self-contained client-credentials access tokens.
 const CC_PREFIX: &str = "tcc1.";
@@ -187,6 +202,7 @@ impl Provider {
                 "auth_time": session.authenticated_at / 1000,
                 "sid": session.id.to_string(),
                 "sub": sub,
+                "resource": p.resource,
             }),
             &Uuid::new_v4().to_string(),
             self.op().code_lifespan,
@@ -227,6 +243,107 @@ impl Provider {
             grant_id,
             self.op().access_token_lifespan,
         )
+    }
+
+    /// The API an access token is for (RFC 8707), or `None` for an opaque token (userinfo).
+    /// `granted` is the grant's resources from the authorization request (user grants), `None`
+    /// for client credentials. A `resource` named at the token endpoint must be one of the
+    /// grant's when the authorization request named any (the token narrows, never widens the
+    /// grant, §2.2); without one, the default API applies when the authorization named none.
+    async fn token_target(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+        granted: Option<&[String]>,
+    ) -> OpResult<Option<Api>> {
+        let asked = form.get("resource").filter(|r| !r.is_empty());
+        match (asked, granted) {
+            (Some(r), Some(list)) if !list.is_empty() && !list.iter().any(|g| g == r) => {
+                Err(OpError::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "resource `{r}` was not requested in the authorization request (it named {}); a token can only be for one of those.",
+                        list.join(", ")
+                    ),
+                ))
+            }
+            (Some(r), _) => Ok(Some(self.target_api(client, r).await?)),
+            (None, Some(list)) if !list.is_empty() => Ok(None),
+            (None, _) => self.default_api().await,
+        }
+    }
+
+    /// A JWT access token for `api` (RFC 9068): `typ` `at+jwt`, `aud` the API, `scope` the
+    /// granted scopes the API defines, signed like id_tokens so the API verifies it from the
+    /// JWKS. Returns the token, its lifetime (s) and its scope.
+    async fn jwt_access(
+        &self,
+        api: &Api,
+        client: &Client,
+        sub: &str,
+        granted: &[&str],
+        auth_time: Option<i64>,
+    ) -> OpResult<(String, i64, String)> {
+        let now = now_ms() / 1000;
+        let scope = api.token_scopes(granted).join(" ");
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("sub".into(), json!(sub));
+        claims.insert("aud".into(), json!(api.identifier));
+        claims.insert("client_id".into(), json!(client.client_id));
+        if !scope.is_empty() {
+            claims.insert("scope".into(), json!(scope));
+        }
+        claims.insert("jti".into(), json!(&crypto::random_token()[..22]));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + api.access_token_ttl));
+        if let Some(t) = auth_time {
+            claims.insert("auth_time".into(), json!(t));
+        }
+        let jwt = self
+            .sign_typed(
+                &Value::Object(claims),
+                Some("at+jwt"),
+                Some(api.signing_alg),
+            )
+            .await?;
+        Ok((jwt, api.access_token_ttl, scope))
+    }
+
+    /// A user's access token: a JWT for `api` (stored by hash like an opaque one, so
+    /// introspection and revocation of its grant answer truthfully), or an opaque token.
+    /// Returns the token, its row, its lifetime (s) and its scope.
+    #[allow(clippy::too_many_arguments)]
+    async fn user_access(
+        &self,
+        api: Option<&Api>,
+        client: &Client,
+        identity: Uuid,
+        sub: &str,
+        scopes: &[&str],
+        auth_time: Option<i64>,
+        grant_id: &str,
+    ) -> OpResult<(String, GrantRow, i64, String)> {
+        let Some(api) = api else {
+            let (token, row) = self.access_row(client, Some(identity), sub, scopes, grant_id);
+            let ttl = (row.expires_at - row.created_at) / 1000;
+            return Ok((token, row, ttl, scopes.join(" ")));
+        };
+        let (jwt, ttl, scope) = self.jwt_access(api, client, sub, scopes, auth_time).await?;
+        let now = now_ms();
+        let row = GrantRow {
+            hash: crypto::token_hash(&jwt),
+            kind: "access".into(),
+            grant_id: grant_id.to_string(),
+            client_id: client.client_id.clone(),
+            identity_id: Some(identity),
+            data: json!({"scope": scope, "sub": sub, "resource": api.identifier}),
+            used: false,
+            revoked: false,
+            created_at: now,
+            expires_at: now + ttl * 1000,
+        };
+        Ok((jwt, row, ttl, scope))
     }
 
     fn refresh_row(
@@ -429,14 +546,25 @@ impl Provider {
         let scope = s("scope").unwrap_or_default().to_string();
         let scopes: Vec<&str> = scope.split_whitespace().collect();
         let sub = s("sub").unwrap_or_default().to_string();
-        let (access, at_row) =
-            self.access_row(client, Some(identity_id), &sub, &scopes, &row.grant_id);
-        let ttl = (at_row.expires_at - at_row.created_at) / 1000;
+        let resources = grant_resources(d);
+        let api = self.token_target(client, form, Some(&resources)).await?;
+        let auth_time = d.get("auth_time").and_then(Value::as_i64);
+        let (access, at_row, ttl, at_scope) = self
+            .user_access(
+                api.as_ref(),
+                client,
+                identity_id,
+                &sub,
+                &scopes,
+                auth_time,
+                &row.grant_id,
+            )
+            .await?;
         let mut rows = vec![at_row];
         let refresh = if client.allows_grant(GrantType::RefreshToken)
             && (scopes.contains(&"offline_access") || !scopes.contains(&"openid"))
         {
-            let data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid")});
+            let data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid"), "resource": resources});
             let (rt, rt_row) = self.refresh_row(client, identity_id, data, &row.grant_id);
             rows.push(rt_row);
             Some(rt)
@@ -471,7 +599,7 @@ impl Provider {
             expires_in: ttl,
             refresh_token: refresh,
             id_token,
-            scope,
+            scope: at_scope,
         })
     }
 
@@ -567,9 +695,19 @@ impl Provider {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let (access, at_row) =
-            self.access_row(client, Some(identity_id), &sub, &scopes, &row.grant_id);
-        let ttl = (at_row.expires_at - at_row.created_at) / 1000;
+        let resources = grant_resources(d);
+        let api = self.token_target(client, form, Some(&resources)).await?;
+        let (access, at_row, ttl, at_scope) = self
+            .user_access(
+                api.as_ref(),
+                client,
+                identity_id,
+                &sub,
+                &scopes,
+                d.get("auth_time").and_then(Value::as_i64),
+                &row.grant_id,
+            )
+            .await?;
         let (rt, rt_row) = self.refresh_row(client, identity_id, d.clone(), &row.grant_id);
         let id_token = if scopes.contains(&"openid") {
             Some(
@@ -599,7 +737,7 @@ impl Provider {
             expires_in: ttl,
             refresh_token: Some(rt),
             id_token,
-            scope,
+            scope: at_scope,
         })
     }
 
@@ -608,7 +746,8 @@ impl Provider {
         client: &Client,
         form: &HashMap<String, String>,
     ) -> OpResult<TokenResponse> {
-        let scope = match form.get("scope").filter(|s| !s.is_empty()) {
+        let asked = form.get("scope").filter(|s| !s.is_empty());
+        let scope = match asked {
             None => client.scope.clone(),
             Some(asked) => {
                 if let Some(x) = asked.split_whitespace().find(|s| !client.has_scope(s)) {
@@ -619,6 +758,30 @@ impl Provider {
                 asked.split_whitespace().collect::<Vec<_>>().join(" ")
             }
         };
+        if let Some(api) = self.token_target(client, form, None).await? {
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            if asked.is_some()
+                && let Some(x) = scopes.iter().find(|s| !api.defines(s))
+            {
+                return Err(OpError::invalid_scope(format!(
+                    "Scope `{x}` is not defined by the API `{}` (it defines: {}).",
+                    api.identifier,
+                    api.scopes.join(" ")
+                )));
+            }
+            // An app acting as itself: `sub` is its client id (RFC 9068 §2.2), no `auth_time`.
+            let (access, ttl, scope) = self
+                .jwt_access(&api, client, &client.client_id, &scopes, None)
+                .await?;
+            return Ok(TokenResponse {
+                access_token: access,
+                token_type: "Bearer",
+                expires_in: ttl,
+                refresh_token: None,
+                id_token: None,
+                scope,
+            });
+        }
         let (access, ttl) = self.cc_token(client, &scope)?;
         Ok(TokenResponse {
             access_token: access,
@@ -685,7 +848,8 @@ impl Provider {
     /// Any access or refresh token: stored ones by hash, self-contained ones by their MAC (then
     /// checked against the revocation list and the app's existence).
     async fn lookup_token(&self, token: &str) -> OpResult<Option<GrantRow>> {
-        if token.is_empty() || token.len() > 1024 {
+        // JWT access tokens are about a kilobyte; anything much longer is not ours.
+        if token.is_empty() || token.len() > 8192 {
             return Ok(None);
         }
         if token.starts_with(CC_PREFIX) {
@@ -700,7 +864,37 @@ impl Provider {
             }
             return Ok(Some(row));
         }
-        Ok(self.store.op_get_token(&crypto::token_hash(token)).await?)
+        let hash = crypto::token_hash(token);
+        if let Some(row) = self.store.op_get_token(&hash).await? {
+            return Ok(Some(row));
+        }
+        // A client-credentials JWT is self-contained like a `tcc1.` token: ours if it verifies,
+        // it names the app as its own subject and carries no `auth_time` (users' JWT access
+        // tokens always do, and are stored).
+        if token.split('.').count() == 3
+            && let Some(c) = self.verify_access_jwt(token).await?
+            && c.get("auth_time").is_none()
+            && let (Some(client_id), Some(sub)) = (
+                c.get("client_id").and_then(Value::as_str),
+                c.get("sub").and_then(Value::as_str),
+            )
+            && client_id == sub
+            && self.client(client_id).await?.is_some()
+        {
+            return Ok(Some(GrantRow {
+                hash,
+                kind: "access".into(),
+                grant_id: String::new(),
+                client_id: client_id.to_string(),
+                identity_id: None,
+                data: json!({"scope": c.get("scope").and_then(Value::as_str).unwrap_or_default(), "sub": sub, "resource": c.get("aud")}),
+                used: false,
+                revoked: false,
+                created_at: c.get("iat").and_then(Value::as_i64).unwrap_or(0) * 1000,
+                expires_at: c.get("exp").and_then(Value::as_i64).unwrap_or(0) * 1000,
+            }));
+        }
+        Ok(None)
     }
 
     /// Userinfo (OIDC Core §5.3): `sub` plus the claims of the token's scopes.
@@ -762,8 +956,9 @@ impl Provider {
         {
             if row.kind == "refresh" {
                 self.store.op_revoke_grant(&row.grant_id).await?;
-            } else if token.starts_with(CC_PREFIX) {
-                // Put the self-contained token on the revocation list until it expires.
+            } else if row.grant_id.is_empty() {
+                // A self-contained token (`tcc1.` or a client-credentials JWT): put it on the
+                // revocation list until it expires.
                 let listed = GrantRow {
                     grant_id: Uuid::new_v4().to_string(),
                     ..row
@@ -814,7 +1009,8 @@ impl Provider {
             "scope": row.data.get("scope"),
             "client_id": row.client_id,
             "sub": row.data.get("sub"),
-            "aud": row.client_id,
+            // A JWT access token's audience is its API (RFC 9068); an opaque one's the app.
+            "aud": row.data.get("resource").filter(|r| r.is_string()).cloned().unwrap_or_else(|| json!(row.client_id)),
             "iss": self.issuer,
             "iat": row.created_at / 1000,
             "exp": row.expires_at / 1000,

@@ -7,6 +7,7 @@
 //! [`http`].
 
 pub mod admin;
+pub mod admin_apis;
 pub mod app;
 pub mod edge;
 pub mod error;

@@ -86,6 +86,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnsupportedGrantType
         | ErrorCode::UnsupportedResponseType
         | ErrorCode::InvalidScope
+        | ErrorCode::InvalidTarget
         | ErrorCode::ConsentRequired
         | ErrorCode::InteractionRequired
         | ErrorCode::RequestNotSupported
@@ -166,6 +167,7 @@ impl IntoResponse for OAuthError {
             | ErrorCode::UnsupportedGrantType
             | ErrorCode::UnsupportedResponseType
             | ErrorCode::InvalidScope
+            | ErrorCode::InvalidTarget
             | ErrorCode::AccessDenied
             | ErrorCode::ConsentRequired
             | ErrorCode::InteractionRequired
@@ -504,7 +506,16 @@ async fn token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let mut form = single(form_fields(&headers, body).await?)?;
+    let raw = form_fields(&headers, body).await?;
+    // The token endpoint issues one access token, for one API (RFC 8707 §2.2).
+    if raw.get("resource").is_some_and(|r| r.len() > 1) {
+        return Err(OpError::new(
+            ErrorCode::InvalidTarget,
+            "An access token is for one API: send one `resource` at the token endpoint (name several in the authorization request, then ask for each in turn).",
+        )
+        .into());
+    }
+    let mut form = single(raw)?;
     let auth = client_auth(&headers, &mut form)?;
     // Failed token requests (guessed secrets, codes, refresh tokens) are limited per app, or
     // per address when no app is named.

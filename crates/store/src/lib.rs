@@ -6,6 +6,7 @@
 //! one transaction, so a failure leaves nothing half-written. All instances share state only
 //! through the database.
 
+pub mod apis;
 mod cache;
 mod dsn;
 pub mod flows;

@@ -77,6 +77,10 @@ struct CreateArgs {
     /// First-party app: no consent step.
     #[arg(long)]
     skip_consent: bool,
+    /// An API identifier the app may ask access tokens for with `resource` (repeat for
+    /// several; the default API needs none).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -110,6 +114,9 @@ fn body(a: &CreateArgs) -> Value {
         if let Some(v) = v {
             m.insert(k.into(), json!(v));
         }
+    }
+    if !a.resources.is_empty() {
+        m.insert("resources".into(), json!(a.resources));
     }
     m.insert("skip_consent".into(), json!(a.skip_consent));
     Value::Object(m)

@@ -2,6 +2,7 @@
 //! configuration, and either serves or talks to a running server's admin API.
 
 mod admin_client;
+mod apis;
 mod clients;
 #[cfg(feature = "demo")]
 mod demo;
@@ -46,6 +47,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Apps of the OpenID Provider, through a running server's admin API.
     Clients(clients::ClientsArgs),
+    /// APIs that accept the OpenID Provider's JWT access tokens, through the admin API.
+    Apis(apis::ApisArgs),
     /// The OpenID Provider's signing keys (`keys rotate`), on the database directly.
     Keys(keys::KeysArgs),
     /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             Command::IdentityConfig(args) => identity_config::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Clients(args) => clients::run(args).await,
+            Command::Apis(args) => apis::run(args).await,
             Command::Keys(args) => keys::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
             Command::Mapper(args) => return mapper::run(args).await,

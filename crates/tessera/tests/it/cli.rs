@@ -258,17 +258,35 @@ fn migrate_sql_up_status_down() {
         !ok && out.contains("--yes"),
         "refuses without a terminal: {out}"
     );
+    // Every embedded migration: one `.up.sql` per version in the store's sqlite folder.
+    let n = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../store/migrations/sqlite"
+    ))
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".up.sql"))
+    })
+    .count();
     let (ok, out) = run(&["migrate", "sql", "up", "-e", "--yes"]);
-    assert!(ok && out.contains("Applied 7 migration(s)"), "{out}");
+    assert!(
+        ok && out.contains(&format!("Applied {n} migration(s)")),
+        "{out}"
+    );
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Applied") && !out.contains("Pending"), "{out}");
-    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", "7"]);
-    assert!(ok && out.contains("Reverted 7"), "{out}");
+    let steps = n.to_string();
+    let (ok, out) = run(&["migrate", "sql", "down", "-e", "--yes", "--steps", &steps]);
+    assert!(ok && out.contains(&format!("Reverted {n}")), "{out}");
     let (_, out) = run(&["migrate", "sql", "status", "-e"]);
     assert!(out.contains("Pending") && !out.contains("Applied"), "{out}");
     // Kratos's form: `migrate sql <DSN> --yes`.
     let (ok, out) = run(&["migrate", "sql", &dsn, "--yes"]);
-    assert!(ok && out.contains("Applied 7 migration(s)"), "{out}");
+    assert!(
+        ok && out.contains(&format!("Applied {n} migration(s)")),
+        "{out}"
+    );
     let (ok, out) = run(&["migrate", "sql", "sideways"]);
     assert!(!ok && out.contains("use up, down or status"), "{out}");
 }

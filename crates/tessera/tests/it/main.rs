@@ -32,6 +32,7 @@ mod identity_config;
 mod mapper_cli;
 mod mapper_sandbox;
 mod multi_instance;
+mod op_apis;
 mod op_bad_input;
 mod op_clients;
 mod op_common;

@@ -1,0 +1,14 @@
+-- APIs (resource servers) apps ask access tokens for (RFC 8707 `resource`, RFC 9068 JWT access
+-- tokens). `identifier` is the API's audience URI; `metadata` holds its name, scopes, token
+-- lifetime and signing algorithm as JSON (owned by the provider crate). At most one API is the
+-- default, the one a token request that names no resource is for: the partial unique index
+-- makes a second default a uniqueness violation even when two instances race.
+CREATE TABLE op_apis (
+    id TEXT PRIMARY KEY NOT NULL,
+    identifier TEXT NOT NULL UNIQUE,
+    metadata TEXT NOT NULL,
+    is_default BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX op_apis_one_default ON op_apis (is_default) WHERE is_default = 1;

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS op_apis_one_default;
+DROP TABLE IF EXISTS op_apis;

@@ -1,0 +1,152 @@
+//! `tessera apis …`: the OpenID Provider's APIs (resource servers that accept JWT access
+//! tokens, RFC 8707/9068), through a running server's admin API (`/admin/apis`).
+
+use crate::admin_client::{Endpoint, client, send};
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+#[derive(Args)]
+pub struct ApisArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Register an API; prints its id (or the whole API with --json).
+    Create(CreateArgs),
+    /// List APIs (JSON), every page.
+    List,
+    /// Show one API (JSON).
+    Get { id: String },
+    /// Delete APIs by id.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// The API's identifier: its audience URI (`aud` of its tokens), e.g. https://api.example.com.
+    #[arg(long)]
+    identifier: String,
+    /// A name people recognise the API by.
+    #[arg(long)]
+    name: String,
+    /// A scope the API defines (repeat for several), e.g. read:books.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Lifetime of its access tokens in seconds (60 to 86400; default 3600).
+    #[arg(long = "access-token-ttl")]
+    access_token_ttl: Option<i64>,
+    /// RS256 or ES256 (default: the algorithm of the current signing key).
+    #[arg(long = "signing-alg")]
+    signing_alg: Option<String>,
+    /// Make it the default API: token requests that name no resource get tokens for it.
+    #[arg(long)]
+    default: bool,
+    /// Print the whole created API as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn body(a: &CreateArgs) -> Value {
+    let mut m = Map::new();
+    m.insert("identifier".into(), json!(a.identifier));
+    m.insert("name".into(), json!(a.name));
+    m.insert("scopes".into(), json!(a.scopes));
+    if let Some(t) = a.access_token_ttl {
+        m.insert("access_token_ttl".into(), json!(t));
+    }
+    if let Some(s) = &a.signing_alg {
+        m.insert("signing_alg".into(), json!(s));
+    }
+    m.insert("default".into(), json!(a.default));
+    Value::Object(m)
+}
+
+/// The `rel="next"` target of a `Link` header, if any.
+fn next_link(resp: &reqwest::Response) -> Option<String> {
+    let link = resp.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub async fn run(args: ApisArgs) -> Result<()> {
+    let base = args.endpoint.base();
+    let http = client(30)?;
+    match args.cmd {
+        Cmd::Create(a) => {
+            let v: Value = send(
+                http.post(format!("{base}/admin/apis")).json(&body(&a)),
+                &base,
+            )
+            .await?
+            .json()
+            .await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", v["id"].as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Cmd::List => {
+            let mut all = Vec::new();
+            let mut url = Some(format!("{base}/admin/apis?page_size=500"));
+            while let Some(u) = url.take() {
+                let resp = send(http.get(&u), &base).await?;
+                url = next_link(&resp);
+                let page: Vec<Value> = resp.json().await?;
+                all.extend(page);
+            }
+            println!("{}", serde_json::to_string_pretty(&all)?);
+            Ok(())
+        }
+        Cmd::Get { id } => {
+            let v: Value = send(http.get(format!("{base}/admin/apis/{}", enc(&id))), &base)
+                .await?
+                .json()
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Delete { ids } => {
+            let mut failed = 0;
+            for id in ids {
+                match send(
+                    http.delete(format!("{base}/admin/apis/{}", enc(&id))),
+                    &base,
+                )
+                .await
+                {
+                    Ok(_) => println!("{id}"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{id}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                Err(anyhow!("{failed} API(s) could not be deleted"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
