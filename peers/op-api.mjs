@@ -12,6 +12,9 @@
 //   verified by the API, then refreshed for the same resource, and a refresh for
 //   `other_resource` is attempted; prints {"result": {...}}.
 // - mode "cc": client credentials with `resource`, the token verified by the API.
+// - mode "par": the code flow through a pushed authorization request (RFC 9126,
+//   openid-client's buildAuthorizationUrlWithPAR): prints {"authorize": URL} (client_id and
+//   request_uri only), reads {"callback": URL}, exchanges the code; prints {"result": {...}}.
 // - mode "rs": the API alone: for each line {"token": T, "audience": A} it prints
 //   {"ok": true, "claims": {...}, "header": {...}} or {"ok": false, "code": "..."}; for
 //   {"forge": T} it prints {"none": T1, "resigned": T2}: T's claims with `alg: none`, and
@@ -107,6 +110,30 @@ async function code() {
   out({ result });
 }
 
+async function par() {
+  const c = await config();
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = await oidc.buildAuthorizationUrlWithPAR(c, {
+    redirect_uri: cfg.redirect_uri,
+    scope: cfg.scope,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+  });
+  out({ authorize: url.href });
+  const { callback } = await next();
+  const tokens = await oidc.authorizationCodeGrant(c, new URL(callback), {
+    pkceCodeVerifier: verifier,
+    expectedState: state,
+    expectedNonce: nonce,
+    idTokenExpected: true,
+  });
+  out({ result: { sub: tokens.claims().sub, scope: tokens.scope } });
+}
+
 async function cc() {
   const c = await config();
   const params = { resource: cfg.resource };
@@ -128,7 +155,7 @@ async function rs() {
   }
 }
 
-const modes = { code, cc, rs };
+const modes = { code, cc, par, rs };
 modes[cfg.mode]().then(
   () => process.exit(0),
   (e) => {

@@ -461,12 +461,33 @@ impl Provider {
         raw: &RawParams,
         session: Option<&Session>,
     ) -> OpResult<Authorize> {
-        let p = match self.validate(raw).await {
-            Ok(p) => p,
-            Err(Stop::Page(a)) => return Ok(a),
-            Err(Stop::Reply(r)) => return Ok(Authorize::Reply(r)),
-            Err(Stop::Failed(e)) => return Err(e),
+        let pushed = match one(raw, "request_uri") {
+            Ok(Some(uri)) if uri.starts_with(PAR_URN) => Some(uri),
+            _ => None,
         };
+        let p = match pushed {
+            Some(uri) => match self.take_pushed(raw, uri).await? {
+                Ok(p) => p,
+                Err(a) => return Ok(a),
+            },
+            None => match self.validate(raw).await {
+                Ok(p) => p,
+                Err(Stop::Page(a)) => return Ok(a),
+                Err(Stop::Reply(r)) => return Ok(Authorize::Reply(r)),
+                Err(Stop::Failed(e)) => return Err(e),
+            },
+        };
+        if pushed.is_none()
+            && let Some(client) = self.client(&p.client_id).await?
+            && client.require_pushed_authorization_requests
+        {
+            return Ok(Authorize::Reply(error_reply(
+                &p,
+                &self.issuer,
+                ErrorCode::InvalidRequest,
+                "This app must push its authorization requests first (RFC 9126): POST them to the pushed_authorization_request_endpoint and send the request_uri it answers.",
+            )));
+        }
         let id = Uuid::new_v4();
         let now = now_ms();
         let value = serde_json::to_value(&p).map_err(|e| OpError::server_error(e.to_string()))?;
@@ -893,6 +914,128 @@ impl Provider {
             mode: p.response_mode,
             params,
         })
+    }
+}
+
+/// The `request_uri` prefix of pushed requests (RFC 9126 §2.2).
+pub const PAR_URN: &str = "urn:ietf:params:oauth:request_uri:";
+
+/// How long a pushed request may wait for its authorization request: RFC 9126 §2.2 suggests a
+/// short lifetime (its example is 60 s); the browser goes there right away.
+pub const PAR_LIFETIME_SECS: i64 = 60;
+
+/// The PAR endpoint's answer (RFC 9126 §2.2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pushed {
+    pub request_uri: String,
+    pub expires_in: i64,
+}
+
+/// The OAuth error an authorization-endpoint refusal carries (the PAR endpoint answers it as
+/// JSON instead of redirecting).
+fn reply_error(r: &Reply) -> OpError {
+    let get = |k: &str| {
+        r.params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let wire = get("error");
+    let code = [
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::InvalidScope,
+        ErrorCode::InvalidTarget,
+        ErrorCode::RequestNotSupported,
+        ErrorCode::RequestUriNotSupported,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == wire)
+    .unwrap_or(ErrorCode::InvalidRequest);
+    OpError::new(code, get("error_description"))
+}
+
+impl Provider {
+    /// The pushed authorization request endpoint (RFC 9126 §2): authenticates the app, validates
+    /// the request exactly as `/oidc/auth` would (errors answered as JSON), stores it and
+    /// answers a single-use, short-lived `request_uri`.
+    pub async fn push_request(
+        &self,
+        auth: &crate::client::ClientAuth,
+        raw: &RawParams,
+    ) -> OpResult<Pushed> {
+        let client = self.authenticate(auth).await?;
+        if raw.contains_key("request_uri") {
+            return Err(OpError::invalid_request(
+                "A pushed request cannot itself carry a request_uri (RFC 9126 §2.1).",
+            ));
+        }
+        let mut raw = raw.clone();
+        raw.insert("client_id".into(), vec![client.client_id.clone()]);
+        let p = match self.validate(&raw).await {
+            Ok(p) => p,
+            Err(Stop::Page(Authorize::Page(e))) => return Err(OpError::invalid_request(e.message)),
+            Err(Stop::Page(_)) => {
+                return Err(OpError::invalid_request("The request is not valid."));
+            }
+            Err(Stop::Reply(r)) => return Err(reply_error(&r)),
+            Err(Stop::Failed(e)) => return Err(e),
+        };
+        let secret = tessera_core::crypto::random_token();
+        let now = now_ms();
+        let params = serde_json::to_value(&p).map_err(|e| OpError::server_error(e.to_string()))?;
+        self.store
+            .op_insert_par(
+                &tessera_core::crypto::token_hash(&secret),
+                &client.client_id,
+                &params,
+                now,
+                now + PAR_LIFETIME_SECS * 1000,
+            )
+            .await?;
+        Ok(Pushed {
+            request_uri: format!("{PAR_URN}{secret}"),
+            expires_in: PAR_LIFETIME_SECS,
+        })
+    }
+
+    /// The request an authorization request's `request_uri` stands for, taken once. Only
+    /// `client_id` is read besides it (RFC 9126 §4: the pushed parameters are the request).
+    async fn take_pushed(
+        &self,
+        raw: &RawParams,
+        uri: &str,
+    ) -> OpResult<Result<AuthParams, Authorize>> {
+        let gone = |client: Option<&Client>| {
+            page(
+                PageReason::RequestExpired,
+                client,
+                "This sign-in request (request_uri) is unknown, expired or was used already. Go back to the app and sign in again.".into(),
+            )
+        };
+        let client_id = one(raw, "client_id").ok().flatten();
+        let secret = uri.strip_prefix(PAR_URN).unwrap_or_default();
+        let Some(row) = self
+            .store
+            .op_take_par(&tessera_core::crypto::token_hash(secret))
+            .await?
+        else {
+            return Ok(Err(gone(None)));
+        };
+        if client_id != Some(row.client_id.as_str()) {
+            return Ok(Err(page(
+                PageReason::InvalidRequest,
+                None,
+                "The request_uri was pushed by another app than the client_id of this request names.".into(),
+            )));
+        }
+        if row.expires_at < now_ms() {
+            return Ok(Err(gone(None)));
+        }
+        let p: AuthParams = serde_json::from_value(row.params)
+            .map_err(|e| OpError::server_error(format!("stored pushed request is corrupt: {e}")))?;
+        Ok(Ok(p))
     }
 }
 

@@ -84,6 +84,10 @@ pub struct Client {
     /// with `resource` (RFC 8707).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// The app must push its authorization requests first (RFC 9126 §6): `/oidc/auth` then
+    /// accepts only a `request_uri` from the PAR endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -105,6 +109,7 @@ pub struct ClientInput {
     pub skip_consent: Option<bool>,
     pub claims_mapper: Option<String>,
     pub resources: Option<Vec<String>>,
+    pub require_pushed_authorization_requests: Option<bool>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -428,6 +433,9 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         claims_mapper: input.claims_mapper,
         secrets: existing.map(|c| c.secrets.clone()).unwrap_or_default(),
         resources,
+        require_pushed_authorization_requests: input
+            .require_pushed_authorization_requests
+            .unwrap_or(false),
     })
 }
 

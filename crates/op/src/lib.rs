@@ -25,7 +25,7 @@ use tessera_core::crypto::Cipher;
 use tessera_store::Store;
 
 pub use api::{Api, ApiInput};
-pub use authorize::{AuthParams, Authorize, ErrorPage, PageReason, Reply};
+pub use authorize::{AuthParams, Authorize, ErrorPage, PageReason, Pushed, Reply};
 pub use client::{AppType, Client, ClientInput};
 pub use logout::{Logout, LogoutRequest};
 pub use token::TokenResponse;
@@ -277,6 +277,10 @@ pub struct Discovery {
     pub end_session_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
+    /// RFC 9126: always available; apps may be required to use it one by one
+    /// (`require_pushed_authorization_requests` in their metadata), not all at once.
+    pub pushed_authorization_request_endpoint: String,
+    pub require_pushed_authorization_requests: bool,
     pub scopes_supported: &'static [&'static str],
     pub response_types_supported: &'static [ResponseType],
     pub response_modes_supported: &'static [ResponseMode],
@@ -310,6 +314,8 @@ impl Discovery {
             end_session_endpoint: endpoint("session/end"),
             revocation_endpoint: endpoint("token/revocation"),
             introspection_endpoint: endpoint("token/introspection"),
+            pushed_authorization_request_endpoint: endpoint("par"),
+            require_pushed_authorization_requests: false,
             scopes_supported: client::KNOWN_SCOPES,
             response_types_supported: ResponseType::ALL,
             response_modes_supported: ResponseMode::ALL,
@@ -364,6 +370,8 @@ mod tests {
             "end_session_endpoint": "https://id.example/oidc/session/end",
             "revocation_endpoint": "https://id.example/oidc/token/revocation",
             "introspection_endpoint": "https://id.example/oidc/token/introspection",
+            "pushed_authorization_request_endpoint": "https://id.example/oidc/par",
+            "require_pushed_authorization_requests": false,
             "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
             "response_types_supported": ["code", "id_token", "id_token token"],
             "response_modes_supported": ["query", "fragment", "form_post"],

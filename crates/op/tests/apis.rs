@@ -455,3 +455,82 @@ async fn api_metadata_is_validated() {
     .await
     .expect("loopback http");
 }
+
+#[tokio::test]
+async fn a_pushed_request_is_used_once_and_only_by_its_app() {
+    let p = provider().await;
+    let (cid, secret) = setup(&p, json!({"require_pushed_authorization_requests": true})).await;
+    let s = user(&p).await;
+    // Without PAR this app is refused, back at its redirect URI.
+    let reply = authorize(&p, &cid, &s, &[]).await;
+    assert_eq!(param(&reply, "error"), Some("invalid_request"), "{reply:?}");
+    let ch = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
+    let pushed_params = pairs(&[
+        ("redirect_uri", RP),
+        ("response_type", "code"),
+        ("scope", "openid read:books"),
+        ("state", "s2"),
+        ("code_challenge", &ch),
+        ("code_challenge_method", "S256"),
+        ("resource", BOOKS),
+    ]);
+    let pushed = p
+        .push_request(
+            &auth(&cid, &secret),
+            &raw_params(pushed_params.clone().into_iter()),
+        )
+        .await
+        .expect("pushed");
+    assert_eq!(pushed.expires_in, 60);
+    let use_it = |client_id: String| {
+        raw_params(
+            pairs(&[
+                ("client_id", &client_id),
+                ("request_uri", &pushed.request_uri),
+            ])
+            .into_iter(),
+        )
+    };
+    let (other, _) = p
+        .create_client(serde_json::from_value(json!({"redirect_uris": [RP]})).expect("input"))
+        .await
+        .expect("other app");
+    // Another app's client_id: refused on a page, and the request is spent.
+    match p
+        .authorize(&use_it(other.client_id), Some(&s))
+        .await
+        .expect("authorize")
+    {
+        Authorize::Page(e) => assert!(e.message.contains("another app"), "{e:?}"),
+        a => panic!("expected a page, got {a:?}"),
+    }
+    let again = p
+        .push_request(&auth(&cid, &secret), &raw_params(pushed_params.into_iter()))
+        .await
+        .expect("pushed again");
+    let first =
+        raw_params(pairs(&[("client_id", &cid), ("request_uri", &again.request_uri)]).into_iter());
+    match p.authorize(&first, Some(&s)).await.expect("authorize") {
+        Authorize::Reply(r) => {
+            assert_eq!(param(&r.params, "state"), Some("s2"));
+            let code = param(&r.params, "code").expect("code");
+            let t = exchange(&p, (&cid, &secret), code, Some(BOOKS))
+                .await
+                .expect("exchange");
+            verify(&p, &t.access_token, BOOKS)
+                .await
+                .expect("the pushed resource holds");
+        }
+        a => panic!("expected a code, got {a:?}"),
+    }
+    match p.authorize(&first, Some(&s)).await.expect("authorize") {
+        Authorize::Page(e) => assert!(e.message.contains("used already"), "{e:?}"),
+        a => panic!("a request_uri works once, got {a:?}"),
+    }
+    // A wrong secret cannot push.
+    let e = p
+        .push_request(&auth(&cid, "wrong"), &raw_params(std::iter::empty()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidClient);
+}

@@ -48,6 +48,7 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
         .route("/oidc/me", get(userinfo).post(userinfo))
         .route("/oidc/token/revocation", post(revocation))
         .route("/oidc/token/introspection", post(introspection))
+        .route("/oidc/par", post(pushed_authorization_request))
         .route("/oidc/session/end", get(end_session).post(end_session))
         .route("/ui/consent", get(consent_page).post(consent_submit))
 }
@@ -594,6 +595,27 @@ async fn introspection(cfg: Cfg, headers: HeaderMap, body: Body) -> Result<Respo
     let auth = client_auth(&headers, &mut form)?;
     let token = form.get("token").cloned().unwrap_or_default();
     let mut resp = Json(cfg.op().introspect(&auth, &token).await?).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+/// `POST /oidc/par` (RFC 9126): `201 {request_uri, expires_in}`, or an RFC 6749 §5.2 error.
+async fn pushed_authorization_request(
+    cfg: Cfg,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let mut raw = form_fields(&headers, body).await?;
+    // Client authentication reads single values; the request keeps its repeats (`resource`).
+    let mut creds: HashMap<String, String> = HashMap::new();
+    for k in ["client_id", "client_secret"] {
+        if let Some(v) = raw.remove(k) {
+            creds.extend(single([(k.to_string(), v)].into_iter().collect())?);
+        }
+    }
+    let auth = client_auth(&headers, &mut creds)?;
+    let pushed = cfg.op().push_request(&auth, &raw).await?;
+    let mut resp = (StatusCode::CREATED, Json(pushed)).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
 }

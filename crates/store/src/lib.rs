@@ -15,6 +15,7 @@ mod limits;
 mod migrations;
 pub mod oidc;
 pub mod op;
+pub mod par;
 mod sessions;
 
 pub use dsn::{Backend, ParsedDsn, parse_dsn};

@@ -81,6 +81,9 @@ struct CreateArgs {
     /// several; the default API needs none).
     #[arg(long = "resource")]
     resources: Vec<String>,
+    /// The app must push its authorization requests first (RFC 9126 PAR).
+    #[arg(long = "require-pushed-authorization-requests")]
+    require_par: bool,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -117,6 +120,9 @@ fn body(a: &CreateArgs) -> Value {
     }
     if !a.resources.is_empty() {
         m.insert("resources".into(), json!(a.resources));
+    }
+    if a.require_par {
+        m.insert("require_pushed_authorization_requests".into(), json!(true));
     }
     m.insert("skip_consent".into(), json!(a.skip_consent));
     Value::Object(m)

@@ -8,7 +8,9 @@
 //! And the attacks: a token for another API, `alg: none`, a token re-signed with another key
 //! under Tessera's `kid`, resources that are unknown, malformed, not allowed to the app or
 //! outside the grant, two resources at the token endpoint, a refresh that tries to widen.
-//! The admin API (`/admin/apis`) and `tessera apis` are checked here too.
+//! The admin API (`/admin/apis`) and `tessera apis` are checked here too, and pushed
+//! authorization requests (RFC 9126) with openid-client's PAR support: single use, bound to the
+//! app that pushed them, required per app.
 
 use crate::op_common::*;
 use serde_json::{Value, json};
@@ -538,5 +540,163 @@ async fn authorization_refuses_resources_the_app_may_not_have(backend: Backend) 
         );
         assert_eq!(param(&loc, "state").as_deref(), Some("st-9"));
     }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn openid_client_pushes_its_request_and_a_request_uri_works_once() {
+    let s = server(Backend::Sqlite, "").await;
+    let id = user(&s, "pusher@example.com").await;
+    let d: Value = reqwest::get(format!(
+        "{}/oidc/.well-known/openid-configuration",
+        s.public
+    ))
+    .await
+    .expect("discovery")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        d["pushed_authorization_request_endpoint"],
+        json!(format!("{}/oidc/par", s.public))
+    );
+    // The app may only come through PAR.
+    let c = create_client(&s, json!({"client_name": "Pusher", "redirect_uris": [RP], "skip_consent": true, "require_pushed_authorization_requests": true})).await;
+    let (cid, secret) = (
+        c["client_id"].as_str().expect("id"),
+        c["client_secret"].as_str().expect("secret"),
+    );
+    let p = pkce();
+    let plain = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "st-p"),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let loc = location(&Browser::default().get(&plain, false).await);
+    assert_eq!(
+        param(&loc, "error").as_deref(),
+        Some("invalid_request"),
+        "{loc}"
+    );
+    assert_eq!(param(&loc, "state").as_deref(), Some("st-p"));
+
+    let mut peer = Peer::start(json!({
+        "mode": "par", "issuer": format!("{}/oidc", s.public),
+        "client_id": cid, "client_secret": secret, "auth": "client_secret_basic",
+        "redirect_uri": RP, "scope": "openid email",
+    }))
+    .await;
+    let authorize = peer.read().await["authorize"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert!(
+        param(&authorize, "request_uri")
+            .is_some_and(|u| u.starts_with("urn:ietf:params:oauth:request_uri:")),
+        "{authorize}"
+    );
+    assert!(
+        param(&authorize, "scope").is_none(),
+        "only client_id and request_uri travel: {authorize}"
+    );
+    let b = Browser::default();
+    let (st, callback, body) =
+        drive(&b, &s, &authorize, "pusher@example.com", Some("accept")).await;
+    assert_eq!(st, 303, "{callback} {body}");
+    let r = peer.ask(json!({"callback": callback})).await["result"].clone();
+    assert_eq!(r["sub"], json!(id), "{r}");
+    let _ = peer.child.wait().await;
+
+    // The same request_uri again (a replayed link): refused, nothing reaches the app.
+    let again = b.get(&authorize, false).await;
+    assert_eq!(again.status(), 400);
+    assert!(location(&again).is_empty());
+
+    // Pushing with a wrong secret, or a redirect_uri the app did not register.
+    let (st, v, _) = post_form(
+        &s,
+        "par",
+        Some((cid, "wrong")),
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", RP),
+            ("scope", "openid"),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{v}"
+    );
+    let (st, v, _) = post_form(
+        &s,
+        "par",
+        Some((cid, secret)),
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", "https://evil.example/cb"),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let (st, v, _) = post_form(
+        &s,
+        "par",
+        Some((cid, secret)),
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", RP),
+            ("scope", "openid"),
+            ("request_uri", "urn:x"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    // A request_uri pushed by this app cannot be used under another app's client_id.
+    let (st, v, _) = post_form(
+        &s,
+        "par",
+        Some((cid, secret)),
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", RP),
+            ("scope", "openid"),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["expires_in"], 60);
+    let other = create_client(&s, json!({"redirect_uris": [RP]})).await;
+    let url = auth_url(
+        &s,
+        &[
+            ("client_id", other["client_id"].as_str().expect("id")),
+            ("request_uri", v["request_uri"].as_str().expect("uri")),
+        ],
+    );
+    let r = Browser::default().get(&url, false).await;
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
     s.stop().await;
 }

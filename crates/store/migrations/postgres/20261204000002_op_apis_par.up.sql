@@ -7,8 +7,19 @@ CREATE TABLE op_apis (
     id TEXT PRIMARY KEY NOT NULL,
     identifier TEXT NOT NULL UNIQUE,
     metadata TEXT NOT NULL,
-    is_default INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    is_default BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX op_apis_one_default ON op_apis (is_default) WHERE is_default = 1;
+-- Pushed authorization requests (RFC 9126): a validated request an app pushed, referred to by
+-- the request_uri it was given (only its SHA-256 is stored), taken once (DELETE … RETURNING)
+-- and short-lived.
+CREATE TABLE op_par_requests (
+    uri_hash TEXT PRIMARY KEY NOT NULL,
+    client_id TEXT NOT NULL REFERENCES op_clients(client_id) ON DELETE CASCADE,
+    params TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX op_par_requests_expires ON op_par_requests (expires_at);
