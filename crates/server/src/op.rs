@@ -48,7 +48,14 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
         .route("/oidc/me", get(userinfo).post(userinfo))
         .route("/oidc/token/revocation", post(revocation))
         .route("/oidc/token/introspection", post(introspection))
-        .route("/oidc/par", post(pushed_authorization_request))
+        // A pushed request stores a row too: bounded per address like `/oidc/auth`.
+        .route(
+            "/oidc/par",
+            post(pushed_authorization_request).route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), "flows"),
+                crate::edge::limit_stored,
+            )),
+        )
         .route("/oidc/session/end", get(end_session).post(end_session))
         .route("/ui/consent", get(consent_page).post(consent_submit))
 }
