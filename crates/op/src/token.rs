@@ -625,6 +625,16 @@ impl Provider {
             .get("refresh_token")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OpError::invalid_request("The `refresh_token` parameter is missing."))?;
+        // A `resource` outside the grant is refused before the refresh token is spent, so an
+        // app that asks for the wrong API keeps its sign-in.
+        if form.get("resource").is_some_and(|r| !r.is_empty())
+            && let Some(peek) = self.store.op_get_token(&crypto::token_hash(token)).await?
+            && peek.kind == "refresh"
+            && peek.client_id == client.client_id
+        {
+            self.token_target(client, form, Some(&grant_resources(&peek.data)))
+                .await?;
+        }
         let row = match self
             .store
             .op_take_refresh(&crypto::token_hash(token))

@@ -280,6 +280,21 @@ async fn refresh_narrows_to_a_resource_of_the_grant_and_never_widens() {
     .await
     .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidTarget, "{e}");
+    // The refused request did not spend the refresh token: the app keeps its sign-in.
+    let kept = token(
+        &p,
+        (&cid, &secret),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r.refresh_token.as_deref().unwrap()),
+            ("resource", BOOKS),
+        ],
+    )
+    .await
+    .expect("the refresh token still works");
+    verify(&p, &kept.access_token, BOOKS)
+        .await
+        .expect("verifies");
 }
 
 #[tokio::test]
