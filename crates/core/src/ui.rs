@@ -40,11 +40,63 @@ pub struct Attributes {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autocomplete: Option<String>,
+    pub autocomplete: Option<Autocomplete>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
     pub disabled: bool,
     pub node_type: String,
+}
+
+/// An input's `autocomplete` hint, limited to the values of Kratos's
+/// `UiNodeInputAttributeAutocomplete` enum that Ory's released SDKs accept.
+///
+/// Ory's generated clients (`ory-kratos-client` 25.4.0 for Python, `@ory/client`, the Go SDK)
+/// refuse a flow whose node carries any other value, so a free string here once made every
+/// native sign-in through them fail (issue 13). Kratos's master added `username` to the enum on
+/// 2026-06-16 (f4a876dc1) but does not set it anywhere yet (its password strategy leaves the
+/// identifier without a hint) and no released SDK accepts it, so it is left out on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Autocomplete {
+    #[serde(rename = "email")]
+    Email,
+    #[serde(rename = "tel")]
+    Tel,
+    #[serde(rename = "url")]
+    Url,
+    #[serde(rename = "current-password")]
+    CurrentPassword,
+    #[serde(rename = "new-password")]
+    NewPassword,
+    #[serde(rename = "one-time-code")]
+    OneTimeCode,
+    #[serde(rename = "username webauthn")]
+    UsernameWebauthn,
+}
+
+impl Autocomplete {
+    /// Every value, in Kratos's order.
+    pub const ALL: [Autocomplete; 7] = [
+        Autocomplete::Email,
+        Autocomplete::Tel,
+        Autocomplete::Url,
+        Autocomplete::CurrentPassword,
+        Autocomplete::NewPassword,
+        Autocomplete::OneTimeCode,
+        Autocomplete::UsernameWebauthn,
+    ];
+
+    /// The wire (and HTML) value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autocomplete::Email => "email",
+            Autocomplete::Tel => "tel",
+            Autocomplete::Url => "url",
+            Autocomplete::CurrentPassword => "current-password",
+            Autocomplete::NewPassword => "new-password",
+            Autocomplete::OneTimeCode => "one-time-code",
+            Autocomplete::UsernameWebauthn => "username webauthn",
+        }
+    }
 }
 
 impl Node {
@@ -72,8 +124,8 @@ impl Node {
         self
     }
 
-    pub fn autocomplete(mut self, value: &str) -> Self {
-        self.attributes.autocomplete = Some(value.into());
+    pub fn autocomplete(mut self, value: Autocomplete) -> Self {
+        self.attributes.autocomplete = Some(value);
         self
     }
 
@@ -131,5 +183,42 @@ impl Ui {
         {
             n.attributes.value = value;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serialised values are exactly the enum Ory's SDKs check, and `as_str` agrees with
+    /// serde, so the hosted pages and the API never disagree.
+    #[test]
+    fn autocomplete_values_are_kratos_enum() {
+        let wire: Vec<String> = Autocomplete::ALL
+            .iter()
+            .map(|a| {
+                serde_json::to_value(a)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            wire,
+            [
+                "email",
+                "tel",
+                "url",
+                "current-password",
+                "new-password",
+                "one-time-code",
+                "username webauthn"
+            ]
+        );
+        for a in Autocomplete::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        assert!(serde_json::from_value::<Autocomplete>("username".into()).is_err());
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use tessera_core::schema::{IdentitySchema, lookup};
 use tessera_core::text;
-use tessera_core::ui::{Node, Ui};
+use tessera_core::ui::{Autocomplete, Node, Ui};
 
 /// One input per trait, in the schema's order (group `default` on registration, `profile` on
 /// settings, as Kratos).
@@ -19,12 +19,15 @@ pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &V
             // Shown, never sent: the site sets it (see `IdentitySchema::pin_read_only`).
             node.attributes.disabled = true;
         }
-        if f.password_identifier {
-            node = node.autocomplete(if f.input_type() == "email" {
-                "email"
-            } else {
-                "username"
-            });
+        // As Kratos's `NewInputFieldFromSchema`: the hint follows the trait's format, whether
+        // or not it is an identifier.
+        if let Some(hint) = match f.input_type() {
+            "email" => Some(Autocomplete::Email),
+            "tel" => Some(Autocomplete::Tel),
+            "url" => Some(Autocomplete::Url),
+            _ => None,
+        } {
+            node = node.autocomplete(hint);
         }
         let title = f.title.clone().unwrap_or_else(|| f.path.clone());
         node = node.label(text::label_generated(&title, &name));
@@ -32,7 +35,7 @@ pub fn trait_nodes(ui: &mut Ui, schema: &IdentitySchema, group: &str, values: &V
     }
 }
 
-pub fn password_node(group: &str, name: &str, autocomplete: &str) -> Node {
+pub fn password_node(group: &str, name: &str, autocomplete: Autocomplete) -> Node {
     Node::input(group, name, "password", Value::Null)
         .required()
         .autocomplete(autocomplete)

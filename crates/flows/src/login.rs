@@ -9,7 +9,7 @@ use tessera_core::identity::{
 };
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
-use tessera_core::ui::Node;
+use tessera_core::ui::{Autocomplete, Node};
 use tessera_core::{Error, text};
 
 impl Engine {
@@ -34,9 +34,10 @@ impl Engine {
             flow.ui.messages.push(text::login_refresh());
         }
         if self.settings.password_enabled {
+            // No autocomplete hint, as Kratos's password strategy (`addIdentifierNode`): the
+            // only fitting value, `username`, is not in the enum released SDKs accept.
             let mut id = Node::input("default", "identifier", "text", Value::Null)
                 .required()
-                .autocomplete("username")
                 .label(text::label_id());
             if let Some(s) = session.and_then(|s| s.identity.as_ref()) {
                 let schema = self.schemas.get(&s.schema_id)?;
@@ -45,9 +46,11 @@ impl Engine {
                 }
             }
             flow.ui.nodes.push(id);
-            flow.ui
-                .nodes
-                .push(password_node("password", "password", "current-password"));
+            flow.ui.nodes.push(password_node(
+                "password",
+                "password",
+                Autocomplete::CurrentPassword,
+            ));
             flow.ui
                 .nodes
                 .push(submit_node("password", "password", text::login_title()));

@@ -6,6 +6,7 @@ use serde_json::Value;
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::IdentityState;
 use tessera_core::session::Session;
+use tessera_core::ui::Autocomplete;
 use tessera_core::{Error, ErrorKind, text};
 
 impl Engine {
@@ -37,9 +38,11 @@ impl Engine {
         if self.settings.password_enabled {
             let schema = self.schemas.default_schema()?;
             trait_nodes(&mut flow.ui, schema, "password", &Value::Null);
-            flow.ui
-                .nodes
-                .push(password_node("password", "password", "new-password"));
+            flow.ui.nodes.push(password_node(
+                "password",
+                "password",
+                Autocomplete::NewPassword,
+            ));
             flow.ui.nodes.push(submit_node(
                 "password",
                 "password",

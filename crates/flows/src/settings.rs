@@ -7,6 +7,7 @@ use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::{CREDENTIAL_PASSWORD, Credential, PasswordConfig};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
+use tessera_core::ui::Autocomplete;
 use tessera_core::{Error, ErrorKind, text};
 
 impl Engine {
@@ -28,9 +29,11 @@ impl Engine {
             .nodes
             .push(submit_node("profile", "profile", text::label_save()));
         if self.settings.password_enabled {
-            flow.ui
-                .nodes
-                .push(password_node("password", "password", "new-password"));
+            flow.ui.nodes.push(password_node(
+                "password",
+                "password",
+                Autocomplete::NewPassword,
+            ));
             flow.ui
                 .nodes
                 .push(submit_node("password", "password", text::label_save()));

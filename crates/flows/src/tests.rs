@@ -317,3 +317,43 @@ async fn unlink_never_removes_the_last_way_to_sign_in() {
     assert_eq!(config.providers.len(), 1);
     assert!(e.unlink_provider(&mut social_only, "nope").is_err());
 }
+
+/// The autocomplete hints are Kratos's: none on the sign-in identifier (Ory's SDKs refuse
+/// `username`, issue 13), the format's hint on traits, and the password kinds on passwords.
+#[tokio::test]
+async fn autocomplete_hints_are_the_ones_kratos_sets() {
+    use tessera_core::ui::Autocomplete;
+    let e = engine("").await;
+    let hint = |flow: &Flow, name: &str| {
+        flow.ui
+            .nodes
+            .iter()
+            .find(|n| n.attributes.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+            .attributes
+            .autocomplete
+    };
+    let login = e
+        .init_login(FlowType::Api, "http://t/", None, false, None, "")
+        .await
+        .unwrap();
+    assert_eq!(hint(&login, "identifier"), None);
+    assert_eq!(
+        hint(&login, "password"),
+        Some(Autocomplete::CurrentPassword)
+    );
+    let wire = serde_json::to_value(&login).unwrap();
+    assert!(!wire.to_string().contains("\"username\""), "{wire}");
+    let registration = e
+        .init_registration(FlowType::Api, "http://t/", None, None, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        hint(&registration, "traits.email"),
+        Some(Autocomplete::Email)
+    );
+    assert_eq!(
+        hint(&registration, "password"),
+        Some(Autocomplete::NewPassword)
+    );
+}

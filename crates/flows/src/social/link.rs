@@ -10,7 +10,7 @@ use tessera_core::flow::{
 };
 use tessera_core::identity::{Identity, IdentityState};
 use tessera_core::timefmt::now_ms;
-use tessera_core::ui::Node;
+use tessera_core::ui::{Autocomplete, Node};
 use tessera_core::{Error, text};
 use tessera_social::Configured;
 
@@ -39,13 +39,12 @@ impl Engine {
                     Value::String(duplicate.into()),
                 )
                 .required()
-                .autocomplete("username")
                 .label(text::label_id()),
             );
             login.ui.nodes.push(forms::password_node(
                 "password",
                 "password",
-                "current-password",
+                Autocomplete::CurrentPassword,
             ));
             login.ui.nodes.push(forms::submit_node(
                 "password",

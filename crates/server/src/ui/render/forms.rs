@@ -98,7 +98,10 @@ pub struct FieldView {
     /// Pre-escaped label with links (the agreement checkbox); otherwise empty.
     pub label_html: String,
     pub required: bool,
-    pub autocomplete: Option<String>,
+    /// The HTML `autocomplete` hint: the node's (Kratos's enum), or `username` on the sign-in
+    /// identifier, which the wire leaves without one (Ory's SDKs refuse `username`) but which
+    /// password managers need on a page.
+    pub autocomplete: Option<&'static str>,
     pub pattern: Option<String>,
     pub disabled: bool,
     /// `<select>` choices when the identity schema gives an `enum`.
@@ -219,7 +222,11 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
         label,
         label_html,
         required: a.required,
-        autocomplete: a.autocomplete.clone(),
+        autocomplete: match a.autocomplete {
+            Some(hint) => Some(hint.as_str()),
+            None if a.name == "identifier" && a.input_type == "text" => Some("username"),
+            None => None,
+        },
         pattern: a.pattern.clone(),
         disabled: a.disabled,
         options,
