@@ -432,13 +432,10 @@ pub fn resolve(
     });
     let mut allowed_return_urls = Vec::new();
     for (i, u) in c.selfservice.allowed_return_urls.iter().enumerate() {
-        if let Some(u) = parse_url(
-            loaded,
-            &format!("selfservice.allowed_return_urls.{i}"),
-            u,
-            &mut p,
-        ) {
-            allowed_return_urls.push(u);
+        let key = format!("selfservice.allowed_return_urls.{i}");
+        match parse_return_url(u) {
+            Ok(u) => allowed_return_urls.push(u),
+            Err(e) => p.push(problem(loaded, &key, e.to_string())),
         }
     }
 
@@ -641,11 +638,52 @@ pub fn resolve(
     })
 }
 
+/// Schemes a return URL may never use, listed or not: a browser runs (`javascript:`,
+/// `vbscript:`) or shows (`data:`, `blob:`, `about:`) what follows them, or reads a local file
+/// (`file:`), so sending a signed-in browser there is an injection, not a redirect.
+pub const FORBIDDEN_RETURN_SCHEMES: [&str; 6] =
+    ["javascript", "data", "vbscript", "file", "blob", "about"];
+
+/// Why a URL cannot be a return URL (`selfservice.allowed_return_urls`, `return_to`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnUrlError {
+    #[error(
+        "`{url}` is not an absolute URL ({reason}); write e.g. https://app.example.com/ or a native app's myapp://callback"
+    )]
+    Invalid { url: String, reason: String },
+    #[error(
+        "`{url}` uses the `{scheme}:` scheme, which a browser runs or reads locally rather than navigates to; list an https:// URL or a native app's own scheme (e.g. myapp://callback)"
+    )]
+    ForbiddenScheme { url: String, scheme: String },
+}
+
+/// Parses a return URL as Kratos does (any absolute URL with a scheme: `https://…`, an Expo
+/// app's `exp://…`, RFC 8252's `com.example.app:/cb`), refusing the schemes of
+/// [`FORBIDDEN_RETURN_SCHEMES`].
+pub fn parse_return_url(value: &str) -> Result<Url, ReturnUrlError> {
+    let u = Url::parse(value).map_err(|e| ReturnUrlError::Invalid {
+        url: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    // `Url` lowercases the scheme, so `JavaScript:` is caught too.
+    if FORBIDDEN_RETURN_SCHEMES.contains(&u.scheme()) {
+        return Err(ReturnUrlError::ForbiddenScheme {
+            url: value.to_owned(),
+            scheme: u.scheme().to_owned(),
+        });
+    }
+    Ok(u)
+}
+
 impl Settings {
     /// A `return_to` is honoured only when it shares scheme, host and port with an allowed URL
-    /// (or the public base URL) and lies under its path — never an open redirect.
+    /// (or the public base URL) and lies under its path — never an open redirect. As Kratos
+    /// (`x/redir.SecureRedirectTo`) any scheme works when an entry lists it, so a native app's
+    /// `exp://…/Callback` can be a target; the schemes a browser executes never can, even if
+    /// listed. Hosts compare case-insensitively (custom schemes keep the host's case); paths
+    /// match at a segment boundary, stricter than Kratos's plain prefix.
     pub fn is_allowed_return(&self, candidate: &str) -> Option<Url> {
-        let u = Url::parse(candidate).ok()?;
+        let u = parse_return_url(candidate).ok()?;
         let allowed = self
             .allowed_return_urls
             .iter()
@@ -659,8 +697,13 @@ impl Settings {
                 Some(rest) => rest.is_empty() || rest.starts_with('/'),
                 None => false,
             };
+            let same_host = match (a.host_str(), u.host_str()) {
+                (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                (None, None) => true,
+                _ => false,
+            };
             if a.scheme() == u.scheme()
-                && a.host_str() == u.host_str()
+                && same_host
                 && a.port_or_known_default() == u.port_or_known_default()
                 && path_ok
             {

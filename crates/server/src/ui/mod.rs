@@ -112,7 +112,11 @@ pub fn form_action_origins(engine: &Engine, extra_targets: &[String]) -> BTreeSe
         .iter()
         .chain([&s.default_return_url, &s.logout_return_url])
     {
-        targets.extend(origin_of(u.as_str()));
+        // A native app's return URL (`exp://…`, `com.example.app:/cb`) has no web origin: CSP
+        // names it by its scheme (config refuses `javascript:`, `data:` and the like).
+        targets.extend(origin_of(u.as_str()).or_else(|| {
+            (!matches!(u.scheme(), "http" | "https")).then(|| format!("{}:", u.scheme()))
+        }));
     }
     targets.extend(engine.social.authorization_origins());
     if let Some(o) = origin_of(s.public_base_url.as_str()) {
