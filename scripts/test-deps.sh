@@ -90,16 +90,18 @@ install_browser_driver() {
 	touch "$stamp"
 }
 
-# The Python OIDC client (Authlib) the OpenID Provider's tests run as a relying party: a venv in
-# peers/.venv with peers/requirements.txt exactly, redone only when that file is newer than the
-# stamp of the last install.
+# The Python peers: the OIDC client (Authlib) the OpenID Provider's tests run as a relying party,
+# and Ory's own Kratos SDK (ory-kratos-client, with its strict pydantic models) that
+# peers/ory_sdk.py drives against Tessera's Kratos API. A venv in peers/.venv with
+# peers/requirements.txt exactly (every dependency pinned), redone only when that file is newer
+# than the stamp of the last install.
 install_python_peers() {
 	local venv=peers/.venv stamp=peers/.venv/.tessera-installed
 	if [[ -f $stamp && ! peers/requirements.txt -nt $stamp ]]; then
 		return 0
 	fi
 	command -v python3 >/dev/null 2>&1 ||
-		die "python3 is required for the Python OIDC client peer. Install it with: apt-get install python3 python3-venv"
+		die "python3 is required for the Python peers (Authlib, ory-kratos-client). Install it with: apt-get install python3 python3-venv"
 	if [[ ! -x $venv/bin/python ]]; then
 		log "python3 -m venv ${venv}"
 		if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -110,7 +112,9 @@ install_python_peers() {
 		fi
 	fi
 	log "pip install -r peers/requirements.txt into ${venv}/"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check -r peers/requirements.txt ||
+	# `python -m pip`, not bin/pip: a venv copied from another checkout keeps that checkout's
+	# path in bin/pip's shebang and would install there.
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r peers/requirements.txt ||
 		die "pip install failed (is PyPI reachable?)"
 	touch "$stamp"
 }

@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router {
             get(get_session).delete(disable_session),
         )
         .route("/admin/sessions/{id}/extend", patch(extend_session))
+        // As Kratos (`redir.RedirectToPublicRoute`): the schemas live on the public API, and
+        // Ory's SDKs ask the admin URL for them (`IdentityApi.list_identity_schemas`).
+        .route("/schemas", get(schemas_on_public))
+        .route("/schemas/{id}", get(schemas_on_public))
         .route(
             "/admin/identity-config",
             get(get_identity_config).put(put_identity_config),
@@ -337,6 +341,26 @@ async fn batch_identities(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult
     Ok(Json(json!({ "identities": results })).into_response())
 }
 
+/// 307 to the same path and query on the public base URL.
+async fn schemas_on_public(cfg: Cfg, uri: axum::http::Uri) -> Response {
+    let public = cfg.engine().settings.public_base_url.clone();
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str().trim_start_matches('/'))
+        .unwrap_or_default();
+    match public.join(path_and_query) {
+        Ok(dest) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, dest.to_string())],
+        )
+            .into_response(),
+        Err(e) => ApiError(Error::internal(format!(
+            "cannot build the public schema URL: {e}"
+        )))
+        .into_response(),
+    }
+}
+
 /// `?expand=identity` (Kratos also accepts `Identity`, and a comma-separated list).
 #[derive(Deserialize)]
 struct ExpandQuery {
@@ -418,7 +442,8 @@ async fn identity_sessions(
         .store
         .list_sessions(Some(id), active, size, q.page.token())
         .await?;
-    let items = expand(e, page.items, q.expand.identity()).await?;
+    // Kratos expands everything here (`ExpandEverything`), whatever `expand` says.
+    let items = expand(e, page.items, true).await?;
     Ok(http::paged(
         items,
         &e.settings.admin_base_url,
