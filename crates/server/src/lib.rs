@@ -154,6 +154,33 @@ pub async fn serve_live(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_live_wrapped(live, listeners, shutdown, |r| r).await
+}
+
+/// [`serve`] with `wrap` applied to both finished routers (edge layers included). Tests use it
+/// to look at every answer as it leaves (testkit checks Kratos's OpenAPI document); `tessera
+/// serve` never wraps.
+pub async fn serve_wrapped(
+    engine: Engine,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    wrap: impl Fn(Router) -> Router,
+) -> std::io::Result<()> {
+    serve_live_wrapped(
+        Arc::new(live::Live::new(engine, serde_json::Value::Null, None)),
+        listeners,
+        shutdown,
+        wrap,
+    )
+    .await
+}
+
+async fn serve_live_wrapped(
+    live: Arc<live::Live>,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    wrap: impl Fn(Router) -> Router,
+) -> std::io::Result<()> {
     // Installed before the first request so every counter is recorded.
     let _ = edge::metrics::handle();
     let settings = live.running().engine.settings.clone();
@@ -177,6 +204,7 @@ pub async fn serve_live(
     }
     let header_timeout = settings.limits.header_read_timeout;
     let (public, admin) = routers_live(live);
+    let (public, admin) = (wrap(public), wrap(admin));
     let public_handle = axum_server::Handle::new();
     let admin_handle = axum_server::Handle::new();
     let p = edge::serve::serve(

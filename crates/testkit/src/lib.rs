@@ -13,6 +13,7 @@ pub mod config;
 pub use tessera_emulators as emulators;
 pub mod fake_oidc;
 pub mod journey;
+pub mod openapi;
 pub mod peers;
 
 pub use config::Config;
@@ -160,6 +161,9 @@ pub struct TestServer {
     pub dir: PathBuf,
     pub backend: Backend,
     pub engine: tessera_server::app::EngineHandle,
+    /// Answers that did not match Kratos's OpenAPI document (see [`openapi`]); `stop` and drop
+    /// fail the test with them.
+    pub openapi_violations: openapi::Violations,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// What this server created itself and removes when it is dropped: its PostgreSQL
@@ -262,10 +266,17 @@ impl TestServer {
         let handle = tessera_server::app::EngineHandle(engine.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let listeners = tessera_server::Listeners { public, admin };
+        let violations = openapi::Violations::default();
+        let found = violations.clone();
         let task = tokio::spawn(async move {
-            let _ = tessera_server::serve(engine, listeners, async move {
-                let _ = rx.await;
-            })
+            let _ = tessera_server::serve_wrapped(
+                engine,
+                listeners,
+                async move {
+                    let _ = rx.await;
+                },
+                move |router| openapi::wrap(router, found.clone()),
+            )
             .await;
         });
         TestServer {
@@ -274,6 +285,7 @@ impl TestServer {
             dir,
             backend,
             engine: handle,
+            openapi_violations: violations,
             shutdown: Some(tx),
             task: Some(task),
             owned_dsn: None,
@@ -288,6 +300,18 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        self.assert_openapi_conformance();
+    }
+
+    /// Fails the test with every answer so far that did not match Kratos's OpenAPI document.
+    pub fn assert_openapi_conformance(&self) {
+        let found = self.openapi_violations.take();
+        assert!(
+            found.is_empty(),
+            "{} answer(s) do not match Kratos's OpenAPI document (crates/testkit/fixtures/kratos-openapi):\n{}",
+            found.len(),
+            found.join("\n")
+        );
     }
 
     /// An HTTP client that follows no redirects and keeps no cookies (a [`Browser`] keeps its
@@ -361,6 +385,16 @@ impl TestServer {
             resp.status().as_u16(),
             resp.json().await.unwrap_or(Value::Null),
         )
+    }
+}
+
+impl Drop for TestServer {
+    /// A test that ends without `stop` still fails on answers that break Kratos's document
+    /// (unless it is already failing).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_openapi_conformance();
+        }
     }
 }
 

@@ -4,5 +4,6 @@
 //! dependencies against ARCHITECTURE.md.
 
 mod fake_oidc;
+mod openapi;
 mod peers;
 mod tidy;
