@@ -78,6 +78,31 @@ fn a_conforming_answer_passes() {
         f
     })
     .unwrap();
+    // Kratos's own wire forms where its generated document differs: error details as a map,
+    // and the 422 "move the browser" answer with the error inside `error`.
+    spec.check(
+        "POST",
+        "/self-service/login",
+        410,
+        &json!({"error": {"code": 410, "message": "gone", "id": "self_service_flow_expired", "details": {"since": "2026-12-03T15:00:00Z"}}}),
+    )
+    .unwrap();
+    spec.check(
+        "POST",
+        "/self-service/login",
+        422,
+        &json!({"error": {"code": 422, "message": "browser location change required", "id": "browser_location_change_required"}, "redirect_browser_to": "http://127.0.0.1:1/authorize"}),
+    )
+    .unwrap();
+    assert!(
+        spec.check(
+            "POST",
+            "/self-service/login",
+            422,
+            &json!({"error": {"code": "422"}})
+        )
+        .is_err()
+    );
     // Not Kratos's path, or not a documented status: nothing to check against.
     spec.check("GET", "/oidc/me", 200, &json!(1)).unwrap();
 }
