@@ -107,10 +107,13 @@ fn a_conforming_answer_passes() {
     spec.check("GET", "/oidc/me", 200, &json!(1)).unwrap();
 }
 
+/// Breaks a conforming answer in one way.
+type Breaker = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn wrong_answers_fail_with_where_and_why() {
     let spec = kratos();
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 4] = [
+    let cases: [(&str, Breaker, &str); 4] = [
         (
             "an enum value Kratos does not list",
             Box::new(|f| f["ui"]["nodes"][1]["attributes"]["autocomplete"] = json!("nickname")),
