@@ -149,6 +149,27 @@ async fn email_password_quickstart_serves_flows_and_returns_to_the_expo_app() {
     let id = flow_id_of(&loc);
     let reg = flow_json_at(&b, &s.public, "registration", &id).await;
     assert_eq!(reg["return_to"], EXPO);
+    // The hosted page's CSP lets its form end at the app's scheme (browsers apply
+    // `form-action` to the redirect after the POST too), and at no other non-web scheme.
+    let page = b
+        .get(&format!("{}/ui/registration?flow={id}", s.public), false)
+        .await;
+    assert_eq!(page.status(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let form_action = csp
+        .split(';')
+        .find(|d| d.trim_start().starts_with("form-action"))
+        .unwrap_or_default();
+    assert!(form_action.split_whitespace().any(|t| t == "exp:"), "{csp}");
+    assert!(
+        !form_action.contains("javascript:") && !form_action.contains("data:"),
+        "{csp}"
+    );
     let r = b
         .post_form(
             reg["ui"]["action"].as_str().expect("action"),
