@@ -308,6 +308,15 @@ impl TestServer {
         self.assert_openapi_conformance();
     }
 
+    /// Stops the server and hands its folder to the test (which removes it), for a test that
+    /// goes on to run the `tessera` binary on what the server left behind.
+    pub async fn stop_keeping_dir(mut self) -> PathBuf {
+        self.owned_dir = None;
+        let dir = self.dir.clone();
+        self.stop().await;
+        dir
+    }
+
     /// Fails the test with every answer so far that did not match Kratos's OpenAPI document.
     pub fn assert_openapi_conformance(&self) {
         let found = self.openapi_violations.take();

@@ -568,14 +568,14 @@ async fn a_server_with_a_mutable_app_subject_refuses_to_start() {
         .expect("the app");
     row.metadata["subject"] = json!("traits.email");
     assert!(store.op_update_client(&row).await.expect("updated"));
-    let dir = s.dir.clone();
-    s.stop().await;
+    let dir = s.stop_keeping_dir().await;
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["serve", "--config"])
         .arg(dir.join("tessera.yml"))
         .output()
         .await
         .expect("run tessera serve");
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
