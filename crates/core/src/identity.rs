@@ -148,6 +148,10 @@ pub struct RecoveryAddress {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     pub id: Uuid,
+    /// Kratos's optional link to an identity in another system: unique across identities when
+    /// set, absent from the JSON when not (Kratos's `omitempty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     pub schema_id: String,
     /// Filled in at the HTTP edge (`{public base_url}/schemas/{id}`), not stored.
     #[serde(default)]

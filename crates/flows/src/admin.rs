@@ -25,14 +25,59 @@ const CREATE_FIELDS: &[&str] = &[
     "credentials",
     "verifiable_addresses",
     "recovery_addresses",
+    "external_id",
     // read-only fields present in exported identities; ignored
     "schema_url",
     "created_at",
     "updated_at",
     "state_changed_at",
     "organization_id",
-    "external_id",
 ];
+
+/// Kratos's column is `VARCHAR(64)`: a longer external id fails there; here it is a 400.
+pub const MAX_EXTERNAL_ID_CHARS: usize = 64;
+
+/// Reads `external_id` from a body: absent, `null` or `""` mean none (Kratos stores no empty
+/// one); otherwise 1–64 characters without control characters, so it stays printable in logs
+/// and usable in a URL path.
+pub fn external_id_from(value: Option<&Value>) -> Result<Option<String>, Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            check_external_id(s)?;
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(field_err(
+            "external_id",
+            "must be a string (or null to clear it)",
+        )),
+    }
+}
+
+/// The rules every external id follows, in a body or in a lookup path.
+pub fn check_external_id(s: &str) -> Result<(), Error> {
+    if s.is_empty() {
+        return Err(field_err("external_id", "must not be empty"));
+    }
+    let n = s.chars().count();
+    if n > MAX_EXTERNAL_ID_CHARS {
+        return Err(field_err(
+            "external_id",
+            format!("is {n} characters long; use at most {MAX_EXTERNAL_ID_CHARS}"),
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(field_err(
+            "external_id",
+            format!(
+                "contains the control character U+{:04X}; use printable characters only",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
 
 fn field_err(field: &str, msg: impl std::fmt::Display) -> Error {
     Error::bad_request(format!("`{field}`: {msg}"))
@@ -55,6 +100,7 @@ impl Engine {
         let now = now_ms();
         let mut identity = Identity {
             id: id.unwrap_or_else(Uuid::new_v4),
+            external_id: None,
             schema_id: schema_id.to_string(),
             schema_url: String::new(),
             state,
@@ -143,13 +189,7 @@ impl Engine {
                     })
             })
             .collect();
-        if let Some(c) = out
-            .credentials
-            .as_mut()
-            .and_then(|m| m.get_mut(CREDENTIAL_PASSWORD))
-        {
-            c.identifiers = ex.password_identifiers;
-        }
+        set_password_identifiers(&mut out, ex.password_identifiers, now);
         Ok(out)
     }
 
@@ -178,7 +218,7 @@ impl Engine {
                 unknown,
                 format!(
                     "unknown field; known fields are {}",
-                    CREATE_FIELDS[..9].join(", ")
+                    CREATE_FIELDS[..10].join(", ")
                 ),
             ));
         }
@@ -230,6 +270,7 @@ impl Engine {
             hashed,
             id,
         )?;
+        identity.external_id = external_id_from(obj.get("external_id"))?;
         self.oidc_from_body(obj.get("credentials"), &mut identity)?;
         apply_address_status(obj, &mut identity)?;
         self.validate(&identity)?;
@@ -329,8 +370,44 @@ impl Engine {
 
     pub async fn create_identity(&self, body: &Value) -> Result<Identity, Error> {
         let identity = self.identity_from_body(body)?;
+        self.external_id_free(&identity).await?;
         self.store.insert_identity(&identity).await?;
         self.present(identity.id, &[]).await
+    }
+
+    /// Refuses an `external_id` another identity holds, naming it (the unique index still
+    /// catches a racing write, with the generic conflict message).
+    async fn external_id_free(&self, identity: &Identity) -> Result<(), Error> {
+        let Some(ext) = identity.external_id.as_deref() else {
+            return Ok(());
+        };
+        match self.store.find_identity_by_external_id(ext).await? {
+            Some(other) if other.id != identity.id => Err(Error::conflict(format!(
+                "This identity conflicts with another identity that already exists: the external_id `{ext}` belongs to another identity. External ids are unique."
+            ))
+            .with_id(tessera_core::error::ErrorId::IdentityConflict)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `GET /admin/identities/by/external/{externalID}`: like [`Engine::present`], found by
+    /// external id.
+    pub async fn present_by_external_id(
+        &self,
+        external_id: &str,
+        include_credentials: &[String],
+    ) -> Result<Identity, Error> {
+        check_external_id(external_id)?;
+        let mut identity = self
+            .store
+            .find_identity_by_external_id(external_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!("No identity has the external_id `{external_id}`."))
+            })?;
+        identity.schema_url = self.schema_url(&identity.schema_id);
+        identity.redact_credentials(include_credentials);
+        Ok(identity)
     }
 
     /// Loads an identity for output: schema URL set, credential configs only where asked.
@@ -408,8 +485,11 @@ impl Engine {
                 ));
             }
         };
+        // Kratos's PUT takes the whole identity: an absent `external_id` clears it.
+        next.external_id = external_id_from(obj.get("external_id"))?;
         let next = self.rebuild_with_traits(&next, traits)?;
         self.validate(&next)?;
+        self.external_id_free(&next).await?;
         self.store.update_identity(&next).await?;
         self.present(id, &[]).await
     }
@@ -425,13 +505,14 @@ impl Engine {
                 "/metadata_public",
                 "/metadata_admin",
                 "/schema_id",
+                "/external_id",
             ];
             if !allowed
                 .iter()
                 .any(|a| path == *a || path.starts_with(&format!("{a}/")))
             {
                 return Err(Error::bad_request(format!(
-                    "The patch path `{path}` cannot be changed: patch /traits, /state, /metadata_public, /metadata_admin or /schema_id."
+                    "The patch path `{path}` cannot be changed: patch /traits, /state, /metadata_public, /metadata_admin, /schema_id or /external_id."
                 )));
             }
         }
@@ -439,6 +520,7 @@ impl Engine {
         let mut doc = serde_json::json!({
             "traits": current.traits, "state": current.state.as_str(), "metadata_public": current.metadata_public,
             "metadata_admin": current.metadata_admin, "schema_id": current.schema_id,
+            "external_id": current.external_id,
         });
         // One operation at a time, bounded after each: `copy` can double the document per
         // operation, so a short patch could otherwise build a value of any size or depth.
@@ -464,6 +546,66 @@ impl Engine {
             }
         }
         self.replace_identity(id, &Value::Object(body)).await
+    }
+}
+
+/// Keeps the schema's password identifiers on the identity whatever the sign-up method, as
+/// Kratos's credentials extension does: a `password` credential holding the identifiers, and no
+/// hash until the owner sets a password. This is what makes an email that is a password
+/// identifier unique across identities (social sign-up, admin create and import alike) and
+/// what `credentials_identifier` finds. A login against such a credential fails exactly like an
+/// unknown identifier (`Credential::password_config` is `None` without a hash). With no
+/// identifiers left, a credential that has no hash either is dropped: it could never be used.
+pub(crate) fn set_password_identifiers(
+    identity: &mut Identity,
+    identifiers: Vec<String>,
+    now: i64,
+) {
+    let creds = identity.credentials.get_or_insert_with(BTreeMap::new);
+    match creds.get_mut(CREDENTIAL_PASSWORD) {
+        Some(c) if identifiers.is_empty() && c.password_config().is_none() => {
+            creds.remove(CREDENTIAL_PASSWORD);
+        }
+        Some(c) => c.identifiers = identifiers,
+        None if identifiers.is_empty() => {}
+        None => {
+            creds.insert(
+                CREDENTIAL_PASSWORD.into(),
+                identifiers_only_password(identifiers, now),
+            );
+        }
+    }
+    if creds.is_empty() {
+        identity.credentials = None;
+    }
+}
+
+/// The schema's password identifiers of `identity` that its `password` credential lacks.
+pub(crate) fn password_identifiers_missing(
+    identity: &Identity,
+    schema: &tessera_core::schema::IdentitySchema,
+) -> Vec<String> {
+    let have = identity
+        .credential(CREDENTIAL_PASSWORD)
+        .map(|c| c.identifiers.as_slice())
+        .unwrap_or_default();
+    schema
+        .extract(&identity.traits)
+        .password_identifiers
+        .into_iter()
+        .filter(|i| !have.contains(i))
+        .collect()
+}
+
+/// A `password` credential with identifiers and no hash (Kratos shows its config as `{}`).
+pub fn identifiers_only_password(identifiers: Vec<String>, now: i64) -> Credential {
+    Credential {
+        kind: CREDENTIAL_PASSWORD.into(),
+        identifiers,
+        config: Value::Object(Map::new()),
+        version: 0,
+        created_at: now,
+        updated_at: now,
     }
 }
 

@@ -7,6 +7,7 @@
 //! Data walks one way: engine → store.
 
 pub mod admin;
+pub mod backfill;
 pub mod engine;
 pub mod forms;
 pub mod limits;

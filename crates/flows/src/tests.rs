@@ -357,3 +357,295 @@ async fn autocomplete_hints_are_the_ones_kratos_sets() {
         Some(Autocomplete::NewPassword)
     );
 }
+
+/// An identity as social sign-up makes it: traits from the upstream, an `oidc` credential, no
+/// password.
+async fn social_only(e: &Engine, email: &str, subject: &str) -> tessera_core::identity::Identity {
+    let mut identity = e
+        .build_identity(
+            "default",
+            json!({ "email": email }),
+            IdentityState::Active,
+            Value::Null,
+            Value::Null,
+            None,
+            None,
+        )
+        .unwrap();
+    set_provider_entry(&mut identity, "acme", subject, None);
+    e.store.insert_identity(&identity).await.unwrap();
+    identity
+}
+
+#[tokio::test]
+async fn an_identity_without_a_password_keeps_its_password_identifiers() {
+    let e = engine("").await;
+    let made = social_only(&e, "Jo@Example.com", "sub-7").await;
+    let stored = e.store.get_identity(made.id).await.unwrap();
+    let password = stored.credential("password").expect("password credential");
+    assert_eq!(password.identifiers, vec!["jo@example.com".to_string()]);
+    // Kratos shows such a credential's config as `{}`; there is no hash to use.
+    assert_eq!(password.config, json!({}));
+    assert!(password.password_config().is_none());
+    let found = e
+        .store
+        .find_identity_by_identifier("password", "jo@example.com")
+        .await
+        .unwrap()
+        .expect("found by email");
+    assert_eq!(found.id, made.id);
+    let listed = e
+        .store
+        .list_identities(10, None, Some("jo@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    // Changing the email moves the identifier; removing every identifier drops the empty
+    // credential rather than keeping one that can never be used.
+    let moved = e
+        .rebuild_with_traits(&stored, json!({"email": "jo2@example.com"}))
+        .unwrap();
+    assert_eq!(
+        moved.credential("password").unwrap().identifiers,
+        vec!["jo2@example.com".to_string()]
+    );
+    let gone = e.rebuild_with_traits(&stored, json!({})).unwrap();
+    assert!(gone.credential("password").is_none());
+    assert!(gone.credential("oidc").is_some());
+}
+
+#[tokio::test]
+async fn a_password_login_against_a_social_only_identity_fails_like_an_unknown_one() {
+    let e = engine("").await;
+    social_only(&e, "kai@example.com", "sub-8").await;
+    let mut refusals = Vec::new();
+    for who in ["kai@example.com", "nobody@example.com"] {
+        match login(&e, who, PASSWORD).await.unwrap() {
+            Outcome::Invalid(flow) => refusals.push(flow.ui.messages.clone()),
+            other => panic!("{who}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(
+        refusals[0].iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![4000006]
+    );
+}
+
+#[tokio::test]
+async fn settings_sets_a_first_password_for_a_social_only_identity() {
+    let e = engine("").await;
+    let identity = social_only(&e, "lia@example.com", "sub-9").await;
+    let (_, token) = e.issue_session(&identity, "oidc").await.unwrap();
+    let session = e.session_from_token(&token).await.unwrap().unwrap();
+    let flow = e
+        .init_settings(FlowType::Api, "http://t/", None, &session, "")
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "password": PASSWORD});
+    match e
+        .submit_settings(&flow.id.to_string(), &body, None, &session)
+        .await
+        .unwrap()
+    {
+        Outcome::Completed { .. } => {}
+        other => panic!("settings not saved: {other:?}"),
+    }
+    let stored = e.store.get_identity(identity.id).await.unwrap();
+    let password = stored.credential("password").unwrap();
+    assert_eq!(password.identifiers, vec!["lia@example.com".to_string()]);
+    assert!(password.password_config().is_some());
+    assert!(stored.credential("oidc").is_some(), "the link stays");
+    assert!(matches!(
+        login(&e, "lia@example.com", PASSWORD).await.unwrap(),
+        Outcome::Completed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_social_only_email_is_taken_for_every_other_route() {
+    let e = engine("").await;
+    social_only(&e, "max@example.com", "sub-10").await;
+    // Admin create: Kratos's 409.
+    let err = e
+        .create_identity(&json!({"traits": {"email": "MAX@example.com"}}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, tessera_core::ErrorKind::Conflict);
+    assert_eq!(err.id, Some(ErrorId::IdentityConflict));
+    // Password registration: the flow again, with 4000007.
+    let flow = e
+        .init_registration(FlowType::Api, "http://t/", None, None, "")
+        .await
+        .unwrap();
+    let body =
+        json!({"method": "password", "traits": {"email": "max@example.com"}, "password": PASSWORD});
+    match e
+        .submit_registration(&flow.id.to_string(), &body, None)
+        .await
+        .unwrap()
+    {
+        Outcome::Invalid(flow) => assert_eq!(message_ids(&flow), vec![4000007]),
+        other => panic!("expected the duplicate message: {other:?}"),
+    }
+    assert_eq!(e.store.count_identities().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_backfill_gives_old_identities_their_identifiers_once() {
+    let e = engine("").await;
+    // Written the old way: no password credential at all.
+    let mut old = Vec::new();
+    for (email, subject) in [
+        ("ned@example.com", "s-1"),
+        ("NED@example.com", "s-2"),
+        ("oz@example.com", "s-3"),
+    ] {
+        let mut i = e
+            .build_identity(
+                "default",
+                json!({"email": email}),
+                IdentityState::Active,
+                Value::Null,
+                Value::Null,
+                None,
+                None,
+            )
+            .unwrap();
+        set_provider_entry(&mut i, "acme", subject, None);
+        i.credentials.as_mut().unwrap().remove("password");
+        // Two identities could share an email only where it was not also an address.
+        i.verifiable_addresses.clear();
+        i.recovery_addresses.clear();
+        e.store.insert_identity(&i).await.unwrap();
+        old.push(i.id);
+    }
+    let with_password = register(&e, "pia@example.com").await;
+    assert!(
+        e.store
+            .find_identity_by_identifier("password", "oz@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let done = e
+        .run_backfills()
+        .await
+        .unwrap()
+        .expect("pending after the migration");
+    // Two old identities share an email: the first (by id) gets it, the other is skipped
+    // and logged, and the back-fill still finishes.
+    assert_eq!(done.identities, 2);
+    assert_eq!(done.skipped, 1);
+    let oz = e
+        .store
+        .find_identity_by_identifier("password", "oz@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(oz.id, old[2]);
+    assert_eq!(oz.credential("password").unwrap().config, json!({}));
+    let ned = e
+        .store
+        .find_identity_by_identifier("password", "ned@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(old[..2].contains(&ned.id));
+    let pia = e.store.get_identity(with_password.id).await.unwrap();
+    assert!(
+        pia.credential("password")
+            .unwrap()
+            .password_config()
+            .is_some()
+    );
+    // Recorded: it never runs again.
+    assert_eq!(e.run_backfills().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn external_ids_are_unique_bounded_and_patchable() {
+    let e = engine("").await;
+    let a = e
+        .create_identity(&json!({"traits": {"email": "qa@example.com"}, "external_id": "crm/42 ü"}))
+        .await
+        .unwrap();
+    assert_eq!(a.external_id.as_deref(), Some("crm/42 ü"));
+    let found = e.present_by_external_id("crm/42 ü", &[]).await.unwrap();
+    assert_eq!(found.id, a.id);
+    assert!(
+        found.credentials.as_ref().unwrap()["password"]
+            .config
+            .is_null()
+    );
+    let with = e
+        .present_by_external_id("crm/42 ü", &["password".into()])
+        .await
+        .unwrap();
+    assert_eq!(with.credentials.unwrap()["password"].config, json!({}));
+    // Another identity may not take it.
+    let dup = e
+        .create_identity(&json!({"traits": {"email": "qb@example.com"}, "external_id": "crm/42 ü"}))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.kind, tessera_core::ErrorKind::Conflict);
+    assert_eq!(dup.id, Some(ErrorId::IdentityConflict));
+    assert!(dup.reason.contains("external_id"), "{}", dup.reason);
+    // Bad values are the caller's mistake, said precisely.
+    for (bad, needle) in [
+        (json!("x".repeat(65)), "at most 64"),
+        (json!("a\u{0}b"), "control character"),
+        (json!(42), "must be a string"),
+    ] {
+        let err = e
+            .create_identity(&json!({"traits": {"email": "qc@example.com"}, "external_id": bad}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, tessera_core::ErrorKind::BadRequest, "{bad}");
+        assert!(err.reason.contains(needle), "{}", err.reason);
+    }
+    let long = e
+        .present_by_external_id(&"y".repeat(500), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(long.kind, tessera_core::ErrorKind::BadRequest);
+    let unknown = e.present_by_external_id("nope", &[]).await.unwrap_err();
+    assert_eq!(unknown.kind, tessera_core::ErrorKind::NotFound);
+    // Patchable, and "" clears it (Kratos).
+    let b = e
+        .create_identity(&json!({"traits": {"email": "qd@example.com"}}))
+        .await
+        .unwrap();
+    assert!(b.external_id.is_none());
+    let taken = e
+        .patch_identity(
+            b.id,
+            &json!([{"op": "replace", "path": "/external_id", "value": "crm/42 ü"}]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(taken.kind, tessera_core::ErrorKind::Conflict);
+    let set = e
+        .patch_identity(
+            b.id,
+            &json!([{"op": "add", "path": "/external_id", "value": "crm/43"}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.external_id.as_deref(), Some("crm/43"));
+    let cleared = e
+        .patch_identity(
+            b.id,
+            &json!([{"op": "replace", "path": "/external_id", "value": ""}]),
+        )
+        .await
+        .unwrap();
+    assert!(cleared.external_id.is_none());
+    assert!(e.present_by_external_id("crm/43", &[]).await.is_err());
+    // PUT takes the whole identity: without `external_id` it has none (Kratos).
+    let put = e
+        .replace_identity(a.id, &json!({"traits": {"email": "qa@example.com"}}))
+        .await
+        .unwrap();
+    assert!(put.external_id.is_none());
+}

@@ -33,6 +33,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_identity),
         )
         .route(
+            "/admin/identities/by/external/{external_id}",
+            get(get_identity_by_external_id),
+        )
+        .route(
+            "/admin/identities/by/external/",
+            get(|| async { ApiError(Error::bad_request("The external ID must not be empty.")) }),
+        )
+        .route(
             "/admin/identities/{id}/sessions",
             get(identity_sessions).delete(revoke_identity_sessions),
         )
@@ -269,6 +277,20 @@ async fn get_identity(
 ) -> ApiResult<Response> {
     let e = cfg.engine();
     let mut identity = e.present(id, &include).await?;
+    if include.iter().any(|k| k == "oidc") {
+        e.reveal_oidc_tokens(&mut identity);
+    }
+    Ok(Json(identity).into_response())
+}
+
+/// Kratos's `getIdentityByExternalID`, with `include_credential` as on `GET /admin/identities/{id}`.
+async fn get_identity_by_external_id(
+    cfg: Cfg,
+    KratosPath(external_id): KratosPath<String>,
+    IncludeCredentials(include): IncludeCredentials,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let mut identity = e.present_by_external_id(&external_id, &include).await?;
     if include.iter().any(|k| k == "oidc") {
         e.reveal_oidc_tokens(&mut identity);
     }

@@ -141,7 +141,10 @@ pub async fn build_engine_with(
         return Err(BuildError::Setup("the database schema is not up to date: run `tessera migrate sql up -e --yes` (or start with --dev to migrate automatically)".into()));
     }
     let limits = Arc::new(tessera_flows::limits::Limits::new(&settings.limits));
-    Ok(assemble(settings, store, schemas, social, limits))
+    let engine = assemble(settings, store, schemas, social, limits);
+    // Data fixes that need the schemas (one query when none is pending).
+    engine.run_backfills().await.map_err(setup)?;
+    Ok(engine)
 }
 
 /// Schemas and providers (with their mappers) fetched and compiled: everything a configuration

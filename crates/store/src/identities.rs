@@ -60,7 +60,7 @@ impl Store {
     pub async fn insert_identity(&self, identity: &Identity) -> Result<(), Error> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, metadata_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, metadata_admin, created_at, updated_at, external_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(identity.id.to_string())
         .bind(&identity.schema_id)
@@ -71,6 +71,7 @@ impl Store {
         .bind(opt_json(&identity.metadata_admin))
         .bind(identity.created_at)
         .bind(identity.updated_at)
+        .bind(identity.external_id.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -84,7 +85,7 @@ impl Store {
         self.sessions.clear();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(
-            "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7 WHERE id = $8",
+            "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7, external_id = $9 WHERE id = $8",
         )
         .bind(&identity.schema_id)
         .bind(identity.state.as_str())
@@ -94,6 +95,7 @@ impl Store {
         .bind(opt_json(&identity.metadata_admin))
         .bind(identity.updated_at)
         .bind(identity.id.to_string())
+        .bind(identity.external_id.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -176,6 +178,114 @@ impl Store {
             Some(r) => Ok(Some(self.get_identity(uuid_col(&r, "identity_id")?).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The identity whose `external_id` is `external_id`, with its credentials.
+    pub async fn find_identity_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Identity>, Error> {
+        let row = sqlx::query("SELECT id FROM identities WHERE external_id = $1")
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(r) => Ok(Some(self.get_identity(uuid_col(&r, "id")?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the start-up data fix `name` (a row of `startup_backfills`, inserted by the
+    /// migration that needs it) has yet to run.
+    pub async fn backfill_pending(&self, name: &str) -> Result<bool, Error> {
+        let row = sqlx::query("SELECT done_at FROM startup_backfills WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(match row {
+            Some(r) => r
+                .try_get::<Option<i64>, _>("done_at")
+                .map_err(db_err)?
+                .is_none(),
+            None => false,
+        })
+    }
+
+    /// Records the start-up data fix `name` as done, so it never runs again.
+    pub async fn finish_backfill(&self, name: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE startup_backfills SET done_at = $1 WHERE name = $2")
+            .bind(timefmt::now_ms())
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Adds identifiers to an identity's credential of type `kind`, creating the credential
+    /// (config `{}`) when it has none. An identifier another identity already holds is skipped,
+    /// not an error (the back-fill must finish even where old data collides); the ones added
+    /// are returned. Runs in one transaction, and a credential left without any identifier is
+    /// not created.
+    pub async fn add_credential_identifiers(
+        &self,
+        identity_id: Uuid,
+        kind: &str,
+        identifiers: &[String],
+    ) -> Result<Vec<String>, Error> {
+        self.sessions.clear();
+        let id = identity_id.to_string();
+        let now = timefmt::now_ms();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let existing =
+            sqlx::query("SELECT id FROM identity_credentials WHERE identity_id = $1 AND type = $2")
+                .bind(&id)
+                .bind(kind)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let (cid, created) = match existing {
+            Some(r) => (r.try_get::<String, _>("id").map_err(db_err)?, false),
+            None => {
+                let cid = Uuid::new_v4().to_string();
+                sqlx::query("INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) VALUES ($1, $2, $3, '{}', 0, $4, $5)")
+                    .bind(&cid)
+                    .bind(&id)
+                    .bind(kind)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                (cid, true)
+            }
+        };
+        let mut added = Vec::new();
+        for ident in identifiers {
+            // ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike): a taken identifier leaves
+            // the transaction usable, where a failed insert would abort it on PostgreSQL.
+            let done = sqlx::query("INSERT INTO identity_credential_identifiers (id, credential_id, identity_id, type, identifier, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                .bind(Uuid::new_v4().to_string())
+                .bind(&cid)
+                .bind(&id)
+                .bind(kind)
+                .bind(ident)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() > 0 {
+                added.push(ident.clone());
+            }
+        }
+        if added.is_empty() && created {
+            // Nothing to hold: roll back the empty credential.
+            return Ok(added);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(added)
     }
 
     /// Lists identities ordered by id, `page_size` at a time, optionally only the one owning an
@@ -332,6 +442,9 @@ pub(crate) fn identity_from_row(row: &AnyRow) -> Result<Identity, Error> {
     let state: String = row.try_get("state").map_err(db_err)?;
     Ok(Identity {
         id: uuid_col(row, "id")?,
+        external_id: row
+            .try_get::<Option<String>, _>("external_id")
+            .map_err(db_err)?,
         schema_id: row.try_get("schema_id").map_err(db_err)?,
         schema_url: String::new(),
         state: IdentityState::parse(&state).unwrap_or(IdentityState::Inactive),

@@ -30,7 +30,11 @@ enum Cmd {
     },
     /// Show one identity (JSON).
     Get {
+        /// The identity's id, or with `--external` its external id.
         id: String,
+        /// Look the identity up by its `external_id` (`/admin/identities/by/external/…`).
+        #[arg(long)]
+        external: bool,
         /// Include credential configs of this type (password, oidc).
         #[arg(long = "include-credentials")]
         include_credentials: Vec<String>,
@@ -76,15 +80,28 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
         }
         Cmd::Get {
             id,
+            external,
             include_credentials,
         } => {
-            let mut url = format!("{base}/admin/identities/{id}");
-            for (i, c) in include_credentials.iter().enumerate() {
-                url.push(if i == 0 { '?' } else { '&' });
-                url.push_str(&format!("include_credential={c}"));
+            let mut url = url::Url::parse(&format!("{base}/admin/identities/"))
+                .with_context(|| format!("`{base}` is not a URL"))?;
+            {
+                // Each part a path segment of its own, percent-encoded: an external id may hold
+                // `/`, `?` or spaces.
+                let mut path = url
+                    .path_segments_mut()
+                    .map_err(|()| anyhow!("`{base}` cannot take a path"))?;
+                path.pop_if_empty();
+                if external {
+                    path.extend(["by", "external"]);
+                }
+                path.push(&id);
+            }
+            for c in &include_credentials {
+                url.query_pairs_mut().append_pair("include_credential", c);
             }
             let resp = http
-                .get(&url)
+                .get(url.as_str())
                 .send()
                 .await
                 .with_context(|| format!("cannot reach the admin API at {base}"))?;
