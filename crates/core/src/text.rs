@@ -128,18 +128,20 @@ pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
 }
 
 // Social sign-in (Kratos ids).
-pub fn login_with(provider: &str) -> Text {
+/// A social button's label: `provider` is the name people read (the label, or the type's
+/// name), `provider_id` the configured id the button submits, as in Kratos's context.
+pub fn login_with(provider: &str, provider_id: &str) -> Text {
     info(
         1010002,
         format!("Sign in with {provider}"),
-        json!({ "provider": provider }),
+        json!({ "provider": provider, "provider_id": provider_id }),
     )
 }
-pub fn registration_with(provider: &str) -> Text {
+pub fn registration_with(provider: &str, provider_id: &str) -> Text {
     info(
         1040002,
         format!("Sign up with {provider}"),
-        json!({ "provider": provider }),
+        json!({ "provider": provider, "provider_id": provider_id }),
     )
 }
 pub fn link_provider(provider: &str) -> Text {

@@ -81,17 +81,6 @@ pub struct ProviderConfig {
     pub store_tokens: bool,
 }
 
-impl ProviderConfig {
-    /// What buttons say: the label, or the id.
-    pub fn display_name(&self) -> &str {
-        if self.label.trim().is_empty() {
-            &self.id
-        } else {
-            &self.label
-        }
-    }
-}
-
 fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Problem {
     Problem {
         key: if key.is_empty() {

@@ -50,6 +50,17 @@ impl Configured {
     pub fn config(&self) -> &ProviderConfig {
         self.provider.config()
     }
+    /// What the UI and messages call this provider: the configured `label`, or else the
+    /// type's English name (`GitHub`, `VK`), never the raw type id. The hosted UI swaps in the
+    /// type's name in the page language ([`types::Names`]) where it has one.
+    pub fn display_name(&self) -> &str {
+        let label = self.config().label.trim();
+        if label.is_empty() {
+            self.kind.names.en
+        } else {
+            label
+        }
+    }
 }
 
 /// The providers a server runs with, in configuration order (which is the button order), and

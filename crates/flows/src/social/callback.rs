@@ -113,7 +113,7 @@ impl Engine {
                 )
                 .await;
         };
-        let label = provider.config().display_name().to_string();
+        let label = provider.display_name().to_string();
         let fail = |flow: &mut Flow, reason: &dyn std::fmt::Display, user: String, code: &str| {
             tracing::warn!(provider = provider_id, flow = %flow.id, reason = %reason, "social sign-in failed");
             flow.ui

@@ -60,13 +60,13 @@ impl Engine {
             if owner_providers.iter().any(|o| o == p.id()) {
                 login.ui.nodes.push(
                     Node::input("oidc", "provider", "submit", Value::String(p.id().into()))
-                        .label(text::login_with(p.config().display_name())),
+                        .label(text::login_with(p.display_name(), p.id())),
                 );
             }
         }
         login.ui.messages.push(text::login_to_link(
             duplicate,
-            provider.config().display_name(),
+            provider.display_name(),
             &owner_providers,
         ));
         login.internal.link = Some(LinkIntent {
@@ -104,7 +104,7 @@ impl Engine {
         let provider_name = self
             .social
             .get(provider_id)
-            .map(|p| p.config().display_name().to_string())
+            .map(|p| p.display_name().to_string())
             .unwrap_or_else(|| provider_id.to_string());
         let account = link.identifier.clone();
         flow.ui.nodes.retain(|n| n.attributes.name == "csrf_token");

@@ -63,10 +63,10 @@ impl Engine {
     /// Adds one "Sign in/up with X" button per provider (`group: oidc, name: provider`).
     pub(crate) fn add_oidc_buttons(&self, flow: &mut Flow) {
         for p in self.social.providers() {
-            let name = p.config().display_name();
+            let name = p.display_name();
             let label = match flow.kind {
-                FlowKind::Registration => text::registration_with(name),
-                _ => text::login_with(name),
+                FlowKind::Registration => text::registration_with(name, p.id()),
+                _ => text::login_with(name, p.id()),
             };
             flow.ui.nodes.push(
                 Node::input("oidc", "provider", "submit", Value::String(p.id().into()))

@@ -108,7 +108,10 @@ impl Engine {
                 "submit",
                 Value::String(provider.id().into()),
             )
-            .label(text::registration_with(provider.config().display_name())),
+            .label(text::registration_with(
+                provider.display_name(),
+                provider.id(),
+            )),
         );
     }
 

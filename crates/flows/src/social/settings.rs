@@ -19,7 +19,7 @@ impl Engine {
     pub(crate) fn add_settings_oidc_nodes(&self, flow: &mut Flow, identity: &Identity) {
         let linked = linked_providers(identity);
         for p in self.social.providers() {
-            let name = p.config().display_name();
+            let name = p.display_name();
             let node = if linked.iter().any(|(prov, _)| prov == p.id()) {
                 Node::input("oidc", "unlink", "submit", Value::String(p.id().into()))
                     .label(text::unlink_provider(name))
@@ -63,7 +63,7 @@ impl Engine {
             Some(other) if other.id != identity.id => {
                 flow.ui.messages.push(text::validation_generic(&format!(
                     "This {} account is already linked to another account here. Sign in with it there and unlink it first.",
-                    provider.config().display_name()
+                    provider.display_name()
                 )));
             }
             Some(_) => {

@@ -43,7 +43,7 @@ impl Engine {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(provider = provider_id, flow = %flow.id, reason = %e, "social sign-in could not start");
-                let label = provider.config().display_name();
+                let label = provider.display_name();
                 flow.ui.messages.push(text::social_sign_in_failed(
                     &e.user_message(label),
                     e.user_code(),

@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn messages_use_context_and_field_wording() {
-        let m = tessera_core::text::login_with("GitHub");
+        let m = tessera_core::text::login_with("GitHub", "github");
         assert_eq!(message(Lang::Ru, &m, false).text, "Продолжить через GitHub");
         assert_eq!(
             t(Lang::ZhCn, "1010002", &[("provider", "钉钉".into())]),

@@ -55,7 +55,8 @@ fn registration_flow() -> Flow {
     );
     for p in ["github", "vk"] {
         ui.nodes.push(
-            Node::input("oidc", "provider", "submit", json!(p)).label(text::registration_with(p)),
+            Node::input("oidc", "provider", "submit", json!(p))
+                .label(text::registration_with(p, p)),
         );
     }
     let mut agree = Node::input("default", "terms_accepted", "checkbox", json!(false))
@@ -186,7 +187,7 @@ fn social_buttons_take_icon_and_local_name_from_the_provider_type() {
     for (id, label) in [("dt", "DingTalk"), ("gh", "github"), ("gone", "Gone")] {
         ui.nodes.push(
             Node::input("oidc", "provider", "submit", json!(id))
-                .label(text::registration_with(label)),
+                .label(text::registration_with(label, id)),
         );
     }
     let flow = flow_of(FlowKind::Login, ui);
