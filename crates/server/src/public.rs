@@ -78,6 +78,14 @@ pub fn router(state: AppState) -> Router {
         .route("/self-service/logout/api", delete(logout_api))
         .route("/self-service/errors", get(crate::oidc::get_error))
         .route("/sessions/token-exchange", get(crate::oidc::token_exchange))
+        .route(
+            "/self-service/fed-cm/parameters",
+            axum::routing::any(fedcm_not_available),
+        )
+        .route(
+            "/self-service/fed-cm/token",
+            axum::routing::any(fedcm_not_available),
+        )
         .route("/sessions/whoami", get(whoami).post(whoami))
         .route(
             "/sessions",
@@ -105,6 +113,16 @@ pub fn common_routes() -> Router<AppState> {
         .route("/health/alive", get(alive))
         .route("/health/ready", get(ready))
         .route("/version", get(version))
+}
+
+/// Kratos's FedCM endpoints exist only on the Ory Network (Kratos itself answers 404), and no
+/// provider type Tessera has speaks FedCM: a 404 in Kratos's error shape that says so, rather
+/// than "no route" (docs/migrating-from-kratos.md has the reasoning).
+async fn fedcm_not_available(uri: Uri) -> ApiError {
+    ApiError(Error::not_found(format!(
+        "`{}` is not available: FedCM sign-in (createFedcmFlow, updateFedcmFlow) is not implemented by Tessera, as in self-hosted Ory Kratos. Use the social sign-in buttons of the login and registration flows (method `oidc`).",
+        uri.path()
+    )))
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -29,6 +29,7 @@ mod edge;
 mod extractors;
 mod hosted_ui;
 mod identity_config;
+mod kratos_identities;
 mod kratos_quickstart;
 mod mapper_cli;
 mod mapper_sandbox;
