@@ -191,12 +191,13 @@ pub fn duplicate_on_oidc_link() -> Text {
 }
 /// An upstream sign-in failed; `reason` says why in words a user can act on. The context adds
 /// (a Tessera extension Kratos UIs ignore) `tessera_reason`, a stable code such as
-/// `upstream_denied`, and the `provider` label, so a UI can say it in the user's language.
-pub fn social_sign_in_failed(reason: &str, code: &str, provider: &str) -> Text {
+/// `upstream_denied`, the `provider` label and its `provider_id`, so a UI can say it in the
+/// user's language (with the provider type's local name).
+pub fn social_sign_in_failed(reason: &str, code: &str, provider: &str, provider_id: &str) -> Text {
     error(
         4000001,
         reason.to_string(),
-        json!({ "reason": reason, "tessera_reason": code, "provider": provider }),
+        json!({ "reason": reason, "tessera_reason": code, "provider": provider, "provider_id": provider_id }),
     )
 }
 

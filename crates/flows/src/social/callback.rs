@@ -116,9 +116,12 @@ impl Engine {
         let label = provider.display_name().to_string();
         let fail = |flow: &mut Flow, reason: &dyn std::fmt::Display, user: String, code: &str| {
             tracing::warn!(provider = provider_id, flow = %flow.id, reason = %reason, "social sign-in failed");
-            flow.ui
-                .messages
-                .push(text::social_sign_in_failed(&user, code, &label));
+            flow.ui.messages.push(text::social_sign_in_failed(
+                &user,
+                code,
+                &label,
+                provider_id,
+            ));
         };
 
         let cb = Callback { params };

@@ -48,6 +48,7 @@ impl Engine {
                     &e.user_message(label),
                     e.user_code(),
                     label,
+                    provider_id,
                 ));
                 return self.invalid(flow).await;
             }

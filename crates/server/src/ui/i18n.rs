@@ -493,7 +493,7 @@ mod tests {
         );
         let m = tessera_core::text::missing_property("email");
         assert_eq!(message(Lang::ZhCn, &m, true).text, "此项为必填项。");
-        let m = tessera_core::text::social_sign_in_failed("x", "upstream_denied", "VK");
+        let m = tessera_core::text::social_sign_in_failed("x", "upstream_denied", "VK", "vk");
         assert!(message(Lang::Ru, &m, false).text.contains("VK"));
         let m = tessera_core::text::validation_generic("some English detail");
         let said = message(Lang::ZhCn, &m, false);

@@ -464,7 +464,10 @@ pub fn flow_html(
         .ui
         .messages
         .iter()
-        .map(|m| render::message_view(lang, m, false))
+        .map(|m| {
+            let m = render::forms::localized_message(lang, m, &provider_type);
+            render::message_view(lang, &m, false)
+        })
         .collect();
     let brand = [("brand", x.brand_name.clone())];
     let return_to = flow.return_to.as_deref();

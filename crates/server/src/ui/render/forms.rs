@@ -233,7 +233,13 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
         messages: n
             .messages
             .iter()
-            .map(|m| message_view(cx.lang, m, true))
+            .map(|m| {
+                message_view(
+                    cx.lang,
+                    &localized_message(cx.lang, m, cx.provider_type),
+                    true,
+                )
+            })
             .collect(),
     }
 }
@@ -266,6 +272,24 @@ fn localized_label(lang: Lang, label: &Text, kind: Option<&ProviderType>) -> (Te
         return (label, local);
     }
     (label, configured)
+}
+
+/// A message naming a provider by its label (the engine's social errors carry `provider` and
+/// `provider_id`): the provider type's name in the page language, as on the buttons.
+pub fn localized_message(
+    lang: Lang,
+    m: &Text,
+    provider_type: &dyn Fn(&str) -> Option<&'static ProviderType>,
+) -> Text {
+    let kind = m
+        .context
+        .get("provider_id")
+        .and_then(Value::as_str)
+        .and_then(provider_type);
+    match kind {
+        Some(_) => localized_label(lang, m, kind).0,
+        None => m.clone(),
+    }
 }
 
 fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {

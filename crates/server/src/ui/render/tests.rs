@@ -437,3 +437,32 @@ fn form_kinds_are_the_strings_the_templates_compare() {
         assert!(forms.contains(s), "flow_forms.html no longer uses {s}");
     }
 }
+
+#[test]
+fn messages_naming_a_provider_use_its_local_name() {
+    let types = |id: &str| match id {
+        "dt" => tessera_social::types::get("dingtalk"),
+        _ => None,
+    };
+    let m = text::social_sign_in_failed(
+        "DingTalk refused the sign-in: x.",
+        "upstream_refused",
+        "DingTalk",
+        "dt",
+    );
+    let zh = super::forms::localized_message(Lang::ZhCn, &m, &types);
+    assert_eq!(zh.context["provider"], "钉钉");
+    let said = message_view(Lang::ZhCn, &zh, false);
+    assert!(said.text.starts_with("钉钉"), "{}", said.text);
+    let en = super::forms::localized_message(Lang::En, &m, &types);
+    assert_eq!(en.context["provider"], "DingTalk");
+    // A label the operator chose stays as written; an unknown provider id changes nothing.
+    let own = text::social_sign_in_failed("x", "upstream_refused", "Corp login", "dt");
+    let own = super::forms::localized_message(Lang::ZhCn, &own, &types);
+    assert_eq!(own.context["provider"], "Corp login");
+    let gone = text::social_sign_in_failed("x", "upstream_refused", "DingTalk", "gone");
+    assert_eq!(
+        super::forms::localized_message(Lang::ZhCn, &gone, &types),
+        gone
+    );
+}
