@@ -207,6 +207,25 @@ impl Engine {
                 .find_identity_by_identifier(CREDENTIAL_PASSWORD, &id)
                 .await?
             {
+                // The same upstream account signed up a moment ago (two first sign-ins at
+                // once): the owner is this very account, so sign in to it, as the insert
+                // conflict below does.
+                let mine = format!("{}:{subject}", provider.id());
+                if owner
+                    .credential(CREDENTIAL_OIDC)
+                    .is_some_and(|c| c.identifiers.contains(&mine))
+                {
+                    let mut flow = flow;
+                    flow.internal.pending = None;
+                    return self
+                        .finish_sign_in(
+                            flow,
+                            owner,
+                            provider.id(),
+                            "This sign-in was already completed.",
+                        )
+                        .await;
+                }
                 // Offer "sign in to link" only to a browser that started the flow (API flows
                 // are bound to nobody, so a link prompt there could be handed to the victim)
                 // and only when the upstream vouched for the colliding address: otherwise
