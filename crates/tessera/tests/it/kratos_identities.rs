@@ -596,3 +596,39 @@ async fn fedcm_paths_say_why_they_are_not_there() {
         );
     }
 }
+
+/// docs/migrating-from-kratos.md keeps a row for every operation of Kratos's OpenAPI document
+/// (the testkit fixture): a Kratos update that adds a path fails here until the table says what
+/// Tessera does with it.
+#[test]
+fn the_migration_guide_lists_every_kratos_endpoint() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{root}/crates/testkit/fixtures/kratos-openapi/api.json"
+        ))
+        .expect("the spec fixture"),
+    )
+    .expect("JSON");
+    let guide = std::fs::read_to_string(format!("{root}/docs/migrating-from-kratos.md"))
+        .expect("the migration guide");
+    let mut operations = 0;
+    let mut missing = Vec::new();
+    for (path, ops) in spec["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if ops.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let row = format!("| `{}` | `{path}` |", method.to_uppercase());
+            if !guide.contains(&row) {
+                missing.push(row);
+            }
+        }
+    }
+    assert!(operations >= 60, "only {operations} operations read");
+    assert!(
+        missing.is_empty(),
+        "add these Kratos operations to the table in docs/migrating-from-kratos.md: {missing:#?}"
+    );
+}
