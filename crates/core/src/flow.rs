@@ -33,11 +33,12 @@ impl FlowKind {
         }
     }
     /// Kratos's message id for "this flow expired".
-    pub fn expired_message_id(self) -> u32 {
+    pub fn expired_message_id(self) -> crate::text::MessageId {
+        use crate::text::MessageId;
         match self {
-            FlowKind::Login => 4010001,
-            FlowKind::Registration => 4040001,
-            FlowKind::Settings => 4050001,
+            FlowKind::Login => MessageId::LOGIN_EXPIRED,
+            FlowKind::Registration => MessageId::REGISTRATION_EXPIRED,
+            FlowKind::Settings => MessageId::SETTINGS_EXPIRED,
         }
     }
 }

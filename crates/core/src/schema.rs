@@ -407,14 +407,14 @@ mod tests {
         let errs = schema().validate_traits(&json!({}));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field.as_deref(), Some("traits.email"));
-        assert_eq!(errs[0].message.id, 4000002);
+        assert_eq!(errs[0].message.id, text::MessageId::MISSING_PROPERTY);
         assert_eq!(errs[0].message.text, "Property email is missing.");
     }
 
     #[test]
     fn bad_format_is_4000004() {
         let errs = schema().validate_traits(&json!({"email": "not-an-email"}));
-        assert_eq!(errs[0].message.id, 4000004);
+        assert_eq!(errs[0].message.id, text::MessageId::INVALID_FORMAT);
         assert_eq!(errs[0].field.as_deref(), Some("traits.email"));
     }
 
@@ -422,7 +422,7 @@ mod tests {
     fn extra_trait_is_refused() {
         let errs = schema().validate_traits(&json!({"email": "a@b.co", "admin": true}));
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].message.id, 4000001);
+        assert_eq!(errs[0].message.id, text::MessageId::VALIDATION_GENERIC);
     }
 
     #[test]

@@ -4,9 +4,115 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// A Kratos UI message id (`1010001`, `4000006`, …): what a UI translates by. Serialised as
+/// the bare number Kratos sends; code names ids by their constants and compares those, never
+/// bare integers. The id's first digit says its [`TextType`] family in Kratos's catalogue
+/// (`1…` info, `4…` error).
+///
+/// Deliberately a newtype rather than an enum: stored flows may carry ids written by another
+/// version, and reading them must not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(pub u32);
+
+/// Defines each id as a constant and [`MessageId::ALL`] from the same list.
+macro_rules! message_ids {
+    ($($(#[$doc:meta])* $name:ident = $id:literal;)*) => {
+        impl MessageId {
+            $($(#[$doc])* pub const $name: MessageId = MessageId($id);)*
+
+            /// Every id this server writes (the hosted pages translate each one).
+            pub const ALL: &'static [MessageId] = &[$(MessageId::$name),*];
+        }
+    };
+}
+
+message_ids! {
+    /// "Sign in" (the login form's submit).
+    LOGIN_TITLE = 1010001;
+    /// "Sign in with {provider}".
+    LOGIN_WITH = 1010002;
+    /// "Please confirm this action by verifying that it is you." (a `refresh=true` login).
+    LOGIN_REFRESH = 1010003;
+    /// "You tried to sign in with …, but that email is already used by another account."
+    LOGIN_TO_LINK = 1010016;
+    /// Tessera: "Link the {provider} account … to your account?"
+    CONFIRM_LINK = 1010901;
+    /// Tessera: "Link {provider} account" (button).
+    CONFIRM_LINK_BUTTON = 1010902;
+    /// Tessera: "Don't link, just sign in" (button).
+    SKIP_LINK_BUTTON = 1010903;
+    /// "Sign up".
+    REGISTRATION_TITLE = 1040001;
+    /// "Sign up with {provider}".
+    REGISTRATION_WITH = 1040002;
+    /// "Your changes have been saved!"
+    SETTINGS_SAVED = 1050001;
+    /// "Link {provider}".
+    LINK_PROVIDER = 1050002;
+    /// "Unlink {provider}".
+    UNLINK_PROVIDER = 1050003;
+    /// "Password" (label).
+    LABEL_PASSWORD = 1070001;
+    /// A label taken from the identity schema's `title`.
+    LABEL_GENERATED = 1070002;
+    /// "Save".
+    LABEL_SAVE = 1070003;
+    /// "ID".
+    LABEL_ID = 1070004;
+    /// "Submit".
+    LABEL_SUBMIT = 1070005;
+    /// Tessera: the registration agreement checkbox's label.
+    LABEL_AGREEMENT = 1070900;
+    /// A validation error in the reason's own words (also a failed social sign-in).
+    VALIDATION_GENERIC = 4000001;
+    /// "Property {property} is missing."
+    MISSING_PROPERTY = 4000002;
+    /// "length must be >= …".
+    MIN_LENGTH = 4000003;
+    /// "… is not valid …" (format).
+    INVALID_FORMAT = 4000004;
+    /// "The password can not be used because …".
+    PASSWORD_POLICY = 4000005;
+    /// "The provided credentials are invalid, …".
+    INVALID_CREDENTIALS = 4000006;
+    /// "An account with the same identifier … exists already."
+    DUPLICATE_CREDENTIALS = 4000007;
+    /// "Your account has been disabled."
+    INACTIVE_IDENTITY = 4000010;
+    /// "An account with the same identifier … Please sign in to your existing account to link
+    /// your social profile."
+    DUPLICATE_ON_OIDC_LINK = 4000027;
+    /// Tessera: the agreement checkbox was not ticked.
+    AGREEMENT_REQUIRED = 4000900;
+    /// Tessera: a read-only trait was submitted.
+    READ_ONLY_TRAIT = 4000901;
+    /// "The login flow expired … minutes ago".
+    LOGIN_EXPIRED = 4010001;
+    /// "Could not find a strategy to log you in with."
+    LOGIN_NO_STRATEGY = 4010002;
+    /// "The registration flow expired …".
+    REGISTRATION_EXPIRED = 4040001;
+    /// "The settings flow expired …".
+    SETTINGS_EXPIRED = 4050001;
+}
+
+impl MessageId {
+    /// The id as Kratos's catalogues and UI translation files key it (`"4000006"`).
+    pub fn key(self) -> String {
+        self.0.to_string()
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Text {
-    pub id: u32,
+    pub id: MessageId,
     pub text: String,
     #[serde(rename = "type")]
     pub kind: TextType,
@@ -22,7 +128,7 @@ pub enum TextType {
     Success,
 }
 
-fn info(id: u32, text: impl Into<String>, context: Value) -> Text {
+fn info(id: MessageId, text: impl Into<String>, context: Value) -> Text {
     Text {
         id,
         text: text.into(),
@@ -31,7 +137,7 @@ fn info(id: u32, text: impl Into<String>, context: Value) -> Text {
     }
 }
 
-fn error(id: u32, text: impl Into<String>, context: Value) -> Text {
+fn error(id: MessageId, text: impl Into<String>, context: Value) -> Text {
     Text {
         id,
         text: text.into(),
@@ -41,85 +147,97 @@ fn error(id: u32, text: impl Into<String>, context: Value) -> Text {
 }
 
 pub fn login_title() -> Text {
-    info(1010001, "Sign in", Value::Null)
+    info(MessageId::LOGIN_TITLE, "Sign in", Value::Null)
 }
 pub fn registration_title() -> Text {
-    info(1040001, "Sign up", Value::Null)
+    info(MessageId::REGISTRATION_TITLE, "Sign up", Value::Null)
 }
 pub fn settings_saved() -> Text {
     Text {
-        id: 1050001,
+        id: MessageId::SETTINGS_SAVED,
         text: "Your changes have been saved!".into(),
         kind: TextType::Success,
         context: Value::Null,
     }
 }
 pub fn label_password() -> Text {
-    info(1070001, "Password", Value::Null)
+    info(MessageId::LABEL_PASSWORD, "Password", Value::Null)
 }
 /// Label taken from the identity schema's `title` (Kratos 1070002).
 pub fn label_generated(title: &str, name: &str) -> Text {
-    info(1070002, title, json!({ "title": title, "name": name }))
+    info(
+        MessageId::LABEL_GENERATED,
+        title,
+        json!({ "title": title, "name": name }),
+    )
 }
 pub fn label_save() -> Text {
-    info(1070003, "Save", Value::Null)
+    info(MessageId::LABEL_SAVE, "Save", Value::Null)
 }
 pub fn label_id() -> Text {
-    info(1070004, "ID", Value::Null)
+    info(MessageId::LABEL_ID, "ID", Value::Null)
 }
 pub fn label_submit() -> Text {
-    info(1070005, "Submit", Value::Null)
+    info(MessageId::LABEL_SUBMIT, "Submit", Value::Null)
 }
 
 pub fn validation_generic(reason: &str) -> Text {
-    error(4000001, reason, json!({ "reason": reason }))
+    error(
+        MessageId::VALIDATION_GENERIC,
+        reason,
+        json!({ "reason": reason }),
+    )
 }
 pub fn missing_property(property: &str) -> Text {
     error(
-        4000002,
+        MessageId::MISSING_PROPERTY,
         format!("Property {property} is missing."),
         json!({ "property": property }),
     )
 }
 pub fn min_length(expected: u64, actual: u64) -> Text {
     error(
-        4000003,
+        MessageId::MIN_LENGTH,
         format!("length must be >= {expected}, but got {actual}"),
         json!({ "min_length": expected, "actual_length": actual }),
     )
 }
 pub fn invalid_format(value: &str, format: &str) -> Text {
     error(
-        4000004,
+        MessageId::INVALID_FORMAT,
         format!("{value:?} is not valid {format:?}"),
         json!({ "value": value, "format": format }),
     )
 }
 pub fn password_policy(reason: &str) -> Text {
     error(
-        4000005,
+        MessageId::PASSWORD_POLICY,
         format!("The password can not be used because {reason}"),
         json!({ "reason": reason }),
     )
 }
 pub fn invalid_credentials() -> Text {
     error(
-        4000006,
+        MessageId::INVALID_CREDENTIALS,
         "The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.",
         Value::Null,
     )
 }
 pub fn duplicate_credentials() -> Text {
     error(
-        4000007,
+        MessageId::DUPLICATE_CREDENTIALS,
         "An account with the same identifier (email, phone, username, ...) exists already.",
         Value::Null,
     )
 }
 pub fn inactive_identity() -> Text {
-    error(4000010, "Your account has been disabled.", Value::Null)
+    error(
+        MessageId::INACTIVE_IDENTITY,
+        "Your account has been disabled.",
+        Value::Null,
+    )
 }
-pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
+pub fn flow_expired(kind_id: MessageId, minutes_ago: f64) -> Text {
     error(
         kind_id,
         format!("The flow expired {minutes_ago:.2} minutes ago, please try again."),
@@ -132,28 +250,28 @@ pub fn flow_expired(kind_id: u32, minutes_ago: f64) -> Text {
 /// name), `provider_id` the configured id the button submits, as in Kratos's context.
 pub fn login_with(provider: &str, provider_id: &str) -> Text {
     info(
-        1010002,
+        MessageId::LOGIN_WITH,
         format!("Sign in with {provider}"),
         json!({ "provider": provider, "provider_id": provider_id }),
     )
 }
 pub fn registration_with(provider: &str, provider_id: &str) -> Text {
     info(
-        1040002,
+        MessageId::REGISTRATION_WITH,
         format!("Sign up with {provider}"),
         json!({ "provider": provider, "provider_id": provider_id }),
     )
 }
 pub fn link_provider(provider: &str) -> Text {
     info(
-        1050002,
+        MessageId::LINK_PROVIDER,
         format!("Link {provider}"),
         json!({ "provider": provider }),
     )
 }
 pub fn unlink_provider(provider: &str) -> Text {
     info(
-        1050003,
+        MessageId::UNLINK_PROVIDER,
         format!("Unlink {provider}"),
         json!({ "provider": provider }),
     )
@@ -163,14 +281,14 @@ pub fn unlink_provider(provider: &str) -> Text {
 /// A `refresh=true` login of a signed-in person (Kratos 1010003), e.g. before a settings change.
 pub fn login_refresh() -> Text {
     info(
-        1010003,
+        MessageId::LOGIN_REFRESH,
         "Please confirm this action by verifying that it is you.",
         Value::Null,
     )
 }
 pub fn login_to_link(duplicate_identifier: &str, provider: &str, providers: &[String]) -> Text {
     info(
-        1010016,
+        MessageId::LOGIN_TO_LINK,
         format!(
             "You tried to sign in with \"{duplicate_identifier}\", but that email is already used by another account. Sign in to your account with one of the options below to add your account \"{duplicate_identifier}\" at \"{provider}\" as another way to sign in."
         ),
@@ -184,7 +302,7 @@ pub fn login_to_link(duplicate_identifier: &str, provider: &str, providers: &[St
 }
 pub fn duplicate_on_oidc_link() -> Text {
     error(
-        4000027,
+        MessageId::DUPLICATE_ON_OIDC_LINK,
         "An account with the same identifier (email, phone, username, ...) exists already. Please sign in to your existing account to link your social profile.",
         Value::Null,
     )
@@ -195,7 +313,7 @@ pub fn duplicate_on_oidc_link() -> Text {
 /// user's language (with the provider type's local name).
 pub fn social_sign_in_failed(reason: &str, code: &str, provider: &str, provider_id: &str) -> Text {
     error(
-        4000001,
+        MessageId::VALIDATION_GENERIC,
         reason.to_string(),
         json!({ "reason": reason, "tessera_reason": code, "provider": provider, "provider_id": provider_id }),
     )
@@ -207,7 +325,7 @@ pub fn social_sign_in_failed(reason: &str, code: &str, provider: &str, provider_
 /// privacy links (`experience.terms_of_service_url`, `experience.privacy_policy_url`).
 pub fn label_agreement(terms_url: Option<&str>, privacy_url: Option<&str>) -> Text {
     info(
-        1070900,
+        MessageId::LABEL_AGREEMENT,
         "I agree to the terms of service and the privacy policy.",
         json!({ "terms_of_service_url": terms_url, "privacy_policy_url": privacy_url }),
     )
@@ -216,7 +334,7 @@ pub fn label_agreement(terms_url: Option<&str>, privacy_url: Option<&str>) -> Te
 /// before the upstream account is linked, naming it.
 pub fn confirm_link(provider: &str, account: &str) -> Text {
     info(
-        1010901,
+        MessageId::CONFIRM_LINK,
         format!(
             "Link the {provider} account \"{account}\" to your account? You can then sign in with either. Link it only if that {provider} account is yours."
         ),
@@ -225,19 +343,23 @@ pub fn confirm_link(provider: &str, account: &str) -> Text {
 }
 pub fn confirm_link_button(provider: &str) -> Text {
     info(
-        1010902,
+        MessageId::CONFIRM_LINK_BUTTON,
         format!("Link {provider} account"),
         json!({ "provider": provider }),
     )
 }
 pub fn skip_link_button() -> Text {
-    info(1010903, "Don't link, just sign in", Value::Null)
+    info(
+        MessageId::SKIP_LINK_BUTTON,
+        "Don't link, just sign in",
+        Value::Null,
+    )
 }
 /// A self-service submission tried to set a trait the schema marks read-only
 /// (`"tessera": {"read_only": true}`).
 pub fn read_only_trait() -> Text {
     error(
-        4000901,
+        MessageId::READ_ONLY_TRAIT,
         "This value is set by the site and cannot be chosen or changed here.",
         Value::Null,
     )
@@ -245,8 +367,43 @@ pub fn read_only_trait() -> Text {
 /// Registration submitted without ticking the agreement checkbox.
 pub fn agreement_required() -> Text {
     error(
-        4000900,
+        MessageId::AGREEMENT_REQUIRED,
         "Accept the terms of service and the privacy policy to continue.",
         Value::Null,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_serialises_as_kratos_sends_it() {
+        assert_eq!(
+            serde_json::to_string(&invalid_credentials()).unwrap(),
+            r#"{"id":4000006,"text":"The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.","type":"error"}"#
+        );
+        assert_eq!(
+            serde_json::to_value(login_with("GitHub")).unwrap(),
+            json!({"id": 1010002, "text": "Sign in with GitHub", "type": "info", "context": {"provider": "GitHub"}})
+        );
+    }
+
+    #[test]
+    fn every_id_is_listed_once() {
+        let set: std::collections::BTreeSet<_> = MessageId::ALL.iter().collect();
+        assert_eq!(set.len(), MessageId::ALL.len(), "an id is listed twice");
+        assert!(MessageId::ALL.contains(&MessageId::LOGIN_NO_STRATEGY));
+    }
+
+    #[test]
+    fn ids_another_version_stored_still_read() {
+        let t: Text =
+            serde_json::from_value(json!({"id": 1234567, "text": "x", "type": "info"})).unwrap();
+        assert_eq!(t.id, MessageId(1234567));
+        assert_eq!(t.id.key(), "1234567");
+        let t: Text =
+            serde_json::from_value(json!({"id": 4000006, "text": "x", "type": "error"})).unwrap();
+        assert_eq!(t.id, MessageId::INVALID_CREDENTIALS);
+    }
 }

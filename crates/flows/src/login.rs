@@ -90,7 +90,7 @@ impl Engine {
         }
         if forms::method(body) != "password" || !self.settings.password_enabled {
             flow.ui.messages.push(tessera_core::text::Text {
-                id: 4010002,
+                id: tessera_core::text::MessageId::LOGIN_NO_STRATEGY,
                 text: "Could not find a strategy to log you in with. Did you fill out the form correctly?".into(),
                 kind: tessera_core::text::TextType::Error,
                 context: Value::Null,

@@ -70,7 +70,7 @@ async fn login(e: &Engine, email: &str, password: &str) -> Result<Outcome, Error
         .await
 }
 
-fn message_ids(flow: &Flow) -> Vec<u32> {
+fn message_ids(flow: &Flow) -> Vec<tessera_core::text::MessageId> {
     flow.ui.messages.iter().map(|m| m.id).collect()
 }
 
@@ -106,7 +106,10 @@ async fn failed_logins_are_counted_until_the_limit_refuses() {
             .await
             .unwrap()
         {
-            Outcome::Invalid(flow) => assert_eq!(message_ids(&flow), vec![4000006]),
+            Outcome::Invalid(flow) => assert_eq!(
+                message_ids(&flow),
+                vec![tessera_core::text::MessageId::INVALID_CREDENTIALS]
+            ),
             other => panic!("expected a refusal: {other:?}"),
         }
     }

@@ -384,3 +384,122 @@ async fn unknown_grant_types_are_refused_before_anything_else() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::UnauthorizedClient);
 }
+
+/// RP-initiated logout (`Provider::logout`): without the app naming this very session, the
+/// user is asked first; a confirmation counts only with this browser's CSRF token; a valid
+/// `id_token_hint` for the session ends it at once.
+#[tokio::test]
+async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
+    use tessera_op::{Logout, LogoutRequest};
+    let p = provider("").await;
+    let (_, session) = user(&p).await;
+    p.store
+        .insert_session(&session, "hash-of-a-token")
+        .await
+        .expect("session");
+    let (id, secret) = app(&p, json!({})).await;
+    let cookie = tessera_core::crypto::random_token();
+    let active = |p: &Provider, s: uuid::Uuid| {
+        let store = p.store.clone();
+        async move { store.get_session(s).await.expect("session").active }
+    };
+
+    // A plain link (anyone can send one): asked, nothing ended, the fields carried.
+    let params = form(&[("client_id", &id), ("state", "st"), ("ui_locales", "ru")]);
+    let asked = p
+        .logout(LogoutRequest {
+            params: &params,
+            session: Some(&session),
+            posted: false,
+            csrf_cookie: Some(&cookie),
+        })
+        .await
+        .expect("decided");
+    assert_eq!(
+        asked,
+        Logout::Confirm {
+            redirect: None,
+            fields: vec![
+                ("client_id".into(), id.clone()),
+                ("state".into(), "st".into()),
+                ("ui_locales".into(), "ru".into()),
+            ],
+        }
+    );
+    assert!(active(&p, session.id).await);
+
+    // The attacker's confirmation: a token masked from another cookie, or none.
+    for forged in [
+        tessera_core::crypto::mask_csrf(&tessera_core::crypto::random_token()),
+        String::new(),
+    ] {
+        let params = form(&[("confirm", "yes"), ("csrf_token", &forged)]);
+        let refused = p
+            .logout(LogoutRequest {
+                params: &params,
+                session: Some(&session),
+                posted: true,
+                csrf_cookie: Some(&cookie),
+            })
+            .await
+            .expect("decided");
+        assert_eq!(refused, Logout::CsrfRefused);
+        assert!(
+            active(&p, session.id).await,
+            "a forged confirmation ends nothing"
+        );
+    }
+    // A confirmation by GET is no confirmation: asked again.
+    let params = form(&[
+        ("confirm", "yes"),
+        ("csrf_token", &tessera_core::crypto::mask_csrf(&cookie)),
+    ]);
+    let by_get = p
+        .logout(LogoutRequest {
+            params: &params,
+            session: Some(&session),
+            posted: false,
+            csrf_cookie: Some(&cookie),
+        })
+        .await
+        .expect("decided");
+    assert!(matches!(by_get, Logout::Confirm { .. }), "{by_get:?}");
+    assert!(active(&p, session.id).await);
+
+    // The genuine confirmation ends the session.
+    let done = p
+        .logout(LogoutRequest {
+            params: &params,
+            session: Some(&session),
+            posted: true,
+            csrf_cookie: Some(&cookie),
+        })
+        .await
+        .expect("decided");
+    assert_eq!(done, Logout::Done { redirect: None });
+    assert!(!active(&p, session.id).await);
+
+    // An id_token naming the session ends it without asking.
+    let (_, second) = user(&p).await;
+    p.store
+        .insert_session(&second, "hash-of-another-token")
+        .await
+        .expect("session");
+    let c = code(&p, &id, &second, "openid").await;
+    let t = exchange(&p, &id, secret.as_deref(), &c, VERIFIER)
+        .await
+        .expect("tokens");
+    let hint = t.id_token.expect("id_token");
+    let params = form(&[("id_token_hint", &hint)]);
+    let hinted = p
+        .logout(LogoutRequest {
+            params: &params,
+            session: Some(&second),
+            posted: false,
+            csrf_cookie: None,
+        })
+        .await
+        .expect("decided");
+    assert_eq!(hinted, Logout::Done { redirect: None });
+    assert!(!active(&p, second.id).await);
+}

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 use std::sync::LazyLock;
-use tessera_core::text::Text;
+use tessera_core::text::{MessageId, Text};
 
 /// The cookie the language switcher sets (a plain link, no JavaScript).
 pub const LANG_COOKIE: &str = "tessera_lang";
@@ -245,9 +245,9 @@ fn ctx_str(m: &Text, key: &str) -> String {
 /// input, where "Property email is missing." reads better as "This field is required.".
 pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
     let plain = |text: String| Said { text, detail: None };
-    let id = m.id.to_string();
+    let id = m.id.key();
     match m.id {
-        4000001 => {
+        MessageId::VALIDATION_GENERIC => {
             // The engine's English sentence is complete (it names the upstream's error code),
             // so English shows it as is; other languages get the translated sentence, plus the
             // upstream's own words where they help an administrator.
@@ -270,8 +270,8 @@ pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
                 detail: Some(m.text.clone()),
             }
         }
-        4000002 if on_field => plain(t(lang, "field.required", &[])),
-        4000005 => {
+        MessageId::MISSING_PROPERTY if on_field => plain(t(lang, "field.required", &[])),
+        MessageId::PASSWORD_POLICY => {
             // The engine's policy reasons, in the shapes `check_password_policy` writes.
             let reason = ctx_str(m, "reason");
             let number = reason
@@ -297,7 +297,9 @@ pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
             };
             plain(t(lang, key, &[("count", number)]))
         }
-        4010001 | 4040001 | 4050001 => {
+        MessageId::LOGIN_EXPIRED
+        | MessageId::REGISTRATION_EXPIRED
+        | MessageId::SETTINGS_EXPIRED => {
             let minutes = m
                 .context
                 .get("expired_at_minutes_ago")
@@ -307,7 +309,7 @@ pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
                 .max(1.0) as u64;
             plain(t(lang, &id, &[("count", minutes.to_string())]))
         }
-        1070002 => {
+        MessageId::LABEL_GENERATED => {
             let title = ctx_str(m, "title");
             let key = format!("title.{title}");
             if has(lang, &key) {
@@ -423,30 +425,9 @@ mod tests {
 
     #[test]
     fn every_kratos_message_id_is_translated() {
-        // Every id the core message catalogue (and the login flow's own message) can produce.
-        let sources = [
-            include_str!("../../../core/src/text.rs"),
-            include_str!("../../../flows/src/login.rs"),
-            include_str!("../../../core/src/flow.rs"),
-        ];
-        let mut ids = BTreeSet::new();
-        for src in sources {
-            let bytes = src.as_bytes();
-            let mut i = 0;
-            while i + 7 <= bytes.len() {
-                let window = &src[i..i + 7];
-                let boundary_before = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-                let boundary_after = i + 7 == bytes.len() || !bytes[i + 7].is_ascii_alphanumeric();
-                if boundary_before
-                    && boundary_after
-                    && window.bytes().all(|b| b.is_ascii_digit())
-                    && (window.starts_with('1') || window.starts_with('4'))
-                {
-                    ids.insert(window.to_string());
-                }
-                i += 1;
-            }
-        }
+        // Every id the core message catalogue can produce: code can only name ids through
+        // `MessageId`'s constants, and `ALL` is made from the same list.
+        let ids: BTreeSet<String> = MessageId::ALL.iter().map(|m| m.key()).collect();
         assert!(ids.len() >= 25, "found only {ids:?}");
         for lang in LANGS {
             for id in &ids {

@@ -36,6 +36,7 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use tessera_core::flow::{Flow, FlowKind};
 use tessera_core::session::Session;
+use tessera_core::text::MessageId;
 use tessera_flows::Engine;
 use tessera_social::types::origin_of;
 
@@ -477,7 +478,7 @@ pub fn flow_html(
                 .ui
                 .messages
                 .iter()
-                .any(|m| m.id == 1010016 || m.id == 1010901);
+                .any(|m| matches!(m.id, MessageId::LOGIN_TO_LINK | MessageId::CONFIRM_LINK));
             (
                 "login",
                 "login.html",

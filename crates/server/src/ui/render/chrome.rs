@@ -105,7 +105,7 @@ pub struct MessageView {
 pub fn message_view(lang: Lang, m: &Text, on_field: bool) -> MessageView {
     let said = i18n::message(lang, m, on_field);
     MessageView {
-        id: m.id,
+        id: m.id.0,
         kind: match m.kind {
             TextType::Error => "error",
             TextType::Info => "info",
