@@ -3,11 +3,11 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Cfg, IdentityId, KratosPath, KratosQuery, SessionId};
-use crate::http::{self, PageQuery, read_body};
+use crate::extract::{Cfg, IdentityId, KratosBody, KratosPath, KratosQuery, SessionId};
+use crate::http::{self, PageQuery};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
@@ -264,8 +264,7 @@ async fn list_identities(
     ))
 }
 
-async fn create_identity(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let body = read_body(&headers, body).await?;
+async fn create_identity(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
     let identity = cfg.engine().create_identity(&body).await?;
     Ok((StatusCode::CREATED, Json(identity)).into_response())
 }
@@ -300,20 +299,16 @@ async fn get_identity_by_external_id(
 async fn put_identity(
     cfg: Cfg,
     KratosPath(IdentityId(id)): KratosPath<IdentityId>,
-    headers: HeaderMap,
-    body: Body,
+    KratosBody(body): KratosBody,
 ) -> ApiResult<Response> {
-    let body = read_body(&headers, body).await?;
     Ok(Json(cfg.engine().replace_identity(id, &body).await?).into_response())
 }
 
 async fn patch_identity(
     cfg: Cfg,
     KratosPath(IdentityId(id)): KratosPath<IdentityId>,
-    headers: HeaderMap,
-    body: Body,
+    KratosBody(body): KratosBody,
 ) -> ApiResult<Response> {
-    let body = read_body(&headers, body).await?;
     Ok(Json(cfg.engine().patch_identity(id, &body).await?).into_response())
 }
 
@@ -327,8 +322,7 @@ async fn delete_identity(
 
 /// Kratos's batch endpoint: `{"identities": [{"create": {...}, "patch_id": "..."}]}`. Each entry
 /// succeeds or fails on its own; failures are reported per entry.
-async fn batch_identities(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let body = read_body(&headers, body).await?;
+async fn batch_identities(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
     let list = body
         .get("identities")
         .and_then(Value::as_array)

@@ -8,6 +8,7 @@
 //! - [`Csrf`]: the browser's CSRF cookie, checked against forms and issued to pages.
 //! - [`Negotiated`]: whether the caller wants JSON (SDKs, SPAs) or a browser answer.
 //! - [`KratosQuery`] / [`KratosPath`]: `Query`/`Path` whose rejection is a Kratos 400.
+//! - [`KratosBody`]: a JSON or form body, bounded, refused in Kratos's error shape.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -156,6 +157,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Negotiated {
         Ok(Negotiated {
             json: crate::http::wants_json(&parts.headers),
         })
+    }
+}
+
+/// A request body read as JSON or an HTML form ([`crate::http::read_body`]: size-capped,
+/// bounded keys and depth), refused in Kratos's error shape.
+pub struct KratosBody(pub serde_json::Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for KratosBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        crate::http::read_body(&parts.headers, body)
+            .await
+            .map(KratosBody)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Cfg, Csrf, IdentityId, KratosPath, KratosQuery, MaybeSession};
+use crate::extract::{Cfg, Csrf, IdentityId, KratosBody, KratosPath, KratosQuery, MaybeSession};
 use crate::http;
 use crate::op_pages::{self, FormPostView};
 use crate::ui::{self, BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView, OpPage};
@@ -838,8 +838,8 @@ fn parse_input(v: Value) -> Result<ClientInput, ApiError> {
     })
 }
 
-async fn create_client(cfg: Cfg, headers: HeaderMap, body: Body) -> AdminResult {
-    let input = parse_input(http::read_body(&headers, body).await?)?;
+async fn create_client(cfg: Cfg, KratosBody(body): KratosBody) -> AdminResult {
+    let input = parse_input(body)?;
     let (client, secret) = cfg.op().create_client(input).await?;
     let (client, row) = cfg.op().client_row(&client.client_id).await?;
     let mut v = client.to_api(row.created_at, row.updated_at);
@@ -868,10 +868,9 @@ async fn get_client(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult
 async fn update_client(
     cfg: Cfg,
     KratosPath(id): KratosPath<String>,
-    headers: HeaderMap,
-    body: Body,
+    KratosBody(body): KratosBody,
 ) -> AdminResult {
-    let input = parse_input(http::read_body(&headers, body).await?)?;
+    let input = parse_input(body)?;
     let (c, r) = cfg.op().update_client(&id, input).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
 }

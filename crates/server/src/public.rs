@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
-    Cfg, Csrf, KratosPath, KratosQuery, MaybeSession, Negotiated, SessionId, SignedIn,
+    Cfg, Csrf, KratosBody, KratosPath, KratosQuery, MaybeSession, Negotiated, SessionId, SignedIn,
 };
 use crate::http::{self, ClientAddr, clear_session_cookie, read_body, session_cookie};
 use axum::body::Body;
@@ -572,8 +572,7 @@ async fn logout(
     Ok(resp)
 }
 
-async fn logout_api(cfg: Cfg, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let body = read_body(&headers, body).await?;
+async fn logout_api(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
     let token = body
         .get("session_token")
         .and_then(Value::as_str)

@@ -30,6 +30,37 @@ pub async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Val
     .expect("flow json")
 }
 
+/// Opens a browser flow of `kind` as a single-page app would (JSON), with the browser's
+/// cookies; returns the flow.
+pub async fn open_flow(b: &Browser, s: &TestServer, kind: &str) -> Value {
+    b.get(&format!("{}/self-service/{kind}/browser", s.public), true)
+        .await
+        .json()
+        .await
+        .expect("flow json")
+}
+
+/// Submits `fields` to a flow's form (its `ui.action`), with the flow's CSRF token first, as
+/// the hosted page's form would; `json` asks for a JSON answer instead of a redirect.
+pub async fn submit(
+    b: &Browser,
+    flow: &Value,
+    fields: &[(&str, &str)],
+    json: bool,
+) -> reqwest::Response {
+    let csrf = csrf_of(flow);
+    let mut all = vec![("csrf_token", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post_form(
+        flow["ui"]["action"]
+            .as_str()
+            .expect("the flow has a form action"),
+        &all,
+        json,
+    )
+    .await
+}
+
 /// `/sessions/whoami` with the browser's cookies (an error object when signed out).
 pub async fn whoami(b: &Browser, s: &TestServer) -> Value {
     b.get(&format!("{}/sessions/whoami", s.public), true)

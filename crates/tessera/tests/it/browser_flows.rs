@@ -1,7 +1,7 @@
 //! Browser flows: redirects to the UI, CSRF double-submit, cookies, return_to allow-list, logout.
 
 use serde_json::Value;
-use tessera_testkit::journey::location;
+use tessera_testkit::journey::{location, submit};
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 
 const CONFIG: &str = "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n";
@@ -159,18 +159,17 @@ async fn browser_registration_login_and_logout(backend: Backend) {
         .get(&format!("{}/self-service/login/browser", s.public), true)
         .await;
     let flow: Value = r.json().await.unwrap();
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("method", "password"),
-                ("identifier", "ivy@example.com"),
-                ("password", "correct horse battery"),
-            ],
-            true,
-        )
-        .await;
+    let r = submit(
+        &b,
+        &flow,
+        &[
+            ("method", "password"),
+            ("identifier", "ivy@example.com"),
+            ("password", "correct horse battery"),
+        ],
+        true,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert!(
@@ -224,18 +223,17 @@ async fn csrf_token_of_another_browser_is_refused() {
         .get(&format!("{}/self-service/login/browser", s.public), true)
         .await;
     // Mallory submits Alice's flow with Alice's token but her own cookie.
-    let r = mallory
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("method", "password"),
-                ("identifier", "x@example.com"),
-                ("password", "whatever12345"),
-            ],
-            true,
-        )
-        .await;
+    let r = submit(
+        &mallory,
+        &flow,
+        &[
+            ("method", "password"),
+            ("identifier", "x@example.com"),
+            ("password", "whatever12345"),
+        ],
+        true,
+    )
+    .await;
     assert_eq!(r.status(), 403);
 }
 

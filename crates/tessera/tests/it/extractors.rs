@@ -9,6 +9,21 @@ fn c() -> reqwest::Client {
     TestServer::client()
 }
 
+/// Creates an identity through the admin API; returns its id.
+async fn create(s: &TestServer, body: Value) -> String {
+    let r = c()
+        .post(format!("{}/admin/identities", s.admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// A Kratos 400 whose reason contains `needle`.
 async fn assert_kratos_400(r: reqwest::Response, needle: &str) {
     assert_eq!(r.status(), 400, "{needle}");
@@ -62,16 +77,7 @@ async fn malformed_ids_in_admin_paths_name_the_id() {
         assert_kratos_400(r, needle).await;
     }
     // The happy path through the same extractor: a real id is found.
-    let r = c()
-        .post(format!("{}/admin/identities", s.admin))
-        .json(&json!({"traits": {"email": "ex@example.com"}}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(&s, json!({"traits": {"email": "ex@example.com"}})).await;
     let r = c()
         .get(format!("{}/admin/identities/{id}", s.admin))
         .send()
@@ -123,16 +129,11 @@ async fn malformed_query_parameters_are_refused_with_their_name() {
         .unwrap();
     assert_kratos_400(r, "`nope` is not a valid error id").await;
     // Repeated `include_credential` is a list, as in Kratos, not a duplicate.
-    let r = c()
-        .post(format!("{}/admin/identities", s.admin))
-        .json(&json!({"traits": {"email": "inc@example.com"}, "credentials": {"password": {"config": {"password": "a long password 1"}}}}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = create(
+        &s,
+        json!({"traits": {"email": "inc@example.com"}, "credentials": {"password": {"config": {"password": "a long password 1"}}}}),
+    )
+    .await;
     let r = c()
         .get(format!(
             "{}/admin/identities/{id}?include_credential=password&include_credential=oidc",

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::emulators::vkid::VkIdEmulator;
+use tessera_testkit::journey::submit;
 use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
-use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 /// Seed 003's VK mapper, restored: the email only when VK sent one (it never says whether it
 /// is verified), and the name.
@@ -186,17 +187,13 @@ async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
     let page = b.get(&loc, false).await.text().await.unwrap();
     assert!(page.contains("Мария"), "{page}");
 
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("provider", provider),
-                ("traits.email", "maria@example.ru"),
-            ],
-            false,
-        )
-        .await;
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", provider), ("traits.email", "maria@example.ru")],
+        false,
+    )
+    .await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let me = whoami(&b, s).await;
     assert_eq!(me["identity"]["traits"]["email"], "maria@example.ru");

@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use tessera_testkit::journey::submit;
 use tessera_testkit::journey::{location, whoami};
 use tessera_testkit::peers::OidcProviderPeer;
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of};
@@ -169,17 +170,13 @@ async fn an_unverified_email_is_asked_for_with_client_secret_post() {
         .find(|n| n["attributes"]["name"] == "traits.name.first")
         .unwrap();
     assert_eq!(first["attributes"]["value"], "Иван");
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("provider", "corp"),
-                ("traits.email", "ivan@example.ru"),
-            ],
-            false,
-        )
-        .await;
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", "corp"), ("traits.email", "ivan@example.ru")],
+        false,
+    )
+    .await;
     assert_eq!(location(&r), "https://app.example.com/home");
     let me = whoami(&b, &st.s).await;
     assert_eq!(me["identity"]["traits"]["email"], "ivan@example.ru");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tessera_testkit::config::{base64_url, merge};
 use tessera_testkit::fake_oidc::{Behavior, FakeOidc, FakeOptions};
 use tessera_testkit::journey::{assert_stored_error, flow_id_of, flow_json, location, whoami};
+use tessera_testkit::journey::{open_flow, submit};
 use tessera_testkit::{Backend, Browser, Config, TestServer, csrf_of, each_backend, message_ids};
 
 /// The seed-004 GitHub mapper shape: email only when verified, plus a name and metadata.
@@ -364,18 +365,17 @@ async fn an_existing_email_is_linked_only_after_proof_and_an_explicit_yes() {
     assert!(full["credentials"].get("oidc").is_none(), "not linked yet");
 
     // A wrong password links nothing.
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("method", "password"),
-                ("identifier", "alice@example.com"),
-                ("password", "wrong password!!"),
-            ],
-            true,
-        )
-        .await;
+    let r = submit(
+        &b,
+        &flow,
+        &[
+            ("method", "password"),
+            ("identifier", "alice@example.com"),
+            ("password", "wrong password!!"),
+        ],
+        true,
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(
         admin_identity(&s, &alice_id).await["credentials"]
@@ -419,16 +419,7 @@ async fn an_existing_email_is_linked_only_after_proof_and_an_explicit_yes() {
     );
 
     // Yes: linked, and signed in.
-    let r = b
-        .post_form(
-            confirm["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&confirm)),
-                ("link_decision", "confirm"),
-            ],
-            false,
-        )
-        .await;
+    let r = submit(&b, &confirm, &[("link_decision", "confirm")], false).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), "https://app.example.com/after");
     assert_eq!(whoami(&b, &s).await["identity"]["id"], alice_id.as_str());
@@ -461,16 +452,7 @@ async fn declining_the_link_signs_in_without_linking() {
     let loc = location(&sign_in(&b, &s, "login").await);
     let flow = flow_json(&b, &s, "login", &flow_id_of(&loc)).await;
     let confirm = prove_password(&b, &s, &flow, "correct horse battery").await;
-    let r = b
-        .post_form(
-            confirm["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&confirm)),
-                ("link_decision", "skip"),
-            ],
-            false,
-        )
-        .await;
+    let r = submit(&b, &confirm, &[("link_decision", "skip")], false).await;
     assert_eq!(r.status(), 303);
     assert_eq!(whoami(&b, &s).await["identity"]["id"], alice_id.as_str());
     assert!(
@@ -479,16 +461,7 @@ async fn declining_the_link_signs_in_without_linking() {
             .is_none()
     );
     // The answered flow cannot be answered again.
-    let r = b
-        .post_form(
-            confirm["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&confirm)),
-                ("link_decision", "confirm"),
-            ],
-            true,
-        )
-        .await;
+    let r = submit(&b, &confirm, &[("link_decision", "confirm")], true).await;
     assert_eq!(r.status(), 400);
     assert!(
         admin_identity(&s, &alice_id).await["credentials"]
@@ -728,25 +701,18 @@ async fn settings_link_and_unlink_but_never_the_last_credential() {
     let s = server(&fake, json!({})).await;
     // Bob signs up with a password, then links Acme in settings.
     let b = Browser::default();
-    let r = b
-        .get(
-            &format!("{}/self-service/registration/browser", s.public),
-            true,
-        )
-        .await;
-    let flow: Value = r.json().await.unwrap();
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", &csrf_of(&flow)),
-                ("method", "password"),
-                ("traits.email", "bob@example.com"),
-                ("password", "correct horse battery"),
-            ],
-            false,
-        )
-        .await;
+    let flow = open_flow(&b, &s, "registration").await;
+    let r = submit(
+        &b,
+        &flow,
+        &[
+            ("method", "password"),
+            ("traits.email", "bob@example.com"),
+            ("password", "correct horse battery"),
+        ],
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let bob = whoami(&b, &s).await["identity"]["id"]
         .as_str()
