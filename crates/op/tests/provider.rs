@@ -385,12 +385,30 @@ async fn unknown_grant_types_are_refused_before_anything_else() {
     assert_eq!(e.code, ErrorCode::UnauthorizedClient);
 }
 
+/// One logout decision on `p` for a browser with `session`.
+async fn logout(
+    p: &Provider,
+    params: &HashMap<String, String>,
+    session: &Session,
+    posted: bool,
+    csrf_cookie: Option<&str>,
+) -> tessera_op::Logout {
+    p.logout(tessera_op::LogoutRequest {
+        params,
+        session: Some(session),
+        posted,
+        csrf_cookie,
+    })
+    .await
+    .expect("decided")
+}
+
 /// RP-initiated logout (`Provider::logout`): without the app naming this very session, the
 /// user is asked first; a confirmation counts only with this browser's CSRF token; a valid
 /// `id_token_hint` for the session ends it at once.
 #[tokio::test]
 async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
-    use tessera_op::{Logout, LogoutRequest};
+    use tessera_op::Logout;
     let p = provider("").await;
     let (_, session) = user(&p).await;
     p.store
@@ -406,15 +424,7 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
 
     // A plain link (anyone can send one): asked, nothing ended, the fields carried.
     let params = form(&[("client_id", &id), ("state", "st"), ("ui_locales", "ru")]);
-    let asked = p
-        .logout(LogoutRequest {
-            params: &params,
-            session: Some(&session),
-            posted: false,
-            csrf_cookie: Some(&cookie),
-        })
-        .await
-        .expect("decided");
+    let asked = logout(&p, &params, &session, false, Some(cookie.as_str())).await;
     assert_eq!(
         asked,
         Logout::Confirm {
@@ -434,15 +444,7 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
         String::new(),
     ] {
         let params = form(&[("confirm", "yes"), ("csrf_token", &forged)]);
-        let refused = p
-            .logout(LogoutRequest {
-                params: &params,
-                session: Some(&session),
-                posted: true,
-                csrf_cookie: Some(&cookie),
-            })
-            .await
-            .expect("decided");
+        let refused = logout(&p, &params, &session, true, Some(cookie.as_str())).await;
         assert_eq!(refused, Logout::CsrfRefused);
         assert!(
             active(&p, session.id).await,
@@ -454,28 +456,12 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
         ("confirm", "yes"),
         ("csrf_token", &tessera_core::crypto::mask_csrf(&cookie)),
     ]);
-    let by_get = p
-        .logout(LogoutRequest {
-            params: &params,
-            session: Some(&session),
-            posted: false,
-            csrf_cookie: Some(&cookie),
-        })
-        .await
-        .expect("decided");
+    let by_get = logout(&p, &params, &session, false, Some(cookie.as_str())).await;
     assert!(matches!(by_get, Logout::Confirm { .. }), "{by_get:?}");
     assert!(active(&p, session.id).await);
 
     // The genuine confirmation ends the session.
-    let done = p
-        .logout(LogoutRequest {
-            params: &params,
-            session: Some(&session),
-            posted: true,
-            csrf_cookie: Some(&cookie),
-        })
-        .await
-        .expect("decided");
+    let done = logout(&p, &params, &session, true, Some(cookie.as_str())).await;
     assert_eq!(done, Logout::Done { redirect: None });
     assert!(!active(&p, session.id).await);
 
@@ -491,15 +477,7 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
         .expect("tokens");
     let hint = t.id_token.expect("id_token");
     let params = form(&[("id_token_hint", &hint)]);
-    let hinted = p
-        .logout(LogoutRequest {
-            params: &params,
-            session: Some(&second),
-            posted: false,
-            csrf_cookie: None,
-        })
-        .await
-        .expect("decided");
+    let hinted = logout(&p, &params, &second, false, None).await;
     assert_eq!(hinted, Logout::Done { redirect: None });
     assert!(!active(&p, second.id).await);
 }

@@ -20,24 +20,26 @@ pub fn flow_id_of(loc: &str) -> String {
 
 /// A flow as JSON, fetched with the browser's cookies.
 pub async fn flow_json(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    b.get(
+    get_json(
+        b,
         &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-        true,
     )
     .await
-    .json()
-    .await
-    .expect("flow json")
+}
+
+/// A GET asking for JSON, with the browser's cookies; the answer's body.
+async fn get_json(b: &Browser, url: &str) -> Value {
+    b.get(url, true)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: not JSON: {e}"))
 }
 
 /// Opens a browser flow of `kind` as a single-page app would (JSON), with the browser's
 /// cookies; returns the flow.
 pub async fn open_flow(b: &Browser, s: &TestServer, kind: &str) -> Value {
-    b.get(&format!("{}/self-service/{kind}/browser", s.public), true)
-        .await
-        .json()
-        .await
-        .expect("flow json")
+    get_json(b, &format!("{}/self-service/{kind}/browser", s.public)).await
 }
 
 /// Submits `fields` to a flow's form (its `ui.action`), with the flow's CSRF token first, as
@@ -63,11 +65,7 @@ pub async fn submit(
 
 /// `/sessions/whoami` with the browser's cookies (an error object when signed out).
 pub async fn whoami(b: &Browser, s: &TestServer) -> Value {
-    b.get(&format!("{}/sessions/whoami", s.public), true)
-        .await
-        .json()
-        .await
-        .expect("whoami json")
+    get_json(b, &format!("{}/sessions/whoami", s.public)).await
 }
 
 /// Opens a browser flow of `kind` (with `return_to`) and presses the social button of
