@@ -13,6 +13,7 @@ pub mod experience;
 pub mod load;
 pub mod model;
 pub mod resolve;
+pub mod session;
 pub mod source;
 pub mod yaml;
 
@@ -20,3 +21,4 @@ pub use experience::Experience;
 pub use load::{ConfigError, Loaded, Location, load, load_document, load_str};
 pub use model::*;
 pub use resolve::{LimitSettings, OpSettings, ProviderSource, SchemaSource, Settings, resolve};
+pub use session::{CookieSettings, SameSite, SessionSettings};

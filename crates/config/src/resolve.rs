@@ -70,14 +70,8 @@ pub struct Settings {
     pub settings_lifespan: Duration,
     /// How recent a sign-in must be to change a password, traits or linked accounts.
     pub privileged_session_max_age: Duration,
-    pub session_lifespan: Duration,
-    pub session_cache_ttl: Duration,
-    pub session_cookie_name: String,
-    pub session_cookie_domain: Option<String>,
-    pub session_cookie_path: String,
-    pub session_cookie_same_site: String,
-    pub session_cookie_persistent: bool,
-    pub secure_cookies: bool,
+    /// `session:` (lifespan, cache, cookie).
+    pub session: crate::session::SessionSettings,
     pub password_enabled: bool,
     pub min_password_length: usize,
     pub identifier_similarity_check: bool,
@@ -475,40 +469,8 @@ pub fn resolve(
         &c.selfservice.flows.settings.privileged_session_max_age,
         &mut p,
     );
-    let session_lifespan = parse_duration(loaded, "session.lifespan", &c.session.lifespan, &mut p);
-    let session_cache_ttl = match duration::parse(&c.session.cache_ttl) {
-        Ok(d) if d <= Duration::from_secs(60) => d,
-        Ok(_) => {
-            p.push(problem(
-                loaded,
-                "session.cache_ttl",
-                "must be at most 60s (0 turns the cache off)",
-            ));
-            Duration::ZERO
-        }
-        Err(e) => {
-            p.push(problem(
-                loaded,
-                "session.cache_ttl",
-                format!("{e}; write e.g. 1s, or 0 to turn the cache off"),
-            ));
-            Duration::ZERO
-        }
-    };
-
-    let same_site = match c.session.cookie.same_site.to_ascii_lowercase().as_str() {
-        "lax" => "Lax",
-        "strict" => "Strict",
-        "none" => "None",
-        _ => {
-            p.push(problem(
-                loaded,
-                "session.cookie.same_site",
-                "must be Lax, Strict or None",
-            ));
-            "Lax"
-        }
-    };
+    let secure_cookies = public_base_url.scheme() == "https" && !dev;
+    let session = crate::session::resolve_session(loaded, &c.session, secure_cookies, &mut p);
 
     let memory_kib = match parse_size_kib(&c.hashers.argon2.memory) {
         Ok(k) => k,
@@ -585,7 +547,6 @@ pub fn resolve(
         },
         dev,
         dsn,
-        secure_cookies: public_base_url.scheme() == "https" && !dev,
         public_base_url,
         admin_base_url,
         public_bind: (public_host, public_port),
@@ -604,13 +565,7 @@ pub fn resolve(
         registration_lifespan,
         settings_lifespan,
         privileged_session_max_age,
-        session_lifespan,
-        session_cache_ttl,
-        session_cookie_name: c.session.cookie.name.clone(),
-        session_cookie_domain: Some(c.session.cookie.domain.clone()).filter(|d| !d.is_empty()),
-        session_cookie_path: c.session.cookie.path.clone(),
-        session_cookie_same_site: same_site.to_string(),
-        session_cookie_persistent: c.session.cookie.persistent,
+        session,
         password_enabled: c.selfservice.methods.password.enabled,
         min_password_length,
         identifier_similarity_check: c

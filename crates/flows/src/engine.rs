@@ -312,7 +312,7 @@ impl Engine {
         let session = Session {
             id: Uuid::new_v4(),
             active: true,
-            expires_at: now + self.settings.session_lifespan.as_millis() as i64,
+            expires_at: now + self.settings.session.lifespan.as_millis() as i64,
             authenticated_at: now,
             authenticator_assurance_level: "aal1".into(),
             authentication_methods: vec![AuthenticationMethod {

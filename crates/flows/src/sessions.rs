@@ -82,7 +82,7 @@ impl Engine {
         self.store
             .set_session_expiry(
                 id,
-                now_ms() + self.settings.session_lifespan.as_millis() as i64,
+                now_ms() + self.settings.session.lifespan.as_millis() as i64,
             )
             .await?;
         self.store.get_session(id).await

@@ -134,7 +134,7 @@ pub async fn build_engine_with(
     let store = Store::connect(&settings.dsn)
         .await
         .map_err(setup)?
-        .with_session_cache(settings.session_cache_ttl);
+        .with_session_cache(settings.session.cache_ttl);
     if migrate {
         store.migrate_up().await.map_err(setup)?;
     } else if !store.is_migrated().await.map_err(setup)? {

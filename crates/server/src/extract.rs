@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for MaybeSession {
         let Cfg(running) = Cfg::from_request_parts(parts, st)
             .await
             .unwrap_or_else(|never| match never {});
-        let name = &running.engine.settings.session_cookie_name;
+        let name = &running.engine.settings.session.cookie.name;
         let token = crate::http::token_in(&parts.headers, name);
         match token {
             Some(t) => Ok(MaybeSession(running.engine.session_from_token(t).await?)),

@@ -220,15 +220,15 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 
 /// A `Set-Cookie` value under the session cookie's path, domain, `SameSite` and `Secure` rules.
 pub fn set_cookie(e: &Engine, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let s = &e.settings;
-    let same_site = same_site(&s.session_cookie_same_site);
+    let s = &e.settings.session.cookie;
+    let same_site = same_site(s.same_site);
     let mut c = cookie::Cookie::build((name, value))
-        .path(s.session_cookie_path.as_str())
+        .path(s.path.as_str())
         .http_only(true)
         .same_site(same_site)
         // Browsers drop a SameSite=None cookie that is not Secure.
-        .secure(s.secure_cookies || same_site == cookie::SameSite::None);
-    if let Some(d) = &s.session_cookie_domain {
+        .secure(s.secure || same_site == cookie::SameSite::None);
+    if let Some(d) = &s.domain {
         c = c.domain(d.as_str());
     }
     if let Some(age) = max_age {
@@ -237,12 +237,12 @@ pub fn set_cookie(e: &Engine, name: &str, value: &str, max_age: Option<i64>) -> 
     header_value(c.build())
 }
 
-/// `session.cookie.same_site` (checked at load to be one of Kratos's three values).
-fn same_site(v: &str) -> cookie::SameSite {
+/// `session.cookie.same_site`, as the `cookie` crate spells it.
+fn same_site(v: tessera_config::SameSite) -> cookie::SameSite {
     match v {
-        "Strict" => cookie::SameSite::Strict,
-        "None" => cookie::SameSite::None,
-        _ => cookie::SameSite::Lax,
+        tessera_config::SameSite::Lax => cookie::SameSite::Lax,
+        tessera_config::SameSite::Strict => cookie::SameSite::Strict,
+        tessera_config::SameSite::None => cookie::SameSite::None,
     }
 }
 
@@ -265,13 +265,15 @@ pub fn header_value(c: cookie::Cookie<'_>) -> HeaderValue {
 pub fn session_cookie(e: &Engine, token: &str, session: &Session) -> HeaderValue {
     let age = e
         .settings
-        .session_cookie_persistent
+        .session
+        .cookie
+        .persistent
         .then(|| (session.expires_at - tessera_core::timefmt::now_ms()) / 1000);
-    set_cookie(e, &e.settings.session_cookie_name, token, age)
+    set_cookie(e, &e.settings.session.cookie.name, token, age)
 }
 
 pub fn clear_session_cookie(e: &Engine) -> HeaderValue {
-    set_cookie(e, &e.settings.session_cookie_name, "", Some(0))
+    set_cookie(e, &e.settings.session.cookie.name, "", Some(0))
 }
 
 /// The session token a request carries: `X-Session-Token`, `Authorization: Bearer`, or the

@@ -61,7 +61,7 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         (
             "session.cache_ttl",
-            old.session_cache_ttl != new.session_cache_ttl,
+            old.session.cache_ttl != new.session.cache_ttl,
         ),
         (
             "log",

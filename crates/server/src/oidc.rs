@@ -29,7 +29,7 @@ pub fn continuity_cookie(e: &Engine, value: &str, max_age: i64) -> HeaderValue {
             .http_only(true)
             .same_site(cookie::SameSite::Lax)
             .max_age(time::Duration::seconds(max_age))
-            .secure(e.settings.secure_cookies)
+            .secure(e.settings.session.cookie.secure)
             .build(),
     )
 }

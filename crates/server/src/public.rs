@@ -532,7 +532,7 @@ async fn logout_browser(
     MaybeSession(session): MaybeSession,
 ) -> ApiResult<Response> {
     let e = cfg.engine();
-    if http::token_in(&headers, &e.settings.session_cookie_name).is_some()
+    if http::token_in(&headers, &e.settings.session.cookie.name).is_some()
         && headers.get("x-session-token").is_some()
     {
         return Err(ApiError(Error::bad_request(

@@ -328,7 +328,7 @@ fn remember_lang(e: &Engine, resp: &mut Response, lang: Lang) {
         "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
         lang.tag()
     );
-    if e.settings.secure_cookies {
+    if e.settings.session.cookie.secure {
         c.push_str("; Secure");
     }
     if let Ok(v) = HeaderValue::from_str(&c) {
