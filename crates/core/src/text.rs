@@ -384,8 +384,8 @@ mod tests {
             r#"{"id":4000006,"text":"The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.","type":"error"}"#
         );
         assert_eq!(
-            serde_json::to_value(login_with("GitHub")).unwrap(),
-            json!({"id": 1010002, "text": "Sign in with GitHub", "type": "info", "context": {"provider": "GitHub"}})
+            serde_json::to_value(login_with("GitHub", "gh")).unwrap(),
+            json!({"id": 1010002, "text": "Sign in with GitHub", "type": "info", "context": {"provider": "GitHub", "provider_id": "gh"}})
         );
     }
 

@@ -431,7 +431,7 @@ async fn a_password_login_against_a_social_only_identity_fails_like_an_unknown_o
     assert_eq!(refusals[0], refusals[1]);
     assert_eq!(
         refusals[0].iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![4000006]
+        vec![tessera_core::text::MessageId::INVALID_CREDENTIALS]
     );
 }
 
@@ -488,7 +488,10 @@ async fn a_social_only_email_is_taken_for_every_other_route() {
         .await
         .unwrap()
     {
-        Outcome::Invalid(flow) => assert_eq!(message_ids(&flow), vec![4000007]),
+        Outcome::Invalid(flow) => assert_eq!(
+            message_ids(&flow),
+            vec![tessera_core::text::MessageId::DUPLICATE_CREDENTIALS]
+        ),
         other => panic!("expected the duplicate message: {other:?}"),
     }
     assert_eq!(e.store.count_identities().await.unwrap(), 1);
