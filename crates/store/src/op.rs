@@ -123,14 +123,21 @@ impl Store {
     /// `only_if_none`, does nothing when a signing key exists already (first start of several
     /// instances at once); returns whether the key was added.
     pub async fn op_add_key(&self, key: &KeyRow, only_if_none: bool) -> Result<bool, Error> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The transaction reads before it writes, so on SQLite a concurrent writer (the first
+        // token exchange creates the first key while another request revokes a grant) makes it
+        // answer "busy" at once, without its busy timeout; nothing was written, so it runs again.
+        crate::retry_busy(|| self.op_add_key_tx(key, only_if_none))
+            .await
+            .map_err(db_err)
+    }
+
+    async fn op_add_key_tx(&self, key: &KeyRow, only_if_none: bool) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
         if only_if_none {
             let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM op_keys WHERE retired_at IS NULL")
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .try_get("n")
-                .map_err(db_err)?;
+                .await?
+                .try_get("n")?;
             if n > 0 {
                 return Ok(false);
             }
@@ -138,8 +145,7 @@ impl Store {
         sqlx::query("UPDATE op_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(key.created_at)
             .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            .await?;
         sqlx::query("INSERT INTO op_keys (kid, alg, private_sealed, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)")
             .bind(&key.kid)
             .bind(&key.alg)
@@ -147,9 +153,8 @@ impl Store {
             .bind(key.public_jwk.to_string())
             .bind(key.created_at)
             .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+            .await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -167,12 +172,14 @@ impl Store {
     /// A value generated once and shared by all instances: inserts `value` unless `name` has
     /// one already, then returns the stored value.
     pub async fn op_meta_get_or_insert(&self, name: &str, value: &str) -> Result<String, Error> {
-        sqlx::query(
-            "INSERT INTO op_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.pool)
+        crate::retry_busy(|| {
+            sqlx::query(
+                "INSERT INTO op_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+        })
         .await
         .map_err(db_err)?;
         sqlx::query("SELECT value FROM op_meta WHERE name = $1")
@@ -595,14 +602,17 @@ impl Store {
         if let Some(held) = self.op_bound_subject(client_id, identity_id).await? {
             return Ok(Bound::Held(held));
         }
-        let inserted = sqlx::query(
-            "INSERT INTO op_subjects (client_id, identity_id, subject, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(client_id)
-        .bind(identity_id.to_string())
-        .bind(subject)
-        .bind(now)
-        .execute(&self.pool)
+        let id = identity_id.to_string();
+        let inserted = crate::retry_busy(|| {
+            sqlx::query(
+                "INSERT INTO op_subjects (client_id, identity_id, subject, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(client_id)
+            .bind(&id)
+            .bind(subject)
+            .bind(now)
+            .execute(&self.pool)
+        })
         .await
         .map_err(db_err)?
         .rows_affected();
