@@ -82,7 +82,7 @@ impl Store {
     /// Replaces an identity's fields, credentials and addresses. Fails with not-found when it
     /// does not exist.
     pub async fn update_identity(&self, identity: &Identity) -> Result<(), Error> {
-        self.sessions.clear();
+        let _cleared = self.sessions.clear_until_done();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7, external_id = $9 WHERE id = $8",
@@ -120,7 +120,7 @@ impl Store {
     }
 
     pub async fn delete_identity(&self, id: Uuid) -> Result<(), Error> {
-        self.sessions.clear();
+        let _cleared = self.sessions.clear_until_done();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let sid = id.to_string();
         // Explicit child deletes keep this correct even where foreign keys are off.

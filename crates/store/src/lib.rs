@@ -98,6 +98,13 @@ impl Store {
         self
     }
 
+    /// Moves on whenever a write may have changed what a cached session means (see
+    /// `cache.rs`): a cache of anything derived from sessions keeps an entry only while this
+    /// has not moved since the entry was read.
+    pub fn session_generation(&self) -> u64 {
+        self.sessions.generation()
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

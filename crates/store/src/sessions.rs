@@ -58,11 +58,12 @@ impl Store {
         if let Some(s) = self.sessions.get(token_hash, now) {
             return Ok(Some(s));
         }
+        let seen = self.sessions.generation();
         let found = self.session_by_token_hash_uncached(token_hash).await?;
         if let Some(s) = &found
             && s.is_valid_at(now)
         {
-            self.sessions.put(token_hash, s, now);
+            self.sessions.put(token_hash, s, now, seen);
         }
         Ok(found)
     }
@@ -170,7 +171,7 @@ impl Store {
     }
 
     pub async fn set_session_active(&self, id: Uuid, active: bool) -> Result<(), Error> {
-        self.sessions.clear();
+        let _cleared = self.sessions.clear_until_done();
         let done = sqlx::query("UPDATE sessions SET active = $1 WHERE id = $2")
             .bind(i64::from(active))
             .bind(id.to_string())
@@ -185,7 +186,7 @@ impl Store {
     }
 
     pub async fn set_session_expiry(&self, id: Uuid, expires_at: i64) -> Result<(), Error> {
-        self.sessions.clear();
+        let _cleared = self.sessions.clear_until_done();
         let done = sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2")
             .bind(expires_at)
             .bind(id.to_string())
@@ -205,7 +206,7 @@ impl Store {
         identity: Uuid,
         keep: Option<Uuid>,
     ) -> Result<u64, Error> {
-        self.sessions.clear();
+        let _cleared = self.sessions.clear_until_done();
         let done = sqlx::query(
             "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
         )
