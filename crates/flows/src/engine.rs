@@ -50,6 +50,8 @@ pub struct Engine {
     pub cipher: Arc<tessera_core::crypto::Cipher>,
     /// Abuse limits; kept across configuration updates that leave `limits` unchanged.
     pub limits: Arc<crate::limits::Limits>,
+    /// whoami's serialised answers (per configuration: they hold its URLs).
+    pub whoami_answers: Arc<crate::sessions::WhoamiCache>,
 }
 
 /// What a submission led to. One is built per request and moved once, so the size difference

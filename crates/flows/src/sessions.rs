@@ -1,14 +1,103 @@
-//! Session lifecycle beyond issuance: logout tokens, revocation, extension.
+//! Session lifecycle beyond issuance: logout tokens, revocation, extension, and whoami's
+//! answer cache.
 
 use crate::engine::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, crypto};
 use uuid::Uuid;
 
+/// whoami's answer for one session: the session (with its identity) as Kratos's JSON,
+/// serialised once.
+#[derive(Debug)]
+pub struct WhoamiAnswer {
+    pub json: Vec<u8>,
+    /// For `X-Kratos-Authenticated-Identity-Id`.
+    pub identity_id: Option<String>,
+}
+
+/// Answers beyond this are dropped wholesale: at a few kB each, memory stays bounded (a few
+/// MB) whatever the number of sessions in use.
+const MAX_ANSWERS: usize = 2048;
+
+/// whoami's serialised answers by session token hash. An answer is served only while the
+/// store's session generation has not moved since it was built (every revocation, logout,
+/// extension or identity change in this process moves it, see `tessera_store`'s session
+/// cache), for at most `session.cache_ttl` and never past the session's expiry. Another
+/// instance's writes reach this one within `session.cache_ttl` (docs/operations.md).
+#[derive(Debug, Default)]
+pub struct WhoamiCache {
+    map: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    answer: Arc<WhoamiAnswer>,
+    until: i64,
+    generation: u64,
+}
+
+impl WhoamiCache {
+    fn get(&self, token_hash: &str, now: i64, generation: u64) -> Option<Arc<WhoamiAnswer>> {
+        let map = self.map.lock().ok()?;
+        map.get(token_hash)
+            .filter(|c| c.generation == generation && c.until > now)
+            .map(|c| c.answer.clone())
+    }
+
+    fn put(&self, token_hash: String, cached: Cached) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_ANSWERS {
+                map.clear();
+            }
+            map.insert(token_hash, cached);
+        }
+    }
+}
+
 impl Engine {
+    /// `GET /sessions/whoami`: the answer for a session token, `None` when the token has no
+    /// valid session. Served from [`WhoamiCache`] while nothing could have changed it.
+    pub async fn whoami(&self, token: &str) -> Result<Option<Arc<WhoamiAnswer>>, Error> {
+        let ttl = self.settings.session_cache_ttl.as_millis() as i64;
+        if ttl <= 0 || token.is_empty() || token.len() > 256 {
+            return self.whoami_uncached(token).await.map(|a| a.map(Arc::new));
+        }
+        let hash = crypto::token_hash(token);
+        let now = now_ms();
+        // Taken before the session is read: a write that lands meanwhile moves it, and the
+        // answer built from the older read is then never served.
+        let generation = self.store.session_generation();
+        if let Some(answer) = self.whoami_answers.get(&hash, now, generation) {
+            return Ok(Some(answer));
+        }
+        let Some(session) = self.session_from_token(token).await? else {
+            return Ok(None);
+        };
+        let until = (now + ttl).min(session.expires_at);
+        let answer = Arc::new(render_whoami(&session)?);
+        self.whoami_answers.put(
+            hash,
+            Cached {
+                answer: answer.clone(),
+                until,
+                generation,
+            },
+        );
+        Ok(Some(answer))
+    }
+
+    async fn whoami_uncached(&self, token: &str) -> Result<Option<WhoamiAnswer>, Error> {
+        match self.session_from_token(token).await? {
+            Some(s) => render_whoami(&s).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A logout token is the session id with an HMAC under the cookie secret: it proves the
     /// logout link was minted for this session without storing anything.
     pub fn logout_token(&self, session: &Session) -> String {
@@ -87,6 +176,14 @@ impl Engine {
             .await?;
         self.store.get_session(id).await
     }
+}
+
+fn render_whoami(session: &Session) -> Result<WhoamiAnswer, Error> {
+    Ok(WhoamiAnswer {
+        json: serde_json::to_vec(session)
+            .map_err(|e| Error::internal(format!("cannot serialise the session: {e}")))?,
+        identity_id: session.identity.as_ref().map(|i| i.id.to_string()),
+    })
 }
 
 /// HMAC-SHA256 (hex) of a logout token's session id under one cookie secret.

@@ -39,6 +39,7 @@ async fn engine(extra: &str) -> Engine {
         schemas: Arc::new(schemas),
         store,
         settings: Arc::new(settings),
+        whoami_answers: Default::default(),
     }
 }
 

@@ -175,6 +175,7 @@ fn assemble(
         social: Arc::new(social),
         cipher: Arc::new(cipher),
         limits,
+        whoami_answers: Default::default(),
     }
 }
 

@@ -49,6 +49,7 @@ mod social_oidc_provider;
 mod social_signin;
 mod test_cleanup;
 mod ui_browser;
+mod whoami_cache;
 
 /// The seed-004 GitHub data mapper, verbatim: the file `tessera demo` ships.
 const GITHUB_MAPPER: &str = include_str!("../../demo/github.jsonnet");
