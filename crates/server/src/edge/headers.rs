@@ -4,9 +4,7 @@
 //! itself is computed here, once, from the settings in force, so no page can forget it.
 
 use crate::AppState;
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 /// Origins (given as URLs) a hosted page's forms may submit or redirect to beyond this server,
@@ -17,26 +15,30 @@ pub struct FormTargets(pub Vec<String>);
 /// For answers that are not pages (JSON, redirects, stylesheets): nothing may run or load.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-pub async fn security_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// Adds the security headers (and the CSP) an answer does not set itself.
+pub fn add_security_headers(st: &AppState, resp: &mut Response) {
     let html = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("text/html"));
-    let csp = if html {
-        let targets = resp
-            .extensions()
-            .get::<FormTargets>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default();
-        HeaderValue::from_str(&crate::ui::content_security_policy_for(&st, &targets))
-            .unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
-    } else {
-        HeaderValue::from_static(API_CSP)
-    };
+    // Computed only when missing: a page's CSP costs a string per answer, an API answer none.
+    if !resp.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        let csp = if html {
+            let targets = resp
+                .extensions()
+                .get::<FormTargets>()
+                .map(|t| t.0.as_slice())
+                .unwrap_or_default();
+            HeaderValue::from_str(&crate::ui::content_security_policy_for(st, targets))
+                .unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
+        } else {
+            HeaderValue::from_static(API_CSP)
+        };
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     let h = resp.headers_mut();
-    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(csp);
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
     h.entry(header::X_FRAME_OPTIONS)
@@ -47,5 +49,4 @@ pub async fn security_headers(State(st): State<AppState>, req: Request, next: Ne
         h.entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
     }
-    resp
 }

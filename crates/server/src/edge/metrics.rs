@@ -11,13 +11,11 @@
 
 use super::Listener;
 use crate::AppState;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 /// Seconds; from a cache hit to a slow upstream.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -106,25 +104,88 @@ fn describe() {
     metrics::gauge!("tessera_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
-/// Counts and times every answered request.
-pub async fn record(State(listener): State<Listener>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = super::log::route_of(&req);
-    let resp = next.run(req).await;
-    if handle().is_some() {
-        let labels = [
-            ("listener", listener.as_str().to_string()),
-            ("method", method),
-            ("route", route),
-        ];
-        metrics::histogram!("tessera_http_request_duration_seconds", &labels)
-            .record(started.elapsed().as_secs_f64());
-        let mut with_status = labels.to_vec();
-        with_status.push(("status", resp.status().as_u16().to_string()));
-        metrics::counter!("tessera_http_requests_total", &with_status).increment(1);
+/// The HTTP series of one (listener, method, route, status), resolved once per worker thread.
+struct Series {
+    listener: Listener,
+    method: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Route template → the series seen for it on this thread. Looking a series up is a hash
+    /// of the route and a short scan, with no allocation and no lock shared between threads;
+    /// only the first request of a series registers it with the recorder.
+    static SERIES: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<Series>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// A bound on the series cached per thread: routes, methods and statuses are bounded, but
+/// should that ever fail (a bug), memory stays bounded too.
+const MAX_CACHED_ROUTES: usize = 1024;
+
+/// Counts and times an answered request (`route` is the matched template or `unmatched`).
+pub fn record(listener: Listener, method: &'static str, route: &str, status: u16, secs: f64) {
+    if handle().is_none() {
+        return;
     }
-    resp
+    let hit = SERIES.with(|cache| {
+        let cache = cache.borrow();
+        cache.get(route).and_then(|list| {
+            list.iter()
+                .find(|s| s.listener == listener && s.method == method && s.status == status)
+                .map(|s| {
+                    s.requests.increment(1);
+                    s.duration.record(secs);
+                })
+        })
+    });
+    if hit.is_some() {
+        return;
+    }
+    let labels = [
+        ("listener", listener.as_str().to_string()),
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+    ];
+    let duration = metrics::histogram!("tessera_http_request_duration_seconds", &labels);
+    let mut with_status = labels.to_vec();
+    with_status.push(("status", status.to_string()));
+    let requests = metrics::counter!("tessera_http_requests_total", &with_status);
+    requests.increment(1);
+    duration.record(secs);
+    SERIES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= MAX_CACHED_ROUTES {
+            cache.clear();
+        }
+        cache.entry(route.into()).or_default().push(Series {
+            listener,
+            method,
+            status,
+            requests,
+            duration,
+        });
+    });
+}
+
+/// The method as a label: the standard ones by name, anything else as `other` (a client
+/// choosing methods must not choose label values).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// `GET /metrics/prometheus` (admin listener).

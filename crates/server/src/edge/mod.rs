@@ -1,12 +1,17 @@
 //! The HTTP edge: everything a request passes through before (and after) its handler, as tower
 //! layers, one stack per listener.
 //!
-//! Outermost first: request id (taken from `X-Request-Id` when sane, else generated; echoed on
-//! the answer and recorded on every log line of the request) → request log → metrics → bare
-//! layer answers reshaped into the surface's error format → timeout → body limit → security
-//! headers and CSP → CORS (public listener: Kratos's `serve.public.cors` on the self-service API,
-//! per-app origins on the OpenID Provider's browser-facing endpoints) → per-address limits on
-//! the routes that store something → the handler.
+//! Outermost first, in one [`Edge`] service: request id (taken from `X-Request-Id` when sane,
+//! else generated; echoed on the answer and recorded on every log line of the request) →
+//! request log and metrics (one start time, one method and route label for both) → security
+//! headers and CSP → bare layer answers reshaped into the surface's error format → timeout;
+//! then the body limit, and per route CORS (public listener: Kratos's `serve.public.cors` on
+//! the self-service API, per-app origins on the OpenID Provider's browser-facing endpoints)
+//! and per-address limits on the routes that store something → the handler.
+//!
+//! The hot path allocates next to nothing: the route label is the router's shared template,
+//! metrics handles are resolved once per worker thread, and the whole stack is one boxed
+//! future per request (bench/README.md has the figures).
 //!
 //! Invariant: nothing here knows a flow or a token; the edge sees requests, routes, statuses and
 //! the settings in force, and handlers never repeat what a layer does.
@@ -20,13 +25,14 @@ pub mod serve;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::time::Instant;
 use tessera_core::{Error, ErrorKind};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest `X-Request-Id` taken from a client or proxy; a longer one is replaced (it is copied
@@ -50,70 +56,163 @@ impl Listener {
 }
 
 /// Wraps a listener's routes (already merged, with their fallback) in the edge stack.
+///
+/// The whole stack is one `Router::layer` call: axum boxes every route once per layer it is
+/// given, so one layer (the [`Edge`] service around the body limit) costs one box per request
+/// instead of one per concern.
 pub fn stack(router: Router<AppState>, st: &AppState, listener: Listener) -> Router {
     let log_health = match listener {
         Listener::Public => st.engine().settings.edge.public.log_health,
         Listener::Admin => st.engine().settings.edge.admin.log_health,
     };
+    let edge = EdgeLayer {
+        st: st.clone(),
+        listener,
+        log_health,
+    };
     router
-        .layer(middleware::from_fn_with_state(
-            st.clone(),
-            headers::security_headers,
-        ))
-        .layer(RequestBodyLimitLayer::new(crate::http::MAX_BODY))
-        .layer(middleware::from_fn_with_state(st.clone(), timeout))
-        .layer(middleware::from_fn(reshape_bare_errors))
-        .layer(middleware::from_fn_with_state(listener, metrics::record))
-        .layer(middleware::from_fn_with_state(
-            log::LogSettings::new(listener, log_health),
-            log::log_request,
-        ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::map_request(drop_unusable_request_id))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(edge)
+                .layer(RequestBodyLimitLayer::new(crate::http::MAX_BODY)),
+        )
         .with_state(st.clone())
 }
 
-/// A client's `X-Request-Id` is kept only when it is short printable ASCII; otherwise a fresh id
-/// replaces it (it ends up in logs and in the answer).
-async fn drop_unusable_request_id(mut req: Request) -> Request {
-    let usable = req.headers().get(&REQUEST_ID).is_none_or(|v| {
-        v.len() <= MAX_REQUEST_ID
-            && !v.is_empty()
-            && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    });
-    if !usable {
-        req.headers_mut().remove(&REQUEST_ID);
-    }
-    req
+/// The edge as one tower layer: request id, request log and span, metrics, bare answers
+/// reshaped, timeout and security headers, in that order from the outside in. One service
+/// rather than one `from_fn` middleware per concern, because each of those clones and boxes
+/// the rest of the stack on every request; here the start time, method and route are taken
+/// once and shared by the log and the metrics.
+#[derive(Clone)]
+pub struct EdgeLayer {
+    st: AppState,
+    listener: Listener,
+    log_health: bool,
 }
 
-/// Bounds how long any request may take (`limits.request_timeout`). The handler's future is
-/// dropped, so its work stops at its next await point.
-async fn timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = st.engine().settings.limits.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
-            ApiError(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "The request took longer than {} s and was stopped. Try again; if it keeps happening, the server or an upstream it calls is overloaded (limits.request_timeout).",
-                    limit.as_secs()
-                ),
-            ))
-            .into_response()
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            inner,
+            layer: self.clone(),
         }
     }
+}
+
+/// See [`EdgeLayer`].
+#[derive(Clone)]
+pub struct Edge<S> {
+    inner: S,
+    layer: EdgeLayer,
+}
+
+impl<S> tower::Service<Request> for Edge<S>
+where
+    S: tower::Service<Request, Error = std::convert::Infallible>,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = request_id(&mut req);
+        let method = metrics::method_label(req.method());
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let route_str = route.as_ref().map_or("unmatched", |m| m.as_str());
+        let log = log::RequestLog::start(
+            self.layer.listener,
+            self.layer.log_health,
+            &request_id,
+            method,
+            route_str,
+            req.uri(),
+        );
+        let oauth = req.uri().path().starts_with("/oidc/");
+        let st = self.layer.st.clone();
+        let listener = self.layer.listener;
+        let limit = st.live.running().engine.settings.limits.request_timeout;
+        // The inner call (routing, extractors' synchronous part) runs inside the span too.
+        let inner = log.span.in_scope(|| self.inner.call(req));
+        let span = log.span.clone();
+        Box::pin(
+            async move {
+                let mut resp = match tokio::time::timeout(limit, inner).await {
+                    Ok(Ok(resp)) => resp.into_response(),
+                    Ok(Err(never)) => match never {},
+                    Err(_) => timed_out(limit),
+                };
+                if resp.status().is_client_error() || resp.status().is_server_error() {
+                    resp = reshape_bare_error(resp, oauth);
+                }
+                headers::add_security_headers(&st, &mut resp);
+                let status = resp.status().as_u16();
+                let took = started.elapsed().as_secs_f64();
+                metrics::record(
+                    listener,
+                    method,
+                    route.as_ref().map_or("unmatched", |m| m.as_str()),
+                    status,
+                    took,
+                );
+                log.answered(status, took);
+                resp.headers_mut().insert(REQUEST_ID, request_id);
+                Ok(resp)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The request's id: the client's `X-Request-Id` when it is short printable ASCII, otherwise a
+/// fresh UUID (it ends up in logs and in the answer). Set on the request for the handler.
+fn request_id(req: &mut Request) -> HeaderValue {
+    if let Some(v) = req.headers().get(&REQUEST_ID)
+        && v.len() <= MAX_REQUEST_ID
+        && !v.is_empty()
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let v = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(REQUEST_ID, v.clone());
+    v
+}
+
+/// Bounds how long any request may take (`limits.request_timeout`): the handler's future is
+/// dropped, so its work stops at its next await point, and this answer goes out instead.
+fn timed_out(limit: std::time::Duration) -> Response {
+    tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+    ApiError(Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "The request took longer than {} s and was stopped. Try again; if it keeps happening, the server or an upstream it calls is overloaded (limits.request_timeout).",
+            limit.as_secs()
+        ),
+    ))
+    .into_response()
 }
 
 /// Layers answer some refusals themselves (the body limit's 413, a CORS refusal, axum's own
 /// 405): those bodies are plain text. Every error answer leaves in the format of the surface it
 /// came from, so a bare one is rewritten: OAuth JSON under `/oidc/`, Kratos JSON elsewhere.
-async fn reshape_bare_errors(req: Request, next: Next) -> Response {
-    let oauth = req.uri().path().starts_with("/oidc/");
-    let resp = next.run(req).await;
+fn reshape_bare_error(resp: Response, oauth: bool) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || has_format(&resp) {
         return resp;
