@@ -13,6 +13,7 @@ pub mod dingtalk;
 pub mod fetch;
 pub mod generic;
 pub mod github;
+pub mod jws;
 pub mod mapping;
 pub mod oauth2;
 pub mod oidc;

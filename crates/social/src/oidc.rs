@@ -62,6 +62,7 @@ pub struct Expect<'a> {
 
 impl Issuer {
     pub fn new(issuer_url: &str, http: Upstream) -> Self {
+        crate::jws::install();
         Issuer {
             issuer_url: issuer_url.trim_end_matches('/').to_string(),
             http,
