@@ -70,6 +70,9 @@ struct Opts {
     cache_ttl: Option<String>,
     tessera: PathBuf,
     workdir: PathBuf,
+    /// `BENCH_SERVER_CPUS` (set by bench/social.sh when it pins): the server runs under
+    /// `taskset -c <cpus>`, its mapper workers with it; this process stays where it was put.
+    server_cpus: Option<String>,
 }
 
 /// `10s`, `500ms`, `1m` or a bare number of seconds.
@@ -124,6 +127,9 @@ fn opts() -> Result<Opts> {
             .filter(|v| !v.is_empty()),
         tessera,
         workdir: PathBuf::from(env_or("BENCH_WORKDIR", "/tmp/tessera-bench-social")),
+        server_cpus: std::env::var("BENCH_SERVER_CPUS")
+            .ok()
+            .filter(|v| !v.trim().is_empty()),
     })
 }
 
@@ -220,6 +226,13 @@ async fn bench(o: &Opts, cores: usize, fake: Arc<FakeOidc>, server: &Server) -> 
         o.cache_ttl.as_deref().unwrap_or("default (1s)")
     );
 
+    match &o.server_cpus {
+        Some(cpus) => println!(
+            "  pinned: the server (and its mapper workers) on CPU(s) {cpus}; client and upstream on CPU(s) {}",
+            std::env::var("BENCH_CLIENT_CPUS").unwrap_or_else(|_| "(the rest)".into())
+        ),
+        None => println!("  not pinned: client, upstream and server share every core"),
+    }
     if let Ok(filter) = std::env::var("RUST_LOG") {
         println!(
             "  note: RUST_LOG={filter} is passed on to the server and overrides log.level: error; \
@@ -973,7 +986,16 @@ fn start_server(o: &Opts, fake: &FakeOidc) -> Result<Server> {
     let log = dir.join("tessera.log");
     let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let file2 = file.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new(&o.tessera)
+    // `taskset` execs the server, so the child's pid is the server's.
+    let mut command = match &o.server_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(&o.tessera);
+            c
+        }
+        None => Command::new(&o.tessera),
+    };
+    let child = command
         .arg("serve")
         .arg("--config")
         .arg(&config)
