@@ -121,7 +121,7 @@ rss_mb() {
 # rss_split_mb PID: "ANON FILE" (RssAnon and RssFile, MB): the heap and stacks against the
 # binary's own pages mapped from the page cache, which the kernel can drop and share.
 rss_split_mb() {
-	awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "%.1f %.1f", a / 1024, f / 1024 }' \
+	awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "%.1f %.1f\n", a / 1024, f / 1024 }' \
 		"/proc/$1/status" 2>/dev/null || die "process $1 is gone"
 }
 

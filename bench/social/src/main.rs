@@ -921,7 +921,10 @@ serve:
 secrets:
   default:
     - "bench-social-secret-0123456789abcdef"
-{session}selfservice:
+{session}# Every journey starts a flow from 127.0.0.1: the per-address limit would end the run.
+limits:
+  flows_per_address_per_minute: 100000000
+selfservice:
   default_browser_return_url: https://app.example.com/home
   allowed_return_urls:
     - https://app.example.com/
