@@ -63,7 +63,7 @@ impl Engine {
     /// `GET /sessions/whoami`: the answer for a session token, `None` when the token has no
     /// valid session. Served from [`WhoamiCache`] while nothing could have changed it.
     pub async fn whoami(&self, token: &str) -> Result<Option<Arc<WhoamiAnswer>>, Error> {
-        let ttl = self.settings.session_cache_ttl.as_millis() as i64;
+        let ttl = self.settings.session.cache_ttl.as_millis() as i64;
         if ttl <= 0 || token.is_empty() || token.len() > 256 {
             return self.whoami_uncached(token).await.map(|a| a.map(Arc::new));
         }

@@ -591,7 +591,7 @@ async fn logout_api(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Respons
 /// [`SignedIn`]: 401 without a valid session.
 async fn whoami(cfg: Cfg, req: axum::extract::Request) -> ApiResult<Response> {
     let engine = cfg.engine();
-    let answer = match http::token_in(req.headers(), &engine.settings.session_cookie_name) {
+    let answer = match http::token_in(req.headers(), &engine.settings.session.cookie.name) {
         Some(token) => engine.whoami(token).await?,
         None => None,
     };
