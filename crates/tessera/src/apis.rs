@@ -1,8 +1,8 @@
 //! `tessera apis …`: the OpenID Provider's APIs (resource servers that accept JWT access
 //! tokens, RFC 8707/9068), through a running server's admin API (`/admin/apis`).
 
-use crate::admin_client::{Endpoint, client, send};
-use anyhow::{Result, anyhow};
+use crate::admin_client::{Endpoint, client, delete_each, next_page, segment, send};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
@@ -69,24 +69,6 @@ fn body(a: &CreateArgs) -> Value {
     Value::Object(m)
 }
 
-/// The `rel="next"` target of a `Link` header, if any.
-fn next_link(resp: &reqwest::Response) -> Option<String> {
-    let link = resp.headers().get(reqwest::header::LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 pub async fn run(args: ApisArgs) -> Result<()> {
     let base = args.endpoint.base();
     let http = client(30)?;
@@ -111,7 +93,7 @@ pub async fn run(args: ApisArgs) -> Result<()> {
             let mut url = Some(format!("{base}/admin/apis?page_size=500"));
             while let Some(u) = url.take() {
                 let resp = send(http.get(&u), &base).await?;
-                url = next_link(&resp);
+                url = next_page(&resp);
                 let page: Vec<Value> = resp.json().await?;
                 all.extend(page);
             }
@@ -119,34 +101,16 @@ pub async fn run(args: ApisArgs) -> Result<()> {
             Ok(())
         }
         Cmd::Get { id } => {
-            let v: Value = send(http.get(format!("{base}/admin/apis/{}", enc(&id))), &base)
-                .await?
-                .json()
-                .await?;
+            let v: Value = send(
+                http.get(format!("{base}/admin/apis/{}", segment(&id))),
+                &base,
+            )
+            .await?
+            .json()
+            .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
-        Cmd::Delete { ids } => {
-            let mut failed = 0;
-            for id in ids {
-                match send(
-                    http.delete(format!("{base}/admin/apis/{}", enc(&id))),
-                    &base,
-                )
-                .await
-                {
-                    Ok(_) => println!("{id}"),
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("{id}: {e}");
-                    }
-                }
-            }
-            if failed > 0 {
-                Err(anyhow!("{failed} API(s) could not be deleted"))
-            } else {
-                Ok(())
-            }
-        }
+        Cmd::Delete { ids } => delete_each(&http, &base, "/admin/apis", ids, "API(s)").await,
     }
 }

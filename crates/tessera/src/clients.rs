@@ -1,8 +1,8 @@
 //! `tessera clients …`: apps of the OpenID Provider, through a running server's admin API
 //! (`/admin/clients`).
 
-use crate::admin_client::{Endpoint, client, send};
-use anyhow::{Context, Result, anyhow};
+use crate::admin_client::{Endpoint, client, delete_each, segment, send};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
@@ -162,7 +162,7 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
         }
         Cmd::Get { client_id } => {
             let v: Value = send(
-                http.get(format!("{base}/admin/clients/{}", enc(&client_id))),
+                http.get(format!("{base}/admin/clients/{}", segment(&client_id))),
                 &base,
             )
             .await?
@@ -172,26 +172,7 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
             Ok(())
         }
         Cmd::Delete { client_ids } => {
-            let mut failed = 0;
-            for id in client_ids {
-                match send(
-                    http.delete(format!("{base}/admin/clients/{}", enc(&id))),
-                    &base,
-                )
-                .await
-                {
-                    Ok(_) => println!("{id}"),
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("{id}: {e}");
-                    }
-                }
-            }
-            if failed > 0 {
-                Err(anyhow!("{failed} app(s) could not be deleted"))
-            } else {
-                Ok(())
-            }
+            delete_each(&http, &base, "/admin/clients", client_ids, "app(s)").await
         }
         Cmd::Assign {
             client_id,
@@ -201,8 +182,8 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
                 send(
                     http.put(format!(
                         "{base}/admin/clients/{}/assignments/{}",
-                        enc(&client_id),
-                        enc(&i)
+                        segment(&client_id),
+                        segment(&i)
                     )),
                     &base,
                 )
@@ -220,8 +201,8 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
                 send(
                     http.delete(format!(
                         "{base}/admin/clients/{}/assignments/{}",
-                        enc(&client_id),
-                        enc(&i)
+                        segment(&client_id),
+                        segment(&i)
                     )),
                     &base,
                 )
@@ -232,8 +213,4 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -1,6 +1,6 @@
 //! `tessera identities …`: talks to a running server's admin API, as Kratos's CLI does.
 
-use crate::admin_client::{Endpoint, client, error_text};
+use crate::admin_client::{Endpoint, client, error_text, next_link};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -134,19 +134,6 @@ pub async fn run(args: IdentitiesArgs) -> Result<()> {
             }
         }
     }
-}
-
-fn next_link(header: &str) -> Option<String> {
-    header
-        .split(',')
-        .find(|p| p.contains("rel=\"next\""))
-        .and_then(|p| p.split(';').next())
-        .map(|u| {
-            u.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
 }
 
 /// Imports every identity, reporting each failure with its file and position and carrying on.
