@@ -4,7 +4,8 @@
 //
 //   node op-client.mjs '{"issuer": "...", "client_id": "...", "client_secret": "...",
 //                        "redirect_uri": "...", "post_logout_redirect_uri": "...",
-//                        "auth": "client_secret_basic"|"client_secret_post"|"none"}'
+//                        "auth": "client_secret_basic"|"client_secret_post"|"private_key_jwt"|"none",
+//                        "private_jwk": {...}}'   (private_key_jwt: the app's P-256 key)
 //
 // Protocol on stdio, one JSON object per line: it prints {"authorize": URL}; the test signs in
 // with a browser and writes back {"callback": URL} (where Tessera redirected to); it then
@@ -20,9 +21,19 @@ const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIte
 const next = async () => JSON.parse((await lines.next()).value);
 
 async function main() {
-  const auth = cfg.auth === 'client_secret_post'
-    ? oidc.ClientSecretPost(cfg.client_secret)
-    : cfg.auth === 'none' ? oidc.None() : oidc.ClientSecretBasic(cfg.client_secret);
+  let auth;
+  if (cfg.auth === 'private_key_jwt') {
+    // The app holds only its private key; openid-client signs a fresh assertion (aud = issuer,
+    // a new jti, 60 s) for every call to the token, introspection and revocation endpoints.
+    const key = await crypto.subtle.importKey(
+      'jwk', cfg.private_jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'],
+    );
+    auth = oidc.PrivateKeyJwt({ key, kid: cfg.private_jwk.kid });
+  } else if (cfg.auth === 'client_secret_post') {
+    auth = oidc.ClientSecretPost(cfg.client_secret);
+  } else {
+    auth = cfg.auth === 'none' ? oidc.None() : oidc.ClientSecretBasic(cfg.client_secret);
+  }
   const config = await oidc.discovery(new URL(cfg.issuer), cfg.client_id, undefined, auth, {
     execute: [oidc.allowInsecureRequests],
   });

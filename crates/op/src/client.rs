@@ -88,6 +88,13 @@ pub struct Client {
     /// accepts only a `request_uri` from the PAR endpoint.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// The public keys of a `private_key_jwt` app (a JWK Set, checked by
+    /// [`crate::assertion::check_jwks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// The one algorithm a `private_key_jwt` app signs with, when it registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_signing_alg: Option<String>,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -110,6 +117,10 @@ pub struct ClientInput {
     pub claims_mapper: Option<String>,
     pub resources: Option<Vec<String>>,
     pub require_pushed_authorization_requests: Option<bool>,
+    pub jwks: Option<Value>,
+    /// Accepted only to be refused with a reason: keys are registered inline (`jwks`).
+    pub jwks_uri: Option<Value>,
+    pub token_endpoint_auth_signing_alg: Option<String>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -369,7 +380,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
                 public_needs_none(app_type)
             } else {
                 bad(format!(
-                    "`token_endpoint_auth_method` `{m}` is not supported for a `{}` app: use client_secret_basic or client_secret_post.",
+                    "`token_endpoint_auth_method` `{m}` is not supported for a `{}` app: use client_secret_basic, client_secret_post or private_key_jwt.",
                     app_type.as_str()
                 ))
             }
@@ -380,11 +391,44 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
             public_needs_none(app_type)
         } else {
             bad(format!(
-                "`token_endpoint_auth_method` `{method}` is not supported for a `{}` app: use client_secret_basic or client_secret_post.",
+                "`token_endpoint_auth_method` `{method}` is not supported for a `{}` app: use client_secret_basic, client_secret_post or private_key_jwt.",
                 app_type.as_str()
             ))
         });
     }
+    if input.jwks_uri.is_some() {
+        return Err(bad(
+            "`jwks_uri` is not supported: register the app's public keys inline in `jwks` (a JWK Set), and update them to rotate.",
+        ));
+    }
+    let jwks = match (method, input.jwks) {
+        (AuthMethod::PrivateKeyJwt, Some(set)) => {
+            Some(crate::assertion::check_jwks(&set).map_err(bad)?)
+        }
+        (AuthMethod::PrivateKeyJwt, None) => {
+            return Err(bad(
+                "`token_endpoint_auth_method` `private_key_jwt` needs `jwks`: the public keys the app signs its client assertions with (a JWK Set).",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(bad(
+                "`jwks` is only used with `token_endpoint_auth_method: private_key_jwt`; remove it or change the method.",
+            ));
+        }
+        (_, None) => None,
+    };
+    let token_endpoint_auth_signing_alg = match input.token_endpoint_auth_signing_alg {
+        Some(_) if method != AuthMethod::PrivateKeyJwt => {
+            return Err(bad(
+                "`token_endpoint_auth_signing_alg` is only used with `token_endpoint_auth_method: private_key_jwt`.",
+            ));
+        }
+        Some(alg) => {
+            crate::assertion::check_alg(&alg).map_err(bad)?;
+            Some(alg)
+        }
+        None => None,
+    };
     let scope = input.scope.unwrap_or_else(|| {
         if user_app {
             "openid profile email phone offline_access".into()
@@ -436,6 +480,8 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         require_pushed_authorization_requests: input
             .require_pushed_authorization_requests
             .unwrap_or(false),
+        jwks,
+        token_endpoint_auth_signing_alg,
     })
 }
 
@@ -471,6 +517,9 @@ pub struct ClientAuth {
     /// `client_id` and `client_secret` from the form body.
     pub form_id: Option<String>,
     pub form_secret: Option<String>,
+    /// `client_assertion_type` and `client_assertion` (RFC 7523 §2.2), for `private_key_jwt`.
+    pub assertion_type: Option<String>,
+    pub assertion: Option<String>,
 }
 
 /// Apps by id, kept for [`CLIENT_CACHE_TTL`] so the token endpoint does not read the database for
@@ -534,6 +583,30 @@ impl Provider {
     /// for confidential apps, `none` (just `client_id`) for public ones. A failure is 401
     /// `invalid_client`.
     pub async fn authenticate(&self, auth: &ClientAuth) -> OpResult<Client> {
+        match (&auth.assertion_type, &auth.assertion) {
+            (None, None) => {}
+            (Some(t), Some(assertion)) => {
+                if auth.basic.is_some() || auth.form_secret.is_some() {
+                    return Err(OpError::invalid_request(
+                        "The client authenticated with more than one method (a client assertion and a secret); use one.",
+                    ));
+                }
+                if t != crate::assertion::ASSERTION_TYPE {
+                    return Err(OpError::invalid_client(format!(
+                        "`client_assertion_type` must be `{}`.",
+                        crate::assertion::ASSERTION_TYPE
+                    )));
+                }
+                return self
+                    .authenticate_assertion(assertion, auth.form_id.as_deref())
+                    .await;
+            }
+            _ => {
+                return Err(OpError::invalid_request(
+                    "`client_assertion` and `client_assertion_type` go together: send both, or neither.",
+                ));
+            }
+        }
         let (id, secret) = match (&auth.basic, &auth.form_id, &auth.form_secret) {
             (Some(_), _, Some(_)) => {
                 return Err(OpError::invalid_request(
@@ -566,6 +639,11 @@ impl Provider {
                 ));
             }
             return Ok(client);
+        }
+        if client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+            return Err(OpError::invalid_client(
+                "This app authenticates with `private_key_jwt`: send a signed `client_assertion`, not a secret.",
+            ));
         }
         let secret = secret.ok_or_else(|| {
             OpError::invalid_client(
@@ -622,7 +700,9 @@ impl Provider {
         let mut client = build(input, None)?;
         self.check_stable_subject(&client)?;
         self.check_resources(&client).await?;
-        let secret = if client.app_type.is_public() {
+        let secret = if client.app_type.is_public()
+            || client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+        {
             None
         } else {
             let (plain, stored) = new_secret();
@@ -699,7 +779,10 @@ impl Provider {
         let mut client = build(input, Some(&old))?;
         self.check_stable_subject(&client)?;
         self.check_resources(&client).await?;
-        if client.app_type.is_public() {
+        // A key-authenticated app has no secrets: one left over would be a second, weaker way in.
+        if client.app_type.is_public()
+            || client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+        {
             client.secrets.clear();
         }
         let row = self.save(&client, &row).await?;
@@ -720,6 +803,11 @@ impl Provider {
                 "A `{}` app is public and has no secrets.",
                 client.app_type.as_str()
             )));
+        }
+        if client.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+            return Err(bad(
+                "This app authenticates with `private_key_jwt` and has no secrets: rotate its keys by updating `jwks`.",
+            ));
         }
         let (plain, stored) = new_secret();
         client.secrets.push(stored.clone());

@@ -11,6 +11,7 @@
 //! private keys only sealed with `secrets.cipher`. Data walks one way: provider → store.
 
 pub mod api;
+pub mod assertion;
 pub mod authorize;
 pub mod client;
 pub mod keys;
@@ -290,6 +291,11 @@ pub struct Discovery {
     pub token_endpoint_auth_methods_supported: &'static [AuthMethod],
     pub revocation_endpoint_auth_methods_supported: &'static [AuthMethod],
     pub introspection_endpoint_auth_methods_supported: Vec<AuthMethod>,
+    /// What `private_key_jwt` assertions may be signed with (RFC 8414 §2: required when that
+    /// method is offered).
+    pub token_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
+    pub revocation_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
+    pub introspection_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
     pub code_challenge_methods_supported: &'static [PkceMethod],
     /// Every authorization response carries `iss` (RFC 9207).
     pub authorization_response_iss_parameter_supported: bool,
@@ -330,6 +336,9 @@ impl Discovery {
                 .copied()
                 .filter(|m| m.is_confidential())
                 .collect(),
+            token_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
+            revocation_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
+            introspection_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
             code_challenge_methods_supported: PkceMethod::ALL,
             authorization_response_iss_parameter_supported: true,
             claims_supported: CLAIMS_SUPPORTED,
@@ -378,9 +387,12 @@ mod tests {
             "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials"],
             "subject_types_supported": ["public", "pairwise"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],

@@ -193,16 +193,21 @@ vocabulary! {
     pub enum AuthMethod ("token_endpoint_auth_method") {
         ClientSecretBasic = "client_secret_basic",
         ClientSecretPost = "client_secret_post",
+        /// A JWT signed with a key whose public half the app registered (RFC 7523).
+        PrivateKeyJwt = "private_key_jwt",
         /// Public apps: just `client_id`.
         None = "none",
     }
 }
 
 impl AuthMethod {
-    /// Whether the method proves a secret (introspection accepts only those).
+    /// Whether the method proves the app holds something (a secret or a private key):
+    /// confidential apps use these, and introspection accepts only those.
     pub const fn is_confidential(self) -> bool {
         match self {
-            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => true,
+            AuthMethod::ClientSecretBasic
+            | AuthMethod::ClientSecretPost
+            | AuthMethod::PrivateKeyJwt => true,
             AuthMethod::None => false,
         }
     }

@@ -141,6 +141,7 @@ fn auth(client_id: &str, secret: &str) -> ClientAuth {
         basic: None,
         form_id: Some(client_id.into()),
         form_secret: Some(secret.into()),
+        ..Default::default()
     }
 }
 

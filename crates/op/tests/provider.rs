@@ -120,6 +120,7 @@ fn auth(client_id: &str, secret: Option<&str>) -> ClientAuth {
         basic: None,
         form_id: Some(client_id.into()),
         form_secret: secret.map(str::to_string),
+        ..Default::default()
     }
 }
 

@@ -473,6 +473,8 @@ fn client_auth(
     let mut auth = ClientAuth {
         form_id: form.remove("client_id").filter(|s| !s.is_empty()),
         form_secret: form.remove("client_secret"),
+        assertion_type: form.remove("client_assertion_type"),
+        assertion: form.remove("client_assertion"),
         ..Default::default()
     };
     if let Some(h) = headers

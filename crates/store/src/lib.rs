@@ -7,6 +7,7 @@
 //! through the database.
 
 pub mod apis;
+mod assertions;
 mod cache;
 mod dsn;
 pub mod flows;

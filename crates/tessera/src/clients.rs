@@ -64,9 +64,14 @@ struct CreateArgs {
     /// Space-separated scopes the app may ask for.
     #[arg(long)]
     scope: Option<String>,
-    /// client_secret_basic, client_secret_post (confidential apps) or none (public apps).
+    /// client_secret_basic, client_secret_post, private_key_jwt (confidential apps) or none
+    /// (public apps).
     #[arg(long = "token-endpoint-auth-method")]
     auth_method: Option<String>,
+    /// For private_key_jwt: a file holding the public keys the app signs its client assertions
+    /// with (a JWK Set, `{"keys": [...]}`).
+    #[arg(long = "jwks", value_name = "FILE")]
+    jwks: Option<std::path::PathBuf>,
     /// The `sub` the app sees: id, pairwise, traits.<path>, metadata_public.<path>,
     /// metadata_admin.<path> or credentials.oidc.<provider id>.
     #[arg(long)]
@@ -92,8 +97,19 @@ struct CreateArgs {
     json: bool,
 }
 
-fn body(a: &CreateArgs) -> Value {
+fn body(a: &CreateArgs) -> Result<Value> {
     let mut m = Map::new();
+    if let Some(path) = &a.jwks {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the JWK Set {}", path.display()))?;
+        let set: Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not JSON; it must hold a JWK Set such as {{\"keys\": [{{\"kty\": \"EC\", ...}}]}}",
+                path.display()
+            )
+        })?;
+        m.insert("jwks".into(), set);
+    }
     m.insert("client_name".into(), json!(a.name));
     m.insert("app_type".into(), json!(a.app_type));
     m.insert("redirect_uris".into(), json!(a.redirect_uris));
@@ -125,7 +141,7 @@ fn body(a: &CreateArgs) -> Value {
         m.insert("require_pushed_authorization_requests".into(), json!(true));
     }
     m.insert("skip_consent".into(), json!(a.skip_consent));
-    Value::Object(m)
+    Ok(Value::Object(m))
 }
 
 pub async fn run(args: ClientsArgs) -> Result<()> {
@@ -134,7 +150,7 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
     match args.cmd {
         Cmd::Create(a) => {
             let resp = send(
-                http.post(format!("{base}/admin/clients")).json(&body(&a)),
+                http.post(format!("{base}/admin/clients")).json(&body(&a)?),
                 &base,
             )
             .await?;

@@ -321,6 +321,13 @@ fn rsa_key(n: usize) -> Arc<(EncodingKey, Value)> {
 }
 
 fn ec_key() -> (EncodingKey, Value) {
+    let (encoding, public, _) = ec_key_pair();
+    (encoding, public)
+}
+
+/// A fresh P-256 key pair: its signing key, its public JWK, and its private JWK (with `d`), e.g.
+/// for an app that authenticates with `private_key_jwt` (the peers import the private JWK).
+pub fn ec_key_pair() -> (EncodingKey, Value, Value) {
     use p256::pkcs8::EncodePrivateKey;
     let private = p256::SecretKey::random(&mut OsRng);
     let der = private.to_pkcs8_der().expect("encode the EC key");
@@ -332,7 +339,9 @@ fn ec_key() -> (EncodingKey, Value) {
         "x": URL_SAFE_NO_PAD.encode(point.x().expect("x")),
         "y": URL_SAFE_NO_PAD.encode(point.y().expect("y")),
     });
-    (EncodingKey::from_ec_der(der.as_bytes()), jwk)
+    let mut private_jwk = jwk.clone();
+    private_jwk["d"] = json!(URL_SAFE_NO_PAD.encode(private.to_bytes()));
+    (EncodingKey::from_ec_der(der.as_bytes()), jwk, private_jwk)
 }
 
 impl SigningKey {

@@ -36,6 +36,7 @@ mod mapper_sandbox;
 mod multi_instance;
 mod op_apis;
 mod op_bad_input;
+mod op_client_assertions;
 mod op_clients;
 mod op_common;
 mod op_flows;

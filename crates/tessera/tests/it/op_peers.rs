@@ -82,7 +82,24 @@ async fn rs256_server() -> TestServer {
 async fn openid_client_npm_code_pkce_userinfo_refresh_introspection_revocation_and_logout() {
     let s = rs256_server().await;
     let id = user(&s, "npm@example.com").await;
-    for auth in ["client_secret_basic", "client_secret_post"] {
+    for auth in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ] {
+        // A key-authenticated app registers the public half of its key pair; the peer holds
+        // the private half.
+        let (_, mut public_jwk, mut private_jwk) = tessera_testkit::fake_oidc::ec_key_pair();
+        public_jwk["kid"] = json!("app-key-1");
+        private_jwk["kid"] = json!("app-key-1");
+        let jwks_file =
+            std::env::temp_dir().join(format!("tessera-jwks-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&jwks_file, json!({"keys": [public_jwk]}).to_string()).unwrap();
+        let jwks_arg = jwks_file.to_string_lossy().into_owned();
+        let extra = match auth {
+            "private_key_jwt" => vec!["--jwks", jwks_arg.as_str()],
+            _ => vec![],
+        };
         // The app is created with one CLI command, as a new user would.
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args([
@@ -100,9 +117,11 @@ async fn openid_client_npm_code_pkce_userinfo_refresh_introspection_revocation_a
                 auth,
                 "--json",
             ])
+            .args(&extra)
             .output()
             .await
             .expect("tessera clients create");
+        let _ = std::fs::remove_file(&jwks_file);
         assert!(
             out.status.success(),
             "{}",
@@ -112,7 +131,7 @@ async fn openid_client_npm_code_pkce_userinfo_refresh_introspection_revocation_a
         let mut peer = Peer::start(
             "node",
             "op-client.mjs",
-            json!({"issuer": format!("{}/oidc", s.public), "client_id": c["client_id"], "client_secret": c["client_secret"], "redirect_uri": RP, "post_logout_redirect_uri": "http://127.0.0.1:9/bye", "auth": auth}),
+            json!({"issuer": format!("{}/oidc", s.public), "client_id": c["client_id"], "client_secret": c["client_secret"], "redirect_uri": RP, "post_logout_redirect_uri": "http://127.0.0.1:9/bye", "auth": auth, "private_jwk": private_jwk}),
             NODE_HINT,
         )
         .await;
