@@ -5,7 +5,9 @@
 //   node op-client.mjs '{"issuer": "...", "client_id": "...", "client_secret": "...",
 //                        "redirect_uri": "...", "post_logout_redirect_uri": "...",
 //                        "auth": "client_secret_basic"|"client_secret_post"|"private_key_jwt"|"none",
-//                        "private_jwk": {...}}'   (private_key_jwt: the app's P-256 key)
+//                        "private_jwk": {...},    (private_key_jwt: the app's P-256 key)
+//                        "dpop": true}'           (DPoP-bound tokens; prints {"stolen": …} and
+//                                                  waits for a line before its last refresh)
 //
 // Protocol on stdio, one JSON object per line: it prints {"authorize": URL}; the test signs in
 // with a browser and writes back {"callback": URL} (where Tessera redirected to); it then
@@ -50,16 +52,29 @@ async function main() {
   });
   out({ authorize: url.href });
   const { callback } = await next();
+  // With `dpop`, every token, userinfo and refresh call carries a DPoP proof from this key
+  // (RFC 9449); openid-client fetches the server's nonce on its own (use_dpop_nonce, retry).
+  const dpop = cfg.dpop
+    ? { DPoP: oidc.getDPoPHandle(config, await oidc.randomDPoPKeyPair('ES256')) }
+    : undefined;
   const tokens = await oidc.authorizationCodeGrant(config, new URL(callback), {
     pkceCodeVerifier: verifier,
     expectedState: state,
     expectedNonce: nonce,
     idTokenExpected: true,
-  });
+  }, undefined, dpop);
   const claims = tokens.claims();
-  const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub);
-  const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token);
+  const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub, dpop);
+  let refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token, undefined, dpop);
+  if (cfg.dpop) {
+    // The test plays a thief with copies of both tokens (but not the key), then lets the app
+    // refresh once more: the thief's failed attempts must not have spent the refresh token.
+    out({ stolen: { access_token: refreshed.access_token, refresh_token: refreshed.refresh_token } });
+    await next();
+    refreshed = await oidc.refreshTokenGrant(config, refreshed.refresh_token, undefined, dpop);
+  }
   const result = {
+    token_type: tokens.token_type,
     sub: claims.sub,
     aud: claims.aud,
     email: claims.email,
@@ -73,7 +88,7 @@ async function main() {
   }
   await oidc.tokenRevocation(config, refreshed.refresh_token);
   try {
-    await oidc.refreshTokenGrant(config, refreshed.refresh_token);
+    await oidc.refreshTokenGrant(config, refreshed.refresh_token, undefined, dpop);
     result.after_revocation = 'accepted';
   } catch (e) {
     result.after_revocation = e.error || e.code || String(e);

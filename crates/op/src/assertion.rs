@@ -80,45 +80,7 @@ pub fn check_jwks(jwks: &Value) -> Result<Value, String> {
         ));
     }
     for (i, key) in keys.iter().enumerate() {
-        let at = format!("`jwks.keys[{i}]`");
-        let Some(obj) = key.as_object() else {
-            return Err(format!("{at} is not a JSON object"));
-        };
-        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            if obj.contains_key(private) {
-                return Err(format!(
-                    "{at} holds private or symmetric key material (`{private}`): register only the public half of the app's key pair, and replace the key — it has been exposed"
-                ));
-            }
-        }
-        match obj.get("kty").and_then(Value::as_str) {
-            Some("RSA" | "EC" | "OKP") => {}
-            Some(other) => {
-                return Err(format!(
-                    "{at}: key type `{other}` is not accepted; use RSA, EC or OKP (Ed25519)"
-                ));
-            }
-            None => return Err(format!("{at} has no `kty`")),
-        }
-        if let Some(alg) = obj.get("alg").and_then(Value::as_str)
-            && alg_of(alg).is_none()
-        {
-            return Err(format!(
-                "{at}: `alg` `{alg}` is not accepted; use one of {}",
-                ASSERTION_ALGS.join(", ")
-            ));
-        }
-        if obj
-            .get("use")
-            .and_then(Value::as_str)
-            .is_some_and(|u| u != "sig")
-        {
-            return Err(format!("{at}: `use` must be `sig` (or absent)"));
-        }
-        key_material(obj).map_err(|why| format!("{at}: {why}"))?;
-        let jwk: Jwk = serde_json::from_value(key.clone())
-            .map_err(|e| format!("{at} is not a valid JWK: {e}"))?;
-        DecodingKey::from_jwk(&jwk).map_err(|e| format!("{at} is not a usable public key: {e}"))?;
+        check_public_jwk(key, &format!("`jwks.keys[{i}]`"))?;
     }
     let kids: Vec<&str> = keys
         .iter()
@@ -132,6 +94,50 @@ pub fn check_jwks(jwks: &Value) -> Result<Value, String> {
         }
     }
     Ok(jwks.clone())
+}
+
+/// Checks one public key (`at` names it in messages): the kinds and sizes accepted, no private
+/// or symmetric material, `use` `sig`, an accepted `alg`.
+pub(crate) fn check_public_jwk(key: &Value, at: &str) -> Result<(), String> {
+    let Some(obj) = key.as_object() else {
+        return Err(format!("{at} is not a JSON object"));
+    };
+    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        if obj.contains_key(private) {
+            return Err(format!(
+                "{at} holds private or symmetric key material (`{private}`): only the public half of a key pair belongs here; replace this key, it has been exposed"
+            ));
+        }
+    }
+    match obj.get("kty").and_then(Value::as_str) {
+        Some("RSA" | "EC" | "OKP") => {}
+        Some(other) => {
+            return Err(format!(
+                "{at}: key type `{other}` is not accepted; use RSA, EC or OKP (Ed25519)"
+            ));
+        }
+        None => return Err(format!("{at} has no `kty`")),
+    }
+    if let Some(alg) = obj.get("alg").and_then(Value::as_str)
+        && alg_of(alg).is_none()
+    {
+        return Err(format!(
+            "{at}: `alg` `{alg}` is not accepted; use one of {}",
+            ASSERTION_ALGS.join(", ")
+        ));
+    }
+    if obj
+        .get("use")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != "sig")
+    {
+        return Err(format!("{at}: `use` must be `sig` (or absent)"));
+    }
+    key_material(obj).map_err(|why| format!("{at}: {why}"))?;
+    let jwk: Jwk =
+        serde_json::from_value(key.clone()).map_err(|e| format!("{at} is not a valid JWK: {e}"))?;
+    DecodingKey::from_jwk(&jwk).map_err(|e| format!("{at} is not a usable public key: {e}"))?;
+    Ok(())
 }
 
 /// Checks that a public key's numbers have the sizes its type needs (and, for P-256, that the
@@ -343,9 +349,8 @@ impl Provider {
             .ok_or_else(|| refuse("it has no `jti` (a unique id of up to 256 characters)."))?;
         let first_use = self
             .store
-            .op_use_assertion(
-                &client_id,
-                &crypto::token_hash(jti),
+            .op_use_jti(
+                &crypto::token_hash(&format!("client_assertion\n{client_id}\n{jti}")),
                 now * 1000,
                 (exp + LEEWAY_S as i64) * 1000,
             )

@@ -95,6 +95,10 @@ pub struct Client {
     /// The one algorithm a `private_key_jwt` app signs with, when it registered one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_signing_alg: Option<String>,
+    /// Every token request must carry a DPoP proof (RFC 9449 §5.2), so the app's tokens are
+    /// always bound to its key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -121,6 +125,7 @@ pub struct ClientInput {
     /// Accepted only to be refused with a reason: keys are registered inline (`jwks`).
     pub jwks_uri: Option<Value>,
     pub token_endpoint_auth_signing_alg: Option<String>,
+    pub dpop_bound_access_tokens: Option<bool>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -482,6 +487,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
             .unwrap_or(false),
         jwks,
         token_endpoint_auth_signing_alg,
+        dpop_bound_access_tokens: input.dpop_bound_access_tokens.unwrap_or(false),
     })
 }
 

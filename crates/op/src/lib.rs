@@ -14,6 +14,7 @@ pub mod api;
 pub mod assertion;
 pub mod authorize;
 pub mod client;
+pub mod dpop;
 pub mod keys;
 pub mod logout;
 pub mod subject;
@@ -60,6 +61,10 @@ pub enum ErrorCode {
     InvalidTarget,
     /// An app's registration metadata is refused (admin API, RFC 7591).
     InvalidClientMetadata,
+    /// A DPoP proof is malformed, unsigned, for another request, or replayed (RFC 9449 §5).
+    InvalidDpopProof,
+    /// A DPoP proof lacks the server's current nonce (RFC 9449 §8): retry with the one given.
+    UseDpopNonce,
     ServerError,
     TemporarilyUnavailable,
     /// `temporarily_unavailable` because the caller passed a rate limit (come back later).
@@ -91,6 +96,8 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable | ErrorCode::RateLimited => "temporarily_unavailable",
             ErrorCode::NotFound => "not_found",
@@ -296,6 +303,8 @@ pub struct Discovery {
     pub token_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
     pub revocation_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
     pub introspection_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
+    /// DPoP proofs (RFC 9449 §5.1); its presence says DPoP is supported.
+    pub dpop_signing_alg_values_supported: &'static [&'static str],
     pub code_challenge_methods_supported: &'static [PkceMethod],
     /// Every authorization response carries `iss` (RFC 9207).
     pub authorization_response_iss_parameter_supported: bool,
@@ -339,6 +348,7 @@ impl Discovery {
             token_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
             revocation_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
             introspection_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
+            dpop_signing_alg_values_supported: dpop::DPOP_ALGS,
             code_challenge_methods_supported: PkceMethod::ALL,
             authorization_response_iss_parameter_supported: true,
             claims_supported: CLAIMS_SUPPORTED,
@@ -393,6 +403,7 @@ mod tests {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
+            "dpop_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],

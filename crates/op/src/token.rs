@@ -16,6 +16,7 @@
 
 use crate::api::Api;
 use crate::client::{Client, ClientAuth};
+use crate::dpop::{DpopRequest, Presented};
 use crate::vocab::{GrantType, expected_list};
 use crate::{ErrorCode, OpError, OpResult, Provider, millis, now_ms};
 use base64::Engine as _;
@@ -128,7 +129,7 @@ pub fn derive_keys(secrets: &[String]) -> Vec<[u8; 32]> {
         .collect()
 }
 
-fn cc_mac(key: &[u8; 32], payload: &str) -> String {
+pub(crate) fn cc_mac(key: &[u8; 32], payload: &str) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
         Ok(m) => m,
         Err(_) => return String::new(),
@@ -152,6 +153,11 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
             &URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
             challenge,
         )
+}
+
+/// `token_type` of an access token: `DPoP` when bound to a key (RFC 9449 §5).
+fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
 }
 
 /// A fresh secret (code or token) of `kind` and the row that stores it: only its hash, unused,
@@ -220,7 +226,7 @@ impl Provider {
         scopes: &[&str],
         grant_id: &str,
     ) -> OpResult<(String, i64)> {
-        let (token, row) = self.access_row(client, identity, sub, scopes, grant_id);
+        let (token, row) = self.access_row(client, identity, sub, scopes, grant_id, None);
         let ttl = (row.expires_at - row.created_at) / 1000;
         // A fresh grant (implicit flow): nothing can have revoked it yet.
         self.store.op_insert_tokens(&[row]).await?;
@@ -234,12 +240,17 @@ impl Provider {
         sub: &str,
         scopes: &[&str],
         grant_id: &str,
+        jkt: Option<&str>,
     ) -> (String, GrantRow) {
+        let mut data = json!({"scope": scopes.join(" "), "sub": sub});
+        if let Some(jkt) = jkt {
+            data["jkt"] = json!(jkt);
+        }
         new_grant_row(
             "access",
             client,
             identity,
-            json!({"scope": scopes.join(" "), "sub": sub}),
+            data,
             grant_id,
             self.op().access_token_lifespan,
         )
@@ -283,6 +294,7 @@ impl Provider {
         sub: &str,
         granted: &[&str],
         auth_time: Option<i64>,
+        jkt: Option<&str>,
     ) -> OpResult<(String, i64, String)> {
         let now = now_ms() / 1000;
         let scope = api.token_scopes(granted).join(" ");
@@ -299,6 +311,10 @@ impl Provider {
         claims.insert("exp".into(), json!(now + api.access_token_ttl));
         if let Some(t) = auth_time {
             claims.insert("auth_time".into(), json!(t));
+        }
+        // A DPoP-bound token names its key (RFC 9449 §6.1), so an API can demand the proof.
+        if let Some(jkt) = jkt {
+            claims.insert("cnf".into(), json!({"jkt": jkt}));
         }
         let jwt = self
             .sign_typed(
@@ -323,13 +339,16 @@ impl Provider {
         scopes: &[&str],
         auth_time: Option<i64>,
         grant_id: &str,
+        jkt: Option<&str>,
     ) -> OpResult<(String, GrantRow, i64, String)> {
         let Some(api) = api else {
-            let (token, row) = self.access_row(client, Some(identity), sub, scopes, grant_id);
+            let (token, row) = self.access_row(client, Some(identity), sub, scopes, grant_id, jkt);
             let ttl = (row.expires_at - row.created_at) / 1000;
             return Ok((token, row, ttl, scopes.join(" ")));
         };
-        let (jwt, ttl, scope) = self.jwt_access(api, client, sub, scopes, auth_time).await?;
+        let (jwt, ttl, scope) = self
+            .jwt_access(api, client, sub, scopes, auth_time, jkt)
+            .await?;
         let now = now_ms();
         let row = GrantRow {
             hash: crypto::token_hash(&jwt),
@@ -337,7 +356,12 @@ impl Provider {
             grant_id: grant_id.to_string(),
             client_id: client.client_id.clone(),
             identity_id: Some(identity),
-            data: json!({"scope": scope, "sub": sub, "resource": api.identifier}),
+            data: match jkt {
+                Some(jkt) => {
+                    json!({"scope": scope, "sub": sub, "resource": api.identifier, "jkt": jkt})
+                }
+                None => json!({"scope": scope, "sub": sub, "resource": api.identifier}),
+            },
             used: false,
             revoked: false,
             created_at: now,
@@ -438,6 +462,25 @@ impl Provider {
         auth: &ClientAuth,
         form: &HashMap<String, String>,
     ) -> OpResult<TokenResponse> {
+        self.token_dpop(
+            auth,
+            form,
+            DpopRequest {
+                proof: None,
+                method: "POST",
+            },
+        )
+        .await
+    }
+
+    /// The token endpoint, with the request's DPoP proof (if any): the tokens it issues are
+    /// then bound to the proof's key.
+    pub async fn token_dpop(
+        &self,
+        auth: &ClientAuth,
+        form: &HashMap<String, String>,
+        dpop: DpopRequest<'_>,
+    ) -> OpResult<TokenResponse> {
         let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
         if grant_type.is_empty() {
             return Err(OpError::invalid_request(
@@ -458,16 +501,24 @@ impl Provider {
             .ok()
             .and_then(TokenGrant::of)
             .ok_or_else(unsupported)?;
+        // The proof first: a nonce round trip then costs the app no client assertion.
+        let jkt = self.token_binding(dpop).await?;
         let client = self.authenticate(auth).await?;
+        if client.dpop_bound_access_tokens && jkt.is_none() {
+            return Err(OpError::invalid_request(
+                "This app is registered with `dpop_bound_access_tokens`: send a DPoP proof (the `DPoP` header, RFC 9449).",
+            ));
+        }
+        let jkt = jkt.as_deref();
         if !client.allows_grant(grant.grant_type()) {
             return Err(OpError::unauthorized_client(format!(
                 "This app is not registered for the `{grant_type}` grant."
             )));
         }
         let issued = match grant {
-            TokenGrant::AuthorizationCode => self.exchange_code(&client, form).await,
-            TokenGrant::RefreshToken => self.refresh(&client, form).await,
-            TokenGrant::ClientCredentials => self.client_credentials(&client, form).await,
+            TokenGrant::AuthorizationCode => self.exchange_code(&client, form, jkt).await,
+            TokenGrant::RefreshToken => self.refresh(&client, form, jkt).await,
+            TokenGrant::ClientCredentials => self.client_credentials(&client, form, jkt).await,
         }?;
         metrics::counter!("tessera_op_tokens_issued_total", "grant_type" => grant.grant_type().as_str())
             .increment(1);
@@ -478,6 +529,7 @@ impl Provider {
         &self,
         client: &Client,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> OpResult<TokenResponse> {
         let code = form
             .get("code")
@@ -558,13 +610,21 @@ impl Provider {
                 &scopes,
                 auth_time,
                 &row.grant_id,
+                jkt,
             )
             .await?;
         let mut rows = vec![at_row];
         let refresh = if client.allows_grant(GrantType::RefreshToken)
             && (scopes.contains(&"offline_access") || !scopes.contains(&"openid"))
         {
-            let data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid"), "resource": resources});
+            let mut data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid"), "resource": resources});
+            // A public app's refresh token is bound to its DPoP key too (RFC 9449 §5): with
+            // no secret, the key is the only thing that ties the token to the app.
+            if let Some(jkt) = jkt
+                && client.app_type.is_public()
+            {
+                data["jkt"] = json!(jkt);
+            }
             let (rt, rt_row) = self.refresh_row(client, identity_id, data, &row.grant_id);
             rows.push(rt_row);
             Some(rt)
@@ -595,7 +655,7 @@ impl Provider {
         }
         Ok(TokenResponse {
             access_token: access,
-            token_type: "Bearer",
+            token_type: token_type(jkt),
             expires_in: ttl,
             refresh_token: refresh,
             id_token,
@@ -620,11 +680,24 @@ impl Provider {
         &self,
         client: &Client,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> OpResult<TokenResponse> {
         let token = form
             .get("refresh_token")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OpError::invalid_request("The `refresh_token` parameter is missing."))?;
+        // A DPoP-bound refresh token is refused without its key's proof before it is spent, so
+        // a thief without the key cannot even burn it.
+        if let Some(peek) = self.store.op_get_token(&crypto::token_hash(token)).await?
+            && peek.kind == "refresh"
+            && peek.client_id == client.client_id
+            && let Some(bound) = peek.data.get("jkt").and_then(Value::as_str)
+            && jkt != Some(bound)
+        {
+            return Err(OpError::invalid_grant(
+                "This refresh token is bound to a DPoP key: send a DPoP proof signed with that key.",
+            ));
+        }
         // A `resource` outside the grant is refused before the refresh token is spent, so an
         // app that asks for the wrong API keeps its sign-in.
         if form.get("resource").is_some_and(|r| !r.is_empty())
@@ -716,6 +789,7 @@ impl Provider {
                 &scopes,
                 d.get("auth_time").and_then(Value::as_i64),
                 &row.grant_id,
+                jkt,
             )
             .await?;
         let (rt, rt_row) = self.refresh_row(client, identity_id, d.clone(), &row.grant_id);
@@ -743,7 +817,7 @@ impl Provider {
         }
         Ok(TokenResponse {
             access_token: access,
-            token_type: "Bearer",
+            token_type: token_type(jkt),
             expires_in: ttl,
             refresh_token: Some(rt),
             id_token,
@@ -755,6 +829,7 @@ impl Provider {
         &self,
         client: &Client,
         form: &HashMap<String, String>,
+        jkt: Option<&str>,
     ) -> OpResult<TokenResponse> {
         let asked = form.get("scope").filter(|s| !s.is_empty());
         let scope = match asked {
@@ -781,21 +856,21 @@ impl Provider {
             }
             // An app acting as itself: `sub` is its client id (RFC 9068 §2.2), no `auth_time`.
             let (access, ttl, scope) = self
-                .jwt_access(&api, client, &client.client_id, &scopes, None)
+                .jwt_access(&api, client, &client.client_id, &scopes, None, jkt)
                 .await?;
             return Ok(TokenResponse {
                 access_token: access,
-                token_type: "Bearer",
+                token_type: token_type(jkt),
                 expires_in: ttl,
                 refresh_token: None,
                 id_token: None,
                 scope,
             });
         }
-        let (access, ttl) = self.cc_token(client, &scope)?;
+        let (access, ttl) = self.cc_token(client, &scope, jkt)?;
         Ok(TokenResponse {
             access_token: access,
-            token_type: "Bearer",
+            token_type: token_type(jkt),
             expires_in: ttl,
             refresh_token: None,
             id_token: None,
@@ -810,20 +885,23 @@ impl Provider {
     }
 
     /// A self-contained client-credentials token for an app; returns it and its lifetime (s).
-    fn cc_token(&self, client: &Client, scope: &str) -> OpResult<(String, i64)> {
+    fn cc_token(&self, client: &Client, scope: &str, jkt: Option<&str>) -> OpResult<(String, i64)> {
         let key = self.at_keys.first().ok_or_else(|| {
             OpError::server_error("no secrets.cipher (or secrets.default) is configured")
         })?;
         let ttl = millis(self.op().access_token_lifespan) / 1000;
         let now = now_ms() / 1000;
-        let payload = json!({
+        let mut payload = json!({
             "c": client.client_id,
             "s": scope,
             "iat": now,
             "exp": now + ttl,
             "n": &crypto::random_token()[..22],
-        })
-        .to_string();
+        });
+        if let Some(jkt) = jkt {
+            payload["k"] = json!(jkt);
+        }
+        let payload = payload.to_string();
         let p64 = URL_SAFE_NO_PAD.encode(payload);
         let mac = cc_mac(key, &p64);
         Ok((format!("{CC_PREFIX}{p64}.{mac}"), ttl))
@@ -846,7 +924,12 @@ impl Provider {
             kind: "access".into(),
             grant_id: String::new(),
             identity_id: None,
-            data: json!({"scope": payload.get("s")?.as_str()?, "sub": client_id}),
+            data: match payload.get("k").and_then(Value::as_str) {
+                Some(jkt) => {
+                    json!({"scope": payload.get("s")?.as_str()?, "sub": client_id, "jkt": jkt})
+                }
+                None => json!({"scope": payload.get("s")?.as_str()?, "sub": client_id}),
+            },
             client_id,
             used: false,
             revoked: false,
@@ -897,7 +980,7 @@ impl Provider {
                 grant_id: String::new(),
                 client_id: client_id.to_string(),
                 identity_id: None,
-                data: json!({"scope": c.get("scope").and_then(Value::as_str).unwrap_or_default(), "sub": sub, "resource": c.get("aud")}),
+                data: json!({"scope": c.get("scope").and_then(Value::as_str).unwrap_or_default(), "sub": sub, "resource": c.get("aud"), "jkt": c.get("cnf").and_then(|k| k.get("jkt"))}),
                 used: false,
                 revoked: false,
                 created_at: c.get("iat").and_then(Value::as_i64).unwrap_or(0) * 1000,
@@ -909,6 +992,18 @@ impl Provider {
 
     /// Userinfo (OIDC Core §5.3): `sub` plus the claims of the token's scopes.
     pub async fn userinfo(&self, token: &str) -> OpResult<Value> {
+        let bearer = Presented {
+            dpop_scheme: false,
+            dpop: DpopRequest {
+                proof: None,
+                method: "GET",
+            },
+        };
+        self.userinfo_presented(token, bearer).await
+    }
+
+    /// Userinfo for a token presented as `Bearer` or, DPoP-bound, as `DPoP` with its proof.
+    pub async fn userinfo_presented(&self, token: &str, how: Presented<'_>) -> OpResult<Value> {
         let row = self
             .live_access(token)
             .await?
@@ -916,6 +1011,9 @@ impl Provider {
             .ok_or_else(|| {
                 OpError::invalid_token("The access token is not valid, has expired or was revoked.")
             })?;
+        let bound = row.data.get("jkt").and_then(Value::as_str);
+        self.check_presentation(token, bound, how, &self.endpoint("me"))
+            .await?;
         let Some(identity_id) = row.identity_id else {
             return Err(OpError::invalid_token(
                 "This access token was issued to an app for itself (client credentials); it has no user.",
@@ -1014,7 +1112,8 @@ impl Provider {
                 return Ok(json!({"active": false}));
             }
         }
-        Ok(json!({
+        let jkt = row.data.get("jkt").and_then(Value::as_str);
+        let mut answer = json!({
             "active": true,
             "scope": row.data.get("scope"),
             "client_id": row.client_id,
@@ -1024,8 +1123,12 @@ impl Provider {
             "iss": self.issuer,
             "iat": row.created_at / 1000,
             "exp": row.expires_at / 1000,
-            "token_type": if row.kind == "refresh" { "refresh_token" } else { "Bearer" },
-        }))
+            "token_type": if row.kind == "refresh" { "refresh_token" } else { token_type(jkt) },
+        });
+        if let Some(jkt) = jkt {
+            answer["cnf"] = json!({"jkt": jkt});
+        }
+        Ok(answer)
     }
 
     /// RP-initiated logout (OIDC RP-Initiated Logout 1.0): checks `post_logout_redirect_uri`

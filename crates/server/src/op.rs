@@ -23,6 +23,7 @@ use tessera_core::Error;
 use tessera_flows::Engine;
 use tessera_op::authorize::{RawParams, raw_params};
 use tessera_op::client::ClientAuth;
+use tessera_op::dpop::{DpopRequest, Presented};
 use tessera_op::{
     Authorize, ClientInput, ErrorCode, Logout, LogoutRequest, OpError, PageReason, Reply,
     ResponseMode,
@@ -99,7 +100,9 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InteractionRequired
         | ErrorCode::RequestNotSupported
         | ErrorCode::RequestUriNotSupported
-        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::InvalidDpopProof
+        | ErrorCode::UseDpopNonce => StatusCode::BAD_REQUEST,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::LoginRequired => {
             StatusCode::UNAUTHORIZED
         }
@@ -128,12 +131,20 @@ fn page_status(reason: PageReason) -> StatusCode {
 /// An OAuth error as JSON (RFC 6749 §5.2): the one renderer of [`OpError`] for the protocol
 /// endpoints. `WWW-Authenticate` goes with every 401 (`Bearer` for a bad access token, `Basic`
 /// for client authentication, the only scheme the token endpoint takes in a header), and
-/// `Retry-After` when a limit says when to come back.
-struct OAuthError(OpError, Option<u64>);
+/// `Retry-After` when a limit says when to come back. DPoP errors carry a fresh `DPoP-Nonce`;
+/// at a resource endpoint (userinfo) they are 401 with a `DPoP` challenge (RFC 9449 §7.1).
+struct OAuthError(OpError, Option<u64>, DpopReply);
+
+/// What a DPoP error adds to its answer.
+#[derive(Default)]
+struct DpopReply {
+    nonce: Option<String>,
+    at_resource: bool,
+}
 
 impl From<OpError> for OAuthError {
     fn from(e: OpError) -> Self {
-        OAuthError(e, None)
+        OAuthError(e, None, DpopReply::default())
     }
 }
 
@@ -142,12 +153,34 @@ impl OAuthError {
         self.1 = secs;
         self
     }
+
+    /// Attaches a nonce to a DPoP error (the app retries with it).
+    fn dpop(mut self, op: &tessera_op::Provider, at_resource: bool) -> Self {
+        if matches!(
+            self.0.code,
+            ErrorCode::UseDpopNonce | ErrorCode::InvalidDpopProof
+        ) {
+            self.2 = DpopReply {
+                nonce: op.dpop_nonce(),
+                at_resource,
+            };
+        }
+        self
+    }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let e = &self.0;
-        let status = status_of(e.code);
+        let dpop_error = matches!(
+            e.code,
+            ErrorCode::UseDpopNonce | ErrorCode::InvalidDpopProof
+        );
+        let status = if dpop_error && self.2.at_resource {
+            StatusCode::UNAUTHORIZED
+        } else {
+            status_of(e.code)
+        };
         if status.is_server_error() {
             tracing::error!(error = e.code.as_str(), reason = %e.description, "OP request failed");
         }
@@ -161,7 +194,23 @@ impl IntoResponse for OAuthError {
         if let Some(secs) = self.1 {
             h.insert(header::RETRY_AFTER, secs.into());
         }
+        if let Some(v) = self
+            .2
+            .nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            h.insert("dpop-nonce", v);
+        }
         let challenge = match e.code {
+            ErrorCode::UseDpopNonce | ErrorCode::InvalidDpopProof if self.2.at_resource => {
+                Some(format!(
+                    "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                    e.code.as_str(),
+                    e.description.replace('"', "'"),
+                    tessera_op::dpop::DPOP_ALGS.join(" ")
+                ))
+            }
             ErrorCode::InvalidToken => Some(format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
                 e.description.replace('"', "'")
@@ -183,6 +232,8 @@ impl IntoResponse for OAuthError {
             | ErrorCode::RequestUriNotSupported
             | ErrorCode::InsufficientScope
             | ErrorCode::InvalidClientMetadata
+            | ErrorCode::InvalidDpopProof
+            | ErrorCode::UseDpopNonce
             | ErrorCode::ServerError
             | ErrorCode::TemporarilyUnavailable
             | ErrorCode::RateLimited
@@ -193,6 +244,35 @@ impl IntoResponse for OAuthError {
             h.insert(header::WWW_AUTHENTICATE, v);
         }
         resp
+    }
+}
+
+/// The one `DPoP` header of a request, if any (RFC 9449 §4.3: more than one is an error).
+fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OpError> {
+    let mut all = headers.get_all("dpop").iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(OpError::new(
+            ErrorCode::InvalidDpopProof,
+            "DPoP proof refused: send exactly one `DPoP` header.",
+        ));
+    }
+    first
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                OpError::new(
+                    ErrorCode::InvalidDpopProof,
+                    "DPoP proof refused: the `DPoP` header is not ASCII.",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A fresh nonce for the app's next proof (RFC 9449 §8.2).
+fn add_nonce(h: &mut HeaderMap, op: &tessera_op::Provider) {
+    if let Some(v) = op.dpop_nonce().and_then(|n| HeaderValue::from_str(&n).ok()) {
+        h.insert("dpop-nonce", v);
     }
 }
 
@@ -543,17 +623,26 @@ async fn token(
         let secs = e.retry_after.map(|s| u64::from(s.get()));
         OAuthError::from(OpError::from(e)).retry_after(secs)
     })?;
-    match cfg.op().token(&auth, &form).await {
+    let op = cfg.op();
+    let dpop = DpopRequest {
+        proof: dpop_header(&headers)?,
+        method: "POST",
+    };
+    match op.token_dpop(&auth, &form, dpop).await {
         Ok(t) => {
             let mut resp = Json(t).into_response();
             no_store(resp.headers_mut());
+            if dpop.proof.is_some() {
+                add_nonce(resp.headers_mut(), op);
+            }
             Ok(resp)
         }
         Err(e) => {
-            if !status_of(e.code).is_server_error() {
+            // A nonce round trip is DPoP's normal first step, not a failed attempt.
+            if !status_of(e.code).is_server_error() && e.code != ErrorCode::UseDpopNonce {
                 let _ = limits.per_minute(&key, u32::MAX, true);
             }
-            Err(e.into())
+            Err(OAuthError::from(e).dpop(op, false))
         }
     }
 }
@@ -564,15 +653,19 @@ async fn userinfo(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let bearer = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+        .and_then(|v| v.to_str().ok());
+    let scheme = |name: &str| {
+        authorization.and_then(|v| {
+            v.split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case(name))
+                .map(|(_, t)| t.trim().to_string())
         })
-        .map(|s| s.trim().to_string());
-    let token = match bearer {
+    };
+    let dpop_token = scheme("DPoP");
+    let dpop_scheme = dpop_token.is_some();
+    let token = match dpop_token.or_else(|| scheme("Bearer")) {
         Some(t) => t,
         None if method == Method::POST => single(form_fields(&headers, body).await?)?
             .remove("access_token")
@@ -585,9 +678,23 @@ async fn userinfo(
         )
         .into());
     }
-    let claims = cfg.op().userinfo(&token).await?;
+    let op = cfg.op();
+    let how = Presented {
+        dpop_scheme,
+        dpop: DpopRequest {
+            proof: dpop_header(&headers)?,
+            method: method.as_str(),
+        },
+    };
+    let claims = op
+        .userinfo_presented(&token, how)
+        .await
+        .map_err(|e| OAuthError::from(e).dpop(op, true))?;
     let mut resp = Json(claims).into_response();
     no_store(resp.headers_mut());
+    if dpop_scheme {
+        add_nonce(resp.headers_mut(), op);
+    }
     Ok(resp)
 }
 

@@ -7,11 +7,11 @@
 //! through the database.
 
 pub mod apis;
-mod assertions;
 mod cache;
 mod dsn;
 pub mod flows;
 mod identities;
+mod jtis;
 mod limits;
 mod migrations;
 pub mod oidc;

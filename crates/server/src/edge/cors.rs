@@ -99,11 +99,16 @@ pub fn op(st: &AppState) -> CorsLayer {
             },
         ))
         .allow_methods([Method::GET, Method::POST])
+        // DPoP (RFC 9449): browser apps send proofs and must read the server's nonces.
         .allow_headers([
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static("dpop"),
         ])
-        .expose_headers([axum::http::header::WWW_AUTHENTICATE])
+        .expose_headers([
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderName::from_static("dpop-nonce"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

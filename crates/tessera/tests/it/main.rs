@@ -39,6 +39,7 @@ mod op_bad_input;
 mod op_client_assertions;
 mod op_clients;
 mod op_common;
+mod op_dpop;
 mod op_flows;
 mod op_peers;
 mod ory_sdk;

@@ -163,6 +163,82 @@ async fn openid_client_npm_code_pkce_userinfo_refresh_introspection_revocation_a
     s.stop().await;
 }
 
+/// DPoP (RFC 9449) with openid-client: a native app's tokens are bound to a key only the app
+/// holds. A thief with copies of its access and refresh tokens gets nothing: userinfo refuses
+/// the access token as `Bearer`, the refresh token is refused without a proof from the key,
+/// and the thief's attempts do not spend it (the app refreshes afterwards).
+#[tokio::test]
+async fn openid_client_npm_dpop_binds_the_tokens_to_the_apps_key() {
+    let s = rs256_server().await;
+    let id = user(&s, "dpop@example.com").await;
+    let c = create_client(
+        &s,
+        json!({"client_name": "Reader", "app_type": "native", "redirect_uris": [RP],
+               "skip_consent": true}),
+    )
+    .await;
+    let mut peer = Peer::start(
+        "node",
+        "op-client.mjs",
+        json!({"issuer": format!("{}/oidc", s.public), "client_id": c["client_id"], "redirect_uri": RP,
+               "post_logout_redirect_uri": RP, "auth": "none", "dpop": true}),
+        NODE_HINT,
+    )
+    .await;
+    let authorize = peer.read().await["authorize"].as_str().unwrap().to_string();
+    let b = Browser::default();
+    let (st, callback, body) = drive(&b, &s, &authorize, "dpop@example.com", None).await;
+    assert_eq!(st, 303, "{callback} {body}");
+    peer.write(json!({"callback": callback})).await;
+    let stolen = peer.read().await["stolen"].clone();
+    let at = stolen["access_token"].as_str().unwrap();
+    let rt = stolen["refresh_token"].as_str().unwrap();
+    let r = TestServer::client()
+        .get(format!("{}/oidc/me", s.public))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bound to a DPoP key"),
+        "{v}"
+    );
+    let client_id = c["client_id"].as_str().unwrap();
+    let (st, v, _) = token(
+        &s,
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("client_id", client_id),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"], "invalid_grant", "{v}");
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bound to a DPoP key"),
+        "{v}"
+    );
+    peer.write(json!({"go": true})).await;
+    let r = peer.read().await["result"].clone();
+    assert_eq!(r["token_type"], "dpop", "{r}");
+    assert_eq!(r["sub"], json!(id), "{r}");
+    assert_eq!(r["userinfo"]["email"], "dpop@example.com");
+    assert_eq!(r["refreshed_sub"], json!(id));
+    assert_eq!(r["after_revocation"], "invalid_grant", "{r}");
+    let _ = peer.child.wait().await;
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn python_authlib_code_flow_verifies_the_id_token() {
     let s = rs256_server().await;

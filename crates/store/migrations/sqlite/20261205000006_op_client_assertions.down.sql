@@ -1,1 +1,0 @@
-DROP TABLE IF EXISTS op_client_assertions;
