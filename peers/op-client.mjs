@@ -6,8 +6,9 @@
 //                        "redirect_uri": "...", "post_logout_redirect_uri": "...",
 //                        "auth": "client_secret_basic"|"client_secret_post"|"private_key_jwt"|"none",
 //                        "private_jwk": {...},    (private_key_jwt: the app's P-256 key)
-//                        "dpop": true}'           (DPoP-bound tokens; prints {"stolen": …} and
+//                        "dpop": true,            (DPoP-bound tokens; prints {"stolen": …} and
 //                                                  waits for a line before its last refresh)
+//                        "jar": true, "par": true}' (a signed request object, pushed or not)
 //
 // Protocol on stdio, one JSON object per line: it prints {"authorize": URL}; the test signs in
 // with a browser and writes back {"callback": URL} (where Tessera redirected to); it then
@@ -22,15 +23,20 @@ const out = (v) => process.stdout.write(JSON.stringify(v) + '\n');
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const next = async () => JSON.parse((await lines.next()).value);
 
+// The app's own P-256 key (private_key_jwt, JAR), as openid-client takes it.
+async function appKey() {
+  const key = await crypto.subtle.importKey(
+    'jwk', cfg.private_jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'],
+  );
+  return { key, kid: cfg.private_jwk.kid };
+}
+
 async function main() {
   let auth;
   if (cfg.auth === 'private_key_jwt') {
     // The app holds only its private key; openid-client signs a fresh assertion (aud = issuer,
     // a new jti, 60 s) for every call to the token, introspection and revocation endpoints.
-    const key = await crypto.subtle.importKey(
-      'jwk', cfg.private_jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'],
-    );
-    auth = oidc.PrivateKeyJwt({ key, kid: cfg.private_jwk.kid });
+    auth = oidc.PrivateKeyJwt(await appKey());
   } else if (cfg.auth === 'client_secret_post') {
     auth = oidc.ClientSecretPost(cfg.client_secret);
   } else {
@@ -42,14 +48,23 @@ async function main() {
   const verifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(config, {
+  const params = {
     redirect_uri: cfg.redirect_uri,
     scope: 'openid email profile offline_access',
     code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
     state,
     nonce,
-  });
+  };
+  let url = oidc.buildAuthorizationUrl(config, params);
+  if (cfg.jar) {
+    // JAR (RFC 9101): the parameters travel as a request object signed with the app's key;
+    // with `par`, that object is pushed first and only a request_uri goes through the browser.
+    url = await oidc.buildAuthorizationUrlWithJAR(config, params, await appKey());
+    if (cfg.par) {
+      url = await oidc.buildAuthorizationUrlWithPAR(config, { request: url.searchParams.get('request') });
+    }
+  }
   out({ authorize: url.href });
   const { callback } = await next();
   // With `dpop`, every token, userinfo and refresh call carries a DPoP proof from this key

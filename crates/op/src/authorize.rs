@@ -181,7 +181,7 @@ fn error_reply(p: &AuthParams, issuer: &str, error: ErrorCode, description: &str
 /// Parameters in a request: a repeated parameter is an error (RFC 6749 §3.1).
 pub type RawParams = HashMap<String, Vec<String>>;
 
-fn one<'a>(raw: &'a RawParams, k: &str) -> Result<Option<&'a str>, String> {
+pub(crate) fn one<'a>(raw: &'a RawParams, k: &str) -> Result<Option<&'a str>, String> {
     match raw.get(k).map(Vec::as_slice) {
         None | Some([]) => Ok(None),
         Some([v]) if v.is_empty() => Ok(None),
@@ -435,17 +435,18 @@ fn decide(t: &Target, req: &AuthRequest<'_>, issuer: &str) -> Result<AuthParams,
         }
     }
     if req.request.is_some() {
+        // Only reachable when a request object was not unpacked (it never carries another).
         return fail(
             &p,
             ErrorCode::RequestNotSupported,
-            "The `request` parameter is not supported.".into(),
+            "The `request` parameter could not be used.".into(),
         );
     }
     if req.request_uri.is_some() {
         return fail(
             &p,
             ErrorCode::RequestUriNotSupported,
-            "The `request_uri` parameter is not supported.".into(),
+            "A `request_uri` is accepted only as answered by the pushed authorization request endpoint (PAR); send the request object itself in `request`, or push it.".into(),
         );
     }
     p.login_hint = req.login_hint.map(str::to_string);
@@ -506,6 +507,9 @@ impl Provider {
     /// Validates a request in two phases: [`Provider::identify`] (errors shown to the user),
     /// then [`decide`] (errors returned to the app).
     async fn validate(&self, raw: &RawParams) -> Result<AuthParams, Stop> {
+        // A signed request object (JAR) replaces the parameters beside it.
+        let unpacked = self.unpack_request_object(raw).await?;
+        let raw = unpacked.as_ref().unwrap_or(raw);
         let req = AuthRequest::parse(raw)
             .map_err(|m| Stop::Page(page(PageReason::InvalidRequest, None, m)))?;
         let target = self.identify(&req).await?;

@@ -99,6 +99,12 @@ pub struct Client {
     /// always bound to its key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// The one algorithm the app signs request objects (JAR) with, when it registered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
+    /// Authorization requests must be signed request objects (RFC 9101 §10.5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_request_object: bool,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -126,6 +132,8 @@ pub struct ClientInput {
     pub jwks_uri: Option<Value>,
     pub token_endpoint_auth_signing_alg: Option<String>,
     pub dpop_bound_access_tokens: Option<bool>,
+    pub request_object_signing_alg: Option<String>,
+    pub require_signed_request_object: Option<bool>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -415,13 +423,28 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
                 "`token_endpoint_auth_method` `private_key_jwt` needs `jwks`: the public keys the app signs its client assertions with (a JWK Set).",
             ));
         }
-        (_, Some(_)) => {
-            return Err(bad(
-                "`jwks` is only used with `token_endpoint_auth_method: private_key_jwt`; remove it or change the method.",
-            ));
-        }
+        // Other apps may register keys to sign request objects with (JAR).
+        (_, Some(set)) => Some(crate::assertion::check_jwks(&set).map_err(bad)?),
         (_, None) => None,
     };
+    let request_object_signing_alg = match input.request_object_signing_alg {
+        Some(alg) => {
+            crate::assertion::check_alg(&alg).map_err(|e| {
+                bad(e.replace(
+                    "token_endpoint_auth_signing_alg",
+                    "request_object_signing_alg",
+                ))
+            })?;
+            Some(alg)
+        }
+        None => None,
+    };
+    let require_signed_request_object = input.require_signed_request_object.unwrap_or(false);
+    if (require_signed_request_object || request_object_signing_alg.is_some()) && jwks.is_none() {
+        return Err(bad(
+            "Signed request objects need `jwks`: the public keys the app signs them with (a JWK Set).",
+        ));
+    }
     let token_endpoint_auth_signing_alg = match input.token_endpoint_auth_signing_alg {
         Some(_) if method != AuthMethod::PrivateKeyJwt => {
             return Err(bad(
@@ -488,6 +511,8 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         jwks,
         token_endpoint_auth_signing_alg,
         dpop_bound_access_tokens: input.dpop_bound_access_tokens.unwrap_or(false),
+        request_object_signing_alg,
+        require_signed_request_object,
     })
 }
 

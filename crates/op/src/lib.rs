@@ -15,6 +15,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod client;
 pub mod dpop;
+pub mod jar;
 pub mod keys;
 pub mod logout;
 pub mod subject;
@@ -61,6 +62,8 @@ pub enum ErrorCode {
     InvalidTarget,
     /// An app's registration metadata is refused (admin API, RFC 7591).
     InvalidClientMetadata,
+    /// A signed request object (JAR, RFC 9101 §6.3) is malformed, unsigned or not the app's.
+    InvalidRequestObject,
     /// A DPoP proof is malformed, unsigned, for another request, or replayed (RFC 9449 §5).
     InvalidDpopProof,
     /// A DPoP proof lacks the server's current nonce (RFC 9449 §8): retry with the one given.
@@ -96,6 +99,7 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::ServerError => "server_error",
@@ -305,6 +309,7 @@ pub struct Discovery {
     pub introspection_endpoint_auth_signing_alg_values_supported: &'static [&'static str],
     /// DPoP proofs (RFC 9449 §5.1); its presence says DPoP is supported.
     pub dpop_signing_alg_values_supported: &'static [&'static str],
+    pub request_object_signing_alg_values_supported: &'static [&'static str],
     pub code_challenge_methods_supported: &'static [PkceMethod],
     /// Every authorization response carries `iss` (RFC 9207).
     pub authorization_response_iss_parameter_supported: bool,
@@ -349,11 +354,12 @@ impl Discovery {
             revocation_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
             introspection_endpoint_auth_signing_alg_values_supported: assertion::ASSERTION_ALGS,
             dpop_signing_alg_values_supported: dpop::DPOP_ALGS,
+            request_object_signing_alg_values_supported: jar::REQUEST_OBJECT_ALGS,
             code_challenge_methods_supported: PkceMethod::ALL,
             authorization_response_iss_parameter_supported: true,
             claims_supported: CLAIMS_SUPPORTED,
             claims_parameter_supported: false,
-            request_parameter_supported: false,
+            request_parameter_supported: true,
             request_uri_parameter_supported: false,
             ui_locales_supported: UI_LOCALES,
             frontchannel_logout_supported: false,
@@ -404,11 +410,12 @@ mod tests {
             "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "dpop_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
+            "request_object_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
             "claims_parameter_supported": false,
-            "request_parameter_supported": false,
+            "request_parameter_supported": true,
             "request_uri_parameter_supported": false,
             "ui_locales_supported": ["en", "zh-CN", "ru"],
             "frontchannel_logout_supported": false,

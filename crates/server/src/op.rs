@@ -101,6 +101,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::RequestNotSupported
         | ErrorCode::RequestUriNotSupported
         | ErrorCode::InvalidClientMetadata
+        | ErrorCode::InvalidRequestObject
         | ErrorCode::InvalidDpopProof
         | ErrorCode::UseDpopNonce => StatusCode::BAD_REQUEST,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::LoginRequired => {
@@ -232,6 +233,7 @@ impl IntoResponse for OAuthError {
             | ErrorCode::RequestUriNotSupported
             | ErrorCode::InsufficientScope
             | ErrorCode::InvalidClientMetadata
+            | ErrorCode::InvalidRequestObject
             | ErrorCode::InvalidDpopProof
             | ErrorCode::UseDpopNonce
             | ErrorCode::ServerError
@@ -724,7 +726,12 @@ async fn pushed_authorization_request(
     let mut raw = form_fields(&headers, body).await?;
     // Client authentication reads single values; the request keeps its repeats (`resource`).
     let mut creds: HashMap<String, String> = HashMap::new();
-    for k in ["client_id", "client_secret"] {
+    for k in [
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+    ] {
         if let Some(v) = raw.remove(k) {
             creds.extend(single([(k.to_string(), v)].into_iter().collect())?);
         }

@@ -41,6 +41,7 @@ mod op_clients;
 mod op_common;
 mod op_dpop;
 mod op_flows;
+mod op_jar;
 mod op_peers;
 mod ory_sdk;
 mod provider_dingtalk;

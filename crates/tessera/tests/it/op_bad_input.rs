@@ -184,9 +184,9 @@ async fn unsupported_response_type_response_mode_and_pkce_problems_go_back_to_th
             vec![
                 ("client_id", cid),
                 ("response_type", "code"),
-                ("request", "eyJ"),
+                ("request_uri", "https://app.example/request.jwt"),
             ],
-            "request_not_supported",
+            "request_uri_not_supported",
         ),
         (
             vec![

@@ -274,8 +274,8 @@ async fn registration_refuses_private_keys_remote_key_sets_and_leftover_secrets(
         ),
         (base.clone(), "needs `jwks`"),
         (
-            json!({"client_name": "Job", "app_type": "machine", "jwks": {"keys": [public]}}),
-            "only used with `token_endpoint_auth_method: private_key_jwt`",
+            json!({"client_name": "Job", "app_type": "machine", "require_signed_request_object": true}),
+            "need `jwks`",
         ),
         (
             json!({"client_name": "SPA", "app_type": "spa", "redirect_uris": ["http://127.0.0.1:9/cb"],

@@ -239,6 +239,53 @@ async fn openid_client_npm_dpop_binds_the_tokens_to_the_apps_key() {
     s.stop().await;
 }
 
+/// JAR (RFC 9101) with openid-client: an app that must sign its authorization requests does
+/// so with its key, once in the address bar and once pushed (PAR); its key also authenticates
+/// it (`private_key_jwt`), so it holds no shared secret at all.
+#[tokio::test]
+async fn openid_client_npm_signed_request_objects_direct_and_pushed() {
+    let s = rs256_server().await;
+    let id = user(&s, "jar@example.com").await;
+    let (_, mut public, mut private) = tessera_testkit::fake_oidc::ec_key_pair();
+    public["kid"] = json!("jar-1");
+    private["kid"] = json!("jar-1");
+    let c = create_client(
+        &s,
+        json!({"client_name": "Ledger", "app_type": "traditional", "redirect_uris": [RP],
+               "post_logout_redirect_uris": [RP], "skip_consent": true,
+               "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [public]},
+               "require_signed_request_object": true, "request_object_signing_alg": "ES256"}),
+    )
+    .await;
+    for par in [false, true] {
+        let mut peer = Peer::start(
+            "node",
+            "op-client.mjs",
+            json!({"issuer": format!("{}/oidc", s.public), "client_id": c["client_id"], "redirect_uri": RP,
+                   "post_logout_redirect_uri": RP, "auth": "private_key_jwt", "private_jwk": private,
+                   "jar": true, "par": par}),
+            NODE_HINT,
+        )
+        .await;
+        let authorize = peer.read().await["authorize"].as_str().unwrap().to_string();
+        let has_request = authorize.contains("request=");
+        assert_eq!(has_request, !par, "{authorize}");
+        assert!(
+            !authorize.contains("scope="),
+            "nothing but the object goes through the browser: {authorize}"
+        );
+        let b = Browser::default();
+        let (st, callback, body) = drive(&b, &s, &authorize, "jar@example.com", None).await;
+        assert_eq!(st, 303, "{callback} {body}");
+        peer.write(json!({"callback": callback})).await;
+        let r = peer.read().await["result"].clone();
+        assert_eq!(r["sub"], json!(id), "{r}");
+        assert_eq!(r["userinfo"]["email"], "jar@example.com");
+        let _ = peer.child.wait().await;
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn python_authlib_code_flow_verifies_the_id_token() {
     let s = rs256_server().await;
