@@ -8,7 +8,9 @@
 //                        "private_jwk": {...},    (private_key_jwt: the app's P-256 key)
 //                        "dpop": true,            (DPoP-bound tokens; prints {"stolen": …} and
 //                                                  waits for a line before its last refresh)
-//                        "jar": true, "par": true}' (a signed request object, pushed or not)
+//                        "jar": true, "par": true, (a signed request object, pushed or not)
+//                        "register": {...metadata}, "initial_access_token": "..."}'
+//                                                 (dynamic client registration first)
 //
 // Protocol on stdio, one JSON object per line: it prints {"authorize": URL}; the test signs in
 // with a browser and writes back {"callback": URL} (where Tessera redirected to); it then
@@ -42,9 +44,16 @@ async function main() {
   } else {
     auth = cfg.auth === 'none' ? oidc.None() : oidc.ClientSecretBasic(cfg.client_secret);
   }
-  const config = await oidc.discovery(new URL(cfg.issuer), cfg.client_id, undefined, auth, {
-    execute: [oidc.allowInsecureRequests],
-  });
+  // With `register` (client metadata), the app registers itself first (RFC 7591) with the
+  // operator's initial access token, and uses the client_id and secret it is given.
+  const config = cfg.register
+    ? await oidc.dynamicClientRegistration(new URL(cfg.issuer), cfg.register, undefined, {
+      initialAccessToken: cfg.initial_access_token,
+      execute: [oidc.allowInsecureRequests],
+    })
+    : await oidc.discovery(new URL(cfg.issuer), cfg.client_id, undefined, auth, {
+      execute: [oidc.allowInsecureRequests],
+    });
   const verifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
@@ -88,7 +97,11 @@ async function main() {
     await next();
     refreshed = await oidc.refreshTokenGrant(config, refreshed.refresh_token, undefined, dpop);
   }
+  const registered = config.clientMetadata();
   const result = {
+    client_id: registered.client_id,
+    registration_access_token: registered.registration_access_token,
+    registration_client_uri: registered.registration_client_uri,
     token_type: tokens.token_type,
     sub: claims.sub,
     aud: claims.aud,

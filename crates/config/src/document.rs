@@ -20,6 +20,7 @@ const SECRET_PATHS: &[&[&str]] = &[
     &["secrets", "default", "*"],
     &["secrets", "cookie", "*"],
     &["secrets", "cipher", "*"],
+    &["oidc_provider", "registration", "initial_access_token"],
     &[
         "selfservice",
         "methods",

@@ -560,6 +560,16 @@ pub struct OidcProviderConfig {
     /// How long a retired signing key stays in the JWKS after `tessera keys rotate`.
     pub key_rotation_overlap: String,
     pub lifespans: OidcProviderLifespans,
+    pub registration: OidcProviderRegistration,
+}
+
+/// Dynamic client registration (RFC 7591/7592): off unless enabled, and then only for callers
+/// holding the initial access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcProviderRegistration {
+    pub enabled: bool,
+    pub initial_access_token: String,
 }
 
 impl Default for OidcProviderConfig {
@@ -568,6 +578,7 @@ impl Default for OidcProviderConfig {
             signing_alg: "RS256".into(),
             key_rotation_overlap: "24h".into(),
             lifespans: OidcProviderLifespans::default(),
+            registration: OidcProviderRegistration::default(),
         }
     }
 }

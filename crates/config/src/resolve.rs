@@ -766,6 +766,8 @@ pub struct OpSettings {
     pub id_token_lifespan: Duration,
     pub refresh_token_lifespan: Duration,
     pub request_lifespan: Duration,
+    /// Dynamic client registration: the initial access token when it is enabled.
+    pub registration_token: Option<String>,
 }
 
 fn resolve_op(
@@ -815,5 +817,27 @@ fn resolve_op(
             p,
         ),
         request_lifespan: parse_duration(loaded, "oidc_provider.lifespans.request", &l.request, p),
+        registration_token: resolve_registration(loaded, &c.registration, p),
     }
+}
+
+/// Open registration would let anyone on the internet create apps that send users' data where
+/// they like; enabled registration therefore always needs a long initial access token.
+fn resolve_registration(
+    loaded: &Loaded,
+    r: &crate::model::OidcProviderRegistration,
+    p: &mut Vec<Problem>,
+) -> Option<String> {
+    if !r.enabled {
+        return None;
+    }
+    if r.initial_access_token.chars().count() < 32 {
+        p.push(problem(
+            loaded,
+            "oidc_provider.registration.initial_access_token",
+            "dynamic client registration is enabled, so it needs an initial access token of at least 32 characters that callers must present (e.g. `openssl rand -hex 32`); open registration is not offered".to_string(),
+        ));
+        return None;
+    }
+    Some(r.initial_access_token.clone())
 }

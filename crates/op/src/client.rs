@@ -105,6 +105,10 @@ pub struct Client {
     /// Authorization requests must be signed request objects (RFC 9101 §10.5).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_signed_request_object: bool,
+    /// For an app registered dynamically (RFC 7592): the SHA-256 of its registration access
+    /// token, with which it reads, updates or deletes its own registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_token_hash: Option<String>,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -141,6 +145,8 @@ pub struct ClientInput {
     pub updated_at: Option<Value>,
     pub client_id_issued_at: Option<Value>,
     pub client_secret_expires_at: Option<Value>,
+    pub registration_access_token: Option<Value>,
+    pub registration_client_uri: Option<Value>,
 }
 
 impl Client {
@@ -159,6 +165,7 @@ impl Client {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Some(o) = v.as_object_mut() {
             o.remove("secrets");
+            o.remove("registration_token_hash");
             o.insert(
                 "client_secrets".into(),
                 Value::Array(
@@ -513,6 +520,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         dpop_bound_access_tokens: input.dpop_bound_access_tokens.unwrap_or(false),
         request_object_signing_alg,
         require_signed_request_object,
+        registration_token_hash: existing.and_then(|c| c.registration_token_hash.clone()),
     })
 }
 
@@ -728,7 +736,18 @@ impl Provider {
 
     /// Creates an app; returns it with its first secret (confidential apps), shown only now.
     pub async fn create_client(&self, input: ClientInput) -> Result<(Client, Option<String>)> {
+        self.create_client_with(input, None).await
+    }
+
+    /// Creates an app, recording the hash of its registration access token when it registered
+    /// itself (RFC 7591), in the same write.
+    pub(crate) async fn create_client_with(
+        &self,
+        input: ClientInput,
+        registration_token_hash: Option<String>,
+    ) -> Result<(Client, Option<String>)> {
         let mut client = build(input, None)?;
+        client.registration_token_hash = registration_token_hash;
         self.check_stable_subject(&client)?;
         self.check_resources(&client).await?;
         let secret = if client.app_type.is_public()
@@ -783,7 +802,7 @@ impl Provider {
             .collect()
     }
 
-    async fn save(&self, client: &Client, row: &ClientRow) -> Result<ClientRow> {
+    pub(crate) async fn save(&self, client: &Client, row: &ClientRow) -> Result<ClientRow> {
         self.clients.clear();
         let row = ClientRow {
             client_id: client.client_id.clone(),

@@ -18,6 +18,7 @@ pub mod dpop;
 pub mod jar;
 pub mod keys;
 pub mod logout;
+pub mod registration;
 pub mod subject;
 pub mod token;
 pub mod vocab;
@@ -243,7 +244,11 @@ impl Provider {
 
     /// The discovery document (OpenID Connect Discovery 1.0 §3).
     pub fn discovery(&self) -> Discovery {
-        Discovery::new(&self.issuer)
+        let mut d = Discovery::new(&self.issuer);
+        if self.registration_enabled() {
+            d.registration_endpoint = Some(self.endpoint("reg"));
+        }
+        d
     }
 }
 
@@ -292,6 +297,9 @@ pub struct Discovery {
     /// RFC 9126: always available; apps may be required to use it one by one
     /// (`require_pushed_authorization_requests` in their metadata), not all at once.
     pub pushed_authorization_request_endpoint: String,
+    /// Only when dynamic client registration is enabled (RFC 7591 §3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     pub require_pushed_authorization_requests: bool,
     pub scopes_supported: &'static [&'static str],
     pub response_types_supported: &'static [ResponseType],
@@ -335,6 +343,7 @@ impl Discovery {
             revocation_endpoint: endpoint("token/revocation"),
             introspection_endpoint: endpoint("token/introspection"),
             pushed_authorization_request_endpoint: endpoint("par"),
+            registration_endpoint: None,
             require_pushed_authorization_requests: false,
             scopes_supported: client::KNOWN_SCOPES,
             response_types_supported: ResponseType::ALL,

@@ -10,7 +10,7 @@ use crate::http;
 use crate::op_pages::{self, FormPostView};
 use crate::ui::{self, BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView, OpPage};
 use axum::body::Body;
-use axum::extract::{OriginalUri, RawQuery};
+use axum::extract::{OriginalUri, Path, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
@@ -56,6 +56,20 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
                 (state.clone(), "flows"),
                 crate::edge::limit_stored,
             )),
+        )
+        // Dynamic client registration (RFC 7591/7592): 404 unless enabled; each app is a row.
+        .route(
+            "/oidc/reg",
+            post(register).route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), "flows"),
+                crate::edge::limit_stored,
+            )),
+        )
+        .route(
+            "/oidc/reg/{client_id}",
+            get(read_registration)
+                .put(update_registration)
+                .delete(delete_registration),
         )
         .route("/oidc/session/end", get(end_session).post(end_session))
         .route("/ui/consent", get(consent_page).post(consent_submit))
@@ -741,6 +755,93 @@ async fn pushed_authorization_request(
     let mut resp = (StatusCode::CREATED, Json(pushed)).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
+}
+
+/// The bearer token of `Authorization` (initial or registration access token).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+}
+
+/// Client metadata as JSON (RFC 7591 §3.1).
+async fn metadata_body(headers: &HeaderMap, body: Body) -> Result<Value, OpError> {
+    let bad = |why: String| OpError::new(ErrorCode::InvalidClientMetadata, why);
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return Err(bad(
+            "Send the client metadata as application/json (RFC 7591 §3.1).".into(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, http::MAX_BODY)
+        .await
+        .map_err(|_| OpError::invalid_request("The request body is too large."))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("The body is not valid JSON: {e}.")))
+}
+
+async fn register(cfg: Cfg, headers: HeaderMap, body: Body) -> Result<Response, OAuthError> {
+    let op = cfg.op();
+    // Checked before the body is read, so without the token nothing else is learnt.
+    if !op.registration_enabled() {
+        return Err(OpError::new(
+            ErrorCode::NotFound,
+            "Dynamic client registration is not enabled on this server.",
+        )
+        .into());
+    }
+    let metadata = metadata_body(&headers, body).await?;
+    let v = op.register_client(bearer_token(&headers), metadata).await?;
+    let mut resp = (StatusCode::CREATED, Json(v)).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn read_registration(
+    cfg: Cfg,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    let v = cfg
+        .op()
+        .read_registration(&client_id, bearer_token(&headers))
+        .await?;
+    let mut resp = Json(v).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn update_registration(
+    cfg: Cfg,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let token = bearer_token(&headers).map(str::to_string);
+    let metadata = metadata_body(&headers, body).await?;
+    let v = cfg
+        .op()
+        .update_registration(&client_id, token.as_deref(), metadata)
+        .await?;
+    let mut resp = Json(v).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+async fn delete_registration(
+    cfg: Cfg,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    cfg.op()
+        .delete_registration(&client_id, bearer_token(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET|POST /oidc/session/end`: the op crate decides ([`tessera_op::Provider::logout`]); this

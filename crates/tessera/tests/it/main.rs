@@ -43,6 +43,7 @@ mod op_dpop;
 mod op_flows;
 mod op_jar;
 mod op_peers;
+mod op_registration;
 mod ory_sdk;
 mod provider_dingtalk;
 mod provider_github;
