@@ -10,6 +10,7 @@
 pub mod document;
 pub mod edge;
 pub mod experience;
+pub mod hooks;
 pub mod load;
 pub mod model;
 pub mod resolve;

@@ -139,21 +139,32 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "selfservice.methods.oidc.config.base_redirect_uri",
     "selfservice.flows.recovery",
     "selfservice.flows.verification",
-    "selfservice.flows.login.before",
-    "selfservice.flows.login.after",
     "selfservice.flows.login.style",
-    "selfservice.flows.registration.before",
     "selfservice.flows.registration.login_hints",
     "selfservice.flows.registration.enable_legacy_one_step",
-    "selfservice.flows.registration.after.hooks",
     "selfservice.flows.registration.after.webauthn",
     "selfservice.flows.registration.after.passkey",
     "selfservice.flows.registration.after.code",
     "selfservice.flows.registration.after.totp",
     "selfservice.flows.registration.after.saml",
-    "selfservice.flows.settings.before",
-    "selfservice.flows.settings.after",
     "selfservice.flows.settings.required_aal",
+    // Hooks run (`hooks.rs`); the return URLs after login and settings and the methods
+    // Tessera does not have are still set aside.
+    "selfservice.flows.login.after.default_browser_return_url",
+    "selfservice.flows.login.after.*.default_browser_return_url",
+    "selfservice.flows.login.after.webauthn",
+    "selfservice.flows.login.after.passkey",
+    "selfservice.flows.login.after.code",
+    "selfservice.flows.login.after.totp",
+    "selfservice.flows.login.after.lookup_secret",
+    "selfservice.flows.login.after.saml",
+    "selfservice.flows.settings.after.default_browser_return_url",
+    "selfservice.flows.settings.after.*.default_browser_return_url",
+    "selfservice.flows.settings.after.totp",
+    "selfservice.flows.settings.after.webauthn",
+    "selfservice.flows.settings.after.passkey",
+    "selfservice.flows.settings.after.lookup_secret",
+    "selfservice.flows.settings.after.saml",
     "session.whoami",
     "session.earliest_possible_extend",
     "hashers.argon2.salt_length",
@@ -168,10 +179,25 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
 /// warning instead of failing the start.
 const ACCEPTED_UNIMPLEMENTED_HOOKS: &[&str] = &[
     "show_verification_ui",
-    "web_hook",
     "require_verified_address",
-    "revoke_active_sessions",
     "two_step_registration",
+];
+
+/// Every hook list Tessera reads (see `hooks.rs`).
+const HOOK_LISTS: &[&str] = &[
+    "selfservice.flows.registration.before.hooks",
+    "selfservice.flows.registration.after.hooks",
+    "selfservice.flows.registration.after.password.hooks",
+    "selfservice.flows.registration.after.oidc.hooks",
+    "selfservice.flows.login.before.hooks",
+    "selfservice.flows.login.after.hooks",
+    "selfservice.flows.login.after.password.hooks",
+    "selfservice.flows.login.after.oidc.hooks",
+    "selfservice.flows.settings.before.hooks",
+    "selfservice.flows.settings.after.hooks",
+    "selfservice.flows.settings.after.password.hooks",
+    "selfservice.flows.settings.after.profile.hooks",
+    "selfservice.flows.settings.after.oidc.hooks",
 ];
 
 /// Loads and validates configuration from files and the given environment.
@@ -473,8 +499,7 @@ fn strip_unimplemented_hooks(
             locate(locations, "hashers.algorithm")
         ));
     }
-    for method in ["password", "oidc"] {
-        let key = format!("selfservice.flows.registration.after.{method}.hooks");
+    for key in HOOK_LISTS {
         let Some(Value::Array(hooks)) = doc.pointer_mut(&format!("/{}", key.replace('.', "/")))
         else {
             continue;

@@ -319,6 +319,8 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: String,
     pub privileged_session_max_age: String,
+    pub before: crate::hooks::BeforeHooks,
+    pub after: crate::hooks::SettingsAfter,
 }
 
 impl Default for SettingsFlowConfig {
@@ -327,6 +329,8 @@ impl Default for SettingsFlowConfig {
             ui_url: String::new(),
             lifespan: "1h".into(),
             privileged_session_max_age: "15m".into(),
+            before: Default::default(),
+            after: Default::default(),
         }
     }
 }
@@ -336,6 +340,8 @@ impl Default for SettingsFlowConfig {
 pub struct FlowConfig {
     pub ui_url: String,
     pub lifespan: String,
+    pub before: crate::hooks::BeforeHooks,
+    pub after: crate::hooks::LoginAfter,
 }
 
 impl Default for FlowConfig {
@@ -343,6 +349,8 @@ impl Default for FlowConfig {
         FlowConfig {
             ui_url: String::new(),
             lifespan: "1h".into(),
+            before: Default::default(),
+            after: Default::default(),
         }
     }
 }
@@ -353,6 +361,7 @@ pub struct RegistrationFlowConfig {
     pub enabled: bool,
     pub ui_url: String,
     pub lifespan: String,
+    pub before: crate::hooks::BeforeHooks,
     pub after: RegistrationAfter,
 }
 
@@ -362,6 +371,7 @@ impl Default for RegistrationFlowConfig {
             enabled: true,
             ui_url: String::new(),
             lifespan: "1h".into(),
+            before: Default::default(),
             after: RegistrationAfter::default(),
         }
     }
@@ -371,6 +381,8 @@ impl Default for RegistrationFlowConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrationAfter {
     pub default_browser_return_url: String,
+    /// Hooks for every method that has none of its own (Kratos: web hooks only).
+    pub hooks: Vec<Hook>,
     pub password: HookList,
     pub oidc: HookList,
 }

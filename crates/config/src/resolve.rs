@@ -72,6 +72,8 @@ pub struct Settings {
     pub privileged_session_max_age: Duration,
     /// `session:` (lifespan, cache, cookie).
     pub session: crate::session::SessionSettings,
+    /// Every stage's hooks (`selfservice.flows.*.before|after`).
+    pub hooks: crate::hooks::HookSettings,
     pub password_enabled: bool,
     pub min_password_length: usize,
     pub identifier_similarity_check: bool,
@@ -433,17 +435,21 @@ pub fn resolve(
         }
     }
 
-    for (method, list) in [("password", &after.password), ("oidc", &after.oidc)] {
-        for (i, h) in list.hooks.iter().enumerate() {
-            if h.hook != "session" {
-                p.push(problem(
-                    loaded,
-                    &format!("selfservice.flows.registration.after.{method}.hooks.{i}.hook"),
-                    format!("unknown hook `{}`: Tessera runs `session`", h.hook),
-                ));
-            }
-        }
-    }
+    let flows = &c.selfservice.flows;
+    let hooks = crate::hooks::resolve_hooks(
+        loaded,
+        &crate::hooks::HookFiles {
+            registration_before: &flows.registration.before.hooks,
+            registration_after_global: &after.hooks,
+            registration_after_password: &after.password.hooks,
+            registration_after_oidc: &after.oidc.hooks,
+            login_before: &flows.login.before.hooks,
+            login_after: &flows.login.after,
+            settings_before: &flows.settings.before.hooks,
+            settings_after: &flows.settings.after,
+        },
+        &mut p,
+    );
 
     let login_lifespan = parse_duration(
         loaded,
@@ -566,6 +572,7 @@ pub fn resolve(
         settings_lifespan,
         privileged_session_max_age,
         session,
+        hooks,
         password_enabled: c.selfservice.methods.password.enabled,
         min_password_length,
         identifier_similarity_check: c

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backfill;
 pub mod engine;
 pub mod forms;
+pub mod hooks;
 pub mod limits;
 pub mod login;
 pub mod registration;

@@ -58,6 +58,8 @@ impl Engine {
         if self.settings.oidc_enabled {
             self.add_oidc_buttons(&mut flow);
         }
+        self.run_before_hooks(&self.settings.hooks.login_before, &flow, None)
+            .await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -173,11 +175,21 @@ impl Engine {
                 .await?;
             return Ok(Outcome::Continue(flow));
         }
+        // Kratos runs a login's hooks before the session exists: a refusal issues nothing.
+        let hooks = self.settings.hooks.login_after_password.post_persist();
+        if let crate::hooks::HookOutcome::Refused(r) =
+            self.run_login_hooks(hooks, &flow, &identity).await?
+        {
+            r.apply(&mut flow);
+            return self.invalid(flow).await;
+        }
         self.complete_submitted(&flow).await?;
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "password").await?;
+        self.revoke_after_login(hooks, &identity, &session.0)
+            .await?;
         self.count(crate::engine::Counted::SignIn, "password", "");
         flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);

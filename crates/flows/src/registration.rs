@@ -2,6 +2,7 @@
 
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, password_node, str_field, submit_node, trait_nodes};
+use crate::hooks::HookOutcome;
 use serde_json::Value;
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::IdentityState;
@@ -53,6 +54,8 @@ impl Engine {
             self.add_oidc_buttons(&mut flow);
         }
         self.add_agreement_node(&mut flow);
+        self.run_before_hooks(&self.settings.hooks.registration_before, &flow, None)
+            .await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -175,7 +178,7 @@ impl Engine {
         let hasher = self.hasher.clone();
         let pw = password.clone();
         let hashed = self.limits.hash(move || hasher.hash(&pw)).await?;
-        let identity = match self.build_identity(
+        let mut identity = match self.build_identity(
             &schema.id,
             traits,
             IdentityState::Active,
@@ -190,6 +193,15 @@ impl Engine {
                 return self.invalid(flow).await;
             }
         };
+        // Blocking web hooks see (and may change) the identity before anything is written.
+        let hooks = &self.settings.hooks.registration_after_password;
+        if let HookOutcome::Refused(r) = self
+            .run_pre_persist(hooks.pre_persist(), &flow, &mut identity, None)
+            .await?
+        {
+            r.apply(&mut flow);
+            return self.invalid(flow).await;
+        }
         self.complete_submitted(&flow).await?;
         if let Err(e) = self.store.insert_identity(&identity).await {
             if e.kind == ErrorKind::Conflict {
@@ -209,6 +221,13 @@ impl Engine {
         } else {
             None
         };
+        self.run_post_persist(
+            hooks.post_persist(),
+            &flow,
+            &identity,
+            session.as_ref().map(|(s, _)| s),
+        )
+        .await?;
         flow.state = FlowState::PassedChallenge;
         let fallback = self.settings.registration_return_url.clone();
         let return_to = self.return_to(&flow, fallback.as_ref());

@@ -2,6 +2,7 @@
 
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, password_node, str_field, submit_node, trait_nodes};
+use crate::hooks::HookOutcome;
 use serde_json::Value;
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
 use tessera_core::identity::{CREDENTIAL_PASSWORD, Credential, PasswordConfig};
@@ -42,6 +43,8 @@ impl Engine {
             let full = self.store.get_identity(identity.id).await?;
             self.add_settings_oidc_nodes(&mut flow, &full);
         }
+        self.run_before_hooks(&self.settings.hooks.settings_before, &flow, Some(session))
+            .await?;
         self.store.insert_flow(&flow).await?;
         let mut public = identity;
         public.credentials = None;
@@ -88,6 +91,7 @@ impl Engine {
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
         let schema = self.schemas.get(&identity.schema_id)?;
+        let hooks;
         if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
             if let Some(p) = str_field(body, "link") {
                 let p = p.to_string();
@@ -96,6 +100,14 @@ impl Engine {
             let target = str_field(body, "unlink").unwrap_or_default().to_string();
             if let Err(reason) = self.unlink_provider(&mut identity, &target) {
                 flow.ui.messages.push(text::validation_generic(&reason));
+                return self.settings_invalid(flow, &identity).await;
+            }
+            hooks = &self.settings.hooks.settings_after_oidc;
+            if let HookOutcome::Refused(r) = self
+                .run_pre_persist(hooks.pre_persist(), &flow, &mut identity, Some(session))
+                .await?
+            {
+                r.apply(&mut flow);
                 return self.settings_invalid(flow, &identity).await;
             }
             self.store.update_identity(&identity).await?;
@@ -138,6 +150,14 @@ impl Engine {
                         },
                     );
                     identity.updated_at = now;
+                    hooks = &self.settings.hooks.settings_after_password;
+                    if let HookOutcome::Refused(r) = self
+                        .run_pre_persist(hooks.pre_persist(), &flow, &mut identity, Some(session))
+                        .await?
+                    {
+                        r.apply(&mut flow);
+                        return self.settings_invalid(flow, &identity).await;
+                    }
                     self.store.update_identity(&identity).await?;
                 }
                 "profile" => {
@@ -171,7 +191,15 @@ impl Engine {
                         }
                         return self.settings_invalid(flow, &identity).await;
                     }
-                    let updated = self.rebuild_with_traits(&identity, traits)?;
+                    let mut updated = self.rebuild_with_traits(&identity, traits)?;
+                    hooks = &self.settings.hooks.settings_after_profile;
+                    if let HookOutcome::Refused(r) = self
+                        .run_pre_persist(hooks.pre_persist(), &flow, &mut updated, Some(session))
+                        .await?
+                    {
+                        r.apply(&mut flow);
+                        return self.settings_invalid(flow, &identity).await;
+                    }
                     if let Err(e) = self.store.update_identity(&updated).await {
                         if e.kind == ErrorKind::Conflict {
                             flow.ui.messages.push(text::duplicate_credentials());
@@ -193,6 +221,8 @@ impl Engine {
         flow.ui.messages.push(text::settings_saved());
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;
+        self.run_post_persist(hooks.post_persist(), &flow, &identity, Some(session))
+            .await?;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         flow.identity = serde_json::to_value(&identity).unwrap_or(Value::Null);

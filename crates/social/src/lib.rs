@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod oauth2;
 pub mod oidc;
 pub mod provider;
+pub mod request;
 pub mod types;
 pub mod upstream;
 pub mod vk;
@@ -70,6 +71,10 @@ impl Configured {
 pub struct Social {
     providers: Vec<Configured>,
     pool: MapperPool,
+    /// Every `web_hook`'s request, its body compiled, by configuration key.
+    requests: std::collections::HashMap<String, std::sync::Arc<request::Request>>,
+    /// The client hooks' requests are sent with (no redirects, time-limited).
+    http: reqwest::Client,
 }
 
 impl Social {
@@ -84,7 +89,47 @@ impl Social {
             }],
         })?;
         let providers = config::build_all(settings, &http).await?;
-        Ok(Social { providers, pool })
+        let mut requests = std::collections::HashMap::new();
+        let mut problems = Vec::new();
+        for hook in settings.hooks.web_hooks() {
+            let spec = &hook.request;
+            match request::Request::build(spec, &settings.sources).await {
+                Ok(r) => {
+                    requests.insert(spec.key.clone(), std::sync::Arc::new(r));
+                }
+                Err(message) => problems.push(tessera_config::load::Problem {
+                    key: format!("{}.body", spec.key),
+                    location: spec.body_location.clone(),
+                    message,
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let http = request::client().map_err(|e| ConfigError {
+            problems: vec![tessera_config::load::Problem {
+                key: "selfservice.flows".into(),
+                location: tessera_config::Location::Default,
+                message: format!("the HTTP client for web hooks could not be built: {e}"),
+            }],
+        })?;
+        Ok(Social {
+            providers,
+            pool,
+            requests,
+            http,
+        })
+    }
+
+    /// The compiled request of the web hook configured at `key`.
+    pub fn request(&self, key: &str) -> Option<&std::sync::Arc<request::Request>> {
+        self.requests.get(key)
+    }
+
+    /// The HTTP client for hooks' requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// No providers at all (social sign-in off).
@@ -92,6 +137,8 @@ impl Social {
         Social {
             providers: vec![],
             pool,
+            requests: Default::default(),
+            http: reqwest::Client::new(),
         }
     }
 

@@ -112,12 +112,23 @@ impl Engine {
         provider: &str,
         again: &str,
     ) -> Result<CallbackOutcome, Error> {
+        let hooks = self.settings.hooks.login_after_oidc.post_persist();
+        if flow.kind == tessera_core::flow::FlowKind::Login
+            && let crate::hooks::HookOutcome::Refused(r) =
+                self.run_login_hooks(hooks, &flow, &identity).await?
+        {
+            let mut flow = flow;
+            r.apply(&mut flow);
+            return self.show(flow).await;
+        }
         if let Some(second) = self.complete_once(&flow, again).await? {
             return Ok(second);
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.issue_session(&identity, "oidc").await?;
+        self.revoke_after_login(hooks, &identity, &session.0)
+            .await?;
         self.count(crate::engine::Counted::SignIn, "oidc", provider);
         let return_to = self.return_to(&flow, None);
         Ok(CallbackOutcome::SignedIn {

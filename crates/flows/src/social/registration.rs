@@ -260,6 +260,15 @@ impl Engine {
         };
         add_link_from_pending(&mut identity, &pending);
         mark_verified(&mut identity, &pending);
+        let hooks = &self.settings.hooks.registration_after_oidc;
+        if let crate::hooks::HookOutcome::Refused(r) = self
+            .run_pre_persist(hooks.pre_persist(), &flow, &mut identity, None)
+            .await?
+        {
+            let mut flow = flow;
+            r.apply(&mut flow);
+            return self.show(flow).await;
+        }
         if let Err(e) = self.store.insert_identity(&identity).await {
             if e.kind != ErrorKind::Conflict {
                 return Err(e);
@@ -298,6 +307,8 @@ impl Engine {
         self.count(crate::engine::Counted::Registration, "oidc", provider.id());
         if self.settings.session_after_oidc_registration {
             let session = self.issue_session(&identity, "oidc").await?;
+            self.run_post_persist(hooks.post_persist(), &flow, &identity, Some(&session.0))
+                .await?;
             let fallback = self.settings.oidc_registration_return_url.clone();
             let return_to = self.return_to(&flow, fallback.as_ref());
             return Ok(CallbackOutcome::SignedIn {
@@ -306,6 +317,8 @@ impl Engine {
                 return_to,
             });
         }
+        self.run_post_persist(hooks.post_persist(), &flow, &identity, None)
+            .await?;
         // Without the session hook the user signs in next (seed 003).
         let mut to = self
             .settings

@@ -18,6 +18,7 @@
 
 pub mod cors;
 pub mod headers;
+pub mod hooks;
 pub mod log;
 pub mod metrics;
 pub mod serve;
@@ -69,6 +70,13 @@ pub fn stack(router: Router<AppState>, st: &AppState, listener: Listener) -> Rou
         st: st.clone(),
         listener,
         log_health,
+    };
+    let router = match listener {
+        Listener::Public => router.layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            hooks::hook_request,
+        )),
+        Listener::Admin => router,
     };
     router
         .layer(
