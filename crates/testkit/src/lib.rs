@@ -15,6 +15,7 @@ pub mod fake_oidc;
 pub mod journey;
 pub mod openapi;
 pub mod peers;
+pub mod webhook_sink;
 
 pub use config::Config;
 use serde_json::Value;

@@ -27,6 +27,7 @@ mod cli;
 mod demo;
 mod edge;
 mod extractors;
+mod hooks;
 mod hosted_ui;
 mod identity_config;
 mod kratos_identities;
