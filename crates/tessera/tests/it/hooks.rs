@@ -644,3 +644,143 @@ async fn refusal_of(doc: &Value) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// Social sign-in through the fake upstream, from a browser flow of `kind`; returns the
+/// callback's answer.
+async fn social(b: &Browser, s: &TestServer, kind: &str) -> reqwest::Response {
+    use tessera_testkit::journey::{flow_id_of, flow_json, location};
+    let r = b
+        .get(&format!("{}/self-service/{kind}/browser", s.public), false)
+        .await;
+    let flow = flow_json(b, s, kind, &flow_id_of(&location(&r))).await;
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", &tessera_testkit::csrf_of(&flow)),
+                ("provider", "acme"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b.get(&location(&r), false).await;
+    assert_eq!(r.status(), 303, "the upstream answers");
+    b.get(&location(&r), false).await
+}
+
+async fn social_registration_and_login_run_their_oidc_hooks(backend: Backend) {
+    use tessera_testkit::fake_oidc::{FakeOidc, FakeOptions};
+    use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    let sink = WebhookSink::start().await;
+    sink.answer(
+        "/oidc-signup",
+        refusal("Social sign-up is closed for this domain."),
+    );
+    let mapper = "local c = std.extVar('claims'); { identity: { traits: { email: c.email } } }";
+    let s = TestServer::start(
+        backend,
+        Config::new()
+            .provider(json!({
+                "id": "acme", "provider": "generic", "client_id": fake.client_id(),
+                "client_secret": fake.client_secret(), "issuer_url": fake.issuer(),
+                "mapper_url": base64_url(mapper), "scope": ["email"],
+            }))
+            .with(json!({"selfservice": {"flows": {
+                "registration": {"after": {"oidc": {"hooks": [
+                    {"hook": "session"},
+                    hook(&sink.url("/oidc-signup"), "function(ctx) { email: ctx.identity.traits.email, flow: ctx.flow.id }", json!({"response": {"parse": true}}))
+                ]}}},
+                "login": {"after": {"oidc": {"hooks": [
+                    hook(&sink.url("/oidc-login"), "function(ctx) { id: ctx.identity.id }", json!({"can_interrupt": true}))
+                ]}}},
+            }}})),
+    )
+    .await;
+    let b = Browser::default();
+    let r = social(&b, &s, "registration").await;
+    assert_eq!(r.status(), 303);
+    let back = location(&r);
+    let flow = flow_json(&b, &s, "registration", &flow_id_of(&back)).await;
+    assert!(
+        flow.to_string()
+            .contains("Social sign-up is closed for this domain."),
+        "{flow}"
+    );
+    assert_eq!(identity_count(&s).await, 0, "nothing is written");
+    assert_eq!(
+        sink.calls("/oidc-signup")[0].json()["email"],
+        "fake.user@example.com"
+    );
+
+    // Once the hook agrees (and adds metadata), the sign-up completes with its change.
+    sink.answer(
+        "/oidc-signup",
+        Reply::json(
+            200,
+            json!({"identity": {"metadata_public": {"source": "hook"}}}),
+        ),
+    );
+    let b = Browser::default();
+    let r = social(&b, &s, "registration").await;
+    assert_eq!(r.status(), 303);
+    let me = whoami(&b, &s).await;
+    assert_eq!(me["identity"]["metadata_public"]["source"], "hook", "{me}");
+
+    // The login hook sees the identity and can refuse a social sign-in.
+    sink.answer("/oidc-login", refusal("Signed out by the app."));
+    let b = Browser::default();
+    let r = social(&b, &s, "login").await;
+    assert_eq!(r.status(), 303);
+    assert!(whoami(&b, &s).await.get("identity").is_none());
+    let login_call = &sink.calls("/oidc-login")[0];
+    assert_eq!(login_call.json()["id"], me["identity"]["id"]);
+}
+
+async fn settings_password_change_revokes_other_sessions(backend: Backend) {
+    let s = TestServer::start(
+        backend,
+        Config::new().with(
+            json!({"selfservice": {"flows": {"settings": {"after": {"password": {"hooks": [
+                {"hook": "revoke_active_sessions"}
+            ]}}}}}}),
+        ),
+    )
+    .await;
+    s.register("ann@example.com", PASSWORD).await;
+    let (_, other) = s.login("ann@example.com", PASSWORD).await;
+    let other = other["session_token"].as_str().unwrap().to_string();
+    let (_, mine) = s.login("ann@example.com", PASSWORD).await;
+    let mine = mine["session_token"].as_str().unwrap().to_string();
+    let c = TestServer::client();
+    let flow: Value = c
+        .get(format!("{}/self-service/settings/api", s.public))
+        .header("X-Session-Token", &mine)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = flow["id"].as_str().unwrap();
+    let r = c
+        .post(format!("{}/self-service/settings?flow={id}", s.public))
+        .header("X-Session-Token", &mine)
+        .json(&json!({"method": "password", "password": "a whole new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.whoami(&other).await.0, 401, "the other session ended");
+    assert_eq!(
+        s.whoami(&mine).await.0,
+        200,
+        "the one that changed it stays"
+    );
+}
+
+each_backend!(
+    social_registration_and_login_run_their_oidc_hooks,
+    settings_password_change_revokes_other_sessions,
+);
