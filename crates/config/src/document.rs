@@ -41,6 +41,13 @@ const SECRET_PATHS: &[&[&str]] = &[
     ],
 ];
 
+/// Where a secret sits inside one entry of a hook list (`*`: any header name).
+const HOOK_SECRETS: &[&[&str]] = &[
+    &["*", "config", "auth", "config", "value"],
+    &["*", "config", "auth", "config", "password"],
+    &["*", "config", "headers", "*"],
+];
+
 fn placeholder(secret: &str) -> String {
     let hash = tessera_core::crypto::token_hash(secret);
     format!("{PREFIX}{}>", &hash[..8])
@@ -66,6 +73,11 @@ fn visit_secrets(doc: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
                     walk(item, rest, format!("{key}.{i}"), f);
                 }
             }
+            (Some((&"*", rest)), Value::Object(map)) => {
+                for (name, item) in map.iter_mut() {
+                    walk(item, rest, format!("{key}.{name}"), f);
+                }
+            }
             (Some((name, rest)), Value::Object(map)) => {
                 if let Some(child) = map.get_mut(*name) {
                     let key = if key.is_empty() {
@@ -81,6 +93,13 @@ fn visit_secrets(doc: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
     }
     for path in SECRET_PATHS {
         walk(doc, path, String::new(), f);
+    }
+    // Web hooks' credentials and header values (which often carry an API key).
+    for list in crate::load::HOOK_LISTS {
+        for tail in HOOK_SECRETS {
+            let path: Vec<&str> = list.split('.').chain(tail.iter().copied()).collect();
+            walk(doc, &path, String::new(), f);
+        }
     }
 }
 
@@ -298,6 +317,26 @@ mod tests {
             "serve": { "public": { "port": 4433, "base_url": "http://127.0.0.1:4433/" } },
             "odd": ["yes", "", "12", "a: b", "-dash", "# hash", "Ж и 中文", "line\nbreak", "trail ", null, true, 1.5]
         })
+    }
+
+    #[test]
+    fn web_hook_credentials_and_headers_are_redacted_and_restored() {
+        let doc = json!({"selfservice": {"flows": {"login": {"after": {"password": {"hooks": [
+            {"hook": "web_hook", "config": {
+                "url": "https://h.example/x", "method": "POST",
+                "headers": {"X-Api-Key": "hdr-secret-value"},
+                "auth": {"type": "basic_auth", "config": {"user": "u", "password": "pw-secret-value"}}
+            }}
+        ]}}}}}});
+        let out = redact(&doc).to_string();
+        assert!(
+            !out.contains("hdr-secret-value") && !out.contains("pw-secret-value"),
+            "{out}"
+        );
+        assert!(
+            out.contains("https://h.example/x") && out.contains("\"user\":\"u\""),
+            "{out}"
+        );
     }
 
     #[test]

@@ -633,3 +633,89 @@ fn resolve_request(
         auth,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_str, resolve};
+    use std::collections::HashMap;
+
+    fn settings(flows_yaml: &str) -> Result<crate::Settings, String> {
+        let text = format!(
+            "dsn: memory\nsecrets:\n  default: [test-secret-0123456789abcdef]\nselfservice:\n  flows:\n{flows_yaml}"
+        );
+        let loaded = load_str("tessera.yml", &text, &HashMap::new()).map_err(|e| e.to_string())?;
+        resolve(&loaded, false, None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_hook_kratos_does_not_allow_at_a_stage_is_refused_with_its_line() {
+        let err = settings("    login:\n      after:\n        password:\n          hooks:\n            - hook: session\n")
+            .unwrap_err();
+        assert!(
+            err.contains("selfservice.flows.login.after.password.hooks.0.hook")
+                && err.contains("tessera.yml:10")
+                && err.contains("`revoke_active_sessions`, `web_hook`"),
+            "{err}"
+        );
+        let err = settings("    settings:\n      after:\n        profile:\n          hooks:\n            - hook: revoke_active_sessions\n")
+            .unwrap_err();
+        assert!(err.contains("Kratos allows `web_hook`"), "{err}");
+    }
+
+    #[test]
+    fn stages_resolve_with_method_lists_and_the_global_fallback() {
+        let s = settings(
+            "    login:\n      after:\n        hooks:\n          - hook: web_hook\n            config: {url: 'https://h.example/all', method: post}\n        oidc:\n          hooks:\n            - hook: revoke_active_sessions\n",
+        )
+        .unwrap();
+        let h = &s.hooks;
+        assert_eq!(
+            h.login_after_oidc.post_persist(),
+            &[super::HookAction::RevokeActiveSessions]
+        );
+        // Password has no list of its own: the global one runs.
+        match h.login_after_password.post_persist() {
+            [super::HookAction::WebHook(w)] => {
+                assert_eq!(w.request.method, "POST");
+                assert_eq!(
+                    w.request.key,
+                    "selfservice.flows.login.after.hooks.0.config"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(h.login_after_password.pre_persist().count(), 0);
+    }
+
+    #[test]
+    fn hooks_not_run_yet_are_skipped_with_a_warning() {
+        let text = "dsn: memory\nsecrets:\n  default: [test-secret-0123456789abcdef]\nselfservice:\n  flows:\n    login:\n      after:\n        password:\n          hooks:\n            - hook: require_verified_address\n";
+        let loaded = load_str("tessera.yml", text, &HashMap::new()).unwrap();
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("require_verified_address")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(resolve(&loaded, false, None).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = settings(
+            "    registration:\n      after:\n        password:\n          hooks:\n            - hook: web_hook\n              config:\n                url: https://h.example/x\n                method: POST\n                headers: {X-Secret: hdr-s3cret}\n                auth: {type: basic_auth, config: {user: u, password: pw-s3cret}}\n",
+        )
+        .unwrap();
+        let dump = format!("{:?}", s.hooks);
+        assert!(
+            dump.contains("X-Secret") && dump.contains("BasicAuth"),
+            "{dump}"
+        );
+        assert!(
+            !dump.contains("hdr-s3cret") && !dump.contains("pw-s3cret"),
+            "{dump}"
+        );
+    }
+}

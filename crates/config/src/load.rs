@@ -184,7 +184,7 @@ const ACCEPTED_UNIMPLEMENTED_HOOKS: &[&str] = &[
 ];
 
 /// Every hook list Tessera reads (see `hooks.rs`).
-const HOOK_LISTS: &[&str] = &[
+pub(crate) const HOOK_LISTS: &[&str] = &[
     "selfservice.flows.registration.before.hooks",
     "selfservice.flows.registration.after.hooks",
     "selfservice.flows.registration.after.password.hooks",

@@ -260,12 +260,9 @@ fn wrap(source: &str) -> String {
 
 /// Kratos's convention: a template that fails with the message `cancel` cancels the request.
 fn is_cancel(message: &str) -> bool {
+    // The sandbox reports `error 'cancel'` as "cancel, at line … (error statement), …".
     let m = message.trim();
-    m == "cancel"
-        || m.starts_with("cancel\n")
-        || m.contains("runtime error: cancel")
-        || m.starts_with("cancel ")
-        || m.contains(": cancel")
+    m == "cancel" || m.starts_with("cancel, at ") || m.starts_with("cancel\n")
 }
 
 fn reason_of(e: &reqwest::Error) -> String {
@@ -314,6 +311,14 @@ mod tests {
         match eval("function(ctx) error 'cancel'", json!({})) {
             Err(MapperError::Runtime { message, .. }) => assert!(is_cancel(&message), "{message}"),
             other => panic!("{other:?}"),
+        }
+        for other in ["something else", "cancelled", "do not cancel"] {
+            match eval(&format!("function(ctx) error '{other}'"), json!({})) {
+                Err(MapperError::Runtime { message, .. }) => {
+                    assert!(!is_cancel(&message), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
         }
         match eval("function(ctx) error 'something else'", json!({})) {
             Err(MapperError::Runtime { message, .. }) => assert!(!is_cancel(&message), "{message}"),
