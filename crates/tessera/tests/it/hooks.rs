@@ -784,3 +784,41 @@ each_backend!(
     social_registration_and_login_run_their_oidc_hooks,
     settings_password_change_revokes_other_sessions,
 );
+
+#[tokio::test]
+async fn a_template_can_cancel_its_call_and_a_failing_template_fails_cleanly() {
+    let sink = WebhookSink::start().await;
+    sink.answer("/never", refusal("should not be asked"));
+    let s = TestServer::start(
+        Backend::Sqlite,
+        registration_hooks(vec![
+            hook(
+                &sink.url("/never"),
+                "function(ctx) if std.endsWith(ctx.identity.traits.email, '@internal.example') then error 'cancel' else { e: ctx.identity.traits.email }",
+                json!({"can_interrupt": true}),
+            ),
+        ]),
+    )
+    .await;
+    let (status, body, _) = try_register(&s, "ann@internal.example").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        sink.calls("/never").is_empty(),
+        "a cancelled call is not made"
+    );
+    // Any other template error is a failure: nothing written.
+    let (status, body, _) = try_register(&s, "bob@example.com").await;
+    assert_eq!(status, 400, "the refusal still applies to others: {body}");
+    let s2 = TestServer::start(
+        Backend::Sqlite,
+        registration_hooks(vec![hook(
+            &sink.url("/never"),
+            "function(ctx) error 'boom'",
+            json!({"can_interrupt": true}),
+        )]),
+    )
+    .await;
+    let (status, body, _) = try_register(&s2, "carl@example.com").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(identity_count(&s2).await, 0);
+}
