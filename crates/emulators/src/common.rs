@@ -18,6 +18,12 @@ pub(crate) fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// The PKCE S256 challenge of a verifier (RFC 7636 §4.2), for the emulators that check PKCE.
+pub(crate) fn s256(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// `prefix` and 32 random hex digits (GitHub's and DingTalk's codes and tokens look so).
 pub(crate) fn random_hex(prefix: &str) -> String {
     let mut buf = [0u8; 16];

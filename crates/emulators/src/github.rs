@@ -25,7 +25,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -381,10 +380,7 @@ async fn access_token(
     }
     if let Some(challenge) = &code.challenge {
         let verifier = get("code_verifier");
-        use base64::Engine as _;
-        let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(Sha256::digest(verifier.as_bytes()));
-        if verifier.is_empty() || &computed != challenge {
+        if verifier.is_empty() || &crate::common::s256(verifier) != challenge {
             return bad_code();
         }
     }

@@ -30,7 +30,6 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,10 +109,6 @@ impl VkIdEmulator {
     pub fn user_info_requests(&self) -> u64 {
         self.shared.user_info_requests.load(Ordering::SeqCst)
     }
-}
-
-fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 async fn authorize(
@@ -240,7 +235,7 @@ async fn token(
     if get("redirect_uri") != g.redirect_uri {
         return bad("invalid_grant", "redirect_uri is invalid");
     }
-    if challenge_of(get("code_verifier")) != g.challenge {
+    if crate::common::s256(get("code_verifier")) != g.challenge {
         return bad("invalid_grant", "code_verifier is invalid");
     }
     if get("state") != g.state {

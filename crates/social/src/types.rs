@@ -118,6 +118,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/dingtalk.md",
     },
+    ProviderType {
+        id: "yandex",
+        make: crate::yandex::Yandex::make,
+        auth_origins: &["https://oauth.yandex.ru"],
+        icon: include_str!("../icons/yandex.svg"),
+        names: Names {
+            en: "Yandex ID",
+            zh_cn: "Yandex ID",
+            ru: "Яндекс ID",
+        },
+        docs: "docs/providers/yandex.md",
+    },
 ];
 
 /// The type with this id.

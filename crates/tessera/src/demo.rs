@@ -1,5 +1,5 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, VK, VK ID and GitHub sign-in go to emulators of those
+//! configuration in which DingTalk, VK, VK ID, GitHub and Yandex ID sign-in go to emulators of those
 //! providers, started in the same process (`tessera-emulators`), each with a consent page
 //! listing a few fake people.
 //!
@@ -17,6 +17,7 @@ use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
+use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
 #[derive(Args)]
@@ -40,6 +41,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("dingtalk.jsonnet", include_str!("../demo/dingtalk.jsonnet")),
     ("vk.jsonnet", include_str!("../demo/vk.jsonnet")),
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
+    ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
 ];
 
 struct Emulators {
@@ -47,6 +49,7 @@ struct Emulators {
     vk: VkEmulator,
     vkid: VkIdEmulator,
     github: GithubEmulator,
+    yandex: YandexEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -62,6 +65,7 @@ impl Emulators {
             vk: VkEmulator::serve(loopback().await?)?,
             vkid: VkIdEmulator::serve(loopback().await?)?,
             github: GithubEmulator::serve(loopback().await?)?,
+            yandex: YandexEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -71,6 +75,7 @@ impl Emulators {
         self.vk.register_redirect_uri(&cb("vk"));
         self.vkid.register_redirect_uri(&cb("vkid"));
         self.github.register_redirect_uri(cb("github"));
+        self.yandex.register_redirect_uri(cb("yandex"));
     }
 }
 
@@ -138,6 +143,16 @@ selfservice:
             token_url: {gh_token}
             api_base_url: {gh_base}
             mapper_url: {gh_mapper}
+          - id: yandex
+            provider: yandex
+            label: Yandex ID
+            client_id: {ya_id}
+            client_secret: {ya_secret}
+            scope: [login:info, login:email, login:avatar]
+            auth_url: {ya_auth}
+            token_url: {ya_token}
+            api_base_url: {ya_base}
+            mapper_url: {ya_mapper}
   flows:
     registration:
       after:
@@ -174,6 +189,12 @@ selfservice:
         gh_token = e.github.token_url(),
         gh_base = e.github.base_url(),
         gh_mapper = q(&mapper("github.jsonnet")),
+        ya_id = q(e.yandex.client_id()),
+        ya_secret = q(e.yandex.client_secret()),
+        ya_auth = e.yandex.auth_url(),
+        ya_token = e.yandex.token_url(),
+        ya_base = e.yandex.base_url(),
+        ya_mapper = q(&mapper("yandex.jsonnet")),
     )
 }
 
@@ -223,11 +244,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  VK, VK ID or GitHub. Those are emulators on this machine ({}, {}, {}, {}); each\n  shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {}, {}, {}); each\n  shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
+        emulators.yandex.base_url(),
         app.base_url(),
         sample_app::CLIENT_ID,
         dir.display(),

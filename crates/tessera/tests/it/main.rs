@@ -49,6 +49,7 @@ mod ory_sdk;
 mod provider_dingtalk;
 mod provider_github;
 mod provider_vk;
+mod providers_cn_ru;
 mod schemas;
 mod social_oidc_provider;
 mod social_signin;

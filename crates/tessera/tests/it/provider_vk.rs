@@ -26,7 +26,7 @@ const MAPPER: &str = r#"local claims = std.extVar('claims');
 }
 "#;
 
-fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
@@ -50,13 +50,13 @@ fn vkid_yaml(vkid: &VkIdEmulator) -> String {
     )
 }
 
-fn config(providers: &str) -> String {
+pub(crate) fn config(providers: &str) -> String {
     format!(
         "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n      after:\n        oidc:\n          hooks:\n            - hook: session\n"
     )
 }
 
-fn query_of(url: &str) -> Vec<(String, String)> {
+pub(crate) fn query_of(url: &str) -> Vec<(String, String)> {
     url::Url::parse(url)
         .unwrap()
         .query_pairs()
@@ -64,7 +64,7 @@ fn query_of(url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn param(url: &str, key: &str) -> Option<String> {
+pub(crate) fn param(url: &str, key: &str) -> Option<String> {
     query_of(url)
         .into_iter()
         .find(|(k, _)| k == key)
@@ -78,14 +78,14 @@ async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str)
 }
 
 /// Picks `user` on the emulator's consent page; returns the callback URL it sends the browser to.
-async fn upstream(b: &Browser, authorize: &str, user: &str) -> String {
+pub(crate) async fn upstream(b: &Browser, authorize: &str, user: &str) -> String {
     let r = b.get(&format!("{authorize}&user={user}"), false).await;
     assert_eq!(r.status(), 302, "upstream answered {}", r.status());
     location(&r)
 }
 
 /// A whole browser sign-in as `user`; returns the callback's response.
-async fn sign_in(
+pub(crate) async fn sign_in(
     b: &Browser,
     s: &TestServer,
     kind: &str,
@@ -97,7 +97,7 @@ async fn sign_in(
     b.get(&callback, false).await
 }
 
-async fn identities(s: &TestServer) -> Vec<Value> {
+pub(crate) async fn identities(s: &TestServer) -> Vec<Value> {
     reqwest::get(format!("{}/admin/identities", s.admin))
         .await
         .unwrap()
@@ -106,7 +106,7 @@ async fn identities(s: &TestServer) -> Vec<Value> {
         .unwrap()
 }
 
-async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
+pub(crate) async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
     let full: Value = reqwest::get(format!(
         "{}/admin/identities/{id}?include_credential=oidc",
         s.admin
@@ -121,7 +121,7 @@ async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
 
 /// The callback ended on the login page: returns its message, after checking nobody was
 /// signed in.
-async fn refusal(b: &Browser, s: &TestServer, r: reqwest::Response) -> String {
+pub(crate) async fn refusal(b: &Browser, s: &TestServer, r: reqwest::Response) -> String {
     assert_eq!(r.status(), 303);
     let loc = location(&r);
     assert!(
@@ -138,16 +138,21 @@ async fn refusal(b: &Browser, s: &TestServer, r: reqwest::Response) -> String {
         .to_string()
 }
 
-/// Signs `user` up (their email known), then in again from another browser; returns the
+/// Signs `user` up (`email` known), then in again from another browser; returns the
 /// identity id.
-async fn sign_up_and_again(s: &TestServer, provider: &str, user: &str, subject: &str) -> String {
+pub(crate) async fn sign_up_and_again(
+    s: &TestServer,
+    provider: &str,
+    (user, email): (&str, &str),
+    subject: &str,
+) -> String {
     let b = Browser::default();
     let r = sign_in(&b, s, "login", provider, user).await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let me = whoami(&b, s).await;
     assert_eq!(me["identity"]["traits"]["name"]["first"], "Иван");
     assert_eq!(me["identity"]["traits"]["name"]["last"], "Петров");
-    assert_eq!(me["identity"]["traits"]["email"], "ivan.petrov@example.ru");
+    assert_eq!(me["identity"]["traits"]["email"], email);
     let id = me["identity"]["id"].as_str().unwrap().to_string();
     assert_eq!(
         oidc_identifiers(s, &id).await,
@@ -164,7 +169,7 @@ async fn sign_up_and_again(s: &TestServer, provider: &str, user: &str, subject: 
 
 /// Maria has no email: the registration page asks for it with her name filled in, and the
 /// next sign-in goes straight into the identity made.
-async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
+pub(crate) async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
     let b = Browser::default();
     let r = sign_in(&b, s, "login", provider, "maria").await;
     let loc = location(&r);
@@ -234,7 +239,7 @@ async fn vk_sign_up_then_sign_in_into_the_same_identity(backend: Backend) {
     );
     assert!(page.contains("user=ivan"), "{page}");
 
-    sign_up_and_again(&s, "vk", "ivan", "100001").await;
+    sign_up_and_again(&s, "vk", ("ivan", "ivan.petrov@example.ru"), "100001").await;
     assert!(vk.users_get_requests() >= 2);
     s.stop().await;
 }
@@ -276,10 +281,9 @@ async fn vk_wrong_client_secret_is_refused_with_a_clear_message() {
     assert!(identities(&s).await.is_empty());
 }
 
-#[tokio::test]
-async fn vk_provider_requires_a_client_secret() {
-    let vk = VkEmulator::start().await;
-    let yaml = config(&vk_yaml(&vk, "\"\""));
+/// Builds an engine from `yaml` (a `config(...)` document), which must fail; returns the
+/// error, for the start-time refusals of provider entries.
+pub(crate) async fn start_error(yaml: &str) -> String {
     let path = tessera_testkit::temp_dir().join("tessera.yml");
     std::fs::write(
         &path,
@@ -288,16 +292,22 @@ async fn vk_provider_requires_a_client_secret() {
     .unwrap();
     let loaded = tessera_config::load(&[path], &Default::default()).unwrap();
     let settings = tessera_config::resolve(&loaded, true, None).unwrap();
-    let err = match tessera_server::app::build_engine_with(
+    match tessera_server::app::build_engine_with(
         settings,
         true,
         Some(tessera_testkit::tessera_bin()),
     )
     .await
     {
-        Ok(_) => panic!("accepted without a client_secret"),
+        Ok(_) => panic!("the configuration was accepted"),
         Err(e) => e.to_string(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn vk_provider_requires_a_client_secret() {
+    let vk = VkEmulator::start().await;
+    let err = start_error(&config(&vk_yaml(&vk, "\"\""))).await;
     assert!(
         err.contains("providers.0.client_secret") && err.contains("client_secret is required"),
         "{err}"
@@ -466,7 +476,7 @@ async fn vkid_sign_up_then_sign_in_and_fill_the_gap() {
     let page = b.get(&authorize, false).await.text().await.unwrap();
     assert!(page.contains("Иван Петров"), "{page}");
 
-    sign_up_and_again(&s, "vkid", "ivan", "100001").await;
+    sign_up_and_again(&s, "vkid", ("ivan", "ivan.petrov@example.ru"), "100001").await;
     assert!(vkid.user_info_requests() >= 2);
     // Maria has no email at VK: she is asked for one.
     let s2 = TestServer::start(Backend::Sqlite, &config(&vkid_yaml(&vkid))).await;
