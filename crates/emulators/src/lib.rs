@@ -15,6 +15,7 @@ pub mod github;
 pub mod sample_app;
 pub mod vk;
 pub mod vkid;
+pub mod wechat;
 pub mod yandex;
 
 /// A running emulator's server task; dropping the emulator stops it.

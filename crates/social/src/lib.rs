@@ -23,6 +23,7 @@ pub mod types;
 pub mod upstream;
 pub mod vk;
 pub mod vkid;
+pub mod wechat;
 pub mod yandex;
 
 pub use claims::normalize_claims;

@@ -8,7 +8,9 @@
 use crate::claims::subject_string;
 use crate::config::ProviderConfig;
 use crate::provider::Tokens;
-use crate::upstream::{ReadError, Upstream, UpstreamError, oauth_error, required_text, text};
+use crate::upstream::{
+    ReadError, Upstream, UpstreamError, oauth_error, oauth_or_status, required_text, text,
+};
 use reqwest::RequestBuilder;
 use serde_json::{Map, Value};
 use url::Url;
@@ -70,6 +72,48 @@ pub async fn call(
 ) -> Result<Value, UpstreamError> {
     let v = http.json_with(endpoint, req, read_error).await?;
     match oauth_error(endpoint, &v) {
+        Some(e) => Err(e),
+        None => Ok(v),
+    }
+}
+
+/// The error envelope of the Chinese platforms' APIs, which answer errors with HTTP 200 and a
+/// numeric code beside the data: WeChat's and WeCom's `{errcode, errmsg}`, QQ's `{ret, msg}`,
+/// Feishu's `{code, msg}`. A `code_key` that is absent or `0` means success; anything else is an
+/// [`UpstreamError::OAuth`] whose message carries the code and the platform's own words, e.g.
+/// "WeChat error 40029 — invalid code".
+pub fn errcode_error(
+    endpoint: &str,
+    v: &Value,
+    (platform, code_key, msg_key): (&str, &str, &str),
+) -> Option<UpstreamError> {
+    let code = v.get(code_key)?;
+    let ok = code.as_i64() == Some(0) || code.as_str() == Some("0");
+    if ok || code.is_null() {
+        return None;
+    }
+    let code = subject_string(code).unwrap_or_else(|| code.to_string());
+    Some(UpstreamError::OAuth {
+        endpoint: endpoint.into(),
+        error: format!("{platform} error {code}"),
+        description: text(v, msg_key)
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect(),
+    })
+}
+
+/// [`call`] for an API with an [`errcode_error`] envelope: the answer, unless it reports an
+/// error (with any status).
+pub async fn call_enveloped(
+    http: &Upstream,
+    endpoint: &str,
+    req: RequestBuilder,
+    envelope: (&str, &str, &str),
+) -> Result<Value, UpstreamError> {
+    let v = call(http, endpoint, req, oauth_or_status).await?;
+    match errcode_error(endpoint, &v, envelope) {
         Some(e) => Err(e),
         None => Ok(v),
     }
@@ -181,5 +225,26 @@ mod tests {
         assert_eq!(t.tokens(None, None).refresh_token, None);
         assert!(object(json!([]), "x").is_err());
         assert!(object(json!({"id": 1}), "x").is_ok());
+    }
+
+    #[test]
+    fn errcode_envelopes_are_errors_unless_zero() {
+        let wechat = ("WeChat", "errcode", "errmsg");
+        let e = errcode_error(
+            "t",
+            &json!({"errcode": 40029, "errmsg": "invalid code, rid: 1"}),
+            wechat,
+        )
+        .unwrap();
+        let msg = e.user_message("WeChat");
+        assert!(
+            msg.contains("WeChat error 40029") && msg.contains("invalid code"),
+            "{msg}"
+        );
+        assert!(errcode_error("t", &json!({"errcode": 0, "errmsg": "ok"}), wechat).is_none());
+        assert!(errcode_error("t", &json!({"openid": "o"}), wechat).is_none());
+        let qq = ("QQ", "ret", "msg");
+        assert!(errcode_error("t", &json!({"ret": "0"}), qq).is_none());
+        assert!(errcode_error("t", &json!({"ret": -1, "msg": "x"}), qq).is_some());
     }
 }

@@ -130,6 +130,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/yandex.md",
     },
+    ProviderType {
+        id: "wechat",
+        make: crate::wechat::Wechat::make,
+        auth_origins: &["https://open.weixin.qq.com"],
+        icon: include_str!("../icons/wechat.svg"),
+        names: Names {
+            en: "WeChat",
+            zh_cn: "微信",
+            ru: "WeChat",
+        },
+        docs: "docs/providers/wechat.md",
+    },
 ];
 
 /// The type with this id.

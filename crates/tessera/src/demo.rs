@@ -1,5 +1,5 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, VK, VK ID, GitHub and Yandex ID sign-in go to emulators of those
+//! configuration in which DingTalk, WeChat, VK, VK ID, GitHub and Yandex ID sign-in go to emulators of those
 //! providers, started in the same process (`tessera-emulators`), each with a consent page
 //! listing a few fake people.
 //!
@@ -17,6 +17,7 @@ use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
+use tessera_emulators::wechat::WechatEmulator;
 use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
@@ -42,6 +43,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("vk.jsonnet", include_str!("../demo/vk.jsonnet")),
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
+    ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
 ];
 
 struct Emulators {
@@ -50,6 +52,7 @@ struct Emulators {
     vkid: VkIdEmulator,
     github: GithubEmulator,
     yandex: YandexEmulator,
+    wechat: WechatEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -66,6 +69,7 @@ impl Emulators {
             vkid: VkIdEmulator::serve(loopback().await?)?,
             github: GithubEmulator::serve(loopback().await?)?,
             yandex: YandexEmulator::serve(loopback().await?)?,
+            wechat: WechatEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -76,6 +80,7 @@ impl Emulators {
         self.vkid.register_redirect_uri(&cb("vkid"));
         self.github.register_redirect_uri(cb("github"));
         self.yandex.register_redirect_uri(cb("yandex"));
+        self.wechat.register_redirect_uri(cb("wechat"));
     }
 }
 
@@ -153,6 +158,14 @@ selfservice:
             token_url: {ya_token}
             api_base_url: {ya_base}
             mapper_url: {ya_mapper}
+          - id: wechat
+            provider: wechat
+            label: WeChat
+            client_id: {wx_id}
+            client_secret: {wx_secret}
+            auth_url: {wx_auth}
+            api_base_url: {wx_base}
+            mapper_url: {wx_mapper}
   flows:
     registration:
       after:
@@ -195,6 +208,11 @@ selfservice:
         ya_token = e.yandex.token_url(),
         ya_base = e.yandex.base_url(),
         ya_mapper = q(&mapper("yandex.jsonnet")),
+        wx_id = q(e.wechat.client_id()),
+        wx_secret = q(e.wechat.client_secret()),
+        wx_auth = e.wechat.qr_auth_url(),
+        wx_base = e.wechat.base_url(),
+        wx_mapper = q(&mapper("wechat.jsonnet")),
     )
 }
 
@@ -244,8 +262,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {}, {}, {}); each\n  shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {}, {}, {},\n  {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
+        emulators.wechat.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -204,6 +204,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_and_yandex_offline() {
         "vk.jsonnet",
         "github.jsonnet",
         "yandex.jsonnet",
+        "wechat.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }
@@ -233,7 +234,9 @@ async fn the_demo_keeps_its_people_across_restarts_and_its_config_can_be_downloa
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8_lossy(&out.stdout);
-    assert!(yaml.contains("provider: dingtalk"), "{yaml}");
+    for provider in ["dingtalk", "wechat", "yandex"] {
+        assert!(yaml.contains(&format!("provider: {provider}")), "{yaml}");
+    }
     assert!(
         !yaml.contains("emulated-github-secret") && yaml.contains("<redacted:"),
         "secrets are redacted:\n{yaml}"

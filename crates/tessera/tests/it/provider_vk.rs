@@ -78,8 +78,12 @@ async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str)
 }
 
 /// Picks `user` on the emulator's consent page; returns the callback URL it sends the browser to.
+/// Like a browser, it does not send the URL's fragment (WeChat's `#wechat_redirect`).
 pub(crate) async fn upstream(b: &Browser, authorize: &str, user: &str) -> String {
-    let r = b.get(&format!("{authorize}&user={user}"), false).await;
+    let mut url = url::Url::parse(authorize).unwrap();
+    url.set_fragment(None);
+    url.query_pairs_mut().append_pair("user", user);
+    let r = b.get(url.as_str(), false).await;
     assert_eq!(r.status(), 302, "upstream answered {}", r.status());
     location(&r)
 }
@@ -304,14 +308,19 @@ pub(crate) async fn start_error(yaml: &str) -> String {
     }
 }
 
-#[tokio::test]
-async fn vk_provider_requires_a_client_secret() {
-    let vk = VkEmulator::start().await;
-    let err = start_error(&config(&vk_yaml(&vk, "\"\""))).await;
+/// A configuration whose first provider has no client secret does not start, naming the key.
+pub(crate) async fn assert_needs_a_secret(yaml: &str) {
+    let err = start_error(yaml).await;
     assert!(
         err.contains("providers.0.client_secret") && err.contains("client_secret is required"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn vk_provider_requires_a_client_secret() {
+    let vk = VkEmulator::start().await;
+    assert_needs_a_secret(&config(&vk_yaml(&vk, "\"\""))).await;
 }
 
 #[tokio::test]

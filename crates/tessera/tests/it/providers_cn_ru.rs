@@ -5,12 +5,14 @@
 //! service refuses. The browser journey helpers are the VK module's.
 
 use crate::provider_vk::{
-    b64, config, fill_the_gap, identities, param, refusal, sign_in, sign_up_and_again, start_error,
+    assert_needs_a_secret, b64, config, fill_the_gap, identities, oidc_identifiers, param, refusal,
+    sign_in, sign_up_and_again, start_error,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
-use tessera_testkit::journey::{location, press_provider};
+use tessera_testkit::journey::{flow_id_of, flow_json, location, press_provider, submit, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 /// `tessera demo`'s Yandex mapper, the one docs/providers/yandex.md shows.
@@ -39,9 +41,14 @@ async fn yandex_server(y: &YandexEmulator, secret: &str) -> TestServer {
 /// A sign-in as `user` that ends on the login page with a message: returns the English
 /// message, and checks the Russian and Chinese pages say it in their language with the
 /// provider's local name.
-async fn refused_in_every_language(s: &TestServer, user: &str, ru: &str, zh: &str) -> String {
+async fn refused_in_every_language(
+    s: &TestServer,
+    (provider, user): (&str, &str),
+    ru: &str,
+    zh: &str,
+) -> String {
     let b = Browser::default();
-    let r = sign_in(&b, s, "login", "yandex", user).await;
+    let r = sign_in(&b, s, "login", provider, user).await;
     let loc = location(&r);
     let en = refusal(&b, s, r).await;
     for (lang, needle) in [("ru", ru), ("zh-CN", zh)] {
@@ -123,7 +130,7 @@ async fn yandex_wrong_client_secret_is_a_clear_localised_message() {
     let s = yandex_server(&y, "not-the-secret").await;
     let text = refused_in_every_language(
         &s,
-        "ivan",
+        ("yandex", "ivan"),
         "Яндекс ID отклонил вход",
         "Yandex ID 拒绝了此次登录",
     )
@@ -143,7 +150,7 @@ async fn yandex_cancel_at_yandex_is_a_clear_localised_message() {
     let s = yandex_server(&y, y.client_secret()).await;
     let text = refused_in_every_language(
         &s,
-        "deny",
+        ("yandex", "deny"),
         "Вход через Яндекс ID отменён",
         "Yandex ID 登录已取消",
     )
@@ -160,7 +167,7 @@ async fn yandex_token_of_another_app_is_refused() {
     y.set_token_client_id(Some("0000000000000000000000000000dead"));
     let text = refused_in_every_language(
         &s,
-        "ivan",
+        ("yandex", "ivan"),
         "Яндекс ID прислал ответ",
         "Yandex ID 返回的信息无法使用",
     )
@@ -184,11 +191,7 @@ async fn yandex_provider_is_a_kratos_type_and_needs_a_secret() {
         .await;
     assert_eq!(page.status(), 303);
     // ...and without a client secret it refuses to, naming the key.
-    let err = start_error(&config(&yandex_yaml(&y, "\"\""))).await;
-    assert!(
-        err.contains("providers.0.client_secret") && err.contains("client_secret is required"),
-        "{err}"
-    );
+    assert_needs_a_secret(&config(&yandex_yaml(&y, "\"\""))).await;
 }
 
 #[tokio::test]
@@ -383,4 +386,348 @@ async fn yandex_emulator_refuses_what_yandex_refuses() {
         param(&location(&r), "error").as_deref(),
         Some("access_denied")
     );
+}
+
+// ---- WeChat --------------------------------------------------------------------------------
+
+/// `tessera demo`'s WeChat mapper, the one docs/providers/wechat.md shows.
+const WECHAT_MAPPER: &str = include_str!("../../demo/wechat.jsonnet");
+
+/// A `wechat` entry; `extra` adds keys (`scope`, `subject_source`, `auth_url`).
+fn wechat_yaml(w: &WechatEmulator, secret: &str, extra: &[(&str, &str)]) -> String {
+    let mut keys: Vec<(&str, String)> = vec![
+        ("auth_url", w.qr_auth_url()),
+        ("api_base_url", w.base_url().to_string()),
+    ];
+    for (k, v) in extra {
+        keys.retain(|(key, _)| key != k);
+        keys.push((k, v.to_string()));
+    }
+    let mut yaml = format!(
+        "          - id: wechat\n            provider: wechat\n            label: WeChat\n            client_id: {}\n            client_secret: {secret}\n            mapper_url: base64://{}\n",
+        w.client_id(),
+        b64(WECHAT_MAPPER)
+    );
+    for (k, v) in keys {
+        yaml.push_str(&format!("            {k}: {v}\n"));
+    }
+    yaml
+}
+
+async fn wechat_server(backend: Backend, w: &WechatEmulator, extra: &[(&str, &str)]) -> TestServer {
+    let s = TestServer::start(backend, &config(&wechat_yaml(w, w.client_secret(), extra))).await;
+    w.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/wechat",
+        s.public
+    ));
+    s
+}
+
+/// A first WeChat sign-in: WeChat has no email, so the registration page asks for one with the
+/// nickname filled in; returns the identity made and its credential identifiers.
+async fn wechat_sign_up(s: &TestServer, user: &str, email: &str) -> (Value, Value) {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", "wechat", user).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
+    let email_node = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.email")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(email_node["messages"][0]["id"], 4000002, "{flow}");
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", "wechat"), ("traits.email", email)],
+        false,
+    )
+    .await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], email);
+    let id = me["id"].as_str().unwrap();
+    (me.clone(), oidc_identifiers(s, id).await)
+}
+
+each_backend!(wechat_sign_up_fills_the_email_then_signs_in_again);
+async fn wechat_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let w = WechatEmulator::start().await;
+    let s = wechat_server(backend, &w, &[]).await;
+    // The QR login URL as WeChat documents it: appid, snsapi_login, #wechat_redirect.
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "wechat", "https://app.example.com/after").await;
+    let u = url::Url::parse(&authorize).unwrap();
+    assert_eq!(u.path(), "/connect/qrconnect");
+    assert_eq!(u.fragment(), Some("wechat_redirect"));
+    assert_eq!(param(&authorize, "appid").as_deref(), Some(w.client_id()));
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("snsapi_login"));
+    assert!(param(&authorize, "client_id").is_none());
+    let page = b.get(&authorize, false).await.text().await.unwrap();
+    assert!(page.contains("张伟") && page.contains("李娜"), "{page}");
+
+    let (me, ids) = wechat_sign_up(&s, "zhangwei", "zhangwei@example.cn").await;
+    assert_eq!(me["traits"]["name"]["first"], "张伟");
+    // The subject is the unionid; the mapper keeps both ids.
+    assert_eq!(ids, json!(["wechat:oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe"]));
+    assert_eq!(
+        me["metadata_public"]["wechat_unionid"],
+        "oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe"
+    );
+    assert_eq!(
+        me["metadata_public"]["wechat_openid"],
+        w.openid_of("zhangwei").as_str()
+    );
+    // Again, from another browser: straight into the same identity.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "wechat", "zhangwei").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn wechat_subject_is_the_openid_when_asked_or_without_a_unionid() {
+    // `subject_source: openid`: the per-app id even though WeChat sends a unionid.
+    let w = WechatEmulator::start().await;
+    let s = wechat_server(Backend::Sqlite, &w, &[("subject_source", "openid")]).await;
+    let (_, ids) = wechat_sign_up(&s, "lina", "lina@example.cn").await;
+    assert_eq!(ids, json!([format!("wechat:{}", w.openid_of("lina"))]));
+
+    // An app not bound to an Open Platform account: no unionid, so the openid.
+    let w = WechatEmulator::start().await;
+    w.set_bound_to_open_platform(false);
+    let s = wechat_server(Backend::Sqlite, &w, &[]).await;
+    let (me, ids) = wechat_sign_up(&s, "lina", "lina@example.cn").await;
+    assert_eq!(ids, json!([format!("wechat:{}", w.openid_of("lina"))]));
+    assert!(
+        me["metadata_public"].get("wechat_unionid").is_none(),
+        "{me}"
+    );
+
+    // `subject_source: unionid` without one: refused, nothing made.
+    let s = wechat_server(Backend::Sqlite, &w, &[("subject_source", "unionid")]).await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "wechat", "lina").await;
+    let text = refusal(&b, &s, r).await;
+    assert!(text.contains("WeChat sent an answer"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn wechat_in_wechat_browser_variant_uses_snsapi_userinfo() {
+    // An Official Account of the same Open Platform account: another appid, another openid,
+    // the same unionid.
+    let w = WechatEmulator::start_app("wx2b7d9e4f6a1c3e58").await;
+    let auth = w.in_wechat_auth_url();
+    let s = wechat_server(
+        Backend::Sqlite,
+        &w,
+        &[("scope", "[snsapi_userinfo]"), ("auth_url", &auth)],
+    )
+    .await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "wechat", "https://app.example.com/after").await;
+    assert_eq!(
+        url::Url::parse(&authorize).unwrap().path(),
+        "/connect/oauth2/authorize"
+    );
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("snsapi_userinfo")
+    );
+    let (_, ids) = wechat_sign_up(&s, "zhangwei", "zhangwei@example.cn").await;
+    assert_eq!(ids, json!(["wechat:oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe"]));
+    assert_ne!(
+        w.openid_of("zhangwei"),
+        WechatEmulator::start().await.openid_of("zhangwei"),
+        "openids are per app"
+    );
+}
+
+#[tokio::test]
+async fn wechat_http_200_errors_are_clear_localised_messages() {
+    // A wrong AppSecret: errcode 40125 at the token call.
+    let w = WechatEmulator::start().await;
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&wechat_yaml(&w, "not-the-secret", &[])),
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("wechat", "zhangwei"),
+        "WeChat отклонил вход",
+        "微信拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("WeChat refused the sign-in")
+            && text.contains("WeChat error 40125")
+            && text.contains("invalid appsecret"),
+        "{text}"
+    );
+    // An expired token at sns/userinfo: errcode 42001.
+    let s = wechat_server(Backend::Sqlite, &w, &[]).await;
+    w.expire_tokens(true);
+    let text = refused_in_every_language(
+        &s,
+        ("wechat", "zhangwei"),
+        "WeChat отклонил вход",
+        "微信拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("WeChat error 42001") && text.contains("access_token expired"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn wechat_configuration_is_checked_at_start() {
+    let w = WechatEmulator::start().await;
+    for (extra, key) in [
+        (("scope", "[snsapi_base]"), "providers.0.scope"),
+        (("subject_source", "email"), "providers.0.subject_source"),
+    ] {
+        let err = start_error(&config(&wechat_yaml(&w, w.client_secret(), &[extra]))).await;
+        assert!(err.contains(key), "{err}");
+    }
+    assert_needs_a_secret(&config(&wechat_yaml(&w, "\"\"", &[]))).await;
+}
+
+#[tokio::test]
+async fn wechat_emulator_refuses_what_wechat_refuses() {
+    let w = WechatEmulator::start().await;
+    let c = TestServer::client();
+    let back = "http://127.0.0.1:9/cb";
+    let get = |url: String| {
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap() }
+    };
+    let authorize = |path: String, scope: &str, extra: &str| {
+        format!(
+            "{path}?appid={}&redirect_uri={back}&response_type=code&scope={scope}&state=st{extra}",
+            w.client_id()
+        )
+    };
+    let code = |scope: &'static str| {
+        let url = if scope == "snsapi_login" {
+            authorize(w.qr_auth_url(), scope, "&user=zhangwei")
+        } else {
+            authorize(w.in_wechat_auth_url(), scope, "&user=zhangwei")
+        };
+        async move {
+            let r = get(url).await;
+            assert_eq!(r.status(), 302);
+            let loc = location(&r);
+            assert_eq!(param(&loc, "state").as_deref(), Some("st"));
+            param(&loc, "code").expect("a code")
+        }
+    };
+    let token = |code: String, appid: &str, secret: &str| {
+        let url = format!(
+            "{}/sns/oauth2/access_token?appid={appid}&secret={secret}&code={code}&grant_type=authorization_code",
+            w.base_url()
+        );
+        async move {
+            let r = get(url).await;
+            assert_eq!(r.status(), 200, "errors come with HTTP 200");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let (id, secret) = (w.client_id().to_string(), w.client_secret().to_string());
+
+    assert_eq!(
+        token(code("snsapi_login").await, "wx0", &secret).await["errcode"],
+        40013
+    );
+    assert_eq!(
+        token(code("snsapi_login").await, &id, "x").await["errcode"],
+        40125
+    );
+    assert_eq!(token("nope".into(), &id, &secret).await["errcode"], 40029);
+    let c1 = code("snsapi_login").await;
+    let t = token(c1.clone(), &id, &secret).await;
+    assert_eq!(t["openid"], w.openid_of("zhangwei").as_str(), "{t}");
+    assert_eq!(t["unionid"], "oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe");
+    assert_eq!(t["expires_in"], 7200);
+    let again = token(c1, &id, &secret).await;
+    assert_eq!(again["errcode"], 40163);
+    assert!(
+        again["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("code been used, rid: "),
+        "{again}"
+    );
+    w.set_code_ttl(Duration::ZERO);
+    assert_eq!(
+        token(code("snsapi_login").await, &id, &secret).await["errcode"],
+        42003
+    );
+    w.set_code_ttl(Duration::from_secs(600));
+
+    // sns/userinfo: the token in the query with its openid; no email or phone.
+    let access = t["access_token"].as_str().unwrap();
+    let info = |token: &str, openid: &str| {
+        get(format!(
+            "{}/sns/userinfo?access_token={token}&openid={openid}&lang=zh_CN",
+            w.base_url()
+        ))
+    };
+    let me: Value = info(access, t["openid"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["nickname"], "张伟");
+    assert!(
+        me.get("email").is_none() && me.get("errcode").is_none(),
+        "{me}"
+    );
+    let other: Value = info(access, "o-someone-else").await.json().await.unwrap();
+    assert_eq!(other["errcode"], 40003);
+    let forged: Value = info("forged", "x").await.json().await.unwrap();
+    assert_eq!(forged["errcode"], 40001);
+    // A snsapi_base token cannot read the profile.
+    let base = token(code("snsapi_base").await, &id, &secret).await;
+    let r: Value = info(
+        base["access_token"].as_str().unwrap(),
+        base["openid"].as_str().unwrap(),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(r["errcode"], 48001);
+
+    // Authorize: error pages, never a redirect.
+    w.register_redirect_uri(back);
+    for url in [
+        authorize(w.qr_auth_url(), "snsapi_login", "&user=zhangwei")
+            .replace(back, "https://evil.example/cb"),
+        authorize(w.qr_auth_url(), "snsapi_userinfo", "&user=zhangwei"),
+        authorize(w.in_wechat_auth_url(), "snsapi_login", "&user=zhangwei"),
+        authorize(w.qr_auth_url(), "snsapi_login", "&user=zhangwei").replace(&id, "wx0"),
+        authorize(w.qr_auth_url(), "snsapi_login", "&user=zhangwei&deny=1"),
+    ] {
+        let r = get(url.clone()).await;
+        assert_eq!(r.status(), 200, "{url}");
+        assert!(r.headers().get("location").is_none(), "{url}");
+    }
+    // The registered domain covers any path on it.
+    let r = get(authorize(w.qr_auth_url(), "snsapi_login", "&user=lina").replace("/cb", "/other"))
+        .await;
+    assert_eq!(r.status(), 302);
 }
