@@ -11,6 +11,7 @@
 
 mod common;
 pub mod dingtalk;
+pub mod feishu;
 pub mod github;
 pub mod sample_app;
 pub mod vk;

@@ -10,6 +10,7 @@
 pub mod claims;
 pub mod config;
 pub mod dingtalk;
+pub mod feishu;
 pub mod fetch;
 pub mod generic;
 pub mod github;

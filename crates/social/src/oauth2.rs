@@ -9,7 +9,7 @@ use crate::claims::subject_string;
 use crate::config::ProviderConfig;
 use crate::provider::Tokens;
 use crate::upstream::{
-    ReadError, Upstream, UpstreamError, oauth_error, oauth_or_status, required_text, text,
+    ReadError, Upstream, UpstreamError, excerpt, oauth_error, oauth_or_status, required_text, text,
 };
 use reqwest::RequestBuilder;
 use serde_json::{Map, Value};
@@ -105,18 +105,28 @@ pub fn errcode_error(
 }
 
 /// [`call`] for an API with an [`errcode_error`] envelope: the answer, unless it reports an
-/// error (with any status).
+/// error, with HTTP 200 (WeChat) or 4xx (Feishu): the envelope's code and words win over the
+/// status, then an OAuth `{error, error_description}`, then the status.
 pub async fn call_enveloped(
     http: &Upstream,
     endpoint: &str,
     req: RequestBuilder,
     envelope: (&str, &str, &str),
 ) -> Result<Value, UpstreamError> {
-    let v = call(http, endpoint, req, oauth_or_status).await?;
-    match errcode_error(endpoint, &v, envelope) {
-        Some(e) => Err(e),
-        None => Ok(v),
+    let (status, body) = http.send(endpoint, req).await?;
+    let parsed = serde_json::from_slice::<Value>(&body);
+    if let Ok(v) = &parsed
+        && let Some(e) = errcode_error(endpoint, v, envelope).or_else(|| oauth_error(endpoint, v))
+    {
+        return Err(e);
     }
+    if !status.is_success() {
+        return Err(oauth_or_status(endpoint, status.as_u16(), &body));
+    }
+    parsed.map_err(|e| UpstreamError::InvalidJson {
+        endpoint: endpoint.into(),
+        detail: format!("{e} (body starts with {:?})", excerpt(&body)),
+    })
 }
 
 /// A token endpoint's answer, with the access token it must carry.

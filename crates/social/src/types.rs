@@ -55,6 +55,7 @@ const GENERIC_ICON: &str = include_str!("../icons/generic.svg");
 /// The icon for a button whose provider is not configured (any more): a key.
 pub const DEFAULT_ICON: &str = GENERIC_ICON;
 const VK_ICON: &str = include_str!("../icons/vk.svg");
+const FEISHU_ICON: &str = include_str!("../icons/feishu.svg");
 
 /// Every provider type this build knows, in the order error messages list them.
 pub static TYPES: &[ProviderType] = &[
@@ -141,6 +142,37 @@ pub static TYPES: &[ProviderType] = &[
             ru: "WeChat",
         },
         docs: "docs/providers/wechat.md",
+    },
+    ProviderType {
+        id: "feishu",
+        make: crate::feishu::Feishu::make,
+        auth_origins: &[
+            "https://accounts.feishu.cn",
+            "https://accounts.larksuite.com",
+        ],
+        icon: FEISHU_ICON,
+        names: Names {
+            en: "Feishu",
+            zh_cn: "飞书",
+            ru: "Feishu",
+        },
+        docs: "docs/providers/feishu.md",
+    },
+    ProviderType {
+        // Kratos's name; the same provider as `feishu`.
+        id: "lark",
+        make: crate::feishu::Feishu::make,
+        auth_origins: &[
+            "https://accounts.feishu.cn",
+            "https://accounts.larksuite.com",
+        ],
+        icon: FEISHU_ICON,
+        names: Names {
+            en: "Lark",
+            zh_cn: "飞书",
+            ru: "Lark",
+        },
+        docs: "docs/providers/feishu.md",
     },
 ];
 

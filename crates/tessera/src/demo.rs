@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, VK, VK ID, GitHub and Yandex ID sign-in go to emulators of those
-//! providers, started in the same process (`tessera-emulators`), each with a consent page
-//! listing a few fake people.
+//! configuration in which DingTalk, WeChat, Feishu, VK, VK ID, GitHub and Yandex ID sign-in
+//! go to emulators of those providers, started in the same process (`tessera-emulators`), each
+//! with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
 //! Jsonnet mappers (the seed mappers, yours to edit), the SQLite database and the secret. The
@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::dingtalk::DingtalkEmulator;
+use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
@@ -44,6 +45,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
+    ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
 ];
 
 struct Emulators {
@@ -53,6 +55,7 @@ struct Emulators {
     github: GithubEmulator,
     yandex: YandexEmulator,
     wechat: WechatEmulator,
+    feishu: FeishuEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -70,6 +73,7 @@ impl Emulators {
             github: GithubEmulator::serve(loopback().await?)?,
             yandex: YandexEmulator::serve(loopback().await?)?,
             wechat: WechatEmulator::serve(loopback().await?)?,
+            feishu: FeishuEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -81,6 +85,7 @@ impl Emulators {
         self.github.register_redirect_uri(cb("github"));
         self.yandex.register_redirect_uri(cb("yandex"));
         self.wechat.register_redirect_uri(cb("wechat"));
+        self.feishu.register_redirect_uri(cb("feishu"));
     }
 }
 
@@ -166,6 +171,14 @@ selfservice:
             auth_url: {wx_auth}
             api_base_url: {wx_base}
             mapper_url: {wx_mapper}
+          - id: feishu
+            provider: feishu
+            label: Feishu
+            client_id: {fs_id}
+            client_secret: {fs_secret}
+            auth_url: {fs_auth}
+            api_base_url: {fs_base}
+            mapper_url: {fs_mapper}
   flows:
     registration:
       after:
@@ -213,6 +226,11 @@ selfservice:
         wx_auth = e.wechat.qr_auth_url(),
         wx_base = e.wechat.base_url(),
         wx_mapper = q(&mapper("wechat.jsonnet")),
+        fs_id = q(e.feishu.client_id()),
+        fs_secret = q(e.feishu.client_secret()),
+        fs_auth = e.feishu.auth_url(),
+        fs_base = e.feishu.base_url(),
+        fs_mapper = q(&mapper("feishu.jsonnet")),
     )
 }
 
@@ -262,9 +280,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {}, {}, {},\n  {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
+        emulators.feishu.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

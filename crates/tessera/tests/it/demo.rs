@@ -1,5 +1,5 @@
 //! `tessera demo` as a newcomer meets it: one command, a printed URL, and sign-in with DingTalk,
-//! VK, GitHub and Yandex ID through the emulators' consent pages (a person picks someone from the page;
+//! VK, GitHub, Yandex ID and Feishu through the emulators' consent pages (a person picks someone from the page;
 //! the test follows the first link), all without a network.
 
 use serde_json::Value;
@@ -160,7 +160,7 @@ async fn sign_up_with(demo: &Demo, provider: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_newcomer_signs_in_with_dingtalk_vk_github_and_yandex_offline() {
+async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline() {
     let dir = tessera_testkit::temp_dir();
     let demo = start_demo(&dir);
     assert!(
@@ -170,7 +170,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_and_yandex_offline() {
     );
 
     let mut ids = Vec::new();
-    for provider in ["dingtalk", "vk", "github", "yandex"] {
+    for provider in ["dingtalk", "vk", "github", "yandex", "feishu"] {
         let identity = sign_up_with(&demo, provider).await;
         let identifiers: Value = reqwest::get(format!(
             "{}/admin/identities/{}?include_credential=oidc",
@@ -193,7 +193,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_and_yandex_offline() {
         ids.push(identity["id"].clone());
     }
     ids.dedup();
-    assert_eq!(ids.len(), 4, "four people, four identities");
+    assert_eq!(ids.len(), 5, "five people, five identities");
 
     // The demo folder holds what the banner says, and the seed mappers are there to edit.
     let folder = dir.join("tessera-demo");
@@ -205,6 +205,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_and_yandex_offline() {
         "github.jsonnet",
         "yandex.jsonnet",
         "wechat.jsonnet",
+        "feishu.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

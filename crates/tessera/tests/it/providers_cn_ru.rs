@@ -10,6 +10,7 @@ use crate::provider_vk::{
 };
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::feishu::FeishuEmulator;
 use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
 use tessera_testkit::journey::{flow_id_of, flow_json, location, press_provider, submit, whoami};
@@ -730,4 +731,284 @@ async fn wechat_emulator_refuses_what_wechat_refuses() {
     let r = get(authorize(w.qr_auth_url(), "snsapi_login", "&user=lina").replace("/cb", "/other"))
         .await;
     assert_eq!(r.status(), 302);
+}
+
+// ---- Feishu / Lark -------------------------------------------------------------------------
+
+/// `tessera demo`'s Feishu mapper, the one docs/providers/feishu.md shows.
+const FEISHU_MAPPER: &str = include_str!("../../demo/feishu.jsonnet");
+
+/// A `feishu` (or `lark`) entry with id `feishu`; `extra` lines are added as they are.
+fn feishu_yaml(f: &FeishuEmulator, kind: &str, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: feishu\n            provider: {kind}\n            label: Feishu\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n{extra}",
+        f.client_id(),
+        f.auth_url(),
+        f.base_url(),
+        b64(FEISHU_MAPPER)
+    )
+}
+
+async fn feishu_server(
+    backend: Backend,
+    f: &FeishuEmulator,
+    kind: &str,
+    extra: &str,
+) -> TestServer {
+    let s = TestServer::start(
+        backend,
+        &config(&feishu_yaml(f, kind, f.client_secret(), extra)),
+    )
+    .await;
+    f.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/feishu",
+        s.public
+    ));
+    s
+}
+
+each_backend!(feishu_sign_up_then_sign_in_into_the_same_identity);
+async fn feishu_sign_up_then_sign_in_into_the_same_identity(backend: Backend) {
+    let f = FeishuEmulator::start().await;
+    let s = feishu_server(backend, &f, "feishu", "").await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "feishu", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&f.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some(f.client_id())
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let page = b.get(&authorize, false).await.text().await.unwrap();
+    assert!(page.contains("张伟") && page.contains("李娜"), "{page}");
+
+    let r = sign_in(&b, &s, "login", "feishu", "zhangwei").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "zhangwei@corp.example.cn");
+    assert_eq!(me["traits"]["name"]["first"], "张伟");
+    assert_eq!(
+        me["metadata_public"]["feishu_tenant_key"],
+        "2ed263bf32cf1651"
+    );
+    let id = me["id"].as_str().unwrap();
+    // The subject is the per-app open_id, as in Kratos's `lark`.
+    assert_eq!(
+        oidc_identifiers(&s, id).await,
+        json!([format!("feishu:{}", f.open_id_of("zhangwei"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "feishu", "zhangwei").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn lark_is_kratos_name_for_the_same_provider_with_union_id_on_request() {
+    let f = FeishuEmulator::start().await;
+    let s = feishu_server(
+        Backend::Sqlite,
+        &f,
+        "lark",
+        "            subject_source: union_id\n",
+    )
+    .await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "feishu", "alex").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let id = whoami(&b, &s).await["identity"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!(["feishu:on_5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"])
+    );
+}
+
+#[tokio::test]
+async fn feishu_without_an_email_the_user_fills_the_gap() {
+    let f = FeishuEmulator::start().await;
+    let s = feishu_server(Backend::Sqlite, &f, "feishu", "").await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "feishu", "lina").await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(&b, &s, "registration", &flow_id_of(&loc)).await;
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", "feishu"), ("traits.email", "lina@example.cn")],
+        false,
+    )
+    .await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["name"]["first"], "李娜");
+    let again = Browser::default();
+    let r = sign_in(&again, &s, "login", "feishu", "lina").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&again, &s).await["identity"]["id"], me["id"]);
+}
+
+#[tokio::test]
+async fn feishu_errors_are_clear_localised_messages() {
+    let f = FeishuEmulator::start().await;
+    // A wrong App Secret: HTTP 400 with Feishu's code 20002.
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&feishu_yaml(&f, "feishu", "not-the-secret", "")),
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("feishu", "zhangwei"),
+        "Feishu отклонил вход",
+        "飞书拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Feishu error 20002") && text.contains("The client secret is invalid"),
+        "{text}"
+    );
+    // An expired token at user_info: code 99991677 in a {code, msg} envelope with HTTP 400.
+    let s = feishu_server(Backend::Sqlite, &f, "feishu", "").await;
+    f.expire_tokens(true);
+    let text = refused_in_every_language(
+        &s,
+        ("feishu", "zhangwei"),
+        "Feishu отклонил вход",
+        "飞书拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Feishu error 99991677") && text.contains("expired"),
+        "{text}"
+    );
+    f.expire_tokens(false);
+    // Cancel on Feishu's page.
+    let text = refused_in_every_language(
+        &s,
+        ("feishu", "deny"),
+        "Вход через Feishu отменён",
+        "飞书登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn feishu_emulator_refuses_what_feishu_refuses() {
+    let f = FeishuEmulator::start().await;
+    let c = TestServer::client();
+    let back = "http://127.0.0.1:9/cb";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let authorize = |extra: &str| {
+        format!(
+            "{}?client_id={}&redirect_uri={back}&state=st{extra}",
+            f.auth_url(),
+            f.client_id()
+        )
+    };
+    let code = |extra: &str| {
+        let (c, url) = (c.clone(), authorize(&format!("&user=zhangwei{extra}")));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").expect("a code")
+        }
+    };
+    let token_url = format!("{}/open-apis/authen/v2/oauth/token", f.base_url());
+    let token = |body: Value| {
+        let (c, url) = (c.clone(), token_url.clone());
+        async move {
+            let r = c.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let body = |code: String| {
+        json!({"grant_type": "authorization_code", "client_id": f.client_id(),
+            "client_secret": f.client_secret(), "code": code, "redirect_uri": back})
+    };
+
+    let mut b = body(code("").await);
+    b["client_secret"] = "wrong".into();
+    let (st, e) = token(b).await;
+    assert_eq!(
+        (st, e["code"].clone(), e["error"].clone()),
+        (400, json!(20002), json!("invalid_client"))
+    );
+    let (_, e) = token(body("nope".into())).await;
+    assert_eq!(e["code"], 20003);
+    let c1 = code("").await;
+    let (st, t) = token(body(c1.clone())).await;
+    assert_eq!((st, t["code"].clone()), (200, json!(0)), "{t}");
+    assert!(t.get("refresh_token").is_none(), "only with offline_access");
+    let (_, e) = token(body(c1)).await;
+    assert_eq!(e["code"], 20065);
+    let mut b = body(code("").await);
+    b["redirect_uri"] = "http://127.0.0.1:9/other".into();
+    assert_eq!(token(b).await.1["code"], 20071);
+    f.set_code_ttl(Duration::ZERO);
+    assert_eq!(token(body(code("").await)).await.1["code"], 20004);
+    f.set_code_ttl(Duration::from_secs(300));
+    let pkce = format!("&code_challenge={challenge}&code_challenge_method=S256");
+    assert_eq!(token(body(code(&pkce).await)).await.1["code"], 20049);
+    let mut b = body(code(&pkce).await);
+    b["code_verifier"] = verifier.into();
+    assert_eq!(token(b).await.1["code"], 0);
+    // A form body is refused: the token endpoint speaks JSON only.
+    let r = c
+        .post(&token_url)
+        .form(&[("grant_type", "authorization_code"), ("code", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 20001);
+
+    // user_info: Bearer; the user in a {code, msg, data} envelope.
+    let access = t["access_token"].as_str().unwrap();
+    let info = format!("{}/open-apis/authen/v1/user_info", f.base_url());
+    let r: Value = c
+        .get(&info)
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["code"].clone(), r["data"]["name"].clone()),
+        (json!(0), json!("张伟"))
+    );
+    let r = c.get(&info).bearer_auth("forged").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 99991668);
+
+    // Authorize: an unregistered redirect_uri or an unknown app is an error page.
+    f.register_redirect_uri(back);
+    let r = c
+        .get(authorize("&user=zhangwei").replace(back, "https://evil.example/cb"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 400 && r.headers().get("location").is_none());
+    let r = c
+        .get(authorize("&user=zhangwei").replace(f.client_id(), "cli_other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
