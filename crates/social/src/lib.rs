@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod oauth2;
 pub mod oidc;
 pub mod provider;
+pub mod qq;
 pub mod request;
 pub mod types;
 pub mod upstream;

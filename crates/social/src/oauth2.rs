@@ -104,9 +104,10 @@ pub fn errcode_error(
     })
 }
 
-/// [`call`] for an API with an [`errcode_error`] envelope: the answer, unless it reports an
-/// error, with HTTP 200 (WeChat) or 4xx (Feishu): the envelope's code and words win over the
-/// status, then an OAuth `{error, error_description}`, then the status.
+/// [`call`] for an API with an [`errcode_error`] envelope: the answer (JSON, JSONP or a form:
+/// [`lenient_json`]), unless it reports an error, with HTTP 200 (WeChat, QQ) or 4xx (Feishu):
+/// the envelope's code and words win over the status, then an OAuth `{error,
+/// error_description}`, then the status.
 pub async fn call_enveloped(
     http: &Upstream,
     endpoint: &str,
@@ -114,7 +115,7 @@ pub async fn call_enveloped(
     envelope: (&str, &str, &str),
 ) -> Result<Value, UpstreamError> {
     let (status, body) = http.send(endpoint, req).await?;
-    let parsed = serde_json::from_slice::<Value>(&body);
+    let parsed = lenient_json(endpoint, &body);
     if let Ok(v) = &parsed
         && let Some(e) = errcode_error(endpoint, v, envelope).or_else(|| oauth_error(endpoint, v))
     {
@@ -123,9 +124,49 @@ pub async fn call_enveloped(
     if !status.is_success() {
         return Err(oauth_or_status(endpoint, status.as_u16(), &body));
     }
-    parsed.map_err(|e| UpstreamError::InvalidJson {
+    parsed
+}
+
+/// The JSON inside a JSONP answer (`callback( {...} );`, QQ's default); other text as it is.
+pub fn unwrap_jsonp(body: &str) -> &str {
+    let t = body.trim();
+    match t.strip_prefix("callback") {
+        Some(rest) => rest
+            .trim_start()
+            .strip_prefix('(')
+            .and_then(|r| {
+                r.trim_end()
+                    .trim_end_matches(';')
+                    .trim_end()
+                    .strip_suffix(')')
+            })
+            .map(str::trim)
+            .unwrap_or(t),
+        None => t,
+    }
+}
+
+/// An answer that may be JSON, JSONP or `application/x-www-form-urlencoded` text (QQ's token
+/// endpoint answers a form on success and JSONP on failure), as a JSON value: a form becomes an
+/// object of strings. Not a form either: [`UpstreamError::InvalidJson`].
+pub fn lenient_json(endpoint: &str, body: &[u8]) -> Result<Value, UpstreamError> {
+    let text = String::from_utf8_lossy(body);
+    let inner = unwrap_jsonp(&text);
+    if let Ok(v) = serde_json::from_str::<Value>(inner) {
+        return Ok(v);
+    }
+    let pairs: Map<String, Value> = url::form_urlencoded::parse(inner.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    if inner.contains('=') && !pairs.is_empty() && !inner.contains(['{', '<']) {
+        return Ok(Value::Object(pairs));
+    }
+    Err(UpstreamError::InvalidJson {
         endpoint: endpoint.into(),
-        detail: format!("{e} (body starts with {:?})", excerpt(&body)),
+        detail: format!(
+            "neither JSON, JSONP nor a form (body starts with {:?})",
+            excerpt(body)
+        ),
     })
 }
 
@@ -235,6 +276,28 @@ mod tests {
         assert_eq!(t.tokens(None, None).refresh_token, None);
         assert!(object(json!([]), "x").is_err());
         assert!(object(json!({"id": 1}), "x").is_ok());
+    }
+
+    #[test]
+    fn jsonp_and_forms_are_read_as_json() {
+        assert_eq!(
+            unwrap_jsonp("callback( {\"openid\":\"o\"} );\n"),
+            "{\"openid\":\"o\"}"
+        );
+        assert_eq!(unwrap_jsonp("{\"a\":1}"), "{\"a\":1}");
+        let v = lenient_json(
+            "t",
+            b"callback( {\"error\":100020,\"error_description\":\"code is reused error\"} );",
+        )
+        .unwrap();
+        assert_eq!(v["error"], 100020);
+        let v = lenient_json("t", b"access_token=AT&expires_in=7776000&refresh_token=RT").unwrap();
+        assert_eq!(
+            (v["access_token"].as_str(), v["expires_in"].as_str()),
+            (Some("AT"), Some("7776000"))
+        );
+        assert!(lenient_json("t", b"<html>busy</html>").is_err());
+        assert!(lenient_json("t", b"").is_err());
     }
 
     #[test]

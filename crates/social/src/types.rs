@@ -174,6 +174,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/feishu.md",
     },
+    ProviderType {
+        id: "qq",
+        make: crate::qq::Qq::make,
+        auth_origins: &["https://graph.qq.com"],
+        icon: include_str!("../icons/qq.svg"),
+        names: Names {
+            en: "QQ",
+            zh_cn: "QQ",
+            ru: "QQ",
+        },
+        docs: "docs/providers/qq.md",
+    },
 ];
 
 /// The type with this id.

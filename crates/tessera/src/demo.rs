@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, Feishu, VK, VK ID, GitHub and Yandex ID sign-in
-//! go to emulators of those providers, started in the same process (`tessera-emulators`), each
-//! with a consent page listing a few fake people.
+//! configuration in which DingTalk, WeChat, Feishu, QQ, VK, VK ID, GitHub and Yandex ID
+//! sign-in go to emulators of those providers, started in the same process
+//! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
 //! Jsonnet mappers (the seed mappers, yours to edit), the SQLite database and the secret. The
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
+use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
@@ -46,6 +47,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
+    ("qq.jsonnet", include_str!("../demo/qq.jsonnet")),
 ];
 
 struct Emulators {
@@ -56,6 +58,7 @@ struct Emulators {
     yandex: YandexEmulator,
     wechat: WechatEmulator,
     feishu: FeishuEmulator,
+    qq: QqEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -74,6 +77,7 @@ impl Emulators {
             yandex: YandexEmulator::serve(loopback().await?)?,
             wechat: WechatEmulator::serve(loopback().await?)?,
             feishu: FeishuEmulator::serve(loopback().await?)?,
+            qq: QqEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -86,6 +90,7 @@ impl Emulators {
         self.yandex.register_redirect_uri(cb("yandex"));
         self.wechat.register_redirect_uri(cb("wechat"));
         self.feishu.register_redirect_uri(cb("feishu"));
+        self.qq.register_redirect_uri(cb("qq"));
     }
 }
 
@@ -179,6 +184,14 @@ selfservice:
             auth_url: {fs_auth}
             api_base_url: {fs_base}
             mapper_url: {fs_mapper}
+          - id: qq
+            provider: qq
+            label: QQ
+            client_id: {qq_id}
+            client_secret: {qq_secret}
+            auth_url: {qq_auth}
+            api_base_url: {qq_base}
+            mapper_url: {qq_mapper}
   flows:
     registration:
       after:
@@ -231,6 +244,11 @@ selfservice:
         fs_auth = e.feishu.auth_url(),
         fs_base = e.feishu.base_url(),
         fs_mapper = q(&mapper("feishu.jsonnet")),
+        qq_id = q(e.qq.client_id()),
+        qq_secret = q(e.qq.client_secret()),
+        qq_auth = e.qq.auth_url(),
+        qq_base = e.qq.base_url(),
+        qq_mapper = q(&mapper("qq.jsonnet")),
     )
 }
 
@@ -280,10 +298,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, QQ, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {},\n  {}, {}, {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.feishu.base_url(),
+        emulators.qq.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -206,6 +206,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline()
         "yandex.jsonnet",
         "wechat.jsonnet",
         "feishu.jsonnet",
+        "qq.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }
@@ -235,7 +236,7 @@ async fn the_demo_keeps_its_people_across_restarts_and_its_config_can_be_downloa
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8_lossy(&out.stdout);
-    for provider in ["dingtalk", "wechat", "yandex"] {
+    for provider in ["dingtalk", "wechat", "yandex", "feishu", "qq"] {
         assert!(yaml.contains(&format!("provider: {provider}")), "{yaml}");
     }
     assert!(

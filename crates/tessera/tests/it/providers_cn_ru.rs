@@ -11,6 +11,7 @@ use crate::provider_vk::{
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::feishu::FeishuEmulator;
+use tessera_testkit::emulators::qq::QqEmulator;
 use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
 use tessera_testkit::journey::{flow_id_of, flow_json, location, press_provider, submit, whoami};
@@ -424,11 +425,16 @@ async fn wechat_server(backend: Backend, w: &WechatEmulator, extra: &[(&str, &st
     s
 }
 
-/// A first WeChat sign-in: WeChat has no email, so the registration page asks for one with the
-/// nickname filled in; returns the identity made and its credential identifiers.
-async fn wechat_sign_up(s: &TestServer, user: &str, email: &str) -> (Value, Value) {
+/// A first sign-in with a provider that shares no email (WeChat, QQ): the registration page
+/// asks for one with the nickname filled in; returns the identity made and its credential
+/// identifiers.
+async fn sign_up_giving_an_email(
+    s: &TestServer,
+    (provider, user): (&str, &str),
+    email: &str,
+) -> (Value, Value) {
     let b = Browser::default();
-    let r = sign_in(&b, s, "login", "wechat", user).await;
+    let r = sign_in(&b, s, "login", provider, user).await;
     let loc = location(&r);
     assert!(
         loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
@@ -446,7 +452,7 @@ async fn wechat_sign_up(s: &TestServer, user: &str, email: &str) -> (Value, Valu
     let r = submit(
         &b,
         &flow,
-        &[("provider", "wechat"), ("traits.email", email)],
+        &[("provider", provider), ("traits.email", email)],
         false,
     )
     .await;
@@ -474,7 +480,8 @@ async fn wechat_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
     let page = b.get(&authorize, false).await.text().await.unwrap();
     assert!(page.contains("张伟") && page.contains("李娜"), "{page}");
 
-    let (me, ids) = wechat_sign_up(&s, "zhangwei", "zhangwei@example.cn").await;
+    let (me, ids) =
+        sign_up_giving_an_email(&s, ("wechat", "zhangwei"), "zhangwei@example.cn").await;
     assert_eq!(me["traits"]["name"]["first"], "张伟");
     // The subject is the unionid; the mapper keeps both ids.
     assert_eq!(ids, json!(["wechat:oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe"]));
@@ -500,14 +507,14 @@ async fn wechat_subject_is_the_openid_when_asked_or_without_a_unionid() {
     // `subject_source: openid`: the per-app id even though WeChat sends a unionid.
     let w = WechatEmulator::start().await;
     let s = wechat_server(Backend::Sqlite, &w, &[("subject_source", "openid")]).await;
-    let (_, ids) = wechat_sign_up(&s, "lina", "lina@example.cn").await;
+    let (_, ids) = sign_up_giving_an_email(&s, ("wechat", "lina"), "lina@example.cn").await;
     assert_eq!(ids, json!([format!("wechat:{}", w.openid_of("lina"))]));
 
     // An app not bound to an Open Platform account: no unionid, so the openid.
     let w = WechatEmulator::start().await;
     w.set_bound_to_open_platform(false);
     let s = wechat_server(Backend::Sqlite, &w, &[]).await;
-    let (me, ids) = wechat_sign_up(&s, "lina", "lina@example.cn").await;
+    let (me, ids) = sign_up_giving_an_email(&s, ("wechat", "lina"), "lina@example.cn").await;
     assert_eq!(ids, json!([format!("wechat:{}", w.openid_of("lina"))]));
     assert!(
         me["metadata_public"].get("wechat_unionid").is_none(),
@@ -546,7 +553,7 @@ async fn wechat_in_wechat_browser_variant_uses_snsapi_userinfo() {
         param(&authorize, "scope").as_deref(),
         Some("snsapi_userinfo")
     );
-    let (_, ids) = wechat_sign_up(&s, "zhangwei", "zhangwei@example.cn").await;
+    let (_, ids) = sign_up_giving_an_email(&s, ("wechat", "zhangwei"), "zhangwei@example.cn").await;
     assert_eq!(ids, json!(["wechat:oU5Yyt2xk7Zc9M0eWfG1bQ3hZhWe"]));
     assert_ne!(
         w.openid_of("zhangwei"),
@@ -1011,4 +1018,251 @@ async fn feishu_emulator_refuses_what_feishu_refuses() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+// ---- QQ ------------------------------------------------------------------------------------
+
+/// `tessera demo`'s QQ mapper, the one docs/providers/qq.md shows.
+const QQ_MAPPER: &str = include_str!("../../demo/qq.jsonnet");
+
+fn qq_yaml(q: &QqEmulator, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: qq\n            provider: qq\n            label: QQ\n            client_id: \"{}\"\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n{extra}",
+        q.client_id(),
+        q.auth_url(),
+        q.base_url(),
+        b64(QQ_MAPPER)
+    )
+}
+
+async fn qq_server(backend: Backend, q: &QqEmulator, extra: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&qq_yaml(q, q.client_secret(), extra))).await;
+    q.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/qq",
+        s.public
+    ));
+    s
+}
+
+each_backend!(qq_sign_up_fills_the_email_then_signs_in_again);
+async fn qq_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let q = QqEmulator::start().await;
+    let s = qq_server(backend, &q, "").await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "qq", "https://app.example.com/after").await;
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("get_user_info"));
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some(q.client_id())
+    );
+    let page = b.get(&authorize, false).await.text().await.unwrap();
+    assert!(page.contains("小明") && page.contains("小红"), "{page}");
+
+    // The form-encoded token answer and the JSONP `/me` are read; the subject is the openid.
+    let (me, ids) = sign_up_giving_an_email(&s, ("qq", "xiaoming"), "xiaoming@example.cn").await;
+    assert_eq!(ids, json!([format!("qq:{}", q.openid_of("xiaoming"))]));
+    assert_eq!(me["traits"]["name"]["first"], "小明");
+    assert_eq!(
+        me["metadata_public"]["qq_openid"],
+        q.openid_of("xiaoming").as_str()
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "qq", "xiaoming").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn qq_union_id_is_asked_for_and_used_when_configured() {
+    let q = QqEmulator::start().await;
+    let s = qq_server(
+        Backend::Sqlite,
+        &q,
+        "            subject_source: union_id\n",
+    )
+    .await;
+    let (me, ids) = sign_up_giving_an_email(&s, ("qq", "xiaohong"), "xiaohong@example.cn").await;
+    assert_eq!(ids, json!(["qq:UID_0A1B2C3D4E5F60718293A4B5C6D7E8F0"]));
+    assert_eq!(
+        me["metadata_public"]["qq_unionid"],
+        "UID_0A1B2C3D4E5F60718293A4B5C6D7E8F0"
+    );
+    // Without QQ's unionid permission, `/me` refuses with JSONP error 100048.
+    q.set_unionid_permission(false);
+    let text = refused_in_every_language(
+        &s,
+        ("qq", "xiaohong"),
+        "QQ отклонил вход",
+        "QQ 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("QQ error 100048"), "{text}");
+}
+
+#[tokio::test]
+async fn qq_jsonp_and_ret_errors_are_clear_localised_messages() {
+    let q = QqEmulator::start().await;
+    // A wrong APP Key: JSONP error 100002 from the token call.
+    let s = TestServer::start(Backend::Sqlite, &config(&qq_yaml(&q, "not-the-key", ""))).await;
+    let text = refused_in_every_language(
+        &s,
+        ("qq", "xiaoming"),
+        "QQ отклонил вход",
+        "QQ 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("QQ error 100002") && text.contains("client_secret is wrong"),
+        "{text}"
+    );
+    // get_user_info's `{ret: 1002}` with HTTP 200.
+    let s = qq_server(Backend::Sqlite, &q, "").await;
+    q.fail_user_info(true);
+    let text = refused_in_every_language(
+        &s,
+        ("qq", "xiaoming"),
+        "QQ отклонил вход",
+        "QQ 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("QQ error 1002"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn qq_emulator_refuses_what_qq_refuses() {
+    let q = QqEmulator::start().await;
+    let c = TestServer::client();
+    let back = "http://127.0.0.1:9/cb";
+    let authorize = |extra: &str| {
+        format!(
+            "{}?response_type=code&client_id={}&redirect_uri={back}&state=st&scope=get_user_info{extra}",
+            q.auth_url(),
+            q.client_id()
+        )
+    };
+    let text = |url: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("location").cloned(),
+                r.text().await.unwrap(),
+            )
+        }
+    };
+    let code = || {
+        let url = authorize("&user=xiaoming");
+        async move {
+            let r = TestServer::client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").expect("a code")
+        }
+    };
+    let token = |code: String, secret: &str, redirect: &str| {
+        format!(
+            "{}/oauth2.0/token?grant_type=authorization_code&client_id={}&client_secret={secret}&code={code}&redirect_uri={redirect}",
+            q.base_url(),
+            q.client_id()
+        )
+    };
+    let secret = q.client_secret().to_string();
+
+    // Success is form-encoded text; errors are JSONP with HTTP 200.
+    let c1 = code().await;
+    let (st, _, body) = text(token(c1.clone(), &secret, back)).await;
+    assert_eq!(st, 200);
+    assert!(
+        body.starts_with("access_token=") && body.contains("&expires_in=7776000"),
+        "{body}"
+    );
+    let access = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token="))
+        .unwrap()
+        .to_string();
+    let (st, _, body) = text(token(c1, &secret, back)).await;
+    assert_eq!(st, 200);
+    assert!(
+        body.starts_with("callback( ") && body.contains("100020"),
+        "{body}"
+    );
+    assert!(
+        text(token(code().await, "wrong", back))
+            .await
+            .2
+            .contains("100002")
+    );
+    assert!(
+        text(token(code().await, &secret, "http://127.0.0.1:9/x"))
+            .await
+            .2
+            .contains("100010")
+    );
+    q.set_code_ttl(Duration::ZERO);
+    assert!(
+        text(token(code().await, &secret, back))
+            .await
+            .2
+            .contains("100019")
+    );
+    q.set_code_ttl(Duration::from_secs(600));
+    let (_, _, json_body) = text(format!("{}&fmt=json", token(code().await, &secret, back))).await;
+    assert!(serde_json::from_str::<Value>(&json_body).unwrap()["access_token"].is_string());
+
+    // /me: JSONP with the app and the openid; the unionid only when asked for.
+    let (_, _, body) = text(format!(
+        "{}/oauth2.0/me?access_token={access}",
+        q.base_url()
+    ))
+    .await;
+    assert!(
+        body.starts_with("callback( ") && body.contains(&q.openid_of("xiaoming")),
+        "{body}"
+    );
+    assert!(!body.contains("unionid"), "{body}");
+    let (_, _, body) = text(format!(
+        "{}/oauth2.0/me?access_token={access}&unionid=1",
+        q.base_url()
+    ))
+    .await;
+    assert!(
+        body.contains("UID_6F1B2C3D4E5F60718293A4B5C6D7E8F9"),
+        "{body}"
+    );
+    let (_, _, body) = text(format!("{}/oauth2.0/me?access_token=forged", q.base_url())).await;
+    assert!(body.contains("100016"), "{body}");
+
+    // get_user_info: `ret` errors with HTTP 200; no email.
+    let info = |token: &str, openid: &str| {
+        format!(
+            "{}/user/get_user_info?access_token={token}&oauth_consumer_key={}&openid={openid}",
+            q.base_url(),
+            q.client_id()
+        )
+    };
+    let (_, _, body) = text(info(&access, &q.openid_of("xiaoming"))).await;
+    let me: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (me["ret"].clone(), me["nickname"].clone()),
+        (json!(0), json!("小明"))
+    );
+    assert!(me.get("email").is_none());
+    let (st, _, body) = text(info(&access, "SOMEONEELSE")).await;
+    assert_eq!(st, 200);
+    assert_ne!(serde_json::from_str::<Value>(&body).unwrap()["ret"], 0);
+
+    // Authorize: error pages, never a redirect.
+    q.register_redirect_uri(back);
+    for url in [
+        authorize("&user=xiaoming").replace(back, "https://evil.example/cb"),
+        authorize("&user=xiaoming").replace(q.client_id(), "100000000"),
+        authorize("&user=deny"),
+    ] {
+        let (st, loc, _) = text(url.clone()).await;
+        assert!(st == 200 && loc.is_none(), "{url}");
+    }
 }
