@@ -13,6 +13,7 @@ mod common;
 pub mod dingtalk;
 pub mod feishu;
 pub mod github;
+pub mod mailru;
 pub mod qq;
 pub mod sample_app;
 pub mod vk;

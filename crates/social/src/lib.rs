@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod generic;
 pub mod github;
 pub mod jws;
+pub mod mailru;
 pub mod mapping;
 pub mod oauth2;
 pub mod oidc;

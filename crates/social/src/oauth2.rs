@@ -170,6 +170,19 @@ pub fn lenient_json(endpoint: &str, body: &[u8]) -> Result<Value, UpstreamError>
     })
 }
 
+/// The token must have been issued to this app: profile calls that name the app a token
+/// belongs to (Yandex's `/info`, QQ's `/me`, Mail.ru's `userinfo`: `client_id`) must name
+/// `client_id`, so a token another app obtained for the same person is refused.
+pub fn issued_to(answer: &Value, client_id: &str, endpoint: &str) -> Result<(), UpstreamError> {
+    match answer.get("client_id").and_then(subject_string) {
+        Some(c) if c != client_id => Err(UpstreamError::Missing {
+            endpoint: endpoint.into(),
+            what: format!("a token issued to this app (it was issued to client_id {c})"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A token endpoint's answer, with the access token it must carry.
 pub struct TokenAnswer {
     pub raw: Value,
@@ -276,6 +289,18 @@ mod tests {
         assert_eq!(t.tokens(None, None).refresh_token, None);
         assert!(object(json!([]), "x").is_err());
         assert!(object(json!({"id": 1}), "x").is_ok());
+    }
+
+    #[test]
+    fn a_token_of_another_app_is_refused() {
+        assert!(issued_to(&json!({"client_id": "ours"}), "ours", "x").is_ok());
+        assert!(issued_to(&json!({"client_id": 101}), "101", "x").is_ok());
+        assert!(
+            issued_to(&json!({}), "ours", "x").is_ok(),
+            "not every answer names it"
+        );
+        let e = issued_to(&json!({"client_id": "theirs"}), "ours", "x").unwrap_err();
+        assert!(e.to_string().contains("theirs"), "{e}");
     }
 
     #[test]

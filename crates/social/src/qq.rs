@@ -161,13 +161,7 @@ impl Provider for Qq {
         }
         let rb = self.http.client().get(&self.me_url).query(&q);
         let me = oauth2::call_enveloped(&self.http, ME_ENDPOINT, rb, OAUTH_ENVELOPE).await?;
-        // The token must be this app's: `/me` names the app it was issued to.
-        if let Some(app) = text(&me, "client_id").filter(|a| *a != self.cfg.client_id) {
-            return Err(UpstreamError::Missing {
-                endpoint: ME_ENDPOINT.into(),
-                what: format!("a token issued to this app (it was issued to client_id {app})"),
-            });
-        }
+        oauth2::issued_to(&me, &self.cfg.client_id, ME_ENDPOINT)?;
         let openid = required_text(&me, "openid", ME_ENDPOINT)?;
         let rb = self.http.client().get(&self.user_info_url).query(&[
             ("access_token", access),

@@ -186,6 +186,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/qq.md",
     },
+    ProviderType {
+        id: "mailru",
+        make: crate::mailru::Mailru::make,
+        auth_origins: &["https://oauth.mail.ru"],
+        icon: include_str!("../icons/mailru.svg"),
+        names: Names {
+            en: "Mail.ru",
+            zh_cn: "Mail.ru",
+            ru: "Mail.ru",
+        },
+        docs: "docs/providers/mailru.md",
+    },
 ];
 
 /// The type with this id.

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, Feishu, QQ, VK, VK ID, GitHub and Yandex ID
-//! sign-in go to emulators of those providers, started in the same process
+//! configuration in which DingTalk, WeChat, Feishu, QQ, VK, VK ID, GitHub, Yandex ID and
+//! Mail.ru sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
+use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
@@ -48,6 +49,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
     ("qq.jsonnet", include_str!("../demo/qq.jsonnet")),
+    ("mailru.jsonnet", include_str!("../demo/mailru.jsonnet")),
 ];
 
 struct Emulators {
@@ -59,6 +61,7 @@ struct Emulators {
     wechat: WechatEmulator,
     feishu: FeishuEmulator,
     qq: QqEmulator,
+    mailru: MailruEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -78,6 +81,7 @@ impl Emulators {
             wechat: WechatEmulator::serve(loopback().await?)?,
             feishu: FeishuEmulator::serve(loopback().await?)?,
             qq: QqEmulator::serve(loopback().await?)?,
+            mailru: MailruEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -91,6 +95,7 @@ impl Emulators {
         self.wechat.register_redirect_uri(cb("wechat"));
         self.feishu.register_redirect_uri(cb("feishu"));
         self.qq.register_redirect_uri(cb("qq"));
+        self.mailru.register_redirect_uri(cb("mailru"));
     }
 }
 
@@ -192,6 +197,13 @@ selfservice:
             auth_url: {qq_auth}
             api_base_url: {qq_base}
             mapper_url: {qq_mapper}
+          - id: mailru
+            provider: mailru
+            label: Mail.ru
+            client_id: {mr_id}
+            client_secret: {mr_secret}
+            api_base_url: {mr_base}
+            mapper_url: {mr_mapper}
   flows:
     registration:
       after:
@@ -249,6 +261,10 @@ selfservice:
         qq_auth = e.qq.auth_url(),
         qq_base = e.qq.base_url(),
         qq_mapper = q(&mapper("qq.jsonnet")),
+        mr_id = q(e.mailru.client_id()),
+        mr_secret = q(e.mailru.client_secret()),
+        mr_base = e.mailru.base_url(),
+        mr_mapper = q(&mapper("mailru.jsonnet")),
     )
 }
 
@@ -298,11 +314,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, QQ, VK, VK ID, GitHub or Yandex ID. Those are emulators on this machine ({}, {},\n  {}, {}, {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, QQ, VK, VK ID, GitHub, Yandex ID or Mail.ru. Those are emulators on this\n  machine ({}, {}, {}, {}, {}, {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.feishu.base_url(),
         emulators.qq.base_url(),
+        emulators.mailru.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

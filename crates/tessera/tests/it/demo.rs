@@ -1,6 +1,6 @@
 //! `tessera demo` as a newcomer meets it: one command, a printed URL, and sign-in with DingTalk,
-//! VK, GitHub, Yandex ID and Feishu through the emulators' consent pages (a person picks someone from the page;
-//! the test follows the first link), all without a network.
+//! VK, GitHub, Yandex ID, Feishu and Mail.ru through the emulators' consent pages (a person
+//! picks someone from the page; the test follows the first link), all without a network.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -160,7 +160,7 @@ async fn sign_up_with(demo: &Demo, provider: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline() {
+async fn a_newcomer_signs_in_with_six_emulated_providers_offline() {
     let dir = tessera_testkit::temp_dir();
     let demo = start_demo(&dir);
     assert!(
@@ -170,7 +170,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline()
     );
 
     let mut ids = Vec::new();
-    for provider in ["dingtalk", "vk", "github", "yandex", "feishu"] {
+    for provider in ["dingtalk", "vk", "github", "yandex", "feishu", "mailru"] {
         let identity = sign_up_with(&demo, provider).await;
         let identifiers: Value = reqwest::get(format!(
             "{}/admin/identities/{}?include_credential=oidc",
@@ -193,7 +193,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline()
         ids.push(identity["id"].clone());
     }
     ids.dedup();
-    assert_eq!(ids.len(), 5, "five people, five identities");
+    assert_eq!(ids.len(), 6, "six people, six identities");
 
     // The demo folder holds what the banner says, and the seed mappers are there to edit.
     let folder = dir.join("tessera-demo");
@@ -207,6 +207,7 @@ async fn a_newcomer_signs_in_with_dingtalk_vk_github_yandex_and_feishu_offline()
         "wechat.jsonnet",
         "feishu.jsonnet",
         "qq.jsonnet",
+        "mailru.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

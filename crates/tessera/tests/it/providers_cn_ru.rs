@@ -11,6 +11,7 @@ use crate::provider_vk::{
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::feishu::FeishuEmulator;
+use tessera_testkit::emulators::mailru::MailruEmulator;
 use tessera_testkit::emulators::qq::QqEmulator;
 use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
@@ -1264,5 +1265,158 @@ async fn qq_emulator_refuses_what_qq_refuses() {
     ] {
         let (st, loc, _) = text(url.clone()).await;
         assert!(st == 200 && loc.is_none(), "{url}");
+    }
+}
+
+// ---- Mail.ru -------------------------------------------------------------------------------
+
+/// `tessera demo`'s Mail.ru mapper, the one docs/providers/mailru.md shows.
+const MAILRU_MAPPER: &str = include_str!("../../demo/mailru.jsonnet");
+
+fn mailru_yaml(m: &MailruEmulator, secret: &str) -> String {
+    format!(
+        "          - id: mailru\n            provider: mailru\n            label: Mail.ru\n            client_id: {}\n            client_secret: {secret}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        m.client_id(),
+        m.base_url(),
+        b64(MAILRU_MAPPER)
+    )
+}
+
+each_backend!(mailru_sign_up_then_sign_in_into_the_same_identity);
+async fn mailru_sign_up_then_sign_in_into_the_same_identity(backend: Backend) {
+    let m = MailruEmulator::start().await;
+    let s = TestServer::start(backend, &config(&mailru_yaml(&m, m.client_secret()))).await;
+    m.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/mailru",
+        s.public
+    ));
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "mailru", "https://app.example.com/after").await;
+    assert!(
+        authorize.starts_with(&format!("{}/login?", m.base_url())),
+        "{authorize}"
+    );
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("userinfo"));
+    let r = sign_in(&b, &s, "login", "mailru", "olga").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "olga.ivanova@mail.ru");
+    assert_eq!(me["traits"]["name"]["last"], "Иванова");
+    let id = me["id"].as_str().unwrap();
+    assert_eq!(
+        oidc_identifiers(&s, id).await,
+        json!(["mailru:8473920017354821"])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "mailru", "olga").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mailru_errors_are_clear_localised_messages() {
+    let m = MailruEmulator::start().await;
+    let s = TestServer::start(Backend::Sqlite, &config(&mailru_yaml(&m, "wrong"))).await;
+    let text = refused_in_every_language(
+        &s,
+        ("mailru", "olga"),
+        "Mail.ru отклонил вход",
+        "Mail.ru 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("invalid_client"), "{text}");
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&mailru_yaml(&m, m.client_secret())),
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("mailru", "deny"),
+        "Вход через Mail.ru отменён",
+        "Mail.ru 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+    assert_needs_a_secret(&config(&mailru_yaml(&m, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn mailru_emulator_refuses_what_mail_ru_refuses() {
+    let m = MailruEmulator::start().await;
+    let c = TestServer::client();
+    let back = "http://127.0.0.1:9/cb";
+    let login = |extra: &str| {
+        format!(
+            "{}/login?client_id={}&response_type=code&scope=userinfo&redirect_uri={back}&state=st{extra}",
+            m.base_url(),
+            m.client_id()
+        )
+    };
+    let code = || {
+        let (c, url) = (c.clone(), login("&user=olga"));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").expect("a code")
+        }
+    };
+    let token = |code: String, secret: &str, redirect: &str| {
+        let rb = c
+            .post(format!("{}/token", m.base_url()))
+            .basic_auth(m.client_id(), Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", redirect),
+            ]);
+        async move {
+            let r = rb.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let secret = m.client_secret().to_string();
+    let (st, e) = token(code().await, "wrong", back).await;
+    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_client")));
+    let (_, e) = token(code().await, &secret, "http://127.0.0.1:9/other").await;
+    assert_eq!(e["error_description"], "redirect_uri mismatch");
+    let c1 = code().await;
+    let (st, t) = token(c1.clone(), &secret, back).await;
+    assert_eq!(st, 200, "{t}");
+    let (_, e) = token(c1, &secret, back).await;
+    assert_eq!(e["error"], "invalid_grant", "a code works once");
+    m.set_code_ttl(Duration::ZERO);
+    assert_eq!(
+        token(code().await, &secret, back).await.1["error"],
+        "invalid_grant"
+    );
+    m.set_code_ttl(Duration::from_secs(600));
+    let access = t["access_token"].as_str().unwrap();
+    let info = |t: &str| {
+        c.get(format!("{}/userinfo?access_token={t}", m.base_url()))
+            .send()
+    };
+    let me: Value = info(access).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (me["id"].as_str(), me["client_id"].as_str()),
+        (Some("8473920017354821"), Some(m.client_id()))
+    );
+    m.revoke_tokens();
+    let r = info(access).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_code"], 5);
+    m.register_redirect_uri(back);
+    for url in [
+        login("&user=olga").replace(back, "https://evil.example/cb"),
+        login("&user=olga").replace(m.client_id(), "nope"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert!(
+            r.status() == 400 && r.headers().get("location").is_none(),
+            "{url}"
+        );
     }
 }
