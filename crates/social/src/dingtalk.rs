@@ -53,18 +53,7 @@ impl Dingtalk {
                 ));
             }
         };
-        let union_id = match cfg.subject_source.as_str() {
-            "" | "open_id" | "openid" => false,
-            "union_id" | "unionid" => true,
-            other => {
-                return Err((
-                    "subject_source".into(),
-                    format!(
-                        "`{other}` is not a DingTalk subject source: use `open_id` (the default, as Kratos) or `union_id` (stable across the apps of one developer)"
-                    ),
-                ));
-            }
-        };
+        let union_id = oauth2::union_id_subject(&cfg, "DingTalk")?;
         oauth2::require_secret(&cfg, " (the app's AppSecret / Client Secret)")?;
         let api = endpoint("", &cfg.api_base_url, API_BASE_URL, "");
         Ok(Arc::new(Dingtalk {

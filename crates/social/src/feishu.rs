@@ -16,8 +16,8 @@
 use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::{Pkce, ProviderConfig};
 use crate::oauth2::{self, endpoint};
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError, required_text, text};
+use crate::provider::{AuthRequest, Callback, Profile, Provider, pkce_challenge};
+use crate::upstream::{Upstream, UpstreamError, text};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use url::Url;
@@ -46,18 +46,7 @@ impl Feishu {
         cfg: ProviderConfig,
         http: Upstream,
     ) -> Result<Arc<dyn Provider>, (String, String)> {
-        let union_id = match cfg.subject_source.as_str() {
-            "" | "open_id" | "openid" => false,
-            "union_id" | "unionid" => true,
-            other => {
-                return Err((
-                    "subject_source".into(),
-                    format!(
-                        "`{other}` is not a Feishu subject source: use `open_id` (the default, as Kratos: per app) or `union_id` (the same across one developer's apps)"
-                    ),
-                ));
-            }
-        };
+        let union_id = oauth2::union_id_subject(&cfg, "Feishu")?;
         oauth2::require_secret(
             &cfg,
             ": the App Secret (开发者后台 → 凭证与基础信息 / Developer Console → Credentials & Basic Info)",
@@ -166,19 +155,18 @@ impl Provider for Feishu {
             body["code_verifier"] = req.code_verifier.into();
         }
         let rb = self.http.client().post(&self.token_url).json(&body);
-        let token = oauth2::call_enveloped(
+        let token = oauth2::exchange_enveloped(
             &self.http,
             TOKEN_ENDPOINT,
             rb,
             ("Feishu", "code", "error_description"),
         )
         .await?;
-        let access = required_text(&token, "access_token", TOKEN_ENDPOINT)?;
         let rb = self
             .http
             .client()
             .get(&self.user_info_url)
-            .bearer_auth(access);
+            .bearer_auth(&token.access_token);
         let answer = oauth2::call_enveloped(
             &self.http,
             USER_INFO_ENDPOINT,
@@ -197,11 +185,7 @@ impl Provider for Feishu {
         Ok(Profile {
             subject,
             claims,
-            tokens: Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: text(&token, "refresh_token").map(String::from),
-                id_token: None,
-            },
+            tokens: token.tokens(Some("refresh_token"), None),
         })
     }
 }

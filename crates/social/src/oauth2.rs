@@ -42,6 +42,23 @@ pub fn require_secret(cfg: &ProviderConfig, hint: &str) -> Result<(), (String, S
     Ok(())
 }
 
+/// The DingTalk-style choice between a per-app and a developer-wide subject (DingTalk, Feishu,
+/// QQ): `subject_source` empty, `open_id` or `openid` is the per-app id (`false`), `union_id`
+/// or `unionid` the developer-wide one (`true`); anything else is refused at start, the
+/// message naming `platform`.
+pub fn union_id_subject(cfg: &ProviderConfig, platform: &str) -> Result<bool, (String, String)> {
+    match cfg.subject_source.as_str() {
+        "" | "open_id" | "openid" => Ok(false),
+        "union_id" | "unionid" => Ok(true),
+        other => Err((
+            "subject_source".into(),
+            format!(
+                "`{other}` is not a {platform} subject source: use `open_id` (the default: the id this app sees) or `union_id` (the same across the apps of one developer account)"
+            ),
+        )),
+    }
+}
+
 /// Where to send the browser: `auth` with `pairs` appended in their order.
 pub fn authorization_url<'a>(
     auth: &str,
@@ -230,6 +247,19 @@ pub async fn exchange_code(
 ) -> Result<TokenAnswer, UpstreamError> {
     let raw = call(http, endpoint, req, read_error).await?;
     let access_token = required_text(&raw, access_key, endpoint)?.to_string();
+    Ok(TokenAnswer { raw, access_token })
+}
+
+/// [`exchange_code`] for a token endpoint with an [`errcode_error`] envelope (WeChat, Feishu,
+/// QQ): [`call_enveloped`], then the `access_token` it must carry.
+pub async fn exchange_enveloped(
+    http: &Upstream,
+    endpoint: &str,
+    req: RequestBuilder,
+    envelope: (&str, &str, &str),
+) -> Result<TokenAnswer, UpstreamError> {
+    let raw = call_enveloped(http, endpoint, req, envelope).await?;
+    let access_token = required_text(&raw, "access_token", endpoint)?.to_string();
     Ok(TokenAnswer { raw, access_token })
 }
 

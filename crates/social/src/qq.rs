@@ -11,7 +11,7 @@
 use crate::claims::{normalize_claims, put_text, subject_string};
 use crate::config::ProviderConfig;
 use crate::oauth2::{self, endpoint};
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens};
+use crate::provider::{AuthRequest, Callback, Profile, Provider};
 use crate::upstream::{Upstream, UpstreamError, required_text, text};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -42,18 +42,7 @@ impl Qq {
         cfg: ProviderConfig,
         http: Upstream,
     ) -> Result<Arc<dyn Provider>, (String, String)> {
-        let union_id = match cfg.subject_source.as_str() {
-            "" | "openid" | "open_id" => false,
-            "union_id" | "unionid" => true,
-            other => {
-                return Err((
-                    "subject_source".into(),
-                    format!(
-                        "`{other}` is not a QQ subject source: use `openid` (the default, per app) or `union_id` (the same across one developer's apps; QQ grants it on application)"
-                    ),
-                ));
-            }
-        };
+        let union_id = oauth2::union_id_subject(&cfg, "QQ")?;
         oauth2::require_secret(
             &cfg,
             ": the APP Key from QQ互联 (connect.qq.com → 应用管理)",
@@ -153,8 +142,9 @@ impl Provider for Qq {
             ("code", code),
             ("redirect_uri", req.redirect_uri),
         ]);
-        let token = oauth2::call_enveloped(&self.http, TOKEN_ENDPOINT, rb, OAUTH_ENVELOPE).await?;
-        let access = required_text(&token, "access_token", TOKEN_ENDPOINT)?;
+        let token =
+            oauth2::exchange_enveloped(&self.http, TOKEN_ENDPOINT, rb, OAUTH_ENVELOPE).await?;
+        let access = token.access_token.as_str();
         let mut q = vec![("access_token", access)];
         if self.union_id {
             q.push(("unionid", "1"));
@@ -174,11 +164,7 @@ impl Provider for Qq {
         Ok(Profile {
             subject,
             claims,
-            tokens: Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: text(&token, "refresh_token").map(String::from),
-                id_token: None,
-            },
+            tokens: token.tokens(Some("refresh_token"), None),
         })
     }
 }

@@ -196,9 +196,9 @@ impl Provider for Wechat {
             ("code", code),
             ("grant_type", "authorization_code"),
         ]);
-        let token = oauth2::call_enveloped(&self.http, TOKEN_ENDPOINT, rb, ENVELOPE).await?;
-        let access = required_text(&token, "access_token", TOKEN_ENDPOINT)?;
-        let openid = required_text(&token, "openid", TOKEN_ENDPOINT)?;
+        let token = oauth2::exchange_enveloped(&self.http, TOKEN_ENDPOINT, rb, ENVELOPE).await?;
+        let access = token.access_token.as_str();
+        let openid = required_text(&token.raw, "openid", TOKEN_ENDPOINT)?;
         let rb = self.http.client().get(&self.userinfo_url).query(&[
             ("access_token", access),
             ("openid", openid),
@@ -211,15 +211,11 @@ impl Provider for Wechat {
                 what: format!("the user of the token (openid {openid})"),
             });
         }
-        let (subject, claims) = claims(&token, &user, self.subject)?;
+        let (subject, claims) = claims(&token.raw, &user, self.subject)?;
         Ok(Profile {
             subject,
             claims,
-            tokens: crate::provider::Tokens {
-                access_token: Some(access.to_string()),
-                refresh_token: text(&token, "refresh_token").map(String::from),
-                id_token: None,
-            },
+            tokens: token.tokens(Some("refresh_token"), None),
         })
     }
 }
