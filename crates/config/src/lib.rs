@@ -7,6 +7,8 @@
 //! `file://` and `base64://` and checks an `https://` URL against the `SourcePolicy`; the
 //! network fetch itself is `tessera_social::fetch`.
 
+pub mod account;
+pub mod courier;
 pub mod document;
 pub mod edge;
 pub mod experience;

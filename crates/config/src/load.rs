@@ -106,7 +106,9 @@ fn locate(locations: &HashMap<String, Location>, key: &str) -> Location {
 /// `kratos.yml` starts unchanged. `*` matches any one key.
 const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "version",
-    "courier",
+    "courier.channels",
+    "courier.sms",
+    "courier.http",
     "ciphers",
     "feature_flags",
     "oauth2_provider",
@@ -125,7 +127,9 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "serve.public.socket",
     "serve.admin.socket",
     "selfservice.methods.totp",
-    "selfservice.methods.code",
+    "selfservice.methods.code.enabled",
+    "selfservice.methods.code.config",
+    "selfservice.methods.code.passwordless_login_fallback_enabled",
     "selfservice.methods.link",
     "selfservice.methods.lookup_secret",
     "selfservice.methods.webauthn",

@@ -24,6 +24,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Tessera extension: where documents named by URL (schemas, mappers) may come from.
     pub sources: SourcesConfig,
+    pub courier: crate::courier::CourierConfig,
 }
 
 /// `sources:` (Tessera). Schemas and mappers named by `https://` URL are fetched once at load;
@@ -253,6 +254,7 @@ pub struct SelfService {
 pub struct Methods {
     pub password: PasswordMethod,
     pub oidc: OidcMethod,
+    pub code: crate::account::CodeMethodConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -74,6 +74,8 @@ pub struct Settings {
     pub session: crate::session::SessionSettings,
     /// Every stage's hooks (`selfservice.flows.*.before|after`).
     pub hooks: crate::hooks::HookSettings,
+    /// `courier:` (SMTP, retries, templates, send limits).
+    pub courier: crate::courier::CourierSettings,
     pub password_enabled: bool,
     pub min_password_length: usize,
     pub identifier_similarity_check: bool,
@@ -477,6 +479,17 @@ pub fn resolve(
     );
     let secure_cookies = public_base_url.scheme() == "https" && !dev;
     let session = crate::session::resolve_session(loaded, &c.session, secure_cookies, &mut p);
+    let courier = crate::courier::resolve_courier(
+        loaded,
+        &c.courier,
+        &crate::source::SourcePolicy {
+            allow_http: c.sources.allow_http,
+            allow_private_networks: c.sources.allow_private_networks,
+            ..crate::source::SourcePolicy::default()
+        },
+        &mut p,
+    );
+    crate::account::check_code_method(loaded, &c.selfservice.methods.code, &mut p);
 
     let memory_kib = match parse_size_kib(&c.hashers.argon2.memory) {
         Ok(k) => k,
@@ -542,6 +555,7 @@ pub fn resolve(
         return Err(ConfigError { problems: p });
     }
     Ok(Settings {
+        courier,
         edge,
         experience,
         op,

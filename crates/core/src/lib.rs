@@ -13,6 +13,7 @@ pub mod identity;
 pub mod password;
 pub mod schema;
 pub mod session;
+pub mod template;
 pub mod text;
 pub mod timefmt;
 pub mod ui;

@@ -16,6 +16,7 @@ pub mod github;
 pub mod mailru;
 pub mod qq;
 pub mod sample_app;
+pub mod smtp_sink;
 pub mod vk;
 pub mod vkid;
 pub mod wechat;

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::public::common_routes())
         .merge(crate::op::admin_routes())
         .merge(crate::admin_apis::routes())
+        .merge(crate::admin_courier::routes())
         .route(
             "/admin/health/alive",
             get(|| async { Json(json!({"status": "ok"})) }),

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_apis;
+pub mod admin_courier;
 pub mod app;
 pub mod edge;
 pub mod error;
@@ -203,6 +204,13 @@ async fn serve_live_wrapped(
         );
     }
     let header_timeout = settings.limits.header_read_timeout;
+    // The courier's worker sends what flows queue, with the courier settings in force.
+    let worker_live = live.clone();
+    let courier = tokio::spawn(tessera_courier::worker::run(
+        live.running().engine.store.clone(),
+        Arc::new(move || Arc::new(worker_live.running().engine.settings.courier.clone())),
+        std::future::pending(),
+    ));
     let (public, admin) = routers_live(live);
     let (public, admin) = (wrap(public), wrap(admin));
     let public_handle = axum_server::Handle::new();
@@ -229,6 +237,7 @@ async fn serve_live_wrapped(
     });
     let (r1, r2) = tokio::join!(p, a);
     trigger.abort();
+    courier.abort();
     r1?;
     r2
 }

@@ -8,6 +8,7 @@
 
 pub mod apis;
 mod cache;
+pub mod courier;
 mod dsn;
 pub mod flows;
 mod identities;

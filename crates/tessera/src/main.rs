@@ -4,6 +4,7 @@
 mod admin_client;
 mod apis;
 mod clients;
+mod courier;
 #[cfg(feature = "demo")]
 mod demo;
 #[cfg(not(feature = "demo"))]
@@ -51,6 +52,8 @@ enum Command {
     Apis(apis::ApisArgs),
     /// The OpenID Provider's signing keys (`keys rotate`), on the database directly.
     Keys(keys::KeysArgs),
+    /// The courier: `courier watch` sends queued messages (as `serve` does too).
+    Courier(courier::CourierArgs),
     /// Jsonnet claim mappers: `mapper test` dry-runs one on a claims file.
     Mapper(mapper::MapperArgs),
     /// The mapper sandbox: serves evaluation requests on stdin/stdout. Started by the server.
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Clients(args) => clients::run(args).await,
             Command::Apis(args) => apis::run(args).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Courier(args) => courier::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.
             Command::Mapper(args) => return mapper::run(args).await,
             Command::MapperWorker(_) => Ok(()),

@@ -19,7 +19,7 @@ pub struct ServeArgs {
     /// Development mode: plain-HTTP cookies, a generated secret, SQLite `./tessera.db`, automatic migrations.
     #[arg(long)]
     dev: bool,
-    /// Accepted for Kratos compatibility (Tessera has no courier yet).
+    /// Accepted for Kratos compatibility: `serve` always runs the courier's worker.
     #[arg(long = "watch-courier")]
     watch_courier: bool,
 }
@@ -83,7 +83,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
-fn init_logging(settings: &Settings) {
+pub(crate) fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level))
     });
@@ -138,11 +138,9 @@ pub fn load_settings(config: &[PathBuf], dev: bool) -> Result<(Settings, Vec<Str
 }
 
 pub async fn serve(args: ServeArgs) -> Result<()> {
-    if args.watch_courier {
-        eprintln!(
-            "--watch-courier is accepted for Kratos compatibility; Tessera has no courier yet"
-        );
-    }
+    // Kratos runs its courier in `serve` only with this flag; Tessera's `serve` always runs
+    // one (several workers can share a database safely), so the flag changes nothing.
+    let _ = args.watch_courier;
     run(&args.config, args.dev, None, "").await
 }
 
@@ -238,7 +236,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -22,6 +22,7 @@ mod api_flows;
 mod bad_input;
 mod browser_flows;
 mod cli;
+mod courier;
 // `tessera demo` exists only with the (default) `demo` feature.
 #[cfg(feature = "demo")]
 mod demo;

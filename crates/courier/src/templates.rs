@@ -1,0 +1,251 @@
+//! The built-in message templates, in English, Simplified Chinese and Russian, written in the
+//! same Go-template subset operators override them with (`tessera_core::template`). Kratos's
+//! template types and variables: `To`, `VerificationCode`/`RecoveryCode`, `Identity`,
+//! `RequestURL`, `ExpiresInMinutes`.
+
+use std::collections::BTreeMap;
+use tessera_config::courier::TemplateOverride;
+use tessera_core::template::Template;
+
+/// Kratos's template types that Tessera sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateType {
+    VerificationCodeValid,
+    VerificationCodeInvalid,
+    RecoveryCodeValid,
+    RecoveryCodeInvalid,
+}
+
+impl TemplateType {
+    /// Kratos's `template_type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateType::VerificationCodeValid => "verification_code_valid",
+            TemplateType::VerificationCodeInvalid => "verification_code_invalid",
+            TemplateType::RecoveryCodeValid => "recovery_code_valid",
+            TemplateType::RecoveryCodeInvalid => "recovery_code_invalid",
+        }
+    }
+}
+
+/// The message languages; anything else gets English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+    Ru,
+}
+
+impl Lang {
+    /// From a language tag such as `zh-CN`, `zh-Hans`, `ru-RU` or `en`.
+    pub fn from_tag(tag: &str) -> Lang {
+        let primary = tag
+            .split(['-', '_'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" => Lang::Zh,
+            "ru" => Lang::Ru,
+            _ => Lang::En,
+        }
+    }
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+struct Builtin {
+    subject: &'static str,
+    text: &'static str,
+    /// The HTML body's content, inside the shared frame.
+    html: &'static str,
+}
+
+fn builtin(t: TemplateType, lang: Lang) -> Builtin {
+    use Lang::*;
+    use TemplateType::*;
+    match (t, lang) {
+        (VerificationCodeValid, En) => Builtin {
+            subject: "Please verify your email address",
+            text: "Hi,\n\nplease verify your account by entering the following code:\n\n{{ .VerificationCode }}\n\nThe code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email.\n",
+            html: "<p>Hi,</p><p>please verify your account by entering the following code:</p><p class=\"code\">{{ .VerificationCode }}</p><p>The code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email.</p>",
+        },
+        (VerificationCodeValid, Zh) => Builtin {
+            subject: "请验证您的邮箱地址",
+            text: "您好：\n\n请输入以下验证码来验证您的账户：\n\n{{ .VerificationCode }}\n\n验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件。\n",
+            html: "<p>您好：</p><p>请输入以下验证码来验证您的账户：</p><p class=\"code\">{{ .VerificationCode }}</p><p>验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件。</p>",
+        },
+        (VerificationCodeValid, Ru) => Builtin {
+            subject: "Подтвердите адрес электронной почты",
+            text: "Здравствуйте!\n\nЧтобы подтвердить учётную запись, введите этот код:\n\n{{ .VerificationCode }}\n\nКод действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, просто проигнорируйте это письмо.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы подтвердить учётную запись, введите этот код:</p><p class=\"code\">{{ .VerificationCode }}</p><p>Код действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, просто проигнорируйте это письмо.</p>",
+        },
+        (VerificationCodeInvalid, En) => Builtin {
+            subject: "Someone tried to verify this email address",
+            text: "Hi,\n\nsomeone asked to verify this email address, but we were unable to find an account for this address.\n\nIf this was you, check if you signed up using a different address.\n\nIf this was not you, please ignore this email.\n",
+            html: "<p>Hi,</p><p>someone asked to verify this email address, but we were unable to find an account for this address.</p><p>If this was you, check if you signed up using a different address. If this was not you, please ignore this email.</p>",
+        },
+        (VerificationCodeInvalid, Zh) => Builtin {
+            subject: "有人尝试验证此邮箱地址",
+            text: "您好：\n\n有人请求验证此邮箱地址，但我们没有找到使用该地址的账户。\n\n如果是您本人，请确认注册时是否使用了其他地址；否则请忽略此邮件。\n",
+            html: "<p>您好：</p><p>有人请求验证此邮箱地址，但我们没有找到使用该地址的账户。</p><p>如果是您本人，请确认注册时是否使用了其他地址；否则请忽略此邮件。</p>",
+        },
+        (VerificationCodeInvalid, Ru) => Builtin {
+            subject: "Кто-то пытался подтвердить этот адрес",
+            text: "Здравствуйте!\n\nКто-то запросил подтверждение этого адреса, но учётной записи с ним нет.\n\nЕсли это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.\n",
+            html: "<p>Здравствуйте!</p><p>Кто-то запросил подтверждение этого адреса, но учётной записи с ним нет.</p><p>Если это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.</p>",
+        },
+        (RecoveryCodeValid, En) => Builtin {
+            subject: "Recover access to your account",
+            text: "Hi,\n\nplease recover access to your account by entering the following code:\n\n{{ .RecoveryCode }}\n\nThe code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: your password stays as it is.\n",
+            html: "<p>Hi,</p><p>please recover access to your account by entering the following code:</p><p class=\"code\">{{ .RecoveryCode }}</p><p>The code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: your password stays as it is.</p>",
+        },
+        (RecoveryCodeValid, Zh) => Builtin {
+            subject: "找回您的账户",
+            text: "您好：\n\n请输入以下验证码来找回您的账户：\n\n{{ .RecoveryCode }}\n\n验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，您的密码不会改变。\n",
+            html: "<p>您好：</p><p>请输入以下验证码来找回您的账户：</p><p class=\"code\">{{ .RecoveryCode }}</p><p>验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，您的密码不会改变。</p>",
+        },
+        (RecoveryCodeValid, Ru) => Builtin {
+            subject: "Восстановление доступа к учётной записи",
+            text: "Здравствуйте!\n\nЧтобы восстановить доступ к учётной записи, введите этот код:\n\n{{ .RecoveryCode }}\n\nКод действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: пароль останется прежним.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы восстановить доступ к учётной записи, введите этот код:</p><p class=\"code\">{{ .RecoveryCode }}</p><p>Код действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: пароль останется прежним.</p>",
+        },
+        (RecoveryCodeInvalid, En) => Builtin {
+            subject: "Account access attempted",
+            text: "Hi,\n\nyou (or someone else) entered this email address when trying to recover access to an account.\n\nHowever, this email address is not on our database of registered users and therefore the attempt has failed.\n\nIf this was you, check if you signed up using a different address. If this was not you, please ignore this email.\n",
+            html: "<p>Hi,</p><p>you (or someone else) entered this email address when trying to recover access to an account.</p><p>However, this email address is not on our database of registered users and therefore the attempt has failed.</p><p>If this was you, check if you signed up using a different address. If this was not you, please ignore this email.</p>",
+        },
+        (RecoveryCodeInvalid, Zh) => Builtin {
+            subject: "有人尝试找回账户",
+            text: "您好：\n\n有人在找回账户时输入了此邮箱地址，但没有使用该地址注册的账户，因此找回没有成功。\n\n如果是您本人，请确认注册时是否使用了其他地址；否则请忽略此邮件。\n",
+            html: "<p>您好：</p><p>有人在找回账户时输入了此邮箱地址，但没有使用该地址注册的账户，因此找回没有成功。</p><p>如果是您本人，请确认注册时是否使用了其他地址；否则请忽略此邮件。</p>",
+        },
+        (RecoveryCodeInvalid, Ru) => Builtin {
+            subject: "Попытка восстановить доступ",
+            text: "Здравствуйте!\n\nКто-то (возможно, вы) указал этот адрес, пытаясь восстановить доступ к учётной записи.\n\nУчётной записи с этим адресом нет, поэтому попытка не удалась.\n\nЕсли это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.\n",
+            html: "<p>Здравствуйте!</p><p>Кто-то (возможно, вы) указал этот адрес, пытаясь восстановить доступ к учётной записи.</p><p>Учётной записи с этим адресом нет, поэтому попытка не удалась.</p><p>Если это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.</p>",
+        },
+    }
+}
+
+fn lang_attr(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "en",
+        Lang::Zh => "zh-CN",
+        Lang::Ru => "ru",
+    }
+}
+
+/// Renders `t` in `lang` with `data`, using an operator's override for each part it replaces
+/// (overrides are language-independent, as in Kratos).
+pub fn render(
+    t: TemplateType,
+    lang: Lang,
+    data: &serde_json::Value,
+    overrides: &BTreeMap<String, TemplateOverride>,
+) -> Rendered {
+    let b = builtin(t, lang);
+    let o = overrides.get(t.as_str());
+    // The built-ins are constants checked by the tests below; a parse failure cannot happen,
+    // and would render the raw text rather than fail a send.
+    let parse = |s: &str| Template::parse(s).unwrap_or_else(|_| Template::literal(s));
+    let subject = match o.and_then(|o| o.subject.as_ref()) {
+        Some(t) => t.render(data, false),
+        None => parse(b.subject).render(data, false),
+    };
+    let text = match o.and_then(|o| o.plaintext.as_ref()) {
+        Some(t) => t.render(data, false),
+        None => parse(b.text).render(data, false),
+    };
+    let html = match o.and_then(|o| o.html.as_ref()) {
+        Some(t) => t.render(data, true),
+        None => format!(
+            "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:system-ui,sans-serif;line-height:1.5;color:#1f2328}}.code{{font-size:28px;font-weight:600;letter-spacing:4px}}</style></head><body>{}</body></html>\n",
+            lang_attr(lang),
+            tessera_core::template::escape_html(subject.trim()),
+            parse(b.html).render(data, true)
+        ),
+    };
+    Rendered {
+        subject: subject.trim().to_string(),
+        text,
+        html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ALL: [TemplateType; 4] = [
+        TemplateType::VerificationCodeValid,
+        TemplateType::VerificationCodeInvalid,
+        TemplateType::RecoveryCodeValid,
+        TemplateType::RecoveryCodeInvalid,
+    ];
+
+    #[test]
+    fn every_builtin_parses_and_carries_the_code_in_every_language() {
+        for t in ALL {
+            for lang in [Lang::En, Lang::Zh, Lang::Ru] {
+                let b = builtin(t, lang);
+                for part in [b.subject, b.text, b.html] {
+                    Template::parse(part).unwrap_or_else(|e| panic!("{t:?} {lang:?}: {e}"));
+                }
+                let r = render(
+                    t,
+                    lang,
+                    &json!({"VerificationCode": "918273", "RecoveryCode": "918273", "ExpiresInMinutes": 60}),
+                    &BTreeMap::new(),
+                );
+                let carries = r.text.contains("918273") && r.html.contains("918273");
+                let valid = matches!(
+                    t,
+                    TemplateType::VerificationCodeValid | TemplateType::RecoveryCodeValid
+                );
+                assert_eq!(carries, valid, "{t:?} {lang:?}");
+                assert!(r.html.contains(&format!("lang=\"{}\"", lang_attr(lang))));
+            }
+        }
+        assert_ne!(
+            builtin(TemplateType::RecoveryCodeValid, Lang::Zh).subject,
+            builtin(TemplateType::RecoveryCodeValid, Lang::En).subject
+        );
+    }
+
+    #[test]
+    fn overrides_replace_only_their_part_and_values_are_escaped_in_html() {
+        let mut o = BTreeMap::new();
+        o.insert(
+            "verification_code_valid".to_string(),
+            TemplateOverride {
+                html: Some(Template::parse("<b>{{ .VerificationCode }}</b> {{ .To }}").expect("t")),
+                ..TemplateOverride::default()
+            },
+        );
+        let r = render(
+            TemplateType::VerificationCodeValid,
+            Lang::Ru,
+            &json!({"VerificationCode": "1", "To": "<x@y>"}),
+            &o,
+        );
+        assert_eq!(r.html, "<b>1</b> &lt;x@y&gt;");
+        assert_eq!(r.subject, "Подтвердите адрес электронной почты");
+    }
+
+    #[test]
+    fn language_tags_map_to_the_three_languages() {
+        assert_eq!(Lang::from_tag("zh-CN"), Lang::Zh);
+        assert_eq!(Lang::from_tag("zh_Hans"), Lang::Zh);
+        assert_eq!(Lang::from_tag("ru-RU"), Lang::Ru);
+        assert_eq!(Lang::from_tag("de"), Lang::En);
+        assert_eq!(Lang::from_tag(""), Lang::En);
+    }
+}
