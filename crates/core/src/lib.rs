@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod flow;
 pub mod identity;
+pub mod org;
 pub mod password;
 pub mod schema;
 pub mod session;

@@ -330,6 +330,11 @@ impl Engine {
         self.store
             .insert_session(&session, &crypto::token_hash(&token))
             .await?;
+        // Just-in-time organization membership (verified e-mail domains, organization rules).
+        // A failure here must not lock the person out; it is logged for the administrator.
+        if let Err(e) = self.apply_org_jit(identity.id).await {
+            tracing::error!(identity = %identity.id, error = %e, "just-in-time organization membership failed");
+        }
         Ok((session, token))
     }
 

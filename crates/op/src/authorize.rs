@@ -692,12 +692,7 @@ impl Provider {
             ));
         }
         let identity = self.store.get_identity(session.identity_id).await?;
-        if client.access == "assigned"
-            && !self
-                .store
-                .op_is_assigned(&client.client_id, identity.id)
-                .await?
-        {
+        if self.app_access(&client, identity.id).await? == crate::membership::Access::Denied {
             let msg = format!(
                 "Your account may not use the app “{}”. Ask your administrator to give you access.",
                 client.client_name

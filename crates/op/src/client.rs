@@ -109,6 +109,10 @@ pub struct Client {
     /// token, with which it reads, updates or deletes its own registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_token_hash: Option<String>,
+    /// The app roles this app declares (IDaaS application roles, Keycloak client roles): access
+    /// rules grant them, and the `roles` claim carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -138,6 +142,7 @@ pub struct ClientInput {
     pub dpop_bound_access_tokens: Option<bool>,
     pub request_object_signing_alg: Option<String>,
     pub require_signed_request_object: Option<bool>,
+    pub roles: Option<Vec<String>>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -150,8 +155,13 @@ pub struct ClientInput {
 }
 
 impl Client {
+    /// Whether the app may ask for scope `s`; Logto's `urn:logto:scope:…` names count as
+    /// Tessera's own (and the other way round).
     pub fn has_scope(&self, s: &str) -> bool {
-        self.scope.split(' ').any(|x| x == s)
+        let s = crate::membership::canonical_scope(s);
+        self.scope
+            .split(' ')
+            .any(|x| crate::membership::canonical_scope(x) == s)
     }
     pub fn allows_grant(&self, g: GrantType) -> bool {
         self.grant_types.contains(&g)
@@ -476,8 +486,15 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
     let access = input.access.unwrap_or_else(|| "all".into());
     if access != "all" && access != "assigned" {
         return Err(bad(format!(
-            "`access` `{access}` is not valid: use `all` (every identity) or `assigned` (only identities assigned to the app)."
+            "`access` `{access}` is not valid: use `all` (every identity) or `assigned` (only identities an access rule admits: assigned identities, members of an allowed organization or group)."
         )));
+    }
+    let roles = input.roles.unwrap_or_default();
+    for (i, r) in roles.iter().enumerate() {
+        tessera_core::org::check_name(&format!("`roles[{i}]`"), r).map_err(|e| bad(e.reason))?;
+        if roles[..i].contains(r) {
+            return Err(bad(format!("`roles[{i}]`: `{r}` is listed twice.")));
+        }
     }
     if let Some(m) = &input.claims_mapper {
         tessera_mapper::Mapper::compile(&format!("claims mapper of app {client_id}"), m)
@@ -521,6 +538,7 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         request_object_signing_alg,
         require_signed_request_object,
         registration_token_hash: existing.and_then(|c| c.registration_token_hash.clone()),
+        roles,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod jar;
 pub mod keys;
 pub mod logout;
 pub mod registration;
+pub mod membership;
 pub mod subject;
 pub mod token;
 pub mod vocab;

@@ -411,9 +411,19 @@ impl Provider {
     pub async fn id_token(&self, t: IdTokenInput<'_>) -> OpResult<String> {
         let now = now_ms() / 1000;
         let mut claims = Map::new();
+        let memberships = if t.client.claims_mapper.is_some()
+            || crate::membership::wants_memberships(t.scopes)
+        {
+            Some(self.memberships(t.client, t.identity.id).await?)
+        } else {
+            None
+        };
         if let Some(mapper) = &t.client.claims_mapper {
             let compiled = self.claims_mapper(&t.client.client_id, mapper)?;
-            let input = crate::subject::mapper_input(t.client, t.identity, t.sub, t.scopes);
+            let mut input = crate::subject::mapper_input(t.client, t.identity, t.sub, t.scopes);
+            if let (Some(m), Some(o)) = (&memberships, input.as_object_mut()) {
+                o.extend(m.mapper_view());
+            }
             let out = self
                 .mappers
                 .evaluate(&compiled, &input)
@@ -434,6 +444,9 @@ impl Provider {
             }
         }
         claims.extend(crate::subject::scope_claims(t.identity, t.scopes));
+        if let Some(m) = &memberships {
+            claims.extend(m.claims(t.scopes, true));
+        }
         claims.insert("iss".into(), json!(self.issuer));
         claims.insert("sub".into(), json!(t.sub));
         claims.insert("aud".into(), json!(t.client.client_id));
@@ -743,12 +756,9 @@ impl Provider {
             .identity_id
             .ok_or_else(|| OpError::server_error("refresh token without identity"))?;
         let identity = self.usable_identity(identity_id).await?;
-        if client.access == "assigned"
-            && !self
-                .store
-                .op_is_assigned(&client.client_id, identity_id)
-                .await?
-        {
+        // Access is decided again at every refresh: an identity removed from the organization
+        // or group that admitted it loses the app now, not when its refresh token expires.
+        if self.app_access(client, identity_id).await? == crate::membership::Access::Denied {
             self.store.op_revoke_grant(&row.grant_id).await?;
             return Err(OpError::invalid_grant(
                 "The account may no longer use this app.",
@@ -1042,6 +1052,12 @@ impl Provider {
             ));
         }
         let mut claims = crate::subject::scope_claims(&identity, &scopes);
+        if crate::membership::wants_memberships(&scopes) {
+            let client = self.client(&row.client_id).await?.ok_or_else(|| {
+                OpError::invalid_token("The app of this token no longer exists.")
+            })?;
+            claims.extend(self.memberships(&client, identity_id).await?.claims(&scopes, false));
+        }
         claims.insert(
             "sub".into(),
             row.data.get("sub").cloned().unwrap_or(Value::Null),
@@ -1102,6 +1118,7 @@ impl Provider {
             return Ok(json!({"active": false}));
         };
         // Tokens of a deactivated or deleted account are inactive (RFC 7662 §2.2).
+        let mut extra = Map::new();
         if let Some(identity_id) = row.identity_id {
             let active = self
                 .store
@@ -1110,6 +1127,13 @@ impl Provider {
                 .is_ok_and(|i| i.state == tessera_core::identity::IdentityState::Active);
             if !active {
                 return Ok(json!({"active": false}));
+            }
+            // The membership claims of the granted scopes (RFC 7662 allows extra members), as
+            // they are now, so a resource server sees removals at once.
+            let scope = row.data.get("scope").and_then(Value::as_str).unwrap_or_default();
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            if crate::membership::wants_memberships(&scopes) {
+                extra = self.memberships(&client, identity_id).await?.claims(&scopes, false);
             }
         }
         let jkt = row.data.get("jkt").and_then(Value::as_str);
@@ -1127,6 +1151,11 @@ impl Provider {
         });
         if let Some(jkt) = jkt {
             answer["cnf"] = json!({"jkt": jkt});
+        }
+        if let Some(o) = answer.as_object_mut() {
+            for (k, v) in extra {
+                o.entry(k).or_insert(v);
+            }
         }
         Ok(answer)
     }

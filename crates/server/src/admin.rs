@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::op::admin_routes())
         .merge(crate::admin_apis::routes())
         .merge(crate::admin_courier::routes())
+        .merge(crate::admin_orgs::routes())
         .route(
             "/admin/health/alive",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -225,6 +226,8 @@ struct IdentitiesQuery {
     #[serde(flatten)]
     page: PageQuery,
     credentials_identifier: Option<String>,
+    /// Kratos's filter: the direct members of an organization (id or alias path).
+    organization_id: Option<String>,
 }
 
 async fn list_identities(
@@ -237,10 +240,19 @@ async fn list_identities(
         .credentials_identifier
         .as_deref()
         .map(tessera_core::identity::normalize_identifier);
-    let page = e
-        .store
-        .list_identities(size, q.page.token(), ident.as_deref())
-        .await?;
+    let page = match q.organization_id.as_deref() {
+        Some(org) => {
+            let org = e.resolve_org(org).await?;
+            e.store
+                .list_identities_in_org(&org.id, size, q.page.token())
+                .await?
+        }
+        None => {
+            e.store
+                .list_identities(size, q.page.token(), ident.as_deref())
+                .await?
+        }
+    };
     let items: Vec<_> = page
         .items
         .into_iter()
@@ -250,11 +262,14 @@ async fn list_identities(
             i
         })
         .collect();
-    let extra: Vec<(&str, &str)> = q
+    let mut extra: Vec<(&str, &str)> = q
         .credentials_identifier
         .as_deref()
         .map(|c| vec![("credentials_identifier", c)])
         .unwrap_or_default();
+    if let Some(o) = q.organization_id.as_deref() {
+        extra.push(("organization_id", o));
+    }
     Ok(http::paged(
         items,
         &e.settings.admin_base_url,

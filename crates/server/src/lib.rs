@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admin_apis;
 pub mod admin_courier;
+pub mod admin_orgs;
 pub mod app;
 pub mod edge;
 pub mod error;

@@ -17,6 +17,7 @@ mod limits;
 mod migrations;
 pub mod oidc;
 pub mod op;
+pub mod orgs;
 pub mod par;
 mod sessions;
 

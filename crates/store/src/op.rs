@@ -256,56 +256,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn op_assign(&self, client_id: &str, identity: Uuid, now: i64) -> Result<(), Error> {
-        sqlx::query("INSERT INTO op_assignments (client_id, identity_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, identity_id) DO NOTHING")
-            .bind(client_id)
-            .bind(identity.to_string())
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    pub async fn op_unassign(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
-        let done =
-            sqlx::query("DELETE FROM op_assignments WHERE client_id = $1 AND identity_id = $2")
-                .bind(client_id)
-                .bind(identity.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn op_is_assigned(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM op_assignments WHERE client_id = $1 AND identity_id = $2",
-        )
-        .bind(client_id)
-        .bind(identity.to_string())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(row.is_some())
-    }
-
-    pub async fn op_assignments(&self, client_id: &str) -> Result<Vec<Uuid>, Error> {
-        let rows = sqlx::query(
-            "SELECT identity_id FROM op_assignments WHERE client_id = $1 ORDER BY identity_id",
-        )
-        .bind(client_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.try_get("identity_id").map_err(db_err)?;
-                Uuid::parse_str(&s).map_err(|_| Error::internal("corrupt identity id"))
-            })
-            .collect()
-    }
-
     /// The scopes an identity consented to for an app (space-separated), if any.
     pub async fn op_consent(
         &self,

@@ -46,6 +46,7 @@ mod op_flows;
 mod op_jar;
 mod op_peers;
 mod op_registration;
+mod organizations;
 mod ory_sdk;
 mod provider_dingtalk;
 mod provider_github;
