@@ -9,9 +9,9 @@
 use crate::engine::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tessera_core::Error;
 use tessera_core::org::{self, MemberSource, OrganizationBy};
 use tessera_core::timefmt::{now_ms, to_rfc3339};
-use tessera_core::Error;
 use tessera_store::orgs::{DomainRow, GroupRow, MemberRow, OrgRow, OrgRuleRow, RoleRow};
 use uuid::Uuid;
 
@@ -87,14 +87,17 @@ pub struct MemberInput {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
-    serde_json::from_value(v).map_err(|e| Error::bad_request(format!("The {what} is not valid: {e}.")))
+    serde_json::from_value(v)
+        .map_err(|e| Error::bad_request(format!("The {what} is not valid: {e}.")))
 }
 
 fn object_or_empty(v: Option<Value>, key: &str) -> Result<Value, Error> {
     match v {
         None | Some(Value::Null) => Ok(json!({})),
         Some(v @ Value::Object(_)) => Ok(v),
-        Some(_) => Err(Error::bad_request(format!("`{key}` must be a JSON object."))),
+        Some(_) => Err(Error::bad_request(format!(
+            "`{key}` must be a JSON object."
+        ))),
     }
 }
 
@@ -162,33 +165,51 @@ impl Engine {
     /// The organization's JSON with its alias path.
     pub async fn org_view(&self, o: &OrgRow) -> Result<Value, Error> {
         let paths = self.store.org_paths(std::slice::from_ref(o)).await?;
-        Ok(org_json(o, paths.get(&o.id).map(String::as_str).unwrap_or("")))
+        Ok(org_json(
+            o,
+            paths.get(&o.id).map(String::as_str).unwrap_or(""),
+        ))
     }
 
-    async fn org_from_input(&self, input: OrgInput, base: Option<&OrgRow>) -> Result<OrgRow, Error> {
-        let alias = input
-            .alias
-            .ok_or_else(|| Error::bad_request("`alias` is missing: give the organization a short lowercase alias such as `acme`."))?;
+    async fn org_from_input(
+        &self,
+        input: OrgInput,
+        base: Option<&OrgRow>,
+    ) -> Result<OrgRow, Error> {
+        let alias = input.alias.ok_or_else(|| {
+            Error::bad_request(
+                "`alias` is missing: give the organization a short lowercase alias such as `acme`.",
+            )
+        })?;
         org::check_alias(&alias)?;
         let parent_id = match input.parent_id.as_deref() {
             None | Some("") => None,
             Some(p) => Some(
                 self.resolve_org(p)
                     .await
-                    .map_err(|_| Error::bad_request(format!("`parent_id` `{p}` names no organization.")))?
+                    .map_err(|_| {
+                        Error::bad_request(format!("`parent_id` `{p}` names no organization."))
+                    })?
                     .id,
             ),
         };
         if let Some(x) = &input.external_id
             && x.trim().is_empty()
         {
-            return Err(Error::bad_request("`external_id` must not be empty: leave it out instead."));
+            return Err(Error::bad_request(
+                "`external_id` must not be empty: leave it out instead.",
+            ));
         }
         let now = now_ms();
         Ok(OrgRow {
-            id: base.map(|b| b.id.clone()).unwrap_or_else(|| Uuid::new_v4().to_string()),
+            id: base
+                .map(|b| b.id.clone())
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
             parent_id,
-            name: input.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| alias.clone()),
+            name: input
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| alias.clone()),
             alias,
             description: input.description.unwrap_or_default(),
             id_path: String::new(),
@@ -231,19 +252,33 @@ impl Engine {
         Ok(row)
     }
 
-    pub async fn put_member(&self, org_id: &str, identity: Uuid, v: Value) -> Result<MemberRow, Error> {
+    pub async fn put_member(
+        &self,
+        org_id: &str,
+        identity: Uuid,
+        v: Value,
+    ) -> Result<MemberRow, Error> {
         let input: MemberInput = parse(v, "membership")?;
         check_roles(&input.roles)?;
         let o = self.resolve_org(org_id).await?;
         self.store.get_identity(identity).await?;
         self.store
-            .org_put_member(&o.id, identity, &input.roles, MemberSource::Manual, None, now_ms())
+            .org_put_member(
+                &o.id,
+                identity,
+                &input.roles,
+                MemberSource::Manual,
+                None,
+                now_ms(),
+            )
             .await
     }
 
     pub async fn create_role(&self, v: Value) -> Result<RoleRow, Error> {
         let input: RoleInput = parse(v, "organization role")?;
-        let name = input.name.ok_or_else(|| Error::bad_request("`name` is missing."))?;
+        let name = input
+            .name
+            .ok_or_else(|| Error::bad_request("`name` is missing."))?;
         org::check_name("organization role", &name)?;
         let row = RoleRow {
             id: Uuid::new_v4().to_string(),
@@ -260,12 +295,21 @@ impl Engine {
         let current = self.store.org_role(id).await?;
         let name = input.name.unwrap_or(current.name);
         org::check_name("organization role", &name)?;
-        let row = RoleRow { name, description: input.description, ..current };
+        let row = RoleRow {
+            name,
+            description: input.description,
+            ..current
+        };
         self.store.org_role_update(&row).await?;
         Ok(row)
     }
 
-    pub async fn put_domain(&self, org_id: &str, domain: &str, v: Value) -> Result<DomainRow, Error> {
+    pub async fn put_domain(
+        &self,
+        org_id: &str,
+        domain: &str,
+        v: Value,
+    ) -> Result<DomainRow, Error> {
         let input: DomainInput = parse(v, "domain")?;
         check_roles(&input.roles)?;
         let o = self.resolve_org(org_id).await?;
@@ -298,11 +342,15 @@ impl Engine {
     }
 
     fn group_from_input(input: GroupInput, base: Option<&GroupRow>) -> Result<GroupRow, Error> {
-        let name = input.name.ok_or_else(|| Error::bad_request("`name` is missing."))?;
+        let name = input
+            .name
+            .ok_or_else(|| Error::bad_request("`name` is missing."))?;
         org::check_name("group name", &name)?;
         let now = now_ms();
         Ok(GroupRow {
-            id: base.map(|b| b.id.clone()).unwrap_or_else(|| Uuid::new_v4().to_string()),
+            id: base
+                .map(|b| b.id.clone())
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
             name,
             description: input.description.unwrap_or_default(),
             external_id: input.external_id.filter(|x| !x.trim().is_empty()),
@@ -346,13 +394,29 @@ impl Engine {
     pub async fn apply_org_jit(&self, identity: Uuid) -> Result<(), Error> {
         let ident = self.store.get_identity(identity).await?;
         let now = now_ms();
-        for a in ident.verifiable_addresses.iter().filter(|a| a.verified && a.via == "email") {
-            let Some(domain) = org::email_domain(&a.value) else { continue };
-            if let Some(d) = self.store.org_domain_owner(&org::domain_candidates(&domain)).await?
+        for a in ident
+            .verifiable_addresses
+            .iter()
+            .filter(|a| a.verified && a.via == "email")
+        {
+            let Some(domain) = org::email_domain(&a.value) else {
+                continue;
+            };
+            if let Some(d) = self
+                .store
+                .org_domain_owner(&org::domain_candidates(&domain))
+                .await?
                 && d.jit
             {
                 self.store
-                    .org_add_member_if_absent(&d.organization_id, identity, &d.roles, MemberSource::Domain, None, now)
+                    .org_add_member_if_absent(
+                        &d.organization_id,
+                        identity,
+                        &d.roles,
+                        MemberSource::Domain,
+                        None,
+                        now,
+                    )
                     .await?;
             }
         }
@@ -374,13 +438,22 @@ impl Engine {
                 };
                 if let Some(o) = found {
                     self.store
-                        .org_add_member_if_absent(&o.id, identity, &rule.roles, MemberSource::Rule, Some(&rule.id), now)
+                        .org_add_member_if_absent(
+                            &o.id,
+                            identity,
+                            &rule.roles,
+                            MemberSource::Rule,
+                            Some(&rule.id),
+                            now,
+                        )
                         .await?;
                     matched.push(o.id);
                 }
             }
             if rule.prune {
-                self.store.org_prune_rule_members(&rule.id, identity, &matched).await?;
+                self.store
+                    .org_prune_rule_members(&rule.id, identity, &matched)
+                    .await?;
             }
         }
         Ok(())
@@ -393,5 +466,6 @@ fn apply_patch(doc: &mut Value, patch: &Value) -> Result<(), Error> {
             "The body must be a JSON Patch array (RFC 6902) such as [{{\"op\":\"replace\",\"path\":\"/name\",\"value\":\"Sales\"}}]: {e}"
         ))
     })?;
-    json_patch::patch(doc, &patch).map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}.")))
+    json_patch::patch(doc, &patch)
+        .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}.")))
 }

@@ -129,9 +129,7 @@ impl Memberships {
 
 /// Whether any of `scopes` asks for membership claims.
 pub fn wants_memberships(scopes: &[&str]) -> bool {
-    scopes
-        .iter()
-        .any(|s| SCOPES.contains(&canonical_scope(s)))
+    scopes.iter().any(|s| SCOPES.contains(&canonical_scope(s)))
 }
 
 /// The outcome of the access check.
@@ -237,7 +235,11 @@ pub fn access_rule_json(r: &AccessRuleRow) -> Value {
     let subject = match &r.subject {
         AccessSubject::Identity(i) => json!({"type": "identity", "id": i}),
         AccessSubject::Group(g) => json!({"type": "group", "id": g}),
-        AccessSubject::Organization { id, include_descendants, roles } => json!({
+        AccessSubject::Organization {
+            id,
+            include_descendants,
+            roles,
+        } => json!({
             "type": "organization", "id": id, "include_descendants": include_descendants,
             "organization_roles": roles,
         }),
@@ -249,7 +251,11 @@ pub fn access_rule_json(r: &AccessRuleRow) -> Value {
 impl Provider {
     /// Turns an access rule's JSON into a row for `client`: the subject resolved to ids, the
     /// app roles checked against the roles the app declares. Nothing is written here.
-    pub async fn access_rule_from(&self, client: &Client, v: Value) -> Result<AccessRuleRow, tessera_core::Error> {
+    pub async fn access_rule_from(
+        &self,
+        client: &Client,
+        v: Value,
+    ) -> Result<AccessRuleRow, tessera_core::Error> {
         let input: AccessRuleInput = serde_json::from_value(v).map_err(|e| {
             bad(format!(
                 "The access rule is not valid: {e}. Send {{\"subject\": {{\"type\": \"organization\", \"id\": \"acme/sales\"}}, \"app_roles\": []}}."
@@ -260,12 +266,20 @@ impl Provider {
                 return Err(bad(format!(
                     "invalid_client_metadata: app role `{r}` is not one of the roles app `{}` declares ({}); add it to the app's `roles` first.",
                     client.client_id,
-                    if client.roles.is_empty() { "none".to_string() } else { client.roles.join(", ") }
+                    if client.roles.is_empty() {
+                        "none".to_string()
+                    } else {
+                        client.roles.join(", ")
+                    }
                 )));
             }
         }
         let s = input.subject;
-        let only_orgs = |what: &str| bad(format!("`subject.{what}` applies to organization rules only."));
+        let only_orgs = |what: &str| {
+            bad(format!(
+                "`subject.{what}` applies to organization rules only."
+            ))
+        };
         if s.kind != "organization" {
             if s.include_descendants.is_some() {
                 return Err(only_orgs("include_descendants"));
@@ -276,20 +290,33 @@ impl Provider {
         }
         let subject = match s.kind.as_str() {
             "identity" => {
-                let id = Uuid::parse_str(&s.id)
-                    .map_err(|_| bad(format!("`subject.id` `{}` is not an identity id (a UUID).", s.id)))?;
+                let id = Uuid::parse_str(&s.id).map_err(|_| {
+                    bad(format!(
+                        "`subject.id` `{}` is not an identity id (a UUID).",
+                        s.id
+                    ))
+                })?;
                 AccessSubject::Identity(id)
             }
-            "group" => AccessSubject::Group(self.store.group_get(&s.id).await.map_err(|_| {
-                bad(format!("`subject.id`: group `{}` does not exist.", s.id))
-            })?.id),
+            "group" => AccessSubject::Group(
+                self.store
+                    .group_get(&s.id)
+                    .await
+                    .map_err(|_| bad(format!("`subject.id`: group `{}` does not exist.", s.id)))?
+                    .id,
+            ),
             "organization" => {
                 let org = if Uuid::parse_str(&s.id).is_ok() {
                     self.store.org_get(&s.id).await.ok()
                 } else {
                     self.store.org_by_alias_path(&s.id).await?
                 };
-                let org = org.ok_or_else(|| bad(format!("`subject.id`: organization `{}` does not exist.", s.id)))?;
+                let org = org.ok_or_else(|| {
+                    bad(format!(
+                        "`subject.id`: organization `{}` does not exist.",
+                        s.id
+                    ))
+                })?;
                 for r in &s.organization_roles {
                     tessera_core::org::check_name("organization role", r)?;
                 }
@@ -339,7 +366,11 @@ mod tests {
     #[test]
     fn logto_aliases_give_logto_shapes() {
         let c = sample(1).claims(
-            &["openid", "urn:logto:scope:organizations", "urn:logto:scope:organization_roles"],
+            &[
+                "openid",
+                "urn:logto:scope:organizations",
+                "urn:logto:scope:organization_roles",
+            ],
             false,
         );
         assert_eq!(c["organizations"], json!(["o0"]));
@@ -363,8 +394,15 @@ mod tests {
         let id = m.claims(&["organizations"], true);
         assert!(id.contains_key("organizations"));
         assert!(!id.contains_key("organization_data"));
-        assert!(m.claims(&["organizations"], false).contains_key("organization_data"));
+        assert!(
+            m.claims(&["organizations"], false)
+                .contains_key("organization_data")
+        );
         let huge = sample(400);
-        assert!(!huge.claims(&["organizations"], true).contains_key("organizations"));
+        assert!(
+            !huge
+                .claims(&["organizations"], true)
+                .contains_key("organizations")
+        );
     }
 }

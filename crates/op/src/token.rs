@@ -411,13 +411,12 @@ impl Provider {
     pub async fn id_token(&self, t: IdTokenInput<'_>) -> OpResult<String> {
         let now = now_ms() / 1000;
         let mut claims = Map::new();
-        let memberships = if t.client.claims_mapper.is_some()
-            || crate::membership::wants_memberships(t.scopes)
-        {
-            Some(self.memberships(t.client, t.identity.id).await?)
-        } else {
-            None
-        };
+        let memberships =
+            if t.client.claims_mapper.is_some() || crate::membership::wants_memberships(t.scopes) {
+                Some(self.memberships(t.client, t.identity.id).await?)
+            } else {
+                None
+            };
         if let Some(mapper) = &t.client.claims_mapper {
             let compiled = self.claims_mapper(&t.client.client_id, mapper)?;
             let mut input = crate::subject::mapper_input(t.client, t.identity, t.sub, t.scopes);
@@ -1053,10 +1052,15 @@ impl Provider {
         }
         let mut claims = crate::subject::scope_claims(&identity, &scopes);
         if crate::membership::wants_memberships(&scopes) {
-            let client = self.client(&row.client_id).await?.ok_or_else(|| {
-                OpError::invalid_token("The app of this token no longer exists.")
-            })?;
-            claims.extend(self.memberships(&client, identity_id).await?.claims(&scopes, false));
+            let client = self
+                .client(&row.client_id)
+                .await?
+                .ok_or_else(|| OpError::invalid_token("The app of this token no longer exists."))?;
+            claims.extend(
+                self.memberships(&client, identity_id)
+                    .await?
+                    .claims(&scopes, false),
+            );
         }
         claims.insert(
             "sub".into(),
@@ -1130,10 +1134,17 @@ impl Provider {
             }
             // The membership claims of the granted scopes (RFC 7662 allows extra members), as
             // they are now, so a resource server sees removals at once.
-            let scope = row.data.get("scope").and_then(Value::as_str).unwrap_or_default();
+            let scope = row
+                .data
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let scopes: Vec<&str> = scope.split_whitespace().collect();
             if crate::membership::wants_memberships(&scopes) {
-                extra = self.memberships(&client, identity_id).await?.claims(&scopes, false);
+                extra = self
+                    .memberships(&client, identity_id)
+                    .await?
+                    .claims(&scopes, false);
             }
         }
         let jkt = row.data.get("jkt").and_then(Value::as_str);

@@ -29,7 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/organizations", get(list_orgs).post(create_org))
         .route(
             "/admin/organizations/{id}",
-            get(get_org).put(update_org).patch(patch_org).delete(delete_org),
+            get(get_org)
+                .put(update_org)
+                .patch(patch_org)
+                .delete(delete_org),
         )
         .route("/admin/organizations/{id}/members", get(list_members))
         .route(
@@ -122,7 +125,9 @@ async fn list_orgs(cfg: Cfg, KratosQuery(q): KratosQuery<OrgsQuery>) -> AdminRes
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|o| tessera_flows::orgs::org_json(o, paths.get(&o.id).map(String::as_str).unwrap_or("")))
+        .map(|o| {
+            tessera_flows::orgs::org_json(o, paths.get(&o.id).map(String::as_str).unwrap_or(""))
+        })
         .collect();
     let mut extra = vec![];
     if let Some(p) = &q.parent_id {
@@ -222,7 +227,11 @@ async fn put_member(
     let e = cfg.engine();
     let v = match read_body(&headers, body).await {
         Ok(v) => v,
-        Err(_) if headers.get(axum::http::header::CONTENT_LENGTH).is_none_or(|l| l == "0") => {
+        Err(_)
+            if headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|l| l == "0") =>
+        {
             serde_json::json!({})
         }
         Err(err) => return Err(err),
@@ -248,7 +257,13 @@ async fn remove_member(
 async fn list_domains(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
     let e = cfg.engine();
     let org = e.resolve_org(&id).await?;
-    let items: Vec<Value> = e.store.org_domains(&org.id).await?.iter().map(domain_json).collect();
+    let items: Vec<Value> = e
+        .store
+        .org_domains(&org.id)
+        .await?
+        .iter()
+        .map(domain_json)
+        .collect();
     Ok(Json(items).into_response())
 }
 
@@ -259,7 +274,9 @@ async fn put_domain(
     body: Body,
 ) -> AdminResult {
     let e = cfg.engine();
-    let d = e.put_domain(&id, &domain, read_body(&headers, body).await?).await?;
+    let d = e
+        .put_domain(&id, &domain, read_body(&headers, body).await?)
+        .await?;
     Ok(Json(domain_json(&d)).into_response())
 }
 
@@ -279,12 +296,22 @@ async fn delete_domain(
 }
 
 async fn list_roles(cfg: Cfg) -> AdminResult {
-    let items: Vec<Value> = cfg.engine().store.org_roles().await?.iter().map(role_json).collect();
+    let items: Vec<Value> = cfg
+        .engine()
+        .store
+        .org_roles()
+        .await?
+        .iter()
+        .map(role_json)
+        .collect();
     Ok(Json(items).into_response())
 }
 
 async fn create_role(cfg: Cfg, headers: HeaderMap, body: Body) -> AdminResult {
-    let r = cfg.engine().create_role(read_body(&headers, body).await?).await?;
+    let r = cfg
+        .engine()
+        .create_role(read_body(&headers, body).await?)
+        .await?;
     Ok(created(role_json(&r)))
 }
 
@@ -298,7 +325,10 @@ async fn update_role(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult {
-    let r = cfg.engine().update_role(&id, read_body(&headers, body).await?).await?;
+    let r = cfg
+        .engine()
+        .update_role(&id, read_body(&headers, body).await?)
+        .await?;
     Ok(Json(role_json(&r)).into_response())
 }
 
@@ -308,12 +338,22 @@ async fn delete_role(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResul
 }
 
 async fn list_rules(cfg: Cfg) -> AdminResult {
-    let items: Vec<Value> = cfg.engine().store.org_rules().await?.iter().map(rule_json).collect();
+    let items: Vec<Value> = cfg
+        .engine()
+        .store
+        .org_rules()
+        .await?
+        .iter()
+        .map(rule_json)
+        .collect();
     Ok(Json(items).into_response())
 }
 
 async fn create_rule(cfg: Cfg, headers: HeaderMap, body: Body) -> AdminResult {
-    let r = cfg.engine().create_org_rule(read_body(&headers, body).await?).await?;
+    let r = cfg
+        .engine()
+        .create_org_rule(read_body(&headers, body).await?)
+        .await?;
     Ok(created(rule_json(&r)))
 }
 
@@ -326,7 +366,10 @@ async fn delete_rule(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResul
     Ok(no_content())
 }
 
-async fn identity_orgs(cfg: Cfg, KratosPath(IdentityId(identity)): KratosPath<IdentityId>) -> AdminResult {
+async fn identity_orgs(
+    cfg: Cfg,
+    KratosPath(IdentityId(identity)): KratosPath<IdentityId>,
+) -> AdminResult {
     let e = cfg.engine();
     e.store.get_identity(identity).await?;
     let rows = e.store.identity_orgs(identity).await?;
@@ -345,10 +388,19 @@ async fn identity_orgs(cfg: Cfg, KratosPath(IdentityId(identity)): KratosPath<Id
     Ok(Json(items).into_response())
 }
 
-async fn identity_groups(cfg: Cfg, KratosPath(IdentityId(identity)): KratosPath<IdentityId>) -> AdminResult {
+async fn identity_groups(
+    cfg: Cfg,
+    KratosPath(IdentityId(identity)): KratosPath<IdentityId>,
+) -> AdminResult {
     let e = cfg.engine();
     e.store.get_identity(identity).await?;
-    let items: Vec<Value> = e.store.identity_groups(identity).await?.iter().map(group_json).collect();
+    let items: Vec<Value> = e
+        .store
+        .identity_groups(identity)
+        .await?
+        .iter()
+        .map(group_json)
+        .collect();
     Ok(Json(items).into_response())
 }
 
@@ -368,7 +420,10 @@ async fn list_groups(cfg: Cfg, KratosQuery(q): KratosQuery<PageQuery>) -> AdminR
 }
 
 async fn create_group(cfg: Cfg, headers: HeaderMap, body: Body) -> AdminResult {
-    let g = cfg.engine().create_group(read_body(&headers, body).await?).await?;
+    let g = cfg
+        .engine()
+        .create_group(read_body(&headers, body).await?)
+        .await?;
     Ok(created(group_json(&g)))
 }
 
@@ -382,7 +437,10 @@ async fn update_group(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult {
-    let g = cfg.engine().update_group(&id, read_body(&headers, body).await?).await?;
+    let g = cfg
+        .engine()
+        .update_group(&id, read_body(&headers, body).await?)
+        .await?;
     Ok(Json(group_json(&g)).into_response())
 }
 
@@ -392,7 +450,10 @@ async fn patch_group(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult {
-    let g = cfg.engine().patch_group(&id, &read_body(&headers, body).await?).await?;
+    let g = cfg
+        .engine()
+        .patch_group(&id, &read_body(&headers, body).await?)
+        .await?;
     Ok(Json(group_json(&g)).into_response())
 }
 
@@ -505,13 +566,20 @@ async fn replace_access_rules(
     };
     let mut rules = Vec::with_capacity(items.len());
     for (i, v) in items.into_iter().enumerate() {
-        let r = cfg.op().access_rule_from(&client, v).await.map_err(|mut e| {
-            e.reason = format!("rule [{i}]: {}", e.reason);
-            e
-        })?;
+        let r = cfg
+            .op()
+            .access_rule_from(&client, v)
+            .await
+            .map_err(|mut e| {
+                e.reason = format!("rule [{i}]: {}", e.reason);
+                e
+            })?;
         rules.push(r);
     }
-    cfg.engine().store.op_replace_access_rules(&id, &rules).await?;
+    cfg.engine()
+        .store
+        .op_replace_access_rules(&id, &rules)
+        .await?;
     let items: Vec<Value> = cfg
         .engine()
         .store

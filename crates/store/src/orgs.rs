@@ -217,12 +217,14 @@ async fn role_ids(tx: &mut Transaction<'_, Any>, names: &[String]) -> Result<Vec
 }
 
 async fn org_in(tx: &mut Transaction<'_, Any>, id: &str) -> Result<OrgRow, Error> {
-    let row = sqlx::query(&format!("SELECT {ORG_COLS} FROM organizations WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| org_missing(id))?;
+    let row = sqlx::query(&format!(
+        "SELECT {ORG_COLS} FROM organizations WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?
+    .ok_or_else(|| org_missing(id))?;
     org_from_row(&row)
 }
 
@@ -282,9 +284,7 @@ impl Store {
                 None => format!("/{}/", org.id),
                 Some(p) => {
                     let parent = org_in(&mut tx, p).await.map_err(|_| {
-                        Error::bad_request(format!(
-                            "`parent_id` `{p}` names no organization."
-                        ))
+                        Error::bad_request(format!("`parent_id` `{p}` names no organization."))
                     })?;
                     if parent.id_path.starts_with(&current.id_path) {
                         return Err(Error::bad_request(format!(
@@ -296,15 +296,16 @@ impl Store {
                 }
             };
             // The deepest node below moves with it.
-            let deepest: Vec<String> = sqlx::query("SELECT id_path FROM organizations WHERE id_path LIKE $1")
-                .bind(format!("{}%", current.id_path))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .iter()
-                .map(|r| r.try_get::<String, _>("id_path"))
-                .collect::<Result<_, _>>()
-                .map_err(db_err)?;
+            let deepest: Vec<String> =
+                sqlx::query("SELECT id_path FROM organizations WHERE id_path LIKE $1")
+                    .bind(format!("{}%", current.id_path))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>("id_path"))
+                    .collect::<Result<_, _>>()
+                    .map_err(db_err)?;
             let below = deepest
                 .iter()
                 .map(|p| p.split('/').filter(|s| !s.is_empty()).count())
@@ -376,12 +377,14 @@ impl Store {
     }
 
     pub async fn org_get(&self, id: &str) -> Result<OrgRow, Error> {
-        let row = sqlx::query(&format!("SELECT {ORG_COLS} FROM organizations WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| org_missing(id))?;
+        let row = sqlx::query(&format!(
+            "SELECT {ORG_COLS} FROM organizations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| org_missing(id))?;
         org_from_row(&row)
     }
 
@@ -407,13 +410,15 @@ impl Store {
                 .bind(alias)
                 .fetch_optional(&self.pool)
                 .await,
-                Some(p) => sqlx::query(&format!(
-                    "SELECT {ORG_COLS} FROM organizations WHERE parent_id = $1 AND alias = $2"
-                ))
-                .bind(&p.id)
-                .bind(alias)
-                .fetch_optional(&self.pool)
-                .await,
+                Some(p) => {
+                    sqlx::query(&format!(
+                        "SELECT {ORG_COLS} FROM organizations WHERE parent_id = $1 AND alias = $2"
+                    ))
+                    .bind(&p.id)
+                    .bind(alias)
+                    .fetch_optional(&self.pool)
+                    .await
+                }
             }
             .map_err(db_err)?;
             match row {
@@ -458,7 +463,10 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
-        let items = rows.iter().map(org_from_row).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(org_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page_of(items, size, PREFIX, |o| o.id.clone()))
     }
 
@@ -664,7 +672,9 @@ impl Store {
             .collect()
     }
 
-    fn member_from_row(row: &AnyRow) -> Result<(String, Uuid, MemberSource, Option<String>, i64), Error> {
+    fn member_from_row(
+        row: &AnyRow,
+    ) -> Result<(String, Uuid, MemberSource, Option<String>, i64), Error> {
         let source: String = row.try_get("source").map_err(db_err)?;
         Ok((
             row.try_get("organization_id").map_err(db_err)?,
@@ -687,7 +697,8 @@ impl Store {
             .await
             .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
-        let (organization_id, identity_id, source, rule_id, created_at) = Self::member_from_row(&row)?;
+        let (organization_id, identity_id, source, rule_id, created_at) =
+            Self::member_from_row(&row)?;
         let roles = self.member_roles(&organization_id, identity_id).await?;
         Ok(Some(MemberRow {
             organization_id,
@@ -737,7 +748,8 @@ impl Store {
             .map_err(db_err)?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (organization_id, identity_id, source, rule_id, created_at) = Self::member_from_row(row)?;
+            let (organization_id, identity_id, source, rule_id, created_at) =
+                Self::member_from_row(row)?;
             let roles = self.member_roles(&organization_id, identity_id).await?;
             items.push(MemberRow {
                 organization_id,
@@ -831,23 +843,28 @@ impl Store {
     }
 
     pub async fn org_role_update(&self, r: &RoleRow) -> Result<bool, Error> {
-        let done = sqlx::query("UPDATE organization_roles SET name = $1, description = $2 WHERE id = $3")
-            .bind(&r.name)
-            .bind(&r.description)
-            .bind(&r.id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                or_conflict(e, || format!("Organization role `{}` already exists.", r.name))
-            })?;
+        let done =
+            sqlx::query("UPDATE organization_roles SET name = $1, description = $2 WHERE id = $3")
+                .bind(&r.name)
+                .bind(&r.description)
+                .bind(&r.id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    or_conflict(e, || {
+                        format!("Organization role `{}` already exists.", r.name)
+                    })
+                })?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn org_roles(&self) -> Result<Vec<RoleRow>, Error> {
-        let rows = sqlx::query("SELECT id, name, description, created_at FROM organization_roles ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT id, name, description, created_at FROM organization_roles ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
         rows.iter().map(role_from_row).collect()
     }
 
@@ -895,11 +912,12 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         org_in(&mut tx, &d.organization_id).await?;
         role_ids(&mut tx, &d.roles).await?;
-        let owner = sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
-            .bind(&d.domain)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let owner =
+            sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
+                .bind(&d.domain)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         let roles = serde_json::to_string(&d.roles).unwrap_or_else(|_| "[]".into());
         match owner {
             Some(o) => {
@@ -910,13 +928,15 @@ impl Store {
                         d.domain
                     )));
                 }
-                sqlx::query("UPDATE organization_domains SET jit = $1, roles = $2 WHERE domain = $3")
-                    .bind(i64::from(d.jit))
-                    .bind(roles)
-                    .bind(&d.domain)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+                sqlx::query(
+                    "UPDATE organization_domains SET jit = $1, roles = $2 WHERE domain = $3",
+                )
+                .bind(i64::from(d.jit))
+                .bind(roles)
+                .bind(&d.domain)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             }
             None => {
                 sqlx::query("INSERT INTO organization_domains (domain, organization_id, jit, roles) VALUES ($1, $2, $3, $4)")
@@ -937,13 +957,19 @@ impl Store {
         Ok(())
     }
 
-    pub async fn org_delete_domain(&self, organization_id: &str, domain: &str) -> Result<bool, Error> {
-        let done = sqlx::query("DELETE FROM organization_domains WHERE organization_id = $1 AND domain = $2")
-            .bind(organization_id)
-            .bind(domain)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+    pub async fn org_delete_domain(
+        &self,
+        organization_id: &str,
+        domain: &str,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "DELETE FROM organization_domains WHERE organization_id = $1 AND domain = $2",
+        )
+        .bind(organization_id)
+        .bind(domain)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -966,7 +992,10 @@ impl Store {
     }
 
     /// The first of `candidates` (most specific first) that an organization owns.
-    pub async fn org_domain_owner(&self, candidates: &[String]) -> Result<Option<DomainRow>, Error> {
+    pub async fn org_domain_owner(
+        &self,
+        candidates: &[String],
+    ) -> Result<Option<DomainRow>, Error> {
         for c in candidates {
             let row = sqlx::query("SELECT domain, organization_id, jit, roles FROM organization_domains WHERE domain = $1")
                 .bind(c)
@@ -1077,7 +1106,11 @@ impl Store {
         group_from_row(&row)
     }
 
-    pub async fn group_list(&self, size: usize, token: Option<&str>) -> Result<Page<GroupRow>, Error> {
+    pub async fn group_list(
+        &self,
+        size: usize,
+        token: Option<&str>,
+    ) -> Result<Page<GroupRow>, Error> {
         const PREFIX: &str = "tessera/v1/groups/";
         let after = token
             .map(|t| decode_page_token(PREFIX, t))
@@ -1091,7 +1124,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let items = rows.iter().map(group_from_row).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(group_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(page_of(items, size, PREFIX, |g| g.id.clone()))
     }
 
@@ -1104,7 +1140,12 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn group_add_member(&self, group_id: &str, identity: Uuid, now: i64) -> Result<(), Error> {
+    pub async fn group_add_member(
+        &self,
+        group_id: &str,
+        identity: Uuid,
+        now: i64,
+    ) -> Result<(), Error> {
         sqlx::query("INSERT INTO group_members (group_id, identity_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id, identity_id) DO NOTHING")
             .bind(group_id)
             .bind(identity.to_string())
@@ -1116,12 +1157,13 @@ impl Store {
     }
 
     pub async fn group_remove_member(&self, group_id: &str, identity: Uuid) -> Result<bool, Error> {
-        let done = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND identity_id = $2")
-            .bind(group_id)
-            .bind(identity.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let done =
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND identity_id = $2")
+                .bind(group_id)
+                .bind(identity.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1175,7 +1217,15 @@ fn group_conflict(g: &GroupRow) -> String {
 }
 
 /// The subject's identity, organization and group columns, exactly one set.
-fn subject_cols(s: &AccessSubject) -> (&'static str, Option<String>, Option<String>, Option<String>, bool) {
+fn subject_cols(
+    s: &AccessSubject,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+) {
     match s {
         AccessSubject::Identity(id) => ("identity", Some(id.to_string()), None, None, true),
         AccessSubject::Group(g) => ("group", None, None, Some(g.clone()), true),
@@ -1183,7 +1233,13 @@ fn subject_cols(s: &AccessSubject) -> (&'static str, Option<String>, Option<Stri
             id,
             include_descendants,
             ..
-        } => ("organization", None, Some(id.clone()), None, *include_descendants),
+        } => (
+            "organization",
+            None,
+            Some(id.clone()),
+            None,
+            *include_descendants,
+        ),
     }
 }
 
@@ -1192,7 +1248,9 @@ async fn insert_rule(tx: &mut Transaction<'_, Any>, r: &AccessRuleRow) -> Result
     let ids = match &r.subject {
         AccessSubject::Organization { id, roles, .. } => {
             org_in(tx, id).await.map_err(|_| {
-                Error::bad_request(format!("The rule names organization `{id}`, which does not exist."))
+                Error::bad_request(format!(
+                    "The rule names organization `{id}`, which does not exist."
+                ))
             })?;
             role_ids(tx, roles).await?
         }
@@ -1313,11 +1371,16 @@ impl Store {
                 let kind: String = r.try_get("subject_type").map_err(db_err)?;
                 let col = |c: &str| r.try_get::<Option<String>, _>(c).map_err(db_err);
                 let subject = match kind.as_str() {
-                    "identity" => AccessSubject::Identity(uuid_of(&col("identity_id")?.unwrap_or_default())?),
+                    "identity" => {
+                        AccessSubject::Identity(uuid_of(&col("identity_id")?.unwrap_or_default())?)
+                    }
                     "group" => AccessSubject::Group(col("group_id")?.unwrap_or_default()),
                     _ => AccessSubject::Organization {
                         id: col("organization_id")?.unwrap_or_default(),
-                        include_descendants: r.try_get::<i64, _>("include_descendants").map_err(db_err)? != 0,
+                        include_descendants: r
+                            .try_get::<i64, _>("include_descendants")
+                            .map_err(db_err)?
+                            != 0,
                         roles: roles.remove(&id).unwrap_or_default(),
                     },
                 };
@@ -1337,7 +1400,11 @@ impl Store {
     /// rule of one of its groups, or an organization rule of an organization it is a member of
     /// (or of an ancestor, unless the rule excludes descendants), limited to members with one of
     /// the rule's roles when it lists any. `None` when no rule matches.
-    pub async fn op_access(&self, client_id: &str, identity: Uuid) -> Result<Option<Vec<String>>, Error> {
+    pub async fn op_access(
+        &self,
+        client_id: &str,
+        identity: Uuid,
+    ) -> Result<Option<Vec<String>>, Error> {
         let rows = sqlx::query(
             "SELECT r.app_roles FROM op_access_rules r WHERE r.client_id = $1 AND (
                 r.identity_id = $2
@@ -1384,23 +1451,26 @@ impl Store {
     }
 
     pub async fn op_unassign(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
-        let done = sqlx::query("DELETE FROM op_access_rules WHERE client_id = $1 AND identity_id = $2")
-            .bind(client_id)
-            .bind(identity.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let done =
+            sqlx::query("DELETE FROM op_access_rules WHERE client_id = $1 AND identity_id = $2")
+                .bind(client_id)
+                .bind(identity.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Whether an identity rule names this identity (the assignments endpoints' view).
     pub async fn op_is_assigned(&self, client_id: &str, identity: Uuid) -> Result<bool, Error> {
-        let row = sqlx::query("SELECT 1 AS one FROM op_access_rules WHERE client_id = $1 AND identity_id = $2")
-            .bind(client_id)
-            .bind(identity.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM op_access_rules WHERE client_id = $1 AND identity_id = $2",
+        )
+        .bind(client_id)
+        .bind(identity.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(row.is_some())
     }
 

@@ -39,6 +39,51 @@ enum Cmd {
         #[arg(required = true)]
         identity_ids: Vec<String>,
     },
+    /// Add an access rule: members of an organization (and of everything under it), of a
+    /// group, or one identity may use the app (`access: assigned`), optionally with app roles.
+    Allow(Box<AllowArgs>),
+    /// List an app's access rules (JSON).
+    Rules { client_id: String },
+    /// Delete access rules by id.
+    Disallow {
+        client_id: String,
+        #[arg(required = true)]
+        rule_ids: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["organization", "group", "identity"])))]
+struct AllowArgs {
+    client_id: String,
+    /// An organization, by id or alias path (`acme/sales`).
+    #[arg(long)]
+    organization: Option<String>,
+    /// A group, by id or name.
+    #[arg(long)]
+    group: Option<String>,
+    /// An identity id.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Organizations only: admit only members with this organization role (repeat).
+    #[arg(long = "role", requires = "organization")]
+    roles: Vec<String>,
+    /// Organizations only: do not admit members of its descendants.
+    #[arg(long, requires = "organization")]
+    no_descendants: bool,
+    /// An app role the rule grants (repeat); must be one the app declares (`--app-roles`).
+    #[arg(long = "app-role")]
+    app_roles: Vec<String>,
+}
+
+fn allow_body(a: &AllowArgs) -> Value {
+    let subject = match (&a.organization, &a.group, &a.identity) {
+        (Some(o), _, _) => json!({"type": "organization", "id": o,
+            "include_descendants": !a.no_descendants, "organization_roles": a.roles}),
+        (_, Some(g), _) => json!({"type": "group", "id": g}),
+        (_, _, i) => json!({"type": "identity", "id": i}),
+    };
+    json!({"subject": subject, "app_roles": a.app_roles})
 }
 
 #[derive(Args)]
@@ -76,7 +121,8 @@ struct CreateArgs {
     /// metadata_admin.<path> or credentials.oidc.<provider id>.
     #[arg(long)]
     subject: Option<String>,
-    /// all, or assigned (only identities assigned with `clients assign`).
+    /// all, or assigned (only identities an access rule admits: `clients assign`, `clients
+    /// allow`).
     #[arg(long)]
     access: Option<String>,
     /// First-party app: no consent step.
@@ -89,6 +135,10 @@ struct CreateArgs {
     /// The app must push its authorization requests first (RFC 9126 PAR).
     #[arg(long = "require-pushed-authorization-requests")]
     require_par: bool,
+    /// An app role the app declares (repeat), granted through access rules (`clients allow
+    /// --app-role`) and sent in the `roles` claim.
+    #[arg(long = "app-role")]
+    app_roles: Vec<String>,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -136,6 +186,9 @@ fn body(a: &CreateArgs) -> Result<Value> {
     }
     if !a.resources.is_empty() {
         m.insert("resources".into(), json!(a.resources));
+    }
+    if !a.app_roles.is_empty() {
+        m.insert("roles".into(), json!(a.app_roles));
     }
     if a.require_par {
         m.insert("require_pushed_authorization_requests".into(), json!(true));
@@ -227,6 +280,42 @@ pub async fn run(args: ClientsArgs) -> Result<()> {
                 println!("{i}");
             }
             Ok(())
+        }
+        Cmd::Allow(a) => {
+            let v: Value = send(
+                http.post(format!(
+                    "{base}/admin/clients/{}/access-rules",
+                    segment(&a.client_id)
+                ))
+                .json(&allow_body(&a)),
+                &base,
+            )
+            .await?
+            .json()
+            .await?;
+            println!("{}", v["id"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Cmd::Rules { client_id } => {
+            let v: Value = send(
+                http.get(format!(
+                    "{base}/admin/clients/{}/access-rules",
+                    segment(&client_id)
+                )),
+                &base,
+            )
+            .await?
+            .json()
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Disallow {
+            client_id,
+            rule_ids,
+        } => {
+            let collection = format!("/admin/clients/{}/access-rules", segment(&client_id));
+            delete_each(&http, &base, &collection, rule_ids, "rule(s)").await
         }
     }
 }

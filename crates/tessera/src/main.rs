@@ -14,6 +14,7 @@ mod identities;
 mod identity_config;
 mod keys;
 mod mapper;
+mod orgs;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Apps of the OpenID Provider, through a running server's admin API.
     Clients(clients::ClientsArgs),
+    /// Organizations (a tree), their members, roles, domains and rules, through the admin API.
+    Orgs(orgs::OrgsArgs),
+    /// Groups and their members, through the admin API.
+    Groups(orgs::GroupsArgs),
     /// APIs that accept the OpenID Provider's JWT access tokens, through the admin API.
     Apis(apis::ApisArgs),
     /// The OpenID Provider's signing keys (`keys rotate`), on the database directly.
@@ -118,6 +123,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Clients(args) => clients::run(args).await,
             Command::Apis(args) => apis::run(args).await,
+            Command::Orgs(args) => orgs::run_orgs(args).await,
+            Command::Groups(args) => orgs::run_groups(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::Courier(args) => courier::run(args).await,
             // Its own exit statuses: 1 for a failing mapper or invalid traits, 2 for usage.

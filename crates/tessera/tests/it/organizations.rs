@@ -42,10 +42,34 @@ async fn ok(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> Va
 
 /// acme → sales → east, and the `admin` role.
 async fn tree(s: &TestServer) -> (String, String, String) {
-    ok(s, "POST", "/admin/organization-roles", Some(json!({"name": "admin"}))).await;
-    let acme = ok(s, "POST", "/admin/organizations", Some(json!({"alias": "acme", "name": "Acme Inc."}))).await;
-    let sales = ok(s, "POST", "/admin/organizations", Some(json!({"alias": "sales", "name": "Sales", "parent_id": "acme"}))).await;
-    let east = ok(s, "POST", "/admin/organizations", Some(json!({"alias": "east", "name": "Sales East", "parent_id": "acme/sales"}))).await;
+    ok(
+        s,
+        "POST",
+        "/admin/organization-roles",
+        Some(json!({"name": "admin"})),
+    )
+    .await;
+    let acme = ok(
+        s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "acme", "name": "Acme Inc."})),
+    )
+    .await;
+    let sales = ok(
+        s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "sales", "name": "Sales", "parent_id": "acme"})),
+    )
+    .await;
+    let east = ok(
+        s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "east", "name": "Sales East", "parent_id": "acme/sales"})),
+    )
+    .await;
     assert_eq!(east["path"], "/acme/sales/east");
     assert_eq!(east["parent_id"], sales["id"]);
     (
@@ -80,14 +104,37 @@ async fn an_app_open_to_sales_admits_sales_east_and_refuses_others(backend: Back
     let (_acme, _sales, east) = tree(&s).await;
     let alice = user(&s, "alice@example.com").await;
     user(&s, "bob@example.com").await;
-    let m = ok(&s, "PUT", &format!("/admin/organizations/acme%2Fsales%2Feast/members/{alice}"), Some(json!({"roles": ["admin"]}))).await;
-    assert_eq!((m["roles"].clone(), m["source"].clone()), (json!(["admin"]), json!("manual")));
-    let c = create_client(&s, app("openid offline_access organizations organization_roles roles", "assigned")).await;
+    let m = ok(
+        &s,
+        "PUT",
+        &format!("/admin/organizations/acme%2Fsales%2Feast/members/{alice}"),
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(
+        (m["roles"].clone(), m["source"].clone()),
+        (json!(["admin"]), json!("manual"))
+    );
+    let c = create_client(
+        &s,
+        app(
+            "openid offline_access organizations organization_roles roles",
+            "assigned",
+        ),
+    )
+    .await;
     let cid = c["client_id"].as_str().unwrap();
     let rule = ok(&s, "POST", &format!("/admin/clients/{cid}/access-rules"), Some(json!({"subject": {"type": "organization", "id": "acme/sales"}, "app_roles": ["editor"]}))).await;
     assert_eq!(rule["subject"]["include_descendants"], true);
 
-    let t = code_flow(&Browser::default(), &s, &c, "alice@example.com", "openid offline_access organizations organization_roles roles").await;
+    let t = code_flow(
+        &Browser::default(),
+        &s,
+        &c,
+        "alice@example.com",
+        "openid offline_access organizations organization_roles roles",
+    )
+    .await;
     let idt = verify(&s, t["id_token"].as_str().unwrap(), cid).await;
     assert_eq!(idt["organizations"], json!([east]));
     assert_eq!(idt["organization_roles"], json!([format!("{east}:admin")]));
@@ -95,31 +142,64 @@ async fn an_app_open_to_sales_admits_sales_east_and_refuses_others(backend: Back
     assert_eq!(idt["roles"], json!(["editor"]));
 
     // Bob is in no organization: the hosted page, and access_denied back to the app.
-    let start = auth_url(&s, &[("client_id", cid), ("redirect_uri", RP), ("response_type", "code"), ("scope", "openid"), ("state", "s")]);
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s"),
+        ],
+    );
     let (st, _, page) = drive(&Browser::default(), &s, &start, "bob@example.com", None).await;
     assert_eq!(st, 403);
-    assert!(page.contains("may not use the app") && page.contains("access_denied"), "{page}");
+    assert!(
+        page.contains("may not use the app") && page.contains("access_denied"),
+        "{page}"
+    );
 
     // A rule that does not include descendants does not admit Sales East.
     let rid = rule["id"].as_str().unwrap();
     ok(&s, "PUT", &format!("/admin/clients/{cid}/access-rules"), Some(json!([{"subject": {"type": "organization", "id": "acme/sales", "include_descendants": false}}]))).await;
     let (st, _, _) = drive(&Browser::default(), &s, &start, "alice@example.com", None).await;
     assert_eq!(st, 403, "the old rule {rid} was replaced");
-    ok(&s, "PUT", &format!("/admin/clients/{cid}/access-rules"), Some(json!([{"subject": {"type": "organization", "id": "acme/sales"}}]))).await;
+    ok(
+        &s,
+        "PUT",
+        &format!("/admin/clients/{cid}/access-rules"),
+        Some(json!([{"subject": {"type": "organization", "id": "acme/sales"}}])),
+    )
+    .await;
 
     // Removing Alice from Sales East ends her access at the next refresh.
     let secret = c["client_secret"].as_str().unwrap().to_string();
     let refresh = |rt: String| {
         let (s, secret) = (&s, &secret);
         async move {
-            token(s, Some((cid, secret)), &[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await
+            token(
+                s,
+                Some((cid, secret)),
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await
         }
     };
     let (st, t2, _) = refresh(t["refresh_token"].as_str().unwrap().to_string()).await;
     assert_eq!(st, 200, "{t2}");
-    ok(&s, "DELETE", &format!("/admin/organizations/{east}/members/{alice}"), None).await;
+    ok(
+        &s,
+        "DELETE",
+        &format!("/admin/organizations/{east}/members/{alice}"),
+        None,
+    )
+    .await;
     let (st, e, _) = refresh(t2["refresh_token"].as_str().unwrap().to_string()).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
     s.stop().await;
 }
 
@@ -129,29 +209,96 @@ async fn a_group_rule_and_an_app_role_show_up_as_groups_and_roles(backend: Backe
     let bob = user(&s, "bob@example.com").await;
     user(&s, "eve@example.com").await;
     let g = ok(&s, "POST", "/admin/groups", Some(json!({"name": "oncall"}))).await;
-    ok(&s, "PUT", &format!("/admin/groups/oncall/members/{bob}"), None).await;
+    ok(
+        &s,
+        "PUT",
+        &format!("/admin/groups/oncall/members/{bob}"),
+        None,
+    )
+    .await;
     let c = create_client(&s, app("openid groups roles", "assigned")).await;
     let cid = c["client_id"].as_str().unwrap();
     // An app role the app does not declare is refused, and nothing is written.
-    let (st, e) = admin(&s, "POST", &format!("/admin/clients/{cid}/access-rules"), Some(json!({"subject": {"type": "group", "id": "oncall"}, "app_roles": ["owner"]}))).await;
+    let (st, e) = admin(
+        &s,
+        "POST",
+        &format!("/admin/clients/{cid}/access-rules"),
+        Some(json!({"subject": {"type": "group", "id": "oncall"}, "app_roles": ["owner"]})),
+    )
+    .await;
     assert_eq!(st, 400, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains("owner"), "{e}");
-    assert_eq!(ok(&s, "GET", &format!("/admin/clients/{cid}/access-rules"), None).await, json!([]));
-    ok(&s, "POST", &format!("/admin/clients/{cid}/access-rules"), Some(json!({"subject": {"type": "group", "id": g["id"]}, "app_roles": ["viewer"]}))).await;
+    assert!(
+        e["error"]["reason"].as_str().unwrap().contains("owner"),
+        "{e}"
+    );
+    assert_eq!(
+        ok(
+            &s,
+            "GET",
+            &format!("/admin/clients/{cid}/access-rules"),
+            None
+        )
+        .await,
+        json!([])
+    );
+    ok(
+        &s,
+        "POST",
+        &format!("/admin/clients/{cid}/access-rules"),
+        Some(json!({"subject": {"type": "group", "id": g["id"]}, "app_roles": ["viewer"]})),
+    )
+    .await;
 
-    let t = code_flow(&Browser::default(), &s, &c, "bob@example.com", "openid groups roles").await;
+    let t = code_flow(
+        &Browser::default(),
+        &s,
+        &c,
+        "bob@example.com",
+        "openid groups roles",
+    )
+    .await;
     let idt = verify(&s, t["id_token"].as_str().unwrap(), cid).await;
-    assert_eq!((idt["groups"].clone(), idt["roles"].clone()), (json!(["oncall"]), json!(["viewer"])));
+    assert_eq!(
+        (idt["groups"].clone(), idt["roles"].clone()),
+        (json!(["oncall"]), json!(["viewer"]))
+    );
     let ui: Value = TestServer::client()
         .get(format!("{}/oidc/me", s.public))
         .bearer_auth(t["access_token"].as_str().unwrap())
-        .send().await.unwrap().json().await.unwrap();
-    assert_eq!((ui["groups"].clone(), ui["roles"].clone()), (json!(["oncall"]), json!(["viewer"])), "{ui}");
-    let (st, intro, _) = post_form(&s, "token/introspection", Some((cid, c["client_secret"].as_str().unwrap())), &[("token", t["access_token"].as_str().unwrap())]).await;
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ui["groups"].clone(), ui["roles"].clone()),
+        (json!(["oncall"]), json!(["viewer"])),
+        "{ui}"
+    );
+    let (st, intro, _) = post_form(
+        &s,
+        "token/introspection",
+        Some((cid, c["client_secret"].as_str().unwrap())),
+        &[("token", t["access_token"].as_str().unwrap())],
+    )
+    .await;
     assert_eq!(st, 200);
-    assert_eq!((intro["active"].clone(), intro["groups"].clone()), (json!(true), json!(["oncall"])));
+    assert_eq!(
+        (intro["active"].clone(), intro["groups"].clone()),
+        (json!(true), json!(["oncall"]))
+    );
     // Eve is in no group.
-    let start = auth_url(&s, &[("client_id", cid), ("redirect_uri", RP), ("response_type", "code"), ("scope", "openid"), ("state", "s")]);
+    let start = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s"),
+        ],
+    );
     let (st, _, _) = drive(&Browser::default(), &s, &start, "eve@example.com", None).await;
     assert_eq!(st, 403);
     s.stop().await;
@@ -162,18 +309,39 @@ async fn a_logto_sdk_app_gets_logto_shaped_claims(backend: Backend) {
     let s = server(backend, "").await;
     let (acme, _, _) = tree(&s).await;
     let alice = user(&s, "alice@example.com").await;
-    ok(&s, "PUT", &format!("/admin/organizations/{acme}/members/{alice}"), Some(json!({"roles": ["admin"]}))).await;
-    let scope = "openid offline_access urn:logto:scope:organizations urn:logto:scope:organization_roles";
+    ok(
+        &s,
+        "PUT",
+        &format!("/admin/organizations/{acme}/members/{alice}"),
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    let scope =
+        "openid offline_access urn:logto:scope:organizations urn:logto:scope:organization_roles";
     let mut body = app(scope, "all");
     body["skip_consent"] = json!(false);
     let c = create_client(&s, body).await;
     let cid = c["client_id"].as_str().unwrap();
     // The consent page names what the app will see.
     let p = pkce();
-    let url = auth_url(&s, &[("client_id", cid), ("redirect_uri", RP), ("response_type", "code"), ("scope", scope), ("state", "x"), ("code_challenge", &p.challenge), ("code_challenge_method", "S256")]);
+    let url = auth_url(
+        &s,
+        &[
+            ("client_id", cid),
+            ("redirect_uri", RP),
+            ("response_type", "code"),
+            ("scope", scope),
+            ("state", "x"),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
     let b = Browser::default();
     let (_, _, page) = drive(&b, &s, &url, "alice@example.com", None).await;
-    assert!(page.contains("See the organizations you belong to"), "{page}");
+    assert!(
+        page.contains("See the organizations you belong to"),
+        "{page}"
+    );
     let t = code_flow(&b, &s, &c, "alice@example.com", scope).await;
     let idt = claims_of(t["id_token"].as_str().unwrap());
     assert_eq!(idt["organizations"], json!([acme]));
@@ -187,36 +355,129 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
     let s = server(backend, "").await;
     let (acme, sales, east) = tree(&s).await;
     // A cycle: acme under its own grandchild.
-    let (st, e) = admin(&s, "PATCH", &format!("/admin/organizations/{acme}"), Some(json!([{"op": "replace", "path": "/parent_id", "value": east}]))).await;
+    let (st, e) = admin(
+        &s,
+        "PATCH",
+        &format!("/admin/organizations/{acme}"),
+        Some(json!([{"op": "replace", "path": "/parent_id", "value": east}])),
+    )
+    .await;
     assert_eq!(st, 400, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains("cycle"), "{e}");
-    let (st, e) = admin(&s, "PUT", &format!("/admin/organizations/{sales}"), Some(json!({"alias": "sales", "parent_id": sales}))).await;
+    assert!(
+        e["error"]["reason"].as_str().unwrap().contains("cycle"),
+        "{e}"
+    );
+    let (st, e) = admin(
+        &s,
+        "PUT",
+        &format!("/admin/organizations/{sales}"),
+        Some(json!({"alias": "sales", "parent_id": sales})),
+    )
+    .await;
     assert_eq!(st, 400, "{e}");
-    assert_eq!(ok(&s, "GET", &format!("/admin/organizations/{acme}"), None).await["parent_id"], Value::Null);
-    assert_eq!(ok(&s, "GET", "/admin/organizations/acme%2Fsales%2Feast", None).await["path"], "/acme/sales/east");
+    assert_eq!(
+        ok(&s, "GET", &format!("/admin/organizations/{acme}"), None).await["parent_id"],
+        Value::Null
+    );
+    assert_eq!(
+        ok(&s, "GET", "/admin/organizations/acme%2Fsales%2Feast", None).await["path"],
+        "/acme/sales/east"
+    );
     // A duplicate alias among siblings (but the same alias elsewhere is fine).
-    let (st, e) = admin(&s, "POST", "/admin/organizations", Some(json!({"alias": "sales", "parent_id": acme}))).await;
+    let (st, e) = admin(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "sales", "parent_id": acme})),
+    )
+    .await;
     assert_eq!(st, 409, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains("among siblings"), "{e}");
-    let kids = ok(&s, "GET", &format!("/admin/organizations?parent_id={acme}"), None).await;
+    assert!(
+        e["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("among siblings"),
+        "{e}"
+    );
+    let kids = ok(
+        &s,
+        "GET",
+        &format!("/admin/organizations?parent_id={acme}"),
+        None,
+    )
+    .await;
     assert_eq!(kids.as_array().unwrap().len(), 1);
-    ok(&s, "POST", "/admin/organizations", Some(json!({"alias": "sales"}))).await;
-    let (st, _) = admin(&s, "POST", "/admin/organizations", Some(json!({"alias": "Bad Alias"}))).await;
+    ok(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "sales"})),
+    )
+    .await;
+    let (st, _) = admin(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "Bad Alias"})),
+    )
+    .await;
     assert_eq!(st, 400);
     // A domain claimed by two organizations.
-    ok(&s, "PUT", "/admin/organizations/acme/domains/Acme.com", Some(json!({"jit": true}))).await;
-    let (st, e) = admin(&s, "PUT", &format!("/admin/organizations/{east}/domains/acme.com"), Some(json!({"jit": true}))).await;
+    ok(
+        &s,
+        "PUT",
+        "/admin/organizations/acme/domains/Acme.com",
+        Some(json!({"jit": true})),
+    )
+    .await;
+    let (st, e) = admin(
+        &s,
+        "PUT",
+        &format!("/admin/organizations/{east}/domains/acme.com"),
+        Some(json!({"jit": true})),
+    )
+    .await;
     assert_eq!(st, 409, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains("belongs to one organization"), "{e}");
-    assert_eq!(ok(&s, "GET", &format!("/admin/organizations/{east}/domains"), None).await, json!([]));
-    assert_eq!(ok(&s, "GET", "/admin/organizations/acme/domains", None).await[0]["domain"], "acme.com");
+    assert!(
+        e["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to one organization"),
+        "{e}"
+    );
+    assert_eq!(
+        ok(
+            &s,
+            "GET",
+            &format!("/admin/organizations/{east}/domains"),
+            None
+        )
+        .await,
+        json!([])
+    );
+    assert_eq!(
+        ok(&s, "GET", "/admin/organizations/acme/domains", None).await[0]["domain"],
+        "acme.com"
+    );
     // Rules over traits, and rules naming unknown roles.
-    let (st, e) = admin(&s, "POST", "/admin/organization-rules", Some(json!({"expression": "traits.company", "organization_by": "alias_path"}))).await;
+    let (st, e) = admin(
+        &s,
+        "POST",
+        "/admin/organization-rules",
+        Some(json!({"expression": "traits.company", "organization_by": "alias_path"})),
+    )
+    .await;
     assert_eq!(st, 400, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains("traits"), "{e}");
+    assert!(
+        e["error"]["reason"].as_str().unwrap().contains("traits"),
+        "{e}"
+    );
     let (st, _) = admin(&s, "POST", "/admin/organization-rules", Some(json!({"expression": "metadata_admin.corp", "organization_by": "external_id", "roles": ["nope"]}))).await;
     assert_eq!(st, 400);
-    assert_eq!(ok(&s, "GET", "/admin/organization-rules", None).await, json!([]));
+    assert_eq!(
+        ok(&s, "GET", "/admin/organization-rules", None).await,
+        json!([])
+    );
     // A parent with children cannot be deleted; a role an access rule needs cannot either.
     let (st, _) = admin(&s, "DELETE", &format!("/admin/organizations/{sales}"), None).await;
     assert_eq!(st, 409);
@@ -234,22 +495,64 @@ async fn moving_a_subtree_keeps_access_and_identities_filter_by_organization(bac
     let (_acme, _sales, east) = tree(&s).await;
     let alice = user(&s, "alice@example.com").await;
     user(&s, "bob@example.com").await;
-    ok(&s, "PUT", &format!("/admin/organizations/{east}/members/{alice}"), None).await;
-    let other = ok(&s, "POST", "/admin/organizations", Some(json!({"alias": "globex"}))).await;
+    ok(
+        &s,
+        "PUT",
+        &format!("/admin/organizations/{east}/members/{alice}"),
+        None,
+    )
+    .await;
+    let other = ok(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "globex"})),
+    )
+    .await;
     // Move sales (with east) under globex in one request.
-    let moved = ok(&s, "PATCH", "/admin/organizations/acme%2Fsales", Some(json!([{"op": "replace", "path": "/parent_id", "value": other["id"]}]))).await;
+    let moved = ok(
+        &s,
+        "PATCH",
+        "/admin/organizations/acme%2Fsales",
+        Some(json!([{"op": "replace", "path": "/parent_id", "value": other["id"]}])),
+    )
+    .await;
     assert_eq!(moved["path"], "/globex/sales");
-    assert_eq!(ok(&s, "GET", &format!("/admin/organizations/{east}"), None).await["path"], "/globex/sales/east");
+    assert_eq!(
+        ok(&s, "GET", &format!("/admin/organizations/{east}"), None).await["path"],
+        "/globex/sales/east"
+    );
     let c = create_client(&s, app("openid", "assigned")).await;
     let cid = c["client_id"].as_str().unwrap();
-    ok(&s, "POST", &format!("/admin/clients/{cid}/access-rules"), Some(json!({"subject": {"type": "organization", "id": "globex"}}))).await;
+    ok(
+        &s,
+        "POST",
+        &format!("/admin/clients/{cid}/access-rules"),
+        Some(json!({"subject": {"type": "organization", "id": "globex"}})),
+    )
+    .await;
     code_flow(&Browser::default(), &s, &c, "alice@example.com", "openid").await;
-    let listed = ok(&s, "GET", &format!("/admin/identities?organization_id={east}"), None).await;
+    let listed = ok(
+        &s,
+        "GET",
+        &format!("/admin/identities?organization_id={east}"),
+        None,
+    )
+    .await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(listed[0]["id"], alice.as_str());
-    let members = ok(&s, "GET", "/admin/organizations/globex/members?include_descendants=true", None).await;
+    let members = ok(
+        &s,
+        "GET",
+        "/admin/organizations/globex/members?include_descendants=true",
+        None,
+    )
+    .await;
     assert_eq!(members[0]["identity_id"], alice.as_str());
-    assert_eq!(ok(&s, "GET", "/admin/organizations/globex/members", None).await, json!([]));
+    assert_eq!(
+        ok(&s, "GET", "/admin/organizations/globex/members", None).await,
+        json!([])
+    );
     s.stop().await;
 }
 
@@ -257,12 +560,27 @@ each_backend!(verified_email_domains_make_members_and_unverified_ones_never);
 async fn verified_email_domains_make_members_and_unverified_ones_never(backend: Backend) {
     let s = server(backend, "").await;
     let (acme, _, _) = tree(&s).await;
-    ok(&s, "PUT", "/admin/organizations/acme/domains/acme.com", Some(json!({"jit": true, "roles": ["admin"]}))).await;
+    ok(
+        &s,
+        "PUT",
+        "/admin/organizations/acme/domains/acme.com",
+        Some(json!({"jit": true, "roles": ["admin"]})),
+    )
+    .await;
     // An attacker registers with an acme.com address they cannot verify.
     let mallory = user(&s, "mallory@acme.com").await;
     let (st, _) = s.login("mallory@acme.com", "correct-horse-battery").await;
     assert_eq!(st, 200);
-    assert_eq!(ok(&s, "GET", &format!("/admin/identities/{mallory}/organizations"), None).await, json!([]));
+    assert_eq!(
+        ok(
+            &s,
+            "GET",
+            &format!("/admin/identities/{mallory}/organizations"),
+            None
+        )
+        .await,
+        json!([])
+    );
     // An imported identity whose address is verified joins at its next sign-in.
     let imported = ok(&s, "POST", "/admin/identities", Some(json!({
         "schema_id": "default",
@@ -272,9 +590,21 @@ async fn verified_email_domains_make_members_and_unverified_ones_never(backend: 
     }))).await;
     let (st, _) = s.login("ann@acme.com", "correct-horse-battery").await;
     assert_eq!(st, 200);
-    let orgs = ok(&s, "GET", &format!("/admin/identities/{}/organizations", imported["id"].as_str().unwrap()), None).await;
+    let orgs = ok(
+        &s,
+        "GET",
+        &format!(
+            "/admin/identities/{}/organizations",
+            imported["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
     assert_eq!(orgs[0]["organization"]["id"], acme.as_str());
-    assert_eq!((orgs[0]["roles"].clone(), orgs[0]["source"].clone()), (json!(["admin"]), json!("domain")));
+    assert_eq!(
+        (orgs[0]["roles"].clone(), orgs[0]["source"].clone()),
+        (json!(["admin"]), json!("domain"))
+    );
     s.stop().await;
 }
 
@@ -297,17 +627,47 @@ async fn a_dingtalk_sign_in_with_corpid_joins_the_corps_organization(backend: Ba
         dt.base_url(),
     );
     let s = TestServer::start(backend, yaml.as_str()).await;
-    dt.register_redirect_uri(format!("{}/self-service/methods/oidc/callback/dingtalk", s.public));
-    let acme = ok(&s, "POST", "/admin/organizations", Some(json!({"alias": "acme", "external_id": CORP_ID}))).await;
-    ok(&s, "POST", "/admin/organizations", Some(json!({"alias": "other", "external_id": "ding-other-corp"}))).await;
+    dt.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/dingtalk",
+        s.public
+    ));
+    let acme = ok(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "acme", "external_id": CORP_ID})),
+    )
+    .await;
+    ok(
+        &s,
+        "POST",
+        "/admin/organizations",
+        Some(json!({"alias": "other", "external_id": "ding-other-corp"})),
+    )
+    .await;
     ok(&s, "POST", "/admin/organization-rules", Some(json!({"expression": "metadata_admin.dingtalk.corp_id", "organization_by": "external_id", "prune": true}))).await;
     let c = create_client(&s, app("openid organizations", "assigned")).await;
     let cid = c["client_id"].as_str().unwrap();
-    ok(&s, "POST", &format!("/admin/clients/{cid}/access-rules"), Some(json!({"subject": {"type": "organization", "id": "acme"}}))).await;
+    ok(
+        &s,
+        "POST",
+        &format!("/admin/clients/{cid}/access-rules"),
+        Some(json!({"subject": {"type": "organization", "id": "acme"}})),
+    )
+    .await;
 
     let b = Browser::default();
-    let authorize = tessera_testkit::journey::press_provider(&b, &s, "login", "dingtalk", "https://app.example.com/after").await;
-    let r = b.get(&format!("{authorize}&user={}", ZHANGWEI.key), false).await;
+    let authorize = tessera_testkit::journey::press_provider(
+        &b,
+        &s,
+        "login",
+        "dingtalk",
+        "https://app.example.com/after",
+    )
+    .await;
+    let r = b
+        .get(&format!("{authorize}&user={}", ZHANGWEI.key), false)
+        .await;
     let r = b.get(&location(&r), false).await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let t = code_flow(&b, &s, &c, "unused@example.com", "openid organizations").await;
@@ -315,6 +675,9 @@ async fn a_dingtalk_sign_in_with_corpid_joins_the_corps_organization(backend: Ba
     assert_eq!(idt["organizations"], json!([acme["id"]]));
     let members = ok(&s, "GET", "/admin/organizations/acme/members", None).await;
     assert_eq!(members[0]["source"], "rule");
-    assert_eq!(ok(&s, "GET", "/admin/organizations/other/members", None).await, json!([]));
+    assert_eq!(
+        ok(&s, "GET", "/admin/organizations/other/members", None).await,
+        json!([])
+    );
     s.stop().await;
 }

@@ -49,7 +49,10 @@ pub fn render_consent(chrome: Chrome, view: ConsentView) -> Result<String, Strin
         .scopes
         .iter()
         .map(|s| {
-            let key = format!("consent.scope.{}", tessera_op::membership::canonical_scope(s));
+            let key = format!(
+                "consent.scope.{}",
+                tessera_op::membership::canonical_scope(s)
+            );
             let text = if i18n::has(lang, &key) {
                 i18n::t(lang, &key, &[])
             } else {
