@@ -681,3 +681,117 @@ async fn a_dingtalk_sign_in_with_corpid_joins_the_corps_organization(backend: Ba
     );
     s.stop().await;
 }
+
+/// Runs the built binary without blocking the runtime the in-process server answers on.
+async fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .await
+        .expect("run tessera");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_builds_a_tree_and_allows_an_organization() {
+    let s = server(Backend::Sqlite, "").await;
+    let alice = user(&s, "alice@example.com").await;
+    let e = s.admin.as_str();
+    for args in [
+        vec!["orgs", "create", "acme", "--endpoint", e],
+        vec![
+            "orgs",
+            "create",
+            "sales",
+            "--parent",
+            "acme",
+            "--endpoint",
+            e,
+        ],
+        vec!["orgs", "roles", "create", "admin", "--endpoint", e],
+        vec!["groups", "create", "oncall", "--endpoint", e],
+    ] {
+        let (ok, _, err) = cli(&args).await;
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, _, err) = cli(&[
+        "orgs",
+        "add-member",
+        "acme/sales",
+        &alice,
+        "--role",
+        "admin",
+        "--endpoint",
+        e,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let c = create_client(&s, app("openid roles", "assigned")).await;
+    let cid = c["client_id"].as_str().unwrap();
+    // An app role the app does not declare: one clear line, nothing written.
+    let (ok, _, err) = cli(&[
+        "clients",
+        "allow",
+        cid,
+        "--organization",
+        "acme/sales",
+        "--app-role",
+        "owner",
+        "--endpoint",
+        e,
+    ])
+    .await;
+    assert!(
+        !ok && err.contains("HTTP 400") && err.contains("owner"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&[
+        "clients",
+        "allow",
+        cid,
+        "--organization",
+        "acme/sales",
+        "--role",
+        "admin",
+        "--app-role",
+        "editor",
+        "--endpoint",
+        e,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let rules = ok_rules(&s, cid).await;
+    assert_eq!(rules.as_array().map(Vec::len), Some(1));
+    assert_eq!(rules[0]["id"], out.trim());
+    assert_eq!(rules[0]["subject"]["organization_roles"], json!(["admin"]));
+    let t = code_flow(
+        &Browser::default(),
+        &s,
+        &c,
+        "alice@example.com",
+        "openid roles",
+    )
+    .await;
+    assert_eq!(
+        verify(&s, t["id_token"].as_str().unwrap(), cid).await["roles"],
+        json!(["editor"])
+    );
+    let (ok, out, err) = cli(&["orgs", "move", "acme/sales", "--root", "--endpoint", e]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "/sales");
+    s.stop().await;
+}
+
+async fn ok_rules(s: &TestServer, cid: &str) -> Value {
+    ok(
+        s,
+        "GET",
+        &format!("/admin/clients/{cid}/access-rules"),
+        None,
+    )
+    .await
+}
