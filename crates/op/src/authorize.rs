@@ -692,7 +692,7 @@ impl Provider {
             ));
         }
         let identity = self.store.get_identity(session.identity_id).await?;
-        if self.app_access(&client, identity.id).await? == crate::membership::Access::Denied {
+        if !self.may_use(&client, identity.id).await? {
             let msg = format!(
                 "Your account may not use the app “{}”. Ask your administrator to give you access.",
                 client.client_name

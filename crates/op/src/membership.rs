@@ -159,6 +159,15 @@ impl Provider {
         })
     }
 
+    /// Whether `identity` may use `client`: free for `access: all` (no query), one indexed
+    /// query for `access: assigned`. What authorization and refresh call.
+    pub async fn may_use(&self, client: &Client, identity: Uuid) -> OpResult<bool> {
+        if client.access != "assigned" {
+            return Ok(true);
+        }
+        Ok(self.app_access(client, identity).await? != Access::Denied)
+    }
+
     /// The app roles `identity` holds at `client` (empty when denied). Kept separate so that a
     /// scopes-from-roles mapping for JWT access tokens can call it.
     pub async fn app_roles(&self, client: &Client, identity: Uuid) -> OpResult<Vec<String>> {

@@ -757,7 +757,7 @@ impl Provider {
         let identity = self.usable_identity(identity_id).await?;
         // Access is decided again at every refresh: an identity removed from the organization
         // or group that admitted it loses the app now, not when its refresh token expires.
-        if self.app_access(client, identity_id).await? == crate::membership::Access::Denied {
+        if !self.may_use(client, identity_id).await? {
             self.store.op_revoke_grant(&row.grant_id).await?;
             return Err(OpError::invalid_grant(
                 "The account may no longer use this app.",
