@@ -407,7 +407,7 @@ mod tests {
             m.claims(&["organizations"], false)
                 .contains_key("organization_data")
         );
-        let huge = sample(400);
+        let huge = sample(1000);
         assert!(
             !huge
                 .claims(&["organizations"], true)
