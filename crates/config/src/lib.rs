@@ -14,6 +14,7 @@ pub mod edge;
 pub mod experience;
 pub mod hooks;
 pub mod load;
+pub mod mfa;
 pub mod model;
 pub mod resolve;
 pub mod session;
@@ -22,6 +23,7 @@ pub mod yaml;
 
 pub use experience::Experience;
 pub use load::{ConfigError, Loaded, Location, load, load_document, load_str};
+pub use mfa::{MfaSettings, RequiredAal};
 pub use model::*;
 pub use resolve::{LimitSettings, OpSettings, ProviderSource, SchemaSource, Settings, resolve};
 pub use session::{CookieSettings, SameSite, SessionSettings};

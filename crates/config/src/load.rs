@@ -89,7 +89,7 @@ impl Loaded {
     }
 }
 
-fn locate(locations: &HashMap<String, Location>, key: &str) -> Location {
+pub(crate) fn locate(locations: &HashMap<String, Location>, key: &str) -> Location {
     let mut k = key.to_string();
     loop {
         if let Some(l) = locations.get(&k) {
@@ -103,7 +103,8 @@ fn locate(locations: &HashMap<String, Location>, key: &str) -> Location {
 }
 
 /// Kratos configuration keys Tessera accepts without implementing them (yet), so a real
-/// `kratos.yml` starts unchanged. `*` matches any one key.
+/// `kratos.yml` starts unchanged. `*` matches any one key. The second-factor methods are here
+/// only while off: `mfa::refuse_unimplemented_factors` refuses them when enabled.
 const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "version",
     "courier.channels",
@@ -126,14 +127,10 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "database",
     "serve.public.socket",
     "serve.admin.socket",
-    "selfservice.methods.totp",
     "selfservice.methods.code.enabled",
     "selfservice.methods.code.config",
     "selfservice.methods.code.passwordless_login_fallback_enabled",
     "selfservice.methods.link",
-    "selfservice.methods.lookup_secret",
-    "selfservice.methods.webauthn",
-    "selfservice.methods.passkey",
     "selfservice.methods.profile",
     "selfservice.methods.saml",
     "selfservice.methods.password.config.haveibeenpwned_enabled",
@@ -151,7 +148,6 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "selfservice.flows.registration.after.code",
     "selfservice.flows.registration.after.totp",
     "selfservice.flows.registration.after.saml",
-    "selfservice.flows.settings.required_aal",
     // Hooks run (`hooks.rs`); the return URLs after login and settings and the methods
     // Tessera does not have are still set aside.
     "selfservice.flows.login.after.default_browser_return_url",
@@ -169,7 +165,7 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "selfservice.flows.settings.after.passkey",
     "selfservice.flows.settings.after.lookup_secret",
     "selfservice.flows.settings.after.saml",
-    "session.whoami",
+    "session.whoami.tokenizer",
     "session.earliest_possible_extend",
     "hashers.argon2.salt_length",
     "hashers.argon2.key_length",
@@ -303,6 +299,10 @@ fn load_docs(
     // As written (with environment overrides), Kratos keys Tessera sets aside included, so a
     // downloaded document uploaded again loses nothing.
     let raw = merged.clone();
+    let refused = crate::mfa::refuse_unimplemented_factors(&merged, &locations);
+    if !refused.is_empty() {
+        return Err(ConfigError { problems: refused });
+    }
     let mut warnings = Vec::new();
     strip_unimplemented(&mut merged, "", &locations, &mut warnings);
     strip_unimplemented_hooks(&mut merged, &locations, &mut warnings);

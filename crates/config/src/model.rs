@@ -255,6 +255,10 @@ pub struct Methods {
     pub password: PasswordMethod,
     pub oidc: OidcMethod,
     pub code: crate::account::CodeMethodConfig,
+    pub totp: crate::mfa::TotpMethod,
+    pub lookup_secret: crate::mfa::LookupSecretMethod,
+    pub webauthn: crate::mfa::WebauthnMethod,
+    pub passkey: crate::mfa::WebauthnMethod,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -323,6 +327,8 @@ pub struct SettingsFlowConfig {
     pub privileged_session_max_age: String,
     pub before: crate::hooks::BeforeHooks,
     pub after: crate::hooks::SettingsAfter,
+    /// `aal1` or `highest_available` (see `mfa.rs`).
+    pub required_aal: String,
 }
 
 impl Default for SettingsFlowConfig {
@@ -333,6 +339,7 @@ impl Default for SettingsFlowConfig {
             privileged_session_max_age: "15m".into(),
             before: Default::default(),
             after: Default::default(),
+            required_aal: "highest_available".into(),
         }
     }
 }
@@ -437,6 +444,7 @@ pub struct SessionConfig {
     /// through this instance take effect at once; a revocation made on another instance takes
     /// effect here within this time. `0` turns the cache off.
     pub cache_ttl: String,
+    pub whoami: crate::mfa::WhoamiConfig,
 }
 
 impl Default for SessionConfig {
@@ -445,6 +453,7 @@ impl Default for SessionConfig {
             lifespan: "24h".into(),
             cookie: SessionCookie::default(),
             cache_ttl: "1s".into(),
+            whoami: Default::default(),
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Settings {
     pub hooks: crate::hooks::HookSettings,
     /// `courier:` (SMTP, retries, templates, send limits).
     pub courier: crate::courier::CourierSettings,
+    /// Assurance levels required by `whoami` and settings (`mfa.rs`).
+    pub mfa: crate::mfa::MfaSettings,
     pub password_enabled: bool,
     pub min_password_length: usize,
     pub identifier_similarity_check: bool,
@@ -490,6 +492,12 @@ pub fn resolve(
         &mut p,
     );
     crate::account::check_code_method(loaded, &c.selfservice.methods.code, &mut p);
+    let mfa = crate::mfa::resolve_mfa(
+        loaded,
+        &c.session.whoami.required_aal,
+        &c.selfservice.flows.settings.required_aal,
+        &mut p,
+    );
 
     let memory_kib = match parse_size_kib(&c.hashers.argon2.memory) {
         Ok(k) => k,
@@ -587,6 +595,7 @@ pub fn resolve(
         privileged_session_max_age,
         session,
         hooks,
+        mfa,
         password_enabled: c.selfservice.methods.password.enabled,
         min_password_length,
         identifier_similarity_check: c
