@@ -114,6 +114,17 @@ pub struct MfaSettings {
     pub whoami_required_aal: RequiredAal,
     /// `selfservice.flows.settings.required_aal`.
     pub settings_required_aal: RequiredAal,
+    /// `selfservice.methods.totp` when enabled. While `totp` is in [`NOT_IMPLEMENTED_FACTORS`]
+    /// the start is refused before this is read, so it is `None` in a running server (engine
+    /// tests set it).
+    pub totp: Option<TotpSettings>,
+}
+
+/// The TOTP method as the engine runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TotpSettings {
+    /// The issuer authenticator apps show; empty means the public URL's host (Kratos).
+    pub issuer: String,
 }
 
 impl Default for MfaSettings {
@@ -121,6 +132,7 @@ impl Default for MfaSettings {
         MfaSettings {
             whoami_required_aal: RequiredAal::HighestAvailable,
             settings_required_aal: RequiredAal::HighestAvailable,
+            totp: None,
         }
     }
 }
@@ -134,7 +146,11 @@ pub fn resolve_mfa(
     settings_required_aal: &str,
     p: &mut Vec<Problem>,
 ) -> MfaSettings {
+    let totp = &loaded.config.selfservice.methods.totp;
     MfaSettings {
+        totp: totp.enabled.then(|| TotpSettings {
+            issuer: totp.config.issuer.clone(),
+        }),
         whoami_required_aal: parse_aal(
             loaded,
             "session.whoami.required_aal",

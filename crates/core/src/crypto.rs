@@ -14,6 +14,13 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `N` bytes of OS randomness (a TOTP secret).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
 /// Hex SHA-256 of a token: what is stored and looked up instead of the token itself.
 pub fn token_hash(token: &str) -> String {
     // On every request that carries a token: one allocation, no formatting machinery.

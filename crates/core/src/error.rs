@@ -89,6 +89,8 @@ pub enum ErrorId {
     SessionInactive,
     /// The session is too old for a privileged change: sign in again.
     SessionRefreshRequired,
+    /// The session must be at aal2 (the identity has a second factor): complete it.
+    SessionAal2Required,
     /// No session for these token-exchange codes.
     SessionTokenExchangeNotFound,
     /// An OAuth 2.0 `error` code of the OpenID Provider, shown as the id on the admin API.
@@ -126,6 +128,7 @@ impl ErrorId {
         ErrorId::SessionAlreadyAvailable,
         ErrorId::SessionInactive,
         ErrorId::SessionRefreshRequired,
+        ErrorId::SessionAal2Required,
         ErrorId::SessionTokenExchangeNotFound,
     ];
 
@@ -160,6 +163,7 @@ impl ErrorId {
             ErrorId::SessionAlreadyAvailable => "session_already_available",
             ErrorId::SessionInactive => "session_inactive",
             ErrorId::SessionRefreshRequired => "session_refresh_required",
+            ErrorId::SessionAal2Required => "session_aal2_required",
             ErrorId::SessionTokenExchangeNotFound => "session_token_exchange_not_found",
             ErrorId::OAuth(code) => code.as_str(),
         }
@@ -398,7 +402,12 @@ mod tests {
         for id in ErrorId::ALL {
             let s = id.as_str();
             assert!(seen.insert(s), "duplicate wire id {s}");
-            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            // Digits too: Kratos's `session_aal2_required`.
+            assert!(
+                s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{s}"
+            );
             assert_eq!(ErrorId::parse(s), Some(*id));
             assert_eq!(serde_json::to_value(id).unwrap(), serde_json::json!(s));
         }

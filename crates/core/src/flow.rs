@@ -125,6 +125,10 @@ pub struct FlowInternal {
     /// Login: the owner proved the account; only the link question is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_proof: Option<LinkProof>,
+    /// Settings: the TOTP key offered for enrolment (its `otpauth://` URL sealed with
+    /// `secrets.cipher`), kept until the user confirms it with a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_pending: Option<String>,
 }
 
 impl FlowInternal {

@@ -34,6 +34,8 @@ impl IdentityState {
 /// Credential types Tessera knows. Kept as strings in storage so new methods need no migration.
 pub const CREDENTIAL_PASSWORD: &str = "password";
 pub const CREDENTIAL_OIDC: &str = "oidc";
+/// A TOTP authenticator app (Kratos's `totp`): a second factor.
+pub const CREDENTIAL_TOTP: &str = "totp";
 
 /// A credential in Kratos's wire and export shape. `config` stays the JSON Kratos shows (and
 /// the store keeps); code reads and writes it through the typed views
@@ -69,6 +71,14 @@ impl Credential {
     pub fn set_config(&mut self, config: &impl Serialize) {
         self.config = serde_json::to_value(config).unwrap_or(Value::Null);
     }
+}
+
+/// `credentials.totp.config`: Kratos's `totp_url` (the `otpauth://` URL holding the secret),
+/// kept sealed with `secrets.cipher` here, so a database dump holds no usable secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpConfig {
+    /// The sealed `otpauth://totp/…` URL.
+    pub totp_url: String,
 }
 
 /// `credentials.password.config`: the PHC hash (argon2id, or an imported bcrypt/pbkdf2 one).

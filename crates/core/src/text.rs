@@ -34,6 +34,12 @@ message_ids! {
     LOGIN_WITH = 1010002;
     /// "Please confirm this action by verifying that it is you." (a `refresh=true` login).
     LOGIN_REFRESH = 1010003;
+    /// "Please complete the second authentication challenge." (an `aal=aal2` login).
+    LOGIN_MFA = 1010004;
+    /// "Authentication code" (the `totp_code` input of an aal2 login).
+    LOGIN_TOTP_LABEL = 1010006;
+    /// "Use Authenticator" (the aal2 login's `method=totp` submit).
+    LOGIN_TOTP = 1010009;
     /// "You tried to sign in with …, but that email is already used by another account."
     LOGIN_TO_LINK = 1010016;
     /// Tessera: "Link the {provider} account … to your account?"
@@ -52,6 +58,14 @@ message_ids! {
     LINK_PROVIDER = 1050002;
     /// "Unlink {provider}".
     UNLINK_PROVIDER = 1050003;
+    /// "Unlink TOTP Authenticator App".
+    UNLINK_TOTP = 1050004;
+    /// "Authenticator app QR code" (label of the `totp_qr` image).
+    TOTP_QR = 1050005;
+    /// The TOTP secret itself, as text (`totp_secret_key`), context `{secret}`.
+    TOTP_SECRET = 1050006;
+    /// "This is your authenticator app secret. Use it if you can not scan the QR code."
+    TOTP_SECRET_LABEL = 1050017;
     /// "Password" (label).
     LABEL_PASSWORD = 1070001;
     /// A label taken from the identity schema's `title`.
@@ -60,6 +74,8 @@ message_ids! {
     LABEL_SAVE = 1070003;
     /// "ID".
     LABEL_ID = 1070004;
+    /// "Verify code" (the settings `totp_code` input).
+    LABEL_VERIFY_OTP = 1070006;
     /// "Submit".
     LABEL_SUBMIT = 1070005;
     /// Tessera: the registration agreement checkbox's label.
@@ -78,6 +94,8 @@ message_ids! {
     INVALID_CREDENTIALS = 4000006;
     /// "An account with the same identifier … exists already."
     DUPLICATE_CREDENTIALS = 4000007;
+    /// "The provided authentication code is invalid, please try again."
+    TOTP_VERIFIER_WRONG = 4000008;
     /// "Your account has been disabled."
     INACTIVE_IDENTITY = 4000010;
     /// "An account with the same identifier … Please sign in to your existing account to link
@@ -369,6 +387,56 @@ pub fn agreement_required() -> Text {
     error(
         MessageId::AGREEMENT_REQUIRED,
         "Accept the terms of service and the privacy policy to continue.",
+        Value::Null,
+    )
+}
+
+/// An `aal=aal2` login: the second factor is asked for (Kratos 1010004).
+pub fn login_mfa() -> Text {
+    info(
+        MessageId::LOGIN_MFA,
+        "Please complete the second authentication challenge.",
+        Value::Null,
+    )
+}
+pub fn login_totp_label() -> Text {
+    info(
+        MessageId::LOGIN_TOTP_LABEL,
+        "Authentication code",
+        Value::Null,
+    )
+}
+pub fn login_totp() -> Text {
+    info(MessageId::LOGIN_TOTP, "Use Authenticator", Value::Null)
+}
+pub fn unlink_totp() -> Text {
+    info(
+        MessageId::UNLINK_TOTP,
+        "Unlink TOTP Authenticator App",
+        Value::Null,
+    )
+}
+pub fn totp_qr() -> Text {
+    info(MessageId::TOTP_QR, "Authenticator app QR code", Value::Null)
+}
+/// The secret in base32, for people who cannot scan the QR code (Kratos shows it as text).
+pub fn totp_secret(secret: &str) -> Text {
+    info(MessageId::TOTP_SECRET, secret, json!({ "secret": secret }))
+}
+pub fn totp_secret_label() -> Text {
+    info(
+        MessageId::TOTP_SECRET_LABEL,
+        "This is your authenticator app secret. Use it if you can not scan the QR code.",
+        Value::Null,
+    )
+}
+pub fn label_verify_otp() -> Text {
+    info(MessageId::LABEL_VERIFY_OTP, "Verify code", Value::Null)
+}
+pub fn totp_verifier_wrong() -> Text {
+    error(
+        MessageId::TOTP_VERIFIER_WRONG,
+        "The provided authentication code is invalid, please try again.",
         Value::Null,
     )
 }

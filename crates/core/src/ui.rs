@@ -30,10 +30,15 @@ pub struct Meta {
     pub label: Option<Text>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A node's attributes. Input nodes (most) carry `name`, `type`, `value`…; Kratos's image
+/// (`node_type: "img"`: `id`, `src`, `width`, `height`) and text (`node_type: "text"`: `id`,
+/// `text`) nodes carry only their own keys, which [`Attributes`]'s `Serialize` writes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Attributes {
+    /// The input's name; for image and text nodes their `id` (`totp_qr`, `totp_secret_key`).
+    #[serde(default, alias = "id")]
     pub name: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub input_type: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub value: Value,
@@ -43,8 +48,88 @@ pub struct Attributes {
     pub autocomplete: Option<Autocomplete>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
+    #[serde(default)]
     pub disabled: bool,
     pub node_type: String,
+    /// Image nodes: the image (a `data:` URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    /// Image nodes: width and height in CSS pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Text nodes: the text shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Text>,
+}
+
+/// Input nodes' wire shape (Kratos's `UiNodeInputAttributes`).
+#[derive(Serialize)]
+struct InputWire<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    input_type: &'a str,
+    #[serde(skip_serializing_if = "Value::is_null")]
+    value: &'a Value,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    autocomplete: Option<Autocomplete>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pattern: &'a Option<String>,
+    disabled: bool,
+    node_type: &'a str,
+}
+
+/// `UiNodeImageAttributes`.
+#[derive(Serialize)]
+struct ImageWire<'a> {
+    id: &'a str,
+    src: &'a str,
+    width: u32,
+    height: u32,
+    node_type: &'a str,
+}
+
+/// `UiNodeTextAttributes`.
+#[derive(Serialize)]
+struct TextWire<'a> {
+    id: &'a str,
+    text: &'a Option<Text>,
+    node_type: &'a str,
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.node_type.as_str() {
+            "img" => ImageWire {
+                id: &self.name,
+                src: self.src.as_deref().unwrap_or_default(),
+                width: self.width.unwrap_or_default(),
+                height: self.height.unwrap_or_default(),
+                node_type: &self.node_type,
+            }
+            .serialize(s),
+            "text" => TextWire {
+                id: &self.name,
+                text: &self.text,
+                node_type: &self.node_type,
+            }
+            .serialize(s),
+            _ => InputWire {
+                name: &self.name,
+                input_type: &self.input_type,
+                value: &self.value,
+                required: self.required,
+                autocomplete: self.autocomplete,
+                pattern: &self.pattern,
+                disabled: self.disabled,
+                node_type: &self.node_type,
+            }
+            .serialize(s),
+        }
+    }
 }
 
 /// An input's `autocomplete` hint, limited to the values of Kratos's
@@ -113,10 +198,34 @@ impl Node {
                 pattern: None,
                 disabled: false,
                 node_type: "input".into(),
+                src: None,
+                width: None,
+                height: None,
+                text: None,
             },
             messages: vec![],
             meta: Meta::default(),
         }
+    }
+
+    /// An image node (Kratos's `img`, e.g. the TOTP QR code), `src` a `data:` URL.
+    pub fn image(group: &str, id: &str, src: String, size: u32) -> Node {
+        let mut n = Node::input(group, id, "", Value::Null);
+        n.kind = "img".into();
+        n.attributes.node_type = "img".into();
+        n.attributes.src = Some(src);
+        n.attributes.width = Some(size);
+        n.attributes.height = Some(size);
+        n
+    }
+
+    /// A text node (Kratos's `text`, e.g. the TOTP secret for typing in).
+    pub fn text(group: &str, id: &str, text: Text) -> Node {
+        let mut n = Node::input(group, id, "", Value::Null);
+        n.kind = "text".into();
+        n.attributes.node_type = "text".into();
+        n.attributes.text = Some(text);
+        n
     }
 
     pub fn required(mut self) -> Self {

@@ -13,6 +13,7 @@ pub mod forms;
 pub mod hooks;
 pub mod limits;
 pub mod login;
+pub mod mfa;
 pub mod orgs;
 pub mod registration;
 pub mod sessions;
@@ -22,6 +23,8 @@ pub mod submit;
 
 pub use engine::{Engine, Outcome, Schemas};
 
+#[cfg(test)]
+mod mfa_tests;
 #[cfg(test)]
 mod tests;
 pub use social::CallbackOutcome;

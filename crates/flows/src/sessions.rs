@@ -18,6 +18,9 @@ pub struct WhoamiAnswer {
     pub json: Vec<u8>,
     /// For `X-Kratos-Authenticated-Identity-Id`.
     pub identity_id: Option<String>,
+    /// The session is below `session.whoami.required_aal` (an aal1 session of someone with a
+    /// second factor): whoami answers 403 `session_aal2_required` instead.
+    pub falls_short: bool,
 }
 
 /// Answers beyond this are dropped wholesale: at a few kB each, memory stays bounded (a few
@@ -63,6 +66,14 @@ impl Engine {
     /// `GET /sessions/whoami`: the answer for a session token, `None` when the token has no
     /// valid session. Served from [`WhoamiCache`] while nothing could have changed it.
     pub async fn whoami(&self, token: &str) -> Result<Option<Arc<WhoamiAnswer>>, Error> {
+        let answer = self.whoami_answer(token).await?;
+        if answer.as_ref().is_some_and(|a| a.falls_short) {
+            return Err(self.aal2_required(None));
+        }
+        Ok(answer)
+    }
+
+    async fn whoami_answer(&self, token: &str) -> Result<Option<Arc<WhoamiAnswer>>, Error> {
         let ttl = self.settings.session.cache_ttl.as_millis() as i64;
         if ttl <= 0 || token.is_empty() || token.len() > 256 {
             return self.whoami_uncached(token).await.map(|a| a.map(Arc::new));
@@ -79,7 +90,11 @@ impl Engine {
             return Ok(None);
         };
         let until = (now + ttl).min(session.expires_at);
-        let answer = Arc::new(render_whoami(&session)?);
+        let mut answer = render_whoami(&session)?;
+        answer.falls_short = self
+            .falls_short(&session, self.settings.mfa.whoami_required_aal)
+            .await?;
+        let answer = Arc::new(answer);
         self.whoami_answers.put(
             hash,
             Cached {
@@ -93,7 +108,13 @@ impl Engine {
 
     async fn whoami_uncached(&self, token: &str) -> Result<Option<WhoamiAnswer>, Error> {
         match self.session_from_token(token).await? {
-            Some(s) => render_whoami(&s).map(Some),
+            Some(s) => {
+                let mut answer = render_whoami(&s)?;
+                answer.falls_short = self
+                    .falls_short(&s, self.settings.mfa.whoami_required_aal)
+                    .await?;
+                Ok(Some(answer))
+            }
             None => Ok(None),
         }
     }
@@ -183,6 +204,7 @@ fn render_whoami(session: &Session) -> Result<WhoamiAnswer, Error> {
         json: serde_json::to_vec(session)
             .map_err(|e| Error::internal(format!("cannot serialise the session: {e}")))?,
         identity_id: session.identity.as_ref().map(|i| i.id.to_string()),
+        falls_short: false,
     })
 }
 

@@ -39,9 +39,12 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::label_save()));
         }
-        if self.settings.oidc_enabled {
+        if self.settings.oidc_enabled || self.settings.mfa.totp.is_some() {
             let full = self.store.get_identity(identity.id).await?;
-            self.add_settings_oidc_nodes(&mut flow, &full);
+            if self.settings.oidc_enabled {
+                self.add_settings_oidc_nodes(&mut flow, &full);
+            }
+            self.add_settings_totp_nodes(&mut flow, &full)?;
         }
         self.run_before_hooks(&self.settings.hooks.settings_before, &flow, Some(session))
             .await?;
@@ -88,6 +91,19 @@ impl Engine {
             )
             .with_id(tessera_core::error::ErrorId::SessionRefreshRequired)
             .with_details(serde_json::json!({ "redirect_browser_to": to.to_string() })));
+        }
+        // `selfservice.flows.settings.required_aal: highest_available`: someone holding a second
+        // factor changes nothing (that factor included) on one factor's strength.
+        if self
+            .falls_short(session, self.settings.mfa.settings_required_aal)
+            .await?
+        {
+            let back = self
+                .settings
+                .public_base_url
+                .join("self-service/settings/browser")
+                .map_err(|e| Error::internal(e.to_string()))?;
+            return Err(self.aal2_required(Some(back.as_str())));
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
         let schema = self.schemas.get(&identity.schema_id)?;
@@ -159,6 +175,12 @@ impl Engine {
                         return self.settings_invalid(flow, &identity).await;
                     }
                     self.store.update_identity(&identity).await?;
+                }
+                "totp" if self.settings.mfa.totp.is_some() => {
+                    match self.settings_totp(flow, &mut identity, body).await? {
+                        Ok(f) => flow = f,
+                        Err(f) => return self.settings_invalid(f, &identity).await,
+                    }
                 }
                 "profile" => {
                     let mut traits = body.get("traits").cloned().unwrap_or(Value::Null);

@@ -45,7 +45,10 @@ impl Engine {
         wants_json: bool,
     ) -> Result<Submitted, Error> {
         let result = match kind {
-            FlowKind::Login => self.submit_login(flow_id, body, csrf_cookie, client).await,
+            FlowKind::Login => {
+                self.submit_login_as(flow_id, body, csrf_cookie, client, session)
+                    .await
+            }
             FlowKind::Registration => self.submit_registration(flow_id, body, csrf_cookie).await,
             FlowKind::Settings => {
                 let session = session.ok_or_else(Error::no_session)?;

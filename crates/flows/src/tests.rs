@@ -13,7 +13,7 @@ use tessera_core::{Error, identity::IdentityState};
 
 /// An engine over a fresh in-memory database, with cheap password hashes. `extra` is YAML
 /// appended to a minimal configuration.
-async fn engine(extra: &str) -> Engine {
+pub(crate) async fn engine(extra: &str) -> Engine {
     let yaml = format!(
         "dsn: memory\nserve:\n  public:\n    base_url: http://127.0.0.1:4433/\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nhashers:\n  argon2:\n    memory: 1MB\n    iterations: 1\n{extra}\n"
     );
@@ -43,9 +43,9 @@ async fn engine(extra: &str) -> Engine {
     }
 }
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-async fn register(e: &Engine, email: &str) -> tessera_core::identity::Identity {
+pub(crate) async fn register(e: &Engine, email: &str) -> tessera_core::identity::Identity {
     let flow = e
         .init_registration(FlowType::Api, "http://t/", None, None, "")
         .await
@@ -61,7 +61,7 @@ async fn register(e: &Engine, email: &str) -> tessera_core::identity::Identity {
     }
 }
 
-async fn login(e: &Engine, email: &str, password: &str) -> Result<Outcome, Error> {
+pub(crate) async fn login(e: &Engine, email: &str, password: &str) -> Result<Outcome, Error> {
     let flow = e
         .init_login(FlowType::Api, "http://t/", None, false, None, "")
         .await
@@ -71,7 +71,7 @@ async fn login(e: &Engine, email: &str, password: &str) -> Result<Outcome, Error
         .await
 }
 
-fn message_ids(flow: &Flow) -> Vec<tessera_core::text::MessageId> {
+pub(crate) fn message_ids(flow: &Flow) -> Vec<tessera_core::text::MessageId> {
     flow.ui.messages.iter().map(|m| m.id).collect()
 }
 
