@@ -184,6 +184,7 @@ impl Engine {
             return self.invalid(flow).await;
         }
         self.complete_submitted(&flow).await?;
+        let second_factor = crate::mfa::has_second_factor(self, &identity);
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
@@ -192,7 +193,19 @@ impl Engine {
             .await?;
         self.count(crate::engine::Counted::SignIn, "password", "");
         flow.state = FlowState::PassedChallenge;
-        let return_to = self.return_to(&flow, None);
+        let mut return_to = self.return_to(&flow, None);
+        // Someone holding a second factor continues to it when whoami will ask for it
+        // (Kratos's `highest_available`): the browser goes to the aal2 step, then back.
+        if self.settings.mfa.whoami_required_aal == tessera_config::RequiredAal::HighestAvailable
+            && second_factor
+            && let Some(d) = self
+                .aal2_required(Some(&return_to))
+                .details
+                .get("redirect_browser_to")
+                .and_then(Value::as_str)
+        {
+            return_to = d.to_string();
+        }
         Ok(Outcome::Completed {
             flow,
             identity,

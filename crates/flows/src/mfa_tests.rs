@@ -174,6 +174,11 @@ async fn an_aal1_session_of_someone_with_totp_is_refused_by_whoami_and_settings(
         e.whoami(&token).await.unwrap().is_some(),
         "no factor yet: aal1 is the highest"
     );
+    // A settings flow opened before the factor existed.
+    let early = e
+        .init_settings(FlowType::Api, "http://t/", None, &session, "")
+        .await
+        .unwrap();
     enrol(&e, &session).await;
 
     let err = e.whoami(&token).await.expect_err("aal1 is not enough now");
@@ -184,13 +189,14 @@ async fn an_aal1_session_of_someone_with_totp_is_refused_by_whoami_and_settings(
             .unwrap()
             .contains("self-service/login/browser?aal=aal2")
     );
-    let flow = e
+    let err = e
         .init_settings(FlowType::Api, "http://t/", None, &session, "")
         .await
-        .unwrap();
+        .expect_err("settings on one factor's strength");
+    assert_eq!(err.id, Some(ErrorId::SessionAal2Required));
     let body = json!({"method": "totp", "totp_unlink": true});
     let err = e
-        .submit_settings(&flow.id.to_string(), &body, None, &session)
+        .submit_settings(&early.id.to_string(), &body, None, &session)
         .await
         .expect_err("removing the factor on one factor's strength");
     assert_eq!(err.id, Some(ErrorId::SessionAal2Required));
@@ -434,4 +440,27 @@ async fn an_aal2_session_unlinks_the_app() {
     assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
     let now = e.store.get_identity(lifted.identity_id).await.unwrap();
     assert!(now.credential(CREDENTIAL_TOTP).is_none());
+}
+
+#[tokio::test]
+async fn a_password_sign_in_of_someone_with_totp_continues_to_the_second_step() {
+    let e = mfa_engine("").await;
+    register(&e, "c@example.com").await;
+    let (session, _) = signed_in(&e, "c@example.com").await;
+    enrol(&e, &session).await;
+    let Outcome::Completed {
+        return_to, session, ..
+    } = login(&e, "c@example.com", PASSWORD).await.unwrap()
+    else {
+        panic!("not signed in");
+    };
+    assert_eq!(
+        session.map(|(s, _)| s.authenticator_assurance_level),
+        Some(AAL1.to_string())
+    );
+    assert!(
+        return_to
+            .starts_with("http://127.0.0.1:4433/self-service/login/browser?aal=aal2&return_to="),
+        "{return_to}"
+    );
 }

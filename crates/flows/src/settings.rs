@@ -21,6 +21,17 @@ impl Engine {
         csrf: &str,
     ) -> Result<Flow, Error> {
         let return_to = self.check_return_to(return_to)?;
+        if self
+            .falls_short(session, self.settings.mfa.settings_required_aal)
+            .await?
+        {
+            let back = self
+                .settings
+                .public_base_url
+                .join("self-service/settings/browser")
+                .map_err(|e| Error::internal(e.to_string()))?;
+            return Err(self.aal2_required(Some(back.as_str())));
+        }
         let identity = session.identity.clone().ok_or_else(Error::no_session)?;
         let mut flow = self.new_flow(FlowKind::Settings, flow_type, request_url, return_to, csrf);
         flow.identity_id = Some(identity.id);

@@ -16,9 +16,10 @@ pub enum Submitted {
     Flow(Outcome),
     /// A browser's flow expired: the browser starts over at this URL, with a new flow (Kratos).
     StartOver(String),
-    /// The session is too old for this change (`session_refresh_required`). A browser posting
-    /// a form goes to `redirect_browser_to` (a refresh login); other callers get `error` and
-    /// that URL.
+    /// The session is too old for this change (`session_refresh_required`) or below the level
+    /// settings require (`session_aal2_required`). A browser posting a form goes to
+    /// `redirect_browser_to` (a refresh or second-factor login); other callers get `error`
+    /// (its id kept) and that URL.
     RefreshRequired {
         error: Error,
         redirect_browser_to: String,
@@ -65,6 +66,7 @@ impl Engine {
                 err.id,
                 Some(
                     ErrorId::SessionRefreshRequired
+                        | ErrorId::SessionAal2Required
                         | ErrorId::SecurityCsrfViolation
                         | ErrorId::SelfServiceRateLimited
                 )
@@ -87,7 +89,7 @@ impl Engine {
             return Ok(Submitted::StartOver(to.to_string()));
         }
         match err.id {
-            Some(ErrorId::SessionRefreshRequired) => {
+            Some(ErrorId::SessionRefreshRequired | ErrorId::SessionAal2Required) => {
                 let redirect_browser_to = err
                     .details
                     .get("redirect_browser_to")

@@ -211,6 +211,9 @@ fn already_signed_in(e: &Engine, ft: FlowType, neg: Negotiated, err: Error) -> R
     if err.id == Some(ErrorId::SessionAlreadyAvailable) && ft == FlowType::Browser && !neg.json {
         return Redirect::to(e.settings.default_return_url.as_str()).into_response();
     }
+    if err.id == Some(ErrorId::SessionAal2Required) {
+        return aal2_required(err, ft == FlowType::Browser && !neg.json);
+    }
     ApiError(err).into_response()
 }
 
@@ -219,6 +222,8 @@ fn already_signed_in(e: &Engine, ft: FlowType, neg: Negotiated, err: Error) -> R
 struct StartQuery {
     return_to: Option<String>,
     refresh: Option<String>,
+    /// `aal2`: the second-factor step of a signed-in person (login only).
+    aal: Option<String>,
     return_session_token_exchange_code: Option<String>,
     login_hint: Option<String>,
     ui_locales: Option<String>,
@@ -244,6 +249,13 @@ async fn init(
     let url = request_url(e, &uri);
     let return_to = q.return_to.as_deref();
     let result = match kind {
+        FlowKind::Login if q.aal.as_deref() == Some("aal2") => {
+            e.init_login_aal2(ft, &url, return_to, session.as_ref(), &csrf)
+                .await
+        }
+        FlowKind::Login if !matches!(q.aal.as_deref(), None | Some("") | Some("aal1")) => Err(
+            Error::bad_request("`aal` must be aal1 or aal2 (Kratos's assurance levels)."),
+        ),
         FlowKind::Login => {
             e.init_login(
                 ft,
@@ -421,7 +433,8 @@ async fn submit(
             if browser {
                 return Ok(Redirect::to(&to).into_response());
             }
-            let error = Error::forbidden(error.reason).with_id(ErrorId::SessionRefreshRequired);
+            let id = error.id.unwrap_or(ErrorId::SessionRefreshRequired);
+            let error = Error::forbidden(error.reason).with_id(id);
             return Ok(crate::error::redirect_browser(error, &to));
         }
         Submitted::ErrorPage(stored) => {
@@ -586,13 +599,34 @@ async fn logout_api(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Respons
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Kratos's answer to a session below the required level: a browser goes to the second-factor
+/// login, other callers get 403 `session_aal2_required` with `redirect_browser_to`.
+fn aal2_required(err: Error, browser: bool) -> Response {
+    let to = err
+        .details
+        .get("redirect_browser_to")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if browser {
+        return Redirect::to(&to).into_response();
+    }
+    crate::error::redirect_browser(err, &to)
+}
+
 /// The hottest request (apps call it on every page): the answer is the engine's serialised,
 /// cached one, and the request is taken whole so that no header is copied. Answers like
 /// [`SignedIn`]: 401 without a valid session.
 async fn whoami(cfg: Cfg, req: axum::extract::Request) -> ApiResult<Response> {
     let engine = cfg.engine();
     let answer = match http::token_in(req.headers(), &engine.settings.session.cookie.name) {
-        Some(token) => engine.whoami(token).await?,
+        Some(token) => match engine.whoami(token).await {
+            Ok(answer) => answer,
+            Err(err) if err.id == Some(ErrorId::SessionAal2Required) => {
+                return Ok(aal2_required(err, false));
+            }
+            Err(err) => return Err(ApiError(err)),
+        },
         None => None,
     };
     let Some(answer) = answer else {

@@ -106,6 +106,11 @@ pub struct FieldView {
     pub disabled: bool,
     /// `<select>` choices when the identity schema gives an `enum`.
     pub options: Vec<OptionView>,
+    /// Image nodes (`input_type` `img`, the TOTP QR code): the `data:` URL and size.
+    pub src: String,
+    pub size: u32,
+    /// Text nodes (`input_type` `text-node`, the TOTP secret): the text in the page language.
+    pub text: String,
     pub messages: Vec<MessageView>,
 }
 
@@ -213,10 +218,22 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
             }
         })
         .collect();
+    let input_type = match a.node_type.as_str() {
+        "img" => "img".to_string(),
+        "text" => "text-node".to_string(),
+        _ => a.input_type.clone(),
+    };
     FieldView {
         id: field_id(&n.group, &a.name),
         name: a.name.clone(),
-        input_type: a.input_type.clone(),
+        input_type,
+        src: a.src.clone().unwrap_or_default(),
+        size: a.width.unwrap_or_default(),
+        text: a
+            .text
+            .as_ref()
+            .map(|t| i18n::message(cx.lang, t, false).text)
+            .unwrap_or_default(),
         checked: a.value == Value::Bool(true) || value == "true",
         value,
         label,
