@@ -118,6 +118,12 @@ impl Engine {
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
         let schema = self.schemas.get(&identity.schema_id)?;
+        // `settings.after.totp` is not read yet: a TOTP change runs the stage's global hooks
+        // (Kratos's rule for a method without its own).
+        let totp_hooks = tessera_config::hooks::AfterHooks {
+            method: vec![],
+            global: self.settings.hooks.settings_after_password.global.clone(),
+        };
         let hooks;
         if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
             if let Some(p) = str_field(body, "link") {
@@ -188,6 +194,7 @@ impl Engine {
                     self.store.update_identity(&identity).await?;
                 }
                 "totp" if self.settings.mfa.totp.is_some() => {
+                    hooks = &totp_hooks;
                     match self.settings_totp(flow, &mut identity, body).await? {
                         Ok(f) => flow = f,
                         Err(f) => return self.settings_invalid(f, &identity).await,
