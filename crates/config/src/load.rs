@@ -103,8 +103,8 @@ pub(crate) fn locate(locations: &HashMap<String, Location>, key: &str) -> Locati
 }
 
 /// Kratos configuration keys Tessera accepts without implementing them (yet), so a real
-/// `kratos.yml` starts unchanged. `*` matches any one key. The second-factor methods are here
-/// only while off: `mfa::refuse_unimplemented_factors` refuses them when enabled.
+/// `kratos.yml` starts unchanged. `*` matches any one key. The second-factor methods are turned
+/// off by `mfa::set_aside_unimplemented_factors`, with a warning, when enabled.
 const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "version",
     "courier.channels",
@@ -299,11 +299,8 @@ fn load_docs(
     // As written (with environment overrides), Kratos keys Tessera sets aside included, so a
     // downloaded document uploaded again loses nothing.
     let raw = merged.clone();
-    let refused = crate::mfa::refuse_unimplemented_factors(&merged, &locations);
-    if !refused.is_empty() {
-        return Err(ConfigError { problems: refused });
-    }
     let mut warnings = Vec::new();
+    crate::mfa::set_aside_unimplemented_factors(&mut merged, &locations, &mut warnings);
     strip_unimplemented(&mut merged, "", &locations, &mut warnings);
     strip_unimplemented_hooks(&mut merged, &locations, &mut warnings);
 

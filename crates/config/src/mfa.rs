@@ -2,10 +2,13 @@
 //! webauthn,passkey}`, `selfservice.flows.settings.required_aal` and
 //! `session.whoami.required_aal`.
 //!
-//! A second factor that is configured but silently ignored lets people in with one factor, so
-//! a method Tessera does not implement yet may be present in a `kratos.yml` only while it is
-//! off; `enabled: true` refuses the start with a message saying so (rather than the usual
-//! "ignored" warning of `load::ACCEPTED_UNIMPLEMENTED`).
+//! Kratos's `enabled: true` *offers* a factor that each user may enrol; Tessera does not offer
+//! these methods yet. They are turned off with a warning naming the line, not refused: no
+//! identity here can hold such a factor (importing `totp`, `lookup_secret` or `webauthn`
+//! credentials is refused, and none can be enrolled), so nobody signs in with less than they
+//! have, and Kratos's own quickstarts (which all offer `totp` and `lookup_secret`) keep
+//! starting unchanged. Turning them off here also keeps the TOTP engine, built but not yet
+//! complete (no OP `acr`/`amr`, no recovery codes), out of a running server.
 
 use crate::load::{Loaded, Location, Problem, problem};
 use serde::{Deserialize, Serialize};
@@ -15,30 +18,27 @@ use std::collections::HashMap;
 /// Kratos's second-factor (and passwordless) methods that Tessera does not implement yet.
 pub const NOT_IMPLEMENTED_FACTORS: &[&str] = &["totp", "lookup_secret", "webauthn", "passkey"];
 
-/// Refuses every method of [`NOT_IMPLEMENTED_FACTORS`] that the document turns on. Runs on the
-/// merged document before unimplemented keys are set aside, so the refusal names the line of
-/// `enabled`.
-pub(crate) fn refuse_unimplemented_factors(
-    doc: &Value,
+/// Turns off every method of [`NOT_IMPLEMENTED_FACTORS`] that the document turns on, with one
+/// warning each naming its line and why that is safe. Runs on the merged document, after the
+/// copy kept as written, so a downloaded configuration still shows what the operator wrote.
+pub(crate) fn set_aside_unimplemented_factors(
+    doc: &mut Value,
     locations: &HashMap<String, Location>,
-) -> Vec<Problem> {
-    let mut out = Vec::new();
+    warnings: &mut Vec<String>,
+) {
     for method in NOT_IMPLEMENTED_FACTORS {
-        let enabled = doc
-            .pointer(&format!("/selfservice/methods/{method}/enabled"))
-            .is_some_and(is_on);
-        if enabled {
+        let pointer = format!("/selfservice/methods/{method}/enabled");
+        if let Some(v) = doc.pointer_mut(&pointer)
+            && is_on(v)
+        {
+            *v = Value::Bool(false);
             let key = format!("selfservice.methods.{method}.enabled");
-            out.push(Problem {
-                location: crate::load::locate(locations, &key),
-                key,
-                message: format!(
-                    "Tessera does not implement the `{method}` method yet, and ignoring it would let people sign in without the second factor this configuration asks for; set it to false or remove it (see docs/mfa.md)"
-                ),
-            });
+            warnings.push(format!(
+                "`{key}` ({}): Tessera does not offer the `{method}` method yet, so it is off. No identity here can hold such a factor (importing one is refused), so nobody signs in with less than they have; see docs/mfa.md",
+                crate::load::locate(locations, &key)
+            ));
         }
     }
-    out
 }
 
 /// `true`, or a string an environment override or a quoted YAML value would carry.
@@ -190,17 +190,33 @@ mod tests {
     }
 
     #[test]
-    fn an_enabled_second_factor_refuses_the_start_naming_the_line() {
+    fn an_enabled_second_factor_is_turned_off_with_a_warning_naming_the_line() {
         for method in NOT_IMPLEMENTED_FACTORS {
             let yaml = format!("selfservice:\n  methods:\n    {method}:\n      enabled: true\n");
-            let err = load(&yaml).expect_err(method);
-            assert_eq!(err.problems.len(), 1, "{err}");
-            let p = &err.problems[0];
-            assert_eq!(p.key, format!("selfservice.methods.{method}.enabled"));
-            assert_eq!(p.location.to_string(), "t.yml:4");
-            assert!(p.message.contains("does not implement"), "{err}");
-            assert!(p.message.contains("without the second factor"), "{err}");
+            let loaded = load(&yaml).expect(method);
+            assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+            let w = &loaded.warnings[0];
+            assert!(
+                w.starts_with(&format!("`selfservice.methods.{method}.enabled` (t.yml:4)")),
+                "{w}"
+            );
+            assert!(w.contains("does not offer"), "{w}");
+            assert_eq!(
+                loaded.raw["selfservice"]["methods"][*method]["enabled"], true,
+                "the document as written keeps it"
+            );
         }
+        let loaded = load("selfservice:\n  methods:\n    totp:\n      enabled: true\n").unwrap();
+        assert!(
+            !loaded.config.selfservice.methods.totp.enabled,
+            "off in what runs"
+        );
+        let mut p = Vec::new();
+        let mfa = resolve_mfa(&loaded, "highest_available", "aal1", &mut p);
+        assert_eq!(
+            mfa.totp, None,
+            "the TOTP engine stays out of a running server"
+        );
     }
 
     #[test]
@@ -213,8 +229,9 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let yaml = "selfservice:\n  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Kratos\n    lookup_secret:\n      enabled: true\n";
-        assert!(load(yaml).is_err());
+        assert_eq!(load(yaml).map(|l| l.warnings.len()).ok(), Some(2));
         let loaded = crate::load_str("t.yml", yaml, &env).expect("turned off by the environment");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(!loaded.config.selfservice.methods.totp.enabled);
         assert_eq!(
             loaded.config.selfservice.methods.totp.config.issuer,

@@ -154,33 +154,11 @@ fn every_kratos_quickstart_config_loads_unchanged() {
         let path = quickstart(name).join("kratos.yml");
         // The passkey quickstart has no `dsn`: its docker-compose file sets the DSN variable,
         // which Kratos requires as Tessera does.
-        let mut vars = if name == "passkey" {
+        let vars = if name == "passkey" {
             env(&[("DSN", "memory")])
         } else {
             HashMap::new()
         };
-        // A second factor Tessera does not implement yet refuses the start (ignoring it would
-        // let people in with one factor); Kratos's own variable turns it off.
-        let text = std::fs::read_to_string(&path).unwrap();
-        let raw = tessera_config::yaml::parse(&text).unwrap().0;
-        let on: Vec<String> = tessera_config::mfa::NOT_IMPLEMENTED_FACTORS
-            .iter()
-            .filter(|m| raw["selfservice"]["methods"][**m]["enabled"] == true)
-            .map(|m| format!("selfservice.methods.{m}.enabled"))
-            .collect();
-        if !on.is_empty() {
-            let err = load(std::slice::from_ref(&path), &vars)
-                .expect_err("an enabled second factor refuses the start");
-            let keys: Vec<String> = err.problems.iter().map(|p| p.key.clone()).collect();
-            assert_eq!(keys, on, "{name}: {err}");
-            assert!(
-                err.to_string().contains("does not implement"),
-                "{name}: {err}"
-            );
-            for key in &on {
-                vars.insert(key.replace('.', "_").to_uppercase(), "false".into());
-            }
-        }
         let loaded =
             load(std::slice::from_ref(&path), &vars).unwrap_or_else(|e| panic!("{name}: {e}"));
         let s = resolve(&loaded, false, None).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -209,22 +187,19 @@ fn kratos_email_password_quickstart_config_loads() {
         text.contains("exp://localhost:8081/--/Callback"),
         "fixture changed"
     );
-    // It turns on `totp` and `lookup_secret`, which Tessera refuses until they are implemented;
-    // Kratos's variables turn them off.
-    let err = load(std::slice::from_ref(&path), &HashMap::new()).expect_err("second factors");
-    assert!(
-        err.to_string()
-            .contains("`selfservice.methods.totp.enabled` ("),
-        "{err}"
-    );
-    let off = env(&[
-        ("SELFSERVICE_METHODS_TOTP_ENABLED", "false"),
-        ("SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED", "false"),
-    ]);
-    let loaded = load(std::slice::from_ref(&path), &off).unwrap();
+    let loaded = load(std::slice::from_ref(&path), &HashMap::new()).unwrap();
     let warned = |needle: &str| loaded.warnings.iter().any(|w| w.contains(needle));
     // The courier is real now: read, not warned about. Verification and recovery are not yet.
     assert!(!warned("`courier"), "{:?}", loaded.warnings);
+    // It offers `totp` and `lookup_secret`: turned off, with a warning naming each line.
+    assert!(
+        warned("`selfservice.methods.totp.enabled` (")
+            && warned("does not offer the `totp` method"),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(warned("`selfservice.methods.lookup_secret.enabled` ("));
+    assert!(!loaded.config.selfservice.methods.totp.enabled);
     assert!(warned("show_verification_ui"), "{:?}", loaded.warnings);
     assert!(
         warned("selfservice.flows.recovery"),

@@ -78,11 +78,6 @@ async fn start_quickstart() -> Running {
                 "IDENTITY_SCHEMAS",
                 json!([{"id": "default", "url": schema}]).to_string(),
             )
-            // The file turns on `totp` and `lookup_secret`, which Tessera refuses to ignore
-            // (docs/mfa.md); Kratos's own variables turn them off (mfa::quickstart_* shows the
-            // refusal).
-            .env("SELFSERVICE_METHODS_TOTP_ENABLED", "false")
-            .env("SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

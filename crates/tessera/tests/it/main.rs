@@ -35,7 +35,6 @@ mod kratos_identities;
 mod kratos_quickstart;
 mod mapper_cli;
 mod mapper_sandbox;
-mod mfa;
 mod multi_instance;
 mod op_apis;
 mod op_bad_input;
