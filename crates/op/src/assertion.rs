@@ -200,6 +200,33 @@ fn key_material(key: &serde_json::Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// Verifies a JWT signed by an app with one of its registered keys: the claims, or the last
+/// verification error (`None` when no key matched at all). A `kid` picks the key; keys
+/// registered without one are tried too, so an app whose library adds a kid the admin did not
+/// paste still works. Shared by client assertions and request objects (JAR).
+pub(crate) fn verify_with_keys(
+    set: &JwkSet,
+    kid: Option<&str>,
+    jwt: &str,
+    validation: &Validation,
+) -> (Option<Value>, Option<jsonwebtoken::errors::Error>) {
+    let mut last = None;
+    let candidates = set.keys.iter().filter(|k| match (kid, &k.common.key_id) {
+        (Some(kid), Some(registered)) => kid == registered,
+        _ => true,
+    });
+    for jwk in candidates {
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        match jsonwebtoken::decode::<Value>(jwt, &key, validation) {
+            Ok(data) => return (Some(data.claims), None),
+            Err(e) => last = Some(e),
+        }
+    }
+    (None, last)
+}
+
 /// Checks `token_endpoint_auth_signing_alg`.
 pub fn check_alg(alg: &str) -> Result<(), String> {
     match alg_of(alg) {
@@ -288,29 +315,7 @@ impl Provider {
             d.revocation_endpoint.as_str(),
             d.pushed_authorization_request_endpoint.as_str(),
         ]);
-        // A `kid` picks the key; keys registered without one are tried too, so an app whose
-        // library adds a kid the admin did not paste still works.
-        let candidates = set
-            .keys
-            .iter()
-            .filter(|k| match (&header.kid, &k.common.key_id) {
-                (Some(kid), Some(registered)) => kid == registered,
-                _ => true,
-            });
-        let mut last = None;
-        let mut claims = None;
-        for jwk in candidates {
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
+        let (claims, last) = verify_with_keys(&set, header.kid.as_deref(), assertion, &validation);
         let Some(claims) = claims else {
             use jsonwebtoken::errors::ErrorKind as K;
             return Err(match last.as_ref().map(|e| e.kind()) {

@@ -13,8 +13,8 @@
 use crate::assertion::ASSERTION_ALGS;
 use crate::authorize::{RawParams, one};
 use crate::{ErrorCode, OpError, OpResult, Provider};
+use jsonwebtoken::Validation;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 
 /// The algorithms a request object may be signed with.
@@ -108,27 +108,8 @@ impl Provider {
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.set_issuer(&[client_id]);
         v.set_audience(&[self.issuer.as_str()]);
-        let mut last = None;
-        let mut claims = None;
-        for jwk in set
-            .keys
-            .iter()
-            .filter(|k| match (&header.kid, &k.common.key_id) {
-                (Some(kid), Some(registered)) => kid == registered,
-                _ => true,
-            })
-        {
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
-                Ok(d) => {
-                    claims = Some(d.claims);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
+        let (claims, last) =
+            crate::assertion::verify_with_keys(&set, header.kid.as_deref(), jwt, &v);
         let Some(claims) = claims else {
             use jsonwebtoken::errors::ErrorKind as K;
             return Err(refused(match last.as_ref().map(|e| e.kind()) {
