@@ -26,12 +26,12 @@ const CREATE_FIELDS: &[&str] = &[
     "verifiable_addresses",
     "recovery_addresses",
     "external_id",
+    "organization_id",
     // read-only fields present in exported identities; ignored
     "schema_url",
     "created_at",
     "updated_at",
     "state_changed_at",
-    "organization_id",
 ];
 
 /// Kratos's column is `VARCHAR(64)`: a longer external id fails there; here it is a 400.
@@ -51,6 +51,25 @@ pub fn external_id_from(value: Option<&Value>) -> Result<Option<String>, Error> 
         Some(_) => Err(field_err(
             "external_id",
             "must be a string (or null to clear it)",
+        )),
+    }
+}
+
+/// Reads `organization_id` (Kratos's `NullUUID`): absent or `null` mean none.
+fn organization_id_from(value: Option<&Value>) -> Result<Option<Uuid>, Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Uuid::parse_str(s).map(Some).map_err(|_| {
+            field_err(
+                "organization_id",
+                format!(
+                    "`{s}` is not a UUID; give an organization's id (aliases are not accepted here)"
+                ),
+            )
+        }),
+        Some(_) => Err(field_err(
+            "organization_id",
+            "must be a UUID string or null",
         )),
     }
 }
@@ -218,7 +237,7 @@ impl Engine {
                 unknown,
                 format!(
                     "unknown field; known fields are {}",
-                    CREATE_FIELDS[..10].join(", ")
+                    CREATE_FIELDS[..11].join(", ")
                 ),
             ));
         }
@@ -271,6 +290,7 @@ impl Engine {
             id,
         )?;
         identity.external_id = external_id_from(obj.get("external_id"))?;
+        identity.organization_id = organization_id_from(obj.get("organization_id"))?;
         self.oidc_from_body(obj.get("credentials"), &mut identity)?;
         apply_address_status(obj, &mut identity)?;
         self.validate(&identity)?;
@@ -371,6 +391,7 @@ impl Engine {
     pub async fn create_identity(&self, body: &Value) -> Result<Identity, Error> {
         let identity = self.identity_from_body(body)?;
         self.external_id_free(&identity).await?;
+        self.organization_exists(&identity).await?;
         self.store.insert_identity(&identity).await?;
         self.present(identity.id, &[]).await
     }
@@ -387,6 +408,24 @@ impl Engine {
             ))
             .with_id(tessera_core::error::ErrorId::IdentityConflict)),
             _ => Ok(()),
+        }
+    }
+
+    /// Names a missing organization before the foreign key would refuse it with a generic
+    /// database error.
+    async fn organization_exists(&self, identity: &Identity) -> Result<(), Error> {
+        let Some(org) = identity.organization_id else {
+            return Ok(());
+        };
+        match self.store.org_get(&org.to_string()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == tessera_core::error::ErrorKind::NotFound => Err(field_err(
+                "organization_id",
+                format!(
+                    "no organization has the id {org}; create it first (POST /admin/organizations) or leave organization_id out"
+                ),
+            )),
+            Err(e) => Err(e),
         }
     }
 
@@ -485,6 +524,17 @@ impl Engine {
                 ));
             }
         };
+        // Kratos's update body has no `organization_id`: it is fixed when the identity is
+        // created. An exported identity sent back unchanged still carries it, so only a
+        // different value is refused.
+        if let Some(v) = obj.get("organization_id")
+            && organization_id_from(Some(v))? != current.organization_id
+        {
+            return Err(field_err(
+                "organization_id",
+                "is set when the identity is created and cannot be changed; manage further organizations through /admin/organizations/{id}/members",
+            ));
+        }
         // Kratos's PUT takes the whole identity: an absent `external_id` clears it.
         next.external_id = external_id_from(obj.get("external_id"))?;
         let next = self.rebuild_with_traits(&next, traits)?;

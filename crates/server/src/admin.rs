@@ -355,20 +355,20 @@ async fn batch_identities(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<R
     }
     let mut results = Vec::with_capacity(list.len());
     for item in list {
-        let patch_id = item.get("patch_id").cloned().unwrap_or(Value::Null);
-        let Some(create) = item.get("create") else {
-            results.push(json!({ "action": "error", "patch_id": patch_id, "error": { "code": 400, "reason": "only `create` entries are supported" } }));
-            continue;
+        let mut result = match item.get("create") {
+            None => {
+                json!({ "action": "error", "error": crate::error::error_object(&Error::bad_request("only `create` entries are supported")) })
+            }
+            Some(create) => match cfg.engine().create_identity(create).await {
+                Ok(i) => json!({ "action": "create", "identity": i.id }),
+                Err(e) => json!({ "action": "error", "error": crate::error::error_object(&e) }),
+            },
         };
-        match cfg.engine().create_identity(create).await {
-            Ok(i) => {
-                results.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
-            }
-            Err(e) => {
-                let code = crate::error::status_of(e.kind).as_u16();
-                results.push(json!({ "action": "error", "patch_id": patch_id, "error": { "code": code, "reason": e.reason, "id": e.id } }));
-            }
+        // Kratos echoes `patch_id` only when the entry had one.
+        if let Some(p) = item.get("patch_id").filter(|p| !p.is_null()) {
+            result["patch_id"] = p.clone();
         }
+        results.push(result);
     }
     Ok(Json(json!({ "identities": results })).into_response())
 }

@@ -128,6 +128,25 @@ pub fn redirect_browser(e: Error, to: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Kratos's error object (`code`, `status`, `reason`, `message`, `id`, `details`): the body
+/// of every refused admin or API request, and of each failed entry of a batch.
+pub fn error_object(e: &Error) -> serde_json::Value {
+    let status = status_of(e.kind);
+    let mut body = json!({
+        "code": status.as_u16(),
+        "status": status.canonical_reason().unwrap_or_default(),
+        "reason": e.reason,
+        "message": message_of(status),
+    });
+    if let Some(id) = e.id {
+        body["id"] = json!(id);
+    }
+    if !e.details.is_null() {
+        body["details"] = e.details.clone();
+    }
+    body
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind);
@@ -136,18 +155,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(reason = %self.0.reason, status = status.as_u16(), "request refused");
         }
-        let mut body = json!({
-            "code": status.as_u16(),
-            "status": status.canonical_reason().unwrap_or_default(),
-            "reason": self.0.reason,
-            "message": message_of(status),
-        });
-        if let Some(id) = self.0.id {
-            body["id"] = json!(id);
-        }
-        if !self.0.details.is_null() {
-            body["details"] = self.0.details.clone();
-        }
+        let body = error_object(&self.0);
         let mut resp = (status, Json(json!({ "error": body }))).into_response();
         if let Some(secs) = self.0.retry_after {
             resp.headers_mut()

@@ -60,7 +60,7 @@ impl Store {
     pub async fn insert_identity(&self, identity: &Identity) -> Result<(), Error> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, metadata_admin, created_at, updated_at, external_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, metadata_admin, created_at, updated_at, external_id, organization_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(identity.id.to_string())
         .bind(&identity.schema_id)
@@ -72,9 +72,21 @@ impl Store {
         .bind(identity.created_at)
         .bind(identity.updated_at)
         .bind(identity.external_id.as_deref())
+        .bind(identity.organization_id.map(|o| o.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        // The organization an identity is created in is one it belongs to: access rules and
+        // claims read memberships, so the identity is a member from its first transaction.
+        if let Some(org) = identity.organization_id {
+            sqlx::query("INSERT INTO organization_members (organization_id, identity_id, source, rule_id, created_at) VALUES ($1, $2, 'manual', NULL, $3)")
+                .bind(org.to_string())
+                .bind(identity.id.to_string())
+                .bind(identity.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         write_children(&mut tx, identity).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -457,7 +469,10 @@ pub(crate) fn identity_from_row(row: &AnyRow) -> Result<Identity, Error> {
         credentials: None,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
-        organization_id: None,
+        organization_id: row
+            .try_get::<Option<String>, _>("organization_id")
+            .map_err(db_err)?
+            .and_then(|o| Uuid::parse_str(&o).ok()),
     })
 }
 

@@ -1501,7 +1501,7 @@ impl Store {
             .map(|t| decode_page_token(PREFIX, t))
             .transpose()?
             .unwrap_or_default();
-        let rows = sqlx::query("SELECT i.* FROM identities i JOIN organization_members m ON m.identity_id = i.id WHERE m.organization_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3")
+        let rows = sqlx::query("SELECT i.* FROM identities i WHERE (i.organization_id = $1 OR i.id IN (SELECT identity_id FROM organization_members WHERE organization_id = $1)) AND i.id > $2 ORDER BY i.id LIMIT $3")
             .bind(organization_id)
             .bind(after)
             .bind(size as i64 + 1)

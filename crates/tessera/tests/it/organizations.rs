@@ -795,3 +795,117 @@ async fn ok_rules(s: &TestServer, cid: &str) -> Value {
     )
     .await
 }
+
+each_backend!(an_identity_created_in_an_organization_keeps_organization_id_and_is_a_member);
+/// Kratos's `organization_id` on create and import: kept, shown, filtered on, a membership from
+/// the first transaction; a missing or malformed one is refused with nothing written, it cannot
+/// be changed afterwards, and deleting the organization clears it without losing the identity.
+async fn an_identity_created_in_an_organization_keeps_organization_id_and_is_a_member(
+    backend: Backend,
+) {
+    let s = server(backend, "").await;
+    let (_, _, east) = tree(&s).await;
+    let body = |email: &str, org: Value| json!({"schema_id": "default", "traits": {"email": email}, "organization_id": org});
+    let created = ok(
+        &s,
+        "POST",
+        "/admin/identities",
+        Some(body("bo@example.com", json!(east))),
+    )
+    .await;
+    let bo = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["organization_id"], json!(east));
+    assert_eq!(
+        ok(&s, "GET", &format!("/admin/identities/{bo}"), None).await["organization_id"],
+        json!(east)
+    );
+    let orgs = ok(
+        &s,
+        "GET",
+        &format!("/admin/identities/{bo}/organizations"),
+        None,
+    )
+    .await;
+    assert!(orgs.to_string().contains(&east), "{orgs}");
+    // The import path (Kratos's batch endpoint) keeps it too.
+    let batch = ok(
+        &s,
+        "PATCH",
+        "/admin/identities",
+        Some(json!({"identities": [{"create": body("cy@example.com", json!(east))}]})),
+    )
+    .await;
+    let cy = batch["identities"][0]["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = ok(
+        &s,
+        "GET",
+        &format!("/admin/identities?organization_id={east}"),
+        None,
+    )
+    .await;
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    ids.sort();
+    let mut want = vec![bo.as_str(), cy.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    // Refused with nothing written: an unknown organization, and a value that is no UUID.
+    let ghost = uuid::Uuid::new_v4().to_string();
+    for (org, needle) in [
+        (json!(ghost), "no organization has the id"),
+        (json!("acme/sales"), "is not a UUID"),
+    ] {
+        let (st, v) = admin(
+            &s,
+            "POST",
+            "/admin/identities",
+            Some(body("dee@example.com", org)),
+        )
+        .await;
+        assert_eq!(st, 400, "{v}");
+        let reason = v["error"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("organization_id") && reason.contains(needle),
+            "{v}"
+        );
+    }
+    let found = ok(
+        &s,
+        "GET",
+        "/admin/identities?credentials_identifier=dee@example.com",
+        None,
+    )
+    .await;
+    assert_eq!(found, json!([]));
+    // Fixed at creation: sending it back unchanged is fine, another value is refused.
+    let put = |org: Value| json!({"schema_id": "default", "state": "active", "traits": {"email": "bo@example.com"}, "organization_id": org});
+    ok(
+        &s,
+        "PUT",
+        &format!("/admin/identities/{bo}"),
+        Some(put(json!(east))),
+    )
+    .await;
+    let (st, v) = admin(
+        &s,
+        "PUT",
+        &format!("/admin/identities/{bo}"),
+        Some(put(json!(ghost))),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("cannot be changed"), "{v}");
+    // Deleting the organization keeps the identity and clears the field.
+    let (st, _) = admin(&s, "DELETE", &format!("/admin/organizations/{east}"), None).await;
+    assert_eq!(st, 204);
+    let after = ok(&s, "GET", &format!("/admin/identities/{bo}"), None).await;
+    assert_eq!(after["organization_id"], Value::Null);
+    s.stop().await;
+}

@@ -1,0 +1,2 @@
+DROP INDEX identities_organization;
+ALTER TABLE identities DROP COLUMN organization_id;
