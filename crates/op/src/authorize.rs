@@ -516,7 +516,11 @@ impl Provider {
         let mut p = decide(&target, &req, &self.issuer).map_err(Stop::Reply)?;
         // Each API the app names must be one it may ask for (RFC 8707 §2); refusals go back to
         // the app as `invalid_target`.
-        for r in &req.resource {
+        for r in req
+            .resource
+            .iter()
+            .filter(|r| **r != crate::membership::LOGTO_ORGANIZATIONS_RESOURCE)
+        {
             match self.target_api(&target.client, r).await {
                 Ok(api) => {
                     if !p.resource.contains(&api.identifier) {

@@ -17,6 +17,13 @@ const ALIASES: &[(&str, &str)] = &[
     ("urn:logto:scope:organization_roles", "organization_roles"),
 ];
 
+/// The resource Logto's SDKs add to every sign-in that asks for organizations, so the refresh
+/// token can later buy "organization tokens" (`organization_id` at the token endpoint). It
+/// grants nothing by itself, so Tessera accepts it at authorization and keeps it out of the
+/// grant; organization tokens themselves are refused by name (apps read the same facts from
+/// the `organizations` and `organization_roles` claims).
+pub const LOGTO_ORGANIZATIONS_RESOURCE: &str = "urn:logto:resource:organizations";
+
 /// The scopes this module answers.
 pub const SCOPES: &[&str] = &["organizations", "organization_roles", "groups", "roles"];
 

@@ -267,6 +267,15 @@ impl Provider {
         form: &HashMap<String, String>,
         granted: Option<&[String]>,
     ) -> OpResult<Option<Api>> {
+        if form.contains_key("organization_id")
+            || form.get("resource").map(String::as_str)
+                == Some(crate::membership::LOGTO_ORGANIZATIONS_RESOURCE)
+        {
+            return Err(OpError::new(
+                ErrorCode::InvalidTarget,
+                "Logto organization tokens (`organization_id`, `urn:logto:resource:organizations`) are not issued here: read the `organizations` and `organization_roles` claims from the id_token or userinfo instead.",
+            ));
+        }
         let asked = form.get("resource").filter(|r| !r.is_empty());
         match (asked, granted) {
             (Some(r), Some(list)) if !list.is_empty() && !list.iter().any(|g| g == r) => {
@@ -712,7 +721,8 @@ impl Provider {
         }
         // A `resource` outside the grant is refused before the refresh token is spent, so an
         // app that asks for the wrong API keeps its sign-in.
-        if form.get("resource").is_some_and(|r| !r.is_empty())
+        if (form.get("resource").is_some_and(|r| !r.is_empty())
+            || form.contains_key("organization_id"))
             && let Some(peek) = self.store.op_get_token(&crypto::token_hash(token)).await?
             && peek.kind == "refresh"
             && peek.client_id == client.client_id

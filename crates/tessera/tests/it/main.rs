@@ -44,6 +44,7 @@ mod op_common;
 mod op_dpop;
 mod op_flows;
 mod op_jar;
+mod op_logto_sdk;
 mod op_peers;
 mod op_registration;
 mod organizations;

@@ -5,8 +5,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::process::Stdio;
 use tessera_testkit::journey::location;
+use tessera_testkit::peers::peers_dir;
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// A server with the OP; ES256 keys unless `extra` says otherwise (RSA generation is slow in
 /// debug builds).
@@ -276,4 +279,71 @@ pub fn traditional(redirect: &str) -> Value {
         "redirect_uris": [redirect],
         "post_logout_redirect_uris": ["https://rp.example.com/signed-out"],
     })
+}
+
+/// A relying-party peer speaking one JSON object per line on stdio.
+pub struct Peer {
+    pub child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Peer {
+    pub async fn start(program: &str, script: &str, config: Value, hint: &str) -> Peer {
+        let dir = peers_dir();
+        let mut child = tokio::process::Command::new(program)
+            .arg(dir.join(script))
+            .arg(config.to_string())
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} {script}: {e}; {hint}"));
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Peer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    pub async fn read(&mut self) -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the peer answered within 60 s")
+            .expect("read peer")
+            .expect("the peer printed a line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("peer said: {line}"));
+        assert!(v.get("error").is_none(), "the peer failed: {}", v["error"]);
+        v
+    }
+
+    pub async fn write(&mut self, v: Value) {
+        self.stdin
+            .write_all(format!("{v}\n").as_bytes())
+            .await
+            .expect("write peer");
+    }
+}
+
+pub const NODE_HINT: &str = "run `bash scripts/test-deps.sh` (installs openid-client into peers/)";
+pub const PY_HINT: &str = "run `bash scripts/test-deps.sh` (installs Authlib into peers/.venv)";
+
+/// One admin API call that must succeed (2xx); returns the JSON answer.
+pub async fn admin_ok(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let mut req = TestServer::client().request(method.clone(), format!("{}{path}", s.admin));
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let r = req.send().await.expect("admin request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }

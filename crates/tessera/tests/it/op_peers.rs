@@ -13,65 +13,12 @@
 use crate::op_common::*;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use std::process::Stdio;
 use tessera_testkit::emulators::dingtalk::{DingtalkEmulator, ZHANGWEI};
 use tessera_testkit::journey::{flow_id_of, flow_json, location};
 use tessera_testkit::peers::peers_dir;
 use tessera_testkit::{Backend, Browser, TestServer, csrf_of};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const RP: &str = "http://127.0.0.1:9/callback";
-
-/// A relying-party peer speaking one JSON object per line on stdio.
-struct Peer {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Peer {
-    async fn start(program: &str, script: &str, config: Value, hint: &str) -> Peer {
-        let dir = peers_dir();
-        let mut child = tokio::process::Command::new(program)
-            .arg(dir.join(script))
-            .arg(config.to_string())
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} {script}: {e}; {hint}"));
-        let stdin = child.stdin.take().expect("stdin");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Peer {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    async fn read(&mut self) -> Value {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), self.lines.next_line())
-            .await
-            .expect("the peer answered within 60 s")
-            .expect("read peer")
-            .expect("the peer printed a line");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("peer said: {line}"));
-        assert!(v.get("error").is_none(), "the peer failed: {}", v["error"]);
-        v
-    }
-
-    async fn write(&mut self, v: Value) {
-        self.stdin
-            .write_all(format!("{v}\n").as_bytes())
-            .await
-            .expect("write peer");
-    }
-}
-
-const NODE_HINT: &str = "run `bash scripts/test-deps.sh` (installs openid-client into peers/)";
-const PY_HINT: &str = "run `bash scripts/test-deps.sh` (installs Authlib into peers/.venv)";
 
 async fn rs256_server() -> TestServer {
     // The default algorithm (RS256), as most apps expect.
