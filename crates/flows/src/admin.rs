@@ -541,6 +541,11 @@ impl Engine {
         self.validate(&next)?;
         self.external_id_free(&next).await?;
         self.store.update_identity(&next).await?;
+        // A deactivated identity's sessions could not be used again anyway; ending them now
+        // tells the apps they signed in to (back-channel logout).
+        if current.state == IdentityState::Active && next.state != IdentityState::Active {
+            self.store.revoke_identity_sessions(id, None).await?;
+        }
         self.present(id, &[]).await
     }
 

@@ -488,7 +488,10 @@ impl Engine {
         self.store
             .insert_session(&session, &crypto::token_hash(&token))
             .await?;
-        self.store.set_session_active(old.id, false).await?;
+        // A step-up continues the sign-in: the apps it signed in to are not told it ended.
+        self.store
+            .retire_replaced_session(old.id, session.id)
+            .await?;
         Ok((session, token))
     }
 }

@@ -113,6 +113,14 @@ pub struct Client {
     /// rules grant them, and the `roles` claim carries them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Where Tessera POSTs a `logout_token` when a session that signed in to this app ends
+    /// (OIDC Back-Channel Logout 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// The app wants `sid` in its logout tokens. Tessera always sends it; the flag is kept so
+    /// the app reads back what it registered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_logout_session_required: bool,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -143,6 +151,8 @@ pub struct ClientInput {
     pub request_object_signing_alg: Option<String>,
     pub require_signed_request_object: Option<bool>,
     pub roles: Option<Vec<String>>,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: Option<bool>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -402,6 +412,16 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
     for u in &post_logout_redirect_uris {
         check_uri("post_logout_redirect_uris", u, app_type)?;
     }
+    let backchannel_logout_uri = input.backchannel_logout_uri.filter(|u| !u.is_empty());
+    if let Some(u) = &backchannel_logout_uri {
+        if !user_app {
+            return Err(bad(
+                "`backchannel_logout_uri` is for apps that sign users in; a machine app has no sessions to end.",
+            ));
+        }
+        // Tessera's server calls it: https, or http on this machine, never an app scheme.
+        check_uri("backchannel_logout_uri", u, AppType::Traditional)?;
+    }
     let method = match input.token_endpoint_auth_method {
         None if app_type.is_public() => AuthMethod::None,
         None => AuthMethod::ClientSecretBasic,
@@ -539,6 +559,10 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         require_signed_request_object,
         registration_token_hash: existing.and_then(|c| c.registration_token_hash.clone()),
         roles,
+        backchannel_logout_uri,
+        backchannel_logout_session_required: input
+            .backchannel_logout_session_required
+            .unwrap_or(false),
     })
 }
 

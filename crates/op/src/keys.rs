@@ -339,6 +339,15 @@ impl Provider {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
         };
+        // The same keys sign JWT access tokens (`at+jwt`) and logout tokens (`logout+jwt`);
+        // neither may pass for an id_token.
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return Ok(None);
+        }
         let keys = self.key_set().await?;
         let Some(key) = keys
             .iter()

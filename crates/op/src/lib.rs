@@ -13,6 +13,7 @@
 pub mod api;
 pub mod assertion;
 pub mod authorize;
+pub mod backchannel;
 pub mod client;
 pub mod dpop;
 pub mod jar;
@@ -329,6 +330,8 @@ pub struct Discovery {
     pub ui_locales_supported: &'static [&'static str],
     pub frontchannel_logout_supported: bool,
     pub backchannel_logout_supported: bool,
+    /// Logout tokens always carry `sid` (OIDC Back-Channel Logout 1.0 §2.1).
+    pub backchannel_logout_session_supported: bool,
 }
 
 impl Discovery {
@@ -373,7 +376,8 @@ impl Discovery {
             request_uri_parameter_supported: false,
             ui_locales_supported: UI_LOCALES,
             frontchannel_logout_supported: false,
-            backchannel_logout_supported: false,
+            backchannel_logout_supported: true,
+            backchannel_logout_session_supported: true,
         }
     }
 }
@@ -429,7 +433,8 @@ mod tests {
             "request_uri_parameter_supported": false,
             "ui_locales_supported": ["en", "zh-CN", "ru"],
             "frontchannel_logout_supported": false,
-            "backchannel_logout_supported": false,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
         });
         assert_eq!(d, want);
         let keys = |v: &serde_json::Value| {

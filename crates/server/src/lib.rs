@@ -212,6 +212,12 @@ async fn serve_live_wrapped(
         Arc::new(move || Arc::new(worker_live.running().engine.settings.courier.clone())),
         std::future::pending(),
     ));
+    // Back-channel logout notices go out from every instance (each notice is leased to one).
+    let bcl_live = live.clone();
+    let backchannel = tokio::spawn(tessera_op::backchannel::run(
+        move || bcl_live.running().op.clone(),
+        std::future::pending(),
+    ));
     let (public, admin) = routers_live(live);
     let (public, admin) = (wrap(public), wrap(admin));
     let public_handle = axum_server::Handle::new();
@@ -239,6 +245,7 @@ async fn serve_live_wrapped(
     let (r1, r2) = tokio::join!(p, a);
     trigger.abort();
     courier.abort();
+    backchannel.abort();
     r1?;
     r2
 }

@@ -91,6 +91,10 @@ pub fn admin_routes() -> Router<AppState> {
             "/admin/clients/{id}/subjects/{subject}",
             axum::routing::delete(release_subject),
         )
+        .route(
+            "/admin/clients/{id}/logout-notices",
+            get(list_logout_notices),
+        )
         .route("/admin/clients/{id}/assignments", get(list_assignments))
         .route(
             "/admin/clients/{id}/assignments/{identity}",
@@ -1090,6 +1094,25 @@ async fn update_client(
     let input = parse_input(body)?;
     let (c, r) = cfg.op().update_client(&id, input).await?;
     Ok(Json(c.to_api(r.created_at, r.updated_at)).into_response())
+}
+
+/// The back-channel logout notices owed to or sent to an app (newest first, at most 500):
+/// what an operator reads when an app says it was never told of a sign-out.
+async fn list_logout_notices(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {
+    cfg.op().client_row(&id).await?;
+    let notices = cfg
+        .op()
+        .store
+        .op_logout_notices_of(&id)
+        .await
+        .map_err(ApiError)?;
+    let items: Vec<Value> = notices
+        .into_iter()
+        .map(|(n, state, last_error)| {
+            json!({"id": n.id, "sub": n.sub, "sid": n.sid, "state": state, "attempts": n.attempts, "last_error": last_error})
+        })
+        .collect();
+    Ok(Json(items).into_response())
 }
 
 async fn delete_client(cfg: Cfg, KratosPath(id): KratosPath<String>) -> AdminResult {

@@ -135,6 +135,8 @@ impl Store {
         let _cleared = self.sessions.clear_until_done();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let sid = id.to_string();
+        // The apps its sessions signed in to hear that they ended.
+        crate::logout_notices::queue_for_identity(&mut tx, &sid, None).await?;
         // Explicit child deletes keep this correct even where foreign keys are off.
         for table in [
             "sessions",

@@ -14,6 +14,7 @@ pub mod flows;
 mod identities;
 mod jtis;
 mod limits;
+pub mod logout_notices;
 mod migrations;
 pub mod oidc;
 pub mod op;

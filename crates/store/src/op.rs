@@ -526,6 +526,10 @@ impl Store {
             "DELETE FROM op_tokens WHERE expires_at < $1",
             // Racing requests finish in well under this; the tokens of the grant are revoked.
             "DELETE FROM op_revoked_grants WHERE revoked_at < $1",
+            // Links of sessions that expired (ended ones are removed when they end), and
+            // notices whose fate is settled.
+            "DELETE FROM op_session_apps WHERE session_id IN (SELECT id FROM sessions WHERE expires_at < $1)",
+            "DELETE FROM op_logout_notices WHERE state <> 'pending' AND updated_at < $1",
         ] {
             total += sqlx::query(sql)
                 .bind(cutoff)

@@ -170,19 +170,24 @@ impl Store {
         row.try_get::<i64, _>("n").map_err(db_err)
     }
 
+    /// Ending a session (`active = false`) also queues the back-channel logout notices of the
+    /// apps it signed in to, in the same transaction.
     pub async fn set_session_active(&self, id: Uuid, active: bool) -> Result<(), Error> {
         let _cleared = self.sessions.clear_until_done();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query("UPDATE sessions SET active = $1 WHERE id = $2")
             .bind(i64::from(active))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         if done.rows_affected() == 0 {
-            Err(session_not_found(id))
-        } else {
-            Ok(())
+            return Err(session_not_found(id));
         }
+        if !active {
+            crate::logout_notices::queue_for_session(&mut tx, &id.to_string()).await?;
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     pub async fn set_session_expiry(&self, id: Uuid, expires_at: i64) -> Result<(), Error> {
@@ -207,14 +212,19 @@ impl Store {
         keep: Option<Uuid>,
     ) -> Result<u64, Error> {
         let _cleared = self.sessions.clear_until_done();
+        let keep = keep.map(|k| k.to_string());
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        crate::logout_notices::queue_for_identity(&mut tx, &identity.to_string(), keep.as_deref())
+            .await?;
         let done = sqlx::query(
             "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
         )
         .bind(identity.to_string())
-        .bind(keep.map(|k| k.to_string()).unwrap_or_default())
-        .execute(&self.pool)
+        .bind(keep.unwrap_or_default())
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected())
     }
 }

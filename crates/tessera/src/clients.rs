@@ -139,6 +139,10 @@ struct CreateArgs {
     /// --app-role`) and sent in the `roles` claim.
     #[arg(long = "app-role")]
     app_roles: Vec<String>,
+    /// Where Tessera POSTs a logout token when a session that signed in to the app ends (OIDC
+    /// Back-Channel Logout).
+    #[arg(long = "backchannel-logout-uri")]
+    backchannel_logout_uri: Option<String>,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -167,6 +171,9 @@ fn body(a: &CreateArgs) -> Result<Value> {
         "post_logout_redirect_uris".into(),
         json!(a.post_logout_redirect_uris),
     );
+    if let Some(u) = &a.backchannel_logout_uri {
+        m.insert("backchannel_logout_uri".into(), json!(u));
+    }
     if !a.grant_types.is_empty() {
         m.insert("grant_types".into(), json!(a.grant_types));
     }

@@ -37,6 +37,7 @@ mod mapper_cli;
 mod mapper_sandbox;
 mod multi_instance;
 mod op_apis;
+mod op_backchannel;
 mod op_bad_input;
 mod op_client_assertions;
 mod op_clients;
