@@ -33,6 +33,10 @@ pub struct AuthParams {
     /// The APIs (RFC 8707 resource indicators) the app asked access for, each checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource: Vec<String>,
+    /// A device grant's approval (RFC 8628) rather than a redirect: the hash of the user code
+    /// it approves. Such a request has no redirect URI; it ends on a page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// An answer sent back to the app: a redirect with the parameters in the query or fragment, or
@@ -95,15 +99,18 @@ pub enum PageReason {
     NoSubject,
     /// The app admits assigned identities only, and this one is not.
     NotAssigned,
+    /// A device's user code that is unknown, expired or decided already (RFC 8628).
+    UserCode,
 }
 
 impl PageReason {
     /// The RFC 6749 / OIDC error code the page names.
     pub const fn code(self) -> ErrorCode {
         match self {
-            PageReason::InvalidRequest | PageReason::RedirectUri | PageReason::RequestExpired => {
-                ErrorCode::InvalidRequest
-            }
+            PageReason::InvalidRequest
+            | PageReason::RedirectUri
+            | PageReason::RequestExpired
+            | PageReason::UserCode => ErrorCode::InvalidRequest,
             PageReason::UnknownApp | PageReason::AppGone => ErrorCode::InvalidClient,
             PageReason::NoSubject | PageReason::NotAssigned => ErrorCode::AccessDenied,
         }
@@ -119,6 +126,7 @@ impl PageReason {
             PageReason::RequestExpired => "request_expired",
             PageReason::NoSubject => "no_subject",
             PageReason::NotAssigned => "not_assigned",
+            PageReason::UserCode => "user_code",
         }
     }
 }
@@ -131,6 +139,11 @@ pub enum Authorize {
     /// The browser must sign in (or sign in again) first.
     Login {
         to: String,
+    },
+    /// A device grant was decided: the page tells the user to go back to the device.
+    DeviceDone {
+        app: String,
+        approved: bool,
     },
     /// The user must consent; the request id is the consent form's subject.
     Consent {
@@ -153,7 +166,7 @@ pub struct ConsentInfo {
     pub ui_locales: Option<String>,
 }
 
-fn page(reason: PageReason, app: Option<&Client>, message: String) -> Authorize {
+pub(crate) fn page(reason: PageReason, app: Option<&Client>, message: String) -> Authorize {
     Authorize::Page(ErrorPage {
         reason,
         app: app.map(|c| c.client_name.clone()),
@@ -290,6 +303,7 @@ fn decide(t: &Target, req: &AuthRequest<'_>, issuer: &str) -> Result<AuthParams,
         login_hint: None,
         ui_locales: None,
         resource: vec![],
+        device: None,
     };
     let fail = |p: &AuthParams, e: ErrorCode, d: String| Err(error_reply(p, issuer, e, &d));
     if let Err(e) = requested_mode {
@@ -653,7 +667,7 @@ impl Provider {
         to
     }
 
-    async fn proceed(
+    pub(crate) async fn proceed(
         &self,
         id: Uuid,
         p: AuthParams,
@@ -709,7 +723,8 @@ impl Provider {
                 reason: PageReason::NotAssigned,
                 app: Some(client.client_name.clone()),
                 message: msg,
-                back: Some(back),
+                // A device request has no app to go back to.
+                back: p.device.is_none().then_some(back),
             }));
         }
         if let Err(missing) = self.subject_for(&client, &identity).await? {
@@ -722,7 +737,9 @@ impl Provider {
                 ),
             ));
         }
-        if !client.skip_consent {
+        // A device approval is always confirmed on the consent page, even for first-party apps:
+        // the code on the page may have come from someone else's device (RFC 8628 §5.4).
+        if !client.skip_consent || p.device.is_some() {
             let granted = self
                 .store
                 .op_consent(&client.client_id, identity.id)
@@ -753,6 +770,11 @@ impl Provider {
                 "This sign-in request was completed already. Go back to the app and sign in again."
                     .into(),
             ));
+        }
+        if let Some(user_code_hash) = &p.device {
+            return self
+                .approve_device(&client, &identity, session, &p, user_code_hash)
+                .await;
         }
         self.respond(&client, &identity, session, &p)
             .await
@@ -800,6 +822,9 @@ impl Provider {
                     None,
                     "This sign-in request was completed already.".into(),
                 ));
+            }
+            if let Some(user_code_hash) = &p.device {
+                return self.deny_device(&p.client_id, user_code_hash).await;
             }
             return Ok(Authorize::Reply(error_reply(
                 &p,

@@ -403,7 +403,11 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
     for u in &redirect_uris {
         check_uri("redirect_uris", u, app_type)?;
     }
-    if user_app && redirect_uris.is_empty() {
+    // A device-only app (a TV, a CLI: RFC 8628) never receives a redirect.
+    let redirects = grant_types
+        .iter()
+        .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
+    if redirects && redirect_uris.is_empty() {
         return Err(bad(
             "`redirect_uris` is required: list the exact URLs the app receives sign-in answers at.",
         ));

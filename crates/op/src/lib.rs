@@ -15,6 +15,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod backchannel;
 pub mod client;
+pub mod device;
 pub mod dpop;
 pub mod jar;
 pub mod keys;
@@ -71,6 +72,12 @@ pub enum ErrorCode {
     InvalidDpopProof,
     /// A DPoP proof lacks the server's current nonce (RFC 9449 §8): retry with the one given.
     UseDpopNonce,
+    /// Device flow (RFC 8628 §3.5): the user has not decided yet; poll again.
+    AuthorizationPending,
+    /// Device flow: polling faster than the interval; wait 5 s longer from now on.
+    SlowDown,
+    /// Device flow: the device code expired before the user decided.
+    ExpiredToken,
     ServerError,
     TemporarilyUnavailable,
     /// `temporarily_unavailable` because the caller passed a rate limit (come back later).
@@ -105,6 +112,9 @@ impl ErrorCode {
             ErrorCode::InvalidRequestObject => "invalid_request_object",
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable | ErrorCode::RateLimited => "temporarily_unavailable",
             ErrorCode::NotFound => "not_found",
@@ -296,6 +306,8 @@ pub struct Discovery {
     pub end_session_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
+    /// RFC 8628 §4: the device grant's first step.
+    pub device_authorization_endpoint: String,
     /// RFC 9126: always available; apps may be required to use it one by one
     /// (`require_pushed_authorization_requests` in their metadata), not all at once.
     pub pushed_authorization_request_endpoint: String,
@@ -346,6 +358,7 @@ impl Discovery {
             end_session_endpoint: endpoint("session/end"),
             revocation_endpoint: endpoint("token/revocation"),
             introspection_endpoint: endpoint("token/introspection"),
+            device_authorization_endpoint: endpoint("device/auth"),
             pushed_authorization_request_endpoint: endpoint("par"),
             registration_endpoint: None,
             require_pushed_authorization_requests: false,
@@ -409,12 +422,13 @@ mod tests {
             "end_session_endpoint": "https://id.example/oidc/session/end",
             "revocation_endpoint": "https://id.example/oidc/token/revocation",
             "introspection_endpoint": "https://id.example/oidc/token/introspection",
+            "device_authorization_endpoint": "https://id.example/oidc/device/auth",
             "pushed_authorization_request_endpoint": "https://id.example/oidc/par",
             "require_pushed_authorization_requests": false,
             "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
             "response_types_supported": ["code", "id_token", "id_token token"],
             "response_modes_supported": ["query", "fragment", "form_post"],
-            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
             "subject_types_supported": ["public", "pairwise"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],

@@ -62,6 +62,7 @@ enum TokenGrant {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    DeviceCode,
 }
 
 impl TokenGrant {
@@ -71,6 +72,7 @@ impl TokenGrant {
             GrantType::AuthorizationCode => Some(TokenGrant::AuthorizationCode),
             GrantType::RefreshToken => Some(TokenGrant::RefreshToken),
             GrantType::ClientCredentials => Some(TokenGrant::ClientCredentials),
+            GrantType::DeviceCode => Some(TokenGrant::DeviceCode),
             GrantType::Implicit => None,
         }
     }
@@ -79,6 +81,7 @@ impl TokenGrant {
             TokenGrant::AuthorizationCode => GrantType::AuthorizationCode,
             TokenGrant::RefreshToken => GrantType::RefreshToken,
             TokenGrant::ClientCredentials => GrantType::ClientCredentials,
+            TokenGrant::DeviceCode => GrantType::DeviceCode,
         }
     }
 }
@@ -162,7 +165,7 @@ fn token_type(jkt: Option<&str>) -> &'static str {
 
 /// A fresh secret (code or token) of `kind` and the row that stores it: only its hash, unused,
 /// unrevoked, living `lifespan` from now.
-fn new_grant_row(
+pub(crate) fn new_grant_row(
     kind: &str,
     client: &Client,
     identity: Option<Uuid>,
@@ -540,6 +543,7 @@ impl Provider {
             TokenGrant::AuthorizationCode => self.exchange_code(&client, form, jkt).await,
             TokenGrant::RefreshToken => self.refresh(&client, form, jkt).await,
             TokenGrant::ClientCredentials => self.client_credentials(&client, form, jkt).await,
+            TokenGrant::DeviceCode => self.device_token(&client, form, jkt).await,
         }?;
         metrics::counter!("tessera_op_tokens_issued_total", "grant_type" => grant.grant_type().as_str())
             .increment(1);
@@ -612,6 +616,20 @@ impl Provider {
             }
             (None, None) => {}
         }
+        self.tokens_for_code(client, &row, form, jkt).await
+    }
+
+    /// The tokens an authorization code gives, once it is redeemed and its checks passed (the
+    /// code flow's, or a device grant's approval).
+    pub(crate) async fn tokens_for_code(
+        &self,
+        client: &Client,
+        row: &GrantRow,
+        form: &HashMap<String, String>,
+        jkt: Option<&str>,
+    ) -> OpResult<TokenResponse> {
+        let d = &row.data;
+        let s = |k: &str| d.get(k).and_then(Value::as_str);
         let identity_id = row
             .identity_id
             .ok_or_else(|| OpError::server_error("code without identity"))?;

@@ -109,6 +109,7 @@ vocabulary! {
         Implicit = "implicit",
         RefreshToken = "refresh_token",
         ClientCredentials = "client_credentials",
+        DeviceCode = "urn:ietf:params:oauth:grant-type:device_code",
     }
 }
 
@@ -119,12 +120,16 @@ impl GrantType {
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
+        GrantType::DeviceCode,
     ];
 
     /// Grants that sign a user in (every app type but `machine`).
     pub const fn signs_users_in(self) -> bool {
         match self {
-            GrantType::AuthorizationCode | GrantType::Implicit | GrantType::RefreshToken => true,
+            GrantType::AuthorizationCode
+            | GrantType::Implicit
+            | GrantType::RefreshToken
+            | GrantType::DeviceCode => true,
             GrantType::ClientCredentials => false,
         }
     }
@@ -262,7 +267,7 @@ mod tests {
         let e = "password".parse::<GrantType>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "grant type `password` is not supported: use authorization_code, implicit, refresh_token or client_credentials"
+            "grant type `password` is not supported: use authorization_code, implicit, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code"
         );
         assert_eq!(
             ResponseType::parse_any_order("token id_token"),

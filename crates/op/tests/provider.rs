@@ -359,7 +359,7 @@ async fn unknown_grant_types_are_refused_before_anything_else() {
     for g in [
         "password",
         "implicit",
-        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ] {
         let e = p
             .token(&auth(&id, secret.as_deref()), &form(&[("grant_type", g)]))
@@ -370,7 +370,7 @@ async fn unknown_grant_types_are_refused_before_anything_else() {
         assert_eq!(
             e.description,
             format!(
-                "grant_type `{g}` is not supported: use authorization_code, refresh_token or client_credentials."
+                "grant_type `{g}` is not supported: use authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code."
             )
         );
     }

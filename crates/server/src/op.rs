@@ -72,6 +72,24 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
                 .delete(delete_registration),
         )
         .route("/oidc/session/end", get(end_session).post(end_session))
+        // The device grant (RFC 8628): a new device code stores a row, and the page that takes
+        // user codes is where codes could be guessed; both are bounded per address.
+        .route(
+            "/oidc/device/auth",
+            post(device_authorization).route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), "flows"),
+                crate::edge::limit_stored,
+            )),
+        )
+        .route(
+            "/ui/device",
+            get(device_page)
+                .post(device_submit)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    (state.clone(), "device"),
+                    crate::edge::limit_stored,
+                )),
+        )
         .route("/ui/consent", get(consent_page).post(consent_submit))
 }
 
@@ -121,7 +139,10 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidClientMetadata
         | ErrorCode::InvalidRequestObject
         | ErrorCode::InvalidDpopProof
-        | ErrorCode::UseDpopNonce => StatusCode::BAD_REQUEST,
+        | ErrorCode::UseDpopNonce
+        | ErrorCode::AuthorizationPending
+        | ErrorCode::SlowDown
+        | ErrorCode::ExpiredToken => StatusCode::BAD_REQUEST,
         ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::LoginRequired => {
             StatusCode::UNAUTHORIZED
         }
@@ -142,7 +163,8 @@ fn page_status(reason: PageReason) -> StatusCode {
         | PageReason::UnknownApp
         | PageReason::AppGone
         | PageReason::RedirectUri
-        | PageReason::RequestExpired => StatusCode::BAD_REQUEST,
+        | PageReason::RequestExpired
+        | PageReason::UserCode => StatusCode::BAD_REQUEST,
         PageReason::NoSubject | PageReason::NotAssigned => StatusCode::FORBIDDEN,
     }
 }
@@ -254,6 +276,9 @@ impl IntoResponse for OAuthError {
             | ErrorCode::InvalidRequestObject
             | ErrorCode::InvalidDpopProof
             | ErrorCode::UseDpopNonce
+            | ErrorCode::AuthorizationPending
+            | ErrorCode::SlowDown
+            | ErrorCode::ExpiredToken
             | ErrorCode::ServerError
             | ErrorCode::TemporarilyUnavailable
             | ErrorCode::RateLimited
@@ -431,6 +456,17 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
     match a {
         Authorize::Reply(r) => reply_response(&r),
         Authorize::Login { to } => Redirect::to(&to).into_response(),
+        Authorize::DeviceDone { app, approved } => ui::device_response(
+            cx.e,
+            &cx.page(None),
+            ui::DeviceView {
+                form_action: String::new(),
+                csrf_token: String::new(),
+                user_code: String::new(),
+                error: None,
+                done: Some(ui::DeviceDoneView { app, approved }),
+            },
+        ),
         Authorize::Consent {
             request_id,
             ui_locales,
@@ -659,7 +695,11 @@ async fn token(
         }
         Err(e) => {
             // A nonce round trip is DPoP's normal first step, not a failed attempt.
-            if !status_of(e.code).is_server_error() && e.code != ErrorCode::UseDpopNonce {
+            // Neither is a polling device's "not yet" (RFC 8628 §3.5); polling too fast is.
+            if !status_of(e.code).is_server_error()
+                && e.code != ErrorCode::UseDpopNonce
+                && e.code != ErrorCode::AuthorizationPending
+            {
                 let _ = limits.per_minute(&key, u32::MAX, true);
             }
             Err(OAuthError::from(e).dpop(op, false))
@@ -759,6 +799,111 @@ async fn pushed_authorization_request(
     let mut resp = (StatusCode::CREATED, Json(pushed)).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
+}
+
+/// `POST /oidc/device/auth` (RFC 8628 §3.1): an app (authenticated like at the token
+/// endpoint; a public app names its `client_id`) gets a device code and a user code.
+async fn device_authorization(
+    cfg: Cfg,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OAuthError> {
+    let mut form = single(form_fields(&headers, body).await?)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let answer = cfg.op().device_authorization(&auth, &form).await?;
+    let mut resp = Json(answer).into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct DeviceQuery {
+    user_code: Option<String>,
+    ui_locales: Option<String>,
+}
+
+/// `GET /ui/device`: the form where the user types the code their device shows
+/// (`verification_uri_complete` fills it in; the user still confirms with the button, so a
+/// link alone never starts an approval).
+async fn device_page(
+    cfg: Cfg,
+    uri: OriginalUri,
+    KratosQuery(q): KratosQuery<DeviceQuery>,
+    csrf: Csrf,
+    headers: HeaderMap,
+) -> Response {
+    let e = cfg.engine();
+    let cx = PageCx::new(e, &headers, &uri).with_ui_locales(q.ui_locales.as_deref());
+    let user_code = q
+        .user_code
+        .as_deref()
+        .and_then(tessera_op::device::normalize_user_code)
+        .map(|c| tessera_op::device::display_user_code(&c))
+        .unwrap_or_default();
+    device_form(&cx, csrf, user_code, None)
+}
+
+fn device_form(cx: &PageCx, csrf: Csrf, user_code: String, error: Option<String>) -> Response {
+    let (secret, set) = csrf.issue(cx.e);
+    let view = ui::DeviceView {
+        form_action: cx
+            .e
+            .settings
+            .public_base_url
+            .join("ui/device")
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        csrf_token: tessera_core::crypto::mask_csrf(&secret),
+        user_code,
+        error,
+        done: None,
+    };
+    let mut resp = ui::device_response(cx.e, &cx.page(None), view);
+    if let Some(c) = set {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// `POST /ui/device`: `csrf_token` and `user_code`. A valid code goes on like an authorization
+/// request (sign-in, access rules, the consent page that confirms the device).
+async fn device_submit(
+    cfg: Cfg,
+    uri: OriginalUri,
+    csrf: Csrf,
+    session: Result<MaybeSession, ApiError>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cx = PageCx::new(cfg.engine(), &headers, &uri);
+    let form = match form_fields(&headers, body).await.and_then(single) {
+        Ok(f) => f,
+        Err(e) => return page_error(&cx, e),
+    };
+    if !csrf.matches(
+        form.get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    ) {
+        return csrf_page(&cx);
+    }
+    let session = match session {
+        Ok(MaybeSession(s)) => s,
+        Err(e) => return e.into_response(),
+    };
+    let typed = form.get("user_code").cloned().unwrap_or_default();
+    match cfg
+        .op()
+        .device_start(&typed, session.as_ref(), cx.ui_locales.clone())
+        .await
+    {
+        // A wrong code is answered on the same form, so the user can correct it.
+        Ok(Authorize::Page(p)) if p.reason == PageReason::UserCode => {
+            device_form(&cx, csrf, typed.chars().take(16).collect(), Some(p.message))
+        }
+        Ok(a) => authorize_response(&cx, a),
+        Err(e) => page_error(&cx, e),
+    }
 }
 
 /// The bearer token of `Authorization` (initial or registration access token).

@@ -9,6 +9,7 @@
 pub mod apis;
 mod cache;
 pub mod courier;
+pub mod device;
 mod dsn;
 pub mod flows;
 mod identities;

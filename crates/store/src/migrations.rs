@@ -18,8 +18,8 @@ macro_rules! embedded {
 
 type Embedded = &'static [(i64, &'static str, &'static str, &'static str)];
 
-const SQLITE: Embedded = embedded!("sqlite", 20261101000001 "identities", 20261101000002 "sessions_flows", 20261101000003 "oidc", 20261101000004 "op", 20261203000001 "op_subjects", 20261203000002 "rate_limits", 20261203000003 "op_revoked_grants", 20261204000001 "external_id_backfills", 20261204000002 "op_apis_par", 20261205000001 "courier", 20261205000004 "organizations", 20261205000006 "op_used_jtis", 20261205000010 "identity_organization", 20261205000011 "op_backchannel_logout");
-const POSTGRES: Embedded = embedded!("postgres", 20261101000001 "identities", 20261101000002 "sessions_flows", 20261101000003 "oidc", 20261101000004 "op", 20261203000001 "op_subjects", 20261203000002 "rate_limits", 20261203000003 "op_revoked_grants", 20261204000001 "external_id_backfills", 20261204000002 "op_apis_par", 20261205000001 "courier", 20261205000004 "organizations", 20261205000006 "op_used_jtis", 20261205000010 "identity_organization", 20261205000011 "op_backchannel_logout");
+const SQLITE: Embedded = embedded!("sqlite", 20261101000001 "identities", 20261101000002 "sessions_flows", 20261101000003 "oidc", 20261101000004 "op", 20261203000001 "op_subjects", 20261203000002 "rate_limits", 20261203000003 "op_revoked_grants", 20261204000001 "external_id_backfills", 20261204000002 "op_apis_par", 20261205000001 "courier", 20261205000004 "organizations", 20261205000006 "op_used_jtis", 20261205000010 "identity_organization", 20261205000011 "op_backchannel_logout", 20261205000012 "op_device_grants");
+const POSTGRES: Embedded = embedded!("postgres", 20261101000001 "identities", 20261101000002 "sessions_flows", 20261101000003 "oidc", 20261101000004 "op", 20261203000001 "op_subjects", 20261203000002 "rate_limits", 20261203000003 "op_revoked_grants", 20261204000001 "external_id_backfills", 20261204000002 "op_apis_par", 20261205000001 "courier", 20261205000004 "organizations", 20261205000006 "op_used_jtis", 20261205000010 "identity_organization", 20261205000011 "op_backchannel_logout", 20261205000012 "op_device_grants");
 
 #[derive(Debug)]
 struct Source(Embedded);

@@ -530,6 +530,7 @@ impl Store {
             // notices whose fate is settled.
             "DELETE FROM op_session_apps WHERE session_id IN (SELECT id FROM sessions WHERE expires_at < $1)",
             "DELETE FROM op_logout_notices WHERE state <> 'pending' AND updated_at < $1",
+            "DELETE FROM op_device_grants WHERE expires_at < $1",
         ] {
             total += sqlx::query(sql)
                 .bind(cutoff)

@@ -28,7 +28,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get};
 use i18n::{LANG_COOKIE, Lang};
-pub use render::{BackForm, ConsentView, HiddenView, LogoutConfirmView, OpErrorView};
+pub use render::{
+    BackForm, ConsentView, DeviceDoneView, DeviceView, HiddenView, LogoutConfirmView, OpErrorView,
+};
 use render::{Chrome, ErrorPage, FlowContext, FlowPage, WelcomePage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -253,6 +255,17 @@ pub fn logout_confirm_response(e: &Engine, p: &OpPage, view: LogoutConfirmView) 
         render::render_logout_confirm(chrome(e, lang, p.here), view),
         &p.targets(),
     )
+}
+
+/// The device page (RFC 8628): the code form, or the result of an approval.
+pub fn device_response(e: &Engine, p: &OpPage, view: DeviceView) -> Response {
+    let lang = p.lang();
+    let resp = rendered_for(
+        StatusCode::OK,
+        render::render_device(chrome(e, lang, p.here), view),
+        &[],
+    );
+    keep_ui_locales(e, resp, p.ui_locales)
 }
 
 /// "You are signed out" (a logout with nowhere to go back to).

@@ -42,6 +42,7 @@ mod op_bad_input;
 mod op_client_assertions;
 mod op_clients;
 mod op_common;
+mod op_device;
 mod op_dpop;
 mod op_flows;
 mod op_jar;

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 /// Every template, by name. Pages extend `base.html`; the partials `messages.html` (a flow's
 /// messages) and `flow_forms.html` (its forms, fields and buttons) are included.
-pub const TEMPLATES: [(&str, &str); 13] = [
+pub const TEMPLATES: [(&str, &str); 14] = [
     ("field.html", include_str!("../templates/field.html")),
     ("base.html", include_str!("../templates/base.html")),
     ("messages.html", include_str!("../templates/messages.html")),
@@ -22,6 +22,7 @@ pub const TEMPLATES: [(&str, &str); 13] = [
     ("error.html", include_str!("../templates/error.html")),
     ("welcome.html", include_str!("../templates/welcome.html")),
     ("consent.html", include_str!("../templates/consent.html")),
+    ("device.html", include_str!("../templates/device.html")),
     ("op_error.html", include_str!("../templates/op_error.html")),
     (
         "logout_confirm.html",

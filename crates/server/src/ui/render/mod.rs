@@ -23,9 +23,9 @@ pub use forms::{
     flow_forms,
 };
 pub use op::{
-    BackForm, ConsentPage, ConsentView, LogoutConfirmPage, LogoutConfirmView, OP_ERROR_REASONS,
-    OpErrorPage, OpErrorView, ScopeLine, SignedOutPage, render_consent, render_logout_confirm,
-    render_op_error, render_signed_out,
+    BackForm, ConsentPage, ConsentView, DeviceDoneView, DevicePage, DeviceView, LogoutConfirmPage,
+    LogoutConfirmView, OP_ERROR_REASONS, OpErrorPage, OpErrorView, ScopeLine, SignedOutPage,
+    render_consent, render_device, render_logout_confirm, render_op_error, render_signed_out,
 };
 
 #[cfg(test)]

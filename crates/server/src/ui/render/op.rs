@@ -198,3 +198,42 @@ pub fn render_signed_out(chrome: Chrome) -> Result<String, String> {
     };
     render("signed_out.html", &page)
 }
+
+/// `/ui/device` (RFC 8628): the form that takes a device's user code, or, once the consent
+/// page decided, the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub form_action: String,
+    pub csrf_token: String,
+    /// What the form shows in the code field (from `verification_uri_complete`, or as typed).
+    pub user_code: String,
+    /// Set when the code entered was refused (the page shows the localised reason).
+    pub error: Option<String>,
+    pub done: Option<DeviceDoneView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDoneView {
+    pub app: String,
+    pub approved: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DevicePage {
+    #[serde(flatten)]
+    pub chrome: Chrome,
+    pub page: &'static str,
+    pub title: String,
+    pub device: DeviceView,
+}
+
+pub fn render_device(chrome: Chrome, view: DeviceView) -> Result<String, String> {
+    let lang = Lang::parse(&chrome.lang).unwrap_or(Lang::En);
+    let page = DevicePage {
+        title: i18n::t(lang, "device.title", &[]),
+        chrome,
+        page: "device",
+        device: view,
+    };
+    render("device.html", &page)
+}

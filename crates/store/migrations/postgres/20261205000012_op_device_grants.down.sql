@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS op_device_grants;
