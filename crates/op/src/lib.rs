@@ -459,6 +459,30 @@ mod tests {
         assert_eq!(keys(&d), keys(&want));
     }
 
+    /// docs/apps/oidc.md describes the document field by field: a field added here without a
+    /// row there fails this test.
+    #[test]
+    fn every_discovery_field_is_documented() {
+        let doc = include_str!("../../../docs/apps/oidc.md");
+        let mut d = Discovery::new("https://id.example/oidc");
+        d.registration_endpoint = Some("https://id.example/oidc/reg".into());
+        let v = serde_json::to_value(d).unwrap_or_default();
+        let fields = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert!(fields.len() > 30, "{fields:?}");
+        for f in fields {
+            let row = format!("| `{f}`");
+            let grouped = f.ends_with("_endpoint_auth_signing_alg_values_supported");
+            assert!(
+                doc.contains(&row)
+                    || (grouped && doc.contains("(and `revocation_…`, `introspection_…`)")),
+                "docs/apps/oidc.md has no row for the discovery field `{f}`"
+            );
+        }
+    }
+
     /// Every value discovery lists parses back to the enum, and every enum value is listed.
     #[test]
     fn discovery_lists_every_enum_value_and_nothing_else() {
