@@ -42,6 +42,10 @@ pub struct Api {
     pub signing_alg: SigningAlg,
     /// The API a token request that names no resource is for.
     pub default: bool,
+    /// Role-based access control: which of the API's scopes each role grants. Role names are
+    /// the app roles a user holds at the app asking (through access rules) and the user's
+    /// organization roles. Empty: every scope the app may ask for and the user consented to.
+    pub role_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The part of an API kept in the `metadata` column.
@@ -51,6 +55,8 @@ struct Stored {
     scopes: Vec<String>,
     access_token_ttl: i64,
     signing_alg: SigningAlg,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    role_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What the admin API accepts to create or replace an API; absent fields take defaults.
@@ -63,6 +69,7 @@ pub struct ApiInput {
     pub access_token_ttl: Option<i64>,
     pub signing_alg: Option<String>,
     pub default: Option<bool>,
+    pub role_scopes: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub id: Option<Value>,
     pub created_at: Option<Value>,
@@ -159,6 +166,7 @@ impl Api {
             access_token_ttl: s.access_token_ttl,
             signing_alg: s.signing_alg,
             default: row.is_default,
+            role_scopes: s.role_scopes,
         })
     }
 
@@ -168,6 +176,7 @@ impl Api {
             scopes: self.scopes.clone(),
             access_token_ttl: self.access_token_ttl,
             signing_alg: self.signing_alg,
+            role_scopes: self.role_scopes.clone(),
         };
         Ok(ApiRow {
             id: self.id.clone(),
@@ -189,6 +198,7 @@ impl Api {
             "access_token_ttl": self.access_token_ttl,
             "signing_alg": self.signing_alg,
             "default": self.default,
+            "role_scopes": self.role_scopes,
             "created_at": tessera_core::timefmt::to_rfc3339(created_at),
             "updated_at": tessera_core::timefmt::to_rfc3339(updated_at),
         })
@@ -202,6 +212,22 @@ impl Api {
             .filter(|s| granted.contains(&s.as_str()))
             .cloned()
             .collect()
+    }
+
+    /// [`Api::token_scopes`] for a user holding `roles`: with `role_scopes`, only the scopes
+    /// one of the roles grants.
+    pub fn user_token_scopes(&self, granted: &[&str], roles: &[String]) -> Vec<String> {
+        let mut scopes = self.token_scopes(granted);
+        if !self.role_scopes.is_empty() {
+            scopes.retain(|s| {
+                roles.iter().any(|r| {
+                    self.role_scopes
+                        .get(r)
+                        .is_some_and(|granted| granted.contains(s))
+                })
+            });
+        }
+        scopes
     }
 
     pub fn defines(&self, scope: &str) -> bool {
@@ -252,6 +278,25 @@ fn build(input: ApiInput, id: String, default_alg: SigningAlg) -> Result<Api> {
             .parse::<SigningAlg>()
             .map_err(|e| bad(format!("`signing_alg`: {e}.")))?,
     };
+    let role_scopes = input.role_scopes.unwrap_or_default();
+    if role_scopes.len() > MAX_SCOPES {
+        return Err(bad(format!(
+            "`role_scopes` maps {} roles; at most {MAX_SCOPES} are allowed.",
+            role_scopes.len()
+        )));
+    }
+    for (role, granted) in &role_scopes {
+        if role.trim().is_empty() || role.chars().count() > 64 {
+            return Err(bad(format!(
+                "`role_scopes`: role `{role}` must be 1 to 64 characters (an app role or an organization role name)."
+            )));
+        }
+        if let Some(s) = granted.iter().find(|s| !scopes.contains(s)) {
+            return Err(bad(format!(
+                "`role_scopes.{role}`: scope `{s}` is not one of this API's `scopes`; define it there first."
+            )));
+        }
+    }
     Ok(Api {
         id,
         identifier,
@@ -260,6 +305,7 @@ fn build(input: ApiInput, id: String, default_alg: SigningAlg) -> Result<Api> {
         access_token_ttl,
         signing_alg,
         default: input.default.unwrap_or(false),
+        role_scopes,
     })
 }
 

@@ -184,6 +184,18 @@ impl Provider {
         })
     }
 
+    /// The role names an API's `role_scopes` are matched against: the app roles `identity`
+    /// holds at `client` and its organization roles (in any organization).
+    pub async fn user_roles(&self, client: &Client, identity: Uuid) -> OpResult<Vec<String>> {
+        let mut roles = self.app_roles(client, identity).await?;
+        for (_, m) in self.store.identity_orgs(identity).await? {
+            roles.extend(m.roles);
+        }
+        roles.sort();
+        roles.dedup();
+        Ok(roles)
+    }
+
     /// Everything the membership claims are made of, read when a token or userinfo is made.
     pub async fn memberships(&self, client: &Client, identity: Uuid) -> OpResult<Memberships> {
         let orgs = self.store.identity_orgs(identity).await?;

@@ -297,19 +297,19 @@ impl Provider {
     }
 
     /// A JWT access token for `api` (RFC 9068): `typ` `at+jwt`, `aud` the API, `scope` the
-    /// granted scopes the API defines, signed like id_tokens so the API verifies it from the
-    /// JWKS. Returns the token, its lifetime (s) and its scope.
+    /// token's scopes (decided by the caller), signed like id_tokens so the API verifies it
+    /// from the JWKS. Returns the token, its lifetime (s) and its scope.
     async fn jwt_access(
         &self,
         api: &Api,
         client: &Client,
         sub: &str,
-        granted: &[&str],
+        scopes: Vec<String>,
         auth_time: Option<i64>,
         jkt: Option<&str>,
     ) -> OpResult<(String, i64, String)> {
         let now = now_ms() / 1000;
-        let scope = api.token_scopes(granted).join(" ");
+        let scope = scopes.join(" ");
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.issuer));
         claims.insert("sub".into(), json!(sub));
@@ -358,8 +358,15 @@ impl Provider {
             let ttl = (row.expires_at - row.created_at) / 1000;
             return Ok((token, row, ttl, scopes.join(" ")));
         };
+        // Role-based access control: the scopes the user's app and organization roles grant,
+        // decided again at every refresh.
+        let token_scopes = if api.role_scopes.is_empty() {
+            api.token_scopes(scopes)
+        } else {
+            api.user_token_scopes(scopes, &self.user_roles(client, identity).await?)
+        };
         let (jwt, ttl, scope) = self
-            .jwt_access(api, client, sub, scopes, auth_time, jkt)
+            .jwt_access(api, client, sub, token_scopes, auth_time, jkt)
             .await?;
         let now = now_ms();
         let row = GrantRow {
@@ -893,7 +900,14 @@ impl Provider {
             }
             // An app acting as itself: `sub` is its client id (RFC 9068 §2.2), no `auth_time`.
             let (access, ttl, scope) = self
-                .jwt_access(&api, client, &client.client_id, &scopes, None, jkt)
+                .jwt_access(
+                    &api,
+                    client,
+                    &client.client_id,
+                    api.token_scopes(&scopes),
+                    None,
+                    jkt,
+                )
                 .await?;
             return Ok(TokenResponse {
                 access_token: access,

@@ -49,13 +49,30 @@ struct CreateArgs {
     /// Make it the default API: token requests that name no resource get tokens for it.
     #[arg(long)]
     default: bool,
+    /// Role-based access: `ROLE=SCOPE[,SCOPE…]` (repeat per role). Users then get only the
+    /// scopes their app roles and organization roles grant.
+    #[arg(long = "role-scopes", value_name = "ROLE=SCOPES")]
+    role_scopes: Vec<String>,
     /// Print the whole created API as JSON.
     #[arg(long)]
     json: bool,
 }
 
-fn body(a: &CreateArgs) -> Value {
+fn body(a: &CreateArgs) -> Result<Value> {
+    let mut roles = Map::new();
+    for r in &a.role_scopes {
+        let Some((role, scopes)) = r.split_once('=') else {
+            anyhow::bail!(
+                "--role-scopes `{r}` is not ROLE=SCOPE[,SCOPE…], e.g. --role-scopes editor=read:books,write:books"
+            );
+        };
+        let scopes: Vec<&str> = scopes.split(',').filter(|s| !s.is_empty()).collect();
+        roles.insert(role.to_string(), json!(scopes));
+    }
     let mut m = Map::new();
+    if !roles.is_empty() {
+        m.insert("role_scopes".into(), Value::Object(roles));
+    }
     m.insert("identifier".into(), json!(a.identifier));
     m.insert("name".into(), json!(a.name));
     m.insert("scopes".into(), json!(a.scopes));
@@ -66,7 +83,7 @@ fn body(a: &CreateArgs) -> Value {
         m.insert("signing_alg".into(), json!(s));
     }
     m.insert("default".into(), json!(a.default));
-    Value::Object(m)
+    Ok(Value::Object(m))
 }
 
 pub async fn run(args: ApisArgs) -> Result<()> {
@@ -75,7 +92,7 @@ pub async fn run(args: ApisArgs) -> Result<()> {
     match args.cmd {
         Cmd::Create(a) => {
             let v: Value = send(
-                http.post(format!("{base}/admin/apis")).json(&body(&a)),
+                http.post(format!("{base}/admin/apis")).json(&body(&a)?),
                 &base,
             )
             .await?

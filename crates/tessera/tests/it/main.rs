@@ -48,6 +48,7 @@ mod op_flows;
 mod op_jar;
 mod op_logto_sdk;
 mod op_peers;
+mod op_rbac;
 mod op_registration;
 mod organizations;
 mod ory_sdk;
