@@ -2,13 +2,12 @@
 //! webauthn,passkey}`, `selfservice.flows.settings.required_aal` and
 //! `session.whoami.required_aal`.
 //!
-//! Kratos's `enabled: true` *offers* a factor that each user may enrol; Tessera does not offer
-//! these methods yet. They are turned off with a warning naming the line, not refused: no
-//! identity here can hold such a factor (importing `totp`, `lookup_secret` or `webauthn`
-//! credentials is refused, and none can be enrolled), so nobody signs in with less than they
-//! have, and Kratos's own quickstarts (which all offer `totp` and `lookup_secret`) keep
-//! starting unchanged. Turning them off here also keeps the TOTP engine, built but not yet
-//! complete (no OP `acr`/`amr`, no recovery codes), out of a running server.
+//! `totp` runs when enabled. Kratos's `enabled: true` *offers* a factor that each user may
+//! enrol; the methods Tessera does not offer yet are turned off with a warning naming the
+//! line, not refused: no identity here can hold such a factor (importing `lookup_secret` or
+//! `webauthn` credentials is refused, and none can be enrolled), so nobody signs in with less
+//! than they have, and Kratos's own quickstarts (which all offer `totp` and `lookup_secret`)
+//! keep starting unchanged.
 
 use crate::load::{Loaded, Location, Problem, problem};
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// Kratos's second-factor (and passwordless) methods that Tessera does not implement yet.
-pub const NOT_IMPLEMENTED_FACTORS: &[&str] = &["totp", "lookup_secret", "webauthn", "passkey"];
+pub const NOT_IMPLEMENTED_FACTORS: &[&str] = &["lookup_secret", "webauthn", "passkey"];
 
 /// Turns off every method of [`NOT_IMPLEMENTED_FACTORS`] that the document turns on, with one
 /// warning each naming its line and why that is safe. Runs on the merged document, after the
@@ -114,9 +113,7 @@ pub struct MfaSettings {
     pub whoami_required_aal: RequiredAal,
     /// `selfservice.flows.settings.required_aal`.
     pub settings_required_aal: RequiredAal,
-    /// `selfservice.methods.totp` when enabled. While `totp` is in [`NOT_IMPLEMENTED_FACTORS`]
-    /// the start is refused before this is read, so it is `None` in a running server (engine
-    /// tests set it).
+    /// `selfservice.methods.totp` when enabled.
     pub totp: Option<TotpSettings>,
 }
 
@@ -125,6 +122,18 @@ pub struct MfaSettings {
 pub struct TotpSettings {
     /// The issuer authenticator apps show; empty means the public URL's host (Kratos).
     pub issuer: String,
+}
+
+impl MfaSettings {
+    /// Whether `identity` holds a second factor of a method the server runs: what makes its
+    /// highest available level aal2. A key of a method turned off counts for nothing (Kratos:
+    /// a disabled method's credentials are not offered).
+    pub fn holds_second_factor(&self, identity: &tessera_core::identity::Identity) -> bool {
+        self.totp.is_some()
+            && identity
+                .credential(tessera_core::identity::CREDENTIAL_TOTP)
+                .is_some()
+    }
 }
 
 impl Default for MfaSettings {
@@ -137,9 +146,7 @@ impl Default for MfaSettings {
     }
 }
 
-/// Resolves the assurance-level keys. While no second factor is implemented (every method of
-/// [`NOT_IMPLEMENTED_FACTORS`] is refused when on), no identity can hold one, so both values
-/// mean aal1 for everyone: accepting them loses no safety.
+/// Resolves the assurance-level keys and the `totp` method.
 pub fn resolve_mfa(
     loaded: &Loaded,
     whoami_required_aal: &str,
@@ -206,17 +213,32 @@ mod tests {
                 "the document as written keeps it"
             );
         }
-        let loaded = load("selfservice:\n  methods:\n    totp:\n      enabled: true\n").unwrap();
+        let loaded =
+            load("selfservice:\n  methods:\n    lookup_secret:\n      enabled: true\n").unwrap();
         assert!(
-            !loaded.config.selfservice.methods.totp.enabled,
+            !loaded.config.selfservice.methods.lookup_secret.enabled,
             "off in what runs"
         );
+    }
+
+    #[test]
+    fn an_enabled_totp_runs_with_its_issuer() {
+        let loaded = load(
+            "selfservice:\n  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Acme\n",
+        )
+        .expect("loads");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         let mut p = Vec::new();
         let mfa = resolve_mfa(&loaded, "highest_available", "aal1", &mut p);
+        assert!(p.is_empty(), "{p:?}");
         assert_eq!(
-            mfa.totp, None,
-            "the TOTP engine stays out of a running server"
+            mfa.totp,
+            Some(TotpSettings {
+                issuer: "Acme".into()
+            })
         );
+        let off = load("selfservice:\n  methods:\n    totp:\n      enabled: false\n").unwrap();
+        assert_eq!(resolve_mfa(&off, "aal1", "aal1", &mut p).totp, None);
     }
 
     #[test]
@@ -229,7 +251,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let yaml = "selfservice:\n  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Kratos\n    lookup_secret:\n      enabled: true\n";
-        assert_eq!(load(yaml).map(|l| l.warnings.len()).ok(), Some(2));
+        assert_eq!(load(yaml).map(|l| l.warnings.len()).ok(), Some(1));
         let loaded = crate::load_str("t.yml", yaml, &env).expect("turned off by the environment");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(!loaded.config.selfservice.methods.totp.enabled);

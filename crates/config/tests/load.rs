@@ -191,15 +191,25 @@ fn kratos_email_password_quickstart_config_loads() {
     let warned = |needle: &str| loaded.warnings.iter().any(|w| w.contains(needle));
     // The courier is real now: read, not warned about. Verification and recovery are not yet.
     assert!(!warned("`courier"), "{:?}", loaded.warnings);
-    // It offers `totp` and `lookup_secret`: turned off, with a warning naming each line.
+    // It offers `totp` (which runs, with its issuer) and `lookup_secret` (turned off, with a
+    // warning naming its line).
     assert!(
-        warned("`selfservice.methods.totp.enabled` (")
-            && warned("does not offer the `totp` method"),
+        !warned("`selfservice.methods.totp"),
         "{:?}",
         loaded.warnings
     );
-    assert!(warned("`selfservice.methods.lookup_secret.enabled` ("));
-    assert!(!loaded.config.selfservice.methods.totp.enabled);
+    assert!(loaded.config.selfservice.methods.totp.enabled);
+    assert_eq!(
+        loaded.config.selfservice.methods.totp.config.issuer,
+        "Kratos"
+    );
+    assert!(
+        warned("`selfservice.methods.lookup_secret.enabled` (")
+            && warned("does not offer the `lookup_secret` method"),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(!loaded.config.selfservice.methods.lookup_secret.enabled);
     assert!(warned("show_verification_ui"), "{:?}", loaded.warnings);
     assert!(
         warned("selfservice.flows.recovery"),

@@ -7,8 +7,8 @@ use crate::engine::Engine;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use tessera_core::identity::{
-    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, Credential, Identity, IdentityState, RecoveryAddress,
-    VerifiableAddress, normalize_identifier,
+    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, CREDENTIAL_TOTP, Credential, Identity, IdentityState,
+    RecoveryAddress, VerifiableAddress, normalize_identifier,
 };
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, password};
@@ -292,6 +292,7 @@ impl Engine {
         identity.external_id = external_id_from(obj.get("external_id"))?;
         identity.organization_id = organization_id_from(obj.get("organization_id"))?;
         self.oidc_from_body(obj.get("credentials"), &mut identity)?;
+        self.totp_from_body(obj.get("credentials"), &mut identity)?;
         apply_address_status(obj, &mut identity)?;
         self.validate(&identity)?;
         Ok(identity)
@@ -308,11 +309,11 @@ impl Engine {
             .ok_or_else(|| field_err("credentials", "must be an object"))?;
         if let Some(k) = creds
             .keys()
-            .find(|k| *k != CREDENTIAL_PASSWORD && *k != CREDENTIAL_OIDC)
+            .find(|k| *k != CREDENTIAL_PASSWORD && *k != CREDENTIAL_OIDC && *k != CREDENTIAL_TOTP)
         {
             return Err(field_err(
                 &format!("credentials.{k}"),
-                "this credential type cannot be imported: use password or oidc",
+                "this credential type cannot be imported: use password, oidc or totp",
             ));
         }
         let Some(pw) = creds.get(CREDENTIAL_PASSWORD) else {
@@ -385,6 +386,46 @@ impl Engine {
                     updated_at: now,
                 },
             );
+        Ok(())
+    }
+
+    /// Reads `credentials.totp.config.totp_url` (Kratos's import): the key is checked and kept
+    /// sealed with `secrets.cipher`, as an enrolled one. Refused while `totp` is off: the key
+    /// would not be asked for, so the account would sign in with less than it has.
+    fn totp_from_body(&self, creds: Option<&Value>, identity: &mut Identity) -> Result<(), Error> {
+        let Some(totp) = creds.and_then(|c| c.get(CREDENTIAL_TOTP)) else {
+            return Ok(());
+        };
+        const FIELD: &str = "credentials.totp.config.totp_url";
+        if self.settings.mfa.totp.is_none() {
+            return Err(field_err(
+                "credentials.totp",
+                "the totp method is off here, so this key would not be asked for at sign-in: set `selfservice.methods.totp.enabled: true` first",
+            ));
+        }
+        let url = totp
+            .pointer("/config/totp_url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| field_err(FIELD, "is required: the key's otpauth://totp/ URL"))?;
+        crate::mfa::TotpKey::import(url).map_err(|e| field_err(FIELD, e))?;
+        let sealed = self
+            .cipher
+            .encrypt(url)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let now = now_ms();
+        let mut credential = Credential {
+            kind: CREDENTIAL_TOTP.into(),
+            identifiers: vec![identity.id.to_string()],
+            config: Value::Null,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        credential.set_config(&tessera_core::identity::TotpConfig { totp_url: sealed });
+        identity
+            .credentials
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CREDENTIAL_TOTP.into(), credential);
         Ok(())
     }
 
@@ -514,6 +555,7 @@ impl Engine {
                 },
             );
         }
+        self.totp_from_body(obj.get("credentials"), &mut next)?;
         let traits = match obj.get("traits") {
             Some(t) if t.is_object() => t.clone(),
             Some(_) => return Err(field_err("traits", "must be an object")),

@@ -14,7 +14,9 @@ use serde_json::Value;
 use tessera_config::RequiredAal;
 use tessera_core::error::ErrorId;
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType};
-use tessera_core::identity::{CREDENTIAL_TOTP, Credential, Identity, TotpConfig};
+use tessera_core::identity::{
+    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, CREDENTIAL_TOTP, Credential, Identity, TotpConfig,
+};
 use tessera_core::session::{AuthenticationMethod, Session};
 use tessera_core::timefmt::now_ms;
 use tessera_core::ui::{Autocomplete, Node};
@@ -55,11 +57,36 @@ impl TotpKey {
         .map_err(|e| Error::internal(format!("cannot make a TOTP key: {e:?}")))
     }
 
-    /// A key from its `otpauth://totp/…` URL (as stored, once unsealed).
+    /// A key from its `otpauth://totp/…` URL (as stored, once unsealed). Imported keys may be
+    /// shorter than the 128 bits totp-rs insists on ([`TotpKey::import`] checks what we allow).
     pub fn from_url(url: &str) -> Result<TotpKey, Error> {
-        TOTP::from_url(url)
+        TOTP::from_url_unchecked(url)
             .map(TotpKey)
             .map_err(|e| Error::internal(format!("a stored TOTP key does not read: {e:?}")))
+    }
+
+    /// A key an administrator imports (Kratos's `credentials.totp.config.totp_url`): an
+    /// `otpauth://totp/` URL whose secret has at least 80 bits (what older authenticator
+    /// set-ups issued) and 6 to 8 digits. `Err` says what is wrong, for the admin API's answer.
+    pub fn import(url: &str) -> Result<TotpKey, String> {
+        let totp = TOTP::from_url_unchecked(url)
+            .map_err(|e| format!("is not an otpauth://totp/ URL with a base32 `secret` ({e:?})"))?;
+        if totp.secret.len() < 10 {
+            return Err(format!(
+                "holds a {}-bit secret; a TOTP secret needs at least 80 bits",
+                totp.secret.len() * 8
+            ));
+        }
+        if !(6..=8).contains(&totp.digits) {
+            return Err(format!(
+                "asks for {} digits; authenticator apps show 6 to 8",
+                totp.digits
+            ));
+        }
+        if totp.step == 0 {
+            return Err("has a `period` of 0 seconds".into());
+        }
+        Ok(TotpKey(totp))
     }
 
     /// The `otpauth://` URL apps import (Kratos's `totp_url`).
@@ -95,23 +122,104 @@ impl TotpKey {
     /// one either side); compared in constant time.
     pub fn matching_step(&self, code: &str, unix: u64) -> Option<u64> {
         let code = code.trim();
-        if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+        // An imported key keeps its own digits and period; ours are 6 and 30 s.
+        let period = self.0.step.max(1);
+        if code.len() != self.0.digits || !code.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let now = unix / STEP_SECONDS;
+        let now = unix / period;
         [now.saturating_sub(1), now, now + 1]
             .into_iter()
-            .find(|step| crypto::constant_time_eq(&self.0.generate(step * STEP_SECONDS), code))
+            .find(|step| crypto::constant_time_eq(&self.0.generate(step * period), code))
     }
+}
+
+/// How many ways to sign in on their own (first factors) an identity has: a usable password
+/// and each linked upstream account.
+fn first_factors(identity: &Identity) -> usize {
+    let password = identity
+        .credential(CREDENTIAL_PASSWORD)
+        .and_then(Credential::password_config)
+        .is_some();
+    let oidc = identity
+        .credential(CREDENTIAL_OIDC)
+        .map_or(0, |c| c.identifiers.len());
+    usize::from(password) + oidc
 }
 
 /// Whether an identity holds a second factor the server runs (what makes its highest available
 /// level aal2).
 pub fn has_second_factor(engine: &Engine, identity: &Identity) -> bool {
-    engine.settings.mfa.totp.is_some() && identity.credential(CREDENTIAL_TOTP).is_some()
+    engine.settings.mfa.holds_second_factor(identity)
 }
 
 impl Engine {
+    /// `DELETE /admin/identities/{id}/credentials/{type}` (Kratos's rules): `totp` goes
+    /// whole; `password` and `oidc` (one upstream account, named by `identifier`
+    /// `<provider>:<subject>`) only while another first factor remains; other types cannot be
+    /// deleted. The identity's sessions are left as they are, as in Kratos.
+    pub async fn admin_delete_credential(
+        &self,
+        id: uuid::Uuid,
+        kind: &str,
+        identifier: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut identity = self.store.get_identity(id).await?;
+        if identity.credential(kind).is_none() {
+            return Err(Error::not_found(format!(
+                "You tried to remove a {kind} but this user have no {kind} set up."
+            )));
+        }
+        let creds = identity.credentials.get_or_insert_with(Default::default);
+        match kind {
+            CREDENTIAL_TOTP => {
+                creds.remove(kind);
+            }
+            CREDENTIAL_PASSWORD | CREDENTIAL_OIDC => {
+                if first_factors(&identity) < 2 {
+                    return Err(Error::bad_request(
+                        "You cannot remove the last first factor credential.",
+                    ));
+                }
+                let creds = identity.credentials.get_or_insert_with(Default::default);
+                if kind == CREDENTIAL_PASSWORD {
+                    creds.remove(kind);
+                } else {
+                    let identifier = identifier.filter(|i| !i.is_empty()).ok_or_else(|| {
+                        Error::bad_request(
+                            "You must provide an identifier to delete this credential: `?identifier=<provider>:<subject>`.",
+                        )
+                    })?;
+                    let Some(c) = creds.get_mut(CREDENTIAL_OIDC) else {
+                        return Err(Error::internal("the oidc credential vanished"));
+                    };
+                    if !c.identifiers.iter().any(|i| i == identifier) {
+                        return Err(Error::not_found(format!(
+                            "The identifier `{identifier}` was not found among OIDC credentials."
+                        )));
+                    }
+                    c.identifiers.retain(|i| i != identifier);
+                    let mut config = c.oidc_config();
+                    config
+                        .providers
+                        .retain(|p| format!("{}:{}", p.provider, p.subject) != identifier);
+                    c.set_config(&config);
+                    c.updated_at = now_ms();
+                    if c.identifiers.is_empty() {
+                        creds.remove(CREDENTIAL_OIDC);
+                    }
+                }
+            }
+            other => {
+                return Err(Error::bad_request(format!(
+                    "Credentials type {other} cannot be deleted."
+                )));
+            }
+        }
+        identity.updated_at = now_ms();
+        self.store.update_identity(&identity).await
+    }
+
     fn totp_issuer(&self) -> String {
         match &self.settings.mfa.totp {
             Some(t) if !t.issuer.is_empty() => t.issuer.clone(),
@@ -236,11 +344,16 @@ impl Engine {
 
     /// Settings, `method=totp`: `totp_unlink=true` removes the key; `totp_code` confirms the
     /// key the flow offered. `Err(flow)` is the flow to answer with its messages.
+    ///
+    /// Removing the key takes an aal2 session whatever `settings.required_aal` says: with
+    /// `aal1` a stolen password would otherwise be enough to strip the second factor that
+    /// protects against exactly that.
     pub(crate) async fn settings_totp(
         &self,
         mut flow: Flow,
         identity: &mut Identity,
         body: &Value,
+        session: &Session,
     ) -> Result<Result<Flow, Flow>, Error> {
         let unlink = match body.get("totp_unlink") {
             Some(Value::Bool(b)) => *b,
@@ -248,6 +361,16 @@ impl Engine {
             _ => false,
         };
         if unlink {
+            if session.authenticator_assurance_level != AAL2
+                && identity.credential(CREDENTIAL_TOTP).is_some()
+            {
+                let back = self
+                    .settings
+                    .public_base_url
+                    .join("self-service/settings/browser")
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                return Err(self.aal2_required(Some(back.as_str())));
+            }
             let removed = identity
                 .credentials
                 .as_mut()

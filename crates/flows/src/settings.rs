@@ -195,7 +195,10 @@ impl Engine {
                 }
                 "totp" if self.settings.mfa.totp.is_some() => {
                     hooks = &totp_hooks;
-                    match self.settings_totp(flow, &mut identity, body).await? {
+                    match self
+                        .settings_totp(flow, &mut identity, body, session)
+                        .await?
+                    {
                         Ok(f) => flow = f,
                         Err(f) => return self.settings_invalid(f, &identity).await,
                     }

@@ -37,6 +37,9 @@ pub struct AuthParams {
     /// it approves. Such a request has no redirect URI; it ends on a page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// `acr_values` as the app sent them (space-separated; see [`crate::assurance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<String>,
 }
 
 /// An answer sent back to the app: a redirect with the parameters in the query or fragment, or
@@ -219,6 +222,7 @@ struct AuthRequest<'a> {
     max_age: Option<&'a str>,
     login_hint: Option<&'a str>,
     ui_locales: Option<&'a str>,
+    acr_values: Option<&'a str>,
     request: Option<&'a str>,
     request_uri: Option<&'a str>,
     /// RFC 8707 lets `resource` repeat: one per API.
@@ -242,6 +246,7 @@ impl<'a> AuthRequest<'a> {
             max_age: one(raw, "max_age")?,
             login_hint: one(raw, "login_hint")?,
             ui_locales: one(raw, "ui_locales")?,
+            acr_values: one(raw, "acr_values")?,
             request: one(raw, "request")?,
             request_uri: one(raw, "request_uri")?,
             resource: raw
@@ -304,6 +309,11 @@ fn decide(t: &Target, req: &AuthRequest<'_>, issuer: &str) -> Result<AuthParams,
         ui_locales: None,
         resource: vec![],
         device: None,
+        acr_values: req
+            .acr_values
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
     };
     let fail = |p: &AuthParams, e: ErrorCode, d: String| Err(error_reply(p, issuer, e, &d));
     if let Err(e) = requested_mode {
@@ -640,6 +650,20 @@ impl Provider {
         }
     }
 
+    /// The second-factor login (Kratos's `aal=aal2`), then back to this request.
+    fn step_up_url(&self, id: Uuid) -> String {
+        let mut to = self
+            .settings
+            .public_base_url
+            .join("self-service/login/browser")
+            .unwrap_or_else(|_| self.settings.public_base_url.clone());
+        to.query_pairs_mut().append_pair("aal", "aal2").append_pair(
+            "return_to",
+            &format!("{}/auth/resume?request={id}", self.issuer),
+        );
+        to.to_string()
+    }
+
     fn login_url(&self, id: Uuid, p: &AuthParams, refresh: bool) -> String {
         let mut to = self
             .settings
@@ -710,6 +734,26 @@ impl Provider {
             ));
         }
         let identity = self.store.get_identity(session.identity_id).await?;
+        // A person holding a second factor completes it when the app asks for aal2, and
+        // whenever whoami would ask for it: `acr_values=aal1` lowers nothing.
+        if session.authenticator_assurance_level != "aal2"
+            && self.settings.mfa.holds_second_factor(&identity)
+            && (crate::assurance::asks_aal2(p.acr_values.as_deref())
+                || self.settings.mfa.whoami_required_aal
+                    == tessera_config::RequiredAal::HighestAvailable)
+        {
+            if none {
+                return Ok(Authorize::Reply(error_reply(
+                    &p,
+                    &self.issuer,
+                    ErrorCode::InteractionRequired,
+                    "The user must complete the second factor.",
+                )));
+            }
+            return Ok(Authorize::Login {
+                to: self.step_up_url(id),
+            });
+        }
         if !self.may_use(&client, identity.id).await? {
             let msg = format!(
                 "Your account may not use the app “{}”. Ask your administrator to give you access.",
@@ -931,6 +975,8 @@ impl Provider {
                     auth_time: session.authenticated_at / 1000,
                     access_token: access.as_deref(),
                     sid: Some(&session.id.to_string()),
+                    acr: Some(crate::assurance::acr(session)),
+                    amr: Some(&serde_json::json!(crate::assurance::amr(session))),
                 })
                 .await?;
             params.push(("id_token".into(), id_token));

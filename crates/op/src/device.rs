@@ -232,6 +232,7 @@ impl Provider {
             ui_locales,
             resource: strings("resource"),
             device: Some(hash),
+            acr_values: None,
         };
         let id = Uuid::new_v4();
         let value = serde_json::to_value(&p).map_err(|e| OpError::server_error(e.to_string()))?;
@@ -273,6 +274,8 @@ impl Provider {
                 "scope": p.scope.join(" "),
                 "auth_time": session.authenticated_at / 1000,
                 "sid": session.id.to_string(),
+                "acr": crate::assurance::acr(session),
+                "amr": crate::assurance::amr(session),
                 "sub": sub,
                 "resource": p.resource,
             }),

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod assertion;
+pub mod assurance;
 pub mod authorize;
 pub mod backchannel;
 pub mod client;
@@ -276,6 +277,8 @@ pub const CLAIMS_SUPPORTED: &[&str] = &[
     "azp",
     "at_hash",
     "sid",
+    "acr",
+    "amr",
     "email",
     "email_verified",
     "name",
@@ -336,6 +339,8 @@ pub struct Discovery {
     /// Every authorization response carries `iss` (RFC 9207).
     pub authorization_response_iss_parameter_supported: bool,
     pub claims_supported: &'static [&'static str],
+    /// The session levels `acr` takes and `acr_values` asks for ([`assurance`]).
+    pub acr_values_supported: &'static [&'static str],
     pub claims_parameter_supported: bool,
     pub request_parameter_supported: bool,
     pub request_uri_parameter_supported: bool,
@@ -384,6 +389,7 @@ impl Discovery {
             code_challenge_methods_supported: PkceMethod::ALL,
             authorization_response_iss_parameter_supported: true,
             claims_supported: CLAIMS_SUPPORTED,
+            acr_values_supported: assurance::ACR_VALUES_SUPPORTED,
             claims_parameter_supported: false,
             request_parameter_supported: true,
             request_uri_parameter_supported: false,
@@ -441,7 +447,8 @@ mod tests {
             "request_object_signing_alg_values_supported": ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "sid", "acr", "amr", "email", "email_verified", "name", "given_name", "family_name", "preferred_username", "picture", "phone_number"],
+            "acr_values_supported": ["aal1", "aal2"],
             "claims_parameter_supported": false,
             "request_parameter_supported": true,
             "request_uri_parameter_supported": false,

@@ -54,6 +54,10 @@ pub struct IdTokenInput<'a> {
     pub auth_time: i64,
     pub access_token: Option<&'a str>,
     pub sid: Option<&'a str>,
+    /// The session's level and methods ([`crate::assurance`]): `acr` and `amr`. Absent in
+    /// grants made before they were recorded.
+    pub acr: Option<&'a str>,
+    pub amr: Option<&'a Value>,
 }
 
 /// The grants the token endpoint redeems ([`GrantType::TOKEN_ENDPOINT`]).
@@ -100,6 +104,8 @@ const PROTECTED: &[&str] = &[
     "at_hash",
     "c_hash",
     "sid",
+    "acr",
+    "amr",
     "jti",
 ];
 
@@ -210,6 +216,8 @@ impl Provider {
                 "code_challenge": p.code_challenge,
                 "auth_time": session.authenticated_at / 1000,
                 "sid": session.id.to_string(),
+                "acr": crate::assurance::acr(session),
+                "amr": crate::assurance::amr(session),
                 "sub": sub,
                 "resource": p.resource,
             }),
@@ -484,6 +492,12 @@ impl Provider {
         if let Some(sid) = t.sid {
             claims.insert("sid".into(), json!(sid));
         }
+        if let Some(acr) = t.acr {
+            claims.insert("acr".into(), json!(acr));
+        }
+        if let Some(amr) = t.amr.filter(|a| a.is_array()) {
+            claims.insert("amr".into(), amr.clone());
+        }
         self.sign(&Value::Object(claims)).await
     }
 
@@ -663,7 +677,7 @@ impl Provider {
         let refresh = if client.allows_grant(GrantType::RefreshToken)
             && (scopes.contains(&"offline_access") || !scopes.contains(&"openid"))
         {
-            let mut data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid"), "resource": resources});
+            let mut data = json!({"scope": scope, "sub": sub, "auth_time": d.get("auth_time"), "sid": d.get("sid"), "acr": d.get("acr"), "amr": d.get("amr"), "resource": resources});
             // A public app's refresh token is bound to its DPoP key too (RFC 9449 §5): with
             // no secret, the key is the only thing that ties the token to the app.
             if let Some(jkt) = jkt
@@ -688,6 +702,8 @@ impl Provider {
                     auth_time: d.get("auth_time").and_then(Value::as_i64).unwrap_or(0),
                     access_token: Some(&access),
                     sid: s("sid"),
+                    acr: s("acr"),
+                    amr: d.get("amr"),
                 })
                 .await?,
             )
@@ -848,6 +864,8 @@ impl Provider {
                     auth_time: d.get("auth_time").and_then(Value::as_i64).unwrap_or(0),
                     access_token: Some(&access),
                     sid: d.get("sid").and_then(Value::as_str),
+                    acr: d.get("acr").and_then(Value::as_str),
+                    amr: d.get("amr"),
                 })
                 .await?,
             )

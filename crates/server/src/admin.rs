@@ -41,6 +41,10 @@ pub fn router(state: AppState) -> Router {
             get(|| async { ApiError(Error::bad_request("The external ID must not be empty.")) }),
         )
         .route(
+            "/admin/identities/{id}/credentials/{type}",
+            axum::routing::delete(delete_identity_credential),
+        )
+        .route(
             "/admin/identities/{id}/sessions",
             get(identity_sessions).delete(revoke_identity_sessions),
         )
@@ -333,6 +337,25 @@ async fn delete_identity(
     KratosPath(IdentityId(id)): KratosPath<IdentityId>,
 ) -> ApiResult<Response> {
     cfg.engine().store.delete_identity(id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `?identifier=` of `DELETE /admin/identities/{id}/credentials/{type}` (an `oidc` link).
+#[derive(Deserialize)]
+struct CredentialQuery {
+    identifier: Option<String>,
+}
+
+/// Kratos's `deleteIdentityCredentials`: removes a second factor, or a first factor while
+/// another remains (`Engine::admin_delete_credential` has the rules).
+async fn delete_identity_credential(
+    cfg: Cfg,
+    KratosPath((IdentityId(id), kind)): KratosPath<(IdentityId, String)>,
+    KratosQuery(q): KratosQuery<CredentialQuery>,
+) -> ApiResult<Response> {
+    cfg.engine()
+        .admin_delete_credential(id, &kind, q.identifier.as_deref())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -509,7 +509,9 @@ fn completed_json(
 /// `POST /self-service/{kind}`: one handler, the kind as route state.
 fn submit_route(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
     match kind {
-        FlowKind::Settings => post(
+        // A login takes the session too: the second-factor step (`aal=aal2`) completes the
+        // session it was started with.
+        FlowKind::Settings | FlowKind::Login => post(
             move |cfg: Cfg,
                   KratosQuery(q): KratosQuery<FlowQuery>,
                   client: ClientAddr,
@@ -519,7 +521,7 @@ fn submit_route(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
                   h: HeaderMap,
                   body: Body| submit(cfg, client, kind, q, s, csrf, neg, h, body),
         ),
-        FlowKind::Login | FlowKind::Registration => post(
+        FlowKind::Registration => post(
             move |cfg: Cfg,
                   KratosQuery(q): KratosQuery<FlowQuery>,
                   client: ClientAddr,

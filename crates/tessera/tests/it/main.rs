@@ -35,6 +35,7 @@ mod kratos_identities;
 mod kratos_quickstart;
 mod mapper_cli;
 mod mapper_sandbox;
+mod mfa;
 mod multi_instance;
 mod op_apis;
 mod op_backchannel;

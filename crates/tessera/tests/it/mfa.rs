@@ -1,0 +1,579 @@
+//! Second factors end to end (issue 20), on both backends: TOTP enrolment in settings, the
+//! `aal=aal2` step-up, whoami's and settings' `required_aal`, removal (self-service and
+//! `DELETE /admin/identities/{id}/credentials/{type}`), import of `totp` credentials, and the
+//! OpenID Provider's `acr`/`amr`, `acr_values` and step-up. Each happy path has its attacker's
+//! case next to it: a replayed code, wrong codes until the limit, an aal1 session at whoami and
+//! settings, a removed key still tried, `acr_values` asking for less.
+
+use crate::op_common::{self, auth_url, create_client, param, pkce, token, traditional, verify};
+use serde_json::{Value, json};
+use tessera_testkit::journey::{flow_id_of, flow_json, location};
+use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
+use totp_rs::{Algorithm, Secret, TOTP};
+
+const PASSWORD: &str = "correct-horse-battery";
+const TOTP_ON: &str =
+    "  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Tessera Test\n";
+
+/// A server with `totp` on; `selfservice` lines go under the same key (YAML refuses it twice).
+async fn server_with(backend: Backend, extra: &str, selfservice: &str) -> TestServer {
+    op_common::server(
+        backend,
+        &format!("selfservice:\n{TOTP_ON}{selfservice}{extra}"),
+    )
+    .await
+}
+
+async fn server(backend: Backend, extra: &str) -> TestServer {
+    server_with(backend, extra, "").await
+}
+
+/// What an authenticator app shows now for a base32 secret.
+fn code_for(secret: &str) -> String {
+    let bytes = Secret::Encoded(secret.into()).to_bytes().expect("base32");
+    // Unchecked: an imported key may be shorter than the 128 bits `new` insists on.
+    TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, bytes, None, "x".into())
+        .generate_current()
+        .expect("clock")
+}
+
+/// A code that is not the current one (nor, with overwhelming likelihood, a neighbour's).
+fn wrong(code: &str) -> String {
+    let first = if code.starts_with('0') { '1' } else { '0' };
+    format!("{first}{}", &code[1..])
+}
+
+fn api(method: reqwest::Method, url: String, token: &str) -> reqwest::RequestBuilder {
+    TestServer::client()
+        .request(method, url)
+        .header("X-Session-Token", token)
+        .header("accept", "application/json")
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Registers and signs in with the password: the aal1 session token and the identity id.
+async fn signed_in(s: &TestServer, email: &str) -> (String, String) {
+    let reg = s.register(email, PASSWORD).await;
+    let (status, login) = s.login(email, PASSWORD).await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["session"]["authenticator_assurance_level"], "aal1");
+    (
+        login["session_token"].as_str().expect("token").to_string(),
+        reg["identity"]["id"].as_str().expect("id").to_string(),
+    )
+}
+
+async fn settings_flow(s: &TestServer, token: &str) -> (u16, Value) {
+    send(api(
+        reqwest::Method::GET,
+        format!("{}/self-service/settings/api", s.public),
+        token,
+    ))
+    .await
+}
+
+async fn settings_submit(s: &TestServer, token: &str, flow: &Value, body: Value) -> (u16, Value) {
+    let id = flow["id"].as_str().expect("flow id");
+    send(
+        api(
+            reqwest::Method::POST,
+            format!("{}/self-service/settings?flow={id}", s.public),
+            token,
+        )
+        .json(&body),
+    )
+    .await
+}
+
+fn node<'a>(flow: &'a Value, name: &str) -> Option<&'a Value> {
+    flow["ui"]["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["attributes"]["name"] == name || n["attributes"]["id"] == name)
+}
+
+/// Enrols an authenticator app in settings; returns the secret the page showed.
+async fn enrol(s: &TestServer, token: &str) -> String {
+    let (status, flow) = settings_flow(s, token).await;
+    assert_eq!(status, 200, "{flow}");
+    let qr = node(&flow, "totp_qr").expect("a QR code is offered");
+    assert!(
+        qr["attributes"]["src"]
+            .as_str()
+            .is_some_and(|src| src.starts_with("data:image/svg+xml;base64,")),
+        "{qr}"
+    );
+    let secret = node(&flow, "totp_secret_key")
+        .and_then(|n| n["attributes"]["text"]["context"]["secret"].as_str())
+        .expect("the secret is shown as text")
+        .to_string();
+    let (status, done) = settings_submit(
+        s,
+        token,
+        &flow,
+        json!({"method": "totp", "totp_code": code_for(&secret)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert!(
+        node(&done, "totp_unlink").is_some(),
+        "now it can be unlinked: {done}"
+    );
+    secret
+}
+
+/// The `aal=aal2` login of an API client: the flow, or the refusal.
+async fn step_up_flow(s: &TestServer, token: &str) -> (u16, Value) {
+    send(api(
+        reqwest::Method::GET,
+        format!("{}/self-service/login/api?aal=aal2", s.public),
+        token,
+    ))
+    .await
+}
+
+async fn step_up(s: &TestServer, token: &str, code: &str) -> (u16, Value) {
+    let (status, flow) = step_up_flow(s, token).await;
+    assert_eq!(status, 200, "{flow}");
+    let id = flow["id"].as_str().expect("flow id");
+    send(
+        api(
+            reqwest::Method::POST,
+            format!("{}/self-service/login?flow={id}", s.public),
+            token,
+        )
+        .json(&json!({"method": "totp", "totp_code": code})),
+    )
+    .await
+}
+
+async fn password_then_totp(backend: Backend) {
+    let s = server(backend, "").await;
+    let (enrolling, _) = signed_in(&s, "t@example.com").await;
+    let secret = enrol(&s, &enrolling).await;
+
+    let (_, login) = s.login("t@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token").to_string();
+    // Attacker with the password only: whoami and settings refuse, with Kratos's error.
+    let (status, body) = s.whoami(&aal1).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["id"], "session_aal2_required", "{body}");
+    assert!(
+        body["redirect_browser_to"]
+            .as_str()
+            .is_some_and(|r| r.contains("aal=aal2")),
+        "{body}"
+    );
+    let (status, body) = settings_flow(&s, &aal1).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["id"], "session_aal2_required", "{body}");
+
+    // A wrong code signs nobody in; the right one lifts the session to aal2.
+    let code = code_for(&secret);
+    let (status, body) = step_up(&s, &aal1, &wrong(&code)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        tessera_testkit::message_ids(&body)
+            .iter()
+            .any(|(_, id)| *id == 4000008),
+        "the TOTP code is wrong (4000008): {body}"
+    );
+    let (status, done) = step_up(&s, &aal1, &code).await;
+    assert_eq!(status, 200, "{done}");
+    let session = &done["session"];
+    assert_eq!(session["authenticator_assurance_level"], "aal2");
+    let methods: Vec<&str> = session["authentication_methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .filter_map(|m| m["method"].as_str())
+        .collect();
+    assert_eq!(methods, ["password", "totp"]);
+    let aal2 = done["session_token"].as_str().expect("new token");
+    assert_ne!(aal2, aal1, "a lifted session gets a new token");
+    let (status, who) = s.whoami(aal2).await;
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["authenticator_assurance_level"], "aal2");
+    assert_eq!(s.whoami(&aal1).await.0, 401, "the aal1 token is spent");
+
+    // Attacker replays the code just used, from another password session: refused.
+    let (_, again) = s.login("t@example.com", PASSWORD).await;
+    let other = again["session_token"].as_str().expect("token");
+    let (status, body) = step_up(&s, other, &code).await;
+    assert_eq!(status, 400, "a replayed code was accepted: {body}");
+    assert_eq!(s.whoami(other).await.0, 403);
+    s.stop().await;
+}
+each_backend!(password_then_totp);
+
+/// Wrong codes count against the identity like wrong passwords: after the limit even the
+/// right code is refused with 429.
+async fn guessing_codes_is_rate_limited(backend: Backend) {
+    let s = server(
+        backend,
+        "limits:\n  failed_logins:\n    per_identifier_and_address: 3\n    per_identifier: 3\n    per_address: 100\n",
+    )
+    .await;
+    let (token, _) = signed_in(&s, "g@example.com").await;
+    let secret = enrol(&s, &token).await;
+    let (_, login) = s.login("g@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token").to_string();
+    let code = code_for(&secret);
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        statuses.push(step_up(&s, &aal1, &wrong(&code)).await.0);
+    }
+    assert_eq!(statuses[..3], [400, 400, 400], "{statuses:?}");
+    assert_eq!(statuses[3], 429, "{statuses:?}");
+    let (status, body) = step_up(&s, &aal1, &code).await;
+    assert_eq!(status, 429, "the right code after the limit: {body}");
+    assert_eq!(body["error"]["id"], "self_service_rate_limited", "{body}");
+    s.stop().await;
+}
+each_backend!(guessing_codes_is_rate_limited);
+
+/// Unlinking takes an aal2 session even with `settings.required_aal: aal1`; once removed, the
+/// key is never asked for nor accepted again.
+async fn removing_the_app(backend: Backend) {
+    let s = server_with(
+        backend,
+        "session:\n  whoami:\n    required_aal: aal1\n",
+        "  flows:\n    settings:\n      required_aal: aal1\n",
+    )
+    .await;
+    let (token, _) = signed_in(&s, "r@example.com").await;
+    let secret = enrol(&s, &token).await;
+    // With `aal1` everywhere, a password session reaches settings, but cannot strip the
+    // factor.
+    let (_, login) = s.login("r@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token").to_string();
+    assert_eq!(s.whoami(&aal1).await.0, 200, "required_aal: aal1");
+    let (status, flow) = settings_flow(&s, &aal1).await;
+    assert_eq!(status, 200, "{flow}");
+    let (status, body) = settings_submit(
+        &s,
+        &aal1,
+        &flow,
+        json!({"method": "totp", "totp_unlink": true}),
+    )
+    .await;
+    assert_eq!(status, 403, "an aal1 session removed the factor: {body}");
+    assert_eq!(body["error"]["id"], "session_aal2_required", "{body}");
+
+    let (status, done) = step_up(&s, &aal1, &code_for(&secret)).await;
+    assert_eq!(status, 200, "{done}");
+    let aal2 = done["session_token"].as_str().expect("token").to_string();
+    let (_, flow) = settings_flow(&s, &aal2).await;
+    let (status, body) = settings_submit(
+        &s,
+        &aal2,
+        &flow,
+        json!({"method": "totp", "totp_unlink": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        node(&body, "totp_qr").is_some(),
+        "a new key is offered: {body}"
+    );
+
+    // The removed key: no step-up to complete any more.
+    let (_, login) = s.login("r@example.com", PASSWORD).await;
+    let fresh = login["session_token"].as_str().expect("token");
+    let (status, body) = step_up_flow(&s, fresh).await;
+    assert_eq!(status, 400, "{body}");
+    s.stop().await;
+}
+each_backend!(removing_the_app);
+
+async fn admin_delete(s: &TestServer, id: &str, kind: &str, query: &str) -> (u16, Value) {
+    send(TestServer::client().delete(format!(
+        "{}/admin/identities/{id}/credentials/{kind}{query}",
+        s.admin
+    )))
+    .await
+}
+
+/// Kratos's `DELETE /admin/identities/{id}/credentials/{type}`: a second factor goes, the
+/// last first factor stays, unknown and absent types are refused.
+async fn an_admin_removes_a_factor(backend: Backend) {
+    let s = server(backend, "").await;
+    let (token, id) = signed_in(&s, "a@example.com").await;
+    let secret = enrol(&s, &token).await;
+    let (status, body) = admin_delete(&s, &id, "password", "").await;
+    assert_eq!(status, 400, "the last first factor: {body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("last first factor")),
+        "{body}"
+    );
+    let (status, body) = admin_delete(&s, &id, "webauthn", "").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = admin_delete(&s, &id, "totp", "").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = admin_delete(&s, &id, "totp", "").await;
+    assert_eq!(status, 404, "already gone");
+    // The removed key is not asked for, and its code opens nothing.
+    let (_, login) = s.login("a@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token");
+    assert_eq!(s.whoami(aal1).await.0, 200, "no second factor left");
+    let (status, body) = step_up_flow(&s, aal1).await;
+    assert_eq!(status, 400, "{body}");
+    let _ = secret;
+    s.stop().await;
+}
+each_backend!(an_admin_removes_a_factor);
+
+/// Kratos's identity import takes `credentials.totp.config.totp_url`; the key is then asked
+/// for at sign-in. A malformed key is refused with the field named.
+async fn importing_a_totp_key(backend: Backend) {
+    let s = server(backend, "").await;
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DP";
+    let create = |creds: Value| {
+        TestServer::client()
+            .post(format!("{}/admin/identities", s.admin))
+            .json(&json!({
+                "schema_id": "default",
+                "traits": {"email": "i@example.com"},
+                "credentials": creds,
+            }))
+    };
+    let (status, body) = send(create(json!({
+        "password": {"config": {"password": PASSWORD}},
+        "totp": {"config": {"totp_url": "otpauth://totp/X:i?secret=JBSWY3DP&issuer=X"}},
+    })))
+    .await;
+    assert_eq!(status, 400, "a 40-bit secret: {body}");
+    assert!(
+        body.to_string()
+            .contains("credentials.totp.config.totp_url"),
+        "{body}"
+    );
+    let (status, body) = send(create(json!({
+        "password": {"config": {"password": PASSWORD}},
+        "totp": {"config": {"totp_url": format!("otpauth://totp/Example:i@example.com?secret={secret}&issuer=Example")}},
+    })))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, login) = s.login("i@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token");
+    assert_eq!(s.whoami(aal1).await.0, 403, "the imported key is required");
+    let (status, done) = step_up(&s, aal1, &code_for(secret)).await;
+    assert_eq!(status, 200, "{done}");
+    s.stop().await;
+}
+each_backend!(importing_a_totp_key);
+
+/// A browser through `/oidc/auth`: the password form, then (when asked) the code form, then
+/// consent. Returns the final redirect to the app.
+async fn drive_with_code(
+    b: &Browser,
+    s: &TestServer,
+    start: &str,
+    email: &str,
+    secret: Option<&str>,
+) -> (String, bool) {
+    let mut url = start.to_string();
+    let mut asked_for_code = false;
+    for _ in 0..16 {
+        let r = b.get(&url, false).await;
+        let status = r.status().as_u16();
+        let loc = location(&r);
+        assert!(
+            (300..400).contains(&status),
+            "{url}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+        if !loc.starts_with(&s.public) {
+            return (loc, asked_for_code);
+        }
+        if loc.contains("/ui/login?flow=") {
+            let flow = flow_json(b, s, "login", &flow_id_of(&loc)).await;
+            let fields: Vec<(&str, String)> = if node(&flow, "totp_code").is_some() {
+                asked_for_code = true;
+                let code = code_for(secret.expect("a second factor was not expected"));
+                vec![("method", "totp".into()), ("totp_code", code)]
+            } else {
+                vec![
+                    ("method", "password".into()),
+                    ("identifier", email.into()),
+                    ("password", PASSWORD.into()),
+                ]
+            };
+            let csrf = csrf_of(&flow);
+            let mut form = vec![("csrf_token", csrf.as_str())];
+            form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+            let r = b
+                .post_form(flow["ui"]["action"].as_str().expect("action"), &form, false)
+                .await;
+            assert_eq!(r.status(), 303, "login: {:?}", r.text().await);
+            url = location(&r);
+            continue;
+        }
+        url = loc;
+    }
+    panic!("too many redirects from {start}");
+}
+
+/// A code flow for `client` with `acr_values`; the id_token's claims and whether the code
+/// was asked for.
+async fn sign_in_to_app(
+    b: &Browser,
+    s: &TestServer,
+    client: &Value,
+    email: &str,
+    secret: Option<&str>,
+    acr_values: Option<&str>,
+) -> (Value, bool) {
+    let p = pkce();
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let redirect = client["redirect_uris"][0].as_str().expect("redirect");
+    let mut params = vec![
+        ("client_id", client_id),
+        ("redirect_uri", redirect),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("state", "st"),
+        ("nonce", "n"),
+        ("code_challenge", p.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    if let Some(a) = acr_values {
+        params.push(("acr_values", a));
+    }
+    let (loc, asked) = drive_with_code(b, s, &auth_url(s, &params), email, secret).await;
+    let code = param(&loc, "code").unwrap_or_else(|| panic!("no code: {loc}"));
+    let secret_of_app = client["client_secret"].as_str().unwrap_or_default();
+    let (st, t, _) = token(
+        s,
+        Some((client_id, secret_of_app)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", &p.verifier),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    let claims = verify(s, t["id_token"].as_str().expect("id_token"), client_id).await;
+    (claims, asked)
+}
+
+async fn app(s: &TestServer) -> Value {
+    let mut body = traditional("https://rp.example.com/cb");
+    body["skip_consent"] = json!(true);
+    create_client(s, body).await
+}
+
+/// Enrols a second factor for a new user through the API; the secret.
+async fn user_with_totp(s: &TestServer, email: &str) -> String {
+    let (token, _) = signed_in(s, email).await;
+    enrol(s, &token).await
+}
+
+/// The OP reports `acr`/`amr` (RFC 8176) and sends a person holding a second factor through
+/// it; asking for `aal1` does not skip it; discovery lists the levels.
+async fn the_op_reports_and_requires_the_second_factor(backend: Backend) {
+    let s = server(backend, "").await;
+    let client = app(&s).await;
+    let d: Value = reqwest::get(format!(
+        "{}/oidc/.well-known/openid-configuration",
+        s.public
+    ))
+    .await
+    .expect("discovery")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(d["acr_values_supported"], json!(["aal1", "aal2"]));
+
+    // One factor: aal1, `pwd`; asking for aal2 cannot be met, and the id_token says so.
+    s.register("one@example.com", PASSWORD).await;
+    let (claims, asked) = sign_in_to_app(
+        &Browser::default(),
+        &s,
+        &client,
+        "one@example.com",
+        None,
+        Some("aal2"),
+    )
+    .await;
+    assert!(!asked);
+    assert_eq!(claims["acr"], "aal1", "{claims}");
+    assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
+
+    // Two factors: the downgrade attempt (`acr_values=aal1`) still goes through the code.
+    let secret = user_with_totp(&s, "two@example.com").await;
+    let (claims, asked) = sign_in_to_app(
+        &Browser::default(),
+        &s,
+        &client,
+        "two@example.com",
+        Some(&secret),
+        Some("aal1"),
+    )
+    .await;
+    assert!(asked, "acr_values=aal1 skipped the second factor");
+    assert_eq!(claims["acr"], "aal2", "{claims}");
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{claims}");
+    s.stop().await;
+}
+each_backend!(the_op_reports_and_requires_the_second_factor);
+
+/// With `whoami.required_aal: aal1` a password session is enough for apps, until one asks for
+/// `acr_values=aal2`: then the same browser is stepped up, and `prompt=none` is refused.
+async fn acr_values_aal2_forces_a_step_up(backend: Backend) {
+    let s = server(backend, "session:\n  whoami:\n    required_aal: aal1\n").await;
+    let client = app(&s).await;
+    let secret = user_with_totp(&s, "up@example.com").await;
+    let b = Browser::default();
+    let (claims, asked) = sign_in_to_app(&b, &s, &client, "up@example.com", None, None).await;
+    assert!(!asked);
+    assert_eq!(claims["acr"], "aal1", "{claims}");
+
+    // `prompt=none` cannot show the code form.
+    let client_id = client["client_id"].as_str().expect("client_id");
+    let p = pkce();
+    let none = auth_url(
+        &s,
+        &[
+            ("client_id", client_id),
+            ("redirect_uri", "https://rp.example.com/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", &p.challenge),
+            ("code_challenge_method", "S256"),
+            ("prompt", "none"),
+            ("acr_values", "aal2"),
+        ],
+    );
+    let r = b.get(&none, false).await;
+    let loc = location(&r);
+    assert_eq!(
+        param(&loc, "error").as_deref(),
+        Some("interaction_required"),
+        "{loc}"
+    );
+
+    let (claims, asked) = sign_in_to_app(
+        &b,
+        &s,
+        &client,
+        "up@example.com",
+        Some(&secret),
+        Some("aal2"),
+    )
+    .await;
+    assert!(asked, "acr_values=aal2 did not ask for the code");
+    assert_eq!(claims["acr"], "aal2", "{claims}");
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{claims}");
+    s.stop().await;
+}
+each_backend!(acr_values_aal2_forces_a_step_up);
