@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// Kratos's second-factor (and passwordless) methods that Tessera does not implement yet.
-pub const NOT_IMPLEMENTED_FACTORS: &[&str] = &["lookup_secret", "webauthn", "passkey"];
+pub const NOT_IMPLEMENTED_FACTORS: &[&str] = &["webauthn", "passkey"];
 
 /// Turns off every method of [`NOT_IMPLEMENTED_FACTORS`] that the document turns on, with one
 /// warning each naming its line and why that is safe. Runs on the merged document, after the
@@ -115,6 +115,8 @@ pub struct MfaSettings {
     pub settings_required_aal: RequiredAal,
     /// `selfservice.methods.totp` when enabled.
     pub totp: Option<TotpSettings>,
+    /// `selfservice.methods.lookup_secret.enabled`: recovery codes.
+    pub lookup_secret: bool,
 }
 
 /// The TOTP method as the engine runs it.
@@ -129,10 +131,16 @@ impl MfaSettings {
     /// highest available level aal2. A key of a method turned off counts for nothing (Kratos:
     /// a disabled method's credentials are not offered).
     pub fn holds_second_factor(&self, identity: &tessera_core::identity::Identity) -> bool {
-        self.totp.is_some()
+        use tessera_core::identity::{
+            CREDENTIAL_LOOKUP_SECRET, CREDENTIAL_TOTP, LookupSecretConfig,
+        };
+        let totp = self.totp.is_some() && identity.credential(CREDENTIAL_TOTP).is_some();
+        let codes = self.lookup_secret
             && identity
-                .credential(tessera_core::identity::CREDENTIAL_TOTP)
-                .is_some()
+                .credential(CREDENTIAL_LOOKUP_SECRET)
+                .and_then(|c| serde_json::from_value::<LookupSecretConfig>(c.config.clone()).ok())
+                .is_some_and(|c| c.recovery_codes.iter().any(|r| r.used_at.is_none()));
+        totp || codes
     }
 }
 
@@ -142,6 +150,7 @@ impl Default for MfaSettings {
             whoami_required_aal: RequiredAal::HighestAvailable,
             settings_required_aal: RequiredAal::HighestAvailable,
             totp: None,
+            lookup_secret: false,
         }
     }
 }
@@ -158,6 +167,7 @@ pub fn resolve_mfa(
         totp: totp.enabled.then(|| TotpSettings {
             issuer: totp.config.issuer.clone(),
         }),
+        lookup_secret: loaded.config.selfservice.methods.lookup_secret.enabled,
         whoami_required_aal: parse_aal(
             loaded,
             "session.whoami.required_aal",
@@ -214,9 +224,9 @@ mod tests {
             );
         }
         let loaded =
-            load("selfservice:\n  methods:\n    lookup_secret:\n      enabled: true\n").unwrap();
+            load("selfservice:\n  methods:\n    webauthn:\n      enabled: true\n").unwrap();
         assert!(
-            !loaded.config.selfservice.methods.lookup_secret.enabled,
+            !loaded.config.selfservice.methods.webauthn.enabled,
             "off in what runs"
         );
     }
@@ -251,7 +261,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let yaml = "selfservice:\n  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Kratos\n    lookup_secret:\n      enabled: true\n";
-        assert_eq!(load(yaml).map(|l| l.warnings.len()).ok(), Some(1));
+        assert_eq!(load(yaml).map(|l| l.warnings.len()).ok(), Some(0));
         let loaded = crate::load_str("t.yml", yaml, &env).expect("turned off by the environment");
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(!loaded.config.selfservice.methods.totp.enabled);

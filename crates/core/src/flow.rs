@@ -129,6 +129,10 @@ pub struct FlowInternal {
     /// `secrets.cipher`), kept until the user confirms it with a code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_pending: Option<String>,
+    /// Settings: recovery codes shown once and not yet confirmed, as their hashes (the codes
+    /// themselves are never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_pending: Option<Vec<String>>,
 }
 
 impl FlowInternal {

@@ -81,6 +81,26 @@ pub struct TotpConfig {
     pub totp_url: String,
 }
 
+/// A recovery code (Kratos's `lookup_secret`): a second factor.
+pub const CREDENTIAL_LOOKUP_SECRET: &str = "lookup_secret";
+
+/// `credentials.lookup_secret.config`: Kratos keeps `recovery_codes[].code` in clear; here each
+/// code is kept as its SHA-256 (`hash`, hex, over the identity id and the code), so a database
+/// dump yields no usable code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupSecretConfig {
+    #[serde(default)]
+    pub recovery_codes: Vec<RecoveryCode>,
+}
+
+/// One recovery code: its hash, and when it was used (`None` while unused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCode {
+    pub hash: String,
+    #[serde(default)]
+    pub used_at: Option<i64>,
+}
+
 /// `credentials.password.config`: the PHC hash (argon2id, or an imported bcrypt/pbkdf2 one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordConfig {

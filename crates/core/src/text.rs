@@ -38,8 +38,12 @@ message_ids! {
     LOGIN_MFA = 1010004;
     /// "Authentication code" (the `totp_code` input of an aal2 login).
     LOGIN_TOTP_LABEL = 1010006;
+    /// "Backup recovery code" (the `lookup_secret` input of an aal2 login).
+    LOGIN_LOOKUP_LABEL = 1010007;
     /// "Use Authenticator" (the aal2 login's `method=totp` submit).
     LOGIN_TOTP = 1010009;
+    /// "Use backup recovery code" (the aal2 login's `method=lookup_secret` submit).
+    LOGIN_LOOKUP = 1010010;
     /// "You tried to sign in with …, but that email is already used by another account."
     LOGIN_TO_LINK = 1010016;
     /// Tessera: "Link the {provider} account … to your account?"
@@ -66,6 +70,18 @@ message_ids! {
     TOTP_SECRET = 1050006;
     /// "This is your authenticator app secret. Use it if you can not scan the QR code."
     TOTP_SECRET_LABEL = 1050017;
+    /// "Generate new backup recovery codes" (`lookup_secret_regenerate`).
+    LOOKUP_REGENERATE = 1050008;
+    /// One recovery code, as text, context `{secret}`.
+    LOOKUP_SECRET = 1050009;
+    /// "These are your back up recovery codes. Please keep them in a safe place!"
+    LOOKUP_SECRET_LABEL = 1050010;
+    /// "Confirm backup recovery codes" (`lookup_secret_confirm`).
+    LOOKUP_CONFIRM = 1050011;
+    /// The recovery codes, as a list (`lookup_secret_codes`), context `{secrets}`.
+    LOOKUP_SECRET_LIST = 1050015;
+    /// "Disable this method" (`lookup_secret_disable`).
+    LOOKUP_DISABLE = 1050016;
     /// "Password" (label).
     LABEL_PASSWORD = 1070001;
     /// A label taken from the identity schema's `title`.
@@ -98,6 +114,12 @@ message_ids! {
     TOTP_VERIFIER_WRONG = 4000008;
     /// "Your account has been disabled."
     INACTIVE_IDENTITY = 4000010;
+    /// "This backup recovery code has already been used."
+    LOOKUP_ALREADY_USED = 4000012;
+    /// "You have no backup recovery codes set up."
+    NO_LOOKUP = 4000014;
+    /// "The backup recovery code is not valid."
+    LOOKUP_INVALID = 4000016;
     /// "An account with the same identifier … Please sign in to your existing account to link
     /// your social profile."
     DUPLICATE_ON_OIDC_LINK = 4000027;
@@ -427,6 +449,84 @@ pub fn totp_secret_label() -> Text {
     info(
         MessageId::TOTP_SECRET_LABEL,
         "This is your authenticator app secret. Use it if you can not scan the QR code.",
+        Value::Null,
+    )
+}
+pub fn login_lookup_label() -> Text {
+    info(
+        MessageId::LOGIN_LOOKUP_LABEL,
+        "Backup recovery code",
+        Value::Null,
+    )
+}
+pub fn login_lookup() -> Text {
+    info(
+        MessageId::LOGIN_LOOKUP,
+        "Use backup recovery code",
+        Value::Null,
+    )
+}
+pub fn lookup_regenerate() -> Text {
+    info(
+        MessageId::LOOKUP_REGENERATE,
+        "Generate new backup recovery codes",
+        Value::Null,
+    )
+}
+pub fn lookup_confirm() -> Text {
+    info(
+        MessageId::LOOKUP_CONFIRM,
+        "Confirm backup recovery codes",
+        Value::Null,
+    )
+}
+pub fn lookup_disable() -> Text {
+    info(
+        MessageId::LOOKUP_DISABLE,
+        "Disable this method",
+        Value::Null,
+    )
+}
+pub fn lookup_secret_label() -> Text {
+    info(
+        MessageId::LOOKUP_SECRET_LABEL,
+        "These are your back up recovery codes. Please keep them in a safe place!",
+        Value::Null,
+    )
+}
+/// The codes as Kratos lists them: the text joins them, the context holds each as its own
+/// message (1050009).
+pub fn lookup_secret_list(codes: &[String]) -> Text {
+    let each: Vec<Value> = codes
+        .iter()
+        .map(|c| {
+            json!({"id": MessageId::LOOKUP_SECRET, "text": c, "type": "info", "context": {"secret": c}})
+        })
+        .collect();
+    info(
+        MessageId::LOOKUP_SECRET_LIST,
+        codes.join(", "),
+        json!({ "secrets": each }),
+    )
+}
+pub fn lookup_already_used() -> Text {
+    error(
+        MessageId::LOOKUP_ALREADY_USED,
+        "This backup recovery code has already been used.",
+        Value::Null,
+    )
+}
+pub fn no_lookup() -> Text {
+    error(
+        MessageId::NO_LOOKUP,
+        "You have no backup recovery codes set up.",
+        Value::Null,
+    )
+}
+pub fn lookup_invalid() -> Text {
+    error(
+        MessageId::LOOKUP_INVALID,
+        "The backup recovery code is not valid.",
         Value::Null,
     )
 }

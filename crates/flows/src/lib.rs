@@ -13,6 +13,7 @@ pub mod forms;
 pub mod hooks;
 pub mod limits;
 pub mod login;
+pub mod lookup;
 pub mod mfa;
 pub mod orgs;
 pub mod registration;

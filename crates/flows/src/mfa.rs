@@ -154,8 +154,8 @@ pub fn has_second_factor(engine: &Engine, identity: &Identity) -> bool {
 }
 
 impl Engine {
-    /// `DELETE /admin/identities/{id}/credentials/{type}` (Kratos's rules): `totp` goes
-    /// whole; `password` and `oidc` (one upstream account, named by `identifier`
+    /// `DELETE /admin/identities/{id}/credentials/{type}` (Kratos's rules): `totp` and
+    /// `lookup_secret` go whole; `password` and `oidc` (one upstream account, named by `identifier`
     /// `<provider>:<subject>`) only while another first factor remains; other types cannot be
     /// deleted. The identity's sessions are left as they are, as in Kratos.
     pub async fn admin_delete_credential(
@@ -172,7 +172,7 @@ impl Engine {
         }
         let creds = identity.credentials.get_or_insert_with(Default::default);
         match kind {
-            CREDENTIAL_TOTP => {
+            CREDENTIAL_TOTP | tessera_core::identity::CREDENTIAL_LOOKUP_SECRET => {
                 creds.remove(kind);
             }
             CREDENTIAL_PASSWORD | CREDENTIAL_OIDC => {
@@ -345,9 +345,10 @@ impl Engine {
     /// Settings, `method=totp`: `totp_unlink=true` removes the key; `totp_code` confirms the
     /// key the flow offered. `Err(flow)` is the flow to answer with its messages.
     ///
-    /// Removing the key takes an aal2 session whatever `settings.required_aal` says: with
-    /// `aal1` a stolen password would otherwise be enough to strip the second factor that
-    /// protects against exactly that.
+    /// Changing the key of someone who holds a second factor (removing it, or adding one next
+    /// to recovery codes) takes an aal2 session whatever `settings.required_aal` says: with
+    /// `aal1` a stolen password would otherwise be enough to strip or replace the second factor
+    /// that protects against exactly that.
     pub(crate) async fn settings_totp(
         &self,
         mut flow: Flow,
@@ -360,17 +361,17 @@ impl Engine {
             Some(Value::String(s)) => s == "true",
             _ => false,
         };
+        if session.authenticator_assurance_level != AAL2
+            && self.settings.mfa.holds_second_factor(identity)
+        {
+            let back = self
+                .settings
+                .public_base_url
+                .join("self-service/settings/browser")
+                .map_err(|e| Error::internal(e.to_string()))?;
+            return Err(self.aal2_required(Some(back.as_str())));
+        }
         if unlink {
-            if session.authenticator_assurance_level != AAL2
-                && identity.credential(CREDENTIAL_TOTP).is_some()
-            {
-                let back = self
-                    .settings
-                    .public_base_url
-                    .join("self-service/settings/browser")
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                return Err(self.aal2_required(Some(back.as_str())));
-            }
             let removed = identity
                 .credentials
                 .as_mut()
@@ -468,15 +469,29 @@ impl Engine {
         flow.requested_aal = Some(AAL2.into());
         flow.identity_id = Some(identity.id);
         flow.ui.messages.push(text::login_mfa());
-        flow.ui.nodes.push(
-            Node::input("totp", "totp_code", "text", Value::Null)
-                .required()
-                .autocomplete(Autocomplete::OneTimeCode)
-                .label(text::login_totp_label()),
-        );
-        flow.ui
-            .nodes
-            .push(submit_node("totp", "totp", text::login_totp()));
+        if self.settings.mfa.totp.is_some() && identity.credential(CREDENTIAL_TOTP).is_some() {
+            flow.ui.nodes.push(
+                Node::input("totp", "totp_code", "text", Value::Null)
+                    .required()
+                    .autocomplete(Autocomplete::OneTimeCode)
+                    .label(text::login_totp_label()),
+            );
+            flow.ui
+                .nodes
+                .push(submit_node("totp", "totp", text::login_totp()));
+        }
+        if self.settings.mfa.lookup_secret && crate::lookup::codes_of(&identity).is_some() {
+            flow.ui.nodes.push(
+                Node::input("lookup_secret", "lookup_secret", "text", Value::Null)
+                    .required()
+                    .label(text::login_lookup_label()),
+            );
+            flow.ui.nodes.push(submit_node(
+                "lookup_secret",
+                "lookup_secret",
+                text::login_lookup(),
+            ));
+        }
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -522,9 +537,13 @@ impl Engine {
             )
             .with_id(ErrorId::SecurityIdentityMismatch));
         }
-        if forms::method(body) != "totp" {
+        let method = forms::method(body);
+        if method == "lookup_secret" && self.settings.mfa.lookup_secret {
+            return self.submit_lookup_step(flow, session, body, client).await;
+        }
+        if method != "totp" || self.settings.mfa.totp.is_none() {
             flow.ui.messages.push(text::validation_generic(
-                "This step takes the authentication code from your authenticator app (method `totp`).",
+                "This step takes the authentication code from your authenticator app (method `totp`) or a recovery code (method `lookup_secret`).",
             ));
             return self.invalid(flow).await;
         }
@@ -564,12 +583,64 @@ impl Engine {
                 .add_message(Some("totp_code"), text::totp_verifier_wrong());
             return self.invalid(flow).await;
         }
+        self.finish_step_up(flow, session, identity, "totp").await
+    }
+
+    /// The recovery-code branch of the aal2 step: wrong and reused codes count against the
+    /// identity like wrong TOTP codes.
+    async fn submit_lookup_step(
+        &self,
+        mut flow: Flow,
+        session: &Session,
+        body: &Value,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Outcome, Error> {
+        if str_field(body, "lookup_secret")
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+        {
+            flow.ui.add_message(
+                Some("lookup_secret"),
+                text::missing_property("lookup_secret"),
+            );
+            return self.invalid(flow).await;
+        }
+        let mut identity = self.store.get_identity(session.identity_id).await?;
+        let limit_key = format!("totp:{}", identity.id);
+        self.limits
+            .check_login(&self.store, &limit_key, client)
+            .await?;
+        let refused = match self.use_lookup_code(&mut identity, body).await? {
+            crate::lookup::Used::Fresh => None,
+            crate::lookup::Used::Spent => Some(text::lookup_already_used()),
+            crate::lookup::Used::Invalid => Some(text::lookup_invalid()),
+        };
+        if let Some(message) = refused {
+            self.limits
+                .record_login_failure(&self.store, &limit_key, client)
+                .await?;
+            flow.ui.add_message(Some("lookup_secret"), message);
+            return self.invalid(flow).await;
+        }
+        self.finish_step_up(flow, session, identity, "lookup_secret")
+            .await
+    }
+
+    /// A passed second step: the flow is done and the session is lifted to aal2.
+    async fn finish_step_up(
+        &self,
+        mut flow: Flow,
+        session: &Session,
+        identity: Identity,
+        method: &str,
+    ) -> Result<Outcome, Error> {
         self.complete_submitted(&flow).await?;
         let mut public = identity;
         public.schema_url = self.schema_url(&public.schema_id);
         public.credentials = None;
-        let issued = self.step_up_session(session, &public).await?;
-        self.count(crate::engine::Counted::SignIn, "totp", "");
+        let issued = self.step_up_session(session, &public, method).await?;
+        self.count(crate::engine::Counted::SignIn, method, "");
         flow.state = FlowState::PassedChallenge;
         let return_to = self.return_to(&flow, None);
         Ok(Outcome::Completed {
@@ -586,12 +657,13 @@ impl Engine {
         &self,
         old: &Session,
         identity: &Identity,
+        method: &str,
     ) -> Result<(Session, String), Error> {
         let now = now_ms();
         let token = crypto::random_token();
         let mut methods = old.authentication_methods.clone();
         methods.push(AuthenticationMethod {
-            method: "totp".into(),
+            method: method.into(),
             aal: AAL2.into(),
             completed_at: now,
         });

@@ -50,12 +50,16 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::label_save()));
         }
-        if self.settings.oidc_enabled || self.settings.mfa.totp.is_some() {
+        if self.settings.oidc_enabled
+            || self.settings.mfa.totp.is_some()
+            || self.settings.mfa.lookup_secret
+        {
             let full = self.store.get_identity(identity.id).await?;
             if self.settings.oidc_enabled {
                 self.add_settings_oidc_nodes(&mut flow, &full);
             }
             self.add_settings_totp_nodes(&mut flow, &full)?;
+            self.add_settings_lookup_nodes(&mut flow, &full);
         }
         self.run_before_hooks(&self.settings.hooks.settings_before, &flow, Some(session))
             .await?;
@@ -197,6 +201,16 @@ impl Engine {
                     hooks = &totp_hooks;
                     match self
                         .settings_totp(flow, &mut identity, body, session)
+                        .await?
+                    {
+                        Ok(f) => flow = f,
+                        Err(f) => return self.settings_invalid(f, &identity).await,
+                    }
+                }
+                "lookup_secret" if self.settings.mfa.lookup_secret => {
+                    hooks = &totp_hooks;
+                    match self
+                        .settings_lookup(flow, &mut identity, body, session)
                         .await?
                     {
                         Ok(f) => flow = f,

@@ -577,3 +577,128 @@ async fn acr_values_aal2_forces_a_step_up(backend: Backend) {
     s.stop().await;
 }
 each_backend!(acr_values_aal2_forces_a_step_up);
+
+const CODES_ON: &str = "    lookup_secret:\n      enabled: true\n";
+
+/// The codes a settings answer shows (`lookup_secret_codes`), if any.
+fn shown_codes(flow: &Value) -> Vec<String> {
+    node(flow, "lookup_secret_codes")
+        .and_then(|n| n["attributes"]["text"]["context"]["secrets"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["context"]["secret"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Generates and confirms recovery codes with `token`'s session; returns them.
+async fn new_codes(s: &TestServer, token: &str) -> Vec<String> {
+    let (status, flow) = settings_flow(s, token).await;
+    assert_eq!(status, 200, "{flow}");
+    assert!(node(&flow, "lookup_secret_regenerate").is_some(), "{flow}");
+    let (status, shown) = settings_submit(
+        s,
+        token,
+        &flow,
+        json!({"method": "lookup_secret", "lookup_secret_regenerate": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{shown}");
+    let codes = shown_codes(&shown);
+    assert_eq!(codes.len(), 12, "{shown}");
+    let (status, done) = settings_submit(
+        s,
+        token,
+        &shown,
+        json!({"method": "lookup_secret", "lookup_secret_confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert!(shown_codes(&done).is_empty(), "shown once: {done}");
+    codes
+}
+
+async fn step_up_with_code(s: &TestServer, token: &str, code: &str) -> (u16, Value) {
+    let (status, flow) = step_up_flow(s, token).await;
+    assert_eq!(status, 200, "{flow}");
+    assert!(node(&flow, "lookup_secret").is_some(), "{flow}");
+    let id = flow["id"].as_str().expect("flow id");
+    send(
+        api(
+            reqwest::Method::POST,
+            format!("{}/self-service/login?flow={id}", s.public),
+            token,
+        )
+        .json(&json!({"method": "lookup_secret", "lookup_secret": code})),
+    )
+    .await
+}
+
+fn has_message(body: &Value, id: u64) -> bool {
+    tessera_testkit::message_ids(body)
+        .iter()
+        .any(|(_, m)| *m == id)
+}
+
+/// Recovery codes: generated and shown once, confirmed, each usable once as the second factor,
+/// regenerated (the old ones stop working), never stored in clear.
+async fn recovery_codes(backend: Backend) {
+    let s = server_with(backend, "", CODES_ON).await;
+    let (token, id) = signed_in(&s, "c@example.com").await;
+    let codes = new_codes(&s, &token).await;
+    // Not readable back: not in a new settings flow, not in the admin's view of credentials.
+    let (_, again) = settings_flow(&s, &token).await;
+    assert!(!again.to_string().contains(&codes[0]), "{again}");
+    let (_, admin) = send(TestServer::client().get(format!(
+        "{}/admin/identities/{id}?include_credential=lookup_secret",
+        s.admin
+    )))
+    .await;
+    assert!(
+        !admin.to_string().contains(&codes[0]),
+        "stored in clear: {admin}"
+    );
+    // The codes are a second factor now: the password session falls short.
+    assert_eq!(s.whoami(&token).await.0, 403);
+
+    let (_, login) = s.login("c@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token").to_string();
+    let (status, body) = step_up_with_code(&s, &aal1, "notacode1234").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(has_message(&body, 4000016), "invalid code: {body}");
+    let (status, done) = step_up_with_code(&s, &aal1, &codes[0].to_uppercase()).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["session"]["authenticator_assurance_level"], "aal2");
+    let last = done["session"]["authentication_methods"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["method"], "lookup_secret", "{done}");
+    let aal2 = done["session_token"].as_str().expect("token").to_string();
+
+    // Attacker replays the used code from another password session.
+    let (_, login) = s.login("c@example.com", PASSWORD).await;
+    let other = login["session_token"].as_str().expect("token").to_string();
+    let (status, body) = step_up_with_code(&s, &other, &codes[0]).await;
+    assert_eq!(status, 400, "a used code worked again: {body}");
+    assert!(has_message(&body, 4000012), "already used: {body}");
+
+    // New codes replace the old ones.
+    let fresh = new_codes(&s, &aal2).await;
+    assert!(fresh.iter().all(|c| !codes.contains(c)));
+    let (status, body) = step_up_with_code(&s, &other, &codes[1]).await;
+    assert_eq!(status, 400, "an old code survived regeneration: {body}");
+    let (status, body) = step_up_with_code(&s, &other, &fresh[0]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // An admin removes them; then nothing is asked for.
+    let (status, body) = admin_delete(&s, &id, "lookup_secret", "").await;
+    assert_eq!(status, 204, "{body}");
+    let (_, login) = s.login("c@example.com", PASSWORD).await;
+    let plain = login["session_token"].as_str().expect("token");
+    assert_eq!(s.whoami(plain).await.0, 200);
+    s.stop().await;
+}
+each_backend!(recovery_codes);

@@ -111,6 +111,9 @@ pub struct FieldView {
     pub size: u32,
     /// Text nodes (`input_type` `text-node`, the TOTP secret): the text in the page language.
     pub text: String,
+    /// The recovery codes of a `lookup_secret_codes` text node, one per entry (the sheet a
+    /// person prints); empty for every other node.
+    pub codes: Vec<String>,
     pub messages: Vec<MessageView>,
 }
 
@@ -233,6 +236,18 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
             .text
             .as_ref()
             .map(|t| i18n::message(cx.lang, t, false).text)
+            .unwrap_or_default(),
+        codes: a
+            .text
+            .as_ref()
+            .and_then(|t| t.context.get("secrets"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|m| m.pointer("/context/secret").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default(),
         checked: a.value == Value::Bool(true) || value == "true",
         value,
