@@ -9,6 +9,8 @@
 //                        "dpop": true,            (DPoP-bound tokens; prints {"stolen": …} and
 //                                                  waits for a line before its last refresh)
 //                        "jar": true, "par": true, (a signed request object, pushed or not)
+//                        "acr_values": "aal2", "max_age": 0, (asked for, and max_age checked
+//                                                 against auth_time by openid-client)
 //                        "register": {...metadata}, "initial_access_token": "..."}'
 //                                                 (dynamic client registration first)
 //
@@ -65,6 +67,8 @@ async function main() {
     state,
     nonce,
   };
+  if (cfg.acr_values) params.acr_values = cfg.acr_values;
+  if (cfg.max_age !== undefined) params.max_age = String(cfg.max_age);
   let url = oidc.buildAuthorizationUrl(config, params);
   if (cfg.jar) {
     // JAR (RFC 9101): the parameters travel as a request object signed with the app's key;
@@ -86,6 +90,7 @@ async function main() {
     expectedState: state,
     expectedNonce: nonce,
     idTokenExpected: true,
+    maxAge: cfg.max_age,
   }, undefined, dpop);
   const claims = tokens.claims();
   const userinfo = await oidc.fetchUserInfo(config, tokens.access_token, claims.sub, dpop);
@@ -110,6 +115,10 @@ async function main() {
     userinfo,
     refreshed_sub: refreshed.claims()?.sub,
     rotated: refreshed.refresh_token !== tokens.refresh_token,
+    acr: claims.acr,
+    amr: claims.amr,
+    auth_time: claims.auth_time,
+    refreshed_acr: refreshed.claims()?.acr,
   };
   if (cfg.auth !== 'none') {
     result.introspected = await oidc.tokenIntrospection(config, refreshed.access_token);

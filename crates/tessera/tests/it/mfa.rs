@@ -12,6 +12,8 @@ use tessera_testkit::{Backend, Browser, TestServer, csrf_of, each_backend};
 use totp_rs::{Algorithm, Secret, TOTP};
 
 const PASSWORD: &str = "correct-horse-battery";
+/// The relying party's callback (never listened on: the browser stops at the redirect).
+const RP: &str = "http://127.0.0.1:9/callback";
 const TOTP_ON: &str =
     "  methods:\n    totp:\n      enabled: true\n      config:\n        issuer: Tessera Test\n";
 
@@ -371,7 +373,7 @@ async fn importing_a_totp_key(backend: Backend) {
 each_backend!(importing_a_totp_key);
 
 /// A browser through `/oidc/auth`: the password form, then (when asked) the code form, then
-/// consent. Returns the final redirect to the app.
+/// consent. Returns the final redirect to the app and whether the code was asked for.
 async fn drive_with_code(
     b: &Browser,
     s: &TestServer,
@@ -379,8 +381,21 @@ async fn drive_with_code(
     email: &str,
     secret: Option<&str>,
 ) -> (String, bool) {
+    let (loc, code, _) = drive_counting(b, s, start, email, secret).await;
+    (loc, code)
+}
+
+/// [`drive_with_code`], also saying whether the password was asked for.
+async fn drive_counting(
+    b: &Browser,
+    s: &TestServer,
+    start: &str,
+    email: &str,
+    secret: Option<&str>,
+) -> (String, bool, bool) {
     let mut url = start.to_string();
     let mut asked_for_code = false;
+    let mut asked_for_password = false;
     for _ in 0..16 {
         let r = b.get(&url, false).await;
         let status = r.status().as_u16();
@@ -391,7 +406,7 @@ async fn drive_with_code(
             r.text().await.unwrap_or_default()
         );
         if !loc.starts_with(&s.public) {
-            return (loc, asked_for_code);
+            return (loc, asked_for_code, asked_for_password);
         }
         if loc.contains("/ui/login?flow=") {
             let flow = flow_json(b, s, "login", &flow_id_of(&loc)).await;
@@ -400,6 +415,7 @@ async fn drive_with_code(
                 let code = code_for(secret.expect("a second factor was not expected"));
                 vec![("method", "totp".into()), ("totp_code", code)]
             } else {
+                asked_for_password = true;
                 vec![
                     ("method", "password".into()),
                     ("identifier", email.into()),
@@ -702,3 +718,92 @@ async fn recovery_codes(backend: Backend) {
     s.stop().await;
 }
 each_backend!(recovery_codes);
+
+/// One sign-in of openid-client (npm), a relying party nobody here wrote, driven by browser
+/// `b`; its result and whether the code and the password were asked for.
+async fn openid_client_run(
+    s: &TestServer,
+    c: &Value,
+    b: &Browser,
+    email: &str,
+    secret: Option<&str>,
+    ask: Value,
+) -> (Value, bool, bool) {
+    use crate::op_common::{NODE_HINT, Peer};
+    let mut config = json!({"issuer": format!("{}/oidc", s.public), "client_id": c["client_id"], "client_secret": c["client_secret"], "redirect_uri": RP, "post_logout_redirect_uri": "https://rp.example.com/signed-out", "auth": "client_secret_basic"});
+    if let (Some(o), Some(a)) = (config.as_object_mut(), ask.as_object()) {
+        o.extend(a.clone());
+    }
+    let mut peer = Peer::start("node", "op-client.mjs", config, NODE_HINT).await;
+    let authorize = peer.read().await["authorize"]
+        .as_str()
+        .expect("authorize")
+        .to_string();
+    let (callback, code, password) = drive_counting(b, s, &authorize, email, secret).await;
+    peer.write(json!({"callback": callback})).await;
+    let r = peer.read().await["result"].clone();
+    let _ = peer.child.wait().await;
+    (r, code, password)
+}
+
+/// openid-client asks for `acr_values=aal2` and `max_age`, validates the id_token (`auth_time`
+/// against `max_age` included) and reads `acr`/`amr`, also after a refresh. `max_age=0` makes
+/// a signed-in browser give its password again.
+#[tokio::test]
+async fn openid_client_asks_for_aal2_and_max_age() {
+    let s = server(Backend::Sqlite, "").await;
+    let mut body = traditional(RP);
+    body["skip_consent"] = json!(true);
+    let c = create_client(&s, body).await;
+
+    let secret = user_with_totp(&s, "rp@example.com").await;
+    let (r, code, password) = openid_client_run(
+        &s,
+        &c,
+        &Browser::default(),
+        "rp@example.com",
+        Some(&secret),
+        json!({"acr_values": "aal2", "max_age": 300}),
+    )
+    .await;
+    assert!(code && password, "signed in with password and code");
+    assert_eq!(r["acr"], "aal2", "{r}");
+    assert_eq!(r["amr"], json!(["pwd", "otp", "mfa"]), "{r}");
+    assert_eq!(r["refreshed_acr"], "aal2", "refresh keeps acr: {r}");
+
+    s.register("plain@example.com", PASSWORD).await;
+    let b = Browser::default();
+    let (first, _, password) = openid_client_run(
+        &s,
+        &c,
+        &b,
+        "plain@example.com",
+        None,
+        json!({"max_age": 300}),
+    )
+    .await;
+    assert!(password);
+    assert_eq!(first["acr"], "aal1", "{first}");
+    assert_eq!(first["amr"], json!(["pwd"]), "{first}");
+    let (_, _, password) = openid_client_run(
+        &s,
+        &c,
+        &b,
+        "plain@example.com",
+        None,
+        json!({"max_age": 300}),
+    )
+    .await;
+    assert!(
+        !password,
+        "a fresh enough session was asked to sign in again"
+    );
+    let (second, _, password) =
+        openid_client_run(&s, &c, &b, "plain@example.com", None, json!({"max_age": 0})).await;
+    assert!(password, "max_age=0 did not ask for the password again");
+    assert!(
+        second["auth_time"].as_i64() >= first["auth_time"].as_i64(),
+        "{first} {second}"
+    );
+    s.stop().await;
+}
