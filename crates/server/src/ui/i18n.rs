@@ -330,6 +330,8 @@ pub fn message(lang: Lang, m: &Text, on_field: bool) -> Said {
                 "reason",
                 "title",
                 "name",
+                // The TOTP secret of `totp_secret_key` (1050006) and a recovery code (1050009).
+                "secret",
             ]
             .iter()
             .map(|k| (*k, ctx_str(m, k)))

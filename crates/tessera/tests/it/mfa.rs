@@ -807,3 +807,182 @@ async fn openid_client_asks_for_aal2_and_max_age() {
     );
     s.stop().await;
 }
+
+/// A hosted page in a language (the browser's cookies, `Accept-Language`).
+async fn page_in(b: &Browser, url: &str, lang: &str) -> String {
+    let r = b
+        .client
+        .get(url)
+        .header("cookie", b.cookie_header())
+        .header("accept-language", lang)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), 200, "{url}");
+    r.text().await.expect("html")
+}
+
+/// Follows a redirect from Tessera to its hosted page; the page URL.
+async fn to_page(b: &Browser, url: &str) -> String {
+    let r = b.get(url, false).await;
+    assert_eq!(r.status(), 303, "{url}");
+    location(&r)
+}
+
+/// Posts a hosted page's form (its flow's action and CSRF token) with `fields`; where it leads.
+async fn post_page(
+    b: &Browser,
+    s: &TestServer,
+    kind: &str,
+    page: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let flow = flow_json(b, s, kind, &flow_id_of(page)).await;
+    let csrf = csrf_of(&flow);
+    let mut form = vec![("csrf_token", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let r = b
+        .post_form(flow["ui"]["action"].as_str().expect("action"), &form, false)
+        .await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    location(&r)
+}
+
+/// The hosted pages: TOTP enrolment (QR code, secret), the step-up page and the recovery-code
+/// sheet, in English, Russian and Chinese.
+async fn hosted_pages_in_three_languages(backend: Backend) {
+    let s = server_with(backend, "", CODES_ON).await;
+    s.register("ui@example.com", PASSWORD).await;
+    let b = Browser::default();
+    let login = to_page(&b, &format!("{}/self-service/login/browser", s.public)).await;
+    post_page(
+        &b,
+        &s,
+        "login",
+        &login,
+        &[
+            ("method", "password"),
+            ("identifier", "ui@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+
+    let settings = to_page(&b, &format!("{}/self-service/settings/browser", s.public)).await;
+    for (lang, qr, codes) in [
+        (
+            "en",
+            "Authenticator app QR code",
+            "Generate new backup recovery codes",
+        ),
+        (
+            "ru",
+            "QR-код для приложения-аутентификатора",
+            "Создать новые резервные коды",
+        ),
+        ("zh-CN", "身份验证器应用二维码", "生成新的备用恢复码"),
+    ] {
+        let html = page_in(&b, &settings, lang).await;
+        assert!(
+            html.contains("<img src=\"data:image/svg+xml;base64,"),
+            "{lang}: {html}"
+        );
+        assert!(html.contains(qr) && html.contains(codes), "{lang}: {html}");
+    }
+    let flow = flow_json(&b, &s, "settings", &flow_id_of(&settings)).await;
+    let secret = node(&flow, "totp_secret_key")
+        .and_then(|n| n["attributes"]["text"]["context"]["secret"].as_str())
+        .expect("secret")
+        .to_string();
+    let html = page_in(&b, &settings, "en").await;
+    assert!(
+        html.contains(&secret),
+        "the secret is on the page for apps that cannot scan: {secret} {}",
+        html.split("field-text").nth(1).unwrap_or(&html)
+    );
+    post_page(
+        &b,
+        &s,
+        "settings",
+        &settings,
+        &[("method", "totp"), ("totp_code", &code_for(&secret))],
+    )
+    .await;
+
+    // A new browser signs in: after the password comes the step-up page.
+    let b = Browser::default();
+    let login = to_page(&b, &format!("{}/self-service/login/browser", s.public)).await;
+    let next = post_page(
+        &b,
+        &s,
+        "login",
+        &login,
+        &[
+            ("method", "password"),
+            ("identifier", "ui@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert!(next.contains("aal=aal2"), "{next}");
+    let step = to_page(&b, &next).await;
+    for (lang, title, label) in [
+        (
+            "en",
+            "Please complete the second authentication challenge.",
+            "Authentication code",
+        ),
+        ("ru", "Пройдите второй шаг проверки.", "Код подтверждения"),
+        ("zh-CN", "请完成第二步验证。", "验证码"),
+    ] {
+        let html = page_in(&b, &step, lang).await;
+        assert!(
+            html.contains(title) && html.contains(label),
+            "{lang}: {html}"
+        );
+        assert!(
+            html.contains("autocomplete=\"one-time-code\""),
+            "{lang}: {html}"
+        );
+    }
+    post_page(
+        &b,
+        &s,
+        "login",
+        &step,
+        &[("method", "totp"), ("totp_code", &code_for(&secret))],
+    )
+    .await;
+    assert_eq!(
+        tessera_testkit::journey::whoami(&b, &s).await["authenticator_assurance_level"],
+        "aal2"
+    );
+
+    // Recovery codes: the sheet, in the page's language.
+    let settings = to_page(&b, &format!("{}/self-service/settings/browser", s.public)).await;
+    let shown = post_page(
+        &b,
+        &s,
+        "settings",
+        &settings,
+        &[
+            ("method", "lookup_secret"),
+            ("lookup_secret_regenerate", "true"),
+        ],
+    )
+    .await;
+    for (lang, label) in [
+        ("en", "These are your backup recovery codes."),
+        ("ru", "Это ваши резервные коды восстановления."),
+        ("zh-CN", "这些是你的备用恢复码"),
+    ] {
+        let html = page_in(&b, &shown, lang).await;
+        assert!(
+            html.contains("recovery-sheet") && html.contains(label),
+            "{lang}: {html}"
+        );
+        assert_eq!(html.matches("<li><code>").count(), 12, "{lang}: {html}");
+    }
+    s.stop().await;
+}
+each_backend!(hosted_pages_in_three_languages);
