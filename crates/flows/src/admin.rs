@@ -7,8 +7,8 @@ use crate::engine::Engine;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use tessera_core::identity::{
-    CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, CREDENTIAL_TOTP, Credential, Identity, IdentityState,
-    RecoveryAddress, VerifiableAddress, normalize_identifier,
+    CREDENTIAL_LOOKUP_SECRET, CREDENTIAL_OIDC, CREDENTIAL_PASSWORD, CREDENTIAL_TOTP, Credential,
+    Identity, IdentityState, RecoveryAddress, VerifiableAddress, normalize_identifier,
 };
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, password};
@@ -293,6 +293,7 @@ impl Engine {
         identity.organization_id = organization_id_from(obj.get("organization_id"))?;
         self.oidc_from_body(obj.get("credentials"), &mut identity)?;
         self.totp_from_body(obj.get("credentials"), &mut identity)?;
+        self.lookup_from_body(obj.get("credentials"), &mut identity)?;
         apply_address_status(obj, &mut identity)?;
         self.validate(&identity)?;
         Ok(identity)
@@ -307,13 +308,18 @@ impl Engine {
         let creds = creds
             .as_object()
             .ok_or_else(|| field_err("credentials", "must be an object"))?;
-        if let Some(k) = creds
-            .keys()
-            .find(|k| *k != CREDENTIAL_PASSWORD && *k != CREDENTIAL_OIDC && *k != CREDENTIAL_TOTP)
-        {
+        if let Some(k) = creds.keys().find(|k| {
+            ![
+                CREDENTIAL_PASSWORD,
+                CREDENTIAL_OIDC,
+                CREDENTIAL_TOTP,
+                CREDENTIAL_LOOKUP_SECRET,
+            ]
+            .contains(&k.as_str())
+        }) {
             return Err(field_err(
                 &format!("credentials.{k}"),
-                "this credential type cannot be imported: use password, oidc or totp",
+                "this credential type cannot be imported: use password, oidc, totp or lookup_secret",
             ));
         }
         let Some(pw) = creds.get(CREDENTIAL_PASSWORD) else {
@@ -426,6 +432,81 @@ impl Engine {
             .credentials
             .get_or_insert_with(BTreeMap::new)
             .insert(CREDENTIAL_TOTP.into(), credential);
+        Ok(())
+    }
+
+    /// Reads `credentials.lookup_secret.config.codes[]` (`{code, used_at}`, Kratos's import):
+    /// each code is kept as its hash, added to the identity's codes as Kratos appends them.
+    /// Refused while `lookup_secret` is off, for the reason [`Engine::totp_from_body`] gives.
+    fn lookup_from_body(
+        &self,
+        creds: Option<&Value>,
+        identity: &mut Identity,
+    ) -> Result<(), Error> {
+        use tessera_core::identity::{LookupSecretConfig, RecoveryCode};
+        let Some(lookup) = creds.and_then(|c| c.get(CREDENTIAL_LOOKUP_SECRET)) else {
+            return Ok(());
+        };
+        const FIELD: &str = "credentials.lookup_secret.config.codes";
+        if !self.settings.mfa.lookup_secret {
+            return Err(field_err(
+                "credentials.lookup_secret",
+                "the lookup_secret method is off here, so these codes would not be asked for at sign-in: set `selfservice.methods.lookup_secret.enabled: true` first",
+            ));
+        }
+        let list = lookup
+            .pointer("/config/codes")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| field_err(FIELD, "must be a non-empty list of {code, used_at}"))?;
+        let mut config = crate::lookup::codes_of(identity).unwrap_or_default();
+        for (i, entry) in list.iter().enumerate() {
+            let code = entry
+                .get("code")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    field_err(&format!("{FIELD}.{i}.code"), "must be a non-empty string")
+                })?;
+            let used_at = match entry.get("used_at") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) => {
+                    Some(tessera_core::timefmt::parse_rfc3339(t).ok_or_else(|| {
+                        field_err(
+                            &format!("{FIELD}.{i}.used_at"),
+                            "must be an RFC 3339 time or null",
+                        )
+                    })?)
+                }
+                Some(_) => {
+                    return Err(field_err(
+                        &format!("{FIELD}.{i}.used_at"),
+                        "must be an RFC 3339 time or null",
+                    ));
+                }
+            };
+            config.recovery_codes.push(RecoveryCode {
+                hash: crate::lookup::code_hash(identity, code),
+                used_at,
+            });
+        }
+        let now = now_ms();
+        let mut credential = Credential {
+            kind: CREDENTIAL_LOOKUP_SECRET.into(),
+            identifiers: vec![identity.id.to_string()],
+            config: Value::Null,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        credential.set_config(&LookupSecretConfig {
+            recovery_codes: config.recovery_codes,
+        });
+        identity
+            .credentials
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CREDENTIAL_LOOKUP_SECRET.into(), credential);
         Ok(())
     }
 
@@ -556,6 +637,7 @@ impl Engine {
             );
         }
         self.totp_from_body(obj.get("credentials"), &mut next)?;
+        self.lookup_from_body(obj.get("credentials"), &mut next)?;
         let traits = match obj.get("traits") {
             Some(t) if t.is_object() => t.clone(),
             Some(_) => return Err(field_err("traits", "must be an object")),

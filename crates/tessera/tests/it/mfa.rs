@@ -986,3 +986,49 @@ async fn hosted_pages_in_three_languages(backend: Backend) {
     s.stop().await;
 }
 each_backend!(hosted_pages_in_three_languages);
+
+/// Kratos's import of `lookup_secret` codes (`{code, used_at}`): kept hashed, an unused one
+/// works once, a used one never; malformed entries are refused naming the field.
+async fn importing_recovery_codes(backend: Backend) {
+    let s = server_with(backend, "", CODES_ON).await;
+    let create = |codes: Value| {
+        TestServer::client()
+            .post(format!("{}/admin/identities", s.admin))
+            .json(&json!({
+                "schema_id": "default",
+                "traits": {"email": "k@example.com"},
+                "credentials": {
+                    "password": {"config": {"password": PASSWORD}},
+                    "lookup_secret": {"config": {"codes": codes}},
+                },
+            }))
+    };
+    let (status, body) = send(create(json!([{"code": ""}]))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("credentials.lookup_secret.config.codes.0.code"),
+        "{body}"
+    );
+    let (status, body) = send(create(json!([
+        {"code": "key1", "used_at": null},
+        {"code": "key2", "used_at": "2026-01-01T00:00:00Z"},
+    ])))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(!body.to_string().contains("key1"), "{body}");
+    let (_, login) = s.login("k@example.com", PASSWORD).await;
+    let aal1 = login["session_token"].as_str().expect("token").to_string();
+    assert_eq!(
+        s.whoami(&aal1).await.0,
+        403,
+        "the imported codes are required"
+    );
+    let (status, body) = step_up_with_code(&s, &aal1, "key2").await;
+    assert_eq!(status, 400, "a code imported as used worked: {body}");
+    assert!(has_message(&body, 4000012), "{body}");
+    let (status, body) = step_up_with_code(&s, &aal1, "key1").await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+}
+each_backend!(importing_recovery_codes);
