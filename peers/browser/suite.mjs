@@ -222,6 +222,71 @@ const scenarios = {
     check(await t.page.getByText('You are not signed in.').isVisible(), 'signed out from settings');
   } },
 
+  // Forgot password in Russian: "Forgot password?" on the login page, the address, the code
+  // (read back from the courier's queue through the admin API, as the mail carries it), and
+  // the settings page where the new password goes.
+  'recovery-ru': { locale: 'ru-RU', async run(t) {
+    const admin = process.env.ADMIN_URL;
+    const email = `olga-${Date.now()}@example.ru`;
+    const made = await fetch(`${admin}/admin/identities`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ schema_id: 'default', traits: { email }, credentials: { password: { config: { password: 'a forgotten password 1' } } } }),
+    });
+    check(made.status === 201, `identity created: ${made.status}`);
+    await t.page.goto(`${BASE}/self-service/login/browser`);
+    await expectPage(t, { lang: 'ru', heading: 'Вход', url: /\/ui\/login\?flow=/ });
+    await submitAndWait(t, t.page.getByRole('link', { name: 'Забыли пароль?' }), /\/ui\/recovery\?flow=/);
+    await expectPage(t, { lang: 'ru', heading: 'Восстановление доступа' });
+    await shot(t, 'recovery-address');
+    await t.page.getByLabel('Эл. почта').fill(email);
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Продолжить' }), /\/ui\/recovery\?flow=/);
+    await expectPage(t, { lang: 'ru', heading: 'Восстановление доступа' });
+    check(await t.page.getByText('мы отправили на него код восстановления').isVisible(), 'code sent said');
+    await shot(t, 'recovery-code');
+    const listed = await (await fetch(`${admin}/admin/courier/messages?recipient=${encodeURIComponent(email)}`)).json();
+    const code = (listed[0]?.body || '').match(/\b\d{6}\b/)?.[0];
+    check(code, `a code in the queued mail: ${JSON.stringify(listed)}`);
+    await t.page.getByLabel('Код восстановления').fill(code);
+    await submitAndWait(t, t.page.getByRole('button', { name: 'Продолжить' }), /\/ui\/settings\?flow=/);
+    await expectPage(t, { lang: 'ru' });
+    check(await t.page.getByText('Доступ к аккаунту восстановлен').isVisible(), 'recovered said on settings');
+    await shot(t, 'recovered-settings');
+    await t.page.locator('form.form-password input[name=password]').fill('a brand new password 2');
+    await submitAndWait(t, t.page.locator('form.form-password button[name=method]'), /\/ui\/settings\?flow=/);
+    await expectPage(t, { lang: 'ru' });
+    await shot(t, 'password-set');
+  } },
+
+  // Address verification in Chinese: the address, the code from the queued mail, verified.
+  'verification-zh': { locale: 'zh-CN', async run(t) {
+    const admin = process.env.ADMIN_URL;
+    const email = `wang-${Date.now()}@example.cn`;
+    const made = await fetch(`${admin}/admin/identities`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ schema_id: 'default', traits: { email } }),
+    });
+    check(made.status === 201, `identity created: ${made.status}`);
+    await t.page.goto(`${BASE}/self-service/verification/browser`);
+    await expectPage(t, { lang: 'zh-CN', heading: '验证邮箱地址', url: /\/ui\/verification\?flow=/ });
+    await shot(t, 'verification-address');
+    await t.page.getByLabel('邮箱').fill(email);
+    await submitAndWait(t, t.page.locator('button[name=method]').first(), /\/ui\/verification\?flow=/);
+    await expectPage(t, { lang: 'zh-CN', heading: '验证邮箱地址' });
+    await shot(t, 'verification-code');
+    const listed = await (await fetch(`${admin}/admin/courier/messages?recipient=${encodeURIComponent(email)}`)).json();
+    const code = (listed[0]?.body || '').match(/\b\d{6}\b/)?.[0];
+    check(code, `a code in the queued mail: ${JSON.stringify(listed)}`);
+    await t.page.getByLabel('验证码').fill(code);
+    await submitAndWait(t, t.page.locator('button[name=method]').first(), /\/ui\/verification\?flow=/);
+    await expectPage(t, { lang: 'zh-CN', heading: '验证邮箱地址' });
+    check(await t.page.getByText('你的邮箱地址已验证。').isVisible(), 'verified said');
+    await shot(t, 'verified');
+    const who = await (await fetch(`${admin}/admin/identities?credentials_identifier=${encodeURIComponent(email)}`)).json();
+    check(who[0]?.verifiable_addresses?.[0]?.verified === true, `verified in the identity: ${JSON.stringify(who)}`);
+  } },
+
   // DingTalk in Chinese: straight in, then the linked account in settings.
   'dingtalk-zh': { locale: 'zh-CN', async run(t) {
     await t.page.goto(`${BASE}/self-service/login/browser`);

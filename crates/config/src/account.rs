@@ -8,11 +8,25 @@ use crate::load::{Loaded, Problem, problem};
 use serde::{Deserialize, Serialize};
 
 /// `selfservice.methods.code`, as far as Tessera reads it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CodeMethodConfig {
+    pub enabled: bool,
     pub passwordless_enabled: bool,
     pub mfa_enabled: bool,
+    /// Codes' lifespan and tries (`lifecycle.rs`).
+    pub config: crate::lifecycle::CodeConfig,
+}
+
+impl Default for CodeMethodConfig {
+    fn default() -> Self {
+        CodeMethodConfig {
+            enabled: true,
+            passwordless_enabled: false,
+            mfa_enabled: false,
+            config: Default::default(),
+        }
+    }
 }
 
 /// Refuses what Tessera cannot do safely.

@@ -204,6 +204,12 @@ pub enum HookAction {
     Session,
     /// `revoke_active_sessions`: end every other session of the identity.
     RevokeActiveSessions,
+    /// `show_verification_ui` (registration): a browser goes on to the verification page of
+    /// the flow the registration started, rather than to the return URL.
+    ShowVerificationUi,
+    /// `require_verified_address` (login with a password): no session until one of the
+    /// identity's addresses is verified (Kratos message 4000010).
+    RequireVerifiedAddress,
     WebHook(Arc<WebHookSpec>),
 }
 
@@ -296,8 +302,13 @@ pub struct HookFiles<'a> {
 }
 
 const BEFORE: &[&str] = &["web_hook"];
-const REGISTRATION_AFTER: &[&str] = &["session", "web_hook"];
+const REGISTRATION_AFTER: &[&str] = &["session", "show_verification_ui", "web_hook"];
 const LOGIN_AFTER: &[&str] = &["revoke_active_sessions", "web_hook"];
+const LOGIN_AFTER_PASSWORD: &[&str] = &[
+    "revoke_active_sessions",
+    "require_verified_address",
+    "web_hook",
+];
 const SETTINGS_AFTER: &[&str] = &["revoke_active_sessions", "web_hook"];
 /// Settings' `profile` method and every stage's global `hooks` take web hooks only.
 const WEB_HOOK_ONLY: &[&str] = &["web_hook"];
@@ -336,7 +347,7 @@ pub fn resolve_hooks(loaded: &Loaded, f: &HookFiles<'_>, p: &mut Vec<Problem>) -
             method: list(
                 &format!("{l}.after.password.hooks"),
                 &f.login_after.password.hooks,
-                LOGIN_AFTER,
+                LOGIN_AFTER_PASSWORD,
             ),
             global: list(
                 &format!("{l}.after.hooks"),
@@ -425,6 +436,8 @@ fn resolve_list(
         let action = match h.hook.as_str() {
             "session" => Some(HookAction::Session),
             "revoke_active_sessions" => Some(HookAction::RevokeActiveSessions),
+            "show_verification_ui" => Some(HookAction::ShowVerificationUi),
+            "require_verified_address" => Some(HookAction::RequireVerifiedAddress),
             _ => resolve_web_hook(loaded, &at, &h.config, p)
                 .map(|w| HookAction::WebHook(Arc::new(w))),
         };
@@ -654,7 +667,7 @@ mod tests {
         assert!(
             err.contains("selfservice.flows.login.after.password.hooks.0.hook")
                 && err.contains("tessera.yml:10")
-                && err.contains("`revoke_active_sessions`, `web_hook`"),
+                && err.contains("`revoke_active_sessions`, `require_verified_address`, `web_hook`"),
             "{err}"
         );
         let err = settings("    settings:\n      after:\n        profile:\n          hooks:\n            - hook: revoke_active_sessions\n")
@@ -688,18 +701,29 @@ mod tests {
     }
 
     #[test]
-    fn hooks_not_run_yet_are_skipped_with_a_warning() {
-        let text = "dsn: memory\nsecrets:\n  default: [test-secret-0123456789abcdef]\nselfservice:\n  flows:\n    login:\n      after:\n        password:\n          hooks:\n            - hook: require_verified_address\n";
+    fn verification_hooks_run_where_kratos_allows_them() {
+        let text = "dsn: memory\nsecrets:\n  default: [test-secret-0123456789abcdef]\nselfservice:\n  flows:\n    login:\n      after:\n        password:\n          hooks:\n            - hook: require_verified_address\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n            - hook: show_verification_ui\n";
         let loaded = load_str("tessera.yml", text, &HashMap::new()).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = resolve(&loaded, false, None).unwrap();
         assert!(
-            loaded
-                .warnings
-                .iter()
-                .any(|w| w.contains("require_verified_address")),
-            "{:?}",
-            loaded.warnings
+            s.hooks
+                .login_after_password
+                .has(&super::HookAction::RequireVerifiedAddress)
         );
-        assert!(resolve(&loaded, false, None).is_ok());
+        assert!(
+            s.hooks
+                .registration_after_password
+                .has(&super::HookAction::ShowVerificationUi)
+        );
+        // Kratos allows `require_verified_address` after a password login only.
+        let oidc = text.replace(
+            "password:\n          hooks:\n            - hook: require",
+            "oidc:\n          hooks:\n            - hook: require",
+        );
+        let loaded = load_str("tessera.yml", &oidc, &HashMap::new()).unwrap();
+        let e = resolve(&loaded, false, None).unwrap_err();
+        assert!(e.to_string().contains("cannot run here"), "{e}");
     }
 
     #[test]

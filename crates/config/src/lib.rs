@@ -13,6 +13,7 @@ pub mod document;
 pub mod edge;
 pub mod experience;
 pub mod hooks;
+pub mod lifecycle;
 pub mod load;
 pub mod mfa;
 pub mod model;

@@ -127,8 +127,6 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "database",
     "serve.public.socket",
     "serve.admin.socket",
-    "selfservice.methods.code.enabled",
-    "selfservice.methods.code.config",
     "selfservice.methods.code.passwordless_login_fallback_enabled",
     "selfservice.methods.link",
     "selfservice.methods.profile",
@@ -138,8 +136,6 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "selfservice.methods.password.config.max_breaches",
     "selfservice.methods.password.config.ignore_network_errors",
     "selfservice.methods.oidc.config.base_redirect_uri",
-    "selfservice.flows.recovery",
-    "selfservice.flows.verification",
     "selfservice.flows.login.style",
     "selfservice.flows.registration.login_hints",
     "selfservice.flows.registration.enable_legacy_one_step",
@@ -177,11 +173,7 @@ const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
 
 /// Hooks that Kratos configs commonly carry and Tessera does not run yet; they are skipped with a
 /// warning instead of failing the start.
-const ACCEPTED_UNIMPLEMENTED_HOOKS: &[&str] = &[
-    "show_verification_ui",
-    "require_verified_address",
-    "two_step_registration",
-];
+const ACCEPTED_UNIMPLEMENTED_HOOKS: &[&str] = &["two_step_registration"];
 
 /// Every hook list Tessera reads (see `hooks.rs`).
 pub(crate) const HOOK_LISTS: &[&str] = &[

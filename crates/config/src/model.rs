@@ -60,6 +60,8 @@ pub struct LimitsConfig {
     pub request_timeout: String,
     /// Longest a client may take to send a request's headers (slow-loris connections).
     pub header_read_timeout: String,
+    /// Verification and recovery codes sent per hour (`lifecycle.rs`).
+    pub code_sends: crate::lifecycle::CodeSendLimits,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +75,7 @@ impl Default for LimitsConfig {
             trusted_proxy_hops: 0,
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
+            code_sends: Default::default(),
         }
     }
 }
@@ -315,6 +318,8 @@ pub struct Flows {
     pub settings: SettingsFlowConfig,
     pub logout: LogoutFlowConfig,
     pub error: UiUrlConfig,
+    pub verification: crate::lifecycle::LifecycleFlowConfig,
+    pub recovery: crate::lifecycle::LifecycleFlowConfig,
 }
 
 /// `selfservice.flows.settings`: a flow, plus how recent a sign-in must be to change

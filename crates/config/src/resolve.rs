@@ -76,6 +76,8 @@ pub struct Settings {
     pub hooks: crate::hooks::HookSettings,
     /// `courier:` (SMTP, retries, templates, send limits).
     pub courier: crate::courier::CourierSettings,
+    /// Verification, recovery and their codes (`lifecycle.rs`).
+    pub lifecycle: crate::lifecycle::LifecycleSettings,
     /// Assurance levels required by `whoami` and settings (`mfa.rs`).
     pub mfa: crate::mfa::MfaSettings,
     pub password_enabled: bool,
@@ -106,7 +108,12 @@ pub struct Settings {
     pub edge: crate::edge::EdgeSettings,
 }
 
-fn parse_url(loaded: &Loaded, key: &str, value: &str, problems: &mut Vec<Problem>) -> Option<Url> {
+pub(crate) fn parse_url(
+    loaded: &Loaded,
+    key: &str,
+    value: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Url> {
     match Url::parse(value) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
         Ok(_) => {
@@ -558,11 +565,14 @@ pub fn resolve(
     );
     let op = resolve_op(loaded, &c.oidc_provider, &mut p);
     let limits = resolve_limits(loaded, &c.limits, argon2.memory, &mut p);
+    let lifecycle =
+        crate::lifecycle::resolve_lifecycle(loaded, &public_base_url, c.limits.enabled, &mut p);
 
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
     Ok(Settings {
+        lifecycle,
         courier,
         edge,
         experience,

@@ -14,6 +14,10 @@ pub enum FlowKind {
     Login,
     Registration,
     Settings,
+    /// Proving an address is the person's (Kratos's verification flow).
+    Verification,
+    /// Getting back into an account by a code sent to a recovery address.
+    Recovery,
 }
 
 impl FlowKind {
@@ -22,6 +26,8 @@ impl FlowKind {
             FlowKind::Login => "login",
             FlowKind::Registration => "registration",
             FlowKind::Settings => "settings",
+            FlowKind::Verification => "verification",
+            FlowKind::Recovery => "recovery",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -29,6 +35,8 @@ impl FlowKind {
             "login" => Some(Self::Login),
             "registration" => Some(Self::Registration),
             "settings" => Some(Self::Settings),
+            "verification" => Some(Self::Verification),
+            "recovery" => Some(Self::Recovery),
             _ => None,
         }
     }
@@ -39,6 +47,8 @@ impl FlowKind {
             FlowKind::Login => MessageId::LOGIN_EXPIRED,
             FlowKind::Registration => MessageId::REGISTRATION_EXPIRED,
             FlowKind::Settings => MessageId::SETTINGS_EXPIRED,
+            FlowKind::Verification => MessageId::VERIFICATION_EXPIRED,
+            FlowKind::Recovery => MessageId::RECOVERY_EXPIRED,
         }
     }
 }
@@ -81,6 +91,8 @@ pub enum FlowState {
     PassedChallenge,
     /// Settings: the last submission was saved.
     Success,
+    /// Verification and recovery: a code went out (or, for an unknown address, seemed to).
+    SentEmail,
 }
 
 impl FlowState {
@@ -90,6 +102,7 @@ impl FlowState {
             FlowState::ShowForm => "show_form",
             FlowState::PassedChallenge => "passed_challenge",
             FlowState::Success => "success",
+            FlowState::SentEmail => "sent_email",
         }
     }
     /// Reads a stored state. Unknown values are `None`; the store treats them as corrupt rows.
@@ -99,6 +112,7 @@ impl FlowState {
             "show_form" => Some(Self::ShowForm),
             "passed_challenge" => Some(Self::PassedChallenge),
             "success" => Some(Self::Success),
+            "sent_email" => Some(Self::SentEmail),
             _ => None,
         }
     }
@@ -133,6 +147,30 @@ pub struct FlowInternal {
     /// themselves are never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup_pending: Option<Vec<String>>,
+    /// Verification and recovery: the code sent last (its hash only), whom it is for and until
+    /// when it holds. `None` before a code was asked for, and after an unknown address was
+    /// given (the answer looks the same; there is simply nothing to match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<PendingCode>,
+}
+
+/// A one-time code waiting to be entered. Only a keyed hash of the code is kept, so a copy
+/// of the database does not hand out codes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCode {
+    /// HMAC-SHA-256 of the code (hex), keyed with a server secret and the flow id.
+    pub hash: String,
+    /// The address it went to (`email`), as normalised.
+    pub address: String,
+    #[serde(default = "default_via")]
+    pub via: String,
+    pub identity_id: Uuid,
+    /// Unix milliseconds after which the code no longer holds (`lifespan`).
+    pub expires_at: i64,
+    /// Set for a code an administrator created (`POST /admin/recovery/code`): it does not
+    /// mark the address verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl FlowInternal {
@@ -249,6 +287,13 @@ pub struct Flow {
     /// created the flow (only its hash is stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token_exchange_code: Option<String>,
+    /// Verification and recovery: the method in use (`code`), Kratos's `active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<String>,
+    /// What the client does next (Kratos's `continue_with`), present only in the answer that
+    /// produced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continue_with: Vec<Value>,
 }
 
 impl Flow {
@@ -329,7 +374,8 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
             assert_eq!(FlowState::parse(s.as_str()), Some(s));
         }
-        assert_eq!(FlowState::parse("sent_email"), None);
+        assert_eq!(FlowState::parse("sent_email"), Some(FlowState::SentEmail));
+        assert_eq!(FlowState::parse("sent_sms"), None);
     }
 
     fn credential(config: Value) -> Credential {

@@ -58,6 +58,26 @@ message_ids! {
     REGISTRATION_WITH = 1040002;
     /// "Your changes have been saved!"
     SETTINGS_SAVED = 1050001;
+    /// "You successfully recovered your account. Please change your password … within the
+    /// next {n} minutes." (on the settings flow a recovery leads to)
+    RECOVERY_SUCCESSFUL = 1060001;
+    /// "An email containing a recovery code has been sent to the email address you provided. …"
+    RECOVERY_CODE_SENT = 1060003;
+    /// "Email" (the address input of verification and recovery).
+    LABEL_EMAIL = 1070007;
+    /// "Resend code".
+    LABEL_RESEND = 1070008;
+    /// "Continue".
+    LABEL_CONTINUE = 1070009;
+    /// "Recovery code".
+    LABEL_RECOVERY_CODE = 1070010;
+    /// "Verification code".
+    LABEL_VERIFICATION_CODE = 1070011;
+    /// "You successfully verified your email address."
+    VERIFICATION_SUCCESSFUL = 1080002;
+    /// "An email containing a verification code has been sent to the email address you
+    /// provided. …"
+    VERIFICATION_CODE_SENT = 1080003;
     /// "Link {provider}".
     LINK_PROVIDER = 1050002;
     /// "Unlink {provider}".
@@ -112,8 +132,11 @@ message_ids! {
     DUPLICATE_CREDENTIALS = 4000007;
     /// "The provided authentication code is invalid, please try again."
     TOTP_VERIFIER_WRONG = 4000008;
-    /// "Your account has been disabled."
-    INACTIVE_IDENTITY = 4000010;
+    /// "Account not active yet. Did you forget to verify your email address?"
+    /// (`require_verified_address`)
+    ADDRESS_NOT_VERIFIED = 4000010;
+    /// "This account has been disabled. Please contact support for assistance."
+    INACTIVE_IDENTITY = 4010011;
     /// "This backup recovery code has already been used."
     LOOKUP_ALREADY_USED = 4000012;
     /// "You have no backup recovery codes set up."
@@ -135,6 +158,21 @@ message_ids! {
     REGISTRATION_EXPIRED = 4040001;
     /// "The settings flow expired …".
     SETTINGS_EXPIRED = 4050001;
+    /// "The recovery flow expired …".
+    RECOVERY_EXPIRED = 4060005;
+    /// "The recovery code is invalid or has already been used. Please try again."
+    RECOVERY_CODE_INVALID = 4060006;
+    /// "The request was already completed successfully and can not be retried." (verification)
+    VERIFICATION_RETRY_SUCCESS = 4070002;
+    /// "The verification flow expired …".
+    VERIFICATION_EXPIRED = 4070005;
+    /// "The verification code is invalid or has already been used. Please try again."
+    VERIFICATION_CODE_INVALID = 4070006;
+    /// Tessera: "The request was submitted too often. Please request another code." (Kratos
+    /// sends this text without an id of its own.)
+    CODE_SUBMITTED_TOO_OFTEN = 4000902;
+    /// Tessera: "Too many codes were sent … try again in {minutes} minutes."
+    CODE_SENDS_LIMITED = 4000903;
 }
 
 impl MessageId {
@@ -273,8 +311,110 @@ pub fn duplicate_credentials() -> Text {
 pub fn inactive_identity() -> Text {
     error(
         MessageId::INACTIVE_IDENTITY,
-        "Your account has been disabled.",
+        "This account has been disabled. Please contact support for assistance.",
         Value::Null,
+    )
+}
+pub fn address_not_verified() -> Text {
+    error(
+        MessageId::ADDRESS_NOT_VERIFIED,
+        "Account not active yet. Did you forget to verify your email address?",
+        Value::Null,
+    )
+}
+pub fn label_email() -> Text {
+    info(MessageId::LABEL_EMAIL, "Email", Value::Null)
+}
+pub fn label_resend() -> Text {
+    info(MessageId::LABEL_RESEND, "Resend code", Value::Null)
+}
+pub fn label_continue() -> Text {
+    info(MessageId::LABEL_CONTINUE, "Continue", Value::Null)
+}
+pub fn label_recovery_code() -> Text {
+    info(MessageId::LABEL_RECOVERY_CODE, "Recovery code", Value::Null)
+}
+pub fn label_verification_code() -> Text {
+    info(
+        MessageId::LABEL_VERIFICATION_CODE,
+        "Verification code",
+        Value::Null,
+    )
+}
+pub fn verification_code_sent() -> Text {
+    info(
+        MessageId::VERIFICATION_CODE_SENT,
+        "An email containing a verification code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn recovery_code_sent() -> Text {
+    info(
+        MessageId::RECOVERY_CODE_SENT,
+        "An email containing a recovery code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn verification_successful() -> Text {
+    Text {
+        id: MessageId::VERIFICATION_SUCCESSFUL,
+        text: "You successfully verified your email address.".into(),
+        kind: TextType::Success,
+        context: Value::Null,
+    }
+}
+/// On the settings flow a recovery leads to; `expires_at` is when the privileged session ends
+/// (Unix ms), `minutes_left` until then.
+pub fn recovery_successful(expires_at: i64, minutes_left: f64) -> Text {
+    let at = crate::timefmt::to_rfc3339(expires_at);
+    Text {
+        id: MessageId::RECOVERY_SUCCESSFUL,
+        text: format!(
+            "You successfully recovered your account. Please change your password or set up an alternative login method (e.g. social sign in) within the next {minutes_left:.2} minutes."
+        ),
+        kind: TextType::Success,
+        context: json!({
+            "privilegedSessionExpiresAt": at,
+            "privileged_session_expires_at": at,
+            "privileged_session_expires_at_unix": expires_at / 1000,
+        }),
+    }
+}
+pub fn verification_code_invalid() -> Text {
+    error(
+        MessageId::VERIFICATION_CODE_INVALID,
+        "The verification code is invalid or has already been used. Please try again.",
+        Value::Null,
+    )
+}
+pub fn recovery_code_invalid() -> Text {
+    error(
+        MessageId::RECOVERY_CODE_INVALID,
+        "The recovery code is invalid or has already been used. Please try again.",
+        Value::Null,
+    )
+}
+pub fn verification_retry_success() -> Text {
+    error(
+        MessageId::VERIFICATION_RETRY_SUCCESS,
+        "The request was already completed successfully and can not be retried.",
+        Value::Null,
+    )
+}
+pub fn code_submitted_too_often() -> Text {
+    error(
+        MessageId::CODE_SUBMITTED_TOO_OFTEN,
+        "The request was submitted too often. Please request another code.",
+        Value::Null,
+    )
+}
+pub fn code_sends_limited(minutes: u64) -> Text {
+    error(
+        MessageId::CODE_SENDS_LIMITED,
+        format!(
+            "Too many codes were sent to this address or from this network. Please try again in {minutes} minutes."
+        ),
+        json!({ "retry_after_minutes": minutes }),
     )
 }
 pub fn flow_expired(kind_id: MessageId, minutes_ago: f64) -> Text {

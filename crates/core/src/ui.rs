@@ -59,9 +59,12 @@ pub struct Attributes {
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
-    /// Text nodes: the text shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Text nodes: the text shown; anchor nodes: their `title`.
+    #[serde(default, alias = "title", skip_serializing_if = "Option::is_none")]
     pub text: Option<Text>,
+    /// Anchor nodes (`node_type: "a"`): where the link goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
 }
 
 /// Input nodes' wire shape (Kratos's `UiNodeInputAttributes`).
@@ -92,6 +95,15 @@ struct ImageWire<'a> {
     node_type: &'a str,
 }
 
+/// `UiNodeAnchorAttributes`.
+#[derive(Serialize)]
+struct AnchorWire<'a> {
+    id: &'a str,
+    href: &'a str,
+    title: &'a Option<Text>,
+    node_type: &'a str,
+}
+
 /// `UiNodeTextAttributes`.
 #[derive(Serialize)]
 struct TextWire<'a> {
@@ -108,6 +120,13 @@ impl Serialize for Attributes {
                 src: self.src.as_deref().unwrap_or_default(),
                 width: self.width.unwrap_or_default(),
                 height: self.height.unwrap_or_default(),
+                node_type: &self.node_type,
+            }
+            .serialize(s),
+            "a" => AnchorWire {
+                id: &self.name,
+                href: self.href.as_deref().unwrap_or_default(),
+                title: &self.text,
                 node_type: &self.node_type,
             }
             .serialize(s),
@@ -202,6 +221,7 @@ impl Node {
                 width: None,
                 height: None,
                 text: None,
+                href: None,
             },
             messages: vec![],
             meta: Meta::default(),
@@ -226,6 +246,22 @@ impl Node {
         n.attributes.node_type = "text".into();
         n.attributes.text = Some(text);
         n
+    }
+
+    /// An anchor node (Kratos's `a`, e.g. "Continue" after a verification).
+    pub fn anchor(group: &str, id: &str, href: &str, title: Text) -> Node {
+        let mut n = Node::input(group, id, "", Value::Null);
+        n.kind = "a".into();
+        n.attributes.node_type = "a".into();
+        n.attributes.href = Some(href.to_string());
+        n.attributes.text = Some(title.clone());
+        n.meta.label = Some(title);
+        n
+    }
+
+    pub fn pattern(mut self, pattern: &str) -> Self {
+        self.attributes.pattern = Some(pattern.to_string());
+        self
     }
 
     pub fn required(mut self) -> Self {

@@ -80,6 +80,9 @@ pub enum Outcome {
     Continue(Flow),
     /// The browser goes to a URL (e.g. sign in after a registration without the session hook).
     Redirect(String),
+    /// The flow's next step, or a refused code, answered 200 as Kratos does (verification and
+    /// recovery: "a code was sent", "the code is wrong", "verified").
+    Shown(Flow),
 }
 
 impl Engine {
@@ -88,6 +91,10 @@ impl Engine {
             FlowKind::Login => self.settings.login_lifespan,
             FlowKind::Registration => self.settings.registration_lifespan,
             FlowKind::Settings => self.settings.settings_lifespan,
+            FlowKind::Verification | FlowKind::Recovery => self
+                .lifecycle(kind)
+                .map(|l| l.lifespan)
+                .unwrap_or(self.settings.settings_lifespan),
         }
     }
 
@@ -96,6 +103,10 @@ impl Engine {
             FlowKind::Login => &self.settings.login_ui_url,
             FlowKind::Registration => &self.settings.registration_ui_url,
             FlowKind::Settings => &self.settings.settings_ui_url,
+            FlowKind::Verification | FlowKind::Recovery => self
+                .lifecycle(kind)
+                .map(|l| &l.ui_url)
+                .unwrap_or(&self.settings.error_ui_url),
         }
     }
 
@@ -162,6 +173,8 @@ impl Engine {
             identity_id: None,
             internal: FlowInternal::default(),
             session_token_exchange_code: None,
+            active: None,
+            continue_with: Vec::new(),
         }
     }
 
@@ -240,7 +253,7 @@ impl Engine {
         let completed = match flow.state {
             FlowState::PassedChallenge => true,
             FlowState::Success => kind != FlowKind::Settings,
-            FlowState::ChooseMethod | FlowState::ShowForm => false,
+            FlowState::ChooseMethod | FlowState::ShowForm | FlowState::SentEmail => false,
         };
         if completed {
             return Err(Error::bad_request(

@@ -94,7 +94,7 @@ pub async fn scope<F: std::future::Future>(request: HookRequest, f: F) -> F::Out
     REQUEST.scope(Arc::new(request), f).await
 }
 
-fn current_request() -> Arc<HookRequest> {
+pub(crate) fn current_request() -> Arc<HookRequest> {
     REQUEST.try_with(Arc::clone).unwrap_or_default()
 }
 

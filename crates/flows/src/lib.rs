@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod engine;
 pub mod forms;
 pub mod hooks;
+pub mod lifecycle;
 pub mod limits;
 pub mod login;
 pub mod lookup;
@@ -24,6 +25,8 @@ pub mod submit;
 
 pub use engine::{Engine, Outcome, Schemas};
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod mfa_tests;
 #[cfg(test)]

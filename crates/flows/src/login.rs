@@ -177,6 +177,12 @@ impl Engine {
         }
         // Kratos runs a login's hooks before the session exists: a refusal issues nothing.
         let hooks = self.settings.hooks.login_after_password.post_persist();
+        if hooks.contains(&tessera_config::hooks::HookAction::RequireVerifiedAddress)
+            && !identity.verifiable_addresses.iter().any(|a| a.verified)
+        {
+            flow.ui.messages.push(text::address_not_verified());
+            return self.invalid(flow).await;
+        }
         if let crate::hooks::HookOutcome::Refused(r) =
             self.run_login_hooks(hooks, &flow, &identity).await?
         {

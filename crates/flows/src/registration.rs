@@ -230,7 +230,20 @@ impl Engine {
         .await?;
         flow.state = FlowState::PassedChallenge;
         let fallback = self.settings.registration_return_url.clone();
-        let return_to = self.return_to(&flow, fallback.as_ref());
+        let mut return_to = self.return_to(&flow, fallback.as_ref());
+        // Verification on: the new addresses get their codes, and `show_verification_ui`
+        // sends a browser on to the code's page.
+        let verifications = self.verify_new_addresses(&flow, &identity, None).await?;
+        if let Some(v) = verifications.first() {
+            flow.continue_with.push(self.show_verification_ui(v));
+            if hooks.has(&tessera_config::hooks::HookAction::ShowVerificationUi)
+                && flow.flow_type == FlowType::Browser
+            {
+                let mut to = self.ui_url(FlowKind::Verification).clone();
+                to.query_pairs_mut().append_pair("flow", &v.id.to_string());
+                return_to = to.to_string();
+            }
+        }
         Ok(Outcome::Completed {
             flow,
             identity,

@@ -264,6 +264,14 @@ impl Engine {
                         }
                         return Err(e);
                     }
+                    // A changed address starts unverified and gets a code (Kratos's
+                    // verification hook after settings).
+                    for v in self
+                        .verify_new_addresses(&flow, &updated, Some(&identity))
+                        .await?
+                    {
+                        flow.continue_with.push(self.show_verification_ui(&v));
+                    }
                     identity = updated;
                 }
                 _ => {

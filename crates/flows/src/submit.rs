@@ -56,6 +56,10 @@ impl Engine {
                 self.submit_settings(flow_id, body, csrf_cookie, session)
                     .await
             }
+            FlowKind::Verification | FlowKind::Recovery => {
+                self.submit_lifecycle(kind, flow_id, body, csrf_cookie, client)
+                    .await
+            }
         };
         let err = match result {
             Ok(outcome) => return Ok(Submitted::Flow(present(outcome, csrf_cookie))),
@@ -129,6 +133,10 @@ fn present(outcome: Outcome, csrf_cookie: Option<&str>) -> Outcome {
         Outcome::Invalid(mut f) => {
             Engine::present_flow(&mut f, csrf_cookie);
             Outcome::Invalid(f)
+        }
+        Outcome::Shown(mut f) => {
+            Engine::present_flow(&mut f, csrf_cookie);
+            Outcome::Shown(f)
         }
         Outcome::Completed {
             mut flow,

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::op::admin_routes())
         .merge(crate::admin_apis::routes())
         .merge(crate::admin_courier::routes())
+        .merge(crate::admin_recovery::routes())
         .merge(crate::admin_orgs::routes())
         .route(
             "/admin/health/alive",

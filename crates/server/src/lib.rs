@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admin_apis;
 pub mod admin_courier;
 pub mod admin_orgs;
+pub mod admin_recovery;
 pub mod app;
 pub mod edge;
 pub mod error;

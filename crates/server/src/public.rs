@@ -47,6 +47,22 @@ pub fn router(state: AppState) -> Router {
             "/self-service/settings/api",
             start(FlowKind::Settings, FlowType::Api),
         )
+        .route(
+            "/self-service/verification/browser",
+            start(FlowKind::Verification, FlowType::Browser),
+        )
+        .route(
+            "/self-service/verification/api",
+            start(FlowKind::Verification, FlowType::Api),
+        )
+        .route(
+            "/self-service/recovery/browser",
+            start(FlowKind::Recovery, FlowType::Browser),
+        )
+        .route(
+            "/self-service/recovery/api",
+            start(FlowKind::Recovery, FlowType::Api),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), "flows"),
             crate::edge::limit_stored,
@@ -73,6 +89,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/self-service/settings/flows", show(FlowKind::Settings))
         .route("/self-service/settings", submit_route(FlowKind::Settings))
+        .route(
+            "/self-service/verification/flows",
+            show(FlowKind::Verification),
+        )
+        .route(
+            "/self-service/verification",
+            submit_route(FlowKind::Verification),
+        )
+        .route("/self-service/recovery/flows", show(FlowKind::Recovery))
+        .route(
+            "/self-service/recovery",
+            submit_route(FlowKind::Recovery).get(recovery_link),
+        )
         .route("/self-service/logout/browser", get(logout_browser))
         .route("/self-service/logout", get(logout))
         .route("/self-service/logout/api", delete(logout_api))
@@ -293,6 +322,10 @@ async fn init(
             }
             None => Err(Error::no_session()),
         },
+        FlowKind::Verification | FlowKind::Recovery => {
+            e.init_lifecycle(kind, ft, &url, return_to, session.as_ref(), &csrf)
+                .await
+        }
     };
     let result = match result {
         Ok(mut flow)
@@ -380,11 +413,13 @@ fn show(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
                   csrf: Csrf,
                   MaybeSession(s): MaybeSession| { get_flow(cfg, kind, q, csrf, s) },
         ),
-        FlowKind::Login | FlowKind::Registration => get(
-            move |cfg: Cfg, KratosQuery(q): KratosQuery<FlowIdQuery>, csrf: Csrf| {
-                get_flow(cfg, kind, q, csrf, None)
-            },
-        ),
+        FlowKind::Login | FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery => {
+            get(
+                move |cfg: Cfg, KratosQuery(q): KratosQuery<FlowIdQuery>, csrf: Csrf| {
+                    get_flow(cfg, kind, q, csrf, None)
+                },
+            )
+        }
     }
 }
 
@@ -456,6 +491,8 @@ async fn submit(
         Outcome::Continue(flow) | Outcome::Invalid(flow) => {
             (StatusCode::BAD_REQUEST, Json(flow)).into_response()
         }
+        Outcome::Shown(flow) if browser_form(&flow) => to_ui(e, kind, &flow),
+        Outcome::Shown(flow) => Json(flow).into_response(),
         Outcome::Completed {
             flow,
             identity,
@@ -481,6 +518,24 @@ async fn submit(
     })
 }
 
+/// `GET /self-service/recovery?flow=`: an administrator's recovery link, opened in a browser.
+async fn recovery_link(
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<FlowQuery>,
+    csrf: Csrf,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let (secret, set) = csrf.issue(e);
+    let to = e
+        .claim_recovery_link(required(&q.flow, "flow")?, &secret)
+        .await?;
+    let mut resp = Redirect::to(to.as_str()).into_response();
+    if let Some(c) = set {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
 /// A completed flow's JSON answer: the session token only for API flows (browsers get the
 /// cookie), the identity for registrations, the flow itself for settings.
 fn completed_json(
@@ -491,7 +546,7 @@ fn completed_json(
     browser: bool,
 ) -> Response {
     let mut body = serde_json::Map::new();
-    if kind == FlowKind::Settings {
+    if matches!(kind, FlowKind::Settings | FlowKind::Recovery) {
         return Json(flow).into_response();
     }
     if kind == FlowKind::Registration {
@@ -502,6 +557,9 @@ fn completed_json(
             body.insert("session_token".into(), json!(t));
         }
         body.insert("session".into(), json!(s));
+    }
+    if !flow.continue_with.is_empty() {
+        body.insert("continue_with".into(), json!(flow.continue_with));
     }
     Json(Value::Object(body)).into_response()
 }
@@ -521,15 +579,19 @@ fn submit_route(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
                   h: HeaderMap,
                   body: Body| submit(cfg, client, kind, q, s, csrf, neg, h, body),
         ),
-        FlowKind::Registration => post(
-            move |cfg: Cfg,
-                  KratosQuery(q): KratosQuery<FlowQuery>,
-                  client: ClientAddr,
-                  csrf: Csrf,
-                  neg: Negotiated,
-                  h: HeaderMap,
-                  body: Body| submit(cfg, client, kind, q, None, csrf, neg, h, body),
-        ),
+        FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery => {
+            post(
+                move |cfg: Cfg,
+                      KratosQuery(q): KratosQuery<FlowQuery>,
+                      client: ClientAddr,
+                      csrf: Csrf,
+                      neg: Negotiated,
+                      h: HeaderMap,
+                      body: Body| {
+                    submit(cfg, client, kind, q, None, csrf, neg, h, body)
+                },
+            )
+        }
     }
 }
 

@@ -96,6 +96,11 @@ impl Store {
             identity_id: identity_id.and_then(|s| Uuid::parse_str(&s).ok()),
             internal: internal_of(&extra, id),
             session_token_exchange_code: None,
+            active: extra
+                .get("active")
+                .and_then(Value::as_str)
+                .map(String::from),
+            continue_with: Vec::new(),
         };
         Ok((flow, get_s("csrf_hash")?))
     }
@@ -128,7 +133,11 @@ fn extra(f: &Flow) -> String {
     } else {
         serde_json::to_value(&f.internal).unwrap_or(Value::Null)
     };
-    serde_json::json!({ "refresh": f.refresh, "requested_aal": f.requested_aal, "internal": internal }).to_string()
+    let mut v = serde_json::json!({ "refresh": f.refresh, "requested_aal": f.requested_aal, "internal": internal });
+    if let Some(a) = &f.active {
+        v["active"] = Value::String(a.clone());
+    }
+    v.to_string()
 }
 
 /// Reads `extra.internal`. A value this version cannot read (a row written by a future one,

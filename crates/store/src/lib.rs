@@ -14,6 +14,7 @@ mod dsn;
 pub mod flows;
 mod identities;
 mod jtis;
+pub mod lifecycle;
 mod limits;
 pub mod logout_notices;
 mod migrations;

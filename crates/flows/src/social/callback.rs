@@ -195,6 +195,11 @@ impl Engine {
                 self.oidc_sign_in(flow, &provider, profile, mapped, tokens, csrf_cookie)
                     .await?
             }
+            FlowKind::Verification | FlowKind::Recovery => {
+                return Err(Error::bad_request(
+                    "Social sign-in does not apply to verification or recovery flows.",
+                ));
+            }
         };
         match (&outcome, api_flow) {
             (

@@ -305,12 +305,29 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         self.count(crate::engine::Counted::Registration, "oidc", provider.id());
+        // Addresses the upstream did not vouch for get a verification code, as after a
+        // password sign-up.
+        // The verification flow belongs to this browser (a callback's flow was loaded without
+        // its CSRF secret, which the browser's cookie still is).
+        let mut trigger = flow.clone();
+        if trigger.flow_type == FlowType::Browser {
+            trigger.csrf_token = csrf_cookie.unwrap_or_default().to_string();
+        }
+        let verifications = self.verify_new_addresses(&trigger, &identity, None).await?;
         if self.settings.session_after_oidc_registration {
             let session = self.issue_session(&identity, "oidc").await?;
             self.run_post_persist(hooks.post_persist(), &flow, &identity, Some(&session.0))
                 .await?;
             let fallback = self.settings.oidc_registration_return_url.clone();
-            let return_to = self.return_to(&flow, fallback.as_ref());
+            let mut return_to = self.return_to(&flow, fallback.as_ref());
+            if let Some(v) = verifications.first()
+                && hooks.has(&tessera_config::hooks::HookAction::ShowVerificationUi)
+                && flow.flow_type == FlowType::Browser
+            {
+                let mut to = self.ui_url(FlowKind::Verification).clone();
+                to.query_pairs_mut().append_pair("flow", &v.id.to_string());
+                return_to = to.to_string();
+            }
             return Ok(CallbackOutcome::SignedIn {
                 identity,
                 session,

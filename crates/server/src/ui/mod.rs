@@ -63,6 +63,8 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login", flow_route(FlowKind::Login))
         .route("/ui/registration", flow_route(FlowKind::Registration))
         .route("/ui/settings", flow_route(FlowKind::Settings))
+        .route("/ui/verification", flow_route(FlowKind::Verification))
+        .route("/ui/recovery", flow_route(FlowKind::Recovery))
         .route("/ui/welcome", get(welcome))
         .route("/ui/error", get(error_page))
         .route("/ui/lang", get(switch_language))
@@ -436,7 +438,10 @@ async fn flow_page(
     let session = match (kind, session) {
         (FlowKind::Settings, Some(s)) if flow.identity_id == Some(s.identity_id) => Some(s),
         (FlowKind::Settings, _) => return Redirect::to(&start).into_response(),
-        (FlowKind::Login | FlowKind::Registration, _) => None,
+        (
+            FlowKind::Login | FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery,
+            _,
+        ) => None,
     };
     let resp = rendered(flow_html(e, lang, &here, &flow, session.as_ref()));
     keep_ui_locales(e, resp, q.ui_locales.as_deref())
@@ -541,6 +546,43 @@ pub fn flow_html(
             String::new(),
             String::new(),
         ),
+        // Verification and recovery: the address, then the code; once verified, only the
+        // message and a link on (the flow's `continue` anchor).
+        FlowKind::Verification | FlowKind::Recovery => {
+            let (page, key) = if flow.kind == FlowKind::Verification {
+                ("verification", "page.verification")
+            } else {
+                ("recovery", "page.recovery")
+            };
+            let next = flow
+                .ui
+                .nodes
+                .iter()
+                .find(|n| n.attributes.node_type == "a")
+                .and_then(|n| n.attributes.href.clone())
+                .unwrap_or_default();
+            (
+                page,
+                "lifecycle.html",
+                i18n::t(lang, &format!("{key}.title"), &[]),
+                // Done: the message says it all; waiting for a code: ask for it.
+                match flow.state {
+                    tessera_core::flow::FlowState::PassedChallenge => String::new(),
+                    tessera_core::flow::FlowState::SentEmail => {
+                        i18n::t(lang, &format!("{key}.code_subtitle"), &[])
+                    }
+                    _ => i18n::t(lang, &format!("{key}.subtitle"), &[]),
+                },
+                next,
+            )
+        }
+    };
+    let forms = if flow.state == tessera_core::flow::FlowState::PassedChallenge
+        && matches!(flow.kind, FlowKind::Verification | FlowKind::Recovery)
+    {
+        Vec::new()
+    } else {
+        forms
     };
     let view = FlowPage {
         chrome: chrome(e, lang, here),
@@ -558,6 +600,11 @@ pub fn flow_html(
         logout_href: session.map(|s| e.public_logout_url(s)).unwrap_or_default(),
         home_href: e.settings.default_return_url.to_string(),
         signed_in_as: session.map(|s| identifier_of(e, s)).unwrap_or_default(),
+        recovery_href: if flow.kind == FlowKind::Login && e.lifecycle(FlowKind::Recovery).is_ok() {
+            browser_start(e, FlowKind::Recovery, None)
+        } else {
+            String::new()
+        },
     };
     render::render(template, &view)
 }
@@ -578,15 +625,17 @@ fn flow_route(kind: FlowKind) -> MethodRouter<AppState> {
                 flow_page(cfg, kind, q, csrf, s, h, here(&u)).await
             },
         ),
-        FlowKind::Login | FlowKind::Registration => get(
-            move |cfg: Cfg,
-                  KratosQuery(q): KratosQuery<PageQuery>,
-                  csrf: Csrf,
-                  h: HeaderMap,
-                  u: OriginalUri| async move {
-                flow_page(cfg, kind, q, csrf, None, h, here(&u)).await
-            },
-        ),
+        FlowKind::Login | FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery => {
+            get(
+                move |cfg: Cfg,
+                      KratosQuery(q): KratosQuery<PageQuery>,
+                      csrf: Csrf,
+                      h: HeaderMap,
+                      u: OriginalUri| async move {
+                    flow_page(cfg, kind, q, csrf, None, h, here(&u)).await
+                },
+            )
+        }
     }
 }
 

@@ -183,8 +183,17 @@ async fn email_password_quickstart_serves_flows_and_returns_to_the_expo_app() {
         )
         .await;
     assert_eq!(r.status(), 303, "{:?}", r.text().await);
-    // The registration's session hook signs in and the browser goes back to the app.
-    assert_eq!(location(&r), EXPO);
+    // The registration's session hook signs in; the quickstart's `show_verification_ui`
+    // sends the browser on to its verification page (as Kratos does), and the verification
+    // flow keeps the way back to the app for when the address is verified.
+    let loc = location(&r);
+    assert!(
+        loc.starts_with("http://127.0.0.1:4455/verification?flow="),
+        "{loc}"
+    );
+    let verification = flow_json_at(&b, &s.public, "verification", &flow_id_of(&loc)).await;
+    assert_eq!(verification["return_to"], EXPO, "{verification}");
+    assert_eq!(verification["state"], "sent_email");
 
     // Login with a return_to below the listed app path works too; others are refused.
     let r = c

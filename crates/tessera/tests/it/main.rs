@@ -33,6 +33,7 @@ mod hosted_ui;
 mod identity_config;
 mod kratos_identities;
 mod kratos_quickstart;
+mod lifecycle;
 mod mapper_cli;
 mod mapper_sandbox;
 mod mfa;

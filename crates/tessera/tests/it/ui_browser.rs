@@ -66,7 +66,7 @@ async fn hosted_pages_in_chromium() {
         dt_api = dt.base_url(),
     );
     let config = format!(
-        "selfservice:\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n        oidc:\n          hooks:\n            - hook: session\nexperience:\n  provider_order: [dingtalk, vk, github]\n  brand:\n    name: Bookstore\n    primary_color: \"#0f766e\"\n  terms_of_service_url: https://bookstore.example/terms\n  privacy_policy_url: https://bookstore.example/privacy\n"
+        "selfservice:\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    recovery:\n      enabled: true\n    verification:\n      enabled: true\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n        oidc:\n          hooks:\n            - hook: session\nexperience:\n  provider_order: [dingtalk, vk, github]\n  brand:\n    name: Bookstore\n    primary_color: \"#0f766e\"\n  terms_of_service_url: https://bookstore.example/terms\n  privacy_policy_url: https://bookstore.example/privacy\n"
     );
     // The OpenID Provider with ES256 keys (RSA generation is slow in debug builds).
     let s = TestServer::start(
@@ -139,6 +139,7 @@ async fn hosted_pages_in_chromium() {
             ("APP_REDIRECT_URI", redirect_uri),
             ("APP_CLIENT_ID", client_id),
             ("SPA_URL", spa),
+            ("ADMIN_URL", s.admin.clone()),
         ],
     )
     .await;

@@ -9,11 +9,15 @@ use std::sync::LazyLock;
 
 /// Every template, by name. Pages extend `base.html`; the partials `messages.html` (a flow's
 /// messages) and `flow_forms.html` (its forms, fields and buttons) are included.
-pub const TEMPLATES: [(&str, &str); 14] = [
+pub const TEMPLATES: [(&str, &str); 15] = [
     ("field.html", include_str!("../templates/field.html")),
     ("base.html", include_str!("../templates/base.html")),
     ("messages.html", include_str!("../templates/messages.html")),
     ("login.html", include_str!("../templates/login.html")),
+    (
+        "lifecycle.html",
+        include_str!("../templates/lifecycle.html"),
+    ),
     (
         "registration.html",
         include_str!("../templates/registration.html"),

@@ -22,6 +22,8 @@ pub struct FlowPage {
     pub logout_href: String,
     pub home_href: String,
     pub signed_in_as: String,
+    /// Login: "Forgot password?" (to a recovery flow) when recovery is on.
+    pub recovery_href: String,
 }
 
 /// `/ui/error`.

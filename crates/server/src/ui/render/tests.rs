@@ -88,6 +88,8 @@ fn flow_of(kind: FlowKind, ui: Ui) -> Flow {
         identity_id: None,
         internal: Default::default(),
         session_token_exchange_code: None,
+        active: None,
+        continue_with: Vec::new(),
     }
 }
 
@@ -125,6 +127,7 @@ fn page(lang: Lang, x: &Experience) -> String {
         logout_href: String::new(),
         home_href: String::new(),
         signed_in_as: String::new(),
+        recovery_href: String::new(),
     };
     render("registration.html", &view).unwrap()
 }

@@ -1,0 +1,313 @@
+//! The account lifecycle flows: `selfservice.flows.verification` and
+//! `selfservice.flows.recovery` (Kratos's keys), the code method's `lifespan` and
+//! `max_submissions` (`selfservice.methods.code.config`), and the send limits on codes
+//! (`limits.code_sends`, a Tessera extension: every code is an email somebody pays for and an
+//! inbox somebody can be flooded in).
+//!
+//! What Tessera cannot do here is refused at start rather than ignored: `use: link` (only
+//! codes are sent), and web hooks on these flows.
+
+use crate::load::{Loaded, Problem, problem};
+use crate::model::Hook;
+use crate::resolve::{parse_duration, parse_url};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use url::Url;
+
+/// `selfservice.flows.verification` and `selfservice.flows.recovery` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleFlowConfig {
+    pub enabled: bool,
+    pub ui_url: String,
+    pub lifespan: String,
+    /// `code` (Kratos's default) or `link`.
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Send a message saying "nobody has an account here" to an unknown address.
+    pub notify_unknown_recipients: bool,
+    pub before: crate::hooks::BeforeHooks,
+    pub after: LifecycleAfter,
+}
+
+impl Default for LifecycleFlowConfig {
+    fn default() -> Self {
+        LifecycleFlowConfig {
+            enabled: false,
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            use_: "code".into(),
+            notify_unknown_recipients: false,
+            before: Default::default(),
+            after: Default::default(),
+        }
+    }
+}
+
+/// `…after` of verification and recovery.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleAfter {
+    pub default_browser_return_url: String,
+    pub hooks: Vec<Hook>,
+}
+
+/// `selfservice.methods.code.config`: how long a code holds and how many wrong tries a flow
+/// takes before it must be started again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeConfig {
+    pub lifespan: String,
+    pub max_submissions: u32,
+    /// Kratos's fallback for a code sign-in without a code credential (one-time-code sign-in,
+    /// which Tessera refuses); read so the key loads.
+    pub missing_credential_fallback_enabled: bool,
+}
+
+impl Default for CodeConfig {
+    fn default() -> Self {
+        CodeConfig {
+            lifespan: "15m".into(),
+            max_submissions: 5,
+            missing_credential_fallback_enabled: false,
+        }
+    }
+}
+
+/// `limits.code_sends` (Tessera): codes sent per hour, counted in the database (so across
+/// instances). 0 turns one limit off; `limits.enabled: false` turns both off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeSendLimits {
+    pub per_address_per_hour: u32,
+    pub per_client_address_per_hour: u32,
+}
+
+impl Default for CodeSendLimits {
+    fn default() -> Self {
+        CodeSendLimits {
+            per_address_per_hour: 5,
+            per_client_address_per_hour: 30,
+        }
+    }
+}
+
+/// One lifecycle flow, resolved. `None` in [`LifecycleSettings`] when it is not enabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleFlow {
+    pub ui_url: Url,
+    pub lifespan: Duration,
+    pub notify_unknown_recipients: bool,
+    /// `after.default_browser_return_url`.
+    pub return_url: Option<Url>,
+    /// Recovery: `revoke_active_sessions` among `after.hooks`.
+    pub revoke_active_sessions: bool,
+}
+
+/// Verification, recovery and their codes, as the server runs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleSettings {
+    pub verification: Option<LifecycleFlow>,
+    pub recovery: Option<LifecycleFlow>,
+    pub code_lifespan: Duration,
+    pub max_submissions: u32,
+    pub sends_per_address_per_hour: u32,
+    pub sends_per_client_per_hour: u32,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            verification: None,
+            recovery: None,
+            code_lifespan: Duration::from_secs(15 * 60),
+            max_submissions: 5,
+            sends_per_address_per_hour: 5,
+            sends_per_client_per_hour: 30,
+        }
+    }
+}
+
+/// Resolves both flows. `base` is the public base URL (the hosted pages' default).
+pub fn resolve_lifecycle(
+    loaded: &Loaded,
+    base: &Url,
+    limits_enabled: bool,
+    p: &mut Vec<Problem>,
+) -> LifecycleSettings {
+    let c = &loaded.config;
+    let code = &c.selfservice.methods.code.config;
+    let code_lifespan = parse_duration(
+        loaded,
+        "selfservice.methods.code.config.lifespan",
+        &code.lifespan,
+        p,
+    );
+    if code.max_submissions == 0 {
+        p.push(problem(
+            loaded,
+            "selfservice.methods.code.config.max_submissions",
+            "must be at least 1: with 0 no code could ever be entered",
+        ));
+    }
+    let sends = &c.limits.code_sends;
+    let off = |n: u32| if limits_enabled { n } else { 0 };
+    LifecycleSettings {
+        verification: resolve_flow(
+            loaded,
+            "selfservice.flows.verification",
+            &c.selfservice.flows.verification,
+            base,
+            "ui/verification",
+            &[],
+            p,
+        ),
+        recovery: resolve_flow(
+            loaded,
+            "selfservice.flows.recovery",
+            &c.selfservice.flows.recovery,
+            base,
+            "ui/recovery",
+            &["revoke_active_sessions"],
+            p,
+        ),
+        code_lifespan,
+        max_submissions: code.max_submissions.max(1),
+        sends_per_address_per_hour: off(sends.per_address_per_hour),
+        sends_per_client_per_hour: off(sends.per_client_address_per_hour),
+    }
+}
+
+fn resolve_flow(
+    loaded: &Loaded,
+    key: &str,
+    f: &LifecycleFlowConfig,
+    base: &Url,
+    page: &str,
+    after_allowed: &[&str],
+    p: &mut Vec<Problem>,
+) -> Option<LifecycleFlow> {
+    match f.use_.as_str() {
+        "code" => {}
+        "link" => p.push(problem(
+            loaded,
+            &format!("{key}.use"),
+            "`link` is not implemented in Tessera yet: set `use: code` (a code by email, Kratos's default)",
+        )),
+        other => p.push(problem(
+            loaded,
+            &format!("{key}.use"),
+            format!("`{other}` is not a method: use `code` (or Kratos's `link`)"),
+        )),
+    }
+    for (i, h) in f.before.hooks.iter().enumerate() {
+        p.push(problem(
+            loaded,
+            &format!("{key}.before.hooks.{i}.hook"),
+            format!(
+                "hook `{}` before this flow is not implemented in Tessera yet; remove it",
+                h.hook
+            ),
+        ));
+    }
+    let mut revoke = false;
+    for (i, h) in f.after.hooks.iter().enumerate() {
+        if after_allowed.contains(&h.hook.as_str()) {
+            revoke |= h.hook == "revoke_active_sessions";
+        } else {
+            let allowed = if after_allowed.is_empty() {
+                "none yet".to_string()
+            } else {
+                after_allowed
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            p.push(problem(
+                loaded,
+                &format!("{key}.after.hooks.{i}.hook"),
+                format!(
+                    "hook `{}` after this flow is not implemented in Tessera (it runs {allowed} here); remove it",
+                    h.hook
+                ),
+            ));
+        }
+    }
+    let lifespan = parse_duration(loaded, &format!("{key}.lifespan"), &f.lifespan, p);
+    let ui_url = if f.ui_url.is_empty() {
+        base.join(page).ok()?
+    } else {
+        parse_url(loaded, &format!("{key}.ui_url"), &f.ui_url, p)?
+    };
+    let return_url = if f.after.default_browser_return_url.is_empty() {
+        None
+    } else {
+        parse_url(
+            loaded,
+            &format!("{key}.after.default_browser_return_url"),
+            &f.after.default_browser_return_url,
+            p,
+        )
+    };
+    f.enabled.then_some(LifecycleFlow {
+        ui_url,
+        lifespan,
+        notify_unknown_recipients: f.notify_unknown_recipients,
+        return_url,
+        revoke_active_sessions: revoke,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(yaml: &str) -> (LifecycleSettings, Vec<Problem>) {
+        let loaded = crate::load_str("t.yml", yaml, &Default::default()).expect("loads");
+        let mut p = Vec::new();
+        let base = Url::parse("http://127.0.0.1:4433/").expect("url");
+        (resolve_lifecycle(&loaded, &base, true, &mut p), p)
+    }
+
+    #[test]
+    fn the_quickstart_shape_resolves_with_the_hosted_pages_by_default() {
+        let (s, p) = resolve(
+            "selfservice:\n  flows:\n    verification:\n      enabled: true\n      use: code\n      after:\n        default_browser_return_url: http://127.0.0.1:4455/welcome\n    recovery:\n      enabled: true\n      use: code\n      after:\n        hooks:\n          - hook: revoke_active_sessions\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let v = s.verification.expect("verification on");
+        assert_eq!(v.ui_url.as_str(), "http://127.0.0.1:4433/ui/verification");
+        assert_eq!(
+            v.return_url.map(|u| u.to_string()).as_deref(),
+            Some("http://127.0.0.1:4455/welcome")
+        );
+        assert!(s.recovery.expect("recovery on").revoke_active_sessions);
+        assert_eq!(s.code_lifespan, Duration::from_secs(900));
+        assert_eq!(s.max_submissions, 5);
+        assert_eq!(s.sends_per_address_per_hour, 5);
+    }
+
+    #[test]
+    fn off_by_default_and_link_or_hooks_are_refused_not_ignored() {
+        let (s, p) = resolve("");
+        assert!(s.verification.is_none() && s.recovery.is_none() && p.is_empty());
+        let (_, p) = resolve(
+            "selfservice:\n  flows:\n    recovery:\n      enabled: true\n      use: link\n      after:\n        hooks:\n          - hook: web_hook\n            config: {}\n",
+        );
+        let keys: Vec<&str> = p.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "selfservice.flows.recovery.use",
+                "selfservice.flows.recovery.after.hooks.0.hook"
+            ],
+            "{p:?}"
+        );
+        assert_eq!(p[0].location.to_string(), "t.yml:5");
+        let (_, p) = resolve(
+            "selfservice:\n  methods:\n    code:\n      config:\n        lifespan: soon\n        max_submissions: 0\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
+}

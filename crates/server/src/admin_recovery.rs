@@ -1,0 +1,73 @@
+//! Admin-initiated recovery (Kratos's `POST /admin/recovery/code`): a recovery flow and a code
+//! the administrator passes on to the person, who opens the link in a browser and enters it.
+//! `POST /admin/recovery/link` answers with a precise error until the `link` method exists.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Cfg, KratosBody};
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tessera_core::Error;
+use tessera_core::timefmt::to_rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/recovery/code", post(create_code))
+        .route("/admin/recovery/link", post(create_link))
+}
+
+/// Kratos's `createRecoveryCodeForIdentityBody` → `recoveryCodeForIdentity` (201).
+async fn create_code(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
+    let id = body
+        .get("identity_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError(Error::bad_request(
+                "`identity_id` is required: the id of the identity to recover.",
+            ))
+        })?;
+    let identity_id = uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| ApiError(Error::invalid_uuid("identity_id", id)))?;
+    let expires_in = match body.get("expires_in").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(s) => Some(
+            tessera_core::duration::parse(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ApiError(Error::bad_request(format!(
+                        "`expires_in` `{s}` is not a positive duration: use a value such as `15m` or `1h`."
+                    )))
+                })?,
+        ),
+    };
+    let (flow, code, link) = cfg
+        .engine()
+        .admin_recovery_code(identity_id, expires_in)
+        .await?;
+    let expires_at = flow
+        .internal
+        .code
+        .as_ref()
+        .map(|c| c.expires_at)
+        .unwrap_or(flow.expires_at);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "recovery_link": link,
+            "recovery_code": code,
+            "expires_at": to_rfc3339(expires_at),
+        })),
+    )
+        .into_response())
+}
+
+async fn create_link() -> ApiError {
+    ApiError(Error::bad_request(
+        "Recovery links are not implemented in Tessera yet: use POST /admin/recovery/code and pass the code on.",
+    ))
+}

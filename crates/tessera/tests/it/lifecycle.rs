@@ -1,0 +1,866 @@
+//! Verification and recovery by code end to end (issue 15, items 2, 3, 6 and 7): the codes
+//! travel through the real courier to the emulators' SMTP sink and are read back from the
+//! mail. Journeys in Chinese and Russian; then the attacks: wrong codes until the flow is
+//! spent, an expired code, a code used twice, a code from another flow, an unknown address
+//! (answered exactly like a known one), a browser form without its CSRF token, and the send
+//! limit.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tessera_testkit::emulators::smtp_sink::{Mail, SmtpSink};
+use tessera_testkit::journey::{flow_id_of, location, submit};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend, message_ids};
+
+fn config(port: u16, extra: &str) -> String {
+    format!(
+        "courier:\n  smtp:\n    connection_uri: smtp://127.0.0.1:{port}/?disable_starttls=true\n    from_address: accounts@example.org\n  worker:\n    pull_wait: 100ms\nselfservice:\n  flows:\n    verification:\n      enabled: true\n      use: code\n    recovery:\n      enabled: true\n      use: code\n      after:\n        hooks:\n          - hook: revoke_active_sessions\n    registration:\n      after:\n        password:\n          hooks:\n            - hook: session\n            - hook: show_verification_ui\n{extra}"
+    )
+}
+
+/// Waits for the `n`-th mail to `to` (a liveness bound: a minute is far beyond need).
+async fn mail_to(sink: &SmtpSink, to: &str, n: usize) -> Mail {
+    let start = Instant::now();
+    loop {
+        let mails: Vec<Mail> = sink
+            .mails()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t.contains(to)))
+            .collect();
+        if mails.len() >= n {
+            return mails[n - 1].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no mail #{n} to {to}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The six-digit code in a mail's text.
+fn code_in(mail: &Mail) -> String {
+    let text = mail.text();
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .to_string()
+}
+
+async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A flow as a single-page app opens it, with the browser's cookies.
+async fn open(b: &Browser, s: &TestServer, kind: &str, query: &str) -> Value {
+    let r = b
+        .get(
+            &format!("{}/self-service/{kind}/browser{query}", s.public),
+            true,
+        )
+        .await;
+    let (status, flow) = json_of(r).await;
+    assert_eq!(status, 200, "{flow}");
+    flow
+}
+
+async fn fetch(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
+    let r = b
+        .get(
+            &format!("{}/self-service/{kind}/flows?id={id}", s.public),
+            true,
+        )
+        .await;
+    json_of(r).await.1
+}
+
+each_backend!(register_verify_by_code_in_chinese);
+/// Register in a Chinese browser → `show_verification_ui` sends it to the verification page →
+/// the code from the Chinese mail → the address is verified, as whoami and the page say.
+async fn register_verify_by_code_in_chinese(backend: Backend) {
+    let sink = SmtpSink::start(false).await;
+    let s = TestServer::start(backend, config(sink.port, "")).await;
+    let b = Browser::default();
+    let reg = open(&b, &s, "registration", "?ui_locales=zh-CN").await;
+    let r = submit(
+        &b,
+        &reg,
+        &[
+            ("method", "password"),
+            ("traits.email", "li.wei@example.cn"),
+            ("password", "correct horse battery staple"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("{}/ui/verification?flow=", s.public)),
+        "{to}"
+    );
+    let id = flow_id_of(&to);
+    let flow = fetch(&b, &s, "verification", &id).await;
+    assert_eq!(flow["state"], "sent_email", "{flow}");
+    assert_eq!(flow["active"], "code");
+    assert!(
+        message_ids(&flow).iter().any(|(_, id)| *id == 1080003),
+        "{flow}"
+    );
+    let me = tessera_testkit::journey::whoami(&b, &s).await;
+    let address = &me["identity"]["verifiable_addresses"][0];
+    assert_eq!(address["verified"], false, "{me}");
+    assert_eq!(address["status"], "pending");
+
+    let mail = mail_to(&sink, "li.wei@example.cn", 1).await;
+    assert_eq!(mail.subject(), "请验证您的邮箱地址");
+    let code = code_in(&mail);
+    let r = submit(
+        &b,
+        &flow,
+        &[("method", "code"), ("code", code.as_str())],
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(flow_id_of(&location(&r)), id);
+    let done = fetch(&b, &s, "verification", &id).await;
+    assert_eq!(done["state"], "passed_challenge", "{done}");
+    assert!(
+        message_ids(&done).iter().any(|(_, id)| *id == 1080002),
+        "{done}"
+    );
+    let me = tessera_testkit::journey::whoami(&b, &s).await;
+    let address = &me["identity"]["verifiable_addresses"][0];
+    assert_eq!(address["verified"], true, "{me}");
+    assert_eq!(address["status"], "completed");
+    assert!(address["verified_at"].is_string(), "{me}");
+    // The hosted page says so in Chinese.
+    let page = b
+        .get(
+            &format!("{}/ui/verification?flow={id}&ui_locales=zh-CN", s.public),
+            false,
+        )
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("你的邮箱地址已验证。"), "{page}");
+}
+
+each_backend!(forgot_password_by_code_in_russian_revokes_old_sessions);
+/// Forgot password in a Russian browser → the code from the Russian mail → a session and a
+/// settings flow that takes a new password without the old one → the old session is gone,
+/// the new password signs in and the old one does not.
+async fn forgot_password_by_code_in_russian_revokes_old_sessions(backend: Backend) {
+    let sink = SmtpSink::start(false).await;
+    let s = TestServer::start(backend, config(sink.port, "")).await;
+    s.register("ivan@example.ru", "old password 12345").await;
+    let (status, old) = s.login("ivan@example.ru", "old password 12345").await;
+    assert_eq!(status, 200, "{old}");
+    let old_token = old["session_token"].as_str().expect("token").to_string();
+    // The login page offers the way back in.
+    let b = Browser::default();
+    let login = open(&b, &s, "login", "").await;
+    let page = b
+        .get(
+            &format!(
+                "{}/ui/login?flow={}&ui_locales=ru",
+                s.public,
+                login["id"].as_str().unwrap_or_default()
+            ),
+            false,
+        )
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("Забыли пароль?"), "{page}");
+
+    let flow = open(&b, &s, "recovery", "?ui_locales=ru").await;
+    assert_eq!(flow["state"], "choose_method");
+    let (status, sent) = json_of(
+        submit(
+            &b,
+            &flow,
+            &[("method", "code"), ("email", "Ivan@Example.ru")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["state"], "sent_email");
+    assert!(
+        message_ids(&sent).iter().any(|(_, id)| *id == 1060003),
+        "{sent}"
+    );
+    let mail = mail_to(&sink, "ivan@example.ru", 2).await;
+    assert!(mail.subject().contains("Восстанов"), "{}", mail.subject());
+    let code = code_in(&mail);
+    let r = submit(
+        &b,
+        &sent,
+        &[("method", "code"), ("code", code.as_str())],
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("{}/ui/settings?flow=", s.public)),
+        "{to}"
+    );
+    let settings = fetch(&b, &s, "settings", &flow_id_of(&to)).await;
+    assert!(
+        message_ids(&settings).iter().any(|(_, id)| *id == 1060001),
+        "{settings}"
+    );
+    let (status, saved) = json_of(
+        submit(
+            &b,
+            &settings,
+            &[
+                ("method", "password"),
+                ("password", "brand new password 678"),
+            ],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        s.whoami(&old_token).await.0,
+        401,
+        "the old session is revoked"
+    );
+    assert_eq!(
+        s.login("ivan@example.ru", "brand new password 678").await.0,
+        200
+    );
+    assert_eq!(
+        s.login("ivan@example.ru", "old password 12345").await.0,
+        400
+    );
+    // The recovered address counts as verified.
+    let me = tessera_testkit::journey::whoami(&b, &s).await;
+    assert_eq!(
+        me["identity"]["verifiable_addresses"][0]["verified"], true,
+        "{me}"
+    );
+}
+
+/// What two answers share once their per-flow values (ids, times, CSRF tokens, URLs) are
+/// taken out: an unknown address must not be told apart from a known one.
+fn shape(v: &Value) -> Value {
+    let mut v = v.clone();
+    for k in [
+        "id",
+        "expires_at",
+        "issued_at",
+        "created_at",
+        "updated_at",
+        "request_url",
+    ] {
+        v[k] = Value::Null;
+    }
+    v["ui"]["action"] = Value::Null;
+    if let Some(nodes) = v["ui"]["nodes"].as_array_mut() {
+        for n in nodes {
+            if n["attributes"]["name"] == "csrf_token" || n["attributes"]["name"] == "email" {
+                n["attributes"]["value"] = Value::Null;
+            }
+        }
+    }
+    v
+}
+
+each_backend!(codes_resist_guessing_reuse_and_enumeration);
+/// The attacks on codes and on the address form.
+async fn codes_resist_guessing_reuse_and_enumeration(backend: Backend) {
+    let sink = SmtpSink::start(false).await;
+    let extra = "limits:\n  code_sends:\n    per_address_per_hour: 2\n";
+    let s = TestServer::start(backend, config(sink.port, extra)).await;
+    s.register("known@example.org", "a long enough password")
+        .await;
+    let b = Browser::default();
+    // Registration sent the first verification mail to the known address.
+    let _ = mail_to(&sink, "known@example.org", 1).await;
+
+    // Unknown address: the same status and the same flow as a known one; no mail goes out.
+    let known = open(&b, &s, "recovery", "").await;
+    let (ks, known_sent) = json_of(
+        submit(
+            &b,
+            &known,
+            &[("method", "code"), ("email", "known@example.org")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    let unknown = open(&b, &s, "recovery", "").await;
+    let (us, unknown_sent) = json_of(
+        submit(
+            &b,
+            &unknown,
+            &[("method", "code"), ("email", "nobody@example.org")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((ks, us), (200, 200));
+    assert_eq!(shape(&known_sent), shape(&unknown_sent));
+    let code = code_in(&mail_to(&sink, "known@example.org", 2).await);
+    assert!(
+        sink.mails()
+            .iter()
+            .all(|m| !m.to.iter().any(|t| t.contains("nobody"))),
+        "no mail to an unknown address"
+    );
+
+    // A code works only in its own flow.
+    let (status, other) = json_of(
+        submit(
+            &b,
+            &unknown_sent,
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        message_ids(&other).iter().any(|(_, id)| *id == 4060006),
+        "{other}"
+    );
+
+    // A browser form without its CSRF token is refused.
+    let r = b
+        .post_form(
+            known_sent["ui"]["action"].as_str().expect("action"),
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await;
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["id"], "security_csrf_violation");
+
+    // Five wrong codes are answered "wrong"; the sixth try spends the flow, so even the right
+    // code no longer works there, and a fresh flow says why.
+    for _ in 0..5 {
+        let (status, wrong) = json_of(
+            submit(
+                &b,
+                &known_sent,
+                &[("method", "code"), ("code", "000000")],
+                true,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            message_ids(&wrong).iter().any(|(_, id)| *id == 4060006),
+            "{wrong}"
+        );
+    }
+    let (status, spent) = json_of(
+        submit(
+            &b,
+            &known_sent,
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{spent}");
+    assert_ne!(spent["id"], known_sent["id"]);
+    assert_eq!(spent["state"], "choose_method");
+    assert!(
+        message_ids(&spent).iter().any(|(_, id)| *id == 4000902),
+        "{spent}"
+    );
+    assert!(tessera_testkit::journey::whoami(&b, &s).await["error"].is_object());
+
+    // A code is used once: the second use of a good code is refused.
+    let flow = open(&b, &s, "verification", "").await;
+    let (_, sent) = json_of(
+        submit(
+            &b,
+            &flow,
+            &[("method", "code"), ("email", "known@example.org")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    let code = code_in(&mail_to(&sink, "known@example.org", 3).await);
+    let (status, ok) = json_of(
+        submit(
+            &b,
+            &sent,
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["state"], "passed_challenge");
+    let (status, again) = json_of(
+        submit(
+            &b,
+            &sent,
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{again}");
+    assert_eq!(again["error"]["id"], "self_service_flow_completed");
+
+    // The send limit: a third code to the same address within the hour is refused, and says so.
+    let flow = open(&b, &s, "verification", "").await;
+    let (status, limited) = json_of(
+        submit(
+            &b,
+            &flow,
+            &[("method", "code"), ("email", "known@example.org")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{limited}");
+    assert!(
+        message_ids(&limited).iter().any(|(_, id)| *id == 4000903),
+        "{limited}"
+    );
+    assert_eq!(
+        sink.mails()
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t.contains("known@")))
+            .count(),
+        3
+    );
+}
+
+each_backend!(an_expired_code_is_refused_and_unverified_logins_wait);
+/// A code past its lifespan is refused like a wrong one; with `require_verified_address`, a
+/// login with an unverified address is refused with Kratos's 4000010 and no session.
+async fn an_expired_code_is_refused_and_unverified_logins_wait(backend: Backend) {
+    let sink = SmtpSink::start(false).await;
+    let extra = "  methods:\n    code:\n      config:\n        lifespan: 1ms\n";
+    let yaml = config(sink.port, "").replace("selfservice:\n", &format!("selfservice:\n{extra}"))
+        + "    login:\n      after:\n        password:\n          hooks:\n            - hook: require_verified_address\n";
+    let s = TestServer::start(backend, yaml).await;
+    s.register("slow@example.org", "a long enough password")
+        .await;
+    let (status, login) = s.login("slow@example.org", "a long enough password").await;
+    assert_eq!(status, 400, "{login}");
+    assert!(
+        message_ids(&login).iter().any(|(_, id)| *id == 4000010),
+        "{login}"
+    );
+    assert!(login.get("session_token").is_none());
+
+    let c = TestServer::client();
+    let flow: Value = c
+        .get(format!("{}/self-service/verification/api", s.public))
+        .send()
+        .await
+        .expect("init")
+        .json()
+        .await
+        .expect("json");
+    let action = flow["ui"]["action"].as_str().expect("action").to_string();
+    let sent: Value = c
+        .post(&action)
+        .json(&json!({"method": "code", "email": "slow@example.org"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sent["state"], "sent_email", "{sent}");
+    let code = code_in(&mail_to(&sink, "slow@example.org", 2).await);
+    let r = c
+        .post(&action)
+        .json(&json!({"method": "code", "code": code}))
+        .send()
+        .await
+        .expect("code");
+    let (status, expired) = json_of(r).await;
+    assert_eq!(status, 200);
+    assert!(
+        message_ids(&expired).iter().any(|(_, id)| *id == 4070006),
+        "{expired}"
+    );
+    assert_eq!(
+        s.login("slow@example.org", "a long enough password")
+            .await
+            .0,
+        400
+    );
+}
+
+each_backend!(an_administrators_recovery_code_opens_in_one_browser);
+/// `POST /admin/recovery/code` (Kratos's shapes): the link binds the flow to the first browser
+/// that opens it, the code then leads to the settings page; another browser gets nothing, and
+/// bad requests say what is wrong.
+async fn an_administrators_recovery_code_opens_in_one_browser(backend: Backend) {
+    let sink = SmtpSink::start(false).await;
+    let s = TestServer::start(backend, config(sink.port, "")).await;
+    let who = s
+        .register("eve@example.org", "a long enough password")
+        .await;
+    let id = who["identity"]["id"].as_str().expect("id");
+    let c = TestServer::client();
+    let admin = |path: &str| format!("{}{path}", s.admin);
+    let r = c
+        .post(admin("/admin/recovery/code"))
+        .json(&json!({"identity_id": id, "expires_in": "1h"}))
+        .send()
+        .await
+        .expect("admin");
+    let (status, made) = json_of(r).await;
+    assert_eq!(status, 201, "{made}");
+    let link = made["recovery_link"].as_str().expect("link").to_string();
+    let code = made["recovery_code"].as_str().expect("code").to_string();
+    assert!(made["expires_at"].is_string());
+    assert!(
+        link.starts_with(&format!("{}/self-service/recovery?flow=", s.public)),
+        "{link}"
+    );
+
+    let b = Browser::default();
+    let r = b.get(&link, false).await;
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("{}/ui/recovery?flow=", s.public)),
+        "{to}"
+    );
+    let flow = fetch(&b, &s, "recovery", &flow_id_of(&to)).await;
+    assert_eq!(flow["state"], "sent_email", "{flow}");
+    // Another browser opening the same link is not given the flow.
+    let other = Browser::default();
+    let _ = other.get(&link, false).await;
+    let r = other
+        .get(
+            &format!(
+                "{}/self-service/recovery/flows?id={}",
+                s.public,
+                flow_id_of(&to)
+            ),
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = submit(
+        &b,
+        &flow,
+        &[("method", "code"), ("code", code.as_str())],
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        location(&r).contains("/ui/settings?flow="),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(
+        tessera_testkit::journey::whoami(&b, &s).await["identity"]["id"],
+        json!(id)
+    );
+
+    for (body, status) in [
+        (json!({}), 400),
+        (json!({"identity_id": "not-a-uuid"}), 400),
+        (json!({"identity_id": id, "expires_in": "soon"}), 400),
+        (json!({"identity_id": uuid_nil()}), 404),
+    ] {
+        let r = c
+            .post(admin("/admin/recovery/code"))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin");
+        let (got, answer) = json_of(r).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(
+            answer["error"]["reason"].is_string() || answer["error"]["message"].is_string(),
+            "{answer}"
+        );
+    }
+    let r = c
+        .post(admin("/admin/recovery/link"))
+        .json(&json!({"identity_id": id}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(r.status(), 400);
+}
+
+fn uuid_nil() -> &'static str {
+    "00000000-0000-0000-0000-000000000000"
+}
+
+/// Kratos's email-password quickstart (`kratos.yml` verbatim, verification and recovery by
+/// code, `show_verification_ui`) run by the real binary, with only its SMTP server pointed at
+/// the sink by environment, as its docker-compose points it at mailslurper.
+struct Quickstart {
+    child: std::process::Child,
+    public: String,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_quickstart(smtp_port: u16) -> Quickstart {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let dir = tessera_testkit::temp_dir();
+    let qs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/tests/fixtures/kratos-quickstart/email-password");
+    let schema = format!("file://{}", qs.join("identity.schema.json").display());
+    let dsn = format!("sqlite://{}?mode=rwc", dir.join("kratos.db").display());
+    let out = Command::new(bin)
+        .args(["migrate", "sql", "up", "-e", "--yes"])
+        .env("DSN", &dsn)
+        .output()
+        .expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..3 {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port")
+        };
+        let (pp, ap) = (free(), free());
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(qs.join("kratos.yml"))
+            .current_dir(&dir)
+            .env("DSN", &dsn)
+            .env("SERVE_PUBLIC_PORT", pp.to_string())
+            .env("SERVE_PUBLIC_BASE_URL", format!("http://127.0.0.1:{pp}/"))
+            .env("SERVE_ADMIN_PORT", ap.to_string())
+            .env(
+                "COURIER_SMTP_CONNECTION_URI",
+                format!("smtp://127.0.0.1:{smtp_port}/?disable_starttls=true"),
+            )
+            .env(
+                "IDENTITY_SCHEMAS",
+                json!([{"id": "default", "url": schema}]).to_string(),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tessera");
+        let public = format!("http://127.0.0.1:{pp}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("{public}/health/ready")).await
+                && r.status() == 200
+            {
+                return Quickstart { child, public };
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("tessera did not start with the quickstart's kratos.yml");
+}
+
+async fn api_post(url: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = TestServer::client().post(url).json(&body);
+    if let Some(t) = token {
+        req = req.header("X-Session-Token", t);
+    }
+    json_of(req.send().await.expect("POST")).await
+}
+
+async fn api_flow(base: &str, kind: &str) -> Value {
+    json_of(
+        TestServer::client()
+            .get(format!("{base}/self-service/{kind}/api"))
+            .send()
+            .await
+            .expect("init"),
+    )
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn the_quickstart_verifies_and_recovers_by_code_as_a_native_app() {
+    let sink = SmtpSink::start(false).await;
+    let q = start_quickstart(sink.port).await;
+    let p = &q.public;
+    let reg = api_flow(p, "registration").await;
+    let (status, done) = api_post(
+        reg["ui"]["action"].as_str().expect("action"),
+        json!({"method": "password", "traits": {"email": "app@example.org"}, "password": "a long enough password"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    let token = done["session_token"]
+        .as_str()
+        .expect("session hook")
+        .to_string();
+    let show = done["continue_with"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["action"] == "show_verification_ui"))
+        .unwrap_or_else(|| panic!("no show_verification_ui in {done}"));
+    assert_eq!(show["flow"]["verifiable_address"], "app@example.org");
+    let vid = show["flow"]["id"].as_str().expect("flow id");
+    let code = code_in(&mail_to(&sink, "app@example.org", 1).await);
+    let (status, verified) = api_post(
+        &format!("{p}/self-service/verification?flow={vid}"),
+        json!({"method": "code", "code": code}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["state"], "passed_challenge");
+    let me = json_of(
+        TestServer::client()
+            .get(format!("{p}/sessions/whoami"))
+            .header("X-Session-Token", &token)
+            .send()
+            .await
+            .expect("whoami"),
+    )
+    .await
+    .1;
+    assert_eq!(
+        me["identity"]["verifiable_addresses"][0]["verified"], true,
+        "{me}"
+    );
+
+    // Forgot password, as a native app: the code's answer carries the new session's token and
+    // the settings flow where the new password goes.
+    let rec = api_flow(p, "recovery").await;
+    let action = rec["ui"]["action"].as_str().expect("action").to_string();
+    let (status, _) = api_post(
+        &action,
+        json!({"method": "code", "email": "app@example.org"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = code_in(&mail_to(&sink, "app@example.org", 2).await);
+    let (status, recovered) =
+        api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 200, "{recovered}");
+    let steps = recovered["continue_with"]
+        .as_array()
+        .expect("continue_with");
+    let new_token = steps
+        .iter()
+        .find(|c| c["action"] == "set_ory_session_token")
+        .and_then(|c| c["ory_session_token"].as_str())
+        .expect("a session token");
+    let sid = steps
+        .iter()
+        .find(|c| c["action"] == "show_settings_ui")
+        .and_then(|c| c["flow"]["id"].as_str())
+        .expect("a settings flow");
+    let (status, saved) = api_post(
+        &format!("{p}/self-service/settings?flow={sid}"),
+        json!({"method": "password", "password": "another long password"}),
+        Some(new_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    let login = api_flow(p, "login").await;
+    let (status, _) = api_post(
+        login["ui"]["action"].as_str().expect("action"),
+        json!({"method": "password", "identifier": "app@example.org", "password": "another long password"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_social_sign_up_verifies_the_addresses_the_upstream_did_not_vouch_for() {
+    use tessera_testkit::config::base64_url;
+    use tessera_testkit::fake_oidc::{FakeOidc, FakeOptions};
+    let sink = SmtpSink::start(false).await;
+    let fake = FakeOidc::start(FakeOptions::default()).await;
+    // The email becomes a trait, but the mapper declares no verified address.
+    let mapper = "local c = std.extVar('claims');\n{ identity: { traits: { email: c.email } } }\n";
+    let acme = json!({
+        "id": "acme", "provider": "generic", "label": "Acme",
+        "client_id": fake.client_id(), "client_secret": fake.client_secret(),
+        "issuer_url": fake.issuer(), "mapper_url": base64_url(mapper),
+        "scope": ["email"],
+    });
+    let yaml = config(sink.port, "").replace(
+        "        password:\n          hooks:\n            - hook: session\n            - hook: show_verification_ui\n",
+        "        oidc:\n          hooks:\n            - hook: session\n            - hook: show_verification_ui\n",
+    );
+    let s = TestServer::start(
+        Backend::Sqlite,
+        tessera_testkit::Config::from(yaml).provider(acme),
+    )
+    .await;
+    let b = Browser::default();
+    let reg = open(&b, &s, "registration", "").await;
+    let r = submit(&b, &reg, &[("provider", "acme")], false).await;
+    assert_eq!(r.status(), 303);
+    let r = b.get(&location(&r), false).await;
+    assert_eq!(r.status(), 303, "the fake upstream answers");
+    let r = b.get(&location(&r), false).await;
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("{}/ui/verification?flow=", s.public)),
+        "{to}"
+    );
+    let flow = fetch(&b, &s, "verification", &flow_id_of(&to)).await;
+    assert_eq!(flow["state"], "sent_email", "{flow}");
+    let me = tessera_testkit::journey::whoami(&b, &s).await;
+    let address = me["identity"]["verifiable_addresses"][0]["value"]
+        .as_str()
+        .expect("an address")
+        .to_string();
+    let code = code_in(&mail_to(&sink, &address, 1).await);
+    let (status, done) = json_of(
+        submit(
+            &b,
+            &flow,
+            &[("method", "code"), ("code", code.as_str())],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "passed_challenge");
+}
