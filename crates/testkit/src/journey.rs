@@ -2,6 +2,7 @@
 //! (password, social and per-provider suites) so each reads as the journey it checks.
 
 use crate::{Browser, TestServer, csrf_of};
+use base64::Engine as _;
 use serde_json::Value;
 
 /// The `Location` of a redirect, or "" when there is none.
@@ -139,4 +140,193 @@ pub async fn assert_stored_error(
     let said = err["error"]["reason"].as_str().unwrap_or_default();
     assert!(said.contains(reason), "reason lacks {reason:?}: {err}");
     (loc.clone(), id.to_string())
+}
+
+// ---- Social sign-in journeys, shared by the per-provider suites ----------------------------
+
+/// Base64 (standard), for `base64://` mapper URLs.
+pub fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A configuration with social sign-in on, the `providers` entries (YAML list items indented
+/// for `providers:`), return URLs under `https://app.example.com/` and a session right after
+/// an OIDC registration.
+pub fn config(providers: &str) -> String {
+    format!(
+        "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n      after:\n        oidc:\n          hooks:\n            - hook: session\n"
+    )
+}
+
+/// The query pairs of `url`.
+pub fn query_of(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// One query parameter of `url`.
+pub fn param(url: &str, key: &str) -> Option<String> {
+    query_of(url)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Picks `user` on the emulator's consent page; returns the callback URL it sends the browser to.
+/// Like a browser, it does not send the URL's fragment (WeChat's `#wechat_redirect`).
+pub async fn upstream(b: &Browser, authorize: &str, user: &str) -> String {
+    let mut url = url::Url::parse(authorize).unwrap();
+    url.set_fragment(None);
+    url.query_pairs_mut().append_pair("user", user);
+    let r = b.get(url.as_str(), false).await;
+    assert_eq!(r.status(), 302, "upstream answered {}", r.status());
+    location(&r)
+}
+
+/// A whole browser sign-in as `user`; returns the callback's response.
+pub async fn sign_in(
+    b: &Browser,
+    s: &TestServer,
+    kind: &str,
+    provider: &str,
+    user: &str,
+) -> reqwest::Response {
+    let authorize = press_provider(b, s, kind, provider, "https://app.example.com/after").await;
+    let callback = upstream(b, &authorize, user).await;
+    b.get(&callback, false).await
+}
+
+/// Every identity, through the admin API.
+pub async fn identities(s: &TestServer) -> Vec<Value> {
+    reqwest::get(format!("{}/admin/identities", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The OIDC credential identifiers (`<provider>:<subject>`) of identity `id`.
+pub async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
+    let full: Value = reqwest::get(format!(
+        "{}/admin/identities/{id}?include_credential=oidc",
+        s.admin
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    full["credentials"]["oidc"]["identifiers"].clone()
+}
+
+/// The callback ended on the login page: returns its message, after checking nobody was
+/// signed in.
+pub async fn refusal(b: &Browser, s: &TestServer, r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 303);
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/login?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(b, s, "login", &flow_id_of(&loc)).await;
+    assert!(whoami(b, s).await.get("identity").is_none());
+    let page = b.get(&loc, false).await.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    flow["ui"]["messages"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Builds an engine from `yaml` (a `config(...)` document), which must fail; returns the
+/// error, for the start-time refusals of provider entries.
+pub async fn start_error(yaml: &str) -> String {
+    let path = crate::temp_dir().join("tessera.yml");
+    std::fs::write(
+        &path,
+        format!("dsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{yaml}"),
+    )
+    .unwrap();
+    let loaded = tessera_config::load(&[path], &Default::default()).unwrap();
+    let settings = tessera_config::resolve(&loaded, true, None).unwrap();
+    match tessera_server::app::build_engine_with(settings, true, Some(crate::tessera_bin())).await {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A configuration whose first provider has no client secret does not start, naming the key.
+pub async fn assert_needs_a_secret(yaml: &str) {
+    let err = start_error(yaml).await;
+    assert!(
+        err.contains("providers.0.client_secret") && err.contains("client_secret is required"),
+        "{err}"
+    );
+}
+
+/// A sign-in as `user` that ends on the login page with a message: returns the English
+/// message, and checks the Russian and Chinese pages say it in their language with the
+/// provider's local name.
+pub async fn refused_in_every_language(
+    s: &TestServer,
+    (provider, user): (&str, &str),
+    ru: &str,
+    zh: &str,
+) -> String {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", provider, user).await;
+    let loc = location(&r);
+    let en = refusal(&b, s, r).await;
+    for (lang, needle) in [("ru", ru), ("zh-CN", zh)] {
+        let page = b
+            .get(&format!("{loc}&ui_locales={lang}"), false)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(needle), "{lang}: {page}");
+    }
+    en
+}
+
+/// A first sign-in with a provider that shares no email (WeChat, QQ): the registration page
+/// asks for one with the nickname filled in; returns the identity made and its credential
+/// identifiers.
+pub async fn sign_up_giving_an_email(
+    s: &TestServer,
+    (provider, user): (&str, &str),
+    email: &str,
+) -> (Value, Value) {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", provider, user).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
+    let email_node = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.email")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(email_node["messages"][0]["id"], 4000002, "{flow}");
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", provider), ("traits.email", email)],
+        false,
+    )
+    .await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], email);
+    let id = me["id"].as_str().unwrap();
+    (me.clone(), oidc_identifiers(s, id).await)
 }

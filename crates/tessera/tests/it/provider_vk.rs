@@ -4,13 +4,15 @@
 //! a wrong client secret, VK ID's `device_id` and PKCE; and the emulators refusing what VK
 //! refuses.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::emulators::vkid::VkIdEmulator;
-use tessera_testkit::journey::submit;
-use tessera_testkit::journey::{flow_id_of, flow_json, location, whoami};
+use tessera_testkit::journey::{
+    assert_needs_a_secret, b64, config, identities, oidc_identifiers, param, query_of, refusal,
+    sign_in, upstream,
+};
+use tessera_testkit::journey::{flow_id_of, flow_json, location, submit, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 /// Seed 003's VK mapper, restored: the email only when VK sent one (it never says whether it
@@ -25,10 +27,6 @@ const MAPPER: &str = r#"local claims = std.extVar('claims');
   },
 }
 "#;
-
-pub(crate) fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn vk_yaml(vk: &VkEmulator, secret: &str) -> String {
     format!(
@@ -50,96 +48,10 @@ fn vkid_yaml(vkid: &VkIdEmulator) -> String {
     )
 }
 
-pub(crate) fn config(providers: &str) -> String {
-    format!(
-        "selfservice:\n  default_browser_return_url: https://app.example.com/home\n  allowed_return_urls:\n    - https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n{providers}  flows:\n    registration:\n      after:\n        oidc:\n          hooks:\n            - hook: session\n"
-    )
-}
-
-pub(crate) fn query_of(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-pub(crate) fn param(url: &str, key: &str) -> Option<String> {
-    query_of(url)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
-
 /// Opens a browser flow and presses the provider's button; returns the upstream URL.
 async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str) -> String {
     tessera_testkit::journey::press_provider(b, s, kind, provider, "https://app.example.com/after")
         .await
-}
-
-/// Picks `user` on the emulator's consent page; returns the callback URL it sends the browser to.
-/// Like a browser, it does not send the URL's fragment (WeChat's `#wechat_redirect`).
-pub(crate) async fn upstream(b: &Browser, authorize: &str, user: &str) -> String {
-    let mut url = url::Url::parse(authorize).unwrap();
-    url.set_fragment(None);
-    url.query_pairs_mut().append_pair("user", user);
-    let r = b.get(url.as_str(), false).await;
-    assert_eq!(r.status(), 302, "upstream answered {}", r.status());
-    location(&r)
-}
-
-/// A whole browser sign-in as `user`; returns the callback's response.
-pub(crate) async fn sign_in(
-    b: &Browser,
-    s: &TestServer,
-    kind: &str,
-    provider: &str,
-    user: &str,
-) -> reqwest::Response {
-    let authorize = press_provider(b, s, kind, provider).await;
-    let callback = upstream(b, &authorize, user).await;
-    b.get(&callback, false).await
-}
-
-pub(crate) async fn identities(s: &TestServer) -> Vec<Value> {
-    reqwest::get(format!("{}/admin/identities", s.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn oidc_identifiers(s: &TestServer, id: &str) -> Value {
-    let full: Value = reqwest::get(format!(
-        "{}/admin/identities/{id}?include_credential=oidc",
-        s.admin
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    full["credentials"]["oidc"]["identifiers"].clone()
-}
-
-/// The callback ended on the login page: returns its message, after checking nobody was
-/// signed in.
-pub(crate) async fn refusal(b: &Browser, s: &TestServer, r: reqwest::Response) -> String {
-    assert_eq!(r.status(), 303);
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/login?flow=", s.public)),
-        "{loc}"
-    );
-    let flow = flow_json(b, s, "login", &flow_id_of(&loc)).await;
-    assert!(whoami(b, s).await.get("identity").is_none());
-    let page = b.get(&loc, false).await.text().await.unwrap();
-    assert!(page.contains("role=\"alert\""), "{page}");
-    flow["ui"]["messages"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Signs `user` up (`email` known), then in again from another browser; returns the
@@ -283,38 +195,6 @@ async fn vk_wrong_client_secret_is_refused_with_a_clear_message() {
     assert!(text.contains("client_secret is incorrect"), "{text}");
     assert_eq!(vk.users_get_requests(), 0);
     assert!(identities(&s).await.is_empty());
-}
-
-/// Builds an engine from `yaml` (a `config(...)` document), which must fail; returns the
-/// error, for the start-time refusals of provider entries.
-pub(crate) async fn start_error(yaml: &str) -> String {
-    let path = tessera_testkit::temp_dir().join("tessera.yml");
-    std::fs::write(
-        &path,
-        format!("dsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\n{yaml}"),
-    )
-    .unwrap();
-    let loaded = tessera_config::load(&[path], &Default::default()).unwrap();
-    let settings = tessera_config::resolve(&loaded, true, None).unwrap();
-    match tessera_server::app::build_engine_with(
-        settings,
-        true,
-        Some(tessera_testkit::tessera_bin()),
-    )
-    .await
-    {
-        Ok(_) => panic!("the configuration was accepted"),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// A configuration whose first provider has no client secret does not start, naming the key.
-pub(crate) async fn assert_needs_a_secret(yaml: &str) {
-    let err = start_error(yaml).await;
-    assert!(
-        err.contains("providers.0.client_secret") && err.contains("client_secret is required"),
-        "{err}"
-    );
 }
 
 #[tokio::test]

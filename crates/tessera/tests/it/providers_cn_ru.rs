@@ -2,12 +2,9 @@
 //! flow against their emulators in tessera-emulators, with the default mappers `tessera demo`
 //! writes: sign-up, sign-in into the same identity, fill-the-gaps without an email, every error
 //! shape as a clear message in the page's language; and each emulator refusing what the real
-//! service refuses. The browser journey helpers are the VK module's.
+//! service refuses. The browser journey helpers are tessera_testkit::journey's.
 
-use crate::provider_vk::{
-    assert_needs_a_secret, b64, config, fill_the_gap, identities, oidc_identifiers, param, refusal,
-    sign_in, sign_up_and_again, start_error,
-};
+use crate::provider_vk::{fill_the_gap, sign_up_and_again};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::feishu::FeishuEmulator;
@@ -15,7 +12,11 @@ use tessera_testkit::emulators::mailru::MailruEmulator;
 use tessera_testkit::emulators::qq::QqEmulator;
 use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
-use tessera_testkit::journey::{flow_id_of, flow_json, location, press_provider, submit, whoami};
+use tessera_testkit::journey::{
+    assert_needs_a_secret, b64, config, flow_id_of, flow_json, identities, location,
+    oidc_identifiers, param, press_provider, refusal, refused_in_every_language, sign_in,
+    sign_up_giving_an_email, start_error, submit, whoami,
+};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 /// `tessera demo`'s Yandex mapper, the one docs/providers/yandex.md shows.
@@ -39,31 +40,6 @@ async fn yandex_server(y: &YandexEmulator, secret: &str) -> TestServer {
         s.public
     ));
     s
-}
-
-/// A sign-in as `user` that ends on the login page with a message: returns the English
-/// message, and checks the Russian and Chinese pages say it in their language with the
-/// provider's local name.
-async fn refused_in_every_language(
-    s: &TestServer,
-    (provider, user): (&str, &str),
-    ru: &str,
-    zh: &str,
-) -> String {
-    let b = Browser::default();
-    let r = sign_in(&b, s, "login", provider, user).await;
-    let loc = location(&r);
-    let en = refusal(&b, s, r).await;
-    for (lang, needle) in [("ru", ru), ("zh-CN", zh)] {
-        let page = b
-            .get(&format!("{loc}&ui_locales={lang}"), false)
-            .await
-            .text()
-            .await
-            .unwrap();
-        assert!(page.contains(needle), "{lang}: {page}");
-    }
-    en
 }
 
 // ---- Yandex ID -----------------------------------------------------------------------------
@@ -424,44 +400,6 @@ async fn wechat_server(backend: Backend, w: &WechatEmulator, extra: &[(&str, &st
         s.public
     ));
     s
-}
-
-/// A first sign-in with a provider that shares no email (WeChat, QQ): the registration page
-/// asks for one with the nickname filled in; returns the identity made and its credential
-/// identifiers.
-async fn sign_up_giving_an_email(
-    s: &TestServer,
-    (provider, user): (&str, &str),
-    email: &str,
-) -> (Value, Value) {
-    let b = Browser::default();
-    let r = sign_in(&b, s, "login", provider, user).await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
-        "{loc}"
-    );
-    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
-    let email_node = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "traits.email")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(email_node["messages"][0]["id"], 4000002, "{flow}");
-    let r = submit(
-        &b,
-        &flow,
-        &[("provider", provider), ("traits.email", email)],
-        false,
-    )
-    .await;
-    assert_eq!(location(&r), "https://app.example.com/after");
-    let me = whoami(&b, s).await["identity"].clone();
-    assert_eq!(me["traits"]["email"], email);
-    let id = me["id"].as_str().unwrap();
-    (me.clone(), oidc_identifiers(s, id).await)
 }
 
 each_backend!(wechat_sign_up_fills_the_email_then_signs_in_again);
