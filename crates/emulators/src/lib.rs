@@ -20,6 +20,7 @@ pub mod smtp_sink;
 pub mod vk;
 pub mod vkid;
 pub mod wechat;
+pub mod wecom;
 pub mod yandex;
 
 /// A running emulator's server task; dropping the emulator stops it.

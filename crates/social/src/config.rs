@@ -73,6 +73,9 @@ pub struct ProviderConfig {
     pub apple_private_key: String,
     #[serde(default)]
     pub additional_id_token_audiences: Vec<String>,
+    /// Tessera, `wecom`: the self-built app's AgentId (the corp id is `client_id`).
+    #[serde(default)]
+    pub wecom_agent_id: String,
     /// Tessera: re-run the mapper on every sign-in and update the traits.
     #[serde(default)]
     pub update_traits_on_login: bool,
@@ -135,7 +138,7 @@ async fn build_one(
         let key = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         let hint = if inner.contains("unknown field") {
-            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens")
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id")
         } else {
             inner
         };

@@ -27,6 +27,7 @@ pub mod upstream;
 pub mod vk;
 pub mod vkid;
 pub mod wechat;
+pub mod wecom;
 pub mod yandex;
 
 pub use claims::normalize_claims;

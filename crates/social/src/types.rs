@@ -198,6 +198,21 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/mailru.md",
     },
+    ProviderType {
+        id: "wecom",
+        make: crate::wecom::Wecom::make,
+        auth_origins: &[
+            "https://login.work.weixin.qq.com",
+            "https://open.weixin.qq.com",
+        ],
+        icon: include_str!("../icons/wecom.svg"),
+        names: Names {
+            en: "WeCom",
+            zh_cn: "企业微信",
+            ru: "WeCom",
+        },
+        docs: "docs/providers/wecom.md",
+    },
 ];
 
 /// The type with this id.
@@ -296,6 +311,8 @@ mod tests {
             let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
                 "id": "x", "provider": t.id, "client_id": "c", "client_secret": "s",
                 "issuer_url": "https://issuer.example",
+                // The types that need more than a client id and secret.
+                "wecom_agent_id": "1000002",
             }))
             .expect("a valid entry");
             assert!(

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, Feishu, QQ, VK, VK ID, GitHub, Yandex ID and
-//! Mail.ru sign-in go to emulators of those providers, started in the same process
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID
+//! and Mail.ru sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -21,6 +21,7 @@ use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
+use tessera_emulators::wecom::WecomEmulator;
 use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
@@ -50,6 +51,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
     ("qq.jsonnet", include_str!("../demo/qq.jsonnet")),
     ("mailru.jsonnet", include_str!("../demo/mailru.jsonnet")),
+    ("wecom.jsonnet", include_str!("../demo/wecom.jsonnet")),
 ];
 
 struct Emulators {
@@ -62,6 +64,7 @@ struct Emulators {
     feishu: FeishuEmulator,
     qq: QqEmulator,
     mailru: MailruEmulator,
+    wecom: WecomEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -82,6 +85,13 @@ impl Emulators {
             feishu: FeishuEmulator::serve(loopback().await?)?,
             qq: QqEmulator::serve(loopback().await?)?,
             mailru: MailruEmulator::serve(loopback().await?)?,
+            wecom: {
+                // An app created before 2022-06-20: its contact API still shares the corp
+                // mailbox, so web login signs 张三 in without the email form.
+                let w = WecomEmulator::serve(loopback().await?)?;
+                w.set_legacy_app(true);
+                w
+            },
         })
     }
 
@@ -96,6 +106,7 @@ impl Emulators {
         self.feishu.register_redirect_uri(cb("feishu"));
         self.qq.register_redirect_uri(cb("qq"));
         self.mailru.register_redirect_uri(cb("mailru"));
+        self.wecom.register_redirect_uri(cb("wecom"));
     }
 }
 
@@ -204,6 +215,15 @@ selfservice:
             client_secret: {mr_secret}
             api_base_url: {mr_base}
             mapper_url: {mr_mapper}
+          - id: wecom
+            provider: wecom
+            label: WeCom
+            client_id: {wc_id}
+            client_secret: {wc_secret}
+            wecom_agent_id: "{wc_agent}"
+            auth_url: {wc_auth}
+            api_base_url: {wc_base}
+            mapper_url: {wc_mapper}
   flows:
     registration:
       after:
@@ -265,6 +285,12 @@ selfservice:
         mr_secret = q(e.mailru.client_secret()),
         mr_base = e.mailru.base_url(),
         mr_mapper = q(&mapper("mailru.jsonnet")),
+        wc_id = q(e.wecom.corp_id()),
+        wc_secret = q(e.wecom.client_secret()),
+        wc_agent = e.wecom.agent_id(),
+        wc_auth = e.wecom.web_login_url(),
+        wc_base = e.wecom.base_url(),
+        wc_mapper = q(&mapper("wecom.jsonnet")),
     )
 }
 
@@ -314,16 +340,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, Feishu, QQ, VK, VK ID, GitHub, Yandex ID or Mail.ru. Those are emulators on this\n  machine ({}, {}, {}, {}, {}, {}, {}, {}, {}); each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID or Mail.ru. Those are emulators on\n  this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
+        emulators.wecom.base_url(),
         emulators.feishu.base_url(),
         emulators.qq.base_url(),
-        emulators.mailru.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
         emulators.yandex.base_url(),
+        emulators.mailru.base_url(),
         app.base_url(),
         sample_app::CLIENT_ID,
         dir.display(),

@@ -1,5 +1,5 @@
 //! `tessera demo` as a newcomer meets it: one command, a printed URL, and sign-in with DingTalk,
-//! VK, GitHub, Yandex ID, Feishu and Mail.ru through the emulators' consent pages (a person
+//! VK, GitHub, Yandex ID, Feishu, Mail.ru and WeCom through the emulators' consent pages (a person
 //! picks someone from the page; the test follows the first link), all without a network.
 
 use serde_json::Value;
@@ -160,7 +160,7 @@ async fn sign_up_with(demo: &Demo, provider: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_newcomer_signs_in_with_six_emulated_providers_offline() {
+async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
     let dir = tessera_testkit::temp_dir();
     let demo = start_demo(&dir);
     assert!(
@@ -170,7 +170,10 @@ async fn a_newcomer_signs_in_with_six_emulated_providers_offline() {
     );
 
     let mut ids = Vec::new();
-    for provider in ["dingtalk", "vk", "github", "yandex", "feishu", "mailru"] {
+    let providers = [
+        "dingtalk", "vk", "github", "yandex", "feishu", "mailru", "wecom",
+    ];
+    for provider in providers {
         let identity = sign_up_with(&demo, provider).await;
         let identifiers: Value = reqwest::get(format!(
             "{}/admin/identities/{}?include_credential=oidc",
@@ -193,7 +196,7 @@ async fn a_newcomer_signs_in_with_six_emulated_providers_offline() {
         ids.push(identity["id"].clone());
     }
     ids.dedup();
-    assert_eq!(ids.len(), 6, "six people, six identities");
+    assert_eq!(ids.len(), providers.len(), "one person, one identity each");
 
     // The demo folder holds what the banner says, and the seed mappers are there to edit.
     let folder = dir.join("tessera-demo");
@@ -208,6 +211,7 @@ async fn a_newcomer_signs_in_with_six_emulated_providers_offline() {
         "feishu.jsonnet",
         "qq.jsonnet",
         "mailru.jsonnet",
+        "wecom.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

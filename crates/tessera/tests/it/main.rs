@@ -58,6 +58,7 @@ mod provider_dingtalk;
 mod provider_github;
 mod provider_vk;
 mod providers_cn_ru;
+mod providers_cn_ru2;
 mod schemas;
 mod social_oidc_provider;
 mod social_signin;

@@ -1,0 +1,364 @@
+//! The provider types of the China/Russia catalogue, part two (issue 17): WeCom end to end
+//! through the browser flow against its emulator in tessera-emulators, with the default mapper
+//! `tessera demo` writes: sign-up, sign-in into the same identity, fill-the-gaps without an
+//! email, every error shape as a clear message in the page's language; and the emulator
+//! refusing what the real service refuses. The journey helpers are tessera_testkit::journey's.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use tessera_testkit::emulators::wecom::WecomEmulator;
+use tessera_testkit::journey::{
+    assert_needs_a_secret, b64, config, identities, location, oidc_identifiers, param,
+    press_provider, refused_in_every_language, sign_in, sign_up_giving_an_email, start_error,
+    whoami,
+};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend};
+
+// ---- WeCom ---------------------------------------------------------------------------------
+
+/// `tessera demo`'s WeCom mapper, the one docs/providers/wecom.md shows.
+const WECOM_MAPPER: &str = include_str!("../../demo/wecom.jsonnet");
+
+/// A `wecom` entry; `extra` adds or replaces keys (`scope`, `auth_url`, `wecom_agent_id`).
+fn wecom_yaml(w: &WecomEmulator, secret: &str, extra: &[(&str, &str)]) -> String {
+    let mut keys: Vec<(&str, String)> = vec![
+        ("wecom_agent_id", format!("\"{}\"", w.agent_id())),
+        ("auth_url", w.web_login_url()),
+        ("api_base_url", w.base_url().to_string()),
+    ];
+    for (k, v) in extra {
+        keys.retain(|(key, _)| key != k);
+        keys.push((k, v.to_string()));
+    }
+    let mut yaml = format!(
+        "          - id: wecom\n            provider: wecom\n            label: WeCom\n            client_id: {}\n            client_secret: {secret}\n            mapper_url: base64://{}\n",
+        w.corp_id(),
+        b64(WECOM_MAPPER)
+    );
+    for (k, v) in keys {
+        yaml.push_str(&format!("            {k}: {v}\n"));
+    }
+    yaml
+}
+
+async fn wecom_server(backend: Backend, w: &WecomEmulator, extra: &[(&str, &str)]) -> TestServer {
+    let s = TestServer::start(backend, &config(&wecom_yaml(w, w.client_secret(), extra))).await;
+    w.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/wecom",
+        s.public
+    ));
+    s
+}
+
+each_backend!(wecom_web_login_fills_the_email_then_signs_in_again);
+async fn wecom_web_login_fills_the_email_then_signs_in_again(backend: Backend) {
+    let w = WecomEmulator::start().await;
+    let s = wecom_server(backend, &w, &[]).await;
+    // The web login URL as WeCom documents it: CorpApp, the corp id as appid, the AgentId.
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "wecom", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&w.web_login_url()), "{authorize}");
+    assert_eq!(param(&authorize, "login_type").as_deref(), Some("CorpApp"));
+    assert_eq!(param(&authorize, "appid").as_deref(), Some(w.corp_id()));
+    assert_eq!(param(&authorize, "agentid").as_deref(), Some(w.agent_id()));
+    let page = b.get(&authorize, false).await.text().await.unwrap();
+    assert!(page.contains("张三") && page.contains("李四"), "{page}");
+
+    // Web login gives no user ticket and a new app's contact API no email: the person types one.
+    let (me, ids) = sign_up_giving_an_email(&s, ("wecom", "zhangsan"), "zhangsan@example.cn").await;
+    let subject = format!("wecom:{}:ZhangSan", w.corp_id());
+    assert_eq!(ids, json!([subject]));
+    assert_eq!(me["traits"]["name"]["first"], "张三");
+    assert_eq!(me["metadata_public"]["wecom_corpid"], w.corp_id());
+    assert_eq!(me["metadata_public"]["wecom_userid"], "ZhangSan");
+
+    // Again from another browser: the same identity, and the app token was fetched once.
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "wecom", "zhangsan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    assert_eq!(w.token_requests(), 2);
+    assert_eq!(w.gettoken_calls(), 1, "the app token is cached");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn wecom_in_app_privateinfo_shares_the_corp_mailbox() {
+    let w = WecomEmulator::start().await;
+    let auth = w.in_app_auth_url();
+    let s = wecom_server(
+        Backend::Sqlite,
+        &w,
+        &[("scope", "[snsapi_privateinfo]"), ("auth_url", &auth)],
+    )
+    .await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "wecom", "https://app.example.com/after").await;
+    let u = url::Url::parse(&authorize).unwrap();
+    assert_eq!(u.fragment(), Some("wechat_redirect"));
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("snsapi_privateinfo")
+    );
+    assert_eq!(param(&authorize, "agentid").as_deref(), Some(w.agent_id()));
+    assert_eq!(param(&authorize, "response_type").as_deref(), Some("code"));
+
+    // The user ticket's detail has the corp mailbox: signed up without a form.
+    let r = sign_in(&b, &s, "login", "wecom", "zhangsan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "zhangsan@corp.example.cn");
+    let id = me["id"].as_str().unwrap();
+    assert_eq!(
+        oidc_identifiers(&s, id).await,
+        json!([format!("wecom:{}:ZhangSan", w.corp_id())])
+    );
+    // 李四 has no address at all: fill-the-gaps.
+    let (_, ids) = sign_up_giving_an_email(&s, ("wecom", "lisi"), "lisi@example.cn").await;
+    assert_eq!(ids, json!([format!("wecom:{}:LiSi", w.corp_id())]));
+}
+
+#[tokio::test]
+async fn wecom_legacy_app_reads_the_email_from_the_contact_api() {
+    let w = WecomEmulator::start().await;
+    w.set_legacy_app(true);
+    let s = wecom_server(Backend::Sqlite, &w, &[]).await;
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "wecom", "zhangsan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "zhangsan@corp.example.cn");
+}
+
+#[tokio::test]
+async fn wecom_wrong_secret_and_spent_code_are_clear_localised_messages() {
+    let w = WecomEmulator::start().await;
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&wecom_yaml(&w, "not-the-secret", &[])),
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("wecom", "zhangsan"),
+        "WeCom отклонил вход",
+        "企业微信拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("WeCom refused the sign-in")
+            && text.contains("WeCom error 40001")
+            && text.contains("invalid credential"),
+        "{text}"
+    );
+    assert_eq!(w.token_requests(), 0, "no app token, no code spent");
+
+    // A code that expired before it reached WeCom: 40029.
+    let s = wecom_server(Backend::Sqlite, &w, &[]).await;
+    w.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("wecom", "zhangsan"),
+        "WeCom отклонил вход",
+        "企业微信拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("WeCom error 40029") && text.contains("invalid code"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn wecom_a_stale_app_token_is_fetched_again_once() {
+    let w = WecomEmulator::start().await;
+    let s = wecom_server(Backend::Sqlite, &w, &[]).await;
+    sign_up_giving_an_email(&s, ("wecom", "zhangsan"), "zhangsan@example.cn").await;
+    assert_eq!(w.gettoken_calls(), 1);
+    // The cached token expired (WeCom says 42001): one new token, and the sign-in goes on.
+    w.expire_tokens(true);
+    w.expire_tokens_from_now_on(false);
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "wecom", "zhangsan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(w.gettoken_calls(), 2);
+    // A new token that is expired as well is not retried forever: a clear message.
+    w.expire_tokens(true);
+    let text = refused_in_every_language(
+        &s,
+        ("wecom", "zhangsan"),
+        "WeCom отклонил вход",
+        "企业微信拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("WeCom error 42001") && text.contains("access_token expired"),
+        "{text}"
+    );
+    assert_eq!(w.gettoken_calls(), 3);
+}
+
+#[tokio::test]
+async fn wecom_someone_outside_the_corp_is_refused() {
+    let w = WecomEmulator::start().await;
+    let s = wecom_server(Backend::Sqlite, &w, &[]).await;
+    let text = refused_in_every_language(
+        &s,
+        ("wecom", "outsider"),
+        "WeCom прислал ответ",
+        "企业微信返回的信息无法使用",
+    )
+    .await;
+    assert!(text.contains("WeCom sent an answer"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn wecom_configuration_is_checked_at_start() {
+    let w = WecomEmulator::start().await;
+    for (extra, key) in [
+        (("wecom_agent_id", "\"\""), "providers.0.wecom_agent_id"),
+        (("scope", "[snsapi_login]"), "providers.0.scope"),
+    ] {
+        let err = start_error(&config(&wecom_yaml(&w, w.client_secret(), &[extra]))).await;
+        assert!(err.contains(key), "{err}");
+    }
+    assert_needs_a_secret(&config(&wecom_yaml(&w, "\"\"", &[]))).await;
+}
+
+#[tokio::test]
+async fn wecom_emulator_refuses_what_wecom_refuses() {
+    let w = WecomEmulator::start().await;
+    w.register_redirect_uri("http://127.0.0.1:9/cb");
+    let c = TestServer::client();
+    let base = w.base_url().to_string();
+    let get = |path: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get(path).send().await.unwrap();
+            assert_eq!(r.status(), 200, "WeCom answers everything with HTTP 200");
+            r.text().await.unwrap()
+        }
+    };
+    let json_get = |path: String| {
+        let get = &get;
+        async move { serde_json::from_str::<Value>(&get(path).await).unwrap() }
+    };
+    let login = |q: &str| format!("{}?login_type=CorpApp&{q}&user=zhangsan", w.web_login_url());
+    let (corp, agent) = (w.corp_id().to_string(), w.agent_id().to_string());
+    // Wrong corp, wrong agent, a redirect outside the trusted domain, another login type: a
+    // page, never a redirect.
+    for (q, needle) in [
+        (
+            format!("appid=wwnope&agentid={agent}&redirect_uri=http://127.0.0.1:9/cb"),
+            "appid",
+        ),
+        (
+            format!("appid={corp}&agentid=1&redirect_uri=http://127.0.0.1:9/cb"),
+            "agentid",
+        ),
+        (
+            format!("appid={corp}&agentid={agent}&redirect_uri=http://evil.example/cb"),
+            "redirect_uri",
+        ),
+    ] {
+        let page = get(login(&q)).await;
+        assert!(page.contains(needle), "{page}");
+    }
+    let page = get(format!(
+        "{}?login_type=ServiceApp&appid={corp}&agentid={agent}&redirect_uri=http://127.0.0.1:9/cb&user=zhangsan",
+        w.web_login_url()
+    ))
+    .await;
+    assert!(page.contains("login_type"), "{page}");
+
+    // gettoken: missing, unknown corp, wrong secret.
+    let e = json_get(format!("{base}/cgi-bin/gettoken?corpsecret=x")).await;
+    assert_eq!(e["errcode"], 41002);
+    let e = json_get(format!(
+        "{base}/cgi-bin/gettoken?corpid=wwnope&corpsecret=x"
+    ))
+    .await;
+    assert_eq!(e["errcode"], 40013);
+    let e = json_get(format!(
+        "{base}/cgi-bin/gettoken?corpid={corp}&corpsecret=x"
+    ))
+    .await;
+    assert_eq!(e["errcode"], 40001);
+    assert!(
+        e["errmsg"].as_str().unwrap().contains("more info at"),
+        "{e}"
+    );
+    let ok = json_get(format!(
+        "{base}/cgi-bin/gettoken?corpid={corp}&corpsecret={}",
+        w.client_secret()
+    ))
+    .await;
+    assert_eq!(ok["errcode"], 0);
+    assert_eq!(ok["expires_in"], 7200);
+    let token = ok["access_token"].as_str().unwrap().to_string();
+
+    // A code is spent once; a forged token is refused before the code is looked at.
+    let r = c
+        .get(login(&format!(
+            "appid={corp}&agentid={agent}&redirect_uri=http://127.0.0.1:9/cb&state=s"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let back = location(&r);
+    assert_eq!(param(&back, "state").as_deref(), Some("s"));
+    let code = param(&back, "code").unwrap();
+    let e = json_get(format!(
+        "{base}/cgi-bin/auth/getuserinfo?access_token=forged&code={code}"
+    ))
+    .await;
+    assert_eq!(e["errcode"], 40014);
+    let who = json_get(format!(
+        "{base}/cgi-bin/auth/getuserinfo?access_token={token}&code={code}"
+    ))
+    .await;
+    assert_eq!(who["userid"], "ZhangSan");
+    assert!(
+        who.get("user_ticket").is_none(),
+        "web login gives no ticket"
+    );
+    let e = json_get(format!(
+        "{base}/cgi-bin/auth/getuserinfo?access_token={token}&code={code}"
+    ))
+    .await;
+    assert_eq!(e["errcode"], 40029, "reused code");
+
+    // The contact API leaves private fields out for a new app; an unknown userid is 60111.
+    let u = json_get(format!(
+        "{base}/cgi-bin/user/get?access_token={token}&userid=ZhangSan"
+    ))
+    .await;
+    assert_eq!(u["name"], "张三");
+    assert!(
+        u.get("biz_mail").is_none() && u.get("mobile").is_none(),
+        "{u}"
+    );
+    let e = json_get(format!(
+        "{base}/cgi-bin/user/get?access_token={token}&userid=nobody"
+    ))
+    .await;
+    assert_eq!(e["errcode"], 60111);
+
+    // A forged user ticket.
+    let e: Value = c
+        .post(format!(
+            "{base}/cgi-bin/auth/getuserdetail?access_token={token}"
+        ))
+        .json(&json!({"user_ticket": "forged"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["errcode"], 40093);
+}
