@@ -14,6 +14,7 @@ pub mod dingtalk;
 pub mod feishu;
 pub mod github;
 pub mod mailru;
+pub mod odnoklassniki;
 pub mod qq;
 pub mod sample_app;
 pub mod smtp_sink;

@@ -76,6 +76,10 @@ pub struct ProviderConfig {
     /// Tessera, `wecom`: the self-built app's AgentId (the corp id is `client_id`).
     #[serde(default)]
     pub wecom_agent_id: String,
+    /// Tessera, `odnoklassniki`: the application's public key (публичный ключ), which signs
+    /// every API call next to `client_id` and the secret key `client_secret`.
+    #[serde(default)]
+    pub odnoklassniki_application_key: String,
     /// Tessera: re-run the mapper on every sign-in and update the traits.
     #[serde(default)]
     pub update_traits_on_login: bool,
@@ -138,7 +142,7 @@ async fn build_one(
         let key = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         let hint = if inner.contains("unknown field") {
-            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id")
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key")
         } else {
             inner
         };

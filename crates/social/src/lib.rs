@@ -18,6 +18,7 @@ pub mod jws;
 pub mod mailru;
 pub mod mapping;
 pub mod oauth2;
+pub mod odnoklassniki;
 pub mod oidc;
 pub mod provider;
 pub mod qq;

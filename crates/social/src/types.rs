@@ -213,6 +213,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/wecom.md",
     },
+    ProviderType {
+        id: "odnoklassniki",
+        make: crate::odnoklassniki::Odnoklassniki::make,
+        auth_origins: &["https://connect.ok.ru"],
+        icon: include_str!("../icons/odnoklassniki.svg"),
+        names: Names {
+            en: "OK",
+            zh_cn: "OK",
+            ru: "Одноклассники",
+        },
+        docs: "docs/providers/odnoklassniki.md",
+    },
 ];
 
 /// The type with this id.
@@ -313,6 +325,7 @@ mod tests {
                 "issuer_url": "https://issuer.example",
                 // The types that need more than a client id and secret.
                 "wecom_agent_id": "1000002",
+                "odnoklassniki_application_key": "CBAFJIICABABABABA",
             }))
             .expect("a valid entry");
             assert!(

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID
-//! and Mail.ru sign-in go to emulators of those providers, started in the same process
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID,
+//! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -16,6 +16,7 @@ use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::mailru::MailruEmulator;
+use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::vk::VkEmulator;
@@ -52,6 +53,10 @@ const MAPPERS: &[(&str, &str)] = &[
     ("qq.jsonnet", include_str!("../demo/qq.jsonnet")),
     ("mailru.jsonnet", include_str!("../demo/mailru.jsonnet")),
     ("wecom.jsonnet", include_str!("../demo/wecom.jsonnet")),
+    (
+        "odnoklassniki.jsonnet",
+        include_str!("../demo/odnoklassniki.jsonnet"),
+    ),
 ];
 
 struct Emulators {
@@ -65,6 +70,7 @@ struct Emulators {
     qq: QqEmulator,
     mailru: MailruEmulator,
     wecom: WecomEmulator,
+    ok: OkEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -92,6 +98,7 @@ impl Emulators {
                 w.set_legacy_app(true);
                 w
             },
+            ok: OkEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -107,6 +114,7 @@ impl Emulators {
         self.qq.register_redirect_uri(cb("qq"));
         self.mailru.register_redirect_uri(cb("mailru"));
         self.wecom.register_redirect_uri(cb("wecom"));
+        self.ok.register_redirect_uri(cb("odnoklassniki"));
     }
 }
 
@@ -224,6 +232,16 @@ selfservice:
             auth_url: {wc_auth}
             api_base_url: {wc_base}
             mapper_url: {wc_mapper}
+          - id: odnoklassniki
+            provider: odnoklassniki
+            label: OK
+            client_id: {ok_id}
+            client_secret: {ok_secret}
+            odnoklassniki_application_key: {ok_key}
+            scope: [VALUABLE_ACCESS, GET_EMAIL]
+            auth_url: {ok_auth}
+            api_base_url: {ok_base}
+            mapper_url: {ok_mapper}
   flows:
     registration:
       after:
@@ -291,6 +309,12 @@ selfservice:
         wc_auth = e.wecom.web_login_url(),
         wc_base = e.wecom.base_url(),
         wc_mapper = q(&mapper("wecom.jsonnet")),
+        ok_id = q(e.ok.client_id()),
+        ok_secret = q(e.ok.client_secret()),
+        ok_key = q(e.ok.application_key()),
+        ok_auth = e.ok.auth_url(),
+        ok_base = e.ok.base_url(),
+        ok_mapper = q(&mapper("odnoklassniki.jsonnet")),
     )
 }
 
@@ -340,7 +364,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID or Mail.ru. Those are emulators on\n  this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK. Those are emulators\n  on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -351,6 +375,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.github.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
+        emulators.ok.base_url(),
         app.base_url(),
         sample_app::CLIENT_ID,
         dir.display(),

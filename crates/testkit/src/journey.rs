@@ -3,7 +3,7 @@
 
 use crate::{Browser, TestServer, csrf_of};
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The `Location` of a redirect, or "" when there is none.
 pub fn location(r: &reqwest::Response) -> String {
@@ -329,4 +329,81 @@ pub async fn sign_up_giving_an_email(
     assert_eq!(me["traits"]["email"], email);
     let id = me["id"].as_str().unwrap();
     (me.clone(), oidc_identifiers(s, id).await)
+}
+
+/// Signs `user` up (`email` known), then in again from another browser; returns the
+/// identity id. The emulators' "ivan" is Иван Петров.
+pub async fn sign_up_and_again(
+    s: &TestServer,
+    provider: &str,
+    (user, email): (&str, &str),
+    subject: &str,
+) -> String {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", provider, user).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, s).await;
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "Иван");
+    assert_eq!(me["identity"]["traits"]["name"]["last"], "Петров");
+    assert_eq!(me["identity"]["traits"]["email"], email);
+    let id = me["identity"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        oidc_identifiers(s, &id).await,
+        json!([format!("{provider}:{subject}")])
+    );
+
+    let b2 = Browser::default();
+    let r = sign_in(&b2, s, "registration", provider, user).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(s).await.len(), 1);
+    id
+}
+
+/// The emulators' "maria" (Мария Смирнова) has no email: the registration page asks for it with her name filled in, and the
+/// next sign-in goes straight into the identity made.
+pub async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", provider, "maria").await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
+    let nodes = flow["ui"]["nodes"].as_array().unwrap();
+    let node = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n["attributes"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {flow}"))
+            .clone()
+    };
+    assert_eq!(node("traits.email")["messages"][0]["id"], 4000002);
+    assert_eq!(node("traits.name.first")["attributes"]["value"], "Мария");
+    assert!(identities(s).await.is_empty(), "nothing created yet");
+    let page = b.get(&loc, false).await.text().await.unwrap();
+    assert!(page.contains("Мария"), "{page}");
+
+    let r = submit(
+        &b,
+        &flow,
+        &[("provider", provider), ("traits.email", "maria@example.ru")],
+        false,
+    )
+    .await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, s).await;
+    assert_eq!(me["identity"]["traits"]["email"], "maria@example.ru");
+    assert_eq!(me["identity"]["traits"]["name"]["last"], "Смирнова");
+    let id = me["identity"]["id"].as_str().unwrap();
+    assert_eq!(
+        oidc_identifiers(s, id).await,
+        json!([format!("{provider}:{subject}")])
+    );
+
+    let b2 = Browser::default();
+    let r = sign_in(&b2, s, "login", provider, "maria").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, s).await["identity"]["id"], id);
 }

@@ -1,5 +1,5 @@
 //! `tessera demo` as a newcomer meets it: one command, a printed URL, and sign-in with DingTalk,
-//! VK, GitHub, Yandex ID, Feishu, Mail.ru and WeCom through the emulators' consent pages (a person
+//! VK, GitHub, Yandex ID, Feishu, Mail.ru, WeCom and OK through the emulators' consent pages (a person
 //! picks someone from the page; the test follows the first link), all without a network.
 
 use serde_json::Value;
@@ -212,6 +212,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "qq.jsonnet",
         "mailru.jsonnet",
         "wecom.jsonnet",
+        "odnoklassniki.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

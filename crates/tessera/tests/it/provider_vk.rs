@@ -9,10 +9,9 @@ use std::time::Duration;
 use tessera_testkit::emulators::vk::VkEmulator;
 use tessera_testkit::emulators::vkid::VkIdEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, identities, oidc_identifiers, param, query_of, refusal,
-    sign_in, upstream,
+    assert_needs_a_secret, b64, config, fill_the_gap, identities, location, param, query_of,
+    refusal, sign_in, sign_up_and_again, upstream,
 };
-use tessera_testkit::journey::{flow_id_of, flow_json, location, submit, whoami};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
 /// Seed 003's VK mapper, restored: the email only when VK sent one (it never says whether it
@@ -52,83 +51,6 @@ fn vkid_yaml(vkid: &VkIdEmulator) -> String {
 async fn press_provider(b: &Browser, s: &TestServer, kind: &str, provider: &str) -> String {
     tessera_testkit::journey::press_provider(b, s, kind, provider, "https://app.example.com/after")
         .await
-}
-
-/// Signs `user` up (`email` known), then in again from another browser; returns the
-/// identity id.
-pub(crate) async fn sign_up_and_again(
-    s: &TestServer,
-    provider: &str,
-    (user, email): (&str, &str),
-    subject: &str,
-) -> String {
-    let b = Browser::default();
-    let r = sign_in(&b, s, "login", provider, user).await;
-    assert_eq!(location(&r), "https://app.example.com/after");
-    let me = whoami(&b, s).await;
-    assert_eq!(me["identity"]["traits"]["name"]["first"], "Иван");
-    assert_eq!(me["identity"]["traits"]["name"]["last"], "Петров");
-    assert_eq!(me["identity"]["traits"]["email"], email);
-    let id = me["identity"]["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        oidc_identifiers(s, &id).await,
-        json!([format!("{provider}:{subject}")])
-    );
-
-    let b2 = Browser::default();
-    let r = sign_in(&b2, s, "registration", provider, user).await;
-    assert_eq!(location(&r), "https://app.example.com/after");
-    assert_eq!(whoami(&b2, s).await["identity"]["id"], id.as_str());
-    assert_eq!(identities(s).await.len(), 1);
-    id
-}
-
-/// Maria has no email: the registration page asks for it with her name filled in, and the
-/// next sign-in goes straight into the identity made.
-pub(crate) async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
-    let b = Browser::default();
-    let r = sign_in(&b, s, "login", provider, "maria").await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
-        "{loc}"
-    );
-    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
-    let nodes = flow["ui"]["nodes"].as_array().unwrap();
-    let node = |name: &str| {
-        nodes
-            .iter()
-            .find(|n| n["attributes"]["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}: {flow}"))
-            .clone()
-    };
-    assert_eq!(node("traits.email")["messages"][0]["id"], 4000002);
-    assert_eq!(node("traits.name.first")["attributes"]["value"], "Мария");
-    assert!(identities(s).await.is_empty(), "nothing created yet");
-    let page = b.get(&loc, false).await.text().await.unwrap();
-    assert!(page.contains("Мария"), "{page}");
-
-    let r = submit(
-        &b,
-        &flow,
-        &[("provider", provider), ("traits.email", "maria@example.ru")],
-        false,
-    )
-    .await;
-    assert_eq!(location(&r), "https://app.example.com/after");
-    let me = whoami(&b, s).await;
-    assert_eq!(me["identity"]["traits"]["email"], "maria@example.ru");
-    assert_eq!(me["identity"]["traits"]["name"]["last"], "Смирнова");
-    let id = me["identity"]["id"].as_str().unwrap();
-    assert_eq!(
-        oidc_identifiers(s, id).await,
-        json!([format!("{provider}:{subject}")])
-    );
-
-    let b2 = Browser::default();
-    let r = sign_in(&b2, s, "login", provider, "maria").await;
-    assert_eq!(location(&r), "https://app.example.com/after");
-    assert_eq!(whoami(&b2, s).await["identity"]["id"], id);
 }
 
 // ---- VK ------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@
 //! shape as a clear message in the page's language; and each emulator refusing what the real
 //! service refuses. The browser journey helpers are tessera_testkit::journey's.
 
-use crate::provider_vk::{fill_the_gap, sign_up_and_again};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::feishu::FeishuEmulator;
@@ -13,9 +12,9 @@ use tessera_testkit::emulators::qq::QqEmulator;
 use tessera_testkit::emulators::wechat::WechatEmulator;
 use tessera_testkit::emulators::yandex::YandexEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, flow_id_of, flow_json, identities, location,
+    assert_needs_a_secret, b64, config, fill_the_gap, flow_id_of, flow_json, identities, location,
     oidc_identifiers, param, press_provider, refusal, refused_in_every_language, sign_in,
-    sign_up_giving_an_email, start_error, submit, whoami,
+    sign_up_and_again, sign_up_giving_an_email, start_error, submit, whoami,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 

@@ -1,4 +1,5 @@
-//! The provider types of the China/Russia catalogue, part two (issue 17): WeCom end to end
+//! The provider types of the China/Russia catalogue, part two (issue 17): WeCom and
+//! Odnoklassniki end to end
 //! through the browser flow against its emulator in tessera-emulators, with the default mapper
 //! `tessera demo` writes: sign-up, sign-in into the same identity, fill-the-gaps without an
 //! email, every error shape as a clear message in the page's language; and the emulator
@@ -6,11 +7,12 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::odnoklassniki::OkEmulator;
 use tessera_testkit::emulators::wecom::WecomEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, identities, location, oidc_identifiers, param,
-    press_provider, refused_in_every_language, sign_in, sign_up_giving_an_email, start_error,
-    whoami,
+    assert_needs_a_secret, b64, config, fill_the_gap, identities, location, oidc_identifiers,
+    param, press_provider, refused_in_every_language, sign_in, sign_up_and_again,
+    sign_up_giving_an_email, start_error, whoami,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
@@ -361,4 +363,324 @@ async fn wecom_emulator_refuses_what_wecom_refuses() {
         .await
         .unwrap();
     assert_eq!(e["errcode"], 40093);
+}
+
+// ---- Odnoklassniki (OK.ru) -----------------------------------------------------------------
+
+/// `tessera demo`'s OK mapper, the one docs/providers/odnoklassniki.md shows.
+const OK_MAPPER: &str = include_str!("../../demo/odnoklassniki.jsonnet");
+
+/// An `odnoklassniki` entry with `VALUABLE_ACCESS;GET_EMAIL`; `extra` adds or replaces keys.
+fn ok_yaml(ok: &OkEmulator, secret: &str, extra: &[(&str, &str)]) -> String {
+    let mut keys: Vec<(&str, String)> = vec![
+        (
+            "odnoklassniki_application_key",
+            ok.application_key().to_string(),
+        ),
+        ("scope", "[VALUABLE_ACCESS, GET_EMAIL]".into()),
+        ("auth_url", ok.auth_url()),
+        ("api_base_url", ok.base_url().to_string()),
+    ];
+    for (k, v) in extra {
+        keys.retain(|(key, _)| key != k);
+        keys.push((k, v.to_string()));
+    }
+    let mut yaml = format!(
+        "          - id: odnoklassniki\n            provider: odnoklassniki\n            label: OK\n            client_id: \"{}\"\n            client_secret: {secret}\n            mapper_url: base64://{}\n",
+        ok.client_id(),
+        b64(OK_MAPPER)
+    );
+    for (k, v) in keys {
+        yaml.push_str(&format!("            {k}: {v}\n"));
+    }
+    yaml
+}
+
+async fn ok_server(backend: Backend, ok: &OkEmulator, extra: &[(&str, &str)]) -> TestServer {
+    let s = TestServer::start(backend, &config(&ok_yaml(ok, ok.client_secret(), extra))).await;
+    ok.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/odnoklassniki",
+        s.public
+    ));
+    s
+}
+
+each_backend!(ok_sign_up_then_sign_in_into_the_same_identity);
+async fn ok_sign_up_then_sign_in_into_the_same_identity(backend: Backend) {
+    let ok = OkEmulator::start().await;
+    let s = ok_server(backend, &ok, &[]).await;
+    let b = Browser::default();
+    let authorize = press_provider(
+        &b,
+        &s,
+        "login",
+        "odnoklassniki",
+        "https://app.example.com/after",
+    )
+    .await;
+    assert!(authorize.starts_with(&ok.auth_url()), "{authorize}");
+    // OK's permissions are joined with semicolons.
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("VALUABLE_ACCESS;GET_EMAIL")
+    );
+    let id = sign_up_and_again(
+        &s,
+        "odnoklassniki",
+        ("ivan", "ivan.petrov@ok.example"),
+        "574893018273",
+    )
+    .await;
+    assert_eq!(ok.token_requests(), 2);
+    assert!(!id.is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn ok_without_an_email_the_user_fills_the_gap() {
+    let ok = OkEmulator::start().await;
+    let s = ok_server(Backend::Sqlite, &ok, &[]).await;
+    fill_the_gap(&s, "odnoklassniki", "574893018274").await;
+}
+
+#[tokio::test]
+async fn ok_without_get_email_asks_for_the_email() {
+    // The default scope is VALUABLE_ACCESS alone (GET_EMAIL needs OK's grant): no email.
+    let ok = OkEmulator::start().await;
+    ok.set_email_permission(false);
+    let s = ok_server(Backend::Sqlite, &ok, &[("scope", "[]")]).await;
+    let b = Browser::default();
+    let authorize = press_provider(
+        &b,
+        &s,
+        "login",
+        "odnoklassniki",
+        "https://app.example.com/after",
+    )
+    .await;
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("VALUABLE_ACCESS")
+    );
+    let (_, ids) = sign_up_giving_an_email(&s, ("odnoklassniki", "ivan"), "ivan@example.ru").await;
+    assert_eq!(ids, json!(["odnoklassniki:574893018273"]));
+}
+
+#[tokio::test]
+async fn ok_wrong_secret_is_refused_at_the_token_call_in_every_language() {
+    let ok = OkEmulator::start().await;
+    let s = TestServer::start(
+        Backend::Sqlite,
+        &config(&ok_yaml(&ok, "not-the-secret", &[])),
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("odnoklassniki", "ivan"),
+        "Одноклассники отклонил",
+        "OK 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("OK refused the sign-in") && text.contains("invalid_client"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn ok_a_wrong_application_key_breaks_the_signed_call_with_a_clear_message() {
+    // The token call knows nothing of the public key; the signed API call refuses it (101).
+    let ok = OkEmulator::start().await;
+    let s = ok_server(
+        Backend::Sqlite,
+        &ok,
+        &[("odnoklassniki_application_key", "CBANOTTHEKEY")],
+    )
+    .await;
+    let text = refused_in_every_language(
+        &s,
+        ("odnoklassniki", "ivan"),
+        "Одноклассники отклонил",
+        "OK 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("OK error 101") && text.contains("PARAM_API_KEY"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn ok_cancel_and_expired_code_are_clear_messages() {
+    let ok = OkEmulator::start().await;
+    let s = ok_server(Backend::Sqlite, &ok, &[]).await;
+    let text = refused_in_every_language(
+        &s,
+        ("odnoklassniki", "deny"),
+        "Вход через Одноклассники отменён",
+        "OK 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert_eq!(ok.token_requests(), 0);
+    ok.set_code_ttl(Duration::ZERO);
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "odnoklassniki", "ivan").await;
+    let text = tessera_testkit::journey::refusal(&b, &s, r).await;
+    assert!(
+        text.contains("invalid_grant") && text.contains("Expired code"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn ok_configuration_is_checked_at_start() {
+    let ok = OkEmulator::start().await;
+    for (extra, key) in [
+        (
+            ("odnoklassniki_application_key", "\"\""),
+            "providers.0.odnoklassniki_application_key",
+        ),
+        (
+            ("scope", "[\"VALUABLE_ACCESS;GET_EMAIL\"]"),
+            "providers.0.scope",
+        ),
+    ] {
+        let err = start_error(&config(&ok_yaml(&ok, ok.client_secret(), &[extra]))).await;
+        assert!(err.contains(key), "{err}");
+    }
+    assert_needs_a_secret(&config(&ok_yaml(&ok, "\"\"", &[]))).await;
+}
+
+/// OK's signature, computed here independently of the provider and the emulator.
+fn ok_sig(params: &[(&str, &str)], token: &str, secret: &str) -> String {
+    use md5::{Digest, Md5};
+    let hex = |s: String| -> String {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut p = params.to_vec();
+    p.sort();
+    let joined: String = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    hex(format!("{joined}{}", hex(format!("{token}{secret}"))))
+}
+
+#[tokio::test]
+async fn ok_emulator_refuses_forged_signatures_and_spent_codes() {
+    let ok = OkEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    ok.register_redirect_uri(back);
+    let c = TestServer::client();
+    let authorize = |q: String| format!("{}?{q}", ok.auth_url());
+    // Another redirect_uri or app: an error page, no redirect.
+    for q in [
+        format!(
+            "client_id={}&response_type=code&scope=VALUABLE_ACCESS&redirect_uri=http://evil.example/cb&user=ivan",
+            ok.client_id()
+        ),
+        "client_id=1&response_type=code&scope=VALUABLE_ACCESS&redirect_uri=http://127.0.0.1:9/cb&user=ivan".to_string(),
+    ] {
+        let r = c.get(authorize(q)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("invalid_request"));
+    }
+    let code_for = |user: &'static str| {
+        let c = c.clone();
+        let url = authorize(format!(
+            "client_id={}&response_type=code&scope=VALUABLE_ACCESS;GET_EMAIL&redirect_uri={back}&state=s&user={user}",
+            ok.client_id()
+        ));
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").unwrap()
+        }
+    };
+    let token_call = |code: String, redirect: &str| {
+        c.post(format!("{}/oauth/token.do", ok.base_url())).query(&[
+            ("code", code.as_str()),
+            ("client_id", ok.client_id()),
+            ("client_secret", ok.client_secret()),
+            ("redirect_uri", redirect),
+            ("grant_type", "authorization_code"),
+        ])
+    };
+    // Another redirect_uri at the token call spends nothing useful: invalid_grant.
+    let code = code_for("ivan").await;
+    let r = token_call(code, "http://127.0.0.1:9/other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "invalid_grant");
+    let code = code_for("ivan").await;
+    let t: Value = token_call(code.clone(), back)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["token_type"], "session");
+    let token = t["access_token"].as_str().unwrap().to_string();
+    let again: Value = token_call(code, back)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["error"], "invalid_grant", "a code is spent once");
+
+    let params = [
+        ("application_key", ok.application_key()),
+        ("format", "json"),
+        ("method", "users.getCurrentUser"),
+    ];
+    let call = |sig: String, token: &str| {
+        c.get(format!("{}/fb.do", ok.base_url()))
+            .query(&params)
+            .query(&[("access_token", token), ("sig", sig.as_str())])
+    };
+    let me: Value = call(ok_sig(&params, &token, ok.client_secret()), &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["uid"], "574893018273");
+    assert_eq!(me["email"], "ivan.petrov@ok.example");
+    // Forged: signed with another secret, or over other parameters, or not at all.
+    for sig in [
+        ok_sig(&params, &token, "guessed-secret"),
+        ok_sig(&params[..2], &token, ok.client_secret()),
+        String::new(),
+    ] {
+        let r = call(sig, &token).send().await.unwrap();
+        assert_eq!(r.status(), 200, "OK's API errors come with HTTP 200");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error_code"], 104, "{e}");
+        assert!(
+            e["error_msg"]
+                .as_str()
+                .unwrap()
+                .starts_with("PARAM_SIGNATURE")
+        );
+    }
+    // A revoked token, correctly signed: 102.
+    ok.revoke_tokens();
+    let e: Value = call(ok_sig(&params, &token, ok.client_secret()), &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["error_code"], 102);
 }
