@@ -22,6 +22,7 @@ pub mod vk;
 pub mod vkid;
 pub mod wechat;
 pub mod wecom;
+pub mod weibo;
 pub mod yandex;
 
 /// A running emulator's server task; dropping the emulator stops it.

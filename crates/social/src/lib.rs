@@ -29,6 +29,7 @@ pub mod vk;
 pub mod vkid;
 pub mod wechat;
 pub mod wecom;
+pub mod weibo;
 pub mod yandex;
 
 pub use claims::normalize_claims;

@@ -225,6 +225,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/odnoklassniki.md",
     },
+    ProviderType {
+        id: "weibo",
+        make: crate::weibo::Weibo::make,
+        auth_origins: &["https://api.weibo.com"],
+        icon: include_str!("../icons/weibo.svg"),
+        names: Names {
+            en: "Weibo",
+            zh_cn: "微博",
+            ru: "Weibo",
+        },
+        docs: "docs/providers/weibo.md",
+    },
 ];
 
 /// The type with this id.

@@ -1,5 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID,
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, VK, VK ID, GitHub,
+//! Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -23,6 +24,7 @@ use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
 use tessera_emulators::wecom::WecomEmulator;
+use tessera_emulators::weibo::WeiboEmulator;
 use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
@@ -57,6 +59,7 @@ const MAPPERS: &[(&str, &str)] = &[
         "odnoklassniki.jsonnet",
         include_str!("../demo/odnoklassniki.jsonnet"),
     ),
+    ("weibo.jsonnet", include_str!("../demo/weibo.jsonnet")),
 ];
 
 struct Emulators {
@@ -71,6 +74,7 @@ struct Emulators {
     mailru: MailruEmulator,
     wecom: WecomEmulator,
     ok: OkEmulator,
+    weibo: WeiboEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -99,6 +103,7 @@ impl Emulators {
                 w
             },
             ok: OkEmulator::serve(loopback().await?)?,
+            weibo: WeiboEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -115,6 +120,7 @@ impl Emulators {
         self.mailru.register_redirect_uri(cb("mailru"));
         self.wecom.register_redirect_uri(cb("wecom"));
         self.ok.register_redirect_uri(cb("odnoklassniki"));
+        self.weibo.register_redirect_uri(cb("weibo"));
     }
 }
 
@@ -242,6 +248,14 @@ selfservice:
             auth_url: {ok_auth}
             api_base_url: {ok_base}
             mapper_url: {ok_mapper}
+          - id: weibo
+            provider: weibo
+            label: Weibo
+            client_id: {wb_id}
+            client_secret: {wb_secret}
+            auth_url: {wb_auth}
+            api_base_url: {wb_base}
+            mapper_url: {wb_mapper}
   flows:
     registration:
       after:
@@ -315,6 +329,11 @@ selfservice:
         ok_auth = e.ok.auth_url(),
         ok_base = e.ok.base_url(),
         ok_mapper = q(&mapper("odnoklassniki.jsonnet")),
+        wb_id = q(e.weibo.client_id()),
+        wb_secret = q(e.weibo.client_secret()),
+        wb_auth = e.weibo.auth_url(),
+        wb_base = e.weibo.base_url(),
+        wb_mapper = q(&mapper("weibo.jsonnet")),
     )
 }
 
@@ -364,12 +383,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK. Those are emulators\n  on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK. Those are\n  emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
         emulators.feishu.base_url(),
         emulators.qq.base_url(),
+        emulators.weibo.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -213,6 +213,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "mailru.jsonnet",
         "wecom.jsonnet",
         "odnoklassniki.jsonnet",
+        "weibo.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

@@ -1,5 +1,5 @@
-//! The provider types of the China/Russia catalogue, part two (issue 17): WeCom and
-//! Odnoklassniki end to end
+//! The provider types of the China/Russia catalogue, part two (issue 17): WeCom,
+//! Odnoklassniki and Weibo end to end
 //! through the browser flow against its emulator in tessera-emulators, with the default mapper
 //! `tessera demo` writes: sign-up, sign-in into the same identity, fill-the-gaps without an
 //! email, every error shape as a clear message in the page's language; and the emulator
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::odnoklassniki::OkEmulator;
 use tessera_testkit::emulators::wecom::WecomEmulator;
+use tessera_testkit::emulators::weibo::WeiboEmulator;
 use tessera_testkit::journey::{
     assert_needs_a_secret, b64, config, fill_the_gap, identities, location, oidc_identifiers,
     param, press_provider, refused_in_every_language, sign_in, sign_up_and_again,
@@ -683,4 +684,176 @@ async fn ok_emulator_refuses_forged_signatures_and_spent_codes() {
         .await
         .unwrap();
     assert_eq!(e["error_code"], 102);
+}
+
+// ---- Weibo ---------------------------------------------------------------------------------
+
+/// `tessera demo`'s Weibo mapper, the one docs/providers/weibo.md shows.
+const WEIBO_MAPPER: &str = include_str!("../../demo/weibo.jsonnet");
+
+fn weibo_yaml(w: &WeiboEmulator, secret: &str) -> String {
+    format!(
+        "          - id: weibo\n            provider: weibo\n            label: Weibo\n            client_id: \"{}\"\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        w.client_id(),
+        w.auth_url(),
+        w.base_url(),
+        b64(WEIBO_MAPPER)
+    )
+}
+
+async fn weibo_server(backend: Backend, w: &WeiboEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&weibo_yaml(w, secret))).await;
+    w.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/weibo",
+        s.public
+    ));
+    s
+}
+
+each_backend!(weibo_sign_up_fills_the_email_then_signs_in_again);
+async fn weibo_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let w = WeiboEmulator::start().await;
+    let s = weibo_server(backend, &w, w.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "weibo", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&w.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some(w.client_id())
+    );
+    assert!(
+        param(&authorize, "scope").is_none(),
+        "basic access needs no scope"
+    );
+    // Weibo shares no email: fill-the-gaps; the id past 2^53 stays exact (idstr).
+    let (me, ids) = sign_up_giving_an_email(&s, ("weibo", "xiaoming"), "xiaoming@example.cn").await;
+    assert_eq!(ids, json!(["weibo:9187664653001234567"]));
+    assert_eq!(me["traits"]["name"]["first"], "小明同学");
+    assert_eq!(me["metadata_public"]["weibo_uid"], "9187664653001234567");
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "weibo", "xiaoming").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    assert_eq!(w.token_requests(), 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn weibo_errors_are_clear_localised_messages() {
+    let w = WeiboEmulator::start().await;
+    let s = weibo_server(Backend::Sqlite, &w, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s,
+        ("weibo", "xiaoming"),
+        "Weibo отклонил вход",
+        "微博拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Weibo refused the sign-in")
+            && text.contains("Weibo error 21323")
+            && text.contains("invalid_client"),
+        "{text}"
+    );
+    let s = weibo_server(Backend::Sqlite, &w, w.client_secret()).await;
+    let text = refused_in_every_language(
+        &s,
+        ("weibo", "deny"),
+        "Вход через Weibo отменён",
+        "微博登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    w.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("weibo", "xiaoming"),
+        "Weibo отклонил вход",
+        "微博拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("Weibo error 21325"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn weibo_needs_a_secret() {
+    let w = WeiboEmulator::start().await;
+    assert_needs_a_secret(&config(&weibo_yaml(&w, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn weibo_emulator_refuses_what_weibo_refuses() {
+    let w = WeiboEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    w.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |redirect: &str, user: &str| {
+        format!(
+            "{}?client_id={}&redirect_uri={redirect}&response_type=code&state=s&user={user}",
+            w.auth_url(),
+            w.client_id()
+        )
+    };
+    let r = c
+        .get(auth("http://evil.example/cb", "xiaoming"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("21322"));
+    let code = || async {
+        let r = c.get(auth(back, "xiaoming")).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, redirect: &'static str| {
+        c.post(format!("{}/oauth2/access_token", w.base_url()))
+            .form(&[
+                ("client_id", w.client_id().to_string()),
+                ("client_secret", w.client_secret().to_string()),
+                ("grant_type", "authorization_code".into()),
+                ("code", code),
+                ("redirect_uri", redirect.into()),
+            ])
+            .send()
+    };
+    let r = token(code().await, "http://127.0.0.1:9/other")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_code"], 21325);
+    let first = code().await;
+    let t: Value = token(first.clone(), back)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["uid"], "9187664653001234567", "uid is text");
+    let again: Value = token(first, back).await.unwrap().json().await.unwrap();
+    assert_eq!(again["error_code"], 21325, "a code is spent once");
+    let access = t["access_token"].as_str().unwrap();
+    let show = |token: &str, uid: &str| {
+        c.get(format!("{}/2/users/show.json", w.base_url()))
+            .query(&[("access_token", token), ("uid", uid)])
+            .send()
+    };
+    // Another person's profile with this token, a forged token.
+    let r = show(access, "9187664653001234569").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = show("forged", "9187664653001234567").await.unwrap();
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_code"], 21332);
+    let me: Value = show(access, "9187664653001234567")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["idstr"], "9187664653001234567");
+    assert!(me["id"].is_u64());
 }
