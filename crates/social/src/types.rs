@@ -237,6 +237,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/weibo.md",
     },
+    ProviderType {
+        id: "baidu",
+        make: crate::baidu::Baidu::make,
+        auth_origins: &["https://openapi.baidu.com"],
+        icon: include_str!("../icons/baidu.svg"),
+        names: Names {
+            en: "Baidu",
+            zh_cn: "百度",
+            ru: "Baidu",
+        },
+        docs: "docs/providers/baidu.md",
+    },
 ];
 
 /// The type with this id.

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, VK, VK ID, GitHub,
-//! Yandex ID,
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, VK, VK ID,
+//! GitHub, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -13,6 +13,7 @@ use crate::serve;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
@@ -60,6 +61,7 @@ const MAPPERS: &[(&str, &str)] = &[
         include_str!("../demo/odnoklassniki.jsonnet"),
     ),
     ("weibo.jsonnet", include_str!("../demo/weibo.jsonnet")),
+    ("baidu.jsonnet", include_str!("../demo/baidu.jsonnet")),
 ];
 
 struct Emulators {
@@ -75,6 +77,7 @@ struct Emulators {
     wecom: WecomEmulator,
     ok: OkEmulator,
     weibo: WeiboEmulator,
+    baidu: BaiduEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -104,6 +107,7 @@ impl Emulators {
             },
             ok: OkEmulator::serve(loopback().await?)?,
             weibo: WeiboEmulator::serve(loopback().await?)?,
+            baidu: BaiduEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -121,6 +125,7 @@ impl Emulators {
         self.wecom.register_redirect_uri(cb("wecom"));
         self.ok.register_redirect_uri(cb("odnoklassniki"));
         self.weibo.register_redirect_uri(cb("weibo"));
+        self.baidu.register_redirect_uri(cb("baidu"));
     }
 }
 
@@ -256,6 +261,14 @@ selfservice:
             auth_url: {wb_auth}
             api_base_url: {wb_base}
             mapper_url: {wb_mapper}
+          - id: baidu
+            provider: baidu
+            label: Baidu
+            client_id: {bd_id}
+            client_secret: {bd_secret}
+            auth_url: {bd_auth}
+            api_base_url: {bd_base}
+            mapper_url: {bd_mapper}
   flows:
     registration:
       after:
@@ -334,6 +347,11 @@ selfservice:
         wb_auth = e.weibo.auth_url(),
         wb_base = e.weibo.base_url(),
         wb_mapper = q(&mapper("weibo.jsonnet")),
+        bd_id = q(e.baidu.client_id()),
+        bd_secret = q(e.baidu.client_secret()),
+        bd_auth = e.baidu.auth_url(),
+        bd_base = e.baidu.base_url(),
+        bd_mapper = q(&mapper("baidu.jsonnet")),
     )
 }
 
@@ -383,13 +401,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK. Those are\n  emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK.\n  Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in\n  that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
         emulators.feishu.base_url(),
         emulators.qq.base_url(),
         emulators.weibo.base_url(),
+        emulators.baidu.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -214,6 +214,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "wecom.jsonnet",
         "odnoklassniki.jsonnet",
         "weibo.jsonnet",
+        "baidu.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

@@ -1,5 +1,5 @@
 //! The provider types of the China/Russia catalogue, part two (issue 17): WeCom,
-//! Odnoklassniki and Weibo end to end
+//! Odnoklassniki, Weibo and Baidu end to end
 //! through the browser flow against its emulator in tessera-emulators, with the default mapper
 //! `tessera demo` writes: sign-up, sign-in into the same identity, fill-the-gaps without an
 //! email, every error shape as a clear message in the page's language; and the emulator
@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::baidu::BaiduEmulator;
 use tessera_testkit::emulators::odnoklassniki::OkEmulator;
 use tessera_testkit::emulators::wecom::WecomEmulator;
 use tessera_testkit::emulators::weibo::WeiboEmulator;
@@ -857,3 +858,155 @@ async fn weibo_emulator_refuses_what_weibo_refuses() {
     assert_eq!(me["idstr"], "9187664653001234567");
     assert!(me["id"].is_u64());
 }
+
+// ---- Baidu ---------------------------------------------------------------------------------
+
+/// `tessera demo`'s Baidu mapper, the one docs/providers/baidu.md shows.
+const BAIDU_MAPPER: &str = include_str!("../../demo/baidu.jsonnet");
+
+fn baidu_yaml(bd: &BaiduEmulator, secret: &str) -> String {
+    format!(
+        "          - id: baidu\n            provider: baidu\n            label: Baidu\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        bd.client_id(),
+        bd.auth_url(),
+        bd.base_url(),
+        b64(BAIDU_MAPPER)
+    )
+}
+
+async fn baidu_server(backend: Backend, bd: &BaiduEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&baidu_yaml(bd, secret))).await;
+    bd.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/baidu",
+        s.public
+    ));
+    s
+}
+
+each_backend!(baidu_sign_up_fills_the_email_then_signs_in_again);
+async fn baidu_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let bd = BaiduEmulator::start().await;
+    let s = baidu_server(backend, &bd, bd.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "baidu", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&bd.auth_url()), "{authorize}");
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("basic"));
+    let (me, ids) = sign_up_giving_an_email(&s, ("baidu", "zhaolei"), "zhaolei@example.cn").await;
+    let openid = bd.openid_of("zhaolei");
+    assert_eq!(ids, json!([format!("baidu:{openid}")]));
+    assert_eq!(
+        me["traits"]["name"]["first"], "z***i",
+        "Baidu masks the name"
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "baidu", "zhaolei").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn baidu_errors_are_clear_localised_messages() {
+    let bd = BaiduEmulator::start().await;
+    let s = baidu_server(Backend::Sqlite, &bd, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s,
+        ("baidu", "zhaolei"),
+        "Baidu отклонил вход",
+        "百度拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Baidu refused the sign-in") && text.contains("invalid_client"),
+        "{text}"
+    );
+    // An HTTP-200 REST error at getInfo.
+    let s = baidu_server(Backend::Sqlite, &bd, bd.client_secret()).await;
+    bd.expire_tokens(true);
+    let text = refused_in_every_language(
+        &s,
+        ("baidu", "zhaolei"),
+        "Baidu отклонил вход",
+        "百度拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Baidu error 111") && text.contains("Access token expired"),
+        "{text}"
+    );
+    bd.expire_tokens(false);
+    let text = refused_in_every_language(
+        &s,
+        ("baidu", "deny"),
+        "Вход через Baidu отменён",
+        "百度登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+    assert_needs_a_secret(&config(&baidu_yaml(&bd, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn baidu_emulator_refuses_what_baidu_refuses() {
+    let bd = BaiduEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    bd.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |redirect: &str| {
+        format!(
+            "{}?response_type=code&client_id={}&redirect_uri={redirect}&scope=basic&state=s&user=zhaolei",
+            bd.auth_url(),
+            bd.client_id()
+        )
+    };
+    let r = c.get(auth("http://evil.example/cb")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("redirect_uri_mismatch"));
+    let code = || async {
+        let r = c.get(auth(back)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, redirect: &'static str| {
+        c.get(format!("{}/oauth/2.0/token", bd.base_url()))
+            .query(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("client_id", bd.client_id()),
+                ("client_secret", bd.client_secret()),
+                ("redirect_uri", redirect),
+            ])
+            .send()
+    };
+    let r = token(code().await, "http://127.0.0.1:9/other")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let first = code().await;
+    let t: Value = token(first.clone(), back)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = t["access_token"].as_str().unwrap().to_string();
+    let again: Value = token(first, back).await.unwrap().json().await.unwrap();
+    assert_eq!(again["error"], "invalid_grant", "a code is spent once");
+    let info = |token: String| {
+        c.get(format!("{}/rest/2.0/passport/users/getInfo", bd.base_url()))
+            .query(&[("access_token", token)])
+            .send()
+    };
+    let me: Value = info(access.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(me["openid"], bd.openid_of("zhaolei"));
+    let r = info("forged".into()).await.unwrap();
+    assert_eq!(r.status(), 200, "REST errors come with HTTP 200");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_code"], 110);
+    bd.revoke_tokens();
+    let e: Value = info(access).await.unwrap().json().await.unwrap();
+    assert_eq!(e["error_code"], 110);
+}
+
