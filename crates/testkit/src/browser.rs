@@ -24,6 +24,18 @@ pub fn screenshot_dir(name: &str) -> PathBuf {
 /// Runs the named scenarios (all when empty) against `base_url` and panics, with the suite's
 /// output, unless every one passes. `env` adds variables some scenarios read.
 pub async fn run_suite(base_url: &str, scenarios: &[&str], shots: &Path, env: &[(&str, String)]) {
+    run_script("suite.mjs", base_url, scenarios, shots, env).await
+}
+
+/// [`run_suite`] for another script of `peers/browser/` (`more-options.mjs`), with the same
+/// environment and the same success line.
+pub async fn run_script(
+    script: &str,
+    base_url: &str,
+    scenarios: &[&str],
+    shots: &Path,
+    env: &[(&str, String)],
+) {
     let root = workspace_root();
     let playwright = root.join("peers/browser/node_modules/playwright-core");
     let chromium = std::env::var("TESSERA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -32,7 +44,7 @@ pub async fn run_suite(base_url: &str, scenarios: &[&str], shots: &Path, env: &[
         "the browser suite needs playwright-core in peers/browser/ and Debian's chromium ({chromium}): run `bash scripts/test-deps.sh` (scripts/test.sh does)"
     );
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(root.join("peers/browser/suite.mjs"))
+    cmd.arg(root.join("peers/browser").join(script))
         .args(scenarios)
         .current_dir(root.join("peers/browser"))
         .env("TESSERA_URL", base_url)
@@ -45,13 +57,13 @@ pub async fn run_suite(base_url: &str, scenarios: &[&str], shots: &Path, env: &[
     let out = cmd
         .output()
         .await
-        .expect("run node peers/browser/suite.mjs");
+        .unwrap_or_else(|e| panic!("run node peers/browser/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("all scenarios passed"),
-        "the browser suite failed ({}):\n{stdout}\n{stderr}",
+        "the browser script {script} failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
 }

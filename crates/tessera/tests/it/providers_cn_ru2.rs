@@ -1010,3 +1010,103 @@ async fn baidu_emulator_refuses_what_baidu_refuses() {
     assert_eq!(e["error_code"], 110);
 }
 
+// ---- The login page with many providers ----------------------------------------------------
+
+/// Provider entries for `types` (no upstream is contacted to render the page).
+fn many_providers(types: &[&str]) -> String {
+    let mut yaml = String::new();
+    for t in types {
+        yaml.push_str(&format!(
+            "          - id: {t}\n            provider: {t}\n            client_id: \"c-{t}\"\n            client_secret: s\n            wecom_agent_id: \"1000002\"\n            odnoklassniki_application_key: CBA\n            mapper_url: base64://{}\n",
+            b64(WEIBO_MAPPER)
+        ));
+    }
+    yaml
+}
+
+/// The hosted login page's HTML in `lang`.
+async fn login_page(s: &TestServer, lang: &str) -> String {
+    let b = Browser::default();
+    let r = b
+        .get(&format!("{}/self-service/login/browser", s.public), false)
+        .await;
+    assert_eq!(r.status(), 303);
+    b.get(&format!("{}&ui_locales={lang}", location(&r)), false)
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn many_providers_fold_behind_a_more_options_disclosure() {
+    let types = [
+        "wechat",
+        "wecom",
+        "qq",
+        "weibo",
+        "baidu",
+        "odnoklassniki",
+        "mailru",
+        "yandex",
+        "github",
+    ];
+    let s = TestServer::start(Backend::Sqlite, &config(&many_providers(&types))).await;
+    for (lang, summary) in [
+        ("en", "More options (5)"),
+        ("zh-CN", "更多登录方式（5）"),
+        ("ru", "Другие способы входа (5)"),
+    ] {
+        let page = login_page(&s, lang).await;
+        assert_eq!(
+            page.matches("<details class=\"more-options\">").count(),
+            1,
+            "{page}"
+        );
+        assert!(page.contains(summary), "{lang}: {page}");
+        let (before, after) = page.split_once("<details").unwrap();
+        for (i, t) in types.iter().enumerate() {
+            let button = format!("name=\"provider\" value=\"{t}\"");
+            let in_view = before.contains(&button);
+            let folded = after.contains(&button);
+            assert!(in_view != folded, "{lang}: `{t}` once, in view or folded");
+            assert_eq!(
+                in_view,
+                i < 4,
+                "{lang}: `{t}` (the first four stay in view)"
+            );
+        }
+    }
+    // A folded provider's button works like any other.
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "baidu", "https://app.example.com/after").await;
+    assert!(
+        authorize.starts_with("https://openapi.baidu.com/oauth/2.0/authorize?"),
+        "{authorize}"
+    );
+    // At 360 px in a real browser: no sideways scrolling, the disclosure opens; screenshots.
+    let shots = tessera_testkit::browser::screenshot_dir("more-options");
+    tessera_testkit::browser::run_script("more-options.mjs", &s.public, &[], &shots, &[]).await;
+    for lang in ["en", "zh-CN", "ru"] {
+        assert!(
+            shots
+                .join(format!("more-options-{lang}-open-360.png"))
+                .is_file()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_few_providers_stay_in_view() {
+    // Five buttons: folding one would save nothing.
+    let types = ["wechat", "wecom", "qq", "weibo", "baidu"];
+    let s = TestServer::start(Backend::Sqlite, &config(&many_providers(&types))).await;
+    let page = login_page(&s, "en").await;
+    assert!(!page.contains("more-options"), "{page}");
+    for t in types {
+        assert!(
+            page.contains(&format!("name=\"provider\" value=\"{t}\"")),
+            "{t}"
+        );
+    }
+}
