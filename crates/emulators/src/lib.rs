@@ -12,6 +12,7 @@
 pub mod baidu;
 mod common;
 pub mod dingtalk;
+pub mod douyin;
 pub mod feishu;
 pub mod github;
 pub mod mailru;

@@ -11,6 +11,7 @@ pub mod baidu;
 pub mod claims;
 pub mod config;
 pub mod dingtalk;
+pub mod douyin;
 pub mod feishu;
 pub mod fetch;
 pub mod generic;

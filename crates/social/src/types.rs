@@ -249,6 +249,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/baidu.md",
     },
+    ProviderType {
+        id: "douyin",
+        make: crate::douyin::Douyin::make,
+        auth_origins: &["https://open.douyin.com"],
+        icon: include_str!("../icons/douyin.svg"),
+        names: Names {
+            en: "Douyin",
+            zh_cn: "抖音",
+            ru: "Douyin",
+        },
+        docs: "docs/providers/douyin.md",
+    },
 ];
 
 /// The type with this id.

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, VK, VK ID,
-//! GitHub, Yandex ID,
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, VK,
+//! VK ID, GitHub, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -15,6 +15,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
+use tessera_emulators::douyin::DouyinEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::mailru::MailruEmulator;
@@ -62,6 +63,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ),
     ("weibo.jsonnet", include_str!("../demo/weibo.jsonnet")),
     ("baidu.jsonnet", include_str!("../demo/baidu.jsonnet")),
+    ("douyin.jsonnet", include_str!("../demo/douyin.jsonnet")),
 ];
 
 struct Emulators {
@@ -78,6 +80,7 @@ struct Emulators {
     ok: OkEmulator,
     weibo: WeiboEmulator,
     baidu: BaiduEmulator,
+    douyin: DouyinEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -108,6 +111,7 @@ impl Emulators {
             ok: OkEmulator::serve(loopback().await?)?,
             weibo: WeiboEmulator::serve(loopback().await?)?,
             baidu: BaiduEmulator::serve(loopback().await?)?,
+            douyin: DouyinEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -126,6 +130,7 @@ impl Emulators {
         self.ok.register_redirect_uri(cb("odnoklassniki"));
         self.weibo.register_redirect_uri(cb("weibo"));
         self.baidu.register_redirect_uri(cb("baidu"));
+        self.douyin.register_redirect_uri(cb("douyin"));
     }
 }
 
@@ -269,6 +274,14 @@ selfservice:
             auth_url: {bd_auth}
             api_base_url: {bd_base}
             mapper_url: {bd_mapper}
+          - id: douyin
+            provider: douyin
+            label: Douyin
+            client_id: {dy_id}
+            client_secret: {dy_secret}
+            auth_url: {dy_auth}
+            api_base_url: {dy_base}
+            mapper_url: {dy_mapper}
   flows:
     registration:
       after:
@@ -352,6 +365,11 @@ selfservice:
         bd_auth = e.baidu.auth_url(),
         bd_base = e.baidu.base_url(),
         bd_mapper = q(&mapper("baidu.jsonnet")),
+        dy_id = q(e.douyin.client_id()),
+        dy_secret = q(e.douyin.client_secret()),
+        dy_auth = e.douyin.auth_url(),
+        dy_base = e.douyin.base_url(),
+        dy_mapper = q(&mapper("douyin.jsonnet")),
     )
 }
 
@@ -401,7 +419,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, VK, VK ID, GitHub, Yandex ID, Mail.ru or OK.\n  Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in\n  that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, VK, VK ID, GitHub, Yandex ID, Mail.ru or\n  OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {},\n  {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -409,6 +427,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.qq.base_url(),
         emulators.weibo.base_url(),
         emulators.baidu.base_url(),
+        emulators.douyin.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

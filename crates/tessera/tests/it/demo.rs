@@ -215,6 +215,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "odnoklassniki.jsonnet",
         "weibo.jsonnet",
         "baidu.jsonnet",
+        "douyin.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

@@ -1,5 +1,5 @@
 //! The provider types of the China/Russia catalogue, part two (issue 17): WeCom,
-//! Odnoklassniki, Weibo and Baidu end to end
+//! Odnoklassniki, Weibo, Baidu and Douyin end to end
 //! through the browser flow against its emulator in tessera-emulators, with the default mapper
 //! `tessera demo` writes: sign-up, sign-in into the same identity, fill-the-gaps without an
 //! email, every error shape as a clear message in the page's language; and the emulator
@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::baidu::BaiduEmulator;
+use tessera_testkit::emulators::douyin::DouyinEmulator;
 use tessera_testkit::emulators::odnoklassniki::OkEmulator;
 use tessera_testkit::emulators::wecom::WecomEmulator;
 use tessera_testkit::emulators::weibo::WeiboEmulator;
@@ -1109,4 +1110,174 @@ async fn a_few_providers_stay_in_view() {
             "{t}"
         );
     }
+}
+
+// ---- Douyin --------------------------------------------------------------------------------
+
+/// `tessera demo`'s Douyin mapper, the one docs/providers/douyin.md shows.
+const DOUYIN_MAPPER: &str = include_str!("../../demo/douyin.jsonnet");
+
+fn douyin_yaml(dy: &DouyinEmulator, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: douyin\n            provider: douyin\n            label: Douyin\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n{extra}",
+        dy.client_id(),
+        dy.auth_url(),
+        dy.base_url(),
+        b64(DOUYIN_MAPPER)
+    )
+}
+
+async fn douyin_server(
+    backend: Backend,
+    dy: &DouyinEmulator,
+    secret: &str,
+    extra: &str,
+) -> TestServer {
+    let s = TestServer::start(backend, &config(&douyin_yaml(dy, secret, extra))).await;
+    dy.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/douyin",
+        s.public
+    ));
+    s
+}
+
+each_backend!(douyin_sign_up_fills_the_email_then_signs_in_again);
+async fn douyin_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let dy = DouyinEmulator::start().await;
+    let s = douyin_server(backend, &dy, dy.client_secret(), "").await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "douyin", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&dy.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "client_key").as_deref(),
+        Some(dy.client_id())
+    );
+    assert!(
+        param(&authorize, "client_id").is_none(),
+        "Douyin names it client_key"
+    );
+    assert_eq!(param(&authorize, "scope").as_deref(), Some("user_info"));
+    let (me, ids) = sign_up_giving_an_email(&s, ("douyin", "xiaolu"), "xiaolu@example.cn").await;
+    assert_eq!(ids, json!([format!("douyin:{}", dy.open_id_of("xiaolu"))]));
+    assert_eq!(me["traits"]["name"]["first"], "小鹿");
+    assert_eq!(
+        me["metadata_public"]["douyin_union_id"],
+        dy.union_id_of("xiaolu")
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "douyin", "xiaolu").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn douyin_subject_is_the_union_id_when_asked() {
+    let dy = DouyinEmulator::start().await;
+    let s = douyin_server(
+        Backend::Sqlite,
+        &dy,
+        dy.client_secret(),
+        "            subject_source: union_id\n",
+    )
+    .await;
+    let (_, ids) = sign_up_giving_an_email(&s, ("douyin", "ajie"), "ajie@example.cn").await;
+    assert_eq!(ids, json!([format!("douyin:{}", dy.union_id_of("ajie"))]));
+    let err = start_error(&config(&douyin_yaml(
+        &dy,
+        dy.client_secret(),
+        "            subject_source: email\n",
+    )))
+    .await;
+    assert!(err.contains("providers.0.subject_source"), "{err}");
+    assert_needs_a_secret(&config(&douyin_yaml(&dy, "\"\"", ""))).await;
+}
+
+#[tokio::test]
+async fn douyin_errors_inside_data_are_clear_localised_messages() {
+    let dy = DouyinEmulator::start().await;
+    let s = douyin_server(Backend::Sqlite, &dy, "not-the-secret", "").await;
+    let text = refused_in_every_language(
+        &s,
+        ("douyin", "xiaolu"),
+        "Douyin отклонил вход",
+        "抖音拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Douyin refused the sign-in") && text.contains("Douyin error 10013"),
+        "{text}"
+    );
+    let s = douyin_server(Backend::Sqlite, &dy, dy.client_secret(), "").await;
+    dy.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("douyin", "xiaolu"),
+        "Douyin отклонил вход",
+        "抖音拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("Douyin error 10007"), "{text}");
+    let text = refused_in_every_language(
+        &s,
+        ("douyin", "deny"),
+        "Вход через Douyin отменён",
+        "抖音登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn douyin_emulator_refuses_what_douyin_refuses() {
+    let dy = DouyinEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    dy.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |redirect: &str| {
+        format!(
+            "{}?client_key={}&response_type=code&scope=user_info&redirect_uri={redirect}&state=s&user=xiaolu",
+            dy.auth_url(),
+            dy.client_id()
+        )
+    };
+    let r = c.get(auth("http://evil.example/cb")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("redirect_uri"));
+    let r = c.get(auth(back)).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let code = param(&location(&r), "code").unwrap();
+    let token = |code: &str| {
+        c.post(format!("{}/oauth/access_token/", dy.base_url()))
+            .form(&[
+                ("client_key", dy.client_id()),
+                ("client_secret", dy.client_secret()),
+                ("code", code),
+                ("grant_type", "authorization_code"),
+            ])
+            .send()
+    };
+    let r = token(&code).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["data"]["error_code"], 0);
+    let access = t["data"]["access_token"].as_str().unwrap().to_string();
+    let again: Value = token(&code).await.unwrap().json().await.unwrap();
+    assert_eq!(again["data"]["error_code"], 10007, "a code is spent once");
+    let info = |token: &str, open_id: &str| {
+        c.post(format!("{}/oauth/userinfo/", dy.base_url()))
+            .form(&[("access_token", token), ("open_id", open_id)])
+            .send()
+    };
+    let other = dy.open_id_of("ajie");
+    let e: Value = info(&access, &other).await.unwrap().json().await.unwrap();
+    assert_eq!(e["err_no"], 28001008, "another person's open_id");
+    dy.revoke_tokens();
+    let r = info(&access, &dy.open_id_of("xiaolu")).await.unwrap();
+    assert_eq!(r.status(), 200, "errors come with HTTP 200");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["err_no"], 28001003);
 }
