@@ -579,19 +579,17 @@ fn submit_route(kind: FlowKind) -> axum::routing::MethodRouter<AppState> {
                   h: HeaderMap,
                   body: Body| submit(cfg, client, kind, q, s, csrf, neg, h, body),
         ),
-        FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery => {
-            post(
-                move |cfg: Cfg,
-                      KratosQuery(q): KratosQuery<FlowQuery>,
-                      client: ClientAddr,
-                      csrf: Csrf,
-                      neg: Negotiated,
-                      h: HeaderMap,
-                      body: Body| {
-                    submit(cfg, client, kind, q, None, csrf, neg, h, body)
-                },
-            )
-        }
+        FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery => post(
+            move |cfg: Cfg,
+                  KratosQuery(q): KratosQuery<FlowQuery>,
+                  client: ClientAddr,
+                  csrf: Csrf,
+                  neg: Negotiated,
+                  h: HeaderMap,
+                  body: Body| {
+                submit(cfg, client, kind, q, None, csrf, neg, h, body)
+            },
+        ),
     }
 }
 
