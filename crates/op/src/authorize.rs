@@ -941,11 +941,7 @@ impl Provider {
             .await?
             .map_err(|m| OpError::new(crate::ErrorCode::AccessDenied, m.0))?;
         // The app will hear when this session ends (back-channel logout), with this `sub`.
-        if client.backchannel_logout_uri.is_some() {
-            self.store
-                .op_link_session_app(session.id, &client.client_id, &sub)
-                .await?;
-        }
+        self.remember_session_app(client, session, &sub).await?;
         let mut params = vec![];
         let with_access = match p.response_type {
             ResponseType::Code => None,

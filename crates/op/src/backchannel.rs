@@ -61,6 +61,23 @@ impl Provider {
         self.sign_typed(&claims, Some("logout+jwt"), None).await
     }
 
+    /// Records that `session` signed in to `client` as `sub`, when the app wants to hear of
+    /// the session's end: the one place both the authorization endpoint and a device approval
+    /// call.
+    pub(crate) async fn remember_session_app(
+        &self,
+        client: &crate::Client,
+        session: &tessera_core::session::Session,
+        sub: &str,
+    ) -> OpResult<()> {
+        if client.backchannel_logout_uri.is_some() {
+            self.store
+                .op_link_session_app(session.id, &client.client_id, sub)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// One delivery round: leases the due notices and POSTs each. Returns how many were
     /// handled (a worker that handled none sleeps longer).
     pub async fn deliver_logout_notices(&self, http: &reqwest::Client) -> OpResult<usize> {

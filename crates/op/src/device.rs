@@ -12,7 +12,7 @@
 
 use crate::authorize::{AuthParams, Authorize, PageReason, page};
 use crate::client::{Client, ClientAuth};
-use crate::token::{TokenResponse, new_grant_row};
+use crate::token::TokenResponse;
 use crate::vocab::{GrantType, Prompt, ResponseMode, ResponseType};
 use crate::{ErrorCode, OpError, OpResult, Provider, millis, now_ms};
 use serde::Serialize;
@@ -164,28 +164,6 @@ impl Provider {
         ))
     }
 
-    /// The app a pending user code belongs to (the page's "Sign in to … ?"), or the page
-    /// explaining why the code cannot be used.
-    pub async fn device_app(&self, user_code: &str) -> OpResult<Result<Client, Authorize>> {
-        let Some(code) = normalize_user_code(user_code) else {
-            return Ok(Err(unknown_code()));
-        };
-        let Some(g) = self
-            .store
-            .op_device_by_user_code(&user_code_hash(&code))
-            .await?
-        else {
-            return Ok(Err(unknown_code()));
-        };
-        if g.status != "pending" || g.expires_at < now_ms() {
-            return Ok(Err(unknown_code()));
-        }
-        match self.client(&g.client_id).await? {
-            Some(c) => Ok(Ok(c)),
-            None => Ok(Err(unknown_code())),
-        }
-    }
-
     /// The user entered `user_code` at `/ui/device`: the approval goes through sign-in,
     /// access rules and consent like an authorization request.
     pub async fn device_start(
@@ -265,36 +243,17 @@ impl Provider {
         let remaining = std::time::Duration::from_millis(
             u64::try_from((g.expires_at - now).max(1000)).unwrap_or(1000),
         );
-        let (_, row) = new_grant_row(
-            "code",
-            client,
-            Some(identity.id),
-            json!({
-                "redirect_uri": "",
-                "scope": p.scope.join(" "),
-                "auth_time": session.authenticated_at / 1000,
-                "sid": session.id.to_string(),
-                "acr": crate::assurance::acr(session),
-                "amr": crate::assurance::amr(session),
-                "sub": sub,
-                "resource": p.resource,
-            }),
-            &Uuid::new_v4().to_string(),
-            remaining,
-        );
-        self.store.op_insert_code(&row).await?;
+        let (_, code_hash) = self
+            .issue_code_for(client, identity, session, p, &sub, remaining)
+            .await?;
         if !self
             .store
-            .op_device_decide(user_code_hash, true, Some(&row.hash), now)
+            .op_device_decide(user_code_hash, true, Some(&code_hash), now)
             .await?
         {
             return Ok(unknown_code());
         }
-        if client.backchannel_logout_uri.is_some() {
-            self.store
-                .op_link_session_app(session.id, &client.client_id, &sub)
-                .await?;
-        }
+        self.remember_session_app(client, session, &sub).await?;
         Ok(Authorize::DeviceDone {
             app: client.client_name.clone(),
             approved: true,

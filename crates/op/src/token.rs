@@ -171,7 +171,7 @@ fn token_type(jkt: Option<&str>) -> &'static str {
 
 /// A fresh secret (code or token) of `kind` and the row that stores it: only its hash, unused,
 /// unrevoked, living `lifespan` from now.
-pub(crate) fn new_grant_row(
+fn new_grant_row(
     kind: &str,
     client: &Client,
     identity: Option<Uuid>,
@@ -205,6 +205,23 @@ impl Provider {
         p: &crate::AuthParams,
         sub: &str,
     ) -> OpResult<String> {
+        let (code, _) = self
+            .issue_code_for(client, identity, session, p, sub, self.op().code_lifespan)
+            .await?;
+        Ok(code)
+    }
+
+    /// Stores an authorization code living `lifespan` (a device grant's code lives as long as
+    /// its device code); returns the code and its hash.
+    pub(crate) async fn issue_code_for(
+        &self,
+        client: &Client,
+        identity: &Identity,
+        session: &Session,
+        p: &crate::AuthParams,
+        sub: &str,
+        lifespan: std::time::Duration,
+    ) -> OpResult<(String, String)> {
         let (code, row) = new_grant_row(
             "code",
             client,
@@ -222,10 +239,10 @@ impl Provider {
                 "resource": p.resource,
             }),
             &Uuid::new_v4().to_string(),
-            self.op().code_lifespan,
+            lifespan,
         );
         self.store.op_insert_code(&row).await?;
-        Ok(code)
+        Ok((code, row.hash))
     }
 
     /// Issues an opaque access token; returns it and its lifetime in seconds.
