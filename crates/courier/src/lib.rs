@@ -33,7 +33,9 @@ pub async fn queue_email(
 ) -> Result<String, Error> {
     let r = templates::render(t, lang, data, &settings.overrides);
     let now = now_ms();
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered and monotonic within the process, so two messages queued in the same
+    // millisecond still list newest first (the admin listing breaks `created_at` ties by id).
+    let id = uuid::Uuid::now_v7().to_string();
     store
         .courier_enqueue(&MessageRow {
             id: id.clone(),

@@ -230,3 +230,41 @@ async fn a_worker_that_hangs_mid_send_loses_nothing_and_two_workers_never_share_
     let m = store.courier_get(&id).await.expect("get").expect("row");
     assert_eq!(m.status, "sent");
 }
+
+/// Messages queued faster than the clock ticks (many share one millisecond) still list in
+/// exactly the reverse order of queueing, across pages: the id breaks `created_at` ties.
+#[tokio::test]
+async fn messages_queued_in_the_same_millisecond_list_newest_first_across_pages() {
+    let store = store().await;
+    let s = settings("smtp://127.0.0.1:9/", 5, Duration::from_secs(60));
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(
+            queue_email(
+                &store,
+                &s,
+                "burst@example.org",
+                TemplateType::VerificationCodeValid,
+                Lang::En,
+                &json!({"VerificationCode": format!("{n:06}"), "ExpiresInMinutes": 60}),
+            )
+            .await
+            .expect("queued"),
+        );
+    }
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store
+            .courier_list(None, None, 7, token.as_deref())
+            .await
+            .expect("page");
+        listed.extend(page.items.iter().map(|m| m.id.clone()));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(listed, ids);
+}
