@@ -72,6 +72,20 @@ impl Engine {
         csrf_cookie: Option<&str>,
         client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
+        self.submit_first_factor(flow_id, body, csrf_cookie, client, None)
+            .await
+    }
+
+    /// The first-factor login; `current` is the session the request carried, which a refresh
+    /// login (`refresh=true`, or an app's `max_age`) of the same identity renews.
+    pub(crate) async fn submit_first_factor(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+        client: Option<std::net::IpAddr>,
+        current: Option<&Session>,
+    ) -> Result<Outcome, Error> {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
             .await?;
@@ -194,7 +208,12 @@ impl Engine {
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
-        let session = self.issue_session(&identity, "password").await?;
+        let renewed = current
+            .filter(|s| flow.refresh == Some(true) && s.active && s.identity_id == identity.id);
+        let session = match renewed {
+            Some(old) => self.renew_session(old, &identity, "password").await?,
+            None => self.issue_session(&identity, "password").await?,
+        };
         self.revoke_after_login(hooks, &identity, &session.0)
             .await?;
         self.count(crate::engine::Counted::SignIn, "password", "");
@@ -204,6 +223,7 @@ impl Engine {
         // (Kratos's `highest_available`): the browser goes to the aal2 step, then back.
         if self.settings.mfa.whoami_required_aal == tessera_config::RequiredAal::HighestAvailable
             && second_factor
+            && session.0.authenticator_assurance_level != crate::mfa::AAL2
             && let Some(d) = self
                 .aal2_required(Some(&return_to))
                 .details

@@ -409,7 +409,13 @@ impl Engine {
             .decrypt(&sealed)
             .map_err(|e| Error::internal(e.to_string()))?;
         let key = TotpKey::from_url(&url)?;
-        if key.matching_step(&code, unix_now()).is_none() {
+        // The code that confirms the key is spent like a sign-in code: otherwise whoever saw
+        // it (over a shoulder, in a screen recording) could step up with it in the same window.
+        let fresh = match key.matching_step(&code, unix_now()) {
+            Some(step) => self.first_use_of_step(identity.id, step).await?,
+            None => false,
+        };
+        if !fresh {
             self.limits
                 .record_login_failure(&self.store, &limit_key, None)
                 .await?;
@@ -525,7 +531,9 @@ impl Engine {
                 ));
                 return self.invalid(flow).await;
             }
-            return self.submit_login(flow_id, body, csrf_cookie, client).await;
+            return self
+                .submit_first_factor(flow_id, body, csrf_cookie, client, session)
+                .await;
         }
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
@@ -564,15 +572,8 @@ impl Engine {
             ));
             return self.invalid(flow).await;
         };
-        let step = key.matching_step(&code, unix_now());
-        // A code is good once: the step is recorded, and a second use of it is refused.
-        let fresh = match step {
-            Some(step) => {
-                self.store
-                    .limit_hit(&format!("totp-used:{}:{step}", identity.id), step as i64)
-                    .await?
-                    == 1
-            }
+        let fresh = match key.matching_step(&code, unix_now()) {
+            Some(step) => self.first_use_of_step(identity.id, step).await?,
             None => false,
         };
         if !fresh {
@@ -584,6 +585,18 @@ impl Engine {
             return self.invalid(flow).await;
         }
         self.finish_step_up(flow, session, identity, "totp").await
+    }
+
+    /// Records that `identity` used the code of TOTP `step`; `false` when it was used before.
+    /// The counter's window starts at the step's first millisecond, so the limits' cleanup
+    /// (which forgets windows by age in ms) keeps it for as long as any other counter.
+    async fn first_use_of_step(&self, identity: uuid::Uuid, step: u64) -> Result<bool, Error> {
+        let window_start = i64::try_from(step.saturating_mul(30_000)).unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .limit_hit(&format!("totp-used:{identity}:{step}"), window_start)
+            .await?
+            == 1)
     }
 
     /// The recovery-code branch of the aal2 step: wrong and reused codes count against the
@@ -649,6 +662,45 @@ impl Engine {
             session: Some(issued),
             return_to,
         })
+    }
+
+    /// A refresh login of the session's own identity, as Kratos does it: the methods proven
+    /// earlier in the session are kept next to the one just repeated, so an aal2 session stays
+    /// aal2 (it must not fall back to aal1 and ask for the second factor again). A new token
+    /// replaces the old, whose session is retired with its app links moved over.
+    pub(crate) async fn renew_session(
+        &self,
+        old: &Session,
+        identity: &Identity,
+        method: &str,
+    ) -> Result<(Session, String), Error> {
+        let now = now_ms();
+        let token = crypto::random_token();
+        let mut methods = old.authentication_methods.clone();
+        methods.push(AuthenticationMethod {
+            method: method.into(),
+            aal: AAL1.into(),
+            completed_at: now,
+        });
+        let session = Session {
+            id: uuid::Uuid::new_v4(),
+            active: true,
+            expires_at: now + self.settings.session.lifespan.as_millis() as i64,
+            authenticated_at: now,
+            authenticator_assurance_level: old.authenticator_assurance_level.clone(),
+            authentication_methods: methods,
+            issued_at: now,
+            identity: Some(identity.clone()),
+            devices: vec![],
+            identity_id: identity.id,
+        };
+        self.store
+            .insert_session(&session, &crypto::token_hash(&token))
+            .await?;
+        self.store
+            .retire_replaced_session(old.id, session.id)
+            .await?;
+        Ok((session, token))
     }
 
     /// Replaces an aal1 session by an aal2 one with both methods: a new token (the privilege

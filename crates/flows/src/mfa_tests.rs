@@ -51,17 +51,29 @@ fn app_code(flow: &Flow) -> String {
         .and_then(Value::as_str)
         .expect("secret in the text's context")
         .to_string();
-    code_for(&secret)
+    // A step ago: still accepted, and not the code the tests step up with right after (the
+    // code that confirms a key is spent).
+    code_at(&secret, unix_now() - 30)
 }
 
-fn code_for(secret_base32: &str) -> String {
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn code_at(secret_base32: &str, unix: u64) -> String {
     let bytes = Secret::Encoded(secret_base32.into())
         .to_bytes()
         .expect("base32");
     TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, "x".into())
         .expect("totp")
-        .generate_current()
-        .expect("clock")
+        .generate(unix)
+}
+
+fn code_for(secret_base32: &str) -> String {
+    code_at(secret_base32, unix_now())
 }
 
 fn wrong(code: &str) -> String {
@@ -462,5 +474,145 @@ async fn a_password_sign_in_of_someone_with_totp_continues_to_the_second_step() 
         return_to
             .starts_with("http://127.0.0.1:4433/self-service/login/browser?aal=aal2&return_to="),
         "{return_to}"
+    );
+}
+
+/// Steps `session` up with the current code; the aal2 session and its token.
+async fn stepped_up(e: &Engine, session: &Session, secret: &str) -> (Session, String) {
+    let flow = e
+        .init_login_aal2(FlowType::Api, "http://t/", None, Some(session), "")
+        .await
+        .unwrap();
+    let body = json!({"method": "totp", "totp_code": code_for(secret)});
+    match e
+        .submit_login_as(&flow.id.to_string(), &body, None, None, Some(session))
+        .await
+        .unwrap()
+    {
+        Outcome::Completed {
+            session: Some(s), ..
+        } => s,
+        other => panic!("not stepped up: {other:?}"),
+    }
+}
+
+/// A refresh login (`refresh=true`, or an app's `max_age`) with the password, sent with the
+/// session it refreshes.
+async fn refresh_login(e: &Engine, email: &str, current: &Session) -> Outcome {
+    let flow = e
+        .init_login(FlowType::Api, "http://t/", None, true, Some(current), "")
+        .await
+        .unwrap();
+    let body = json!({"method": "password", "identifier": email, "password": PASSWORD});
+    e.submit_login_as(&flow.id.to_string(), &body, None, None, Some(current))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_code_that_confirms_the_key_cannot_be_used_again_to_step_up() {
+    let e = mfa_engine("").await;
+    register(&e, "k@example.com").await;
+    let (session, _) = signed_in(&e, "k@example.com").await;
+    let flow = e
+        .init_settings(FlowType::Api, "http://t/", None, &session, "")
+        .await
+        .unwrap();
+    let code = app_code(&flow);
+    let body = json!({"method": "totp", "totp_code": code});
+    let outcome = e
+        .submit_settings(&flow.id.to_string(), &body, None, &session)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+
+    // Someone who watched the enrolment tries the same code at the second step.
+    let step = e
+        .init_login_aal2(FlowType::Api, "http://t/", None, Some(&session), "")
+        .await
+        .unwrap();
+    let body = json!({"method": "totp", "totp_code": code});
+    let Outcome::Invalid(refused) = e
+        .submit_login_as(&step.id.to_string(), &body, None, None, Some(&session))
+        .await
+        .unwrap()
+    else {
+        panic!("the enrolment code stepped the session up");
+    };
+    assert!(
+        message_ids(&refused).is_empty(),
+        "the message sits on the code field"
+    );
+    let field = refused
+        .ui
+        .nodes
+        .iter()
+        .find(|n| n.attributes.name == "totp_code")
+        .expect("code field");
+    assert_eq!(field.messages[0].id, MessageId::TOTP_VERIFIER_WRONG);
+}
+
+#[tokio::test]
+async fn a_refresh_login_keeps_the_second_factor_of_the_session_it_renews() {
+    let e = mfa_engine("").await;
+    register(&e, "f@example.com").await;
+    let (session, _) = signed_in(&e, "f@example.com").await;
+    let secret = enrol(&e, &session).await;
+    let (lifted, lifted_token) = stepped_up(&e, &session, &secret).await;
+
+    let Outcome::Completed {
+        session: Some((renewed, token)),
+        return_to,
+        ..
+    } = refresh_login(&e, "f@example.com", &lifted).await
+    else {
+        panic!("the refresh login failed");
+    };
+    assert_eq!(renewed.authenticator_assurance_level, AAL2);
+    let methods: Vec<(&str, &str)> = renewed
+        .authentication_methods
+        .iter()
+        .map(|m| (m.method.as_str(), m.aal.as_str()))
+        .collect();
+    assert_eq!(
+        methods,
+        vec![("password", AAL1), ("totp", AAL2), ("password", AAL1)]
+    );
+    assert!(renewed.authenticated_at >= lifted.authenticated_at);
+    assert!(
+        !return_to.contains("aal=aal2"),
+        "no second step again: {return_to}"
+    );
+    let me = e.whoami(&token).await.unwrap().expect("renewed session");
+    let me: Value = serde_json::from_slice(&me.json).unwrap();
+    assert_eq!(me["authenticator_assurance_level"], "aal2");
+    assert!(
+        e.whoami(&lifted_token).await.unwrap().is_none(),
+        "the renewed session's old token stops working"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_login_as_someone_else_inherits_nothing() {
+    let e = mfa_engine("").await;
+    register(&e, "owner@example.com").await;
+    register(&e, "other@example.com").await;
+    let (session, _) = signed_in(&e, "owner@example.com").await;
+    let secret = enrol(&e, &session).await;
+    let (lifted, lifted_token) = stepped_up(&e, &session, &secret).await;
+
+    let Outcome::Completed {
+        session: Some((other, _)),
+        ..
+    } = refresh_login(&e, "other@example.com", &lifted).await
+    else {
+        panic!("the other person's login failed");
+    };
+    assert_eq!(other.authenticator_assurance_level, AAL1);
+    assert_ne!(other.identity_id, lifted.identity_id);
+    assert_eq!(other.authentication_methods.len(), 1);
+    assert!(
+        e.whoami(&lifted_token).await.unwrap().is_some(),
+        "the owner's session is left alone"
     );
 }
