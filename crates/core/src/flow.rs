@@ -152,6 +152,11 @@ pub struct FlowInternal {
     /// given (the answer looks the same; there is simply nothing to match).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<PendingCode>,
+    /// Login with `refresh=true` (or an app's `max_age`): the session the request carried. A
+    /// sign-in of the same identity renews it, keeping the factors it proved (an aal2 session
+    /// stays aal2, as in Kratos), instead of starting an aal1 session that must step up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews_session: Option<Uuid>,
 }
 
 /// A one-time code waiting to be entered. Only a keyed hash of the code is kept, so a copy

@@ -30,8 +30,9 @@ impl Engine {
         let mut flow = self.new_flow(FlowKind::Login, flow_type, request_url, return_to, csrf);
         flow.refresh = Some(refresh);
         flow.requested_aal = Some("aal1".into());
-        if refresh && session.is_some() {
+        if refresh && let Some(s) = session {
             flow.ui.messages.push(text::login_refresh());
+            flow.internal.renews_session = Some(s.id);
         }
         if self.settings.password_enabled {
             // No autocomplete hint, as Kratos's password strategy (`addIdentifierNode`): the
@@ -71,20 +72,6 @@ impl Engine {
         body: &Value,
         csrf_cookie: Option<&str>,
         client: Option<std::net::IpAddr>,
-    ) -> Result<Outcome, Error> {
-        self.submit_first_factor(flow_id, body, csrf_cookie, client, None)
-            .await
-    }
-
-    /// The first-factor login; `current` is the session the request carried, which a refresh
-    /// login (`refresh=true`, or an app's `max_age`) of the same identity renews.
-    pub(crate) async fn submit_first_factor(
-        &self,
-        flow_id: &str,
-        body: &Value,
-        csrf_cookie: Option<&str>,
-        client: Option<std::net::IpAddr>,
-        current: Option<&Session>,
     ) -> Result<Outcome, Error> {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
@@ -208,12 +195,7 @@ impl Engine {
         let mut identity = identity;
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
-        let renewed = current
-            .filter(|s| flow.refresh == Some(true) && s.active && s.identity_id == identity.id);
-        let session = match renewed {
-            Some(old) => self.renew_session(old, &identity, "password").await?,
-            None => self.issue_session(&identity, "password").await?,
-        };
+        let session = self.sign_in_session(&flow, &identity, "password").await?;
         self.revoke_after_login(hooks, &identity, &session.0)
             .await?;
         self.count(crate::engine::Counted::SignIn, "password", "");

@@ -531,9 +531,7 @@ impl Engine {
                 ));
                 return self.invalid(flow).await;
             }
-            return self
-                .submit_first_factor(flow_id, body, csrf_cookie, client, session)
-                .await;
+            return self.submit_login(flow_id, body, csrf_cookie, client).await;
         }
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
@@ -664,11 +662,31 @@ impl Engine {
         })
     }
 
+    /// The session a completed login flow signs `identity` in with: the renewal of the session
+    /// a refresh login started from when it is still valid and the same person's, a new one
+    /// otherwise (someone else signing in inherits nothing).
+    pub(crate) async fn sign_in_session(
+        &self,
+        flow: &Flow,
+        identity: &Identity,
+        method: &str,
+    ) -> Result<(Session, String), Error> {
+        if let Some(id) = flow.internal.renews_session
+            && let Ok(old) = self.store.get_session(id).await
+            && old.active
+            && old.expires_at > now_ms()
+            && old.identity_id == identity.id
+        {
+            return self.renew_session(&old, identity, method).await;
+        }
+        self.issue_session(identity, method).await
+    }
+
     /// A refresh login of the session's own identity, as Kratos does it: the methods proven
     /// earlier in the session are kept next to the one just repeated, so an aal2 session stays
     /// aal2 (it must not fall back to aal1 and ask for the second factor again). A new token
     /// replaces the old, whose session is retired with its app links moved over.
-    pub(crate) async fn renew_session(
+    async fn renew_session(
         &self,
         old: &Session,
         identity: &Identity,

@@ -126,7 +126,7 @@ impl Engine {
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
-        let session = self.issue_session(&identity, "oidc").await?;
+        let session = self.sign_in_session(&flow, &identity, "oidc").await?;
         self.revoke_after_login(hooks, &identity, &session.0)
             .await?;
         self.count(crate::engine::Counted::SignIn, "oidc", provider);

@@ -383,20 +383,9 @@ async fn importing_a_totp_key(backend: Backend) {
 }
 each_backend!(importing_a_totp_key);
 
-/// A browser through `/oidc/auth`: the password form, then (when asked) the code form, then
-/// consent. Returns the final redirect to the app and whether the code was asked for.
-async fn drive_with_code(
-    b: &Browser,
-    s: &TestServer,
-    start: &str,
-    email: &str,
-    secret: Option<&str>,
-) -> (String, bool) {
-    let (loc, code, _) = drive_counting(b, s, start, email, secret).await;
-    (loc, code)
-}
-
-/// [`drive_with_code`], also saying whether the password was asked for.
+/// Drives a browser from `start` through Tessera's login (password, then the TOTP code when
+/// asked, from `secret`) until it leaves Tessera: where it went, whether the code and whether
+/// the password were asked for.
 async fn drive_counting(
     b: &Browser,
     s: &TestServer,
@@ -458,6 +447,21 @@ async fn sign_in_to_app(
     secret: Option<&str>,
     acr_values: Option<&str>,
 ) -> (Value, bool) {
+    let extra: Vec<(&str, &str)> = acr_values.map(|a| ("acr_values", a)).into_iter().collect();
+    let (claims, code, _) = sign_in_to_app_with(b, s, client, email, secret, &extra).await;
+    (claims, code)
+}
+
+/// [`sign_in_to_app`] with any extra authorization parameters; also says whether the
+/// password was asked for.
+async fn sign_in_to_app_with(
+    b: &Browser,
+    s: &TestServer,
+    client: &Value,
+    email: &str,
+    secret: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Value, bool, bool) {
     let p = pkce();
     let client_id = client["client_id"].as_str().expect("client_id");
     let redirect = client["redirect_uris"][0].as_str().expect("redirect");
@@ -471,10 +475,8 @@ async fn sign_in_to_app(
         ("code_challenge", p.challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
-    if let Some(a) = acr_values {
-        params.push(("acr_values", a));
-    }
-    let (loc, asked) = drive_with_code(b, s, &auth_url(s, &params), email, secret).await;
+    params.extend_from_slice(extra);
+    let (loc, asked, password) = drive_counting(b, s, &auth_url(s, &params), email, secret).await;
     let code = param(&loc, "code").unwrap_or_else(|| panic!("no code: {loc}"));
     let secret_of_app = client["client_secret"].as_str().unwrap_or_default();
     let (st, t, _) = token(
@@ -490,7 +492,7 @@ async fn sign_in_to_app(
     .await;
     assert_eq!(st, 200, "{t}");
     let claims = verify(s, t["id_token"].as_str().expect("id_token"), client_id).await;
-    (claims, asked)
+    (claims, asked, password)
 }
 
 async fn app(s: &TestServer) -> Value {
@@ -553,6 +555,41 @@ async fn the_op_reports_and_requires_the_second_factor(backend: Backend) {
     s.stop().await;
 }
 each_backend!(the_op_reports_and_requires_the_second_factor);
+
+/// An app's `max_age=0` makes a person with a second factor give the password again, and
+/// only the password: the renewed session keeps its second factor (Kratos's refresh), so the
+/// id_token still says aal2 with a new `auth_time`.
+async fn max_age_asks_again_for_the_password_only(backend: Backend) {
+    let s = server(backend, "").await;
+    let client = app(&s).await;
+    let secret = user_with_totp(&s, "again@example.com").await;
+    let b = Browser::default();
+    let (first, code, password) =
+        sign_in_to_app_with(&b, &s, &client, "again@example.com", Some(&secret), &[]).await;
+    assert!(code && password);
+    assert_eq!(first["acr"], "aal2", "{first}");
+    // The next whole second, so a new auth_time shows.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (again, code, password) = sign_in_to_app_with(
+        &b,
+        &s,
+        &client,
+        "again@example.com",
+        Some(&secret),
+        &[("max_age", "0")],
+    )
+    .await;
+    assert!(password, "max_age=0 did not ask for the password");
+    assert!(!code, "the second factor was asked for again");
+    assert_eq!(again["acr"], "aal2", "{again}");
+    assert_eq!(again["amr"], json!(["pwd", "otp", "mfa"]), "{again}");
+    assert!(
+        again["auth_time"].as_i64() > first["auth_time"].as_i64(),
+        "{first} {again}"
+    );
+    s.stop().await;
+}
+each_backend!(max_age_asks_again_for_the_password_only);
 
 /// With `whoami.required_aal: aal1` a password session is enough for apps, until one asks for
 /// `acr_values=aal2`: then the same browser is stepped up, and `prompt=none` is refused.
