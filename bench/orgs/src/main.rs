@@ -43,7 +43,7 @@ async fn provider(dir: &std::path::Path) -> Res<Provider> {
         tessera_config::resolve(&loaded, true, None).map_err(|e| format!("config: {e}"))?;
     let store = Store::connect(&settings.dsn).await?;
     store.migrate_up().await?;
-    let cipher = Arc::new(Cipher::new(&settings.cipher_secrets));
+    let cipher = Arc::new(Cipher::new(&settings.secrets.cipher));
     let mappers = tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
         "/nonexistent".into(),
         vec![],

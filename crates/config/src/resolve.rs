@@ -7,10 +7,9 @@ use crate::model::parse_size_kib;
 use std::path::PathBuf;
 use std::time::Duration;
 use tessera_core::duration;
-use tessera_core::password::Argon2Params;
 use url::Url;
 
-pub const MIN_SECRET_LENGTH: usize = 16;
+pub use crate::serve::MIN_SECRET_LENGTH;
 
 #[derive(Debug, Clone)]
 pub struct SchemaSource {
@@ -49,27 +48,18 @@ impl ProviderSource {
 pub struct Settings {
     pub dev: bool,
     pub dsn: String,
-    pub public_base_url: Url,
-    pub admin_base_url: Url,
-    pub public_bind: (String, u16),
-    pub admin_bind: (String, u16),
-    /// First entry signs/encrypts; the rest are accepted for rotation.
-    pub cookie_secrets: Vec<String>,
-    pub cipher_secrets: Vec<String>,
-    pub default_schema_id: String,
-    /// Empty means "use the built-in default schema".
-    pub schemas: Vec<SchemaSource>,
-    pub default_return_url: Url,
-    pub allowed_return_urls: Vec<Url>,
-    pub login_ui_url: Url,
-    pub registration_ui_url: Url,
-    pub settings_ui_url: Url,
-    pub error_ui_url: Url,
-    pub login_lifespan: Duration,
-    pub registration_lifespan: Duration,
-    pub settings_lifespan: Duration,
-    /// How recent a sign-in must be to change a password, traits or linked accounts.
-    pub privileged_session_max_age: Duration,
+    /// `serve.public|admin`: where the listeners bind and their base URLs (`serve.rs`).
+    pub serve: crate::serve::ServeSettings,
+    /// `secrets.*` (`serve.rs`).
+    pub secrets: crate::serve::SecretSettings,
+    /// `identity.*`: the identity schemas.
+    pub identity: IdentitySettings,
+    /// `selfservice.*`: the flows' pages, lifespans and return URLs (`flows.rs`).
+    pub flows: crate::flows::FlowSettings,
+    /// `selfservice.methods.password` and `hashers.*` (`methods.rs`).
+    pub password: crate::methods::PasswordSettings,
+    /// `selfservice.methods.oidc` (`methods.rs`).
+    pub oidc: crate::methods::OidcSettings,
     /// `session:` (lifespan, cache, cookie).
     pub session: crate::session::SessionSettings,
     /// Every stage's hooks (`selfservice.flows.*.before|after`).
@@ -80,21 +70,8 @@ pub struct Settings {
     pub lifecycle: crate::lifecycle::LifecycleSettings,
     /// Assurance levels required by `whoami` and settings (`mfa.rs`).
     pub mfa: crate::mfa::MfaSettings,
-    pub password_enabled: bool,
-    pub min_password_length: usize,
-    pub identifier_similarity_check: bool,
-    pub registration_enabled: bool,
-    pub session_after_password_registration: bool,
-    pub oidc_enabled: bool,
-    pub oidc_providers: Vec<ProviderSource>,
-    pub session_after_oidc_registration: bool,
-    /// `registration.after.oidc.default_browser_return_url`, else `after.default_…`.
-    pub oidc_registration_return_url: Option<Url>,
-    pub registration_return_url: Option<Url>,
-    pub logout_return_url: Url,
-    pub argon2: Argon2Params,
-    pub log_level: String,
-    pub log_json: bool,
+    /// `log.*` (`serve.rs`).
+    pub log: crate::serve::LogSettings,
     /// The hosted UI's sign-in experience (`experience:`).
     pub experience: crate::Experience,
     /// The OpenID Provider's settings (`oidc_provider`, a Tessera extension).
@@ -106,6 +83,14 @@ pub struct Settings {
     pub sources: crate::source::SourcePolicy,
     /// What each listener adds around the routes: TLS, CORS, the request log (`serve.*`).
     pub edge: crate::edge::EdgeSettings,
+}
+
+/// `identity.*`.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    pub default_schema_id: String,
+    /// Empty means "use the built-in default schema".
+    pub schemas: Vec<SchemaSource>,
 }
 
 pub(crate) fn parse_url(
@@ -154,7 +139,7 @@ pub(crate) fn parse_duration(
     }
 }
 
-fn provider_sources(loaded: &Loaded) -> Vec<ProviderSource> {
+pub(crate) fn provider_sources(loaded: &Loaded) -> Vec<ProviderSource> {
     let prefix = "selfservice.methods.oidc.config.providers";
     loaded
         .config
@@ -204,107 +189,88 @@ pub fn resolve(
     } else {
         c.dsn.trim().to_string()
     };
-
-    let public_port = if c.serve.public.port == 0 {
-        4433
-    } else {
-        c.serve.public.port
-    };
-    let admin_port = if c.serve.admin.port == 0 {
-        4434
-    } else {
-        c.serve.admin.port
-    };
-    let default_host = |h: &str, fallback: &str| {
-        if h.is_empty() {
-            fallback.to_string()
-        } else {
-            h.to_string()
-        }
-    };
-    // Public listens everywhere like Kratos; the unauthenticated admin API stays on loopback
-    // unless the operator exposes it on purpose.
-    let public_host = default_host(
-        &c.serve.public.host,
-        if dev { "127.0.0.1" } else { "0.0.0.0" },
-    );
-    let admin_host = default_host(&c.serve.admin.host, "127.0.0.1");
-    let url_host = |h: &str| {
-        if h == "0.0.0.0" || h == "::" || h.is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            h.to_string()
-        }
-    };
-
-    let base = |key: &str, v: &str, fallback: String, p: &mut Vec<Problem>| {
-        let raw = if v.is_empty() {
-            fallback
-        } else {
-            v.to_string()
-        };
-        let mut u = parse_url(loaded, key, &raw, p)
-            .unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("literal URL"));
-        if !u.path().ends_with('/') {
-            let path = format!("{}/", u.path());
-            u.set_path(&path);
-        }
-        u
-    };
     let edge = crate::edge::resolve(loaded, &c.serve, &mut p);
-    let scheme = |tls: bool| if tls { "https" } else { "http" };
-    let public_base_url = base(
-        "serve.public.base_url",
-        &c.serve.public.base_url,
-        format!(
-            "{}://{}:{public_port}/",
-            scheme(edge.public.tls.is_some()),
-            url_host(&public_host)
-        ),
+    let serve = crate::serve::resolve_serve(loaded, c, dev, &edge, &mut p);
+    let secrets = crate::serve::resolve_secrets(loaded, c, generated_secret, &mut p);
+    let identity = resolve_identity(loaded, c, &mut p);
+    let flows = crate::flows::resolve_flows(loaded, c, &serve.public_base_url, &mut p);
+    let hooks = resolve_hook_files(loaded, c, &mut p);
+    let secure_cookies = serve.public_base_url.scheme() == "https" && !dev;
+    let session = crate::session::resolve_session(loaded, &c.session, secure_cookies, &mut p);
+    let sources = crate::source::SourcePolicy {
+        allow_http: c.sources.allow_http,
+        allow_private_networks: c.sources.allow_private_networks,
+        ..crate::source::SourcePolicy::default()
+    };
+    let courier = crate::courier::resolve_courier(loaded, &c.courier, &sources, &mut p);
+    crate::account::check_code_method(loaded, &c.selfservice.methods.code, &mut p);
+    let mfa = crate::mfa::resolve_mfa(
+        loaded,
+        &c.session.whoami.required_aal,
+        &c.selfservice.flows.settings.required_aal,
         &mut p,
     );
-    let admin_base_url = base(
-        "serve.admin.base_url",
-        &c.serve.admin.base_url,
-        format!(
-            "{}://{}:{admin_port}/",
-            scheme(edge.admin.tls.is_some()),
-            url_host(&admin_host)
-        ),
+    let password = crate::methods::resolve_password(loaded, c, &mut p);
+    let log = crate::serve::resolve_log(loaded, c, &mut p);
+    let provider_ids: Vec<String> = c
+        .selfservice
+        .methods
+        .oidc
+        .config
+        .providers
+        .iter()
+        .filter_map(|v| v.get("id").and_then(serde_json::Value::as_str))
+        .map(String::from)
+        .collect();
+    let experience = crate::experience::resolve_experience(
+        loaded,
+        c.selfservice.methods.password.enabled,
+        c.selfservice.methods.oidc.enabled,
+        &provider_ids,
+        &mut p,
+    );
+    let op = resolve_op(loaded, &c.oidc_provider, &mut p);
+    let limits = resolve_limits(loaded, &c.limits, password.argon2.memory, &mut p);
+    let lifecycle = crate::lifecycle::resolve_lifecycle(
+        loaded,
+        &serve.public_base_url,
+        c.limits.enabled,
         &mut p,
     );
 
-    let check_secrets = |key: &str, list: &[String], p: &mut Vec<Problem>| {
-        for (i, s) in list.iter().enumerate() {
-            if s.chars().count() < MIN_SECRET_LENGTH {
-                p.push(problem(loaded, &format!("{key}.{i}"), format!("is {} characters long; secrets must be at least {MIN_SECRET_LENGTH} characters (generate one with `openssl rand -hex 32`)", s.chars().count())));
-            }
-        }
-    };
-    check_secrets("secrets.default", &c.secrets.default, &mut p);
-    check_secrets("secrets.cookie", &c.secrets.cookie, &mut p);
-    check_secrets("secrets.cipher", &c.secrets.cipher, &mut p);
-    let fallback: Vec<String> = if !c.secrets.default.is_empty() {
-        c.secrets.default.clone()
-    } else {
-        generated_secret
-            .map(|s| vec![s.to_string()])
-            .unwrap_or_default()
-    };
-    let cookie_secrets = if c.secrets.cookie.is_empty() {
-        fallback.clone()
-    } else {
-        c.secrets.cookie.clone()
-    };
-    let cipher_secrets = if c.secrets.cipher.is_empty() {
-        fallback.clone()
-    } else {
-        c.secrets.cipher.clone()
-    };
-    if cookie_secrets.is_empty() {
-        p.push(problem(loaded, "secrets.default", "is required: set at least one secret of 16+ characters (e.g. `openssl rand -hex 32`), or run with --dev to generate one"));
+    if !p.is_empty() {
+        return Err(ConfigError { problems: p });
     }
+    Ok(Settings {
+        dev,
+        dsn,
+        serve,
+        secrets,
+        identity,
+        flows,
+        password,
+        oidc: crate::methods::resolve_oidc(loaded, c),
+        session,
+        hooks,
+        courier,
+        lifecycle,
+        mfa,
+        log,
+        experience,
+        op,
+        limits,
+        sources,
+        edge,
+    })
+}
 
+/// `identity.schemas` (unique ids, URLs of a scheme we read) and `identity.default_schema_id`
+/// (one of them, when any are listed).
+fn resolve_identity(
+    loaded: &Loaded,
+    c: &crate::model::Config,
+    p: &mut Vec<Problem>,
+) -> IdentitySettings {
     let mut seen = std::collections::HashSet::new();
     let mut schemas = Vec::new();
     for (i, s) in c.identity.schemas.iter().enumerate() {
@@ -348,106 +314,21 @@ pub fn resolve(
             ),
         ));
     }
-
-    let join = |path: &str| {
-        public_base_url
-            .join(path)
-            .expect("relative path joins onto a base URL")
-    };
-    let ui = |key: &str, v: &str, path: &str, p: &mut Vec<Problem>| {
-        if v.is_empty() {
-            join(path)
-        } else {
-            parse_url(loaded, key, v, p).unwrap_or_else(|| join(path))
-        }
-    };
-    let login_ui_url = ui(
-        "selfservice.flows.login.ui_url",
-        &c.selfservice.flows.login.ui_url,
-        "ui/login",
-        &mut p,
-    );
-    let registration_ui_url = ui(
-        "selfservice.flows.registration.ui_url",
-        &c.selfservice.flows.registration.ui_url,
-        "ui/registration",
-        &mut p,
-    );
-    let settings_ui_url = ui(
-        "selfservice.flows.settings.ui_url",
-        &c.selfservice.flows.settings.ui_url,
-        "ui/settings",
-        &mut p,
-    );
-    let error_ui_url = ui(
-        "selfservice.flows.error.ui_url",
-        &c.selfservice.flows.error.ui_url,
-        "ui/error",
-        &mut p,
-    );
-    let default_return_url = ui(
-        "selfservice.default_browser_return_url",
-        &c.selfservice.default_browser_return_url,
-        "ui/welcome",
-        &mut p,
-    );
-    let logout_return_url = if c
-        .selfservice
-        .flows
-        .logout
-        .after
-        .default_browser_return_url
-        .is_empty()
-    {
-        default_return_url.clone()
-    } else {
-        ui(
-            "selfservice.flows.logout.after.default_browser_return_url",
-            &c.selfservice.flows.logout.after.default_browser_return_url,
-            "ui/login",
-            &mut p,
-        )
-    };
-    let after = &c.selfservice.flows.registration.after;
-    let reg_return = [
-        &after.password.default_browser_return_url,
-        &after.default_browser_return_url,
-    ]
-    .into_iter()
-    .find(|v| !v.is_empty())
-    .and_then(|v| {
-        parse_url(
-            loaded,
-            "selfservice.flows.registration.after.default_browser_return_url",
-            v,
-            &mut p,
-        )
-    });
-    let oidc_reg_return = [
-        &after.oidc.default_browser_return_url,
-        &after.default_browser_return_url,
-    ]
-    .into_iter()
-    .find(|v| !v.is_empty())
-    .and_then(|v| {
-        parse_url(
-            loaded,
-            "selfservice.flows.registration.after.oidc.default_browser_return_url",
-            v,
-            &mut p,
-        )
-    });
-    let mut allowed_return_urls = Vec::new();
-    for (i, u) in c.selfservice.allowed_return_urls.iter().enumerate() {
-        let key = format!("selfservice.allowed_return_urls.{i}");
-        match parse_return_url(u) {
-            Ok(u) => allowed_return_urls.push(u),
-            Err(e) => p.push(problem(loaded, &key, e.to_string())),
-        }
+    IdentitySettings {
+        default_schema_id,
+        schemas,
     }
+}
 
+/// Every flow stage's hooks, from where Kratos keeps them in `selfservice.flows`.
+fn resolve_hook_files(
+    loaded: &Loaded,
+    c: &crate::model::Config,
+    p: &mut Vec<Problem>,
+) -> crate::hooks::HookSettings {
     let flows = &c.selfservice.flows;
-    let hooks = crate::hooks::resolve_hooks(
+    let after = &flows.registration.after;
+    crate::hooks::resolve_hooks(
         loaded,
         &crate::hooks::HookFiles {
             registration_before: &flows.registration.before.hooks,
@@ -459,178 +340,8 @@ pub fn resolve(
             settings_before: &flows.settings.before.hooks,
             settings_after: &flows.settings.after,
         },
-        &mut p,
-    );
-
-    let login_lifespan = parse_duration(
-        loaded,
-        "selfservice.flows.login.lifespan",
-        &c.selfservice.flows.login.lifespan,
-        &mut p,
-    );
-    let registration_lifespan = parse_duration(
-        loaded,
-        "selfservice.flows.registration.lifespan",
-        &c.selfservice.flows.registration.lifespan,
-        &mut p,
-    );
-    let settings_lifespan = parse_duration(
-        loaded,
-        "selfservice.flows.settings.lifespan",
-        &c.selfservice.flows.settings.lifespan,
-        &mut p,
-    );
-    let privileged_session_max_age = parse_duration(
-        loaded,
-        "selfservice.flows.settings.privileged_session_max_age",
-        &c.selfservice.flows.settings.privileged_session_max_age,
-        &mut p,
-    );
-    let secure_cookies = public_base_url.scheme() == "https" && !dev;
-    let session = crate::session::resolve_session(loaded, &c.session, secure_cookies, &mut p);
-    let courier = crate::courier::resolve_courier(
-        loaded,
-        &c.courier,
-        &crate::source::SourcePolicy {
-            allow_http: c.sources.allow_http,
-            allow_private_networks: c.sources.allow_private_networks,
-            ..crate::source::SourcePolicy::default()
-        },
-        &mut p,
-    );
-    crate::account::check_code_method(loaded, &c.selfservice.methods.code, &mut p);
-    let mfa = crate::mfa::resolve_mfa(
-        loaded,
-        &c.session.whoami.required_aal,
-        &c.selfservice.flows.settings.required_aal,
-        &mut p,
-    );
-
-    let memory_kib = match parse_size_kib(&c.hashers.argon2.memory) {
-        Ok(k) => k,
-        Err(e) => {
-            p.push(problem(loaded, "hashers.argon2.memory", e));
-            65536
-        }
-    };
-    let argon2 = Argon2Params {
-        memory: memory_kib,
-        iterations: c.hashers.argon2.iterations,
-        parallelism: c.hashers.argon2.parallelism,
-    };
-    if let Err(e) = argon2.validate() {
-        p.push(problem(loaded, "hashers.argon2", e));
-    }
-    if c.hashers.algorithm != "argon2" {
-        p.push(problem(loaded, "hashers.algorithm", format!("`{}` is not supported for new hashes: use argon2 (bcrypt and pbkdf2 hashes still verify on import)", c.hashers.algorithm)));
-    }
-    let min_password_length = c.selfservice.methods.password.config.min_password_length;
-    if min_password_length < 6 {
-        p.push(problem(
-            loaded,
-            "selfservice.methods.password.config.min_password_length",
-            "must be at least 6",
-        ));
-    }
-    if !matches!(c.log.format.as_str(), "text" | "json") {
-        p.push(problem(loaded, "log.format", "must be `text` or `json`"));
-    }
-    if !matches!(
-        c.log.level.as_str(),
-        "trace" | "debug" | "info" | "warning" | "warn" | "error" | "fatal" | "panic"
-    ) {
-        p.push(problem(
-            loaded,
-            "log.level",
-            "must be one of trace, debug, info, warning, error",
-        ));
-    }
-
-    let provider_ids: Vec<String> = c
-        .selfservice
-        .methods
-        .oidc
-        .config
-        .providers
-        .iter()
-        .filter_map(|v| v.get("id").and_then(serde_json::Value::as_str))
-        .map(String::from)
-        .collect();
-    let experience = crate::experience::resolve_experience(
-        loaded,
-        c.selfservice.methods.password.enabled,
-        c.selfservice.methods.oidc.enabled,
-        &provider_ids,
-        &mut p,
-    );
-    let op = resolve_op(loaded, &c.oidc_provider, &mut p);
-    let limits = resolve_limits(loaded, &c.limits, argon2.memory, &mut p);
-    let lifecycle =
-        crate::lifecycle::resolve_lifecycle(loaded, &public_base_url, c.limits.enabled, &mut p);
-
-    if !p.is_empty() {
-        return Err(ConfigError { problems: p });
-    }
-    Ok(Settings {
-        lifecycle,
-        courier,
-        edge,
-        experience,
-        op,
-        limits,
-        sources: crate::source::SourcePolicy {
-            allow_http: c.sources.allow_http,
-            allow_private_networks: c.sources.allow_private_networks,
-            ..crate::source::SourcePolicy::default()
-        },
-        dev,
-        dsn,
-        public_base_url,
-        admin_base_url,
-        public_bind: (public_host, public_port),
-        admin_bind: (admin_host, admin_port),
-        cookie_secrets,
-        cipher_secrets,
-        default_schema_id,
-        schemas,
-        default_return_url,
-        allowed_return_urls,
-        login_ui_url,
-        registration_ui_url,
-        settings_ui_url,
-        error_ui_url,
-        login_lifespan,
-        registration_lifespan,
-        settings_lifespan,
-        privileged_session_max_age,
-        session,
-        hooks,
-        mfa,
-        password_enabled: c.selfservice.methods.password.enabled,
-        min_password_length,
-        identifier_similarity_check: c
-            .selfservice
-            .methods
-            .password
-            .config
-            .identifier_similarity_check_enabled,
-        registration_enabled: c.selfservice.flows.registration.enabled,
-        session_after_password_registration: after.password.has("session"),
-        oidc_enabled: c.selfservice.methods.oidc.enabled,
-        oidc_providers: provider_sources(loaded),
-        session_after_oidc_registration: after.oidc.has("session"),
-        registration_return_url: reg_return,
-        oidc_registration_return_url: oidc_reg_return,
-        logout_return_url,
-        argon2,
-        log_level: c
-            .log
-            .level
-            .replace("warning", "warn")
-            .replace("fatal", "error")
-            .replace("panic", "error"),
-        log_json: c.log.format == "json",
-    })
+        p,
+    )
 }
 
 /// Schemes a return URL may never use, listed or not: a browser runs (`javascript:`,
@@ -680,10 +391,11 @@ impl Settings {
     pub fn is_allowed_return(&self, candidate: &str) -> Option<Url> {
         let u = parse_return_url(candidate).ok()?;
         let allowed = self
+            .flows
             .allowed_return_urls
             .iter()
-            .chain(std::iter::once(&self.public_base_url))
-            .chain(std::iter::once(&self.default_return_url));
+            .chain(std::iter::once(&self.serve.public_base_url))
+            .chain(std::iter::once(&self.flows.default_return_url));
         for a in allowed {
             // The allowed path is a prefix at a segment boundary: `/app` allows `/app` and
             // `/app/…`, not `/app-other`.

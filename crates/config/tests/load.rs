@@ -101,10 +101,10 @@ fn environment_overrides_like_kratos() {
     let loaded = load_str("t.yml", GOOD, &e).unwrap();
     let s = resolve(&loaded, false, None).unwrap();
     assert_eq!(s.dsn, "sqlite://x.db");
-    assert_eq!(s.public_bind.1, 5555);
-    assert_eq!(s.cookie_secrets, vec!["cookie-secret-0123456789"]);
-    assert_eq!(s.schemas[0].id, "p");
-    assert!(s.session_after_password_registration);
+    assert_eq!(s.serve.public_bind.1, 5555);
+    assert_eq!(s.secrets.cookie, vec!["cookie-secret-0123456789"]);
+    assert_eq!(s.identity.schemas[0].id, "p");
+    assert!(s.flows.registration.session_after_password);
     let bad = load_str("t.yml", GOOD, &env(&[("SERVE_PUBLIC_PORT", "http")]))
         .unwrap_err()
         .to_string();
@@ -163,11 +163,11 @@ fn every_kratos_quickstart_config_loads_unchanged() {
             load(std::slice::from_ref(&path), &vars).unwrap_or_else(|e| panic!("{name}: {e}"));
         let s = resolve(&loaded, false, None).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            s.cookie_secrets,
+            s.secrets.cookie,
             vec!["PLEASE-CHANGE-ME-I-AM-VERY-INSECURE"],
             "{name}"
         );
-        assert_eq!(s.login_ui_url.port(), Some(4455), "{name}");
+        assert_eq!(s.flows.login.ui_url.port(), Some(4455), "{name}");
         let raw: serde_json::Value = serde_json::from_slice(
             &std::fs::read(quickstart(name).join("identity.schema.json")).unwrap(),
         )
@@ -229,14 +229,19 @@ fn kratos_email_password_quickstart_config_loads() {
             .has("session")
     );
     let s = resolve(&loaded, false, None).unwrap();
-    assert_eq!(s.login_ui_url.as_str(), "http://127.0.0.1:4455/login");
+    assert_eq!(s.flows.login.ui_url.as_str(), "http://127.0.0.1:4455/login");
     let smtp = s
         .courier
         .smtp
         .as_ref()
         .expect("the quickstart's SMTP server");
     assert_eq!((smtp.host.as_str(), smtp.port), ("mailslurper", 1025));
-    let allowed: Vec<&str> = s.allowed_return_urls.iter().map(|u| u.as_str()).collect();
+    let allowed: Vec<&str> = s
+        .flows
+        .allowed_return_urls
+        .iter()
+        .map(|u| u.as_str())
+        .collect();
     assert_eq!(
         allowed,
         [

@@ -88,25 +88,25 @@ pub enum Outcome {
 impl Engine {
     pub fn lifespan(&self, kind: FlowKind) -> std::time::Duration {
         match kind {
-            FlowKind::Login => self.settings.login_lifespan,
-            FlowKind::Registration => self.settings.registration_lifespan,
-            FlowKind::Settings => self.settings.settings_lifespan,
+            FlowKind::Login => self.settings.flows.login.lifespan,
+            FlowKind::Registration => self.settings.flows.registration.lifespan,
+            FlowKind::Settings => self.settings.flows.settings.lifespan,
             FlowKind::Verification | FlowKind::Recovery => self
                 .lifecycle(kind)
                 .map(|l| l.lifespan)
-                .unwrap_or(self.settings.settings_lifespan),
+                .unwrap_or(self.settings.flows.settings.lifespan),
         }
     }
 
     pub fn ui_url(&self, kind: FlowKind) -> &url::Url {
         match kind {
-            FlowKind::Login => &self.settings.login_ui_url,
-            FlowKind::Registration => &self.settings.registration_ui_url,
-            FlowKind::Settings => &self.settings.settings_ui_url,
+            FlowKind::Login => &self.settings.flows.login.ui_url,
+            FlowKind::Registration => &self.settings.flows.registration.ui_url,
+            FlowKind::Settings => &self.settings.flows.settings.ui_url,
             FlowKind::Verification | FlowKind::Recovery => self
                 .lifecycle(kind)
                 .map(|l| &l.ui_url)
-                .unwrap_or(&self.settings.error_ui_url),
+                .unwrap_or(&self.settings.flows.error_ui_url),
         }
     }
 
@@ -137,6 +137,7 @@ impl Engine {
         let id = Uuid::new_v4();
         let action = self
             .settings
+            .serve
             .public_base_url
             .join(&format!("self-service/{}?flow={id}", kind.as_str()))
             .map(|u| u.to_string())
@@ -377,6 +378,7 @@ impl Engine {
 
     pub fn schema_url(&self, schema_id: &str) -> String {
         self.settings
+            .serve
             .public_base_url
             .join(&format!("schemas/{}", urlencode(schema_id)))
             .map(|u| u.to_string())
@@ -388,7 +390,7 @@ impl Engine {
         flow.return_to
             .clone()
             .or_else(|| fallback.map(|u| u.to_string()))
-            .unwrap_or_else(|| self.settings.default_return_url.to_string())
+            .unwrap_or_else(|| self.settings.flows.default_return_url.to_string())
     }
 
     pub fn expired_message(kind: FlowKind, expires_at: i64) -> tessera_core::text::Text {

@@ -219,7 +219,8 @@ impl Engine {
     fn code_mac(&self, flow: Uuid, code: &str) -> String {
         let key = self
             .settings
-            .cookie_secrets
+            .secrets
+            .cookie
             .first()
             .map(String::as_str)
             .unwrap_or_default();
@@ -332,7 +333,7 @@ impl Engine {
             .lifecycle(FlowKind::Verification)?
             .return_url
             .clone()
-            .unwrap_or_else(|| self.settings.default_return_url.clone());
+            .unwrap_or_else(|| self.settings.flows.default_return_url.clone());
         let to = self.return_to(&flow, Some(&fallback));
         flow.state = FlowState::PassedChallenge;
         flow.ui = Ui {
@@ -383,6 +384,7 @@ impl Engine {
         }
         let request_url = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/settings/browser")
             .map(|u| u.to_string())
@@ -396,8 +398,13 @@ impl Engine {
                 csrf_cookie.unwrap_or_default(),
             )
             .await?;
-        let until =
-            session.authenticated_at + self.settings.privileged_session_max_age.as_millis() as i64;
+        let until = session.authenticated_at
+            + self
+                .settings
+                .flows
+                .settings
+                .privileged_session_max_age
+                .as_millis() as i64;
         settings.ui.messages.push(text::recovery_successful(
             until,
             (until - now) as f64 / 60_000.0,
@@ -498,6 +505,7 @@ impl Engine {
         let identity = self.store.get_identity(identity_id).await?;
         let request_url = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/recovery/browser")
             .map(|u| u.to_string())
@@ -531,6 +539,7 @@ impl Engine {
         self.store.insert_flow(&flow).await?;
         let mut link = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/recovery")
             .map_err(|e| Error::internal(e.to_string()))?;

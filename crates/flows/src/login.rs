@@ -34,7 +34,7 @@ impl Engine {
             flow.ui.messages.push(text::login_refresh());
             flow.internal.renews_session = Some(s.id);
         }
-        if self.settings.password_enabled {
+        if self.settings.password.enabled {
             // No autocomplete hint, as Kratos's password strategy (`addIdentifierNode`): the
             // only fitting value, `username`, is not in the enum released SDKs accept.
             let mut id = Node::input("default", "identifier", "text", Value::Null)
@@ -56,7 +56,7 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::login_title()));
         }
-        if self.settings.oidc_enabled {
+        if self.settings.oidc.enabled {
             self.add_oidc_buttons(&mut flow);
         }
         self.run_before_hooks(&self.settings.hooks.login_before, &flow, None)
@@ -87,11 +87,11 @@ impl Engine {
             ));
             return self.invalid(flow).await;
         }
-        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+        if self.settings.oidc.enabled && Self::is_oidc_submit(body) {
             let provider = str_field(body, "provider").unwrap_or_default().to_string();
             return self.start_oidc(flow, &provider).await;
         }
-        if forms::method(body) != "password" || !self.settings.password_enabled {
+        if forms::method(body) != "password" || !self.settings.password.enabled {
             flow.ui.messages.push(tessera_core::text::Text {
                 id: tessera_core::text::MessageId::LOGIN_NO_STRATEGY,
                 text: "Could not find a strategy to log you in with. Did you fill out the form correctly?".into(),

@@ -109,6 +109,7 @@ impl Engine {
         {
             let back = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/settings/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;

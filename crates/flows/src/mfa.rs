@@ -225,6 +225,7 @@ impl Engine {
             Some(t) if !t.issuer.is_empty() => t.issuer.clone(),
             _ => self
                 .settings
+                .serve
                 .public_base_url
                 .host_str()
                 .unwrap_or("Tessera")
@@ -251,9 +252,10 @@ impl Engine {
     pub fn aal2_required(&self, return_to: Option<&str>) -> Error {
         let mut to = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/login/browser")
-            .unwrap_or_else(|_| self.settings.public_base_url.clone());
+            .unwrap_or_else(|_| self.settings.serve.public_base_url.clone());
         {
             let mut q = to.query_pairs_mut();
             q.append_pair("aal", AAL2);
@@ -366,6 +368,7 @@ impl Engine {
         {
             let back = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/settings/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;

@@ -19,7 +19,7 @@ impl Engine {
         session: Option<&Session>,
         csrf: &str,
     ) -> Result<Flow, Error> {
-        if !self.settings.registration_enabled {
+        if !self.settings.flows.registration.enabled {
             return Err(Error::bad_request(
                 "Registration is disabled: selfservice.flows.registration.enabled is false.",
             )
@@ -36,7 +36,7 @@ impl Engine {
             return_to,
             csrf,
         );
-        if self.settings.password_enabled {
+        if self.settings.password.enabled {
             let schema = self.schemas.default_schema()?;
             trait_nodes(&mut flow.ui, schema, "password", &Value::Null);
             flow.ui.nodes.push(password_node(
@@ -50,7 +50,7 @@ impl Engine {
                 text::registration_title(),
             ));
         }
-        if self.settings.oidc_enabled {
+        if self.settings.oidc.enabled {
             self.add_oidc_buttons(&mut flow);
         }
         self.add_agreement_node(&mut flow);
@@ -121,10 +121,10 @@ impl Engine {
                 .add_message(Some("terms_accepted"), text::agreement_required());
             return self.invalid(flow).await;
         }
-        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+        if self.settings.oidc.enabled && Self::is_oidc_submit(body) {
             return self.submit_oidc_registration(flow, body, csrf_cookie).await;
         }
-        if forms::method(body) != "password" || !self.settings.password_enabled {
+        if forms::method(body) != "password" || !self.settings.password.enabled {
             flow.ui.messages.push(text::validation_generic("Could not find a strategy to sign you up with. Did you fill out the form correctly?"));
             return self.invalid(flow).await;
         }
@@ -216,7 +216,7 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         self.count(crate::engine::Counted::Registration, "password", "");
-        let session = if self.settings.session_after_password_registration {
+        let session = if self.settings.flows.registration.session_after_password {
             Some(self.issue_session(&identity, "password").await?)
         } else {
             None
@@ -229,7 +229,7 @@ impl Engine {
         )
         .await?;
         flow.state = FlowState::PassedChallenge;
-        let fallback = self.settings.registration_return_url.clone();
+        let fallback = self.settings.flows.registration.return_url.clone();
         let mut return_to = self.return_to(&flow, fallback.as_ref());
         // Verification on: the new addresses get their codes, and `show_verification_ui`
         // sends a browser on to the code's page.
@@ -259,13 +259,13 @@ impl Engine {
         identifiers: &[String],
     ) -> Result<(), String> {
         let len = password.chars().count();
-        if len < self.settings.min_password_length {
+        if len < self.settings.password.min_length {
             return Err(format!(
                 "password length must be at least {} characters but only got {len}.",
-                self.settings.min_password_length
+                self.settings.password.min_length
             ));
         }
-        let ids: Vec<&str> = if self.settings.identifier_similarity_check {
+        let ids: Vec<&str> = if self.settings.password.identifier_similarity_check {
             identifiers.iter().map(String::as_str).collect()
         } else {
             vec![]
@@ -273,13 +273,13 @@ impl Engine {
         use tessera_core::password::PasswordPolicyError as P;
         match tessera_core::password::check_policy(
             password,
-            self.settings.min_password_length,
+            self.settings.password.min_length,
             &ids,
         ) {
             Ok(()) => Ok(()),
             Err(P::TooShort { .. }) => Err(format!(
                 "password length must be at least {} characters but only got {len}.",
-                self.settings.min_password_length
+                self.settings.password.min_length
             )),
             Err(P::TooLong { max }) => {
                 Err(format!("password length must be at most {max} characters."))

@@ -124,7 +124,8 @@ impl Engine {
     pub fn logout_token(&self, session: &Session) -> String {
         let key = self
             .settings
-            .cookie_secrets
+            .secrets
+            .cookie
             .first()
             .map(String::as_str)
             .unwrap_or_default();
@@ -139,6 +140,7 @@ impl Engine {
     pub fn public_logout_url(&self, session: &Session) -> String {
         let mut u = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/logout")
             .expect("relative path joins onto a base URL");
@@ -161,7 +163,8 @@ impl Engine {
         // Any configured secret verifies, so rotating secrets keeps issued links working.
         let valid = self
             .settings
-            .cookie_secrets
+            .secrets
+            .cookie
             .iter()
             .any(|key| crypto::constant_time_eq(&mac(key, &id.to_string()), given));
         if !valid || current.map(|s| s.id) != Some(id) {

@@ -27,6 +27,7 @@ impl Engine {
         {
             let back = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/settings/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -40,7 +41,7 @@ impl Engine {
         flow.ui
             .nodes
             .push(submit_node("profile", "profile", text::label_save()));
-        if self.settings.password_enabled {
+        if self.settings.password.enabled {
             flow.ui.nodes.push(password_node(
                 "password",
                 "password",
@@ -50,12 +51,12 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::label_save()));
         }
-        if self.settings.oidc_enabled
+        if self.settings.oidc.enabled
             || self.settings.mfa.totp.is_some()
             || self.settings.mfa.lookup_secret
         {
             let full = self.store.get_identity(identity.id).await?;
-            if self.settings.oidc_enabled {
+            if self.settings.oidc.enabled {
                 self.add_settings_oidc_nodes(&mut flow, &full);
             }
             self.add_settings_totp_nodes(&mut flow, &full)?;
@@ -86,15 +87,22 @@ impl Engine {
         }
         // A stolen or forgotten session must not become a permanent takeover: credentials and
         // traits change only within `privileged_session_max_age` of signing in (Kratos).
-        let max_age = self.settings.privileged_session_max_age.as_millis() as i64;
+        let max_age = self
+            .settings
+            .flows
+            .settings
+            .privileged_session_max_age
+            .as_millis() as i64;
         if now_ms() - session.authenticated_at > max_age {
             let mut to = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/login/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;
             let back = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/settings/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -115,6 +123,7 @@ impl Engine {
         {
             let back = self
                 .settings
+                .serve
                 .public_base_url
                 .join("self-service/settings/browser")
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -129,7 +138,7 @@ impl Engine {
             global: self.settings.hooks.settings_after_password.global.clone(),
         };
         let hooks;
-        if self.settings.oidc_enabled && Self::is_oidc_submit(body) {
+        if self.settings.oidc.enabled && Self::is_oidc_submit(body) {
             if let Some(p) = str_field(body, "link") {
                 let p = p.to_string();
                 return self.start_oidc(flow, &p).await;
@@ -151,7 +160,7 @@ impl Engine {
             self.refresh_settings_nodes(&mut flow, &identity);
         } else {
             match forms::method(body) {
-                "password" if self.settings.password_enabled => {
+                "password" if self.settings.password.enabled => {
                     let password = str_field(body, "password").unwrap_or_default().to_string();
                     let identifiers = schema.extract(&identity.traits).password_identifiers;
                     if password.is_empty() {

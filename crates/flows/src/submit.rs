@@ -87,6 +87,7 @@ impl Engine {
             }
             let to = self
                 .settings
+                .serve
                 .public_base_url
                 .join(&format!("self-service/{}/browser", kind.as_str()))
                 .map_err(|_| err.clone())?;

@@ -21,10 +21,11 @@ pub(crate) async fn engine(extra: &str) -> Engine {
     let settings = tessera_config::resolve(&loaded, true, None).unwrap();
     let store = tessera_store::Store::connect(&settings.dsn).await.unwrap();
     store.migrate_up().await.unwrap();
-    let schema = IdentitySchema::compile(&settings.default_schema_id, default_schema()).unwrap();
+    let schema =
+        IdentitySchema::compile(&settings.identity.default_schema_id, default_schema()).unwrap();
     let schemas = Schemas {
-        default_id: settings.default_schema_id.clone(),
-        by_id: HashMap::from([(settings.default_schema_id.clone(), schema)]),
+        default_id: settings.identity.default_schema_id.clone(),
+        by_id: HashMap::from([(settings.identity.default_schema_id.clone(), schema)]),
     };
     // No providers: nothing is ever sent to a mapper worker.
     let pool = tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
@@ -32,8 +33,8 @@ pub(crate) async fn engine(extra: &str) -> Engine {
         vec![],
     ));
     Engine {
-        cipher: Arc::new(tessera_core::crypto::Cipher::new(&settings.cipher_secrets)),
-        hasher: Arc::new(Hasher::new(settings.argon2.clone())),
+        cipher: Arc::new(tessera_core::crypto::Cipher::new(&settings.secrets.cipher)),
+        hasher: Arc::new(Hasher::new(settings.password.argon2.clone())),
         limits: Arc::new(crate::limits::Limits::new(&settings.limits)),
         social: Arc::new(tessera_social::Social::empty(pool)),
         schemas: Arc::new(schemas),

@@ -654,9 +654,10 @@ impl Provider {
     fn step_up_url(&self, id: Uuid) -> String {
         let mut to = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/login/browser")
-            .unwrap_or_else(|_| self.settings.public_base_url.clone());
+            .unwrap_or_else(|_| self.settings.serve.public_base_url.clone());
         to.query_pairs_mut().append_pair("aal", "aal2").append_pair(
             "return_to",
             &format!("{}/auth/resume?request={id}", self.issuer),
@@ -667,6 +668,7 @@ impl Provider {
     fn login_url(&self, id: Uuid, p: &AuthParams, refresh: bool) -> String {
         let mut to = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/login/browser")
             .map(|u| u.to_string())

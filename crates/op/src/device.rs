@@ -142,6 +142,7 @@ impl Provider {
                     let shown = display_user_code(&user_code);
                     let verification_uri = self
                         .settings
+                        .serve
                         .public_base_url
                         .join("ui/device")
                         .map(|u| u.to_string())

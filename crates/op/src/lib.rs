@@ -229,9 +229,13 @@ impl Provider {
     ) -> Provider {
         let issuer = format!(
             "{}/oidc",
-            settings.public_base_url.as_str().trim_end_matches('/')
+            settings
+                .serve
+                .public_base_url
+                .as_str()
+                .trim_end_matches('/')
         );
-        let at_keys = Arc::new(token::derive_keys(&settings.cipher_secrets));
+        let at_keys = Arc::new(token::derive_keys(&settings.secrets.cipher));
         Provider {
             store,
             cipher,

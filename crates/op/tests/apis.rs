@@ -30,7 +30,7 @@ async fn provider() -> Provider {
         tessera_config::resolve(&loaded, true, None).unwrap_or_else(|e| panic!("config: {e}"));
     let store = Store::connect(&settings.dsn).await.expect("store");
     store.migrate_up().await.expect("migrate");
-    let cipher = Arc::new(Cipher::new(&settings.cipher_secrets));
+    let cipher = Arc::new(Cipher::new(&settings.secrets.cipher));
     let mappers = tessera_mapper::MapperPool::new(tessera_mapper::PoolConfig::new(
         "/nonexistent".into(),
         vec![],

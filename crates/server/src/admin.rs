@@ -125,6 +125,7 @@ fn admin_request_refusal(st: &AppState, req: &axum::extract::Request) -> Option<
         .running()
         .engine
         .settings
+        .serve
         .admin_base_url
         .host_str()
         .map(str::to_ascii_lowercase);
@@ -277,7 +278,7 @@ async fn list_identities(
     }
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         "admin/identities",
         size,
         page.next.as_deref(),
@@ -399,7 +400,7 @@ async fn batch_identities(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<R
 
 /// 307 to the same path and query on the public base URL.
 async fn schemas_on_public(cfg: Cfg, uri: axum::http::Uri) -> Response {
-    let public = cfg.engine().settings.public_base_url.clone();
+    let public = cfg.engine().settings.serve.public_base_url.clone();
     let path_and_query = uri
         .path_and_query()
         .map(|p| p.as_str().trim_start_matches('/'))
@@ -477,7 +478,7 @@ async fn list_sessions(
     let items = expand(e, page.items, q.expand.identity()).await?;
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         "admin/sessions",
         size,
         page.next.as_deref(),
@@ -502,7 +503,7 @@ async fn identity_sessions(
     let items = expand(e, page.items, true).await?;
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         &format!("admin/identities/{id}/sessions"),
         size,
         page.next.as_deref(),

@@ -58,7 +58,7 @@ async fn list_apis(cfg: Cfg, KratosQuery(q): KratosQuery<PageQuery>) -> AdminRes
         .collect();
     Ok(http::paged(
         items,
-        &cfg.engine().settings.admin_base_url,
+        &cfg.engine().settings.serve.admin_base_url,
         "admin/apis",
         size,
         page.next.as_deref(),

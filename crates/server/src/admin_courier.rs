@@ -60,7 +60,7 @@ async fn list_messages(
     }
     Ok(http::paged(
         items,
-        &engine.settings.admin_base_url,
+        &engine.settings.serve.admin_base_url,
         "admin/courier/messages",
         size,
         page.next.as_deref(),

@@ -138,7 +138,7 @@ async fn list_orgs(cfg: Cfg, KratosQuery(q): KratosQuery<OrgsQuery>) -> AdminRes
     }
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         "admin/organizations",
         size,
         page.next.as_deref(),
@@ -210,7 +210,7 @@ async fn list_members(
     let items: Vec<Value> = page.items.iter().map(member_json).collect();
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         &format!("admin/organizations/{}/members", org.id),
         size,
         page.next.as_deref(),
@@ -411,7 +411,7 @@ async fn list_groups(cfg: Cfg, KratosQuery(q): KratosQuery<PageQuery>) -> AdminR
     let items: Vec<Value> = page.items.iter().map(group_json).collect();
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         "admin/groups",
         size,
         page.next.as_deref(),
@@ -480,7 +480,7 @@ async fn list_group_members(
         .collect();
     Ok(http::paged(
         items,
-        &e.settings.admin_base_url,
+        &e.settings.serve.admin_base_url,
         &format!("admin/groups/{}/members", g.id),
         size,
         page.next.as_deref(),

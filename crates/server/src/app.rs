@@ -53,12 +53,13 @@ impl From<ConfigError> for BuildError {
 /// Fetches and compiles every configured identity schema; an error names the schema's key.
 pub async fn load_schemas(settings: &Settings) -> Result<Schemas, BuildError> {
     let mut by_id = HashMap::new();
-    if settings.schemas.is_empty() {
-        let schema = IdentitySchema::compile(&settings.default_schema_id, default_schema())
-            .map_err(|e| BuildError::Setup(format!("built-in schema: {e}")))?;
-        by_id.insert(settings.default_schema_id.clone(), schema);
+    if settings.identity.schemas.is_empty() {
+        let schema =
+            IdentitySchema::compile(&settings.identity.default_schema_id, default_schema())
+                .map_err(|e| BuildError::Setup(format!("built-in schema: {e}")))?;
+        by_id.insert(settings.identity.default_schema_id.clone(), schema);
     }
-    for (i, s) in settings.schemas.iter().enumerate() {
+    for (i, s) in settings.identity.schemas.iter().enumerate() {
         let key = format!("identity.schemas.{i}.url");
         let problem = |message: String| BuildError::Schema {
             key: key.clone(),
@@ -94,7 +95,7 @@ pub async fn load_schemas(settings: &Settings) -> Result<Schemas, BuildError> {
         by_id.insert(s.id.clone(), schema);
     }
     Ok(Schemas {
-        default_id: settings.default_schema_id.clone(),
+        default_id: settings.identity.default_schema_id.clone(),
         by_id,
     })
 }
@@ -165,8 +166,8 @@ fn assemble(
     social: tessera_social::Social,
     limits: Arc<tessera_flows::limits::Limits>,
 ) -> Engine {
-    let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
-    let hasher = Hasher::new(settings.argon2.clone());
+    let cipher = tessera_core::crypto::Cipher::new(&settings.secrets.cipher);
+    let hasher = Hasher::new(settings.password.argon2.clone());
     Engine {
         settings: Arc::new(settings),
         store,

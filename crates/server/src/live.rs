@@ -35,7 +35,7 @@ impl ConfigSource {
         if self.dev && self.files.is_empty() {
             // The zero-config development server signs users in right after sign-up, like
             // Kratos's quickstart configuration does.
-            settings.session_after_password_registration = true;
+            settings.flows.registration.session_after_password = true;
         }
         Ok(settings)
     }
@@ -46,8 +46,11 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let (o, n) = (&old.edge, &new.edge);
     [
         ("dsn", old.dsn != new.dsn),
-        ("serve.public", old.public_bind != new.public_bind),
-        ("serve.admin", old.admin_bind != new.admin_bind),
+        (
+            "serve.public",
+            old.serve.public_bind != new.serve.public_bind,
+        ),
+        ("serve.admin", old.serve.admin_bind != new.serve.admin_bind),
         ("serve.public.tls", o.public.tls != n.public.tls),
         ("serve.admin.tls", o.admin.tls != n.admin.tls),
         ("serve.public.cors", o.public.cors != n.public.cors),
@@ -65,7 +68,7 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
         ),
         (
             "log",
-            old.log_level != new.log_level || old.log_json != new.log_json,
+            old.log.level != new.log.level || old.log.json != new.log.json,
         ),
     ]
     .into_iter()

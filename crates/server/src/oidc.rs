@@ -79,6 +79,7 @@ pub async fn callback(
         let form = http::read_body(&headers, body).await?;
         let mut to = e
             .settings
+            .serve
             .public_base_url
             .join(uri.path().trim_start_matches('/'))
             .map_err(|err| ApiError(Error::internal(err.to_string())))?;
@@ -132,7 +133,7 @@ pub async fn callback(
         }
         CallbackOutcome::Redirect(to) => Redirect::to(&to).into_response(),
         CallbackOutcome::Error(id) => {
-            let mut to = e.settings.error_ui_url.clone();
+            let mut to = e.settings.flows.error_ui_url.clone();
             to.query_pairs_mut().append_pair("id", &id.to_string());
             Redirect::to(to.as_str()).into_response()
         }

@@ -473,6 +473,7 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
         } => {
             let to =
                 cx.e.settings
+                    .serve
                     .public_base_url
                     .join("ui/consent")
                     .map(|mut u| {
@@ -849,6 +850,7 @@ fn device_form(cx: &PageCx, csrf: Csrf, user_code: String, error: Option<String>
         form_action: cx
             .e
             .settings
+            .serve
             .public_base_url
             .join("ui/device")
             .map(|u| u.to_string())
@@ -1135,6 +1137,7 @@ async fn consent_page(
         user_identifier: user,
         form_action: e
             .settings
+            .serve
             .public_base_url
             .join("ui/consent")
             .map(|u| u.to_string())

@@ -182,6 +182,7 @@ async fn version() -> Json<Value> {
 
 fn request_url(e: &Engine, uri: &Uri) -> String {
     e.settings
+        .serve
         .public_base_url
         .join(
             uri.path_and_query()
@@ -238,7 +239,7 @@ fn flow_created(
 /// erroring; JSON clients get the error.
 fn already_signed_in(e: &Engine, ft: FlowType, neg: Negotiated, err: Error) -> Response {
     if err.id == Some(ErrorId::SessionAlreadyAvailable) && ft == FlowType::Browser && !neg.json {
-        return Redirect::to(e.settings.default_return_url.as_str()).into_response();
+        return Redirect::to(e.settings.flows.default_return_url.as_str()).into_response();
     }
     if err.id == Some(ErrorId::SessionAal2Required) {
         return aal2_required(err, ft == FlowType::Browser && !neg.json);
@@ -306,12 +307,14 @@ async fn init(
                 // Not signed in: sign in first, then come back to settings.
                 let mut to = e
                     .settings
+                    .serve
                     .public_base_url
                     .join("self-service/login/browser")
                     .map_err(|err| ApiError(Error::internal(err.to_string())))?;
                 to.query_pairs_mut().append_pair(
                     "return_to",
                     e.settings
+                        .serve
                         .public_base_url
                         .join("self-service/settings/browser")
                         .map(|u| u.to_string())
@@ -473,7 +476,7 @@ async fn submit(
             return Ok(crate::error::redirect_browser(error, &to));
         }
         Submitted::ErrorPage(stored) => {
-            let mut to = e.settings.error_ui_url.clone();
+            let mut to = e.settings.flows.error_ui_url.clone();
             to.query_pairs_mut().append_pair("id", &stored.to_string());
             return Ok(Redirect::to(to.as_str()).into_response());
         }
@@ -636,7 +639,7 @@ async fn logout(
     e.logout_with_token(token, session.as_ref()).await?;
     let return_to = e
         .check_return_to(q.return_to.as_deref())?
-        .unwrap_or_else(|| e.settings.logout_return_url.to_string());
+        .unwrap_or_else(|| e.settings.flows.logout_return_url.to_string());
     let mut resp = if neg.json {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -737,7 +740,7 @@ async fn my_sessions(
         .collect();
     Ok(http::paged(
         others,
-        &cfg.engine().settings.public_base_url,
+        &cfg.engine().settings.serve.public_base_url,
         "sessions",
         size,
         page.next.as_deref(),

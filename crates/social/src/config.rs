@@ -107,7 +107,7 @@ pub(crate) async fn build_all(
     let mut problems = vec![];
     let mut out: Vec<Configured> = vec![];
     let mut seen: HashMap<String, String> = HashMap::new();
-    for src in &settings.oidc_providers {
+    for src in &settings.oidc.providers {
         match build_one(src, http, &settings.sources).await {
             Ok(c) => {
                 let id = c.id().to_string();

@@ -48,7 +48,7 @@ pub async fn run(args: KeysArgs) -> Result<()> {
                     "the database schema is not up to date: run `tessera migrate sql up` first"
                 ));
             }
-            let cipher = tessera_core::crypto::Cipher::new(&settings.cipher_secrets);
+            let cipher = tessera_core::crypto::Cipher::new(&settings.secrets.cipher);
             let kid = tessera_op::keys::add_key(&store, &cipher, alg, false)
                 .await
                 .map_err(|e| anyhow!(e.description))?

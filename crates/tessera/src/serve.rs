@@ -85,12 +85,12 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 
 pub(crate) fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log_level))
+        tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log.level))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if settings.log_json {
+    if settings.log.json {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
@@ -165,9 +165,12 @@ pub async fn run(
             "running in --dev mode: cookies are not marked Secure; never use this in production"
         );
     }
-    let public = settings.public_base_url.clone();
-    let admin = settings.admin_base_url.clone();
-    let binds = (settings.public_bind.clone(), settings.admin_bind.clone());
+    let public = settings.serve.public_base_url.clone();
+    let admin = settings.serve.admin_base_url.clone();
+    let binds = (
+        settings.serve.public_bind.clone(),
+        settings.serve.admin_bind.clone(),
+    );
     let engine = app::build_engine(settings, dev)
         .await
         .map_err(|e| anyhow!(e))?;

@@ -30,7 +30,7 @@ impl Engine {
         login.refresh = Some(false);
         login.requested_aal = Some("aal1".into());
         let has_password = has_password(&owner);
-        if has_password && self.settings.password_enabled {
+        if has_password && self.settings.password.enabled {
             login.ui.nodes.push(
                 Node::input(
                     "default",

@@ -87,6 +87,7 @@ impl Engine {
 
     pub fn oidc_redirect_uri(&self, provider_id: &str) -> String {
         self.settings
+            .serve
             .public_base_url
             .join(&format!("self-service/methods/oidc/callback/{provider_id}"))
             .map(|u| u.to_string())

@@ -52,8 +52,8 @@ impl Engine {
         let schema = self.schemas.default_schema()?;
         let traits = pending.traits.clone();
         let errors = schema.validate_traits(&traits);
-        if !errors.is_empty() || !self.settings.registration_enabled {
-            if !self.settings.registration_enabled {
+        if !errors.is_empty() || !self.settings.flows.registration.enabled {
+            if !self.settings.flows.registration.enabled {
                 let mut flow = flow;
                 flow.ui.messages.push(text::validation_generic(
                     "No account is linked to this sign-in, and sign-up is disabled on this site.",
@@ -314,11 +314,11 @@ impl Engine {
             trigger.csrf_token = csrf_cookie.unwrap_or_default().to_string();
         }
         let verifications = self.verify_new_addresses(&trigger, &identity, None).await?;
-        if self.settings.session_after_oidc_registration {
+        if self.settings.flows.registration.session_after_oidc {
             let session = self.issue_session(&identity, "oidc").await?;
             self.run_post_persist(hooks.post_persist(), &flow, &identity, Some(&session.0))
                 .await?;
-            let fallback = self.settings.oidc_registration_return_url.clone();
+            let fallback = self.settings.flows.registration.oidc_return_url.clone();
             let mut return_to = self.return_to(&flow, fallback.as_ref());
             if let Some(v) = verifications.first()
                 && hooks.has(&tessera_config::hooks::HookAction::ShowVerificationUi)
@@ -339,6 +339,7 @@ impl Engine {
         // Without the session hook the user signs in next (seed 003).
         let mut to = self
             .settings
+            .serve
             .public_base_url
             .join("self-service/login/browser")
             .map_err(|e| Error::internal(e.to_string()))?;

@@ -15,7 +15,7 @@ pub async fn hook_request(State(st): State<AppState>, req: Request, next: Next) 
         method: req.method().as_str().to_string(),
         ..Default::default()
     };
-    let base = &st.engine().settings.public_base_url;
+    let base = &st.engine().settings.serve.public_base_url;
     let path = req
         .uri()
         .path_and_query()

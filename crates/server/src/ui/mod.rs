@@ -113,9 +113,10 @@ pub fn form_action_origins(engine: &Engine, extra_targets: &[String]) -> BTreeSe
     let s = &engine.settings;
     let mut targets: BTreeSet<String> = extra_targets.iter().filter_map(|u| origin_of(u)).collect();
     for u in s
+        .flows
         .allowed_return_urls
         .iter()
-        .chain([&s.default_return_url, &s.logout_return_url])
+        .chain([&s.flows.default_return_url, &s.flows.logout_return_url])
     {
         // A native app's return URL (`exp://…`, `com.example.app:/cb`) has no web origin: CSP
         // names it by its scheme (config refuses `javascript:`, `data:` and the like).
@@ -124,7 +125,7 @@ pub fn form_action_origins(engine: &Engine, extra_targets: &[String]) -> BTreeSe
         }));
     }
     targets.extend(engine.social.authorization_origins());
-    if let Some(o) = origin_of(s.public_base_url.as_str()) {
+    if let Some(o) = origin_of(s.serve.public_base_url.as_str()) {
         targets.remove(&o);
     }
     targets
@@ -370,9 +371,10 @@ fn here(uri: &OriginalUri) -> String {
 fn browser_start(e: &Engine, kind: FlowKind, return_to: Option<&str>) -> String {
     let mut u = e
         .settings
+        .serve
         .public_base_url
         .join(&format!("self-service/{}/browser", kind.as_str()))
-        .unwrap_or_else(|_| e.settings.public_base_url.clone());
+        .unwrap_or_else(|_| e.settings.serve.public_base_url.clone());
     if let Some(r) = return_to {
         u.query_pairs_mut().append_pair("return_to", r);
     }
@@ -510,7 +512,7 @@ pub fn flow_html(
                     &[],
                 ),
                 i18n::t(lang, "page.login.subtitle", &brand),
-                if e.settings.registration_enabled {
+                if e.settings.flows.registration.enabled {
                     browser_start(e, FlowKind::Registration, return_to)
                 } else {
                     String::new()
@@ -598,7 +600,7 @@ pub fn flow_html(
         },
         switch_href,
         logout_href: session.map(|s| e.public_logout_url(s)).unwrap_or_default(),
-        home_href: e.settings.default_return_url.to_string(),
+        home_href: e.settings.flows.default_return_url.to_string(),
         signed_in_as: session.map(|s| identifier_of(e, s)).unwrap_or_default(),
         recovery_href: if flow.kind == FlowKind::Login && e.lifecycle(FlowKind::Recovery).is_ok() {
             browser_start(e, FlowKind::Recovery, None)

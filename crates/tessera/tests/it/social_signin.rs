@@ -852,7 +852,7 @@ async fn ajax_and_api_callers_are_told_to_move_the_browser() {
     let r = b.get(&callback, false).await;
     assert_eq!(
         location(&r),
-        s.engine.0.settings.default_return_url.as_str()
+        s.engine.0.settings.flows.default_return_url.as_str()
     );
     assert!(whoami(&b, &s).await["identity"]["id"].is_string());
 
