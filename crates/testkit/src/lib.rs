@@ -344,6 +344,47 @@ impl TestServer {
         CLIENT.with(reqwest::Client::clone)
     }
 
+    /// One admin API request (`path` from `/admin…`), with a JSON body when given: the status,
+    /// the answer's JSON (`Null` when it has none) and its headers (Link, Location).
+    pub async fn admin_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = Self::client().request(method.clone(), format!("{}{path}", self.admin));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {e}"));
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    /// [`Self::admin_request`] that must succeed (2xx); its JSON.
+    pub async fn admin_ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Value {
+        let (status, v, _) = self.admin_request(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {v}"
+        );
+        v
+    }
+
     /// Registers through the API flow and returns the response JSON (status must be 200).
     pub async fn register(&self, email: &str, password: &str) -> Value {
         let c = Self::client();

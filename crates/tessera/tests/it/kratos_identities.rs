@@ -58,24 +58,14 @@ async fn github_sign_in(b: &Browser, s: &TestServer, kind: &str, user: &str) -> 
 }
 
 async fn admin_get(s: &TestServer, path: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{}{path}", s.admin))
-        .await
-        .expect("admin");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let (status, v, _) = s.admin_request(reqwest::Method::GET, path, None).await;
+    (status, v)
 }
 
 async fn admin_send(s: &TestServer, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let c = TestServer::client();
-    let req = match method {
-        "POST" => c.post(format!("{}{path}", s.admin)),
-        "PUT" => c.put(format!("{}{path}", s.admin)),
-        "PATCH" => c.patch(format!("{}{path}", s.admin)),
-        other => panic!("method {other}"),
-    };
-    let r = req.json(&body).send().await.expect("admin");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let (status, v, _) = s.admin_request(method, path, Some(&body)).await;
+    (status, v)
 }
 
 /// Kratos's error shape: `{"error": {"code", "status", "message", "reason"}}` with `code` the

@@ -80,19 +80,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut req = TestServer::client().request(method, format!("{}{path}", s.admin));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("admin request");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        headers,
-    )
+    s.admin_request(method, path, body.as_ref()).await
 }
 
 async fn create_api(s: &TestServer, body: Value) -> Value {

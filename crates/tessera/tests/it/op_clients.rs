@@ -89,13 +89,8 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = TestServer::client().request(method, format!("{}{path}", s.admin));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
+    let (status, v, _) = s.admin_request(method, path, body.as_ref()).await;
+    (status, v)
 }
 
 #[tokio::test]

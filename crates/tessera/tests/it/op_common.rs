@@ -334,16 +334,6 @@ pub const PY_HINT: &str = "run `bash scripts/test-deps.sh` (installs Authlib int
 
 /// One admin API call that must succeed (2xx); returns the JSON answer.
 pub async fn admin_ok(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let mut req = TestServer::client().request(method.clone(), format!("{}{path}", s.admin));
-    if !body.is_null() {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("admin request");
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    s.admin_ok(method, path, (!body.is_null()).then_some(&body))
+        .await
 }

@@ -14,24 +14,9 @@ use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 const RP: &str = "https://rp.example.com/callback";
 
 async fn admin(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let c = TestServer::client();
-    let url = format!("{}{path}", s.admin);
-    let req = match method {
-        "GET" => c.get(url),
-        "POST" => c.post(url),
-        "PUT" => c.put(url),
-        "PATCH" => c.patch(url),
-        "DELETE" => c.delete(url),
-        other => panic!("method {other}"),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let r = req.send().await.expect("admin request");
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let (status, v, _) = s.admin_request(method, path, body.as_ref()).await;
+    (status, v)
 }
 
 async fn ok(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> Value {
