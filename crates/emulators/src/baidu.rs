@@ -15,17 +15,17 @@
 //!   `username`, `portrait`, `sex`, `birthday`; errors with HTTP 200 as `{error_code,
 //!   error_msg}`: 110 invalid token ([`BaiduEmulator::revoke_tokens`]), 111 expired.
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{self, Client, ConsentText, Grants, Redeemed, esc, random_hex, redirect, s256};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake Baidu account.
 #[derive(Debug, Clone, Copy)]
@@ -68,18 +68,16 @@ fn masked(name: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 struct Code {
     user: BaiduUser,
     redirect_uri: String,
-    issued: Instant,
 }
 
 struct Shared {
     client: Client,
     expire_tokens: AtomicBool,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, BaiduUser>>,
+    grants: Grants<Code, BaiduUser>,
 }
 
 /// A running Baidu emulator on 127.0.0.1. Stops when dropped.
@@ -106,9 +104,7 @@ impl BaiduEmulator {
                 "hQ5wZ1xK8vB3nM6jT9rY2cF4gP7sD0aE",
             ),
             expire_tokens: AtomicBool::new(false),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth/2.0/authorize", get(authorize))
@@ -141,15 +137,7 @@ impl BaiduEmulator {
         self.shared.client.register_redirect_uri(uri.into());
     }
 
-    /// How long codes issued from now on stay valid.
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
-    }
-
-    /// Every access token issued so far stops working (110).
-    pub fn revoke_tokens(&self) {
-        self.shared.tokens.lock().expect("lock").clear();
-    }
+    crate::common::grant_accessors!();
 
     /// Whether every token is reported expired (111).
     pub fn expire_tokens(&self, on: bool) {
@@ -203,42 +191,39 @@ async fn authorize(
             .append_pair("error", "access_denied")
             .append_pair("error_description", "user didnot allow your app access")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..32].to_string();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
             redirect_uri: redirect_uri.to_string(),
-            issued: Instant::now(),
         },
     );
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
-    let base = query_without_user(q);
-    let mut items = String::new();
-    for u in USERS {
-        items.push_str(&format!(
-            "<li><a href=\"/oauth/2.0/authorize?{}&amp;user={}\">{}</a></li>\n",
-            esc(&base),
-            u.key,
-            esc(u.username)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html lang=\"zh-CN\"><meta charset=utf-8><title>百度帐号登录</title>\n<h1>百度帐号（模拟器）</h1>\n<p>选择要登录的百度帐号：</p>\n<ul>\n{items}</ul>\n<p><a href=\"/oauth/2.0/authorize?{}&amp;user=deny\">取消</a></p>\n",
-        esc(&base)
-    ))
-    .into_response()
+    let text = ConsentText {
+        lang: "zh-CN",
+        title: "百度帐号登录",
+        heading: "百度帐号（模拟器）",
+        prompt: "选择要登录的百度帐号：",
+        cancel: "取消",
+    };
+    common::consent_page(
+        "/oauth/2.0/authorize",
+        q,
+        &text,
+        USERS.iter().map(|u| (u.key, u.username)),
+    )
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
@@ -268,20 +253,18 @@ async fn token(
             "The authorization grant type is not supported",
         );
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
-        return oauth_error("invalid_grant", "Invalid authorization code");
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Expired(_) => return oauth_error("invalid_grant", "authorization code expired"),
+        Redeemed::Unknown | Redeemed::Used => {
+            return oauth_error("invalid_grant", "Invalid authorization code");
+        }
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return oauth_error("invalid_grant", "authorization code expired");
-    }
     if code.redirect_uri != get("redirect_uri") {
         return oauth_error("invalid_grant", "redirect_uri mismatch");
     }
     let access = format!("121.{}", &random_hex("")[..28]);
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), code.user);
+    s.grants.issue_token(&access, code.user);
     Json(json!({
         "access_token": access,
         "expires_in": 2592000,
@@ -305,7 +288,7 @@ async fn get_info(
         .get("access_token")
         .map(String::as_str)
         .unwrap_or_default();
-    let Some(user) = s.tokens.lock().expect("lock").get(token).copied() else {
+    let Some(user) = s.grants.token_user(token) else {
         return Json(
             json!({"error_code": 110, "error_msg": "Access token invalid or no longer valid"}),
         )

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// `n` random bytes, base64url without padding.
 pub(crate) fn random_token(bytes: usize) -> String {
@@ -126,6 +127,170 @@ impl Client {
     pub fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::SeqCst)
     }
+}
+
+/// The authorization codes and access tokens an emulator handed out: codes carry what the
+/// token call must check (`C`: the user, the redirect URI, a PKCE challenge…) and expire after a
+/// lifetime tests can shorten; tokens map to what the profile call answers with (`U`).
+pub(crate) struct Grants<C, U> {
+    code_ttl: Mutex<Duration>,
+    codes: Mutex<HashMap<String, (C, Instant, bool)>>,
+    tokens: Mutex<HashMap<String, U>>,
+}
+
+/// What a token call finds under a code.
+pub(crate) enum Redeemed<C> {
+    /// Never issued (or forgotten).
+    Unknown,
+    /// Issued and already exchanged once: providers that say so differently from "unknown"
+    /// (QQ, WeChat) can.
+    Used,
+    /// Issued, but older than the code lifetime.
+    Expired(C),
+    Fresh(C),
+}
+
+impl<C: Clone, U: Clone> Grants<C, U> {
+    pub fn new(code_ttl: Duration) -> Self {
+        Grants {
+            code_ttl: Mutex::new(code_ttl),
+            codes: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Codes issued from now on live `ttl`.
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        *self.code_ttl.lock().expect("lock") = ttl;
+    }
+
+    pub fn issue_code(&self, code: &str, data: C) {
+        self.codes
+            .lock()
+            .expect("lock")
+            .insert(code.to_string(), (data, Instant::now(), false));
+    }
+
+    /// Exchanges `code` once: a second exchange finds it [`Redeemed::Used`].
+    pub fn redeem(&self, code: &str) -> Redeemed<C> {
+        let ttl = *self.code_ttl.lock().expect("lock");
+        let mut codes = self.codes.lock().expect("lock");
+        let Some((data, issued, used)) = codes.get_mut(code) else {
+            return Redeemed::Unknown;
+        };
+        if *used {
+            return Redeemed::Used;
+        }
+        *used = true;
+        if issued.elapsed() >= ttl {
+            Redeemed::Expired(data.clone())
+        } else {
+            Redeemed::Fresh(data.clone())
+        }
+    }
+
+    /// [`Self::redeem`] for providers that answer every bad code alike.
+    pub fn redeem_fresh(&self, code: &str) -> Option<C> {
+        match self.redeem(code) {
+            Redeemed::Fresh(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn issue_token(&self, token: &str, user: U) {
+        self.tokens
+            .lock()
+            .expect("lock")
+            .insert(token.to_string(), user);
+    }
+
+    /// Whom `token` was issued for, while it has not been revoked.
+    pub fn token_user(&self, token: &str) -> Option<U> {
+        self.tokens.lock().expect("lock").get(token).cloned()
+    }
+
+    /// Every token issued so far stops working.
+    pub fn revoke_tokens(&self) {
+        self.tokens.lock().expect("lock").clear();
+    }
+}
+
+/// `set_code_ttl` and `revoke_tokens` over an emulator's `shared.grants` ([`Grants`]).
+macro_rules! grant_accessors {
+    () => {
+        /// How long codes issued from now on stay valid.
+        pub fn set_code_ttl(&self, ttl: std::time::Duration) {
+            self.shared.grants.set_code_ttl(ttl);
+        }
+
+        /// Every access token issued so far stops working (the provider's invalid-token
+        /// answer at its profile call).
+        pub fn revoke_tokens(&self) {
+            self.shared.grants.revoke_tokens();
+        }
+    };
+}
+pub(crate) use grant_accessors;
+
+/// A request's parameters from its query and its form body together (token endpoints that
+/// take either); the query wins where both have a key.
+pub(crate) fn query_and_form(
+    mut q: HashMap<String, String>,
+    body: &[u8],
+) -> HashMap<String, String> {
+    for (k, v) in url::form_urlencoded::parse(body) {
+        q.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    q
+}
+
+/// The wording of a provider's emulated consent page, in the provider's language.
+pub(crate) struct ConsentText<'a> {
+    pub lang: &'a str,
+    pub title: &'a str,
+    pub heading: &'a str,
+    pub prompt: &'a str,
+    pub cancel: &'a str,
+}
+
+/// The consent page: one link per fake user (`user=<key>`), and a cancel link (`user=deny`),
+/// each repeating the authorize request at `path`.
+pub(crate) fn consent_page<'u>(
+    path: &str,
+    q: &HashMap<String, String>,
+    text: &ConsentText<'_>,
+    users: impl IntoIterator<Item = (&'u str, &'u str)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let base = esc(&query_without_user(q));
+    let items: String = users
+        .into_iter()
+        .map(|(key, label)| {
+            format!(
+                "<li><a href=\"{path}?{base}&amp;user={key}\">{}</a></li>\n",
+                esc(label)
+            )
+        })
+        .collect();
+    axum::response::Html(format!(
+        "<!doctype html><html lang=\"{}\"><meta charset=utf-8><title>{}</title>\n<h1>{}</h1>\n<p>{}</p>\n<ul>\n{items}</ul>\n<p><a href=\"{path}?{base}&amp;user=deny\">{}</a></p>\n",
+        text.lang,
+        esc(text.title),
+        esc(text.heading),
+        esc(text.prompt),
+        esc(text.cancel)
+    ))
+    .into_response()
+}
+
+/// A 302 back to the app.
+pub(crate) fn redirect(to: &url::Url) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::FOUND,
+        [(axum::http::header::LOCATION, to.to_string())],
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -17,16 +17,16 @@
 //!   28001008 (an `open_id` that is not the token's).
 //! - `open_id` differs per app; `union_id` is the same for every app of the developer account.
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{self, Client, ConsentText, Grants, Redeemed, esc, random_hex, redirect, s256};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake Douyin account.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +65,15 @@ pub fn union_id(user: &DouyinUser) -> String {
     id("0a1b", user.key)
 }
 
+#[derive(Clone)]
 struct Code {
     user: DouyinUser,
-    issued: Instant,
 }
 
 struct Shared {
     client: Client,
     domains: Mutex<Vec<String>>,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, DouyinUser>>,
+    grants: Grants<Code, DouyinUser>,
 }
 
 /// A running Douyin emulator on 127.0.0.1. Stops when dropped.
@@ -98,9 +96,7 @@ impl DouyinEmulator {
         let shared = Arc::new(Shared {
             client: Client::new(addr, "awk3x9q2m7b4t1v8", "9e4c1a7f3b6d2e8a5c0f7b3d1e9a6c4f"),
             domains: Mutex::new(vec![]),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/platform/oauth/connect/", get(connect))
@@ -133,15 +129,7 @@ impl DouyinEmulator {
         }
     }
 
-    /// How long codes issued from now on stay valid.
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
-    }
-
-    /// Every access token issued so far stops working (28001003).
-    pub fn revoke_tokens(&self) {
-        self.shared.tokens.lock().expect("lock").clear();
-    }
+    crate::common::grant_accessors!();
 
     /// The `open_id` of the fake user `key` in this app.
     pub fn open_id_of(&self, key: &str) -> String {
@@ -205,42 +193,34 @@ async fn connect(
             .append_pair("error", "access_denied")
             .append_pair("error_code", "2")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..32].to_string();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
-        Code {
-            user,
-            issued: Instant::now(),
-        },
-    );
+    s.grants.issue_code(&code, Code { user });
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"))
         .append_pair("scopes", get("scope"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
-    let base = query_without_user(q);
-    let mut items = String::new();
-    for u in USERS {
-        items.push_str(&format!(
-            "<li><a href=\"/platform/oauth/connect/?{}&amp;user={}\">{}</a></li>\n",
-            esc(&base),
-            u.key,
-            esc(u.nickname)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html lang=\"zh-CN\"><meta charset=utf-8><title>抖音授权登录</title>\n<h1>抖音授权（模拟器）</h1>\n<p>使用抖音扫码授权。选择要登录的抖音帐号：</p>\n<ul>\n{items}</ul>\n<p><a href=\"/platform/oauth/connect/?{}&amp;user=deny\">取消</a></p>\n",
-        esc(&base)
-    ))
-    .into_response()
+    let text = ConsentText {
+        lang: "zh-CN",
+        title: "抖音授权登录",
+        heading: "抖音授权（模拟器）",
+        prompt: "使用抖音扫码授权。选择要登录的抖音帐号：",
+        cancel: "取消",
+    };
+    common::consent_page(
+        "/platform/oauth/connect/",
+        q,
+        &text,
+        USERS.iter().map(|u| (u.key, u.nickname)),
+    )
 }
 
 /// Form or JSON parameters of a POST.
@@ -278,17 +258,13 @@ async fn access_token(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
     if get("grant_type") != "authorization_code" {
         return token_error(10002, "grant_type参数错误");
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
-        return token_error(10007, "code无效或已过期");
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Expired(_) => return token_error(10007, "code无效或已过期"),
+        Redeemed::Unknown | Redeemed::Used => return token_error(10007, "code无效或已过期"),
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return token_error(10007, "code无效或已过期");
-    }
     let access = format!("act.{}", &random_hex("")[..32]);
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), code.user);
+    s.grants.issue_token(&access, code.user);
     Json(json!({
         "data": {
             "access_token": access,
@@ -309,13 +285,7 @@ async fn userinfo(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Resp
     let q = params(&body);
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     let log_id = random_hex("2026")[..24].to_string();
-    let Some(user) = s
-        .tokens
-        .lock()
-        .expect("lock")
-        .get(get("access_token"))
-        .copied()
-    else {
+    let Some(user) = s.grants.token_user(get("access_token")) else {
         return Json(json!({"err_no": 28001003, "err_msg": "access_token无效", "log_id": log_id, "data": {}}))
             .into_response();
     };

@@ -16,7 +16,7 @@
 //!
 //! Mail.ru documents its error shapes only in part; the codes above are the emulator's reading.
 
-use crate::common::{Client, esc, query_without_user, random_hex};
+use crate::common::{Client, Grants, esc, query_without_user, random_hex, redirect};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -25,8 +25,8 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A fake Mail.ru account.
 #[derive(Debug, Clone, Copy)]
@@ -63,17 +63,15 @@ pub const USERS: [MailruUser; 2] = [
 
 const CODE_TTL: Duration = Duration::from_secs(600);
 
+#[derive(Clone)]
 struct Code {
     user: MailruUser,
     redirect_uri: String,
-    issued: Instant,
 }
 
 struct Shared {
     client: Client,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, MailruUser>>,
+    grants: Grants<Code, MailruUser>,
 }
 
 /// A running Mail.ru emulator on 127.0.0.1. Stops when dropped.
@@ -95,9 +93,7 @@ impl MailruEmulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             client: Client::new(addr, "7f3e9a1c2b4d46e8", "d2c4e6f8a0b1c3d5e7f9a1b3c5d7e9f1"),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/login", get(login))
@@ -122,15 +118,7 @@ impl MailruEmulator {
         self.shared.client.register_redirect_uri(uri.into());
     }
 
-    /// How long codes issued from now on stay valid (ten minutes).
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
-    }
-
-    /// Revokes every token issued so far (`/userinfo` then answers 401).
-    pub fn revoke_tokens(&self) {
-        self.shared.tokens.lock().expect("lock").clear();
-    }
+    crate::common::grant_accessors!();
 }
 
 fn error_page(message: &str) -> Response {
@@ -191,12 +179,11 @@ async fn login(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Str
                 return error_page(&format!("no emulated user `{key}`"));
             };
             let code = random_hex("");
-            s.codes.lock().expect("lock").insert(
-                code.clone(),
+            s.grants.issue_code(
+                &code,
                 Code {
                     user,
                     redirect_uri: redirect_uri.to_string(),
-                    issued: Instant::now(),
                 },
             );
             pairs.push(("code", code));
@@ -204,7 +191,7 @@ async fn login(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Str
     }
     pairs.push(("state", get("state").to_string()));
     back.query_pairs_mut().extend_pairs(pairs);
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
@@ -247,9 +234,7 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
             "invalid client_id or client_secret",
         );
     }
-    let grant = s.codes.lock().expect("lock").remove(get("code"));
-    let Some(grant) = grant.filter(|g| g.issued.elapsed() < *s.code_ttl.lock().expect("lock"))
-    else {
+    let Some(grant) = s.grants.redeem_fresh(get("code")) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -266,10 +251,7 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
         );
     }
     let access = random_hex("");
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), grant.user);
+    s.grants.issue_token(&access, grant.user);
     Json(json!({
         "access_token": access,
         "refresh_token": random_hex(""),
@@ -287,7 +269,7 @@ async fn userinfo(
         .get("access_token")
         .map(String::as_str)
         .unwrap_or_default();
-    let Some(u) = s.tokens.lock().expect("lock").get(t).copied() else {
+    let Some(u) = s.grants.token_user(t) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",

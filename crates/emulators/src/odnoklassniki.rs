@@ -18,18 +18,18 @@
 //!   PARAM_SESSION_EXPIRED (unknown or revoked token, [`OkEmulator::revoke_tokens`]), 3
 //!   METHOD (another method). `email` is answered only with `GET_EMAIL` granted and asked for.
 
-use crate::common::{Client, esc, query_without_user, random_hex};
+use crate::common::{Client, Grants, Redeemed, esc, query_without_user, random_hex, redirect};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake OK.ru account.
 #[derive(Debug, Clone, Copy)]
@@ -66,21 +66,19 @@ pub const USERS: [OkUser; 2] = [
 
 const CODE_TTL: Duration = Duration::from_secs(120);
 
+#[derive(Clone)]
 struct Code {
     user: OkUser,
     redirect_uri: String,
     scope: String,
-    issued: Instant,
 }
 
 struct Shared {
     client: Client,
     application_key: String,
     email_permission: AtomicBool,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    /// access token → (user, scope)
-    tokens: Mutex<HashMap<String, (OkUser, String)>>,
+    /// Tokens map to (user, scope).
+    grants: Grants<Code, (OkUser, String)>,
 }
 
 /// A running OK.ru emulator on 127.0.0.1. Stops when dropped.
@@ -111,9 +109,7 @@ impl OkEmulator {
             client: Client::new(addr, "512002841738", "5D1F8E3A9C27B4E6A0F3D8C1"),
             application_key: "CBAFJIICEBABABABA".into(),
             email_permission: AtomicBool::new(true),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth/authorize", get(authorize))
@@ -153,15 +149,7 @@ impl OkEmulator {
         self.shared.email_permission.store(on, Ordering::SeqCst);
     }
 
-    /// How long codes issued from now on stay valid.
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
-    }
-
-    /// Every access token issued so far stops working (102 PARAM_SESSION_EXPIRED).
-    pub fn revoke_tokens(&self) {
-        self.shared.tokens.lock().expect("lock").clear();
-    }
+    crate::common::grant_accessors!();
 }
 
 fn error_page(message: &str) -> Response {
@@ -204,25 +192,24 @@ async fn authorize(
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..24].to_string();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
             redirect_uri: redirect_uri.to_string(),
             scope,
-            issued: Instant::now(),
         },
     );
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
@@ -268,20 +255,16 @@ async fn token(
     if get("grant_type") != "authorization_code" {
         return oauth_error("unsupported_grant_type", "Unsupported grant type");
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
-        return oauth_error("invalid_grant", "Invalid code");
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Expired(_) => return oauth_error("invalid_grant", "Expired code"),
+        Redeemed::Unknown | Redeemed::Used => return oauth_error("invalid_grant", "Invalid code"),
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return oauth_error("invalid_grant", "Expired code");
-    }
     if code.redirect_uri != get("redirect_uri") {
         return oauth_error("invalid_grant", "Invalid redirect_uri");
     }
     let access = format!("-s-{}", &random_hex("")[..28]);
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), (code.user, code.scope));
+    s.grants.issue_token(&access, (code.user, code.scope));
     Json(json!({
         "access_token": access,
         "token_type": "session",
@@ -324,7 +307,7 @@ async fn api(
             "PARAM_SIGNATURE : Invalid signature. Check that the signature is calculated from all parameters, sorted, and the session secret key",
         );
     }
-    let Some((user, scope)) = s.tokens.lock().expect("lock").get(token).cloned() else {
+    let Some((user, scope)) = s.grants.token_user(token) else {
         return api_error(102, "PARAM_SESSION_EXPIRED : Session expired");
     };
     if get("method") != "users.getCurrentUser" {

@@ -17,16 +17,16 @@
 //!   "invalid_access_token", error_code: 21332}` ([`WeiboEmulator::revoke_tokens`]); a `uid`
 //!   other than the token's person is 20003 `User does not exists!` (HTTP 400).
 
-use crate::common::{Client, esc, query_without_user, random_hex};
+use crate::common::{self, Client, ConsentText, Grants, esc, query_and_form, random_hex, redirect};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A fake Weibo account.
 #[derive(Debug, Clone, Copy)]
@@ -58,17 +58,15 @@ pub const USERS: [WeiboUser; 2] = [
 
 const CODE_TTL: Duration = Duration::from_secs(600);
 
+#[derive(Clone)]
 struct Code {
     user: WeiboUser,
     redirect_uri: String,
-    issued: Instant,
 }
 
 struct Shared {
     client: Client,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, WeiboUser>>,
+    grants: Grants<Code, WeiboUser>,
 }
 
 /// A running Weibo emulator on 127.0.0.1. Stops when dropped.
@@ -90,9 +88,7 @@ impl WeiboEmulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             client: Client::new(addr, "3426785190", "8c2f5a7e9b1d4c6f0a3e5b7d9c1f2a4e"),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth2/authorize", get(authorize))
@@ -123,15 +119,7 @@ impl WeiboEmulator {
         self.shared.client.register_redirect_uri(uri.into());
     }
 
-    /// How long codes issued from now on stay valid.
-    pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
-    }
-
-    /// Every access token issued so far stops working (21332).
-    pub fn revoke_tokens(&self) {
-        self.shared.tokens.lock().expect("lock").clear();
-    }
+    crate::common::grant_accessors!();
 }
 
 fn error_page(code: u32, error: &str) -> Response {
@@ -183,53 +171,48 @@ async fn authorize(
             .append_pair("error_description", "user denied your request.")
             .append_pair("error_code", "21330")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(21327, &format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..32].to_string();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
             redirect_uri: redirect_uri.to_string(),
-            issued: Instant::now(),
         },
     );
     back.query_pairs_mut()
         .append_pair("state", get("state"))
         .append_pair("code", &code);
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
-    let base = query_without_user(q);
-    let mut items = String::new();
-    for u in USERS {
-        items.push_str(&format!(
-            "<li><a href=\"/oauth2/authorize?{}&amp;user={}\">{}</a></li>\n",
-            esc(&base),
-            u.key,
-            esc(u.screen_name)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html lang=\"zh-CN\"><meta charset=utf-8><title>微博登录</title>\n<h1>微博授权（模拟器）</h1>\n<p>授权后，应用将获得你的公开信息。选择要登录的微博帐号：</p>\n<ul>\n{items}</ul>\n<p><a href=\"/oauth2/authorize?{}&amp;user=deny\">取消</a></p>\n",
-        esc(&base)
-    ))
-    .into_response()
+    let text = ConsentText {
+        lang: "zh-CN",
+        title: "微博登录",
+        heading: "微博授权（模拟器）",
+        prompt: "授权后，应用将获得你的公开信息。选择要登录的微博帐号：",
+        cancel: "取消",
+    };
+    common::consent_page(
+        "/oauth2/authorize",
+        q,
+        &text,
+        USERS.iter().map(|u| (u.key, u.screen_name)),
+    )
 }
 
 async fn access_token(
     State(s): State<Arc<Shared>>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
     s.client.count_token_request();
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        q.insert(k.into_owned(), v.into_owned());
-    }
+    let q = query_and_form(q, &body);
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     let req = "/oauth2/access_token";
     if get("client_id") != s.client.client_id || get("client_secret") != s.client.client_secret {
@@ -243,19 +226,15 @@ async fn access_token(
             req,
         );
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
+    let Some(code) = s
+        .grants
+        .redeem_fresh(get("code"))
+        .filter(|c| c.redirect_uri == get("redirect_uri"))
+    else {
         return api_error(StatusCode::BAD_REQUEST, 21325, "invalid_grant", req);
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock")
-        || code.redirect_uri != get("redirect_uri")
-    {
-        return api_error(StatusCode::BAD_REQUEST, 21325, "invalid_grant", req);
-    }
     let access = format!("2.00{}", &random_hex("")[..28]);
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), code.user);
+    s.grants.issue_token(&access, code.user);
     Json(json!({
         "access_token": access,
         "remind_in": "157679999",
@@ -275,7 +254,7 @@ async fn users_show(
         .get("access_token")
         .map(String::as_str)
         .unwrap_or_default();
-    let Some(user) = s.tokens.lock().expect("lock").get(token).copied() else {
+    let Some(user) = s.grants.token_user(token) else {
         return api_error(StatusCode::UNAUTHORIZED, 21332, "invalid_access_token", req);
     };
     if q.get("uid").map(String::as_str) != Some(user.id) {
