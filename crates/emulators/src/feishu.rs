@@ -18,7 +18,9 @@
 //!   data: {…}}`; an unknown token is HTTP 400 with code 99991668, an expired one 99991677
 //!   ([`FeishuEmulator::expire_tokens`]).
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{
+    Client, Grants, Redeemed, esc, query_without_user, random_hex, redirect, s256,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake Feishu user of the tenant `tenant_key`.
 #[derive(Debug, Clone, Copy)]
@@ -88,22 +90,19 @@ pub fn open_id(app_id: &str, user: &FeishuUser) -> String {
     format!("ou_{hex}")
 }
 
+#[derive(Clone)]
 struct Code {
     user: FeishuUser,
     redirect_uri: String,
     challenge: Option<String>,
     scope: String,
-    issued: Instant,
-    used: bool,
 }
 
 struct Shared {
     client: Client,
     redirect_uris: Mutex<Vec<String>>,
-    code_ttl: Mutex<Duration>,
     expire: AtomicBool,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, FeishuUser>>,
+    grants: Grants<Code, FeishuUser>,
 }
 
 /// A running Feishu emulator on 127.0.0.1. Stops when dropped.
@@ -130,10 +129,8 @@ impl FeishuEmulator {
                 "baBqE5um9LbFGDy3X7LcfxQX1sqpXlwy",
             ),
             redirect_uris: Mutex::new(vec![]),
-            code_ttl: Mutex::new(CODE_TTL),
             expire: AtomicBool::new(false),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/open-apis/authen/v1/authorize", get(authorize))
@@ -169,7 +166,7 @@ impl FeishuEmulator {
 
     /// How long codes issued from now on stay valid (Feishu: five minutes).
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// While on, `user_info` treats every token as expired (code 99991677).
@@ -233,15 +230,13 @@ async fn authorize(
                 return error_page(20001, &format!("no emulated user `{key}`"));
             };
             let code = random_hex("");
-            s.codes.lock().expect("lock").insert(
-                code.clone(),
+            s.grants.issue_code(
+                &code,
                 Code {
                     user,
                     redirect_uri: redirect_uri.to_string(),
                     challenge,
                     scope: get("scope").to_string(),
-                    issued: Instant::now(),
-                    used: false,
                 },
             );
             pairs.push(("code", code));
@@ -249,7 +244,7 @@ async fn authorize(
     }
     pairs.push(("state", get("state").to_string()));
     back.query_pairs_mut().extend_pairs(pairs);
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 /// A stored S256 challenge, told apart from a plain one.
@@ -308,29 +303,30 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
     if get("client_id") != s.client.client_id || get("client_secret") != s.client.client_secret {
         return token_error(20002, "invalid_client", "The client secret is invalid.");
     }
-    let mut codes = s.codes.lock().expect("lock");
-    let Some(code) = codes.get_mut(get("code")) else {
-        return token_error(
-            20003,
-            "invalid_grant",
-            "The authorization code is not found.",
-        );
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Unknown => {
+            return token_error(
+                20003,
+                "invalid_grant",
+                "The authorization code is not found.",
+            );
+        }
+        Redeemed::Used => {
+            return token_error(
+                20065,
+                "invalid_grant",
+                "The authorization code has been used.",
+            );
+        }
+        Redeemed::Expired(_) => {
+            return token_error(
+                20004,
+                "invalid_grant",
+                "The authorization code has expired.",
+            );
+        }
     };
-    if code.used {
-        return token_error(
-            20065,
-            "invalid_grant",
-            "The authorization code has been used.",
-        );
-    }
-    code.used = true;
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return token_error(
-            20004,
-            "invalid_grant",
-            "The authorization code has expired.",
-        );
-    }
     if get("redirect_uri") != code.redirect_uri {
         return token_error(20071, "invalid_grant", "The redirect_uri does not match.");
     }
@@ -345,9 +341,8 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
         }
     }
     let (user, scope) = (code.user, code.scope.clone());
-    drop(codes);
     let access = random_hex("u-");
-    s.tokens.lock().expect("lock").insert(access.clone(), user);
+    s.grants.issue_token(&access, user);
     let mut answer = json!({
         "code": 0,
         "access_token": access,
@@ -367,7 +362,7 @@ async fn user_info(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
-        .and_then(|t| s.tokens.lock().expect("lock").get(t).copied());
+        .and_then(|t| s.grants.token_user(t));
     let Some(u) = token else {
         return (
             StatusCode::BAD_REQUEST,

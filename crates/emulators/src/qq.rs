@@ -19,9 +19,11 @@
 //!
 //! Error codes whose wording QQ does not document are the emulator's own.
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{
+    Client, Grants, Redeemed, esc, query_without_user, random_hex, redirect, s256,
+};
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -29,7 +31,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake QQ user.
 #[derive(Debug, Clone, Copy)]
@@ -73,11 +75,10 @@ pub fn openid(appid: &str, user: &QqUser) -> String {
     h[..32].to_string()
 }
 
+#[derive(Clone)]
 struct Code {
     user: QqUser,
     redirect_uri: String,
-    issued: Instant,
-    used: bool,
 }
 
 struct Shared {
@@ -85,9 +86,7 @@ struct Shared {
     domains: Mutex<Vec<String>>,
     unionid_permission: AtomicBool,
     fail_user_info: AtomicBool,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, QqUser>>,
+    grants: Grants<Code, QqUser>,
 }
 
 /// A running QQ Connect emulator on 127.0.0.1. Stops when dropped.
@@ -112,9 +111,7 @@ impl QqEmulator {
             domains: Mutex::new(vec![]),
             unionid_permission: AtomicBool::new(true),
             fail_user_info: AtomicBool::new(false),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth2.0/authorize", get(authorize))
@@ -158,7 +155,7 @@ impl QqEmulator {
 
     /// How long codes issued from now on stay valid (QQ: ten minutes).
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// While on, `get_user_info` answers `{"ret": 1002, "msg": "请先登录"}`.
@@ -236,13 +233,11 @@ async fn authorize(
         return error_page(100000, &format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..32].to_uppercase();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
             redirect_uri: redirect_uri.to_string(),
-            issued: Instant::now(),
-            used: false,
         },
     );
     let Ok(mut back) = url::Url::parse(redirect_uri) else {
@@ -251,7 +246,7 @@ async fn authorize(
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 /// QQ's JSONP: `callback( {...} );` as `text/html`, as QQ sends it.
@@ -279,25 +274,20 @@ async fn token(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, Str
     if get("client_secret") != s.client.client_secret {
         return jsonp_error(100002, "param client_secret is wrong or lost ");
     }
-    let mut codes = s.codes.lock().expect("lock");
-    let Some(code) = codes.get_mut(get("code")) else {
-        return jsonp_error(100019, "code to access token error");
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Used => return jsonp_error(100020, "code is reused error"),
+        Redeemed::Unknown | Redeemed::Expired(_) => {
+            return jsonp_error(100019, "code to access token error");
+        }
     };
-    if code.used {
-        return jsonp_error(100020, "code is reused error");
-    }
-    code.used = true;
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return jsonp_error(100019, "code to access token error");
-    }
     if get("redirect_uri") != code.redirect_uri {
         return jsonp_error(100010, "redirect uri is illegal");
     }
     let user = code.user;
-    drop(codes);
     let access = random_hex("")[..32].to_uppercase();
     let refresh = random_hex("")[..32].to_uppercase();
-    s.tokens.lock().expect("lock").insert(access.clone(), user);
+    s.grants.issue_token(&access, user);
     if get("fmt") == "json" {
         return Json(
             json!({"access_token": access, "expires_in": "7776000", "refresh_token": refresh}),
@@ -316,7 +306,7 @@ async fn me(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String
         .get("access_token")
         .map(String::as_str)
         .unwrap_or_default();
-    let Some(user) = s.tokens.lock().expect("lock").get(t).copied() else {
+    let Some(user) = s.grants.token_user(t) else {
         return jsonp_error(100016, "access token check failed");
     };
     let mut answer = json!({
@@ -337,12 +327,7 @@ async fn user_info(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let user = s
-        .tokens
-        .lock()
-        .expect("lock")
-        .get(get("access_token"))
-        .copied();
+    let user = s.grants.token_user(get("access_token"));
     let Some(u) = user.filter(|_| !s.fail_user_info.load(Ordering::SeqCst)) else {
         return Json(json!({"ret": 1002, "msg": "请先登录"})).into_response();
     };
