@@ -687,66 +687,57 @@ impl Engine {
 
     /// A refresh login of the session's own identity, as Kratos does it: the methods proven
     /// earlier in the session are kept next to the one just repeated, so an aal2 session stays
-    /// aal2 (it must not fall back to aal1 and ask for the second factor again). A new token
-    /// replaces the old, whose session is retired with its app links moved over.
+    /// aal2 (it must not fall back to aal1 and ask for the second factor again), and it lives a
+    /// whole lifespan from now.
     async fn renew_session(
         &self,
         old: &Session,
         identity: &Identity,
         method: &str,
     ) -> Result<(Session, String), Error> {
-        let now = now_ms();
-        let token = crypto::random_token();
-        let mut methods = old.authentication_methods.clone();
-        methods.push(AuthenticationMethod {
-            method: method.into(),
-            aal: AAL1.into(),
-            completed_at: now,
-        });
-        let session = Session {
-            id: uuid::Uuid::new_v4(),
-            active: true,
-            expires_at: now + self.settings.session.lifespan.as_millis() as i64,
-            authenticated_at: now,
-            authenticator_assurance_level: old.authenticator_assurance_level.clone(),
-            authentication_methods: methods,
-            issued_at: now,
-            identity: Some(identity.clone()),
-            devices: vec![],
-            identity_id: identity.id,
-        };
-        self.store
-            .insert_session(&session, &crypto::token_hash(&token))
-            .await?;
-        self.store
-            .retire_replaced_session(old.id, session.id)
-            .await?;
-        Ok((session, token))
+        let expires_at = now_ms() + self.settings.session.lifespan.as_millis() as i64;
+        let level = old.authenticator_assurance_level.clone();
+        self.replace_session(old, identity, (method, AAL1), level, expires_at)
+            .await
     }
 
-    /// Replaces an aal1 session by an aal2 one with both methods: a new token (the privilege
-    /// changed, so the old token stops working), the old session revoked.
+    /// Lifts an aal1 session to aal2 with both methods; it lives no longer than the one it
+    /// lifts.
     async fn step_up_session(
         &self,
         old: &Session,
         identity: &Identity,
         method: &str,
     ) -> Result<(Session, String), Error> {
+        self.replace_session(old, identity, (method, AAL2), AAL2.into(), old.expires_at)
+            .await
+    }
+
+    /// A new session carrying `old`'s methods plus `added` (method, level): a new token,
+    /// because what the session proves changed and the old token must stop working; `old` is
+    /// retired with its app links moved over, as the sign-in continues rather than ends.
+    async fn replace_session(
+        &self,
+        old: &Session,
+        identity: &Identity,
+        (method, method_aal): (&str, &str),
+        level: String,
+        expires_at: i64,
+    ) -> Result<(Session, String), Error> {
         let now = now_ms();
         let token = crypto::random_token();
         let mut methods = old.authentication_methods.clone();
         methods.push(AuthenticationMethod {
             method: method.into(),
-            aal: AAL2.into(),
+            aal: method_aal.into(),
             completed_at: now,
         });
         let session = Session {
             id: uuid::Uuid::new_v4(),
             active: true,
-            // The new session lives no longer than the one it lifts.
-            expires_at: old.expires_at,
+            expires_at,
             authenticated_at: now,
-            authenticator_assurance_level: AAL2.into(),
+            authenticator_assurance_level: level,
             authentication_methods: methods,
             issued_at: now,
             identity: Some(identity.clone()),
@@ -756,7 +747,6 @@ impl Engine {
         self.store
             .insert_session(&session, &crypto::token_hash(&token))
             .await?;
-        // A step-up continues the sign-in: the apps it signed in to are not told it ended.
         self.store
             .retire_replaced_session(old.id, session.id)
             .await?;
