@@ -109,7 +109,7 @@ async fn yandex_wrong_client_secret_is_a_clear_localised_message() {
     let text = refused_in_every_language(
         &s,
         ("yandex", "ivan"),
-        "Яндекс ID отклонил вход",
+        "Вход через Яндекс ID отклонён",
         "Yandex ID 拒绝了此次登录",
     )
     .await;
@@ -146,7 +146,7 @@ async fn yandex_token_of_another_app_is_refused() {
     let text = refused_in_every_language(
         &s,
         ("yandex", "ivan"),
-        "Яндекс ID прислал ответ",
+        "Ответ сервиса Яндекс ID",
         "Yandex ID 返回的信息无法使用",
     )
     .await;
@@ -512,7 +512,7 @@ async fn wechat_http_200_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("wechat", "zhangwei"),
-        "WeChat отклонил вход",
+        "Вход через WeChat отклонён",
         "微信拒绝了此次登录",
     )
     .await;
@@ -528,7 +528,7 @@ async fn wechat_http_200_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("wechat", "zhangwei"),
-        "WeChat отклонил вход",
+        "Вход через WeChat отклонён",
         "微信拒绝了此次登录",
     )
     .await;
@@ -817,7 +817,7 @@ async fn feishu_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("feishu", "zhangwei"),
-        "Feishu отклонил вход",
+        "Вход через Feishu отклонён",
         "飞书拒绝了此次登录",
     )
     .await;
@@ -831,7 +831,7 @@ async fn feishu_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("feishu", "zhangwei"),
-        "Feishu отклонил вход",
+        "Вход через Feishu отклонён",
         "飞书拒绝了此次登录",
     )
     .await;
@@ -1032,7 +1032,7 @@ async fn qq_union_id_is_asked_for_and_used_when_configured() {
     let text = refused_in_every_language(
         &s,
         ("qq", "xiaohong"),
-        "QQ отклонил вход",
+        "Вход через QQ отклонён",
         "QQ 拒绝了此次登录",
     )
     .await;
@@ -1047,7 +1047,7 @@ async fn qq_jsonp_and_ret_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("qq", "xiaoming"),
-        "QQ отклонил вход",
+        "Вход через QQ отклонён",
         "QQ 拒绝了此次登录",
     )
     .await;
@@ -1061,7 +1061,7 @@ async fn qq_jsonp_and_ret_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("qq", "xiaoming"),
-        "QQ отклонил вход",
+        "Вход через QQ отклонён",
         "QQ 拒绝了此次登录",
     )
     .await;
@@ -1259,7 +1259,7 @@ async fn mailru_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("mailru", "olga"),
-        "Mail.ru отклонил вход",
+        "Вход через Mail.ru отклонён",
         "Mail.ru 拒绝了此次登录",
     )
     .await;

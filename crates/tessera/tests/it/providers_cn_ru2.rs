@@ -147,7 +147,7 @@ async fn wecom_wrong_secret_and_spent_code_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("wecom", "zhangsan"),
-        "WeCom отклонил вход",
+        "Вход через WeCom отклонён",
         "企业微信拒绝了此次登录",
     )
     .await;
@@ -165,7 +165,7 @@ async fn wecom_wrong_secret_and_spent_code_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("wecom", "zhangsan"),
-        "WeCom отклонил вход",
+        "Вход через WeCom отклонён",
         "企业微信拒绝了此次登录",
     )
     .await;
@@ -194,7 +194,7 @@ async fn wecom_a_stale_app_token_is_fetched_again_once() {
     let text = refused_in_every_language(
         &s,
         ("wecom", "zhangsan"),
-        "WeCom отклонил вход",
+        "Вход через WeCom отклонён",
         "企业微信拒绝了此次登录",
     )
     .await;
@@ -212,7 +212,7 @@ async fn wecom_someone_outside_the_corp_is_refused() {
     let text = refused_in_every_language(
         &s,
         ("wecom", "outsider"),
-        "WeCom прислал ответ",
+        "Ответ сервиса WeCom",
         "企业微信返回的信息无法使用",
     )
     .await;
@@ -480,7 +480,7 @@ async fn ok_wrong_secret_is_refused_at_the_token_call_in_every_language() {
     let text = refused_in_every_language(
         &s,
         ("odnoklassniki", "ivan"),
-        "Одноклассники отклонил",
+        "Вход через Одноклассники отклонён",
         "OK 拒绝了此次登录",
     )
     .await;
@@ -504,7 +504,7 @@ async fn ok_a_wrong_application_key_breaks_the_signed_call_with_a_clear_message(
     let text = refused_in_every_language(
         &s,
         ("odnoklassniki", "ivan"),
-        "Одноклассники отклонил",
+        "Вход через Одноклассники отклонён",
         "OK 拒绝了此次登录",
     )
     .await;
@@ -748,7 +748,7 @@ async fn weibo_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("weibo", "xiaoming"),
-        "Weibo отклонил вход",
+        "Вход через Weibo отклонён",
         "微博拒绝了此次登录",
     )
     .await;
@@ -771,7 +771,7 @@ async fn weibo_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("weibo", "xiaoming"),
-        "Weibo отклонил вход",
+        "Вход через Weibo отклонён",
         "微博拒绝了此次登录",
     )
     .await;
@@ -914,7 +914,7 @@ async fn baidu_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("baidu", "zhaolei"),
-        "Baidu отклонил вход",
+        "Вход через Baidu отклонён",
         "百度拒绝了此次登录",
     )
     .await;
@@ -928,7 +928,7 @@ async fn baidu_errors_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("baidu", "zhaolei"),
-        "Baidu отклонил вход",
+        "Вход через Baidu отклонён",
         "百度拒绝了此次登录",
     )
     .await;
@@ -1202,7 +1202,7 @@ async fn douyin_errors_inside_data_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("douyin", "xiaolu"),
-        "Douyin отклонил вход",
+        "Вход через Douyin отклонён",
         "抖音拒绝了此次登录",
     )
     .await;
@@ -1215,7 +1215,7 @@ async fn douyin_errors_inside_data_are_clear_localised_messages() {
     let text = refused_in_every_language(
         &s,
         ("douyin", "xiaolu"),
-        "Douyin отклонил вход",
+        "Вход через Douyin отклонён",
         "抖音拒绝了此次登录",
     )
     .await;
