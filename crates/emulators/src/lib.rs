@@ -9,6 +9,7 @@
 //! `tessera demo` are the only users; an emulator never talks to the real provider and keeps
 //! everything in memory.
 
+pub mod alipay;
 pub mod baidu;
 mod common;
 pub mod dingtalk;

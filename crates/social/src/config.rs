@@ -80,6 +80,10 @@ pub struct ProviderConfig {
     /// every API call next to `client_id` and the secret key `client_secret`.
     #[serde(default)]
     pub odnoklassniki_application_key: String,
+    /// Tessera, `alipay`: Alipay's public key (支付宝公钥, PEM or the console's bare base64),
+    /// which verifies every gateway answer; the app's private key is `client_secret`.
+    #[serde(default)]
+    pub alipay_public_key: String,
     /// Tessera: re-run the mapper on every sign-in and update the traits.
     #[serde(default)]
     pub update_traits_on_login: bool,
@@ -142,7 +146,7 @@ async fn build_one(
         let key = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         let hint = if inner.contains("unknown field") {
-            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key")
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key, alipay_public_key")
         } else {
             inner
         };

@@ -7,6 +7,7 @@
 //! untrusted input: every answer is size-capped, time-limited, never followed through a redirect,
 //! and turned into an [`UpstreamError`] with a message a user can read and a reason for the log.
 
+pub mod alipay;
 pub mod baidu;
 pub mod claims;
 pub mod config;

@@ -261,6 +261,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/douyin.md",
     },
+    ProviderType {
+        id: "alipay",
+        make: crate::alipay::Alipay::make,
+        auth_origins: &["https://openauth.alipay.com"],
+        icon: include_str!("../icons/alipay.svg"),
+        names: Names {
+            en: "Alipay",
+            zh_cn: "支付宝",
+            ru: "Alipay",
+        },
+        docs: "docs/providers/alipay.md",
+    },
 ];
 
 /// The type with this id.
@@ -356,12 +368,19 @@ mod tests {
     #[test]
     fn every_type_makes_a_provider_from_a_minimal_entry() {
         for t in TYPES {
+            // Alipay's secret is the app's RSA private key, checked at start.
+            let secret = if t.id == "alipay" {
+                include_str!("../testdata/alipay_app_private_key.pem")
+            } else {
+                "s"
+            };
             let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
-                "id": "x", "provider": t.id, "client_id": "c", "client_secret": "s",
+                "id": "x", "provider": t.id, "client_id": "c", "client_secret": secret,
                 "issuer_url": "https://issuer.example",
                 // The types that need more than a client id and secret.
                 "wecom_agent_id": "1000002",
                 "odnoklassniki_application_key": "CBAFJIICABABABABA",
+                "alipay_public_key": include_str!("../testdata/alipay_public_key.pem"),
             }))
             .expect("a valid entry");
             assert!(

@@ -43,6 +43,10 @@ pub enum UpstreamError {
     },
     #[error("id_token rejected: {0}")]
     IdToken(String),
+    /// A signed answer whose signature is missing or does not verify (Alipay signs every
+    /// gateway answer with its RSA key): nothing in it is believed.
+    #[error("{endpoint}: answer signature not verified: {detail}")]
+    Unverified { endpoint: String, detail: String },
     /// The callback itself is wrong (missing code, wrong `iss`, ...).
     #[error("callback rejected: {0}")]
     Callback(String),
@@ -58,7 +62,7 @@ impl UpstreamError {
             UpstreamError::OAuth { .. } => "upstream_refused",
             UpstreamError::Timeout { .. } => "upstream_timeout",
             UpstreamError::Unreachable { .. } => "upstream_unreachable",
-            UpstreamError::IdToken(_) => "upstream_unverified",
+            UpstreamError::IdToken(_) | UpstreamError::Unverified { .. } => "upstream_unverified",
             UpstreamError::Callback(_) => "upstream_callback",
             _ => "upstream_failed",
         }
@@ -95,7 +99,7 @@ impl UpstreamError {
             UpstreamError::Unreachable { .. } => {
                 format!("{label} could not be reached. Try again in a moment.")
             }
-            UpstreamError::IdToken(_) => format!(
+            UpstreamError::IdToken(_) | UpstreamError::Unverified { .. } => format!(
                 "The sign-in answer from {label} could not be verified, so it was not accepted. Try again; if it keeps happening, contact the site's administrator."
             ),
             UpstreamError::Callback(reason) => {

@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
-//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, VK,
-//! VK ID, GitHub, Yandex ID,
+//! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
+//! VK, VK ID, GitHub, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -13,6 +13,7 @@ use crate::serve;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use tessera_emulators::alipay::AlipayEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
@@ -64,6 +65,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("weibo.jsonnet", include_str!("../demo/weibo.jsonnet")),
     ("baidu.jsonnet", include_str!("../demo/baidu.jsonnet")),
     ("douyin.jsonnet", include_str!("../demo/douyin.jsonnet")),
+    ("alipay.jsonnet", include_str!("../demo/alipay.jsonnet")),
 ];
 
 struct Emulators {
@@ -81,6 +83,7 @@ struct Emulators {
     weibo: WeiboEmulator,
     baidu: BaiduEmulator,
     douyin: DouyinEmulator,
+    alipay: AlipayEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -112,6 +115,7 @@ impl Emulators {
             weibo: WeiboEmulator::serve(loopback().await?)?,
             baidu: BaiduEmulator::serve(loopback().await?)?,
             douyin: DouyinEmulator::serve(loopback().await?)?,
+            alipay: AlipayEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -131,6 +135,7 @@ impl Emulators {
         self.weibo.register_redirect_uri(cb("weibo"));
         self.baidu.register_redirect_uri(cb("baidu"));
         self.douyin.register_redirect_uri(cb("douyin"));
+        self.alipay.register_redirect_uri(cb("alipay"));
     }
 }
 
@@ -282,6 +287,15 @@ selfservice:
             auth_url: {dy_auth}
             api_base_url: {dy_base}
             mapper_url: {dy_mapper}
+          - id: alipay
+            provider: alipay
+            label: Alipay
+            client_id: {ap_id}
+            client_secret: {ap_key}
+            alipay_public_key: {ap_public}
+            auth_url: {ap_auth}
+            api_base_url: {ap_base}
+            mapper_url: {ap_mapper}
   flows:
     registration:
       after:
@@ -370,6 +384,12 @@ selfservice:
         dy_auth = e.douyin.auth_url(),
         dy_base = e.douyin.base_url(),
         dy_mapper = q(&mapper("douyin.jsonnet")),
+        ap_id = q(e.alipay.app_id()),
+        ap_key = q(e.alipay.app_private_key_pem()),
+        ap_public = q(&e.alipay.alipay_public_key_pem()),
+        ap_auth = e.alipay.auth_url(),
+        ap_base = e.alipay.base_url(),
+        ap_mapper = q(&mapper("alipay.jsonnet")),
     )
 }
 
@@ -419,7 +439,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, VK, VK ID, GitHub, Yandex ID, Mail.ru or\n  OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {},\n  {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, VK, VK ID, GitHub, Yandex ID,\n  Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -428,6 +448,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.weibo.base_url(),
         emulators.baidu.base_url(),
         emulators.douyin.base_url(),
+        emulators.alipay.base_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -216,6 +216,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "weibo.jsonnet",
         "baidu.jsonnet",
         "douyin.jsonnet",
+        "alipay.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

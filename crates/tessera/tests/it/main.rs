@@ -59,6 +59,7 @@ mod provider_github;
 mod provider_vk;
 mod providers_cn_ru;
 mod providers_cn_ru2;
+mod providers_cn_ru3;
 mod schemas;
 mod social_oidc_provider;
 mod social_signin;
