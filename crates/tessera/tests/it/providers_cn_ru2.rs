@@ -1017,13 +1017,36 @@ async fn baidu_emulator_refuses_what_baidu_refuses() {
 fn many_providers(types: &[&str]) -> String {
     let mut yaml = String::new();
     for t in types {
+        // Alipay's secret is an RSA private key and it needs Alipay's public key: any two
+        // valid keys render the page.
+        let (secret, alipay) = if *t == "alipay" {
+            use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+            use tessera_testkit::emulators::alipay::UNKNOWN_PRIVATE_KEY;
+            let other = rsa::RsaPrivateKey::from_pkcs8_pem(ALIPAY_APP_KEY)
+                .unwrap()
+                .to_public_key()
+                .to_public_key_pem(Default::default())
+                .unwrap();
+            (
+                serde_json::to_string(UNKNOWN_PRIVATE_KEY).unwrap(),
+                format!(
+                    "            alipay_public_key: {}\n",
+                    serde_json::to_string(&other).unwrap()
+                ),
+            )
+        } else {
+            ("s".to_string(), String::new())
+        };
         yaml.push_str(&format!(
-            "          - id: {t}\n            provider: {t}\n            client_id: \"c-{t}\"\n            client_secret: s\n            wecom_agent_id: \"1000002\"\n            odnoklassniki_application_key: CBA\n            mapper_url: base64://{}\n",
+            "          - id: {t}\n            provider: {t}\n            client_id: \"c-{t}\"\n            client_secret: {secret}\n            wecom_agent_id: \"1000002\"\n            odnoklassniki_application_key: CBA\n{alipay}            mapper_url: base64://{}\n",
             b64(WEIBO_MAPPER)
         ));
     }
     yaml
 }
+
+/// A valid RSA key for the page-only Alipay entry (the emulator's app key).
+const ALIPAY_APP_KEY: &str = include_str!("../../../emulators/src/alipay_keys/app_private.pem");
 
 /// The hosted login page's HTML in `lang`.
 async fn login_page(s: &TestServer, lang: &str) -> String {
@@ -1041,6 +1064,7 @@ async fn login_page(s: &TestServer, lang: &str) -> String {
 
 #[tokio::test]
 async fn many_providers_fold_behind_a_more_options_disclosure() {
+    // Every issue-17 type at once (and GitHub): the page stays usable at 360 px.
     let types = [
         "wechat",
         "wecom",
@@ -1050,13 +1074,17 @@ async fn many_providers_fold_behind_a_more_options_disclosure() {
         "odnoklassniki",
         "mailru",
         "yandex",
+        "feishu",
+        "lark",
+        "douyin",
+        "alipay",
         "github",
     ];
     let s = TestServer::start(Backend::Sqlite, &config(&many_providers(&types))).await;
     for (lang, summary) in [
-        ("en", "More options (5)"),
-        ("zh-CN", "更多登录方式（5）"),
-        ("ru", "Другие способы входа (5)"),
+        ("en", "More options (9)"),
+        ("zh-CN", "更多登录方式（9）"),
+        ("ru", "Другие способы входа (9)"),
     ] {
         let page = login_page(&s, lang).await;
         assert_eq!(
