@@ -21,6 +21,7 @@ pub mod odnoklassniki;
 pub mod qq;
 pub mod sample_app;
 pub mod smtp_sink;
+pub mod telegram_oidc;
 pub mod vk;
 pub mod vkid;
 pub mod wechat;

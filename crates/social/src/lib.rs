@@ -26,6 +26,7 @@ pub mod oidc;
 pub mod provider;
 pub mod qq;
 pub mod request;
+pub mod telegram_oidc;
 pub mod types;
 pub mod upstream;
 pub mod vk;

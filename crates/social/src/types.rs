@@ -273,6 +273,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/alipay.md",
     },
+    ProviderType {
+        id: "telegram_oidc",
+        make: crate::telegram_oidc::TelegramOidc::make,
+        auth_origins: &["https://oauth.telegram.org"],
+        icon: include_str!("../icons/telegram.svg"),
+        names: Names {
+            en: "Telegram",
+            zh_cn: "Telegram",
+            ru: "Telegram",
+        },
+        docs: "docs/providers/telegram_oidc.md",
+    },
 ];
 
 /// The type with this id.
@@ -315,8 +327,8 @@ mod tests {
                 !id.is_empty()
                     && id
                         .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
-                "`{id}`: ids are lowercase letters and digits"
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "`{id}`: ids are lowercase letters, digits and `_` (`telegram_oidc`)"
             );
             for (lang, name) in [
                 ("en", t.names.en),
@@ -375,7 +387,7 @@ mod tests {
                 "s"
             };
             let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
-                "id": "x", "provider": t.id, "client_id": "c", "client_secret": secret,
+                "id": "x", "provider": t.id, "client_id": "1234567", "client_secret": secret,
                 "issuer_url": "https://issuer.example",
                 // The types that need more than a client id and secret.
                 "wecom_agent_id": "1000002",

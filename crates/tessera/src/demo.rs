@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! VK, VK ID, GitHub, Yandex ID,
+//! Telegram, VK, VK ID, GitHub, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -23,6 +23,7 @@ use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
+use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
@@ -66,6 +67,10 @@ const MAPPERS: &[(&str, &str)] = &[
     ("baidu.jsonnet", include_str!("../demo/baidu.jsonnet")),
     ("douyin.jsonnet", include_str!("../demo/douyin.jsonnet")),
     ("alipay.jsonnet", include_str!("../demo/alipay.jsonnet")),
+    (
+        "telegram_oidc.jsonnet",
+        include_str!("../demo/telegram_oidc.jsonnet"),
+    ),
 ];
 
 struct Emulators {
@@ -84,6 +89,7 @@ struct Emulators {
     baidu: BaiduEmulator,
     douyin: DouyinEmulator,
     alipay: AlipayEmulator,
+    telegram: TelegramOidcEmulator,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -116,6 +122,7 @@ impl Emulators {
             baidu: BaiduEmulator::serve(loopback().await?)?,
             douyin: DouyinEmulator::serve(loopback().await?)?,
             alipay: AlipayEmulator::serve(loopback().await?)?,
+            telegram: TelegramOidcEmulator::serve(loopback().await?)?,
         })
     }
 
@@ -136,6 +143,7 @@ impl Emulators {
         self.baidu.register_redirect_uri(cb("baidu"));
         self.douyin.register_redirect_uri(cb("douyin"));
         self.alipay.register_redirect_uri(cb("alipay"));
+        self.telegram.register_redirect_uri(cb("telegram"));
     }
 }
 
@@ -296,6 +304,13 @@ selfservice:
             auth_url: {ap_auth}
             api_base_url: {ap_base}
             mapper_url: {ap_mapper}
+          - id: telegram
+            provider: telegram_oidc
+            label: Telegram
+            client_id: {tg_id}
+            client_secret: {tg_secret}
+            issuer_url: {tg_issuer}
+            mapper_url: {tg_mapper}
   flows:
     registration:
       after:
@@ -390,6 +405,10 @@ selfservice:
         ap_auth = e.alipay.auth_url(),
         ap_base = e.alipay.base_url(),
         ap_mapper = q(&mapper("alipay.jsonnet")),
+        tg_id = q(e.telegram.client_id()),
+        tg_secret = q(e.telegram.client_secret()),
+        tg_issuer = e.telegram.issuer(),
+        tg_mapper = q(&mapper("telegram_oidc.jsonnet")),
     )
 }
 
@@ -439,7 +458,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, VK, VK ID, GitHub, Yandex ID,\n  Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -449,6 +468,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.baidu.base_url(),
         emulators.douyin.base_url(),
         emulators.alipay.base_url(),
+        emulators.telegram.issuer(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),

@@ -217,6 +217,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "baidu.jsonnet",
         "douyin.jsonnet",
         "alipay.jsonnet",
+        "telegram_oidc.jsonnet",
     ] {
         assert!(folder.join(f).exists(), "{f} in the demo folder");
     }

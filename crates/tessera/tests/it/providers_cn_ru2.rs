@@ -1037,8 +1037,14 @@ fn many_providers(types: &[&str]) -> String {
         } else {
             ("s".to_string(), String::new())
         };
+        // A Telegram client id is the bot's numeric id.
+        let client_id = if *t == "telegram_oidc" {
+            "7712345678".to_string()
+        } else {
+            format!("c-{t}")
+        };
         yaml.push_str(&format!(
-            "          - id: {t}\n            provider: {t}\n            client_id: \"c-{t}\"\n            client_secret: {secret}\n            wecom_agent_id: \"1000002\"\n            odnoklassniki_application_key: CBA\n{alipay}            mapper_url: base64://{}\n",
+            "          - id: {t}\n            provider: {t}\n            client_id: \"{client_id}\"\n            client_secret: {secret}\n            wecom_agent_id: \"1000002\"\n            odnoklassniki_application_key: CBA\n{alipay}            mapper_url: base64://{}\n",
             b64(WEIBO_MAPPER)
         ));
     }
@@ -1078,13 +1084,14 @@ async fn many_providers_fold_behind_a_more_options_disclosure() {
         "lark",
         "douyin",
         "alipay",
+        "telegram_oidc",
         "github",
     ];
     let s = TestServer::start(Backend::Sqlite, &config(&many_providers(&types))).await;
     for (lang, summary) in [
-        ("en", "More options (9)"),
-        ("zh-CN", "更多登录方式（9）"),
-        ("ru", "Другие способы входа (9)"),
+        ("en", "More options (10)"),
+        ("zh-CN", "更多登录方式（10）"),
+        ("ru", "Другие способы входа (10)"),
     ] {
         let page = login_page(&s, lang).await;
         assert_eq!(

@@ -1,5 +1,6 @@
-//! The provider types of the China/Russia catalogue, part three (issue 17): Alipay end to end
-//! through the browser flow against its emulator in tessera-emulators, with the default mapper
+//! The provider types of the China/Russia catalogue, part three (issue 17): Alipay and Telegram's
+//! OpenID Connect login (`telegram_oidc`) end to end
+//! through the browser flow against their emulators in tessera-emulators, with the default mapper
 //! `tessera demo` writes: sign-up through fill-the-gaps, sign-in into the same identity, the
 //! `user_id`/`open_id` subject choice, RSA2 request signatures (a wrong private key refused like
 //! the real gateway), Alipay's answer signatures (a forged, unsigned or altered answer refused),
@@ -14,9 +15,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tessera_testkit::emulators::alipay::{AlipayEmulator, Ids, Signing, UNKNOWN_PRIVATE_KEY};
+use tessera_testkit::emulators::telegram_oidc::TelegramOidcEmulator;
 use tessera_testkit::journey::{
-    b64, config, identities, location, param, press_provider, refused_in_every_language, sign_in,
-    sign_up_giving_an_email, start_error, upstream, whoami,
+    assert_needs_a_secret, b64, config, identities, location, param, press_provider,
+    refused_in_every_language, sign_in, sign_up_giving_an_email, start_error, upstream, whoami,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
@@ -501,4 +503,225 @@ async fn alipay_emulator_refuses_what_alipay_refuses() {
         verified(&ap, &body, "error_response")["sub_code"],
         "isv.invalid-method"
     );
+}
+
+// ---- Telegram (OpenID Connect) -------------------------------------------------------------
+
+/// `tessera demo`'s Telegram mapper, the one docs/providers/telegram_oidc.md shows.
+const TELEGRAM_MAPPER: &str = include_str!("../../demo/telegram_oidc.jsonnet");
+
+fn telegram_yaml(tg: &TelegramOidcEmulator, id: &str, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: telegram\n            provider: telegram_oidc\n            label: Telegram\n            client_id: \"{id}\"\n            client_secret: {secret}\n            issuer_url: {}\n            mapper_url: base64://{}\n{extra}",
+        tg.issuer(),
+        b64(TELEGRAM_MAPPER)
+    )
+}
+
+async fn telegram_server(
+    backend: Backend,
+    tg: &TelegramOidcEmulator,
+    secret: &str,
+    extra: &str,
+) -> TestServer {
+    let s = TestServer::start(
+        backend,
+        &config(&telegram_yaml(tg, tg.client_id(), secret, extra)),
+    )
+    .await;
+    tg.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/telegram",
+        s.public
+    ));
+    s
+}
+
+each_backend!(telegram_oidc_sign_up_fills_the_email_then_signs_in_again);
+async fn telegram_oidc_sign_up_fills_the_email_then_signs_in_again(backend: Backend) {
+    let tg = TelegramOidcEmulator::start().await;
+    let s = telegram_server(backend, &tg, tg.client_secret(), "").await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "telegram", "https://app.example.com/after").await;
+    assert!(
+        authorize.starts_with(&format!("{}/auth?", tg.issuer())),
+        "{authorize}"
+    );
+    assert_eq!(
+        param(&authorize, "client_id").as_deref(),
+        Some(tg.client_id())
+    );
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("openid profile")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256"),
+        "PKCE, always"
+    );
+    assert!(param(&authorize, "nonce").is_some());
+
+    // Telegram never sends an email: the person types one; the id_token's sub is the subject.
+    let (me, ids) = sign_up_giving_an_email(&s, ("telegram", "ivan"), "ivan@example.ru").await;
+    assert_eq!(ids, json!([format!("telegram:{}", tg.id_of("ivan"))]));
+    assert_eq!(me["traits"]["name"]["first"], "Иван");
+    assert_eq!(me["traits"]["name"]["last"], "Петров");
+    assert_eq!(me["metadata_public"]["telegram_username"], "ivan_petrov");
+    assert!(
+        me["metadata_public"].get("telegram_phone").is_none(),
+        "no phone scope"
+    );
+
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "login", "telegram", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], me["id"]);
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn telegram_oidc_phone_scope_and_start_time_checks() {
+    let tg = TelegramOidcEmulator::start().await;
+    let s = telegram_server(
+        Backend::Sqlite,
+        &tg,
+        tg.client_secret(),
+        "            scope: [openid, profile, phone]\n",
+    )
+    .await;
+    let (me, _) = sign_up_giving_an_email(&s, ("telegram", "maria"), "maria@example.ru").await;
+    assert_eq!(me["metadata_public"]["telegram_phone"], "+79037654321");
+    assert_eq!(me["traits"]["name"]["last"], "Смирнова");
+    // The bot token is not a bot id; a secret is required.
+    let err = start_error(&config(&telegram_yaml(
+        &tg,
+        "7712345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        "s",
+        "",
+    )))
+    .await;
+    assert!(
+        err.contains("providers.0.client_id") && err.contains("not a Telegram bot id"),
+        "{err}"
+    );
+    assert_needs_a_secret(&config(&telegram_yaml(&tg, tg.client_id(), "\"\"", ""))).await;
+}
+
+#[tokio::test]
+async fn telegram_oidc_errors_are_clear_localised_messages() {
+    let tg = TelegramOidcEmulator::start().await;
+    let s = telegram_server(Backend::Sqlite, &tg, "not-the-secret", "").await;
+    let text = refused_in_every_language(
+        &s,
+        ("telegram", "ivan"),
+        "Вход через Telegram отклонён",
+        "Telegram 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("invalid_client"), "{text}");
+    let s = telegram_server(Backend::Sqlite, &tg, tg.client_secret(), "").await;
+    tg.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("telegram", "ivan"),
+        "Вход через Telegram отклонён",
+        "Telegram 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("invalid_grant"), "{text}");
+    let text = refused_in_every_language(
+        &s,
+        ("telegram", "deny"),
+        "Вход через Telegram отменён",
+        "Telegram 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn telegram_oidc_emulator_refuses_what_telegram_refuses() {
+    let tg = TelegramOidcEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    tg.register_redirect_uri(back);
+    let c = TestServer::client();
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let auth = |redirect: &str, pkce: bool| {
+        let mut u = format!(
+            "{}/auth?client_id={}&redirect_uri={redirect}&response_type=code&scope=openid&state=s&nonce=n&user=ivan",
+            tg.issuer(),
+            tg.client_id()
+        );
+        if pkce {
+            u.push_str(&format!(
+                "&code_challenge={challenge}&code_challenge_method=S256"
+            ));
+        }
+        u
+    };
+    for (url, needle) in [
+        (auth("http://evil.example/cb", true), "allowed URLs"),
+        (auth(back, false), "PKCE"),
+    ] {
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains(needle), "{needle}");
+    }
+    let code = |c: reqwest::Client| {
+        let url = auth(back, true);
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").unwrap()
+        }
+    };
+    let token = |code: String, secret: &str, verifier: &str| {
+        c.post(format!("{}/token", tg.issuer()))
+            .basic_auth(tg.client_id(), Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", back),
+                ("code_verifier", verifier),
+            ])
+            .send()
+    };
+    let secret = tg.client_secret();
+    let r = token(code(c.clone()).await, "wrong", verifier)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let r = token(
+        code(c.clone()).await,
+        secret,
+        "another-verifier-of-43-characters-xxxxxxxxx",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let once = code(c.clone()).await;
+    let r = token(once.clone(), secret, verifier).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let id_token = t["id_token"].as_str().unwrap();
+    let payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["sub"], tg.id_of("ivan").to_string());
+    assert_eq!(payload["aud"], tg.client_id());
+    assert!(
+        payload.get("email").is_none(),
+        "Telegram never sends an email"
+    );
+    let r = token(once, secret, verifier).await.unwrap();
+    assert_eq!(r.status(), 400, "a code is spent once");
 }
