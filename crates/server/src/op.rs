@@ -120,11 +120,27 @@ pub fn admin_routes() -> Router<AppState> {
         )
 }
 
+/// Where an OP error is shown: a protocol endpoint's JSON answer or a hosted page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `/oidc/token`, PAR, device authorization, revocation, introspection, userinfo,
+    /// registration and the admin API: RFC 6749 §5.2's error JSON.
+    Json,
+    /// A page a person reads in the browser.
+    Page,
+}
+
 /// The HTTP status of an OP error: RFC 6749 §5.2 (400, and 401 for `invalid_client`), RFC
 /// 6750 §3.1 (401 `invalid_token`, 403 `insufficient_scope`), and the usual statuses for the
-/// rest. The one place that decides it, for JSON answers and pages alike.
-fn status_of(code: ErrorCode) -> StatusCode {
+/// rest. The one place that decides it, for JSON answers and pages alike: they differ only for
+/// `access_denied`, which RFC 6749 §5.2 (and RFC 8628 §3.5, a device whose user said no) makes
+/// a 400 at the token endpoint, while a page telling a person they may not use an app is a 403.
+fn status_of(code: ErrorCode, surface: Surface) -> StatusCode {
     match code {
+        ErrorCode::AccessDenied => match surface {
+            Surface::Json => StatusCode::BAD_REQUEST,
+            Surface::Page => StatusCode::FORBIDDEN,
+        },
         ErrorCode::InvalidRequest
         | ErrorCode::InvalidGrant
         | ErrorCode::UnauthorizedClient
@@ -146,7 +162,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::LoginRequired => {
             StatusCode::UNAUTHORIZED
         }
-        ErrorCode::AccessDenied | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -220,7 +236,7 @@ impl IntoResponse for OAuthError {
         let status = if dpop_error && self.2.at_resource {
             StatusCode::UNAUTHORIZED
         } else {
-            status_of(e.code)
+            status_of(e.code, Surface::Json)
         };
         if status.is_server_error() {
             tracing::error!(error = e.code.as_str(), reason = %e.description, "OP request failed");
@@ -521,7 +537,7 @@ fn authorize_response(cx: &PageCx, a: Authorize) -> Response {
 
 /// An OP error with no app to go back to, as the hosted error page.
 fn page_error(cx: &PageCx, e: OpError) -> Response {
-    let status = status_of(e.code);
+    let status = status_of(e.code, Surface::Page);
     if status.is_server_error() {
         tracing::error!(error = e.code.as_str(), reason = %e.description, "OP request failed");
     }
@@ -697,7 +713,7 @@ async fn token(
         Err(e) => {
             // A nonce round trip is DPoP's normal first step, not a failed attempt.
             // Neither is a polling device's "not yet" (RFC 8628 §3.5); polling too fast is.
-            if !status_of(e.code).is_server_error()
+            if !status_of(e.code, Surface::Json).is_server_error()
                 && e.code != ErrorCode::UseDpopNonce
                 && e.code != ErrorCode::AuthorizationPending
             {
@@ -1333,4 +1349,48 @@ async fn unassign(
         ))));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `access_denied` is a 400 in the token endpoint's JSON (RFC 6749 §5.2) and stays a 403
+    /// on the page that tells a person they may not use an app; every other code has one
+    /// status on both surfaces.
+    #[test]
+    fn access_denied_is_400_in_json_and_403_on_pages() {
+        assert_eq!(
+            status_of(ErrorCode::AccessDenied, Surface::Json),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(ErrorCode::AccessDenied, Surface::Page),
+            StatusCode::FORBIDDEN
+        );
+        let others = [
+            ErrorCode::InvalidRequest,
+            ErrorCode::InvalidClient,
+            ErrorCode::InvalidGrant,
+            ErrorCode::UnauthorizedClient,
+            ErrorCode::InvalidScope,
+            ErrorCode::InvalidTarget,
+            ErrorCode::InvalidToken,
+            ErrorCode::InsufficientScope,
+            ErrorCode::LoginRequired,
+            ErrorCode::NotFound,
+            ErrorCode::ServerError,
+        ];
+        for c in others {
+            assert_eq!(
+                status_of(c, Surface::Json),
+                status_of(c, Surface::Page),
+                "{c}"
+            );
+        }
+        assert_eq!(
+            status_of(ErrorCode::InsufficientScope, Surface::Json),
+            StatusCode::FORBIDDEN
+        );
+    }
 }

@@ -195,8 +195,10 @@ async fn a_denied_device_hears_access_denied(backend: Backend) {
     let (st, page) = approve(&Browser::default(), &s, code, "cy@example.com", "deny").await;
     assert_eq!(st, 200, "{page}");
     assert!(page.contains("cancelled"), "{page}");
-    let (_, v) = poll(&s, cid, d["device_code"].as_str().expect("device_code")).await;
+    let (st, v) = poll(&s, cid, d["device_code"].as_str().expect("device_code")).await;
     assert_eq!(v["error"], "access_denied", "{v}");
+    // RFC 6749 §5.2 / RFC 8628 §3.5: a token endpoint error is a 400, access_denied included.
+    assert_eq!(st, 400, "{v}");
     s.stop().await;
 }
 
