@@ -366,11 +366,22 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
             .collect::<Result<_>>()?,
     };
     for g in &grant_types {
-        if g.signs_users_in() != user_app {
-            return Err(bad(format!(
-                "grant type `{g}` is not available to a `{}` app: machine apps use client_credentials only, the others sign users in.",
-                app_type.as_str()
-            )));
+        match g.signs_users_in() {
+            Some(signs_in) if signs_in != user_app => {
+                return Err(bad(format!(
+                    "grant type `{g}` is not available to a `{}` app: machine apps use client_credentials (and token exchange) only, the others sign users in.",
+                    app_type.as_str()
+                )));
+            }
+            // Token exchange hands out a user's access to another API: only an app that
+            // proves who it is (a secret or a key) may be trusted with it.
+            None if app_type.is_public() => {
+                return Err(bad(format!(
+                    "grant type `{g}` is for confidential apps (a `traditional` or `machine` app that authenticates with a secret or a key); a `{}` app is public.",
+                    app_type.as_str()
+                )));
+            }
+            _ => {}
         }
     }
     let response_types: Vec<ResponseType> = match input.response_types {

@@ -18,6 +18,7 @@ pub mod backchannel;
 pub mod client;
 pub mod device;
 pub mod dpop;
+pub mod exchange;
 pub mod jar;
 pub mod keys;
 pub mod logout;
@@ -259,13 +260,25 @@ impl Provider {
         format!("{}/{path}", self.issuer)
     }
 
-    /// The discovery document (OpenID Connect Discovery 1.0 §3).
+    /// The discovery document (OpenID Connect Discovery 1.0 §3) without what depends on the
+    /// registered apps: the endpoints and fixed capabilities.
     pub fn discovery(&self) -> Discovery {
         let mut d = Discovery::new(&self.issuer);
         if self.registration_enabled() {
             d.registration_endpoint = Some(self.endpoint("reg"));
         }
         d
+    }
+
+    /// The discovery document as served: [`Provider::discovery`], plus the token-exchange
+    /// grant (RFC 8693) while at least one app is allowed it, so discovery advertises exactly
+    /// what some app can use.
+    pub async fn discovery_now(&self) -> OpResult<Discovery> {
+        let mut d = self.discovery();
+        if self.token_exchange_enabled().await? {
+            d.grant_types_supported.push(GrantType::TokenExchange);
+        }
+        Ok(d)
     }
 }
 
@@ -325,7 +338,9 @@ pub struct Discovery {
     pub scopes_supported: &'static [&'static str],
     pub response_types_supported: &'static [ResponseType],
     pub response_modes_supported: &'static [ResponseMode],
-    pub grant_types_supported: &'static [GrantType],
+    /// Every grant but token exchange, which is listed only while some app may use it
+    /// ([`Provider::discovery_now`]).
+    pub grant_types_supported: Vec<GrantType>,
     pub subject_types_supported: &'static [&'static str],
     pub id_token_signing_alg_values_supported: &'static [SigningAlg],
     pub token_endpoint_auth_methods_supported: &'static [AuthMethod],
@@ -374,7 +389,11 @@ impl Discovery {
             scopes_supported: client::KNOWN_SCOPES,
             response_types_supported: ResponseType::ALL,
             response_modes_supported: ResponseMode::ALL,
-            grant_types_supported: GrantType::ALL,
+            grant_types_supported: GrantType::ALL
+                .iter()
+                .copied()
+                .filter(|g| *g != GrantType::TokenExchange)
+                .collect(),
             subject_types_supported: SUBJECT_TYPES,
             id_token_signing_alg_values_supported: SigningAlg::ALL,
             token_endpoint_auth_methods_supported: AuthMethod::ALL,
@@ -499,10 +518,12 @@ mod tests {
     fn discovery_lists_every_enum_value_and_nothing_else() {
         let d = Discovery::new("https://id.example/oidc");
         let strs = |v: Vec<&'static str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
-        for g in d.grant_types_supported {
+        for g in &d.grant_types_supported {
             assert_eq!(g.as_str().parse::<GrantType>().ok(), Some(*g));
         }
-        assert_eq!(d.grant_types_supported.len(), GrantType::ALL.len());
+        // Token exchange is listed only while an app may use it (`discovery_now`).
+        assert_eq!(d.grant_types_supported.len(), GrantType::ALL.len() - 1);
+        assert!(!d.grant_types_supported.contains(&GrantType::TokenExchange));
         assert_eq!(
             strs(ResponseType::strs(d.response_types_supported)),
             strs(ResponseType::strs(ResponseType::ALL))

@@ -9,6 +9,7 @@
 //! (stored as a hash) to read, update and delete its own registration and nothing else.
 
 use crate::client::{AppType, Client, ClientInput};
+use crate::vocab::GrantType;
 use crate::{ErrorCode, OpError, OpResult, Provider, now_ms};
 use serde_json::{Map, Value, json};
 use tessera_core::crypto;
@@ -70,6 +71,20 @@ fn input_of(metadata: Value) -> OpResult<ClientInput> {
                 "`{k}` cannot be set by dynamic registration; an administrator sets it with the admin API."
             )));
         }
+    }
+    // Token exchange turns users' tokens into tokens for other APIs: an operator's decision
+    // about a service it trusts, never something an app grants itself.
+    if m.get("grant_types")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|g| g.as_str() == Some(GrantType::TokenExchange.as_str()))
+        })
+    {
+        return Err(metadata_error(format!(
+            "grant type `{}` cannot be registered dynamically; an administrator allows it with the admin API.",
+            GrantType::TokenExchange
+        )));
     }
     if let Some(subject) = m.get("subject").and_then(Value::as_str)
         && subject != "id"
@@ -279,6 +294,16 @@ mod tests {
             m[k] = v;
             assert!(input_of(m).is_err(), "{k}");
         }
+        // Token exchange is the operator's to grant.
+        let e = input_of(
+            json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:token-exchange"]}),
+        );
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.code == ErrorCode::InvalidClientMetadata
+                    && e.description.contains("administrator")),
+            "{e:?}"
+        );
         assert!(input_of(json!({"redirect_uris": ["https://app.example/cb"], "logo_uri": "https://app.example/l.png", "subject_type": "pairwise"})).is_ok());
         assert!(
             input_of(json!({"redirect_uris": ["https://app.example/cb"], "made_up": 1})).is_err()

@@ -43,6 +43,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     pub scope: String,
+    /// What a token exchange issued (RFC 8693 §2.2.1); absent for the other grants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 pub struct IdTokenInput<'a> {
@@ -67,6 +70,7 @@ enum TokenGrant {
     RefreshToken,
     ClientCredentials,
     DeviceCode,
+    TokenExchange,
 }
 
 impl TokenGrant {
@@ -77,6 +81,7 @@ impl TokenGrant {
             GrantType::RefreshToken => Some(TokenGrant::RefreshToken),
             GrantType::ClientCredentials => Some(TokenGrant::ClientCredentials),
             GrantType::DeviceCode => Some(TokenGrant::DeviceCode),
+            GrantType::TokenExchange => Some(TokenGrant::TokenExchange),
             GrantType::Implicit => None,
         }
     }
@@ -86,6 +91,7 @@ impl TokenGrant {
             TokenGrant::RefreshToken => GrantType::RefreshToken,
             TokenGrant::ClientCredentials => GrantType::ClientCredentials,
             TokenGrant::DeviceCode => GrantType::DeviceCode,
+            TokenGrant::TokenExchange => GrantType::TokenExchange,
         }
     }
 }
@@ -165,7 +171,7 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 }
 
 /// `token_type` of an access token: `DPoP` when bound to a key (RFC 9449 §5).
-fn token_type(jkt: Option<&str>) -> &'static str {
+pub(crate) fn token_type(jkt: Option<&str>) -> &'static str {
     if jkt.is_some() { "DPoP" } else { "Bearer" }
 }
 
@@ -324,7 +330,9 @@ impl Provider {
     /// A JWT access token for `api` (RFC 9068): `typ` `at+jwt`, `aud` the API, `scope` the
     /// token's scopes (decided by the caller), signed like id_tokens so the API verifies it
     /// from the JWKS. Returns the token, its lifetime (s) and its scope.
-    async fn jwt_access(
+    /// `act` is the acting party of a token exchange (RFC 8693 §4.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn jwt_access(
         &self,
         api: &Api,
         client: &Client,
@@ -332,6 +340,7 @@ impl Provider {
         scopes: Vec<String>,
         auth_time: Option<i64>,
         jkt: Option<&str>,
+        act: Option<&Value>,
     ) -> OpResult<(String, i64, String)> {
         let now = now_ms() / 1000;
         let scope = scopes.join(" ");
@@ -352,6 +361,9 @@ impl Provider {
         // A DPoP-bound token names its key (RFC 9449 §6.1), so an API can demand the proof.
         if let Some(jkt) = jkt {
             claims.insert("cnf".into(), json!({"jkt": jkt}));
+        }
+        if let Some(act) = act {
+            claims.insert("act".into(), act.clone());
         }
         let jwt = self
             .sign_typed(
@@ -391,7 +403,7 @@ impl Provider {
             api.user_token_scopes(scopes, &self.user_roles(client, identity).await?)
         };
         let (jwt, ttl, scope) = self
-            .jwt_access(api, client, sub, token_scopes, auth_time, jkt)
+            .jwt_access(api, client, sub, token_scopes, auth_time, jkt, None)
             .await?;
         let now = now_ms();
         let row = GrantRow {
@@ -582,6 +594,7 @@ impl Provider {
             TokenGrant::RefreshToken => self.refresh(&client, form, jkt).await,
             TokenGrant::ClientCredentials => self.client_credentials(&client, form, jkt).await,
             TokenGrant::DeviceCode => self.device_token(&client, form, jkt).await,
+            TokenGrant::TokenExchange => self.token_exchange(&client, form, jkt).await,
         }?;
         metrics::counter!("tessera_op_tokens_issued_total", "grant_type" => grant.grant_type().as_str())
             .increment(1);
@@ -739,10 +752,11 @@ impl Provider {
             refresh_token: refresh,
             id_token,
             scope: at_scope,
+            issued_token_type: None,
         })
     }
 
-    async fn usable_identity(&self, id: Uuid) -> OpResult<Identity> {
+    pub(crate) async fn usable_identity(&self, id: Uuid) -> OpResult<Identity> {
         let identity =
             self.store.get_identity(id).await.map_err(|_| {
                 OpError::invalid_grant("The account of this grant no longer exists.")
@@ -901,6 +915,7 @@ impl Provider {
             refresh_token: Some(rt),
             id_token,
             scope: at_scope,
+            issued_token_type: None,
         })
     }
 
@@ -942,6 +957,7 @@ impl Provider {
                     api.token_scopes(&scopes),
                     None,
                     jkt,
+                    None,
                 )
                 .await?;
             return Ok(TokenResponse {
@@ -951,6 +967,7 @@ impl Provider {
                 refresh_token: None,
                 id_token: None,
                 scope,
+                issued_token_type: None,
             });
         }
         let (access, ttl) = self.cc_token(client, &scope, jkt)?;
@@ -961,11 +978,12 @@ impl Provider {
             refresh_token: None,
             id_token: None,
             scope,
+            issued_token_type: None,
         })
     }
 
     /// A live access token's row.
-    async fn live_access(&self, token: &str) -> OpResult<Option<GrantRow>> {
+    pub(crate) async fn live_access(&self, token: &str) -> OpResult<Option<GrantRow>> {
         let row = self.lookup_token(token).await?;
         Ok(row.filter(|r| !r.revoked && r.expires_at > now_ms()))
     }
@@ -1026,7 +1044,7 @@ impl Provider {
 
     /// Any access or refresh token: stored ones by hash, self-contained ones by their MAC (then
     /// checked against the revocation list and the app's existence).
-    async fn lookup_token(&self, token: &str) -> OpResult<Option<GrantRow>> {
+    pub(crate) async fn lookup_token(&self, token: &str) -> OpResult<Option<GrantRow>> {
         // JWT access tokens are about a kilobyte; anything much longer is not ours.
         if token.is_empty() || token.len() > 8192 {
             return Ok(None);

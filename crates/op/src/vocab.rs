@@ -110,6 +110,9 @@ vocabulary! {
         RefreshToken = "refresh_token",
         ClientCredentials = "client_credentials",
         DeviceCode = "urn:ietf:params:oauth:grant-type:device_code",
+        /// RFC 8693: a service trades a user's token for one to another API. Never a default:
+        /// an operator lists it in a confidential app's `grant_types` (see `exchange.rs`).
+        TokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange",
     }
 }
 
@@ -121,16 +124,19 @@ impl GrantType {
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
         GrantType::DeviceCode,
+        GrantType::TokenExchange,
     ];
 
-    /// Grants that sign a user in (every app type but `machine`).
-    pub const fn signs_users_in(self) -> bool {
+    /// Grants that sign a user in (every app type but `machine`); `None` for token exchange,
+    /// which acts for a user signed in elsewhere and is open to every confidential app.
+    pub const fn signs_users_in(self) -> Option<bool> {
         match self {
             GrantType::AuthorizationCode
             | GrantType::Implicit
             | GrantType::RefreshToken
-            | GrantType::DeviceCode => true,
-            GrantType::ClientCredentials => false,
+            | GrantType::DeviceCode => Some(true),
+            GrantType::ClientCredentials => Some(false),
+            GrantType::TokenExchange => None,
         }
     }
 }
@@ -267,7 +273,7 @@ mod tests {
         let e = "password".parse::<GrantType>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "grant type `password` is not supported: use authorization_code, implicit, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code"
+            "grant type `password` is not supported: use authorization_code, implicit, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:device_code or urn:ietf:params:oauth:grant-type:token-exchange"
         );
         assert_eq!(
             ResponseType::parse_any_order("token id_token"),

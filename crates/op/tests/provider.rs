@@ -370,7 +370,7 @@ async fn unknown_grant_types_are_refused_before_anything_else() {
         assert_eq!(
             e.description,
             format!(
-                "grant_type `{g}` is not supported: use authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code."
+                "grant_type `{g}` is not supported: use authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:device_code or urn:ietf:params:oauth:grant-type:token-exchange."
             )
         );
     }
@@ -481,4 +481,81 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
     let hinted = logout(&p, &params, &second, false, None).await;
     assert_eq!(hinted, Logout::Done { redirect: None });
     assert!(!active(&p, second.id).await);
+}
+
+/// Token exchange (RFC 8693) refuses an expired subject token and a revoked one, with
+/// `invalid_request` (§2.2.2), and takes an opaque token issued to the exchanging app itself.
+#[tokio::test]
+async fn token_exchange_refuses_expired_and_revoked_subject_tokens() {
+    const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let p = provider("").await;
+    let (identity, _) = user(&p).await;
+    p.create_api(
+        serde_json::from_value(json!({"identifier": "https://api.example.test", "name": "API", "scopes": ["read"], "default": true}))
+            .expect("api"),
+    )
+    .await
+    .expect("create api");
+    let (id, secret) = app(
+        &p,
+        json!({"grant_types": ["authorization_code", TE], "scope": "openid read"}),
+    )
+    .await;
+    let now = tessera_core::timefmt::now_ms();
+    let row = |token: &str, expires_at: i64| tessera_store::op::GrantRow {
+        hash: tessera_core::crypto::token_hash(token),
+        kind: "access".into(),
+        grant_id: Uuid::new_v4().to_string(),
+        client_id: id.clone(),
+        identity_id: Some(identity.id),
+        data: json!({"scope": "openid read", "sub": identity.id.to_string()}),
+        used: false,
+        revoked: false,
+        created_at: now - 7_200_000,
+        expires_at,
+    };
+    p.store
+        .op_insert_tokens(&[row("expired-token", now - 1000)])
+        .await
+        .expect("insert");
+    p.store
+        .op_insert_tokens(&[row("live-token", now + 600_000)])
+        .await
+        .expect("insert");
+    let ask = |t: &'static str| {
+        form(&[
+            ("grant_type", TE),
+            ("subject_token", t),
+            ("subject_token_type", AT),
+        ])
+    };
+    let e = p
+        .token(&auth(&id, secret.as_deref()), &ask("expired-token"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert_eq!(e.description, "`subject_token` has expired.");
+    // The default API is the target when none is named; its scopes narrow the token.
+    let t = p
+        .token(&auth(&id, secret.as_deref()), &ask("live-token"))
+        .await
+        .expect("a live token of the app's own is exchanged");
+    assert_eq!(t.scope, "read");
+    assert_eq!(
+        t.issued_token_type,
+        Some("urn:ietf:params:oauth:token-type:access_token")
+    );
+    p.store
+        .op_revoke_token(&tessera_core::crypto::token_hash("live-token"))
+        .await
+        .expect("revoke");
+    let e = p
+        .token(&auth(&id, secret.as_deref()), &ask("live-token"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert_eq!(e.description, "`subject_token` was revoked.");
 }

@@ -342,8 +342,8 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-async fn discovery(cfg: Cfg) -> Response {
-    Json(cfg.op().discovery()).into_response()
+async fn discovery(cfg: Cfg) -> Result<Response, OAuthError> {
+    Ok(Json(cfg.op().discovery_now().await?).into_response())
 }
 
 async fn jwks(cfg: Cfg) -> Result<Response, OAuthError> {
@@ -675,6 +675,14 @@ async fn token(
         return Err(OpError::new(
             ErrorCode::InvalidTarget,
             "An access token is for one API: send one `resource` at the token endpoint (name several in the authorization request, then ask for each in turn).",
+        )
+        .into());
+    }
+    // Token exchange's `audience` (RFC 8693 §2.1) names the API too: one at a time.
+    if raw.get("audience").is_some_and(|a| a.len() > 1) {
+        return Err(OpError::new(
+            ErrorCode::InvalidTarget,
+            "An exchanged token is for one API: send one `audience` (or one `resource`).",
         )
         .into());
     }

@@ -52,6 +52,7 @@ mod op_logto_sdk;
 mod op_peers;
 mod op_rbac;
 mod op_registration;
+mod op_token_exchange;
 mod organizations;
 mod ory_sdk;
 mod provider_dingtalk;
