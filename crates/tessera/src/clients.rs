@@ -100,9 +100,15 @@ struct CreateArgs {
     /// A post-logout redirect URI (repeat for several).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
-    /// Grant types (repeat), e.g. authorization_code, implicit, refresh_token, client_credentials.
+    /// Grant types (repeat), e.g. authorization_code, implicit, refresh_token, client_credentials,
+    /// urn:ietf:params:oauth:grant-type:device_code.
     #[arg(long = "grant-type")]
     grant_types: Vec<String>,
+    /// Allow token exchange (RFC 8693): the app may trade users' access tokens addressed to it
+    /// for tokens to its other APIs. Adds the grant to `--grant-type`s (or to the app type's
+    /// default grants). Confidential apps only.
+    #[arg(long = "token-exchange")]
+    token_exchange: bool,
     /// Response types (repeat), e.g. code, id_token, "id_token token".
     #[arg(long = "response-type")]
     response_types: Vec<String>,
@@ -174,8 +180,23 @@ fn body(a: &CreateArgs) -> Result<Value> {
     if let Some(u) = &a.backchannel_logout_uri {
         m.insert("backchannel_logout_uri".into(), json!(u));
     }
-    if !a.grant_types.is_empty() {
-        m.insert("grant_types".into(), json!(a.grant_types));
+    let mut grant_types = a.grant_types.clone();
+    if a.token_exchange {
+        if grant_types.is_empty() {
+            let defaults: &[&str] = if a.app_type == "machine" {
+                &["client_credentials"]
+            } else {
+                &["authorization_code", "refresh_token"]
+            };
+            grant_types.extend(defaults.iter().map(|g| (*g).to_string()));
+        }
+        let te = tessera_op::GrantType::TokenExchange.as_str();
+        if !grant_types.iter().any(|g| g == te) {
+            grant_types.push(te.to_string());
+        }
+    }
+    if !grant_types.is_empty() {
+        m.insert("grant_types".into(), json!(grant_types));
     }
     if !a.response_types.is_empty() {
         m.insert("response_types".into(), json!(a.response_types));

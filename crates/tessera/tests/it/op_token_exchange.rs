@@ -639,3 +639,54 @@ async fn token_exchange_refuses_what_it_must(backend: Backend) {
 async fn sign_in_plain(s: &TestServer, b: &Browser, app: &Value) -> Value {
     code_flow(b, s, app, "bo@example.com", "openid offline_access").await
 }
+
+/// `tessera clients create --token-exchange` allows the grant next to the type's defaults; a
+/// public app is refused with the reason.
+#[tokio::test]
+async fn cli_allows_token_exchange_per_app() {
+    let s = server(Backend::Sqlite, "").await;
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = ["clients", "create", "--json", "--endpoint", &s.admin]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args(args)
+                .output()
+                .await
+                .expect("tessera clients create")
+        }
+    };
+    let out = run(&[
+        "--name",
+        "Books backend",
+        "--type",
+        "machine",
+        "--token-exchange",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(created["grant_types"], json!(["client_credentials", GRANT]));
+    assert!(advertised(&s).await);
+    let out = run(&[
+        "--name",
+        "SPA",
+        "--type",
+        "spa",
+        "--redirect-uri",
+        RP,
+        "--token-exchange",
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("confidential"), "{err}");
+    s.stop().await;
+}
