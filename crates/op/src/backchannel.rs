@@ -70,9 +70,16 @@ impl Provider {
         session: &tessera_core::session::Session,
         sub: &str,
     ) -> OpResult<()> {
-        if client.backchannel_logout_uri.is_some() {
+        // Front-channel logout needs the link too: its iframe goes only to apps this very
+        // session signed in to.
+        if client.backchannel_logout_uri.is_some() || client.frontchannel_logout_uri.is_some() {
             self.store
-                .op_link_session_app(session.id, &client.client_id, sub)
+                .op_link_session_app(
+                    session.id,
+                    &client.client_id,
+                    sub,
+                    client.backchannel_logout_uri.is_some(),
+                )
                 .await?;
         }
         Ok(())

@@ -121,6 +121,13 @@ pub struct Client {
     /// the app reads back what it registered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backchannel_logout_session_required: bool,
+    /// A page Tessera's signed-out page loads in an iframe when a session that signed in to
+    /// this app ends there (OIDC Front-Channel Logout 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontchannel_logout_uri: Option<String>,
+    /// The iframe's URL carries `iss` and `sid` (the `sid` of the app's id_tokens).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frontchannel_logout_session_required: bool,
 }
 
 /// What the admin API accepts to create or replace an app. Absent fields take the app type's
@@ -153,6 +160,8 @@ pub struct ClientInput {
     pub roles: Option<Vec<String>>,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: Option<bool>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_session_required: Option<bool>,
     /// Read-only fields a client may echo back from a GET; ignored.
     pub client_secret: Option<Value>,
     pub client_secrets: Option<Value>,
@@ -437,6 +446,24 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         // Tessera's server calls it: https, or http on this machine, never an app scheme.
         check_uri("backchannel_logout_uri", u, AppType::Traditional)?;
     }
+    let frontchannel_logout_uri = input.frontchannel_logout_uri.filter(|u| !u.is_empty());
+    if let Some(u) = &frontchannel_logout_uri {
+        if !user_app {
+            return Err(bad(
+                "`frontchannel_logout_uri` is for apps that sign users in; a machine app has no sessions to end.",
+            ));
+        }
+        // A page the user's browser loads in an iframe: https (http on this machine), never a
+        // scheme the browser runs or an app's own scheme, no fragment.
+        check_uri("frontchannel_logout_uri", u, AppType::Traditional)?;
+    }
+    let frontchannel_logout_session_required =
+        input.frontchannel_logout_session_required.unwrap_or(false);
+    if frontchannel_logout_session_required && frontchannel_logout_uri.is_none() {
+        return Err(bad(
+            "`frontchannel_logout_session_required` needs a `frontchannel_logout_uri` to send `iss` and `sid` to.",
+        ));
+    }
     let method = match input.token_endpoint_auth_method {
         None if app_type.is_public() => AuthMethod::None,
         None => AuthMethod::ClientSecretBasic,
@@ -578,6 +605,8 @@ pub fn build(input: ClientInput, existing: Option<&Client>) -> Result<Client> {
         backchannel_logout_session_required: input
             .backchannel_logout_session_required
             .unwrap_or(false),
+        frontchannel_logout_uri,
+        frontchannel_logout_session_required,
     })
 }
 

@@ -364,7 +364,10 @@ pub struct Discovery {
     pub request_parameter_supported: bool,
     pub request_uri_parameter_supported: bool,
     pub ui_locales_supported: &'static [&'static str],
+    /// Apps may register a `frontchannel_logout_uri` (OIDC Front-Channel Logout 1.0).
     pub frontchannel_logout_supported: bool,
+    /// The iframe's URL carries `iss` and `sid` when the app asks for them.
+    pub frontchannel_logout_session_supported: bool,
     pub backchannel_logout_supported: bool,
     /// Logout tokens always carry `sid` (OIDC Back-Channel Logout 1.0 §2.1).
     pub backchannel_logout_session_supported: bool,
@@ -417,7 +420,8 @@ impl Discovery {
             request_parameter_supported: true,
             request_uri_parameter_supported: false,
             ui_locales_supported: UI_LOCALES,
-            frontchannel_logout_supported: false,
+            frontchannel_logout_supported: true,
+            frontchannel_logout_session_supported: true,
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
         }
@@ -476,7 +480,8 @@ mod tests {
             "request_parameter_supported": true,
             "request_uri_parameter_supported": false,
             "ui_locales_supported": ["en", "zh-CN", "ru"],
-            "frontchannel_logout_supported": false,
+            "frontchannel_logout_supported": true,
+            "frontchannel_logout_session_supported": true,
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,
         });

@@ -30,7 +30,13 @@ pub enum Logout {
     /// A confirmation whose CSRF token is missing or not this browser's: nothing was ended.
     CsrfRefused,
     /// The session (if any) is ended: go to `redirect`, or show "signed out" when it is `None`.
-    Done { redirect: Option<String> },
+    /// `frontchannel` holds the front-channel logout URLs (OIDC Front-Channel Logout 1.0) of
+    /// the apps this session signed in to, with `iss` and `sid` where the app asked for them:
+    /// the signed-out page loads each in an iframe before going on.
+    Done {
+        redirect: Option<String>,
+        frontchannel: Vec<String>,
+    },
 }
 
 /// The parameters the "Sign out?" form carries back, in this order.
@@ -60,6 +66,7 @@ impl Provider {
         let Some(s) = r.session else {
             return Ok(Logout::Done {
                 redirect: target.redirect,
+                frontchannel: vec![],
             });
         };
         let hinted = target.hinted_sid.as_deref() == Some(s.id.to_string().as_str());
@@ -83,9 +90,37 @@ impl Provider {
                 fields,
             });
         }
+        // Read before the session ends: ending it turns its app links into notices.
+        let frontchannel = self.frontchannel_uris(s).await?;
         self.store.set_session_active(s.id, false).await?;
         Ok(Logout::Done {
             redirect: target.redirect,
+            frontchannel,
         })
+    }
+
+    /// The front-channel logout URLs of the apps `session` signed in to, in sign-in order:
+    /// only apps of this session (never one the user did not use), each with `iss` and `sid`
+    /// when it registered `frontchannel_logout_session_required`.
+    pub async fn frontchannel_uris(&self, session: &Session) -> OpResult<Vec<String>> {
+        let mut out = vec![];
+        for (client_id, sid) in self.store.op_session_apps(session.id).await? {
+            let Some(client) = self.client(&client_id).await? else {
+                continue;
+            };
+            let Some(uri) = &client.frontchannel_logout_uri else {
+                continue;
+            };
+            let Ok(mut url) = url::Url::parse(uri) else {
+                continue;
+            };
+            if client.frontchannel_logout_session_required {
+                url.query_pairs_mut()
+                    .append_pair("iss", &self.issuer)
+                    .append_pair("sid", &sid);
+            }
+            out.push(url.to_string());
+        }
+        Ok(out)
     }
 }

@@ -463,7 +463,13 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
 
     // The genuine confirmation ends the session.
     let done = logout(&p, &params, &session, true, Some(cookie.as_str())).await;
-    assert_eq!(done, Logout::Done { redirect: None });
+    assert_eq!(
+        done,
+        Logout::Done {
+            redirect: None,
+            frontchannel: vec![]
+        }
+    );
     assert!(!active(&p, session.id).await);
 
     // An id_token naming the session ends it without asking.
@@ -479,7 +485,13 @@ async fn logout_asks_unless_hinted_and_refuses_a_forged_confirmation() {
     let hint = t.id_token.expect("id_token");
     let params = form(&[("id_token_hint", &hint)]);
     let hinted = logout(&p, &params, &second, false, None).await;
-    assert_eq!(hinted, Logout::Done { redirect: None });
+    assert_eq!(
+        hinted,
+        Logout::Done {
+            redirect: None,
+            frontchannel: vec![]
+        }
+    );
     assert!(!active(&p, second.id).await);
 }
 

@@ -1078,13 +1078,27 @@ async fn end_session(
             }
             return resp;
         }
-        Ok(Logout::Done { redirect }) => redirect,
+        Ok(Logout::Done {
+            redirect,
+            frontchannel,
+        }) => (redirect, frontchannel),
     };
     let mut resp = match redirect {
-        Some(to) => Redirect::to(&to).into_response(),
+        // Front-channel logout: the apps' pages load in iframes on the signed-out page, which
+        // then offers the way back to the app.
+        (redirect, frames) if !frames.is_empty() => ui::signed_out_frontchannel_response(
+            e,
+            &OpPage {
+                here: "/oidc/session/end",
+                ..cx.page(None)
+            },
+            frames,
+            redirect,
+        ),
+        (Some(to), _) => Redirect::to(&to).into_response(),
         // The language switcher comes back to a plain `/oidc/session/end`, which shows this page
         // again rather than replaying the logout request's parameters.
-        None => ui::signed_out_response(
+        (None, _) => ui::signed_out_response(
             e,
             &OpPage {
                 here: "/oidc/session/end",

@@ -51,7 +51,7 @@ pub(crate) async fn queue_for_session(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO op_logout_notices (id, client_id, sub, sid, state, attempts, next_attempt_at, lease_until, last_error, created_at, updated_at) \
-         SELECT session_id || ':' || client_id, client_id, sub, token_sid, 'pending', 0, $1, 0, NULL, $1, $1 FROM op_session_apps WHERE session_id = $2 \
+         SELECT session_id || ':' || client_id, client_id, sub, token_sid, 'pending', 0, $1, 0, NULL, $1, $1 FROM op_session_apps WHERE session_id = $2 AND backchannel = 1 \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(now)
@@ -92,25 +92,44 @@ pub(crate) async fn queue_for_identity(
 }
 
 impl Store {
-    /// Records that `session` signed in to an app that wants back-channel logout, with the
-    /// `sub` its tokens carry.
+    /// Records that `session` signed in to an app that wants back-channel or front-channel
+    /// logout, with the `sub` its tokens carry; `backchannel` says whether ending the session
+    /// queues a notice for it (a later sign-in updates it, so the app's current choice counts).
     pub async fn op_link_session_app(
         &self,
         session: Uuid,
         client_id: &str,
         sub: &str,
+        backchannel: bool,
     ) -> Result<(), Error> {
         sqlx::query(
-            "INSERT INTO op_session_apps (session_id, client_id, sub, token_sid, created_at) VALUES ($1, $2, $3, $1, $4) ON CONFLICT (session_id, client_id) DO NOTHING",
+            "INSERT INTO op_session_apps (session_id, client_id, sub, token_sid, created_at, backchannel) VALUES ($1, $2, $3, $1, $4, $5) ON CONFLICT (session_id, client_id) DO UPDATE SET backchannel = $5",
         )
         .bind(session.to_string())
         .bind(client_id)
         .bind(sub)
         .bind(now_ms())
+        .bind(i64::from(backchannel))
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+
+    /// The apps `session` signed in to (that wanted a logout channel), each with the `sid` its
+    /// id_tokens carry: `(client_id, token_sid)`, oldest first.
+    pub async fn op_session_apps(&self, session: Uuid) -> Result<Vec<(String, String)>, Error> {
+        sqlx::query(
+            "SELECT client_id, token_sid FROM op_session_apps WHERE session_id = $1 ORDER BY created_at, client_id",
+        )
+        .bind(session.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| Ok((r.try_get("client_id")?, r.try_get("token_sid")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(db_err)
     }
 
     /// Leases up to `limit` due notices for `lease_ms`: another instance skips them until the

@@ -149,6 +149,13 @@ struct CreateArgs {
     /// Back-Channel Logout).
     #[arg(long = "backchannel-logout-uri")]
     backchannel_logout_uri: Option<String>,
+    /// A page of the app that Tessera's signed-out page loads in an iframe when a session that
+    /// signed in to the app ends (OIDC Front-Channel Logout).
+    #[arg(long = "frontchannel-logout-uri")]
+    frontchannel_logout_uri: Option<String>,
+    /// The front-channel logout URL gets `iss` and `sid` query parameters.
+    #[arg(long = "frontchannel-logout-session-required")]
+    frontchannel_logout_session_required: bool,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -179,6 +186,12 @@ fn body(a: &CreateArgs) -> Result<Value> {
     );
     if let Some(u) = &a.backchannel_logout_uri {
         m.insert("backchannel_logout_uri".into(), json!(u));
+    }
+    if let Some(u) = &a.frontchannel_logout_uri {
+        m.insert("frontchannel_logout_uri".into(), json!(u));
+    }
+    if a.frontchannel_logout_session_required {
+        m.insert("frontchannel_logout_session_required".into(), json!(true));
     }
     let mut grant_types = a.grant_types.clone();
     if a.token_exchange {

@@ -12,6 +12,12 @@ use axum::response::Response;
 #[derive(Debug, Clone, Default)]
 pub struct FormTargets(pub Vec<String>);
 
+/// Origins a hosted page may load in iframes: only the signed-out page sets it, with the
+/// front-channel logout pages of the apps the session signed in to. Without it a page's CSP
+/// frames nothing (`default-src 'none'`).
+#[derive(Debug, Clone, Default)]
+pub struct FrameSources(pub Vec<String>);
+
 /// For answers that are not pages (JSON, redirects, stylesheets): nothing may run or load.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -30,8 +36,17 @@ pub fn add_security_headers(st: &AppState, resp: &mut Response) {
                 .get::<FormTargets>()
                 .map(|t| t.0.as_slice())
                 .unwrap_or_default();
-            HeaderValue::from_str(&crate::ui::content_security_policy_for(st, targets))
-                .unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
+            let mut csp = crate::ui::content_security_policy_for(st, targets);
+            if let Some(FrameSources(origins)) = resp.extensions().get::<FrameSources>()
+                && !origins.is_empty()
+            {
+                let mut origins = origins.clone();
+                origins.sort();
+                origins.dedup();
+                csp.push_str("; frame-src ");
+                csp.push_str(&origins.join(" "));
+            }
+            HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
         } else {
             HeaderValue::from_static(API_CSP)
         };

@@ -281,6 +281,29 @@ pub fn signed_out_response(e: &Engine, p: &OpPage) -> Response {
     )
 }
 
+/// "You are signed out" loading each front-channel logout URL in an iframe (OIDC
+/// Front-Channel Logout 1.0); `next` is the app's `post_logout_redirect_uri`, offered as a link
+/// (the page has no script to follow it once the frames loaded). The CSP's `frame-src` lists
+/// exactly the frames' origins ([`crate::edge::headers::FrameSources`]).
+pub fn signed_out_frontchannel_response(
+    e: &Engine,
+    p: &OpPage,
+    frames: Vec<String>,
+    next: Option<String>,
+) -> Response {
+    let lang = p.lang();
+    let origins: Vec<String> = frames.iter().filter_map(|u| origin_of(u)).collect();
+    // `next` is a link, not a form: the CSP's `form-action` stays as it is.
+    let mut resp = rendered_for(
+        StatusCode::OK,
+        render::render_signed_out_with(chrome(e, lang, p.here), frames, next),
+        &[],
+    );
+    resp.extensions_mut()
+        .insert(crate::edge::headers::FrameSources(origins));
+    resp
+}
+
 async fn stylesheet() -> Response {
     (
         [

@@ -47,6 +47,7 @@ mod op_common;
 mod op_device;
 mod op_dpop;
 mod op_flows;
+mod op_frontchannel;
 mod op_jar;
 mod op_logto_sdk;
 mod op_peers;

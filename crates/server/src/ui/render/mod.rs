@@ -26,6 +26,7 @@ pub use op::{
     BackForm, ConsentPage, ConsentView, DeviceDoneView, DevicePage, DeviceView, LogoutConfirmPage,
     LogoutConfirmView, OP_ERROR_REASONS, OpErrorPage, OpErrorView, ScopeLine, SignedOutPage,
     render_consent, render_device, render_logout_confirm, render_op_error, render_signed_out,
+    render_signed_out_with,
 };
 
 #[cfg(test)]

@@ -186,15 +186,31 @@ pub struct SignedOutPage {
     pub chrome: Chrome,
     pub page: &'static str,
     pub title: String,
+    /// Front-channel logout URLs, each loaded in an iframe.
+    pub frames: Vec<String>,
+    /// Where the app asked the browser to go afterwards (a "Continue" link).
+    pub next: Option<String>,
 }
 
 /// "You are signed out" (a logout with nowhere to go back to).
 pub fn render_signed_out(chrome: Chrome) -> Result<String, String> {
+    render_signed_out_with(chrome, vec![], None)
+}
+
+/// "You are signed out" with the front-channel logout iframes of the apps the session signed
+/// in to, and a link on to the app's `post_logout_redirect_uri` when it gave one.
+pub fn render_signed_out_with(
+    chrome: Chrome,
+    frames: Vec<String>,
+    next: Option<String>,
+) -> Result<String, String> {
     let lang = Lang::parse(&chrome.lang).unwrap_or(Lang::En);
     let page = SignedOutPage {
         title: i18n::t(lang, "signed_out.title", &[]),
         chrome,
         page: "signed-out",
+        frames,
+        next,
     };
     render("signed_out.html", &page)
 }
