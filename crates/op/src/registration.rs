@@ -294,6 +294,21 @@ mod tests {
             m[k] = v;
             assert!(input_of(m).is_err(), "{k}");
         }
+        // Front-channel logout is ordinary registration metadata (validated like redirect URIs
+        // when the app is built).
+        let fc = input_of(
+            json!({"redirect_uris": ["https://app.example/cb"], "frontchannel_logout_uri": "https://app.example/fc", "frontchannel_logout_session_required": true}),
+        );
+        assert!(
+            fc.as_ref()
+                .is_ok_and(|i| i.frontchannel_logout_uri.as_deref()
+                    == Some("https://app.example/fc")
+                    && i.frontchannel_logout_session_required == Some(true)),
+            "{fc:?}"
+        );
+        let js = input_of(json!({"redirect_uris": ["https://app.example/cb"], "frontchannel_logout_uri": "javascript:alert(1)"}))
+            .and_then(|i| crate::client::build(i, None).map_err(crate::OpError::from));
+        assert!(js.is_err(), "a javascript: front-channel URI is refused");
         // Token exchange is the operator's to grant.
         let e = input_of(
             json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:token-exchange"]}),
