@@ -140,46 +140,34 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<LogoutNotice>, Error> {
         let now = now_ms();
+        // One statement: the outer WHERE re-checks the lease row by row, so two workers that
+        // pick the same candidates never both take one (PostgreSQL re-evaluates it on a row
+        // another transaction just updated; SQLite runs writers one at a time).
         let rows = sqlx::query(
-            "SELECT id FROM op_logout_notices WHERE state = 'pending' AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at LIMIT $2",
+            "UPDATE op_logout_notices SET lease_until = $1 \
+             WHERE state = 'pending' AND lease_until <= $2 AND id IN ( \
+               SELECT id FROM op_logout_notices \
+               WHERE state = 'pending' AND next_attempt_at <= $2 AND lease_until <= $2 \
+               ORDER BY next_attempt_at LIMIT $3) \
+             RETURNING id, client_id, sub, sid, attempts",
         )
+        .bind(now + lease_ms)
         .bind(now)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let mut leased = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.try_get("id").map_err(db_err)?;
-            // Taken only if nobody leased it in between.
-            let done = sqlx::query(
-                "UPDATE op_logout_notices SET lease_until = $1 WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
-            )
-            .bind(now + lease_ms)
-            .bind(&id)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            let row = sqlx::query(
-                "SELECT id, client_id, sub, sid, attempts FROM op_logout_notices WHERE id = $1",
-            )
-            .bind(&id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-            leased.push(LogoutNotice {
-                id: row.try_get("id").map_err(db_err)?,
-                client_id: row.try_get("client_id").map_err(db_err)?,
-                sub: row.try_get("sub").map_err(db_err)?,
-                sid: row.try_get("sid").map_err(db_err)?,
-                attempts: row.try_get::<i64, _>("attempts").map_err(db_err)?,
-            });
-        }
-        Ok(leased)
+        rows.iter()
+            .map(|row| {
+                Ok(LogoutNotice {
+                    id: row.try_get("id").map_err(db_err)?,
+                    client_id: row.try_get("client_id").map_err(db_err)?,
+                    sub: row.try_get("sub").map_err(db_err)?,
+                    sid: row.try_get("sid").map_err(db_err)?,
+                    attempts: row.try_get::<i64, _>("attempts").map_err(db_err)?,
+                })
+            })
+            .collect()
     }
 
     /// Records an attempt: delivered, abandoned, or to be retried at `next_attempt_at`.
