@@ -779,34 +779,30 @@ impl Provider {
             .get("refresh_token")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OpError::invalid_request("The `refresh_token` parameter is missing."))?;
-        // A DPoP-bound refresh token is refused without its key's proof before it is spent, so
-        // a thief without the key cannot even burn it.
-        if let Some(peek) = self.store.op_get_token(&crypto::token_hash(token)).await?
-            && peek.kind == "refresh"
-            && peek.client_id == client.client_id
-            && let Some(bound) = peek.data.get("jkt").and_then(Value::as_str)
-            && jkt != Some(bound)
-        {
-            return Err(OpError::invalid_grant(
-                "This refresh token is bound to a DPoP key: send a DPoP proof signed with that key.",
-            ));
-        }
-        // A `resource` outside the grant is refused before the refresh token is spent, so an
-        // app that asks for the wrong API keeps its sign-in.
-        if (form.get("resource").is_some_and(|r| !r.is_empty())
-            || form.contains_key("organization_id"))
-            && let Some(peek) = self.store.op_get_token(&crypto::token_hash(token)).await?
+        // Checks that must not spend the token run on one read of it first: a DPoP-bound
+        // refresh token is refused without its key's proof (a thief without the key cannot even
+        // burn it), and a `resource` outside the grant is refused (an app that asks for the
+        // wrong API keeps its sign-in).
+        let hash = crypto::token_hash(token);
+        if let Some(peek) = self.store.op_get_token(&hash).await?
             && peek.kind == "refresh"
             && peek.client_id == client.client_id
         {
-            self.token_target(client, form, Some(&grant_resources(&peek.data)))
-                .await?;
+            if let Some(bound) = peek.data.get("jkt").and_then(Value::as_str)
+                && jkt != Some(bound)
+            {
+                return Err(OpError::invalid_grant(
+                    "This refresh token is bound to a DPoP key: send a DPoP proof signed with that key.",
+                ));
+            }
+            if form.get("resource").is_some_and(|r| !r.is_empty())
+                || form.contains_key("organization_id")
+            {
+                self.token_target(client, form, Some(&grant_resources(&peek.data)))
+                    .await?;
+            }
         }
-        let row = match self
-            .store
-            .op_take_refresh(&crypto::token_hash(token))
-            .await?
-        {
+        let row = match self.store.op_take_refresh(&hash).await? {
             Taken::Fresh(row) => row,
             Taken::Replayed(old) if old.client_id == client.client_id => {
                 if old.used {
