@@ -22,8 +22,12 @@ pub struct CourierConfig {
     /// Attempts after which a message is `abandoned` (Kratos's default 5).
     pub message_retries: u32,
     pub worker: CourierWorkerConfig,
-    /// Kratos's `smtp` (the only strategy Tessera has; `http` is refused).
+    /// Kratos's `smtp`, or `http` for email through `courier.http.request_config`.
     pub delivery_strategy: String,
+    /// Kratos's `courier.http` (with `delivery_strategy: http`): the HTTP email channel.
+    pub http: crate::channels::CourierHttpConfig,
+    /// Kratos's `courier.channels`: SMS (and email) over HTTP.
+    pub channels: Vec<crate::channels::ChannelConfig>,
     /// A folder of Go templates replacing Kratos's built-ins: refused (use `templates`).
     pub template_override_path: String,
     pub templates: CourierTemplates,
@@ -36,6 +40,8 @@ impl Default for CourierConfig {
             message_retries: 5,
             worker: CourierWorkerConfig::default(),
             delivery_strategy: "smtp".into(),
+            http: Default::default(),
+            channels: Vec::new(),
             template_override_path: String::new(),
             templates: CourierTemplates::default(),
         }
@@ -160,6 +166,15 @@ pub struct CourierSettings {
     pub lease: Duration,
     /// Overrides by Kratos template type (`verification_code_valid`, …).
     pub overrides: BTreeMap<String, TemplateOverride>,
+    /// `courier.channels` (and `courier.http`): messages sent over HTTP, by channel id.
+    pub channels: Vec<crate::channels::HttpChannel>,
+}
+
+impl CourierSettings {
+    /// The HTTP channel carrying messages of `channel` (`sms`, `email`), if one is configured.
+    pub fn channel(&self, channel: &str) -> Option<&crate::channels::HttpChannel> {
+        self.channels.iter().find(|c| c.id == channel)
+    }
 }
 
 /// The parts of one template type an operator replaced; the others stay built-in.
@@ -168,6 +183,8 @@ pub struct TemplateOverride {
     pub subject: Option<Template>,
     pub html: Option<Template>,
     pub plaintext: Option<Template>,
+    /// The text message's body (`sms.body.plaintext`).
+    pub sms: Option<Template>,
 }
 
 /// Whether TLS wraps the connection from the start or comes through STARTTLS.
@@ -210,16 +227,26 @@ pub fn resolve_courier(
     } else {
         resolve_smtp(loaded, &c.smtp, p)
     };
-    if c.delivery_strategy != "smtp" {
+    if !matches!(c.delivery_strategy.as_str(), "smtp" | "http") {
         p.push(problem(
             loaded,
             "courier.delivery_strategy",
             format!(
-                "`{}` is not supported: Tessera sends email over SMTP only; remove the key or set it to smtp",
+                "`{}` is not supported: use smtp (courier.smtp) or http (courier.http.request_config)",
                 c.delivery_strategy
             ),
         ));
     }
+    let http = (c.delivery_strategy == "http").then_some(&c.http);
+    if http.is_some_and(|h| h.request_config.is_null()) {
+        p.push(problem(
+            loaded,
+            "courier.delivery_strategy",
+            "`http` needs courier.http.request_config (url, method, body, …) to send email with",
+        ));
+    }
+    let http = http.filter(|h| !h.request_config.is_null());
+    let channels = crate::channels::resolve_channels(loaded, &c.channels, http, p);
     if !c.template_override_path.is_empty() {
         p.push(problem(
             loaded,
@@ -265,15 +292,13 @@ pub fn resolve_courier(
                 *slot = read_template(loaded, &key, url, policy, p);
             }
             if !ch.sms.body.plaintext.is_empty() {
-                p.push(problem(
-                    loaded,
-                    &format!("{base}.sms.body.plaintext"),
-                    "Tessera sends no SMS yet (one-time-code sign-in by phone is not implemented); remove the key",
-                ));
+                let key = format!("{base}.sms.body.plaintext");
+                o.sms = read_template(loaded, &key, &ch.sms.body.plaintext, policy, p);
             }
             // Tessera's messages are the code templates of verification and recovery; links
             // and code sign-in do not exist yet, so their templates would never be sent.
-            let set = o.subject.is_some() || o.html.is_some() || o.plaintext.is_some();
+            let set =
+                o.subject.is_some() || o.html.is_some() || o.plaintext.is_some() || o.sms.is_some();
             if set && matches!(name, "recovery_code" | "verification_code") {
                 overrides.insert(format!("{name}_{variant}"), o);
             } else if set {
@@ -292,6 +317,7 @@ pub fn resolve_courier(
         pull_wait,
         lease,
         overrides,
+        channels,
     }
 }
 
@@ -494,7 +520,7 @@ mod tests {
     #[test]
     fn bad_uris_and_strategies_are_problems_with_their_key_and_line() {
         let (_, p) = resolved(
-            "courier:\n  smtp:\n    connection_uri: http://x/\n  delivery_strategy: http\n",
+            "courier:\n  smtp:\n    connection_uri: http://x/\n  delivery_strategy: pigeon\n",
         );
         let keys: Vec<(&str, String)> = p
             .iter()

@@ -39,6 +39,43 @@ const SECRET_PATHS: &[&[&str]] = &[
         "*",
         "apple_private_key",
     ],
+    // The courier's HTTP channels carry an SMS gateway's credentials.
+    &[
+        "courier",
+        "channels",
+        "*",
+        "request_config",
+        "auth",
+        "config",
+        "value",
+    ],
+    &[
+        "courier",
+        "channels",
+        "*",
+        "request_config",
+        "auth",
+        "config",
+        "password",
+    ],
+    &["courier", "channels", "*", "request_config", "headers", "*"],
+    &[
+        "courier",
+        "http",
+        "request_config",
+        "auth",
+        "config",
+        "value",
+    ],
+    &[
+        "courier",
+        "http",
+        "request_config",
+        "auth",
+        "config",
+        "password",
+    ],
+    &["courier", "http", "request_config", "headers", "*"],
 ];
 
 /// Where a secret sits inside one entry of a hook list (`*`: any header name).

@@ -51,17 +51,17 @@ pub struct MethodHooks {
 /// `web_hook`'s `config` as written (Kratos's `selfServiceWebHook`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WebHookFile {
+pub(crate) struct WebHookFile {
     #[serde(default)]
     id: String,
-    url: String,
-    method: String,
+    pub(crate) url: String,
+    pub(crate) method: String,
     #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
+    pub(crate) headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
-    body: String,
+    pub(crate) body: String,
     #[serde(default)]
-    auth: Option<AuthFile>,
+    pub(crate) auth: Option<AuthFile>,
     #[serde(default)]
     response: ResponseFile,
     #[serde(default)]
@@ -70,6 +70,29 @@ struct WebHookFile {
     #[serde(default)]
     #[allow(dead_code)]
     emit_analytics_event: Option<bool>,
+}
+
+impl WebHookFile {
+    /// The request part alone (the courier's `request_config`), for [`resolve_request`].
+    pub(crate) fn request(
+        url: String,
+        method: String,
+        headers: std::collections::BTreeMap<String, String>,
+        body: String,
+        auth: Option<AuthFile>,
+    ) -> WebHookFile {
+        WebHookFile {
+            id: String::new(),
+            url,
+            method,
+            headers,
+            body,
+            auth,
+            response: ResponseFile::default(),
+            can_interrupt: false,
+            emit_analytics_event: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -88,7 +111,7 @@ struct ResponseFile {
     content = "config",
     rename_all = "snake_case"
 )]
-enum AuthFile {
+pub(crate) enum AuthFile {
     ApiKey {
         name: String,
         value: String,
@@ -107,6 +130,9 @@ enum AuthFile {
 pub enum ApiKeyIn {
     Header,
     Cookie,
+    /// A query parameter of the URL (Tessera extension: SMS gateways such as SMS.ru take
+    /// their key so).
+    Query,
 }
 
 /// How an outgoing request authenticates (Kratos's `auth`).
@@ -516,7 +542,7 @@ fn resolve_web_hook(
         })
 }
 
-fn resolve_request(
+pub(crate) fn resolve_request(
     loaded: &Loaded,
     key: &str,
     file: &WebHookFile,

@@ -8,6 +8,7 @@
 //! network fetch itself is `tessera_social::fetch`.
 
 pub mod account;
+pub mod channels;
 pub mod courier;
 pub mod document;
 pub mod edge;

@@ -107,9 +107,7 @@ pub(crate) fn locate(locations: &HashMap<String, Location>, key: &str) -> Locati
 /// off by `mfa::set_aside_unimplemented_factors`, with a warning, when enabled.
 const ACCEPTED_UNIMPLEMENTED: &[&str] = &[
     "version",
-    "courier.channels",
     "courier.sms",
-    "courier.http",
     "ciphers",
     "feature_flags",
     "oauth2_provider",

@@ -1,6 +1,7 @@
 //! The courier: messages (verification and recovery codes) are rendered from templates in the
 //! flow's language, written to the queue (`courier_messages`), and sent by a worker over SMTP
-//! with retries and exponential backoff.
+//! or an HTTP channel (`courier.channels`: SMS gateways, email APIs) with retries and
+//! exponential backoff.
 //!
 //! Architecture invariant: nothing is sent that was not first stored whole, and a message is
 //! sent only by the worker that holds its claim (a conditional `UPDATE`, see
@@ -9,6 +10,7 @@
 //! after the SMTP server accepted a message but before it recorded that may send it again. No
 //! HTTP types here.
 
+pub mod http;
 pub mod smtp;
 pub mod templates;
 pub mod worker;
@@ -32,6 +34,54 @@ pub async fn queue_email(
     data: &Value,
 ) -> Result<String, Error> {
     let r = templates::render(t, lang, data, &settings.overrides);
+    enqueue(
+        store, "email", "email", to, r.subject, r.text, r.html, t, data,
+    )
+    .await
+}
+
+/// Renders a text message and queues it on the `sms` channel (Kratos's message `type`
+/// `phone`); returns the message id, or `None` when `t` is never sent by SMS. Without a
+/// configured `sms` channel the message waits in the queue (and the worker logs why), as an
+/// email does without SMTP.
+pub async fn queue_sms(
+    store: &Store,
+    settings: &CourierSettings,
+    to: &str,
+    t: TemplateType,
+    lang: Lang,
+    data: &Value,
+) -> Result<Option<String>, Error> {
+    let Some(text) = templates::render_sms(t, lang, data, &settings.overrides) else {
+        return Ok(None);
+    };
+    enqueue(
+        store,
+        "phone",
+        "sms",
+        to,
+        String::new(),
+        text,
+        String::new(),
+        t,
+        data,
+    )
+    .await
+    .map(Some)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn enqueue(
+    store: &Store,
+    kind: &str,
+    channel: &str,
+    to: &str,
+    subject: String,
+    body: String,
+    html_body: String,
+    t: TemplateType,
+    data: &Value,
+) -> Result<String, Error> {
     let now = now_ms();
     // Time-ordered and monotonic within the process, so two messages queued in the same
     // millisecond still list newest first (the admin listing breaks `created_at` ties by id).
@@ -40,17 +90,18 @@ pub async fn queue_email(
         .courier_enqueue(&MessageRow {
             id: id.clone(),
             status: "queued".into(),
-            kind: "email".into(),
-            channel: "email".into(),
+            kind: kind.into(),
+            channel: channel.into(),
             recipient: to.to_string(),
-            subject: r.subject,
-            body: r.text,
-            html_body: r.html,
+            subject,
+            body,
+            html_body,
             template_type: t.as_str().into(),
             send_count: 0,
             next_attempt_at: now,
             created_at: now,
             updated_at: now,
+            template_data: templates::kratos_template_data(data).to_string(),
         })
         .await?;
     Ok(id)

@@ -21,6 +21,10 @@ pub enum SendError {
     Smtp(String),
     #[error("no SMTP server is configured (courier.smtp.connection_uri)")]
     NotConfigured,
+    #[error("HTTP channel: {0}")]
+    Http(String),
+    #[error("no `{0}` channel is configured (courier.channels with id: {0}, type: http)")]
+    NoChannel(String),
 }
 
 /// One SMTP server, as configured.

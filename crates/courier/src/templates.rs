@@ -134,6 +134,85 @@ fn builtin(t: TemplateType, lang: Lang) -> Builtin {
     }
 }
 
+/// The built-in text message of `t` in `lang`, if `t` is ever sent as one. Short (one SMS
+/// segment in the code's language where possible) and with the code first, so a phone's
+/// one-time-code autofill finds it.
+fn builtin_sms(t: TemplateType, lang: Lang) -> Option<&'static str> {
+    use Lang::*;
+    use TemplateType::*;
+    Some(match (t, lang) {
+        (VerificationCodeValid, En) => {
+            "{{ .VerificationCode }} is your verification code. It is valid for {{ .ExpiresInMinutes }} minutes."
+        }
+        (VerificationCodeValid, Zh) => {
+            "您的验证码是 {{ .VerificationCode }}，{{ .ExpiresInMinutes }} 分钟内有效。如非本人操作，请忽略。"
+        }
+        (VerificationCodeValid, Ru) => {
+            "Код подтверждения: {{ .VerificationCode }}. Действует {{ .ExpiresInMinutes }} мин."
+        }
+        (RecoveryCodeValid, En) => {
+            "{{ .RecoveryCode }} is your account recovery code. It is valid for {{ .ExpiresInMinutes }} minutes."
+        }
+        (RecoveryCodeValid, Zh) => {
+            "您的账户找回验证码是 {{ .RecoveryCode }}，{{ .ExpiresInMinutes }} 分钟内有效。如非本人操作，请忽略。"
+        }
+        (RecoveryCodeValid, Ru) => {
+            "Код восстановления доступа: {{ .RecoveryCode }}. Действует {{ .ExpiresInMinutes }} мин."
+        }
+        (VerificationCodeInvalid | RecoveryCodeInvalid, _) => return None,
+    })
+}
+
+/// Renders the text message of `t` in `lang` (an operator's `sms.body.plaintext` override
+/// first). `None`: `t` is never sent by SMS (a number nobody holds gets no message).
+pub fn render_sms(
+    t: TemplateType,
+    lang: Lang,
+    data: &serde_json::Value,
+    overrides: &BTreeMap<String, TemplateOverride>,
+) -> Option<String> {
+    if let Some(o) = overrides.get(t.as_str()).and_then(|o| o.sms.as_ref()) {
+        return Some(o.render(data, false).trim().to_string());
+    }
+    let b = builtin_sms(t, lang)?;
+    let parsed = Template::parse(b).unwrap_or_else(|_| Template::literal(b));
+    Some(parsed.render(data, false).trim().to_string())
+}
+
+/// Kratos's `template_data` for an HTTP channel: the template's variables under their JSON
+/// names (`VerificationCode` → `verification_code`, `RequestURL` → `request_url`).
+pub fn kratos_template_data(data: &serde_json::Value) -> serde_json::Value {
+    let Some(map) = data.as_object() else {
+        return data.clone();
+    };
+    map.iter()
+        .map(|(k, v)| (snake(k), v.clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            // A new word starts at an upper-case letter after a lower-case one, or at the last
+            // capital of a run followed by a lower-case letter (`RequestURL`, `URLPath`).
+            let prev_lower = i > 0 && chars[i - 1].is_ascii_lowercase();
+            let run_end = i > 0
+                && chars[i - 1].is_ascii_uppercase()
+                && chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
+            if prev_lower || run_end {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
 fn lang_attr(lang: Lang) -> &'static str {
     match lang {
         Lang::En => "en",
@@ -238,6 +317,50 @@ mod tests {
         );
         assert_eq!(r.html, "<b>1</b> &lt;x@y&gt;");
         assert_eq!(r.subject, "Подтвердите адрес электронной почты");
+    }
+
+    #[test]
+    fn sms_builtins_carry_the_code_in_every_language_and_invalid_ones_are_never_sent() {
+        let data =
+            json!({"VerificationCode": "918273", "RecoveryCode": "918273", "ExpiresInMinutes": 15});
+        let mut seen = std::collections::BTreeSet::new();
+        for t in ALL {
+            for lang in [Lang::En, Lang::Zh, Lang::Ru] {
+                let sms = render_sms(t, lang, &data, &BTreeMap::new());
+                let valid = matches!(
+                    t,
+                    TemplateType::VerificationCodeValid | TemplateType::RecoveryCodeValid
+                );
+                assert_eq!(sms.is_some(), valid, "{t:?} {lang:?}");
+                if let Some(text) = sms {
+                    assert!(text.contains("918273") && text.contains("15"), "{text}");
+                    assert!(!text.contains("{{"), "{text}");
+                    assert!(seen.insert(text));
+                }
+            }
+        }
+        let mut o = BTreeMap::new();
+        o.insert(
+            "verification_code_valid".to_string(),
+            TemplateOverride {
+                sms: Some(Template::parse("[Acme] {{ .VerificationCode }}").expect("t")),
+                ..TemplateOverride::default()
+            },
+        );
+        assert_eq!(
+            render_sms(TemplateType::VerificationCodeValid, Lang::Zh, &data, &o).as_deref(),
+            Some("[Acme] 918273")
+        );
+    }
+
+    #[test]
+    fn template_data_gets_kratos_json_names() {
+        assert_eq!(
+            kratos_template_data(
+                &json!({"To": "+8613800138000", "VerificationCode": "1", "RequestURL": "u", "ExpiresInMinutes": 5})
+            ),
+            json!({"to": "+8613800138000", "verification_code": "1", "request_url": "u", "expires_in_minutes": 5})
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod mailru;
 pub mod odnoklassniki;
 pub mod qq;
 pub mod sample_app;
+pub mod sms_sink;
 pub mod smtp_sink;
 pub mod telegram_oidc;
 pub mod vk;

@@ -121,8 +121,12 @@ impl Engine {
         email: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
-        let address = email.trim().to_lowercase();
-        if !looks_like_email(&address) {
+        // An international number (`+…`) is an address to text; anything else must be email.
+        let (via, address) = match phone_number(email) {
+            Some(p) => ("sms", p),
+            None => ("email", email.trim().to_lowercase()),
+        };
+        if via == "email" && !looks_like_email(&address) {
             address_form(&mut flow, email);
             flow.ui
                 .add_message(Some("email"), text::invalid_format(email, "email"));
@@ -140,17 +144,19 @@ impl Engine {
         };
         let owner = self
             .store
-            .address_owner(address_kind, "email", &address)
+            .address_owner(address_kind, via, &address)
             .await?;
         let lang = flow_language(&flow);
         flow.internal.code = None;
         match owner {
             Some(identity_id) => {
                 let code = self.new_code(&mut flow, &address, identity_id, false);
-                self.mail_code(kind, &address, &code, lang).await?;
+                self.send_code_by(kind, via, &address, &code, lang).await?;
             }
             None => {
-                if self.lifecycle(kind)?.notify_unknown_recipients {
+                // A number nobody holds gets no text (Kratos sends no "unknown recipient" SMS,
+                // and a text costs money an attacker would spend for us).
+                if via == "email" && self.lifecycle(kind)?.notify_unknown_recipients {
                     let t = match kind {
                         FlowKind::Recovery => TemplateType::RecoveryCodeInvalid,
                         _ => TemplateType::VerificationCodeInvalid,
@@ -187,6 +193,34 @@ impl Engine {
             admin,
         });
         code
+    }
+
+    /// The queued message carrying a code: an email, or a text for an `sms` address.
+    async fn send_code_by(
+        &self,
+        kind: FlowKind,
+        via: &str,
+        address: &str,
+        code: &str,
+        lang: Lang,
+    ) -> Result<(), Error> {
+        if via != "sms" {
+            return self.mail_code(kind, address, code, lang).await;
+        }
+        let minutes = self.settings.lifecycle.code_lifespan.as_secs().div_ceil(60);
+        let (t, data) = match kind {
+            FlowKind::Recovery => (
+                TemplateType::RecoveryCodeValid,
+                json!({"To": address, "RecoveryCode": code, "ExpiresInMinutes": minutes}),
+            ),
+            _ => (
+                TemplateType::VerificationCodeValid,
+                json!({"To": address, "VerificationCode": code, "ExpiresInMinutes": minutes}),
+            ),
+        };
+        tessera_courier::queue_sms(&self.store, &self.settings.courier, address, t, lang, &data)
+            .await?;
+        Ok(())
     }
 
     /// The queued email carrying a code.
@@ -452,7 +486,7 @@ impl Engine {
                     .iter()
                     .any(|o| o.via == a.via && o.value == a.value)
             });
-            if a.verified || known || a.via != "email" {
+            if a.verified || known || !matches!(a.via.as_str(), "email" | "sms") {
                 continue;
             }
             let mut flow = self.new_flow(
@@ -467,8 +501,9 @@ impl Engine {
             flow.state = FlowState::SentEmail;
             code_form(&mut flow, &a.value);
             self.store.insert_flow(&flow).await?;
-            self.mail_code(
+            self.send_code_by(
                 FlowKind::Verification,
+                &a.via,
                 &a.value,
                 &code,
                 flow_language(trigger),
@@ -655,6 +690,24 @@ fn looks_like_email(a: &str) -> bool {
     )
 }
 
+/// An international phone number as written by a person (`+7 912 345-67-89`), reduced to `+`
+/// and its digits; `None` for anything else. Numbers without `+` are not guessed at: the
+/// country they belong to is unknown here.
+fn phone_number(a: &str) -> Option<String> {
+    let a = a.trim();
+    let rest = a.strip_prefix('+')?;
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')'))
+    {
+        return None;
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    (8..=15)
+        .contains(&digits.len())
+        .then(|| format!("+{digits}"))
+}
+
 /// The message language: the flow's `ui_locales`, else the browser's language cookie or
 /// `Accept-Language` of the request being answered, else English.
 fn flow_language(flow: &Flow) -> Lang {
@@ -678,7 +731,29 @@ fn flow_language(flow: &Flow) -> Lang {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_email;
+    use super::{looks_like_email, phone_number};
+
+    #[test]
+    fn international_numbers_are_texted_and_nothing_else_is() {
+        assert_eq!(
+            phone_number("+7 (912) 345-67-89").as_deref(),
+            Some("+79123456789")
+        );
+        assert_eq!(
+            phone_number(" +86 138 0013 8000 ").as_deref(),
+            Some("+8613800138000")
+        );
+        for bad in [
+            "89123456789",
+            "+1234",
+            "+7912abc4567",
+            "a@b.c",
+            "+",
+            "+7 912 345 67 89 0000 00",
+        ] {
+            assert_eq!(phone_number(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn addresses_worth_a_message() {

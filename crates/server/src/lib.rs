@@ -208,9 +208,11 @@ async fn serve_live_wrapped(
     let header_timeout = settings.limits.header_read_timeout;
     // The courier's worker sends what flows queue, with the courier settings in force.
     let worker_live = live.clone();
+    let http_live = live.clone();
     let courier = tokio::spawn(tessera_courier::worker::run(
         live.running().engine.store.clone(),
         Arc::new(move || Arc::new(worker_live.running().engine.settings.courier.clone())),
+        Arc::new(move || Some(http_live.running().engine.social.clone())),
         std::future::pending(),
     ));
     // Back-channel logout notices go out from every instance (each notice is leased to one).

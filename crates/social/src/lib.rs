@@ -83,7 +83,8 @@ impl Configured {
 pub struct Social {
     providers: Vec<Configured>,
     pool: MapperPool,
-    /// Every `web_hook`'s request, its body compiled, by configuration key.
+    /// Every `web_hook`'s and courier channel's request, its body compiled, by configuration
+    /// key.
     requests: std::collections::HashMap<String, std::sync::Arc<request::Request>>,
     /// The client hooks' requests are sent with (no redirects, time-limited).
     http: reqwest::Client,
@@ -103,8 +104,15 @@ impl Social {
         let providers = config::build_all(settings, &http).await?;
         let mut requests = std::collections::HashMap::new();
         let mut problems = Vec::new();
-        for hook in settings.hooks.web_hooks() {
-            let spec = &hook.request;
+        // Web hooks' requests, and the courier's HTTP channels (same shape, same sender).
+        let specs = settings
+            .hooks
+            .web_hooks()
+            .into_iter()
+            .map(|h| h.request.clone())
+            .chain(settings.courier.channels.iter().map(|c| c.request.clone()));
+        for spec in specs {
+            let spec = &spec;
             match request::Request::build(spec, &settings.sources).await {
                 Ok(r) => {
                     requests.insert(spec.key.clone(), std::sync::Arc::new(r));

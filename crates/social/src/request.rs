@@ -1,6 +1,6 @@
 //! Outgoing HTTP requests configured the Kratos way (`web_hook`'s config, and the shape of the
-//! courier's `request_config`): `url`, `method`, `headers`, `auth` (`api_key` in a header or a
-//! cookie, `basic_auth`) and a Jsonnet `body` evaluated with `ctx`.
+//! courier's `request_config`): `url`, `method`, `headers`, `auth` (`api_key` in a header, a
+//! cookie or the query, `basic_auth`) and a Jsonnet `body` evaluated with `ctx`.
 //!
 //! The body template is user code: it is fetched and parsed once at start ([`Request::build`])
 //! and evaluated only in the mapper sandbox ([`MapperPool`]), never in this process. Kratos
@@ -204,6 +204,11 @@ impl Request {
                 value,
                 in_: ApiKeyIn::Cookie,
             }) => req = req.header(reqwest::header::COOKIE, format!("{name}={value}")),
+            Some(RequestAuth::ApiKey {
+                name,
+                value,
+                in_: ApiKeyIn::Query,
+            }) => req = req.query(&[(name.as_str(), value.as_str())]),
             Some(RequestAuth::BasicAuth { user, password }) => {
                 let token =
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

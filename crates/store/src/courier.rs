@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use tessera_core::Error;
 
 const PAGE_TOKEN_PREFIX: &str = "tessera/v1/courier/";
-const COLS: &str = "id, status, type, channel, recipient, subject, body, html_body, template_type, send_count, next_attempt_at, created_at, updated_at";
+const COLS: &str = "id, status, type, channel, recipient, subject, body, html_body, template_type, send_count, next_attempt_at, created_at, updated_at, template_data";
 
 /// A message as stored. `status` is Kratos's (`queued`, `processing`, `sent`, `abandoned`),
 /// `kind` its `type` (`email`, `phone`).
@@ -34,6 +34,8 @@ pub struct MessageRow {
     pub next_attempt_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The variables the message was rendered with (a JSON object, Kratos's `template_data`).
+    pub template_data: String,
 }
 
 /// One delivery attempt: `success` or `failed` with the error.
@@ -77,6 +79,7 @@ fn from_row(row: &AnyRow) -> Result<MessageRow, Error> {
         next_attempt_at: row.try_get("next_attempt_at").map_err(db_err)?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
+        template_data: row.try_get("template_data").map_err(db_err)?,
     })
 }
 
@@ -95,7 +98,7 @@ impl Store {
     /// Queues a rendered message.
     pub async fn courier_enqueue(&self, m: &MessageRow) -> Result<(), Error> {
         sqlx::query(&format!(
-            "INSERT INTO courier_messages ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO courier_messages ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&m.id)
         .bind(&m.status)
@@ -110,6 +113,7 @@ impl Store {
         .bind(m.next_attempt_at)
         .bind(m.created_at)
         .bind(m.updated_at)
+        .bind(&m.template_data)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

@@ -47,16 +47,24 @@ pub async fn run(args: CourierArgs) -> Result<()> {
                     "the database schema is not up to date: run `tessera migrate sql up` first"
                 ));
             }
+            // The HTTP channels' bodies run in the mapper sandbox, as in `serve`.
+            let pool = tessera_server::app::mapper_pool(None).map_err(|e| anyhow!(e))?;
+            let social = Arc::new(
+                tessera_social::Social::build(&settings, pool)
+                    .await
+                    .map_err(|e| anyhow!(e.to_string()))?,
+            );
             let courier = Arc::new(settings.courier);
-            if courier.smtp.is_none() {
+            if courier.smtp.is_none() && courier.channel("email").is_none() {
                 tracing::warn!(
-                    "courier.smtp.connection_uri is not set: messages stay queued until it is"
+                    "courier.smtp.connection_uri is not set: emails stay queued until it is"
                 );
             }
             println!("Tessera courier worker is running");
             tessera_courier::worker::run(
                 store,
                 Arc::new(move || courier.clone()),
+                Arc::new(move || Some(social.clone())),
                 crate::serve::shutdown_signal(),
             )
             .await;
