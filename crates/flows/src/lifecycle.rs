@@ -150,7 +150,7 @@ impl Engine {
         flow.internal.code = None;
         match owner {
             Some(identity_id) => {
-                let code = self.new_code(&mut flow, &address, identity_id, false);
+                let code = self.new_code(&mut flow, via, &address, identity_id, false);
                 self.send_code_by(kind, via, &address, &code, lang).await?;
             }
             None => {
@@ -181,13 +181,20 @@ impl Engine {
     }
 
     /// Makes a code for `flow`, keeps its hash there, and hands back the code itself.
-    fn new_code(&self, flow: &mut Flow, address: &str, identity_id: Uuid, admin: bool) -> String {
+    fn new_code(
+        &self,
+        flow: &mut Flow,
+        via: &str,
+        address: &str,
+        identity_id: Uuid,
+        admin: bool,
+    ) -> String {
         let n = u64::from_le_bytes(crypto::random_bytes::<8>()) % 1_000_000;
         let code = format!("{n:0width$}", width = CODE_DIGITS);
         flow.internal.code = Some(PendingCode {
             hash: self.code_mac(flow.id, &code),
             address: address.to_string(),
-            via: "email".into(),
+            via: via.into(),
             identity_id,
             expires_at: now_ms() + self.settings.lifecycle.code_lifespan.as_millis() as i64,
             admin,
@@ -497,7 +504,7 @@ impl Engine {
                 &trigger.csrf_token,
             );
             flow.active = Some(GROUP.into());
-            let code = self.new_code(&mut flow, &a.value, identity.id, false);
+            let code = self.new_code(&mut flow, &a.via, &a.value, identity.id, false);
             flow.state = FlowState::SentEmail;
             code_form(&mut flow, &a.value);
             self.store.insert_flow(&flow).await?;
@@ -564,7 +571,7 @@ impl Engine {
             .first()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        let code = self.new_code(&mut flow, &address, identity.id, true);
+        let code = self.new_code(&mut flow, "email", &address, identity.id, true);
         if let (Some(d), Some(c)) = (expires_in, flow.internal.code.as_mut()) {
             c.expires_at = now_ms() + d.as_millis() as i64;
         }

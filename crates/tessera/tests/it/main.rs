@@ -63,6 +63,7 @@ mod providers_cn_ru;
 mod providers_cn_ru2;
 mod providers_cn_ru3;
 mod schemas;
+mod sms;
 mod social_oidc_provider;
 mod social_signin;
 mod test_cleanup;
