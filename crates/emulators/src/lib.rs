@@ -18,6 +18,7 @@ pub mod feishu;
 pub mod github;
 pub mod mailru;
 pub mod odnoklassniki;
+pub mod outbox;
 pub mod qq;
 pub mod sample_app;
 pub mod sms_sink;

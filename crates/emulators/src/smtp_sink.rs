@@ -200,6 +200,11 @@ impl SmtpSink {
         }
     }
 
+    /// The received mails as HTML `<article>`s, newest first (for `tessera demo`'s outbox).
+    pub fn messages_html(&self) -> String {
+        articles(&self.mails())
+    }
+
     /// A page listing what was received, newest first (for `tessera demo`).
     pub fn page(&self) -> Router {
         Router::new()
@@ -216,6 +221,13 @@ async fn list_page(State(inner): State<Arc<Mutex<Inner>>>) -> Html<String> {
     if mails.is_empty() {
         html.push_str("<p>Nothing yet: register or ask for a recovery code.</p>");
     }
+    html.push_str(&articles(&mails));
+    html.push_str("</body></html>");
+    Html(html)
+}
+
+fn articles(mails: &[Mail]) -> String {
+    let mut html = String::new();
     for m in mails.iter().rev() {
         let text = m.text();
         let plain = text.split("<!DOCTYPE").next().unwrap_or_default();
@@ -226,8 +238,7 @@ async fn list_page(State(inner): State<Arc<Mutex<Inner>>>) -> Html<String> {
             esc(plain.trim())
         ));
     }
-    html.push_str("</body></html>");
-    Html(html)
+    html
 }
 
 fn esc(s: &str) -> String {

@@ -21,6 +21,7 @@ use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
+use tessera_emulators::outbox::Outbox;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
@@ -90,6 +91,8 @@ struct Emulators {
     douyin: DouyinEmulator,
     alipay: AlipayEmulator,
     telegram: TelegramOidcEmulator,
+    /// The mail and SMS catchers, and the page listing what was sent.
+    outbox: Outbox,
 }
 
 async fn loopback() -> Result<tokio::net::TcpListener> {
@@ -123,6 +126,7 @@ impl Emulators {
             douyin: DouyinEmulator::serve(loopback().await?)?,
             alipay: AlipayEmulator::serve(loopback().await?)?,
             telegram: TelegramOidcEmulator::serve(loopback().await?)?,
+            outbox: Outbox::start().await,
         })
     }
 
@@ -317,10 +321,39 @@ selfservice:
         password:
           hooks:
             - hook: session
+            - hook: show_verification_ui
         oidc:
           hooks:
             - hook: session
+    verification:
+      enabled: true
+      use: code
+    recovery:
+      enabled: true
+      use: code
+# Email and SMS go to catchers on this machine; {outbox} lists what was sent.
+courier:
+  smtp:
+    connection_uri: smtp://127.0.0.1:{smtp_port}/?disable_starttls=true
+    from_address: accounts@tessera.demo
+    from_name: Tessera demo
+  worker:
+    pull_wait: 500ms
+  channels:
+    - id: sms
+      type: http
+      request_config:
+        url: {sms_url}/send
+        method: POST
+        body: {sms_body}
 "#,
+        outbox = e.outbox.page_url(),
+        smtp_port = e.outbox.smtp.port,
+        sms_url = e.outbox.sms.base_url(),
+        sms_body = q(&format!(
+            "base64://{}",
+            base64_encode("function(ctx) { to: ctx.recipient, body: ctx.body }")
+        )),
         dsn = q(&format!(
             "sqlite://{}?mode=rwc",
             dir.join("tessera.db").display()
@@ -458,7 +491,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -477,6 +510,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.ok.base_url(),
         app.base_url(),
         sample_app::CLIENT_ID,
+        emulators.outbox.page_url(),
         dir.display(),
     );
     serve::run(&[config_path], true, Some(listeners), &note).await
@@ -512,5 +546,37 @@ async fn register_sample_app(admin: String, metadata: serde_json::Value) {
         Ok(s) if s.is_success() => {}
         Ok(s) => eprintln!("warning: the sample app could not be registered (HTTP {s})"),
         Err(e) => eprintln!("warning: the sample app could not be registered: {e}"),
+    }
+}
+
+/// Standard base64 (for a `base64://` document in the generated configuration).
+fn base64_encode(text: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(super::base64_encode(""), "");
+        assert_eq!(super::base64_encode("f"), "Zg==");
+        assert_eq!(super::base64_encode("fo"), "Zm8=");
+        assert_eq!(super::base64_encode("foo"), "Zm9v");
+        assert_eq!(super::base64_encode("{ a: 1 }"), "eyBhOiAxIH0=");
     }
 }

@@ -19,6 +19,8 @@ struct Demo {
     admin: String,
     /// The sample app that signs in through the OpenID Provider.
     app: String,
+    /// The page listing the email and texts the demo sent.
+    outbox: String,
 }
 
 impl Drop for Demo {
@@ -50,7 +52,7 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
             let _ = tx.send(line);
         }
     });
-    let (mut open, mut public, mut admin, mut app) = (None, None, None, None);
+    let (mut open, mut public, mut admin, mut app, mut outbox) = (None, None, None, None, None);
     let mut banner = Vec::new();
     while !banner
         .last()
@@ -73,6 +75,8 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
             open = url_after("Open ");
         } else if line.contains("Sample app:") {
             app = url_after("Sample app:");
+        } else if line.contains("What was sent") {
+            outbox = url_after("codes): ");
         }
         banner.push(line);
     }
@@ -82,6 +86,7 @@ fn start_demo(cwd: &std::path::Path) -> Demo {
         public: public.expect("public URL in the banner"),
         admin: admin.expect("admin URL in the banner"),
         app: app.expect("sample app URL in the banner"),
+        outbox: outbox.expect("the outbox page in the banner"),
     }
 }
 
@@ -396,4 +401,54 @@ async fn the_sample_app_signs_in_through_the_openid_provider() {
     );
     let page = b.get(&back, false).await.text().await.expect("app page");
     assert!(page.contains("octocat@example.com"), "{page}");
+}
+
+#[tokio::test]
+async fn a_newcomer_reads_the_verification_code_on_the_outbox_page() {
+    let dir = tessera_testkit::temp_dir();
+    let demo = start_demo(&dir);
+    let c = reqwest::Client::new();
+    let flow: Value = c
+        .get(format!("{}/self-service/registration/api", demo.public))
+        .send()
+        .await
+        .expect("flow")
+        .json()
+        .await
+        .expect("json");
+    let r = c
+        .post(flow["ui"]["action"].as_str().expect("action"))
+        .json(&serde_json::json!({
+            "method": "password",
+            "traits": {"email": "newcomer@example.org"},
+            "password": "correct horse battery staple",
+        }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 200);
+    // The courier delivers to the demo's mail catcher, and the outbox page shows the code.
+    let start = std::time::Instant::now();
+    loop {
+        let page = reqwest::get(&demo.outbox)
+            .await
+            .expect("outbox")
+            .text()
+            .await
+            .expect("text");
+        if page.contains("newcomer@example.org") {
+            assert!(page.contains("Please verify your email address"), "{page}");
+            let code = page
+                .split(|ch: char| !ch.is_ascii_digit())
+                .any(|w| w.len() == 6);
+            assert!(code, "no code on {page}");
+            assert!(page.contains("<h2>SMS</h2>"), "{page}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the verification email never reached the outbox: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
