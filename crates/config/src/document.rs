@@ -14,6 +14,22 @@ use std::collections::HashMap;
 
 const PREFIX: &str = "<redacted:";
 
+/// Strings that are URIs whose password (`scheme://user:password@host`) is a secret: the
+/// database DSN and the SMTP server's `connection_uri`.
+const URI_SECRET_PATHS: &[&[&str]] = &[&["dsn"], &["courier", "smtp", "connection_uri"]];
+
+/// The string at `path`, when there is one.
+fn string_at<'a>(doc: &'a mut Value, path: &[&str]) -> Option<&'a mut String> {
+    let mut at = doc;
+    for key in path {
+        at = at.get_mut(*key)?;
+    }
+    match at {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// Where secrets live in a document: every string under these keys is redacted. `*` is any
 /// array index.
 const SECRET_PATHS: &[&[&str]] = &[
@@ -144,11 +160,13 @@ fn visit_secrets(doc: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
 pub fn redact(doc: &Value) -> Value {
     let mut out = doc.clone();
     visit_secrets(&mut out, &mut |_, s| *s = placeholder(s));
-    if let Some(Value::String(dsn)) = out.get_mut("dsn")
-        && let Some(range) = dsn_password(dsn)
-    {
-        let p = placeholder(&dsn[range.clone()]);
-        dsn.replace_range(range, &p);
+    for path in URI_SECRET_PATHS {
+        if let Some(uri) = string_at(&mut out, path)
+            && let Some(range) = dsn_password(uri)
+        {
+            let p = placeholder(&uri[range.clone()]);
+            uri.replace_range(range, &p);
+        }
     }
     out
 }
@@ -170,11 +188,13 @@ pub fn restore(doc: &mut Value, running: &Value) -> Result<bool, Vec<UnknownPlac
     visit_secrets(&mut running, &mut |_, s| {
         known.insert(placeholder(s), s.clone());
     });
-    if let Some(Value::String(dsn)) = running.get("dsn")
-        && let Some(range) = dsn_password(dsn)
-    {
-        let secret = dsn[range].to_string();
-        known.insert(placeholder(&secret), secret);
+    for path in URI_SECRET_PATHS {
+        if let Some(uri) = string_at(&mut running, path)
+            && let Some(range) = dsn_password(uri)
+        {
+            let secret = uri[range].to_string();
+            known.insert(placeholder(&secret), secret);
+        }
     }
 
     let mut restored = false;
@@ -193,18 +213,22 @@ pub fn restore(doc: &mut Value, running: &Value) -> Result<bool, Vec<UnknownPlac
             }
         }
     });
-    if let Some(Value::String(dsn)) = doc.get_mut("dsn")
-        && let Some(start) = dsn.find(PREFIX)
-    {
-        let end = dsn[start..].find('>').map(|i| start + i + 1);
-        match end.and_then(|end| known.get(&dsn[start..end]).map(|s| (end, s))) {
+    for path in URI_SECRET_PATHS {
+        let Some(uri) = string_at(doc, path) else {
+            continue;
+        };
+        let Some(start) = uri.find(PREFIX) else {
+            continue;
+        };
+        let end = uri[start..].find('>').map(|i| start + i + 1);
+        match end.and_then(|end| known.get(&uri[start..end]).map(|s| (end, s))) {
             Some((end, secret)) => {
-                dsn.replace_range(start..end, secret);
+                uri.replace_range(start..end, secret);
                 restored = true;
             }
             None => unknown.push(UnknownPlaceholder {
-                key: "dsn".into(),
-                placeholder: dsn[start..end.unwrap_or(dsn.len())].to_string(),
+                key: path.join("."),
+                placeholder: uri[start..end.unwrap_or(uri.len())].to_string(),
             }),
         }
     }
@@ -346,6 +370,7 @@ mod tests {
     fn sample() -> Value {
         json!({
             "dsn": "postgres://tessera:s3cret-pass@db.internal:5432/tessera?sslmode=disable",
+            "courier": { "smtp": { "connection_uri": "smtps://mailer:smtp-pass-9876@mail.example:465/?skip_ssl_verify=false" } },
             "secrets": { "cookie": ["cookie-secret-one-1234", "cookie-secret-two-5678"], "cipher": ["cipher-secret-abcdefgh"] },
             "selfservice": { "methods": { "oidc": { "enabled": true, "config": { "providers": [
                 { "id": "github", "provider": "github", "client_id": "abc", "client_secret": "gh-secret" },
@@ -387,9 +412,18 @@ mod tests {
             "cipher-secret-abcdefgh",
             "gh-secret",
             "vk-secret",
+            "smtp-pass-9876",
         ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
+        assert!(
+            red["courier"]["smtp"]["connection_uri"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("smtps://mailer:<redacted:")
+                    && u.ends_with("@mail.example:465/?skip_ssl_verify=false")),
+            "{}",
+            red["courier"]["smtp"]["connection_uri"]
+        );
         assert!(
             red["dsn"]
                 .as_str()
@@ -431,6 +465,10 @@ mod tests {
         assert_eq!(p[0]["client_secret"], "vk-secret");
         assert_eq!(p[1]["client_secret"], "gh-secret");
         assert_eq!(upload["dsn"], running["dsn"]);
+        assert_eq!(
+            upload["courier"]["smtp"]["connection_uri"],
+            running["courier"]["smtp"]["connection_uri"]
+        );
     }
 
     #[test]
