@@ -16,6 +16,7 @@ pub mod dingtalk;
 pub mod douyin;
 pub mod feishu;
 pub mod github;
+pub mod google;
 pub mod mailru;
 pub mod odnoklassniki;
 pub mod outbox;

@@ -84,6 +84,10 @@ pub struct ProviderConfig {
     /// which verifies every gateway answer; the app's private key is `client_secret`.
     #[serde(default)]
     pub alipay_public_key: String,
+    /// Tessera, `google`: the one Google Workspace domain whose accounts may sign in (sent as
+    /// `hd`, then checked in the id_token).
+    #[serde(default)]
+    pub google_hosted_domain: String,
     /// Tessera: re-run the mapper on every sign-in and update the traits.
     #[serde(default)]
     pub update_traits_on_login: bool,
@@ -101,6 +105,21 @@ fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Probl
         },
         location: src.location(key),
         message: message.into(),
+    }
+}
+
+/// Kratos `provider:` values Tessera refuses on purpose, with what to use instead: they are
+/// not sign-in providers one could emulate faithfully (Kratos's `jackson` is a SAML bridge run
+/// beside it, `fedcm-test` a test fixture of Kratos's own suite).
+pub fn refused_kratos_type(provider: &str) -> Option<&'static str> {
+    match provider {
+        "jackson" => Some(
+            "`provider: jackson` (Kratos's bridge to BoxyHQ's SAML Jackson) is not supported: Tessera does not speak SAML. Run SAML Jackson (or another SAML-to-OIDC bridge) and point a `provider: generic` entry at its OpenID Connect side instead (issuer_url: the bridge's OIDC issuer, client_id/client_secret: the bridge's OIDC client)",
+        ),
+        "fedcm-test" => Some(
+            "`provider: fedcm-test` is a fixture of Kratos's own test suite, not a real provider, and Tessera has no FedCM endpoints: remove the entry, or use `provider: generic` with a real OpenID Connect provider's issuer_url",
+        ),
+        _ => None,
     }
 }
 
@@ -146,7 +165,7 @@ async fn build_one(
         let key = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         let hint = if inner.contains("unknown field") {
-            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key, alipay_public_key")
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key, alipay_public_key, google_hosted_domain")
         } else {
             inner
         };
@@ -238,8 +257,13 @@ async fn build_one(
             },
         }
     };
-    let provider = match crate::types::get(&cfg.provider) {
-        None => {
+    let kind = crate::types::get(&cfg.provider);
+    let provider = match (kind, refused_kratos_type(&cfg.provider)) {
+        (None, Some(why)) => {
+            p.push(problem(src, "provider", format!("{who}: {why}")));
+            None
+        }
+        (None, None) => {
             p.push(problem(
                 src,
                 "provider",
@@ -251,7 +275,7 @@ async fn build_one(
             ));
             None
         }
-        Some(kind) => match (kind.make)(cfg.clone(), http.for_provider(&cfg.id)) {
+        (Some(kind), _) => match (kind.make)(cfg.clone(), http.for_provider(&cfg.id)) {
             Ok(pr) => Some((kind, pr)),
             Err((key, message)) => {
                 p.push(problem(src, &key, format!("{who}: {message}")));

@@ -17,6 +17,7 @@ pub mod feishu;
 pub mod fetch;
 pub mod generic;
 pub mod github;
+pub mod google;
 pub mod jws;
 pub mod mailru;
 pub mod mapping;

@@ -130,6 +130,19 @@ impl Issuer {
         token: &str,
         expect: &Expect<'_>,
     ) -> Result<Map<String, Value>, UpstreamError> {
+        self.verify_id_token_issued_by(token, expect, &[expect.issuer])
+            .await
+    }
+
+    /// [`Self::verify_id_token`] for an upstream that writes its issuer in more than one way
+    /// (Google: `https://accounts.google.com` or `accounts.google.com`): `iss` must be one of
+    /// `issuers`.
+    pub async fn verify_id_token_issued_by(
+        &self,
+        token: &str,
+        expect: &Expect<'_>,
+        issuers: &[&str],
+    ) -> Result<Map<String, Value>, UpstreamError> {
         let bad = |m: String| UpstreamError::IdToken(m);
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| bad(format!("not a signed JWT ({e})")))?;
@@ -154,14 +167,14 @@ impl Issuer {
         })?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("unusable JWKS key: {e}")))?;
         let mut v = Validation::new(header.alg);
-        v.set_issuer(&[expect.issuer]);
+        v.set_issuer(issuers);
         v.set_audience(&expect.audiences);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 60;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             bad(match e.kind() {
-                K::InvalidIssuer => format!("`iss` is not `{}`", expect.issuer),
+                K::InvalidIssuer => format!("`iss` is not `{}`", issuers.join("` or `")),
                 K::InvalidAudience => format!("`aud` does not include `{}`", expect.client_id),
                 K::ExpiredSignature => "it has expired (`exp` is in the past)".into(),
                 K::InvalidSignature => "the signature does not verify".into(),

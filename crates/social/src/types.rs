@@ -285,6 +285,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/telegram_oidc.md",
     },
+    ProviderType {
+        id: "google",
+        make: crate::google::Google::make,
+        auth_origins: &["https://accounts.google.com"],
+        icon: include_str!("../icons/google.svg"),
+        names: Names {
+            en: "Google",
+            zh_cn: "Google",
+            ru: "Google",
+        },
+        docs: "docs/providers/google.md",
+    },
 ];
 
 /// The type with this id.

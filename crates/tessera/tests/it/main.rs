@@ -62,6 +62,7 @@ mod provider_vk;
 mod providers_cn_ru;
 mod providers_cn_ru2;
 mod providers_cn_ru3;
+mod providers_global;
 mod schemas;
 mod sms;
 mod social_oidc_provider;

@@ -1,0 +1,344 @@
+//! `google`: Sign in with Google, OpenID Connect through Google's discovery document
+//! (`https://accounts.google.com/.well-known/openid-configuration`), as Kratos's `google` type.
+//!
+//! What differs from `generic`:
+//! - the issuer is fixed (`issuer_url` only moves it, for an emulator), and Google writes it in
+//!   two ways: an id_token's `iss` is `https://accounts.google.com` **or**
+//!   `accounts.google.com`; both are accepted, nothing else;
+//! - `offline_access` in `scope` is not a Google scope: as Kratos does, it is taken out and
+//!   `access_type=offline` asks for a refresh token instead;
+//! - `google_hosted_domain` (Tessera) restricts sign-in to one Google Workspace domain: it is sent
+//!   as `hd` (which only narrows Google's account chooser, anyone can edit the URL) and then
+//!   **checked** in the id_token's `hd` claim, so an account of another domain, or a consumer
+//!   account (no `hd`), is refused;
+//! - the token request authenticates with `client_secret_post`.
+//!
+//! Claims come from the verified id_token (`sub`, `email`, `email_verified` as a boolean,
+//! `name`, `given_name`, `family_name`, `picture`, `hd`); mappers map `email` only when
+//! `email_verified` is true.
+
+use crate::claims::{normalize_claims, subject_string};
+use crate::config::{Pkce, ProviderConfig};
+use crate::oidc::{Expect, Issuer};
+use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
+use crate::upstream::{Upstream, UpstreamError};
+use serde_json::Value;
+use std::sync::Arc;
+use url::Url;
+
+/// Google's issuer, where its discovery document is.
+pub const ISSUER: &str = "https://accounts.google.com";
+
+pub struct Google {
+    cfg: ProviderConfig,
+    http: Upstream,
+    issuer: Issuer,
+    /// `google_hosted_domain`, lower-cased; empty: any Google account.
+    hosted_domain: String,
+}
+
+impl Google {
+    pub fn make(
+        cfg: ProviderConfig,
+        http: Upstream,
+    ) -> Result<Arc<dyn Provider>, (String, String)> {
+        crate::oauth2::require_secret(
+            &cfg,
+            ": the OAuth client's secret from the Google Cloud console (APIs & Services → Credentials)",
+        )?;
+        let hosted_domain = cfg.google_hosted_domain.trim().to_ascii_lowercase();
+        if !hosted_domain.is_empty()
+            && (hosted_domain.contains(['/', '@', ':', ' ']) || !hosted_domain.contains('.'))
+        {
+            return Err((
+                "google_hosted_domain".into(),
+                format!(
+                    "`{}` is not a domain: give the Google Workspace domain alone, e.g. example.com",
+                    cfg.google_hosted_domain
+                ),
+            ));
+        }
+        let issuer_url = if cfg.issuer_url.trim().is_empty() {
+            ISSUER.to_string()
+        } else {
+            cfg.issuer_url.clone()
+        };
+        let issuer = Issuer::new(&issuer_url, http.clone());
+        Ok(Arc::new(Google {
+            cfg,
+            http,
+            issuer,
+            hosted_domain,
+        }))
+    }
+
+    /// The configured scopes with `openid` first and without `offline_access` (Kratos's rule:
+    /// Google asks for refresh tokens with `access_type=offline`); and whether it was there.
+    fn scopes(&self) -> (String, bool) {
+        let offline = self.cfg.scope.iter().any(|s| s == "offline_access");
+        let mut s: Vec<&str> = self
+            .cfg
+            .scope
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != "offline_access")
+            .collect();
+        if !s.contains(&"openid") {
+            s.insert(0, "openid");
+        }
+        (s.join(" "), offline)
+    }
+
+    /// The checked `hd` rule: with a hosted domain configured, the token must be for an
+    /// account of exactly that domain.
+    fn check_hosted_domain(&self, hd: Option<&str>) -> Result<(), UpstreamError> {
+        if self.hosted_domain.is_empty() {
+            return Ok(());
+        }
+        match hd {
+            Some(d) if d.eq_ignore_ascii_case(&self.hosted_domain) => Ok(()),
+            Some(d) => Err(UpstreamError::Callback(format!(
+                "the Google account belongs to the domain `{d}`, but this site accepts only accounts of `{}`; sign in with an account of that domain",
+                self.hosted_domain
+            ))),
+            None => Err(UpstreamError::Callback(format!(
+                "the Google account is a personal account, but this site accepts only accounts of the Google Workspace domain `{}`; sign in with an account of that domain",
+                self.hosted_domain
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Google {
+    fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    async fn uses_pkce(&self) -> Result<bool, UpstreamError> {
+        Ok(match self.cfg.pkce {
+            Pkce::Force => true,
+            Pkce::Never => false,
+            Pkce::Auto => self
+                .issuer
+                .discovery()
+                .await?
+                .code_challenge_methods_supported
+                .iter()
+                .any(|m| m == "S256"),
+        })
+    }
+
+    async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
+        let d = self.issuer.discovery().await?;
+        let auth = if self.cfg.auth_url.is_empty() {
+            &d.authorization_endpoint
+        } else {
+            &self.cfg.auth_url
+        };
+        let mut url = Url::parse(auth).map_err(|e| UpstreamError::Missing {
+            endpoint: "Google discovery document".into(),
+            what: format!("a valid authorization_endpoint ({e})"),
+        })?;
+        let (scope, offline) = self.scopes();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &self.cfg.client_id)
+                .append_pair("redirect_uri", req.redirect_uri)
+                .append_pair("response_type", "code")
+                .append_pair("scope", &scope)
+                .append_pair("state", req.state)
+                .append_pair("nonce", req.nonce);
+            if offline {
+                q.append_pair("access_type", "offline");
+            }
+            if !self.hosted_domain.is_empty() {
+                q.append_pair("hd", &self.hosted_domain);
+            }
+            if !self.cfg.requested_claims.is_null() {
+                q.append_pair("claims", &self.cfg.requested_claims.to_string());
+            }
+        }
+        if self.uses_pkce().await? {
+            url.query_pairs_mut()
+                .append_pair("code_challenge", &pkce_challenge(req.code_verifier))
+                .append_pair("code_challenge_method", "S256");
+        }
+        Ok(url)
+    }
+
+    async fn exchange(
+        &self,
+        cb: &Callback,
+        req: &AuthRequest<'_>,
+    ) -> Result<Profile, UpstreamError> {
+        let code = self
+            .code(cb)
+            .ok_or_else(|| UpstreamError::Callback("Google sent no authorization code".into()))?;
+        let d = self.issuer.discovery().await?;
+        let token_url = if self.cfg.token_url.is_empty() {
+            d.token_endpoint.clone()
+        } else {
+            self.cfg.token_url.clone()
+        };
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", req.redirect_uri),
+            ("client_id", self.cfg.client_id.as_str()),
+            ("client_secret", self.cfg.client_secret.as_str()),
+        ];
+        if self.uses_pkce().await? {
+            form.push(("code_verifier", req.code_verifier));
+        }
+        let endpoint = "Google token endpoint";
+        let rb = self
+            .http
+            .client()
+            .post(&token_url)
+            .header("accept", "application/json")
+            .form(&form);
+        let t = self.http.json(endpoint, rb).await?;
+        if let Some(e) = crate::upstream::oauth_error(endpoint, &t) {
+            return Err(e);
+        }
+        let s = |k: &str| t.get(k).and_then(Value::as_str).map(String::from);
+        let tokens = Tokens {
+            access_token: s("access_token"),
+            refresh_token: s("refresh_token"),
+            id_token: s("id_token"),
+        };
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or_else(|| UpstreamError::Missing {
+                endpoint: endpoint.into(),
+                what: "an id_token (is `openid` among the scopes?)".into(),
+            })?;
+        let mut audiences = vec![self.cfg.client_id.clone()];
+        audiences.extend(self.cfg.additional_id_token_audiences.iter().cloned());
+        // Google's two spellings of its issuer: with and without `https://`.
+        let bare = d
+            .issuer
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(&d.issuer);
+        let mut claims = self
+            .issuer
+            .verify_id_token_issued_by(
+                id_token,
+                &Expect {
+                    issuer: &d.issuer,
+                    audiences,
+                    client_id: &self.cfg.client_id,
+                    nonce: req.nonce,
+                },
+                &[&d.issuer, bare],
+            )
+            .await?;
+        self.check_hosted_domain(claims.get("hd").and_then(Value::as_str))?;
+        // `email_verified` is a boolean in Google's tokens; a string would be another
+        // upstream's habit and is not trusted as true.
+        if let Some(v) = claims.get("email_verified")
+            && !v.is_boolean()
+        {
+            claims.insert("email_verified".into(), Value::Bool(false));
+        }
+        // One spelling of the issuer for mappers, whichever the token used.
+        claims.insert("iss".into(), Value::String(d.issuer.clone()));
+        for k in [
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "nonce",
+            "azp",
+            "at_hash",
+            "c_hash",
+            "auth_time",
+            "sid",
+            "jti",
+        ] {
+            claims.remove(k);
+        }
+        let subject = claims
+            .get("sub")
+            .and_then(subject_string)
+            .ok_or_else(|| UpstreamError::IdToken("`sub` is missing or empty".into()))?;
+        Ok(Profile {
+            subject,
+            claims: normalize_claims(&claims, None),
+            tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn google(extra: serde_json::Value) -> Result<Arc<dyn Provider>, (String, String)> {
+        let mut v = serde_json::json!({"id": "google", "provider": "google", "client_id": "c", "client_secret": "s"});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        let cfg: ProviderConfig = serde_json::from_value(v).expect("entry");
+        Google::make(cfg, Upstream::new().expect("client"))
+    }
+
+    #[test]
+    fn a_hosted_domain_must_be_a_bare_domain_and_a_secret_is_required() {
+        assert!(google(serde_json::json!({"google_hosted_domain": "example.com"})).is_ok());
+        for bad in ["https://example.com", "me@example.com", "example"] {
+            let Err((key, why)) = google(serde_json::json!({"google_hosted_domain": bad})) else {
+                panic!("{bad} accepted");
+            };
+            assert_eq!(key, "google_hosted_domain");
+            assert!(why.contains("example.com"), "{why}");
+        }
+        let Err((key, _)) = google(serde_json::json!({"client_secret": ""})) else {
+            panic!("no secret accepted");
+        };
+        assert_eq!(key, "client_secret");
+    }
+
+    #[test]
+    fn the_hosted_domain_is_checked_not_only_requested() {
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "id": "google", "provider": "google", "client_id": "c", "client_secret": "s",
+            "google_hosted_domain": "Example.com",
+        }))
+        .expect("entry");
+        let g = Google {
+            issuer: Issuer::new(ISSUER, Upstream::new().expect("client")),
+            http: Upstream::new().expect("client"),
+            hosted_domain: "example.com".into(),
+            cfg,
+        };
+        assert!(g.check_hosted_domain(Some("EXAMPLE.com")).is_ok());
+        let other = g.check_hosted_domain(Some("other.example")).unwrap_err();
+        assert!(other.to_string().contains("other.example"), "{other}");
+        assert_eq!(other.user_code(), "upstream_callback");
+        let personal = g.check_hosted_domain(None).unwrap_err();
+        assert!(
+            personal.to_string().contains("personal account"),
+            "{personal}"
+        );
+    }
+
+    #[test]
+    fn offline_access_becomes_access_type_offline() {
+        let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "id": "google", "provider": "google", "client_id": "c", "client_secret": "s",
+            "scope": ["email", "offline_access", "profile"],
+        }))
+        .expect("entry");
+        let g = Google {
+            issuer: Issuer::new(ISSUER, Upstream::new().expect("client")),
+            http: Upstream::new().expect("client"),
+            hosted_domain: String::new(),
+            cfg,
+        };
+        assert_eq!(g.scopes(), ("openid email profile".to_string(), true));
+    }
+}
