@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram, VK, VK ID, GitHub, Yandex ID,
+//! Telegram, VK, VK ID, GitHub, Google, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -19,6 +19,7 @@ use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
+use tessera_emulators::google::GoogleEmulator;
 use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::outbox::Outbox;
@@ -54,6 +55,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("dingtalk.jsonnet", include_str!("../demo/dingtalk.jsonnet")),
     ("vk.jsonnet", include_str!("../demo/vk.jsonnet")),
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
+    ("google.jsonnet", include_str!("../demo/google.jsonnet")),
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
@@ -79,6 +81,7 @@ struct Emulators {
     vk: VkEmulator,
     vkid: VkIdEmulator,
     github: GithubEmulator,
+    google: GoogleEmulator,
     yandex: YandexEmulator,
     wechat: WechatEmulator,
     feishu: FeishuEmulator,
@@ -108,6 +111,7 @@ impl Emulators {
             vk: VkEmulator::serve(loopback().await?)?,
             vkid: VkIdEmulator::serve(loopback().await?)?,
             github: GithubEmulator::serve(loopback().await?)?,
+            google: GoogleEmulator::serve(loopback().await?)?,
             yandex: YandexEmulator::serve(loopback().await?)?,
             wechat: WechatEmulator::serve(loopback().await?)?,
             feishu: FeishuEmulator::serve(loopback().await?)?,
@@ -136,6 +140,7 @@ impl Emulators {
         self.vk.register_redirect_uri(&cb("vk"));
         self.vkid.register_redirect_uri(&cb("vkid"));
         self.github.register_redirect_uri(cb("github"));
+        self.google.register_redirect_uri(cb("google"));
         self.yandex.register_redirect_uri(cb("yandex"));
         self.wechat.register_redirect_uri(cb("wechat"));
         self.feishu.register_redirect_uri(cb("feishu"));
@@ -215,6 +220,13 @@ selfservice:
             token_url: {gh_token}
             api_base_url: {gh_base}
             mapper_url: {gh_mapper}
+          - id: google
+            provider: google
+            client_id: {gg_id}
+            client_secret: {gg_secret}
+            issuer_url: {gg_issuer}
+            scope: [email, profile]
+            mapper_url: {gg_mapper}
           - id: yandex
             provider: yandex
             label: Yandex ID
@@ -380,6 +392,10 @@ courier:
         gh_token = e.github.token_url(),
         gh_base = e.github.base_url(),
         gh_mapper = q(&mapper("github.jsonnet")),
+        gg_id = q(e.google.client_id()),
+        gg_secret = q(e.google.client_secret()),
+        gg_issuer = e.google.issuer(),
+        gg_mapper = q(&mapper("google.jsonnet")),
         ya_id = q(e.yandex.client_id()),
         ya_secret = q(e.yandex.client_secret()),
         ya_auth = e.yandex.auth_url(),
@@ -491,7 +507,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Google, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -505,6 +521,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
+        emulators.google.issuer(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

@@ -211,6 +211,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "dingtalk.jsonnet",
         "vk.jsonnet",
         "github.jsonnet",
+        "google.jsonnet",
         "yandex.jsonnet",
         "wechat.jsonnet",
         "feishu.jsonnet",
