@@ -13,6 +13,7 @@ pub mod alipay;
 pub mod baidu;
 mod common;
 pub mod dingtalk;
+pub mod discord;
 pub mod douyin;
 pub mod feishu;
 pub mod github;

@@ -12,6 +12,7 @@ pub mod baidu;
 pub mod claims;
 pub mod config;
 pub mod dingtalk;
+pub mod discord;
 pub mod douyin;
 pub mod feishu;
 pub mod fetch;

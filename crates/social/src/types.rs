@@ -297,6 +297,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/google.md",
     },
+    ProviderType {
+        id: "discord",
+        make: crate::discord::Discord::make,
+        auth_origins: &["https://discord.com"],
+        icon: include_str!("../icons/discord.svg"),
+        names: Names {
+            en: "Discord",
+            zh_cn: "Discord",
+            ru: "Discord",
+        },
+        docs: "docs/providers/discord.md",
+    },
 ];
 
 /// The type with this id.

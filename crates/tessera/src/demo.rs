@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram, VK, VK ID, GitHub, Google, Yandex ID,
+//! Telegram, VK, VK ID, GitHub, Google, Discord, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use tessera_emulators::alipay::AlipayEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
+use tessera_emulators::discord::DiscordEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
@@ -56,6 +57,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("vk.jsonnet", include_str!("../demo/vk.jsonnet")),
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
     ("google.jsonnet", include_str!("../demo/google.jsonnet")),
+    ("discord.jsonnet", include_str!("../demo/discord.jsonnet")),
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
@@ -82,6 +84,7 @@ struct Emulators {
     vkid: VkIdEmulator,
     github: GithubEmulator,
     google: GoogleEmulator,
+    discord: DiscordEmulator,
     yandex: YandexEmulator,
     wechat: WechatEmulator,
     feishu: FeishuEmulator,
@@ -112,6 +115,7 @@ impl Emulators {
             vkid: VkIdEmulator::serve(loopback().await?)?,
             github: GithubEmulator::serve(loopback().await?)?,
             google: GoogleEmulator::serve(loopback().await?)?,
+            discord: DiscordEmulator::serve(loopback().await?)?,
             yandex: YandexEmulator::serve(loopback().await?)?,
             wechat: WechatEmulator::serve(loopback().await?)?,
             feishu: FeishuEmulator::serve(loopback().await?)?,
@@ -141,6 +145,7 @@ impl Emulators {
         self.vkid.register_redirect_uri(&cb("vkid"));
         self.github.register_redirect_uri(cb("github"));
         self.google.register_redirect_uri(cb("google"));
+        self.discord.register_redirect_uri(cb("discord"));
         self.yandex.register_redirect_uri(cb("yandex"));
         self.wechat.register_redirect_uri(cb("wechat"));
         self.feishu.register_redirect_uri(cb("feishu"));
@@ -227,6 +232,13 @@ selfservice:
             issuer_url: {gg_issuer}
             scope: [email, profile]
             mapper_url: {gg_mapper}
+          - id: discord
+            provider: discord
+            client_id: {dc_id}
+            client_secret: {dc_secret}
+            auth_url: {dc_auth}
+            api_base_url: {dc_base}
+            mapper_url: {dc_mapper}
           - id: yandex
             provider: yandex
             label: Yandex ID
@@ -396,6 +408,11 @@ courier:
         gg_secret = q(e.google.client_secret()),
         gg_issuer = e.google.issuer(),
         gg_mapper = q(&mapper("google.jsonnet")),
+        dc_id = q(e.discord.client_id()),
+        dc_secret = q(e.discord.client_secret()),
+        dc_auth = e.discord.auth_url(),
+        dc_base = e.discord.base_url(),
+        dc_mapper = q(&mapper("discord.jsonnet")),
         ya_id = q(e.yandex.client_id()),
         ya_secret = q(e.yandex.client_secret()),
         ya_auth = e.yandex.auth_url(),
@@ -507,7 +524,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Google, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Google, Discord, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -522,6 +539,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.vkid.base_url(),
         emulators.github.base_url(),
         emulators.google.issuer(),
+        emulators.discord.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

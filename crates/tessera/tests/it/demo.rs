@@ -212,6 +212,7 @@ async fn a_newcomer_signs_in_with_the_emulated_providers_offline() {
         "vk.jsonnet",
         "github.jsonnet",
         "google.jsonnet",
+        "discord.jsonnet",
         "yandex.jsonnet",
         "wechat.jsonnet",
         "feishu.jsonnet",

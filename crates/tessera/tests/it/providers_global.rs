@@ -2,11 +2,13 @@
 //! flow against their emulators in tessera-emulators, with the default mapper `tessera demo`
 //! writes: Google (sign-up, sign-in again into the same identity, the Workspace `hd` rule, both
 //! spellings of Google's issuer, `email_verified`, every error as a clear message in the page's
-//! language, the emulator refusing what Google refuses); and a Kratos `kratos.yml` naming these
+//! language, the emulator refusing what Google refuses); Discord (the same journey, `verified`
+//! for the email, a scope unticked on Discord's consent page refused); and a Kratos `kratos.yml` naming these
 //! types (and the refused `jackson` / `fedcm-test`) at start.
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::discord::DiscordEmulator;
 use tessera_testkit::emulators::google::{GoogleEmulator, IssuerSpelling};
 use tessera_testkit::journey::{
     assert_needs_a_secret, b64, config, fill_the_gap, identities, location, param, press_provider,
@@ -190,7 +192,7 @@ async fn google_errors_are_clear_localised_messages() {
     let g = GoogleEmulator::start().await;
     let s = google_server(Backend::Sqlite, &g, "GOCSPX-not-the-secret", "").await;
     let text =
-        refused_in_every_language(&s, ("google", "ivan"), "Google отклонил вход", "Google").await;
+        refused_in_every_language(&s, ("google", "ivan"), "Вход через Google отклонён", "Google").await;
     assert!(
         text.contains("Google refused the sign-in: invalid_client"),
         "{text}"
@@ -198,7 +200,7 @@ async fn google_errors_are_clear_localised_messages() {
     let s = google_server(Backend::Sqlite, &g, g.client_secret(), "").await;
     g.set_code_ttl(Duration::ZERO);
     let text =
-        refused_in_every_language(&s, ("google", "ivan"), "Google отклонил вход", "Google").await;
+        refused_in_every_language(&s, ("google", "ivan"), "Вход через Google отклонён", "Google").await;
     assert!(text.contains("invalid_grant"), "{text}");
     g.set_code_ttl(Duration::from_secs(600));
     let text = refused_in_every_language(
@@ -372,7 +374,7 @@ async fn google_emulator_refuses_what_google_refuses() {
 // ---- A Kratos configuration naming these types ---------------------------------------------
 
 /// A `kratos.yml` as a Kratos user has it: `provider: google` with no issuer_url (Google's
-/// is fixed), loaded and built into a server. Nothing is fetched at start: Google's discovery
+/// is fixed) and `provider: discord`, loaded and built into a server. Nothing is fetched at start: Google's discovery
 /// document is read at the first sign-in.
 #[tokio::test]
 async fn a_kratos_yml_naming_the_global_types_starts() {
@@ -382,7 +384,7 @@ async fn a_kratos_yml_naming_the_global_types_starts() {
     std::fs::write(
         &path,
         format!(
-            "version: v1.3.0\ndsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nselfservice:\n  default_browser_return_url: https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n          - id: google\n            provider: google\n            client_id: 318224559123-abc.apps.googleusercontent.com\n            client_secret: GOCSPX-secret\n            mapper_url: base64://{mapper}\n            scope:\n              - email\n              - profile\n"
+            "version: v1.3.0\ndsn: memory\nsecrets:\n  default: [\"test-secret-0123456789abcdef\"]\nselfservice:\n  default_browser_return_url: https://app.example.com/\n  methods:\n    oidc:\n      enabled: true\n      config:\n        providers:\n          - id: google\n            provider: google\n            client_id: 318224559123-abc.apps.googleusercontent.com\n            client_secret: GOCSPX-secret\n            mapper_url: base64://{mapper}\n            scope:\n              - email\n              - profile\n          - id: discord\n            provider: discord\n            client_id: \"1187452093318451200\"\n            client_secret: discord-secret\n            mapper_url: base64://{mapper}\n"
         ),
     )
     .unwrap();
@@ -414,4 +416,204 @@ async fn jackson_and_fedcm_test_are_refused_naming_the_key_line_and_the_way_out(
         assert!(err.contains(instead), "{err}");
         assert!(!err.contains("unknown provider type"), "{err}");
     }
+}
+
+// ---- Discord -------------------------------------------------------------------------------
+
+/// `tessera demo`'s Discord mapper, the one docs/providers/discord.md shows.
+const DISCORD_MAPPER: &str = include_str!("../../demo/discord.jsonnet");
+
+fn discord_yaml(d: &DiscordEmulator, secret: &str) -> String {
+    format!(
+        "          - id: discord\n            provider: discord\n            client_id: \"{}\"\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        d.client_id(),
+        d.auth_url(),
+        d.base_url(),
+        b64(DISCORD_MAPPER)
+    )
+}
+
+async fn discord_server(backend: Backend, d: &DiscordEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&discord_yaml(d, secret))).await;
+    d.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/discord",
+        s.public
+    ));
+    s
+}
+
+each_backend!(discord_sign_up_then_sign_in_again_into_the_same_identity);
+async fn discord_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let d = DiscordEmulator::start().await;
+    let s = discord_server(backend, &d, d.client_secret()).await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "discord", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&d.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("identify email")
+    );
+    assert_eq!(param(&authorize, "prompt").as_deref(), Some("none"));
+    let r = b.get(&upstream(&b, &authorize, "ivan").await, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "ivan.petrov@example.ru");
+    assert_eq!(me["traits"]["name"]["first"], "Иван Петров");
+    assert_eq!(me["metadata_public"]["discord_username"], "ivan_petrov");
+    let id = me["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        tessera_testkit::journey::oidc_identifiers(&s, &id).await,
+        json!([format!("discord:{}", d.id_of("ivan"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "discord", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn discord_unverified_email_is_not_taken_and_an_unticked_scope_is_refused() {
+    let d = DiscordEmulator::start().await;
+    let s = discord_server(Backend::Sqlite, &d, d.client_secret()).await;
+    // Мария's address is not verified at Discord: the registration page asks for one.
+    let b = Browser::default();
+    let r = sign_in(&b, &s, "login", "discord", "maria").await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{loc}"
+    );
+    assert!(identities(&s).await.is_empty());
+    // Ivan unticks `email` on Discord's consent page: the token lacks a scope asked for.
+    d.set_withheld_scope(Some("email"));
+    let text = refused_in_every_language(
+        &s,
+        ("discord", "ivan"),
+        "Не удалось завершить вход через Discord",
+        "通过 Discord 登录未能完成",
+    )
+    .await;
+    assert!(
+        text.contains("did not grant the permission `email`"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+    assert_needs_a_secret(&config(&discord_yaml(&d, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn discord_errors_are_clear_localised_messages() {
+    let d = DiscordEmulator::start().await;
+    let s = discord_server(Backend::Sqlite, &d, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s,
+        ("discord", "ivan"),
+        "Вход через Discord отклонён",
+        "Discord 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("Discord refused the sign-in: invalid_client"),
+        "{text}"
+    );
+    let s = discord_server(Backend::Sqlite, &d, d.client_secret()).await;
+    d.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("discord", "ivan"),
+        "Вход через Discord отклонён",
+        "Discord 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("invalid_grant"), "{text}");
+    d.set_code_ttl(Duration::from_secs(600));
+    let text = refused_in_every_language(
+        &s,
+        ("discord", "deny"),
+        "Вход через Discord отменён",
+        "Discord 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn discord_emulator_refuses_what_discord_refuses() {
+    let d = DiscordEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    d.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |redirect: &str| {
+        format!(
+            "{}?client_id={}&response_type=code&scope=identify%20email&redirect_uri={redirect}&state=s&user=ivan",
+            d.auth_url(),
+            d.client_id()
+        )
+    };
+    let r = c.get(auth("http://evil.example/cb")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Invalid OAuth2 redirect_uri")
+    );
+    let r = c.get(auth(back)).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let code = param(&location(&r), "code").unwrap();
+    let token = |code: &str, secret: &str, redirect: &str| {
+        c.post(format!("{}/api/oauth2/token", d.base_url()))
+            .form(&[
+                ("client_id", d.client_id()),
+                ("client_secret", secret),
+                ("code", code),
+                ("grant_type", "authorization_code"),
+                ("redirect_uri", redirect),
+            ])
+            .send()
+    };
+    let r = token(&code, "wrong", back).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = token(&code, d.client_secret(), "http://127.0.0.1:9/other")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c.get(auth(back)).send().await.unwrap();
+    let code = param(&location(&r), "code").unwrap();
+    let t: Value = token(&code, d.client_secret(), back)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["scope"], "identify email");
+    let again = token(&code, d.client_secret(), back).await.unwrap();
+    assert_eq!(again.status(), 400, "a code is spent once");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let me = |token: &str| {
+        c.get(format!("{}/api/users/@me", d.base_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let u: Value = me(t["access_token"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["id"], d.id_of("ivan"));
+    assert_eq!(u["verified"], true);
+    let r = me("forged").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "401: Unauthorized"
+    );
 }
