@@ -191,16 +191,26 @@ async fn google_issuer_is_accepted_in_both_spellings_and_nothing_else() {
 async fn google_errors_are_clear_localised_messages() {
     let g = GoogleEmulator::start().await;
     let s = google_server(Backend::Sqlite, &g, "GOCSPX-not-the-secret", "").await;
-    let text =
-        refused_in_every_language(&s, ("google", "ivan"), "Вход через Google отклонён", "Google").await;
+    let text = refused_in_every_language(
+        &s,
+        ("google", "ivan"),
+        "Вход через Google отклонён",
+        "Google 拒绝了此次登录",
+    )
+    .await;
     assert!(
         text.contains("Google refused the sign-in: invalid_client"),
         "{text}"
     );
     let s = google_server(Backend::Sqlite, &g, g.client_secret(), "").await;
     g.set_code_ttl(Duration::ZERO);
-    let text =
-        refused_in_every_language(&s, ("google", "ivan"), "Вход через Google отклонён", "Google").await;
+    let text = refused_in_every_language(
+        &s,
+        ("google", "ivan"),
+        "Вход через Google отклонён",
+        "Google 拒绝了此次登录",
+    )
+    .await;
     assert!(text.contains("invalid_grant"), "{text}");
     g.set_code_ttl(Duration::from_secs(600));
     let text = refused_in_every_language(
