@@ -31,10 +31,12 @@
 //! - The app is an "OpenID" app by default (answers carry `open_id`, per app);
 //!   [`AlipayEmulator::set_ids`] switches it to a legacy app (`user_id`, 2088…) or both.
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{
+    Client, Grants, Redeemed, esc, query_without_user, random_hex, redirect, s256,
+};
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -45,7 +47,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The emulated gateway's signing key (Alipay's private key; fake, made for this emulator).
 const GATEWAY_KEY: &str = include_str!("alipay_keys/gateway_private.pem");
@@ -117,9 +119,9 @@ pub fn open_id(app_id: &str, user: &AlipayUser) -> String {
     format!("074a{}", &h[..40])
 }
 
+#[derive(Clone)]
 struct Code {
     user: AlipayUser,
-    issued: Instant,
 }
 
 struct Shared {
@@ -128,11 +130,9 @@ struct Shared {
     other_key: RsaPrivateKey,
     app_public: RsaPublicKey,
     domains: Mutex<Vec<String>>,
-    code_ttl: Mutex<Duration>,
     ids: Mutex<Ids>,
     signing: Mutex<Signing>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, AlipayUser>>,
+    grants: Grants<Code, AlipayUser>,
 }
 
 /// A running Alipay emulator on 127.0.0.1. Stops when dropped.
@@ -163,11 +163,9 @@ impl AlipayEmulator {
             other_key: key(UNKNOWN_PRIVATE_KEY)?,
             app_public: key(APP_KEY)?.to_public_key(),
             domains: Mutex::new(vec![]),
-            code_ttl: Mutex::new(CODE_TTL),
             ids: Mutex::new(Ids::OpenId),
             signing: Mutex::new(Signing::Genuine),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth2/publicAppAuthorize.htm", get(authorize))
@@ -234,7 +232,7 @@ impl AlipayEmulator {
 
     /// How long codes issued from now on stay valid.
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// Which ids the answers carry from now on.
@@ -308,26 +306,20 @@ async fn authorize(
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
     let code = random_hex("")[..32].to_string();
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
-        Code {
-            user,
-            issued: Instant::now(),
-        },
-    );
+    s.grants.issue_code(&code, Code { user });
     back.query_pairs_mut()
         .append_pair("app_id", &s.client.client_id)
         .append_pair("source", "alipay_wallet")
         .append_pair("scope", get("scope"))
         .append_pair("auth_code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
@@ -484,17 +476,15 @@ fn token(s: &Shared, grant_type: &str, code: &str) -> Response {
     if grant_type != "authorization_code" {
         return invalid(s, "isv.grant-type-invalid", "不支持的grantType");
     }
-    let Some(c) = s.codes.lock().expect("lock").remove(code) else {
-        return invalid(s, "isv.code-invalid", "授权码code无效");
+    let c = match s.grants.redeem(code) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Expired(_) => return invalid(s, "isv.code-invalid", "授权码code无效"),
+        Redeemed::Unknown | Redeemed::Used => {
+            return invalid(s, "isv.code-invalid", "授权码code无效");
+        }
     };
-    if c.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return invalid(s, "isv.code-invalid", "授权码code无效");
-    }
     let access = format!("authusrB{}", &random_hex("")[..32]);
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), c.user);
+    s.grants.issue_token(&access, c.user);
     let mut business = ids_of(s, &c.user);
     business.insert("access_token".into(), access.into());
     business.insert("expires_in".into(), 1_296_000.into());
@@ -513,7 +503,7 @@ fn token(s: &Shared, grant_type: &str, code: &str) -> Response {
 
 fn user_info(s: &Shared, auth_token: &str) -> Response {
     let node = "alipay_user_info_share_response";
-    let Some(user) = s.tokens.lock().expect("lock").get(auth_token).copied() else {
+    let Some(user) = s.grants.token_user(auth_token) else {
         return answer(
             s,
             node,

@@ -293,6 +293,46 @@ pub(crate) fn redirect(to: &url::Url) -> axum::response::Response {
         .into_response()
 }
 
+/// The client's credentials at a token endpoint: HTTP Basic with form-urlencoded parts
+/// (RFC 6749 §2.3.1, `client_secret_basic`), else the form's `client_id` and `client_secret`.
+pub(crate) fn client_credentials(
+    headers: &axum::http::HeaderMap,
+    form: &HashMap<String, String>,
+) -> (String, String) {
+    use base64::engine::general_purpose::STANDARD;
+    let basic = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    if let Some((id, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) {
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        return (dec(id), dec(secret));
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    (get("client_id"), get("client_secret"))
+}
+
+/// An RFC 6749 §5.2 error answer: `{error, error_description}` with `status`.
+pub(crate) fn oauth_error(
+    status: axum::http::StatusCode,
+    error: &str,
+    description: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        axum::Json(serde_json::json!({"error": error, "error_description": description})),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

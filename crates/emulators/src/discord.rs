@@ -17,18 +17,16 @@
 //!   `email` scope, `locale`, `mfa_enabled`, …), or HTTP 401 `{"message": "401: Unauthorized",
 //!   "code": 0}`.
 
-use crate::common::{Client, esc, query_without_user, random_token};
+use crate::common::{Client, Grants, Redeemed, esc, query_without_user, random_token, redirect};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fake Discord account.
 #[derive(Debug, Clone, Copy)]
@@ -65,13 +63,14 @@ pub const USERS: [DiscordUser; 2] = [
 
 const CODE_TTL: Duration = Duration::from_secs(600);
 
+#[derive(Clone)]
 struct Code {
     user: DiscordUser,
-    issued: Instant,
     redirect_uri: String,
     scope: String,
 }
 
+#[derive(Clone)]
 struct Grant {
     user: DiscordUser,
     scope: String,
@@ -79,10 +78,8 @@ struct Grant {
 
 struct Shared {
     client: Client,
-    code_ttl: Mutex<Duration>,
     withheld_scope: Mutex<Option<String>>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, Grant>>,
+    grants: Grants<Code, Grant>,
 }
 
 /// A running Discord emulator on 127.0.0.1. Stops when dropped.
@@ -109,10 +106,8 @@ impl DiscordEmulator {
                 "1187452093318451200",
                 "q7Zr2xK9vLm4Tn8Bw1Yc6Hd3Fs0Gp5Je",
             ),
-            code_ttl: Mutex::new(CODE_TTL),
             withheld_scope: Mutex::new(None),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/oauth2/authorize", get(authorize))
@@ -144,7 +139,7 @@ impl DiscordEmulator {
 
     /// How long codes issued from now on stay valid.
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// The scope people untick on the consent page from now on (`None`: they grant all).
@@ -204,7 +199,7 @@ async fn authorize(
                 "The resource owner or authorization server denied the request",
             )
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(
@@ -219,11 +214,10 @@ async fn authorize(
         .collect::<Vec<_>>()
         .join(" ");
     let code = random_token(22);
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
-            issued: Instant::now(),
             redirect_uri: redirect_uri.to_string(),
             scope,
         },
@@ -231,7 +225,7 @@ async fn authorize(
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
@@ -267,19 +261,7 @@ async fn token(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let (id, secret) = match basic.as_deref().and_then(|b| b.split_once(':')) {
-        Some((i, s)) => (i.to_string(), s.to_string()),
-        None => (
-            get("client_id").to_string(),
-            get("client_secret").to_string(),
-        ),
-    };
+    let (id, secret) = crate::common::client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
     }
@@ -295,12 +277,10 @@ async fn token(
             json!({"error": "invalid_grant", "error_description": "Invalid \"code\" in request."}),
         )
     };
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
-        return invalid_code();
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Unknown | Redeemed::Used | Redeemed::Expired(_) => return invalid_code(),
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return invalid_code();
-    }
     if code.redirect_uri != get("redirect_uri") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -308,8 +288,8 @@ async fn token(
         );
     }
     let access = random_token(22);
-    s.tokens.lock().expect("lock").insert(
-        access.clone(),
+    s.grants.issue_token(
+        &access,
         Grant {
             user: code.user,
             scope: code.scope.clone(),
@@ -331,8 +311,7 @@ async fn me(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let tokens = s.tokens.lock().expect("lock");
-    let Some(grant) = tokens.get(token) else {
+    let Some(grant) = s.grants.token_user(token) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             json!({"message": "401: Unauthorized", "code": 0}),

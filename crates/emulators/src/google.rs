@@ -28,19 +28,22 @@
 //!   `picture`, `iat`, `exp` (one hour). Google writes `iss` with or without `https://`;
 //!   [`GoogleEmulator::set_issuer_spelling`] chooses.
 
-use crate::common::{Client, esc, query_without_user, random_token, s256};
+use crate::common::{
+    Client, Grants, client_credentials, esc, oauth_error, query_without_user, random_token,
+    redirect, s256,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A fake Google account.
 #[derive(Debug, Clone, Copy)]
@@ -111,9 +114,9 @@ pub enum IssuerSpelling {
     Other(String),
 }
 
+#[derive(Clone)]
 struct Code {
     user: GoogleUser,
-    issued: Instant,
     redirect_uri: String,
     nonce: Option<String>,
     challenge: Option<(String, String)>,
@@ -122,9 +125,7 @@ struct Code {
 
 struct Shared {
     client: Client,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
-    tokens: Mutex<HashMap<String, GoogleUser>>,
+    grants: Grants<Code, GoogleUser>,
     issuer_spelling: Mutex<IssuerSpelling>,
 }
 
@@ -176,9 +177,7 @@ impl GoogleEmulator {
                 "318224559123-k2v0q8mfd1s7h3c5r9tj4nb6pe0ul2ai.apps.googleusercontent.com",
                 "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",
             ),
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
             issuer_spelling: Mutex::new(IssuerSpelling::Full),
         });
         let app = Router::new()
@@ -209,7 +208,7 @@ impl GoogleEmulator {
 
     /// How long codes issued from now on stay valid.
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// How id_tokens issued from now on write `iss`.
@@ -339,7 +338,7 @@ async fn authorize(
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(
@@ -349,11 +348,10 @@ async fn authorize(
         );
     };
     let code = format!("4/0A{}", random_token(48));
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
-            issued: Instant::now(),
             redirect_uri: redirect_uri.to_string(),
             nonce: q.get("nonce").cloned(),
             challenge,
@@ -369,7 +367,7 @@ async fn authorize(
     if let Some(hd) = user.hd {
         back.query_pairs_mut().append_pair("hd", hd);
     }
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 /// Google reports `email` and `profile` as their long scope URLs.
@@ -405,35 +403,6 @@ fn chooser(q: &HashMap<String, String>) -> Response {
         esc(&base)
     ))
     .into_response()
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
-}
-
-/// `client_secret_basic` (form-urlencoded parts, RFC 6749 §2.3.1) or `client_secret_post`.
-fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (String, String) {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    if let Some((id, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) {
-        let dec = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        return (dec(id), dec(secret));
-    }
-    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    (get("client_id"), get("client_secret"))
 }
 
 fn now() -> u64 {
@@ -485,12 +454,9 @@ async fn token(
             &format!("Invalid grant_type: {}", get("grant_type")),
         );
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
+    let Some(code) = s.grants.redeem_fresh(get("code")) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
-    }
     if code.redirect_uri != get("redirect_uri") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -521,10 +487,7 @@ async fn token(
         }
     }
     let access = format!("ya29.a0{}", random_token(60));
-    s.tokens
-        .lock()
-        .expect("lock")
-        .insert(access.clone(), code.user);
+    s.grants.issue_token(&access, code.user);
     let iss = match &*s.issuer_spelling.lock().expect("lock") {
         IssuerSpelling::Full => s.client.base.clone(),
         IssuerSpelling::Bare => s
@@ -581,7 +544,7 @@ async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let Some(user) = s.tokens.lock().expect("lock").get(token).copied() else {
+    let Some(user) = s.grants.token_user(token) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request",

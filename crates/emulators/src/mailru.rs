@@ -18,11 +18,10 @@
 
 use crate::common::{Client, Grants, esc, query_without_user, random_hex, redirect};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -208,16 +207,7 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
         .into_owned()
         .collect();
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let (id, secret) = match basic.as_deref().and_then(|b| b.split_once(':')) {
-        Some((i, sec)) => (i.to_string(), sec.to_string()),
-        None => (get("client_id").into(), get("client_secret").into()),
-    };
+    let (id, secret) = crate::common::client_credentials(&headers, &f);
     if get("grant_type") != "authorization_code" {
         return error(
             StatusCode::BAD_REQUEST,

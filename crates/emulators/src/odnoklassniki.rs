@@ -232,11 +232,7 @@ fn consent_page(q: &HashMap<String, String>) -> Response {
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
+    crate::common::oauth_error(StatusCode::BAD_REQUEST, error, description)
 }
 
 async fn token(

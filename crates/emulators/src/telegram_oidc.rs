@@ -15,22 +15,25 @@
 //!   `iat`, `exp`, `nonce`, `name`, `preferred_username`, `picture`, and `phone_number` with
 //!   the `phone` scope. Never an email.
 
-use crate::common::{Client, esc, query_without_user, random_hex, random_token, s256};
+use crate::common::{
+    Client, Grants, Redeemed, client_credentials, esc, oauth_error, query_without_user, random_hex,
+    random_token, redirect, s256,
+};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The emulator's id_token signing key (fake, made for this emulator).
 const SIGNING_KEY: &str = include_str!("telegram_oidc_key.pem");
@@ -67,9 +70,9 @@ pub const USERS: [TelegramUser; 2] = [
 
 const CODE_TTL: Duration = Duration::from_secs(300);
 
+#[derive(Clone)]
 struct Code {
     user: TelegramUser,
-    issued: Instant,
     redirect_uri: String,
     challenge: String,
     nonce: String,
@@ -79,8 +82,7 @@ struct Code {
 struct Shared {
     client: Client,
     key: RsaPrivateKey,
-    code_ttl: Mutex<Duration>,
-    codes: Mutex<HashMap<String, Code>>,
+    grants: Grants<Code, ()>,
 }
 
 /// A running Telegram OIDC emulator on 127.0.0.1. Stops when dropped.
@@ -105,8 +107,7 @@ impl TelegramOidcEmulator {
         let shared = Arc::new(Shared {
             client: Client::new(addr, "7712345678", "tg-login-secret-6f1c2a9e4b7d"),
             key,
-            code_ttl: Mutex::new(CODE_TTL),
-            codes: Mutex::new(HashMap::new()),
+            grants: Grants::new(CODE_TTL),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -134,7 +135,7 @@ impl TelegramOidcEmulator {
 
     /// How long codes issued from now on stay valid.
     pub fn set_code_ttl(&self, ttl: Duration) {
-        *self.shared.code_ttl.lock().expect("lock") = ttl;
+        self.shared.grants.set_code_ttl(ttl);
     }
 
     /// The Telegram id of the fake user `key`.
@@ -212,17 +213,16 @@ async fn authorize(
         back.query_pairs_mut()
             .append_pair("error", "access_denied")
             .append_pair("state", get("state"));
-        return (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response();
+        return redirect(&back);
     }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
     let code = random_token(24);
-    s.codes.lock().expect("lock").insert(
-        code.clone(),
+    s.grants.issue_code(
+        &code,
         Code {
             user,
-            issued: Instant::now(),
             redirect_uri: redirect_uri.to_string(),
             challenge: get("code_challenge").to_string(),
             nonce: get("nonce").to_string(),
@@ -232,7 +232,7 @@ async fn authorize(
     back.query_pairs_mut()
         .append_pair("code", &code)
         .append_pair("state", get("state"));
-    (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
+    redirect(&back)
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
@@ -252,35 +252,6 @@ fn consent_page(q: &HashMap<String, String>) -> Response {
         esc(&base)
     ))
     .into_response()
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
-}
-
-/// The client's credentials: HTTP Basic (form-urlencoded parts) or the form's own.
-fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (String, String) {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    if let Some((id, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) {
-        let dec = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        return (dec(id), dec(secret));
-    }
-    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    (get("client_id"), get("client_secret"))
 }
 
 fn jwt(key: &RsaPrivateKey, claims: &Value) -> String {
@@ -324,20 +295,23 @@ async fn token(
             "Only authorization_code is supported",
         );
     }
-    let Some(code) = s.codes.lock().expect("lock").remove(get("code")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "The authorization code is invalid or was already used",
-        );
+    let code = match s.grants.redeem(get("code")) {
+        Redeemed::Fresh(c) => c,
+        Redeemed::Expired(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "The authorization code has expired",
+            );
+        }
+        Redeemed::Unknown | Redeemed::Used => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "The authorization code is invalid or was already used",
+            );
+        }
     };
-    if code.issued.elapsed() >= *s.code_ttl.lock().expect("lock") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "The authorization code has expired",
-        );
-    }
     if code.redirect_uri != get("redirect_uri") {
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -24,13 +24,12 @@
 //!   `login:avatar`; `birthday` with `login:birthday`; `default_phone` with
 //!   `login:default_phone`.
 
-use crate::common::{Client, esc, query_without_user, random_hex, s256};
+use crate::common::{Client, client_credentials, esc, query_without_user, random_hex, s256};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -336,21 +335,6 @@ fn token_error(error: &str, description: &str) -> Response {
         Json(json!({"error": error, "error_description": description})),
     )
         .into_response()
-}
-
-/// The client's credentials: HTTP Basic, else the body.
-fn client_credentials(headers: &HeaderMap, f: &HashMap<String, String>) -> (String, String) {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    if let Some((id, secret)) = basic.as_deref().and_then(|b| b.split_once(':')) {
-        return (id.to_string(), secret.to_string());
-    }
-    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
-    (get("client_id"), get("client_secret"))
 }
 
 async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
