@@ -65,7 +65,8 @@ impl Engine {
         Ok(flow)
     }
 
-    /// `client` is the address the request came from, for the failed-attempt limits.
+    /// `client` is the address the request came from, for the failed-attempt limits. A
+    /// submission without the request's session renews none (see [`Self::submit_login_with`]).
     pub async fn submit_login(
         &self,
         flow_id: &str,
@@ -73,9 +74,26 @@ impl Engine {
         csrf_cookie: Option<&str>,
         client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
+        self.submit_login_with(flow_id, body, csrf_cookie, client, None)
+            .await
+    }
+
+    /// The first-factor login. `current` is the session the request carries: a refresh flow
+    /// renews the session it was started from only when the same session completes it (as
+    /// Kratos reads the session from the submitting request), so knowing a refresh flow's id
+    /// and the password is not enough to inherit a second factor.
+    pub(crate) async fn submit_login_with(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+        client: Option<std::net::IpAddr>,
+        current: Option<&Session>,
+    ) -> Result<Outcome, Error> {
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
             .await?;
+        crate::mfa::keep_renewal_only_for(&mut flow, current);
         if let Some(decision) = str_field(body, "link_decision") {
             let decision = decision.to_string();
             return self.submit_link_decision(flow, &decision).await;

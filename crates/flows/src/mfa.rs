@@ -534,7 +534,9 @@ impl Engine {
                 ));
                 return self.invalid(flow).await;
             }
-            return self.submit_login(flow_id, body, csrf_cookie, client).await;
+            return self
+                .submit_login_with(flow_id, body, csrf_cookie, client, session)
+                .await;
         }
         let mut flow = self
             .flow_for_submit(FlowKind::Login, flow_id, body, csrf_cookie)
@@ -751,6 +753,16 @@ impl Engine {
             .retire_replaced_session(old.id, session.id)
             .await?;
         Ok((session, token))
+    }
+}
+
+/// Forgets which session a refresh flow would renew unless `current` (the session the
+/// completing request carries) is that session.
+pub(crate) fn keep_renewal_only_for(flow: &mut Flow, current: Option<&Session>) {
+    if flow.internal.renews_session.is_some()
+        && flow.internal.renews_session != current.map(|s| s.id)
+    {
+        flow.internal.renews_session = None;
     }
 }
 

@@ -616,3 +616,37 @@ async fn a_refresh_login_as_someone_else_inherits_nothing() {
         "the owner's session is left alone"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_flow_completed_without_its_session_renews_nothing() {
+    let e = mfa_engine("").await;
+    register(&e, "leak@example.com").await;
+    let (session, _) = signed_in(&e, "leak@example.com").await;
+    let secret = enrol(&e, &session).await;
+    let (lifted, lifted_token) = stepped_up(&e, &session, &secret).await;
+    let flow = e
+        .init_login(FlowType::Api, "http://t/", None, true, Some(&lifted), "")
+        .await
+        .unwrap();
+
+    // Someone who learnt the flow's id and the password, but holds no session of the owner's,
+    // completes it: the second factor is not theirs to inherit.
+    let body =
+        json!({"method": "password", "identifier": "leak@example.com", "password": PASSWORD});
+    let Outcome::Completed {
+        session: Some((theirs, _)),
+        ..
+    } = e
+        .submit_login_as(&flow.id.to_string(), &body, None, None, None)
+        .await
+        .unwrap()
+    else {
+        panic!("the password sign-in failed");
+    };
+    assert_eq!(theirs.authenticator_assurance_level, AAL1);
+    assert_eq!(theirs.authentication_methods.len(), 1);
+    assert!(
+        e.whoami(&lifted_token).await.unwrap().is_some(),
+        "the owner's aal2 session is left alone"
+    );
+}

@@ -185,6 +185,7 @@ impl Engine {
             }
         };
         let tokens = self.seal_tokens(&provider, &profile.tokens);
+        crate::mfa::keep_renewal_only_for(&mut flow, session);
         let api_flow = (flow.flow_type == FlowType::Api).then(|| flow.clone());
         let outcome = match flow.kind {
             FlowKind::Settings => {
