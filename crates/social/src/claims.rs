@@ -65,6 +65,38 @@ pub fn normalize_claims(
     Value::Object(top)
 }
 
+/// The profile of a verified OpenID Connect sign-in: the id_token's claims (and userinfo's,
+/// when merged in) without the token's own protocol claims, which describe the token rather
+/// than the person, with `sub` as the subject.
+pub(crate) fn id_token_profile(
+    mut claims: Map<String, Value>,
+    tokens: crate::provider::Tokens,
+) -> Result<crate::provider::Profile, crate::upstream::UpstreamError> {
+    for k in [
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "nonce",
+        "azp",
+        "at_hash",
+        "c_hash",
+        "auth_time",
+        "sid",
+        "jti",
+    ] {
+        claims.remove(k);
+    }
+    let subject = claims.get("sub").and_then(subject_string).ok_or_else(|| {
+        crate::upstream::UpstreamError::IdToken("`sub` is missing or empty".into())
+    })?;
+    Ok(crate::provider::Profile {
+        subject,
+        claims: normalize_claims(&claims, None),
+        tokens,
+    })
+}
+
 /// Sets a claim when the upstream had a value for it.
 pub fn put_text(claims: &mut Map<String, Value>, key: &str, value: Option<&str>) {
     if let Some(v) = value {

@@ -1,6 +1,5 @@
 //! `generic`: any OpenID Connect provider, configured by its `issuer_url`.
 
-use crate::claims::{normalize_claims, subject_string};
 use crate::config::{ClaimsSource, Pkce, ProviderConfig};
 use crate::oidc::{Expect, Issuer};
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
@@ -222,29 +221,6 @@ impl Provider for Generic {
                 claims.insert(k, v);
             }
         }
-        for k in [
-            "aud",
-            "exp",
-            "iat",
-            "nbf",
-            "nonce",
-            "azp",
-            "at_hash",
-            "c_hash",
-            "auth_time",
-            "sid",
-            "jti",
-        ] {
-            claims.remove(k);
-        }
-        let subject = claims
-            .get("sub")
-            .and_then(subject_string)
-            .ok_or_else(|| UpstreamError::IdToken("`sub` is missing or empty".into()))?;
-        Ok(Profile {
-            subject,
-            claims: normalize_claims(&claims, None),
-            tokens,
-        })
+        crate::claims::id_token_profile(claims, tokens)
     }
 }

@@ -17,7 +17,6 @@
 //! `name`, `given_name`, `family_name`, `picture`, `hd`); mappers map `email` only when
 //! `email_verified` is true.
 
-use crate::claims::{normalize_claims, subject_string};
 use crate::config::{Pkce, ProviderConfig};
 use crate::oidc::{Expect, Issuer};
 use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
@@ -246,30 +245,7 @@ impl Provider for Google {
         }
         // One spelling of the issuer for mappers, whichever the token used.
         claims.insert("iss".into(), Value::String(d.issuer.clone()));
-        for k in [
-            "aud",
-            "exp",
-            "iat",
-            "nbf",
-            "nonce",
-            "azp",
-            "at_hash",
-            "c_hash",
-            "auth_time",
-            "sid",
-            "jti",
-        ] {
-            claims.remove(k);
-        }
-        let subject = claims
-            .get("sub")
-            .and_then(subject_string)
-            .ok_or_else(|| UpstreamError::IdToken("`sub` is missing or empty".into()))?;
-        Ok(Profile {
-            subject,
-            claims: normalize_claims(&claims, None),
-            tokens,
-        })
+        crate::claims::id_token_profile(claims, tokens)
     }
 }
 
