@@ -35,7 +35,7 @@ pub async fn run(args: CourierArgs) -> Result<()> {
     match args.cmd {
         Cmd::Watch { config, dev, .. } => {
             let (settings, warnings) = crate::serve::load_settings(&config, dev)?;
-            crate::serve::init_logging(&settings);
+            let _log = crate::serve::init_logging(&settings);
             for w in &warnings {
                 tracing::warn!("{w}");
             }
