@@ -138,6 +138,18 @@ async fn exchange(s: &TestServer, app: &Value, form: &[(&str, &str)]) -> (u16, V
     (st, v)
 }
 
+/// An exchange by `app` of the user's access token `subject`, with `extra` fields.
+async fn exchange_at(
+    s: &TestServer,
+    app: &Value,
+    subject: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut form = vec![("subject_token", subject), ("subject_token_type", AT)];
+    form.extend_from_slice(extra);
+    exchange(s, app, &form).await
+}
+
 fn claims(jwt: &str) -> Value {
     use base64::Engine as _;
     let p = jwt.split('.').nth(1).expect("a JWT");
@@ -356,51 +368,31 @@ async fn token_exchange_refuses_what_it_must(backend: Backend) {
     }
 
     // Targets: unknown, not allowed to the app, two different ones, two audiences.
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("resource", "https://nope.example.test/api"),
-        ],
+        subject,
+        &[("resource", "https://nope.example.test/api")],
     )
     .await;
     refused(st, &v, "invalid_target", "an unknown API");
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("resource", INVENTORY),
-            ("audience", BOOKS),
-        ],
+        subject,
+        &[("resource", INVENTORY), ("audience", BOOKS)],
     )
     .await;
     refused(st, &v, "invalid_target", "resource and audience differ");
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("audience", INVENTORY),
-            ("audience", BOOKS),
-        ],
+        subject,
+        &[("audience", INVENTORY), ("audience", BOOKS)],
     )
     .await;
     refused(st, &v, "invalid_target", "two audiences");
-    let (st, v) = exchange(
-        &s,
-        &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("audience", INVENTORY),
-        ],
-    )
-    .await;
+    let (st, v) = exchange_at(&s, &books, subject, &[("audience", INVENTORY)]).await;
     assert_eq!(
         st, 200,
         "`audience` names the API as well as `resource`: {v}"
@@ -411,28 +403,20 @@ async fn token_exchange_refuses_what_it_must(backend: Backend) {
     );
 
     // Scopes only narrow.
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("resource", BOOKS),
-            ("scope", "read:books"),
-        ],
+        subject,
+        &[("resource", BOOKS), ("scope", "read:books")],
     )
     .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["scope"], "read:books");
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
-        &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
-            ("resource", INVENTORY),
-            ("scope", "write:books"),
-        ],
+        subject,
+        &[("resource", INVENTORY), ("scope", "write:books")],
     )
     .await;
     refused(
@@ -462,12 +446,11 @@ async fn token_exchange_refuses_what_it_must(backend: Backend) {
         &[("grant_type", "client_credentials"), ("resource", BOOKS)],
     )
     .await;
-    let (st, v) = exchange(
+    let (st, v) = exchange_at(
         &s,
         &books,
+        subject,
         &[
-            ("subject_token", subject),
-            ("subject_token_type", AT),
             ("resource", INVENTORY),
             (
                 "actor_token",
