@@ -433,11 +433,7 @@ impl Provider for Alipay {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = if self.cfg.scope.is_empty() {
-            "auth_user".to_string()
-        } else {
-            self.cfg.scope.join(",")
-        };
+        let scope = self.cfg.scope_or("auth_user", ",");
         oauth2::authorization_url(
             &self.auth_url,
             [

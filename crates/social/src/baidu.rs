@@ -106,11 +106,7 @@ impl Provider for Baidu {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = if self.cfg.scope.is_empty() {
-            "basic".to_string()
-        } else {
-            self.cfg.scope.join(" ")
-        };
+        let scope = self.cfg.scope_or("basic", " ");
         oauth2::authorization_url(
             &self.auth_url,
             [

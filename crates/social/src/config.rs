@@ -96,6 +96,18 @@ pub struct ProviderConfig {
     pub store_tokens: bool,
 }
 
+impl ProviderConfig {
+    /// The configured scopes joined as this upstream spells a list (`" "`, `","`, `";"`), or
+    /// its documented default when none are configured.
+    pub fn scope_or(&self, default: &str, separator: &str) -> String {
+        if self.scope.is_empty() {
+            default.to_string()
+        } else {
+            self.scope.join(separator)
+        }
+    }
+}
+
 fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Problem {
     Problem {
         key: if key.is_empty() {

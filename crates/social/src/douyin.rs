@@ -123,11 +123,7 @@ impl Provider for Douyin {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = if self.cfg.scope.is_empty() {
-            "user_info".to_string()
-        } else {
-            self.cfg.scope.join(",")
-        };
+        let scope = self.cfg.scope_or("user_info", ",");
         oauth2::authorization_url(
             &self.auth_url,
             [

@@ -90,11 +90,7 @@ impl Provider for Mailru {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = if self.cfg.scope.is_empty() {
-            "userinfo".to_string()
-        } else {
-            self.cfg.scope.join(" ")
-        };
+        let scope = self.cfg.scope_or("userinfo", " ");
         oauth2::authorization_url(
             &self.auth_url,
             [

@@ -136,11 +136,7 @@ impl Provider for Odnoklassniki {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = if self.cfg.scope.is_empty() {
-            "VALUABLE_ACCESS".to_string()
-        } else {
-            self.cfg.scope.join(";")
-        };
+        let scope = self.cfg.scope_or("VALUABLE_ACCESS", ";");
         oauth2::authorization_url(
             &self.auth_url,
             [

@@ -111,11 +111,7 @@ impl Provider for Qq {
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
         // Comma-separated; `get_user_info` is what sign-in needs.
-        let scope = if self.cfg.scope.is_empty() {
-            "get_user_info".to_string()
-        } else {
-            self.cfg.scope.join(",")
-        };
+        let scope = self.cfg.scope_or("get_user_info", ",");
         oauth2::authorization_url(
             &self.auth_url,
             [
