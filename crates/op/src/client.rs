@@ -654,6 +654,9 @@ pub struct ClientAuth {
 #[derive(Default)]
 pub struct ClientCache {
     map: std::sync::Mutex<std::collections::HashMap<String, CachedClient>>,
+    /// Whether some app may exchange tokens, which discovery (anonymous) must know: without
+    /// this, every discovery request would read and parse every registered app.
+    token_exchange: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 /// When it was read, and the app (or `None`: no such app).
@@ -682,6 +685,19 @@ impl ClientCache {
     pub fn clear(&self) {
         if let Ok(mut map) = self.map.lock() {
             map.clear();
+        }
+        if let Ok(mut t) = self.token_exchange.lock() {
+            *t = None;
+        }
+    }
+    pub(crate) fn token_exchange(&self) -> Option<bool> {
+        let t = self.token_exchange.lock().ok()?;
+        t.filter(|(at, _)| at.elapsed() < CLIENT_CACHE_TTL)
+            .map(|(_, v)| v)
+    }
+    pub(crate) fn put_token_exchange(&self, v: bool) {
+        if let Ok(mut t) = self.token_exchange.lock() {
+            *t = Some((std::time::Instant::now(), v));
         }
     }
 }
@@ -967,5 +983,24 @@ impl Provider {
         }
         self.save(&client, &row).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientCache;
+
+    /// Discovery's answer to "may some app exchange tokens" is kept, and forgotten as soon as
+    /// an app changes through this process, so an admin's change shows at once.
+    #[test]
+    fn the_token_exchange_answer_is_kept_until_an_app_changes() {
+        let cache = ClientCache::default();
+        assert_eq!(cache.token_exchange(), None, "nothing known yet");
+        cache.put_token_exchange(true);
+        assert_eq!(cache.token_exchange(), Some(true));
+        cache.clear();
+        assert_eq!(cache.token_exchange(), None, "an app changed: read again");
+        cache.put_token_exchange(false);
+        assert_eq!(cache.token_exchange(), Some(false));
     }
 }

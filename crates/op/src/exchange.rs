@@ -84,13 +84,19 @@ fn refused(field: &str, why: &str) -> OpError {
 }
 
 impl Provider {
-    /// Whether some app may use token exchange (discovery lists the grant only then).
+    /// Whether some app may use token exchange (discovery lists the grant only then); known
+    /// for [`crate::client::CLIENT_CACHE_TTL`], or until an app changes through this process.
     pub async fn token_exchange_enabled(&self) -> OpResult<bool> {
-        Ok(self
+        if let Some(known) = self.clients.token_exchange() {
+            return Ok(known);
+        }
+        let any = self
             .list_clients()
             .await?
             .iter()
-            .any(|(c, _)| c.allows_grant(crate::GrantType::TokenExchange)))
+            .any(|(c, _)| c.allows_grant(crate::GrantType::TokenExchange));
+        self.clients.put_token_exchange(any);
+        Ok(any)
     }
 
     /// The token-exchange grant (RFC 8693 §2.1), for an app already authenticated and allowed
