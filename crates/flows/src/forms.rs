@@ -62,3 +62,66 @@ pub fn str_field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 pub fn method(body: &Value) -> &str {
     str_field(body, "method").unwrap_or_default()
 }
+
+/// A yes/no button or checkbox: JSON `true`, or the form value `"true"`.
+pub fn flag(body: &Value, name: &str) -> bool {
+    match body.get(name) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+/// The method of a settings submission. Some of Kratos's settings buttons carry their own name
+/// rather than `method` (the recovery codes' `lookup_secret_regenerate`, `…_reveal`,
+/// `…_confirm`, `…_disable`, and `totp_unlink`), and Kratos takes the method from them, so a
+/// plain HTML form with one of those buttons works without a `method` field.
+pub fn settings_method(body: &Value) -> &str {
+    match method(body) {
+        "" if [
+            "lookup_secret_regenerate",
+            "lookup_secret_reveal",
+            "lookup_secret_confirm",
+            "lookup_secret_disable",
+        ]
+        .iter()
+        .any(|b| flag(body, b)) =>
+        {
+            "lookup_secret"
+        }
+        "" if flag(body, "totp_unlink") => "totp",
+        m => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_method;
+    use serde_json::json;
+
+    /// The hosted settings page posts the recovery-code and unlink buttons without `method`, as
+    /// Kratos's own UI does; a stated method is never overridden, and a button set to `false`
+    /// chooses nothing.
+    #[test]
+    fn a_settings_button_names_its_method_as_in_kratos() {
+        for b in [
+            "lookup_secret_regenerate",
+            "lookup_secret_reveal",
+            "lookup_secret_confirm",
+            "lookup_secret_disable",
+        ] {
+            assert_eq!(settings_method(&json!({b: "true"})), "lookup_secret", "{b}");
+            assert_eq!(settings_method(&json!({b: true})), "lookup_secret", "{b}");
+        }
+        assert_eq!(settings_method(&json!({"totp_unlink": "true"})), "totp");
+        assert_eq!(
+            settings_method(&json!({"method": "profile", "totp_unlink": "true"})),
+            "profile"
+        );
+        assert_eq!(
+            settings_method(&json!({"lookup_secret_confirm": "false"})),
+            ""
+        );
+        assert_eq!(settings_method(&json!({})), "");
+    }
+}

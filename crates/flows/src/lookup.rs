@@ -7,7 +7,7 @@
 //! not give them back by guessing either.
 
 use crate::engine::Engine;
-use crate::forms::str_field;
+use crate::forms::{flag, str_field};
 use serde_json::Value;
 use tessera_core::flow::Flow;
 use tessera_core::identity::{
@@ -55,14 +55,6 @@ pub(crate) fn codes_of(identity: &Identity) -> Option<LookupSecretConfig> {
     identity
         .credential(CREDENTIAL_LOOKUP_SECRET)
         .and_then(|c| serde_json::from_value(c.config.clone()).ok())
-}
-
-fn flag(body: &Value, name: &str) -> bool {
-    match body.get(name) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => false,
-    }
 }
 
 /// Whether a code matched, was used before, or matched none.

@@ -358,11 +358,7 @@ impl Engine {
         body: &Value,
         session: &Session,
     ) -> Result<Result<Flow, Flow>, Error> {
-        let unlink = match body.get("totp_unlink") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s == "true",
-            _ => false,
-        };
+        let unlink = crate::forms::flag(body, "totp_unlink");
         if session.authenticator_assurance_level != AAL2
             && self.settings.mfa.holds_second_factor(identity)
         {

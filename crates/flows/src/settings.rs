@@ -159,7 +159,7 @@ impl Engine {
             self.store.update_identity(&identity).await?;
             self.refresh_settings_nodes(&mut flow, &identity);
         } else {
-            match forms::method(body) {
+            match forms::settings_method(body) {
                 "password" if self.settings.password.enabled => {
                     let password = str_field(body, "password").unwrap_or_default().to_string();
                     let identifiers = schema.extract(&identity.traits).password_identifiers;
@@ -283,10 +283,30 @@ impl Engine {
                     }
                     identity = updated;
                 }
-                _ => {
-                    flow.ui.messages.push(text::validation_generic(
-                        "Unknown settings method: use `profile` or `password`.",
-                    ));
+                other => {
+                    let mut offered = vec!["`profile`"];
+                    for (on, name) in [
+                        (self.settings.password.enabled, "`password`"),
+                        (self.settings.mfa.totp.is_some(), "`totp`"),
+                        (self.settings.mfa.lookup_secret, "`lookup_secret`"),
+                        (
+                            self.settings.oidc.enabled,
+                            "`oidc` (with `link` or `unlink`)",
+                        ),
+                    ] {
+                        if on {
+                            offered.push(name);
+                        }
+                    }
+                    let said = if other.is_empty() {
+                        "No settings method given".to_string()
+                    } else {
+                        format!("Settings method `{other}` is not offered here")
+                    };
+                    flow.ui.messages.push(text::validation_generic(&format!(
+                        "{said}: send `method` as one of {}.",
+                        offered.join(", ")
+                    )));
                     return self.settings_invalid(flow, &identity).await;
                 }
             }
