@@ -463,6 +463,16 @@ async fn flow_page(
     let session = match (kind, session) {
         (FlowKind::Settings, Some(s)) if flow.identity_id == Some(s.identity_id) => Some(s),
         (FlowKind::Settings, _) => return Redirect::to(&start).into_response(),
+        // A second-factor or refresh login is for the browser's signed-in person: the page
+        // offers to sign out of it (looked up only then: other login pages need no session).
+        (FlowKind::Login, _)
+            if flow.requested_aal.as_deref() == Some("aal2") || flow.refresh == Some(true) =>
+        {
+            match crate::http::token_in(&headers, &e.settings.session.cookie.name) {
+                Some(t) => e.session_from_token(t).await.ok().flatten(),
+                None => None,
+            }
+        }
         (
             FlowKind::Login | FlowKind::Registration | FlowKind::Verification | FlowKind::Recovery,
             _,
@@ -515,6 +525,9 @@ pub fn flow_html(
         .collect();
     let brand = [("brand", x.brand_name.clone())];
     let return_to = flow.return_to.as_deref();
+    let second_factor = flow.kind == FlowKind::Login
+        && flow.requested_aal.as_deref() == Some("aal2")
+        && session.is_some();
     let (page, template, title, subtitle, switch_href) = match flow.kind {
         FlowKind::Login => {
             let linking = flow
@@ -535,7 +548,8 @@ pub fn flow_html(
                     &[],
                 ),
                 i18n::t(lang, "page.login.subtitle", &brand),
-                if e.settings.flows.registration.enabled {
+                // A second-factor step belongs to someone signed in: no "create an account".
+                if e.settings.flows.registration.enabled && !second_factor {
                     browser_start(e, FlowKind::Registration, return_to)
                 } else {
                     String::new()
@@ -625,7 +639,11 @@ pub fn flow_html(
         logout_href: session.map(|s| e.public_logout_url(s)).unwrap_or_default(),
         home_href: e.settings.flows.default_return_url.to_string(),
         signed_in_as: session.map(|s| identifier_of(e, s)).unwrap_or_default(),
-        recovery_href: if flow.kind == FlowKind::Login && e.lifecycle(FlowKind::Recovery).is_ok() {
+        // Recovery replaces a password; it does not help with a second factor.
+        recovery_href: if flow.kind == FlowKind::Login
+            && !second_factor
+            && e.lifecycle(FlowKind::Recovery).is_ok()
+        {
             browser_start(e, FlowKind::Recovery, None)
         } else {
             String::new()

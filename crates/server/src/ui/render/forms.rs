@@ -70,6 +70,8 @@ pub struct FormView {
     pub action: String,
     pub method: String,
     pub kind: FormKind,
+    /// The flow's method group (`totp`, `lookup_secret`, …): settings heads each form with it.
+    pub group: String,
     pub hidden: Vec<HiddenView>,
     /// Fields shown before everything else (registration's agreement, when it covers both the
     /// social buttons and the password fields of one combined form).
@@ -442,6 +444,7 @@ pub fn flow_forms(flow: &Flow, cx: &FlowContext) -> Vec<FormView> {
             buttons.sort_by_key(rank);
         }
         forms.push(FormView {
+            group: g.to_string(),
             action: flow.ui.action.clone(),
             method: flow.ui.method.to_ascii_lowercase(),
             kind,
