@@ -69,6 +69,7 @@ mod social_oidc_provider;
 mod social_signin;
 mod test_cleanup;
 mod ui_browser;
+mod ui_browser_mfa;
 mod whoami_cache;
 
 /// The seed-004 GitHub data mapper, verbatim: the file `tessera demo` ships.
