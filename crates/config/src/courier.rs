@@ -295,17 +295,19 @@ pub fn resolve_courier(
                 let key = format!("{base}.sms.body.plaintext");
                 o.sms = read_template(loaded, &key, &ch.sms.body.plaintext, policy, p);
             }
-            // Tessera's messages are the code templates of verification and recovery; links
-            // and code sign-in do not exist yet, so their templates would never be sent.
+            // Tessera's messages are the code templates of verification, recovery and code
+            // sign-in/sign-up; links do not exist yet, so their templates would never be sent.
             let set =
                 o.subject.is_some() || o.html.is_some() || o.plaintext.is_some() || o.sms.is_some();
-            if set && matches!(name, "recovery_code" | "verification_code") {
+            let sent = matches!(name, "recovery_code" | "verification_code")
+                || (variant == "valid" && matches!(name, "login_code" | "registration_code"));
+            if set && sent {
                 overrides.insert(format!("{name}_{variant}"), o);
             } else if set {
                 p.push(problem(
                     loaded,
                     &base,
-                    "Tessera never sends this template (links and one-time-code sign-in are not implemented); remove it",
+                    "Tessera never sends this template (links are not implemented, and code sign-in sends only `valid` messages); remove it",
                 ));
             }
         }

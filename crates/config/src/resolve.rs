@@ -68,6 +68,8 @@ pub struct Settings {
     pub courier: crate::courier::CourierSettings,
     /// Verification, recovery and their codes (`lifecycle.rs`).
     pub lifecycle: crate::lifecycle::LifecycleSettings,
+    /// One-time-code sign-in and sign-up (`account.rs`).
+    pub code: crate::account::CodeSettings,
     /// Assurance levels required by `whoami` and settings (`mfa.rs`).
     pub mfa: crate::mfa::MfaSettings,
     /// `log.*` (`serve.rs`).
@@ -203,7 +205,7 @@ pub fn resolve(
         ..crate::source::SourcePolicy::default()
     };
     let courier = crate::courier::resolve_courier(loaded, &c.courier, &sources, &mut p);
-    crate::account::check_code_method(loaded, &c.selfservice.methods.code, &mut p);
+    let code = crate::account::resolve_code_method(loaded, &c.selfservice.methods.code, &mut p);
     let mfa = crate::mfa::resolve_mfa(
         loaded,
         &c.session.whoami.required_aal,
@@ -254,6 +256,7 @@ pub fn resolve(
         hooks,
         courier,
         lifecycle,
+        code,
         mfa,
         log,
         experience,

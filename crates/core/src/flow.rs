@@ -176,6 +176,10 @@ pub struct PendingCode {
     /// mark the address verified.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// A sign-up by code: the traits the code was sent for (the identity is created from
+    /// them, and only from them, once the code is entered). Null for every other code.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub traits: Value,
 }
 
 impl FlowInternal {

@@ -36,6 +36,9 @@ pub const CREDENTIAL_PASSWORD: &str = "password";
 pub const CREDENTIAL_OIDC: &str = "oidc";
 /// A TOTP authenticator app (Kratos's `totp`): a second factor.
 pub const CREDENTIAL_TOTP: &str = "totp";
+/// One-time codes sent to an address (Kratos's `code`): the identifiers are the traits the
+/// schema marks `credentials.code.identifier`, each with the channel it is reached by.
+pub const CREDENTIAL_CODE: &str = "code";
 
 /// A credential in Kratos's wire and export shape. `config` stays the JSON Kratos shows (and
 /// the store keeps); code reads and writes it through the typed views
@@ -225,4 +228,81 @@ impl Identity {
 /// `Alice@Example.com` and `alice@example.com` are one account.
 pub fn normalize_identifier(id: &str) -> String {
     id.trim().to_lowercase()
+}
+
+/// Normalises an address of channel `via` the way lookups compare them: a phone number
+/// (`sms`) in E.164 when it is a valid international number (`+7 (912) 345-67-89` →
+/// `+79123456789`), anything else as [`normalize_identifier`]. Numbers written without their
+/// country code are left as written: which country they belong to is not known here.
+pub fn normalize_address(via: &str, value: &str) -> String {
+    match via {
+        "sms" => phone_e164(value).unwrap_or_else(|| normalize_identifier(value)),
+        _ => normalize_identifier(value),
+    }
+}
+
+/// A valid international phone number (starting with `+`) in E.164, or `None`.
+pub fn phone_e164(value: &str) -> Option<String> {
+    let v = value.trim();
+    // Only digits and the separators people write (libphonenumber would also read vanity
+    // letters, `+7912abc…`, as digits: not something anyone types as their number).
+    let rest = v.strip_prefix('+')?;
+    if v.len() > 32
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'))
+    {
+        return None;
+    }
+    let n = phonenumber::parse(None, v).ok()?;
+    phonenumber::is_valid(&n).then(|| n.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// `credentials.code.config`: the addresses a code may go to, Kratos's `CredentialsCode`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeConfig {
+    #[serde(default)]
+    pub addresses: Vec<CodeAddress>,
+}
+
+/// One address of [`CodeConfig`]: `channel` is `email` or `sms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeAddress {
+    pub channel: String,
+    pub address: String,
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::{normalize_address, phone_e164};
+
+    #[test]
+    fn chinese_and_russian_numbers_become_e164_and_nothing_else_does() {
+        for (written, e164) in [
+            ("+7 (912) 345-67-89", "+79123456789"),
+            ("+7 912 345 67 89", "+79123456789"),
+            ("+79123456789", "+79123456789"),
+            (" +86 138 0013 8000 ", "+8613800138000"),
+            ("+86-138-0013-8000", "+8613800138000"),
+            ("+8613800138000", "+8613800138000"),
+        ] {
+            assert_eq!(phone_e164(written).as_deref(), Some(e164), "{written}");
+            assert_eq!(normalize_address("sms", written), e164, "{written}");
+        }
+        // National formats (no country code), too short, letters, too long: not numbers we
+        // can text, and not rewritten.
+        for bad in [
+            "89123456789",
+            "8 (912) 345-67-89",
+            "13800138000",
+            "+1234",
+            "+7912abc4567",
+            "+7 912 345 67 89 0000 00",
+            "a@b.c",
+        ] {
+            assert_eq!(phone_e164(bad), None, "{bad}");
+        }
+        assert_eq!(normalize_address("sms", "8 912"), "8 912");
+        assert_eq!(normalize_address("email", " A@B.cn "), "a@b.cn");
+    }
 }

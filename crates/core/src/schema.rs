@@ -22,6 +22,9 @@ pub struct TraitField {
     pub read_only: bool,
     pub verification_via: Option<String>,
     pub recovery_via: Option<String>,
+    /// `credentials.code.identifier: true`: the channel (`via`, `email` unless said) a one-time
+    /// sign-in code for this trait goes by.
+    pub code_via: Option<String>,
     pub enumeration: Vec<Value>,
 }
 
@@ -62,6 +65,8 @@ pub struct Extracted {
     pub password_identifiers: Vec<String>,
     pub verifiable: Vec<(String, String)>,
     pub recovery: Vec<(String, String)>,
+    /// `(via, address)` of the one-time-code identifiers (`credentials.code`).
+    pub code_identifiers: Vec<(String, String)>,
 }
 
 /// One validation problem, addressed to a form field when it has one (`traits.email`).
@@ -190,16 +195,22 @@ impl IdentitySchema {
                 }
                 if let Some(via) = &f.verification_via {
                     out.verifiable
-                        .push((via.clone(), crate::identity::normalize_identifier(v)));
+                        .push((via.clone(), crate::identity::normalize_address(via, v)));
                 }
                 if let Some(via) = &f.recovery_via {
                     out.recovery
-                        .push((via.clone(), crate::identity::normalize_identifier(v)));
+                        .push((via.clone(), crate::identity::normalize_address(via, v)));
+                }
+                if let Some(via) = &f.code_via {
+                    out.code_identifiers
+                        .push((via.clone(), crate::identity::normalize_address(via, v)));
                 }
             }
         }
         out.password_identifiers.sort();
         out.password_identifiers.dedup();
+        out.code_identifiers.sort();
+        out.code_identifiers.dedup();
         out
     }
 }
@@ -331,6 +342,11 @@ fn collect_fields(schema: &Value, prefix: &str, parent_required: bool, out: &mut
                 .unwrap_or(false),
             verification_via: ext_str("/verification/via"),
             recovery_via: ext_str("/recovery/via"),
+            code_via: ext
+                .and_then(|e| e.pointer("/credentials/code/identifier"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+                .then(|| ext_str("/credentials/code/via").unwrap_or_else(|| "email".into())),
             enumeration: sub
                 .get("enum")
                 .and_then(Value::as_array)
@@ -476,5 +492,37 @@ mod tests {
         let mut signup = json!({"email": "x@y.z", "employee_id": "E0001"});
         assert_eq!(s.pin_read_only(&mut signup, &Value::Null), ["employee_id"]);
         assert!(signup.get("employee_id").is_none());
+    }
+
+    #[test]
+    fn code_identifiers_come_with_their_channel_and_phones_in_e164() {
+        let schema = IdentitySchema::compile(
+            "code",
+            serde_json::json!({"properties": {"traits": {"type": "object", "properties": {
+                "email": {"type": "string", "ory.sh/kratos": {
+                    "credentials": {"code": {"identifier": true, "via": "email"}},
+                    "verification": {"via": "email"}}},
+                "phone": {"type": "string", "ory.sh/kratos": {
+                    "credentials": {"code": {"identifier": true, "via": "sms"}},
+                    "verification": {"via": "sms"}}},
+                "nick": {"type": "string", "ory.sh/kratos": {
+                    "credentials": {"code": {"identifier": false}}}}
+            }}}}),
+        )
+        .expect("compiles");
+        let ex = schema.extract(&serde_json::json!({
+            "email": "Li.Wei@Example.CN", "phone": "+7 (912) 345-67-89", "nick": "x"
+        }));
+        assert_eq!(
+            ex.code_identifiers,
+            vec![
+                ("email".to_string(), "li.wei@example.cn".to_string()),
+                ("sms".to_string(), "+79123456789".to_string())
+            ]
+        );
+        assert!(
+            ex.verifiable
+                .contains(&("sms".to_string(), "+79123456789".to_string()))
+        );
     }
 }

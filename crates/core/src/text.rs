@@ -44,6 +44,10 @@ message_ids! {
     LOGIN_TOTP = 1010009;
     /// "Use backup recovery code" (the aal2 login's `method=lookup_secret` submit).
     LOGIN_LOOKUP = 1010010;
+    /// "A code has been sent to the address you provided. …" (a code sign-in's second step)
+    LOGIN_CODE_SENT = 1010014;
+    /// "Sign in with code" (the login's `method=code` submit).
+    LOGIN_CODE = 1010015;
     /// "You tried to sign in with …, but that email is already used by another account."
     LOGIN_TO_LINK = 1010016;
     /// Tessera: "Link the {provider} account … to your account?"
@@ -56,6 +60,10 @@ message_ids! {
     REGISTRATION_TITLE = 1040001;
     /// "Sign up with {provider}".
     REGISTRATION_WITH = 1040002;
+    /// "A code has been sent to the address you provided. …" (a code sign-up's second step)
+    REGISTRATION_CODE_SENT = 1040005;
+    /// "Sign up with code" (the registration's `method=code` submit).
+    REGISTRATION_CODE = 1040006;
     /// "Your changes have been saved!"
     SETTINGS_SAVED = 1050001;
     /// "You successfully recovered your account. Please change your password … within the
@@ -73,6 +81,10 @@ message_ids! {
     LABEL_RECOVERY_CODE = 1070010;
     /// "Verification code".
     LABEL_VERIFICATION_CODE = 1070011;
+    /// "Registration code".
+    LABEL_REGISTRATION_CODE = 1070012;
+    /// "Login code".
+    LABEL_LOGIN_CODE = 1070013;
     /// "You successfully verified your email address."
     VERIFICATION_SUCCESSFUL = 1080002;
     /// "An email containing a verification code has been sent to the email address you
@@ -146,6 +158,8 @@ message_ids! {
     /// "An account with the same identifier … Please sign in to your existing account to link
     /// your social profile."
     DUPLICATE_ON_OIDC_LINK = 4000027;
+    /// "The provided traits do not match the traits previously associated with this flow."
+    TRAITS_MISMATCH = 4000036;
     /// Tessera: the agreement checkbox was not ticked.
     AGREEMENT_REQUIRED = 4000900;
     /// Tessera: a read-only trait was submitted.
@@ -154,8 +168,12 @@ message_ids! {
     LOGIN_EXPIRED = 4010001;
     /// "Could not find a strategy to log you in with."
     LOGIN_NO_STRATEGY = 4010002;
+    /// "The login code is invalid or has already been used. Please try again."
+    LOGIN_CODE_INVALID = 4010008;
     /// "The registration flow expired …".
     REGISTRATION_EXPIRED = 4040001;
+    /// "The registration code is invalid or has already been used. Please try again."
+    REGISTRATION_CODE_INVALID = 4040003;
     /// "The settings flow expired …".
     SETTINGS_EXPIRED = 4050001;
     /// "The recovery flow expired …".
@@ -398,6 +416,61 @@ pub fn verification_retry_success() -> Text {
     error(
         MessageId::VERIFICATION_RETRY_SUCCESS,
         "The request was already completed successfully and can not be retried.",
+        Value::Null,
+    )
+}
+pub fn login_code_sent() -> Text {
+    info(
+        MessageId::LOGIN_CODE_SENT,
+        "A code has been sent to the address you provided. If you have not received a message, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn login_code() -> Text {
+    info(MessageId::LOGIN_CODE, "Sign in with code", Value::Null)
+}
+pub fn registration_code_sent() -> Text {
+    info(
+        MessageId::REGISTRATION_CODE_SENT,
+        "A code has been sent to the address you provided. If you have not received a message, check the spelling of the address and retry the registration.",
+        Value::Null,
+    )
+}
+pub fn registration_code() -> Text {
+    info(
+        MessageId::REGISTRATION_CODE,
+        "Sign up with code",
+        Value::Null,
+    )
+}
+pub fn label_registration_code() -> Text {
+    info(
+        MessageId::LABEL_REGISTRATION_CODE,
+        "Registration code",
+        Value::Null,
+    )
+}
+pub fn label_login_code() -> Text {
+    info(MessageId::LABEL_LOGIN_CODE, "Login code", Value::Null)
+}
+pub fn login_code_invalid() -> Text {
+    error(
+        MessageId::LOGIN_CODE_INVALID,
+        "The login code is invalid or has already been used. Please try again.",
+        Value::Null,
+    )
+}
+pub fn registration_code_invalid() -> Text {
+    error(
+        MessageId::REGISTRATION_CODE_INVALID,
+        "The registration code is invalid or has already been used. Please try again.",
+        Value::Null,
+    )
+}
+pub fn traits_mismatch() -> Text {
+    error(
+        MessageId::TRAITS_MISMATCH,
+        "The provided traits do not match the traits previously associated with this flow.",
         Value::Null,
     )
 }

@@ -14,6 +14,10 @@ pub enum TemplateType {
     VerificationCodeInvalid,
     RecoveryCodeValid,
     RecoveryCodeInvalid,
+    /// A one-time sign-in code (`{{ .LoginCode }}`).
+    LoginCodeValid,
+    /// A one-time sign-up code (`{{ .RegistrationCode }}`).
+    RegistrationCodeValid,
 }
 
 impl TemplateType {
@@ -24,6 +28,8 @@ impl TemplateType {
             TemplateType::VerificationCodeInvalid => "verification_code_invalid",
             TemplateType::RecoveryCodeValid => "recovery_code_valid",
             TemplateType::RecoveryCodeInvalid => "recovery_code_invalid",
+            TemplateType::LoginCodeValid => "login_code_valid",
+            TemplateType::RegistrationCodeValid => "registration_code_valid",
         }
     }
 }
@@ -131,6 +137,36 @@ fn builtin(t: TemplateType, lang: Lang) -> Builtin {
             text: "Здравствуйте!\n\nКто-то (возможно, вы) указал этот адрес, пытаясь восстановить доступ к учётной записи.\n\nУчётной записи с этим адресом нет, поэтому попытка не удалась.\n\nЕсли это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.\n",
             html: "<p>Здравствуйте!</p><p>Кто-то (возможно, вы) указал этот адрес, пытаясь восстановить доступ к учётной записи.</p><p>Учётной записи с этим адресом нет, поэтому попытка не удалась.</p><p>Если это были вы, проверьте, не регистрировались ли вы с другим адресом. Если нет, просто проигнорируйте письмо.</p>",
         },
+        (LoginCodeValid, En) => Builtin {
+            subject: "Your sign-in code",
+            text: "Hi,\n\nplease enter the following code to sign in:\n\n{{ .LoginCode }}\n\nThe code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: nobody can sign in without the code.\n",
+            html: "<p>Hi,</p><p>please enter the following code to sign in:</p><p class=\"code\">{{ .LoginCode }}</p><p>The code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: nobody can sign in without the code.</p>",
+        },
+        (LoginCodeValid, Zh) => Builtin {
+            subject: "您的登录验证码",
+            text: "您好：\n\n请输入以下验证码登录：\n\n{{ .LoginCode }}\n\n验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，没有验证码任何人都无法登录。\n",
+            html: "<p>您好：</p><p>请输入以下验证码登录：</p><p class=\"code\">{{ .LoginCode }}</p><p>验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，没有验证码任何人都无法登录。</p>",
+        },
+        (LoginCodeValid, Ru) => Builtin {
+            subject: "Код для входа",
+            text: "Здравствуйте!\n\nЧтобы войти, введите этот код:\n\n{{ .LoginCode }}\n\nКод действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: без кода войти никто не сможет.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы войти, введите этот код:</p><p class=\"code\">{{ .LoginCode }}</p><p>Код действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: без кода войти никто не сможет.</p>",
+        },
+        (RegistrationCodeValid, En) => Builtin {
+            subject: "Complete your sign-up",
+            text: "Hi,\n\nplease enter the following code to complete your sign-up:\n\n{{ .RegistrationCode }}\n\nThe code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: no account is created without the code.\n",
+            html: "<p>Hi,</p><p>please enter the following code to complete your sign-up:</p><p class=\"code\">{{ .RegistrationCode }}</p><p>The code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: no account is created without the code.</p>",
+        },
+        (RegistrationCodeValid, Zh) => Builtin {
+            subject: "完成注册",
+            text: "您好：\n\n请输入以下验证码完成注册：\n\n{{ .RegistrationCode }}\n\n验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，没有验证码不会创建任何账户。\n",
+            html: "<p>您好：</p><p>请输入以下验证码完成注册：</p><p class=\"code\">{{ .RegistrationCode }}</p><p>验证码在 {{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，没有验证码不会创建任何账户。</p>",
+        },
+        (RegistrationCodeValid, Ru) => Builtin {
+            subject: "Завершение регистрации",
+            text: "Здравствуйте!\n\nЧтобы завершить регистрацию, введите этот код:\n\n{{ .RegistrationCode }}\n\nКод действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: без кода учётная запись не будет создана.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы завершить регистрацию, введите этот код:</p><p class=\"code\">{{ .RegistrationCode }}</p><p>Код действует {{ .ExpiresInMinutes }} мин. Если вы его не запрашивали, проигнорируйте письмо: без кода учётная запись не будет создана.</p>",
+        },
     }
 }
 
@@ -158,6 +194,24 @@ fn builtin_sms(t: TemplateType, lang: Lang) -> Option<&'static str> {
         }
         (RecoveryCodeValid, Ru) => {
             "Код восстановления доступа: {{ .RecoveryCode }}. Действует {{ .ExpiresInMinutes }} мин."
+        }
+        (LoginCodeValid, En) => {
+            "{{ .LoginCode }} is your sign-in code. It is valid for {{ .ExpiresInMinutes }} minutes."
+        }
+        (LoginCodeValid, Zh) => {
+            "您的登录验证码是 {{ .LoginCode }}，{{ .ExpiresInMinutes }} 分钟内有效。如非本人操作，请忽略。"
+        }
+        (LoginCodeValid, Ru) => {
+            "Код для входа: {{ .LoginCode }}. Действует {{ .ExpiresInMinutes }} мин."
+        }
+        (RegistrationCodeValid, En) => {
+            "{{ .RegistrationCode }} is your sign-up code. It is valid for {{ .ExpiresInMinutes }} minutes."
+        }
+        (RegistrationCodeValid, Zh) => {
+            "您的注册验证码是 {{ .RegistrationCode }}，{{ .ExpiresInMinutes }} 分钟内有效。如非本人操作，请忽略。"
+        }
+        (RegistrationCodeValid, Ru) => {
+            "Код для регистрации: {{ .RegistrationCode }}. Действует {{ .ExpiresInMinutes }} мин."
         }
         (VerificationCodeInvalid | RecoveryCodeInvalid, _) => return None,
     })
@@ -263,11 +317,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const ALL: [TemplateType; 4] = [
+    const ALL: [TemplateType; 6] = [
         TemplateType::VerificationCodeValid,
         TemplateType::VerificationCodeInvalid,
         TemplateType::RecoveryCodeValid,
         TemplateType::RecoveryCodeInvalid,
+        TemplateType::LoginCodeValid,
+        TemplateType::RegistrationCodeValid,
     ];
 
     #[test]
@@ -281,13 +337,13 @@ mod tests {
                 let r = render(
                     t,
                     lang,
-                    &json!({"VerificationCode": "918273", "RecoveryCode": "918273", "ExpiresInMinutes": 60}),
+                    &json!({"VerificationCode": "918273", "RecoveryCode": "918273", "LoginCode": "918273", "RegistrationCode": "918273", "ExpiresInMinutes": 60}),
                     &BTreeMap::new(),
                 );
                 let carries = r.text.contains("918273") && r.html.contains("918273");
-                let valid = matches!(
+                let valid = !matches!(
                     t,
-                    TemplateType::VerificationCodeValid | TemplateType::RecoveryCodeValid
+                    TemplateType::VerificationCodeInvalid | TemplateType::RecoveryCodeInvalid
                 );
                 assert_eq!(carries, valid, "{t:?} {lang:?}");
                 assert!(r.html.contains(&format!("lang=\"{}\"", lang_attr(lang))));
@@ -321,15 +377,14 @@ mod tests {
 
     #[test]
     fn sms_builtins_carry_the_code_in_every_language_and_invalid_ones_are_never_sent() {
-        let data =
-            json!({"VerificationCode": "918273", "RecoveryCode": "918273", "ExpiresInMinutes": 15});
+        let data = json!({"VerificationCode": "918273", "RecoveryCode": "918273", "LoginCode": "918273", "RegistrationCode": "918273", "ExpiresInMinutes": 15});
         let mut seen = std::collections::BTreeSet::new();
         for t in ALL {
             for lang in [Lang::En, Lang::Zh, Lang::Ru] {
                 let sms = render_sms(t, lang, &data, &BTreeMap::new());
-                let valid = matches!(
+                let valid = !matches!(
                     t,
-                    TemplateType::VerificationCodeValid | TemplateType::RecoveryCodeValid
+                    TemplateType::VerificationCodeInvalid | TemplateType::RecoveryCodeInvalid
                 );
                 assert_eq!(sms.is_some(), valid, "{t:?} {lang:?}");
                 if let Some(text) = sms {

@@ -209,6 +209,7 @@ impl Engine {
             })
             .collect();
         set_password_identifiers(&mut out, ex.password_identifiers, now);
+        set_code_identifiers(&mut out, ex.code_identifiers, now);
         Ok(out)
     }
 
@@ -753,6 +754,49 @@ pub(crate) fn set_password_identifiers(
                 identifiers_only_password(identifiers, now),
             );
         }
+    }
+    if creds.is_empty() {
+        identity.credentials = None;
+    }
+}
+
+/// Keeps the `code` credential equal to the schema's code identifiers (Kratos's
+/// `CredentialsCode`: `identifiers` plus `config.addresses` with each one's channel); none
+/// when the schema has none, so identities of schemas without the extension are unchanged.
+pub(crate) fn set_code_identifiers(
+    identity: &mut Identity,
+    identifiers: Vec<(String, String)>,
+    now: i64,
+) {
+    let creds = identity.credentials.get_or_insert_with(BTreeMap::new);
+    if identifiers.is_empty() {
+        creds.remove(tessera_core::identity::CREDENTIAL_CODE);
+    } else {
+        let config = tessera_core::identity::CodeConfig {
+            addresses: identifiers
+                .iter()
+                .map(|(via, a)| tessera_core::identity::CodeAddress {
+                    channel: via.clone(),
+                    address: a.clone(),
+                })
+                .collect(),
+        };
+        let ids: Vec<String> = identifiers.into_iter().map(|(_, a)| a).collect();
+        let c = creds
+            .entry(tessera_core::identity::CREDENTIAL_CODE.into())
+            .or_insert_with(|| Credential {
+                kind: tessera_core::identity::CREDENTIAL_CODE.into(),
+                identifiers: vec![],
+                config: Value::Null,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            });
+        if c.identifiers != ids {
+            c.updated_at = now;
+        }
+        c.identifiers = ids;
+        c.config = serde_json::to_value(config).unwrap_or(Value::Null);
     }
     if creds.is_empty() {
         identity.credentials = None;

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod backfill;
+pub mod code_auth;
 pub mod engine;
 pub mod forms;
 pub mod hooks;
@@ -25,6 +26,8 @@ pub mod submit;
 
 pub use engine::{Engine, Outcome, Schemas};
 
+#[cfg(test)]
+mod code_auth_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

@@ -181,7 +181,7 @@ impl Engine {
     }
 
     /// Makes a code for `flow`, keeps its hash there, and hands back the code itself.
-    fn new_code(
+    pub(crate) fn new_code(
         &self,
         flow: &mut Flow,
         via: &str,
@@ -198,6 +198,7 @@ impl Engine {
             identity_id,
             expires_at: now_ms() + self.settings.lifecycle.code_lifespan.as_millis() as i64,
             admin,
+            traits: Value::Null,
         });
         code
     }
@@ -257,7 +258,7 @@ impl Engine {
     /// HMAC-SHA-256 (hex) of a code under the first cookie secret, bound to its flow: a code
     /// read from one flow's row does not match another flow, and the database alone does not
     /// give codes away.
-    fn code_mac(&self, flow: Uuid, code: &str) -> String {
+    pub(crate) fn code_mac(&self, flow: Uuid, code: &str) -> String {
         let key = self
             .settings
             .secrets
@@ -281,7 +282,7 @@ impl Engine {
     /// Counts one send for the address and the client address; `Some(minutes)` (until the
     /// hour ends) when either is over its limit. Unknown addresses count too, so the limit
     /// says nothing about who has an account.
-    async fn code_send_limited(
+    pub(crate) async fn code_send_limited(
         &self,
         address: &str,
         client: Option<std::net::IpAddr>,
@@ -697,27 +698,16 @@ fn looks_like_email(a: &str) -> bool {
     )
 }
 
-/// An international phone number as written by a person (`+7 912 345-67-89`), reduced to `+`
-/// and its digits; `None` for anything else. Numbers without `+` are not guessed at: the
+/// An international phone number as written by a person (`+7 912 345-67-89`), in E.164 (the
+/// form the schema's `sms` addresses are stored in); `None` for anything else. Numbers without `+` are not guessed at: the
 /// country they belong to is unknown here.
 fn phone_number(a: &str) -> Option<String> {
-    let a = a.trim();
-    let rest = a.strip_prefix('+')?;
-    if !rest
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')'))
-    {
-        return None;
-    }
-    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
-    (8..=15)
-        .contains(&digits.len())
-        .then(|| format!("+{digits}"))
+    tessera_core::identity::phone_e164(a)
 }
 
 /// The message language: the flow's `ui_locales`, else the browser's language cookie or
 /// `Accept-Language` of the request being answered, else English.
-fn flow_language(flow: &Flow) -> Lang {
+pub(crate) fn flow_language(flow: &Flow) -> Lang {
     if let Ok(u) = url::Url::parse(&flow.request_url)
         && let Some((_, v)) = u.query_pairs().find(|(k, _)| k == "ui_locales")
         && let Some(tag) = v.split_whitespace().next()

@@ -56,6 +56,7 @@ impl Engine {
                 .nodes
                 .push(submit_node("password", "password", text::login_title()));
         }
+        self.add_code_login_nodes(&mut flow);
         if self.settings.oidc.enabled {
             self.add_oidc_buttons(&mut flow);
         }
@@ -108,6 +109,9 @@ impl Engine {
         if self.settings.oidc.enabled && Self::is_oidc_submit(body) {
             let provider = str_field(body, "provider").unwrap_or_default().to_string();
             return self.start_oidc(flow, &provider).await;
+        }
+        if self.is_code_submit(body) {
+            return self.submit_code_login(flow, body, client).await;
         }
         if forms::method(body) != "password" || !self.settings.password.enabled {
             flow.ui.messages.push(tessera_core::text::Text {

@@ -50,6 +50,7 @@ impl Engine {
                 text::registration_title(),
             ));
         }
+        self.add_code_registration_nodes(&mut flow)?;
         if self.settings.oidc.enabled {
             self.add_oidc_buttons(&mut flow);
         }
@@ -77,9 +78,26 @@ impl Engine {
         body: &Value,
         csrf_cookie: Option<&str>,
     ) -> Result<Outcome, Error> {
+        self.submit_registration_from(flow_id, body, csrf_cookie, None)
+            .await
+    }
+
+    /// [`Self::submit_registration`] with the client's address, which a code sign-up's send
+    /// limits count.
+    pub async fn submit_registration_from(
+        &self,
+        flow_id: &str,
+        body: &Value,
+        csrf_cookie: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Outcome, Error> {
         let mut flow = self
             .flow_for_submit(FlowKind::Registration, flow_id, body, csrf_cookie)
             .await?;
+        // The code step: the agreement was given with the first step, which sent the code.
+        if flow.state == FlowState::SentEmail && self.is_code_submit(body) {
+            return self.submit_code_registration(flow, body, client).await;
+        }
         // Every way of signing up here (password, a social button, the fill-the-gaps form)
         // needs the agreement when the experience asks for one; the checkbox is not just HTML.
         if self.settings.experience.requires_agreement()
@@ -107,7 +125,9 @@ impl Engine {
                         crate::social::merge(&mut t, submitted);
                         Some(t)
                     }
-                    None if forms::method(body) == "password" => Some(submitted.clone()),
+                    None if matches!(forms::method(body), "password" | "code") => {
+                        Some(submitted.clone())
+                    }
                     None => None,
                 };
                 for e in traits
@@ -123,6 +143,9 @@ impl Engine {
         }
         if self.settings.oidc.enabled && Self::is_oidc_submit(body) {
             return self.submit_oidc_registration(flow, body, csrf_cookie).await;
+        }
+        if self.is_code_submit(body) {
+            return self.submit_code_registration(flow, body, client).await;
         }
         if forms::method(body) != "password" || !self.settings.password.enabled {
             flow.ui.messages.push(text::validation_generic("Could not find a strategy to sign you up with. Did you fill out the form correctly?"));

@@ -50,7 +50,10 @@ impl Engine {
                 self.submit_login_as(flow_id, body, csrf_cookie, client, session)
                     .await
             }
-            FlowKind::Registration => self.submit_registration(flow_id, body, csrf_cookie).await,
+            FlowKind::Registration => {
+                self.submit_registration_from(flow_id, body, csrf_cookie, client)
+                    .await
+            }
             FlowKind::Settings => {
                 let session = session.ok_or_else(Error::no_session)?;
                 self.submit_settings(flow_id, body, csrf_cookie, session)
