@@ -506,12 +506,28 @@ pub fn flow_html(
         let ids: Vec<_> = s.fields.iter().filter(|f| f.password_identifier).collect();
         !ids.is_empty() && ids.iter().all(|f| f.format.as_deref() == Some("email"))
     });
+    let code_vias: std::collections::BTreeSet<&str> = schema
+        .map(|s| {
+            s.fields
+                .iter()
+                .filter_map(|f| f.code_via.as_deref())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Only when the code method is on and no password identifier names the field already.
+    let code_via = match code_vias.len() {
+        _ if !e.settings.code.passwordless => None,
+        0 => None,
+        1 => code_vias.into_iter().next(),
+        _ => Some("email+sms"),
+    };
     let cx = FlowContext {
         lang,
         experience: x,
         provider_type: &provider_type,
         enum_of: &enum_of,
         identifier_is_email,
+        code_via,
     };
     let forms = render::flow_forms(flow, &cx);
     let messages = flow

@@ -56,6 +56,7 @@ mod op_registration;
 mod op_token_exchange;
 mod organizations;
 mod ory_sdk;
+mod passwordless_code;
 mod provider_dingtalk;
 mod provider_github;
 mod provider_vk;

@@ -24,6 +24,8 @@ pub enum FormKind {
     /// Settings' profile (traits) form.
     Profile,
     Password,
+    /// One-time-code sign-in or sign-up ("email me a code", "text me a code").
+    Code,
     /// Settings' link/unlink list.
     Linked,
     /// Any other method group.
@@ -39,6 +41,7 @@ impl FormKind {
             ("oidc", _) => FormKind::Social,
             ("profile", _) => FormKind::Profile,
             ("password", _) => FormKind::Password,
+            ("code", FlowKind::Login | FlowKind::Registration) => FormKind::Code,
             _ => FormKind::Other,
         }
     }
@@ -48,7 +51,7 @@ impl FormKind {
         match self {
             FormKind::Password => x.show_password,
             FormKind::Social | FormKind::Linked => x.show_oidc,
-            FormKind::Gaps | FormKind::Profile | FormKind::Other => true,
+            FormKind::Gaps | FormKind::Profile | FormKind::Code | FormKind::Other => true,
         }
     }
 
@@ -57,7 +60,7 @@ impl FormKind {
         match self {
             FormKind::Social | FormKind::Gaps => 0,
             FormKind::Profile => 1,
-            FormKind::Password => 2,
+            FormKind::Password | FormKind::Code => 2,
             FormKind::Linked => 3,
             FormKind::Other => 4,
         }
@@ -150,6 +153,10 @@ pub struct FlowContext<'a> {
     pub enum_of: &'a dyn Fn(&str) -> Vec<Value>,
     /// Whether every password identifier in the schema is an email (labels the login field).
     pub identifier_is_email: bool,
+    /// The channels the schema's code identifiers go by (`email`, `sms`, or both), which name
+    /// the code button ("Email me a code", "Text me a code") and, when no password identifier
+    /// does, the sign-in field ("Email", "Phone number", "Email or phone number").
+    pub code_via: Option<&'a str>,
 }
 
 fn value_string(v: &Value) -> String {
@@ -204,6 +211,14 @@ fn field_view(n: &Node, cx: &FlowContext) -> FieldView {
     let a = &n.attributes;
     let label = match (&n.meta.label, a.name.as_str()) {
         (_, "identifier") if cx.identifier_is_email => i18n::t(cx.lang, "identifier.email", &[]),
+        (_, "identifier") if cx.code_via.is_some() => {
+            let key = match cx.code_via {
+                Some("email") => "identifier.email",
+                Some("sms") => "identifier.phone",
+                _ => "identifier.email_or_phone",
+            };
+            i18n::t(cx.lang, key, &[])
+        }
         (Some(l), _) => i18n::message(cx.lang, l, false).text,
         (None, name) => name.to_string(),
     };
@@ -335,6 +350,21 @@ fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
     } else {
         None
     };
+    let code_start = n.group == "code"
+        && a.name == "method"
+        && n.meta.label.as_ref().is_some_and(|l| {
+            matches!(
+                l.id,
+                tessera_core::text::MessageId::LOGIN_CODE
+                    | tessera_core::text::MessageId::REGISTRATION_CODE
+            )
+        });
+    let code_label = match (code_start, cx.code_via) {
+        (true, Some("email")) => Some(i18n::t(cx.lang, "code.email_me", &[])),
+        (true, Some("sms")) => Some(i18n::t(cx.lang, "code.text_me", &[])),
+        (true, Some(_)) => Some(i18n::t(cx.lang, "code.email_or_text_me", &[])),
+        _ => None,
+    };
     let (label, provider_name) = match &n.meta.label {
         Some(l) if social => {
             let (l, name) = localized_label(cx.lang, l, kind);
@@ -345,10 +375,12 @@ fn button_view(n: &Node, cx: &FlowContext) -> ButtonView {
     ButtonView {
         name: a.name.clone(),
         provider_name,
-        label: label
-            .as_ref()
-            .map(|l| i18n::message(cx.lang, l, false).text)
-            .unwrap_or_else(|| value.clone()),
+        label: code_label.unwrap_or_else(|| {
+            label
+                .as_ref()
+                .map(|l| i18n::message(cx.lang, l, false).text)
+                .unwrap_or_else(|| value.clone())
+        }),
         icon: match (social, kind) {
             (false, _) => String::new(),
             (true, Some(k)) => k.icon.trim().to_string(),
@@ -417,18 +449,26 @@ pub fn flow_forms(flow: &Flow, cx: &FlowContext) -> Vec<FormView> {
             continue;
         }
         let mut nodes: Vec<&Node> = Vec::new();
-        if kind == FormKind::Password {
+        if kind == FormKind::Password || (kind == FormKind::Code && flow.kind == FlowKind::Login) {
             nodes.extend(identifier.iter().copied());
         }
         nodes.extend(flow.ui.nodes.iter().filter(|n| n.group == g));
         if flow.kind == FlowKind::Registration && kind != FormKind::Linked {
             nodes.extend(agreement.iter().copied());
         }
-        let fields: Vec<FieldView> = nodes
+        let mut fields: Vec<FieldView> = nodes
             .iter()
             .filter(|n| !is_button(n) && n.attributes.input_type != "hidden")
             .map(|n| field_view(n, cx))
             .collect();
+        if kind == FormKind::Code {
+            // The shared identifier also sits in the password form: its id must stay unique.
+            for f in fields.iter_mut() {
+                if let Some(rest) = f.id.strip_prefix("f-default-") {
+                    f.id = format!("f-code-{rest}");
+                }
+            }
+        }
         let mut buttons: Vec<ButtonView> = nodes
             .iter()
             .filter(|n| is_button(n))

@@ -109,6 +109,7 @@ fn page(lang: Lang, x: &Experience) -> String {
         provider_type: &types,
         enum_of: &enums,
         identifier_is_email: true,
+        code_via: None,
     };
     let view = FlowPage {
         chrome: chrome(lang),
@@ -208,6 +209,7 @@ fn social_buttons_take_icon_and_local_name_from_the_provider_type() {
             provider_type: &types,
             enum_of: &enums,
             identifier_is_email: false,
+            code_via: None,
         };
         let mut forms = flow_forms(&flow, &cx);
         assert_eq!(forms.len(), 1);
