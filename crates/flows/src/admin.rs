@@ -315,12 +315,15 @@ impl Engine {
                 CREDENTIAL_OIDC,
                 CREDENTIAL_TOTP,
                 CREDENTIAL_LOOKUP_SECRET,
+                // Kratos exports it; it is derived again from the traits and the schema's
+                // `credentials.code` identifiers, so what the export says is not needed.
+                tessera_core::identity::CREDENTIAL_CODE,
             ]
             .contains(&k.as_str())
         }) {
             return Err(field_err(
                 &format!("credentials.{k}"),
-                "this credential type cannot be imported: use password, oidc, totp or lookup_secret",
+                "this credential type cannot be imported: use password, oidc, totp, lookup_secret or code",
             ));
         }
         let Some(pw) = creds.get(CREDENTIAL_PASSWORD) else {

@@ -398,3 +398,30 @@ async fn a_code_is_for_the_traits_it_was_sent_for_and_taken_addresses_are_refuse
     let refused = invalid(post_registration(&e, &g, json!({"method": "code", "code": code})).await);
     assert_eq!(message_ids(&refused), [MessageId::DUPLICATE_CREDENTIALS]);
 }
+
+#[tokio::test]
+async fn an_imported_code_credential_is_derived_again_from_the_traits() {
+    let e = engine(ON).await;
+    let who = e
+        .identity_from_body(&json!({
+            "traits": {"email": "imported@example.cn", "phone": "+86 138 0013 8000"},
+            "credentials": {"code": {"config": {"addresses": [
+                {"channel": "email", "address": "someone-else@example.cn"}
+            ]}}}
+        }))
+        .expect("a Kratos export's code credential is accepted");
+    let code = who.credential("code").expect("a code credential");
+    assert_eq!(code.identifiers, ["imported@example.cn", "+8613800138000"]);
+    assert_eq!(
+        code.config,
+        json!({"addresses": [
+            {"channel": "email", "address": "imported@example.cn"},
+            {"channel": "sms", "address": "+8613800138000"}
+        ]})
+    );
+    let refused = e.identity_from_body(&json!({
+        "traits": {"email": "x@example.cn"},
+        "credentials": {"webauthn": {}}
+    }));
+    assert!(refused.is_err());
+}

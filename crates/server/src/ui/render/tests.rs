@@ -432,13 +432,14 @@ fn form_kinds_are_the_strings_the_templates_compare() {
         (FormKind::Gaps, "gaps"),
         (FormKind::Profile, "profile"),
         (FormKind::Password, "password"),
+        (FormKind::Code, "code"),
         (FormKind::Linked, "linked"),
         (FormKind::Other, "other"),
     ] {
         assert_eq!(serde_json::to_value(kind).unwrap(), Value::String(s.into()));
     }
     let forms = include_str!("../templates/flow_forms.html");
-    for s in ["'password'", "'profile'", "'linked'", "'social'"] {
+    for s in ["'password'", "'code'", "'profile'", "'linked'", "'social'"] {
         assert!(forms.contains(s), "flow_forms.html no longer uses {s}");
     }
 }
@@ -470,4 +471,58 @@ fn messages_naming_a_provider_use_its_local_name() {
         super::forms::localized_message(Lang::ZhCn, &gone, &types),
         gone
     );
+}
+
+#[test]
+fn a_login_with_password_and_code_has_two_forms_with_unique_ids_and_a_code_button_by_channel() {
+    let mut ui = Ui::new("http://127.0.0.1/self-service/login?flow=1".into());
+    ui.nodes.push(Node::csrf("tok"));
+    ui.nodes.push(
+        Node::input("default", "identifier", "text", Value::Null)
+            .required()
+            .label(text::label_id()),
+    );
+    ui.nodes.push(
+        Node::input("password", "password", "password", Value::Null).label(text::label_password()),
+    );
+    ui.nodes.push(
+        Node::input("password", "method", "submit", json!("password")).label(text::login_title()),
+    );
+    ui.nodes
+        .push(Node::input("code", "method", "submit", json!("code")).label(text::login_code()));
+    let flow = flow_of(FlowKind::Login, ui);
+    let types = |id: &str| tessera_social::types::get(id);
+    let enums = |_: &str| vec![];
+    for (via, lang, button, field) in [
+        (Some("email"), Lang::En, "Email me a code", "Email"),
+        (
+            Some("sms"),
+            Lang::Ru,
+            "Получить код по СМС",
+            "Номер телефона",
+        ),
+        (
+            Some("email+sms"),
+            Lang::ZhCn,
+            "通过邮件或短信发送验证码",
+            "邮箱或手机号",
+        ),
+    ] {
+        let cx = FlowContext {
+            lang,
+            experience: &Experience::default(),
+            provider_type: &types,
+            enum_of: &enums,
+            identifier_is_email: false,
+            code_via: via,
+        };
+        let forms = flow_forms(&flow, &cx);
+        let kinds: Vec<_> = forms.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FormKind::Password, FormKind::Code]);
+        let code = &forms[1];
+        assert_eq!(code.buttons[0].label, button);
+        assert_eq!(code.fields[0].name, "identifier");
+        assert_eq!(code.fields[0].label, field);
+        assert_ne!(code.fields[0].id, forms[0].fields[0].id, "ids stay unique");
+    }
 }
