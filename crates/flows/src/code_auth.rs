@@ -146,7 +146,7 @@ impl Engine {
     /// The second step of a code sign-in: the code, then a session.
     async fn check_login_code(&self, mut flow: Flow, body: &Value) -> Result<Outcome, Error> {
         let Some(pending) = self.take_code(&mut flow, body).await? else {
-            return Ok(self.code_refused(flow).await?);
+            return self.code_refused(flow).await;
         };
         let mut identity = self.store.get_identity(pending.identity_id).await?;
         if identity.state != IdentityState::Active {
@@ -301,7 +301,7 @@ impl Engine {
             return self.invalid(flow).await;
         }
         let Some(pending) = self.take_code(&mut flow, body).await? else {
-            return Ok(self.code_refused(flow).await?);
+            return self.code_refused(flow).await;
         };
         let schema = self.schemas.default_schema()?;
         let mut identity = self.build_identity(
@@ -362,9 +362,10 @@ impl Engine {
     }
 
     /// Counts a try and checks the submitted code against the flow's. `Ok(Some)`: right, and
-    /// the flow is now completed (single use). `Ok(None)`: wrong, expired, for another flow or
-    /// never sent; the flow carries the message. `Err` with the too-many-tries case handled by
-    /// [`Self::code_refused`] through `flow.internal.code` being cleared.
+    /// the flow is now completed (single use). `Ok(None)`: refused; the flow carries the
+    /// message (wrong, expired, another flow's, never sent, or missing), or — past
+    /// `max_submissions` — has lost its code and is back at its first step, which
+    /// [`Self::code_refused`] answers with a fresh flow.
     async fn take_code(&self, flow: &mut Flow, body: &Value) -> Result<Option<PendingCode>, Error> {
         let code = str_field(body, "code")
             .unwrap_or_default()
