@@ -98,6 +98,9 @@ pub(crate) fn init_logging(settings: &Settings) -> LogGuard {
     });
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // The queue is allocated whole up front (the default, 128,000 lines, was 4 MB of idle
+        // memory); a few thousand lines absorb any burst the writer thread falls behind on.
+        .buffered_lines_limit(4096)
         .thread_name("tessera-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
