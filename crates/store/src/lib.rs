@@ -61,7 +61,9 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let parsed = parse_dsn(dsn).map_err(Error::bad_request)?;
         let backend = parsed.backend;
-        let mut opts = AnyPoolOptions::new().max_connections(parsed.max_connections);
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(parsed.max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT);
         if parsed.keep_alive {
             // An in-memory database lives only while a connection to it is open.
             opts = opts
@@ -117,11 +119,15 @@ impl Store {
 
     /// Readiness probe: one round trip to the database.
     pub async fn ping(&self) -> Result<(), Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_err)
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        match tokio::time::timeout(PING_TIMEOUT, ping).await {
+            Ok(r) => r.map(|_| ()).map_err(db_err),
+            Err(_) => Err(Error::unavailable(format!(
+                "The database did not answer within {} s.",
+                PING_TIMEOUT.as_secs()
+            ))
+            .with_retry_after(RETRY_AFTER_SECS)),
+        }
     }
 
     pub async fn close(&self) {
@@ -137,8 +143,54 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
         return Error::conflict("This identity conflicts with another identity that already exists: one of its identifiers (email, phone, username, …) or addresses is already taken.")
             .with_id(tessera_core::error::ErrorId::IdentityConflict);
     }
+    if is_unavailable(&e) {
+        tracing::warn!(error = %e, "database unavailable");
+        return Error::unavailable(
+            "The database is unavailable or busy right now, so nothing was done. Try again in a few seconds.",
+        )
+        .with_retry_after(RETRY_AFTER_SECS);
+    }
     tracing::error!(error = %e, "database error");
     Error::internal("A database error occurred. The server log has the details.")
+}
+
+/// What `Retry-After` says when the database is away: a stopped PostgreSQL or a locked SQLite
+/// file usually comes back within seconds.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// How long a request waits for a database connection before it is answered 503 (sqlx's
+/// default is 30 s, as long as the whole request may take): with the database away, requests
+/// fail fast instead of piling up (issue 21).
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the readiness probe waits for its round trip.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Errors that say the database cannot be reached or is busy right now, not that the request
+/// or the data is wrong: the same request may succeed later (503 + `Retry-After`, not 500).
+/// The connection failed or was lost, the pool waited too long for one, SQLite answered
+/// BUSY/LOCKED after its busy timeout, or PostgreSQL is shutting down, starting or full
+/// (SQLSTATE classes 08 and 57P0x, 53300).
+pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                d.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c == "53300")
+            }
+        }
+        _ => false,
+    }
 }
 
 /// SQLite's "busy" answers (SQLITE_BUSY and its extended codes, such as BUSY_SNAPSHOT): the
@@ -182,4 +234,57 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::ErrorKind;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_with_retry_after_not_a_500() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let mapped = db_err(e);
+            assert_eq!(mapped.kind, ErrorKind::Unavailable, "{mapped:?}");
+            assert_eq!(mapped.retry_after.map(|s| s.get()), Some(5));
+        }
+        let other = db_err(sqlx::Error::RowNotFound);
+        assert_eq!(other.kind, ErrorKind::Internal);
+        assert_eq!(other.retry_after, None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_locked_by_another_writer_is_a_503() {
+        use sqlx::Connection;
+        let dir =
+            std::env::temp_dir().join(format!("tessera-store-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut writer)
+            .await
+            .unwrap();
+        let e = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut writer)
+            .await
+            .unwrap_err();
+        let mapped = db_err(e);
+        assert_eq!(mapped.kind, ErrorKind::Unavailable, "{mapped:?}");
+        assert!(mapped.retry_after.is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
