@@ -34,4 +34,6 @@ mod lifecycle_tests;
 mod mfa_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_race_tests;
 pub use social::CallbackOutcome;

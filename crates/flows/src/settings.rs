@@ -130,6 +130,9 @@ impl Engine {
             return Err(self.aal2_required(Some(back.as_str())));
         }
         let mut identity = self.store.get_identity(session.identity_id).await?;
+        // The optimistic check of the writes below (issue 21): each writes the whole identity
+        // back, so one that raced another settings request would undo it.
+        let read_at = identity.updated_at;
         let schema = self.schemas.get(&identity.schema_id)?;
         // `settings.after.totp` is not read yet: a TOTP change runs the stage's global hooks
         // (Kratos's rule for a method without its own).
@@ -156,7 +159,13 @@ impl Engine {
                 r.apply(&mut flow);
                 return self.settings_invalid(flow, &identity).await;
             }
-            self.store.update_identity(&identity).await?;
+            if !self
+                .store
+                .update_identity_if_unchanged(&identity, read_at)
+                .await?
+            {
+                return self.changed_meanwhile(flow, &identity).await;
+            }
             self.refresh_settings_nodes(&mut flow, &identity);
         } else {
             match forms::settings_method(body) {
@@ -204,7 +213,13 @@ impl Engine {
                         r.apply(&mut flow);
                         return self.settings_invalid(flow, &identity).await;
                     }
-                    self.store.update_identity(&identity).await?;
+                    if !self
+                        .store
+                        .update_identity_if_unchanged(&identity, read_at)
+                        .await?
+                    {
+                        return self.changed_meanwhile(flow, &identity).await;
+                    }
                 }
                 "totp" if self.settings.mfa.totp.is_some() => {
                     hooks = &totp_hooks;
@@ -266,12 +281,18 @@ impl Engine {
                         r.apply(&mut flow);
                         return self.settings_invalid(flow, &identity).await;
                     }
-                    if let Err(e) = self.store.update_identity(&updated).await {
-                        if e.kind == ErrorKind::Conflict {
+                    match self
+                        .store
+                        .update_identity_if_unchanged(&updated, read_at)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => return self.changed_meanwhile(flow, &identity).await,
+                        Err(e) if e.kind == ErrorKind::Conflict => {
                             flow.ui.messages.push(text::duplicate_credentials());
                             return self.settings_invalid(flow, &identity).await;
                         }
-                        return Err(e);
+                        Err(e) => return Err(e),
                     }
                     // A changed address starts unverified and gets a code (Kratos's
                     // verification hook after settings).
@@ -327,6 +348,23 @@ impl Engine {
             session: None,
             return_to,
         })
+    }
+
+    /// The optimistic check failed: another request changed the identity after this one read
+    /// it. Nothing was written; the flow shows the identity as it is now, to submit again.
+    async fn changed_meanwhile(
+        &self,
+        mut flow: Flow,
+        stale: &tessera_core::identity::Identity,
+    ) -> Result<Outcome, Error> {
+        flow.ui.messages.push(text::validation_generic(
+            "This account was changed by another request while this one was being saved, so nothing was saved. Check the values and submit again.",
+        ));
+        let now = match self.store.get_identity(stale.id).await {
+            Ok(i) => i,
+            Err(_) => stale.clone(),
+        };
+        self.settings_invalid(flow, &now).await
     }
 
     async fn settings_invalid(
