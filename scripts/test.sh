@@ -57,3 +57,5 @@ else
 	step "cargo test --workspace (cargo-nextest not installed)"
 	cargo test --workspace --no-fail-fast
 fi
+
+step "reliability suite, short form (docs/reliability.md)"; cargo build -q -p tessera && cargo run -q -p tessera-reliability -- short

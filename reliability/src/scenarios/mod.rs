@@ -1,0 +1,5 @@
+//! One module per scenario of issue 21 (numbers as in the issue).
+
+pub mod concurrency;
+pub mod dbdown;
+pub mod kill9;
