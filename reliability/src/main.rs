@@ -46,7 +46,7 @@ impl Run {
             "short" => Run {
                 backend,
                 concurrency: 100,
-                duration: Duration::from_secs(9),
+                duration: Duration::from_secs(7),
                 kills: 3,
                 workers: 4,
                 pace: Duration::from_millis(60),
@@ -129,7 +129,7 @@ impl Report {
     }
 }
 
-const SCENARIOS: [&str; 3] = ["concurrency", "kill9", "dbdown"];
+const SCENARIOS: [&str; 4] = ["concurrency", "kill9", "dbdown", "shutdown"];
 
 struct Args {
     form: String,
@@ -194,7 +194,8 @@ async fn main() -> Result<()> {
             let r = match scenario {
                 "concurrency" => scenarios::concurrency::run(&run).await,
                 "kill9" => scenarios::kill9::run(&run).await,
-                _ => scenarios::dbdown::run(&run).await,
+                "dbdown" => scenarios::dbdown::run(&run).await,
+                _ => scenarios::shutdown::run(&run).await,
             };
             let r = r.with_context(|| format!("{scenario} on {backend:?}"))?;
             println!(

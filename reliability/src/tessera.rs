@@ -149,6 +149,32 @@ impl Tessera {
         Ok(())
     }
 
+    /// SIGTERM, as an orchestrator stops a container, then waits (at most `grace`) for the
+    /// process to exit: its exit status and how long it took (`None` when it did not exit in
+    /// time, after which it is killed).
+    pub async fn terminate(
+        &mut self,
+        grace: Duration,
+    ) -> Result<(Option<std::process::ExitStatus>, Duration)> {
+        let Some(mut c) = self.child.take() else {
+            bail!("tessera is not running");
+        };
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM failed");
+        while started.elapsed() < grace {
+            if let Some(status) = c.try_wait()? {
+                return Ok((Some(status), started.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c.kill()?;
+        c.wait()?;
+        Ok((None, started.elapsed()))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

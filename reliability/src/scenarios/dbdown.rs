@@ -61,7 +61,7 @@ pub async fn run(run: &Run) -> Result<Report> {
     // 0 before the outage, 1 during, 2 after: which tally a request counts in (by its start).
     let phase = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let lead = Duration::from_secs(2);
-    let tail = Duration::from_secs(3);
+    let tail = Duration::from_secs(2);
     let deadline = Instant::now() + lead + run.outage + tail;
     let mut workers = Vec::new();
     for w in 0..run.workers {

@@ -3,3 +3,4 @@
 pub mod concurrency;
 pub mod dbdown;
 pub mod kill9;
+pub mod shutdown;
