@@ -213,7 +213,10 @@ fn timed_out(limit: std::time::Duration) -> Response {
             "The request took longer than {} s and was stopped. Try again; if it keeps happening, the server or an upstream it calls is overloaded (limits.request_timeout).",
             limit.as_secs()
         ),
-    ))
+    )
+    // A clear 503 says when to come back (issue 21): a hung database or upstream usually
+    // recovers within seconds.
+    .with_retry_after(5))
     .into_response()
 }
 
@@ -283,5 +286,20 @@ pub async fn limit_stored(
     match st.engine().limits.stored_request(kind, client.0) {
         Ok(()) => next.run(req).await,
         Err(e) => ApiError(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_timed_out_request_is_a_503_that_says_when_to_retry() {
+        let resp = super::timed_out(std::time::Duration::from_secs(3));
+        assert_eq!(resp.status().as_u16(), 503);
+        assert_eq!(
+            resp.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
     }
 }
