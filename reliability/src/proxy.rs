@@ -2,11 +2,14 @@
 //! behind it without stopping the PostgreSQL server other people share.
 //!
 //! [`Proxy::cut`] does what a stopped PostgreSQL does to its clients: every open connection is
-//! closed and new ones are refused (accepted and closed at once). [`Proxy::restore`] lets them
-//! through again.
+//! closed and new ones are refused (accepted and closed at once). [`Proxy::stall`] does what a
+//! network partition that drops packets does: connections stay open but nothing gets through,
+//! either way, so queries and new connections hang. [`Proxy::restore`] lets traffic through
+//! again (what a stall held back is delivered then).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -15,6 +18,8 @@ pub struct Proxy {
     up: Arc<AtomicBool>,
     /// Bumped on every cut: each piped connection ends when it changes.
     epoch: watch::Sender<u64>,
+    /// True while stalled: the pumps hold what they read.
+    stalled: watch::Sender<bool>,
     pub refused: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -27,7 +32,9 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicU64::new(0));
         let (epoch, _) = watch::channel(0u64);
-        let (up2, refused2, epoch2) = (up.clone(), refused.clone(), epoch.clone());
+        let (stalled, _) = watch::channel(false);
+        let (up2, refused2, epoch2, stalled2) =
+            (up.clone(), refused.clone(), epoch.clone(), stalled.clone());
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
@@ -37,13 +44,16 @@ impl Proxy {
                 }
                 let target = target.clone();
                 let mut cut = epoch2.subscribe();
+                let gate = stalled2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
-                    let mut inbound = inbound;
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(ri, wo, gate.clone()) => {}
+                        _ = pump(ro, wi, gate) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -53,6 +63,7 @@ impl Proxy {
             port,
             up,
             epoch,
+            stalled,
             refused,
             task,
         })
@@ -64,13 +75,42 @@ impl Proxy {
         self.epoch.send_modify(|e| *e += 1);
     }
 
+    /// Holds every byte in both directions (connections stay open).
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.stalled.send_replace(false);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while the gate says stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while *gate.borrow_and_update() {
+            if gate.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }

@@ -6,6 +6,11 @@
 //!   restored. Requests needing the database must fail fast with 503 and `Retry-After` (never
 //!   500, never a hang until the client gives up); `/health/ready` goes red, then green again
 //!   once the database is back, with no restart; nothing acknowledged is lost.
+//! - PostgreSQL hung (`hang`, the soak form only: it waits out a request timeout): the proxy
+//!   stalls instead (connections stay open, nothing gets through), as in a network partition.
+//!   The server runs with `limits.request_timeout: 3s`; requests must be answered 503 with
+//!   `Retry-After` (by the pool's 5 s wait or the request timeout), never held until the
+//!   client gives up; the rest as above.
 //! - SQLite: another process's writer holds the database's write lock (`BEGIN IMMEDIATE`) for
 //!   `outage`. Reads go on (WAL); writes wait for the lock up to the busy timeout (10 s) and
 //!   then fail with 503 and `Retry-After`; nothing acknowledged is lost.
@@ -21,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera_testkit::Backend;
 
-pub async fn run(run: &Run) -> Result<Report> {
-    let mut report = Report::new("dbdown", run.backend);
+pub async fn run(run: &Run, hang: bool) -> Result<Report> {
+    let mut report = Report::new(if hang { "dbhang" } else { "dbdown" }, run.backend);
     let db = run.database().await?;
     let proxy = match run.backend {
         Backend::Postgres => {
@@ -45,9 +50,12 @@ pub async fn run(run: &Run) -> Result<Report> {
         }
         None => db.dsn.clone(),
     };
-    let config = json!({
+    let mut config = json!({
         "selfservice": {"flows": {"registration": {"after": {"password": {"hooks": [{"hook": "session"}]}}}}},
     });
+    if hang {
+        config["limits"] = json!({"request_timeout": "3s"});
+    }
     let server = Tessera::start(&db.dir, &server_dsn, config).await?;
     let c = api::client();
     let first = api::register(&c, &server.public, "first@example.com")
@@ -130,6 +138,15 @@ pub async fn run(run: &Run) -> Result<Report> {
     phase.store(1, std::sync::atomic::Ordering::SeqCst);
     let cut_at = t0.elapsed().as_secs_f64();
     let what = match &proxy {
+        Some(p) if hang => {
+            p.stall();
+            tokio::time::sleep(run.outage).await;
+            p.restore();
+            format!(
+                "PostgreSQL hung for {:.0} s (connections open, nothing gets through; request_timeout 3 s)",
+                run.outage.as_secs_f64()
+            )
+        }
         Some(p) => {
             p.cut();
             tokio::time::sleep(run.outage).await;
