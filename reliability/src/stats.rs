@@ -13,6 +13,8 @@ pub enum Outcome {
     Ok,
     /// An answer with another status: `503` etc.
     Status(u16),
+    /// A browser journey that ended on the hosted error page (a redirect to `/ui/error`).
+    ErrorPage,
     /// No answer: connection refused or reset (the server was killed), or the client's
     /// deadline passed.
     Transport(&'static str),
@@ -23,6 +25,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok".into(),
             Outcome::Status(s) => format!("http {s}"),
+            Outcome::ErrorPage => "error page".into(),
             Outcome::Transport(t) => (*t).to_string(),
         }
     }

@@ -47,8 +47,21 @@ pub struct Tessera {
 
 impl Tessera {
     /// Writes `tessera.yml` in `dir` (the base: dsn, ports, a secret, cheap hashes; `extra`
-    /// deep-merged over it) and starts the server.
+    /// deep-merged over it), migrates the database and starts the server. A port found free
+    /// can be taken by someone else before the server binds it: then it tries again (three
+    /// times) with other ports.
     pub async fn start(dir: &Path, dsn: &str, extra: Value) -> Result<Tessera> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::try_start(dir, dsn, extra.clone()).await {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("tessera did not start")))
+    }
+
+    async fn try_start(dir: &Path, dsn: &str, extra: Value) -> Result<Tessera> {
         let (pp, ap) = (free_port()?, free_port()?);
         let mut doc = json!({
             "dsn": dsn,

@@ -180,14 +180,13 @@ async fn social_sign_in(public: &str) -> Result<String, Outcome> {
         .to_string();
     // The upstream answers at once with a redirect to the callback; the callback to return_to.
     for _ in 0..4 {
-        let (st, body, h) = api::send(b.get(&url)).await?;
+        let (st, _, h) = api::send(b.get(&url)).await?;
         let loc = h
             .get("location")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
         if !(300..400).contains(&st) {
-            let _ = body;
             return Err(Outcome::Status(st));
         }
         if loc.starts_with("https://app.example.com/") {
@@ -205,7 +204,7 @@ async fn social_sign_in(public: &str) -> Result<String, Outcome> {
                 .to_string());
         }
         if loc.contains("/ui/error") {
-            return Err(Outcome::Status(st + 1000));
+            return Err(Outcome::ErrorPage);
         }
         url = loc;
     }
