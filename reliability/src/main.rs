@@ -129,7 +129,14 @@ impl Report {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["concurrency", "kill9", "dbdown", "dbhang", "shutdown"];
+const SCENARIOS: [&str; 6] = [
+    "concurrency",
+    "kill9",
+    "dbdown",
+    "dbhang",
+    "shutdown",
+    "instances",
+];
 
 struct Args {
     form: String,
@@ -193,6 +200,10 @@ async fn main() -> Result<()> {
             if scenario == "dbhang" && (args.form == "short" || backend == Backend::Sqlite) {
                 continue;
             }
+            // Several instances share a PostgreSQL database (issue 21's scenario 2).
+            if scenario == "instances" && backend == Backend::Sqlite {
+                continue;
+            }
             let run = Run::new(&args.form, backend)?;
             println!("\n== {scenario} on {backend:?} ({} form)", args.form);
             let t = Instant::now();
@@ -201,6 +212,7 @@ async fn main() -> Result<()> {
                 "kill9" => scenarios::kill9::run(&run).await,
                 "dbdown" => scenarios::dbdown::run(&run, false).await,
                 "dbhang" => scenarios::dbdown::run(&run, true).await,
+                "instances" => scenarios::instances::run(&run).await,
                 _ => scenarios::shutdown::run(&run).await,
             };
             let r = r.with_context(|| format!("{scenario} on {backend:?}"))?;

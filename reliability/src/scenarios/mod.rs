@@ -2,5 +2,6 @@
 
 pub mod concurrency;
 pub mod dbdown;
+pub mod instances;
 pub mod kill9;
 pub mod shutdown;
