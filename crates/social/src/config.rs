@@ -88,6 +88,10 @@ pub struct ProviderConfig {
     /// `hd`, then checked in the id_token).
     #[serde(default)]
     pub google_hosted_domain: String,
+    /// Tessera, `telegram`: how old (Go duration, `5m` by default) a Login Widget result's
+    /// `auth_date` may be when it reaches the callback.
+    #[serde(default)]
+    pub telegram_auth_max_age: String,
     /// Tessera: re-run the mapper on every sign-in and update the traits.
     #[serde(default)]
     pub update_traits_on_login: bool,
@@ -177,7 +181,7 @@ async fn build_one(
         let key = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         let hint = if inner.contains("unknown field") {
-            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key, alipay_public_key, google_hosted_domain")
+            format!("{inner}; provider entries take Kratos's keys (id, provider, label, client_id, client_secret, mapper_url, scope, issuer_url, auth_url, token_url, requested_claims, pkce, claims_source, ...) and Tessera's userinfo_url, api_base_url, update_traits_on_login, store_tokens, wecom_agent_id, odnoklassniki_application_key, alipay_public_key, google_hosted_domain, telegram_auth_max_age")
         } else {
             inner
         };

@@ -28,6 +28,7 @@ pub mod oidc;
 pub mod provider;
 pub mod qq;
 pub mod request;
+pub mod telegram;
 pub mod telegram_oidc;
 pub mod types;
 pub mod upstream;
@@ -41,7 +42,7 @@ pub mod yandex;
 pub use claims::normalize_claims;
 pub use config::{ClaimsSource, Pkce, ProviderConfig};
 pub use mapping::{Mapped, MappingError};
-pub use provider::{AuthRequest, Callback, CallbackIssuer, Profile, Provider, Tokens};
+pub use provider::{AuthRequest, Callback, CallbackIssuer, Profile, Provider, SingleUse, Tokens};
 pub use types::ProviderType;
 pub use upstream::{Upstream, UpstreamError};
 

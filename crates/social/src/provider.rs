@@ -51,6 +51,16 @@ pub struct Profile {
     pub tokens: Tokens,
 }
 
+/// An upstream answer that may be accepted once only (see [`Provider::single_use`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleUse {
+    /// What identifies the answer (Telegram's `hash`); the engine records it per provider.
+    pub key: String,
+    /// Unix milliseconds until which the answer could still be accepted, so until which the
+    /// record must be kept.
+    pub until_ms: i64,
+}
+
 /// See [`Provider::expected_callback_issuer`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackIssuer {
@@ -79,6 +89,22 @@ pub trait Provider: Send + Sync {
     /// The authorization code in a callback (DingTalk calls it `authCode`).
     fn code<'c>(&self, cb: &'c Callback) -> Option<&'c str> {
         cb.get("code")
+    }
+
+    /// The name under which the upstream returns its answer in the callback URL's *fragment*
+    /// (Telegram's Login Widget redirect appends `#tgAuthResult=…`). Browsers never send a
+    /// fragment, so the callback answers such a provider with a small page whose script posts
+    /// the fragment's value back under this name, with the query's `state`. `None` (every
+    /// OAuth provider): the answer is in the query or a `form_post` body.
+    fn fragment_param(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// For an answer that carries no single-use code of the upstream's (Telegram's signed
+    /// result can be replayed as is while it is fresh): what identifies it, so the engine
+    /// accepts it once. Asked only after [`Provider::exchange`] accepted `cb`.
+    fn single_use(&self, _cb: &Callback) -> Option<SingleUse> {
+        None
     }
 
     /// Exchanges the code and reads the user.

@@ -286,6 +286,18 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/telegram_oidc.md",
     },
     ProviderType {
+        id: "telegram",
+        make: crate::telegram::Telegram::make,
+        auth_origins: &["https://oauth.telegram.org"],
+        icon: include_str!("../icons/telegram.svg"),
+        names: Names {
+            en: "Telegram",
+            zh_cn: "Telegram",
+            ru: "Telegram",
+        },
+        docs: "docs/providers/telegram.md",
+    },
+    ProviderType {
         id: "google",
         make: crate::google::Google::make,
         auth_origins: &["https://accounts.google.com"],
@@ -405,10 +417,11 @@ mod tests {
     fn every_type_makes_a_provider_from_a_minimal_entry() {
         for t in TYPES {
             // Alipay's secret is the app's RSA private key, checked at start.
-            let secret = if t.id == "alipay" {
-                include_str!("../testdata/alipay_app_private_key.pem")
-            } else {
-                "s"
+            // The Telegram widget's is the bot token, of the bot `client_id` names.
+            let secret = match t.id {
+                "alipay" => include_str!("../testdata/alipay_app_private_key.pem"),
+                "telegram" => "1234567:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+                _ => "s",
             };
             let cfg: ProviderConfig = serde_json::from_value(serde_json::json!({
                 "id": "x", "provider": t.id, "client_id": "1234567", "client_secret": secret,
