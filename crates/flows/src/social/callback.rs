@@ -170,6 +170,19 @@ impl Engine {
                 return self.show(flow).await;
             }
         };
+        // An answer with no single-use code of the upstream's (Telegram's signed widget
+        // result) is accepted once: its key is recorded until it would be too old anyway.
+        if let Some(once) = provider.provider.single_use(&cb) {
+            let key = crypto::token_hash(&format!("social_answer\n{provider_id}\n{}", once.key));
+            if !self.store.op_use_jti(&key, now, once.until_ms).await? {
+                let e = tessera_social::UpstreamError::Callback(
+                    "this sign-in answer was already used once, and a copy of it is not accepted"
+                        .into(),
+                );
+                fail(&mut flow, &e, e.user_message(&label), e.user_code());
+                return self.show(flow).await;
+            }
+        }
         let mapped = match self.social.map(&provider, &profile.claims).await {
             Ok(m) => m,
             Err(e) => {
