@@ -18,6 +18,7 @@ pub mod extract;
 pub mod http;
 pub mod live;
 pub mod oidc;
+pub mod oidc_bridge;
 pub mod op;
 pub mod op_pages;
 pub mod public;

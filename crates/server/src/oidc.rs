@@ -73,7 +73,31 @@ pub async fn callback(
     // A callback that cannot be tied to a flow stores an error for the error page: the route
     // is bounded per address by the edge (`edge::limit_stored`).
     let e = cfg.engine();
-    if method == Method::POST {
+    // An upstream that answers in the URL's fragment (Telegram's Login Widget): the browser
+    // arrives without the answer and gets the bridge page, whose same-origin POST (which
+    // carries the cookies) brings it.
+    let fragment = e
+        .social
+        .get(&provider)
+        .and_then(|p| Some((p.provider.fragment_param()?, p.display_name().to_string())));
+    let mut query = query;
+    if let Some((param, label)) = &fragment {
+        if method == Method::POST {
+            query = match http::read_body(&headers, body).await? {
+                Value::Object(m) => m
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                    .collect(),
+                _ => HashMap::new(),
+            };
+        } else if !query.contains_key(*param) && !query.contains_key("error") {
+            let lang = crate::ui::page_lang(&headers, None);
+            let state = query.get("state").map(String::as_str).unwrap_or_default();
+            return Ok(crate::oidc_bridge::page(
+                e, lang, &provider, label, param, state,
+            ));
+        }
+    } else if method == Method::POST {
         // `response_mode=form_post` arrives as a cross-site POST, which does not carry
         // SameSite=Lax cookies. Re-issue it as a same-site GET so the continuity cookie comes.
         let form = http::read_body(&headers, body).await?;
