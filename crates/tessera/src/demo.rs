@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram, VK, VK ID, GitHub, Google, Discord, Yandex ID,
+//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -26,6 +26,7 @@ use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::outbox::Outbox;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
+use tessera_emulators::telegram::TelegramWidgetEmulator;
 use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
@@ -76,6 +77,7 @@ const MAPPERS: &[(&str, &str)] = &[
         "telegram_oidc.jsonnet",
         include_str!("../demo/telegram_oidc.jsonnet"),
     ),
+    ("telegram.jsonnet", include_str!("../demo/telegram.jsonnet")),
 ];
 
 struct Emulators {
@@ -97,6 +99,7 @@ struct Emulators {
     douyin: DouyinEmulator,
     alipay: AlipayEmulator,
     telegram: TelegramOidcEmulator,
+    telegram_widget: TelegramWidgetEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -134,6 +137,7 @@ impl Emulators {
             douyin: DouyinEmulator::serve(loopback().await?)?,
             alipay: AlipayEmulator::serve(loopback().await?)?,
             telegram: TelegramOidcEmulator::serve(loopback().await?)?,
+            telegram_widget: TelegramWidgetEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -158,6 +162,8 @@ impl Emulators {
         self.douyin.register_redirect_uri(cb("douyin"));
         self.alipay.register_redirect_uri(cb("alipay"));
         self.telegram.register_redirect_uri(cb("telegram"));
+        // The Login Widget's bot is linked to a domain (BotFather's /setdomain), not a URL.
+        self.telegram_widget.set_domain(public);
     }
 }
 
@@ -339,6 +345,13 @@ selfservice:
             client_secret: {tg_secret}
             issuer_url: {tg_issuer}
             mapper_url: {tg_mapper}
+          - id: telegram-widget
+            provider: telegram
+            label: Telegram (widget)
+            client_id: {tgw_id}
+            client_secret: {tgw_token}
+            auth_url: {tgw_auth}
+            mapper_url: {tgw_mapper}
   flows:
     registration:
       after:
@@ -475,6 +488,10 @@ courier:
         tg_secret = q(e.telegram.client_secret()),
         tg_issuer = e.telegram.issuer(),
         tg_mapper = q(&mapper("telegram_oidc.jsonnet")),
+        tgw_id = q(e.telegram_widget.bot_id()),
+        tgw_token = q(e.telegram_widget.bot_token()),
+        tgw_auth = e.telegram_widget.auth_url(),
+        tgw_mapper = q(&mapper("telegram.jsonnet")),
     )
 }
 
@@ -524,7 +541,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, VK, VK ID, GitHub,\n  Google, Discord, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -535,6 +552,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.douyin.base_url(),
         emulators.alipay.base_url(),
         emulators.telegram.issuer(),
+        emulators.telegram_widget.auth_url(),
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
