@@ -59,6 +59,7 @@ mod ory_sdk;
 mod passwordless_code;
 mod provider_dingtalk;
 mod provider_github;
+mod provider_telegram_widget;
 mod provider_vk;
 mod providers_cn_ru;
 mod providers_cn_ru2;
