@@ -1034,11 +1034,17 @@ fn many_providers(types: &[&str]) -> String {
                     serde_json::to_string(&other).unwrap()
                 ),
             )
+        } else if *t == "telegram" {
+            // The Login Widget's secret is the bot token, of the bot `client_id` names.
+            (
+                tessera_testkit::emulators::telegram::BOT_TOKEN.to_string(),
+                String::new(),
+            )
         } else {
             ("s".to_string(), String::new())
         };
         // A Telegram client id is the bot's numeric id.
-        let client_id = if *t == "telegram_oidc" {
+        let client_id = if t.starts_with("telegram") {
             "7712345678".to_string()
         } else {
             format!("c-{t}")
@@ -1085,13 +1091,14 @@ async fn many_providers_fold_behind_a_more_options_disclosure() {
         "douyin",
         "alipay",
         "telegram_oidc",
+        "telegram",
         "github",
     ];
     let s = TestServer::start(Backend::Sqlite, &config(&many_providers(&types))).await;
     for (lang, summary) in [
-        ("en", "More options (10)"),
-        ("zh-CN", "更多登录方式（10）"),
-        ("ru", "Другие способы входа (10)"),
+        ("en", "More options (11)"),
+        ("zh-CN", "更多登录方式（11）"),
+        ("ru", "Другие способы входа (11)"),
     ] {
         let page = login_page(&s, lang).await;
         assert_eq!(
