@@ -25,6 +25,7 @@ pub mod qq;
 pub mod sample_app;
 pub mod sms_sink;
 pub mod smtp_sink;
+pub mod spotify;
 pub mod telegram;
 pub mod telegram_oidc;
 pub mod vk;

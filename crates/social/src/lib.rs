@@ -28,6 +28,7 @@ pub mod oidc;
 pub mod provider;
 pub mod qq;
 pub mod request;
+pub mod spotify;
 pub mod telegram;
 pub mod telegram_oidc;
 pub mod types;

@@ -298,6 +298,18 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/telegram.md",
     },
     ProviderType {
+        id: "spotify",
+        make: crate::spotify::Spotify::make,
+        auth_origins: &["https://accounts.spotify.com"],
+        icon: include_str!("../icons/spotify.svg"),
+        names: Names {
+            en: "Spotify",
+            zh_cn: "Spotify",
+            ru: "Spotify",
+        },
+        docs: "docs/providers/spotify.md",
+    },
+    ProviderType {
         id: "google",
         make: crate::google::Google::make,
         auth_origins: &["https://accounts.google.com"],
