@@ -1,6 +1,6 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Yandex ID,
+//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Yandex ID,
 //! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -26,6 +26,7 @@ use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::outbox::Outbox;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
+use tessera_emulators::spotify::SpotifyEmulator;
 use tessera_emulators::telegram::TelegramWidgetEmulator;
 use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
 use tessera_emulators::vk::VkEmulator;
@@ -78,6 +79,7 @@ const MAPPERS: &[(&str, &str)] = &[
         include_str!("../demo/telegram_oidc.jsonnet"),
     ),
     ("telegram.jsonnet", include_str!("../demo/telegram.jsonnet")),
+    ("spotify.jsonnet", include_str!("../demo/spotify.jsonnet")),
 ];
 
 struct Emulators {
@@ -100,6 +102,7 @@ struct Emulators {
     alipay: AlipayEmulator,
     telegram: TelegramOidcEmulator,
     telegram_widget: TelegramWidgetEmulator,
+    spotify: SpotifyEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -138,6 +141,7 @@ impl Emulators {
             alipay: AlipayEmulator::serve(loopback().await?)?,
             telegram: TelegramOidcEmulator::serve(loopback().await?)?,
             telegram_widget: TelegramWidgetEmulator::serve(loopback().await?)?,
+            spotify: SpotifyEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -164,6 +168,7 @@ impl Emulators {
         self.telegram.register_redirect_uri(cb("telegram"));
         // The Login Widget's bot is linked to a domain (BotFather's /setdomain), not a URL.
         self.telegram_widget.set_domain(public);
+        self.spotify.register_redirect_uri(cb("spotify"));
     }
 }
 
@@ -352,6 +357,14 @@ selfservice:
             client_secret: {tgw_token}
             auth_url: {tgw_auth}
             mapper_url: {tgw_mapper}
+          - id: spotify
+            provider: spotify
+            label: Spotify
+            client_id: {sp_id}
+            client_secret: {sp_secret}
+            auth_url: {sp_auth}
+            api_base_url: {sp_base}
+            mapper_url: {sp_mapper}
   flows:
     registration:
       after:
@@ -492,6 +505,11 @@ courier:
         tgw_token = q(e.telegram_widget.bot_token()),
         tgw_auth = e.telegram_widget.auth_url(),
         tgw_mapper = q(&mapper("telegram.jsonnet")),
+        sp_id = q(e.spotify.client_id()),
+        sp_secret = q(e.spotify.client_secret()),
+        sp_auth = e.spotify.auth_url(),
+        sp_base = e.spotify.base_url(),
+        sp_mapper = q(&mapper("spotify.jsonnet")),
     )
 }
 
@@ -541,7 +559,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -558,6 +576,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.github.base_url(),
         emulators.google.issuer(),
         emulators.discord.base_url(),
+        emulators.spotify.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

@@ -65,6 +65,7 @@ mod providers_cn_ru;
 mod providers_cn_ru2;
 mod providers_cn_ru3;
 mod providers_global;
+mod providers_global3;
 mod schemas;
 mod sms;
 mod social_oidc_provider;

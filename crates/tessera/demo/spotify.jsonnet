@@ -1,0 +1,19 @@
+// Spotify → identity traits. Spotify does not verify the account's email, so it becomes the
+// `email` trait (which Tessera's own verification can confirm) and never a verified address;
+// the display name is split at its first space, the Spotify id goes to metadata_public.
+local claims = std.extVar('claims');
+local parts = if 'name' in claims then std.splitLimit(claims.name, ' ', 1) else [];
+{
+  identity: {
+    traits: {
+      [if 'email' in claims then 'email' else null]: claims.email,
+      [if std.length(parts) > 0 then 'name' else null]: {
+        first: parts[0],
+        [if std.length(parts) > 1 then 'last' else null]: parts[1],
+      },
+    },
+    metadata_public: {
+      spotify_id: claims.sub,
+    },
+  },
+}

@@ -1,0 +1,214 @@
+//! Global provider types of issue 18, part three, end to end through the browser flow against
+//! their emulators in tessera-emulators, with the default mapper `tessera demo` writes:
+//! Spotify (Kratos's `spotify`: sign-up, sign-in again into the same identity, PKCE, the
+//! unverified email, a refused scope, every error as a clear message in the page's language,
+//! the emulator refusing what Spotify refuses).
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use tessera_testkit::emulators::spotify::SpotifyEmulator;
+use tessera_testkit::journey::{
+    assert_needs_a_secret, b64, config, identities, location, oidc_identifiers, param,
+    press_provider, refused_in_every_language, sign_in, upstream, whoami,
+};
+use tessera_testkit::{Backend, Browser, TestServer, each_backend};
+
+// ---- Spotify -------------------------------------------------------------------------------
+
+/// `tessera demo`'s Spotify mapper, the one docs/providers/spotify.md shows.
+const SPOTIFY_MAPPER: &str = include_str!("../../demo/spotify.jsonnet");
+
+fn spotify_yaml(sp: &SpotifyEmulator, secret: &str) -> String {
+    format!(
+        "          - id: spotify\n            provider: spotify\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        sp.client_id(),
+        sp.auth_url(),
+        sp.base_url(),
+        b64(SPOTIFY_MAPPER)
+    )
+}
+
+async fn spotify_server(backend: Backend, sp: &SpotifyEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&spotify_yaml(sp, secret))).await;
+    sp.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/spotify",
+        s.public
+    ));
+    s
+}
+
+each_backend!(spotify_sign_up_then_sign_in_again_into_the_same_identity);
+async fn spotify_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let sp = SpotifyEmulator::start().await;
+    let s = spotify_server(backend, &sp, sp.client_secret()).await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "spotify", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&sp.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("user-read-email user-read-private")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let r = b.get(&upstream(&b, &authorize, "ivan").await, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    // Spotify's email is not verified by Spotify: a trait, never a verified address.
+    assert_eq!(me["traits"]["email"], "ivan.petrov@example.ru");
+    assert_eq!(me["verifiable_addresses"][0]["verified"], false, "{me}");
+    assert_eq!(me["traits"]["name"]["first"], "Иван");
+    assert_eq!(me["traits"]["name"]["last"], "Петров");
+    assert_eq!(me["metadata_public"]["spotify_id"], sp.id_of("ivan"));
+    let id = me["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!([format!("spotify:{}", sp.id_of("ivan"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "spotify", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    assert_eq!(identities(&s).await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn spotify_refused_scope_and_errors_are_clear_localised_messages() {
+    let sp = SpotifyEmulator::start().await;
+    let s = spotify_server(Backend::Sqlite, &sp, sp.client_secret()).await;
+    // The person refuses the email on Spotify's page: Kratos's rule, every scope or nothing.
+    sp.set_withheld_scope(Some("user-read-email"));
+    let text = refused_in_every_language(
+        &s,
+        ("spotify", "ivan"),
+        "Не удалось завершить вход через Spotify",
+        "通过 Spotify 登录未能完成",
+    )
+    .await;
+    assert!(
+        text.contains("did not grant the permission `user-read-email`"),
+        "{text}"
+    );
+    sp.set_withheld_scope(None);
+    sp.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("spotify", "ivan"),
+        "Вход через Spotify отклонён",
+        "Spotify 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_grant — Authorization code expired"),
+        "{text}"
+    );
+    sp.set_code_ttl(Duration::from_secs(600));
+    let text = refused_in_every_language(
+        &s,
+        ("spotify", "deny"),
+        "Вход через Spotify отменён",
+        "Spotify 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    let s2 = spotify_server(Backend::Sqlite, &sp, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s2,
+        ("spotify", "ivan"),
+        "Вход через Spotify отклонён",
+        "Spotify 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_client — Invalid client secret"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty() && identities(&s2).await.is_empty());
+    assert_needs_a_secret(&config(&spotify_yaml(&sp, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn spotify_emulator_refuses_what_spotify_refuses() {
+    let sp = SpotifyEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    sp.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |client: &str, redirect: &str| {
+        format!(
+            "{}?client_id={client}&response_type=code&redirect_uri={redirect}&scope=user-read-email&state=s&user=ivan&code_challenge_method=S256&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            sp.auth_url()
+        )
+    };
+    for (url, says) in [
+        (auth("nobody", back), "INVALID_CLIENT: Invalid client"),
+        (
+            auth(sp.client_id(), "http://evil.example/cb"),
+            "INVALID_CLIENT: Invalid redirect URI",
+        ),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains(says), "{says}");
+    }
+    let code = || async {
+        let r = c.get(auth(sp.client_id(), back)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, secret: &str, verifier: &str| {
+        c.post(format!("{}/api/token", sp.base_url()))
+            .basic_auth(sp.client_id(), Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", back),
+                ("code_verifier", verifier),
+            ])
+            .send()
+    };
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let r = token(code().await, "wrong", verifier).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_client", "error_description": "Invalid client secret"})
+    );
+    let r = token(code().await, sp.client_secret(), "another-verifier")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_description"],
+        "code_verifier was incorrect"
+    );
+    let fresh = code().await;
+    let r = token(fresh.clone(), sp.client_secret(), verifier)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["scope"], "user-read-email");
+    let r = token(fresh, sp.client_secret(), verifier).await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_description"],
+        "Invalid authorization code",
+        "a code is spent once"
+    );
+    let me = |token: &str| {
+        c.get(format!("{}/v1/me", sp.base_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let r = me(t["access_token"].as_str().unwrap()).await.unwrap();
+    let u: Value = r.json().await.unwrap();
+    assert_eq!(u["id"], sp.id_of("ivan"));
+    assert!(u.get("country").is_none(), "no user-read-private");
+    let r = me("forged").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": {"status": 401, "message": "Invalid access token"}})
+    );
+}
