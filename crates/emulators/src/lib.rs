@@ -19,6 +19,7 @@ pub mod feishu;
 pub mod github;
 pub mod google;
 pub mod mailru;
+pub mod naver;
 pub mod odnoklassniki;
 pub mod outbox;
 pub mod qq;

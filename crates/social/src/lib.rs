@@ -22,6 +22,7 @@ pub mod google;
 pub mod jws;
 pub mod mailru;
 pub mod mapping;
+pub mod naver;
 pub mod oauth2;
 pub mod odnoklassniki;
 pub mod oidc;

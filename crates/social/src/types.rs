@@ -310,6 +310,18 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/spotify.md",
     },
     ProviderType {
+        id: "naver",
+        make: crate::naver::Naver::make,
+        auth_origins: &["https://nid.naver.com"],
+        icon: include_str!("../icons/naver.svg"),
+        names: Names {
+            en: "Naver",
+            zh_cn: "Naver",
+            ru: "Naver",
+        },
+        docs: "docs/providers/naver.md",
+    },
+    ProviderType {
         id: "google",
         make: crate::google::Google::make,
         auth_origins: &["https://accounts.google.com"],
