@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Yandex ID,
-//! Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Naver,
+//! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -22,6 +22,7 @@ use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
 use tessera_emulators::mailru::MailruEmulator;
+use tessera_emulators::naver::NaverEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::outbox::Outbox;
 use tessera_emulators::qq::QqEmulator;
@@ -80,6 +81,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ),
     ("telegram.jsonnet", include_str!("../demo/telegram.jsonnet")),
     ("spotify.jsonnet", include_str!("../demo/spotify.jsonnet")),
+    ("naver.jsonnet", include_str!("../demo/naver.jsonnet")),
 ];
 
 struct Emulators {
@@ -103,6 +105,7 @@ struct Emulators {
     telegram: TelegramOidcEmulator,
     telegram_widget: TelegramWidgetEmulator,
     spotify: SpotifyEmulator,
+    naver: NaverEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -142,6 +145,7 @@ impl Emulators {
             telegram: TelegramOidcEmulator::serve(loopback().await?)?,
             telegram_widget: TelegramWidgetEmulator::serve(loopback().await?)?,
             spotify: SpotifyEmulator::serve(loopback().await?)?,
+            naver: NaverEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -169,6 +173,7 @@ impl Emulators {
         // The Login Widget's bot is linked to a domain (BotFather's /setdomain), not a URL.
         self.telegram_widget.set_domain(public);
         self.spotify.register_redirect_uri(cb("spotify"));
+        self.naver.register_redirect_uri(cb("naver"));
     }
 }
 
@@ -365,6 +370,14 @@ selfservice:
             auth_url: {sp_auth}
             api_base_url: {sp_base}
             mapper_url: {sp_mapper}
+          - id: naver
+            provider: naver
+            label: Naver
+            client_id: {nv_id}
+            client_secret: {nv_secret}
+            auth_url: {nv_auth}
+            api_base_url: {nv_base}
+            mapper_url: {nv_mapper}
   flows:
     registration:
       after:
@@ -510,6 +523,11 @@ courier:
         sp_auth = e.spotify.auth_url(),
         sp_base = e.spotify.base_url(),
         sp_mapper = q(&mapper("spotify.jsonnet")),
+        nv_id = q(e.naver.client_id()),
+        nv_secret = q(e.naver.client_secret()),
+        nv_auth = e.naver.auth_url(),
+        nv_base = e.naver.base_url(),
+        nv_mapper = q(&mapper("naver.jsonnet")),
     )
 }
 
@@ -559,7 +577,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Yandex ID, Mail.ru or OK. Those are emulators on this machine\n  ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -577,6 +595,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.google.issuer(),
         emulators.discord.base_url(),
         emulators.spotify.base_url(),
+        emulators.naver.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

@@ -2,14 +2,17 @@
 //! their emulators in tessera-emulators, with the default mapper `tessera demo` writes:
 //! Spotify (Kratos's `spotify`: sign-up, sign-in again into the same identity, PKCE, the
 //! unverified email, a refused scope, every error as a clear message in the page's language,
-//! the emulator refusing what Spotify refuses).
+//! the emulator refusing what Spotify refuses); Naver (the same journey, fill-the-gaps for a
+//! member who keeps the email, token errors with HTTP 200, the wrapped profile and its
+//! `resultcode` errors).
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::naver::NaverEmulator;
 use tessera_testkit::emulators::spotify::SpotifyEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, identities, location, oidc_identifiers, param,
-    press_provider, refused_in_every_language, sign_in, upstream, whoami,
+    assert_needs_a_secret, b64, config, fill_the_gap, identities, location, oidc_identifiers,
+    param, press_provider, refused_in_every_language, sign_in, upstream, whoami,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
@@ -211,4 +214,184 @@ async fn spotify_emulator_refuses_what_spotify_refuses() {
         r.json::<Value>().await.unwrap(),
         json!({"error": {"status": 401, "message": "Invalid access token"}})
     );
+}
+
+// ---- Naver ---------------------------------------------------------------------------------
+
+/// `tessera demo`'s Naver mapper, the one docs/providers/naver.md shows.
+const NAVER_MAPPER: &str = include_str!("../../demo/naver.jsonnet");
+
+fn naver_yaml(nv: &NaverEmulator, secret: &str) -> String {
+    format!(
+        "          - id: naver\n            provider: naver\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        nv.client_id(),
+        nv.auth_url(),
+        nv.base_url(),
+        b64(NAVER_MAPPER)
+    )
+}
+
+async fn naver_server(backend: Backend, nv: &NaverEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&naver_yaml(nv, secret))).await;
+    nv.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/naver",
+        s.public
+    ));
+    s
+}
+
+each_backend!(naver_sign_up_then_sign_in_again_into_the_same_identity);
+async fn naver_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let nv = NaverEmulator::start().await;
+    let s = naver_server(backend, &nv, nv.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "naver", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&nv.auth_url()), "{authorize}");
+    assert_eq!(param(&authorize, "response_type").as_deref(), Some("code"));
+    assert!(param(&authorize, "scope").is_none(), "Naver has no scopes");
+    let r = b.get(&upstream(&b, &authorize, "ivan").await, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "ivan.petrov@naver.com");
+    assert_eq!(me["traits"]["name"]["first"], "Иван");
+    assert_eq!(me["metadata_public"]["naver_nickname"], "ivan_p");
+    let id = me["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!([format!("naver:{}", nv.id_of("ivan"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "naver", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn naver_member_who_keeps_the_email_fills_the_gap() {
+    let nv = NaverEmulator::start().await;
+    let s = naver_server(Backend::Sqlite, &nv, nv.client_secret()).await;
+    // Мария did not agree to share her email: the registration page asks for it.
+    fill_the_gap(&s, "naver", nv.id_of("maria")).await;
+}
+
+#[tokio::test]
+async fn naver_errors_with_http_200_are_clear_localised_messages() {
+    let nv = NaverEmulator::start().await;
+    let s = naver_server(Backend::Sqlite, &nv, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s,
+        ("naver", "ivan"),
+        "Вход через Naver отклонён",
+        "Naver 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_request — client_secret or client_id is invalid"),
+        "{text}"
+    );
+    let s = naver_server(Backend::Sqlite, &nv, nv.client_secret()).await;
+    nv.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("naver", "ivan"),
+        "Вход через Naver отклонён",
+        "Naver 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("no valid data in session"), "{text}");
+    nv.set_code_ttl(Duration::from_secs(600));
+    let text = refused_in_every_language(
+        &s,
+        ("naver", "deny"),
+        "Вход через Naver отменён",
+        "Naver 登录已取消",
+    )
+    .await;
+    assert!(
+        text.contains("cancelled or denied (Canceled By User)"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+    assert_needs_a_secret(&config(&naver_yaml(&nv, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn naver_emulator_refuses_what_naver_refuses() {
+    let nv = NaverEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    nv.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |client: &str, redirect: &str| {
+        format!(
+            "{}?response_type=code&client_id={client}&redirect_uri={redirect}&state=st&user=ivan",
+            nv.auth_url()
+        )
+    };
+    for (url, says) in [
+        (auth("nobody", back), "invalid client_id"),
+        (
+            auth(nv.client_id(), "http://evil.example/cb"),
+            "invalid redirect_uri",
+        ),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "Naver shows its own error page");
+        assert!(r.text().await.unwrap().contains(says), "{says}");
+    }
+    let code = || async {
+        let r = c.get(auth(nv.client_id(), back)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, secret: &str, state: &str| {
+        c.get(format!("{}/oauth2.0/token", nv.base_url()))
+            .query(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", nv.client_id()),
+                ("client_secret", secret),
+                ("code", code.as_str()),
+                ("state", state),
+            ])
+            .send()
+    };
+    let r = token(code().await, nv.client_secret(), "other")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "errors come with HTTP 200");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_request", "error_description": "invalid state"})
+    );
+    let fresh = code().await;
+    let t: Value = token(fresh.clone(), nv.client_secret(), "st")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["expires_in"], "3600", "a string");
+    let again: Value = token(fresh, nv.client_secret(), "st")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["error_description"], "no valid data in session");
+    let me = |token: &str| {
+        c.get(format!("{}/v1/nid/me", nv.base_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let v: Value = me(t["access_token"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["resultcode"], "00");
+    assert_eq!(v["response"]["id"], nv.id_of("ivan"));
+    let r = me("forged").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["resultcode"], "024");
 }
