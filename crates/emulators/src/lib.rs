@@ -18,6 +18,7 @@ pub mod douyin;
 pub mod feishu;
 pub mod github;
 pub mod google;
+pub mod kakao;
 pub mod mailru;
 pub mod naver;
 pub mod odnoklassniki;

@@ -20,6 +20,7 @@ pub mod generic;
 pub mod github;
 pub mod google;
 pub mod jws;
+pub mod kakao;
 pub mod mailru;
 pub mod mapping;
 pub mod naver;

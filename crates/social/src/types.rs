@@ -322,6 +322,18 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/naver.md",
     },
     ProviderType {
+        id: "kakao",
+        make: crate::kakao::Kakao::make,
+        auth_origins: &["https://kauth.kakao.com"],
+        icon: include_str!("../icons/kakao.svg"),
+        names: Names {
+            en: "Kakao",
+            zh_cn: "Kakao",
+            ru: "Kakao",
+        },
+        docs: "docs/providers/kakao.md",
+    },
+    ProviderType {
         id: "google",
         make: crate::google::Google::make,
         auth_origins: &["https://accounts.google.com"],
