@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Naver,
-//! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Kakao, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -21,6 +21,7 @@ use tessera_emulators::douyin::DouyinEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
+use tessera_emulators::kakao::KakaoEmulator;
 use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::naver::NaverEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
@@ -82,6 +83,7 @@ const MAPPERS: &[(&str, &str)] = &[
     ("telegram.jsonnet", include_str!("../demo/telegram.jsonnet")),
     ("spotify.jsonnet", include_str!("../demo/spotify.jsonnet")),
     ("naver.jsonnet", include_str!("../demo/naver.jsonnet")),
+    ("kakao.jsonnet", include_str!("../demo/kakao.jsonnet")),
 ];
 
 struct Emulators {
@@ -106,6 +108,7 @@ struct Emulators {
     telegram_widget: TelegramWidgetEmulator,
     spotify: SpotifyEmulator,
     naver: NaverEmulator,
+    kakao: KakaoEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -146,6 +149,7 @@ impl Emulators {
             telegram_widget: TelegramWidgetEmulator::serve(loopback().await?)?,
             spotify: SpotifyEmulator::serve(loopback().await?)?,
             naver: NaverEmulator::serve(loopback().await?)?,
+            kakao: KakaoEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -174,6 +178,7 @@ impl Emulators {
         self.telegram_widget.set_domain(public);
         self.spotify.register_redirect_uri(cb("spotify"));
         self.naver.register_redirect_uri(cb("naver"));
+        self.kakao.register_redirect_uri(cb("kakao"));
     }
 }
 
@@ -378,6 +383,14 @@ selfservice:
             auth_url: {nv_auth}
             api_base_url: {nv_base}
             mapper_url: {nv_mapper}
+          - id: kakao
+            provider: kakao
+            label: Kakao
+            client_id: {kk_id}
+            client_secret: {kk_secret}
+            auth_url: {kk_auth}
+            api_base_url: {kk_base}
+            mapper_url: {kk_mapper}
   flows:
     registration:
       after:
@@ -528,6 +541,11 @@ courier:
         nv_auth = e.naver.auth_url(),
         nv_base = e.naver.base_url(),
         nv_mapper = q(&mapper("naver.jsonnet")),
+        kk_id = q(e.kakao.client_id()),
+        kk_secret = q(e.kakao.client_secret()),
+        kk_auth = e.kakao.auth_url(),
+        kk_base = e.kakao.base_url(),
+        kk_mapper = q(&mapper("kakao.jsonnet")),
     )
 }
 
@@ -577,7 +595,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Yandex ID, Mail.ru or OK. Those are emulators on this machine\n  ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Kakao, Yandex ID, Mail.ru or OK. Those are emulators on\n  this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -596,6 +614,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.discord.base_url(),
         emulators.spotify.base_url(),
         emulators.naver.base_url(),
+        emulators.kakao.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

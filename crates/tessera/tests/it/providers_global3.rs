@@ -4,10 +4,12 @@
 //! unverified email, a refused scope, every error as a clear message in the page's language,
 //! the emulator refusing what Spotify refuses); Naver (the same journey, fill-the-gaps for a
 //! member who keeps the email, token errors with HTTP 200, the wrapped profile and its
-//! `resultcode` errors).
+//! `resultcode` errors); Kakao (the same journey, an email only when Kakao calls it valid and
+//! verified, token errors with Kakao's `error_code`, the emulator's refusals).
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::kakao::KakaoEmulator;
 use tessera_testkit::emulators::naver::NaverEmulator;
 use tessera_testkit::emulators::spotify::SpotifyEmulator;
 use tessera_testkit::journey::{
@@ -394,4 +396,203 @@ async fn naver_emulator_refuses_what_naver_refuses() {
     let r = me("forged").await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["resultcode"], "024");
+}
+
+// ---- Kakao ---------------------------------------------------------------------------------
+
+/// `tessera demo`'s Kakao mapper, the one docs/providers/kakao.md shows.
+const KAKAO_MAPPER: &str = include_str!("../../demo/kakao.jsonnet");
+
+fn kakao_yaml(kk: &KakaoEmulator, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: kakao\n            provider: kakao\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n{extra}",
+        kk.client_id(),
+        kk.auth_url(),
+        kk.base_url(),
+        b64(KAKAO_MAPPER)
+    )
+}
+
+async fn kakao_server(
+    backend: Backend,
+    kk: &KakaoEmulator,
+    secret: &str,
+    extra: &str,
+) -> TestServer {
+    let s = TestServer::start(backend, &config(&kakao_yaml(kk, secret, extra))).await;
+    kk.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/kakao",
+        s.public
+    ));
+    s
+}
+
+each_backend!(kakao_sign_up_then_sign_in_again_into_the_same_identity);
+async fn kakao_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let kk = KakaoEmulator::start().await;
+    let s = kakao_server(backend, &kk, kk.client_secret(), "").await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "kakao", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&kk.auth_url()), "{authorize}");
+    assert!(
+        param(&authorize, "scope").is_none(),
+        "consent items come from the console"
+    );
+    let r = b.get(&upstream(&b, &authorize, "ivan").await, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(me["traits"]["email"], "ivan.petrov@kakao.com");
+    assert_eq!(me["traits"]["name"]["last"], "Петров");
+    assert_eq!(
+        me["metadata_public"]["kakao_id"],
+        kk.id_of("ivan").to_string()
+    );
+    let id = me["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!([format!("kakao:{}", kk.id_of("ivan"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "kakao", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn kakao_unverified_email_is_not_taken_and_scopes_are_comma_separated() {
+    let kk = KakaoEmulator::start().await;
+    let s = kakao_server(
+        Backend::Sqlite,
+        &kk,
+        kk.client_secret(),
+        "            scope: [account_email, phone_number]\n",
+    )
+    .await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "kakao", "https://app.example.com/after").await;
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("account_email,phone_number")
+    );
+    // Мария's address is not verified at Kakao: the page asks for one.
+    fill_the_gap(&s, "kakao", &kk.id_of("maria").to_string()).await;
+}
+
+#[tokio::test]
+async fn kakao_errors_are_clear_localised_messages() {
+    let kk = KakaoEmulator::start().await;
+    let s = kakao_server(Backend::Sqlite, &kk, "not-the-secret", "").await;
+    let text = refused_in_every_language(
+        &s,
+        ("kakao", "ivan"),
+        "Вход через Kakao отклонён",
+        "Kakao 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_client — Bad client credentials"),
+        "{text}"
+    );
+    let s = kakao_server(Backend::Sqlite, &kk, kk.client_secret(), "").await;
+    kk.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("kakao", "ivan"),
+        "Вход через Kakao отклонён",
+        "Kakao 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_grant — authorization code not found"),
+        "{text}"
+    );
+    kk.set_code_ttl(Duration::from_secs(600));
+    let text = refused_in_every_language(
+        &s,
+        ("kakao", "deny"),
+        "Вход через Kakao отменён",
+        "Kakao 登录已取消",
+    )
+    .await;
+    assert!(
+        text.contains("cancelled or denied (User denied access)"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn kakao_emulator_refuses_what_kakao_refuses() {
+    let kk = KakaoEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    kk.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |client: &str, redirect: &str| {
+        format!(
+            "{}?client_id={client}&redirect_uri={redirect}&response_type=code&state=st&user=ivan",
+            kk.auth_url()
+        )
+    };
+    for (url, says) in [
+        (auth("nobody", back), "KOE101"),
+        (auth(kk.client_id(), "http://evil.example/cb"), "KOE006"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains(says), "{says}");
+    }
+    let code = || async {
+        let r = c.get(auth(kk.client_id(), back)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, secret: &str, redirect: &str| {
+        c.post(format!("{}/oauth/token", kk.base_url()))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", kk.client_id()),
+                ("client_secret", secret),
+                ("redirect_uri", redirect),
+                ("code", code.as_str()),
+            ])
+            .send()
+    };
+    let r = token(code().await, "wrong", back).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_code"], "KOE010");
+    let r = token(code().await, kk.client_secret(), "http://127.0.0.1:9/other")
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error_code"], "KOE303");
+    let fresh = code().await;
+    let t: Value = token(fresh.clone(), kk.client_secret(), back)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = token(fresh, kk.client_secret(), back).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_code"],
+        "KOE320",
+        "spent once"
+    );
+    let me = |token: &str| {
+        c.get(format!("{}/v2/user/me", kk.base_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    let u: Value = me(t["access_token"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["id"], kk.id_of("ivan"));
+    assert_eq!(u["kakao_account"]["is_email_verified"], true);
+    let r = me("forged").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], -401);
 }
