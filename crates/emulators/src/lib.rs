@@ -11,6 +11,7 @@
 
 pub mod alipay;
 pub mod baidu;
+pub mod bitbucket;
 mod common;
 pub mod dingtalk;
 pub mod discord;

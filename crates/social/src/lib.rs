@@ -9,6 +9,7 @@
 
 pub mod alipay;
 pub mod baidu;
+pub mod bitbucket;
 pub mod claims;
 pub mod config;
 pub mod dingtalk;

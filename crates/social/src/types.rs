@@ -334,6 +334,18 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/kakao.md",
     },
     ProviderType {
+        id: "bitbucket",
+        make: crate::bitbucket::Bitbucket::make,
+        auth_origins: &["https://bitbucket.org"],
+        icon: include_str!("../icons/bitbucket.svg"),
+        names: Names {
+            en: "Bitbucket",
+            zh_cn: "Bitbucket",
+            ru: "Bitbucket",
+        },
+        docs: "docs/providers/bitbucket.md",
+    },
+    ProviderType {
         id: "google",
         make: crate::google::Google::make,
         auth_origins: &["https://accounts.google.com"],
