@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Naver,
-//! Kakao, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Kakao, Bitbucket, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -15,6 +15,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::alipay::AlipayEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
+use tessera_emulators::bitbucket::BitbucketEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::discord::DiscordEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
@@ -84,6 +85,10 @@ const MAPPERS: &[(&str, &str)] = &[
     ("spotify.jsonnet", include_str!("../demo/spotify.jsonnet")),
     ("naver.jsonnet", include_str!("../demo/naver.jsonnet")),
     ("kakao.jsonnet", include_str!("../demo/kakao.jsonnet")),
+    (
+        "bitbucket.jsonnet",
+        include_str!("../demo/bitbucket.jsonnet"),
+    ),
 ];
 
 struct Emulators {
@@ -109,6 +114,7 @@ struct Emulators {
     spotify: SpotifyEmulator,
     naver: NaverEmulator,
     kakao: KakaoEmulator,
+    bitbucket: BitbucketEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -150,6 +156,7 @@ impl Emulators {
             spotify: SpotifyEmulator::serve(loopback().await?)?,
             naver: NaverEmulator::serve(loopback().await?)?,
             kakao: KakaoEmulator::serve(loopback().await?)?,
+            bitbucket: BitbucketEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -179,6 +186,7 @@ impl Emulators {
         self.spotify.register_redirect_uri(cb("spotify"));
         self.naver.register_redirect_uri(cb("naver"));
         self.kakao.register_redirect_uri(cb("kakao"));
+        self.bitbucket.register_redirect_uri(cb("bitbucket"));
     }
 }
 
@@ -391,6 +399,14 @@ selfservice:
             auth_url: {kk_auth}
             api_base_url: {kk_base}
             mapper_url: {kk_mapper}
+          - id: bitbucket
+            provider: bitbucket
+            label: Bitbucket
+            client_id: {bb_id}
+            client_secret: {bb_secret}
+            auth_url: {bb_auth}
+            api_base_url: {bb_base}
+            mapper_url: {bb_mapper}
   flows:
     registration:
       after:
@@ -546,6 +562,11 @@ courier:
         kk_auth = e.kakao.auth_url(),
         kk_base = e.kakao.base_url(),
         kk_mapper = q(&mapper("kakao.jsonnet")),
+        bb_id = q(e.bitbucket.client_id()),
+        bb_secret = q(e.bitbucket.client_secret()),
+        bb_auth = e.bitbucket.auth_url(),
+        bb_base = e.bitbucket.base_url(),
+        bb_mapper = q(&mapper("bitbucket.jsonnet")),
     )
 }
 
@@ -595,7 +616,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Kakao, Yandex ID, Mail.ru or OK. Those are emulators on\n  this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Kakao, Bitbucket, Yandex ID, Mail.ru or OK. Those are\n  emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -615,6 +636,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.spotify.base_url(),
         emulators.naver.base_url(),
         emulators.kakao.base_url(),
+        emulators.bitbucket.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

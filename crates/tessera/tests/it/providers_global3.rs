@@ -5,10 +5,12 @@
 //! the emulator refusing what Spotify refuses); Naver (the same journey, fill-the-gaps for a
 //! member who keeps the email, token errors with HTTP 200, the wrapped profile and its
 //! `resultcode` errors); Kakao (the same journey, an email only when Kakao calls it valid and
-//! verified, token errors with Kakao's `error_code`, the emulator's refusals).
+//! verified, token errors with Kakao's `error_code`, the emulator's refusals); Bitbucket (the
+//! same journey, the braced `uuid`, the primary address only when confirmed, errors).
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::bitbucket::BitbucketEmulator;
 use tessera_testkit::emulators::kakao::KakaoEmulator;
 use tessera_testkit::emulators::naver::NaverEmulator;
 use tessera_testkit::emulators::spotify::SpotifyEmulator;
@@ -595,4 +597,179 @@ async fn kakao_emulator_refuses_what_kakao_refuses() {
     let r = me("forged").await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], -401);
+}
+
+// ---- Bitbucket -----------------------------------------------------------------------------
+
+/// `tessera demo`'s Bitbucket mapper, the one docs/providers/bitbucket.md shows.
+const BITBUCKET_MAPPER: &str = include_str!("../../demo/bitbucket.jsonnet");
+
+fn bitbucket_yaml(bb: &BitbucketEmulator, secret: &str) -> String {
+    format!(
+        "          - id: bitbucket\n            provider: bitbucket\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        bb.client_id(),
+        bb.auth_url(),
+        bb.base_url(),
+        b64(BITBUCKET_MAPPER)
+    )
+}
+
+async fn bitbucket_server(backend: Backend, bb: &BitbucketEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&bitbucket_yaml(bb, secret))).await;
+    bb.register_redirect_uri(format!(
+        "{}/self-service/methods/oidc/callback/bitbucket",
+        s.public
+    ));
+    s
+}
+
+each_backend!(bitbucket_sign_up_then_sign_in_again_into_the_same_identity);
+async fn bitbucket_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let bb = BitbucketEmulator::start().await;
+    let s = bitbucket_server(backend, &bb, bb.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_provider(
+        &b,
+        &s,
+        "login",
+        "bitbucket",
+        "https://app.example.com/after",
+    )
+    .await;
+    assert!(authorize.starts_with(&bb.auth_url()), "{authorize}");
+    let r = b.get(&upstream(&b, &authorize, "ivan").await, false).await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    let me = whoami(&b, &s).await["identity"].clone();
+    assert_eq!(
+        me["traits"]["email"], "ivan.petrov@example.ru",
+        "the primary address"
+    );
+    assert_eq!(me["traits"]["name"]["last"], "Петров");
+    assert_eq!(me["metadata_public"]["bitbucket_nickname"], "ivan_p");
+    let id = me["id"].as_str().unwrap().to_string();
+    // The uuid without its braces.
+    assert_eq!(
+        oidc_identifiers(&s, &id).await,
+        json!([format!("bitbucket:{}", bb.uuid_of("ivan"))])
+    );
+    let b2 = Browser::default();
+    let r = sign_in(&b2, &s, "registration", "bitbucket", "ivan").await;
+    assert_eq!(location(&r), "https://app.example.com/after");
+    assert_eq!(whoami(&b2, &s).await["identity"]["id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bitbucket_unconfirmed_address_is_not_taken_and_errors_are_localised() {
+    let bb = BitbucketEmulator::start().await;
+    let s = bitbucket_server(Backend::Sqlite, &bb, bb.client_secret()).await;
+    // Мария's primary address is not confirmed: the page asks for one.
+    fill_the_gap(&s, "bitbucket", bb.uuid_of("maria")).await;
+    bb.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("bitbucket", "ivan"),
+        "Вход через Bitbucket отклонён",
+        "Bitbucket 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_grant — The specified code is not valid."),
+        "{text}"
+    );
+    bb.set_code_ttl(Duration::from_secs(600));
+    let text = refused_in_every_language(
+        &s,
+        ("bitbucket", "deny"),
+        "Вход через Bitbucket отменён",
+        "Bitbucket 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    let s2 = bitbucket_server(Backend::Sqlite, &bb, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s2,
+        ("bitbucket", "ivan"),
+        "Вход через Bitbucket отклонён",
+        "Bitbucket 拒绝了此次登录",
+    )
+    .await;
+    assert!(text.contains("invalid_client"), "{text}");
+    assert!(identities(&s2).await.is_empty());
+    assert_needs_a_secret(&config(&bitbucket_yaml(&bb, "\"\""))).await;
+}
+
+#[tokio::test]
+async fn bitbucket_emulator_refuses_what_bitbucket_refuses() {
+    let bb = BitbucketEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    bb.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |client: &str, redirect: &str| {
+        format!(
+            "{}?client_id={client}&response_type=code&redirect_uri={redirect}&state=st&user=ivan",
+            bb.auth_url()
+        )
+    };
+    for url in [
+        auth("nobody", back),
+        auth(bb.client_id(), "http://evil.example/cb"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+    }
+    let code = || async {
+        let r = c.get(auth(bb.client_id(), back)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, secret: &str| {
+        c.post(format!("{}/site/oauth2/access_token", bb.base_url()))
+            .basic_auth(bb.client_id(), Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", back),
+            ])
+            .send()
+    };
+    let r = token(code().await, "wrong").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let fresh = code().await;
+    let t: Value = token(fresh.clone(), bb.client_secret())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["scopes"], "account email");
+    let again: Value = token(fresh, bb.client_secret())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["error_description"],
+        "The specified code is not valid."
+    );
+    let u: Value = c
+        .get(format!("{}/2.0/user", bb.base_url()))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(u["uuid"], format!("{{{}}}", bb.uuid_of("ivan")));
+    let r = c
+        .get(format!("{}/2.0/user/emails", bb.base_url()))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
 }
