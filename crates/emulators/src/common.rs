@@ -333,6 +333,58 @@ pub(crate) fn oauth_error(
         .into_response()
 }
 
+/// The RSA key the OpenID Connect emulators sign id_tokens with: one per process (generating
+/// one takes up to seconds in a debug build), with its public JWK (`kid`, `alg: RS256`).
+pub(crate) fn rsa_signing_key() -> &'static (jsonwebtoken::EncodingKey, serde_json::Value) {
+    static KEY: std::sync::OnceLock<(jsonwebtoken::EncodingKey, serde_json::Value)> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+            .expect("generate the emulators' RSA key");
+        let der = private.to_pkcs1_der().expect("encode the RSA key");
+        let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
+        let kid = s256(&n)[..40].to_string();
+        let jwk = serde_json::json!({
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": kid,
+            "n": n,
+            "e": URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+        });
+        (jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()), jwk)
+    })
+}
+
+/// An id_token with `claims`, RS256-signed with [`rsa_signing_key`] (its `kid` in the header);
+/// `None` only if signing fails.
+pub(crate) fn sign_rs256(claims: serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let (key, jwk) = rsa_signing_key();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = jwk["kid"].as_str().map(String::from);
+    header.typ = Some("JWT".into());
+    jsonwebtoken::encode(&header, &serde_json::Value::Object(claims), key).ok()
+}
+
+/// Seconds since the Unix epoch (`iat`, `exp`).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A Bearer token of a request, or "".
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

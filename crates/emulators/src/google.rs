@@ -29,21 +29,20 @@
 //!   [`GoogleEmulator::set_issuer_spelling`] chooses.
 
 use crate::common::{
-    Client, Grants, client_credentials, esc, oauth_error, query_without_user, random_token,
-    redirect, s256,
+    Client, Grants, bearer, client_credentials, esc, oauth_error, query_without_user, random_token,
+    redirect, rsa_signing_key, s256, sign_rs256, unix_now,
 };
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A fake Google account.
 #[derive(Debug, Clone, Copy)]
@@ -135,30 +134,6 @@ pub struct GoogleEmulator {
     _task: crate::Task,
 }
 
-/// The signing key: one RSA key per process (generating one takes up to seconds in a debug
-/// build) with its public JWK.
-fn signing_key() -> &'static (EncodingKey, Value) {
-    static KEY: OnceLock<(EncodingKey, Value)> = OnceLock::new();
-    KEY.get_or_init(|| {
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        use rsa::traits::PublicKeyParts;
-        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
-            .expect("generate the Google emulator's RSA key");
-        let der = private.to_pkcs1_der().expect("encode the RSA key");
-        let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
-        let kid = s256(&n)[..40].to_string();
-        let jwk = json!({
-            "kty": "RSA",
-            "alg": "RS256",
-            "use": "sig",
-            "kid": kid,
-            "n": n,
-            "e": URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
-        });
-        (EncodingKey::from_rsa_der(der.as_bytes()), jwk)
-    })
-}
-
 impl GoogleEmulator {
     /// An OAuth client on a free loopback port; panics when none can be bound, which only tests
     /// want.
@@ -171,6 +146,10 @@ impl GoogleEmulator {
     /// runtime.
     pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<GoogleEmulator> {
         let addr = listener.local_addr()?;
+        // The signing key is made now, not at the first token request, whose caller would
+        // otherwise wait for it (seconds in a debug build, past a 10 s upstream limit on a
+        // busy machine).
+        rsa_signing_key();
         let shared = Arc::new(Shared {
             client: Client::new(
                 addr,
@@ -252,7 +231,7 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
 }
 
 async fn certs() -> Json<Value> {
-    Json(json!({"keys": [signing_key().1]}))
+    Json(json!({"keys": [rsa_signing_key().1]}))
 }
 
 /// Google's error page for a request it will not even show a chooser for.
@@ -405,13 +384,6 @@ fn chooser(q: &HashMap<String, String>) -> Response {
     .into_response()
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 fn claims_of(user: &GoogleUser) -> serde_json::Map<String, Value> {
     let mut c = serde_json::Map::new();
     c.insert("sub".into(), user.sub.into());
@@ -511,14 +483,10 @@ async fn token(
     if let Some(n) = &code.nonce {
         claims.insert("nonce".into(), n.clone().into());
     }
-    let iat = now();
+    let iat = unix_now();
     claims.insert("iat".into(), iat.into());
     claims.insert("exp".into(), (iat + 3600).into());
-    let (key, jwk) = signing_key();
-    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = jwk["kid"].as_str().map(String::from);
-    header.typ = Some("JWT".into());
-    let Ok(id_token) = jsonwebtoken::encode(&header, &Value::Object(claims), key) else {
+    let Some(id_token) = sign_rs256(claims) else {
         return oauth_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_failure",
@@ -539,12 +507,7 @@ async fn token(
 }
 
 async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let Some(user) = s.grants.token_user(token) else {
+    let Some(user) = s.grants.token_user(bearer(&headers)) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request",

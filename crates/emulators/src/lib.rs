@@ -10,6 +10,7 @@
 //! everything in memory.
 
 pub mod alipay;
+pub mod apple;
 pub mod baidu;
 pub mod bitbucket;
 mod common;
@@ -21,8 +22,10 @@ pub mod github;
 pub mod google;
 pub mod kakao;
 pub mod mailru;
+pub mod microsoft;
 pub mod naver;
 pub mod odnoklassniki;
+pub mod oidc_preset;
 pub mod outbox;
 pub mod qq;
 pub mod sample_app;

@@ -127,17 +127,66 @@ fn problem(src: &ProviderSource, key: &str, message: impl Into<String>) -> Probl
 /// Kratos `provider:` values Tessera refuses on purpose, with what to use instead: they are
 /// not sign-in providers one could emulate faithfully (Kratos's `jackson` is a SAML bridge run
 /// beside it, `fedcm-test` a test fixture of Kratos's own suite).
-pub fn refused_kratos_type(provider: &str) -> Option<&'static str> {
+pub fn refused_kratos_type(provider: &str) -> Option<String> {
     match provider {
         "jackson" => Some(
-            "`provider: jackson` (Kratos's bridge to BoxyHQ's SAML Jackson) is not supported: Tessera does not speak SAML. Run SAML Jackson (or another SAML-to-OIDC bridge) and point a `provider: generic` entry at its OpenID Connect side instead (issuer_url: the bridge's OIDC issuer, client_id/client_secret: the bridge's OIDC client)",
+            "`provider: jackson` (Kratos's bridge to BoxyHQ's SAML Jackson) is not supported: Tessera does not speak SAML. Run SAML Jackson (or another SAML-to-OIDC bridge) and point a `provider: generic` entry at its OpenID Connect side instead (issuer_url: the bridge's OIDC issuer, client_id/client_secret: the bridge's OIDC client)".into(),
         ),
         "fedcm-test" => Some(
-            "`provider: fedcm-test` is a fixture of Kratos's own test suite, not a real provider, and Tessera has no FedCM endpoints: remove the entry, or use `provider: generic` with a real OpenID Connect provider's issuer_url",
+            "`provider: fedcm-test` is a fixture of Kratos's own test suite, not a real provider, and Tessera has no FedCM endpoints: remove the entry, or use `provider: generic` with a real OpenID Connect provider's issuer_url".into(),
         ),
-        _ => None,
+        _ => NOT_YET
+            .iter()
+            .find(|(id, _)| *id == provider)
+            .map(|(id, instead)| {
+                format!(
+                    "`provider: {id}` is a Kratos provider type this version of Tessera does not implement yet (docs/social-sign-in.md lists the ones it does). {instead}"
+                )
+            }),
     }
 }
+
+/// Kratos types not implemented yet, with the way to sign in with that provider meanwhile.
+/// The list only shrinks: `it::providers_global2` loads a `kratos.yml` naming every Kratos
+/// type and fails when a type is neither implemented nor here.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "github-app",
+        "Use `provider: github` with the GitHub App's client id and secret: a GitHub App signs users in with the same OAuth endpoints.",
+    ),
+    (
+        "salesforce",
+        "Use `provider: generic` with issuer_url https://login.salesforce.com (or your My Domain URL).",
+    ),
+    (
+        "facebook",
+        "There is no OpenID Connect way to sign in with Facebook on the web; remove the entry until a later version.",
+    ),
+    (
+        "netid",
+        "Use `provider: generic` with issuer_url https://broker.netid.de.",
+    ),
+    (
+        "patreon",
+        "There is no OpenID Connect way to sign in with Patreon; remove the entry until a later version.",
+    ),
+    (
+        "x",
+        "There is no OpenID Connect way to sign in with X; remove the entry until a later version.",
+    ),
+    (
+        "line",
+        "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
+    ),
+    (
+        "amazon",
+        "There is no OpenID Connect way to sign in with Login with Amazon; remove the entry until a later version.",
+    ),
+    (
+        "uaepass",
+        "There is no OpenID Connect discovery for UAE PASS; remove the entry until a later version.",
+    ),
+];
 
 pub(crate) async fn build_all(
     settings: &Settings,

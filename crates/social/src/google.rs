@@ -17,9 +17,10 @@
 //! `name`, `given_name`, `family_name`, `picture`, `hd`); mappers map `email` only when
 //! `email_verified` is true.
 
-use crate::config::{Pkce, ProviderConfig};
-use crate::oidc::{Expect, Issuer};
-use crate::provider::{AuthRequest, Callback, Profile, Provider, Tokens, pkce_challenge};
+use crate::config::ProviderConfig;
+use crate::oidc::Issuer;
+use crate::oidc_rp::{ClientAuth, Rp};
+use crate::provider::{AuthRequest, Callback, Profile, Provider};
 use crate::upstream::{Upstream, UpstreamError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -29,9 +30,7 @@ use url::Url;
 pub const ISSUER: &str = "https://accounts.google.com";
 
 pub struct Google {
-    cfg: ProviderConfig,
-    http: Upstream,
-    issuer: Issuer,
+    rp: Rp,
     /// `google_hosted_domain`, lower-cased; empty: any Google account.
     hosted_domain: String,
 }
@@ -57,25 +56,28 @@ impl Google {
                 ),
             ));
         }
+        Ok(Arc::new(Self::new(cfg, http, hosted_domain)))
+    }
+
+    fn new(cfg: ProviderConfig, http: Upstream, hosted_domain: String) -> Google {
         let issuer_url = if cfg.issuer_url.trim().is_empty() {
             ISSUER.to_string()
         } else {
             cfg.issuer_url.clone()
         };
         let issuer = Issuer::new(&issuer_url, http.clone());
-        Ok(Arc::new(Google {
-            cfg,
-            http,
-            issuer,
+        Google {
+            rp: Rp::new(cfg, http, issuer, "Google"),
             hosted_domain,
-        }))
+        }
     }
 
     /// The configured scopes with `openid` first and without `offline_access` (Kratos's rule:
     /// Google asks for refresh tokens with `access_type=offline`); and whether it was there.
     fn scopes(&self) -> (String, bool) {
-        let offline = self.cfg.scope.iter().any(|s| s == "offline_access");
+        let offline = self.rp.cfg.scope.iter().any(|s| s == "offline_access");
         let mut s: Vec<&str> = self
+            .rp
             .cfg
             .scope
             .iter()
@@ -111,59 +113,23 @@ impl Google {
 #[async_trait::async_trait]
 impl Provider for Google {
     fn config(&self) -> &ProviderConfig {
-        &self.cfg
+        &self.rp.cfg
     }
 
     async fn uses_pkce(&self) -> Result<bool, UpstreamError> {
-        Ok(match self.cfg.pkce {
-            Pkce::Force => true,
-            Pkce::Never => false,
-            Pkce::Auto => self
-                .issuer
-                .discovery()
-                .await?
-                .code_challenge_methods_supported
-                .iter()
-                .any(|m| m == "S256"),
-        })
+        self.rp.uses_pkce().await
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let d = self.issuer.discovery().await?;
-        let auth = if self.cfg.auth_url.is_empty() {
-            &d.authorization_endpoint
-        } else {
-            &self.cfg.auth_url
-        };
-        let mut url = Url::parse(auth).map_err(|e| UpstreamError::Missing {
-            endpoint: "Google discovery document".into(),
-            what: format!("a valid authorization_endpoint ({e})"),
-        })?;
         let (scope, offline) = self.scopes();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", &self.cfg.client_id)
-                .append_pair("redirect_uri", req.redirect_uri)
-                .append_pair("response_type", "code")
-                .append_pair("scope", &scope)
-                .append_pair("state", req.state)
-                .append_pair("nonce", req.nonce);
-            if offline {
-                q.append_pair("access_type", "offline");
-            }
-            if !self.hosted_domain.is_empty() {
-                q.append_pair("hd", &self.hosted_domain);
-            }
-            if !self.cfg.requested_claims.is_null() {
-                q.append_pair("claims", &self.cfg.requested_claims.to_string());
-            }
+        let mut extra = vec![];
+        if offline {
+            extra.push(("access_type", "offline"));
         }
-        if self.uses_pkce().await? {
-            url.query_pairs_mut()
-                .append_pair("code_challenge", &pkce_challenge(req.code_verifier))
-                .append_pair("code_challenge_method", "S256");
+        if !self.hosted_domain.is_empty() {
+            extra.push(("hd", self.hosted_domain.as_str()));
         }
-        Ok(url)
+        self.rp.authorization_url(req, &scope, &extra).await
     }
 
     async fn exchange(
@@ -171,69 +137,21 @@ impl Provider for Google {
         cb: &Callback,
         req: &AuthRequest<'_>,
     ) -> Result<Profile, UpstreamError> {
-        let code = self
-            .code(cb)
-            .ok_or_else(|| UpstreamError::Callback("Google sent no authorization code".into()))?;
-        let d = self.issuer.discovery().await?;
-        let token_url = if self.cfg.token_url.is_empty() {
-            d.token_endpoint.clone()
-        } else {
-            self.cfg.token_url.clone()
-        };
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", req.redirect_uri),
-            ("client_id", self.cfg.client_id.as_str()),
-            ("client_secret", self.cfg.client_secret.as_str()),
-        ];
-        if self.uses_pkce().await? {
-            form.push(("code_verifier", req.code_verifier));
-        }
-        let endpoint = "Google token endpoint";
-        let rb = self
-            .http
-            .client()
-            .post(&token_url)
-            .header("accept", "application/json")
-            .form(&form);
-        let t = self.http.json(endpoint, rb).await?;
-        if let Some(e) = crate::upstream::oauth_error(endpoint, &t) {
-            return Err(e);
-        }
-        let s = |k: &str| t.get(k).and_then(Value::as_str).map(String::from);
-        let tokens = Tokens {
-            access_token: s("access_token"),
-            refresh_token: s("refresh_token"),
-            id_token: s("id_token"),
-        };
-        let id_token = tokens
-            .id_token
-            .as_deref()
-            .ok_or_else(|| UpstreamError::Missing {
-                endpoint: endpoint.into(),
-                what: "an id_token (is `openid` among the scopes?)".into(),
-            })?;
-        let mut audiences = vec![self.cfg.client_id.clone()];
-        audiences.extend(self.cfg.additional_id_token_audiences.iter().cloned());
+        let r = self
+            .rp
+            .redeem(cb, req, ClientAuth::Post, &self.rp.cfg.client_secret)
+            .await?;
+        let d = self.rp.discovery().await?;
         // Google's two spellings of its issuer: with and without `https://`.
         let bare = d
             .issuer
             .split_once("://")
             .map(|(_, rest)| rest)
             .unwrap_or(&d.issuer);
+        let id_token = r.tokens.id_token.as_deref().unwrap_or_default();
         let mut claims = self
-            .issuer
-            .verify_id_token_issued_by(
-                id_token,
-                &Expect {
-                    issuer: &d.issuer,
-                    audiences,
-                    client_id: &self.cfg.client_id,
-                    nonce: req.nonce,
-                },
-                &[&d.issuer, bare],
-            )
+            .rp
+            .verify(id_token, req.nonce, &[&d.issuer, bare])
             .await?;
         self.check_hosted_domain(claims.get("hd").and_then(Value::as_str))?;
         // `email_verified` is a boolean in Google's tokens; a string would be another
@@ -245,7 +163,7 @@ impl Provider for Google {
         }
         // One spelling of the issuer for mappers, whichever the token used.
         claims.insert("iss".into(), Value::String(d.issuer.clone()));
-        crate::claims::id_token_profile(claims, tokens)
+        crate::claims::id_token_profile(claims, r.tokens)
     }
 }
 
@@ -285,12 +203,7 @@ mod tests {
             "google_hosted_domain": "Example.com",
         }))
         .expect("entry");
-        let g = Google {
-            issuer: Issuer::new(ISSUER, Upstream::new().expect("client")),
-            http: Upstream::new().expect("client"),
-            hosted_domain: "example.com".into(),
-            cfg,
-        };
+        let g = Google::new(cfg, Upstream::new().expect("client"), "example.com".into());
         assert!(g.check_hosted_domain(Some("EXAMPLE.com")).is_ok());
         let other = g.check_hosted_domain(Some("other.example")).unwrap_err();
         assert!(other.to_string().contains("other.example"), "{other}");
@@ -309,12 +222,7 @@ mod tests {
             "scope": ["email", "offline_access", "profile"],
         }))
         .expect("entry");
-        let g = Google {
-            issuer: Issuer::new(ISSUER, Upstream::new().expect("client")),
-            http: Upstream::new().expect("client"),
-            hosted_domain: String::new(),
-            cfg,
-        };
+        let g = Google::new(cfg, Upstream::new().expect("client"), String::new());
         assert_eq!(g.scopes(), ("openid email profile".to_string(), true));
     }
 }

@@ -8,6 +8,7 @@
 //! and turned into an [`UpstreamError`] with a message a user can read and a reason for the log.
 
 pub mod alipay;
+pub mod apple;
 pub mod baidu;
 pub mod bitbucket;
 pub mod claims;
@@ -24,10 +25,13 @@ pub mod jws;
 pub mod kakao;
 pub mod mailru;
 pub mod mapping;
+pub mod microsoft;
 pub mod naver;
 pub mod oauth2;
 pub mod odnoklassniki;
 pub mod oidc;
+pub mod oidc_preset;
+pub mod oidc_rp;
 pub mod provider;
 pub mod qq;
 pub mod request;

@@ -37,7 +37,15 @@ pub struct Issuer {
     http: Upstream,
     discovery: Cached<Discovery>,
     jwks: Cached<JwkSet>,
+    /// Whether a discovery document fetched for `issuer_url` may name another issuer
+    /// (Microsoft's `common` document says `…/{tenantid}/v2.0`); `None`: it must be the same.
+    document_issuer_rule: Option<DocumentIssuerRule>,
+    /// The discovery document was given ([`Issuer::fixed`]), not fetched: it never expires.
+    fixed: bool,
 }
+
+/// `(fetched for, says)` → whether the discovery document is the one asked for.
+pub type DocumentIssuerRule = fn(&str, &str) -> bool;
 
 /// Algorithms accepted on id_tokens. Never `none`, never HMAC (the client secret is not a
 /// signing key we want upstreams to use).
@@ -68,12 +76,45 @@ impl Issuer {
             http,
             discovery: RwLock::new(None),
             jwks: RwLock::new(None),
+            document_issuer_rule: None,
+            fixed: false,
         }
+    }
+
+    /// An issuer without a discovery document Tessera relies on (Apple's endpoints are fixed,
+    /// as Kratos has them): `document` stands for it and is never fetched.
+    pub fn fixed(http: Upstream, document: Discovery) -> Self {
+        crate::jws::install();
+        Issuer {
+            issuer_url: document.issuer.trim_end_matches('/').to_string(),
+            http,
+            discovery: RwLock::new(Some((Instant::now(), Arc::new(document)))),
+            jwks: RwLock::new(None),
+            document_issuer_rule: None,
+            fixed: true,
+        }
+    }
+
+    /// An issuer whose discovery document may name its issuer differently, as `rule` allows.
+    pub fn with_document_issuer_rule(
+        issuer_url: &str,
+        http: Upstream,
+        rule: DocumentIssuerRule,
+    ) -> Self {
+        Issuer {
+            document_issuer_rule: Some(rule),
+            ..Issuer::new(issuer_url, http)
+        }
+    }
+
+    /// The issuer URL this was made for (without a trailing `/`).
+    pub fn url(&self) -> &str {
+        &self.issuer_url
     }
 
     pub async fn discovery(&self) -> Result<Arc<Discovery>, UpstreamError> {
         if let Some((at, d)) = self.discovery.read().await.as_ref()
-            && at.elapsed() < CACHE_TTL
+            && (self.fixed || at.elapsed() < CACHE_TTL)
         {
             return Ok(d.clone());
         }
@@ -88,7 +129,12 @@ impl Issuer {
             detail: e.to_string(),
         })?;
         // OIDC Discovery §4.3: the document must be for the issuer it was fetched from.
-        if d.issuer.trim_end_matches('/') != self.issuer_url {
+        let said = d.issuer.trim_end_matches('/');
+        let same = match self.document_issuer_rule {
+            Some(rule) => rule(&self.issuer_url, said),
+            None => said == self.issuer_url,
+        };
+        if !same {
             return Err(UpstreamError::Missing {
                 endpoint: endpoint.into(),
                 what: format!(

@@ -56,6 +56,7 @@ const GENERIC_ICON: &str = include_str!("../icons/generic.svg");
 pub const DEFAULT_ICON: &str = GENERIC_ICON;
 const VK_ICON: &str = include_str!("../icons/vk.svg");
 const FEISHU_ICON: &str = include_str!("../icons/feishu.svg");
+const LINKEDIN_ICON: &str = include_str!("../icons/linkedin.svg");
 
 /// Every provider type this build knows, in the order error messages list them.
 pub static TYPES: &[ProviderType] = &[
@@ -369,6 +370,92 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/discord.md",
     },
+    ProviderType {
+        id: "microsoft",
+        make: crate::microsoft::Microsoft::make,
+        auth_origins: &["https://login.microsoftonline.com"],
+        icon: include_str!("../icons/microsoft.svg"),
+        names: Names {
+            en: "Microsoft",
+            zh_cn: "Microsoft",
+            ru: "Microsoft",
+        },
+        docs: "docs/providers/microsoft.md",
+    },
+    ProviderType {
+        id: "apple",
+        make: crate::apple::Apple::make,
+        auth_origins: &["https://appleid.apple.com"],
+        icon: include_str!("../icons/apple.svg"),
+        names: Names {
+            en: "Apple",
+            zh_cn: "Apple",
+            ru: "Apple",
+        },
+        docs: "docs/providers/apple.md",
+    },
+    ProviderType {
+        id: "gitlab",
+        make: crate::oidc_preset::gitlab,
+        auth_origins: &["https://gitlab.com"],
+        icon: include_str!("../icons/gitlab.svg"),
+        names: Names {
+            en: "GitLab",
+            zh_cn: "GitLab",
+            ru: "GitLab",
+        },
+        docs: "docs/providers/gitlab.md",
+    },
+    ProviderType {
+        id: "auth0",
+        make: crate::oidc_preset::auth0,
+        auth_origins: &[],
+        icon: include_str!("../icons/auth0.svg"),
+        names: Names {
+            en: "Auth0",
+            zh_cn: "Auth0",
+            ru: "Auth0",
+        },
+        docs: "docs/providers/auth0.md",
+    },
+    ProviderType {
+        id: "slack",
+        make: crate::oidc_preset::slack,
+        auth_origins: &["https://slack.com"],
+        icon: include_str!("../icons/slack.svg"),
+        names: Names {
+            en: "Slack",
+            zh_cn: "Slack",
+            ru: "Slack",
+        },
+        docs: "docs/providers/slack.md",
+    },
+    ProviderType {
+        id: "linkedin_v2",
+        make: crate::oidc_preset::linkedin,
+        auth_origins: &["https://www.linkedin.com"],
+        icon: LINKEDIN_ICON,
+        names: Names {
+            en: "LinkedIn",
+            zh_cn: "领英",
+            ru: "LinkedIn",
+        },
+        docs: "docs/providers/linkedin.md",
+    },
+    // Kratos's older name; LinkedIn retired the profile API it used, so it signs in the
+    // same OpenID Connect way as `linkedin_v2`.
+    ProviderType {
+        id: "linkedin",
+        make: crate::oidc_preset::linkedin,
+        auth_origins: &["https://www.linkedin.com"],
+        icon: LINKEDIN_ICON,
+        names: Names {
+            en: "LinkedIn",
+            zh_cn: "领英",
+            ru: "LinkedIn",
+        },
+        docs: "docs/providers/linkedin.md",
+    },
 ];
 
 /// The type with this id.
@@ -478,6 +565,7 @@ mod tests {
                 "wecom_agent_id": "1000002",
                 "odnoklassniki_application_key": "CBAFJIICABABABABA",
                 "alipay_public_key": include_str!("../testdata/alipay_public_key.pem"),
+                "microsoft_tenant": "common",
             }))
             .expect("a valid entry");
             assert!(

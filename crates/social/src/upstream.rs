@@ -58,7 +58,7 @@ impl UpstreamError {
     /// `upstream_unreachable`, `upstream_unverified`, `upstream_callback` or `upstream_failed`.
     pub fn user_code(&self) -> &'static str {
         match self {
-            UpstreamError::OAuth { error, .. } if error == "access_denied" => "upstream_denied",
+            UpstreamError::OAuth { error, .. } if is_cancel(error) => "upstream_denied",
             UpstreamError::OAuth { .. } => "upstream_refused",
             UpstreamError::Timeout { .. } => "upstream_timeout",
             UpstreamError::Unreachable { .. } => "upstream_unreachable",
@@ -73,7 +73,7 @@ impl UpstreamError {
         match self {
             UpstreamError::OAuth {
                 error, description, ..
-            } if error == "access_denied" => {
+            } if is_cancel(error) => {
                 let d = if description.is_empty() {
                     String::new()
                 } else {
@@ -110,6 +110,12 @@ impl UpstreamError {
             ),
         }
     }
+}
+
+/// Whether an upstream's `error` means the person said no: RFC 6749's `access_denied`, or
+/// Apple's `user_cancelled_authorize`.
+fn is_cancel(error: &str) -> bool {
+    matches!(error, "access_denied" | "user_cancelled_authorize")
 }
 
 /// Shared HTTP client for upstream calls.

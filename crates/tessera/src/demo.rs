@@ -1,7 +1,8 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord, Spotify, Naver,
-//! Kakao, Bitbucket, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord,
+//! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket,
+//! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::alipay::AlipayEmulator;
+use tessera_emulators::apple::AppleEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::bitbucket::BitbucketEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
@@ -24,8 +26,10 @@ use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
 use tessera_emulators::kakao::KakaoEmulator;
 use tessera_emulators::mailru::MailruEmulator;
+use tessera_emulators::microsoft::MicrosoftEmulator;
 use tessera_emulators::naver::NaverEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
+use tessera_emulators::oidc_preset::{Kind, PresetEmulator};
 use tessera_emulators::outbox::Outbox;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
@@ -63,6 +67,15 @@ const MAPPERS: &[(&str, &str)] = &[
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
     ("google.jsonnet", include_str!("../demo/google.jsonnet")),
     ("discord.jsonnet", include_str!("../demo/discord.jsonnet")),
+    ("apple.jsonnet", include_str!("../demo/apple.jsonnet")),
+    (
+        "oidc_standard.jsonnet",
+        include_str!("../demo/oidc_standard.jsonnet"),
+    ),
+    (
+        "microsoft.jsonnet",
+        include_str!("../demo/microsoft.jsonnet"),
+    ),
     ("yandex.jsonnet", include_str!("../demo/yandex.jsonnet")),
     ("wechat.jsonnet", include_str!("../demo/wechat.jsonnet")),
     ("feishu.jsonnet", include_str!("../demo/feishu.jsonnet")),
@@ -98,6 +111,10 @@ struct Emulators {
     github: GithubEmulator,
     google: GoogleEmulator,
     discord: DiscordEmulator,
+    microsoft: MicrosoftEmulator,
+    apple: AppleEmulator,
+    /// GitLab, Auth0, Slack and LinkedIn, in that order.
+    presets: [(&'static str, PresetEmulator); 4],
     yandex: YandexEmulator,
     wechat: WechatEmulator,
     feishu: FeishuEmulator,
@@ -134,6 +151,26 @@ impl Emulators {
             github: GithubEmulator::serve(loopback().await?)?,
             google: GoogleEmulator::serve(loopback().await?)?,
             discord: DiscordEmulator::serve(loopback().await?)?,
+            microsoft: MicrosoftEmulator::serve(loopback().await?)?,
+            apple: AppleEmulator::serve(loopback().await?)?,
+            presets: [
+                (
+                    "gitlab",
+                    PresetEmulator::serve(Kind::Gitlab, loopback().await?)?,
+                ),
+                (
+                    "auth0",
+                    PresetEmulator::serve(Kind::Auth0, loopback().await?)?,
+                ),
+                (
+                    "slack",
+                    PresetEmulator::serve(Kind::Slack, loopback().await?)?,
+                ),
+                (
+                    "linkedin",
+                    PresetEmulator::serve(Kind::Linkedin, loopback().await?)?,
+                ),
+            ],
             yandex: YandexEmulator::serve(loopback().await?)?,
             wechat: WechatEmulator::serve(loopback().await?)?,
             feishu: FeishuEmulator::serve(loopback().await?)?,
@@ -169,6 +206,11 @@ impl Emulators {
         self.github.register_redirect_uri(cb("github"));
         self.google.register_redirect_uri(cb("google"));
         self.discord.register_redirect_uri(cb("discord"));
+        self.microsoft.register_redirect_uri(cb("microsoft"));
+        self.apple.register_redirect_uri(cb("apple"));
+        for (id, e) in &self.presets {
+            e.register_redirect_uri(cb(id));
+        }
         self.yandex.register_redirect_uri(cb("yandex"));
         self.wechat.register_redirect_uri(cb("wechat"));
         self.feishu.register_redirect_uri(cb("feishu"));
@@ -268,7 +310,25 @@ selfservice:
             auth_url: {dc_auth}
             api_base_url: {dc_base}
             mapper_url: {dc_mapper}
-          - id: yandex
+          - id: microsoft
+            provider: microsoft
+            microsoft_tenant: common
+            client_id: {ms_id}
+            client_secret: {ms_secret}
+            issuer_url: {ms_base}
+            api_base_url: {ms_base}
+            scope: [profile, email]
+            mapper_url: {ms_mapper}
+          - id: apple
+            provider: apple
+            client_id: {al_id}
+            apple_team_id: {al_team}
+            apple_private_key_id: {al_kid}
+            apple_private_key: {al_key}
+            issuer_url: {al_issuer}
+            scope: [name, email]
+            mapper_url: {al_mapper}
+{presets}          - id: yandex
             provider: yandex
             label: Yandex ID
             client_id: {ya_id}
@@ -481,6 +541,27 @@ courier:
         dc_auth = e.discord.auth_url(),
         dc_base = e.discord.base_url(),
         dc_mapper = q(&mapper("discord.jsonnet")),
+        ms_id = q(e.microsoft.client_id()),
+        ms_secret = q(e.microsoft.client_secret()),
+        ms_base = e.microsoft.base_url(),
+        ms_mapper = q(&mapper("microsoft.jsonnet")),
+        al_id = q(e.apple.client_id()),
+        al_team = q(e.apple.team_id()),
+        al_kid = q(e.apple.key_id()),
+        al_key = q(e.apple.private_key_pem()),
+        al_issuer = e.apple.issuer(),
+        al_mapper = q(&mapper("apple.jsonnet")),
+        presets = e
+            .presets
+            .iter()
+            .map(|(id, p)| format!(
+                "          - id: {id}\n            provider: {id}\n            client_id: {}\n            client_secret: {}\n            issuer_url: {}\n            scope: [profile, email]\n            mapper_url: {}\n",
+                q(p.client_id()),
+                q(p.client_secret()),
+                p.issuer(),
+                q(&mapper("oidc_standard.jsonnet"))
+            ))
+            .collect::<String>(),
         ya_id = q(e.yandex.client_id()),
         ya_secret = q(e.yandex.client_secret()),
         ya_auth = e.yandex.auth_url(),
@@ -616,7 +697,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Spotify, Naver, Kakao, Bitbucket, Yandex ID, Mail.ru or OK. Those are\n  emulators on this machine ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -633,6 +714,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.github.base_url(),
         emulators.google.issuer(),
         emulators.discord.base_url(),
+        emulators.microsoft.base_url(),
+        emulators.apple.issuer(),
+        emulators.presets[0].1.issuer(),
+        emulators.presets[1].1.issuer(),
+        emulators.presets[2].1.issuer(),
+        emulators.presets[3].1.issuer(),
         emulators.spotify.base_url(),
         emulators.naver.base_url(),
         emulators.kakao.base_url(),
