@@ -8,6 +8,8 @@
 # 3. cargo fmt --check, cargo clippy -D warnings, the `tessera` binary without its default
 #    `demo` feature (cargo check), then the whole test suite (cargo-nextest when installed,
 #    cargo test otherwise).
+# 4. the reliability suite's short form (reliability/, docs/reliability.md): the real binary
+#    killed, starved of its database and raced, about a minute.
 #
 # Honours CARGO_TARGET_DIR (cargo reads it itself). With CI set, nextest uses its `ci` profile
 # unless NEXTEST_PROFILE says otherwise.
