@@ -13,6 +13,7 @@ mod demo;
 mod identities;
 mod identity_config;
 mod keys;
+mod log_writer;
 mod mapper;
 mod orgs;
 mod serve;

@@ -83,28 +83,42 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
-/// Keeps the log writer's thread alive; dropping it writes out what is still queued, so the
+/// Keeps the log writer's thread alive; dropping it writes out what is still pending, so the
 /// last lines before an orderly exit (or a refusal to start) are not lost.
-#[must_use = "the log lines still queued are lost when this is dropped"]
-pub(crate) struct LogGuard(#[allow(dead_code)] Option<tracing_appender::non_blocking::WorkerGuard>);
+#[must_use = "the log lines still pending are lost when this is dropped"]
+pub(crate) struct LogGuard(
+    #[allow(dead_code)] Option<crate::log_writer::LogGuard<std::io::Stderr>>,
+);
 
-/// Log lines go to stderr from a writer thread through a buffer flushed whenever the queue runs
-/// empty: a request pays for formatting its line, not for a `write(2)` of its own (the request
-/// log at `info` was a third of whoami's cost, bench/README.md). The queue is not lossy: when it
-/// is full, a request waits rather than an audit line being dropped.
+/// Log lines go to stderr in batches written by a thread of their own ([`crate::log_writer`]):
+/// a request pays for formatting its line, not for a `write(2)` or a thread wake-up of its own
+/// (the request log at `info` was a third of whoami's cost, bench/README.md). Nothing is
+/// dropped when the writer falls behind: requests then write the batch themselves. Colours only
+/// when stderr is a terminal, so log files and collectors get plain text.
 pub(crate) fn init_logging(settings: &Settings) -> LogGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,hyper=warn", settings.log.level))
     });
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The queue is allocated whole up front (the default, 128,000 lines, was 4 MB of idle
-        // memory); a few thousand lines absorb any burst the writer thread falls behind on.
-        .buffered_lines_limit(4096)
-        .thread_name("tessera-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = match crate::log_writer::log_writer(std::io::stderr()) {
+        Ok((w, g)) => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
+            Some(g),
+        ),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot start the log writer thread ({e}); writing log lines directly"
+            );
+            (
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+                None,
+            )
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     let installed = if settings.log.json {
         builder.json().try_init()
@@ -113,7 +127,7 @@ pub(crate) fn init_logging(settings: &Settings) -> LogGuard {
     };
     // A subscriber already installed (tests, `demo` after `serve`) keeps its writer; this
     // one's thread then has nothing to write.
-    LogGuard(installed.is_ok().then_some(guard))
+    LogGuard(guard.filter(|_| installed.is_ok()))
 }
 
 /// A configuration loaded and resolved, with how it was resolved (for later updates).
@@ -230,6 +244,7 @@ pub async fn run(
         if let Err(e) = op.key_set().await {
             tracing::error!(error = %e.description, "cannot load or create the OpenID Provider's signing keys");
         }
+        release_start_up_memory();
     });
     let store = engine.store.clone();
     tokio::spawn(async move {
@@ -256,6 +271,18 @@ pub async fn run(
     tessera_server::serve_live(live, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Start-up (the configuration, schemas and templates parsed, migrations run, the first signing
+/// key made) frees a few MB that glibc keeps in its arenas for later; an idle server would carry
+/// them for good. Handing them back once, when start-up is over, makes the idle RSS what the
+/// server actually uses (bench/README.md).
+fn release_start_up_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe in glibc.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 pub(crate) async fn shutdown_signal() {

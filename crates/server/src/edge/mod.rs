@@ -197,7 +197,12 @@ fn request_id(req: &mut Request) -> HeaderValue {
         return v.clone();
     }
     let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    // From the thread's userspace generator rather than `new_v4`'s `getrandom(2)`: a system
+    // call per request for an id that only has to be unique, not secret.
+    let id = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .encode_lower(&mut buf);
     let v = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     req.headers_mut().insert(REQUEST_ID, v.clone());
     v
