@@ -60,6 +60,12 @@ pub struct LimitsConfig {
     pub request_timeout: String,
     /// Longest a client may take to send a request's headers (slow-loris connections).
     pub header_read_timeout: String,
+    /// Longest an answer may wait for a client that reads nothing (slow readers): counted
+    /// while no byte can be written, restarted by each write that goes through.
+    pub write_stall_timeout: String,
+    /// Connections each listener holds open at once; the next ones are closed as soon as they
+    /// are accepted, so idle or slow clients cannot take every file descriptor.
+    pub max_connections: u32,
     /// Verification and recovery codes sent per hour (`lifecycle.rs`).
     pub code_sends: crate::lifecycle::CodeSendLimits,
 }
@@ -75,6 +81,8 @@ impl Default for LimitsConfig {
             trusted_proxy_hops: 0,
             request_timeout: "30s".into(),
             header_read_timeout: "10s".into(),
+            write_stall_timeout: "30s".into(),
+            max_connections: 4096,
             code_sends: Default::default(),
         }
     }

@@ -440,6 +440,8 @@ pub struct LimitSettings {
     pub trusted_proxy_hops: u32,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub write_stall_timeout: Duration,
+    pub max_connections: usize,
 }
 
 fn resolve_limits(
@@ -480,6 +482,7 @@ fn resolve_limits(
             "limits.token_failures_per_client_per_minute",
             c.token_failures_per_client_per_minute,
         ),
+        ("limits.max_connections", c.max_connections),
     ] {
         if v == 0 {
             p.push(problem(
@@ -507,6 +510,13 @@ fn resolve_limits(
             &c.header_read_timeout,
             p,
         ),
+        write_stall_timeout: parse_duration(
+            loaded,
+            "limits.write_stall_timeout",
+            &c.write_stall_timeout,
+            p,
+        ),
+        max_connections: c.max_connections as usize,
     }
 }
 

@@ -240,6 +240,8 @@ mod tests {
             trusted_proxy_hops: 0,
             request_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            write_stall_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 

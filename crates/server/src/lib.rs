@@ -92,6 +92,36 @@ pub fn routers(engine: Engine) -> (Router, Router) {
     (public::router(state.clone()), admin::router(state))
 }
 
+/// Connections the kernel may hold for a listener before the server accepts them (capped by
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1,024: a burst of a few thousand
+/// connections (issue 21's connection abuse) overflowed it, and the connections past it were
+/// left half-open by the kernel for seconds, out of reach of every timeout the server sets.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `host:port` (the first address it resolves to that can be bound) with
+/// [`LISTEN_BACKLOG`], `SO_REUSEADDR` as `TcpListener::bind` sets it.
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
+}
+
 /// Listening sockets bound before serving, so "ready" is printed only when both accept.
 pub struct Listeners {
     pub public: TcpListener,
@@ -100,7 +130,7 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(public: (&str, u16), admin: (&str, u16)) -> std::io::Result<Listeners> {
-        let p = TcpListener::bind((public.0, public.1)).await.map_err(|e| {
+        let p = listen(public.0, public.1).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!(
@@ -109,7 +139,7 @@ impl Listeners {
                 ),
             )
         })?;
-        let a = TcpListener::bind((admin.0, admin.1)).await.map_err(|e| {
+        let a = listen(admin.0, admin.1).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!(
@@ -151,7 +181,7 @@ pub async fn serve(
 
 /// [`serve`] over a running configuration that can be replaced while serving.
 ///
-/// The listeners' TLS, CORS and header timeout are read once here: changing them needs a
+/// The listeners' TLS, CORS and connection limits are read once here: changing them needs a
 /// restart (`PUT /admin/identity-config` reports so).
 pub async fn serve_live(
     live: Arc<live::Live>,
@@ -206,7 +236,7 @@ async fn serve_live_wrapped(
             "serve.public.cors allows every origin with credentials (allowed_origins is empty or `*`, as in Kratos): any web site can call the public API with its visitors' session cookies where browsers send them; list your apps' origins in serve.public.cors.allowed_origins"
         );
     }
-    let header_timeout = settings.limits.header_read_timeout;
+    let conn_limits = edge::serve::ConnectionLimits::of(&settings.limits);
     // The courier's worker sends what flows queue, with the courier settings in force.
     let worker_live = live.clone();
     let http_live = live.clone();
@@ -230,14 +260,14 @@ async fn serve_live_wrapped(
         listeners.public,
         public,
         public_tls,
-        header_timeout,
+        conn_limits,
         public_handle.clone(),
     );
     let a = edge::serve::serve(
         listeners.admin,
         admin,
         admin_tls,
-        header_timeout,
+        conn_limits,
         admin_handle.clone(),
     );
     let trigger = tokio::spawn(async move {

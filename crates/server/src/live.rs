@@ -63,6 +63,14 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
             old.limits.header_read_timeout != new.limits.header_read_timeout,
         ),
         (
+            "limits.write_stall_timeout",
+            old.limits.write_stall_timeout != new.limits.write_stall_timeout,
+        ),
+        (
+            "limits.max_connections",
+            old.limits.max_connections != new.limits.max_connections,
+        ),
+        (
             "session.cache_ttl",
             old.session.cache_ttl != new.session.cache_ttl,
         ),

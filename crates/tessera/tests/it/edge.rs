@@ -436,6 +436,112 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     s.stop().await;
 }
 
+/// A slow reader (issue 21, scenario 5): it pipelines requests for the stylesheet and reads
+/// nothing, so the server's writes stall. Before `limits.write_stall_timeout` the connection
+/// was held for as long as the client liked; now the server gives up on it.
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_let_go_after_the_write_stall_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start(Backend::Sqlite, "limits:\n  write_stall_timeout: 300ms\n").await;
+    let addr = s.public.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let one = "GET /ui/static/tessera.css HTTP/1.1\r\nHost: x\r\n\r\n";
+    conn.write_all(one.repeat(1500).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok(),
+        "the connection stayed open with its writes stalled ({} bytes read)",
+        got.len()
+    );
+    // It was closed part way: not every answer was written.
+    let css = c()
+        .get(format!("{}/ui/static/tessera.css", s.public))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    assert!(got.len() < 1500 * css, "{} bytes", got.len());
+    s.stop().await;
+}
+
+/// Issue 21, scenario 5: a listener keeps at most `limits.max_connections` connections; the
+/// next ones are closed as soon as they are accepted, and a place freed is taken again.
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    use tokio::io::AsyncReadExt;
+    let s = TestServer::start(Backend::Sqlite, "limits:\n  max_connections: 3\n").await;
+    let addr = s.public.trim_start_matches("http://").to_string();
+    // Idle connections, one at a time: each either stays open (held) or is closed at once.
+    let (mut held, mut closed) = (Vec::new(), 0);
+    for _ in 0..6 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            _ => held.push(conn),
+        }
+    }
+    assert!(held.len() <= 3, "{} connections held", held.len());
+    assert!(closed >= 3, "{closed} closed");
+    // Once they are gone, requests are served again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let r = fresh
+        .get(format!("{}/health/alive", s.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+/// Issue 21, scenario 5: the listeners' accept queue holds a burst of connections. With
+/// tokio's default backlog (1,024) the connections past it stayed half-open in the kernel for
+/// seconds, out of reach of the header read timeout; `Listeners::bind` asks for 4,096 (the
+/// kernel caps it at `net.core.somaxconn`).
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_accept_queue() {
+    let listeners = tessera_server::Listeners::bind(("127.0.0.1", 0), ("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let addr = listeners.public.local_addr().unwrap();
+    let burst = 1500usize;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    // Nothing accepts while the burst arrives.
+    let mut clients = Vec::new();
+    for _ in 0..burst {
+        clients.push(tokio::spawn(tokio::net::TcpStream::connect(addr)));
+    }
+    let mut held = Vec::new();
+    for c in clients {
+        if let Ok(Ok(s)) = c.await {
+            held.push(s);
+        }
+    }
+    let mut accepted = 0;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), listeners.public.accept()).await
+    {
+        accepted += 1;
+    }
+    assert!(
+        accepted >= burst.min(somaxconn),
+        "{accepted} of {burst} connections were waiting to be accepted (somaxconn {somaxconn})"
+    );
+}
+
 /// A self-signed certificate for 127.0.0.1 and localhost.
 fn self_signed() -> (String, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
