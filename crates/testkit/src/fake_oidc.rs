@@ -102,6 +102,9 @@ pub enum Behavior {
     Token500,
     /// `/token` waits this long before answering (normally): for client timeouts.
     TokenHang(Duration),
+    /// `/token` closes the connection without answering, as a crashing upstream or a
+    /// load balancer resetting connections does.
+    TokenDrop,
     /// `/authorize` sends the browser back with `error` and `error_description`.
     AuthorizeError { error: String, description: String },
     /// `/authorize` sends the browser back with another issuer's `iss` (RFC 9207 mix-up).
@@ -586,6 +589,9 @@ async fn token(
                 .into_response();
         }
         Behavior::TokenHang(d) => tokio::time::sleep(d).await,
+        // Unwinding out of the handler ends the connection's task, which closes the socket
+        // with no answer written. `resume_unwind` skips the panic hook: nothing is printed.
+        Behavior::TokenDrop => std::panic::resume_unwind(Box::new("TokenDrop")),
         _ => {}
     }
 

@@ -1197,6 +1197,8 @@ async fn bad_id_tokens_and_broken_token_answers_are_refused() {
     }
     refused_with_message(&fake, &s, Behavior::TokenInvalidJson, "could not use").await;
     refused_with_message(&fake, &s, Behavior::Token500, "could not use").await;
+    // A token endpoint that closes the connection without answering (issue 21, scenario 4).
+    refused_with_message(&fake, &s, Behavior::TokenDrop, "could not be reached").await;
     refused_with_message(&fake, &s, Behavior::AuthorizeWrongIss, "mix-up").await;
     // Security review L3: the upstream advertises RFC 9207, so a callback without `iss` is
     // refused too.
