@@ -355,3 +355,145 @@ pub async fn refresh(
     )
     .await
 }
+
+/// How a browser's social sign-in ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocialEnd {
+    /// Back at `return_to`, signed in to this identity.
+    SignedIn(String),
+    /// Sent back to the flow's page with this message for the person (empty: no message).
+    Refused(String),
+}
+
+/// Where a social sign-in returns to when it succeeds.
+pub const SOCIAL_RETURN: &str = "https://app.example.com/after";
+
+/// A whole browser sign-in through `provider` (an upstream that signs its user in at once, as
+/// testkit's fake does): login flow, the provider's button, the upstream, the callback. A
+/// refused sign-in that lands on the flow's page is [`SocialEnd::Refused`] with the flow's
+/// message; one that ends on the error page is [`Outcome::ErrorPage`].
+pub async fn social_sign_in(public: &str, provider: &str) -> Result<SocialEnd, Outcome> {
+    let b = browser();
+    let url = social_start(&b, public, provider).await?;
+    social_follow(&b, public, url).await
+}
+
+/// The first half of [`social_sign_in`]: a login flow and the provider's button; the
+/// upstream's authorization URL the browser is sent to.
+pub async fn social_start(
+    b: &reqwest::Client,
+    public: &str,
+    provider: &str,
+) -> Result<String, Outcome> {
+    let (st, _, h) = send(b.get(format!(
+        "{public}/self-service/login/browser?return_to={SOCIAL_RETURN}"
+    )))
+    .await?;
+    expect(st, 303)?;
+    let id = location(&h)
+        .split("flow=")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let (st, flow, _) = send(
+        b.get(format!("{public}/self-service/login/flows?id={id}"))
+            .header("accept", "application/json"),
+    )
+    .await?;
+    expect(st, 200)?;
+    let action = flow["ui"]["action"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let csrf = csrf_of(&flow);
+    let (st, _, h) = send(
+        b.post(action)
+            .form(&[("csrf_token", csrf.as_str()), ("provider", provider)]),
+    )
+    .await?;
+    expect(st, 303)?;
+    Ok(location(&h))
+}
+
+/// The second half of [`social_sign_in`]: follows the redirects from `url` (the upstream, or
+/// its callback) to where the sign-in ends.
+pub async fn social_follow(
+    b: &reqwest::Client,
+    public: &str,
+    mut url: String,
+) -> Result<SocialEnd, Outcome> {
+    // The upstream answers at once with a redirect to the callback; the callback to return_to
+    // (or back to a flow's page, or to the error page).
+    for _ in 0..4 {
+        let (st, _, h) = send(b.get(&url)).await?;
+        let loc = location(&h);
+        if !(300..400).contains(&st) {
+            return Err(Outcome::Status(st));
+        }
+        if loc.starts_with(SOCIAL_RETURN) {
+            let (st, me, _) = send(
+                b.get(format!("{public}/sessions/whoami"))
+                    .header("accept", "application/json"),
+            )
+            .await?;
+            expect(st, 200)?;
+            return Ok(SocialEnd::SignedIn(
+                me["identity"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+        if loc.contains("/ui/error") {
+            return Err(Outcome::ErrorPage);
+        }
+        // `/ui/login?flow=…` (or registration): the flow carries the message.
+        if let Some((kind, id)) = loc
+            .split("/ui/")
+            .nth(1)
+            .and_then(|rest| rest.split_once("?flow="))
+        {
+            let (st, flow, _) = send(
+                b.get(format!("{public}/self-service/{kind}/flows?id={id}"))
+                    .header("accept", "application/json"),
+            )
+            .await?;
+            expect(st, 200)?;
+            return Ok(SocialEnd::Refused(
+                flow["ui"]["messages"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+        url = loc;
+    }
+    Err(Outcome::Transport("redirect loop"))
+}
+
+/// Step `i` of the suite's steady mixed load, recorded in `stats`: a sign-up (a fresh address
+/// made of `tag` and `i`), a password login of `first`, or a whoami with `first`'s token, in
+/// turn. The registration a sign-up acknowledged, if any.
+pub async fn mixed_step(
+    c: &reqwest::Client,
+    public: &str,
+    stats: &Stats,
+    tag: &str,
+    i: u64,
+    first: &Registered,
+) -> Result<Option<Registered>, Outcome> {
+    match i % 3 {
+        0 => {
+            let email = format!("{tag}-{i}-{}@example.com", uuid::Uuid::new_v4().simple());
+            timed(stats, "sign-up", register(c, public, &email))
+                .await
+                .map(Some)
+        }
+        1 => timed(stats, "login", login(c, public, &first.email, PASSWORD))
+            .await
+            .map(|_| None),
+        _ => timed(stats, "whoami", whoami(c, public, &first.token))
+            .await
+            .map(|_| None),
+    }
+}

@@ -129,13 +129,16 @@ impl Report {
     }
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 9] = [
     "concurrency",
     "kill9",
     "dbdown",
     "dbhang",
     "shutdown",
     "instances",
+    "upstreams",
+    "abuse",
+    "upgrade",
 ];
 
 struct Args {
@@ -200,6 +203,11 @@ async fn main() -> Result<()> {
             if scenario == "dbhang" && (args.form == "short" || backend == Backend::Sqlite) {
                 continue;
             }
+            // Connection abuse is the listener's business, not the database's: the short form
+            // runs it once, on SQLite.
+            if scenario == "abuse" && args.form == "short" && backend == Backend::Postgres {
+                continue;
+            }
             // Several instances share a PostgreSQL database (issue 21's scenario 2).
             if scenario == "instances" && backend == Backend::Sqlite {
                 continue;
@@ -213,6 +221,9 @@ async fn main() -> Result<()> {
                 "dbdown" => scenarios::dbdown::run(&run, false).await,
                 "dbhang" => scenarios::dbdown::run(&run, true).await,
                 "instances" => scenarios::instances::run(&run).await,
+                "upstreams" => scenarios::upstreams::run(&run).await,
+                "abuse" => scenarios::abuse::run(&run).await,
+                "upgrade" => scenarios::upgrade::run(&run).await,
                 _ => scenarios::shutdown::run(&run).await,
             };
             let r = r.with_context(|| format!("{scenario} on {backend:?}"))?;

@@ -6,6 +6,9 @@
 //! network partition that drops packets does: connections stay open but nothing gets through,
 //! either way, so queries and new connections hang. [`Proxy::restore`] lets traffic through
 //! again (what a stall held back is delivered then).
+//!
+//! [`Proxy::round_robin`] spreads connections over several targets in turn: the load balancer
+//! in front of several instances.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,28 +24,48 @@ pub struct Proxy {
     /// True while stalled: the pumps hold what they read.
     stalled: watch::Sender<bool>,
     pub refused: Arc<AtomicU64>,
+    /// Connections sent to each target.
+    pub forwarded: Arc<Vec<AtomicU64>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
     /// Forwards 127.0.0.1:<port> to `target` (host:port).
     pub async fn start(target: String) -> std::io::Result<Proxy> {
+        Self::round_robin(vec![target]).await
+    }
+
+    /// Forwards each new connection to the next of `targets` (host:port), in turn.
+    pub async fn round_robin(targets: Vec<String>) -> std::io::Result<Proxy> {
+        let forwarded: Arc<Vec<AtomicU64>> =
+            Arc::new(targets.iter().map(|_| AtomicU64::new(0)).collect());
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let up = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicU64::new(0));
         let (epoch, _) = watch::channel(0u64);
         let (stalled, _) = watch::channel(false);
-        let (up2, refused2, epoch2, stalled2) =
-            (up.clone(), refused.clone(), epoch.clone(), stalled.clone());
+        let (up2, refused2, epoch2, stalled2, forwarded2) = (
+            up.clone(),
+            refused.clone(),
+            epoch.clone(),
+            stalled.clone(),
+            forwarded.clone(),
+        );
         let task = tokio::spawn(async move {
+            let mut next = 0usize;
             while let Ok((inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     refused2.fetch_add(1, Ordering::Relaxed);
                     drop(inbound);
                     continue;
                 }
-                let target = target.clone();
+                let i = next % targets.len().max(1);
+                next += 1;
+                let Some(target) = targets.get(i).cloned() else {
+                    continue;
+                };
+                forwarded2[i].fetch_add(1, Ordering::Relaxed);
                 let mut cut = epoch2.subscribe();
                 let gate = stalled2.subscribe();
                 tokio::spawn(async move {
@@ -65,6 +88,7 @@ impl Proxy {
             epoch,
             stalled,
             refused,
+            forwarded,
             task,
         })
     }

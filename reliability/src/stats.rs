@@ -82,6 +82,23 @@ impl Stats {
             .sum()
     }
 
+    /// Requests recorded, acknowledged or not.
+    pub fn requests(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).requests
+    }
+
+    /// The `q` quantile of acknowledged requests' latencies, in ms.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        percentile(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .latencies_ms,
+            q,
+        )
+    }
+
     /// How many answers had `label` (see [`Outcome::label`]).
     pub fn count(&self, label: &str) -> u64 {
         let s = self.0.lock().unwrap_or_else(|p| p.into_inner());

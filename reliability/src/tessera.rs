@@ -91,21 +91,30 @@ impl Tessera {
             starts: 0,
         };
         // As an operator deploys: migrate first, then serve.
+        t.migrate(&["up"])?;
+        t.spawn().await?;
+        Ok(t)
+    }
+
+    /// `tessera migrate sql <args> --yes` on this server's configuration; its output.
+    pub fn migrate(&self, args: &[&str]) -> Result<String> {
         let out = Command::new(binary()?)
-            .args(["migrate", "sql", "up", "--yes", "--config"])
-            .arg(&t.config)
-            .current_dir(dir)
+            .args(["migrate", "sql"])
+            .args(args)
+            .args(["--yes", "--config"])
+            .arg(&self.config)
+            .current_dir(&self.dir)
             .stdin(Stdio::null())
             .output()
             .context("run tessera migrate")?;
         if !out.status.success() {
             bail!(
-                "tessera migrate sql up failed: {}",
+                "tessera migrate sql {} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        t.spawn().await?;
-        Ok(t)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts the process and waits (at most 60 s) until `/health/ready` answers 200.
@@ -204,4 +213,21 @@ impl Drop for Tessera {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// `tessera <args>` (a client command such as `identity-config`); its standard output.
+pub fn cli(args: &[&str]) -> Result<String> {
+    let out = Command::new(binary()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run tessera")?;
+    if !out.status.success() {
+        bail!(
+            "tessera {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

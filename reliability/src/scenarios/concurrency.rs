@@ -139,76 +139,10 @@ pub async fn run(run: &Run) -> Result<Report> {
 
 /// A whole browser sign-in through the fake upstream; the identity it ends signed in to.
 async fn social_sign_in(public: &str) -> Result<String, Outcome> {
-    let b = api::browser();
-    let (st, _, h) = api::send(b.get(format!(
-        "{public}/self-service/login/browser?return_to=https://app.example.com/after"
-    )))
-    .await?;
-    if st != 303 {
-        return Err(Outcome::Status(st));
+    match api::social_sign_in(public, "acme").await? {
+        api::SocialEnd::SignedIn(id) => Ok(id),
+        api::SocialEnd::Refused(_) => Err(Outcome::Transport("refused")),
     }
-    let loc = h
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let id = loc.split("flow=").nth(1).unwrap_or_default().to_string();
-    let (st, flow, _) = api::send(
-        b.get(format!("{public}/self-service/login/flows?id={id}"))
-            .header("accept", "application/json"),
-    )
-    .await?;
-    if st != 200 {
-        return Err(Outcome::Status(st));
-    }
-    let action = flow["ui"]["action"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let csrf = crate::api::csrf_of(&flow);
-    let (st, _, h) = api::send(
-        b.post(action)
-            .form(&[("csrf_token", csrf.as_str()), ("provider", "acme")]),
-    )
-    .await?;
-    if st != 303 {
-        return Err(Outcome::Status(st));
-    }
-    let mut url = h
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    // The upstream answers at once with a redirect to the callback; the callback to return_to.
-    for _ in 0..4 {
-        let (st, _, h) = api::send(b.get(&url)).await?;
-        let loc = h
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        if !(300..400).contains(&st) {
-            return Err(Outcome::Status(st));
-        }
-        if loc.starts_with("https://app.example.com/") {
-            let (st, me, _) = api::send(
-                b.get(format!("{public}/sessions/whoami"))
-                    .header("accept", "application/json"),
-            )
-            .await?;
-            if st != 200 {
-                return Err(Outcome::Status(st));
-            }
-            return Ok(me["identity"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string());
-        }
-        if loc.contains("/ui/error") {
-            return Err(Outcome::ErrorPage);
-        }
-        url = loc;
-    }
-    Err(Outcome::Transport("redirect loop"))
 }
 
 /// Every identity, from the admin API (a few hundred at most here).

@@ -73,9 +73,9 @@ pub async fn run(run: &Run, hang: bool) -> Result<Report> {
     let deadline = Instant::now() + lead + run.outage + tail;
     let mut workers = Vec::new();
     for w in 0..run.workers {
-        let (public, token, registered, phase) = (
+        let (public, first, registered, phase) = (
             server.public.clone(),
-            first.token.clone(),
+            first.clone(),
             registered.clone(),
             phase.clone(),
         );
@@ -87,27 +87,10 @@ pub async fn run(run: &Run, hang: bool) -> Result<Report> {
             while Instant::now() < deadline {
                 i += 1;
                 let stats = &tallies[usize::from(phase.load(std::sync::atomic::Ordering::SeqCst))];
-                match i % 3 {
-                    0 => {
-                        let email =
-                            format!("d{w}-{i}-{}@example.com", uuid::Uuid::new_v4().simple());
-                        if let Ok(r) =
-                            api::timed(stats, "sign-up", api::register(&c, &public, &email)).await
-                        {
-                            registered.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                        }
-                    }
-                    1 => {
-                        let _ = api::timed(
-                            stats,
-                            "login",
-                            api::login(&c, &public, "first@example.com", api::PASSWORD),
-                        )
-                        .await;
-                    }
-                    _ => {
-                        let _ = api::timed(stats, "whoami", api::whoami(&c, &public, &token)).await;
-                    }
+                if let Ok(Some(r)) =
+                    api::mixed_step(&c, &public, stats, &format!("d{w}"), i, &first).await
+                {
+                    registered.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                 }
                 tokio::time::sleep(pace).await;
             }

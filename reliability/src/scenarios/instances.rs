@@ -11,14 +11,22 @@
 //!   and the winner checks for that revocation after storing its tokens;
 //! - each refresh token is rotated at most once: likewise (reuse detection revokes the family);
 //! - a session revoked on one instance is refused by the others once `session.cache_ttl` (1 s
-//!   by default) has passed.
+//!   by default) has passed;
+//! - behind a round-robin TCP proxy (a new connection per request, so a flow created on one
+//!   instance is submitted to the next), the steady mixed load is served without an error;
+//! - a configuration change made with `tessera identity-config update` on one instance is in
+//!   force there only (each instance runs the file it was started with); rolled out by running
+//!   it against each instance's admin API, as docs/configuration.md says, it is in force on all
+//!   three, whichever the proxy picks.
 
 use crate::api;
-use crate::tessera::Tessera;
+use crate::proxy::Proxy;
+use crate::stats::Stats;
+use crate::tessera::{Tessera, cli};
 use crate::{Report, Run};
 use anyhow::Result;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub async fn run(run: &Run) -> Result<Report> {
     let mut report = Report::new("instances", run.backend);
@@ -170,9 +178,137 @@ pub async fn run(run: &Run) -> Result<Report> {
         honoured_before == 3 && honoured_after == 0,
         format!("a revoked session is refused everywhere once the cache TTL has passed (before {honoured_before}/3, after {honoured_after}/3)"),
     );
+    behind_a_proxy(run, &servers, &mut report).await?;
     drop(servers);
     db.drop_database();
     Ok(report)
+}
+
+/// Where a new browser login flow sends the browser (the login page's URL).
+const NEW_LOGIN_UI: &str = "https://accounts.example.com/login";
+
+/// The round-robin proxy's load, then a configuration rolled out with `identity-config`.
+async fn behind_a_proxy(run: &Run, servers: &[Tessera], report: &mut Report) -> Result<()> {
+    let targets = servers
+        .iter()
+        .map(|s| s.public.trim_start_matches("http://").to_string())
+        .collect();
+    let proxy = Proxy::round_robin(targets).await?;
+    let front = format!("http://127.0.0.1:{}", proxy.port);
+    // No kept-alive connections: each request takes the next instance.
+    let fresh = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .timeout(api::CLIENT_TIMEOUT)
+            .build()
+            .unwrap_or_default()
+    };
+    let first = api::register(&fresh(), &front, "front@example.com")
+        .await
+        .map_err(|o| anyhow::anyhow!("register through the proxy: {}", o.label()))?;
+    let stats = Stats::default();
+    let load_for = run.duration / 2;
+    let deadline = Instant::now() + load_for;
+    let mut workers = Vec::new();
+    for w in 0..run.workers {
+        let (front, first, stats) = (front.clone(), first.clone(), stats.clone());
+        let (c, pace) = (fresh(), run.pace);
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                i += 1;
+                let _ = api::mixed_step(&c, &front, &stats, &format!("p{w}"), i, &first).await;
+                tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let spread: Vec<u64> = proxy
+        .forwarded
+        .iter()
+        .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+
+    // identity-config update on the first instance only, then on each.
+    let ui_of = |public: String| async move {
+        let r = fresh()
+            .get(format!("{public}/self-service/login/browser"))
+            .send()
+            .await
+            .ok()?;
+        let loc = r.headers().get("location")?.to_str().ok()?.to_string();
+        Some(loc.starts_with(NEW_LOGIN_UI))
+    };
+    update_login_ui(&servers[0])?;
+    let mut after_one = Vec::new();
+    for s in servers {
+        after_one.push(ui_of(s.public.clone()).await == Some(true));
+    }
+    for s in &servers[1..] {
+        update_login_ui(s)?;
+    }
+    let mut after_all = 0;
+    for _ in 0..9 {
+        if ui_of(front.clone()).await == Some(true) {
+            after_all += 1;
+        }
+    }
+    report.figure(format!(
+        " behind a round-robin proxy (one connection per request), {} workers for {:.0} s:\n{}\n  connections per instance {spread:?}\n  identity-config update on the first instance: in force on {after_one:?}; after running it against each instance: {after_all} of 9 requests through the proxy see it",
+        run.workers,
+        load_for.as_secs_f64(),
+        stats.report(load_for.as_secs_f64()),
+    ));
+    let failed = stats.requests() - stats.acknowledged();
+    report.check(
+        failed == 0 && stats.acknowledged() > 0,
+        format!(
+            "the mixed load through the proxy is served without an error, flows crossing instances ({failed} failed)"
+        ),
+    );
+    let total: u64 = spread.iter().sum();
+    report.check(
+        spread.iter().all(|n| *n * 5 >= total),
+        format!("the proxy spreads the connections over the three ({spread:?})"),
+    );
+    report.check(
+        after_one == [true, false, false],
+        format!(
+            "an update is in force on the instance it was sent to, and only there ({after_one:?})"
+        ),
+    );
+    report.check(
+        after_all == 9,
+        format!("rolled out to each instance, it is in force everywhere ({after_all} of 9)"),
+    );
+    Ok(())
+}
+
+/// The roll-out step for one instance, with the CLI as an operator runs it: `identity-config
+/// get`, change the login page's URL, `identity-config update`.
+fn update_login_ui(server: &Tessera) -> Result<()> {
+    let endpoint = ["--endpoint", server.admin.as_str()];
+    let got = cli(&[
+        &["identity-config"][..],
+        &endpoint,
+        &["get", "--format", "json"],
+    ]
+    .concat())?;
+    let mut doc: Value = serde_json::from_str(&got)?;
+    doc["selfservice"]["flows"]["login"]["ui_url"] = json!(NEW_LOGIN_UI);
+    let file = server.dir.join("identity-config.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc)?)?;
+    let path = file.to_string_lossy().into_owned();
+    cli(&[
+        &["identity-config"][..],
+        &endpoint,
+        &["update", "--file", &path],
+    ]
+    .concat())?;
+    Ok(())
 }
 
 /// Runs `f` against every instance at once; the acknowledged answers, by instance.

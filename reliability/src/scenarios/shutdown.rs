@@ -38,7 +38,7 @@ pub async fn run(run: &Run) -> Result<Report> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..run.workers {
-        let (public, token) = (server.public.clone(), first.token.clone());
+        let (public, first) = (server.public.clone(), first.clone());
         let (log, registered, stats, stop) =
             (log.clone(), registered.clone(), stats.clone(), stop.clone());
         let pace = run.pace;
@@ -48,33 +48,15 @@ pub async fn run(run: &Run) -> Result<Report> {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 i += 1;
                 let sent = Instant::now();
-                let outcome = match i % 3 {
-                    0 => {
-                        let email =
-                            format!("s{w}-{i}-{}@example.com", uuid::Uuid::new_v4().simple());
-                        match api::timed(&stats, "sign-up", api::register(&c, &public, &email))
-                            .await
-                        {
-                            Ok(r) => {
-                                registered.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                                Outcome::Ok
-                            }
-                            Err(o) => o,
+                let outcome =
+                    match api::mixed_step(&c, &public, &stats, &format!("s{w}"), i, &first).await {
+                        Ok(Some(r)) => {
+                            registered.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                            Outcome::Ok
                         }
-                    }
-                    1 => api::timed(
-                        &stats,
-                        "login",
-                        api::login(&c, &public, "first@example.com", api::PASSWORD),
-                    )
-                    .await
-                    .err()
-                    .unwrap_or(Outcome::Ok),
-                    _ => api::timed(&stats, "whoami", api::whoami(&c, &public, &token))
-                        .await
-                        .err()
-                        .unwrap_or(Outcome::Ok),
-                };
+                        Ok(None) => Outcome::Ok,
+                        Err(o) => o,
+                    };
                 log.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((sent, outcome));
