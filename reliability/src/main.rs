@@ -2,7 +2,7 @@
 //! killed, starved of its database and raced; afterwards, what it acknowledged is checked.
 //!
 //! ```text
-//! cargo build -p tessera && cargo run -p tessera-reliability -- short     # CI's form, < 60 s
+//! cargo build -p tessera && cargo run -p tessera-reliability -- short     # CI's form, about 2 min
 //! cargo run -p tessera-reliability -- soak                               # minutes per scenario
 //! cargo run -p tessera-reliability -- short --only kill9 --backend sqlite
 //! ```

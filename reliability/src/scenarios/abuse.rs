@@ -192,12 +192,11 @@ pub async fn run(run: &Run) -> Result<Report> {
                     }
                     // A closed connection shows on the next read as end of file.
                     let mut buf = [0u8; 256];
-                    match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
-                        Ok(Ok(0) | Err(_)) => {
-                            life.push(opened.elapsed());
-                            break;
-                        }
-                        _ => {}
+                    if let Ok(Ok(0) | Err(_)) =
+                        tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await
+                    {
+                        life.push(opened.elapsed());
+                        break;
                     }
                 }
             }

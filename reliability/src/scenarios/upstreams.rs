@@ -234,7 +234,9 @@ pub async fn run(run: &Run) -> Result<Report> {
             during.requests()
         ),
     );
-    let bound = 3.0 * p99(&before) + 500.0;
+    // CPU the faulty providers' sign-ins take slows the others down a little on a small
+    // machine; waiting on a hung upstream would cost them the whole 10 s.
+    let bound = (3.0 * p99(&before) + 500.0).max(2000.0);
     report.check(
         p99(&during) <= bound,
         format!(
