@@ -34,6 +34,7 @@ pub const NAMES: &[&str] = &[
     "tessera_mapper_evaluations_total",
     "tessera_op_tokens_issued_total",
     "tessera_sessions_active",
+    "tessera_connections_refused_total",
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -100,6 +101,10 @@ fn describe() {
     describe_gauge!(
         "tessera_sessions_active",
         "Sessions that are active and not expired (computed at each scrape)"
+    );
+    describe_counter!(
+        "tessera_connections_refused_total",
+        "Connections closed as soon as accepted because a listener had limits.max_connections open"
     );
     metrics::gauge!("tessera_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
