@@ -17,6 +17,13 @@
 //!   otherwise. `/user/emails` needs the `user:email` or `user` scope (404 otherwise).
 //!
 //! Codes live 10 minutes and work once, as at GitHub.
+//!
+//! [`GithubEmulator::start_app`] is a **GitHub App** instead (Kratos's `github-app`): the same
+//! paths, but scopes are ignored (an app's reach is its permissions), the token answer is a
+//! user-to-server token `ghu_…` with `expires_in` 28800 and a `ghr_…` `refresh_token` (the
+//! default "expire user authorization tokens" setting), `scope` is empty, and `/user/emails`
+//! answers 403 "Resource not accessible by integration" unless the app has the account
+//! permission "Email addresses" ([`GithubEmulator::set_email_permission`]; on by default).
 
 use crate::common::{Client, esc, query_without_user, random_hex};
 use axum::extract::{Query, State};
@@ -102,6 +109,9 @@ struct Code {
 
 struct Shared {
     client: Client,
+    /// A GitHub App rather than an OAuth app.
+    app: bool,
+    email_permission: std::sync::atomic::AtomicBool,
     granted_override: Mutex<Option<Vec<String>>>,
     codes: Mutex<HashMap<String, Code>>,
     tokens: Mutex<HashMap<String, (GithubUser, Vec<String>)>>,
@@ -123,9 +133,31 @@ impl GithubEmulator {
     /// On a listener the caller bound (`tessera demo` chooses the address). Needs a Tokio
     /// runtime.
     pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<GithubEmulator> {
+        Self::serve_as(listener, false)
+    }
+
+    /// A GitHub App on a free loopback port; panics when none can be bound.
+    pub async fn start_app() -> GithubEmulator {
+        Self::serve_app(crate::free_loopback_port("GitHub App").await)
+            .expect("read the emulator's local address")
+    }
+
+    /// A GitHub App on a listener the caller bound (`tessera demo`).
+    pub fn serve_app(listener: tokio::net::TcpListener) -> std::io::Result<GithubEmulator> {
+        Self::serve_as(listener, true)
+    }
+
+    fn serve_as(listener: tokio::net::TcpListener, app: bool) -> std::io::Result<GithubEmulator> {
         let addr = listener.local_addr()?;
+        let (id, secret) = if app {
+            ("Iv23liEmulatedApp0001", "emulated-github-app-secret")
+        } else {
+            ("Iv1.emulated0client", "emulated-github-secret")
+        };
         let shared = Arc::new(Shared {
-            client: Client::new(addr, "Iv1.emulated0client", "emulated-github-secret"),
+            client: Client::new(addr, id, secret),
+            app,
+            email_permission: std::sync::atomic::AtomicBool::new(true),
             granted_override: Mutex::new(None),
             codes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -159,6 +191,13 @@ impl GithubEmulator {
     /// accepted at authorize (the token endpoint still requires the authorize one).
     pub fn register_redirect_uri(&self, uri: impl Into<String>) {
         self.shared.client.register_redirect_uri(uri.into());
+    }
+
+    /// A GitHub App: whether it has the account permission "Email addresses" (read-only).
+    pub fn set_email_permission(&self, granted: bool) {
+        self.shared
+            .email_permission
+            .store(granted, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Grant these scopes instead of the requested ones (a user or organisation policy that
@@ -384,6 +423,26 @@ async fn access_token(
             return bad_code();
         }
     }
+    if s.app {
+        // A user-to-server token: no scopes, and it expires (8 hours; the refresh token lives
+        // about 6 months).
+        let token = random_hex("ghu_");
+        s.tokens
+            .lock()
+            .expect("lock")
+            .insert(token.clone(), (code.user, vec![]));
+        return token_answer(
+            json_wanted,
+            &[
+                ("access_token", &token),
+                ("expires_in", "28800"),
+                ("refresh_token", &random_hex("ghr_")),
+                ("refresh_token_expires_in", "15811200"),
+                ("token_type", "bearer"),
+                ("scope", ""),
+            ],
+        );
+    }
     let granted = s
         .granted_override
         .lock()
@@ -451,7 +510,14 @@ async fn emails(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some((u, scopes)) = authed(&s, &headers) else {
         return bad_credentials();
     };
-    if !scopes.iter().any(|x| x == "user" || x == "user:email") {
+    if s.app && !s.email_permission.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user", "status": "403"})),
+        )
+            .into_response();
+    }
+    if !s.app && !scopes.iter().any(|x| x == "user" || x == "user:email") {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/users/emails#list-email-addresses-for-the-authenticated-user", "status": "404"})),

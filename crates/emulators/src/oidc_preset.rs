@@ -21,6 +21,20 @@
 //!   `/v2/userinfo` (api.linkedin.com), `/oauth/openid/jwks`; no PKCE (a `code_verifier` is
 //!   refused with `invalid_client`, as reported of LinkedIn); `locale` an object
 //!   `{"country", "language"}`.
+//! - **Salesforce** (issuer = the base URL, standing for `https://login.salesforce.com` or an
+//!   org's My Domain): `/services/oauth2/authorize`, `/services/oauth2/token`,
+//!   `/services/oauth2/userinfo`, `/id/keys`; PKCE S256; `sub` the identity URL
+//!   `https://login.salesforce.com/id/<org id>/<user id>`, with `user_id` and
+//!   `organization_id`; userinfo's `updated_at` an RFC 3339 **string**; the token answer
+//!   carries `instance_url`, `id`, `issued_at` and `signature`; errors with HTTP 400
+//!   (`invalid_client` "invalid client credentials", `invalid_grant` "authentication
+//!   failure").
+//! - **netID** (issuer = the base URL **with a trailing `/`**, standing for
+//!   `https://broker.netid.de/`): `/authorize`, `/token`, `/userinfo`, `/jwks`; PKCE S256;
+//!   an opaque pairwise `sub`. netID hands out only the claims the `claims` request parameter
+//!   names (`{"userinfo": {"email": {"essential": true}, …}}`): without it, userinfo and the
+//!   id_token carry `sub` alone. On netID's consent page the person may decline the claims
+//!   not marked essential ([`PresetEmulator::set_declined_claims`]); those are then absent.
 //!
 //! Users: Иван Петров (verified email) and Мария Смирнова (an unverified email); `user=deny`
 //! answers `error=access_denied`. [`PresetEmulator::set_forged_issuer`] makes id_tokens name
@@ -47,6 +61,8 @@ pub enum Kind {
     Auth0,
     Slack,
     Linkedin,
+    Salesforce,
+    Netid,
 }
 
 /// Where a kind keeps its endpoints, relative to the base URL.
@@ -94,6 +110,22 @@ impl Kind {
                 keys: "/oauth/openid/jwks",
                 pkce: false,
             },
+            Kind::Salesforce => Paths {
+                issuer_suffix: "",
+                authorize: "/services/oauth2/authorize",
+                token: "/services/oauth2/token",
+                userinfo: "/services/oauth2/userinfo",
+                keys: "/id/keys",
+                pkce: true,
+            },
+            Kind::Netid => Paths {
+                issuer_suffix: "/",
+                authorize: "/authorize",
+                token: "/token",
+                userinfo: "/userinfo",
+                keys: "/jwks",
+                pkce: true,
+            },
         }
     }
 }
@@ -131,13 +163,55 @@ struct Code {
     redirect_uri: String,
     nonce: Option<String>,
     challenge: Option<String>,
+    /// netID: what the `claims` parameter asked for, minus what the person declined.
+    released: Option<Released>,
+}
+
+/// The claims netID releases for one sign-in, per target.
+#[derive(Clone, Default)]
+struct Released {
+    userinfo: Vec<String>,
+    id_token: Vec<String>,
+}
+
+/// What an access token stands for.
+#[derive(Clone)]
+struct Granted {
+    user: PresetUser,
+    released: Option<Released>,
+}
+
+/// The claims of `part` (`userinfo`, `id_token`) that a `claims` request names, without the
+/// declined ones unless the request marks them essential.
+fn released(request: &Value, part: &str, declined: &[String]) -> Vec<String> {
+    request
+        .get(part)
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter(|(k, v)| {
+                    v.get("essential").and_then(Value::as_bool) == Some(true)
+                        || !declined.contains(k)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps `sub` and the `names` of `c`.
+fn only(c: Map<String, Value>, names: &[String]) -> Map<String, Value> {
+    c.into_iter()
+        .filter(|(k, _)| k == "sub" || names.contains(k))
+        .collect()
 }
 
 struct Shared {
     kind: Kind,
     client: Client,
-    grants: Grants<Code, PresetUser>,
+    grants: Grants<Code, Granted>,
     forged_issuer: Mutex<Option<String>>,
+    declined: Mutex<Vec<String>>,
 }
 
 /// A running emulator of one [`Kind`] on 127.0.0.1. Stops when dropped.
@@ -172,12 +246,21 @@ impl PresetEmulator {
             ),
             Kind::Slack => ("1234567890.9876543210", "3c5e7a9b1d3f5a7c9e1b3d5f7a9c1e3b"),
             Kind::Linkedin => ("86w2f4k9q1z7xa", "WPL_AP1.Xq3vR8mT2kLp9wZc.4nB7yQ=="),
+            Kind::Netid => (
+                "5c4d7e2a-9b1f-4e8d-a3c6-emulated0netid",
+                "netid-emulated-secret-Xq3vR8mT2kLp9wZc4nB7yHs1dF6e",
+            ),
+            Kind::Salesforce => (
+                "3MVG9_emulated.Connected.App.Consumer.Key.0123456789abcdefXYZ",
+                "E6F1C0A5B9D2384756ABCDEF0123456789ABCDEF0123456789ABCDEF01234567",
+            ),
         };
         let shared = Arc::new(Shared {
             kind,
             client: Client::new(addr, id, secret),
             grants: Grants::new(Duration::from_secs(600)),
             forged_issuer: Mutex::new(None),
+            declined: Mutex::new(vec![]),
         });
         let p = kind.paths();
         let discovery_path = format!(
@@ -216,6 +299,13 @@ impl PresetEmulator {
         *self.shared.forged_issuer.lock().expect("lock") = iss.map(String::from);
     }
 
+    /// netID: the claims people decline on the consent page from now on (those the request
+    /// marks essential cannot be declined).
+    pub fn set_declined_claims(&self, claims: &[&str]) {
+        *self.shared.declined.lock().expect("lock") =
+            claims.iter().map(|c| c.to_string()).collect();
+    }
+
     /// The `sub` of the fake user `key` at this provider.
     pub fn sub_of(&self, key: &str) -> String {
         let u = USERS
@@ -225,6 +315,9 @@ impl PresetEmulator {
         sub(self.shared.kind, u)
     }
 }
+
+/// The emulated Salesforce org's id.
+const SALESFORCE_ORG: &str = "00D5g000004ErtSEAS";
 
 fn issuer(s: &Shared) -> String {
     format!("{}{}", s.client.base, s.kind.paths().issuer_suffix)
@@ -237,6 +330,10 @@ fn sub(kind: Kind, u: &PresetUser) -> String {
         Kind::Auth0 => format!("auth0|65a1f0c2b3d4e5f60718293{n}"),
         Kind::Slack => format!("U0{n}R7JM3K9"),
         Kind::Linkedin => format!("782bbtaQ{n}Xy9"),
+        Kind::Salesforce => {
+            format!("https://login.salesforce.com/id/{SALESFORCE_ORG}/0055g00000{n}AbCdAAC")
+        }
+        Kind::Netid => format!("tpwcPALK0Xt9n3Fhm1bSiT4SENv29ehbwuCCH3BnT{n}U"),
     }
 }
 
@@ -338,6 +435,14 @@ async fn authorize(
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return (StatusCode::BAD_REQUEST, "no such emulated user").into_response();
     };
+    let released = (s.kind == Kind::Netid).then(|| {
+        let request: Value = serde_json::from_str(get("claims")).unwrap_or_default();
+        let declined = s.declined.lock().expect("lock").clone();
+        Released {
+            userinfo: self::released(&request, "userinfo", &declined),
+            id_token: self::released(&request, "id_token", &declined),
+        }
+    });
     let code = random_token(32);
     s.grants.issue_code(
         &code,
@@ -346,6 +451,7 @@ async fn authorize(
             redirect_uri: redirect_uri.to_string(),
             nonce: q.get("nonce").cloned(),
             challenge,
+            released,
         },
     );
     back.query_pairs_mut()
@@ -362,6 +468,15 @@ fn refuse(kind: Kind, status: StatusCode, error: &str, slack_error: &str) -> Res
         Kind::Auth0 if error == "invalid_grant" => {
             oauth_error(StatusCode::FORBIDDEN, error, "Invalid authorization code")
         }
+        Kind::Salesforce => oauth_error(
+            StatusCode::BAD_REQUEST,
+            error,
+            match error {
+                "invalid_client" => "invalid client credentials",
+                "invalid_grant" => "authentication failure",
+                _ => "invalid request",
+            },
+        ),
         _ => oauth_error(status, error, "The request was refused."),
     }
 }
@@ -399,6 +514,24 @@ fn claims(kind: Kind, u: &PresetUser) -> Map<String, Value> {
         }
         Kind::Linkedin => {
             c.insert("locale".into(), json!({"country": "RU", "language": "ru"}));
+        }
+        Kind::Salesforce => {
+            let sub = sub(kind, u);
+            let user_id = sub.rsplit('/').next().unwrap_or_default().to_string();
+            c.insert("user_id".into(), user_id.into());
+            c.insert("organization_id".into(), SALESFORCE_ORG.into());
+            c.insert("preferred_username".into(), u.email.into());
+            c.insert("nickname".into(), u.key.into());
+            c.insert("zoneinfo".into(), "Europe/Moscow".into());
+            c.insert("user_type".into(), "STANDARD".into());
+            c.insert("updated_at".into(), "2026-01-02T03:04:05Z".into());
+        }
+        Kind::Netid => {
+            c.insert("birthdate".into(), "1990-05-17".into());
+            c.insert(
+                "gender".into(),
+                if u.key == "ivan" { "male" } else { "female" }.into(),
+            );
         }
     }
     c
@@ -458,6 +591,9 @@ async fn token(
     }
     let now = unix_now();
     let mut c = claims(k, &code.user);
+    if let Some(r) = &code.released {
+        c = only(c, &r.id_token);
+    }
     let iss = s
         .forged_issuer
         .lock()
@@ -479,7 +615,13 @@ async fn token(
         );
     };
     let access = random_token(32);
-    s.grants.issue_token(&access, code.user);
+    s.grants.issue_token(
+        &access,
+        Granted {
+            user: code.user,
+            released: code.released.clone(),
+        },
+    );
     let mut answer = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -490,11 +632,18 @@ async fn token(
     if k == Kind::Slack {
         answer["ok"] = true.into();
     }
+    if k == Kind::Salesforce {
+        let b = &s.client.base;
+        answer["instance_url"] = b.clone().into();
+        answer["id"] = sub(k, &code.user).into();
+        answer["issued_at"] = (now * 1000).to_string().into();
+        answer["signature"] = random_token(32).into();
+    }
     Json(answer).into_response()
 }
 
 async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let Some(u) = s.grants.token_user(bearer(&headers)) else {
+    let Some(g) = s.grants.token_user(bearer(&headers)) else {
         return match s.kind {
             Kind::Slack => Json(json!({"ok": false, "error": "invalid_auth"})).into_response(),
             _ => oauth_error(
@@ -504,7 +653,10 @@ async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
             ),
         };
     };
-    let mut c = claims(s.kind, &u);
+    let mut c = claims(s.kind, &g.user);
+    if let Some(r) = &g.released {
+        c = only(c, &r.userinfo);
+    }
     if s.kind == Kind::Slack {
         c.insert("ok".into(), true.into());
     }

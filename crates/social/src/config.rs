@@ -151,24 +151,8 @@ pub fn refused_kratos_type(provider: &str) -> Option<String> {
 /// type and fails when a type is neither implemented nor here.
 const NOT_YET: &[(&str, &str)] = &[
     (
-        "github-app",
-        "Use `provider: github` with the GitHub App's client id and secret: a GitHub App signs users in with the same OAuth endpoints.",
-    ),
-    (
-        "salesforce",
-        "Use `provider: generic` with issuer_url https://login.salesforce.com (or your My Domain URL).",
-    ),
-    (
         "facebook",
         "There is no OpenID Connect way to sign in with Facebook on the web; remove the entry until a later version.",
-    ),
-    (
-        "netid",
-        "Use `provider: generic` with issuer_url https://broker.netid.de.",
-    ),
-    (
-        "patreon",
-        "There is no OpenID Connect way to sign in with Patreon; remove the entry until a later version.",
     ),
     (
         "x",
@@ -181,10 +165,6 @@ const NOT_YET: &[(&str, &str)] = &[
     (
         "amazon",
         "There is no OpenID Connect way to sign in with Login with Amazon; remove the entry until a later version.",
-    ),
-    (
-        "uaepass",
-        "There is no OpenID Connect discovery for UAE PASS; remove the entry until a later version.",
     ),
 ];
 

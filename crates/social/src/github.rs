@@ -6,6 +6,13 @@
 //! answer is always checked for `error`), and the granted scopes come back comma-separated and
 //! may differ from the requested ones (so a configured scope that was not granted is an error
 //! the user sees, instead of a sign-in that silently lacks an email).
+//!
+//! `github-app` (Kratos's name) is the same sign-in through a **GitHub App**: the same
+//! endpoints, but the token is a user-to-server token (`ghu_…`, which expires, with a
+//! `ghr_…` refresh token) whose reach is the app's permissions, not OAuth scopes. So no
+//! `scope` is sent or checked, and `/user/emails` is always read: it needs the app's account
+//! permission "Email addresses", and an app without it is told so instead of signing people
+//! in without an address.
 
 use crate::claims::{normalize_claims, subject_string};
 use crate::config::ProviderConfig;
@@ -22,6 +29,8 @@ pub const API_BASE_URL: &str = "https://api.github.com";
 
 pub struct Github {
     cfg: ProviderConfig,
+    /// A GitHub App (`github-app`) rather than an OAuth app.
+    app: bool,
     http: Upstream,
     auth_url: String,
     token_url: String,
@@ -30,6 +39,7 @@ pub struct Github {
 }
 
 impl Github {
+    /// `github`: an OAuth app.
     pub fn make(
         cfg: ProviderConfig,
         http: Upstream,
@@ -38,15 +48,32 @@ impl Github {
             &cfg,
             " (GitHub → Settings → Developer settings → OAuth Apps → Generate a new client secret)",
         )?;
+        Ok(Arc::new(Self::new(cfg, http, false)))
+    }
+
+    /// `github-app`: a GitHub App's user-to-server sign-in.
+    pub fn make_app(
+        cfg: ProviderConfig,
+        http: Upstream,
+    ) -> Result<Arc<dyn Provider>, (String, String)> {
+        oauth2::require_secret(
+            &cfg,
+            " (GitHub → Settings → Developer settings → GitHub Apps → your app → Generate a new client secret)",
+        )?;
+        Ok(Arc::new(Self::new(cfg, http, true)))
+    }
+
+    fn new(cfg: ProviderConfig, http: Upstream, app: bool) -> Github {
         let api = endpoint("", &cfg.api_base_url, API_BASE_URL, "");
-        Ok(Arc::new(Github {
+        Github {
+            app,
             auth_url: endpoint(&cfg.auth_url, "", AUTH_URL, ""),
             token_url: endpoint(&cfg.token_url, "", TOKEN_URL, ""),
             user_url: endpoint(&cfg.userinfo_url, "", &api, "/user"),
             emails_url: format!("{api}/user/emails"),
             cfg,
             http,
-        }))
+        }
     }
 
     fn api_get(&self, url: &str, token: &str) -> reqwest::RequestBuilder {
@@ -81,6 +108,21 @@ pub fn scope_granted(wanted: &str, granted: &[&str]) -> bool {
                 || (object == "user" && granted.contains(&"user"))
         }
         None => false,
+    }
+}
+
+/// A GitHub App's `/user/emails` refusal: 403 "Resource not accessible by integration" (404
+/// on older GitHub Enterprise Server) means the app lacks the account permission "Email
+/// addresses", which the administrator must grant; other answers as usual.
+fn app_emails_error(endpoint: &str, status: u16, body: &[u8]) -> UpstreamError {
+    match status {
+        403 | 404 => UpstreamError::OAuth {
+            endpoint: endpoint.into(),
+            error: format!("HTTP {status} at /user/emails"),
+            description:
+                "the GitHub App needs the account permission \"Email addresses\" (read-only)".into(),
+        },
+        _ => oauth_or_status(endpoint, status, body),
     }
 }
 
@@ -151,7 +193,13 @@ impl Provider for Github {
     }
 
     async fn authorization_url(&self, req: &AuthRequest<'_>) -> Result<Url, UpstreamError> {
-        let scope = self.cfg.scope.join(" ");
+        // A GitHub App's reach is its permissions: GitHub ignores `scope` for it, so none is
+        // sent (a Kratos entry that lists scopes still starts).
+        let scope = if self.app {
+            String::new()
+        } else {
+            self.cfg.scope.join(" ")
+        };
         let challenge = pkce_challenge(req.code_verifier);
         let mut pairs = vec![
             ("client_id", self.cfg.client_id.as_str()),
@@ -206,7 +254,7 @@ impl Provider for Github {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        if granted_raw.is_some() {
+        if granted_raw.is_some() && !self.app {
             let missing: Vec<&str> = self
                 .cfg
                 .scope
@@ -238,12 +286,17 @@ impl Provider for Github {
         )
         .await?;
         let user = oauth2::object(user, "user endpoint")?;
-        let emails = if scope_granted("user:email", &granted) {
+        let emails = if self.app || scope_granted("user:email", &granted) {
+            let read_error = if self.app {
+                app_emails_error
+            } else {
+                oauth_or_status
+            };
             let rows = oauth2::call(
                 &self.http,
                 "emails endpoint",
                 self.api_get(&self.emails_url, &access),
-                oauth_or_status,
+                read_error,
             )
             .await?;
             match rows {
@@ -322,6 +375,18 @@ mod tests {
         u.insert("blog".into(), json!("https://octo.blog"));
         let c = normalize_claims(&claims_of(&u, None), None);
         assert_eq!(c["website"], "https://octo.blog");
+    }
+
+    #[test]
+    fn a_github_app_without_the_email_permission_is_told_what_to_grant() {
+        let body = br#"{"message": "Resource not accessible by integration", "status": "403"}"#;
+        let e = app_emails_error("emails endpoint", 403, body);
+        assert!(e.user_message("GitHub").contains("Email addresses"), "{e}");
+        let e = app_emails_error("emails endpoint", 500, b"boom");
+        assert!(
+            matches!(e, UpstreamError::Status { status: 500, .. }),
+            "{e}"
+        );
     }
 
     #[test]

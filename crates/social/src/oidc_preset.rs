@@ -17,6 +17,16 @@
 //!   one), userinfo merged, no PKCE (LinkedIn's discovery does not offer it and refuses a
 //!   `code_verifier`), and a `locale` object `{"country": "US", "language": "en"}` becomes
 //!   `en-US`.
+//! - `salesforce`: issuer `https://login.salesforce.com`, or the org's My Domain
+//!   (`https://<name>.my.salesforce.com`) or a sandbox's `https://test.salesforce.com` as
+//!   `issuer_url`; the id_token must name that issuer, so a token of another org's My Domain
+//!   or of another login server is refused. Userinfo merged (Kratos reads Salesforce's claims
+//!   from it); its `updated_at`, a string at Salesforce, becomes seconds. The subject is the
+//!   identity URL (`https://login.salesforce.com/id/<org id>/<user id>`), as Kratos keeps it.
+//! - `netid`: netID's broker, issuer `https://broker.netid.de/` (with its `/`). netID hands
+//!   out personal data only as asked through OIDC's `claims` parameter, so an entry without
+//!   `requested_claims` asks for the email (essential) and the name; what the person declines
+//!   on netID's page is simply absent. Userinfo merged, as Kratos reads it.
 
 use crate::config::{ClaimsSource, ProviderConfig};
 use crate::oidc::Issuer;
@@ -39,12 +49,15 @@ pub struct Preset {
     pub userinfo: bool,
     /// The provider's claim quirks, applied to the verified (and merged) claims.
     pub fix: fn(&mut Map<String, Value>),
+    /// The OIDC `claims` request (JSON) sent when the entry sets no `requested_claims`.
+    pub default_claims: Option<&'static str>,
 }
 
 fn no_fix(_: &mut Map<String, Value>) {}
 
-/// Auth0 writes `updated_at` as an RFC 3339 string; OIDC Core §5.1 says seconds.
-fn auth0_fix(c: &mut Map<String, Value>) {
+/// Auth0 and Salesforce write `updated_at` as an RFC 3339 string; OIDC Core §5.1 says
+/// seconds.
+fn updated_at_fix(c: &mut Map<String, Value>) {
     if let Some(secs) = c
         .get("updated_at")
         .and_then(Value::as_str)
@@ -77,6 +90,7 @@ pub static GITLAB: Preset = Preset {
     issuer_hint: "",
     userinfo: true,
     fix: no_fix,
+    default_claims: None,
 };
 
 pub static AUTH0: Preset = Preset {
@@ -84,7 +98,8 @@ pub static AUTH0: Preset = Preset {
     issuer: None,
     issuer_hint: "issuer_url is required for `auth0`: your tenant's domain, e.g. https://example.eu.auth0.com/ (or your custom domain)",
     userinfo: true,
-    fix: auth0_fix,
+    fix: updated_at_fix,
+    default_claims: None,
 };
 
 pub static SLACK: Preset = Preset {
@@ -93,6 +108,7 @@ pub static SLACK: Preset = Preset {
     issuer_hint: "",
     userinfo: false,
     fix: no_fix,
+    default_claims: None,
 };
 
 pub static LINKEDIN: Preset = Preset {
@@ -101,6 +117,29 @@ pub static LINKEDIN: Preset = Preset {
     issuer_hint: "",
     userinfo: true,
     fix: linkedin_fix,
+    default_claims: None,
+};
+
+pub static SALESFORCE: Preset = Preset {
+    name: "Salesforce",
+    issuer: Some("https://login.salesforce.com"),
+    issuer_hint: "",
+    userinfo: true,
+    fix: updated_at_fix,
+    default_claims: None,
+};
+
+/// What an entry without `requested_claims` asks netID for: the email, which the sign-in
+/// needs, as essential, and the name (the person may decline it).
+pub const NETID_DEFAULT_CLAIMS: &str = r#"{"userinfo":{"email":{"essential":true},"email_verified":{"essential":true},"given_name":null,"family_name":null}}"#;
+
+pub static NETID: Preset = Preset {
+    name: "netID",
+    issuer: Some("https://broker.netid.de/"),
+    issuer_hint: "",
+    userinfo: true,
+    fix: no_fix,
+    default_claims: Some(NETID_DEFAULT_CLAIMS),
 };
 
 /// A provider of one [`Preset`].
@@ -125,6 +164,12 @@ pub fn make(
         (given, _) => given.to_string(),
     };
     let issuer = Issuer::new(&issuer_url, http.clone());
+    let mut cfg = cfg;
+    if cfg.requested_claims.is_null()
+        && let Some(default) = preset.default_claims
+    {
+        cfg.requested_claims = serde_json::from_str(default).unwrap_or_default();
+    }
     Ok(Arc::new(PresetProvider {
         rp: Rp::new(cfg, http, issuer, preset.name),
         preset,
@@ -148,6 +193,17 @@ pub fn linkedin(
     http: Upstream,
 ) -> Result<Arc<dyn Provider>, (String, String)> {
     make(&LINKEDIN, cfg, http)
+}
+
+pub fn salesforce(
+    cfg: ProviderConfig,
+    http: Upstream,
+) -> Result<Arc<dyn Provider>, (String, String)> {
+    make(&SALESFORCE, cfg, http)
+}
+
+pub fn netid(cfg: ProviderConfig, http: Upstream) -> Result<Arc<dyn Provider>, (String, String)> {
+    make(&NETID, cfg, http)
 }
 
 #[async_trait::async_trait]
@@ -201,22 +257,47 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        auth0_fix(&mut c);
+        updated_at_fix(&mut c);
         assert_eq!(c["updated_at"], 1_767_323_045);
         let mut n = json!({"updated_at": 5})
             .as_object()
             .cloned()
             .unwrap_or_default();
-        auth0_fix(&mut n);
+        updated_at_fix(&mut n);
         assert_eq!(n["updated_at"], 5, "a number stays");
         let mut bad = json!({"updated_at": "yesterday"})
             .as_object()
             .cloned()
             .unwrap_or_default();
-        auth0_fix(&mut bad);
+        updated_at_fix(&mut bad);
         assert_eq!(
             bad["updated_at"], "yesterday",
             "what does not parse is left"
+        );
+    }
+
+    #[test]
+    fn netid_asks_for_the_email_unless_the_entry_says_what_to_ask() {
+        let entry = |claims: Value| {
+            serde_json::from_value::<ProviderConfig>(json!({"id": "n", "provider": "netid",
+                "client_id": "c", "client_secret": "s", "requested_claims": claims}))
+            .expect("entry")
+        };
+        let http = Upstream::new().expect("client");
+        let p = netid(entry(Value::Null), http.clone()).expect("netid");
+        let asked = &p.config().requested_claims;
+        assert_eq!(asked["userinfo"]["email"]["essential"], true, "{asked}");
+        let own = json!({"userinfo": {"given_name": null}});
+        let p = netid(entry(own.clone()), http.clone()).expect("netid");
+        assert_eq!(
+            p.config().requested_claims,
+            own,
+            "the entry's own request wins"
+        );
+        let p = gitlab(entry(Value::Null), http).expect("gitlab");
+        assert!(
+            p.config().requested_claims.is_null(),
+            "only netID has a default"
         );
     }
 
@@ -253,7 +334,7 @@ mod tests {
         };
         assert_eq!(key, "issuer_url");
         assert!(why.contains("auth0.com"), "{why}");
-        for make in [gitlab, slack, linkedin] {
+        for make in [gitlab, slack, linkedin, salesforce, netid] {
             assert!(make(entry("x", json!({})), http.clone()).is_ok());
             let Err((key, _)) = make(entry("x", json!({"client_secret": ""})), http.clone()) else {
                 panic!("no secret accepted");

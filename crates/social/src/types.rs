@@ -109,6 +109,19 @@ pub static TYPES: &[ProviderType] = &[
         docs: "docs/providers/github.md",
     },
     ProviderType {
+        // Kratos's name: a GitHub App rather than an OAuth app.
+        id: "github-app",
+        make: crate::github::Github::make_app,
+        auth_origins: &["https://github.com"],
+        icon: include_str!("../icons/github.svg"),
+        names: Names {
+            en: "GitHub",
+            zh_cn: "GitHub",
+            ru: "GitHub",
+        },
+        docs: "docs/providers/github-app.md",
+    },
+    ProviderType {
         id: "dingtalk",
         make: crate::dingtalk::Dingtalk::make,
         auth_origins: &["https://login.dingtalk.com"],
@@ -456,6 +469,54 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/linkedin.md",
     },
+    ProviderType {
+        id: "salesforce",
+        make: crate::oidc_preset::salesforce,
+        auth_origins: &["https://login.salesforce.com"],
+        icon: include_str!("../icons/salesforce.svg"),
+        names: Names {
+            en: "Salesforce",
+            zh_cn: "Salesforce",
+            ru: "Salesforce",
+        },
+        docs: "docs/providers/salesforce.md",
+    },
+    ProviderType {
+        id: "netid",
+        make: crate::oidc_preset::netid,
+        auth_origins: &["https://broker.netid.de"],
+        icon: include_str!("../icons/netid.svg"),
+        names: Names {
+            en: "netID",
+            zh_cn: "netID",
+            ru: "netID",
+        },
+        docs: "docs/providers/netid.md",
+    },
+    ProviderType {
+        id: "patreon",
+        make: crate::patreon::Patreon::make,
+        auth_origins: &["https://www.patreon.com"],
+        icon: include_str!("../icons/patreon.svg"),
+        names: Names {
+            en: "Patreon",
+            zh_cn: "Patreon",
+            ru: "Patreon",
+        },
+        docs: "docs/providers/patreon.md",
+    },
+    ProviderType {
+        id: "uaepass",
+        make: crate::uaepass::UaePass::make,
+        auth_origins: &["https://id.uaepass.ae", "https://stg-id.uaepass.ae"],
+        icon: include_str!("../icons/uaepass.svg"),
+        names: Names {
+            en: "UAE PASS",
+            zh_cn: "UAE PASS",
+            ru: "UAE PASS",
+        },
+        docs: "docs/providers/uaepass.md",
+    },
 ];
 
 /// The type with this id.
@@ -496,10 +557,11 @@ mod tests {
             assert!(ids.insert(id), "duplicate provider type `{id}`");
             assert!(
                 !id.is_empty()
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-                "`{id}`: ids are lowercase letters, digits and `_` (`telegram_oidc`)"
+                    && id.chars().all(|c| c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || c == '_'
+                        || c == '-'),
+                "`{id}`: ids are lowercase letters, digits, `_` and `-` (`telegram_oidc`, Kratos's `github-app`)"
             );
             for (lang, name) in [
                 ("en", t.names.en),

@@ -1,7 +1,7 @@
 //! `tessera demo`: the whole product on one machine, offline. The server runs with a generated
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
-//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord,
-//! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket,
+//! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, a GitHub App, Google, Discord,
+//! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS,
 //! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
@@ -31,11 +31,13 @@ use tessera_emulators::naver::NaverEmulator;
 use tessera_emulators::odnoklassniki::OkEmulator;
 use tessera_emulators::oidc_preset::{Kind, PresetEmulator};
 use tessera_emulators::outbox::Outbox;
+use tessera_emulators::patreon::PatreonEmulator;
 use tessera_emulators::qq::QqEmulator;
 use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::spotify::SpotifyEmulator;
 use tessera_emulators::telegram::TelegramWidgetEmulator;
 use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
+use tessera_emulators::uaepass::UaePassEmulator;
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
@@ -65,6 +67,10 @@ const MAPPERS: &[(&str, &str)] = &[
     ("dingtalk.jsonnet", include_str!("../demo/dingtalk.jsonnet")),
     ("vk.jsonnet", include_str!("../demo/vk.jsonnet")),
     ("github.jsonnet", include_str!("../demo/github.jsonnet")),
+    (
+        "github_app.jsonnet",
+        include_str!("../demo/github_app.jsonnet"),
+    ),
     ("google.jsonnet", include_str!("../demo/google.jsonnet")),
     ("discord.jsonnet", include_str!("../demo/discord.jsonnet")),
     ("apple.jsonnet", include_str!("../demo/apple.jsonnet")),
@@ -102,6 +108,12 @@ const MAPPERS: &[(&str, &str)] = &[
         "bitbucket.jsonnet",
         include_str!("../demo/bitbucket.jsonnet"),
     ),
+    ("uaepass.jsonnet", include_str!("../demo/uaepass.jsonnet")),
+    ("patreon.jsonnet", include_str!("../demo/patreon.jsonnet")),
+    (
+        "salesforce.jsonnet",
+        include_str!("../demo/salesforce.jsonnet"),
+    ),
 ];
 
 struct Emulators {
@@ -109,6 +121,7 @@ struct Emulators {
     vk: VkEmulator,
     vkid: VkIdEmulator,
     github: GithubEmulator,
+    github_app: GithubEmulator,
     google: GoogleEmulator,
     discord: DiscordEmulator,
     microsoft: MicrosoftEmulator,
@@ -132,6 +145,10 @@ struct Emulators {
     naver: NaverEmulator,
     kakao: KakaoEmulator,
     bitbucket: BitbucketEmulator,
+    uaepass: UaePassEmulator,
+    patreon: PatreonEmulator,
+    netid: PresetEmulator,
+    salesforce: PresetEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -149,6 +166,7 @@ impl Emulators {
             vk: VkEmulator::serve(loopback().await?)?,
             vkid: VkIdEmulator::serve(loopback().await?)?,
             github: GithubEmulator::serve(loopback().await?)?,
+            github_app: GithubEmulator::serve_app(loopback().await?)?,
             google: GoogleEmulator::serve(loopback().await?)?,
             discord: DiscordEmulator::serve(loopback().await?)?,
             microsoft: MicrosoftEmulator::serve(loopback().await?)?,
@@ -194,6 +212,10 @@ impl Emulators {
             naver: NaverEmulator::serve(loopback().await?)?,
             kakao: KakaoEmulator::serve(loopback().await?)?,
             bitbucket: BitbucketEmulator::serve(loopback().await?)?,
+            uaepass: UaePassEmulator::serve(loopback().await?)?,
+            patreon: PatreonEmulator::serve(loopback().await?)?,
+            netid: PresetEmulator::serve(Kind::Netid, loopback().await?)?,
+            salesforce: PresetEmulator::serve(Kind::Salesforce, loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -204,6 +226,7 @@ impl Emulators {
         self.vk.register_redirect_uri(&cb("vk"));
         self.vkid.register_redirect_uri(&cb("vkid"));
         self.github.register_redirect_uri(cb("github"));
+        self.github_app.register_redirect_uri(cb("github-app"));
         self.google.register_redirect_uri(cb("google"));
         self.discord.register_redirect_uri(cb("discord"));
         self.microsoft.register_redirect_uri(cb("microsoft"));
@@ -229,6 +252,10 @@ impl Emulators {
         self.naver.register_redirect_uri(cb("naver"));
         self.kakao.register_redirect_uri(cb("kakao"));
         self.bitbucket.register_redirect_uri(cb("bitbucket"));
+        self.uaepass.register_redirect_uri(cb("uaepass"));
+        self.patreon.register_redirect_uri(cb("patreon"));
+        self.netid.register_redirect_uri(cb("netid"));
+        self.salesforce.register_redirect_uri(cb("salesforce"));
     }
 }
 
@@ -296,6 +323,15 @@ selfservice:
             token_url: {gh_token}
             api_base_url: {gh_base}
             mapper_url: {gh_mapper}
+          - id: github-app
+            provider: github-app
+            label: GitHub App
+            client_id: {gha_id}
+            client_secret: {gha_secret}
+            auth_url: {gha_auth}
+            token_url: {gha_token}
+            api_base_url: {gha_base}
+            mapper_url: {gha_mapper}
           - id: google
             provider: google
             client_id: {gg_id}
@@ -467,6 +503,35 @@ selfservice:
             auth_url: {bb_auth}
             api_base_url: {bb_base}
             mapper_url: {bb_mapper}
+          - id: uaepass
+            provider: uaepass
+            label: UAE PASS
+            client_id: {up_id}
+            client_secret: {up_secret}
+            issuer_url: {up_base}
+            mapper_url: {up_mapper}
+          - id: patreon
+            provider: patreon
+            label: Patreon
+            client_id: {pt_id}
+            client_secret: {pt_secret}
+            api_base_url: {pt_base}
+            mapper_url: {pt_mapper}
+          - id: netid
+            provider: netid
+            label: netID
+            client_id: {ni_id}
+            client_secret: {ni_secret}
+            issuer_url: {ni_issuer}
+            mapper_url: {ni_mapper}
+          - id: salesforce
+            provider: salesforce
+            label: Salesforce
+            client_id: {sf_id}
+            client_secret: {sf_secret}
+            issuer_url: {sf_issuer}
+            scope: [profile, email]
+            mapper_url: {sf_mapper}
   flows:
     registration:
       after:
@@ -532,6 +597,12 @@ courier:
         gh_token = e.github.token_url(),
         gh_base = e.github.base_url(),
         gh_mapper = q(&mapper("github.jsonnet")),
+        gha_id = q(e.github_app.client_id()),
+        gha_secret = q(e.github_app.client_secret()),
+        gha_auth = e.github_app.auth_url(),
+        gha_token = e.github_app.token_url(),
+        gha_base = e.github_app.base_url(),
+        gha_mapper = q(&mapper("github_app.jsonnet")),
         gg_id = q(e.google.client_id()),
         gg_secret = q(e.google.client_secret()),
         gg_issuer = e.google.issuer(),
@@ -648,6 +719,22 @@ courier:
         bb_auth = e.bitbucket.auth_url(),
         bb_base = e.bitbucket.base_url(),
         bb_mapper = q(&mapper("bitbucket.jsonnet")),
+        up_id = q(e.uaepass.client_id()),
+        up_secret = q(e.uaepass.client_secret()),
+        up_base = e.uaepass.base_url(),
+        up_mapper = q(&mapper("uaepass.jsonnet")),
+        pt_id = q(e.patreon.client_id()),
+        pt_secret = q(e.patreon.client_secret()),
+        pt_base = e.patreon.base_url(),
+        pt_mapper = q(&mapper("patreon.jsonnet")),
+        ni_id = q(e.netid.client_id()),
+        ni_secret = q(e.netid.client_secret()),
+        ni_issuer = e.netid.issuer(),
+        ni_mapper = q(&mapper("oidc_standard.jsonnet")),
+        sf_id = q(e.salesforce.client_id()),
+        sf_secret = q(e.salesforce.client_secret()),
+        sf_issuer = e.salesforce.issuer(),
+        sf_mapper = q(&mapper("salesforce.jsonnet")),
     )
 }
 
@@ -697,7 +784,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, GitHub App, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -712,6 +799,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.vk.base_url(),
         emulators.vkid.base_url(),
         emulators.github.base_url(),
+        emulators.github_app.base_url(),
         emulators.google.issuer(),
         emulators.discord.base_url(),
         emulators.microsoft.base_url(),
@@ -724,6 +812,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.naver.base_url(),
         emulators.kakao.base_url(),
         emulators.bitbucket.base_url(),
+        emulators.salesforce.issuer(),
+        emulators.netid.issuer(),
+        emulators.patreon.base_url(),
+        emulators.uaepass.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),
