@@ -17,6 +17,7 @@ mod common;
 pub mod dingtalk;
 pub mod discord;
 pub mod douyin;
+pub mod facebook;
 pub mod feishu;
 pub mod github;
 pub mod google;

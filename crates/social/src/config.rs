@@ -159,10 +159,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "Use `provider: generic` with issuer_url https://login.salesforce.com (or your My Domain URL).",
     ),
     (
-        "facebook",
-        "There is no OpenID Connect way to sign in with Facebook on the web; remove the entry until a later version.",
-    ),
-    (
         "netid",
         "Use `provider: generic` with issuer_url https://broker.netid.de.",
     ),

@@ -16,6 +16,7 @@ pub mod config;
 pub mod dingtalk;
 pub mod discord;
 pub mod douyin;
+pub mod facebook;
 pub mod feishu;
 pub mod fetch;
 pub mod generic;

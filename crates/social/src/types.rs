@@ -456,6 +456,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/linkedin.md",
     },
+    ProviderType {
+        id: "facebook",
+        make: crate::facebook::Facebook::make,
+        auth_origins: &["https://www.facebook.com"],
+        icon: include_str!("../icons/facebook.svg"),
+        names: Names {
+            en: "Facebook",
+            zh_cn: "Facebook",
+            ru: "Facebook",
+        },
+        docs: "docs/providers/facebook.md",
+    },
 ];
 
 /// The type with this id.

@@ -2,7 +2,7 @@
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord,
 //! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket,
-//! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Facebook, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -21,6 +21,7 @@ use tessera_emulators::bitbucket::BitbucketEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::discord::DiscordEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
+use tessera_emulators::facebook::FacebookEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
@@ -102,6 +103,7 @@ const MAPPERS: &[(&str, &str)] = &[
         "bitbucket.jsonnet",
         include_str!("../demo/bitbucket.jsonnet"),
     ),
+    ("facebook.jsonnet", include_str!("../demo/facebook.jsonnet")),
 ];
 
 struct Emulators {
@@ -132,6 +134,7 @@ struct Emulators {
     naver: NaverEmulator,
     kakao: KakaoEmulator,
     bitbucket: BitbucketEmulator,
+    facebook: FacebookEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -194,6 +197,7 @@ impl Emulators {
             naver: NaverEmulator::serve(loopback().await?)?,
             kakao: KakaoEmulator::serve(loopback().await?)?,
             bitbucket: BitbucketEmulator::serve(loopback().await?)?,
+            facebook: FacebookEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -229,6 +233,7 @@ impl Emulators {
         self.naver.register_redirect_uri(cb("naver"));
         self.kakao.register_redirect_uri(cb("kakao"));
         self.bitbucket.register_redirect_uri(cb("bitbucket"));
+        self.facebook.register_redirect_uri(cb("facebook"));
     }
 }
 
@@ -467,6 +472,14 @@ selfservice:
             auth_url: {bb_auth}
             api_base_url: {bb_base}
             mapper_url: {bb_mapper}
+          - id: facebook
+            provider: facebook
+            label: Facebook
+            client_id: {fb_id}
+            client_secret: {fb_secret}
+            auth_url: {fb_auth}
+            api_base_url: {fb_base}
+            mapper_url: {fb_mapper}
   flows:
     registration:
       after:
@@ -648,6 +661,11 @@ courier:
         bb_auth = e.bitbucket.auth_url(),
         bb_base = e.bitbucket.base_url(),
         bb_mapper = q(&mapper("bitbucket.jsonnet")),
+        fb_id = q(e.facebook.client_id()),
+        fb_secret = q(e.facebook.client_secret()),
+        fb_auth = e.facebook.auth_url(),
+        fb_base = e.facebook.base_url(),
+        fb_mapper = q(&mapper("facebook.jsonnet")),
     )
 }
 
@@ -697,7 +715,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Facebook, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -724,6 +742,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.naver.base_url(),
         emulators.kakao.base_url(),
         emulators.bitbucket.base_url(),
+        emulators.facebook.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

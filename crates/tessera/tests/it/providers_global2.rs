@@ -600,10 +600,9 @@ const REFUSED: [&str; 2] = ["jackson", "fedcm-test"];
 
 /// Kratos types this version does not implement yet: refused at start with the documented
 /// message that says so and what to use meanwhile. This list only shrinks.
-const NOT_YET: [&str; 9] = [
+const NOT_YET: [&str; 8] = [
     "github-app",
     "salesforce",
-    "facebook",
     "netid",
     "patreon",
     "x",
