@@ -40,6 +40,7 @@ pub mod vkid;
 pub mod wechat;
 pub mod wecom;
 pub mod weibo;
+pub mod x;
 pub mod yandex;
 
 /// A running emulator's server task; dropping the emulator stops it.

@@ -167,10 +167,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "There is no OpenID Connect way to sign in with Patreon; remove the entry until a later version.",
     ),
     (
-        "x",
-        "There is no OpenID Connect way to sign in with X; remove the entry until a later version.",
-    ),
-    (
         "line",
         "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
     ),

@@ -46,6 +46,7 @@ pub mod vkid;
 pub mod wechat;
 pub mod wecom;
 pub mod weibo;
+pub mod x;
 pub mod yandex;
 
 pub use claims::normalize_claims;

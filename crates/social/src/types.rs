@@ -468,6 +468,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/facebook.md",
     },
+    ProviderType {
+        id: "x",
+        make: crate::x::X::make,
+        auth_origins: &["https://x.com"],
+        icon: include_str!("../icons/x.svg"),
+        names: Names {
+            en: "X",
+            zh_cn: "X",
+            ru: "X",
+        },
+        docs: "docs/providers/x.md",
+    },
 ];
 
 /// The type with this id.

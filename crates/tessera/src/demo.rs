@@ -2,7 +2,7 @@
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord,
 //! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket,
-//! Facebook, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Facebook, X, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -42,6 +42,7 @@ use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
 use tessera_emulators::wecom::WecomEmulator;
 use tessera_emulators::weibo::WeiboEmulator;
+use tessera_emulators::x::XEmulator;
 use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
@@ -104,6 +105,7 @@ const MAPPERS: &[(&str, &str)] = &[
         include_str!("../demo/bitbucket.jsonnet"),
     ),
     ("facebook.jsonnet", include_str!("../demo/facebook.jsonnet")),
+    ("x.jsonnet", include_str!("../demo/x.jsonnet")),
 ];
 
 struct Emulators {
@@ -135,6 +137,7 @@ struct Emulators {
     kakao: KakaoEmulator,
     bitbucket: BitbucketEmulator,
     facebook: FacebookEmulator,
+    x: XEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -198,6 +201,7 @@ impl Emulators {
             kakao: KakaoEmulator::serve(loopback().await?)?,
             bitbucket: BitbucketEmulator::serve(loopback().await?)?,
             facebook: FacebookEmulator::serve(loopback().await?)?,
+            x: XEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -234,6 +238,7 @@ impl Emulators {
         self.kakao.register_redirect_uri(cb("kakao"));
         self.bitbucket.register_redirect_uri(cb("bitbucket"));
         self.facebook.register_redirect_uri(cb("facebook"));
+        self.x.register_redirect_uri(cb("x"));
     }
 }
 
@@ -480,6 +485,14 @@ selfservice:
             auth_url: {fb_auth}
             api_base_url: {fb_base}
             mapper_url: {fb_mapper}
+          - id: x
+            provider: x
+            label: X
+            client_id: {x_id}
+            client_secret: {x_secret}
+            auth_url: {x_auth}
+            api_base_url: {x_base}
+            mapper_url: {x_mapper}
   flows:
     registration:
       after:
@@ -666,6 +679,11 @@ courier:
         fb_auth = e.facebook.auth_url(),
         fb_base = e.facebook.base_url(),
         fb_mapper = q(&mapper("facebook.jsonnet")),
+        x_id = q(e.x.client_id()),
+        x_secret = q(e.x.client_secret()),
+        x_auth = e.x.auth_url(),
+        x_base = e.x.base_url(),
+        x_mapper = q(&mapper("x.jsonnet")),
     )
 }
 
@@ -715,7 +733,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Facebook, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Facebook, X, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -743,6 +761,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.kakao.base_url(),
         emulators.bitbucket.base_url(),
         emulators.facebook.base_url(),
+        emulators.x.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

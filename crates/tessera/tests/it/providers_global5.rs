@@ -3,14 +3,18 @@
 //! Facebook (Kratos's `facebook`: sign-up and sign-in again into the same identity, the email
 //! never verified, an account without one filled in, a token of another app refused through
 //! `appsecret_proof`, Graph's errors as clear messages in the page's language, the emulator
-//! refusing what Facebook refuses).
+//! refusing what Facebook refuses); X (OAuth 2.0 with PKCE, where Kratos's `x` is OAuth 1.0a:
+//! the same journey, a phone-only account filled in, a code injected into another sign-in
+//! refused by its PKCE check, a refused scope, the emulator's refusals).
 
 use serde_json::{Value, json};
 use std::time::Duration;
 use tessera_testkit::emulators::facebook::FacebookEmulator;
+use tessera_testkit::emulators::x::XEmulator;
 use tessera_testkit::journey::{
     assert_needs_a_secret, b64, config, fill_the_gap, flow_id_of, flow_json, identities, location,
-    param, press_provider, refused_in_every_language, sign_in, sign_up_and_again,
+    param, press_provider, refusal, refused_in_every_language, sign_in, sign_up_and_again,
+    start_error, upstream,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
 
@@ -274,4 +278,228 @@ async fn facebook_emulator_refuses_what_facebook_refuses() {
     let loc = location(&r);
     assert_eq!(param(&loc, "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&loc, "error_reason").as_deref(), Some("user_denied"));
+}
+
+// ---- X -------------------------------------------------------------------------------------
+
+/// `tessera demo`'s X mapper, the one docs/providers/x.md shows.
+const X_MAPPER: &str = include_str!("../../demo/x.jsonnet");
+
+fn x_yaml(x: &XEmulator, secret: &str) -> String {
+    format!(
+        "          - id: x\n            provider: x\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n",
+        x.client_id(),
+        x.auth_url(),
+        x.base_url(),
+        b64(X_MAPPER)
+    )
+}
+
+async fn x_server(backend: Backend, x: &XEmulator, secret: &str) -> TestServer {
+    let s = TestServer::start(backend, &config(&x_yaml(x, secret))).await;
+    x.register_redirect_uri(callback(&s, "x"));
+    s
+}
+
+each_backend!(x_sign_up_then_sign_in_again_into_the_same_identity);
+async fn x_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let x = XEmulator::start().await;
+    let s = x_server(backend, &x, x.client_secret()).await;
+    let b = Browser::default();
+    let authorize = press_provider(&b, &s, "login", "x", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&x.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("tweet.read users.read users.email")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let id = sign_up_and_again(&s, "x", ("ivan", "ivan.petrov@example.ru"), x.id_of("ivan")).await;
+    let me: Value = reqwest::get(format!("{}/admin/identities/{id}", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["metadata_public"]["x_username"], "ivanpetrov");
+    s.stop().await;
+}
+
+each_backend!(x_a_phone_only_account_fills_the_gap);
+async fn x_a_phone_only_account_fills_the_gap(backend: Backend) {
+    let x = XEmulator::start().await;
+    let s = x_server(backend, &x, x.client_secret()).await;
+    fill_the_gap(&s, "x", x.id_of("maria")).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn x_a_code_injected_into_another_sign_in_fails_its_pkce_check() {
+    let x = XEmulator::start().await;
+    let s = x_server(Backend::Sqlite, &x, x.client_secret()).await;
+    // The attacker signs in at X as themselves and keeps the code instead of using it.
+    let attacker = Browser::default();
+    let authorize =
+        press_provider(&attacker, &s, "login", "x", "https://app.example.com/after").await;
+    let stolen = param(&upstream(&attacker, &authorize, "maria").await, "code").unwrap();
+    // The victim's sign-in comes back with the attacker's code in place of their own: the
+    // victim's verifier does not match the challenge the attacker's code was issued for.
+    let victim = Browser::default();
+    let authorize =
+        press_provider(&victim, &s, "login", "x", "https://app.example.com/after").await;
+    let callback = upstream(&victim, &authorize, "ivan").await;
+    let mut url = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                stolen.clone()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = victim.get(url.as_str(), false).await;
+    let text = refusal(&victim, &s, r).await;
+    assert!(
+        text.contains("invalid_request — Value passed for the authorization code was invalid."),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty());
+
+    // A refused scope, a wrong secret and a cancel, each said clearly.
+    x.set_withheld_scope(Some("users.email"));
+    let text = refused_in_every_language(
+        &s,
+        ("x", "ivan"),
+        "Не удалось завершить вход через X",
+        "通过 X 登录未能完成",
+    )
+    .await;
+    assert!(
+        text.contains("did not grant the permission `users.email`"),
+        "{text}"
+    );
+    x.set_withheld_scope(None);
+    let text =
+        refused_in_every_language(&s, ("x", "deny"), "Вход через X отменён", "X 登录已取消").await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    let s2 = x_server(Backend::Sqlite, &x, "not-the-secret").await;
+    let text = refused_in_every_language(
+        &s2,
+        ("x", "ivan"),
+        "Вход через X отклонён",
+        "X 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("unauthorized_client — Missing valid authorization header"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty() && identities(&s2).await.is_empty());
+    // PKCE cannot be turned off.
+    let err = start_error(&config(&format!(
+        "{}            pkce: never\n",
+        x_yaml(&x, "s")
+    )))
+    .await;
+    assert!(
+        err.contains("providers.0.pkce") && err.contains("X requires PKCE"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn x_emulator_refuses_what_x_refuses() {
+    let x = XEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    x.register_redirect_uri(back);
+    let c = TestServer::client();
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let auth = |client: &str, redirect: &str, pkce: &str| {
+        format!(
+            "{}?response_type=code&client_id={client}&redirect_uri={redirect}&scope=tweet.read%20users.read&state=s&user=ivan{pkce}",
+            x.auth_url()
+        )
+    };
+    let pkce =
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    for url in [
+        auth("nobody", back, pkce),
+        auth(x.client_id(), "http://evil.example/cb", pkce),
+        auth(x.client_id(), back, ""),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(r.text().await.unwrap().contains("Something went wrong"));
+    }
+    let code = || async {
+        let r = c.get(auth(x.client_id(), back, pkce)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        param(&location(&r), "code").unwrap()
+    };
+    let token = |code: String, secret: &str, verifier: &str| {
+        c.post(format!("{}/2/oauth2/token", x.base_url()))
+            .basic_auth(x.client_id(), Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", back),
+                ("code_verifier", verifier),
+            ])
+            .send()
+    };
+    let r = token(code().await, "wrong", verifier).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
+    let r = token(code().await, x.client_secret(), "another-verifier")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_description"],
+        "Value passed for the authorization code was invalid."
+    );
+    let fresh = code().await;
+    let r = token(fresh.clone(), x.client_secret(), verifier)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["scope"], "tweet.read users.read");
+    assert!(
+        t.get("refresh_token").is_none(),
+        "only with offline.access: {t}"
+    );
+    let r = token(fresh, x.client_secret(), verifier).await.unwrap();
+    assert_eq!(r.status(), 400, "a code works once");
+    // users.email was not granted: no confirmed_email even when asked for.
+    let me = c
+        .get(format!(
+            "{}/2/users/me?user.fields=confirmed_email",
+            x.base_url()
+        ))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.json::<Value>().await.unwrap(),
+        json!({"data": {"id": x.id_of("ivan"), "name": "Иван Петров", "username": "ivanpetrov"}})
+    );
+    x.revoke_tokens();
+    let r = c
+        .get(format!("{}/2/users/me", x.base_url()))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["title"], "Unauthorized");
 }
