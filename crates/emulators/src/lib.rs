@@ -10,6 +10,7 @@
 //! everything in memory.
 
 pub mod alipay;
+pub mod amazon;
 pub mod apple;
 pub mod baidu;
 pub mod bitbucket;

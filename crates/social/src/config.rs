@@ -171,10 +171,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
     ),
     (
-        "amazon",
-        "There is no OpenID Connect way to sign in with Login with Amazon; remove the entry until a later version.",
-    ),
-    (
         "uaepass",
         "There is no OpenID Connect discovery for UAE PASS; remove the entry until a later version.",
     ),

@@ -8,6 +8,7 @@
 //! and turned into an [`UpstreamError`] with a message a user can read and a reason for the log.
 
 pub mod alipay;
+pub mod amazon;
 pub mod apple;
 pub mod baidu;
 pub mod bitbucket;

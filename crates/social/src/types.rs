@@ -480,6 +480,18 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/x.md",
     },
+    ProviderType {
+        id: "amazon",
+        make: crate::amazon::Amazon::make,
+        auth_origins: &["https://www.amazon.com"],
+        icon: include_str!("../icons/amazon.svg"),
+        names: Names {
+            en: "Amazon",
+            zh_cn: "Amazon",
+            ru: "Amazon",
+        },
+        docs: "docs/providers/amazon.md",
+    },
 ];
 
 /// The type with this id.

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::alipay::AlipayEmulator;
+use tessera_emulators::amazon::AmazonEmulator;
 use tessera_emulators::apple::AppleEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::bitbucket::BitbucketEmulator;
@@ -105,6 +106,7 @@ const MAPPERS: &[(&str, &str)] = &[
         include_str!("../demo/bitbucket.jsonnet"),
     ),
     ("facebook.jsonnet", include_str!("../demo/facebook.jsonnet")),
+    ("amazon.jsonnet", include_str!("../demo/amazon.jsonnet")),
     ("x.jsonnet", include_str!("../demo/x.jsonnet")),
 ];
 
@@ -137,6 +139,7 @@ struct Emulators {
     kakao: KakaoEmulator,
     bitbucket: BitbucketEmulator,
     facebook: FacebookEmulator,
+    amazon: AmazonEmulator,
     x: XEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
@@ -201,6 +204,7 @@ impl Emulators {
             kakao: KakaoEmulator::serve(loopback().await?)?,
             bitbucket: BitbucketEmulator::serve(loopback().await?)?,
             facebook: FacebookEmulator::serve(loopback().await?)?,
+            amazon: AmazonEmulator::serve(loopback().await?)?,
             x: XEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
@@ -238,6 +242,7 @@ impl Emulators {
         self.kakao.register_redirect_uri(cb("kakao"));
         self.bitbucket.register_redirect_uri(cb("bitbucket"));
         self.facebook.register_redirect_uri(cb("facebook"));
+        self.amazon.register_redirect_uri(cb("amazon"));
         self.x.register_redirect_uri(cb("x"));
     }
 }
@@ -485,6 +490,15 @@ selfservice:
             auth_url: {fb_auth}
             api_base_url: {fb_base}
             mapper_url: {fb_mapper}
+          - id: amazon
+            provider: amazon
+            label: Amazon
+            client_id: {am_id}
+            client_secret: {am_secret}
+            pkce: force
+            auth_url: {am_auth}
+            api_base_url: {am_base}
+            mapper_url: {am_mapper}
           - id: x
             provider: x
             label: X
@@ -679,6 +693,11 @@ courier:
         fb_auth = e.facebook.auth_url(),
         fb_base = e.facebook.base_url(),
         fb_mapper = q(&mapper("facebook.jsonnet")),
+        am_id = q(e.amazon.client_id()),
+        am_secret = q(e.amazon.client_secret()),
+        am_auth = e.amazon.auth_url(),
+        am_base = e.amazon.base_url(),
+        am_mapper = q(&mapper("amazon.jsonnet")),
         x_id = q(e.x.client_id()),
         x_secret = q(e.x.client_secret()),
         x_auth = e.x.auth_url(),
@@ -733,7 +752,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Facebook, X, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Facebook, Amazon, X, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -761,6 +780,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.kakao.base_url(),
         emulators.bitbucket.base_url(),
         emulators.facebook.base_url(),
+        emulators.amazon.base_url(),
         emulators.x.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),

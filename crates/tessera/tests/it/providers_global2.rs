@@ -600,13 +600,12 @@ const REFUSED: [&str; 2] = ["jackson", "fedcm-test"];
 
 /// Kratos types this version does not implement yet: refused at start with the documented
 /// message that says so and what to use meanwhile. This list only shrinks.
-const NOT_YET: [&str; 7] = [
+const NOT_YET: [&str; 6] = [
     "github-app",
     "salesforce",
     "netid",
     "patreon",
     "line",
-    "amazon",
     "uaepass",
 ];
 

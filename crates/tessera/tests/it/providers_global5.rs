@@ -5,10 +5,13 @@
 //! `appsecret_proof`, Graph's errors as clear messages in the page's language, the emulator
 //! refusing what Facebook refuses); X (OAuth 2.0 with PKCE, where Kratos's `x` is OAuth 1.0a:
 //! the same journey, a phone-only account filled in, a code injected into another sign-in
-//! refused by its PKCE check, a refused scope, the emulator's refusals).
+//! refused by its PKCE check, a refused scope, the emulator's refusals); Amazon (the same
+//! journey with `pkce: force` as a Kratos entry has it, Amazon's errors shown in its words,
+//! scopes other than Amazon's three refused at start, the emulator's refusals).
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use tessera_testkit::emulators::amazon::AmazonEmulator;
 use tessera_testkit::emulators::facebook::FacebookEmulator;
 use tessera_testkit::emulators::x::XEmulator;
 use tessera_testkit::journey::{
@@ -502,4 +505,225 @@ async fn x_emulator_refuses_what_x_refuses() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["title"], "Unauthorized");
+}
+
+// ---- Amazon --------------------------------------------------------------------------------
+
+/// `tessera demo`'s Amazon mapper, the one docs/providers/amazon.md shows.
+const AMAZON_MAPPER: &str = include_str!("../../demo/amazon.jsonnet");
+
+fn amazon_yaml(a: &AmazonEmulator, secret: &str, extra: &str) -> String {
+    format!(
+        "          - id: amazon\n            provider: amazon\n            client_id: {}\n            client_secret: {secret}\n            auth_url: {}\n            api_base_url: {}\n            mapper_url: base64://{}\n{extra}",
+        a.client_id(),
+        a.auth_url(),
+        a.base_url(),
+        b64(AMAZON_MAPPER)
+    )
+}
+
+async fn amazon_server(
+    backend: Backend,
+    a: &AmazonEmulator,
+    secret: &str,
+    extra: &str,
+) -> TestServer {
+    let s = TestServer::start(backend, &config(&amazon_yaml(a, secret, extra))).await;
+    a.register_redirect_uri(callback(&s, "amazon"));
+    s
+}
+
+each_backend!(amazon_sign_up_then_sign_in_again_into_the_same_identity);
+async fn amazon_sign_up_then_sign_in_again_into_the_same_identity(backend: Backend) {
+    let a = AmazonEmulator::start().await;
+    // As a Kratos entry must say it (Kratos refuses `pkce: auto` for Amazon).
+    let s = amazon_server(
+        backend,
+        &a,
+        a.client_secret(),
+        "            pkce: force\n            scope: [profile, postal_code]\n",
+    )
+    .await;
+    let b = Browser::default();
+    let authorize =
+        press_provider(&b, &s, "login", "amazon", "https://app.example.com/after").await;
+    assert!(authorize.starts_with(&a.auth_url()), "{authorize}");
+    assert_eq!(
+        param(&authorize, "scope").as_deref(),
+        Some("profile postal_code")
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let id = sign_up_and_again(
+        &s,
+        "amazon",
+        ("ivan", "ivan.petrov@example.ru"),
+        a.id_of("ivan"),
+    )
+    .await;
+    let me: Value = reqwest::get(format!("{}/admin/identities/{id}", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["metadata_public"]["amazon_user_id"], a.id_of("ivan"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn amazon_errors_are_shown_in_amazons_words() {
+    let a = AmazonEmulator::start().await;
+    let s = amazon_server(Backend::Sqlite, &a, a.client_secret(), "").await;
+    // The profile service fails after a good exchange: Amazon's error, not a generic one.
+    a.set_profile_outage(true);
+    let text = refused_in_every_language(
+        &s,
+        ("amazon", "ivan"),
+        "Вход через Amazon отклонён",
+        "Amazon 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains(
+            "Amazon refused the sign-in: ServerError — The server encountered an unexpected error."
+        ),
+        "{text}"
+    );
+    a.set_profile_outage(false);
+    a.set_code_ttl(Duration::ZERO);
+    let text = refused_in_every_language(
+        &s,
+        ("amazon", "ivan"),
+        "Вход через Amazon отклонён",
+        "Amazon 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_grant — The request has an invalid grant parameter : code"),
+        "{text}"
+    );
+    a.set_code_ttl(Duration::from_secs(300));
+    let text = refused_in_every_language(
+        &s,
+        ("amazon", "deny"),
+        "Вход через Amazon отменён",
+        "Amazon 登录已取消",
+    )
+    .await;
+    assert!(text.contains("cancelled or denied"), "{text}");
+    let s2 = amazon_server(Backend::Sqlite, &a, "not-the-secret", "").await;
+    let text = refused_in_every_language(
+        &s2,
+        ("amazon", "ivan"),
+        "Вход через Amazon отклонён",
+        "Amazon 拒绝了此次登录",
+    )
+    .await;
+    assert!(
+        text.contains("invalid_client — Client authentication failed"),
+        "{text}"
+    );
+    assert!(identities(&s).await.is_empty() && identities(&s2).await.is_empty());
+    assert_needs_a_secret(&config(&amazon_yaml(&a, "\"\"", ""))).await;
+    // Only Amazon's three scopes exist: refused at start, as Kratos refuses it at sign-in.
+    let err = start_error(&config(&amazon_yaml(
+        &a,
+        "s",
+        "            scope: [profile, email]\n",
+    )))
+    .await;
+    assert!(
+        err.contains("providers.0.scope")
+            && err.contains("`email` is not a Login with Amazon scope"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn amazon_emulator_refuses_what_amazon_refuses() {
+    let a = AmazonEmulator::start().await;
+    let back = "http://127.0.0.1:9/cb";
+    a.register_redirect_uri(back);
+    let c = TestServer::client();
+    let auth = |client: &str, redirect: &str, scope: &str| {
+        format!(
+            "{}?client_id={client}&scope={scope}&response_type=code&redirect_uri={redirect}&state=s&user=ivan",
+            a.auth_url()
+        )
+    };
+    for url in [
+        auth("nobody", back, "profile"),
+        auth(a.client_id(), "http://evil.example/cb", "profile"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("We're sorry"));
+    }
+    let r = c
+        .get(auth(a.client_id(), back, "email"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        param(&location(&r), "error").as_deref(),
+        Some("invalid_scope")
+    );
+    let code = |scope: &'static str| {
+        let url = auth(a.client_id(), back, scope);
+        let c = c.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            param(&location(&r), "code").unwrap()
+        }
+    };
+    let token = |code: String, secret: &str| {
+        c.post(format!("{}/auth/o2/token", a.base_url()))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", back),
+                ("client_id", a.client_id()),
+                ("client_secret", secret),
+            ])
+            .send()
+    };
+    let r = token(code("profile").await, "wrong").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    let fresh = code("profile:user_id").await;
+    let r = token(fresh.clone(), a.client_secret()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap().to_string();
+    assert!(access.starts_with("Atza|"), "{t}");
+    let r = token(fresh, a.client_secret()).await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "invalid_grant",
+        "a code works once"
+    );
+    // `profile:user_id` shows the id alone; the token also works as x-amz-access-token.
+    let r = c
+        .get(format!("{}/user/profile", a.base_url()))
+        .header("x-amz-access-token", &access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"user_id": a.id_of("ivan")})
+    );
+    a.revoke_tokens();
+    let r = c
+        .get(format!("{}/user/profile", a.base_url()))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
 }
