@@ -2,7 +2,8 @@
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, Google, Discord,
 //! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket,
-//! Facebook, X, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Facebook, Amazon, X, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers,
+//! started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
