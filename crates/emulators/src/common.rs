@@ -25,6 +25,28 @@ pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
+/// HMAC-SHA-256 (RFC 2104) over SHA-256, which this crate already has (Telegram's widget
+/// hash, Facebook's `appsecret_proof`).
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// `prefix` and 32 random hex digits (GitHub's and DingTalk's codes and tokens look so).
 pub(crate) fn random_hex(prefix: &str) -> String {
     let mut buf = [0u8; 16];

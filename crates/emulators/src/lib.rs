@@ -10,6 +10,7 @@
 //! everything in memory.
 
 pub mod alipay;
+pub mod amazon;
 pub mod apple;
 pub mod baidu;
 pub mod bitbucket;
@@ -17,6 +18,7 @@ mod common;
 pub mod dingtalk;
 pub mod discord;
 pub mod douyin;
+pub mod facebook;
 pub mod feishu;
 pub mod github;
 pub mod google;
@@ -41,6 +43,7 @@ pub mod vkid;
 pub mod wechat;
 pub mod wecom;
 pub mod weibo;
+pub mod x;
 pub mod yandex;
 
 /// A running emulator's server task; dropping the emulator stops it.

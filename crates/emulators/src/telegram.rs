@@ -16,7 +16,7 @@
 //! Tests make it misbehave: [`TelegramWidgetEmulator::set_auth_date_offset`] dates results in
 //! the past, [`TelegramWidgetEmulator::sign_with`] signs with another bot's token.
 
-use crate::common::{esc, query_without_user};
+use crate::common::{esc, hmac_sha256, query_without_user};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -163,26 +163,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn user(key: &str) -> Option<WidgetUser> {
     USERS.iter().find(|u| u.key == key).copied()
-}
-
-/// HMAC-SHA-256 (RFC 2104) over SHA-256, which this crate already has.
-fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 /// The account's fields with Telegram's `hash`.

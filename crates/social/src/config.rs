@@ -149,24 +149,10 @@ pub fn refused_kratos_type(provider: &str) -> Option<String> {
 /// Kratos types not implemented yet, with the way to sign in with that provider meanwhile.
 /// The list only shrinks: `it::providers_global2` loads a `kratos.yml` naming every Kratos
 /// type and fails when a type is neither implemented nor here.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "facebook",
-        "There is no OpenID Connect way to sign in with Facebook on the web; remove the entry until a later version.",
-    ),
-    (
-        "x",
-        "There is no OpenID Connect way to sign in with X; remove the entry until a later version.",
-    ),
-    (
-        "line",
-        "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
-    ),
-    (
-        "amazon",
-        "There is no OpenID Connect way to sign in with Login with Amazon; remove the entry until a later version.",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[(
+    "line",
+    "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
+)];
 
 pub(crate) async fn build_all(
     settings: &Settings,

@@ -8,6 +8,7 @@
 //! and turned into an [`UpstreamError`] with a message a user can read and a reason for the log.
 
 pub mod alipay;
+pub mod amazon;
 pub mod apple;
 pub mod baidu;
 pub mod bitbucket;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dingtalk;
 pub mod discord;
 pub mod douyin;
+pub mod facebook;
 pub mod feishu;
 pub mod fetch;
 pub mod generic;
@@ -47,6 +49,7 @@ pub mod vkid;
 pub mod wechat;
 pub mod wecom;
 pub mod weibo;
+pub mod x;
 pub mod yandex;
 
 pub use claims::normalize_claims;

@@ -516,6 +516,40 @@ pub static TYPES: &[ProviderType] = &[
             ru: "UAE PASS",
         },
         docs: "docs/providers/uaepass.md",
+        id: "facebook",
+        make: crate::facebook::Facebook::make,
+        auth_origins: &["https://www.facebook.com"],
+        icon: include_str!("../icons/facebook.svg"),
+        names: Names {
+            en: "Facebook",
+            zh_cn: "Facebook",
+            ru: "Facebook",
+        },
+        docs: "docs/providers/facebook.md",
+    },
+    ProviderType {
+        id: "x",
+        make: crate::x::X::make,
+        auth_origins: &["https://x.com"],
+        icon: include_str!("../icons/x.svg"),
+        names: Names {
+            en: "X",
+            zh_cn: "X",
+            ru: "X",
+        },
+        docs: "docs/providers/x.md",
+    },
+    ProviderType {
+        id: "amazon",
+        make: crate::amazon::Amazon::make,
+        auth_origins: &["https://www.amazon.com"],
+        icon: include_str!("../icons/amazon.svg"),
+        names: Names {
+            en: "Amazon",
+            zh_cn: "Amazon",
+            ru: "Amazon",
+        },
+        docs: "docs/providers/amazon.md",
     },
 ];
 

@@ -2,7 +2,7 @@
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, a GitHub App, Google, Discord,
 //! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS,
-//! Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Facebook, Amazon, X, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -15,12 +15,14 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use tessera_emulators::alipay::AlipayEmulator;
+use tessera_emulators::amazon::AmazonEmulator;
 use tessera_emulators::apple::AppleEmulator;
 use tessera_emulators::baidu::BaiduEmulator;
 use tessera_emulators::bitbucket::BitbucketEmulator;
 use tessera_emulators::dingtalk::DingtalkEmulator;
 use tessera_emulators::discord::DiscordEmulator;
 use tessera_emulators::douyin::DouyinEmulator;
+use tessera_emulators::facebook::FacebookEmulator;
 use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
@@ -43,6 +45,7 @@ use tessera_emulators::vkid::VkIdEmulator;
 use tessera_emulators::wechat::WechatEmulator;
 use tessera_emulators::wecom::WecomEmulator;
 use tessera_emulators::weibo::WeiboEmulator;
+use tessera_emulators::x::XEmulator;
 use tessera_emulators::yandex::YandexEmulator;
 use tessera_server::Listeners;
 
@@ -114,6 +117,9 @@ const MAPPERS: &[(&str, &str)] = &[
         "salesforce.jsonnet",
         include_str!("../demo/salesforce.jsonnet"),
     ),
+    ("facebook.jsonnet", include_str!("../demo/facebook.jsonnet")),
+    ("amazon.jsonnet", include_str!("../demo/amazon.jsonnet")),
+    ("x.jsonnet", include_str!("../demo/x.jsonnet")),
 ];
 
 struct Emulators {
@@ -149,6 +155,9 @@ struct Emulators {
     patreon: PatreonEmulator,
     netid: PresetEmulator,
     salesforce: PresetEmulator,
+    facebook: FacebookEmulator,
+    amazon: AmazonEmulator,
+    x: XEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -216,6 +225,9 @@ impl Emulators {
             patreon: PatreonEmulator::serve(loopback().await?)?,
             netid: PresetEmulator::serve(Kind::Netid, loopback().await?)?,
             salesforce: PresetEmulator::serve(Kind::Salesforce, loopback().await?)?,
+            facebook: FacebookEmulator::serve(loopback().await?)?,
+            amazon: AmazonEmulator::serve(loopback().await?)?,
+            x: XEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -256,6 +268,9 @@ impl Emulators {
         self.patreon.register_redirect_uri(cb("patreon"));
         self.netid.register_redirect_uri(cb("netid"));
         self.salesforce.register_redirect_uri(cb("salesforce"));
+        self.facebook.register_redirect_uri(cb("facebook"));
+        self.amazon.register_redirect_uri(cb("amazon"));
+        self.x.register_redirect_uri(cb("x"));
     }
 }
 
@@ -532,6 +547,31 @@ selfservice:
             issuer_url: {sf_issuer}
             scope: [profile, email]
             mapper_url: {sf_mapper}
+          - id: facebook
+            provider: facebook
+            label: Facebook
+            client_id: {fb_id}
+            client_secret: {fb_secret}
+            auth_url: {fb_auth}
+            api_base_url: {fb_base}
+            mapper_url: {fb_mapper}
+          - id: amazon
+            provider: amazon
+            label: Amazon
+            client_id: {am_id}
+            client_secret: {am_secret}
+            pkce: force
+            auth_url: {am_auth}
+            api_base_url: {am_base}
+            mapper_url: {am_mapper}
+          - id: x
+            provider: x
+            label: X
+            client_id: {x_id}
+            client_secret: {x_secret}
+            auth_url: {x_auth}
+            api_base_url: {x_base}
+            mapper_url: {x_mapper}
   flows:
     registration:
       after:
@@ -735,6 +775,21 @@ courier:
         sf_secret = q(e.salesforce.client_secret()),
         sf_issuer = e.salesforce.issuer(),
         sf_mapper = q(&mapper("salesforce.jsonnet")),
+        fb_id = q(e.facebook.client_id()),
+        fb_secret = q(e.facebook.client_secret()),
+        fb_auth = e.facebook.auth_url(),
+        fb_base = e.facebook.base_url(),
+        fb_mapper = q(&mapper("facebook.jsonnet")),
+        am_id = q(e.amazon.client_id()),
+        am_secret = q(e.amazon.client_secret()),
+        am_auth = e.amazon.auth_url(),
+        am_base = e.amazon.base_url(),
+        am_mapper = q(&mapper("amazon.jsonnet")),
+        x_id = q(e.x.client_id()),
+        x_secret = q(e.x.client_secret()),
+        x_auth = e.x.auth_url(),
+        x_base = e.x.base_url(),
+        x_mapper = q(&mapper("x.jsonnet")),
     )
 }
 
@@ -784,7 +839,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, GitHub App, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, GitHub App, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS, Facebook, Amazon, X, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -816,6 +871,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.netid.issuer(),
         emulators.patreon.base_url(),
         emulators.uaepass.base_url(),
+        emulators.facebook.base_url(),
+        emulators.amazon.base_url(),
+        emulators.x.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),
