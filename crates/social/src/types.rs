@@ -516,6 +516,8 @@ pub static TYPES: &[ProviderType] = &[
             ru: "UAE PASS",
         },
         docs: "docs/providers/uaepass.md",
+    },
+    ProviderType {
         id: "facebook",
         make: crate::facebook::Facebook::make,
         auth_origins: &["https://www.facebook.com"],
