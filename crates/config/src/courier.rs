@@ -296,10 +296,14 @@ pub fn resolve_courier(
                 o.sms = read_template(loaded, &key, &ch.sms.body.plaintext, policy, p);
             }
             // Tessera's messages are the code templates of verification, recovery and code
-            // sign-in/sign-up; links do not exist yet, so their templates would never be sent.
+            // sign-in/sign-up, and the link templates (`recovery`, `verification`) of the
+            // `link` method. Links go by email only, and code sign-in sends only `valid`
+            // messages: any other override would never be sent.
             let set =
                 o.subject.is_some() || o.html.is_some() || o.plaintext.is_some() || o.sms.is_some();
+            let link = matches!(name, "recovery" | "verification");
             let sent = matches!(name, "recovery_code" | "verification_code")
+                || (link && o.sms.is_none())
                 || (variant == "valid" && matches!(name, "login_code" | "registration_code"));
             if set && sent {
                 overrides.insert(format!("{name}_{variant}"), o);
@@ -307,7 +311,7 @@ pub fn resolve_courier(
                 p.push(problem(
                     loaded,
                     &base,
-                    "Tessera never sends this template (links are not implemented, and code sign-in sends only `valid` messages); remove it",
+                    "Tessera never sends this template (links go by email only, and code sign-in sends only `valid` messages); remove it",
                 ));
             }
         }

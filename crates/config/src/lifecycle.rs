@@ -4,8 +4,9 @@
 //! (`limits.code_sends`, a Tessera extension: every code is an email somebody pays for and an
 //! inbox somebody can be flooded in).
 //!
-//! What Tessera cannot do here is refused at start rather than ignored: `use: link` (only
-//! codes are sent), and web hooks on these flows.
+//! `use: code` sends a six-digit code; `use: link` (with `selfservice.methods.link`) sends a
+//! link carrying a single-use token. What Tessera cannot do here is refused at start rather
+//! than ignored: web hooks on these flows.
 
 use crate::load::{Loaded, Problem, problem};
 use crate::model::Hook;
@@ -52,6 +53,61 @@ pub struct LifecycleAfter {
     pub hooks: Vec<Hook>,
 }
 
+/// `selfservice.methods.link` (Kratos): the verification and recovery links.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkMethodConfig {
+    pub enabled: bool,
+    pub config: LinkConfig,
+}
+
+impl Default for LinkMethodConfig {
+    fn default() -> Self {
+        LinkMethodConfig {
+            enabled: true,
+            config: LinkConfig::default(),
+        }
+    }
+}
+
+/// `selfservice.methods.link.config`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// How long a link holds (it never outlives its flow either).
+    pub lifespan: String,
+    /// The public URL the links start with; empty: `serve.public.base_url`.
+    pub base_url: String,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            lifespan: "1h".into(),
+            base_url: String::new(),
+        }
+    }
+}
+
+/// Which method a lifecycle flow uses (`use:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleMethod {
+    /// A six-digit code to type in (Kratos's default).
+    Code,
+    /// A link carrying a single-use token (`GET /self-service/<flow>?flow=&token=`).
+    Link,
+}
+
+impl LifecycleMethod {
+    /// The method's name in Kratos's forms and `active`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleMethod::Code => "code",
+            LifecycleMethod::Link => "link",
+        }
+    }
+}
+
 /// `selfservice.methods.code.config`: how long a code holds and how many wrong tries a flow
 /// takes before it must be started again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +151,8 @@ impl Default for CodeSendLimits {
 /// One lifecycle flow, resolved. `None` in [`LifecycleSettings`] when it is not enabled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleFlow {
+    /// `use:`: what the flow sends.
+    pub method: LifecycleMethod,
     pub ui_url: Url,
     pub lifespan: Duration,
     pub notify_unknown_recipients: bool,
@@ -113,6 +171,12 @@ pub struct LifecycleSettings {
     pub max_submissions: u32,
     pub sends_per_address_per_hour: u32,
     pub sends_per_client_per_hour: u32,
+    /// `selfservice.methods.link.enabled` (admin recovery links need it).
+    pub link_enabled: bool,
+    /// `selfservice.methods.link.config.lifespan`.
+    pub link_lifespan: Duration,
+    /// `selfservice.methods.link.config.base_url`, else `None` (the public base URL).
+    pub link_base_url: Option<Url>,
 }
 
 impl Default for LifecycleSettings {
@@ -124,6 +188,9 @@ impl Default for LifecycleSettings {
             max_submissions: 5,
             sends_per_address_per_hour: 5,
             sends_per_client_per_hour: 30,
+            link_enabled: true,
+            link_lifespan: Duration::from_secs(3600),
+            link_base_url: None,
         }
     }
 }
@@ -152,6 +219,24 @@ pub fn resolve_lifecycle(
     }
     let sends = &c.limits.code_sends;
     let off = |n: u32| if limits_enabled { n } else { 0 };
+    let link = &c.selfservice.methods.link;
+    let link_lifespan = parse_duration(
+        loaded,
+        "selfservice.methods.link.config.lifespan",
+        &link.config.lifespan,
+        p,
+    );
+    let link_base_url = if link.config.base_url.is_empty() {
+        None
+    } else {
+        parse_url(
+            loaded,
+            "selfservice.methods.link.config.base_url",
+            &link.config.base_url,
+            p,
+        )
+    };
+    let link_enabled = link.enabled;
     LifecycleSettings {
         verification: resolve_flow(
             loaded,
@@ -160,6 +245,7 @@ pub fn resolve_lifecycle(
             base,
             "ui/verification",
             &[],
+            link_enabled,
             p,
         ),
         recovery: resolve_flow(
@@ -169,12 +255,16 @@ pub fn resolve_lifecycle(
             base,
             "ui/recovery",
             &["revoke_active_sessions"],
+            link_enabled,
             p,
         ),
         code_lifespan,
         max_submissions: code.max_submissions.max(1),
         sends_per_address_per_hour: off(sends.per_address_per_hour),
         sends_per_client_per_hour: off(sends.per_client_address_per_hour),
+        link_enabled,
+        link_lifespan,
+        link_base_url,
     }
 }
 
@@ -185,21 +275,30 @@ fn resolve_flow(
     base: &Url,
     page: &str,
     after_allowed: &[&str],
+    link_enabled: bool,
     p: &mut Vec<Problem>,
 ) -> Option<LifecycleFlow> {
-    match f.use_.as_str() {
-        "code" => {}
-        "link" => p.push(problem(
-            loaded,
-            &format!("{key}.use"),
-            "`link` is not implemented in Tessera yet: set `use: code` (a code by email, Kratos's default)",
-        )),
-        other => p.push(problem(
-            loaded,
-            &format!("{key}.use"),
-            format!("`{other}` is not a method: use `code` (or Kratos's `link`)"),
-        )),
-    }
+    let method = match f.use_.as_str() {
+        "code" => LifecycleMethod::Code,
+        "link" => {
+            if f.enabled && !link_enabled {
+                p.push(problem(
+                    loaded,
+                    &format!("{key}.use"),
+                    "`link` is turned off by selfservice.methods.link.enabled: false; turn it on or set `use: code`",
+                ));
+            }
+            LifecycleMethod::Link
+        }
+        other => {
+            p.push(problem(
+                loaded,
+                &format!("{key}.use"),
+                format!("`{other}` is not a method: use `code` or `link`"),
+            ));
+            LifecycleMethod::Code
+        }
+    };
     for (i, h) in f.before.hooks.iter().enumerate() {
         p.push(problem(
             loaded,
@@ -251,6 +350,7 @@ fn resolve_flow(
         )
     };
     f.enabled.then_some(LifecycleFlow {
+        method,
         ui_url,
         lifespan,
         notify_unknown_recipients: f.notify_unknown_recipients,
@@ -289,11 +389,11 @@ mod tests {
     }
 
     #[test]
-    fn off_by_default_and_link_or_hooks_are_refused_not_ignored() {
+    fn off_by_default_and_hooks_are_refused_not_ignored() {
         let (s, p) = resolve("");
         assert!(s.verification.is_none() && s.recovery.is_none() && p.is_empty());
         let (_, p) = resolve(
-            "selfservice:\n  flows:\n    recovery:\n      enabled: true\n      use: link\n      after:\n        hooks:\n          - hook: web_hook\n            config: {}\n",
+            "selfservice:\n  flows:\n    recovery:\n      enabled: true\n      use: mail\n      after:\n        hooks:\n          - hook: web_hook\n            config: {}\n",
         );
         let keys: Vec<&str> = p.iter().map(|x| x.key.as_str()).collect();
         assert_eq!(
@@ -309,5 +409,26 @@ mod tests {
             "selfservice:\n  methods:\n    code:\n      config:\n        lifespan: soon\n        max_submissions: 0\n",
         );
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn link_is_a_method_with_its_own_lifespan_and_base_url() {
+        let (s, p) = resolve(
+            "selfservice:\n  methods:\n    link:\n      config:\n        lifespan: 20m\n        base_url: https://id.example.org/\n  flows:\n    verification:\n      enabled: true\n      use: link\n    recovery:\n      enabled: true\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(s.verification.expect("on").method, LifecycleMethod::Link);
+        assert_eq!(s.recovery.expect("on").method, LifecycleMethod::Code);
+        assert_eq!(s.link_lifespan, Duration::from_secs(1200));
+        assert_eq!(
+            s.link_base_url.map(|u| u.to_string()).as_deref(),
+            Some("https://id.example.org/")
+        );
+        // `use: link` with the method turned off cannot send anything: refused, not ignored.
+        let (_, p) = resolve(
+            "selfservice:\n  methods:\n    link:\n      enabled: false\n  flows:\n    recovery:\n      enabled: true\n      use: link\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "selfservice.flows.recovery.use");
     }
 }

@@ -266,6 +266,8 @@ pub struct Methods {
     pub password: PasswordMethod,
     pub oidc: OidcMethod,
     pub code: crate::account::CodeMethodConfig,
+    /// Kratos's `link` method of verification and recovery (`lifecycle.rs`).
+    pub link: crate::lifecycle::LinkMethodConfig,
     pub totp: crate::mfa::TotpMethod,
     pub lookup_secret: crate::mfa::LookupSecretMethod,
     pub webauthn: crate::mfa::WebauthnMethod,
@@ -407,6 +409,8 @@ pub struct RegistrationAfter {
     pub hooks: Vec<Hook>,
     pub password: HookList,
     pub oidc: HookList,
+    /// A sign-up by one-time code (`selfservice.methods.code.passwordless_enabled`).
+    pub code: HookList,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -176,6 +176,10 @@ pub struct PendingCode {
     /// mark the address verified.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// The `link` method: `hash` is of the link's token (under its own HMAC domain, so a
+    /// token never passes as a code nor a code as a token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
     /// A sign-up by code: the traits the code was sent for (the identity is created from
     /// them, and only from them, once the code is entered). Null for every other code.
     #[serde(default, skip_serializing_if = "Value::is_null")]

@@ -69,6 +69,8 @@ message_ids! {
     /// "You successfully recovered your account. Please change your password … within the
     /// next {n} minutes." (on the settings flow a recovery leads to)
     RECOVERY_SUCCESSFUL = 1060001;
+    /// "An email containing a recovery link has been sent to the email address you provided. …"
+    RECOVERY_LINK_SENT = 1060002;
     /// "An email containing a recovery code has been sent to the email address you provided. …"
     RECOVERY_CODE_SENT = 1060003;
     /// "Email" (the address input of verification and recovery).
@@ -85,6 +87,9 @@ message_ids! {
     LABEL_REGISTRATION_CODE = 1070012;
     /// "Login code".
     LABEL_LOGIN_CODE = 1070013;
+    /// "An email containing a verification link has been sent to the email address you
+    /// provided. …"
+    VERIFICATION_LINK_SENT = 1080001;
     /// "You successfully verified your email address."
     VERIFICATION_SUCCESSFUL = 1080002;
     /// "An email containing a verification code has been sent to the email address you
@@ -176,10 +181,16 @@ message_ids! {
     REGISTRATION_CODE_INVALID = 4040003;
     /// "The settings flow expired …".
     SETTINGS_EXPIRED = 4050001;
+    /// "The request was already completed successfully and can not be retried." (recovery)
+    RECOVERY_RETRY_SUCCESS = 4060001;
+    /// "The recovery token is invalid or has already been used. Please retry the flow."
+    RECOVERY_TOKEN_INVALID = 4060004;
     /// "The recovery flow expired …".
     RECOVERY_EXPIRED = 4060005;
     /// "The recovery code is invalid or has already been used. Please try again."
     RECOVERY_CODE_INVALID = 4060006;
+    /// "The verification token is invalid or has already been used. Please retry the flow."
+    VERIFICATION_TOKEN_INVALID = 4070001;
     /// "The request was already completed successfully and can not be retried." (verification)
     VERIFICATION_RETRY_SUCCESS = 4070002;
     /// "The verification flow expired …".
@@ -370,6 +381,41 @@ pub fn recovery_code_sent() -> Text {
     info(
         MessageId::RECOVERY_CODE_SENT,
         "An email containing a recovery code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn verification_link_sent() -> Text {
+    info(
+        MessageId::VERIFICATION_LINK_SENT,
+        "An email containing a verification link has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn recovery_link_sent() -> Text {
+    info(
+        MessageId::RECOVERY_LINK_SENT,
+        "An email containing a recovery link has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        Value::Null,
+    )
+}
+pub fn verification_token_invalid() -> Text {
+    error(
+        MessageId::VERIFICATION_TOKEN_INVALID,
+        "The verification token is invalid or has already been used. Please retry the flow.",
+        Value::Null,
+    )
+}
+pub fn recovery_token_invalid() -> Text {
+    error(
+        MessageId::RECOVERY_TOKEN_INVALID,
+        "The recovery token is invalid or has already been used. Please retry the flow.",
+        Value::Null,
+    )
+}
+pub fn recovery_retry_success() -> Text {
+    error(
+        MessageId::RECOVERY_RETRY_SUCCESS,
+        "The request was already completed successfully and can not be retried.",
         Value::Null,
     )
 }

@@ -1,7 +1,7 @@
 //! The built-in message templates, in English, Simplified Chinese and Russian, written in the
 //! same Go-template subset operators override them with (`tessera_core::template`). Kratos's
-//! template types and variables: `To`, `VerificationCode`/`RecoveryCode`, `Identity`,
-//! `RequestURL`, `ExpiresInMinutes`.
+//! template types and variables: `To`, `VerificationCode`/`RecoveryCode` (code method),
+//! `VerificationURL`/`RecoveryURL` (link method), `Identity`, `RequestURL`, `ExpiresInMinutes`.
 
 use std::collections::BTreeMap;
 use tessera_config::courier::TemplateOverride;
@@ -14,6 +14,14 @@ pub enum TemplateType {
     VerificationCodeInvalid,
     RecoveryCodeValid,
     RecoveryCodeInvalid,
+    /// A verification link (`{{ .VerificationURL }}`), the `link` method.
+    VerificationValid,
+    /// The link method's "nobody has an account with this address".
+    VerificationInvalid,
+    /// A recovery link (`{{ .RecoveryURL }}`), the `link` method.
+    RecoveryValid,
+    /// The link method's "nobody has an account with this address".
+    RecoveryInvalid,
     /// A one-time sign-in code (`{{ .LoginCode }}`).
     LoginCodeValid,
     /// A one-time sign-up code (`{{ .RegistrationCode }}`).
@@ -28,6 +36,10 @@ impl TemplateType {
             TemplateType::VerificationCodeInvalid => "verification_code_invalid",
             TemplateType::RecoveryCodeValid => "recovery_code_valid",
             TemplateType::RecoveryCodeInvalid => "recovery_code_invalid",
+            TemplateType::VerificationValid => "verification_valid",
+            TemplateType::VerificationInvalid => "verification_invalid",
+            TemplateType::RecoveryValid => "recovery_valid",
+            TemplateType::RecoveryInvalid => "recovery_invalid",
             TemplateType::LoginCodeValid => "login_code_valid",
             TemplateType::RegistrationCodeValid => "registration_code_valid",
         }
@@ -77,6 +89,39 @@ fn builtin(t: TemplateType, lang: Lang) -> Builtin {
     use Lang::*;
     use TemplateType::*;
     match (t, lang) {
+        // The link method's "unknown address" mails say what the code method's say.
+        (VerificationInvalid, l) => builtin(VerificationCodeInvalid, l),
+        (RecoveryInvalid, l) => builtin(RecoveryCodeInvalid, l),
+        (VerificationValid, En) => Builtin {
+            subject: "Please verify your email address",
+            text: "Hi,\n\nplease verify your account by opening the following link:\n\n{{ .VerificationURL }}\n\nThe link works once and for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email.\n",
+            html: "<p>Hi,</p><p>please verify your account by opening the following link:</p><p><a href=\"{{ .VerificationURL }}\">{{ .VerificationURL }}</a></p><p>The link works once and for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email.</p>",
+        },
+        (VerificationValid, Zh) => Builtin {
+            subject: "请验证您的邮箱地址",
+            text: "您好：\n\n请打开以下链接来验证您的账户：\n\n{{ .VerificationURL }}\n\n链接只能使用一次，{{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件。\n",
+            html: "<p>您好：</p><p>请打开以下链接来验证您的账户：</p><p><a href=\"{{ .VerificationURL }}\">{{ .VerificationURL }}</a></p><p>链接只能使用一次，{{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件。</p>",
+        },
+        (VerificationValid, Ru) => Builtin {
+            subject: "Подтвердите адрес электронной почты",
+            text: "Здравствуйте!\n\nЧтобы подтвердить учётную запись, откройте эту ссылку:\n\n{{ .VerificationURL }}\n\nСсылка одноразовая и действует {{ .ExpiresInMinutes }} мин. Если вы её не запрашивали, просто проигнорируйте это письмо.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы подтвердить учётную запись, откройте эту ссылку:</p><p><a href=\"{{ .VerificationURL }}\">{{ .VerificationURL }}</a></p><p>Ссылка одноразовая и действует {{ .ExpiresInMinutes }} мин. Если вы её не запрашивали, просто проигнорируйте это письмо.</p>",
+        },
+        (RecoveryValid, En) => Builtin {
+            subject: "Recover access to your account",
+            text: "Hi,\n\nplease recover access to your account by opening the following link:\n\n{{ .RecoveryURL }}\n\nThe link works once and for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: your password stays as it is.\n",
+            html: "<p>Hi,</p><p>please recover access to your account by opening the following link:</p><p><a href=\"{{ .RecoveryURL }}\">{{ .RecoveryURL }}</a></p><p>The link works once and for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email: your password stays as it is.</p>",
+        },
+        (RecoveryValid, Zh) => Builtin {
+            subject: "找回您的账户",
+            text: "您好：\n\n请打开以下链接来找回您的账户：\n\n{{ .RecoveryURL }}\n\n链接只能使用一次，{{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，您的密码不会改变。\n",
+            html: "<p>您好：</p><p>请打开以下链接来找回您的账户：</p><p><a href=\"{{ .RecoveryURL }}\">{{ .RecoveryURL }}</a></p><p>链接只能使用一次，{{ .ExpiresInMinutes }} 分钟内有效。如果这不是您本人的操作，请忽略此邮件，您的密码不会改变。</p>",
+        },
+        (RecoveryValid, Ru) => Builtin {
+            subject: "Восстановление доступа к учётной записи",
+            text: "Здравствуйте!\n\nЧтобы восстановить доступ к учётной записи, откройте эту ссылку:\n\n{{ .RecoveryURL }}\n\nСсылка одноразовая и действует {{ .ExpiresInMinutes }} мин. Если вы её не запрашивали, проигнорируйте письмо: пароль останется прежним.\n",
+            html: "<p>Здравствуйте!</p><p>Чтобы восстановить доступ к учётной записи, откройте эту ссылку:</p><p><a href=\"{{ .RecoveryURL }}\">{{ .RecoveryURL }}</a></p><p>Ссылка одноразовая и действует {{ .ExpiresInMinutes }} мин. Если вы её не запрашивали, проигнорируйте письмо: пароль останется прежним.</p>",
+        },
         (VerificationCodeValid, En) => Builtin {
             subject: "Please verify your email address",
             text: "Hi,\n\nplease verify your account by entering the following code:\n\n{{ .VerificationCode }}\n\nThe code is valid for {{ .ExpiresInMinutes }} minutes. If you did not ask for it, ignore this email.\n",
@@ -213,7 +258,16 @@ fn builtin_sms(t: TemplateType, lang: Lang) -> Option<&'static str> {
         (RegistrationCodeValid, Ru) => {
             "Код для регистрации: {{ .RegistrationCode }}. Действует {{ .ExpiresInMinutes }} мин."
         }
-        (VerificationCodeInvalid | RecoveryCodeInvalid, _) => return None,
+        // Links are emailed only (Kratos's link method has no SMS).
+        (
+            VerificationCodeInvalid
+            | RecoveryCodeInvalid
+            | VerificationValid
+            | VerificationInvalid
+            | RecoveryValid
+            | RecoveryInvalid,
+            _,
+        ) => return None,
     })
 }
 
@@ -325,6 +379,49 @@ mod tests {
         TemplateType::LoginCodeValid,
         TemplateType::RegistrationCodeValid,
     ];
+
+    #[test]
+    fn link_builtins_carry_the_link_in_every_language_and_go_by_email_only() {
+        let url = "https://id.example.org/self-service/recovery?flow=f&token=t";
+        let data = json!({"VerificationURL": url, "RecoveryURL": url, "ExpiresInMinutes": 60});
+        for t in [TemplateType::VerificationValid, TemplateType::RecoveryValid] {
+            for lang in [Lang::En, Lang::Zh, Lang::Ru] {
+                let b = builtin(t, lang);
+                for part in [b.subject, b.text, b.html] {
+                    Template::parse(part).unwrap_or_else(|e| panic!("{t:?} {lang:?}: {e}"));
+                }
+                let r = render(t, lang, &data, &BTreeMap::new());
+                assert!(r.text.contains(url), "{t:?} {lang:?}: {}", r.text);
+                // In HTML the `&` of the query is escaped, in the text and the href alike.
+                assert!(
+                    r.html.contains(
+                        "href=\"https://id.example.org/self-service/recovery?flow=f&amp;token=t\""
+                    ),
+                    "{}",
+                    r.html
+                );
+                assert!(render_sms(t, lang, &data, &BTreeMap::new()).is_none());
+            }
+        }
+        for t in [
+            TemplateType::VerificationInvalid,
+            TemplateType::RecoveryInvalid,
+        ] {
+            let r = render(t, Lang::Ru, &data, &BTreeMap::new());
+            assert!(!r.text.contains(url) && !r.text.is_empty());
+        }
+        // A Kratos override of `recovery_valid` renders with Kratos's variable.
+        let mut o = BTreeMap::new();
+        o.insert(
+            "recovery_valid".to_string(),
+            TemplateOverride {
+                plaintext: Some(Template::parse("Reset: {{ .RecoveryURL }}").expect("t")),
+                ..TemplateOverride::default()
+            },
+        );
+        let r = render(TemplateType::RecoveryValid, Lang::Zh, &data, &o);
+        assert_eq!(r.text, format!("Reset: {url}"));
+    }
 
     #[test]
     fn every_builtin_parses_and_carries_the_code_in_every_language() {

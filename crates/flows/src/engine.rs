@@ -401,7 +401,7 @@ impl Engine {
 
 /// Whether `cookie` is the CSRF secret of the browser a flow was created for (the flow keeps
 /// only its hash).
-fn cookie_made_flow(cookie: &str, csrf_hash: &str) -> bool {
+pub(crate) fn cookie_made_flow(cookie: &str, csrf_hash: &str) -> bool {
     !cookie.is_empty() && crypto::constant_time_eq(&crypto::token_hash(cookie), csrf_hash)
 }
 

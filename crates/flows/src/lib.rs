@@ -13,6 +13,7 @@ pub mod engine;
 pub mod forms;
 pub mod hooks;
 pub mod lifecycle;
+pub mod lifecycle_link;
 pub mod limits;
 pub mod login;
 pub mod lookup;

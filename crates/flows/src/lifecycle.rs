@@ -1,5 +1,7 @@
 //! Verification and recovery by one-time code (Kratos's `code` method): the flows, the codes
-//! and their limits.
+//! and their limits. The `link` method shares the flows, the address step, the send limits and
+//! the no-enumeration answer; what differs (the token, the mail, `GET …?flow=&token=`) is in
+//! `lifecycle_link.rs`.
 //!
 //! A code is six digits, sent by the courier, and kept only as an HMAC (keyed with the first
 //! cookie secret and bound to its flow) in the flow's [`PendingCode`]. It holds for
@@ -16,7 +18,7 @@ use crate::forms::str_field;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tessera_config::lifecycle::LifecycleFlow;
+use tessera_config::lifecycle::{LifecycleFlow, LifecycleMethod};
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType, PendingCode};
 use tessera_core::identity::Identity;
 use tessera_core::session::Session;
@@ -66,9 +68,10 @@ impl Engine {
         if kind == FlowKind::Recovery && session.is_some() {
             return Err(Error::session_already_available());
         }
+        let method = self.lifecycle(kind)?.method;
         let return_to = self.check_return_to(return_to)?;
         let mut flow = self.new_flow(kind, flow_type, request_url, return_to, csrf);
-        flow.active = Some(GROUP.into());
+        flow.active = Some(method.as_str().into());
         address_form(&mut flow, "");
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -83,7 +86,7 @@ impl Engine {
         csrf_cookie: Option<&str>,
         client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
-        self.lifecycle(kind)?;
+        let configured = self.lifecycle(kind)?.method.as_str();
         let mut flow = self
             .flow_for_submit(kind, flow_id, body, csrf_cookie)
             .await?;
@@ -92,16 +95,19 @@ impl Engine {
             "" if !code.is_empty() => GROUP,
             m => m,
         };
-        if method != GROUP {
-            let msg = if method == "link" {
-                "The `link` method is not enabled: use `code`."
-            } else {
-                "Could not find a strategy for this request: submit `method: code`."
+        if method != configured {
+            let msg = match method {
+                "link" | "code" => format!(
+                    "The `{method}` method is not enabled for this flow: use `{configured}`."
+                ),
+                _ => format!(
+                    "Could not find a strategy for this request: submit `method: {configured}`."
+                ),
             };
-            flow.ui.messages.push(text::validation_generic(msg));
+            flow.ui.messages.push(text::validation_generic(&msg));
             return self.invalid(flow).await;
         }
-        if !code.is_empty() {
+        if method == GROUP && !code.is_empty() {
             return self.use_code(flow, code, csrf_cookie).await;
         }
         let email = str_field(body, "email").unwrap_or_default();
@@ -114,17 +120,20 @@ impl Engine {
         self.send_code(flow, email, client).await
     }
 
-    /// Sends a code to `email` (when someone holds it), and answers the same either way.
+    /// Sends a code (or, with `use: link`, a link) to `email` when someone holds it, and
+    /// answers the same either way.
     async fn send_code(
         &self,
         mut flow: Flow,
         email: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<Outcome, Error> {
+        let link = self.lifecycle(flow.kind)?.method == LifecycleMethod::Link;
         // An international number (`+…`) is an address to text; anything else must be email.
+        // Links go by email only (as Kratos's link method), so a number is no address there.
         let (via, address) = match phone_number(email) {
-            Some(p) => ("sms", p),
-            None => ("email", email.trim().to_lowercase()),
+            Some(p) if !link => ("sms", p),
+            _ => ("email", email.trim().to_lowercase()),
         };
         if via == "email" && !looks_like_email(&address) {
             address_form(&mut flow, email);
@@ -149,6 +158,10 @@ impl Engine {
         let lang = flow_language(&flow);
         flow.internal.code = None;
         match owner {
+            Some(identity_id) if link => {
+                let token = self.new_link(&mut flow, &address, identity_id, false);
+                self.mail_link(&flow, &address, &token, lang).await?;
+            }
             Some(identity_id) => {
                 let code = self.new_code(&mut flow, via, &address, identity_id, false);
                 self.send_code_by(kind, via, &address, &code, lang).await?;
@@ -157,9 +170,11 @@ impl Engine {
                 // A number nobody holds gets no text (Kratos sends no "unknown recipient" SMS,
                 // and a text costs money an attacker would spend for us).
                 if via == "email" && self.lifecycle(kind)?.notify_unknown_recipients {
-                    let t = match kind {
-                        FlowKind::Recovery => TemplateType::RecoveryCodeInvalid,
-                        _ => TemplateType::VerificationCodeInvalid,
+                    let t = match (kind, link) {
+                        (FlowKind::Recovery, false) => TemplateType::RecoveryCodeInvalid,
+                        (FlowKind::Recovery, true) => TemplateType::RecoveryInvalid,
+                        (_, false) => TemplateType::VerificationCodeInvalid,
+                        (_, true) => TemplateType::VerificationInvalid,
                     };
                     tessera_courier::queue_email(
                         &self.store,
@@ -174,7 +189,11 @@ impl Engine {
             }
         }
         flow.state = FlowState::SentEmail;
-        code_form(&mut flow, email);
+        if link {
+            link_sent_form(&mut flow, email);
+        } else {
+            code_form(&mut flow, email);
+        }
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;
         Ok(Outcome::Shown(flow))
@@ -198,6 +217,7 @@ impl Engine {
             identity_id,
             expires_at: now_ms() + self.settings.lifecycle.code_lifespan.as_millis() as i64,
             admin,
+            link: false,
             traits: Value::Null,
         });
         code
@@ -259,6 +279,12 @@ impl Engine {
     /// read from one flow's row does not match another flow, and the database alone does not
     /// give codes away.
     pub(crate) fn code_mac(&self, flow: Uuid, code: &str) -> String {
+        self.flow_secret_mac(b"tessera-code:", flow, code)
+    }
+
+    /// HMAC-SHA-256 (hex) of a flow's secret under the first cookie secret, in the HMAC
+    /// domain `domain` (codes and link tokens never match each other's hashes).
+    pub(crate) fn flow_secret_mac(&self, domain: &[u8], flow: Uuid, secret: &str) -> String {
         let key = self
             .settings
             .secrets
@@ -269,9 +295,9 @@ impl Engine {
         let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()) else {
             return String::new();
         };
-        mac.update(b"tessera-code:");
+        mac.update(domain);
         mac.update(flow.as_bytes());
-        mac.update(code.as_bytes());
+        mac.update(secret.as_bytes());
         mac.finalize()
             .into_bytes()
             .iter()
@@ -345,7 +371,9 @@ impl Engine {
         }
         let now = now_ms();
         let pending = flow.internal.code.clone().filter(|p| {
-            p.expires_at > now && crypto::constant_time_eq(&p.hash, &self.code_mac(flow.id, code))
+            !p.link
+                && p.expires_at > now
+                && crypto::constant_time_eq(&p.hash, &self.code_mac(flow.id, code))
         });
         let Some(pending) = pending else {
             flow.ui.reset_messages();
@@ -361,12 +389,20 @@ impl Engine {
         self.complete_submitted(&flow).await?;
         flow.internal.code = None;
         match flow.kind {
-            FlowKind::Recovery => self.recovered(flow, pending, csrf_cookie).await,
+            FlowKind::Recovery => {
+                let settings_type = flow.flow_type;
+                self.recovered(flow, pending, csrf_cookie, settings_type)
+                    .await
+            }
             _ => self.verified(flow, pending).await,
         }
     }
 
-    async fn verified(&self, mut flow: Flow, pending: PendingCode) -> Result<Outcome, Error> {
+    pub(crate) async fn verified(
+        &self,
+        mut flow: Flow,
+        pending: PendingCode,
+    ) -> Result<Outcome, Error> {
         let now = now_ms();
         self.store
             .mark_address_verified(pending.identity_id, &pending.via, &pending.address, now)
@@ -381,7 +417,12 @@ impl Engine {
         flow.ui = Ui {
             action: to.clone(),
             method: "GET".into(),
-            nodes: vec![Node::anchor(GROUP, "continue", &to, text::label_continue())],
+            nodes: vec![Node::anchor(
+                flow.active.as_deref().unwrap_or(GROUP),
+                "continue",
+                &to,
+                text::label_continue(),
+            )],
             messages: vec![text::verification_successful()],
         };
         if flow.flow_type == FlowType::Browser {
@@ -392,13 +433,15 @@ impl Engine {
         Ok(Outcome::Shown(flow))
     }
 
-    /// A correct recovery code: a session, then a settings flow where the password can be set
-    /// without the old one (the session is fresh, so privileged).
-    async fn recovered(
+    /// A correct recovery code (or link): a session, then a settings flow (of `settings_type`:
+    /// a link is always opened in a browser) where the password can be set without the old
+    /// one (the session is fresh, so privileged).
+    pub(crate) async fn recovered(
         &self,
         mut flow: Flow,
         pending: PendingCode,
         csrf_cookie: Option<&str>,
+        settings_type: FlowType,
     ) -> Result<Outcome, Error> {
         let now = now_ms();
         let mut identity = self.store.get_identity(pending.identity_id).await?;
@@ -416,7 +459,12 @@ impl Engine {
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
-        let (session, token) = self.issue_session(&identity, "code_recovery").await?;
+        let method = if pending.link {
+            "link_recovery"
+        } else {
+            "code_recovery"
+        };
+        let (session, token) = self.issue_session(&identity, method).await?;
         if self.lifecycle(FlowKind::Recovery)?.revoke_active_sessions {
             let n = self
                 .store
@@ -433,7 +481,7 @@ impl Engine {
             .unwrap_or_default();
         let mut settings = self
             .init_settings(
-                flow.flow_type,
+                settings_type,
                 &request_url,
                 None,
                 &session,
@@ -459,7 +507,7 @@ impl Engine {
         flow.ui.reset_messages();
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
-        if flow.flow_type == FlowType::Api {
+        if settings_type == FlowType::Api {
             flow.continue_with
                 .push(json!({"action": "set_ory_session_token", "ory_session_token": token}));
         }
@@ -504,19 +552,30 @@ impl Engine {
                 trigger.return_to.clone(),
                 &trigger.csrf_token,
             );
-            flow.active = Some(GROUP.into());
-            let code = self.new_code(&mut flow, &a.via, &a.value, identity.id, false);
+            let method = self.lifecycle(FlowKind::Verification)?.method;
+            flow.active = Some(method.as_str().into());
             flow.state = FlowState::SentEmail;
-            code_form(&mut flow, &a.value);
-            self.store.insert_flow(&flow).await?;
-            self.send_code_by(
-                FlowKind::Verification,
-                &a.via,
-                &a.value,
-                &code,
-                flow_language(trigger),
-            )
-            .await?;
+            // Links go by email only: a number is verified by a code even with `use: link`.
+            if method == LifecycleMethod::Link && a.via == "email" {
+                let token = self.new_link(&mut flow, &a.value, identity.id, false);
+                link_sent_form(&mut flow, &a.value);
+                self.store.insert_flow(&flow).await?;
+                self.mail_link(&flow, &a.value, &token, flow_language(trigger))
+                    .await?;
+            } else {
+                flow.active = Some(GROUP.into());
+                let code = self.new_code(&mut flow, &a.via, &a.value, identity.id, false);
+                code_form(&mut flow, &a.value);
+                self.store.insert_flow(&flow).await?;
+                self.send_code_by(
+                    FlowKind::Verification,
+                    &a.via,
+                    &a.value,
+                    &code,
+                    flow_language(trigger),
+                )
+                .await?;
+            }
             out.push(flow);
         }
         Ok(out)
@@ -544,34 +603,11 @@ impl Engine {
         identity_id: Uuid,
         expires_in: Option<std::time::Duration>,
     ) -> Result<(Flow, String, String), Error> {
-        self.lifecycle(FlowKind::Recovery)?;
-        let identity = self.store.get_identity(identity_id).await?;
-        let request_url = self
-            .settings
-            .serve
-            .public_base_url
-            .join("self-service/recovery/browser")
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        // An administrator's flow has no browser yet: the first browser that opens its link
-        // is bound to it (`claim_recovery_link`); until then no form post passes its CSRF
-        // check.
-        let mut flow = self.new_flow(
-            FlowKind::Recovery,
-            FlowType::Browser,
-            &request_url,
-            None,
-            "",
-        );
+        let (mut flow, identity, address) = self.admin_recovery_flow(identity_id).await?;
         if let Some(d) = expires_in {
             flow.expires_at = now_ms() + d.as_millis() as i64;
         }
         flow.active = Some(GROUP.into());
-        let address = identity
-            .recovery_addresses
-            .first()
-            .map(|a| a.value.clone())
-            .unwrap_or_default();
         let code = self.new_code(&mut flow, "email", &address, identity.id, true);
         if let (Some(d), Some(c)) = (expires_in, flow.internal.code.as_mut()) {
             c.expires_at = now_ms() + d.as_millis() as i64;
@@ -591,6 +627,39 @@ impl Engine {
         Ok((flow, code, link.to_string()))
     }
 
+    /// An administrator's recovery flow for an identity (not stored yet), with the identity
+    /// and its first recovery address ("" when it has none).
+    pub(crate) async fn admin_recovery_flow(
+        &self,
+        identity_id: Uuid,
+    ) -> Result<(Flow, Identity, String), Error> {
+        self.lifecycle(FlowKind::Recovery)?;
+        let identity = self.store.get_identity(identity_id).await?;
+        let request_url = self
+            .settings
+            .serve
+            .public_base_url
+            .join("self-service/recovery/browser")
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        // An administrator's flow has no browser yet: the first browser that opens its link
+        // is bound to it (`claim_recovery_link`); until then no form post passes its CSRF
+        // check.
+        let flow = self.new_flow(
+            FlowKind::Recovery,
+            FlowType::Browser,
+            &request_url,
+            None,
+            "",
+        );
+        let address = identity
+            .recovery_addresses
+            .first()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        Ok((flow, identity, address))
+    }
+
     /// `GET /self-service/recovery?flow=` (an administrator's recovery link): binds the flow to
     /// this browser's CSRF secret if no browser holds it yet, and says where its page is. A
     /// flow another browser holds is not handed over (its page sends this one to start over).
@@ -601,7 +670,11 @@ impl Engine {
         if flow.kind != FlowKind::Recovery {
             return Err(Error::flow_not_found(id));
         }
-        let admin = flow.internal.code.as_ref().is_some_and(|c| c.admin);
+        let admin = flow
+            .internal
+            .code
+            .as_ref()
+            .is_some_and(|c| c.admin && !c.link);
         if admin && csrf_hash.is_empty() && !csrf.is_empty() {
             self.store.bind_flow_csrf(uuid, csrf).await?;
         }
@@ -612,8 +685,10 @@ impl Engine {
     }
 }
 
-/// The first step's form: the address, and the method's submit.
-fn address_form(flow: &mut Flow, email: &str) {
+/// The first step's form: the address, and the method's submit (in the flow's method's
+/// group: `code` or `link`).
+pub(crate) fn address_form(flow: &mut Flow, email: &str) {
+    let group = flow.active.clone().unwrap_or_else(|| GROUP.into());
     let csrf = flow
         .ui
         .nodes
@@ -627,15 +702,25 @@ fn address_form(flow: &mut Flow, email: &str) {
         Value::String(email.into())
     };
     flow.ui.nodes.push(
-        Node::input(GROUP, "email", "email", value)
+        Node::input(&group, "email", "email", value)
             .required()
             .autocomplete(Autocomplete::Email)
             .label(text::label_email()),
     );
     flow.ui.nodes.push(
-        Node::input(GROUP, "method", "submit", Value::String(GROUP.into()))
+        Node::input(&group, "method", "submit", Value::String(group.clone()))
             .label(submit_label(flow.kind)),
     );
+}
+
+/// After a link was sent (Kratos's `sent_email` of the link method): the address form again
+/// (submitting it sends another link) under the "link sent" message.
+pub(crate) fn link_sent_form(flow: &mut Flow, email: &str) {
+    address_form(flow, email);
+    flow.ui.messages = vec![match flow.kind {
+        FlowKind::Recovery => text::recovery_link_sent(),
+        _ => text::verification_link_sent(),
+    }];
 }
 
 /// The code step's form (Kratos's nodes after `sent_email`): the code, the method, and a

@@ -284,3 +284,65 @@ async fn a_changed_address_in_settings_starts_unverified_and_gets_a_code() {
         .expect("saved");
     assert_eq!(queued(&e, "fay.new@example.org").await, 1);
 }
+
+const LINK: &str = "selfservice:\n  flows:\n    verification:\n      enabled: true\n      use: link\n    recovery:\n      enabled: true\n      use: link\n";
+
+/// The token in the newest link queued for `to`.
+async fn last_token(e: &Engine, to: &str) -> String {
+    let page = e
+        .store
+        .courier_list(None, Some(to), 10, None)
+        .await
+        .expect("list");
+    let m = page.items.first().expect("a message was queued");
+    let at = m.body.find("token=").expect("a link in the message") + "token=".len();
+    m.body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_link_token_is_kept_hashed_works_once_and_is_never_a_code() {
+    let e = engine(LINK).await;
+    register(&e, "ann@example.org").await;
+    let flow = start(&e, FlowKind::Recovery).await;
+    assert_eq!(flow.active.as_deref(), Some("link"));
+    let f = shown(
+        post(
+            &e,
+            &flow,
+            json!({"method": "link", "email": "ann@example.org"}),
+        )
+        .await,
+    );
+    assert_eq!(message_ids(&f), [MessageId::RECOVERY_LINK_SENT]);
+    let token = last_token(&e, "ann@example.org").await;
+    assert!(token.len() >= 43, "{token}");
+    let stored = e.store.get_flow(f.id).await.expect("flow").0;
+    let pending = stored.internal.code.expect("a token is pending");
+    assert!(pending.link);
+    assert_ne!(pending.hash, token, "hashed at rest");
+    // The token's HMAC is in its own domain: it never matches as a code of the same flow.
+    assert_ne!(pending.hash, e.code_mac(f.id, &token));
+    let fid = f.id.to_string();
+    match e
+        .use_link(FlowKind::Recovery, &fid, &token, "browser-secret")
+        .await
+        .expect("used")
+    {
+        Outcome::Completed { session, .. } => assert!(session.is_some()),
+        other => panic!("not recovered: {other:?}"),
+    }
+    match e
+        .use_link(FlowKind::Recovery, &fid, &token, "browser-secret")
+        .await
+        .expect("answered")
+    {
+        Outcome::Invalid(fresh) => {
+            assert_ne!(fresh.id, f.id);
+            assert_eq!(message_ids(&fresh), [MessageId::RECOVERY_TOKEN_INVALID]);
+        }
+        other => panic!("a used link worked again: {other:?}"),
+    }
+}

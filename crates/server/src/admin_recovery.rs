@@ -1,6 +1,7 @@
-//! Admin-initiated recovery (Kratos's `POST /admin/recovery/code`): a recovery flow and a code
-//! the administrator passes on to the person, who opens the link in a browser and enters it.
-//! `POST /admin/recovery/link` answers with a precise error until the `link` method exists.
+//! Admin-initiated recovery: Kratos's `POST /admin/recovery/code` (a recovery flow and a code
+//! the administrator passes on to the person, who opens the flow's link in a browser and
+//! enters it) and `POST /admin/recovery/link` (a link carrying a single-use token that signs
+//! the person in and leads to the settings page).
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -20,8 +21,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/recovery/link", post(create_link))
 }
 
-/// Kratos's `createRecoveryCodeForIdentityBody` → `recoveryCodeForIdentity` (201).
-async fn create_code(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
+/// `identity_id` and `expires_in` of Kratos's `createRecovery{Code,Link}ForIdentityBody`.
+fn identity_and_expiry(
+    body: &Value,
+) -> Result<(uuid::Uuid, Option<std::time::Duration>), ApiError> {
     let id = body
         .get("identity_id")
         .and_then(Value::as_str)
@@ -45,6 +48,12 @@ async fn create_code(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Respon
                 })?,
         ),
     };
+    Ok((identity_id, expires_in))
+}
+
+/// Kratos's `createRecoveryCodeForIdentityBody` → `recoveryCodeForIdentity` (201).
+async fn create_code(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
+    let (identity_id, expires_in) = identity_and_expiry(&body)?;
     let (flow, code, link) = cfg
         .engine()
         .admin_recovery_code(identity_id, expires_in)
@@ -66,8 +75,16 @@ async fn create_code(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Respon
         .into_response())
 }
 
-async fn create_link() -> ApiError {
-    ApiError(Error::bad_request(
-        "Recovery links are not implemented in Tessera yet: use POST /admin/recovery/code and pass the code on.",
-    ))
+/// Kratos's `createRecoveryLinkForIdentityBody` → `recoveryLinkForIdentity` (200).
+async fn create_link(cfg: Cfg, KratosBody(body): KratosBody) -> ApiResult<Response> {
+    let (identity_id, expires_in) = identity_and_expiry(&body)?;
+    let (flow, link) = cfg
+        .engine()
+        .admin_recovery_link(identity_id, expires_in)
+        .await?;
+    Ok(Json(json!({
+        "recovery_link": link,
+        "expires_at": to_rfc3339(flow.expires_at),
+    }))
+    .into_response())
 }

@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/self-service/verification",
-            submit_route(FlowKind::Verification),
+            submit_route(FlowKind::Verification).get(verification_link),
         )
         .route("/self-service/recovery/flows", show(FlowKind::Recovery))
         .route(
@@ -432,6 +432,13 @@ struct FlowQuery {
     flow: Option<String>,
 }
 
+/// `?flow=&token=` of a verification or recovery link.
+#[derive(Deserialize)]
+struct LinkQuery {
+    flow: Option<String>,
+    token: Option<String>,
+}
+
 #[allow(clippy::too_many_arguments)] // one extractor per input, as axum handlers are written
 async fn submit(
     cfg: Cfg,
@@ -521,22 +528,89 @@ async fn submit(
     })
 }
 
-/// `GET /self-service/recovery?flow=`: an administrator's recovery link, opened in a browser.
+/// `GET /self-service/recovery?flow=&token=`: a recovery link (the `link` method, or an
+/// administrator's `POST /admin/recovery/link`); without `token`, the link of an
+/// administrator's recovery code (`POST /admin/recovery/code`), opened in a browser.
 async fn recovery_link(
     cfg: Cfg,
-    KratosQuery(q): KratosQuery<FlowQuery>,
+    KratosQuery(q): KratosQuery<LinkQuery>,
     csrf: Csrf,
 ) -> ApiResult<Response> {
     let e = cfg.engine();
     let (secret, set) = csrf.issue(e);
-    let to = e
-        .claim_recovery_link(required(&q.flow, "flow")?, &secret)
-        .await?;
-    let mut resp = Redirect::to(to.as_str()).into_response();
+    let mut resp = match q.token.as_deref() {
+        Some(token) => {
+            let o = e
+                .use_link(
+                    FlowKind::Recovery,
+                    required(&q.flow, "flow")?,
+                    token,
+                    &secret,
+                )
+                .await?;
+            link_answer(e, FlowKind::Recovery, o)
+        }
+        None => {
+            let to = e
+                .claim_recovery_link(required(&q.flow, "flow")?, &secret)
+                .await?;
+            Redirect::to(to.as_str()).into_response()
+        }
+    };
     if let Some(c) = set {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)
+}
+
+/// `GET /self-service/verification?flow=&token=`: a verification link opened in a browser.
+async fn verification_link(
+    cfg: Cfg,
+    KratosQuery(q): KratosQuery<LinkQuery>,
+    csrf: Csrf,
+) -> ApiResult<Response> {
+    let e = cfg.engine();
+    let (secret, set) = csrf.issue(e);
+    let token = q.token.as_deref().unwrap_or_default();
+    let o = e
+        .use_link(
+            FlowKind::Verification,
+            required(&q.flow, "flow")?,
+            token,
+            &secret,
+        )
+        .await?;
+    let mut resp = link_answer(e, FlowKind::Verification, o);
+    if let Some(c) = set {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+/// Where an opened link sends the browser (always a redirect, as Kratos's links): the flow's
+/// page, or, after a recovery, the settings page with the new session's cookie.
+fn link_answer(e: &tessera_flows::Engine, kind: FlowKind, o: Outcome) -> Response {
+    match o {
+        Outcome::Shown(f) | Outcome::Invalid(f) => {
+            let mut to = e.ui_url(kind).clone();
+            to.query_pairs_mut().append_pair("flow", &f.id.to_string());
+            Redirect::to(to.as_str()).into_response()
+        }
+        Outcome::Completed {
+            session, return_to, ..
+        } => {
+            let mut resp = Redirect::to(&return_to).into_response();
+            if let Some((s, t)) = &session {
+                resp.headers_mut()
+                    .append(header::SET_COOKIE, session_cookie(e, t, s));
+            }
+            resp
+        }
+        other => {
+            tracing::error!(?other, "unexpected outcome of a link");
+            Redirect::to(e.ui_url(kind).as_str()).into_response()
+        }
+    }
 }
 
 /// A completed flow's JSON answer: the session token only for API flows (browsers get the

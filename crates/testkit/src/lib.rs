@@ -13,6 +13,7 @@ pub mod config;
 pub use tessera_emulators as emulators;
 pub mod fake_oidc;
 pub mod journey;
+pub mod mail;
 pub mod openapi;
 pub mod peers;
 pub mod webhook_sink;

@@ -620,12 +620,17 @@ pub fn flow_html(
                 page,
                 "lifecycle.html",
                 i18n::t(lang, &format!("{key}.title"), &[]),
-                // Done: the message says it all; waiting for a code: ask for it.
-                match flow.state {
-                    tessera_core::flow::FlowState::PassedChallenge => String::new(),
-                    tessera_core::flow::FlowState::SentEmail => {
+                // Done: the message says it all; waiting for a code: ask for it; a link on
+                // its way: say where it is.
+                match (flow.state, flow.active.as_deref() == Some("link")) {
+                    (tessera_core::flow::FlowState::PassedChallenge, _) => String::new(),
+                    (tessera_core::flow::FlowState::SentEmail, false) => {
                         i18n::t(lang, &format!("{key}.code_subtitle"), &[])
                     }
+                    (tessera_core::flow::FlowState::SentEmail, true) => {
+                        i18n::t(lang, &format!("{key}.link_sent_subtitle"), &[])
+                    }
+                    (_, true) => i18n::t(lang, &format!("{key}.link_subtitle"), &[]),
                     _ => i18n::t(lang, &format!("{key}.subtitle"), &[]),
                 },
                 next,
