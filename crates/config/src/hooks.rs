@@ -29,6 +29,8 @@ pub struct LoginAfter {
     pub hooks: Vec<Hook>,
     pub password: MethodHooks,
     pub oidc: MethodHooks,
+    /// A sign-in by one-time code.
+    pub code: MethodHooks,
 }
 
 /// `selfservice.flows.settings.after`: per method, and `hooks` for every method that has none.
@@ -277,9 +279,11 @@ pub struct HookSettings {
     pub registration_before: Vec<HookAction>,
     pub registration_after_password: AfterHooks,
     pub registration_after_oidc: AfterHooks,
+    pub registration_after_code: AfterHooks,
     pub login_before: Vec<HookAction>,
     pub login_after_password: AfterHooks,
     pub login_after_oidc: AfterHooks,
+    pub login_after_code: AfterHooks,
     pub settings_before: Vec<HookAction>,
     pub settings_after_password: AfterHooks,
     pub settings_after_profile: AfterHooks,
@@ -297,8 +301,10 @@ impl HookSettings {
         let afters = [
             &self.registration_after_password,
             &self.registration_after_oidc,
+            &self.registration_after_code,
             &self.login_after_password,
             &self.login_after_oidc,
+            &self.login_after_code,
             &self.settings_after_password,
             &self.settings_after_profile,
             &self.settings_after_oidc,
@@ -321,6 +327,7 @@ pub struct HookFiles<'a> {
     pub registration_after_global: &'a [Hook],
     pub registration_after_password: &'a [Hook],
     pub registration_after_oidc: &'a [Hook],
+    pub registration_after_code: &'a [Hook],
     pub login_before: &'a [Hook],
     pub login_after: &'a LoginAfter,
     pub settings_before: &'a [Hook],
@@ -330,6 +337,8 @@ pub struct HookFiles<'a> {
 const BEFORE: &[&str] = &["web_hook"];
 const REGISTRATION_AFTER: &[&str] = &["session", "show_verification_ui", "web_hook"];
 const LOGIN_AFTER: &[&str] = &["revoke_active_sessions", "web_hook"];
+/// A password or a one-time code: the identity's addresses can be required verified (a code
+/// sign-in verifies the address it went to before this hook looks).
 const LOGIN_AFTER_PASSWORD: &[&str] = &[
     "revoke_active_sessions",
     "require_verified_address",
@@ -368,6 +377,14 @@ pub fn resolve_hooks(loaded: &Loaded, f: &HookFiles<'_>, p: &mut Vec<Problem>) -
             ),
             global: Vec::new(),
         },
+        registration_after_code: AfterHooks {
+            method: list(
+                &format!("{r}.after.code.hooks"),
+                f.registration_after_code,
+                REGISTRATION_AFTER,
+            ),
+            global: Vec::new(),
+        },
         login_before: list(&format!("{l}.before.hooks"), f.login_before, BEFORE),
         login_after_password: AfterHooks {
             method: list(
@@ -386,6 +403,14 @@ pub fn resolve_hooks(loaded: &Loaded, f: &HookFiles<'_>, p: &mut Vec<Problem>) -
                 &format!("{l}.after.oidc.hooks"),
                 &f.login_after.oidc.hooks,
                 LOGIN_AFTER,
+            ),
+            global: Vec::new(),
+        },
+        login_after_code: AfterHooks {
+            method: list(
+                &format!("{l}.after.code.hooks"),
+                &f.login_after.code.hooks,
+                LOGIN_AFTER_PASSWORD,
             ),
             global: Vec::new(),
         },
@@ -426,7 +451,9 @@ impl HookSettings {
     /// Every method of a stage shares the stage's global list.
     fn with_globals(mut self) -> Self {
         self.registration_after_oidc.global = self.registration_after_password.global.clone();
+        self.registration_after_code.global = self.registration_after_password.global.clone();
         self.login_after_oidc.global = self.login_after_password.global.clone();
+        self.login_after_code.global = self.login_after_password.global.clone();
         self.settings_after_profile.global = self.settings_after_password.global.clone();
         self.settings_after_oidc.global = self.settings_after_password.global.clone();
         self
@@ -724,6 +751,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(h.login_after_password.pre_persist().count(), 0);
+    }
+
+    #[test]
+    fn hooks_after_code_sign_in_and_sign_up_resolve_as_the_passwords_do() {
+        let s = settings(
+            "    login:\n      after:\n        code:\n          hooks:\n            - hook: revoke_active_sessions\n            - hook: require_verified_address\n    registration:\n      after:\n        code:\n          hooks:\n            - hook: session\n            - hook: web_hook\n              config: {url: 'https://h.example/new', method: post, can_interrupt: true}\n",
+        )
+        .unwrap();
+        let h = &s.hooks;
+        assert_eq!(
+            h.login_after_code.post_persist(),
+            &[
+                super::HookAction::RevokeActiveSessions,
+                super::HookAction::RequireVerifiedAddress
+            ]
+        );
+        assert_eq!(h.registration_after_code.pre_persist().count(), 1);
+        assert!(h.registration_after_code.has(&super::HookAction::Session));
+        assert_eq!(h.web_hooks().len(), 1);
+        // Kratos's lists still hold: `session` is no login hook.
+        let err = settings("    login:\n      after:\n        code:\n          hooks:\n            - hook: session\n")
+            .unwrap_err();
+        assert!(
+            err.contains("selfservice.flows.login.after.code.hooks.0.hook"),
+            "{err}"
+        );
     }
 
     #[test]

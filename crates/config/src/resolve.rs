@@ -338,6 +338,7 @@ fn resolve_hook_files(
             registration_after_global: &after.hooks,
             registration_after_password: &after.password.hooks,
             registration_after_oidc: &after.oidc.hooks,
+            registration_after_code: &after.code.hooks,
             login_before: &flows.login.before.hooks,
             login_after: &flows.login.after,
             settings_before: &flows.settings.before.hooks,

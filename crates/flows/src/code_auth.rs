@@ -15,12 +15,24 @@
 //! address nobody holds gets exactly the answer a known one gets and nothing is sent (Kratos
 //! answers 4000035 "account does not exist", which tells anyone which addresses have
 //! accounts). A sign-up sends the code before checking that the address is free, so the answer
-//! does not say whether it is; a taken address is refused when the code is entered.
+//! does not say whether it is; a taken address is refused when the code is entered. A sign-up
+//! code goes to every code address of the new traits (one code for all, as Kratos), so an
+//! address is marked verified by it only when it was the only one: otherwise nobody knows
+//! which inbox or phone the code was read from, and each address is verified on its own.
+//!
+//! The hooks after a code sign-in or sign-up (`selfservice.flows.{login,registration}.after
+//! .code.hooks`) run as a password's do: a login's web hooks and `require_verified_address`
+//! before the session, `revoke_active_sessions` after it; a sign-up's blocking web hooks
+//! (`can_interrupt`, `response.parse`) before the identity is written, the others after. The
+//! code is checked first and the flow completed only once the hooks let it through; a refusal
+//! spends the code and answers with a fresh flow carrying the hook's messages.
 
 use crate::engine::{Engine, Outcome};
 use crate::forms::{self, str_field, submit_node, trait_nodes};
+use crate::hooks::{HookOutcome, Refusal};
 use crate::lifecycle::flow_language;
 use serde_json::{Value, json};
+use tessera_config::hooks::HookAction;
 use tessera_core::flow::{Flow, FlowKind, FlowState, PendingCode};
 use tessera_core::identity::{CREDENTIAL_CODE, IdentityState, normalize_identifier, phone_e164};
 use tessera_core::timefmt::now_ms;
@@ -153,7 +165,26 @@ impl Engine {
             flow.ui.messages.push(text::inactive_identity());
             return self.invalid(flow).await;
         }
-        // A code that arrived proves the address, as in Kratos.
+        // A code that arrived proves the address, as in Kratos: `require_verified_address`
+        // sees it verified.
+        for a in identity.verifiable_addresses.iter_mut() {
+            if a.via == pending.via && a.value == pending.address {
+                a.verified = true;
+            }
+        }
+        let hooks = self.settings.hooks.login_after_code.post_persist();
+        if hooks.contains(&HookAction::RequireVerifiedAddress)
+            && !identity.verifiable_addresses.iter().any(|a| a.verified)
+        {
+            let refusal = Refusal {
+                messages: vec![(None, text::address_not_verified())],
+            };
+            return self.code_hook_refused(flow, &pending, refusal).await;
+        }
+        if let HookOutcome::Refused(r) = self.run_login_hooks(hooks, &flow, &identity).await? {
+            return self.code_hook_refused(flow, &pending, r).await;
+        }
+        self.complete_submitted(&flow).await?;
         self.store
             .mark_address_verified(identity.id, &pending.via, &pending.address, now_ms())
             .await?;
@@ -162,6 +193,8 @@ impl Engine {
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;
         let session = self.sign_in_session(&flow, &identity, CODE).await?;
+        self.revoke_after_login(hooks, &identity, &session.0)
+            .await?;
         self.count(crate::engine::Counted::SignIn, CODE, "");
         flow.state = FlowState::PassedChallenge;
         let mut return_to = self.return_to(&flow, None);
@@ -228,14 +261,17 @@ impl Engine {
         if failed {
             return self.invalid(flow).await;
         }
-        let Some((via, address)) = schema.extract(&traits).code_identifiers.into_iter().next()
-        else {
+        let addresses = schema.extract(&traits).code_identifiers;
+        let Some((via, address)) = addresses.first().cloned() else {
             flow.ui.messages.push(text::validation_generic(
                 "The identity schema marks no trait as a code identifier (ory.sh/kratos credentials.code.identifier), or it was left empty: fill in the address the code goes to.",
             ));
             return self.invalid(flow).await;
         };
-        if via == "sms" && phone_e164(&address).is_none() {
+        if addresses
+            .iter()
+            .any(|(via, a)| via == "sms" && phone_e164(a).is_none())
+        {
             let field = schema
                 .fields
                 .iter()
@@ -249,9 +285,12 @@ impl Engine {
             );
             return self.invalid(flow).await;
         }
-        if let Some(minutes) = self.code_send_limited(&address, client).await? {
-            flow.ui.messages.push(text::code_sends_limited(minutes));
-            return self.invalid(flow).await;
+        // Every address counts against its limit before anything is sent.
+        for (_, a) in &addresses {
+            if let Some(minutes) = self.code_send_limited(a, client).await? {
+                flow.ui.messages.push(text::code_sends_limited(minutes));
+                return self.invalid(flow).await;
+            }
         }
         // The identity to be: its id is fixed now, its traits are the ones the code is for.
         let identity_id = Uuid::new_v4();
@@ -259,21 +298,23 @@ impl Engine {
         if let Some(p) = flow.internal.code.as_mut() {
             p.traits = traits.clone();
         }
-        let data = json!({
-            "To": address,
-            "RegistrationCode": code,
-            "ExpiresInMinutes": self.code_minutes(),
-            "Traits": traits,
-            "RequestURL": flow.request_url,
-        });
-        self.queue_code(
-            &via,
-            &address,
-            TemplateType::RegistrationCodeValid,
-            &flow,
-            &data,
-        )
-        .await?;
+        for (via, address) in &addresses {
+            let data = json!({
+                "To": address,
+                "RegistrationCode": code,
+                "ExpiresInMinutes": self.code_minutes(),
+                "Traits": traits,
+                "RequestURL": flow.request_url,
+            });
+            self.queue_code(
+                via,
+                address,
+                TemplateType::RegistrationCodeValid,
+                &flow,
+                &data,
+            )
+            .await?;
+        }
         flow.state = FlowState::SentEmail;
         flow.active = Some(CODE.into());
         registration_code_form(&mut flow, schema, &traits);
@@ -313,9 +354,21 @@ impl Engine {
             None,
             Some(pending.identity_id),
         )?;
+        // Blocking web hooks see (and may change) the identity before anything is written.
+        let hooks = &self.settings.hooks.registration_after_code;
+        if let HookOutcome::Refused(r) = self
+            .run_pre_persist(hooks.pre_persist(), &flow, &mut identity, None)
+            .await?
+        {
+            return self.code_hook_refused(flow, &pending, r).await;
+        }
+        self.complete_submitted(&flow).await?;
+        // The code proves an address only when it went to that address alone (and a parsing
+        // hook left the address in the traits).
+        let sent_to = schema.extract(&pending.traits).code_identifiers;
         let now = now_ms();
         for a in identity.verifiable_addresses.iter_mut() {
-            if a.via == pending.via && a.value == pending.address {
+            if sent_to.len() == 1 && a.via == pending.via && a.value == pending.address {
                 a.verified = true;
                 a.status = "completed".into();
                 a.verified_at = Some(now);
@@ -346,6 +399,13 @@ impl Engine {
         } else {
             None
         };
+        self.run_post_persist(
+            hooks.post_persist(),
+            &flow,
+            &identity,
+            session.as_ref().map(|(s, _)| s),
+        )
+        .await?;
         flow.state = FlowState::PassedChallenge;
         let fallback = self.settings.flows.registration.return_url.clone();
         let return_to = self.return_to(&flow, fallback.as_ref());
@@ -361,8 +421,8 @@ impl Engine {
         })
     }
 
-    /// Counts a try and checks the submitted code against the flow's. `Ok(Some)`: right, and
-    /// the flow is now completed (single use). `Ok(None)`: refused; the flow carries the
+    /// Counts a try and checks the submitted code against the flow's. `Ok(Some)`: right; the
+    /// caller completes the flow (single use) once the hooks let it through. `Ok(None)`: refused; the flow carries the
     /// message (wrong, expired, another flow's, never sent, or missing), or — past
     /// `max_submissions` — has lost its code and is back at its first step, which
     /// [`Self::code_refused`] answers with a fresh flow.
@@ -399,7 +459,6 @@ impl Engine {
             });
             return Ok(None);
         };
-        self.complete_submitted(flow).await?;
         flow.internal.code = None;
         Ok(Some(pending))
     }
@@ -407,13 +466,43 @@ impl Engine {
     /// Answers a refused code: the flow with its message, or — after too many tries, when
     /// [`Self::take_code`] put the flow back to its first step — a fresh flow that says why
     /// (this one can no longer take a code).
-    async fn code_refused(&self, mut flow: Flow) -> Result<Outcome, Error> {
+    async fn code_refused(&self, flow: Flow) -> Result<Outcome, Error> {
         if flow.state != FlowState::ChooseMethod {
             return self.invalid(flow).await;
         }
+        let mut fresh = self.fresh_code_flow(flow).await?;
+        fresh.ui.messages.push(text::code_submitted_too_often());
+        self.invalid(fresh).await
+    }
+
+    /// A hook refused a code sign-in or sign-up (nothing was written): the code is spent, and
+    /// a fresh flow (the sign-up's traits filled in again) carries the hook's messages.
+    async fn code_hook_refused(
+        &self,
+        mut flow: Flow,
+        pending: &PendingCode,
+        refusal: Refusal,
+    ) -> Result<Outcome, Error> {
+        flow.internal.code = None;
+        flow.state = FlowState::ChooseMethod;
+        let mut fresh = self.fresh_code_flow(flow).await?;
+        if fresh.kind == FlowKind::Registration && pending.traits.is_object() {
+            let schema = self.schemas.default_schema()?;
+            for f in &schema.fields {
+                if let Some(v) = tessera_core::schema::lookup(&pending.traits, &f.path) {
+                    fresh.ui.set_value(&format!("traits.{}", f.path), v.clone());
+                }
+            }
+        }
+        refusal.apply(&mut fresh);
+        self.invalid(fresh).await
+    }
+
+    /// Stores `flow` as it is (spent) and starts a fresh one of its kind for the same browser.
+    async fn fresh_code_flow(&self, mut flow: Flow) -> Result<Flow, Error> {
         flow.updated_at = now_ms();
         self.store.update_flow(&flow).await?;
-        let mut fresh = match flow.kind {
+        let fresh = match flow.kind {
             FlowKind::Registration => {
                 self.init_registration(
                     flow.flow_type,
@@ -436,8 +525,7 @@ impl Engine {
                 .await?
             }
         };
-        fresh.ui.messages.push(text::code_submitted_too_often());
-        self.invalid(fresh).await
+        Ok(fresh)
     }
 
     /// Minutes a code holds, for the messages.

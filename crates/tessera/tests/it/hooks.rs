@@ -14,7 +14,7 @@ const PASSWORD: &str = "correct horse battery staple";
 const WHOLE_CTX: &str = "function(ctx) ctx";
 const EMAIL_ONLY: &str = "function(ctx) { email: ctx.identity.traits.email }";
 
-fn hook(url: &str, body: &str, extra: Value) -> Value {
+pub(crate) fn hook(url: &str, body: &str, extra: Value) -> Value {
     let mut config = json!({"url": url, "method": "POST", "body": base64_url(body)});
     tessera_testkit::config::merge(&mut config, extra);
     json!({"hook": "web_hook", "config": config})
@@ -29,7 +29,7 @@ fn registration_hooks(hooks: Vec<Value>) -> Config {
     }}}}}))
 }
 
-async fn identity_count(s: &TestServer) -> usize {
+pub(crate) async fn identity_count(s: &TestServer) -> usize {
     let list: Value = TestServer::client()
         .get(format!("{}/admin/identities", s.admin))
         .send()

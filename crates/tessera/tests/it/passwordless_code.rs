@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tessera_testkit::config::base64_url;
 use tessera_testkit::emulators::sms_sink::{Received, SmsSink};
-use tessera_testkit::emulators::smtp_sink::{Mail, SmtpSink};
+use tessera_testkit::emulators::smtp_sink::SmtpSink;
 use tessera_testkit::journey::{location, submit, whoami};
+use tessera_testkit::mail::{fetch, flow_shape, json_of, mail_to, open, six_digits};
 use tessera_testkit::{Backend, Browser, TestServer, each_backend, message_ids};
 
 const SCHEMA: &str = r#"{
@@ -49,7 +50,7 @@ const SCHEMA: &str = r#"{
 
 const SMS_BODY: &str = "function(ctx) { to: ctx.recipient, msg: ctx.body }";
 
-fn config(smtp: u16, sms: &SmsSink, extra: &str) -> String {
+pub(crate) fn config(smtp: u16, sms: &SmsSink, extra: &str) -> String {
     format!(
         "identity:\n  default_schema_id: code\n  schemas:\n    - id: code\n      url: {schema}\ncourier:\n  smtp:\n    connection_uri: smtp://127.0.0.1:{smtp}/?disable_starttls=true\n    from_address: accounts@example.org\n  worker:\n    pull_wait: 100ms\n  channels:\n    - id: sms\n      type: http\n      request_config:\n        url: {url}/sms\n        method: POST\n        body: {body}\nselfservice:\n  methods:\n    password:\n      enabled: false\n    code:\n      passwordless_enabled: true\n{extra}  flows:\n    registration:\n      after:\n        code:\n          hooks:\n            - hook: session\n",
         schema = base64_url(SCHEMA),
@@ -58,28 +59,8 @@ fn config(smtp: u16, sms: &SmsSink, extra: &str) -> String {
     )
 }
 
-/// Waits for the `n`-th mail to `to` (a liveness bound: a minute is far beyond need).
-async fn mail_to(sink: &SmtpSink, to: &str, n: usize) -> Mail {
-    let start = Instant::now();
-    loop {
-        let mails: Vec<Mail> = sink
-            .mails()
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t.contains(to)))
-            .collect();
-        if mails.len() >= n {
-            return mails[n - 1].clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no mail #{n} to {to}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits for the `n`-th text to `to`.
-async fn text_to(sink: &SmsSink, to: &str, n: usize) -> Received {
+pub(crate) async fn text_to(sink: &SmsSink, to: &str, n: usize) -> Received {
     let start = Instant::now();
     loop {
         let texts: Vec<Received> = sink
@@ -99,43 +80,8 @@ async fn text_to(sink: &SmsSink, to: &str, n: usize) -> Received {
     }
 }
 
-fn six_digits(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap_or_else(|| panic!("no code in {text}"))
-        .to_string()
-}
-
-async fn json_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A browser flow as a single-page app opens it, with the browser's cookies.
-async fn open(b: &Browser, s: &TestServer, kind: &str, query: &str) -> Value {
-    let r = b
-        .get(
-            &format!("{}/self-service/{kind}/browser{query}", s.public),
-            true,
-        )
-        .await;
-    let (status, flow) = json_of(r).await;
-    assert_eq!(status, 200, "{flow}");
-    flow
-}
-
-async fn fetch(b: &Browser, s: &TestServer, kind: &str, id: &str) -> Value {
-    let r = b
-        .get(
-            &format!("{}/self-service/{kind}/flows?id={id}", s.public),
-            true,
-        )
-        .await;
-    json_of(r).await.1
-}
-
 /// An API flow (a native app: no cookies, no CSRF).
-async fn api_flow(s: &TestServer, kind: &str) -> Value {
+pub(crate) async fn api_flow(s: &TestServer, kind: &str) -> Value {
     let r = reqwest::get(format!("{}/self-service/{kind}/api", s.public))
         .await
         .expect("get");
@@ -144,7 +90,7 @@ async fn api_flow(s: &TestServer, kind: &str) -> Value {
     flow
 }
 
-async fn api_post(flow: &Value, body: Value) -> (u16, Value) {
+pub(crate) async fn api_post(flow: &Value, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(flow["ui"]["action"].as_str().expect("action"))
         .header("accept", "application/json")
@@ -155,7 +101,7 @@ async fn api_post(flow: &Value, body: Value) -> (u16, Value) {
     json_of(r).await
 }
 
-fn ids(flow: &Value) -> Vec<u64> {
+pub(crate) fn ids(flow: &Value) -> Vec<u64> {
     message_ids(flow).into_iter().map(|(_, id)| id).collect()
 }
 
@@ -321,31 +267,6 @@ async fn sign_up_and_in_by_sms_code_as_a_native_app(backend: Backend) {
     assert!(smtp.mails().is_empty(), "a phone sign-up sends no mail");
 }
 
-/// What two answers share once their per-flow values (ids, times, CSRF tokens, URLs, the
-/// identifier typed) are taken out.
-fn shape(v: &Value) -> Value {
-    let mut v = v.clone();
-    for k in [
-        "id",
-        "expires_at",
-        "issued_at",
-        "created_at",
-        "updated_at",
-        "request_url",
-    ] {
-        v[k] = Value::Null;
-    }
-    v["ui"]["action"] = Value::Null;
-    if let Some(nodes) = v["ui"]["nodes"].as_array_mut() {
-        for n in nodes {
-            if n["attributes"]["name"] == "csrf_token" || n["attributes"]["name"] == "identifier" {
-                n["attributes"]["value"] = Value::Null;
-            }
-        }
-    }
-    v
-}
-
 each_backend!(codes_resist_guessing_reuse_other_flows_and_enumeration);
 /// The attacks: an unknown address answered like a known one with nothing sent; a code from
 /// another flow; five wrong codes, after which even the right one gets a fresh flow; a used
@@ -390,7 +311,10 @@ async fn codes_resist_guessing_reuse_other_flows_and_enumeration(backend: Backen
     )
     .await;
     assert_eq!(status, 400, "{unknown_sent}");
-    assert_eq!(shape(&known_sent), shape(&unknown_sent));
+    assert_eq!(
+        flow_shape(&known_sent, "identifier"),
+        flow_shape(&unknown_sent, "identifier")
+    );
     let known_code = six_digits(&mail_to(&smtp, "ann@example.org", 2).await.text());
     // The known address's mail has arrived; the courier sends in order, and nothing went to
     // the unknown one.
