@@ -237,6 +237,21 @@ pub fn resolve_lifecycle(
         )
     };
     let link_enabled = link.enabled;
+    for (key, f) in [
+        (
+            "selfservice.flows.verification",
+            &c.selfservice.flows.verification,
+        ),
+        ("selfservice.flows.recovery", &c.selfservice.flows.recovery),
+    ] {
+        if f.enabled && f.use_ == "link" && !link_enabled {
+            p.push(problem(
+                loaded,
+                &format!("{key}.use"),
+                "`link` is turned off by selfservice.methods.link.enabled: false; turn it on or set `use: code`",
+            ));
+        }
+    }
     LifecycleSettings {
         verification: resolve_flow(
             loaded,
@@ -245,7 +260,6 @@ pub fn resolve_lifecycle(
             base,
             "ui/verification",
             &[],
-            link_enabled,
             p,
         ),
         recovery: resolve_flow(
@@ -255,7 +269,6 @@ pub fn resolve_lifecycle(
             base,
             "ui/recovery",
             &["revoke_active_sessions"],
-            link_enabled,
             p,
         ),
         code_lifespan,
@@ -275,21 +288,11 @@ fn resolve_flow(
     base: &Url,
     page: &str,
     after_allowed: &[&str],
-    link_enabled: bool,
     p: &mut Vec<Problem>,
 ) -> Option<LifecycleFlow> {
     let method = match f.use_.as_str() {
         "code" => LifecycleMethod::Code,
-        "link" => {
-            if f.enabled && !link_enabled {
-                p.push(problem(
-                    loaded,
-                    &format!("{key}.use"),
-                    "`link` is turned off by selfservice.methods.link.enabled: false; turn it on or set `use: code`",
-                ));
-            }
-            LifecycleMethod::Link
-        }
+        "link" => LifecycleMethod::Link,
         other => {
             p.push(problem(
                 loaded,
