@@ -66,6 +66,13 @@ pub struct LimitsConfig {
     /// Connections each listener holds open at once; the next ones are closed as soon as they
     /// are accepted, so idle or slow clients cannot take every file descriptor.
     pub max_connections: u32,
+    /// Connections one client address (an IPv6 /64) may hold open on a listener at once, so one
+    /// source cannot take all of `max_connections` and lock newcomers out. Not applied when
+    /// `trusted_proxy_hops` > 0: the peers are then the proxies, where this limit belongs.
+    pub max_connections_per_address: u32,
+    /// Longest one call to a social sign-in provider may take (token, user info, keys), a
+    /// duration such as `10s`. Unset: 10 s, or half of `request_timeout` when that is shorter.
+    pub upstream_timeout: Option<String>,
     /// Verification and recovery codes sent per hour (`lifecycle.rs`).
     pub code_sends: crate::lifecycle::CodeSendLimits,
 }
@@ -83,6 +90,8 @@ impl Default for LimitsConfig {
             header_read_timeout: "10s".into(),
             write_stall_timeout: "30s".into(),
             max_connections: 4096,
+            max_connections_per_address: 512,
+            upstream_timeout: None,
             code_sends: Default::default(),
         }
     }

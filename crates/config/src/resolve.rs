@@ -443,6 +443,8 @@ pub struct LimitSettings {
     pub header_read_timeout: Duration,
     pub write_stall_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub upstream_timeout: Duration,
 }
 
 fn resolve_limits(
@@ -484,6 +486,10 @@ fn resolve_limits(
             c.token_failures_per_client_per_minute,
         ),
         ("limits.max_connections", c.max_connections),
+        (
+            "limits.max_connections_per_address",
+            c.max_connections_per_address,
+        ),
     ] {
         if v == 0 {
             p.push(problem(
@@ -493,6 +499,27 @@ fn resolve_limits(
             ));
         }
     }
+    let request_timeout = parse_duration(loaded, "limits.request_timeout", &c.request_timeout, p);
+    let upstream_timeout = match &c.upstream_timeout {
+        // One sign-in makes several upstream calls within one request.
+        None => Duration::from_secs(10).min(request_timeout / 2),
+        Some(v) => {
+            let d = parse_duration(loaded, "limits.upstream_timeout", v, p);
+            if d >= request_timeout {
+                // A call allowed to outlast the request would be cut off by the request
+                // timeout with a bare 503 instead of the sign-in page's message.
+                p.push(problem(
+                    loaded,
+                    "limits.upstream_timeout",
+                    format!(
+                        "must be shorter than limits.request_timeout ({} s), which bounds the whole sign-in request",
+                        request_timeout.as_secs_f64()
+                    ),
+                ));
+            }
+            d
+        }
+    };
     LimitSettings {
         enabled: c.enabled,
         hashing_concurrency: (budget_kib / argon2_kib.max(1)).max(1) as usize,
@@ -504,7 +531,7 @@ fn resolve_limits(
         flows_per_address_per_minute: c.flows_per_address_per_minute,
         token_failures_per_client_per_minute: c.token_failures_per_client_per_minute,
         trusted_proxy_hops: c.trusted_proxy_hops,
-        request_timeout: parse_duration(loaded, "limits.request_timeout", &c.request_timeout, p),
+        request_timeout,
         header_read_timeout: parse_duration(
             loaded,
             "limits.header_read_timeout",
@@ -518,6 +545,8 @@ fn resolve_limits(
             p,
         ),
         max_connections: c.max_connections as usize,
+        max_connections_per_address: c.max_connections_per_address as usize,
+        upstream_timeout,
     }
 }
 

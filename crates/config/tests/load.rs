@@ -375,3 +375,33 @@ fn experience_defaults_and_a_valid_brand() {
     assert_eq!(x.primary_color, "#0f766e");
     assert!(x.requires_agreement());
 }
+
+#[test]
+fn the_upstream_timeout_follows_the_request_timeout_and_must_stay_below_it() {
+    let settings = |extra: &str| {
+        let loaded = load_str("t.yml", &format!("{GOOD}{extra}"), &HashMap::new()).unwrap();
+        resolve(&loaded, false, None)
+    };
+    let limits = settings("").unwrap().limits;
+    assert_eq!(limits.upstream_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(limits.max_connections_per_address, 512);
+    // Unset, it fits inside a short request timeout.
+    let limits = settings("limits:\n  request_timeout: 4s\n").unwrap().limits;
+    assert_eq!(limits.upstream_timeout, std::time::Duration::from_secs(2));
+    let limits = settings("limits:\n  upstream_timeout: 3s\n")
+        .unwrap()
+        .limits;
+    assert_eq!(limits.upstream_timeout, std::time::Duration::from_secs(3));
+    // Set, it must be shorter, and the message names the key and its line.
+    let err = settings("limits:\n  request_timeout: 5s\n  upstream_timeout: 5s\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`limits.upstream_timeout` (t.yml:7)") && err.contains("shorter than"),
+        "{err}"
+    );
+    let err = settings("limits:\n  max_connections_per_address: 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limits.max_connections_per_address"), "{err}");
+}

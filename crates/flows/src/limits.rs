@@ -242,6 +242,8 @@ mod tests {
             header_read_timeout: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_address: 512,
+            upstream_timeout: Duration::from_secs(10),
         }
     }
 

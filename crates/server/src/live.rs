@@ -71,6 +71,10 @@ fn restart_required(old: &Settings, new: &Settings) -> Vec<&'static str> {
             old.limits.max_connections != new.limits.max_connections,
         ),
         (
+            "limits.max_connections_per_address",
+            old.limits.max_connections_per_address != new.limits.max_connections_per_address,
+        ),
+        (
             "session.cache_ttl",
             old.session.cache_ttl != new.session.cache_ttl,
         ),

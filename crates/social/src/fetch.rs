@@ -7,7 +7,7 @@
 //! public addresses unless `sources.allow_private_networks`, and the connection goes to the
 //! address that was checked, not to what a second lookup might say).
 
-use crate::upstream::{MAX_RESPONSE_BYTES, TIMEOUT};
+use crate::upstream::{DEFAULT_TIMEOUT as TIMEOUT, MAX_RESPONSE_BYTES};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;

@@ -110,13 +110,14 @@ impl Social {
     /// Validates every provider entry, fetches and compiles every mapper; all problems are
     /// reported together, each with the provider id, the key and its file line.
     pub async fn build(settings: &Settings, pool: MapperPool) -> Result<Social, ConfigError> {
-        let http = Upstream::new().map_err(|e| ConfigError {
-            problems: vec![tessera_config::load::Problem {
-                key: "selfservice.methods.oidc".into(),
-                location: tessera_config::Location::Default,
-                message: format!("the HTTP client for upstream calls could not be built: {e}"),
-            }],
-        })?;
+        let http =
+            Upstream::with_timeout(settings.limits.upstream_timeout).map_err(|e| ConfigError {
+                problems: vec![tessera_config::load::Problem {
+                    key: "selfservice.methods.oidc".into(),
+                    location: tessera_config::Location::Default,
+                    message: format!("the HTTP client for upstream calls could not be built: {e}"),
+                }],
+            })?;
         let providers = config::build_all(settings, &http).await?;
         let mut requests = std::collections::HashMap::new();
         let mut problems = Vec::new();

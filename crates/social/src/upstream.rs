@@ -7,8 +7,9 @@ use std::time::Duration;
 
 /// Largest upstream answer read; anything bigger is refused, not truncated.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
-/// Whole-request time limit, connection included.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Whole-request time limit, connection included, unless `limits.upstream_timeout` says
+/// otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an upstream step failed. `Display` is the reason written to the log (never contains a
 /// token or secret); [`UpstreamError::user_message`] is what the person signing in reads.
@@ -16,8 +17,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub enum UpstreamError {
     #[error("{endpoint}: request failed: {detail}")]
     Unreachable { endpoint: String, detail: String },
-    #[error("{endpoint}: no answer within {} s", TIMEOUT.as_secs())]
-    Timeout { endpoint: String },
+    #[error("{endpoint}: no answer within {} s", after.as_secs_f64())]
+    Timeout { endpoint: String, after: Duration },
     #[error("{endpoint}: HTTP {status}: {excerpt}")]
     Status {
         endpoint: String,
@@ -124,6 +125,8 @@ pub struct Upstream {
     client: reqwest::Client,
     /// The provider id calls are counted under (`tessera_upstream_*` metrics).
     provider: std::sync::Arc<str>,
+    /// The client's whole-request time limit, named in timeout errors.
+    timeout: Duration,
 }
 
 impl Upstream {
@@ -131,15 +134,22 @@ impl Upstream {
     /// connect timeout. A builder failure (no TLS backend, say) is an error, never a default
     /// client, which would follow redirects and wait forever.
     pub fn new() -> Result<Self, reqwest::Error> {
+        Upstream::with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// The same with `timeout` for each whole call (`limits.upstream_timeout`); connecting
+    /// takes at most 5 s of it.
+    pub fn with_timeout(timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("Tessera/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Upstream {
             client,
             provider: "".into(),
+            timeout,
         })
     }
 
@@ -148,6 +158,7 @@ impl Upstream {
         Upstream {
             client: self.client.clone(),
             provider: id.into(),
+            timeout: self.timeout,
         }
     }
 
@@ -184,6 +195,7 @@ impl Upstream {
             if e.is_timeout() {
                 UpstreamError::Timeout {
                     endpoint: endpoint.to_string(),
+                    after: self.timeout,
                 }
             } else {
                 UpstreamError::Unreachable {

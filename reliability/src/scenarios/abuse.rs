@@ -9,8 +9,12 @@
 //! - requests with a 1 MiB header;
 //! - anonymous clients creating login flows as fast as they can.
 //!
-//! The server runs with `limits.header_read_timeout` and `limits.write_stall_timeout` at 2 s.
-//! Checks: every probe succeeds and their p99 stays low; the server closes idle and slow-loris
+//! The attack comes from other loopback addresses than the probes: the idle connections from
+//! one address, which asks for more than `limits.max_connections_per_address` (512), the
+//! slow-loris and slow-reader connections from one address each. The server runs with
+//! `limits.header_read_timeout` and `limits.write_stall_timeout` at 2 s.
+//! Checks: every probe succeeds and their p99 stays low; the flooding address is held to its
+//! share, so the listener's own cap is never reached (the metric tells the two refusals apart); the server closes idle and slow-loris
 //! connections after the header timeout and slow readers after the write stall timeout;
 //! huge headers get a 431, never a 500; file descriptors (`/proc/PID/fd`) never exceed the
 //! connections the attack holds and return to where they were; memory (RSS) stays bounded.
@@ -31,6 +35,12 @@ use tokio::net::TcpStream;
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// How much later than a timeout the server may close a connection.
 const SLACK: Duration = Duration::from_secs(3);
+/// Where the attack comes from; the probes use 127.0.0.1.
+const IDLE_FROM: [u8; 4] = [127, 0, 0, 2];
+const LORIS_FROM: [u8; 4] = [127, 0, 0, 3];
+const READERS_FROM: [u8; 4] = [127, 0, 0, 4];
+/// `limits.max_connections_per_address`'s default.
+const PER_ADDRESS: usize = 512;
 
 /// How long each attacker's connections lasted (connect to close by the server).
 #[derive(Default)]
@@ -156,7 +166,7 @@ pub async fn run(run: &Run) -> Result<Report> {
     for _ in 0..idle {
         let (addr, life, connected) = (addr.clone(), idle_life.clone(), connected.clone());
         attackers.push(tokio::spawn(async move {
-            let Ok(mut s) = TcpStream::connect(&addr).await else {
+            let Ok(mut s) = connect_from(&addr, IDLE_FROM, None).await else {
                 return;
             };
             connected.fetch_add(1, Ordering::Relaxed);
@@ -174,7 +184,7 @@ pub async fn run(run: &Run) -> Result<Report> {
         attackers.push(tokio::spawn(async move {
             let head = b"GET /health/alive HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
             while Instant::now() + TIMEOUT < attack_end {
-                let Ok(mut s) = TcpStream::connect(&addr).await else {
+                let Ok(mut s) = connect_from(&addr, LORIS_FROM, None).await else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
@@ -215,7 +225,7 @@ pub async fn run(run: &Run) -> Result<Report> {
         );
         attackers.push(tokio::spawn(async move {
             // A small receive buffer: the server's writes stall sooner, the kernel holds less.
-            let Ok(mut s) = small_window(&addr).await else {
+            let Ok(mut s) = connect_from(&addr, READERS_FROM, Some(4096)).await else {
                 return;
             };
             let opened = Instant::now();
@@ -303,6 +313,9 @@ pub async fn run(run: &Run) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let refused_per_address = refused(&server.admin, "max_connections_per_address").await?;
+    let refused_at_cap = refused(&server.admin, "max_connections").await?;
+
     let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let of = |ph: usize| -> Vec<(usize, u64)> {
         samples
@@ -317,7 +330,7 @@ pub async fn run(run: &Run) -> Result<Report> {
     let rss_end = s_after.last().map_or(0, |s| s.1);
     let (idle_l, loris_l, reader_l) = (idle_life.all(), loris_life.all(), reader_life.all());
     report.figure(format!(
-        "for {:.0} s: {idle} idle connections, {slowloris} slow-loris (reconnecting when closed), {readers} slow readers (1500 pipelined requests, nothing read), {huge} clients sending 1 MiB headers, {flooders} anonymous clients creating login flows; header read and write stall timeouts {} s:\n probes before:\n{}\n probes during:\n{}\n probes after:\n{}\n huge headers:\n{}\n flows created:\n{}\n  server closed: {} of {} idle connections made (longest lived {:.1} s), {} slow-loris (longest {:.1} s), {} of {readers} slow readers (stylesheet bytes they got: {})\n  file descriptors before / peak during / at the end: {} / {} / {fds_end}; RSS (MiB) before / peak / at the end: {:.0} / {:.0} / {:.0}",
+        "for {:.0} s: {idle} idle connections, {slowloris} slow-loris (reconnecting when closed), {readers} slow readers (1500 pipelined requests, nothing read), {huge} clients sending 1 MiB headers, {flooders} anonymous clients creating login flows; header read and write stall timeouts {} s:\n probes before:\n{}\n probes during:\n{}\n probes after:\n{}\n huge headers:\n{}\n flows created:\n{}\n  server closed: {} of {} idle connections made (longest lived {:.1} s), {} slow-loris (longest {:.1} s), {} of {readers} slow readers (stylesheet bytes they got: {})\n  connections refused at accept: {refused_per_address} beyond the flooding address's {PER_ADDRESS}, {refused_at_cap} at the listener's cap\n  file descriptors before / peak during / at the end: {} / {} / {fds_end}; RSS (MiB) before / peak / at the end: {:.0} / {:.0} / {:.0}",
         attack.as_secs_f64(),
         TIMEOUT.as_secs(),
         before.report(lead.as_secs_f64()),
@@ -345,6 +358,13 @@ pub async fn run(run: &Run) -> Result<Report> {
             "every legitimate request is served during the attack ({} of {} were)",
             during.acknowledged(),
             during.requests()
+        ),
+    );
+    report.check(
+        refused_at_cap == 0.0
+            && (idle <= PER_ADDRESS || refused_per_address >= (idle - PER_ADDRESS) as f64 * 0.9),
+        format!(
+            "one address holds at most its share: {refused_per_address} of its {idle} idle connections were refused at accept, and the listener's cap refused none ({refused_at_cap}), so no newcomer was locked out"
         ),
     );
     let bound = (5.0 * before.percentile_ms(0.99)).max(2000.0);
@@ -390,7 +410,7 @@ pub async fn run(run: &Run) -> Result<Report> {
             huge_stats.requests()
         ),
     );
-    let held = idle + slowloris + readers + huge + flooders + 50;
+    let held = idle.min(PER_ADDRESS) + slowloris + readers + huge + flooders + 50;
     report.check(
         max_fd(&s_during) <= max_fd(&s_before) + held && fds_end <= max_fd(&s_before) + 20,
         format!(
@@ -419,14 +439,38 @@ pub async fn run(run: &Run) -> Result<Report> {
     Ok(report)
 }
 
-/// A connection to `addr` with a 4 KiB receive buffer.
-async fn small_window(addr: &str) -> std::io::Result<TcpStream> {
+/// A connection to `addr` from the loopback address `from`, with a small receive buffer when
+/// asked (a slow reader's writes then stall sooner and the kernel holds less).
+async fn connect_from(
+    addr: &str,
+    from: [u8; 4],
+    recv_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let addr: std::net::SocketAddr = addr
         .parse()
         .map_err(|_| std::io::Error::other("not an address"))?;
     let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_recv_buffer_size(4096)?;
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
     socket.connect(addr).await
+}
+
+/// `tessera_connections_refused_total` for one limit, from the server's metrics.
+async fn refused(admin: &str, limit: &str) -> Result<f64> {
+    let text = api::client()
+        .get(format!("{admin}/metrics/prometheus"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let series = format!("tessera_connections_refused_total{{limit=\"{limit}\"}}");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
 }
 
 /// The most file descriptors sampled before the attack.

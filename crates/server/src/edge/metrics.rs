@@ -104,7 +104,7 @@ fn describe() {
     );
     describe_counter!(
         "tessera_connections_refused_total",
-        "Connections closed as soon as accepted because a listener had limits.max_connections open"
+        "Connections closed as soon as accepted, by the limit reached (max_connections, max_connections_per_address)"
     );
     metrics::gauge!("tessera_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

@@ -504,6 +504,106 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     s.stop().await;
 }
 
+/// Opens `n` idle connections to `addr` from `from`, one at a time, and keeps those the server
+/// holds; the others it closed at once.
+async fn hold_connections(
+    addr: std::net::SocketAddr,
+    from: std::net::IpAddr,
+    n: usize,
+) -> (Vec<tokio::net::TcpStream>, usize) {
+    use tokio::io::AsyncReadExt;
+    let (mut held, mut closed) = (Vec::new(), 0);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let mut conn = socket.connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            _ => held.push(conn),
+        }
+    }
+    (held, closed)
+}
+
+/// A request on a new connection from `from`.
+async fn health_from(addr: std::net::SocketAddr, from: std::net::IpAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind((from, 0).into()).ok()?;
+    let mut conn = socket.connect(addr).await.ok()?;
+    conn.write_all(b"GET /health/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8(got).ok()
+}
+
+/// Issue 21, scenario 5 (soak): one address holding every connection place locked newcomers
+/// out. Now one address holds at most `limits.max_connections_per_address`, and another
+/// address is still served while it does; behind a proxy (`trusted_proxy_hops` > 0) the limit
+/// is not applied, since every peer is then the proxy.
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let flood: std::net::IpAddr = [127, 0, 0, 2].into();
+    let newcomer: std::net::IpAddr = [127, 0, 0, 3].into();
+    let s = TestServer::start(
+        Backend::Sqlite,
+        "limits:\n  max_connections: 8\n  max_connections_per_address: 3\n",
+    )
+    .await;
+    let addr: std::net::SocketAddr = s.public.trim_start_matches("http://").parse().unwrap();
+    let (held, closed) = hold_connections(addr, flood, 8).await;
+    assert_eq!(held.len(), 3, "the flooding address holds {}", held.len());
+    assert_eq!(closed, 5);
+    let answer = health_from(addr, newcomer).await.unwrap_or_default();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "newcomer got {answer:?}"
+    );
+    // The flood's places come back when its connections end.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (again, _) = hold_connections(addr, flood, 3).await;
+    assert_eq!(again.len(), 3, "places were not given back");
+    let metrics = c()
+        .get(format!("{}/metrics/prometheus", s.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("tessera_connections_refused_total{limit=\"max_connections_per_address\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+
+    let proxied = TestServer::start(
+        Backend::Sqlite,
+        "limits:\n  max_connections: 8\n  max_connections_per_address: 3\n  trusted_proxy_hops: 1\n",
+    )
+    .await;
+    let addr: std::net::SocketAddr = proxied
+        .public
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let (held, _) = hold_connections(addr, flood, 6).await;
+    assert_eq!(
+        held.len(),
+        6,
+        "a proxy's connections were limited per address"
+    );
+    proxied.stop().await;
+}
+
 /// Issue 21, scenario 5: the listeners' accept queue holds a burst of connections. With
 /// tokio's default backlog (1,024) the connections past it stayed half-open in the kernel for
 /// seconds, out of reach of the header read timeout; `Listeners::bind` asks for 4,096 (the
