@@ -1049,3 +1049,49 @@ async fn failing_after_hooks_break_nothing_and_interrupting_ones_write_nothing(b
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[2].json()["identity"], bob_id.as_str());
 }
+
+/// A hosted page, as text.
+async fn page_text(b: &Browser, url: &str) -> String {
+    b.get(url, false).await.text().await.expect("page")
+}
+
+#[tokio::test]
+async fn a_flows_page_speaks_the_language_the_flow_was_started_in() {
+    let sink = SmtpSink::start(false).await;
+    let s = TestServer::start(Backend::Sqlite, config(sink.port, "")).await;
+    let b = Browser::default();
+    let ru = open(&b, &s, "recovery", "?ui_locales=ru").await;
+    assert!(
+        b.cookie("tessera_lang").is_none(),
+        "only the flow remembers the language"
+    );
+    let ru_page = format!(
+        "{}/ui/recovery?flow={}",
+        s.public,
+        ru["id"].as_str().expect("id")
+    );
+    let page = page_text(&b, &ru_page).await;
+    assert!(page.contains("<html lang=\"ru\""), "{page}");
+    assert!(page.contains("Восстановление доступа"), "{page}");
+    // A flow started without a language: the browser's (here none: English).
+    let plain = open(&b, &s, "recovery", "").await;
+    let page = page_text(
+        &b,
+        &format!(
+            "{}/ui/recovery?flow={}",
+            s.public,
+            plain["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert!(page.contains("<html lang=\"en\""), "{page}");
+    // The switcher's choice wins over the flow's.
+    let _ = b
+        .get(
+            &format!("{}/ui/lang?set=zh-CN&back=/ui/welcome", s.public),
+            false,
+        )
+        .await;
+    let page = page_text(&b, &ru_page).await;
+    assert!(page.contains("<html lang=\"zh-CN\""), "{page}");
+}
