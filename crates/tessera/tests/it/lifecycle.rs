@@ -695,11 +695,7 @@ async fn the_quickstart_verifies_and_recovers_by_code_as_a_native_app() {
     let steps = recovered["continue_with"]
         .as_array()
         .expect("continue_with");
-    let new_token = steps
-        .iter()
-        .find(|c| c["action"] == "set_ory_session_token")
-        .and_then(|c| c["ory_session_token"].as_str())
-        .expect("a session token");
+    let new_token = session_token_of(&recovered).expect("a session token");
     let sid = steps
         .iter()
         .find(|c| c["action"] == "show_settings_ui")
@@ -708,7 +704,7 @@ async fn the_quickstart_verifies_and_recovers_by_code_as_a_native_app() {
     let (status, saved) = api_post(
         &format!("{p}/self-service/settings?flow={sid}"),
         json!({"method": "password", "password": "another long password"}),
-        Some(new_token),
+        Some(&new_token),
     )
     .await;
     assert_eq!(status, 200, "{saved}");
@@ -926,12 +922,7 @@ async fn before_hooks_run_when_verification_and_recovery_flows_are_created(backe
     let (smtp, sink) = (SmtpSink::start(false).await, WebhookSink::start().await);
     sink.answer(
         "/verification",
-        Reply::json(
-            403,
-            json!({"messages": [{"instance_ptr": "#/", "messages": [
-                {"id": 4_777_002, "text": "Verification is paused.", "type": "error"}
-            ]}]}),
-        ),
+        crate::hooks::refusal("Verification is paused."),
     );
     let body =
         "function(ctx) { flow: ctx.flow.id, type: ctx.flow.type, kind: ctx.flow.request_url }";
@@ -1017,20 +1008,12 @@ async fn failing_after_hooks_break_nothing_and_interrupting_ones_write_nothing(b
     assert_eq!(status, 503, "{failed}");
     assert!(session_token_of(&failed).is_none());
     unchanged(&s, &bob_id, &old).await;
-    sink.answer(
-        "/gate",
-        Reply::json(
-            400,
-            json!({"messages": [{"instance_ptr": "#/", "messages": [
-                {"id": 4_777_003, "text": "This account is locked.", "type": "error"}
-            ]}]}),
-        ),
-    );
+    sink.answer("/gate", crate::hooks::refusal("This account is locked."));
     let (status, refused) = api_post(&action, json!({"method": "code", "code": code}), None).await;
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["state"], "sent_email", "{refused}");
     assert!(
-        message_ids(&refused).iter().any(|(_, id)| *id == 4_777_003),
+        message_ids(&refused).iter().any(|(_, id)| *id == 4_777_001),
         "{refused}"
     );
     assert!(session_token_of(&refused).is_none());

@@ -506,12 +506,7 @@ async fn a_recovery_links_hooks_refuse_without_writing_then_run_once(backend: Ba
     let (sink, hooks) = (SmtpSink::start(false).await, WebhookSink::start().await);
     hooks.answer(
         "/gate",
-        Reply::json(
-            403,
-            json!({"messages": [{"instance_ptr": "#/", "messages": [
-                {"id": 4_777_004, "text": "Recovery needs a call to support.", "type": "error"}
-            ]}]}),
-        ),
+        crate::hooks::refusal("Recovery needs a call to support."),
     );
     let body = "function(ctx) { identity: ctx.identity.id, flow: ctx.flow.id }";
     let cfg = tessera_testkit::Config::from(config(sink.port, "")).with(
@@ -542,7 +537,7 @@ async fn a_recovery_links_hooks_refuse_without_writing_then_run_once(backend: Ba
     let mail = mail_to(&sink, "ann@example.org", 2).await;
     let link = link_in(&mail, &format!("{}/self-service/recovery?", s.public));
     let refused = landed(&b, &s, "recovery", &open_link(&b, &link).await).await;
-    assert!(ids(&refused).contains(&4_777_004), "{refused}");
+    assert!(ids(&refused).contains(&4_777_001), "{refused}");
     assert_eq!(whoami(&b, &s).await["error"]["code"], 401);
     assert_eq!(hooks.calls("/gate")[0].json()["identity"], id.as_str());
     assert!(hooks.calls("/after").is_empty());
