@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use url::Url;
 
-/// `selfservice.flows.{login,registration,settings}.before`.
+/// `selfservice.flows.{login,registration,settings,verification,recovery}.before`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BeforeHooks {
@@ -288,6 +288,16 @@ pub struct HookSettings {
     pub settings_after_password: AfterHooks,
     pub settings_after_profile: AfterHooks,
     pub settings_after_oidc: AfterHooks,
+    /// `selfservice.flows.verification.before.hooks`: when a verification flow is created.
+    pub verification_before: Vec<HookAction>,
+    /// `selfservice.flows.verification.after.hooks`: when an address is verified (Kratos
+    /// has one list for every method here, `code` and `link` alike).
+    pub verification_after: Vec<HookAction>,
+    /// `selfservice.flows.recovery.before.hooks`: when a recovery flow is created.
+    pub recovery_before: Vec<HookAction>,
+    /// `selfservice.flows.recovery.after.hooks`: when a recovery code or link signs the
+    /// identity in.
+    pub recovery_after: Vec<HookAction>,
 }
 
 impl HookSettings {
@@ -297,6 +307,10 @@ impl HookSettings {
             &self.registration_before,
             &self.login_before,
             &self.settings_before,
+            &self.verification_before,
+            &self.verification_after,
+            &self.recovery_before,
+            &self.recovery_after,
         ];
         let afters = [
             &self.registration_after_password,
@@ -332,6 +346,10 @@ pub struct HookFiles<'a> {
     pub login_after: &'a LoginAfter,
     pub settings_before: &'a [Hook],
     pub settings_after: &'a SettingsAfter,
+    pub verification_before: &'a [Hook],
+    pub verification_after: &'a [Hook],
+    pub recovery_before: &'a [Hook],
+    pub recovery_after: &'a [Hook],
 }
 
 const BEFORE: &[&str] = &["web_hook"];
@@ -345,14 +363,19 @@ const LOGIN_AFTER_PASSWORD: &[&str] = &[
     "web_hook",
 ];
 const SETTINGS_AFTER: &[&str] = &["revoke_active_sessions", "web_hook"];
-/// Settings' `profile` method and every stage's global `hooks` take web hooks only.
+/// Settings' `profile` method and every stage's global `hooks` take web hooks only (so
+/// does `verification.after`: Kratos's `selfServiceHooks`).
 const WEB_HOOK_ONLY: &[&str] = &["web_hook"];
+/// Kratos's `selfServiceAfterRecoveryHooks`.
+const RECOVERY_AFTER: &[&str] = &["revoke_active_sessions", "web_hook"];
 
 /// Resolves every stage; problems name the hook's key and line.
 pub fn resolve_hooks(loaded: &Loaded, f: &HookFiles<'_>, p: &mut Vec<Problem>) -> HookSettings {
     let r = "selfservice.flows.registration";
     let l = "selfservice.flows.login";
     let s = "selfservice.flows.settings";
+    let v = "selfservice.flows.verification";
+    let rc = "selfservice.flows.recovery";
     let mut list =
         |key: &str, hooks: &[Hook], allowed: &[&str]| resolve_list(loaded, key, hooks, allowed, p);
     HookSettings {
@@ -443,6 +466,18 @@ pub fn resolve_hooks(loaded: &Loaded, f: &HookFiles<'_>, p: &mut Vec<Problem>) -
             ),
             global: Vec::new(),
         },
+        verification_before: list(&format!("{v}.before.hooks"), f.verification_before, BEFORE),
+        verification_after: list(
+            &format!("{v}.after.hooks"),
+            f.verification_after,
+            WEB_HOOK_ONLY,
+        ),
+        recovery_before: list(&format!("{rc}.before.hooks"), f.recovery_before, BEFORE),
+        recovery_after: list(
+            &format!("{rc}.after.hooks"),
+            f.recovery_after,
+            RECOVERY_AFTER,
+        ),
     }
     .with_globals()
 }
@@ -803,6 +838,48 @@ mod tests {
         let loaded = load_str("tessera.yml", &oidc, &HashMap::new()).unwrap();
         let e = resolve(&loaded, false, None).unwrap_err();
         assert!(e.to_string().contains("cannot run here"), "{e}");
+    }
+
+    #[test]
+    fn verification_and_recovery_take_the_hooks_kratos_allows_there() {
+        let s = settings(
+            "    verification:\n      enabled: true\n      before:\n        hooks:\n          - hook: web_hook\n            config: {url: 'https://h.example/vb', method: post, can_interrupt: true}\n      after:\n        hooks:\n          - hook: web_hook\n            config: {url: 'https://h.example/va', method: post}\n    recovery:\n      enabled: true\n      before:\n        hooks:\n          - hook: web_hook\n            config: {url: 'https://h.example/rb', method: post, response: {ignore: true}}\n      after:\n        hooks:\n          - hook: revoke_active_sessions\n          - hook: web_hook\n            config: {url: 'https://h.example/ra', method: post, response: {parse: true}}\n",
+        )
+        .unwrap();
+        let h = &s.hooks;
+        assert_eq!(h.verification_before.len(), 1);
+        assert_eq!(h.verification_after.len(), 1);
+        assert_eq!(h.recovery_before.len(), 1);
+        assert_eq!(h.recovery_after[0], super::HookAction::RevokeActiveSessions);
+        assert_eq!(h.web_hooks().len(), 4);
+        match &h.recovery_after[1] {
+            super::HookAction::WebHook(w) => assert_eq!(
+                w.request.key,
+                "selfservice.flows.recovery.after.hooks.1.config"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Kratos's lists still hold: verification takes no `revoke_active_sessions`, and a
+        // malformed web hook names its key and line.
+        let err = settings(
+            "    verification:\n      after:\n        hooks:\n          - hook: revoke_active_sessions\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("selfservice.flows.verification.after.hooks.0.hook")
+                && err.contains("tessera.yml:9")
+                && err.contains("Kratos allows `web_hook`"),
+            "{err}"
+        );
+        let err = settings(
+            "    recovery:\n      before:\n        hooks:\n          - hook: web_hook\n            config: {url: 'ftp://h.example/x', method: post}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("selfservice.flows.recovery.before.hooks.0.config.url")
+                && err.contains("tessera.yml:10"),
+            "{err}"
+        );
     }
 
     #[test]

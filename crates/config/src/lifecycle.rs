@@ -5,11 +5,11 @@
 //! inbox somebody can be flooded in).
 //!
 //! `use: code` sends a six-digit code; `use: link` (with `selfservice.methods.link`) sends a
-//! link carrying a single-use token. What Tessera cannot do here is refused at start rather
-//! than ignored: web hooks on these flows.
+//! link carrying a single-use token. The flows' `before` and `after` hooks (`web_hook`, and
+//! `revoke_active_sessions` after recovery) are resolved by `hooks.rs` with every other
+//! stage's.
 
 use crate::load::{Loaded, Problem, problem};
-use crate::model::Hook;
 use crate::resolve::{parse_duration, parse_url};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -50,7 +50,7 @@ impl Default for LifecycleFlowConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleAfter {
     pub default_browser_return_url: String,
-    pub hooks: Vec<Hook>,
+    pub hooks: Vec<crate::model::Hook>,
 }
 
 /// `selfservice.methods.link` (Kratos): the verification and recovery links.
@@ -156,10 +156,9 @@ pub struct LifecycleFlow {
     pub ui_url: Url,
     pub lifespan: Duration,
     pub notify_unknown_recipients: bool,
-    /// `after.default_browser_return_url`.
+    /// `after.default_browser_return_url`. The `before` and `after` hooks resolve with every
+    /// other stage's in `hooks.rs` (`HookSettings::{verification,recovery}_{before,after}`).
     pub return_url: Option<Url>,
-    /// Recovery: `revoke_active_sessions` among `after.hooks`.
-    pub revoke_active_sessions: bool,
 }
 
 /// Verification, recovery and their codes, as the server runs them.
@@ -259,7 +258,6 @@ pub fn resolve_lifecycle(
             &c.selfservice.flows.verification,
             base,
             "ui/verification",
-            &[],
             p,
         ),
         recovery: resolve_flow(
@@ -268,7 +266,6 @@ pub fn resolve_lifecycle(
             &c.selfservice.flows.recovery,
             base,
             "ui/recovery",
-            &["revoke_active_sessions"],
             p,
         ),
         code_lifespan,
@@ -287,7 +284,6 @@ fn resolve_flow(
     f: &LifecycleFlowConfig,
     base: &Url,
     page: &str,
-    after_allowed: &[&str],
     p: &mut Vec<Problem>,
 ) -> Option<LifecycleFlow> {
     let method = match f.use_.as_str() {
@@ -302,40 +298,6 @@ fn resolve_flow(
             LifecycleMethod::Code
         }
     };
-    for (i, h) in f.before.hooks.iter().enumerate() {
-        p.push(problem(
-            loaded,
-            &format!("{key}.before.hooks.{i}.hook"),
-            format!(
-                "hook `{}` before this flow is not implemented in Tessera yet; remove it",
-                h.hook
-            ),
-        ));
-    }
-    let mut revoke = false;
-    for (i, h) in f.after.hooks.iter().enumerate() {
-        if after_allowed.contains(&h.hook.as_str()) {
-            revoke |= h.hook == "revoke_active_sessions";
-        } else {
-            let allowed = if after_allowed.is_empty() {
-                "none yet".to_string()
-            } else {
-                after_allowed
-                    .iter()
-                    .map(|a| format!("`{a}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            p.push(problem(
-                loaded,
-                &format!("{key}.after.hooks.{i}.hook"),
-                format!(
-                    "hook `{}` after this flow is not implemented in Tessera (it runs {allowed} here); remove it",
-                    h.hook
-                ),
-            ));
-        }
-    }
     let lifespan = parse_duration(loaded, &format!("{key}.lifespan"), &f.lifespan, p);
     let ui_url = if f.ui_url.is_empty() {
         base.join(page).ok()?
@@ -358,7 +320,6 @@ fn resolve_flow(
         lifespan,
         notify_unknown_recipients: f.notify_unknown_recipients,
         return_url,
-        revoke_active_sessions: revoke,
     })
 }
 
@@ -385,28 +346,21 @@ mod tests {
             v.return_url.map(|u| u.to_string()).as_deref(),
             Some("http://127.0.0.1:4455/welcome")
         );
-        assert!(s.recovery.expect("recovery on").revoke_active_sessions);
+        assert!(s.recovery.is_some());
         assert_eq!(s.code_lifespan, Duration::from_secs(900));
         assert_eq!(s.max_submissions, 5);
         assert_eq!(s.sends_per_address_per_hour, 5);
     }
 
     #[test]
-    fn off_by_default_and_hooks_are_refused_not_ignored() {
+    fn off_by_default_and_unknown_methods_are_refused_with_their_line() {
         let (s, p) = resolve("");
         assert!(s.verification.is_none() && s.recovery.is_none() && p.is_empty());
         let (_, p) = resolve(
-            "selfservice:\n  flows:\n    recovery:\n      enabled: true\n      use: mail\n      after:\n        hooks:\n          - hook: web_hook\n            config: {}\n",
+            "selfservice:\n  flows:\n    recovery:\n      enabled: true\n      use: mail\n",
         );
         let keys: Vec<&str> = p.iter().map(|x| x.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "selfservice.flows.recovery.use",
-                "selfservice.flows.recovery.after.hooks.0.hook"
-            ],
-            "{p:?}"
-        );
+        assert_eq!(keys, ["selfservice.flows.recovery.use"], "{p:?}");
         assert_eq!(p[0].location.to_string(), "t.yml:5");
         let (_, p) = resolve(
             "selfservice:\n  methods:\n    code:\n      config:\n        lifespan: soon\n        max_submissions: 0\n",

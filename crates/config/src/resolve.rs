@@ -343,6 +343,10 @@ fn resolve_hook_files(
             login_after: &flows.login.after,
             settings_before: &flows.settings.before.hooks,
             settings_after: &flows.settings.after,
+            verification_before: &flows.verification.before.hooks,
+            verification_after: &flows.verification.after.hooks,
+            recovery_before: &flows.recovery.before.hooks,
+            recovery_after: &flows.recovery.after.hooks,
         },
         p,
     )

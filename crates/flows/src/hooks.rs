@@ -11,6 +11,10 @@
 //!   bounded retries: a failure can no longer undo the write, so it is logged, not shown.
 //! - A login's web hooks run before the session is issued (as in Kratos), so a refusal issues
 //!   nothing; `revoke_active_sessions` runs after the new session exists.
+//! - A verification's or recovery's blocking hooks run once the code or link proved right
+//!   and before anything is written (the address stays unverified, no session is issued, the
+//!   code still holds); their other web hooks run in the background once the step is written
+//!   (verification: the address is verified; recovery: the identity is signed in).
 //! - `response.ignore` hooks are always sent in the background.
 //!
 //! The HTTP request the hook is answering (method, URL, allow-listed headers, cookies) reaches
@@ -485,6 +489,42 @@ impl Engine {
             }
         }
         Ok(HookOutcome::Passed)
+    }
+
+    /// The blocking web hooks (`can_interrupt` or `parse`) of a stage whose step writes
+    /// nothing of the identity (verification, recovery), waited for in order before the step
+    /// is written: a refusal or a failure means nothing is written. Such a stage has no
+    /// identity to save, so what a `parse` hook answers changes nothing (Kratos's hooks there
+    /// change an identity that is never saved either). Other hooks are left to
+    /// [`Self::spawn_after_hooks`].
+    pub(crate) async fn run_blocking_hooks(
+        &self,
+        hooks: &[HookAction],
+        flow: &Flow,
+        identity: &Identity,
+    ) -> Result<HookOutcome, Error> {
+        let ctx = self.hook_ctx(flow, Some(identity), None);
+        for h in hooks {
+            if let HookAction::WebHook(w) = h
+                && w.blocks()
+                && let HookOutcome::Refused(r) = self.call_web_hook(w, &ctx, None).await?
+            {
+                return Ok(HookOutcome::Refused(r));
+            }
+        }
+        Ok(HookOutcome::Passed)
+    }
+
+    /// Sends a stage's non-blocking web hooks in the background once its step is written:
+    /// their failure is logged and retried, and cannot undo the step.
+    pub(crate) fn spawn_after_hooks(&self, hooks: &[HookAction], flow: &Flow, identity: &Identity) {
+        for h in hooks {
+            if let HookAction::WebHook(w) = h
+                && !w.blocks()
+            {
+                self.spawn_web_hook(w, self.hook_ctx(flow, Some(identity), None));
+            }
+        }
     }
 
     /// `revoke_active_sessions` after a login: every other session of the identity ends.

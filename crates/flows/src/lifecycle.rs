@@ -15,9 +15,11 @@
 
 use crate::engine::{Engine, Outcome};
 use crate::forms::str_field;
+use crate::hooks::HookOutcome;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tessera_config::hooks::HookAction;
 use tessera_config::lifecycle::{LifecycleFlow, LifecycleMethod};
 use tessera_core::flow::{Flow, FlowKind, FlowState, FlowType, PendingCode};
 use tessera_core::identity::Identity;
@@ -55,6 +57,8 @@ impl Engine {
     /// `GET /self-service/{verification,recovery}/{browser,api}`: a flow asking for an address.
     /// Recovery is for people who cannot sign in, so a signed-in browser is refused as Kratos
     /// does (`session_already_available`).
+    ///
+    /// The flow's `before` hooks run here, before it is stored: a refusal means no flow.
     pub async fn init_lifecycle(
         &self,
         kind: FlowKind,
@@ -68,12 +72,49 @@ impl Engine {
         if kind == FlowKind::Recovery && session.is_some() {
             return Err(Error::session_already_available());
         }
+        let flow = self.lifecycle_flow(kind, flow_type, request_url, return_to, csrf)?;
+        let before = match kind {
+            FlowKind::Recovery => &self.settings.hooks.recovery_before,
+            _ => &self.settings.hooks.verification_before,
+        };
+        self.run_before_hooks(before, &flow, None).await?;
+        self.store.insert_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    /// A fresh flow that replaces a spent one (too many wrong codes, a refused link): stored
+    /// at once. Its `before` hooks do not run again, as Kratos's retried flows do not.
+    pub(crate) async fn replacement_flow(
+        &self,
+        spent: &Flow,
+        flow_type: FlowType,
+        csrf: &str,
+    ) -> Result<Flow, Error> {
+        let flow = self.lifecycle_flow(
+            spent.kind,
+            flow_type,
+            &spent.request_url,
+            spent.return_to.as_deref(),
+            csrf,
+        )?;
+        self.store.insert_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    /// A new flow asking for an address (not stored).
+    fn lifecycle_flow(
+        &self,
+        kind: FlowKind,
+        flow_type: FlowType,
+        request_url: &str,
+        return_to: Option<&str>,
+        csrf: &str,
+    ) -> Result<Flow, Error> {
         let method = self.lifecycle(kind)?.method;
         let return_to = self.check_return_to(return_to)?;
         let mut flow = self.new_flow(kind, flow_type, request_url, return_to, csrf);
         flow.active = Some(method.as_str().into());
         address_form(&mut flow, "");
-        self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
@@ -356,14 +397,7 @@ impl Engine {
             flow.updated_at = now_ms();
             self.store.update_flow(&flow).await?;
             let mut fresh = self
-                .init_lifecycle(
-                    flow.kind,
-                    flow.flow_type,
-                    &flow.request_url,
-                    flow.return_to.as_deref(),
-                    None,
-                    csrf_cookie.unwrap_or_default(),
-                )
+                .replacement_flow(&flow, flow.flow_type, csrf_cookie.unwrap_or_default())
                 .await?;
             fresh.ui.messages.push(text::code_submitted_too_often());
             self.store.update_flow(&fresh).await?;
@@ -385,16 +419,57 @@ impl Engine {
             self.store.update_flow(&flow).await?;
             return Ok(Outcome::Shown(flow));
         };
-        // Single use: only one request completes the flow.
+        let settings_type = flow.flow_type;
+        self.passed(flow, pending, csrf_cookie, settings_type).await
+    }
+
+    /// A right code or link. The flow's blocking `after` hooks run first, while nothing is
+    /// written: a refusal puts their messages on this flow, whose code or link still holds,
+    /// and a failure fails the submission. Then the flow is taken (single use: only one
+    /// request completes it) and the address verified or the identity signed in (a settings
+    /// flow of `settings_type` follows a recovery).
+    pub(crate) async fn passed(
+        &self,
+        mut flow: Flow,
+        pending: PendingCode,
+        csrf_cookie: Option<&str>,
+        settings_type: FlowType,
+    ) -> Result<Outcome, Error> {
+        let hooks = self.after_hooks(flow.kind);
+        if hooks
+            .iter()
+            .any(|h| matches!(h, HookAction::WebHook(w) if w.blocks()))
+        {
+            let identity = self.store.get_identity(pending.identity_id).await?;
+            // An inactive identity is refused by `recovered` without asking anybody.
+            let ask = flow.kind == FlowKind::Verification
+                || identity.state == tessera_core::identity::IdentityState::Active;
+            let identity = as_passed(identity, &pending, now_ms());
+            if ask
+                && let HookOutcome::Refused(r) =
+                    self.run_blocking_hooks(hooks, &flow, &identity).await?
+            {
+                flow.ui.reset_messages();
+                r.apply(&mut flow);
+                return self.invalid(flow).await;
+            }
+        }
         self.complete_submitted(&flow).await?;
         flow.internal.code = None;
         match flow.kind {
             FlowKind::Recovery => {
-                let settings_type = flow.flow_type;
                 self.recovered(flow, pending, csrf_cookie, settings_type)
                     .await
             }
             _ => self.verified(flow, pending).await,
+        }
+    }
+
+    /// `selfservice.flows.{verification,recovery}.after.hooks`.
+    fn after_hooks(&self, kind: FlowKind) -> &[HookAction] {
+        match kind {
+            FlowKind::Recovery => &self.settings.hooks.recovery_after,
+            _ => &self.settings.hooks.verification_after,
         }
     }
 
@@ -430,6 +505,14 @@ impl Engine {
         }
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
+        let hooks = self.after_hooks(FlowKind::Verification);
+        if !hooks.is_empty() {
+            // The address is verified whatever happens to the hooks from here on.
+            match self.store.get_identity(pending.identity_id).await {
+                Ok(identity) => self.spawn_after_hooks(hooks, &flow, &identity),
+                Err(e) => tracing::warn!(error = %e, "verification web hooks not sent"),
+            }
+        }
         Ok(Outcome::Shown(flow))
     }
 
@@ -465,7 +548,8 @@ impl Engine {
             "code_recovery"
         };
         let (session, token) = self.issue_session(&identity, method).await?;
-        if self.lifecycle(FlowKind::Recovery)?.revoke_active_sessions {
+        let hooks = self.after_hooks(FlowKind::Recovery);
+        if hooks.contains(&HookAction::RevokeActiveSessions) {
             let n = self
                 .store
                 .revoke_identity_sessions(identity.id, Some(session.id))
@@ -507,6 +591,8 @@ impl Engine {
         flow.ui.reset_messages();
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
+        // Before `continue_with` carries the session token: the hooks never see it.
+        self.spawn_after_hooks(hooks, &flow, &identity);
         if settings_type == FlowType::Api {
             flow.continue_with
                 .push(json!({"action": "set_ory_session_token", "ory_session_token": token}));
@@ -683,6 +769,23 @@ impl Engine {
             .append_pair("flow", &flow.id.to_string());
         Ok(to)
     }
+}
+
+/// The identity as the step will leave it, for its blocking hooks: the address the code or
+/// link went to verified (an administrator's recovery verifies nothing).
+fn as_passed(mut identity: Identity, pending: &PendingCode, now: i64) -> Identity {
+    if !pending.admin
+        && let Some(a) = identity
+            .verifiable_addresses
+            .iter_mut()
+            .find(|a| a.via == pending.via && a.value == pending.address)
+    {
+        a.verified = true;
+        a.status = "completed".into();
+        a.verified_at = Some(now);
+        a.updated_at = now;
+    }
+    identity
 }
 
 /// The first step's form: the address, and the method's submit (in the flow's method's

@@ -149,16 +149,9 @@ impl Engine {
         let Some(pending) = pending else {
             return self.link_refused(&flow, csrf, invalid).await;
         };
-        // Single use: only one request completes the flow.
-        self.complete_submitted(&flow).await?;
-        flow.internal.code = None;
-        let outcome = match kind {
-            FlowKind::Recovery => {
-                self.recovered(flow, pending, Some(csrf), FlowType::Browser)
-                    .await?
-            }
-            _ => self.verified(flow, pending).await?,
-        };
+        let outcome = self
+            .passed(flow, pending, Some(csrf), FlowType::Browser)
+            .await?;
         match outcome {
             Outcome::Shown(f) | Outcome::Invalid(f)
                 if f.flow_type != FlowType::Browser || !cookie_made_flow(csrf, &csrf_hash) =>
@@ -176,16 +169,7 @@ impl Engine {
         csrf: &str,
         msg: text::Text,
     ) -> Result<Outcome, Error> {
-        let mut fresh = self
-            .init_lifecycle(
-                flow.kind,
-                FlowType::Browser,
-                &flow.request_url,
-                flow.return_to.as_deref(),
-                None,
-                csrf,
-            )
-            .await?;
+        let mut fresh = self.replacement_flow(flow, FlowType::Browser, csrf).await?;
         fresh.ui.messages.push(msg);
         self.invalid(fresh).await
     }

@@ -4,7 +4,8 @@
 //! object of plural forms (`one`, `few`, `many`, `other`) chosen by the `count` variable.
 //!
 //! The language is chosen from, in order: the `ui_locales` query parameter (a space-separated
-//! BCP 47 list, as OpenID Connect passes it), the language cookie the switcher sets,
+//! BCP 47 list, as OpenID Connect passes it), the language cookie the switcher sets, on a
+//! flow's page the `ui_locales` the flow was created with (`ui::flow_page_lang`),
 //! `Accept-Language`, then English.
 
 use serde_json::{Map, Value};

@@ -91,6 +91,23 @@ pub fn page_lang(headers: &HeaderMap, ui_locales: Option<&str>) -> Lang {
     )
 }
 
+/// The language of a flow's page: the query's `ui_locales`, then the language cookie (the
+/// switcher), then the `ui_locales` the flow was created with (so a mailed link opened in
+/// another browser shows the language its mail was written in), then `Accept-Language`.
+fn flow_page_lang(headers: &HeaderMap, ui_locales: Option<&str>, flow: &Flow) -> Lang {
+    let asked = ui_locales
+        .and_then(|s| s.split_whitespace().find_map(Lang::parse))
+        .or_else(|| cookie(headers, LANG_COOKIE).and_then(Lang::parse));
+    let stored = || {
+        let url = url::Url::parse(&flow.request_url).ok()?;
+        let (_, v) = url.query_pairs().find(|(k, _)| k == "ui_locales")?;
+        v.split_whitespace().find_map(Lang::parse)
+    };
+    asked
+        .or_else(stored)
+        .unwrap_or_else(|| page_lang(headers, None))
+}
+
 /// The frame every page shares: language links, brand, stylesheets.
 pub fn chrome(e: &Engine, lang: Lang, here: &str) -> Chrome {
     let x = &e.settings.experience;
@@ -478,6 +495,7 @@ async fn flow_page(
             _,
         ) => None,
     };
+    let lang = flow_page_lang(&headers, q.ui_locales.as_deref(), &flow);
     let resp = rendered(flow_html(e, lang, &here, &flow, session.as_ref()));
     keep_ui_locales(e, resp, q.ui_locales.as_deref())
 }

@@ -65,7 +65,9 @@ async fn try_register(s: &TestServer, email: &str) -> (u16, Value, String) {
     (r.status().as_u16(), r.json().await.unwrap(), id)
 }
 
-fn refusal(text: &str) -> Reply {
+/// Kratos's refusal answer with one message (id 4777001) on `traits.email` (or the form, in a
+/// flow without that field).
+pub(crate) fn refusal(text: &str) -> Reply {
     Reply::json(
         400,
         json!({"messages": [{

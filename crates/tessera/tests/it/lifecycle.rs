@@ -695,11 +695,7 @@ async fn the_quickstart_verifies_and_recovers_by_code_as_a_native_app() {
     let steps = recovered["continue_with"]
         .as_array()
         .expect("continue_with");
-    let new_token = steps
-        .iter()
-        .find(|c| c["action"] == "set_ory_session_token")
-        .and_then(|c| c["ory_session_token"].as_str())
-        .expect("a session token");
+    let new_token = session_token_of(&recovered).expect("a session token");
     let sid = steps
         .iter()
         .find(|c| c["action"] == "show_settings_ui")
@@ -708,7 +704,7 @@ async fn the_quickstart_verifies_and_recovers_by_code_as_a_native_app() {
     let (status, saved) = api_post(
         &format!("{p}/self-service/settings?flow={sid}"),
         json!({"method": "password", "password": "another long password"}),
-        Some(new_token),
+        Some(&new_token),
     )
     .await;
     assert_eq!(status, 200, "{saved}");
@@ -778,4 +774,307 @@ async fn a_social_sign_up_verifies_the_addresses_the_upstream_did_not_vouch_for(
     .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["state"], "passed_challenge");
+}
+
+// Web hooks before and after verification and recovery (issue 15, item 5).
+
+/// Kratos's documented example body: the whole `ctx`.
+const WHOLE_CTX: &str = "function(ctx) ctx";
+
+/// The code test server with `verification` and `recovery` stages merged over the usual ones
+/// (a list replaces the usual list).
+fn with_flow_hooks(port: u16, verification: Value, recovery: Value) -> tessera_testkit::Config {
+    tessera_testkit::Config::from(config(port, "")).with(json!({"selfservice": {"flows": {
+        "verification": verification,
+        "recovery": recovery,
+    }}}))
+}
+
+/// An API flow of `kind` sends a code to `email` (its `n`-th mail): the flow's action and the
+/// code.
+async fn api_code(
+    s: &TestServer,
+    sink: &SmtpSink,
+    kind: &str,
+    email: &str,
+    n: usize,
+) -> (String, String) {
+    let flow = api_flow(&s.public, kind).await;
+    let action = flow["ui"]["action"].as_str().expect("action").to_string();
+    let (status, sent) = api_post(&action, json!({"method": "code", "email": email}), None).await;
+    assert_eq!(status, 200, "{sent}");
+    (action, code_in(&mail_to(sink, email, n).await))
+}
+
+/// The identity as the admin API has it.
+async fn admin_identity(s: &TestServer, id: &str) -> Value {
+    json_of(
+        TestServer::client()
+            .get(format!("{}/admin/identities/{id}", s.admin))
+            .send()
+            .await
+            .expect("GET identity"),
+    )
+    .await
+    .1
+}
+
+/// Nothing of a recovery was written: the address is not verified, the old session lives.
+async fn unchanged(s: &TestServer, id: &str, old_token: &str) {
+    let identity = admin_identity(s, id).await;
+    assert_eq!(
+        identity["verifiable_addresses"][0]["verified"], false,
+        "{identity}"
+    );
+    assert_eq!(s.whoami(old_token).await.0, 200, "the old session is alive");
+}
+
+fn session_token_of(done: &Value) -> Option<String> {
+    done["continue_with"]
+        .as_array()?
+        .iter()
+        .find(|c| c["action"] == "set_ory_session_token")
+        .and_then(|c| c["ory_session_token"].as_str())
+        .map(str::to_string)
+}
+
+each_backend!(web_hooks_after_verification_and_recovery_see_the_identity_once);
+/// `after` web hooks: verification's sees the identity with the address verified and the
+/// completed flow; recovery's runs once, after the code signed the identity in, and never
+/// sees the new session's token. An unknown address calls nothing.
+async fn web_hooks_after_verification_and_recovery_see_the_identity_once(backend: Backend) {
+    use crate::hooks::hook;
+    let (smtp, sink) = (
+        SmtpSink::start(false).await,
+        tessera_testkit::webhook_sink::WebhookSink::start().await,
+    );
+    let cfg = with_flow_hooks(
+        smtp.port,
+        json!({"after": {"hooks": [hook(&sink.url("/verified"), WHOLE_CTX, json!({}))]}}),
+        json!({"after": {"hooks": [
+            {"hook": "revoke_active_sessions"},
+            hook(&sink.url("/recovered"), WHOLE_CTX, json!({})),
+        ]}}),
+    );
+    let s = TestServer::start(backend, cfg).await;
+    let reg = s
+        .register("ann@example.org", "a long enough password")
+        .await;
+    let id = reg["identity"]["id"].as_str().expect("id").to_string();
+    let (action, code) = api_code(&s, &smtp, "verification", "ann@example.org", 2).await;
+    let (status, done) = api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "passed_challenge");
+    let ctx = sink.wait_for("/verified", 1).await[0].json();
+    assert_eq!(ctx["identity"]["id"], id.as_str(), "{ctx}");
+    let address = &ctx["identity"]["verifiable_addresses"][0];
+    assert_eq!(address["value"], "ann@example.org", "{ctx}");
+    assert_eq!(address["verified"], true, "{ctx}");
+    assert_eq!(address["status"], "completed", "{ctx}");
+    assert!(ctx["identity"]["credentials"].is_null(), "{ctx}");
+    assert_eq!(ctx["flow"]["id"], done["id"]);
+    assert_eq!(ctx["flow"]["state"], "passed_challenge");
+    assert_eq!(ctx["request_method"], "POST");
+    assert!(sink.calls("/recovered").is_empty());
+
+    // Recovery of an unknown address answers as usual and calls nothing.
+    let unknown = api_flow(&s.public, "recovery").await;
+    let (status, _) = api_post(
+        unknown["ui"]["action"].as_str().expect("action"),
+        json!({"method": "code", "email": "nobody@example.org"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (action, code) = api_code(&s, &smtp, "recovery", "ann@example.org", 3).await;
+    let (status, recovered) =
+        api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 200, "{recovered}");
+    let token = session_token_of(&recovered).expect("a session token");
+    let call = sink.wait_for("/recovered", 1).await.remove(0);
+    let ctx = call.json();
+    assert_eq!(ctx["identity"]["id"], id.as_str(), "{ctx}");
+    assert_eq!(ctx["flow"]["id"], recovered["id"]);
+    assert_eq!(ctx["flow"]["state"], "passed_challenge");
+    assert!(
+        ctx["session"].is_null(),
+        "Kratos's recovery ctx has no session: {ctx}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&call.body).contains(&token),
+        "the session token reached a hook"
+    );
+    // Once: the code does not work again, and nothing more arrives.
+    let (status, again) = api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_ne!(status, 200, "{again}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.calls("/recovered").len(), 1);
+    assert_eq!(sink.calls("/verified").len(), 1);
+}
+
+each_backend!(before_hooks_run_when_verification_and_recovery_flows_are_created);
+/// `before` web hooks: an interrupting one that refuses stops the flow's creation with its
+/// message; one that agrees lets it be created, and sees the new flow.
+async fn before_hooks_run_when_verification_and_recovery_flows_are_created(backend: Backend) {
+    use crate::hooks::hook;
+    use tessera_testkit::webhook_sink::{Reply, WebhookSink};
+    let (smtp, sink) = (SmtpSink::start(false).await, WebhookSink::start().await);
+    sink.answer(
+        "/verification",
+        crate::hooks::refusal("Verification is paused."),
+    );
+    let body =
+        "function(ctx) { flow: ctx.flow.id, type: ctx.flow.type, kind: ctx.flow.request_url }";
+    let cfg = with_flow_hooks(
+        smtp.port,
+        json!({"before": {"hooks": [hook(&sink.url("/verification"), body, json!({"can_interrupt": true}))]}}),
+        json!({"before": {"hooks": [hook(&sink.url("/recovery"), body, json!({}))]}}),
+    );
+    let s = TestServer::start(backend, cfg).await;
+    let (status, refused) = json_of(
+        TestServer::client()
+            .get(format!("{}/self-service/verification/api", s.public))
+            .send()
+            .await
+            .expect("init"),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused.to_string().contains("Verification is paused."),
+        "{refused}"
+    );
+    assert!(refused["id"].is_null(), "no flow: {refused}");
+    let flow = api_flow(&s.public, "recovery").await;
+    assert_eq!(flow["state"], "choose_method", "{flow}");
+    let seen = sink.wait_for("/recovery", 1).await[0].json();
+    assert_eq!(seen["flow"], flow["id"]);
+    assert_eq!(seen["type"], "api");
+    // The hook changes its mind: the flow is created.
+    sink.answer("/verification", Reply::json(200, json!({})));
+    let flow = api_flow(&s.public, "verification").await;
+    assert_eq!(flow["state"], "choose_method", "{flow}");
+    assert_eq!(sink.calls("/verification").len(), 2);
+}
+
+each_backend!(failing_after_hooks_break_nothing_and_interrupting_ones_write_nothing);
+/// A non-interrupting hook that answers 500 or whose target is down does not break a
+/// verification (the 500 is retried in the background). An interrupting hook after recovery
+/// that fails, then refuses, leaves everything as it was: no session, the address not
+/// verified, the old sessions alive, and the code still good for when the hook agrees.
+async fn failing_after_hooks_break_nothing_and_interrupting_ones_write_nothing(backend: Backend) {
+    use crate::hooks::hook;
+    use tessera_testkit::webhook_sink::{Reply, WebhookSink};
+    let (smtp, sink) = (SmtpSink::start(false).await, WebhookSink::start().await);
+    sink.answer("/broken", Reply::text(500, "oops"));
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/gone", l.local_addr().expect("addr"))
+    };
+    let cfg = with_flow_hooks(
+        smtp.port,
+        json!({"after": {"hooks": [
+            hook(&sink.url("/broken"), WHOLE_CTX, json!({})),
+            hook(&down, WHOLE_CTX, json!({})),
+        ]}}),
+        json!({"after": {"hooks": [
+            {"hook": "revoke_active_sessions"},
+            hook(&sink.url("/gate"), "function(ctx) { identity: ctx.identity.id }", json!({"can_interrupt": true})),
+        ]}}),
+    );
+    let s = TestServer::start(backend, cfg).await;
+    let ann = s
+        .register("ann@example.org", "a long enough password")
+        .await;
+    let (action, code) = api_code(&s, &smtp, "verification", "ann@example.org", 2).await;
+    let (status, done) = api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "passed_challenge");
+    let ann = admin_identity(&s, ann["identity"]["id"].as_str().expect("id")).await;
+    assert_eq!(ann["verifiable_addresses"][0]["verified"], true, "{ann}");
+    sink.wait_for("/broken", 3).await;
+
+    let bob = s
+        .register("bob@example.org", "a long enough password")
+        .await;
+    let bob_id = bob["identity"]["id"].as_str().expect("id").to_string();
+    let (status, old) = s.login("bob@example.org", "a long enough password").await;
+    assert_eq!(status, 200, "{old}");
+    let old = old["session_token"].as_str().expect("token").to_string();
+    let (action, code) = api_code(&s, &smtp, "recovery", "bob@example.org", 2).await;
+    sink.answer("/gate", Reply::text(500, "down for maintenance"));
+    let (status, failed) = api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 503, "{failed}");
+    assert!(session_token_of(&failed).is_none());
+    unchanged(&s, &bob_id, &old).await;
+    sink.answer("/gate", crate::hooks::refusal("This account is locked."));
+    let (status, refused) = api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["state"], "sent_email", "{refused}");
+    assert!(
+        message_ids(&refused).iter().any(|(_, id)| *id == 4_777_001),
+        "{refused}"
+    );
+    assert!(session_token_of(&refused).is_none());
+    unchanged(&s, &bob_id, &old).await;
+    // The hook agrees: the same code now recovers the account.
+    sink.answer("/gate", Reply::json(200, json!({})));
+    let (status, recovered) =
+        api_post(&action, json!({"method": "code", "code": code}), None).await;
+    assert_eq!(status, 200, "{recovered}");
+    let token = session_token_of(&recovered).expect("a session token");
+    assert_eq!(s.whoami(&token).await.0, 200);
+    assert_eq!(s.whoami(&old).await.0, 401, "revoke_active_sessions ran");
+    let bob = admin_identity(&s, &bob_id).await;
+    assert_eq!(bob["verifiable_addresses"][0]["verified"], true, "{bob}");
+    let calls = sink.calls("/gate");
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[2].json()["identity"], bob_id.as_str());
+}
+
+/// A hosted page, as text.
+async fn page_text(b: &Browser, url: &str) -> String {
+    b.get(url, false).await.text().await.expect("page")
+}
+
+#[tokio::test]
+async fn a_flows_page_speaks_the_language_the_flow_was_started_in() {
+    let sink = SmtpSink::start(false).await;
+    let s = TestServer::start(Backend::Sqlite, config(sink.port, "")).await;
+    let b = Browser::default();
+    let ru = open(&b, &s, "recovery", "?ui_locales=ru").await;
+    assert!(
+        b.cookie("tessera_lang").is_none(),
+        "only the flow remembers the language"
+    );
+    let ru_page = format!(
+        "{}/ui/recovery?flow={}",
+        s.public,
+        ru["id"].as_str().expect("id")
+    );
+    let page = page_text(&b, &ru_page).await;
+    assert!(page.contains("<html lang=\"ru\""), "{page}");
+    assert!(page.contains("Восстановление доступа"), "{page}");
+    // A flow started without a language: the browser's (here none: English).
+    let plain = open(&b, &s, "recovery", "").await;
+    let page = page_text(
+        &b,
+        &format!(
+            "{}/ui/recovery?flow={}",
+            s.public,
+            plain["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert!(page.contains("<html lang=\"en\""), "{page}");
+    // The switcher's choice wins over the flow's.
+    let _ = b
+        .get(
+            &format!("{}/ui/lang?set=zh-CN&back=/ui/welcome", s.public),
+            false,
+        )
+        .await;
+    let page = page_text(&b, &ru_page).await;
+    assert!(page.contains("<html lang=\"zh-CN\""), "{page}");
 }

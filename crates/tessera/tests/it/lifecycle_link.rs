@@ -495,3 +495,60 @@ async fn an_administrators_recovery_link_signs_in_once(backend: Backend) {
         assert_eq!(r.status().as_u16(), status, "{body}");
     }
 }
+
+each_backend!(a_recovery_links_hooks_refuse_without_writing_then_run_once);
+/// `after` hooks of a recovery by link: an interrupting one that says no leaves the browser
+/// signed out with the hook's message and the link still good; once it agrees, the same link
+/// signs the browser in and the other hook runs once with the identity.
+async fn a_recovery_links_hooks_refuse_without_writing_then_run_once(backend: Backend) {
+    use crate::hooks::hook;
+    use tessera_testkit::webhook_sink::{Reply, WebhookSink};
+    let (sink, hooks) = (SmtpSink::start(false).await, WebhookSink::start().await);
+    hooks.answer(
+        "/gate",
+        crate::hooks::refusal("Recovery needs a call to support."),
+    );
+    let body = "function(ctx) { identity: ctx.identity.id, flow: ctx.flow.id }";
+    let cfg = tessera_testkit::Config::from(config(sink.port, "")).with(
+        json!({"selfservice": {"flows": {"recovery": {"after": {"hooks": [
+            {"hook": "revoke_active_sessions"},
+            hook(&hooks.url("/gate"), body, json!({"can_interrupt": true})),
+            hook(&hooks.url("/after"), body, json!({})),
+        ]}}}}}),
+    );
+    let s = TestServer::start(backend, cfg).await;
+    let reg = s
+        .register("ann@example.org", "a long enough password")
+        .await;
+    let id = reg["identity"]["id"].as_str().expect("id").to_string();
+    let b = Browser::default();
+    let flow = open(&b, &s, "recovery", "").await;
+    let (status, _) = json_of(
+        submit(
+            &b,
+            &flow,
+            &[("method", "link"), ("email", "ann@example.org")],
+            true,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mail = mail_to(&sink, "ann@example.org", 2).await;
+    let link = link_in(&mail, &format!("{}/self-service/recovery?", s.public));
+    let refused = landed(&b, &s, "recovery", &open_link(&b, &link).await).await;
+    assert!(ids(&refused).contains(&4_777_001), "{refused}");
+    assert_eq!(whoami(&b, &s).await["error"]["code"], 401);
+    assert_eq!(hooks.calls("/gate")[0].json()["identity"], id.as_str());
+    assert!(hooks.calls("/after").is_empty());
+
+    hooks.answer("/gate", Reply::json(200, json!({})));
+    let to = open_link(&b, &link).await;
+    let settings = landed(&b, &s, "settings", &to).await;
+    assert!(ids(&settings).contains(&1060001), "{settings}");
+    assert_eq!(whoami(&b, &s).await["identity"]["id"], id.as_str());
+    let after = hooks.wait_for("/after", 1).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].json()["identity"], id.as_str());
+    assert_eq!(hooks.calls("/gate").len(), 2);
+}
