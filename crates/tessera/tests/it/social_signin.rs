@@ -1049,18 +1049,20 @@ async fn upstream_tokens_are_kept_encrypted_when_asked() {
     .unwrap();
     let stored: Value = serde_json::from_str(&raw).unwrap();
     let sealed = stored["providers"][0]["initial_id_token"].as_str().unwrap();
-    assert!(
-        sealed.starts_with("v1.") && !sealed.contains("eyJ"),
-        "{sealed}"
-    );
     // The admin API decrypts them on request.
     let full = admin_identity(&s, &id).await;
     let p = &full["credentials"]["oidc"]["config"]["providers"][0];
-    assert!(
-        p["initial_id_token"].as_str().unwrap().starts_with("eyJ"),
-        "{p}"
-    );
+    let id_token = p["initial_id_token"].as_str().unwrap();
+    assert!(id_token.starts_with("eyJ"), "{p}");
     assert!(p["initial_access_token"].is_string());
+    // Not a byte of either token is in the stored row: a random ciphertext may hold the
+    // letters `eyJ` by chance, but never a JWT's payload segment.
+    let payload = id_token.split('.').nth(1).unwrap();
+    let access = p["initial_access_token"].as_str().unwrap();
+    assert!(
+        sealed.starts_with("v1.") && !raw.contains(payload) && !raw.contains(access),
+        "{sealed}"
+    );
     // Without include_credential, no config at all.
     let plain: Value = reqwest::get(format!("{}/admin/identities/{id}", s.admin))
         .await
