@@ -589,7 +589,44 @@ impl Engine {
 
     /// `PUT /admin/identities/{id}`: replaces traits, state, metadata (and password when given).
     pub async fn replace_identity(&self, id: Uuid, body: &Value) -> Result<Identity, Error> {
-        let current = self.store.get_identity(id).await?;
+        self.rewrite_identity(id, |_| Ok(body.clone())).await
+    }
+
+    /// Reads the identity, makes the replacement body from it with `body_of`, and writes the
+    /// result only if nobody wrote the identity in between (the optimistic check): a login
+    /// that changed the password hash, or another admin call, is never undone by a body built
+    /// from what was there before. Lost races are retried from a fresh read, so a JSON Patch
+    /// applies to the identity as it now is; after [`REWRITE_ATTEMPTS`] the answer is 409.
+    async fn rewrite_identity(
+        &self,
+        id: Uuid,
+        body_of: impl Fn(&Identity) -> Result<Value, Error>,
+    ) -> Result<Identity, Error> {
+        for _ in 0..REWRITE_ATTEMPTS {
+            let current = self.store.get_identity(id).await?;
+            let body = body_of(&current)?;
+            let next = self.replacement(&current, &body).await?;
+            if !self
+                .store
+                .update_identity_if_unchanged(&next, current.updated_at)
+                .await?
+            {
+                continue;
+            }
+            // A deactivated identity's sessions could not be used again anyway; ending them
+            // now tells the apps they signed in to (back-channel logout).
+            if current.state == IdentityState::Active && next.state != IdentityState::Active {
+                self.store.revoke_identity_sessions(id, None).await?;
+            }
+            return self.present(id, &[]).await;
+        }
+        Err(Error::conflict(format!(
+            "The identity was changed by other requests while this one was being saved, {REWRITE_ATTEMPTS} times in a row, so nothing was saved. Fetch it and try again."
+        )))
+    }
+
+    /// The identity `body` (a PUT body) makes of `current`, checked against its schema.
+    async fn replacement(&self, current: &Identity, body: &Value) -> Result<Identity, Error> {
         let obj = body
             .as_object()
             .ok_or_else(|| Error::bad_request("The body must be a JSON object."))?;
@@ -668,13 +705,7 @@ impl Engine {
         let next = self.rebuild_with_traits(&next, traits)?;
         self.validate(&next)?;
         self.external_id_free(&next).await?;
-        self.store.update_identity(&next).await?;
-        // A deactivated identity's sessions could not be used again anyway; ending them now
-        // tells the apps they signed in to (back-channel logout).
-        if current.state == IdentityState::Active && next.state != IdentityState::Active {
-            self.store.revoke_identity_sessions(id, None).await?;
-        }
-        self.present(id, &[]).await
+        Ok(next)
     }
 
     /// `PATCH /admin/identities/{id}` with an RFC 6902 JSON Patch on the identity document.
@@ -699,38 +730,46 @@ impl Engine {
                 )));
             }
         }
-        let current = self.store.get_identity(id).await?;
-        let mut doc = serde_json::json!({
-            "traits": current.traits, "state": current.state.as_str(), "metadata_public": current.metadata_public,
-            "metadata_admin": current.metadata_admin, "schema_id": current.schema_id,
-            "external_id": current.external_id,
-        });
-        // One operation at a time, bounded after each: `copy` can double the document per
-        // operation, so a short patch could otherwise build a value of any size or depth.
-        // `doc` is a local copy, so a refused patch changes nothing.
-        for (i, op) in patch.iter().enumerate() {
-            json_patch::patch(&mut doc, std::slice::from_ref(op))
-                .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
-            tessera_core::schema::check_depth(&doc, "The patched identity")?;
-            let size = serde_json::to_vec(&doc)
-                .map(|b| b.len())
-                .unwrap_or(usize::MAX);
-            if size > MAX_PATCHED_BYTES {
-                return Err(Error::bad_request(format!(
-                    "The patch makes the identity larger than {MAX_PATCHED_BYTES} bytes at operation {i}: send smaller values."
-                )));
-            }
-        }
-        let mut body = doc.as_object().cloned().unwrap_or_default();
-        for k in ["metadata_public", "metadata_admin"] {
-            if body.get(k).is_some_and(Value::is_null) {
-                body.remove(k);
-                body.insert(k.into(), Value::Null);
-            }
-        }
-        self.replace_identity(id, &Value::Object(body)).await
+        self.rewrite_identity(id, |current| patched_body(current, &patch))
+            .await
     }
 }
+
+/// The PUT body a JSON Patch makes of `current`'s document.
+fn patched_body(current: &Identity, patch: &json_patch::Patch) -> Result<Value, Error> {
+    let mut doc = serde_json::json!({
+        "traits": current.traits, "state": current.state.as_str(), "metadata_public": current.metadata_public,
+        "metadata_admin": current.metadata_admin, "schema_id": current.schema_id,
+        "external_id": current.external_id,
+    });
+    // One operation at a time, bounded after each: `copy` can double the document per
+    // operation, so a short patch could otherwise build a value of any size or depth.
+    // `doc` is a local copy, so a refused patch changes nothing.
+    for (i, op) in patch.iter().enumerate() {
+        json_patch::patch(&mut doc, std::slice::from_ref(op))
+            .map_err(|e| Error::bad_request(format!("The patch cannot be applied: {e}")))?;
+        tessera_core::schema::check_depth(&doc, "The patched identity")?;
+        let size = serde_json::to_vec(&doc)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_PATCHED_BYTES {
+            return Err(Error::bad_request(format!(
+                "The patch makes the identity larger than {MAX_PATCHED_BYTES} bytes at operation {i}: send smaller values."
+            )));
+        }
+    }
+    let mut body = doc.as_object().cloned().unwrap_or_default();
+    for k in ["metadata_public", "metadata_admin"] {
+        if body.get(k).is_some_and(Value::is_null) {
+            body.remove(k);
+            body.insert(k.into(), Value::Null);
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// How often an admin rewrite of an identity is tried against racing writes before a 409.
+const REWRITE_ATTEMPTS: usize = 5;
 
 /// Keeps the schema's password identifiers on the identity whatever the sign-up method, as
 /// Kratos's credentials extension does: a `password` credential holding the identifiers, and no

@@ -263,8 +263,21 @@ impl Engine {
             });
             c.updated_at = now_ms();
         }
-        if let Err(e) = self.store.update_identity(&updated).await {
-            tracing::warn!(identity = %identity.id, error = %e, "could not upgrade password hash");
+        updated.updated_at = now_ms();
+        // Only over the identity as this login read it: a password changed in between must
+        // not be replaced by a fresh hash of the old password.
+        match self
+            .store
+            .update_identity_if_unchanged(&updated, identity.updated_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(identity = %identity.id, "password hash not upgraded: the identity changed during the login");
+            }
+            Err(e) => {
+                tracing::warn!(identity = %identity.id, error = %e, "could not upgrade password hash");
+            }
         }
     }
 }

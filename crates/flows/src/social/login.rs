@@ -10,6 +10,9 @@ use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, text};
 use tessera_social::{Configured, Mapped, Profile};
 
+/// How often a sign-in's refresh of traits and tokens is tried against racing writes.
+const LOGIN_REFRESH_ATTEMPTS: usize = 3;
+
 impl Engine {
     /// The subject is known: sign in (re-mapping traits if the provider asks for it).
     pub(crate) async fn oidc_login(
@@ -25,7 +28,66 @@ impl Engine {
             flow.ui.messages.push(text::inactive_identity());
             return self.show(flow).await;
         }
+        // The refresh is written only over the identity as it was read: a racing write (a
+        // password change, say) must not be undone by this whole-identity write. A lost race
+        // re-reads and refreshes again.
         let mut identity = identity;
+        for attempt in 1..=LOGIN_REFRESH_ATTEMPTS {
+            let (next, changed) =
+                self.refreshed_at_login(provider, profile, mapped, tokens.as_ref(), &identity)?;
+            if !changed {
+                break;
+            }
+            match self
+                .store
+                .update_identity_if_unchanged(&next, identity.updated_at)
+                .await
+            {
+                Ok(true) => {
+                    identity = next;
+                    break;
+                }
+                Ok(false) => {
+                    identity = self.store.get_identity(identity.id).await?;
+                    if attempt == LOGIN_REFRESH_ATTEMPTS {
+                        tracing::warn!(identity = %identity.id, "sign-in: the identity kept changing; its traits and tokens were not refreshed");
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    tracing::warn!(identity = %identity.id, "sign-in: re-mapped traits collide with another identity; kept the stored ones");
+                    identity = self.store.get_identity(identity.id).await?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Signing in with another provider this account already has proves ownership; the
+        // owner still confirms the link explicitly (after the update above).
+        let confirm_link = Self::pending_link_for(&flow, &identity).is_some();
+        if confirm_link {
+            let flow = self.ask_to_confirm_link(flow, &identity, "oidc").await?;
+            return Ok(CallbackOutcome::ShowFlow(flow));
+        }
+        self.finish_sign_in(
+            flow,
+            identity,
+            provider.id(),
+            "This sign-in was already completed. Start again if you are not signed in.",
+        )
+        .await
+    }
+
+    /// `identity` with the traits re-mapped (`update_traits_on_login`) and the upstream tokens
+    /// stored, and whether anything changed.
+    fn refreshed_at_login(
+        &self,
+        provider: &Configured,
+        profile: &Profile,
+        mapped: &Mapped,
+        tokens: Option<&SealedTokens>,
+        identity: &Identity,
+    ) -> Result<(Identity, bool), Error> {
+        let mut identity = identity.clone();
         let mut changed = false;
         if provider.config().update_traits_on_login {
             let schema = self.schemas.get(&identity.schema_id)?;
@@ -49,39 +111,11 @@ impl Engine {
                 tracing::warn!(identity = %identity.id, provider = provider.id(), "update_traits_on_login: mapped traits are invalid against the schema; kept the stored ones");
             }
         }
-        if tokens.as_ref().is_some_and(|t| !t.is_empty()) {
-            set_provider_entry(
-                &mut identity,
-                provider.id(),
-                &profile.subject,
-                tokens.as_ref(),
-            );
+        if tokens.is_some_and(|t| !t.is_empty()) {
+            set_provider_entry(&mut identity, provider.id(), &profile.subject, tokens);
             changed = true;
         }
-        // Signing in with another provider this account already has proves ownership; the
-        // owner still confirms the link explicitly (after the update below).
-        let confirm_link = Self::pending_link_for(&flow, &identity).is_some();
-        if changed {
-            match self.store.update_identity(&identity).await {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::Conflict => {
-                    tracing::warn!(identity = %identity.id, "sign-in: re-mapped traits collide with another identity; kept the stored ones");
-                    identity = self.store.get_identity(identity.id).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if confirm_link {
-            let flow = self.ask_to_confirm_link(flow, &identity, "oidc").await?;
-            return Ok(CallbackOutcome::ShowFlow(flow));
-        }
-        self.finish_sign_in(
-            flow,
-            identity,
-            provider.id(),
-            "This sign-in was already completed. Start again if you are not signed in.",
-        )
-        .await
+        Ok((identity, changed))
     }
 
     /// Completes the flow exactly once (a request that comes second gets a stored error saying

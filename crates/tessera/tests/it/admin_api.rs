@@ -544,3 +544,89 @@ async fn the_admin_api_answers_no_browser_and_no_foreign_host() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+each_backend!(racing_admin_writes_lose_no_acknowledged_change);
+/// Issue 21, "no lost update", on the admin API: a PATCH or PUT reads the identity, changes it
+/// and writes it back whole. Racing ones used to write over each other (the last one undid
+/// what the others had acknowledged). Now each writes only over what it read and retries from
+/// a fresh read; one that keeps losing answers 409 and saves nothing. So every change answered
+/// 200 is in the final identity, and none answered 409 is.
+async fn racing_admin_writes_lose_no_acknowledged_change(backend: Backend) {
+    let s = TestServer::start(backend, "").await;
+    let (st, created) = create(
+        &s,
+        json!({"schema_id": "default", "traits": {"email": "race@example.com"}, "metadata_admin": {},
+               "credentials": {"password": {"config": {"password": "the first password 1"}}}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/admin/identities/{id}");
+    // Twelve patches, each adding its own key, and one PUT changing the password and adding
+    // its own key, all at once.
+    let mut racers = Vec::new();
+    for i in 0..12 {
+        let (s_admin, path) = (s.admin.clone(), path.clone());
+        racers.push(tokio::spawn(async move {
+            let r = c()
+                .patch(format!("{s_admin}{path}"))
+                .json(&json!([{"op": "add", "path": format!("/metadata_admin/k{i}"), "value": i}]))
+                .send()
+                .await
+                .unwrap();
+            (format!("k{i}"), r.status().as_u16())
+        }));
+    }
+    // The PUT leaves metadata_admin out, which keeps it as it is.
+    let put = {
+        let (s_admin, path) = (s.admin.clone(), path.clone());
+        tokio::spawn(async move {
+            let r = c()
+                .put(format!("{s_admin}{path}"))
+                .json(&json!({"schema_id": "default", "traits": {"email": "race@example.com"},
+                              "credentials": {"password": {"config": {"password": "the second password 2"}}}}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    let put_status = put.await.unwrap();
+    let mut outcomes = Vec::new();
+    for r in racers {
+        outcomes.push(r.await.unwrap());
+    }
+    let after = s.admin_ok(reqwest::Method::GET, &path, None).await;
+    let meta = &after["metadata_admin"];
+    for (key, status) in &outcomes {
+        match status {
+            200 => assert!(
+                meta.get(key).is_some(),
+                "{key} was acknowledged but lost: {meta}"
+            ),
+            409 => assert!(meta.get(key).is_none(), "{key} answered 409 but was saved"),
+            other => panic!("{key}: unexpected {other}"),
+        }
+    }
+    // An acknowledged password change is the password now, whatever the patches did after
+    // it: they must not have put the first password's hash back. A PUT that kept losing
+    // (409) saved nothing.
+    let (now, before) = match put_status {
+        200 => ("the second password 2", "the first password 1"),
+        409 => ("the first password 1", "the second password 2"),
+        other => panic!("PUT: unexpected {other}"),
+    };
+    let (status, _) = s.login("race@example.com", now).await;
+    assert_eq!(
+        status, 200,
+        "PUT answered {put_status}, yet {now:?} does not sign in"
+    );
+    let (status, _) = s.login("race@example.com", before).await;
+    assert_eq!(status, 400);
+    let acknowledged = outcomes.iter().filter(|(_, st)| *st == 200).count();
+    assert!(acknowledged > 0, "{outcomes:?}");
+    println!(
+        "{acknowledged} of 12 racing patches acknowledged, the PUT {put_status}; {outcomes:?}"
+    );
+    s.stop().await;
+}
