@@ -22,8 +22,8 @@
 //! channel's secret.
 
 use crate::common::{
-    Client, ConsentText, Grants, consent_page, esc, oauth_error, random_token, redirect, s256,
-    unix_now,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, code_redirect, consent_pick, esc,
+    oauth_error, random_token, s256, token_form, unix_now,
 };
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -181,18 +181,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("Invalid client_id");
-    }
     let redirect_uri = get("redirect_uri");
-    if s.client
-        .registered_redirect_uri()
-        .is_some_and(|r| r != redirect_uri)
-    {
-        return error_page("Invalid redirect_uri value");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("Invalid redirect_uri value");
+    let errors = FrontErrors {
+        client: "Invalid client_id",
+        redirect: "Invalid redirect_uri value",
+        not_a_url: "Invalid redirect_uri value",
+    };
+    let back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("Unsupported response_type");
@@ -200,10 +197,11 @@ async fn authorize(
     if !get("code_challenge").is_empty() && get("code_challenge_method") != "S256" {
         return error_page("Unsupported code_challenge_method");
     }
-    let Some(pick) = s.client.pick(&q) else {
-        return consent_page(
+    let pick = match consent_pick(
+        &s.client,
+        &q,
+        (
             "/oauth2/v2.1/authorize",
-            &q,
             &ConsentText {
                 lang: "ja",
                 title: "LINE Login",
@@ -211,16 +209,14 @@ async fn authorize(
                 prompt: "ログインするアカウント:",
                 cancel: "キャンセル",
             },
-            USERS.iter().map(|u| (u.key, u.name)),
-        );
+        ),
+        USERS.iter().map(|u| (u.key, u.name)),
+        &back,
+        "The user has denied the approval",
+    ) {
+        Ok(pick) => pick,
+        Err(answer) => return *answer,
     };
-    if pick == "deny" {
-        back.query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("error_description", "The user has denied the approval")
-            .append_pair("state", get("state"));
-        return redirect(&back);
-    }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
@@ -235,10 +231,7 @@ async fn authorize(
             challenge: get("code_challenge").to_string(),
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 fn id_token(s: &Shared, code: &Code) -> Option<String> {
@@ -280,10 +273,7 @@ fn id_token(s: &Shared, code: &Code) -> Option<String> {
 }
 
 async fn token(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let bad = |error: &str, d: &str| oauth_error(StatusCode::BAD_REQUEST, error, d);
     if get("grant_type") != "authorization_code" {

@@ -28,8 +28,8 @@
 //! hostile upstream), which `validate` then names.
 
 use crate::common::{
-    Client, ConsentText, Grants, bearer, consent_page, esc, random_token, redirect,
-    rsa_signing_key, sign_rs256, unix_now,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, bearer, consent_pick, esc,
+    random_token, redirect, rsa_signing_key, sign_rs256, token_form, unix_now,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -229,20 +229,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("invalid client");
-    }
     let redirect_uri = get("redirect_uri");
-    if s.client
-        .registered_redirect_uri()
-        .is_some_and(|r| r != redirect_uri)
-    {
-        return error_page(
-            "redirect_mismatch: Parameter redirect_uri does not match registered URI",
-        );
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("invalid redirect_uri");
+    let errors = FrontErrors {
+        client: "invalid client",
+        redirect: "redirect_mismatch: Parameter redirect_uri does not match registered URI",
+        not_a_url: "invalid redirect_uri",
+    };
+    let mut back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("unsupported_response_type");
@@ -254,10 +249,11 @@ async fn authorize(
             Err(_) => return error_page("invalid claims parameter"),
         },
     };
-    let Some(pick) = s.client.pick(&q) else {
-        return consent_page(
+    let pick = match consent_pick(
+        &s.client,
+        &q,
+        (
             "/oauth2/authorize",
-            &q,
             &ConsentText {
                 lang: "en",
                 title: "Twitch",
@@ -265,16 +261,14 @@ async fn authorize(
                 prompt: "Authorize as:",
                 cancel: "Cancel",
             },
-            USERS.iter().map(|u| (u.key, u.display_name)),
-        );
+        ),
+        USERS.iter().map(|u| (u.key, u.display_name)),
+        &back,
+        "The user denied you access",
+    ) {
+        Ok(pick) => pick,
+        Err(answer) => return *answer,
     };
-    if pick == "deny" {
-        back.query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("error_description", "The user denied you access")
-            .append_pair("state", get("state"));
-        return redirect(&back);
-    }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
@@ -342,10 +336,7 @@ fn requested(
 }
 
 async fn token(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     if get("client_id") != s.client.client_id {
         return twitch_error(StatusCode::BAD_REQUEST, "invalid client");
