@@ -10,37 +10,11 @@ use std::time::Duration;
 use tessera_testkit::emulators::line::LineEmulator;
 use tessera_testkit::emulators::twitch::TwitchEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, fill_the_gap, flow_id_of, flow_json, identities, location,
-    oidc_identifiers, param, press_provider, refused_in_every_language, sign_in, sign_up_and_again,
-    upstream, whoami,
+    asks_for_the_email, assert_needs_a_secret, b64, config, fill_the_gap, identities, identity,
+    location, oidc_identifiers, param, press_provider, refused_in_every_language, server_for,
+    sign_in, sign_up_and_again, upstream, whoami,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
-
-/// Starts a server for the one provider entry `yaml` and registers its callback (`id`) at the
-/// emulator with `register`.
-async fn server_for(
-    backend: Backend,
-    yaml: &str,
-    id: &str,
-    register: impl FnOnce(String),
-) -> TestServer {
-    let s = TestServer::start(backend, &config(yaml)).await;
-    register(format!(
-        "{}/self-service/methods/oidc/callback/{id}",
-        s.public
-    ));
-    s
-}
-
-/// The identity `id` through the admin API.
-async fn identity(s: &TestServer, id: &str) -> Value {
-    reqwest::get(format!("{}/admin/identities/{id}", s.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 /// Every verifiable address of `identity` is unverified (and there is at least one).
 fn all_unverified(identity: &Value) -> bool {
@@ -278,23 +252,7 @@ async fn twitch_never_takes_an_unverified_email_and_a_missing_scope_is_refused()
     );
     t.set_withheld_scope(None);
     // Мария's address is one Twitch has not verified: not taken, the page asks for one.
-    let b = Browser::default();
-    let r = sign_in(&b, &s, "login", "twitch", "maria").await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
-        "{loc}"
-    );
-    let flow = flow_json(&b, &s, "registration", &flow_id_of(&loc)).await;
-    let email = flow["ui"]["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["attributes"]["name"] == "traits.email")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(email["attributes"]["value"], Value::Null, "{flow}");
-    assert_eq!(email["messages"][0]["id"], 4000002, "{flow}");
+    asks_for_the_email(&s, "twitch", "maria").await;
     assert!(identities(&s).await.is_empty());
 }
 
