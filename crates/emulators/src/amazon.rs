@@ -21,8 +21,8 @@
 //!   answer 500 `{"error": "ServerError", "error_description": "…"}` instead.
 
 use crate::common::{
-    Client, ConsentText, Grants, client_credentials, consent_page, esc, oauth_error, random_token,
-    redirect, s256,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, client_credentials, consent_page,
+    esc, oauth_error, random_token, redirect, s256, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -175,20 +175,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("400 Bad Request — The client_id is not valid (unknown client)");
-    }
     let redirect_uri = get("redirect_uri");
-    if s.client
-        .registered_redirect_uri()
-        .is_some_and(|r| r != redirect_uri)
-    {
-        return error_page(
-            "400 Bad Request — An unknown redirect_uri was provided (it must be an Allowed Return URL)",
-        );
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("400 Bad Request — The redirect_uri is not valid");
+    let errors = FrontErrors {
+        client: "400 Bad Request — The client_id is not valid (unknown client)",
+        redirect: "400 Bad Request — An unknown redirect_uri was provided (it must be an Allowed Return URL)",
+        not_a_url: "400 Bad Request — The redirect_uri is not valid",
+    };
+    let mut back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     let state = get("state").to_string();
     let mut answer = |error: &str, description: &str| {
@@ -258,10 +253,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {

@@ -26,7 +26,7 @@
 
 use crate::common::{
     Client, ConsentText, Grants, consent_page, esc, random_token, rsa_signing_key, s256,
-    sign_rs256, unix_now,
+    sign_rs256, token_form, unix_now,
 };
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -418,10 +418,7 @@ fn secret_ok(s: &Shared, secret: &str) -> bool {
 }
 
 async fn token(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     if get("client_id") != s.client.client_id || !secret_ok(&s, get("client_secret")) {
         return apple_error("invalid_client");

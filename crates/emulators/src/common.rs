@@ -266,6 +266,14 @@ pub(crate) fn query_and_form(
     q
 }
 
+/// A token request's form body as a map, the request counted ([`Client::token_requests`]).
+pub(crate) fn token_form(client: &Client, body: &[u8]) -> HashMap<String, String> {
+    client.count_token_request();
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
 /// The wording of a provider's emulated consent page, in the provider's language.
 pub(crate) struct ConsentText<'a> {
     pub lang: &'a str,
@@ -303,6 +311,84 @@ pub(crate) fn consent_page<'u>(
         esc(text.cancel)
     ))
     .into_response()
+}
+
+/// What an authorize endpoint says, in its provider's words, about a request for another app
+/// (`client`), a redirect URI other than the registered one (`redirect`) or one that is not a
+/// URL (`not_a_url`).
+pub(crate) struct FrontErrors<'a> {
+    pub client: &'a str,
+    pub redirect: &'a str,
+    pub not_a_url: &'a str,
+}
+
+/// The checks every authorize endpoint starts with, in this order: the app's `client_id`, the
+/// registered redirect URI (any until one is registered), a redirect URI that parses. `Ok` is
+/// where to send the browser back; `Err` the provider's error page, which `page` renders
+/// (boxed: a response is large beside a URL).
+pub(crate) fn authorize_front(
+    client: &Client,
+    q: &HashMap<String, String>,
+    errors: &FrontErrors<'_>,
+    page: impl Fn(&str) -> axum::response::Response,
+) -> Result<url::Url, Box<axum::response::Response>> {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    if get("client_id") != client.client_id {
+        return Err(Box::new(page(errors.client)));
+    }
+    let redirect_uri = get("redirect_uri");
+    if client
+        .registered_redirect_uri()
+        .is_some_and(|r| r != redirect_uri)
+    {
+        return Err(Box::new(page(errors.redirect)));
+    }
+    url::Url::parse(redirect_uri).map_err(|_| Box::new(page(errors.not_a_url)))
+}
+
+/// The person's answer on the consent page at `path`: `Ok` with the key of the user picked;
+/// `Err` with the page itself while nobody is picked, or, when they cancel (`user=deny`), the
+/// redirect back to `back` with `error=access_denied`, the provider's `error_description`
+/// (`denied`, none when empty) and the request's `state`.
+pub(crate) fn consent_pick<'u>(
+    client: &Client,
+    q: &HashMap<String, String>,
+    (path, text): (&str, &ConsentText<'_>),
+    users: impl IntoIterator<Item = (&'u str, &'u str)>,
+    back: &url::Url,
+    denied: &str,
+) -> Result<String, Box<axum::response::Response>> {
+    let Some(pick) = client.pick(q) else {
+        return Err(Box::new(consent_page(path, q, text, users)));
+    };
+    if pick == "deny" {
+        let mut back = back.clone();
+        {
+            let mut pairs = back.query_pairs_mut();
+            pairs.append_pair("error", "access_denied");
+            if !denied.is_empty() {
+                pairs.append_pair("error_description", denied);
+            }
+            pairs.append_pair(
+                "state",
+                q.get("state").map(String::as_str).unwrap_or_default(),
+            );
+        }
+        return Err(Box::new(redirect(&back)));
+    }
+    Ok(pick)
+}
+
+/// The redirect back to the app with a fresh `code` and the request's `state`.
+pub(crate) fn code_redirect(
+    mut back: url::Url,
+    code: &str,
+    state: &str,
+) -> axum::response::Response {
+    back.query_pairs_mut()
+        .append_pair("code", code)
+        .append_pair("state", state);
+    redirect(&back)
 }
 
 /// A 302 back to the app.
@@ -420,6 +506,69 @@ mod tests {
         assert_eq!(
             esc("<a href=\"x\">&</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn the_authorize_front_refuses_another_app_or_redirect_uri_and_cancels_go_back() {
+        use axum::response::IntoResponse;
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = Client::new(([127, 0, 0, 1], 9).into(), "id", "secret");
+        c.register_redirect_uri("http://app.example/cb".into());
+        let errors = FrontErrors {
+            client: "client",
+            redirect: "redirect",
+            not_a_url: "url",
+        };
+        let page = |m: &str| (axum::http::StatusCode::BAD_REQUEST, m.to_string()).into_response();
+        let ok = q(&[
+            ("client_id", "id"),
+            ("redirect_uri", "http://app.example/cb"),
+            ("state", "s"),
+        ]);
+        let back = authorize_front(&c, &ok, &errors, page).unwrap();
+        assert_eq!(back.as_str(), "http://app.example/cb");
+        for bad in [
+            q(&[
+                ("client_id", "other"),
+                ("redirect_uri", "http://app.example/cb"),
+            ]),
+            q(&[
+                ("client_id", "id"),
+                ("redirect_uri", "http://evil.example/cb"),
+            ]),
+        ] {
+            assert!(authorize_front(&c, &bad, &errors, page).is_err());
+        }
+        let text = ConsentText {
+            lang: "en",
+            title: "t",
+            heading: "h",
+            prompt: "p",
+            cancel: "c",
+        };
+        let mut deny = ok.clone();
+        deny.insert("user".into(), "deny".into());
+        let r =
+            consent_pick(&c, &deny, ("/a", &text), [("ivan", "Иван")], &back, "no").unwrap_err();
+        let to = r.headers()[axum::http::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            to,
+            "http://app.example/cb?error=access_denied&error_description=no&state=s"
+        );
+        let mut pick = ok.clone();
+        pick.insert("user".into(), "ivan".into());
+        assert_eq!(
+            consent_pick(&c, &pick, ("/a", &text), [("ivan", "Иван")], &back, "").unwrap(),
+            "ivan"
         );
     }
 

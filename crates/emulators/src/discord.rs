@@ -17,7 +17,10 @@
 //!   `email` scope, `locale`, `mfa_enabled`, …), or HTTP 401 `{"message": "401: Unauthorized",
 //!   "code": 0}`.
 
-use crate::common::{Client, Grants, Redeemed, esc, query_without_user, random_token, redirect};
+use crate::common::{
+    Client, FrontErrors, Grants, Redeemed, authorize_front, code_redirect, esc, query_without_user,
+    random_token, redirect, token_form,
+};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -173,17 +176,17 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page(StatusCode::BAD_REQUEST, "Unknown Application");
-    }
     let redirect_uri = get("redirect_uri");
-    if let Some(registered) = s.client.registered_redirect_uri()
-        && registered != redirect_uri
-    {
-        return error_page(StatusCode::BAD_REQUEST, "Invalid OAuth2 redirect_uri");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page(StatusCode::BAD_REQUEST, "Invalid OAuth2 redirect_uri");
+    let errors = FrontErrors {
+        client: "Unknown Application",
+        redirect: "Invalid OAuth2 redirect_uri",
+        not_a_url: "Invalid OAuth2 redirect_uri",
+    };
+    let mut back = match authorize_front(&s.client, &q, &errors, |m| {
+        error_page(StatusCode::BAD_REQUEST, m)
+    }) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page(StatusCode::BAD_REQUEST, "Invalid response_type");
@@ -222,10 +225,7 @@ async fn authorize(
             scope,
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 fn consent_page(q: &HashMap<String, String>) -> Response {
@@ -256,10 +256,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = crate::common::client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {

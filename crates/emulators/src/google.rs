@@ -30,7 +30,7 @@
 
 use crate::common::{
     Client, Grants, bearer, client_credentials, esc, oauth_error, query_without_user, random_token,
-    redirect, rsa_signing_key, s256, sign_rs256, unix_now,
+    redirect, rsa_signing_key, s256, sign_rs256, token_form, unix_now,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -410,10 +410,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {

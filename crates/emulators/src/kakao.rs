@@ -17,7 +17,7 @@
 //!   401 `{"msg": "this access token does not exist", "code": -401}`.
 
 use crate::common::{
-    Client, ConsentText, Grants, Redeemed, consent_page, esc, random_token, redirect,
+    Client, ConsentText, Grants, Redeemed, consent_page, esc, random_token, redirect, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -227,10 +227,7 @@ fn error(status: StatusCode, error: &str, description: &str, code: &str) -> Resp
 }
 
 async fn token(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     if get("grant_type") != "authorization_code" {
         return error(

@@ -32,7 +32,7 @@
 
 use crate::common::{
     Client, ConsentText, Grants, bearer, client_credentials, consent_page, esc, oauth_error,
-    random_token, redirect, rsa_signing_key, s256, sign_rs256, unix_now,
+    random_token, redirect, rsa_signing_key, s256, sign_rs256, token_form, unix_now,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -428,10 +428,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id {

@@ -18,8 +18,8 @@
 //!   failed (인증 실패하였습니다.)"}`.
 
 use crate::common::{
-    Client, ConsentText, Grants, Redeemed, consent_page, esc, query_and_form, random_token,
-    redirect,
+    Client, ConsentText, FrontErrors, Grants, Redeemed, authorize_front, code_redirect,
+    consent_page, esc, query_and_form, random_token, redirect,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -154,17 +154,14 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("잘못된 client_id 입니다. (invalid client_id)");
-    }
-    let redirect_uri = get("redirect_uri");
-    if let Some(registered) = s.client.registered_redirect_uri()
-        && registered != redirect_uri
-    {
-        return error_page("redirect_uri가 등록된 Callback URL과 다릅니다. (invalid redirect_uri)");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("invalid redirect_uri");
+    let errors = FrontErrors {
+        client: "잘못된 client_id 입니다. (invalid client_id)",
+        redirect: "redirect_uri가 등록된 Callback URL과 다릅니다. (invalid redirect_uri)",
+        not_a_url: "invalid redirect_uri",
+    };
+    let mut back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("unsupported_response_type");
@@ -201,10 +198,7 @@ async fn authorize(
             state: get("state").to_string(),
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 /// Naver's token errors: HTTP 200 with `{error, error_description}`.

@@ -19,8 +19,8 @@
 //! confirmed: `is_email_verified: false`).
 
 use crate::common::{
-    Client, ConsentText, Grants, bearer, client_credentials, consent_page, esc, oauth_error,
-    random_token, redirect,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, bearer, client_credentials,
+    code_redirect, consent_pick, esc, oauth_error, random_token, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -154,25 +154,24 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("Invalid client_id");
-    }
     let redirect_uri = get("redirect_uri");
-    if let Some(registered) = s.client.registered_redirect_uri()
-        && registered != redirect_uri
-    {
-        return error_page("Invalid redirect_uri");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("Invalid redirect_uri");
+    let errors = FrontErrors {
+        client: "Invalid client_id",
+        redirect: "Invalid redirect_uri",
+        not_a_url: "Invalid redirect_uri",
+    };
+    let back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("response_type must be code");
     }
-    let Some(pick) = s.client.pick(&q) else {
-        return consent_page(
+    let pick = match consent_pick(
+        &s.client,
+        &q,
+        (
             "/oauth2/authorize",
-            &q,
             &ConsentText {
                 lang: "en",
                 title: "Patreon",
@@ -180,15 +179,14 @@ async fn authorize(
                 prompt: "Log in as:",
                 cancel: "Deny",
             },
-            USERS.iter().map(|u| (u.key, u.email)),
-        );
+        ),
+        USERS.iter().map(|u| (u.key, u.email)),
+        &back,
+        "",
+    ) {
+        Ok(pick) => pick,
+        Err(answer) => return *answer,
     };
-    if pick == "deny" {
-        back.query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("state", get("state"));
-        return redirect(&back);
-    }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
@@ -201,10 +199,7 @@ async fn authorize(
             scope: get("scope").to_string(),
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 async fn token(
@@ -212,10 +207,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {

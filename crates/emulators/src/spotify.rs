@@ -19,8 +19,8 @@
 //!   `{"error": {"status": 401, "message": "Invalid access token"}}`.
 
 use crate::common::{
-    Client, ConsentText, Grants, Redeemed, client_credentials, consent_page, esc, random_token,
-    redirect, s256,
+    Client, ConsentText, FrontErrors, Grants, Redeemed, authorize_front, client_credentials,
+    code_redirect, consent_pick, esc, random_token, s256, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -176,17 +176,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("INVALID_CLIENT: Invalid client");
-    }
     let redirect_uri = get("redirect_uri");
-    if let Some(registered) = s.client.registered_redirect_uri()
-        && registered != redirect_uri
-    {
-        return error_page("INVALID_CLIENT: Invalid redirect URI");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("INVALID_CLIENT: Invalid redirect URI");
+    let errors = FrontErrors {
+        client: "INVALID_CLIENT: Invalid client",
+        redirect: "INVALID_CLIENT: Invalid redirect URI",
+        not_a_url: "INVALID_CLIENT: Invalid redirect URI",
+    };
+    let back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("unsupported_response_type: response_type must be code or token");
@@ -194,10 +192,11 @@ async fn authorize(
     if !get("code_challenge").is_empty() && get("code_challenge_method") != "S256" {
         return error_page("invalid_request: code_challenge_method must be S256");
     }
-    let Some(pick) = s.client.pick(&q) else {
-        return consent_page(
+    let pick = match consent_pick(
+        &s.client,
+        &q,
+        (
             "/authorize",
-            &q,
             &ConsentText {
                 lang: "en",
                 title: "Spotify – Authorize",
@@ -205,15 +204,14 @@ async fn authorize(
                 prompt: "Log in as:",
                 cancel: "Cancel",
             },
-            USERS.iter().map(|u| (u.key, u.display_name)),
-        );
+        ),
+        USERS.iter().map(|u| (u.key, u.display_name)),
+        &back,
+        "",
+    ) {
+        Ok(pick) => pick,
+        Err(answer) => return *answer,
     };
-    if pick == "deny" {
-        back.query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("state", get("state"));
-        return redirect(&back);
-    }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
@@ -233,10 +231,7 @@ async fn authorize(
             challenge: get("code_challenge").to_string(),
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 fn error(description: &str, error: &str) -> Response {
@@ -252,10 +247,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id {

@@ -17,7 +17,7 @@
 
 use crate::common::{
     Client, Grants, Redeemed, client_credentials, esc, oauth_error, query_without_user, random_hex,
-    random_token, redirect, s256,
+    random_token, redirect, s256, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -275,10 +275,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.client.client_id || secret != s.client.client_secret {

@@ -19,8 +19,8 @@
 //! Users: Иван Петров (`SOP3`) and Мария Смирнова (`SOP1`).
 
 use crate::common::{
-    Client, ConsentText, Grants, bearer, consent_page, esc, oauth_error, random_token, redirect,
-    s256,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, bearer, code_redirect, consent_page,
+    esc, oauth_error, random_token, redirect, s256, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -162,17 +162,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("invalid_client: unknown client_id");
-    }
     let redirect_uri = get("redirect_uri");
-    if let Some(registered) = s.client.registered_redirect_uri()
-        && registered != redirect_uri
-    {
-        return error_page("invalid_request: redirect_uri does not match");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("invalid_request: redirect_uri");
+    let errors = FrontErrors {
+        client: "invalid_client: unknown client_id",
+        redirect: "invalid_request: redirect_uri does not match",
+        not_a_url: "invalid_request: redirect_uri",
+    };
+    let back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     let refuse = |mut back: url::Url, error: &str, description: &str| {
         back.query_pairs_mut()
@@ -229,10 +227,7 @@ async fn authorize(
             challenge,
         },
     );
-    back.query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", get("state"));
-    redirect(&back)
+    code_redirect(back, &code, get("state"))
 }
 
 /// The client of a token request: HTTP Basic only, as UAE PASS requires.
@@ -251,10 +246,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let Some((id, secret)) = basic_client(&headers) else {
         return oauth_error(

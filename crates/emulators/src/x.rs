@@ -20,8 +20,8 @@
 //!   "Unauthorized"}`.
 
 use crate::common::{
-    Client, ConsentText, Grants, client_credentials, consent_page, esc, oauth_error, random_token,
-    redirect, s256,
+    Client, ConsentText, FrontErrors, Grants, authorize_front, client_credentials, consent_pick,
+    esc, oauth_error, random_token, redirect, s256, token_form,
 };
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -174,18 +174,15 @@ async fn authorize(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    if get("client_id") != s.client.client_id {
-        return error_page("unknown client_id");
-    }
     let redirect_uri = get("redirect_uri");
-    if s.client
-        .registered_redirect_uri()
-        .is_some_and(|r| r != redirect_uri)
-    {
-        return error_page("redirect_uri does not match the app's Callback URI");
-    }
-    let Ok(mut back) = url::Url::parse(redirect_uri) else {
-        return error_page("invalid redirect_uri");
+    let errors = FrontErrors {
+        client: "unknown client_id",
+        redirect: "redirect_uri does not match the app's Callback URI",
+        not_a_url: "invalid redirect_uri",
+    };
+    let mut back = match authorize_front(&s.client, &q, &errors, error_page) {
+        Ok(back) => back,
+        Err(page) => return *page,
     };
     if get("response_type") != "code" {
         return error_page("response_type must be code");
@@ -198,10 +195,11 @@ async fn authorize(
     if get("code_challenge").is_empty() {
         return error_page("code_challenge is required");
     }
-    let Some(pick) = s.client.pick(&q) else {
-        return consent_page(
+    let pick = match consent_pick(
+        &s.client,
+        &q,
+        (
             "/i/oauth2/authorize",
-            &q,
             &ConsentText {
                 lang: "en",
                 title: "Authorize app / X",
@@ -209,15 +207,14 @@ async fn authorize(
                 prompt: "Authorize as:",
                 cancel: "Cancel",
             },
-            USERS.iter().map(|u| (u.key, u.name)),
-        );
+        ),
+        USERS.iter().map(|u| (u.key, u.name)),
+        &back,
+        "",
+    ) {
+        Ok(pick) => pick,
+        Err(answer) => return *answer,
     };
-    if pick == "deny" {
-        back.query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("state", get("state"));
-        return redirect(&back);
-    }
     let Some(user) = USERS.iter().find(|u| u.key == pick).copied() else {
         return error_page(&format!("no emulated user `{pick}`"));
     };
@@ -249,10 +246,7 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    s.client.count_token_request();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let form = token_form(&s.client, &body);
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
     let bad =
         |error: &str, description: &str| oauth_error(StatusCode::BAD_REQUEST, error, description);

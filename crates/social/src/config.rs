@@ -147,12 +147,9 @@ pub fn refused_kratos_type(provider: &str) -> Option<String> {
 }
 
 /// Kratos types not implemented yet, with the way to sign in with that provider meanwhile.
-/// The list only shrinks: `it::providers_global2` loads a `kratos.yml` naming every Kratos
-/// type and fails when a type is neither implemented nor here.
-const NOT_YET: &[(&str, &str)] = &[(
-    "line",
-    "`provider: generic` does not fit LINE (its web id_tokens are signed with the channel secret, HS256, which Tessera refuses); remove the entry until a later version.",
-)];
+/// The list only shrinks, and is empty now that LINE landed: `it::providers_global2` loads a
+/// `kratos.yml` naming every Kratos type and fails when a type is neither implemented nor here.
+const NOT_YET: &[(&str, &str)] = &[];
 
 pub(crate) async fn build_all(
     settings: &Settings,

@@ -212,47 +212,61 @@ impl Issuer {
             ))
         })?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("unusable JWKS key: {e}")))?;
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(issuers);
-        v.set_audience(&expect.audiences);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v.leeway = 60;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            bad(match e.kind() {
-                K::InvalidIssuer => format!("`iss` is not `{}`", issuers.join("` or `")),
-                K::InvalidAudience => format!("`aud` does not include `{}`", expect.client_id),
-                K::ExpiredSignature => "it has expired (`exp` is in the past)".into(),
-                K::InvalidSignature => "the signature does not verify".into(),
-                K::MissingRequiredClaim(c) => format!("required claim `{c}` is missing"),
-                K::ImmatureSignature => "it is not valid yet (`nbf`)".into(),
-                _ => e.to_string(),
-            })
-        })?;
-        let claims = data.claims;
-        let nonce = claims
-            .get("nonce")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !tessera_core::crypto::constant_time_eq(nonce, expect.nonce) {
-            return Err(bad(
-                "`nonce` does not match the one sent with this sign-in".into()
-            ));
-        }
-        // OIDC Core §3.1.3.7: with several audiences, `azp` must be this client.
-        let multi_aud = claims
-            .get("aud")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.len() > 1);
-        if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
-            if azp != expect.client_id {
-                return Err(bad(format!("`azp` is `{azp}`, not this client")));
-            }
-        } else if multi_aud {
-            return Err(bad("several audiences but no `azp`".into()));
-        }
-        Ok(claims)
+        checked_claims(token, &key, header.alg, expect, issuers)
     }
+}
+
+/// Checks a JWT's signature under `key` with `alg`, then `iss` (one of `issuers`), `aud`,
+/// `exp`, `sub`, the attempt's `nonce` and `azp`; returns its claims. The one place the claim
+/// rules live: JWKS-verified id_tokens and LINE's (HS256 under the channel secret) use it.
+pub(crate) fn checked_claims(
+    token: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    expect: &Expect<'_>,
+    issuers: &[&str],
+) -> Result<Map<String, Value>, UpstreamError> {
+    let bad = |m: String| UpstreamError::IdToken(m);
+    let mut v = Validation::new(alg);
+    v.set_issuer(issuers);
+    v.set_audience(&expect.audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = 60;
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        bad(match e.kind() {
+            K::InvalidIssuer => format!("`iss` is not `{}`", issuers.join("` or `")),
+            K::InvalidAudience => format!("`aud` does not include `{}`", expect.client_id),
+            K::ExpiredSignature => "it has expired (`exp` is in the past)".into(),
+            K::InvalidSignature => "the signature does not verify".into(),
+            K::MissingRequiredClaim(c) => format!("required claim `{c}` is missing"),
+            K::ImmatureSignature => "it is not valid yet (`nbf`)".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    let claims = data.claims;
+    let nonce = claims
+        .get("nonce")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !tessera_core::crypto::constant_time_eq(nonce, expect.nonce) {
+        return Err(bad(
+            "`nonce` does not match the one sent with this sign-in".into()
+        ));
+    }
+    // OIDC Core §3.1.3.7: with several audiences, `azp` must be this client.
+    let multi_aud = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
+    if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
+        if azp != expect.client_id {
+            return Err(bad(format!("`azp` is `{azp}`, not this client")));
+        }
+    } else if multi_aud {
+        return Err(bad("several audiences but no `azp`".into()));
+    }
+    Ok(claims)
 }
 
 fn find_key<'a>(

@@ -7,7 +7,7 @@
 use crate::config::{Pkce, ProviderConfig};
 use crate::oidc::{Discovery, Expect, Issuer};
 use crate::provider::{AuthRequest, Callback, CallbackIssuer, Tokens, pkce_challenge};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{ReadError, Upstream, UpstreamError, oauth_or_status};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use url::Url;
@@ -28,6 +28,9 @@ pub struct Rp {
     pub issuer: Issuer,
     /// What messages call the upstream ("Microsoft", "the upstream").
     pub name: &'static str,
+    /// How a non-2xx token answer is read: RFC 6749's shape unless the upstream has its own
+    /// (Twitch's `{status, message}`).
+    pub read_error: ReadError,
 }
 
 /// What the token endpoint answered, and the tokens in it.
@@ -43,6 +46,7 @@ impl Rp {
             http,
             issuer,
             name,
+            read_error: oauth_or_status,
         }
     }
 
@@ -173,7 +177,10 @@ impl Rp {
             rb = rb.basic_auth(enc(&self.cfg.client_id), Some(enc(secret)));
         }
         let endpoint = "token endpoint";
-        let t = self.http.json(endpoint, rb.form(&form)).await?;
+        let t = self
+            .http
+            .json_with(endpoint, rb.form(&form), self.read_error)
+            .await?;
         if let Some(e) = crate::upstream::oauth_error(endpoint, &t) {
             return Err(e);
         }

@@ -553,6 +553,30 @@ pub static TYPES: &[ProviderType] = &[
         },
         docs: "docs/providers/amazon.md",
     },
+    ProviderType {
+        id: "line",
+        make: crate::line::Line::make,
+        auth_origins: &["https://access.line.me"],
+        icon: include_str!("../icons/line.svg"),
+        names: Names {
+            en: "LINE",
+            zh_cn: "LINE",
+            ru: "LINE",
+        },
+        docs: "docs/providers/line.md",
+    },
+    ProviderType {
+        id: "twitch",
+        make: crate::twitch::Twitch::make,
+        auth_origins: &["https://id.twitch.tv"],
+        icon: include_str!("../icons/twitch.svg"),
+        names: Names {
+            en: "Twitch",
+            zh_cn: "Twitch",
+            ru: "Twitch",
+        },
+        docs: "docs/providers/twitch.md",
+    },
 ];
 
 /// The type with this id.

@@ -2,7 +2,7 @@
 //! configuration in which DingTalk, WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay,
 //! Telegram (OpenID Connect and the Login Widget), VK, VK ID, GitHub, a GitHub App, Google, Discord,
 //! Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify, Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS,
-//! Facebook, Amazon, X, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
+//! Facebook, Amazon, X, LINE, Twitch, Yandex ID, Mail.ru and OK sign-in go to emulators of those providers, started in the same process
 //! (`tessera-emulators`), each with a consent page listing a few fake people.
 //!
 //! Everything lives in one folder (`./tessera-demo` by default): the configuration, the
@@ -27,6 +27,7 @@ use tessera_emulators::feishu::FeishuEmulator;
 use tessera_emulators::github::GithubEmulator;
 use tessera_emulators::google::GoogleEmulator;
 use tessera_emulators::kakao::KakaoEmulator;
+use tessera_emulators::line::LineEmulator;
 use tessera_emulators::mailru::MailruEmulator;
 use tessera_emulators::microsoft::MicrosoftEmulator;
 use tessera_emulators::naver::NaverEmulator;
@@ -39,6 +40,7 @@ use tessera_emulators::sample_app::{self, SampleApp};
 use tessera_emulators::spotify::SpotifyEmulator;
 use tessera_emulators::telegram::TelegramWidgetEmulator;
 use tessera_emulators::telegram_oidc::TelegramOidcEmulator;
+use tessera_emulators::twitch::TwitchEmulator;
 use tessera_emulators::uaepass::UaePassEmulator;
 use tessera_emulators::vk::VkEmulator;
 use tessera_emulators::vkid::VkIdEmulator;
@@ -120,6 +122,8 @@ const MAPPERS: &[(&str, &str)] = &[
     ("facebook.jsonnet", include_str!("../demo/facebook.jsonnet")),
     ("amazon.jsonnet", include_str!("../demo/amazon.jsonnet")),
     ("x.jsonnet", include_str!("../demo/x.jsonnet")),
+    ("line.jsonnet", include_str!("../demo/line.jsonnet")),
+    ("twitch.jsonnet", include_str!("../demo/twitch.jsonnet")),
 ];
 
 struct Emulators {
@@ -158,6 +162,8 @@ struct Emulators {
     facebook: FacebookEmulator,
     amazon: AmazonEmulator,
     x: XEmulator,
+    line: LineEmulator,
+    twitch: TwitchEmulator,
     /// The mail and SMS catchers, and the page listing what was sent.
     outbox: Outbox,
 }
@@ -228,6 +234,8 @@ impl Emulators {
             facebook: FacebookEmulator::serve(loopback().await?)?,
             amazon: AmazonEmulator::serve(loopback().await?)?,
             x: XEmulator::serve(loopback().await?)?,
+            line: LineEmulator::serve(loopback().await?)?,
+            twitch: TwitchEmulator::serve(loopback().await?)?,
             outbox: Outbox::start().await,
         })
     }
@@ -271,6 +279,8 @@ impl Emulators {
         self.facebook.register_redirect_uri(cb("facebook"));
         self.amazon.register_redirect_uri(cb("amazon"));
         self.x.register_redirect_uri(cb("x"));
+        self.line.register_redirect_uri(cb("line"));
+        self.twitch.register_redirect_uri(cb("twitch"));
     }
 }
 
@@ -572,6 +582,22 @@ selfservice:
             auth_url: {x_auth}
             api_base_url: {x_base}
             mapper_url: {x_mapper}
+          - id: line
+            provider: line
+            label: LINE
+            client_id: {line_id}
+            client_secret: {line_secret}
+            scope: [profile, email]
+            auth_url: {line_auth}
+            api_base_url: {line_base}
+            mapper_url: {line_mapper}
+          - id: twitch
+            provider: twitch
+            label: Twitch
+            client_id: {tw_id}
+            client_secret: {tw_secret}
+            issuer_url: {tw_issuer}
+            mapper_url: {tw_mapper}
   flows:
     registration:
       after:
@@ -790,6 +816,15 @@ courier:
         x_auth = e.x.auth_url(),
         x_base = e.x.base_url(),
         x_mapper = q(&mapper("x.jsonnet")),
+        line_id = q(e.line.client_id()),
+        line_secret = q(e.line.client_secret()),
+        line_auth = e.line.auth_url(),
+        line_base = e.line.base_url(),
+        line_mapper = q(&mapper("line.jsonnet")),
+        tw_id = q(e.twitch.client_id()),
+        tw_secret = q(e.twitch.client_secret()),
+        tw_issuer = e.twitch.issuer(),
+        tw_mapper = q(&mapper("twitch.jsonnet")),
     )
 }
 
@@ -839,7 +874,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     .with_context(|| format!("cannot write {}", config_path.display()))?;
 
     let note = format!(
-        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, GitHub App, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS, Facebook, Amazon, X, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
+        "\n  Open {public}/ui/login in a browser: sign up with a password, or continue with DingTalk,\n  WeChat, WeCom, Feishu, QQ, Weibo, Baidu, Douyin, Alipay, Telegram, Telegram (widget), VK,\n  VK ID, GitHub, GitHub App, Google, Discord, Microsoft, Apple, GitLab, Auth0, Slack, LinkedIn, Spotify,\n  Naver, Kakao, Bitbucket, Salesforce, netID, Patreon, UAE PASS, Facebook, Amazon, X, LINE, Twitch, Yandex ID, Mail.ru or OK. Those are emulators on this machine ({}, {}, {}, {},\n  {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}), in that order; each shows a page of fake people to sign in as.\n\n  Sample app: {}/ signs in through Tessera's OpenID Provider ({public}/oidc,\n  client id `{}`), with a consent step; one Tessera session signs you in to both.\n\n  What was sent (the emails and texts with codes): {}\n\n  Demo folder: {}  (tessera.yml, the *.jsonnet mappers, tessera.db)\n  Try: tessera identity-config get --endpoint {admin}\n       tessera clients list --endpoint {admin}\n  Stop with Ctrl-C.",
         emulators.dingtalk.base_url(),
         emulators.wechat.base_url(),
         emulators.wecom.base_url(),
@@ -874,6 +909,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         emulators.facebook.base_url(),
         emulators.amazon.base_url(),
         emulators.x.base_url(),
+        emulators.line.base_url(),
+        emulators.twitch.base_url(),
         emulators.yandex.base_url(),
         emulators.mailru.base_url(),
         emulators.ok.base_url(),

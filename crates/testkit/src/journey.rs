@@ -407,3 +407,52 @@ pub async fn fill_the_gap(s: &TestServer, provider: &str, subject: &str) {
     assert_eq!(location(&r), "https://app.example.com/after");
     assert_eq!(whoami(&b2, s).await["identity"]["id"], id);
 }
+
+/// Starts a server for the one provider entry `yaml` and registers its callback (`id`) at the
+/// emulator with `register`.
+pub async fn server_for(
+    backend: crate::Backend,
+    yaml: &str,
+    id: &str,
+    register: impl FnOnce(String),
+) -> TestServer {
+    let s = TestServer::start(backend, &config(yaml)).await;
+    register(format!(
+        "{}/self-service/methods/oidc/callback/{id}",
+        s.public
+    ));
+    s
+}
+
+/// The identity `id` through the admin API.
+pub async fn identity(s: &TestServer, id: &str) -> Value {
+    reqwest::get(format!("{}/admin/identities/{id}", s.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A first sign-in that must stop on the registration page asking for the email the mapper
+/// did not take; nothing is created.
+pub async fn asks_for_the_email(s: &TestServer, provider: &str, user: &str) {
+    let b = Browser::default();
+    let r = sign_in(&b, s, "login", provider, user).await;
+    let loc = location(&r);
+    assert!(
+        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
+        "{provider}: {loc}"
+    );
+    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
+    let email = flow["ui"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["attributes"]["name"] == "traits.email")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(email["attributes"]["value"], Value::Null, "{flow}");
+    assert_eq!(email["messages"][0]["id"], 4000002, "{flow}");
+    assert!(identities(s).await.is_empty(), "nothing created yet");
+}

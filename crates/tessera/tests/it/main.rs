@@ -72,6 +72,7 @@ mod providers_global3;
 mod providers_global4;
 mod providers_global5;
 mod providers_global6;
+mod providers_global7;
 mod schemas;
 mod sms;
 mod social_oidc_provider;

@@ -600,7 +600,7 @@ const REFUSED: [&str; 2] = ["jackson", "fedcm-test"];
 
 /// Kratos types this version does not implement yet: refused at start with the documented
 /// message that says so and what to use meanwhile. This list only shrinks.
-const NOT_YET: [&str; 1] = ["line"];
+const NOT_YET: [&str; 0] = [];
 
 /// A `kratos.yml` with one entry per Kratos type, each with the keys its type needs, as a
 /// Kratos user has them (no Tessera keys).

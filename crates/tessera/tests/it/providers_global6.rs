@@ -11,63 +11,11 @@ use tessera_testkit::emulators::oidc_preset::{Kind, PresetEmulator};
 use tessera_testkit::emulators::patreon::PatreonEmulator;
 use tessera_testkit::emulators::uaepass::UaePassEmulator;
 use tessera_testkit::journey::{
-    assert_needs_a_secret, b64, config, fill_the_gap, flow_id_of, flow_json, identities, location,
-    param, press_provider, refused_in_every_language, sign_in, sign_up_and_again,
+    asks_for_the_email, assert_needs_a_secret, b64, config, fill_the_gap, identities, identity,
+    location, param, press_provider, refused_in_every_language, server_for, sign_in,
+    sign_up_and_again,
 };
 use tessera_testkit::{Backend, Browser, TestServer, each_backend};
-
-/// Starts a server for the one provider entry `yaml` and registers its callback (`id`) at the
-/// emulator with `register`.
-async fn server_for(
-    backend: Backend,
-    yaml: &str,
-    id: &str,
-    register: impl FnOnce(String),
-) -> TestServer {
-    let s = TestServer::start(backend, &config(yaml)).await;
-    register(format!(
-        "{}/self-service/methods/oidc/callback/{id}",
-        s.public
-    ));
-    s
-}
-
-/// The identity `id` through the admin API.
-async fn identity(s: &TestServer, id: &str) -> serde_json::Value {
-    reqwest::get(format!("{}/admin/identities/{id}", s.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// A first sign-in that must stop on the registration page asking for the email the mapper
-/// did not take; nothing is created.
-async fn asks_for_the_email(s: &TestServer, provider: &str, user: &str) {
-    let b = Browser::default();
-    let r = sign_in(&b, s, "login", provider, user).await;
-    let loc = location(&r);
-    assert!(
-        loc.starts_with(&format!("{}/ui/registration?flow=", s.public)),
-        "{provider}: {loc}"
-    );
-    let flow = flow_json(&b, s, "registration", &flow_id_of(&loc)).await;
-    let email = flow["ui"]["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["attributes"]["name"] == "traits.email")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(
-        email["attributes"]["value"],
-        serde_json::Value::Null,
-        "{flow}"
-    );
-    assert_eq!(email["messages"][0]["id"], 4000002, "{flow}");
-    assert!(identities(s).await.is_empty(), "nothing created yet");
-}
 
 // ---- GitHub App ----------------------------------------------------------------------------
 
