@@ -96,6 +96,8 @@ impl Engine {
         body: &Value,
         session: &Session,
     ) -> Result<Result<Flow, Flow>, Error> {
+        // Nothing has changed `identity` since it was read: the writes below go over that.
+        let read_at = identity.updated_at;
         if session.authenticator_assurance_level != crate::mfa::AAL2
             && self.settings.mfa.holds_second_factor(identity)
         {
@@ -155,7 +157,12 @@ impl Engine {
                 .get_or_insert_with(Default::default)
                 .insert(CREDENTIAL_LOOKUP_SECRET.into(), credential);
             identity.updated_at = now;
-            self.store.update_identity(identity).await?;
+            if !self
+                .save_factor_change(&mut flow, identity, read_at)
+                .await?
+            {
+                return Ok(Err(flow));
+            }
             self.add_settings_lookup_nodes(&mut flow, identity);
             return Ok(Ok(flow));
         }
@@ -170,7 +177,12 @@ impl Engine {
                 return Ok(Err(flow));
             }
             identity.updated_at = now_ms();
-            self.store.update_identity(identity).await?;
+            if !self
+                .save_factor_change(&mut flow, identity, read_at)
+                .await?
+            {
+                return Ok(Err(flow));
+            }
             self.add_settings_lookup_nodes(&mut flow, identity);
             return Ok(Ok(flow));
         }
@@ -210,20 +222,48 @@ impl Engine {
         {
             return Ok(Used::Spent);
         }
-        let now = now_ms();
-        entry.used_at = Some(now);
-        if let Some(c) = identity
-            .credentials
-            .as_mut()
-            .and_then(|m| m.get_mut(CREDENTIAL_LOOKUP_SECRET))
-        {
-            c.set_config(&config);
-            c.updated_at = now;
+        // The code is ours now (the counter above); recording it as used on the identity is
+        // written only over the identity as read, re-read after a lost race, so a racing
+        // change to the identity is never undone.
+        for _ in 0..3 {
+            let read_at = identity.updated_at;
+            let now = now_ms();
+            mark_used(identity, &hash, now);
+            if self
+                .store
+                .update_identity_if_unchanged(identity, read_at)
+                .await?
+            {
+                return Ok(Used::Fresh);
+            }
+            *identity = self.store.get_identity(identity.id).await?;
         }
-        identity.updated_at = now;
-        self.store.update_identity(identity).await?;
+        tracing::warn!(identity = %identity.id, "a recovery code was used, but the identity kept changing, so it is not yet marked used on it (the code stays spent)");
         Ok(Used::Fresh)
     }
+}
+
+/// Marks the recovery code with `hash` used at `now` on `identity`.
+fn mark_used(identity: &mut Identity, hash: &str, now: i64) {
+    let Some(mut config) = codes_of(identity) else {
+        return;
+    };
+    if let Some(entry) = config
+        .recovery_codes
+        .iter_mut()
+        .find(|r| crypto::constant_time_eq(&r.hash, hash))
+    {
+        entry.used_at.get_or_insert(now);
+    }
+    if let Some(c) = identity
+        .credentials
+        .as_mut()
+        .and_then(|m| m.get_mut(CREDENTIAL_LOOKUP_SECRET))
+    {
+        c.set_config(&config);
+        c.updated_at = now;
+    }
+    identity.updated_at = now;
 }
 
 fn button(name: &str, label: text::Text) -> Node {

@@ -165,6 +165,7 @@ impl Engine {
         identifier: Option<&str>,
     ) -> Result<(), Error> {
         let mut identity = self.store.get_identity(id).await?;
+        let read_at = identity.updated_at;
         if identity.credential(kind).is_none() {
             return Err(Error::not_found(format!(
                 "You tried to remove a {kind} but this user have no {kind} set up."
@@ -217,7 +218,18 @@ impl Engine {
             }
         }
         identity.updated_at = now_ms();
-        self.store.update_identity(&identity).await
+        // Only over the identity as read: a racing change (a new password, say) is not undone.
+        if self
+            .store
+            .update_identity_if_unchanged(&identity, read_at)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::conflict(
+                "The identity was changed by another request while the credential was being removed, so nothing was removed. Try again.",
+            ))
+        }
     }
 
     fn totp_issuer(&self) -> String {
@@ -358,6 +370,8 @@ impl Engine {
         body: &Value,
         session: &Session,
     ) -> Result<Result<Flow, Flow>, Error> {
+        // Nothing has changed `identity` since it was read: the writes below go over that.
+        let read_at = identity.updated_at;
         let unlink = crate::forms::flag(body, "totp_unlink");
         if session.authenticator_assurance_level != AAL2
             && self.settings.mfa.holds_second_factor(identity)
@@ -383,7 +397,12 @@ impl Engine {
                 return Ok(Err(flow));
             }
             identity.updated_at = now_ms();
-            self.store.update_identity(identity).await?;
+            if !self
+                .save_factor_change(&mut flow, identity, read_at)
+                .await?
+            {
+                return Ok(Err(flow));
+            }
             self.add_settings_totp_nodes(&mut flow, identity)?;
             return Ok(Ok(flow));
         }
@@ -437,7 +456,12 @@ impl Engine {
             .get_or_insert_with(Default::default)
             .insert(CREDENTIAL_TOTP.into(), credential);
         identity.updated_at = now;
-        self.store.update_identity(identity).await?;
+        if !self
+            .save_factor_change(&mut flow, identity, read_at)
+            .await?
+        {
+            return Ok(Err(flow));
+        }
         self.add_settings_totp_nodes(&mut flow, identity)?;
         Ok(Ok(flow))
     }

@@ -352,6 +352,28 @@ impl Engine {
 
     /// The optimistic check failed: another request changed the identity after this one read
     /// it. Nothing was written; the flow shows the identity as it is now, to submit again.
+    /// Writes a second-factor change of a settings flow over the identity as it was read at
+    /// `read_at`; `false`, with the flow told so, when another request wrote it in between
+    /// (its change would otherwise be undone by this whole-identity write).
+    pub(crate) async fn save_factor_change(
+        &self,
+        flow: &mut Flow,
+        identity: &tessera_core::identity::Identity,
+        read_at: i64,
+    ) -> Result<bool, Error> {
+        if self
+            .store
+            .update_identity_if_unchanged(identity, read_at)
+            .await?
+        {
+            return Ok(true);
+        }
+        flow.ui.messages.push(text::validation_generic(
+            "This account was changed by another request while this one was being saved, so nothing was saved. Check the values and submit again.",
+        ));
+        Ok(false)
+    }
+
     async fn changed_meanwhile(
         &self,
         mut flow: Flow,

@@ -91,45 +91,28 @@ impl Store {
         tx.commit().await.map_err(db_err)
     }
 
-    /// Replaces an identity's fields, credentials and addresses. Fails with not-found when it
-    /// does not exist.
-    pub async fn update_identity(&self, identity: &Identity) -> Result<(), Error> {
-        match self.write_identity(identity, None).await? {
-            true => Ok(()),
-            false => Err(identity_not_found(identity.id)),
-        }
-    }
-
-    /// [`Store::update_identity`] only if nobody wrote the identity since it was read with
-    /// `updated_at == read_at` (an optimistic check, issue 21): a request that read, changed and
-    /// writes back a whole identity must not undo what a racing request wrote in between (a
-    /// settings profile change putting back the password hash a concurrent password change
-    /// replaced). The write moves `updated_at` past `read_at` even when the caller left it, so
-    /// every checked write is seen by the next. `Ok(false)`: written by someone else meanwhile
-    /// (or deleted); nothing was written.
+    /// Replaces an identity's fields, credentials and addresses, only if nobody wrote the
+    /// identity since it was read with `updated_at == read_at` (an optimistic check, issue
+    /// 21): a request that read, changed and writes back a whole identity must not undo what
+    /// a racing request wrote in between (a settings profile change putting back the password
+    /// hash a concurrent password change replaced). It is the only way to update an identity,
+    /// so no write can skip the check. The write moves `updated_at` past `read_at` even when
+    /// the caller left it, so every write is seen by the next. `Ok(false)`: written by someone
+    /// else meanwhile (or deleted); nothing was written.
     pub async fn update_identity_if_unchanged(
         &self,
         identity: &Identity,
         read_at: i64,
     ) -> Result<bool, Error> {
-        self.write_identity(identity, Some(read_at)).await
+        self.write_identity(identity, read_at).await
     }
 
-    async fn write_identity(
-        &self,
-        identity: &Identity,
-        read_at: Option<i64>,
-    ) -> Result<bool, Error> {
+    async fn write_identity(&self, identity: &Identity, read_at: i64) -> Result<bool, Error> {
         let _cleared = self.sessions.clear_until_done();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let mut sql = String::from(
-            "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7, external_id = $9 WHERE id = $8",
-        );
-        if read_at.is_some() {
-            sql.push_str(" AND updated_at = $10");
-        }
-        let updated_at = read_at.map_or(identity.updated_at, |r| identity.updated_at.max(r + 1));
-        let mut query = sqlx::query(&sql)
+        let sql = "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, metadata_public = $5, metadata_admin = $6, updated_at = $7, external_id = $9 WHERE id = $8 AND updated_at = $10";
+        let updated_at = identity.updated_at.max(read_at + 1);
+        let done = sqlx::query(sql)
             .bind(&identity.schema_id)
             .bind(identity.state.as_str())
             .bind(identity.state_changed_at)
@@ -138,11 +121,11 @@ impl Store {
             .bind(opt_json(&identity.metadata_admin))
             .bind(updated_at)
             .bind(identity.id.to_string())
-            .bind(identity.external_id.as_deref());
-        if let Some(r) = read_at {
-            query = query.bind(r);
-        }
-        let done = query.execute(&mut *tx).await.map_err(db_err)?;
+            .bind(identity.external_id.as_deref())
+            .bind(read_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

@@ -14,6 +14,9 @@ use tessera_core::ui::{Autocomplete, Node};
 use tessera_core::{Error, text};
 use tessera_social::Configured;
 
+/// How often confirming an account link is tried against racing writes.
+const LINK_ATTEMPTS: usize = 3;
+
 impl Engine {
     /// The mapped identifier belongs to an existing account: show a login flow that explains
     /// it, offers that account's methods, and remembers the social account to link afterwards.
@@ -161,11 +164,29 @@ impl Engine {
             return self.invalid(flow).await;
         }
         self.complete_submitted(&flow).await?;
-        if decision == "confirm"
-            && let Some(link) = Self::pending_link_for(&flow, &identity)
-        {
-            add_link_from_pending(&mut identity, &link.pending);
-            self.store.update_identity(&identity).await?;
+        if decision == "confirm" {
+            // Written only over the identity as read; a lost race reads it again.
+            for attempt in 1..=LINK_ATTEMPTS {
+                let Some(link) = Self::pending_link_for(&flow, &identity) else {
+                    break;
+                };
+                let mut next = identity.clone();
+                add_link_from_pending(&mut next, &link.pending);
+                if self
+                    .store
+                    .update_identity_if_unchanged(&next, identity.updated_at)
+                    .await?
+                {
+                    identity = next;
+                    break;
+                }
+                if attempt == LINK_ATTEMPTS {
+                    return Err(Error::conflict(
+                        "The account kept being changed by other requests while the link was being saved, so it was not linked. Sign in again to link it.",
+                    ));
+                }
+                identity = self.store.get_identity(identity.id).await?;
+            }
         }
         identity.schema_url = self.schema_url(&identity.schema_id);
         identity.credentials = None;

@@ -70,18 +70,26 @@ impl Engine {
                 flow.ui.messages.push(text::settings_saved());
             }
             None => {
+                let mut next = identity.clone();
                 if !profile.subject.is_empty() {
-                    set_provider_entry(
-                        &mut identity,
-                        provider.id(),
-                        &profile.subject,
-                        tokens.as_ref(),
-                    );
+                    set_provider_entry(&mut next, provider.id(), &profile.subject, tokens.as_ref());
                 }
-                match self.store.update_identity(&identity).await {
-                    Ok(()) => {
+                // Only over the identity as read: a racing settings change is not undone.
+                match self
+                    .store
+                    .update_identity_if_unchanged(&next, identity.updated_at)
+                    .await
+                {
+                    Ok(true) => {
+                        identity = next;
                         flow.state = FlowState::Success;
                         flow.ui.messages.push(text::settings_saved());
+                    }
+                    Ok(false) => {
+                        identity = self.store.get_identity(identity_id).await?;
+                        flow.ui.messages.push(text::validation_generic(
+                            "This account was changed by another request while this one was being saved, so nothing was saved. Link the account again.",
+                        ));
                     }
                     Err(e) if e.kind == ErrorKind::Conflict => {
                         flow.ui.messages.push(text::duplicate_credentials());
