@@ -1,5 +1,6 @@
 // Front-channel logout (OIDC Front-Channel Logout 1.0) in Debian's chromium with
-// playwright-core: a person signs in to an app through Tessera's OpenID Provider, then signs out
+// playwright-core: a person signs in to an app through Tessera's OpenID Provider (the code
+// posted by the `form_post` page), then signs out
 // at `session/end`; the signed-out page loads the app's front-channel logout page in an iframe,
 // which the browser's CSP lets through (and nothing else). The app's page is a loopback server
 // of crates/tessera/tests/it/op_frontchannel.rs, which checks afterwards what it was loaded with.
@@ -36,7 +37,13 @@ try {
     if (/Content Security Policy|Refused to/.test(m.text())) csp.push(m.text());
   });
 
-  // Sign in to the app: login form, consent, back at the app with a code.
+  // Sign in to the app: login form, consent, back at the app with a code. The app asks for
+  // `response_mode=form_post`, so the code arrives in a POST made by Tessera's form_post page,
+  // whose one inline script the page's CSP allows by hash (a violation fails below).
+  const posted = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && r.url().startsWith(env('APP_REDIRECT_URI'))) posted.push(r.postData() || '');
+  });
   await page.goto(env('AUTH_URL'));
   await page.waitForURL(/\/ui\/login\?flow=/);
   const login = page.locator('form.form-password');
@@ -48,7 +55,10 @@ try {
     page.waitForURL((u) => u.href.startsWith(redirect)),
     page.getByRole('button', { name: 'Allow', exact: true }).click(),
   ]);
-  if (!new URL(page.url()).searchParams.get('code')) fail(`no code at ${page.url()}`);
+  if (posted.length !== 1 || !new URLSearchParams(posted[0]).get('code')) {
+    fail(`the form_post page posted ${JSON.stringify(posted)} to the app`);
+  }
+  if (csp.length) fail(`CSP violations on the way in: ${csp.join(' | ')}`);
 
   // Sign out at Tessera: "Sign out?", then the signed-out page with the app's iframe.
   await page.goto(env('LOGOUT_URL'));

@@ -16,6 +16,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod http;
+mod inline;
 pub mod live;
 pub mod oidc;
 pub mod oidc_bridge;

@@ -10,10 +10,10 @@
 //! the same `form-action` targets as the hosted pages, since the post ends in a redirect to the
 //! flow's page or to the app.
 
+use crate::inline::{csp_hash, esc};
 use crate::ui::i18n::{Lang, t};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use std::sync::LazyLock;
 use tessera_core::flow::FlowKind;
 use tessera_flows::Engine;
@@ -24,26 +24,6 @@ pub const SCRIPT: &str = "(function(){var f=document.getElementById('bridge'),i=
 
 /// `'sha256-…'` of [`SCRIPT`], for the CSP.
 static SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| csp_hash(SCRIPT));
-
-/// A CSP hash source: `'sha256-<base64 of the SHA-256>'` (core hashes to hex).
-fn csp_hash(script: &str) -> String {
-    let hex = tessera_core::crypto::token_hash(script);
-    let bytes: Vec<u8> = (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 /// The bridge page for provider `provider_id` (called `label`), whose answer is the fragment
 /// parameter `param`, with the callback query's `state`.
@@ -112,12 +92,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_csp_hash_is_base64_of_the_sha256() {
-        // SHA-256 of the empty string, as CSP writes it.
-        assert_eq!(
-            csp_hash(""),
-            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
-        );
+    fn the_script_hash_is_the_scripts() {
         assert_eq!(*SCRIPT_HASH, csp_hash(SCRIPT));
         assert!(
             !SCRIPT.contains("</"),

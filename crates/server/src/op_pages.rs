@@ -1,11 +1,13 @@
 //! The OpenID Provider's `form_post` answer (OAuth 2.0 Form Post Response Mode): an
 //! auto-submitting form to the app. It is a transport rather than a page, so it has its own
-//! minimal markup and CSP (the one inline line that submits it, a button for browsers without
-//! JavaScript). Every page the user reads — consent, errors, "Sign out?", "signed out" — is a
+//! minimal markup and CSP (the one inline line that submits it, allowed by its hash, and a
+//! button for browsers without JavaScript). Every page the user reads — consent, errors, "Sign out?", "signed out" — is a
 //! hosted UI page (`crate::ui`).
 
+use crate::inline::{csp_hash, esc};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::LazyLock;
 
 /// An auto-submitting `form_post` answer.
 #[derive(Debug, Clone)]
@@ -14,15 +16,17 @@ pub struct FormPostView {
     pub fields: Vec<(String, String)>,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+/// The one script: submit the form.
+const SCRIPT: &str = "document.forms[0].submit()";
 
-const CSP_FORM_POST: &str = "default-src 'none'; style-src 'self'; script-src 'unsafe-inline'; form-action http: https:; frame-ancestors 'none'; base-uri 'none'";
+/// The page's CSP: [`SCRIPT`] by its hash, and a post to the app's redirect URI (any http(s)
+/// origin: the URI was checked exactly against the app's registration before this page).
+static CSP_FORM_POST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "default-src 'none'; style-src 'self'; script-src {}; form-action http: https:; frame-ancestors 'none'; base-uri 'none'",
+        csp_hash(SCRIPT)
+    )
+});
 
 pub fn form_post(v: &FormPostView) -> Response {
     let fields: String = v
@@ -37,7 +41,7 @@ pub fn form_post(v: &FormPostView) -> Response {
         })
         .collect();
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Returning to the app…</title></head><body><form method=\"post\" action=\"{}\">{fields}<noscript><p>JavaScript is off: press the button to return to the app.</p><button type=\"submit\">Continue to the app</button></noscript></form><script>document.forms[0].submit()</script></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Returning to the app…</title></head><body><form method=\"post\" action=\"{}\">{fields}<noscript><p>JavaScript is off: press the button to return to the app.</p><button type=\"submit\">Continue to the app</button></noscript></form><script>{SCRIPT}</script></body></html>",
         esc(&v.action),
     );
     let mut resp = (
@@ -47,10 +51,9 @@ pub fn form_post(v: &FormPostView) -> Response {
     )
         .into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP_FORM_POST),
-    );
+    if let Ok(csp) = HeaderValue::from_str(&CSP_FORM_POST) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
@@ -75,6 +78,12 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(csp.contains("form-action http: https:"), "{csp}");
+        // The script by its hash, never any inline script.
+        assert!(
+            csp.contains(&format!("script-src {}", csp_hash(SCRIPT)))
+                && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
             .unwrap();

@@ -2,8 +2,9 @@
 //! `frontchannel_logout_uri`; when a session that signed in to it ends at `session/end`, the
 //! hosted signed-out page loads that page in an iframe (with `iss` and `sid` when the app asked
 //! for them), and the page's CSP frames exactly those origins.
-//! - in Chromium (peers/browser/frontchannel.mjs): a person signs in and out, and the app's
-//!   loopback page records that it was loaded with the right `iss` and `sid`;
+//! - in Chromium (peers/browser/frontchannel.mjs): a person signs in (the code returned by the
+//!   `form_post` page, whose script its CSP allows by hash) and out, and the app's loopback
+//!   page records that it was loaded with the right `iss` and `sid`;
 //! - over HTTP: registration refuses `javascript:`, `data:`, plain http on the network,
 //!   fragments and machine apps; an app the session never signed in to gets no iframe; other
 //!   pages' CSP frames nothing; front-channel-only apps get no back-channel notices; discovery.
@@ -113,6 +114,7 @@ async fn chromium_loads_the_apps_logout_page_with_iss_and_sid() {
             ("client_id", cid),
             ("redirect_uri", &redirect),
             ("response_type", "code"),
+            ("response_mode", "form_post"),
             ("scope", "openid email"),
             ("state", "st"),
             ("code_challenge", &p.challenge),
@@ -138,6 +140,17 @@ async fn chromium_loads_the_apps_logout_page_with_iss_and_sid() {
         ],
     )
     .await;
+    // The code came back by form_post: the browser ran the page's hash-allowed script.
+    let posts: Vec<String> = seen
+        .lock()
+        .map(|v| {
+            v.iter()
+                .filter(|l| l.starts_with("POST /callback"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(posts.len(), 1, "{posts:?}");
     let hits = lines(&seen, "/fc");
     assert_eq!(hits.len(), 1, "the app's page was loaded once: {hits:?}");
     assert_eq!(
