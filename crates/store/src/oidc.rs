@@ -22,6 +22,19 @@ pub struct OidcState {
     pub expires_at: i64,
 }
 
+/// What a callback's state came to ([`Store::take_oidc_state`]).
+#[derive(Debug)]
+pub enum TakenState {
+    /// Taken by this callback: it is used up.
+    Taken(OidcState),
+    /// No such state: unknown, expired and cleaned up, or used.
+    Unknown,
+    /// The state belongs to another provider's sign-in; left in place.
+    OtherProvider(String),
+    /// The callback's browser does not hold the attempt's continuity cookie; left in place.
+    OtherBrowser,
+}
+
 impl Store {
     pub async fn insert_oidc_state(&self, s: &OidcState) -> Result<(), Error> {
         sqlx::query("INSERT INTO oidc_states (state_hash, flow_id, provider, continuity_hash, code_verifier, nonce, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -39,17 +52,46 @@ impl Store {
         Ok(())
     }
 
-    /// Takes a state: returns it and deletes it in one statement, so two callbacks carrying the
-    /// same state cannot both get it (single use even across instances).
-    pub async fn take_oidc_state(&self, state_hash: &str) -> Result<Option<OidcState>, Error> {
-        let row = sqlx::query("DELETE FROM oidc_states WHERE state_hash = $1 RETURNING state_hash, flow_id, provider, continuity_hash, code_verifier, nonce, created_at, expires_at")
+    /// Takes a state for a callback of `provider` from a browser whose continuity cookie
+    /// hashes to `continuity_hash` (`None`: it sent none): returns it and deletes it in one
+    /// statement, so two callbacks carrying the same state cannot both get it (single use even
+    /// across instances). A state is taken only by the browser that holds its continuity
+    /// cookie (API flows have none to hold), so a stranger who opens a leaked callback URL is
+    /// refused without spending the state of the person still signing in; what was wrong is
+    /// then read without taking anything.
+    pub async fn take_oidc_state(
+        &self,
+        state_hash: &str,
+        provider: &str,
+        continuity_hash: Option<&str>,
+    ) -> Result<TakenState, Error> {
+        let row = sqlx::query("DELETE FROM oidc_states WHERE state_hash = $1 AND provider = $2 AND (continuity_hash = '' OR continuity_hash = $3) RETURNING state_hash, flow_id, provider, continuity_hash, code_verifier, nonce, created_at, expires_at")
             .bind(state_hash)
+            .bind(provider)
+            .bind(continuity_hash.unwrap_or_default())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            let left = sqlx::query("SELECT provider FROM oidc_states WHERE state_hash = $1")
+                .bind(state_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            return Ok(match left {
+                None => TakenState::Unknown,
+                Some(r) => {
+                    let held_by: String = r.try_get("provider").map_err(db_err)?;
+                    if held_by == provider {
+                        TakenState::OtherBrowser
+                    } else {
+                        TakenState::OtherProvider(held_by)
+                    }
+                }
+            });
+        };
         let s = |c: &str| row.try_get::<String, _>(c).map_err(db_err);
-        Ok(Some(OidcState {
+        Ok(TakenState::Taken(OidcState {
             state_hash: s("state_hash")?,
             flow_id: Uuid::parse_str(&s("flow_id")?)
                 .map_err(|e| Error::internal(format!("corrupt oidc state: {e}")))?,

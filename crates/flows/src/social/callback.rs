@@ -12,6 +12,7 @@ use tessera_core::session::Session;
 use tessera_core::timefmt::now_ms;
 use tessera_core::{Error, ErrorKind, crypto, text};
 use tessera_social::{AuthRequest, Callback, Configured, Mapped, Profile, Tokens};
+use tessera_store::oidc::TakenState;
 
 impl Engine {
     /// Handles `GET|POST /self-service/methods/oidc/callback/{provider}`.
@@ -26,48 +27,55 @@ impl Engine {
         let state_param = params.get("state").cloned().unwrap_or_default();
         let state_param = state_param.as_str();
         let taken = if state_param.is_empty() || state_param.len() > 512 {
-            None
+            TakenState::Unknown
         } else {
             self.store
-                .take_oidc_state(&crypto::token_hash(state_param))
+                .take_oidc_state(
+                    &crypto::token_hash(state_param),
+                    provider_id,
+                    continuity_cookie.map(crypto::token_hash).as_deref(),
+                )
                 .await?
         };
-        let Some(st) = taken else {
-            tracing::warn!(
-                provider = provider_id,
-                "social sign-in callback with an unknown, expired or already used state"
-            );
-            return self
-                .stored_error(
-                    ErrorKind::BadRequest,
-                    ErrorId::SelfServiceOidcStateInvalid,
-                    "the `state` parameter is unknown, expired or was already used",
-                    "This sign-in link was already used or has expired. Start the sign-in again.",
-                )
-                .await;
-        };
-        if st.provider != provider_id {
-            tracing::warn!(expected = %st.provider, got = provider_id, "social sign-in callback for another provider");
-            return self
-                .stored_error(
-                    ErrorKind::BadRequest,
-                    ErrorId::SelfServiceOidcProviderMismatch,
-                    "the callback came for another provider than the one the sign-in started with",
-                    "This sign-in could not be completed. Start the sign-in again.",
-                )
-                .await;
-        }
-        if !st.continuity_hash.is_empty() {
-            let ok = continuity_cookie.is_some_and(|c| {
-                crypto::constant_time_eq(&crypto::token_hash(c), &st.continuity_hash)
-            });
-            if !ok {
-                tracing::warn!(provider = provider_id, flow = %st.flow_id, "social sign-in callback from a browser without the continuity cookie of the attempt");
+        let st = match taken {
+            TakenState::Taken(st) => st,
+            TakenState::Unknown => {
+                tracing::warn!(
+                    provider = provider_id,
+                    "social sign-in callback with an unknown, expired or already used state"
+                );
+                return self
+                    .stored_error(
+                        ErrorKind::BadRequest,
+                        ErrorId::SelfServiceOidcStateInvalid,
+                        "the `state` parameter is unknown, expired or was already used",
+                        "This sign-in link was already used or has expired. Start the sign-in again.",
+                    )
+                    .await;
+            }
+            TakenState::OtherProvider(expected) => {
+                tracing::warn!(%expected, got = provider_id, "social sign-in callback for another provider");
+                return self
+                    .stored_error(
+                        ErrorKind::BadRequest,
+                        ErrorId::SelfServiceOidcProviderMismatch,
+                        "the callback came for another provider than the one the sign-in started with",
+                        "This sign-in could not be completed. Start the sign-in again.",
+                    )
+                    .await;
+            }
+            TakenState::OtherBrowser => {
+                // The state stays for the browser that holds the cookie: a stranger who got
+                // hold of the callback URL can neither use it nor spend it.
+                tracing::warn!(
+                    provider = provider_id,
+                    "social sign-in callback from a browser without the continuity cookie of the attempt"
+                );
                 return self
                     .stored_error(ErrorKind::BadRequest, ErrorId::SelfServiceOidcOtherBrowser, "the callback came from a browser that did not start this sign-in (continuity cookie missing or different)", "This sign-in was started in another browser or the browser did not keep its cookies. Start the sign-in again in this browser.")
                     .await;
             }
-        }
+        };
         let now = now_ms();
         if st.expires_at < now {
             return self

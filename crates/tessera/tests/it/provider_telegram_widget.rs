@@ -372,15 +372,23 @@ async fn telegram_widget_state_is_required_bound_to_the_browser_and_spent_once()
     let back = confirm(&b, &s, "login", "ivan").await;
     let (action, state) = bridge(&b, &back).await;
     let result = result_of(&back);
-    // No state: the result alone is not a sign-in.
-    let r = post(&b, &action, "", &result).await;
+    // No state: the result alone is not a sign-in. (Posted from a browser of its own: a
+    // refused callback clears the continuity cookie of the browser that sent it.)
+    let r = post(&Browser::default(), &action, "", &result).await;
     assert_stored_error(&s, &r, "`state` parameter is unknown").await;
     // The victim's state and result posted from another browser (without the continuity
     // cookie), as a cross-site form would.
     let other = Browser::default();
     let r = post(&other, &action, &state, &result).await;
     assert_stored_error(&s, &r, "did not start this sign-in").await;
-    // That spent the state: the victim starts again.
+    // That did not spend the state: the victim's own post goes on (to the email Telegram
+    // does not give), and replaying it is refused.
+    let r = post(&b, &action, &state, &result).await;
+    assert!(
+        location(&r).contains("/ui/registration?flow="),
+        "{}",
+        location(&r)
+    );
     let r = post(&b, &action, &state, &result).await;
     assert_stored_error(&s, &r, "already used").await;
     assert!(identities(&s).await.is_empty());

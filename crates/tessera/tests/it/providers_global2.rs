@@ -448,8 +448,24 @@ async fn apple_an_attackers_cross_site_post_does_not_sign_the_victim_in() {
     assert!(identities(&s).await.is_empty());
 
     // A post straight at the callback from a browser that has no attempt at all fares the
-    // same, and so does the attacker's state replayed once it is spent.
+    // same: the state stays with the browser that holds its continuity cookie.
     let r = cross_site_post(&action, &fields).await;
+    let r = Browser::default().get(&location(&r), false).await;
+    tessera_testkit::journey::assert_stored_error(&s, &r, "did not start this sign-in").await;
+    assert_eq!(a.token_requests(), before, "the code was never exchanged");
+    // A state nobody holds is refused as unknown.
+    let forged: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged-state".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let r = cross_site_post(&action, &forged).await;
     let r = Browser::default().get(&location(&r), false).await;
     tessera_testkit::journey::assert_stored_error(&s, &r, "unknown, expired or was already used")
         .await;

@@ -1285,17 +1285,24 @@ async fn a_replayed_state_and_a_foreign_browser_are_refused() {
     let b = Browser::default();
     let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
 
-    // The callback opened in another browser (no continuity cookie): refused, and the state is
-    // spent so the rightful browser cannot be tricked into using it either.
+    // The callback opened in another browser (no continuity cookie, then a forged one):
+    // refused, and the state is not spent, so a stranger holding a leaked callback URL cannot
+    // spoil the sign-in of the person still in the middle of it.
     let stranger = Browser::default();
     let r = stranger.get(&callback, false).await;
     let (loc, _) = assert_stored_error(&s, &r, "continuity").await;
     let page = stranger.get(&loc, false).await.text().await.unwrap();
     assert!(page.contains("another browser"), "{page}");
     assert!(whoami(&stranger, &s).await.get("identity").is_none());
+    let forged = TestServer::client()
+        .get(&callback)
+        .header("Cookie", "tessera_continuity=forged-value")
+        .send()
+        .await
+        .unwrap();
+    assert_stored_error(&s, &forged, "continuity").await;
 
-    // A fresh attempt completes; replaying its callback afterwards is refused.
-    let callback = upstream(&b, &press_provider(&b, &s, "login", "acme").await).await;
+    // The rightful browser completes with that same callback; replaying it is refused.
     let r = b.get(&callback, false).await;
     assert_eq!(location(&r), "https://app.example.com/after");
     let r = b.get(&callback, false).await;
